@@ -1,0 +1,1 @@
+"""Script: opcodes, parsing, interpreter, signature hashes and standard templates."""

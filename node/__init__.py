@@ -1,0 +1,1 @@
+"""minibtc node package."""

@@ -1,0 +1,1 @@
+"""minibtc regtest package."""

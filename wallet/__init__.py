@@ -1,0 +1,1 @@
+"""minibtc wallet package."""
