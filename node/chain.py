@@ -1,0 +1,695 @@
+"""Chain state: the header tree, the active (most-work) chain, connecting and disconnecting
+blocks against the UTXO set, reorgs, invalidate/reconsider, crash recovery.
+
+Plain synchronous code guarded by one re-entrant lock (Core's cs_main). The daemon calls it
+from a worker thread so its asyncio loop stays responsive; script checks go to a process
+pool through `self.scripts`.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+from consensus.block import Block, BlockHeader
+from consensus.checks import check_block
+from consensus.contextual import (
+    BIP30_REPEATS,
+    BIP34_IMPLIES_BIP30_LIMIT,
+    LOCKTIME_VERIFY_SEQUENCE,
+    Coin,
+    block_reward_ok,
+    calculate_sequence_locks,
+    check_block_contextual,
+    check_fees_in_range,
+    check_header_contextual,
+    check_sigop_cost,
+    check_tx_inputs,
+    evaluate_sequence_locks,
+    transaction_sigop_cost,
+)
+from consensus.errors import ValidationError
+from consensus.params import ChainParams
+from consensus.pow import block_work, check_proof_of_work, next_work_required
+from consensus.script import flags as sf
+from consensus.serialize import DeserializationError, Reader, compact_size
+from consensus.tx import Transaction, TxOut
+from node.store.blockfiles import BlockFileError, BlockFiles
+from node.store.blockindex import (
+    FAILED_CHILD,
+    FAILED_MASK,
+    FAILED_VALID,
+    HAVE_DATA,
+    HAVE_UNDO,
+    VALID_SCRIPTS,
+    VALID_TRANSACTIONS,
+    BlockIndexDB,
+    BlockIndexEntry,
+)
+from node.store.coins import CoinsCache, utxo_digest
+from node.store.layout import decode_coin, encode_coin
+from node.scriptcheck import ScriptChecker
+
+log = logging.getLogger("validation")
+
+MAX_SCRIPT_SIZE = 10_000
+_N_BE = struct.Struct(">I")
+FLUSH_INTERVAL = 60.0  # seconds between periodic UTXO flushes while blocks connect
+RECENT_BLOCKS = 16  # parsed blocks kept to connect without reading them back from disk
+
+
+class ChainError(Exception):
+    """The chain state cannot continue (corrupt files or databases): needs operator action."""
+
+
+def is_unspendable(script: bytes) -> bool:
+    return (len(script) > 0 and script[0] == 0x6A) or len(script) > MAX_SCRIPT_SIZE
+
+
+def block_script_flags(entry: BlockIndexEntry, params: ChainParams) -> int:
+    """Core's GetBlockScriptFlags: P2SH, WITNESS and TAPROOT always (but for the two
+    exception blocks), the others from their buried activation heights."""
+    exc = params.script_flag_exceptions.get(entry.hash)
+    flags = sf.P2SH | sf.WITNESS | sf.TAPROOT if exc is None else sf.parse_flags(",".join(exc))
+    h = entry.height
+    if h >= params.bip66_height:
+        flags |= sf.DERSIG
+    if h >= params.bip65_height:
+        flags |= sf.CHECKLOCKTIMEVERIFY
+    if h >= params.csv_height:
+        flags |= sf.CHECKSEQUENCEVERIFY
+    if h >= params.segwit_height:
+        flags |= sf.NULLDUMMY
+    return flags
+
+
+def encode_undo(spent: list[list[Coin]]) -> bytes:
+    parts = [compact_size(len(spent))]
+    for coins in spent:
+        parts.append(compact_size(len(coins)))
+        for c in coins:
+            rec = encode_coin(c)
+            parts.append(compact_size(len(rec)))
+            parts.append(rec)
+    return b"".join(parts)
+
+
+def decode_undo(raw: bytes) -> list[list[Coin]]:
+    r = Reader(raw)
+    out = []
+    for _ in range(r.compact_size()):
+        out.append([decode_coin(r.var_bytes()) for _ in range(r.compact_size())])
+    return out
+
+
+class ChainState:
+    """Blocks in, a correct UTXO set and best chain out."""
+
+    def __init__(
+        self,
+        datadir: Path,
+        params: ChainParams,
+        dbcache_mb: int = 450,
+        scripts: ScriptChecker | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.params = params
+        self.datadir = Path(datadir)
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        self.lock = threading.RLock()
+        self.now = now
+        self.scripts = scripts if scripts is not None else ScriptChecker()
+        self.files = BlockFiles(self.datadir / "blocks", params.message_start)
+        self.index_db = BlockIndexDB(self.datadir / "blocks" / "index")
+        self.coins = CoinsCache(self.datadir / "chainstate", dbcache_mb * 1024 * 1024)
+
+        self.index: dict[bytes, BlockIndexEntry] = {}
+        self.children: dict[bytes, list[BlockIndexEntry]] = {}
+        self.active: list[BlockIndexEntry] = []
+        self.candidates: set[BlockIndexEntry] = set()
+        self.best_header: BlockIndexEntry | None = None
+        self._seq = 1
+        self._recent: OrderedDict[bytes, Block] = OrderedDict()
+        self._last_flush = time.monotonic()
+        # Why recently connected blocks failed (for submitblock and tests), newest last.
+        self.invalid_errors: OrderedDict[bytes, ValidationError] = OrderedDict()
+        # Listeners: called with (block, entry) under the lock, in chain order.
+        self.on_connected: list[Callable[[Block, BlockIndexEntry], None]] = []
+        self.on_disconnected: list[Callable[[Block, BlockIndexEntry], None]] = []
+        self.on_tip_changed: list[Callable[[BlockIndexEntry], None]] = []
+
+    # =========================================================================================
+    # start-up and shutdown
+    # =========================================================================================
+
+    def load(self) -> None:
+        """Load the index, put the UTXO set's best block at the tip, then roll forward (or
+        reorganise) to the best chain whose blocks are stored: crash recovery is just this."""
+        with self.lock:
+            self.reset_memory()
+            self._load_index()
+            if self.params.genesis_hash not in self.index:
+                self._store_genesis()
+            best = self.coins.best_block()
+            if best is None:
+                tip = None
+            elif best in self.index:
+                tip = self.index[best]
+            else:
+                raise ChainError(
+                    "the UTXO set's best block is not in the block index; restart with -reindex"
+                )
+            self.active = []
+            if tip is not None:
+                e: BlockIndexEntry | None = tip
+                chain = []
+                while e is not None:
+                    chain.append(e)
+                    e = e.prev
+                self.active = chain[::-1]
+            self._check_recent_blocks()
+            self._rebuild_candidates()
+            log.info("loaded %d block index entries, UTXO set at height %d",
+                     len(self.index), self.height)
+        self.activate_best_chain()
+
+    def reset_memory(self) -> None:
+        """Forget the in-memory index and chain (before loading or reindexing)."""
+        self.index.clear()
+        self.children.clear()
+        self.active = []
+        self.candidates = set()
+        self.best_header = None
+        self._recent.clear()
+
+    def _load_index(self) -> None:
+        records = sorted(self.index_db.load(), key=lambda r: r[1])
+        for header, height, status, n_tx, file, data_pos, undo_pos in records:
+            prev = self.index.get(header.prev_hash)
+            if prev is None and height != 0:
+                log.warning("index entry %s has no parent; ignored", header.hash_hex())
+                continue
+            e = BlockIndexEntry(header, prev)
+            e.status, e.n_tx, e.file, e.data_pos, e.undo_pos = status, n_tx, file, data_pos, undo_pos
+            e.seq_id = 1  # as Core: loaded blocks tie; the current tip wins ties
+            self._link(e)
+            if e.have_data and (prev is None or prev.chain_tx):
+                e.chain_tx = (prev.chain_tx if prev else 0) + n_tx
+
+    def _link(self, e: BlockIndexEntry) -> None:
+        e.chain_work = (e.prev.chain_work if e.prev else 0) + block_work(e.bits)
+        self.index[e.hash] = e
+        if e.prev is not None:
+            self.children.setdefault(e.prev.hash, []).append(e)
+        if self.best_header is None or (
+            e.chain_work > self.best_header.chain_work and not e.failed
+        ):
+            self.best_header = e
+
+    def _store_genesis(self, pos: tuple[int, int] | None = None) -> None:
+        g = self.params.genesis
+        e = BlockIndexEntry(g.header, None)
+        self._link(e)
+        self._store_block_data(e, g, pos)
+
+    def store_genesis(self) -> None:
+        with self.lock:
+            self._store_genesis()
+
+    def index_block_at(self, block: Block, pos: tuple[int, int]) -> BlockIndexEntry:
+        """Index a block already stored at `pos` (file, offset) without connecting it:
+        the reindex path."""
+        check_block(block, self.params)
+        with self.lock:
+            if block.hash == self.params.genesis_hash:
+                self._store_genesis(pos)
+                return self.index[block.hash]
+            return self._accept_block(block, pos)
+
+    def _check_recent_blocks(self, depth: int = 6) -> None:
+        """Read back the last blocks of the active chain, so a damaged block file is
+        reported at start-up with its name rather than later."""
+        for e in self.active[-depth:]:
+            self.read_block(e)
+
+    def _rebuild_candidates(self) -> None:
+        tip_work = self.tip.chain_work if self.tip else -1
+        self.candidates = {
+            e for e in self.index.values()
+            if e.chain_tx and not e.failed and e.chain_work >= tip_work
+        }
+
+    def flush(self, evict: bool = False) -> None:
+        """Make everything durable: block files, index, then the UTXO set with its best
+        block, in that order, so the UTXO set never refers to data that is not on disk."""
+        with self.lock:
+            self.files.sync()
+            self.index_db.sync()
+            if self.tip is not None:
+                n = self.coins.flush(self.tip.hash, evict)
+                log.debug("flushed %d coins at height %d", n, self.height)
+            self._last_flush = time.monotonic()
+
+    def _maybe_flush(self) -> None:
+        if self.coins.needs_flush():
+            self.flush(evict=True)
+        elif time.monotonic() - self._last_flush > FLUSH_INTERVAL:
+            self.flush(evict=False)
+
+    def close(self) -> None:
+        with self.lock:
+            self.flush()
+            self.coins.close()
+            self.index_db.close()
+            self.files.close()
+            self.scripts.close()
+
+    # =========================================================================================
+    # queries
+    # =========================================================================================
+
+    @property
+    def tip(self) -> BlockIndexEntry | None:
+        return self.active[-1] if self.active else None
+
+    @property
+    def height(self) -> int:
+        return len(self.active) - 1
+
+    def in_active_chain(self, e: BlockIndexEntry) -> bool:
+        return e.height < len(self.active) and self.active[e.height] is e
+
+    def get(self, block_hash: bytes) -> BlockIndexEntry | None:
+        return self.index.get(block_hash)
+
+    def find_fork(self, e: BlockIndexEntry) -> BlockIndexEntry:
+        """The last block of the active chain that is an ancestor of e (or e itself)."""
+        if e.height >= len(self.active):
+            e = e.ancestor(len(self.active) - 1)
+        while not self.in_active_chain(e):
+            e = e.prev  # type: ignore[assignment]
+        return e
+
+    def read_block(self, e: BlockIndexEntry) -> Block:
+        cached = self._recent.get(e.hash)
+        if cached is not None:
+            return cached
+        if not e.have_data:
+            raise BlockFileError(f"block {e.hash_hex()} is not stored (headers only)")
+        raw = self.files.read_block(e.file, e.data_pos)
+        path = self.files.block_path(e.file)
+        try:
+            block = Block.from_bytes(raw)
+        except DeserializationError as err:
+            raise BlockFileError(f"corrupt {path}: block at offset {e.data_pos}: {err}") from None
+        if block.hash != e.hash:
+            raise BlockFileError(
+                f"corrupt {path}: block at offset {e.data_pos} has hash {block.hash_hex()}, "
+                f"index expects {e.hash_hex()}"
+            )
+        return block
+
+    def read_raw_block(self, e: BlockIndexEntry) -> bytes:
+        return self.files.read_block(e.file, e.data_pos)
+
+    def get_coin(self, txid: bytes, n: int) -> Coin | None:
+        with self.lock:
+            return self.coins.get(txid + _N_BE.pack(n))
+
+    def utxo_stats(self) -> tuple[bytes, int, int]:
+        """(hash_serialized_3, number of coins, total amount) at the current tip."""
+        with self.lock:
+            self.flush()
+            return utxo_digest(self.coins)
+
+    # =========================================================================================
+    # headers and blocks in
+    # =========================================================================================
+
+    def accept_header(self, header: BlockHeader) -> BlockIndexEntry:
+        """Add a header to the tree after its proof of work and contextual checks."""
+        with self.lock:
+            h = header.hash
+            e = self.index.get(h)
+            if e is not None:
+                if e.failed:
+                    raise ValidationError("duplicate", 0, "block is marked invalid")
+                return e
+            if not check_proof_of_work(h, header.bits, self.params):
+                raise ValidationError("high-hash", 50, "proof of work failed")
+            prev = self.index.get(header.prev_hash)
+            if prev is None:
+                raise ValidationError("prev-blk-not-found", 0, "previous block not found")
+            if prev.failed:
+                raise ValidationError("bad-prevblk", 100, "previous block invalid")
+            check_header_contextual(
+                header,
+                prev.height + 1,
+                next_work_required(prev, header.time, self.params),
+                prev.median_time_past(),
+                int(self.now()),
+                self.params,
+            )
+            e = BlockIndexEntry(header, prev)
+            self._link(e)
+            self.index_db.put(e)
+            return e
+
+    def process_block(self, block: Block) -> BlockIndexEntry:
+        """Check, store and (if it makes the best chain) connect a block. Raises
+        ValidationError for an invalid block; the node stays on its best valid chain."""
+        check_block(block, self.params)
+        with self.lock:
+            e = self._accept_block(block)
+        self.activate_best_chain()
+        if e.status & FAILED_VALID:
+            err = self.invalid_errors.get(e.hash)
+            if err is not None:
+                raise err
+        return e
+
+    def _accept_block(self, block: Block, pos: tuple[int, int] | None = None) -> BlockIndexEntry:
+        e = self.accept_header(block.header)
+        if e.have_data:
+            return e
+        try:
+            check_block_contextual(block, e.height, e.prev.median_time_past(), self.params)  # type: ignore[union-attr]
+        except ValidationError as err:
+            if not err.mutated:
+                self._mark_invalid(e)
+            raise
+        self._store_block_data(e, block, pos)
+        return e
+
+    def _store_block_data(self, e: BlockIndexEntry, block: Block,
+                          pos: tuple[int, int] | None = None) -> None:
+        e.file, e.data_pos = pos if pos is not None else self.files.write_block(block.serialize())
+        e.n_tx = len(block.txs)
+        e.status |= HAVE_DATA
+        e.raise_validity(VALID_TRANSACTIONS)
+        e.seq_id = self._seq
+        self._seq += 1
+        self.index_db.put(e)
+        self._recent[e.hash] = block
+        if len(self._recent) > RECENT_BLOCKS:
+            self._recent.popitem(last=False)
+        if e.prev is None or e.prev.chain_tx:
+            self._link_data(e)
+
+    def _link_data(self, e: BlockIndexEntry) -> None:
+        """e and its stored descendants now have complete ancestry: they can be connected."""
+        todo = [e]
+        tip_work = self.tip.chain_work if self.tip else -1
+        while todo:
+            x = todo.pop()
+            x.chain_tx = (x.prev.chain_tx if x.prev else 0) + x.n_tx
+            if not x.failed and x.chain_work >= tip_work:
+                self.candidates.add(x)
+            todo.extend(c for c in self.children.get(x.hash, ()) if c.have_data)
+
+    # =========================================================================================
+    # best chain
+    # =========================================================================================
+
+    def _best_candidate(self) -> BlockIndexEntry | None:
+        best = None
+        for c in self.candidates:
+            if best is None or (c.chain_work, -c.seq_id) > (best.chain_work, -best.seq_id):
+                best = c
+        return best
+
+    def activate_best_chain(self) -> None:
+        """Move the tip to the most-work valid chain, one reorg at a time."""
+        while True:
+            with self.lock:
+                best = self._best_candidate()
+                tip = self.tip
+                if best is None or best is tip:
+                    return
+                if tip is not None and (best.chain_work, -best.seq_id) <= (
+                    tip.chain_work, -tip.seq_id
+                ):
+                    return
+                self._step_towards(best)
+
+    def _step_towards(self, target: BlockIndexEntry) -> None:
+        fork = self.find_fork(target) if self.active else None
+        while self.tip is not None and self.tip is not fork:
+            self._disconnect_tip()
+        path = []
+        e: BlockIndexEntry | None = target
+        while e is not None and e is not fork:
+            path.append(e)
+            e = e.prev
+        for e in reversed(path):
+            try:
+                self._connect_tip(e)
+            except ValidationError as err:
+                log.warning("block %s at height %d is invalid: %s", e.hash_hex(), e.height, err)
+                self.invalid_errors[e.hash] = err
+                if len(self.invalid_errors) > 100:
+                    self.invalid_errors.popitem(last=False)
+                self._mark_invalid(e)
+                return  # the caller's loop picks the best remaining chain
+        self._maybe_flush()
+
+    def _connect_tip(self, e: BlockIndexEntry) -> None:
+        block = self.read_block(e)
+        changes, spent, fresh_ok = self._connect_block(block, e)
+        if e.prev is not None:
+            e.undo_pos = self.files.write_undo(e.file, encode_undo(spent), e.prev.hash)
+            e.status |= HAVE_UNDO
+        e.raise_validity(VALID_SCRIPTS)
+        self.index_db.put(e)
+        coins = self.coins
+        for key, coin in changes.items():
+            if coin is None:
+                coins.spend(key)
+            else:
+                coins.add(key, coin, fresh_ok or not coin.coinbase)
+        self.active.append(e)
+        self.candidates = {c for c in self.candidates if c.chain_work >= e.chain_work}
+        for fn in self.on_connected:
+            fn(block, e)
+        for fn in self.on_tip_changed:
+            fn(e)
+
+    def _connect_block(
+        self, block: Block, e: BlockIndexEntry
+    ) -> tuple[dict[bytes, Coin | None], list[list[Coin]], bool]:
+        """Core's ConnectBlock without side effects: returns the coin changes, the coins
+        spent per transaction (undo data) and whether new coins may be marked fresh."""
+        params = self.params
+        if e.prev is None:  # genesis: its coinbase is not spendable
+            return {}, [], True
+        height = e.height
+        prev = e.prev
+        changes: dict[bytes, Coin | None] = {}
+        created: set[bytes] = set()
+        cache_get = self.coins.get
+
+        def get(key: bytes) -> Coin | None:
+            if key in changes:
+                return changes[key]
+            return cache_get(key)
+
+        enforce_bip30 = BIP30_REPEATS.get(height) != e.hash
+        if enforce_bip30 and params.bip34_hash is not None and prev.height >= params.bip34_height:
+            enforce_bip30 = prev.ancestor(params.bip34_height).hash != params.bip34_hash
+        if enforce_bip30 or height >= BIP34_IMPLIES_BIP30_LIMIT:
+            for tx in block.txs:
+                txid = tx.txid
+                for n in range(len(tx.vout)):
+                    if get(txid + _N_BE.pack(n)) is not None:
+                        raise ValidationError("bad-txns-BIP30", 100, "tried to overwrite transaction")
+
+        lock_flags = LOCKTIME_VERIFY_SEQUENCE if height >= params.csv_height else 0
+        flags = block_script_flags(e, params)
+        p2sh, witness = bool(flags & sf.P2SH), bool(flags & sf.WITNESS)
+        prev_mtp = prev.median_time_past()
+        maturity = params.coinbase_maturity
+        fees = 0
+        sigops = 0
+        spent_all: list[list[Coin]] = []
+        jobs: list[tuple[Transaction, list[TxOut], int]] = []
+
+        for i, tx in enumerate(block.txs):
+            txid = tx.txid
+            coins: list[Coin] = []
+            if i > 0:
+                keys = []
+                for txin in tx.vin:
+                    key = txin.prevout.hash + _N_BE.pack(txin.prevout.n)
+                    coin = get(key)
+                    if coin is None:
+                        raise ValidationError(
+                            "bad-txns-inputs-missingorspent", 100,
+                            f"CheckTxInputs: inputs missing/spent in transaction {tx.txid_hex()}",
+                        )
+                    coins.append(coin)
+                    keys.append(key)
+                try:
+                    fees += check_tx_inputs(tx, coins, height, maturity)
+                except ValidationError as err:
+                    raise ValidationError(
+                        err.reason, 100, f"{err.debug} in transaction {tx.txid_hex()}"
+                    ) from None
+                check_fees_in_range(fees)
+                if lock_flags:
+                    locks = calculate_sequence_locks(
+                        tx, lock_flags, [c.height for c in coins],
+                        lambda h: e.ancestor(h).median_time_past(),
+                    )
+                    if not evaluate_sequence_locks(height, prev_mtp, locks):
+                        raise ValidationError(
+                            "bad-txns-nonfinal", 100,
+                            f"contains a non-BIP68-final transaction {tx.txid_hex()}",
+                        )
+            sigops += transaction_sigop_cost(tx, coins, p2sh, witness)
+            check_sigop_cost(sigops)
+            if i > 0:
+                jobs.append((tx, [TxOut(c.value, c.script_pubkey) for c in coins], flags))
+                for key in keys:
+                    if key in created:
+                        del changes[key]  # created and spent within this block
+                        created.discard(key)
+                    else:
+                        changes[key] = None
+                spent_all.append(coins)
+            for n, out in enumerate(tx.vout):
+                spk = out.script_pubkey
+                if is_unspendable(spk):
+                    continue
+                key = txid + _N_BE.pack(n)
+                changes[key] = Coin(out.value, spk, height, i == 0)
+                created.add(key)
+
+        block_reward_ok(block, height, fees, params)
+        self.scripts.check_block(jobs)
+        return changes, spent_all, enforce_bip30
+
+    def _disconnect_tip(self) -> Block:
+        e = self.tip
+        assert e is not None and e.prev is not None, "cannot disconnect the genesis block"
+        block = self.read_block(e)
+        try:
+            spent = decode_undo(self.files.read_undo(e.file, e.undo_pos, e.prev.hash))
+        except DeserializationError as err:
+            raise BlockFileError(f"corrupt undo data of block {e.hash_hex()}: {err}") from None
+        if len(spent) != len(block.txs) - 1:
+            raise BlockFileError(f"undo data of block {e.hash_hex()} does not match the block")
+        coins = self.coins
+        for i in range(len(block.txs) - 1, -1, -1):
+            tx = block.txs[i]
+            txid = tx.txid
+            for n, out in enumerate(tx.vout):
+                if not is_unspendable(out.script_pubkey):
+                    key = txid + _N_BE.pack(n)
+                    if coins.get(key) is not None:
+                        coins.spend(key)
+            if i > 0:
+                restored = spent[i - 1]
+                if len(restored) != len(tx.vin):
+                    raise BlockFileError(f"undo data of block {e.hash_hex()} is inconsistent")
+                for txin, coin in zip(reversed(tx.vin), reversed(restored)):
+                    coins.add(txin.prevout.hash + _N_BE.pack(txin.prevout.n), coin, False)
+        self.active.pop()
+        # The disconnected block stays a candidate: it may become best again.
+        if not e.failed:
+            self.candidates.add(e)
+        for fn in self.on_disconnected:
+            fn(block, e)
+        for fn in self.on_tip_changed:
+            fn(self.active[-1])
+        return block
+
+    # =========================================================================================
+    # invalid blocks, invalidateblock / reconsiderblock
+    # =========================================================================================
+
+    def _mark_invalid(self, e: BlockIndexEntry) -> None:
+        e.status |= FAILED_VALID
+        changed = [e]
+        todo = list(self.children.get(e.hash, ()))
+        while todo:
+            c = todo.pop()
+            c.status |= FAILED_CHILD
+            changed.append(c)
+            todo.extend(self.children.get(c.hash, ()))
+        self.candidates.difference_update(changed)
+        self.index_db.put_many(changed)
+        if self.best_header is not None and self.best_header.failed:
+            self.best_header = max(
+                (x for x in self.index.values() if not x.failed), key=lambda x: x.chain_work
+            )
+
+    def invalidate_block(self, block_hash: bytes) -> None:
+        with self.lock:
+            e = self.index.get(block_hash)
+            if e is None:
+                raise KeyError("Block not found")
+            if e.prev is None:
+                raise ValueError("cannot invalidate the genesis block")
+            while self.in_active_chain(e):
+                self._disconnect_tip()
+            self._mark_invalid(e)
+            tip_work = self.tip.chain_work if self.tip else 0
+            for x in self.index.values():
+                if x.chain_tx and not x.failed and x.chain_work >= tip_work:
+                    self.candidates.add(x)
+        self.activate_best_chain()
+
+    def reconsider_block(self, block_hash: bytes) -> None:
+        with self.lock:
+            e = self.index.get(block_hash)
+            if e is None:
+                raise KeyError("Block not found")
+            changed = []
+            for x in self.index.values():
+                if x.failed and x.height >= e.height and x.ancestor(e.height) is e:
+                    x.status &= ~FAILED_MASK
+                    changed.append(x)
+            a = e.prev
+            while a is not None:
+                if a.failed:
+                    a.status &= ~FAILED_MASK
+                    changed.append(a)
+                a = a.prev
+            self.index_db.put_many(changed)
+            for x in changed:
+                if x.chain_tx:
+                    self.candidates.add(x)
+                if self.best_header is None or x.chain_work > self.best_header.chain_work:
+                    self.best_header = x
+        self.activate_best_chain()
+
+    def chain_tips(self) -> list[tuple[BlockIndexEntry, int, str]]:
+        """(tip, branch length, status) for every leaf of the tree and the active tip."""
+        with self.lock:
+            leaves = [e for e in self.index.values() if not self.children.get(e.hash)]
+            if self.tip is not None and self.tip not in leaves:
+                leaves.append(self.tip)
+            out = []
+            for e in leaves:
+                fork = self.find_fork(e)
+                if self.in_active_chain(e):
+                    status = "active"
+                elif e.failed:
+                    status = "invalid"
+                elif not e.chain_tx:
+                    status = "headers-only"
+                elif e.is_valid(VALID_SCRIPTS):
+                    status = "valid-fork"
+                else:
+                    status = "valid-headers"
+                out.append((e, e.height - fork.height, status))
+            out.sort(key=lambda t: -t[0].height)
+            return out
+
+
+__all__ = ["ChainState", "ChainError", "BlockFileError", "block_script_flags", "HAVE_DATA"]

@@ -1,0 +1,175 @@
+"""Append-only block and undo files (blk?????.dat, rev?????.dat), framed as Core frames them.
+
+Writes go straight to the OS (flushed after each record), so a killed process loses nothing
+it wrote; `sync()` adds an fsync for machine crashes and is called before every chainstate
+flush. See layout.py for the framing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from consensus.hashes import sha256d
+
+MAX_BLOCKFILE_SIZE = 0x8000000  # 128 MiB, as Core
+_FRAME = struct.Struct("<4sI")
+_FILE_RE = re.compile(r"^blk(\d{5})\.dat$")
+MAX_BLOCK_BYTES = 4_000_000 + 1000  # largest serialized block we accept in a frame
+
+
+class BlockFileError(Exception):
+    """A block or undo record could not be read back: names the file and offset."""
+
+
+class BlockFiles:
+    def __init__(self, blocks_dir: Path, magic: bytes) -> None:
+        self.dir = Path(blocks_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.magic = magic
+        self._lock = threading.Lock()
+        files = self.list_files()
+        self.current = files[-1] if files else 0
+        self._blk = open(self._path("blk", self.current), "ab")
+        self._rev = open(self._path("rev", self.current), "ab")
+        self._readers: dict[tuple[str, int], object] = {}
+
+    def _path(self, kind: str, n: int) -> Path:
+        return self.dir / f"{kind}{n:05d}.dat"
+
+    def block_path(self, n: int) -> Path:
+        return self._path("blk", n)
+
+    def list_files(self) -> list[int]:
+        return sorted(int(m.group(1)) for p in self.dir.iterdir() if (m := _FILE_RE.match(p.name)))
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def _roll_if_full(self, size: int) -> None:
+        if self._blk.tell() + size + 8 > MAX_BLOCKFILE_SIZE and self._blk.tell() > 0:
+            self._blk.close()
+            self._rev.close()
+            self.current += 1
+            self._blk = open(self._path("blk", self.current), "ab")
+            self._rev = open(self._path("rev", self.current), "ab")
+
+    def write_block(self, raw: bytes) -> tuple[int, int]:
+        """Append a block; returns (file number, position of the block bytes)."""
+        with self._lock:
+            self._roll_if_full(len(raw))
+            f = self._blk
+            f.write(_FRAME.pack(self.magic, len(raw)))
+            pos = f.tell()
+            f.write(raw)
+            f.flush()
+            return self.current, pos
+
+    def write_undo(self, file_no: int, record: bytes, prev_hash: bytes) -> int:
+        """Append undo data to rev<file_no>.dat (the block's own file number); returns its
+        position."""
+        with self._lock:
+            if file_no == self.current:
+                f = self._rev
+            else:  # a block stored in an older file (e.g. connected after a reorg)
+                f = open(self._path("rev", file_no), "ab")
+            try:
+                f.write(_FRAME.pack(self.magic, len(record)))
+                pos = f.tell()
+                f.write(record)
+                f.write(sha256d(prev_hash + record))
+                f.flush()
+            finally:
+                if f is not self._rev:
+                    f.close()
+            return pos
+
+    def sync(self) -> None:
+        with self._lock:
+            for f in (self._blk, self._rev):
+                f.flush()
+                os.fsync(f.fileno())
+
+    def close(self) -> None:
+        with self._lock:
+            for f in (self._blk, self._rev):
+                if not f.closed:
+                    f.flush()
+                    os.fsync(f.fileno())
+                    f.close()
+            for r in self._readers.values():
+                r.close()  # type: ignore[attr-defined]
+            self._readers.clear()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _read_framed(self, kind: str, file_no: int, pos: int, trailer: int) -> bytes:
+        path = self._path(kind, file_no)
+        with self._lock:
+            fh = self._readers.get((kind, file_no))
+            if fh is None:
+                try:
+                    fh = open(path, "rb")
+                except FileNotFoundError:
+                    raise BlockFileError(f"missing file {path}") from None
+                self._readers[(kind, file_no)] = fh
+            if pos < 8:
+                raise BlockFileError(f"corrupt {path}: bad position {pos}")
+            fh.seek(pos - 8)  # type: ignore[attr-defined]
+            head = fh.read(8)  # type: ignore[attr-defined]
+            if len(head) < 8:
+                raise BlockFileError(f"truncated {path}: no record at offset {pos - 8}")
+            magic, size = _FRAME.unpack(head)
+            if magic != self.magic:
+                raise BlockFileError(f"corrupt {path}: bad message start at offset {pos - 8}")
+            data = fh.read(size + trailer)  # type: ignore[attr-defined]
+        if len(data) != size + trailer:
+            raise BlockFileError(
+                f"truncated {path}: record at offset {pos - 8} needs {size + trailer} bytes, "
+                f"file has {len(data)}"
+            )
+        return data
+
+    def read_block(self, file_no: int, pos: int) -> bytes:
+        return self._read_framed("blk", file_no, pos, 0)
+
+    def read_undo(self, file_no: int, pos: int, prev_hash: bytes) -> bytes:
+        data = self._read_framed("rev", file_no, pos, 32)
+        record, checksum = data[:-32], data[-32:]
+        if sha256d(prev_hash + record) != checksum:
+            raise BlockFileError(
+                f"corrupt {self._path('rev', file_no)}: undo checksum mismatch at offset {pos}"
+            )
+        return record
+
+    def file_size(self, file_no: int) -> int:
+        try:
+            return self._path("blk", file_no).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+
+def scan_block_file(path: Path, magic: bytes) -> Iterator[tuple[int, bytes]]:
+    """Yield (position, raw block bytes) for each framed record in a blk file.
+
+    Skips anything between records (Core pre-allocates files with zeros, and a crash can
+    leave a partial record at the end): after a bad frame it searches for the next message
+    start. The bytes are not parsed here.
+    """
+    data = path.read_bytes()
+    end = len(data)
+    pos = 0
+    while True:
+        i = data.find(magic, pos)
+        if i < 0 or i + 8 > end:
+            return
+        size = struct.unpack_from("<I", data, i + 4)[0]
+        start = i + 8
+        if size < 80 or size > MAX_BLOCK_BYTES or start + size > end:
+            pos = i + 1  # not a plausible record: look for the next message start
+            continue
+        yield start, data[start : start + size]
+        pos = start + size

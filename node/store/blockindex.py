@@ -1,0 +1,191 @@
+"""The block index: one entry per known header (forks included), kept in memory and in
+LevelDB (blocks/index, layout.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import plyvel
+
+from consensus.block import BlockHeader
+from consensus.hashes import hash_to_hex
+from node.store.layout import (
+    BLOCK_PREFIX,
+    REINDEX_KEY,
+    block_key,
+    decode_index_record,
+    encode_index_record,
+)
+
+# Validity levels (low 3 bits) and flags, numbered as Core's BlockStatus.
+VALID_TREE = 2  # header checked and connects to the tree
+VALID_TRANSACTIONS = 3  # block data passed the context-free and contextual checks
+VALID_CHAIN = 4
+VALID_SCRIPTS = 5  # connected once: inputs, amounts and scripts all valid
+VALID_MASK = 7
+HAVE_DATA = 8
+HAVE_UNDO = 16
+FAILED_VALID = 32  # this block broke a rule
+FAILED_CHILD = 64  # an ancestor broke a rule
+FAILED_MASK = FAILED_VALID | FAILED_CHILD
+
+
+def _skip_height(height: int) -> int:
+    """Height the skip pointer jumps to (Core's GetSkipHeight): O(log n) ancestor lookups."""
+    if height < 2:
+        return 0
+
+    def invert_lowest_one(n: int) -> int:
+        return n & (n - 1)
+
+    return (
+        invert_lowest_one(invert_lowest_one(height - 1)) + 1
+        if height & 1
+        else invert_lowest_one(height)
+    )
+
+
+class BlockIndexEntry:
+    __slots__ = (
+        "hash", "prev", "skip", "height", "version", "merkle_root", "time", "bits", "nonce",
+        "status", "n_tx", "file", "data_pos", "undo_pos", "chain_work", "chain_tx", "seq_id",
+        "time_max",
+    )  # fmt: skip
+
+    def __init__(self, header: BlockHeader, prev: BlockIndexEntry | None) -> None:
+        self.hash = header.hash
+        self.prev = prev
+        self.height = prev.height + 1 if prev else 0
+        self.version = header.version
+        self.merkle_root = header.merkle_root
+        self.time = header.time
+        self.bits = header.bits
+        self.nonce = header.nonce
+        self.status = VALID_TREE
+        self.n_tx = 0
+        self.file = -1
+        self.data_pos = 0
+        self.undo_pos = 0
+        self.chain_work = 0
+        self.chain_tx = 0  # transactions up to here if every ancestor's data is stored, else 0
+        self.seq_id = 0  # order in which block data arrived: first seen wins a work tie
+        self.time_max = max(prev.time_max, header.time) if prev else header.time
+        self.skip = prev.ancestor(_skip_height(self.height)) if prev else None
+
+    # -- header --------------------------------------------------------------------------------
+
+    @property
+    def prev_hash(self) -> bytes:
+        return self.prev.hash if self.prev else b"\x00" * 32
+
+    def header(self) -> BlockHeader:
+        h = BlockHeader(self.version, self.prev_hash, self.merkle_root, self.time, self.bits,
+                        self.nonce)
+        h._hash = self.hash
+        return h
+
+    def hash_hex(self) -> str:
+        return hash_to_hex(self.hash)
+
+    # -- tree ----------------------------------------------------------------------------------
+
+    def ancestor(self, height: int) -> BlockIndexEntry:
+        """The ancestor at `height` (self if equal), following skip pointers."""
+        if height > self.height or height < 0:
+            raise ValueError(f"no ancestor at height {height} of block at {self.height}")
+        walk = self
+        while walk.height > height:
+            skip = walk.skip
+            hs = _skip_height(walk.height)
+            hp = _skip_height(walk.height - 1)
+            if skip is not None and (
+                hs == height
+                or (hs > height and not (hp < hs - 2 and hp >= height))
+            ):
+                walk = skip
+            else:
+                walk = walk.prev  # type: ignore[assignment]
+        return walk
+
+    def median_time_past(self) -> int:
+        times = []
+        e: BlockIndexEntry | None = self
+        for _ in range(11):
+            if e is None:
+                break
+            times.append(e.time)
+            e = e.prev
+        times.sort()
+        return times[len(times) // 2]
+
+    # -- status --------------------------------------------------------------------------------
+
+    def is_valid(self, level: int = VALID_TREE) -> bool:
+        if self.status & FAILED_MASK:
+            return False
+        return (self.status & VALID_MASK) >= level
+
+    def raise_validity(self, level: int) -> None:
+        if (self.status & VALID_MASK) < level:
+            self.status = (self.status & ~VALID_MASK) | level
+
+    @property
+    def have_data(self) -> bool:
+        return bool(self.status & HAVE_DATA)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.status & FAILED_MASK)
+
+    def __repr__(self) -> str:
+        return f"<BlockIndexEntry {self.height} {self.hash_hex()} status={self.status}>"
+
+
+class BlockIndexDB:
+    """Persistence of entries. Writes are unsynced (a killed process loses nothing); `sync`
+    makes them durable against machine crashes too."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = plyvel.DB(str(path), create_if_missing=True)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def put(self, e: BlockIndexEntry) -> None:
+        self.db.put(block_key(e.hash), self._record(e))
+
+    def put_many(self, entries: list[BlockIndexEntry], sync: bool = False) -> None:
+        with self.db.write_batch(sync=sync) as batch:
+            for e in entries:
+                batch.put(block_key(e.hash), self._record(e))
+
+    @staticmethod
+    def _record(e: BlockIndexEntry) -> bytes:
+        return encode_index_record(
+            e.header().serialize(), e.height, e.status, e.n_tx, e.file, e.data_pos, e.undo_pos
+        )
+
+    def sync(self) -> None:
+        # An empty synced write forces the log (and everything before it) to disk.
+        self.db.put(b"~sync", b"", sync=True)
+
+    def load(self) -> Iterator[tuple[BlockHeader, int, int, int, int, int, int]]:
+        """Every stored record: (header, height, status, n_tx, file, data_pos, undo_pos)."""
+        for _, raw in self.db.iterator(prefix=BLOCK_PREFIX):
+            header_raw, height, status, n_tx, file, data_pos, undo_pos = decode_index_record(raw)
+            yield BlockHeader.from_bytes(header_raw), height, status, n_tx, file, data_pos, undo_pos
+
+    def set_reindexing(self, on: bool) -> None:
+        if on:
+            self.db.put(REINDEX_KEY, b"\x01", sync=True)
+        else:
+            self.db.delete(REINDEX_KEY, sync=True)
+
+    def is_reindexing(self) -> bool:
+        return self.db.get(REINDEX_KEY) is not None
+
+    def wipe(self) -> None:
+        with self.db.write_batch(transaction=True, sync=True) as batch:
+            for key in self.db.iterator(include_value=False):
+                batch.delete(key)

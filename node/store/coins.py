@@ -1,0 +1,160 @@
+"""The UTXO set: a LevelDB table behind an in-memory write-back cache.
+
+Cache states of an outpoint key (see layout.outpoint_key):
+  absent               unknown to the cache; ask the database
+  entries[k] = Coin    unspent (dirty if k in `dirty`)
+  entries[k] = None    spent; if dirty, the database still holds it and the flush deletes it
+`fresh` keys were created since the last flush and are not in the database, so spending one
+simply forgets it. Each flush writes every dirty key and the best block in one atomic batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import plyvel
+
+from consensus.contextual import Coin
+from consensus.serialize import compact_size
+from node.store.layout import (
+    BEST_BLOCK_KEY,
+    COIN_PREFIX,
+    decode_coin,
+    encode_coin,
+    split_outpoint_key,
+)
+
+# Rough bytes per cached coin (dict slot, key bytes, Coin object, script bytes), measured
+# with tracemalloc on typical P2WPKH/P2TR outputs; used to honour -dbcache.
+ENTRY_OVERHEAD = 260
+
+
+class CoinsCache:
+    def __init__(self, path: Path, cache_bytes: int) -> None:
+        self.db = plyvel.DB(str(path), create_if_missing=True)
+        self.cache_bytes = cache_bytes
+        self.entries: dict[bytes, Coin | None] = {}
+        self.dirty: set[bytes] = set()
+        self.fresh: set[bytes] = set()
+        self._script_bytes = 0
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- best block --------------------------------------------------------------------------
+
+    def best_block(self) -> bytes | None:
+        return self.db.get(BEST_BLOCK_KEY)
+
+    # -- access ------------------------------------------------------------------------------
+
+    def get(self, key: bytes) -> Coin | None:
+        try:
+            return self.entries[key]
+        except KeyError:
+            pass
+        raw = self.db.get(COIN_PREFIX + key)
+        if raw is None:
+            return None
+        coin = decode_coin(raw)
+        self.entries[key] = coin
+        self._script_bytes += len(coin.script_pubkey)
+        return coin
+
+    def have(self, key: bytes) -> bool:
+        return self.get(key) is not None
+
+    def add(self, key: bytes, coin: Coin, fresh: bool) -> None:
+        """Add an unspent coin. `fresh`: the caller knows the database cannot hold this key
+        (BIP30 was checked, or it is not a coinbase output), so spending it before the next
+        flush needs no database delete."""
+        known = key in self.entries  # a pending spend (None) still exists in the database
+        self.entries[key] = coin
+        self._script_bytes += len(coin.script_pubkey)
+        self.dirty.add(key)
+        if fresh and not known:
+            self.fresh.add(key)
+
+    def spend(self, key: bytes) -> None:
+        if key in self.fresh:
+            self.fresh.discard(key)
+            self.dirty.discard(key)
+            del self.entries[key]
+        else:
+            self.entries[key] = None
+            self.dirty.add(key)
+
+    # -- flushing ----------------------------------------------------------------------------
+
+    def memory_usage(self) -> int:
+        return len(self.entries) * ENTRY_OVERHEAD + self._script_bytes
+
+    def needs_flush(self) -> bool:
+        return self.memory_usage() > self.cache_bytes
+
+    def flush(self, best_block: bytes, evict: bool) -> int:
+        """Write all dirty coins and the best block atomically (synced). Returns coins written.
+
+        With `evict` the cache is emptied afterwards; otherwise clean entries stay cached.
+        """
+        n = 0
+        with self.db.write_batch(transaction=True, sync=True) as batch:
+            for key in self.dirty:
+                coin = self.entries.get(key)
+                if coin is None:
+                    batch.delete(COIN_PREFIX + key)
+                else:
+                    batch.put(COIN_PREFIX + key, encode_coin(coin))
+                n += 1
+            batch.put(BEST_BLOCK_KEY, best_block)
+        self.dirty.clear()
+        self.fresh.clear()
+        if evict:
+            self.entries.clear()
+            self._script_bytes = 0
+        else:
+            for key in [k for k, v in self.entries.items() if v is None]:
+                del self.entries[key]
+        return n
+
+    def wipe(self) -> None:
+        """Delete the whole UTXO set (for -reindex and -reindex-chainstate)."""
+        self.entries.clear()
+        self.dirty.clear()
+        self.fresh.clear()
+        self._script_bytes = 0
+        with self.db.write_batch(transaction=True, sync=True) as batch:
+            for key in self.db.iterator(include_value=False):
+                batch.delete(key)
+
+    # -- iteration (gettxoutsetinfo, scantxoutset) -------------------------------------------
+
+    def iter_coins(self) -> Iterator[tuple[bytes, int, Coin]]:
+        """All unspent coins in outpoint order, as (txid, n, coin). Call after a flush so
+        that the database holds everything."""
+        assert not self.dirty, "flush before iterating the UTXO set"
+        for key, raw in self.db.iterator(prefix=COIN_PREFIX):
+            txid, n = split_outpoint_key(key[1:])
+            yield txid, n, decode_coin(raw)
+
+
+def utxo_digest(cache: CoinsCache) -> tuple[bytes, int, int]:
+    """Core's hash_serialized_3 over the UTXO set, with the coin count and total amount.
+
+    Per coin: outpoint | u32 (height << 1 | coinbase) | txout; the stream's double SHA-256.
+    """
+    h = hashlib.sha256()
+    count = 0
+    total = 0
+    pack = struct.Struct("<32sIIq").pack
+    for txid, n, coin in cache.iter_coins():
+        spk = coin.script_pubkey
+        h.update(pack(txid, n, coin.height << 1 | coin.coinbase, coin.value))
+        h.update(compact_size(len(spk)) + spk)
+        count += 1
+        total += coin.value
+    return hashlib.sha256(h.digest()).digest(), count, total
+

@@ -1,0 +1,105 @@
+"""Every on-disk format of the node, in one place.
+
+Datadir (per chain: main uses the datadir itself, regtest the subfolder `regtest/`, as Core):
+
+    blocks/blk00000.dat   blocks, each framed as Core frames them:
+                          message start (4) | size (u32 LE) | serialized block (with witness)
+    blocks/rev00000.dat   undo data of the blocks stored in blk00000.dat:
+                          message start (4) | size (u32 LE) | undo record | checksum (32)
+                          checksum = sha256d(previous block hash || undo record)
+    blocks/index/         LevelDB: the block index           (keys below)
+    chainstate/           LevelDB: the UTXO set              (keys below)
+    indexes/txindex/      LevelDB: the optional -txindex     (keys below)
+
+Undo record of a block: CompactSize(number of non-coinbase transactions), then per
+transaction CompactSize(number of inputs) and per input the coin it spent, encoded as a
+chainstate coin value (below).
+
+Block index (blocks/index):
+    b"b" + block hash (32, internal order) -> header (80) | height u32 | status u32 |
+        n_tx u32 | file i32 | data_pos u32 | undo_pos u32            (all little-endian)
+        file is -1 while the block's data is not stored; data_pos points at the block
+        bytes (after the 8-byte frame), undo_pos likewise into rev<file>.dat.
+    b"R" -> b"\\x01" while a reindex is in progress (absent otherwise)
+
+Chainstate (chainstate):
+    b"C" + txid (32, internal order) + output index (u32 BIG-endian, so keys sort by
+        outpoint as Core's chainstate does) -> code u32 LE (height << 1 | coinbase) |
+        value i64 LE | scriptPubKey (rest)
+    b"B" -> hash of the block the UTXO set is consistent with; written in the same atomic
+        batch as the coins of each flush.
+
+Transaction index (indexes/txindex):
+    b"t" + txid (32) -> file i32 | block data_pos u32 | offset of the tx in the block u32
+    b"B" -> hash of the last block indexed
+"""
+
+from __future__ import annotations
+
+import struct
+
+from consensus.contextual import Coin
+from consensus.serialize import DeserializationError
+
+# -- block index ---------------------------------------------------------------------------
+
+BLOCK_PREFIX = b"b"
+REINDEX_KEY = b"R"
+_INDEX_REC = struct.Struct("<80sIIIiII")
+
+
+def block_key(block_hash: bytes) -> bytes:
+    return BLOCK_PREFIX + block_hash
+
+
+def encode_index_record(header: bytes, height: int, status: int, n_tx: int, file: int,
+                        data_pos: int, undo_pos: int) -> bytes:
+    return _INDEX_REC.pack(header, height, status, n_tx, file, data_pos, undo_pos)
+
+
+def decode_index_record(raw: bytes) -> tuple[bytes, int, int, int, int, int, int]:
+    if len(raw) != _INDEX_REC.size:
+        raise DeserializationError(f"block index record of {len(raw)} bytes")
+    return _INDEX_REC.unpack(raw)
+
+
+# -- chainstate ----------------------------------------------------------------------------
+
+COIN_PREFIX = b"C"
+BEST_BLOCK_KEY = b"B"
+_COIN_HEAD = struct.Struct("<Iq")
+_N_BE = struct.Struct(">I")
+
+
+def outpoint_key(txid: bytes, n: int) -> bytes:
+    """Cache and database key of an outpoint (without the b"C" prefix)."""
+    return txid + _N_BE.pack(n)
+
+
+def split_outpoint_key(key: bytes) -> tuple[bytes, int]:
+    return key[:32], _N_BE.unpack_from(key, 32)[0]
+
+
+def encode_coin(coin: Coin) -> bytes:
+    return _COIN_HEAD.pack(coin.height << 1 | coin.coinbase, coin.value) + coin.script_pubkey
+
+
+def decode_coin(raw: bytes) -> Coin:
+    if len(raw) < _COIN_HEAD.size:
+        raise DeserializationError(f"coin record of {len(raw)} bytes")
+    code, value = _COIN_HEAD.unpack_from(raw)
+    return Coin(value, raw[_COIN_HEAD.size :], code >> 1, bool(code & 1))
+
+
+# -- txindex -------------------------------------------------------------------------------
+
+TX_PREFIX = b"t"
+_TX_POS = struct.Struct("<iII")
+
+
+def encode_tx_pos(file: int, data_pos: int, offset: int) -> bytes:
+    return _TX_POS.pack(file, data_pos, offset)
+
+
+def decode_tx_pos(raw: bytes) -> tuple[int, int, int]:
+    return _TX_POS.unpack(raw)

@@ -1,0 +1,97 @@
+"""Build regtest chains for tests: blocks with a BIP34 coinbase, optional witness commitment,
+correct bits and increasing times, mined at regtest difficulty.
+
+Coinbases pay to OP_TRUE by default, so tests can spend them without keys; the signed-spend
+helpers in tests/wallettools.py build real P2WPKH and P2TR spends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+from consensus.amounts import block_subsidy
+from consensus.block import Block
+from consensus.params import REGTEST, ChainParams
+from consensus.tx import OutPoint, Transaction, TxIn, TxOut
+from tests.blocktools import make_block, make_coinbase
+
+OP_TRUE = b"\x51"
+# P2WSH of OP_TRUE: spendable with witness [OP_TRUE], no signature.
+P2WSH_TRUE = b"\x00\x20" + hashlib.sha256(OP_TRUE).digest()
+
+
+@dataclass
+class Built:
+    block: Block
+    height: int
+    time: int
+
+
+@dataclass
+class ChainBuilder:
+    params: ChainParams = REGTEST
+    start_time: int = field(default_factory=lambda: int(time.time()) - 30 * 24 * 3600)
+    built: dict[bytes, Built] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        g = self.params.genesis
+        self.built[g.hash] = Built(g, 0, g.header.time)
+
+    def info(self, block_hash: bytes) -> Built:
+        return self.built[block_hash]
+
+    def next_block(
+        self,
+        parent: Block | bytes,
+        txs: list[Transaction] = (),
+        *,
+        spk: bytes = OP_TRUE,
+        fees: int = 0,
+        extra_value: int = 0,
+        time_delta: int = 600,
+        block_time: int | None = None,
+        version: int = 0x20000000,
+        bits: int | None = None,
+        coinbase: Transaction | None = None,
+        witness: bool | None = None,
+        tag: bytes = b"",
+    ) -> Block:
+        """A solved block on `parent`. `fees` is added to the coinbase (with extra_value to
+        overpay); `tag` makes otherwise identical blocks on different branches differ."""
+        ph = parent if isinstance(parent, bytes) else parent.hash
+        p = self.built[ph]
+        height = p.height + 1
+        if block_time is None:
+            block_time = max(p.time, self.start_time) + time_delta
+        if coinbase is None:
+            value = block_subsidy(height, self.params.subsidy_halving_interval) + fees + extra_value
+            coinbase = make_coinbase(height, value, spk, extra=tag)
+        if witness is None:
+            witness = any(tx.has_witness() for tx in txs)
+        block = make_block(ph, height, list(txs), time=block_time, witness=witness,
+                           bits=bits if bits is not None else 0x207FFFFF, coinbase=coinbase)
+        if version != 0x20000000:
+            block.header.version = version
+            from tests.blocktools import solve
+
+            solve(block)
+        self.built[block.hash] = Built(block, height, block_time)
+        return block
+
+    def chain(self, parent: Block | bytes, n: int, **kw) -> list[Block]:
+        out = []
+        for i in range(n):
+            b = self.next_block(parent, tag=kw.pop("tag", b"") if i == 0 else b"", **kw)
+            out.append(b)
+            parent = b
+        return out
+
+
+def spend_tx(prevs: list[tuple[bytes, int]], values: list[int], spk: bytes = OP_TRUE,
+             witness: list[bytes] | None = None, sequence: int = 0xFFFFFFFF,
+             locktime: int = 0, version: int = 2) -> Transaction:
+    """Spend OP_TRUE (or, with witness=[OP_TRUE], P2WSH_TRUE) outputs."""
+    vin = [TxIn(OutPoint(h, n), b"", sequence, list(witness) if witness else []) for h, n in prevs]
+    return Transaction(version, vin, [TxOut(v, spk) for v in values], locktime)
