@@ -1,0 +1,1067 @@
+"""Output script descriptors (BIP380-386) with Bitcoin Core's parsing rules and messages.
+
+Supported: pk, pkh, wpkh, sh, wsh, multi, sortedmulti, combo, addr, raw, tr (with script trees
+of pk, multi_a and sortedmulti_a leaves) and rawtr. Keys: hex (compressed, uncompressed, and
+x-only inside tr), WIF, xpub/xprv with /paths and /* or /*' (/*h) ranges, each optionally with
+[fingerprint/path] origin info. Not supported: miniscript, multipath (<a;b>) and musig().
+
+The parser mirrors Core's ParseScript/ParsePubkey (src/script/descriptor.cpp) so that the same
+inputs fail with the same messages (getdescriptorinfo, deriveaddresses and scantxoutset pass
+them through). `Descriptor.to_string()` is Core's Descriptor::ToString(): private keys replaced
+by public ones, hardened markers kept as written, and the checksum appended.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from consensus.hashes import hash160, sha256
+from consensus.params import ChainParams
+from wallet.address import (
+    AddressError,
+    WIFError,
+    decode_address,
+    decode_wif,
+    encode_destination,
+    encode_wif,
+    p2pkh_script,
+    p2sh_script,
+    p2tr_script,
+    p2wpkh_script,
+    p2wsh_script,
+    script_to_address,
+    script_to_destination,
+)
+from wallet.bip32 import HARDENED, BIP32Error, ExtKey, format_path, parse_path_element
+from wallet.keys import (
+    is_fully_valid_pubkey,
+    is_hybrid,
+    is_valid_xonly,
+    pubkey_from_secret,
+    pubkey_header_ok,
+    tapleaf_hash,
+    taproot_merkle_root,
+    taproot_output_key,
+)
+
+OP_CHECKSIG = 0xAC
+OP_CHECKSIGADD = 0xBA
+OP_NUMEQUAL = 0x9C
+OP_CHECKMULTISIG = 0xAE
+
+MAX_PUBKEYS_PER_MULTISIG = 20
+MAX_PUBKEYS_PER_MULTI_A = 999
+MAX_SCRIPT_ELEMENT_SIZE = 520
+TAPROOT_CONTROL_MAX_NODE_COUNT = 128
+MAX_RANGE_SIZE = 1_000_000  # Core's limit on a derivation range
+
+
+class DescriptorError(ValueError):
+    """A descriptor that does not parse, or cannot be expanded; the message is Core's."""
+
+
+# --- checksum (BIP380) --------------------------------------------------------------------------
+
+_INPUT_CHARSET = (
+    "0123456789()[],'/*abcdefgh@:$%{}"
+    "IJKLMNOPQRSTUVWXYZ&+-.;<=>?!^_|~"
+    'ijklmnopqrstuvwxyzABCDEFGH`#"\\ '
+)
+_INPUT_INDEX = {c: i for i, c in enumerate(_INPUT_CHARSET)}
+_CHECKSUM_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+_GENERATOR = (0xF5DEE51989, 0xA9FDCA3312, 0x1BAB10E32D, 0x3706B1677A, 0x644D626FFD)
+
+
+def _polymod(c: int, val: int) -> int:
+    c0 = c >> 35
+    c = ((c & 0x7FFFFFFFF) << 5) ^ val
+    for i in range(5):
+        if (c0 >> i) & 1:
+            c ^= _GENERATOR[i]
+    return c
+
+
+def descriptor_checksum(desc: str) -> str:
+    """The 8-character checksum of a descriptor (without '#'). DescriptorError on bad chars."""
+    c = 1
+    cls = clscount = 0
+    for ch in desc:
+        pos = _INPUT_INDEX.get(ch)
+        if pos is None:
+            raise DescriptorError("Invalid characters in payload")
+        # One symbol per character for its place in its group of 32, and one per three
+        # characters for their groups, so a case error counts as one symbol error.
+        c = _polymod(c, pos & 31)
+        cls = cls * 3 + (pos >> 5)
+        clscount += 1
+        if clscount == 3:
+            c = _polymod(c, cls)
+            cls = clscount = 0
+    if clscount:
+        c = _polymod(c, cls)
+    for _ in range(8):
+        c = _polymod(c, 0)
+    c ^= 1
+    return "".join(_CHECKSUM_CHARSET[(c >> (5 * (7 - j))) & 31] for j in range(8))
+
+
+def add_checksum(desc: str) -> str:
+    return desc + "#" + descriptor_checksum(desc)
+
+
+def split_checksum(desc: str, require_checksum: bool = False) -> tuple[str, str]:
+    """Core's CheckChecksum: verify an optional '#checksum'; return (payload, checksum)."""
+    parts = desc.split("#")
+    if len(parts) > 2:
+        raise DescriptorError("Multiple '#' symbols")
+    if len(parts) == 1 and require_checksum:
+        raise DescriptorError("Missing checksum")
+    if len(parts) == 2 and len(parts[1]) != 8:
+        raise DescriptorError(
+            f"Expected 8 character checksum, not {len(parts[1])} characters"
+        )
+    checksum = descriptor_checksum(parts[0])
+    if len(parts) == 2 and parts[1] != checksum:
+        raise DescriptorError(
+            f"Provided checksum '{parts[1]}' does not match computed checksum '{checksum}'"
+        )
+    return parts[0], checksum
+
+
+def get_descriptor_checksum(desc: str) -> str:
+    """Core's GetDescriptorChecksum: the checksum of the payload, "" if that fails."""
+    try:
+        return split_checksum(desc)[1]
+    except DescriptorError:
+        return ""
+
+
+# --- script building ----------------------------------------------------------------------------
+
+
+def _push(data: bytes) -> bytes:
+    if len(data) > 75:
+        raise ValueError("push too long for a direct push")
+    return bytes([len(data)]) + data
+
+
+def _push_int(n: int) -> bytes:
+    """CScript() << n: OP_0, OP_1..OP_16, or a minimal script number push."""
+    if n == 0:
+        return b"\x00"
+    if 1 <= n <= 16:
+        return bytes([0x50 + n])
+    out = bytearray()
+    v = abs(n)
+    while v:
+        out.append(v & 0xFF)
+        v >>= 8
+    if out[-1] & 0x80:
+        out.append(0x80 if n < 0 else 0)
+    elif n < 0:
+        out[-1] |= 0x80
+    return _push(bytes(out))
+
+
+def _multisig_script(k: int, pubkeys: Sequence[bytes]) -> bytes:
+    body = b"".join(_push(p) for p in pubkeys)
+    return _push_int(k) + body + _push_int(len(pubkeys)) + bytes([OP_CHECKMULTISIG])
+
+
+def _multi_a_script(k: int, xkeys: Sequence[bytes]) -> bytes:
+    out = _push(xkeys[0]) + bytes([OP_CHECKSIG])
+    for x in xkeys[1:]:
+        out += _push(x) + bytes([OP_CHECKSIGADD])
+    return out + _push_int(k) + bytes([OP_NUMEQUAL])
+
+
+# --- key expressions ----------------------------------------------------------------------------
+
+
+class Ctx(Enum):
+    """Where a script or key appears (Core's ParseScriptContext)."""
+
+    TOP = "top"
+    P2SH = "sh"
+    P2WPKH = "wpkh"
+    P2WSH = "wsh"
+    P2TR = "tr"
+
+
+class Derive(Enum):
+    NON_RANGED = 0
+    UNHARDENED = 1
+    HARDENED = 2
+
+
+@dataclass(frozen=True)
+class KeyOrigin:
+    fingerprint: bytes
+    path: tuple[int, ...]
+
+    def to_string(self, apostrophe: bool) -> str:
+        return self.fingerprint.hex() + format_path(self.path, apostrophe)
+
+
+@dataclass(frozen=True)
+class DerivedKey:
+    """A public key produced by a key expression, with where it comes from (for PSBTs)."""
+
+    pubkey: bytes
+    fingerprint: bytes
+    path: tuple[int, ...]
+
+
+class KeyExpr:
+    """A KEY expression: a constant key or an extended key with a path, plus origin info."""
+
+    origin: KeyOrigin | None = None
+    apostrophe: bool = False
+
+    def is_range(self) -> bool:
+        raise NotImplementedError
+
+    def has_private_key(self) -> bool:
+        raise NotImplementedError
+
+    def size(self) -> int:
+        """Serialized size of the produced keys (33 or 65), for script size limits."""
+        raise NotImplementedError
+
+    def derive(self, pos: int) -> DerivedKey:
+        raise NotImplementedError
+
+    def _body(self, private: bool) -> str:
+        raise NotImplementedError
+
+    def to_string(self, private: bool = False) -> str:
+        body = self._body(private)
+        if self.origin is None:
+            return body
+        return "[" + self.origin.to_string(self.apostrophe) + "]" + body
+
+
+class ConstKey(KeyExpr):
+    """A hex public key or a WIF private key. xonly: written (and shown) as 32 bytes."""
+
+    def __init__(
+        self,
+        pubkey: bytes,
+        params: ChainParams,
+        xonly: bool = False,
+        secret: bytes | None = None,
+    ) -> None:
+        self.pubkey = pubkey
+        self.params = params
+        self.xonly = xonly
+        self.secret = secret
+
+    def is_range(self) -> bool:
+        return False
+
+    def has_private_key(self) -> bool:
+        return self.secret is not None
+
+    def size(self) -> int:
+        return len(self.pubkey)
+
+    def derive(self, pos: int) -> DerivedKey:
+        if self.origin is not None:
+            return DerivedKey(self.pubkey, self.origin.fingerprint, self.origin.path)
+        return DerivedKey(self.pubkey, hash160(self.pubkey)[:4], ())
+
+    def _body(self, private: bool) -> str:
+        if private and self.secret is not None:
+            return encode_wif(self.secret, self.params, compressed=len(self.pubkey) == 33)
+        return self.pubkey[1:].hex() if self.xonly else self.pubkey.hex()
+
+
+class BIP32Key(KeyExpr):
+    """xpub/xprv + path, optionally ranged (/* or /*' for hardened children)."""
+
+    def __init__(
+        self, ext: ExtKey, path: Sequence[int], derive: Derive, params: ChainParams
+    ) -> None:
+        self.ext = ext
+        self.path = tuple(path)
+        self.derive_type = derive
+        self.params = params
+        self._parent: ExtKey | None = None
+
+    def is_range(self) -> bool:
+        return self.derive_type is not Derive.NON_RANGED
+
+    def has_private_key(self) -> bool:
+        return self.ext.is_private
+
+    def size(self) -> int:
+        return 33
+
+    def is_hardened(self) -> bool:
+        return self.derive_type is Derive.HARDENED or any(i & HARDENED for i in self.path)
+
+    def _fixed(self) -> ExtKey:
+        """The key at the end of the fixed path (the parent of ranged children), cached."""
+        if self._parent is None:
+            if self.is_hardened() and not self.ext.is_private:
+                raise DescriptorError("Cannot derive script without private keys")
+            self._parent = self.ext.derive_path(self.path)
+        return self._parent
+
+    def child_path(self, pos: int) -> tuple[int, ...]:
+        if self.derive_type is Derive.UNHARDENED:
+            return self.path + (pos,)
+        if self.derive_type is Derive.HARDENED:
+            return self.path + (pos | HARDENED,)
+        return self.path
+
+    def derive(self, pos: int) -> DerivedKey:
+        if self.is_range() and not 0 <= pos < HARDENED:
+            raise DescriptorError(f"Derivation index {pos} out of range")
+        key = self._fixed()
+        try:
+            if self.derive_type is Derive.UNHARDENED:
+                key = key.derive(pos)
+            elif self.derive_type is Derive.HARDENED:
+                key = key.derive(pos | HARDENED)
+        except BIP32Error as e:
+            raise DescriptorError(f"Cannot derive key at index {pos}: {e}") from None
+        path = self.child_path(pos)
+        if self.origin is not None:
+            return DerivedKey(key.pubkey, self.origin.fingerprint, self.origin.path + path)
+        return DerivedKey(key.pubkey, self.ext.fingerprint, path)
+
+    def _body(self, private: bool) -> str:
+        ext = self.ext if private else self.ext.neuter()
+        out = ext.serialize(self.params) + format_path(self.path, self.apostrophe)
+        if self.derive_type is Derive.UNHARDENED:
+            out += "/*"
+        elif self.derive_type is Derive.HARDENED:
+            out += "/*" + ("'" if self.apostrophe else "h")
+        return out
+
+
+# --- descriptors --------------------------------------------------------------------------------
+
+
+@dataclass
+class Expansion:
+    """What a descriptor produces at one position: its scriptPubKeys and what spends them."""
+
+    scripts: list[bytes]
+    keys: list[DerivedKey]
+    # redeemScripts and witnessScripts by hash160 / sha256, as a signer needs them
+    subscripts: dict[bytes, bytes]
+
+
+class Descriptor:
+    """A parsed descriptor. Subclasses build scripts from derived keys and sub-scripts."""
+
+    name = ""
+
+    def __init__(
+        self,
+        params: ChainParams,
+        keys: Sequence[KeyExpr] = (),
+        subs: Sequence[Descriptor] = (),
+    ) -> None:
+        self.params = params
+        self.keys = list(keys)
+        self.subs = list(subs)
+
+    # --- properties getdescriptorinfo reports ---
+
+    def is_range(self) -> bool:
+        return any(k.is_range() for k in self.keys) or any(s.is_range() for s in self.subs)
+
+    def is_solvable(self) -> bool:
+        return all(s.is_solvable() for s in self.subs)
+
+    def has_private_keys(self) -> bool:
+        """True when any key was given in private form (WIF or xprv), as Core reports it."""
+        return any(k.has_private_key() for k in self.keys) or any(
+            s.has_private_keys() for s in self.subs
+        )
+
+    def is_single_type(self) -> bool:
+        return True
+
+    # --- strings ---
+
+    def _extra(self) -> str:
+        return ""
+
+    def _subs_string(self, private: bool) -> str:
+        return ",".join(s._string(private) for s in self.subs)
+
+    def _string(self, private: bool) -> str:
+        args = [self._extra()] if self._extra() else []
+        args += [k.to_string(private) for k in self.keys]
+        subs = self._subs_string(private)
+        if subs:
+            args.append(subs)
+        return f"{self.name}({','.join(args)})"
+
+    def to_string(self, private: bool = False) -> str:
+        """The canonical form with its checksum; private=True keeps WIF/xprv keys."""
+        return add_checksum(self._string(private))
+
+    def __str__(self) -> str:
+        return self.to_string()
+
+    # --- expansion ---
+
+    def _make_scripts(
+        self, pubkeys: list[bytes], subscripts: list[bytes], out: dict[bytes, bytes]
+    ) -> list[bytes]:
+        raise NotImplementedError
+
+    def _expand(self, pos: int, keys_out: list[DerivedKey], subs_out: dict[bytes, bytes]
+                ) -> list[bytes]:
+        derived = [k.derive(pos) for k in self.keys]
+        keys_out.extend(derived)
+        subscripts = []
+        for s in self.subs:
+            scripts = s._expand(pos, keys_out, subs_out)
+            assert len(scripts) == 1
+            subscripts.append(scripts[0])
+        return self._make_scripts([d.pubkey for d in derived], subscripts, subs_out)
+
+    def expand_full(self, pos: int = 0) -> Expansion:
+        keys: list[DerivedKey] = []
+        subs: dict[bytes, bytes] = {}
+        scripts = self._expand(pos, keys, subs)
+        return Expansion(scripts, keys, subs)
+
+    def expand(self, pos: int = 0) -> list[bytes]:
+        """The scriptPubKeys at position pos (ignored by a descriptor that is not ranged)."""
+        return self._expand(pos, [], {})
+
+
+class AddrDescriptor(Descriptor):
+    name = "addr"
+
+    def __init__(self, params: ChainParams, script: bytes) -> None:
+        super().__init__(params)
+        self.script = script
+
+    def _extra(self) -> str:
+        dest = script_to_destination(self.script)
+        assert dest is not None
+        return encode_destination(dest, self.params)
+
+    def is_solvable(self) -> bool:
+        return False
+
+    def _make_scripts(self, pubkeys, subscripts, out):  # type: ignore[no-untyped-def]
+        return [self.script]
+
+
+class RawDescriptor(Descriptor):
+    name = "raw"
+
+    def __init__(self, params: ChainParams, script: bytes) -> None:
+        super().__init__(params)
+        self.script = script
+
+    def _extra(self) -> str:
+        return self.script.hex()
+
+    def is_solvable(self) -> bool:
+        return False
+
+    def _make_scripts(self, pubkeys, subscripts, out):  # type: ignore[no-untyped-def]
+        return [self.script]
+
+
+class PKDescriptor(Descriptor):
+    name = "pk"
+
+    def __init__(self, params: ChainParams, key: KeyExpr, xonly: bool = False) -> None:
+        super().__init__(params, [key])
+        self.xonly = xonly
+
+    def _make_scripts(self, pubkeys, subscripts, out):  # type: ignore[no-untyped-def]
+        pk = pubkeys[0][1:] if self.xonly and len(pubkeys[0]) == 33 else pubkeys[0]
+        return [_push(pk) + bytes([OP_CHECKSIG])]
+
+
+class PKHDescriptor(Descriptor):
+    name = "pkh"
+
+    def _make_scripts(self, pubkeys, subscripts, out):  # type: ignore[no-untyped-def]
+        return [p2pkh_script(hash160(pubkeys[0]))]
+
+
+class WPKHDescriptor(Descriptor):
+    name = "wpkh"
+
+    def _make_scripts(self, pubkeys, subscripts, out):  # type: ignore[no-untyped-def]
+        return [p2wpkh_script(hash160(pubkeys[0]))]
+
+
+class ComboDescriptor(Descriptor):
+    """P2PK, P2PKH, and for a compressed key also P2WPKH and P2SH-P2WPKH (BIP384)."""
+
+    name = "combo"
+
+    def is_single_type(self) -> bool:
+        return False
+
+    def _make_scripts(self, pubkeys, subscripts, out):  # type: ignore[no-untyped-def]
+        pk = pubkeys[0]
+        h = hash160(pk)
+        scripts = [_push(pk) + bytes([OP_CHECKSIG]), p2pkh_script(h)]
+        if len(pk) == 33:
+            wpkh = p2wpkh_script(h)
+            out[hash160(wpkh)] = wpkh
+            scripts += [wpkh, p2sh_script(hash160(wpkh))]
+        return scripts
+
+
+class MultisigDescriptor(Descriptor):
+    def __init__(
+        self, params: ChainParams, threshold: int, keys: Sequence[KeyExpr], sort: bool
+    ) -> None:
+        super().__init__(params, keys)
+        self.threshold = threshold
+        self.sort = sort
+        self.name = "sortedmulti" if sort else "multi"
+
+    def _extra(self) -> str:
+        return str(self.threshold)
+
+    def _make_scripts(self, pubkeys, subscripts, out):  # type: ignore[no-untyped-def]
+        keys = sorted(pubkeys) if self.sort else pubkeys
+        return [_multisig_script(self.threshold, keys)]
+
+
+class MultiADescriptor(Descriptor):
+    """multi_a / sortedmulti_a: k-of-n with OP_CHECKSIGADD, for tapscript leaves (BIP387)."""
+
+    def __init__(
+        self, params: ChainParams, threshold: int, keys: Sequence[KeyExpr], sort: bool
+    ) -> None:
+        super().__init__(params, keys)
+        self.threshold = threshold
+        self.sort = sort
+        self.name = "sortedmulti_a" if sort else "multi_a"
+
+    def _extra(self) -> str:
+        return str(self.threshold)
+
+    def _make_scripts(self, pubkeys, subscripts, out):  # type: ignore[no-untyped-def]
+        xkeys = [p[1:] for p in pubkeys]
+        if self.sort:
+            xkeys.sort()
+        return [_multi_a_script(self.threshold, xkeys)]
+
+
+class SHDescriptor(Descriptor):
+    name = "sh"
+
+    def _make_scripts(self, pubkeys, subscripts, out):  # type: ignore[no-untyped-def]
+        redeem = subscripts[0]
+        out[hash160(redeem)] = redeem
+        return [p2sh_script(hash160(redeem))]
+
+
+class WSHDescriptor(Descriptor):
+    name = "wsh"
+
+    def _make_scripts(self, pubkeys, subscripts, out):  # type: ignore[no-untyped-def]
+        ws = subscripts[0]
+        out[sha256(ws)] = ws
+        return [p2wsh_script(sha256(ws))]
+
+
+class TRDescriptor(Descriptor):
+    """tr(KEY) or tr(KEY,TREE); depths[i] is the depth of leaf subs[i] in the tree."""
+
+    name = "tr"
+
+    def __init__(
+        self,
+        params: ChainParams,
+        internal: KeyExpr,
+        leaves: Sequence[Descriptor],
+        depths: Sequence[int],
+    ) -> None:
+        super().__init__(params, [internal], leaves)
+        self.depths = list(depths)
+
+    def _subs_string(self, private: bool) -> str:
+        # Rebuild the braces from the leaf depths, as Core's TRDescriptor does.
+        out = ""
+        path: list[bool] = []
+        for pos, depth in enumerate(self.depths):
+            if pos:
+                out += ","
+            while len(path) <= depth:
+                if path:
+                    out += "{"
+                path.append(False)
+            out += self.subs[pos]._string(private)
+            while path and path[-1]:
+                if len(path) > 1:
+                    out += "}"
+                path.pop()
+            if path:
+                path[-1] = True
+        return out
+
+    def _make_scripts(self, pubkeys, subscripts, out):  # type: ignore[no-untyped-def]
+        leaves = [(d, tapleaf_hash(s)) for d, s in zip(self.depths, subscripts, strict=True)]
+        root = taproot_merkle_root(leaves)
+        internal = pubkeys[0][1:]
+        return [p2tr_script(taproot_output_key(internal, root))]
+
+    def merkle_root(self, pos: int = 0) -> bytes | None:
+        subscripts = [s.expand(pos)[0] for s in self.subs]
+        leaves = [(d, tapleaf_hash(s)) for d, s in zip(self.depths, subscripts, strict=True)]
+        return taproot_merkle_root(leaves)
+
+
+class RawTRDescriptor(Descriptor):
+    """rawtr(KEY): the key is the output key itself, no tweak."""
+
+    name = "rawtr"
+
+    def _make_scripts(self, pubkeys, subscripts, out):  # type: ignore[no-untyped-def]
+        return [p2tr_script(pubkeys[0][1:])]
+
+
+# --- parser -------------------------------------------------------------------------------------
+
+
+def _expr(sp: str) -> tuple[str, str]:
+    """Split off one expression: up to the first ',', ')' or '}' outside brackets."""
+    level = 0
+    for i, c in enumerate(sp):
+        if c in "({":
+            level += 1
+        elif level and c in ")}":
+            level -= 1
+        elif level == 0 and c in ")},":
+            return sp[:i], sp[i:]
+    return sp, ""
+
+
+def _func(name: str, expr: str) -> str | None:
+    """The argument text of name(...), if expr is exactly that call."""
+    n = len(name)
+    if len(expr) >= n + 2 and expr.startswith(name) and expr[n] == "(" and expr[-1] == ")":
+        return expr[n + 1 : -1]
+    return None
+
+
+def _is_hex(s: str) -> bool:
+    return len(s) > 0 and len(s) % 2 == 0 and all(c in "0123456789abcdefABCDEF" for c in s)
+
+
+def _to_uint32(s: str) -> int | None:
+    if not s or not s.isascii() or not s.isdigit():
+        return None
+    v = int(s)
+    return v if v <= 0xFFFFFFFF else None
+
+
+class _Apostrophe:
+    """Which hardened marker the key expression used last (Core keeps one flag per key)."""
+
+    value = False
+
+
+def _parse_key_path(elems: Sequence[str], apos: _Apostrophe, allow_multipath: bool
+                    ) -> list[int]:
+    path = []
+    for elem in elems:
+        if elem.startswith("<") and elem.endswith(">"):
+            if not allow_multipath:
+                raise DescriptorError(
+                    f"Key path value '{elem}' specifies multipath in a section where "
+                    "multipath is not allowed"
+                )
+            raise DescriptorError("Multipath key expressions (<a;b>) are not supported")
+        try:
+            index = parse_path_element(elem)
+        except BIP32Error as e:
+            raise DescriptorError(str(e)) from None
+        if index & HARDENED:
+            apos.value = elem.endswith("'")
+        path.append(index)
+    return path
+
+
+def _parse_pubkey_inner(sp: str, ctx: Ctx, params: ChainParams, apos: _Apostrophe) -> KeyExpr:
+    permit_uncompressed = ctx in (Ctx.TOP, Ctx.P2SH)
+    split = sp.split("/")
+    s = split[0]
+    if not s:
+        raise DescriptorError("No key provided")
+    if s[0].isspace() or s[-1].isspace():
+        raise DescriptorError(f"Key '{s}' is invalid due to whitespace")
+    if len(split) == 1:
+        if _is_hex(s):
+            data = bytes.fromhex(s)
+            if pubkey_header_ok(data) and is_hybrid(data):
+                raise DescriptorError("Hybrid public keys are not allowed")
+            if is_fully_valid_pubkey(data):
+                if permit_uncompressed or len(data) == 33:
+                    return ConstKey(data, params)
+                raise DescriptorError("Uncompressed keys are not allowed")
+            if len(data) == 32 and ctx is Ctx.P2TR and is_valid_xonly(data):
+                return ConstKey(b"\x02" + data, params, xonly=True)
+            raise DescriptorError(f"Pubkey '{s}' is invalid")
+        try:
+            secret, compressed = decode_wif(s, params)
+        except WIFError:
+            pass
+        else:
+            if not (permit_uncompressed or compressed):
+                raise DescriptorError("Uncompressed keys are not allowed")
+            pub = pubkey_from_secret(secret, compressed)
+            return ConstKey(pub, params, xonly=ctx is Ctx.P2TR, secret=secret)
+    try:
+        ext = ExtKey.deserialize(s, params)
+    except BIP32Error:
+        raise DescriptorError(f"key '{s}' is not valid") from None
+    derive = Derive.NON_RANGED
+    last = split[-1] if len(split) > 1 else None
+    if last == "*":
+        split.pop()
+        derive = Derive.UNHARDENED
+    elif last in ("*'", "*h"):
+        apos.value = last == "*'"
+        split.pop()
+        derive = Derive.HARDENED
+    path = _parse_key_path(split[1:], apos, allow_multipath=True)
+    return BIP32Key(ext, path, derive, params)
+
+
+def _parse_pubkey(sp: str, ctx: Ctx, params: ChainParams) -> KeyExpr:
+    if sp.startswith("musig("):
+        raise DescriptorError("musig() key expressions are not supported")
+    origin_split = sp.split("]")
+    if len(origin_split) > 2:
+        raise DescriptorError("Multiple ']' characters found for a single pubkey")
+    apos = _Apostrophe()
+    if len(origin_split) == 1:
+        key = _parse_pubkey_inner(sp, ctx, params, apos)
+        key.apostrophe = apos.value
+        return key
+    origin_text = origin_split[0]
+    if not origin_text or origin_text[0] != "[":
+        got = origin_text[0] if origin_text else "]"
+        raise DescriptorError(
+            f"Key origin start '[ character expected but not found, got '{got}' instead"
+        )
+    slash_split = origin_text[1:].split("/")
+    fpr = slash_split[0]
+    if len(fpr) != 8:
+        raise DescriptorError(
+            f"Fingerprint is not 4 bytes ({len(fpr)} characters instead of 8 characters)"
+        )
+    if not _is_hex(fpr):
+        raise DescriptorError(f"Fingerprint '{fpr}' is not hex")
+    path = _parse_key_path(slash_split[1:], apos, allow_multipath=False)
+    key = _parse_pubkey_inner(origin_split[1], ctx, params, apos)
+    key.origin = KeyOrigin(bytes.fromhex(fpr), tuple(path))
+    key.apostrophe = apos.value
+    return key
+
+
+def _key(prefix: str, sp: str, ctx: Ctx, params: ChainParams) -> KeyExpr:
+    try:
+        return _parse_pubkey(sp, ctx, params)
+    except DescriptorError as e:
+        raise DescriptorError(prefix + str(e)) from None
+
+
+_SCRIPT_CTXS = (Ctx.TOP, Ctx.P2SH, Ctx.P2WSH)
+
+
+def _parse_multi(
+    inner: str, ctx: Ctx, params: ChainParams, tapscript: bool, sort: bool
+) -> Descriptor:
+    threshold_text, rest = _expr(inner)
+    thres = _to_uint32(threshold_text)
+    if thres is None:
+        raise DescriptorError(f"Multi threshold '{threshold_text}' is not valid")
+    keys: list[KeyExpr] = []
+    script_size = 0
+    while rest:
+        if not rest.startswith(","):
+            raise DescriptorError(f"Multi: expected ',', got '{rest[0]}'")
+        arg, rest = _expr(rest[1:])
+        key = _key("Multi: ", arg, ctx, params)
+        script_size += key.size() + 1
+        keys.append(key)
+    n = len(keys)
+    if not tapscript and not 1 <= n <= MAX_PUBKEYS_PER_MULTISIG:
+        raise DescriptorError(
+            f"Cannot have {n} keys in multisig; must have between 1 and "
+            f"{MAX_PUBKEYS_PER_MULTISIG} keys, inclusive"
+        )
+    if tapscript and not 1 <= n <= MAX_PUBKEYS_PER_MULTI_A:
+        raise DescriptorError(
+            f"Cannot have {n} keys in multi_a; must have between 1 and "
+            f"{MAX_PUBKEYS_PER_MULTI_A} keys, inclusive"
+        )
+    if thres < 1:
+        raise DescriptorError(f"Multisig threshold cannot be {thres}, must be at least 1")
+    if thres > n:
+        raise DescriptorError(
+            "Multisig threshold cannot be larger than the number of keys; "
+            f"threshold is {thres} but only {n} keys specified"
+        )
+    if ctx is Ctx.TOP and n > 3:
+        raise DescriptorError(f"Cannot have {n} pubkeys in bare multisig; only at most 3 pubkeys")
+    if ctx is Ctx.P2SH and script_size + 3 > MAX_SCRIPT_ELEMENT_SIZE:
+        raise DescriptorError(
+            f"P2SH script is too large, {script_size + 3} bytes is larger than "
+            f"{MAX_SCRIPT_ELEMENT_SIZE} bytes"
+        )
+    if tapscript:
+        return MultiADescriptor(params, thres, keys, sort)
+    return MultisigDescriptor(params, thres, keys, sort)
+
+
+def _parse_tr(inner: str, params: ChainParams) -> Descriptor:
+    arg, rest = _expr(inner)
+    internal = _key("tr(): ", arg, Ctx.P2TR, params)
+    leaves: list[Descriptor] = []
+    depths: list[int] = []
+    if rest:
+        if not rest.startswith(","):
+            raise DescriptorError(f"tr: expected ',', got '{rest[0]}'")
+        rest = rest[1:]
+        # branches[i]: False while in the left child at depth i+1, True in the right one.
+        branches: list[bool] = []
+        while True:
+            while rest.startswith("{"):
+                rest = rest[1:]
+                branches.append(False)
+                if len(branches) > TAPROOT_CONTROL_MAX_NODE_COUNT:
+                    raise DescriptorError(
+                        f"tr() supports at most {TAPROOT_CONTROL_MAX_NODE_COUNT} nesting levels"
+                    )
+            sarg, rest = _expr(rest)
+            leaf, leftover = _parse_script(sarg, Ctx.P2TR, params)
+            if leftover:
+                raise DescriptorError(f"Unexpected '{leftover}' after script expression")
+            leaves.append(leaf)
+            depths.append(len(branches))
+            while branches and branches[-1]:
+                if not rest.startswith("}"):
+                    raise DescriptorError("tr(): expected '}' after script expression")
+                rest = rest[1:]
+                branches.pop()
+            if branches and not branches[-1]:
+                if not rest.startswith(","):
+                    raise DescriptorError("tr(): expected ',' after script expression")
+                rest = rest[1:]
+                branches[-1] = True
+            if not branches:
+                break
+        if rest:
+            raise DescriptorError("tr(): expected ')' after script expression")
+    return TRDescriptor(params, internal, leaves, depths)
+
+
+def _parse_script(sp: str, ctx: Ctx, params: ChainParams) -> tuple[Descriptor, str]:
+    """Parse one SCRIPT expression at the start of sp; return it and the unparsed rest."""
+    expr, rest = _expr(sp)
+
+    if (inner := _func("pk", expr)) is not None:
+        key = _key("pk(): ", inner, ctx, params)
+        return PKDescriptor(params, key, xonly=ctx is Ctx.P2TR), rest
+
+    if (inner := _func("pkh", expr)) is not None:
+        if ctx not in _SCRIPT_CTXS:
+            raise DescriptorError("Can only have pkh() at top level, in sh(), or in wsh()")
+        return PKHDescriptor(params, [_key("pkh(): ", inner, ctx, params)]), rest
+
+    if (inner := _func("combo", expr)) is not None:
+        if ctx is not Ctx.TOP:
+            raise DescriptorError("Can only have combo() at top level")
+        return ComboDescriptor(params, [_key("combo(): ", inner, ctx, params)]), rest
+
+    for name, tapscript, sort in (
+        ("multi", False, False),
+        ("sortedmulti", False, True),
+        ("multi_a", True, False),
+        ("sortedmulti_a", True, True),
+    ):
+        inner = _func(name, expr)
+        if inner is None:
+            continue
+        if tapscript and ctx is not Ctx.P2TR:
+            raise DescriptorError("Can only have multi_a/sortedmulti_a inside tr()")
+        if not tapscript and ctx not in _SCRIPT_CTXS:
+            raise DescriptorError(
+                "Can only have multi/sortedmulti at top level, in sh(), or in wsh()"
+            )
+        return _parse_multi(inner, ctx, params, tapscript, sort), rest
+
+    if (inner := _func("wpkh", expr)) is not None:
+        if ctx not in (Ctx.TOP, Ctx.P2SH):
+            raise DescriptorError("Can only have wpkh() at top level or inside sh()")
+        return WPKHDescriptor(params, [_key("wpkh(): ", inner, Ctx.P2WPKH, params)]), rest
+
+    for name, allowed, sub_ctx, cls, err in (
+        ("sh", (Ctx.TOP,), Ctx.P2SH, SHDescriptor, "Can only have sh() at top level"),
+        ("wsh", (Ctx.TOP, Ctx.P2SH), Ctx.P2WSH, WSHDescriptor,
+         "Can only have wsh() at top level or inside sh()"),
+    ):
+        inner = _func(name, expr)
+        if inner is None:
+            continue
+        if ctx not in allowed:
+            raise DescriptorError(err)
+        sub, leftover = _parse_script(inner, sub_ctx, params)
+        if leftover:
+            raise DescriptorError(f"{name}(): unexpected '{leftover}' after script expression")
+        return cls(params, subs=[sub]), rest
+
+    if (inner := _func("addr", expr)) is not None:
+        if ctx is not Ctx.TOP:
+            raise DescriptorError("Can only have addr() at top level")
+        try:
+            dest = decode_address(inner, params)
+        except AddressError:
+            raise DescriptorError("Address is not valid") from None
+        return AddrDescriptor(params, dest.script), rest
+
+    if (inner := _func("tr", expr)) is not None:
+        if ctx is not Ctx.TOP:
+            raise DescriptorError("Can only have tr at top level")
+        return _parse_tr(inner, params), rest
+
+    if (inner := _func("rawtr", expr)) is not None:
+        if ctx is not Ctx.TOP:
+            raise DescriptorError("Can only have rawtr at top level")
+        arg, more = _expr(inner)
+        if more:
+            raise DescriptorError("rawtr(): only one key expected.")
+        return RawTRDescriptor(params, [_key("rawtr(): ", arg, Ctx.P2TR, params)]), rest
+
+    if (inner := _func("raw", expr)) is not None:
+        if ctx is not Ctx.TOP:
+            raise DescriptorError("Can only have raw() at top level")
+        if not _is_hex(inner):
+            raise DescriptorError("Raw script is not hex")
+        return RawDescriptor(params, bytes.fromhex(inner)), rest
+
+    if ctx is Ctx.P2SH:
+        raise DescriptorError("A function is needed within P2SH")
+    if ctx is Ctx.P2WSH:
+        raise DescriptorError("A function is needed within P2WSH")
+    raise DescriptorError(f"'{expr}' is not a valid descriptor function")
+
+
+def parse_descriptor(
+    desc: str, params: ChainParams, require_checksum: bool = False
+) -> Descriptor:
+    """Parse a descriptor string for params' chain (WIF, xpub and address prefixes).
+
+    Raises DescriptorError with Core's message. The checksum is optional unless required.
+    """
+    payload, _ = split_checksum(desc, require_checksum)
+    result, rest = _parse_script(payload, Ctx.TOP, params)
+    if rest:
+        raise DescriptorError(f"Unexpected '{rest}' after descriptor")
+    return result
+
+
+# --- conveniences for RPC -----------------------------------------------------------------------
+
+
+def descriptor_info(desc: str, params: ChainParams) -> dict:
+    """The fields of Core's getdescriptorinfo."""
+    d = parse_descriptor(desc, params)
+    return {
+        "descriptor": d.to_string(),
+        "checksum": get_descriptor_checksum(desc),
+        "isrange": d.is_range(),
+        "issolvable": d.is_solvable(),
+        "hasprivatekeys": d.has_private_keys(),
+    }
+
+
+def parse_range(value: int | Sequence[int]) -> tuple[int, int]:
+    """Core's ParseDescriptorRange: n means [0, n]; [begin, end] is inclusive."""
+    if isinstance(value, bool):
+        raise DescriptorError("Range must be specified as end or as [begin,end]")
+    if isinstance(value, int):
+        begin, end = 0, value
+    elif len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        begin, end = value[0], value[1]
+        if begin > end:
+            raise DescriptorError("Range specified as [begin,end] must not have begin after end")
+    else:
+        raise DescriptorError("Range must be specified as end or as [begin,end]")
+    if begin < 0:
+        raise DescriptorError("Range should be greater or equal than 0")
+    if (end >> 31) != 0:
+        raise DescriptorError("End of range is too high")
+    if end >= begin + MAX_RANGE_SIZE:
+        raise DescriptorError("Range is too large")
+    return begin, end
+
+
+def expand(
+    desc: str | Descriptor,
+    params: ChainParams,
+    index_or_range: int | Sequence[int] | None = None,
+) -> list[bytes]:
+    """scriptPubKeys of a descriptor: at one index (an int) or over an inclusive [begin, end]
+    range (a pair). A descriptor that is not ranged gives its scripts once."""
+    d = parse_descriptor(desc, params) if isinstance(desc, str) else desc
+    if not d.is_range():
+        return d.expand(0)
+    if index_or_range is None:
+        raise DescriptorError("Range must be specified for a ranged descriptor")
+    if isinstance(index_or_range, int):
+        return d.expand(index_or_range)
+    begin, end = parse_range(index_or_range)
+    out: list[bytes] = []
+    for i in range(begin, end + 1):
+        out.extend(d.expand(i))
+    return out
+
+
+def to_addresses(desc: str | Descriptor, params: ChainParams, pos: int = 0) -> list[str | None]:
+    """Addresses of the scripts at pos (None where a script, such as P2PK, has none)."""
+    d = parse_descriptor(desc, params) if isinstance(desc, str) else desc
+    return [script_to_address(s, params) for s in d.expand(pos)]
+
+
+def derive_addresses(
+    desc: str, params: ChainParams, range_: int | Sequence[int] | None = None
+) -> list[str]:
+    """Core's deriveaddresses, errors included (combo's P2PK script is skipped)."""
+    d = parse_descriptor(desc, params)
+    if not d.is_range():
+        if range_ is not None:
+            raise DescriptorError("Range should not be specified for an un-ranged descriptor")
+        begin, end = 0, 0
+    else:
+        if range_ is None:
+            raise DescriptorError("Range must be specified for a ranged descriptor")
+        begin, end = parse_range(range_)
+    out: list[str] = []
+    for i in range(begin, end + 1):
+        scripts = d.expand(i)
+        for s in scripts:
+            addr = script_to_address(s, params)
+            if addr is None:
+                if len(scripts) > 1 and s[-1] == OP_CHECKSIG and len(s) in (35, 67):
+                    continue
+                raise DescriptorError("Descriptor does not have a corresponding address")
+            out.append(addr)
+    if not out:
+        raise DescriptorError("Unexpected empty result")
+    return out
