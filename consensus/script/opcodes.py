@@ -242,3 +242,48 @@ def encode_op_n(n: int) -> int:
     """Opcode for the small integer n (0..16)."""
     assert 0 <= n <= 16
     return OP_0 if n == 0 else OP_1 + n - 1
+
+
+# Opcodes that fail a script even in an unexecuted branch (CVE-2010-5137).
+DISABLED_OPCODES = frozenset(
+    (
+        OP_CAT, OP_SUBSTR, OP_LEFT, OP_RIGHT, OP_INVERT, OP_AND, OP_OR, OP_XOR,
+        OP_2MUL, OP_2DIV, OP_MUL, OP_DIV, OP_MOD, OP_LSHIFT, OP_RSHIFT,
+    )
+)
+
+
+def is_op_success(op: int) -> bool:
+    """BIP342 OP_SUCCESSx: opcodes that make a tapscript unconditionally valid."""
+    return (
+        op == 80
+        or op == 98
+        or 126 <= op <= 129
+        or 131 <= op <= 134
+        or 137 <= op <= 138
+        or 141 <= op <= 142
+        or 149 <= op <= 153
+        or 187 <= op <= 254
+    )
+
+
+OP_SUCCESS_TABLE = bytes(1 if is_op_success(i) else 0 for i in range(256))
+
+
+def _asm_names() -> dict[str, int]:
+    """Names Core's ParseScript accepts: opcode names from OP_NOP up (plus OP_RESERVED),
+    each with and without the OP_ prefix. Small numbers are written as decimals instead."""
+    names: dict[str, int] = {}
+    for op in range(MAX_OPCODE + 1):
+        if op < OP_NOP and op != OP_RESERVED:
+            continue
+        name = op_name(op)
+        if name == "OP_UNKNOWN":
+            continue
+        names[name] = op
+        if name.startswith("OP_"):
+            names[name[3:]] = op
+    return names
+
+
+ASM_NAMES = _asm_names()
