@@ -88,7 +88,9 @@ def test_segwit_error_messages():
     with pytest.raises(SegwitAddressError, match="Empty data section"):
         decode_segwit_address("bc", "bc1gmk9yu")
     with pytest.raises(Bech32Error, match="mixed case"):
-        decode_segwit_address("tb", "tb1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vq47Zagq")
+        decode_segwit_address(
+            "tb", "tb1p0xlxvlhemja6c4dqv22uapctqupfhlxm9h8z3k2e72q4k9hcz7vq47Zagq"
+        )
 
 
 def test_encoder_rules():

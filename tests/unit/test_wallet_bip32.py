@@ -15,9 +15,10 @@ PATH_VECTORS = [
     for path, keys in vec.items()
     if path != "seed"
 ]
+IDS = [f"{n}:{p}" for n, p, _ in PATH_VECTORS]
 
 
-@pytest.mark.parametrize("name,path,keys", PATH_VECTORS, ids=[f"{n}:{p}" for n, p, _ in PATH_VECTORS])
+@pytest.mark.parametrize("name,path,keys", PATH_VECTORS, ids=IDS)
 def test_derivation_vectors(name, path, keys):
     root = ExtKey.from_seed(bytes.fromhex(DATA[name]["seed"]))
     key = root.derive_path(path)
@@ -29,7 +30,7 @@ def test_derivation_vectors(name, path, keys):
     assert key.depth == len(parse_path(path))
 
 
-@pytest.mark.parametrize("name,path,keys", PATH_VECTORS, ids=[f"{n}:{p}" for n, p, _ in PATH_VECTORS])
+@pytest.mark.parametrize("name,path,keys", PATH_VECTORS, ids=IDS)
 def test_public_derivation_matches_private(name, path, keys):
     """Below the last hardened step, xpub derivation gives the neutered xprv child."""
     steps = parse_path(path)
