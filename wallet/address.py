@@ -16,7 +16,6 @@ from wallet.bech32 import (
     bech32_decode,
     bech32_encode,
     convertbits,
-    locate_errors,
 )
 
 OP_0 = 0x00
@@ -283,11 +282,6 @@ def validate_address(addr: str, params: ChainParams) -> AddressInfo:
         witness_version=dest.witness_version if witness else None,
         witness_program=dest.payload if witness else None,
     )
-
-
-def bech32_error_locations(addr: str) -> tuple[str, list[int]]:
-    """Core's Bech32 diagnosis of a string, whatever chain it is for."""
-    return locate_errors(addr)
 
 
 # --- WIF private keys ---------------------------------------------------------------------------

@@ -1065,3 +1065,19 @@ def derive_addresses(
     if not out:
         raise DescriptorError("Unexpected empty result")
     return out
+
+
+def mining_script(desc: str, params: ChainParams) -> bytes:
+    """The one scriptPubKey generatetodescriptor pays to (Core's getScriptFromDescriptor).
+
+    combo() gives several scripts: Core takes P2WPKH for a compressed key, else P2PKH.
+    """
+    d = parse_descriptor(desc, params)
+    if d.is_range():
+        raise DescriptorError(
+            "Ranged descriptor not accepted. Maybe pass through deriveaddresses first?"
+        )
+    scripts = d.expand(0)
+    if len(scripts) == 1:
+        return scripts[0]
+    return scripts[2] if len(scripts) == 4 else scripts[1]
