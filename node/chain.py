@@ -51,7 +51,7 @@ from node.store.blockindex import (
     BlockIndexDB,
     BlockIndexEntry,
 )
-from node.store.coins import CoinsCache, utxo_digest
+from node.store.coins import CoinsCache, UTXOStats, utxo_digest, utxo_stats
 from node.store.layout import decode_coin, encode_coin
 from node.scriptcheck import ScriptChecker
 
@@ -326,6 +326,36 @@ class ChainState:
         with self.lock:
             self.flush()
             return utxo_digest(self.coins)
+
+    def utxo_stats_full(self) -> UTXOStats:
+        with self.lock:
+            self.flush()
+            return utxo_stats(self.coins)
+
+    def verify(self, level: int, nblocks: int) -> bool:
+        """Core's VerifyDB, read-only: re-read the last `nblocks` blocks of the active chain
+        (0 = all); level >= 1 re-checks them, >= 2 reads their undo data, >= 3 checks that
+        the undo data matches the blocks' inputs."""
+        with self.lock:
+            entries = self.active[1:] if nblocks <= 0 else self.active[-nblocks:]
+            entries = [e for e in entries if e.prev is not None]
+            try:
+                for e in reversed(entries):
+                    block = self.read_block(e)
+                    if level >= 1:
+                        check_block(block, self.params)
+                    if level >= 2:
+                        spent = decode_undo(self.files.read_undo(e.file, e.undo_pos, e.prev.hash))
+                        if level >= 3:
+                            if len(spent) != len(block.txs) - 1 or any(
+                                len(s) != len(tx.vin) for s, tx in zip(spent, block.txs[1:])
+                            ):
+                                log.error("verifychain: undo data of %s does not match", e.hash_hex())
+                                return False
+            except (BlockFileError, ValidationError, DeserializationError) as err:
+                log.error("verifychain: %s", err)
+                return False
+            return True
 
     # =========================================================================================
     # headers and blocks in

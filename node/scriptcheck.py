@@ -1,54 +1,51 @@
-"""Script checks for connecting blocks: small blocks in-process, large ones on the
-worker-process pool of consensus.script, with results cached so that transactions already
-checked by the mempool are not checked again."""
+"""Script checks for connecting blocks, on consensus.script's worker-process pool (small
+blocks stay in-process; transactions the mempool already verified are skipped through the
+script execution cache), failures turned into Core's block reject reason."""
 
 from __future__ import annotations
 
-import logging
 import os
 
 from consensus.errors import ValidationError
-from consensus.script.verify import ScriptCheckPool, ScriptError, script_error_message
+from consensus.script.errors import ScriptError
+from consensus.script.pool import ScriptCheckPool
 from consensus.tx import Transaction, TxOut
-
-log = logging.getLogger("validation")
 
 Job = tuple[Transaction, list[TxOut], int]
 
 
 class ScriptChecker:
-    """Checks the scripts of a block's transactions, raising Core's block reject reason.
-
-    workers: size of the process pool (0 = in-process only; default: one per core when
-    there is more than one core).
-    """
+    """workers: processes in the pool (0 = verify in-process only; None = one per core when
+    there is more than one core, as Core's -par)."""
 
     def __init__(self, workers: int | None = None) -> None:
         if workers is None:
-            workers = os.cpu_count() or 1
-            workers = workers if workers > 1 else 0
-        self.pool = ScriptCheckPool(workers=workers)
-        # (wtxid, flags) of transactions whose scripts passed (filled by the mempool too).
-        self.verified: set[tuple[bytes, int]] = set()
+            cores = os.cpu_count() or 1
+            workers = cores if cores > 1 else 0
+        self.pool = ScriptCheckPool(workers=workers) if workers > 0 else None
 
     def check_block(self, jobs: list[Job]) -> None:
-        todo = [j for j in jobs if (j[0].wtxid, j[2]) not in self.verified]
-        if not todo:
+        if not jobs:
             return
         try:
-            self.pool.verify_many(todo)
+            if self.pool is not None:
+                self.pool.verify_many(jobs)
+            else:
+                _verify_here(jobs)
         except ScriptError as err:
+            where = f" in transaction {err.txid[::-1].hex()} input {err.input_index}" if (
+                err.txid is not None) else ""
             raise ValidationError(
-                f"block-script-verify-flag-failed ({script_error_message(err)})", 100, str(err)
+                f"block-script-verify-flag-failed ({err.message})", 100, f"{err.code}{where}"
             ) from None
-        # Block transactions are not cached: they are spent from the UTXO set now and will
-        # not be checked again (Core likewise skips caching while connecting).
-
-    def remember(self, tx: Transaction, flags: int) -> None:
-        """Record a transaction whose scripts passed under `flags` (bounded)."""
-        if len(self.verified) > 200_000:
-            self.verified.clear()
-        self.verified.add((tx.wtxid, flags))
 
     def close(self) -> None:
-        self.pool.close()
+        if self.pool is not None:
+            self.pool.close()
+
+
+def _verify_here(jobs: list[Job]) -> None:
+    from consensus.script.verify import verify_transaction  # consults the execution cache
+
+    for tx, spent, flags in jobs:
+        verify_transaction(tx, spent, flags)

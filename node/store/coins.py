@@ -34,6 +34,7 @@ ENTRY_OVERHEAD = 260
 
 class CoinsCache:
     def __init__(self, path: Path, cache_bytes: int) -> None:
+        self.path = path
         self.db = plyvel.DB(str(path), create_if_missing=True)
         self.cache_bytes = cache_bytes
         self.entries: dict[bytes, Coin | None] = {}
@@ -141,20 +142,37 @@ class CoinsCache:
             yield txid, n, decode_coin(raw)
 
 
-def utxo_digest(cache: CoinsCache) -> tuple[bytes, int, int]:
-    """Core's hash_serialized_3 over the UTXO set, with the coin count and total amount.
+class UTXOStats:
+    __slots__ = ("digest", "count", "total", "transactions", "bogosize", "disk_size")
 
-    Per coin: outpoint | u32 (height << 1 | coinbase) | txout; the stream's double SHA-256.
+
+def utxo_stats(cache: CoinsCache) -> UTXOStats:
+    """Core's gettxoutsetinfo figures, with hash_serialized_3 over the whole set.
+
+    hash_serialized_3 is the double SHA-256 of, per coin in outpoint order:
+    outpoint | u32 (height << 1 | coinbase) | txout.
     """
     h = hashlib.sha256()
-    count = 0
-    total = 0
+    st = UTXOStats()
+    st.count = st.total = st.transactions = st.bogosize = 0
     pack = struct.Struct("<32sIIq").pack
+    last_txid = None
     for txid, n, coin in cache.iter_coins():
         spk = coin.script_pubkey
         h.update(pack(txid, n, coin.height << 1 | coin.coinbase, coin.value))
         h.update(compact_size(len(spk)) + spk)
-        count += 1
-        total += coin.value
-    return hashlib.sha256(h.digest()).digest(), count, total
+        st.count += 1
+        st.total += coin.value
+        st.bogosize += 50 + len(spk)  # Core's GetBogoSize
+        if txid != last_txid:
+            st.transactions += 1
+            last_txid = txid
+    st.digest = hashlib.sha256(h.digest()).digest()
+    st.disk_size = sum(p.stat().st_size for p in Path(cache.path).glob("*") if p.is_file())
+    return st
 
+
+def utxo_digest(cache: CoinsCache) -> tuple[bytes, int, int]:
+    """(hash_serialized_3, number of coins, total amount)."""
+    st = utxo_stats(cache)
+    return st.digest, st.count, st.total

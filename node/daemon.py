@@ -1,0 +1,326 @@
+"""minibtcd: builds the node's parts, connects their events, starts and stops them.
+
+One asyncio loop serves RPC (and later P2P). Everything that changes the chain runs on a
+single validation thread, so it is serialized without blocking the loop; script checks go to
+worker processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from node.config import ConfigError, NodeConfig, load_config
+
+log = logging.getLogger("minibtcd")
+
+VERSION = "0.1.0"
+USAGE = """minibtcd: a Bitcoin-compatible full node for regtest and local test networks.
+
+Usage: minibtcd [options]
+
+Options (Core-style: -name=value, -name for true, -noname for false):
+  -chain=<regtest|main>   chain to run (default: regtest); -regtest is the same as -chain=regtest
+  -datadir=<dir>          data directory (default: ~/.minibtc; chain data in a subfolder per
+                          chain, none for main)
+  -conf=<file>            config file, relative to the datadir (default: minibtc.conf)
+  -rpcport=<port>         JSON-RPC port (default: 18443 on regtest, 8332 on main)
+  -rpcbind=<addr>[:port]  address to listen on for JSON-RPC (default: 127.0.0.1 and ::1)
+  -rpcallowip=<ip|net>    allow JSON-RPC from this address or subnet (default: loopback)
+  -rpcuser=<user> -rpcpassword=<pw>   password auth (otherwise a .cookie file is written)
+  -rpcauth=<user>:<salt>$<hash>       HMAC-SHA256 credentials (share/rpcauth.py format)
+  -rpcthreads=<n>         threads serving RPC calls (default: 8)
+  -dbcache=<MiB>          UTXO cache size (default: 450)
+  -par=<n>                script verification processes (0 = in-process; default: cores)
+  -loadblock=<file>       import blocks from a blk?????.dat-style file (repeatable)
+  -reindex                rebuild the block index and UTXO set from the block files
+  -reindex-chainstate     rebuild the UTXO set from the block files
+  -txindex                keep an index of all transactions (getrawtransaction)
+  -debug=<category>       debug logging for a category (net, validation, mempool, rpc,
+                          wallet, ...), or 1 / all
+  -printtoconsole         log to the console as well as to debug.log
+  -daemon                 run in the background
+"""
+
+
+class DatadirLock:
+    """An exclusive lock on the chain datadir so that a second node cannot use it."""
+
+    def __init__(self, datadir: Path) -> None:
+        self.path = datadir / ".lock"
+        self.fh = open(self.path, "a")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self.fh.close()
+            raise ConfigError(
+                f"Error: Cannot obtain a lock on data directory {datadir}. minibtcd is "
+                f"probably already running."
+            ) from None
+
+    def release(self) -> None:
+        fcntl.flock(self.fh, fcntl.LOCK_UN)
+        self.fh.close()
+
+
+def setup_logging(config: NodeConfig, datadir: Path) -> Path:
+    logfile = datadir / "debug.log"
+    fmt = logging.Formatter("%(asctime)s [%(name)s] %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+    fmt.converter = time.gmtime
+    root = logging.getLogger()
+    root.handlers.clear()
+    root.setLevel(logging.INFO)
+    fh = logging.FileHandler(logfile)
+    fh.setFormatter(fmt)
+    root.addHandler(fh)
+    console = config.printtoconsole if config.printtoconsole is not None else not config.daemon
+    if console:
+        sh = logging.StreamHandler(sys.stdout)
+        sh.setFormatter(fmt)
+        root.addHandler(sh)
+    apply_debug_categories(config.debug, config.debugexclude)
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    return logfile
+
+
+def apply_debug_categories(include: list[str], exclude: list[str]) -> None:
+    from node.config import LOG_CATEGORIES
+
+    every = "1" in include or "all" in include
+    for cat in LOG_CATEGORIES:
+        on = (every or cat in include) and cat not in exclude
+        logging.getLogger(cat).setLevel(logging.DEBUG if on else logging.INFO)
+
+
+class Node:
+    """The running node: what RPC methods receive as their first argument."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.params = config.params()
+        self.datadir = config.chain_datadir
+        self.start_time = time.time()
+        self.current_request = threading.local()
+        self.validation = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validation")
+        self.chain = None
+        self.txindex = None
+        self.rpc = None
+        self.logfile: Path | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._stop = None
+        self.shutting_down = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def request_shutdown(self) -> None:
+        """Safe from any thread (the `stop` RPC, signal handlers)."""
+        self.shutting_down = True
+        if self.loop is not None and self._stop is not None:
+            self.loop.call_soon_threadsafe(self._stop.set)
+
+    async def run(self, ready: callable = None) -> None:
+        from node.rpc import methods  # noqa: F401  (registers every RPC method)
+        from node.rpc.server import Credentials, RPCServer, write_cookie
+
+        self.loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.loop.add_signal_handler(sig, self.request_shutdown)
+        cfg = self.config
+        creds = Credentials(cfg.rpcuser, cfg.rpcpassword, cfg.rpcauth)
+        cookie = self.datadir / ".cookie"
+        if not cfg.rpcpassword:
+            creds.add_cookie(write_cookie(cookie))
+        binds = rpc_bind_addresses(cfg)
+        allow = ["127.0.0.0/8", "::1/128"] + cfg.rpcallowip
+        self.rpc = RPCServer(self, creds, binds, allow, threads=cfg.rpcthreads)
+        try:
+            await self.rpc.start()
+            log.info("minibtcd %s starting on %s, datadir %s", VERSION, cfg.chain, self.datadir)
+            if ready:
+                ready(None)
+            await self._in_validation(self._init_chain)
+            self.rpc.warmup = None
+            log.info("ready: height %d, tip %s", self.chain.height, self.chain.tip.hash_hex())
+            if cfg.loadblock:
+                self.loop.run_in_executor(self.validation, self._import_files)
+            await self._stop.wait()
+        finally:
+            log.info("Shutdown: in progress...")
+            self.shutting_down = True
+            if self.rpc is not None:
+                await self.rpc.stop()
+            await self._in_validation(self._close_chain)
+            self.validation.shutdown(wait=True)
+            if not cfg.rpcpassword:
+                cookie.unlink(missing_ok=True)
+            log.info("Shutdown: done")
+
+    async def _in_validation(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self.validation, fn, *args)
+
+    def _init_chain(self) -> None:
+        from node.blockimport import reindex, reindex_chainstate
+        from node.chain import ChainState
+        from node.scriptcheck import ScriptChecker
+        from node.txindex import TxIndex
+
+        cfg = self.config
+        self.chain = ChainState(self.datadir, self.params, dbcache_mb=cfg.dbcache,
+                                scripts=ScriptChecker(cfg.par))
+        if cfg.txindex:
+            self.txindex = TxIndex(self.datadir / "indexes" / "txindex", self.chain)
+        if cfg.reindex or self.chain.index_db.is_reindexing():
+            self.rpc.warmup = "Reindexing blocks..."
+            if self.txindex:
+                self.txindex.wipe()
+            reindex(self.chain)
+        elif cfg.reindex_chainstate:
+            self.rpc.warmup = "Reindexing chainstate..."
+            reindex_chainstate(self.chain)
+        else:
+            self.chain.load()
+        if self.txindex:
+            self.txindex.sync()
+
+    def _import_files(self) -> None:
+        from node.blockimport import load_external_block_file
+
+        for f in self.config.loadblock:
+            if self.shutting_down:
+                return
+            try:
+                stats = load_external_block_file(self.chain, f)
+                log.info("Imported %s: %s", f, stats)
+            except Exception as err:  # keep running: a bad file must not kill the node
+                log.error("Importing %s failed: %s", f, err)
+
+    def _close_chain(self) -> None:
+        if self.chain is not None:
+            self.chain.close()
+        if self.txindex is not None:
+            self.txindex.close()
+
+
+def rpc_bind_addresses(cfg: NodeConfig) -> list[tuple[str, int]]:
+    port = cfg.effective_rpcport
+    if not cfg.rpcbind:
+        return [("127.0.0.1", port)] + ([("::1", port)] if _has_ipv6() else [])
+    out = []
+    for b in cfg.rpcbind:
+        host, p = b, port
+        if b.startswith("["):  # [::1]:port
+            host, _, rest = b[1:].partition("]")
+            if rest.startswith(":"):
+                p = int(rest[1:])
+        elif b.count(":") == 1:
+            host, ps = b.split(":")
+            p = int(ps)
+        out.append((host, p))
+    return out
+
+
+def _has_ipv6() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def _daemonize() -> int | None:
+    """Fork into the background. Returns the read end of a pipe in the parent (which waits
+    for the child's start-up result), None in the child."""
+    r, w = os.pipe()
+    if os.fork() > 0:
+        os.close(w)
+        return r
+    os.close(r)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.environ["MINIBTCD_READY_FD"] = str(w)
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if any(a in ("-h", "-help", "--help", "-?") for a in argv):
+        print(USAGE)
+        return 0
+    if any(a in ("-version", "--version") for a in argv):
+        print(f"minibtcd version v{VERSION}")
+        return 0
+    try:
+        config = load_config(argv)
+        datadir = config.chain_datadir
+        datadir.mkdir(parents=True, exist_ok=True)
+    except ConfigError as err:
+        print(err, file=sys.stderr)
+        return 1
+    if config.daemon:
+        r = _daemonize()
+        if r is not None:  # parent: report the child's start-up result
+            msg = os.read(r, 4096).decode()
+            if msg.startswith("ok"):
+                print("minibtcd starting")
+                return 0
+            print(msg or "Error: minibtcd failed to start", file=sys.stderr)
+            return 1
+    ready_fd = os.environ.pop("MINIBTCD_READY_FD", None)
+
+    def report(error: str | None) -> None:
+        nonlocal ready_fd
+        if ready_fd is not None:
+            os.write(int(ready_fd), (error or "ok").encode())
+            os.close(int(ready_fd))
+            ready_fd = None
+
+    try:
+        lock = DatadirLock(datadir)
+    except ConfigError as err:
+        report(str(err))
+        print(err, file=sys.stderr)
+        return 1
+    node = Node(config)
+    try:
+        node.logfile = setup_logging(config, datadir)
+        asyncio.run(node.run(ready=report))
+    except OSError as err:  # e.g. the RPC port is taken
+        msg = f"Error: {err}"
+        report(msg)
+        print(msg, file=sys.stderr)
+        logging.getLogger("minibtcd").error(msg)
+        return 1
+    except Exception as err:
+        from node.chain import ChainError
+        from node.store.blockfiles import BlockFileError
+
+        if isinstance(err, (BlockFileError, ChainError)):
+            msg = f"Error: {err}. Restart with -reindex to rebuild from the block files."
+            report(msg)
+            print(msg, file=sys.stderr)
+            logging.getLogger("minibtcd").error(msg)
+            return 1
+        raise
+    finally:
+        lock.release()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

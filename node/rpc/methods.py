@@ -1,0 +1,3 @@
+"""Importing this module registers every RPC method."""
+
+from node.rpc import blockchain, control, rawtransactions, util  # noqa: F401

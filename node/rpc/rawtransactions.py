@@ -1,0 +1,341 @@
+"""Raw transaction RPCs: getrawtransaction, decoderawtransaction, decodescript,
+createrawtransaction."""
+
+from __future__ import annotations
+
+from coincurve import PublicKey
+
+from consensus.hashes import hash160, sha256
+from consensus.script.opcodes import OP_CHECKSIGADD, is_op_success
+from consensus.script.script import ScriptParseError, iter_ops
+from consensus.script.standard import (
+    MULTISIG,
+    NONSTANDARD,
+    PUBKEY,
+    PUBKEYHASH,
+    WITNESS_V0_KEYHASH,
+    WITNESS_V0_SCRIPTHASH,
+    p2sh_script,
+    p2wpkh_script,
+    p2wsh_script,
+    solver,
+)
+from consensus.serialize import DeserializationError, Reader, expect_end
+from consensus.tx import OutPoint, Transaction, TxIn, TxOut
+from node.chain import is_unspendable
+from node.rpc.errors import (
+    RPC_DESERIALIZATION_ERROR,
+    RPC_INVALID_ADDRESS_OR_KEY,
+    RPC_INVALID_PARAMETER,
+    RPCError,
+)
+from node.rpc.params import amount, as_bool_or_int, as_int, parse_hash, parse_hex
+from node.rpc.registry import ANY, ARR, BOOL, NUM, OBJ_USER_KEYS, STR, Arg, rpc
+from node.rpc.txjson import infer_descriptor, script_pubkey_json, tx_json
+from node.store.blockfiles import BlockFileError
+from wallet.address import address_to_script, script_to_address
+from wallet.descriptors import add_checksum
+
+MAX_BIP125_RBF_SEQUENCE = 0xFFFFFFFD
+
+
+def decode_tx(hexstr: str, try_no_witness: bool = True, try_witness: bool = True) -> Transaction:
+    """Core's DecodeHexTx: accept the serialization that parses completely, preferring the
+    extended (witness) form when both do."""
+    try:
+        data = bytes.fromhex(hexstr)
+    except ValueError:
+        raise RPCError(RPC_DESERIALIZATION_ERROR, "TX decode failed") from None
+    candidates = []
+    if try_witness:
+        candidates.append(True)
+    if try_no_witness:
+        candidates.append(False)
+    for allow_witness in candidates:
+        try:
+            r = Reader(data)
+            tx = Transaction.deserialize(r, allow_witness)
+            expect_end(r, "transaction")
+            return tx
+        except DeserializationError:
+            continue
+    raise RPCError(RPC_DESERIALIZATION_ERROR, "TX decode failed")
+
+
+@rpc("getrawtransaction", "Rawtransactions",
+     [Arg("txid", STR, help="The transaction id"),
+      Arg("verbosity", NUM, False, 0,
+          "0 for hex-encoded data, 1 for a JSON object, and 2 for JSON object with fee and "
+          "prevout"),
+      Arg("blockhash", STR, False, None, "The block in which to look for the transaction")],
+     description="By default, this call only returns a transaction if it is in the mempool. "
+                 "If -txindex is enabled and no blockhash argument is passed, it will return "
+                 "the transaction if it is in a block in the blockchain.\n\nHint: Use "
+                 "gettransaction for wallet transactions.\n\nIf verbosity is 0 or omitted, "
+                 "returns the serialized transaction as a hex-encoded string.\nIf verbosity is "
+                 "1, returns a JSON Object with information about the transaction.\nIf "
+                 "verbosity is 2, returns a JSON Object with information about the transaction, "
+                 "including fee and prevout information.")
+def getrawtransaction(node, txid, verbosity, blockhash):
+    h = parse_hash(txid, "parameter 1")
+    v = as_bool_or_int(verbosity, "verbosity") if verbosity is not None else 0
+    chain = node.chain
+    if h == chain.params.genesis.txs[0].txid:
+        raise RPCError(RPC_INVALID_ADDRESS_OR_KEY,
+                       "The genesis block coinbase is not considered an ordinary transaction "
+                       "and cannot be retrieved")
+    entry = None
+    if blockhash is not None:
+        entry = chain.get(parse_hash(blockhash, "parameter 3"))
+        if entry is None:
+            raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Block hash not found")
+    tx, found_in, undo = _find_tx(node, h, entry)
+    if tx is None:
+        if entry is not None:
+            if not entry.have_data:
+                raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Block not available")
+            msg = "No such transaction found in the provided block."
+        elif node.txindex is None:
+            msg = ("No such mempool transaction. Use -txindex or provide a block hash to enable "
+                   "blockchain transaction queries.")
+        else:
+            msg = "No such mempool or blockchain transaction."
+        raise RPCError(RPC_INVALID_ADDRESS_OR_KEY,
+                       msg + " Use gettransaction for wallet transactions.")
+    if v <= 0:
+        return tx.serialize().hex()
+    out: dict = {}
+    if entry is not None:
+        out["in_active_chain"] = chain.in_active_chain(entry)
+    out.update(tx_json(tx, node.params, True, undo if v >= 2 else None, v >= 2))
+    if found_in is not None:
+        out["blockhash"] = found_in.hash_hex()
+        if chain.in_active_chain(found_in):
+            out["confirmations"] = chain.height - found_in.height + 1
+            out["time"] = found_in.time
+            out["blocktime"] = found_in.time
+        else:
+            out["confirmations"] = 0
+    return out
+
+
+def _find_tx(node, txid: bytes, entry):
+    """(tx, block entry or None for the mempool, spent coins or None)."""
+    chain = node.chain
+    mempool = getattr(node, "mempool", None)
+    if entry is None and mempool is not None:
+        tx = mempool.get(txid)
+        if tx is not None:
+            return tx, None, None
+    if entry is None and node.txindex is not None:
+        pos = node.txindex.lookup(txid)
+        if pos is not None:
+            for e in chain.active[1:]:
+                pass
+            block_entry = _entry_at(chain, pos)
+            if block_entry is not None:
+                entry = block_entry
+    if entry is None or not entry.have_data:
+        return None, None, None
+    try:
+        block = chain.read_block(entry)
+    except BlockFileError:
+        return None, None, None
+    for i, tx in enumerate(block.txs):
+        if tx.txid == txid:
+            undo = None
+            if i > 0 and entry.undo_pos and entry.prev is not None:
+                from node.chain import decode_undo
+
+                try:
+                    undo = decode_undo(chain.files.read_undo(entry.file, entry.undo_pos,
+                                                             entry.prev.hash))[i - 1]
+                except BlockFileError:
+                    undo = None
+            return tx, entry, undo
+    return None, None, None
+
+
+def _entry_at(chain, pos) -> object | None:
+    """The active-chain block stored at (file, data_pos)."""
+    file, data_pos, _ = pos
+    with chain.lock:
+        for e in reversed(chain.active):
+            if e.file == file and e.data_pos == data_pos:
+                return e
+    return None
+
+
+@rpc("decoderawtransaction", "Rawtransactions",
+     [Arg("hexstring", STR, help="The transaction hex string"),
+      Arg("iswitness", BOOL, False, None,
+          "Whether the transaction hex is a serialized witness transaction. If iswitness is "
+          "not present, heuristic tests will be used in decoding.")],
+     description="Return a JSON object representing the serialized, hex-encoded transaction.",
+     inline=True)
+def decoderawtransaction(node, hexstring, iswitness):
+    try_witness = iswitness is None or bool(iswitness)
+    try_no_witness = iswitness is None or not iswitness
+    tx = decode_tx(hexstring, try_no_witness, try_witness)
+    return tx_json(tx, node.params, include_hex=False)
+
+
+def _can_wrap(script: bytes, kind: str) -> bool:
+    if kind not in (MULTISIG, NONSTANDARD, PUBKEY, PUBKEYHASH, WITNESS_V0_KEYHASH,
+                    WITNESS_V0_SCRIPTHASH):
+        return False
+    if is_unspendable(script):
+        return False
+    try:
+        for op, _, _ in iter_ops(script):
+            if op == OP_CHECKSIGADD or is_op_success(op) or op > 0xBA and op != 0xFF:
+                return False
+            if op == 0xFF:  # OP_INVALIDOPCODE: HasValidOps fails
+                return False
+    except ScriptParseError:
+        return False
+    return True
+
+
+def _compressed(key: bytes) -> bool:
+    return len(key) == 33
+
+
+@rpc("decodescript", "Rawtransactions", [Arg("hexstring", STR, help="the hex-encoded script")],
+     description="Decode a hex-encoded script.", inline=True)
+def decodescript(node, hexstring):
+    script = parse_hex(hexstring, "argument") if hexstring else b""
+    params = node.params
+    out = script_pubkey_json(script, params, include_hex=False)
+    kind, sols = solver(script)
+    if _can_wrap(script, kind):
+        out["p2sh"] = script_to_address(p2sh_script(hash160(script)), params)
+        wrap_wsh = kind in (NONSTANDARD, PUBKEYHASH) or (
+            kind in (MULTISIG, PUBKEY) and all(len(s) == 1 or _compressed(s) for s in sols)
+        )
+        if wrap_wsh:
+            if kind == PUBKEY:
+                seg = p2wpkh_script(hash160(sols[0]))
+            elif kind == PUBKEYHASH:
+                seg = p2wpkh_script(sols[0])
+            else:
+                seg = p2wsh_script(sha256(script))
+            sr = script_pubkey_json(seg, params)
+            if kind == MULTISIG:
+                keys = ",".join(k.hex() for k in sols[1:-1])
+                sr["desc"] = add_checksum(f"wsh(multi({sols[0][0]},{keys}))")
+            sr["p2sh-segwit"] = script_to_address(p2sh_script(hash160(seg)), params)
+            out["segwit"] = sr
+    return out
+
+
+@rpc("createrawtransaction", "Rawtransactions",
+     [Arg("inputs", ARR, help='The inputs: [{"txid":"hex","vout":n,"sequence":n},...]'),
+      Arg("outputs", ANY,
+          help='The outputs: [{"address":amount,...},{"data":"hex"},...] (an object is also '
+               'accepted)'),
+      Arg("locktime", NUM, False, 0, "Raw locktime. Non-0 value also locktime-activates inputs"),
+      Arg("replaceable", BOOL, False, True,
+          "Marks this transaction as BIP125-replaceable. Allows this transaction to be "
+          "replaced by a transaction with higher fees.")],
+     description="Create a transaction spending the given inputs and creating new outputs.\n"
+                 "Outputs can be addresses or data.\nReturns hex-encoded raw transaction.\n"
+                 "Note that the transaction's inputs are not signed, and\nit is not stored in "
+                 "the wallet or transmitted to the network.",
+     inline=True)
+def createrawtransaction(node, inputs, outputs, locktime, replaceable):
+    tx = construct_transaction(node.params, inputs, outputs, locktime, replaceable)
+    return tx.serialize().hex()
+
+
+def construct_transaction(params, inputs, outputs, locktime, replaceable) -> Transaction:
+    """ConstructTransaction (rpc/rawtransaction_util.cpp), with Core's error messages."""
+    lt = as_int(locktime, "locktime") if locktime is not None else 0
+    if lt < 0 or lt > 0xFFFFFFFF:
+        raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter, locktime out of range")
+    rbf = True if replaceable is None else bool(replaceable)
+    vin = []
+    for item in inputs:
+        if not isinstance(item, dict):
+            raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter, expected object")
+        txid = item.get("txid")
+        if not isinstance(txid, str):
+            raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter, missing txid key")
+        h = parse_hash(txid, "txid")
+        if "vout" not in item:
+            raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter, missing vout key")
+        vout = item["vout"]
+        if isinstance(vout, bool) or not isinstance(vout, (int,)) and not (
+            hasattr(vout, "as_integer_ratio") and vout == int(vout)
+        ):
+            raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter, vout must be a number")
+        n = int(vout)
+        if n < 0:
+            raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter, vout cannot be negative")
+        if rbf:
+            seq = MAX_BIP125_RBF_SEQUENCE
+        elif lt:
+            seq = 0xFFFFFFFE
+        else:
+            seq = 0xFFFFFFFF
+        if "sequence" in item:
+            s = item["sequence"]
+            if isinstance(s, bool) or not isinstance(s, int) and not (
+                hasattr(s, "as_integer_ratio") and s == int(s)
+            ):
+                raise RPCError(RPC_INVALID_PARAMETER,
+                               "Invalid parameter, sequence number is out of range")
+            s = int(s)
+            if s < 0 or s > 0xFFFFFFFF:
+                raise RPCError(RPC_INVALID_PARAMETER,
+                               "Invalid parameter, sequence number is out of range")
+            seq = s
+        vin.append(TxIn(OutPoint(h, n), b"", seq))
+    pairs: list[tuple[str, object]] = []
+    if isinstance(outputs, dict):
+        pairs = list(outputs.items())
+    elif isinstance(outputs, list):
+        for o in outputs:
+            if not isinstance(o, dict):
+                raise RPCError(RPC_INVALID_PARAMETER,
+                               "Invalid parameter, key-value pair not an object as expected")
+            if len(o) != 1:
+                raise RPCError(RPC_INVALID_PARAMETER,
+                               "Invalid parameter, key-value pair must contain exactly one key")
+            pairs.extend(o.items())
+    else:
+        raise RPCError(RPC_INVALID_PARAMETER,
+                       "Invalid parameter, outputs must be an array or an object")
+    vout = []
+    seen_addr: set[str] = set()
+    has_data = False
+    for key, value in pairs:
+        if key == "data":
+            if has_data:
+                raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter, duplicate key: data")
+            has_data = True
+            if not isinstance(value, str):
+                raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter, data must be hex")
+            data = parse_hex(value, "Data")
+            from consensus.script.standard import nulldata_script
+
+            vout.append(TxOut(0, nulldata_script(data)))
+            continue
+        try:
+            spk = address_to_script(key, params)
+        except ValueError:
+            raise RPCError(RPC_INVALID_ADDRESS_OR_KEY,
+                           f"Invalid Bitcoin address: {key}") from None
+        if key in seen_addr:
+            raise RPCError(RPC_INVALID_PARAMETER, f"Invalid parameter, duplicated address: {key}")
+        seen_addr.add(key)
+        vout.append(TxOut(amount(value), spk))
+    if rbf and any(i.sequence > MAX_BIP125_RBF_SEQUENCE for i in vin):
+        raise RPCError(RPC_INVALID_PARAMETER,
+                       "Invalid parameter combination: Sequence number(s) contradict "
+                       "replaceable option")
+    return Transaction(2, vin, vout, lt)
+
+
+__all__ = ["decode_tx", "construct_transaction", "infer_descriptor", "OBJ_USER_KEYS",
+           "PublicKey"]

@@ -1,0 +1,217 @@
+"""The RPC method registry: each method declares its arguments once, and from that come
+argument checking (Core's type errors), named parameters, `help` text and the CLI's table of
+which arguments are JSON (node/rpc/cli_params.py, checked against this by a test)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from decimal import Decimal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from node.rpc.errors import (
+    RPC_INVALID_PARAMETER,
+    RPC_MISC_ERROR,
+    RPC_TYPE_ERROR,
+    RPCError,
+)
+
+# Argument types, as RPCArg::Type in Core. The value is what JSON types are accepted.
+STR = "string"
+HEX = "string (hex)"
+NUM = "numeric"
+AMOUNT = "numeric or string"  # BTC amount
+BOOL = "boolean"
+OBJ = "json object"
+ARR = "json array"
+ANY = "any"
+RANGE = "numeric or array"
+OBJ_USER_KEYS = "json object (user keys)"
+
+_JSON_TYPE_NAMES = {
+    str: "string", bool: "bool", int: "number", float: "number", Decimal: "number",
+    dict: "object", list: "array", type(None): "null",
+}
+
+
+def _json_type(v: Any) -> str:
+    return _JSON_TYPE_NAMES.get(type(v), "number" if isinstance(v, (int, float)) else "object")
+
+
+def _matches(t: str, v: Any) -> bool:
+    if t == ANY:
+        return True
+    jt = _json_type(v)
+    if t in (STR, HEX):
+        return jt == "string"
+    if t == NUM:
+        return jt == "number"
+    if t == AMOUNT:
+        return jt in ("number", "string")
+    if t == BOOL:
+        return jt == "bool"
+    if t in (OBJ, OBJ_USER_KEYS):
+        return jt == "object"
+    if t == ARR:
+        return jt == "array"
+    if t == RANGE:
+        return jt in ("number", "array")
+    return True
+
+
+_EXPECTED = {STR: "string", HEX: "string", NUM: "number", BOOL: "bool", OBJ: "object",
+             OBJ_USER_KEYS: "object", ARR: "array"}
+
+
+@dataclass
+class Arg:
+    name: str
+    type: str
+    required: bool = True
+    default: Any = None
+    help: str = ""
+    # Shown in the usage line in place of a default, e.g. "height" for a RANGE.
+    default_hint: str = ""
+
+
+@dataclass
+class Method:
+    name: str
+    category: str
+    func: Callable
+    args: list[Arg]
+    description: str
+    result: str = ""
+    examples: list[str] = field(default_factory=list)
+    # Run on the event loop (must be fast and lock-free) instead of a worker thread.
+    inline: bool = False
+
+    def usage(self) -> str:
+        parts = [self.name]
+        opened = 0
+        for a in self.args:
+            shown = f'"{a.name}"' if a.type in (STR, HEX) else a.name
+            if a.required:
+                parts.append(shown)
+            else:
+                parts.append("( " + shown)
+                opened += 1
+        return " ".join(parts) + (" )" * opened)
+
+    def help_text(self) -> str:
+        lines = [self.usage(), "", self.description.strip()]
+        if self.args:
+            lines += ["", "Arguments:"]
+            for i, a in enumerate(self.args, 1):
+                req = "required" if a.required else (
+                    f"optional, default={a.default_hint or _fmt_default(a.default)}"
+                )
+                lines.append(f"{i}. {a.name}    ({a.type}, {req}) {a.help}".rstrip())
+        if self.result:
+            lines += ["", "Result:", self.result.strip()]
+        if self.examples:
+            lines += ["", "Examples:"]
+            for ex in self.examples:
+                lines.append(f"> minibtc-cli {ex}")
+        return "\n".join(lines) + "\n"
+
+    def bind(self, params: Any) -> list[Any]:
+        """Positional values for every declared argument (defaults filled in), from a JSON
+        array or object, with Core's errors for unknown names and wrong types."""
+        if params is None:
+            params = []
+        if isinstance(params, dict):
+            names = {a.name: i for i, a in enumerate(self.args)}
+            values: list[Any] = [_MISSING] * len(self.args)
+            for key, v in params.items():
+                if key not in names:
+                    raise RPCError(RPC_INVALID_PARAMETER, f"Unknown named parameter {key}")
+                values[names[key]] = v
+            # Trailing unset optional args are simply absent.
+            while values and values[-1] is _MISSING:
+                values.pop()
+            positional = values
+        else:
+            positional = list(params)
+        if len(positional) > len(self.args):
+            raise RPCError(RPC_MISC_ERROR, self.help_text())
+        out = []
+        mismatch: dict[str, str] = {}
+        for i, a in enumerate(self.args):
+            v = positional[i] if i < len(positional) else _MISSING
+            if v is _MISSING or (v is None and not a.required):
+                if a.required:
+                    raise RPCError(RPC_MISC_ERROR, self.help_text())
+                out.append(a.default)
+                continue
+            if not _matches(a.type, v):
+                expected = _EXPECTED.get(a.type, a.type)
+                mismatch[f"Position {i + 1} ({a.name})"] = (
+                    f"JSON value of type {_json_type(v)} is not of expected type {expected}"
+                )
+            out.append(v)
+        if mismatch:
+            # Core's format: the mismatches as a JSON object written with a 4-space indent.
+            raise RPCError(RPC_TYPE_ERROR,
+                           "Wrong type passed:\n" + json.dumps(mismatch, indent=4))
+        return out
+
+
+_MISSING = object()
+
+
+def _fmt_default(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+REGISTRY: dict[str, Method] = {}
+
+
+def rpc(
+    name: str,
+    category: str,
+    args: list[Arg] | tuple = (),
+    description: str = "",
+    result: str = "",
+    examples: list[str] | tuple = (),
+    inline: bool = False,
+) -> Callable[[Callable], Callable]:
+    """Register `func(node, *args)` as an RPC method."""
+
+    def wrap(func: Callable) -> Callable:
+        if name in REGISTRY:
+            raise ValueError(f"RPC method {name} registered twice")
+        n_params = len(inspect.signature(func).parameters) - 1
+        if n_params != len(args):
+            raise TypeError(f"{name}: function takes {n_params} args, declared {len(args)}")
+        REGISTRY[name] = Method(name, category, func, list(args), description or func.__doc__ or "",
+                                result, list(examples), inline)
+        return func
+
+    return wrap
+
+
+def json_arg_positions() -> dict[str, list[int]]:
+    """For each method, the positions of arguments the CLI must parse as JSON (all but plain
+    strings), as bitcoin-cli's vRPCConvertParams."""
+    out: dict[str, list[int]] = {}
+    for m in REGISTRY.values():
+        pos = [i for i, a in enumerate(m.args) if a.type not in (STR, HEX)]
+        if pos:
+            out[m.name] = pos
+    return out
+
+
+def json_arg_names() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for m in REGISTRY.values():
+        names = [a.name for a in m.args if a.type not in (STR, HEX)]
+        if names:
+            out[m.name] = names
+    return out

@@ -1,0 +1,280 @@
+"""The HTTP JSON-RPC server (aiohttp), with Bitcoin Core's conventions:
+
+- POST to `/` or `/wallet/<name>`; Basic auth against the cookie, -rpcuser/-rpcpassword or
+  -rpcauth (HMAC-SHA256); a wrong password is answered 401 after a short delay.
+- JSON-RPC 1.0 (legacy) replies carry both `result` and `error`, errors use HTTP 500 (404
+  for an unknown method, 400 for an invalid request); JSON-RPC 2.0 replies carry one of them
+  with HTTP 200, and notifications get 204. Batches are arrays, answered with HTTP 200.
+- Bodies above the request-size limit are refused with HTTP 413.
+- Method calls run in a thread pool (they take the chain lock), so the event loop keeps
+  serving other clients meanwhile; methods marked `inline` run on the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from node.rpc import jsonutil
+from node.rpc.errors import (
+    RPC_IN_WARMUP,
+    RPC_INTERNAL_ERROR,
+    RPC_INVALID_REQUEST,
+    RPC_METHOD_NOT_FOUND,
+    RPC_PARSE_ERROR,
+    RPCError,
+)
+from node.rpc.registry import REGISTRY
+
+log = logging.getLogger("rpc")
+
+MAX_BODY = 0x02000000  # 32 MiB, Core's MAX_SIZE for an HTTP request body
+AUTH_FAIL_DELAY = 0.25
+COOKIE_USER = "__cookie__"
+
+
+@dataclass
+class RPCRequest:
+    """What a method sees of the call besides its arguments."""
+
+    method: str
+    wallet: str | None
+    peer: str
+
+
+class Credentials:
+    """Accepted logins: the cookie, -rpcuser/-rpcpassword and every -rpcauth entry."""
+
+    def __init__(self, user: str | None, password: str | None, rpcauth: list[str]) -> None:
+        self.plain: list[tuple[str, str]] = []
+        if user is not None and password is not None:
+            self.plain.append((user, password))
+        self.hashed: list[tuple[str, str, str]] = []
+        for entry in rpcauth:
+            try:
+                name, rest = entry.split(":", 1)
+                salt, digest = rest.split("$", 1)
+            except ValueError:
+                raise ValueError(
+                    f"Invalid -rpcauth argument {entry!r} (expected user:salt$hash)"
+                ) from None
+            self.hashed.append((name, salt, digest.lower()))
+
+    def add_cookie(self, password: str) -> None:
+        self.plain.append((COOKIE_USER, password))
+
+    def check(self, header: str | None) -> bool:
+        if not header or not header.startswith("Basic "):
+            return False
+        try:
+            user, _, pw = base64.b64decode(header[6:], validate=True).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return False
+        ok = False
+        # Compare against every entry in constant time so timing reveals nothing.
+        for u, p in self.plain:
+            ok |= hmac.compare_digest(u, user) & hmac.compare_digest(p, pw)
+        for u, salt, digest in self.hashed:
+            mac = hmac.new(salt.encode(), pw.encode(), "sha256").hexdigest()
+            ok |= hmac.compare_digest(u, user) & hmac.compare_digest(mac, digest)
+        return bool(ok)
+
+
+def write_cookie(path: Path) -> str:
+    password = secrets.token_hex(32)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{COOKIE_USER}:{password}")
+    os.replace(tmp, path)
+    return password
+
+
+class RPCServer:
+    def __init__(
+        self,
+        node: Any,
+        credentials: Credentials,
+        bind: list[tuple[str, int]],
+        allow: list[str],
+        threads: int = 8,
+    ) -> None:
+        self.node = node
+        self.credentials = credentials
+        self.bind = bind
+        self.allow = [ipaddress.ip_network(a, strict=False) for a in allow]
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rpc")
+        self.warmup: str | None = "Loading block index..."
+        self.active: dict[int, tuple[str, float]] = {}  # for getrpcinfo
+        self._runner: web.AppRunner | None = None
+        self.bound: list[tuple[str, int]] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=MAX_BODY)
+        app.router.add_route("*", "/", self._handle)
+        app.router.add_route("*", "/wallet/{wallet:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        for host, port in self.bind:
+            site = web.TCPSite(self._runner, host, port, reuse_address=True)
+            await site.start()
+            for sock in site._server.sockets:  # type: ignore[union-attr]
+                self.bound.append(sock.getsockname()[:2])
+        log.info("RPC server listening on %s", ", ".join(f"{h}:{p}" for h, p in self.bound))
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- HTTP ------------------------------------------------------------------------------
+
+    def _allowed(self, peer: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        if ip.version == 6 and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        return any(ip in net for net in self.allow)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        peer = request.remote or ""
+        if not self._allowed(peer):
+            log.warning("Received a request from %s, which is not allowed by -rpcallowip", peer)
+            return web.Response(status=403)
+        if request.method != "POST":
+            return web.Response(status=405, text="JSONRPC server handles only POST requests")
+        if not self.credentials.check(request.headers.get("Authorization")):
+            log.warning("ThreadRPCServer incorrect password attempt from %s", peer)
+            await asyncio.sleep(AUTH_FAIL_DELAY)
+            return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="jsonrpc"'})
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return web.Response(status=413, text="Request body too large")
+        wallet = request.match_info.get("wallet")
+        if wallet is not None:
+            from urllib.parse import unquote
+
+            wallet = unquote(wallet)
+        try:
+            req = json.loads(body, parse_float=_decimal)
+        except (ValueError, UnicodeDecodeError):
+            return self._reply(_v1_error(RPCError(RPC_PARSE_ERROR, "Parse error"), None))
+        if isinstance(req, list):
+            replies = []
+            for item in req:
+                status, reply = await self._call(item, wallet, peer)
+                if reply is not None:
+                    replies.append(reply)
+            return self._reply((200, replies))
+        if isinstance(req, dict):
+            status, reply = await self._call(req, wallet, peer)
+            if reply is None:
+                return web.Response(status=204)
+            return self._reply((status, reply))
+        return self._reply(_v1_error(RPCError(RPC_PARSE_ERROR, "Top-level object parse error"),
+                                     None))
+
+    def _reply(self, status_reply: tuple[int, Any]) -> web.Response:
+        status, reply = status_reply
+        return web.Response(status=status, text=jsonutil.dumps(reply) + "\n",
+                            content_type="application/json")
+
+    # -- JSON-RPC --------------------------------------------------------------------------
+
+    async def _call(self, req: Any, wallet: str | None, peer: str) -> tuple[int, Any]:
+        """Execute one request object: (HTTP status, reply or None for a notification)."""
+        if not isinstance(req, dict):
+            return _v1_error(RPCError(RPC_INVALID_REQUEST, "Invalid Request object"), None)
+        rid = req.get("id")
+        version = req.get("jsonrpc")
+        if version is None or version == "1.0":
+            v2 = False
+        elif version == "2.0":
+            v2 = True
+        else:
+            return _v1_error(RPCError(RPC_INVALID_REQUEST, "JSON-RPC version not supported"), rid)
+        notification = v2 and "id" not in req
+        try:
+            method = req.get("method")
+            if method is None:
+                raise RPCError(RPC_INVALID_REQUEST, "Missing method")
+            if not isinstance(method, str):
+                raise RPCError(RPC_INVALID_REQUEST, "Method must be a string")
+            params = req.get("params")
+            if params is not None and not isinstance(params, (list, dict)):
+                raise RPCError(RPC_INVALID_REQUEST, "Params must be an array or object")
+            result = await self.execute(method, params, RPCRequest(method, wallet, peer))
+        except RPCError as err:
+            if notification:
+                return 204, None
+            return (200, {"jsonrpc": "2.0", "error": err.to_json(), "id": rid}) if v2 else (
+                _v1_error(err, rid)
+            )
+        if notification:
+            return 204, None
+        if v2:
+            return 200, {"jsonrpc": "2.0", "result": result, "id": rid}
+        return 200, {"result": result, "error": None, "id": rid}
+
+    async def execute(self, name: str, params: Any, request: RPCRequest) -> Any:
+        method = REGISTRY.get(name)
+        if method is None:
+            raise RPCError(RPC_METHOD_NOT_FOUND, "Method not found")
+        if self.warmup is not None and name not in ("stop", "help", "uptime", "getrpcinfo"):
+            raise RPCError(RPC_IN_WARMUP, self.warmup)
+        args = method.bind(params)
+        key = id(request)
+        self.active[key] = (name, time.monotonic())
+        log.debug("ThreadRPCServer method=%s user=%s", name, request.peer)
+        try:
+            if method.inline:
+                return method.func(self.node, *args)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.executor, _run, method.func, self.node,
+                                              request, args)
+        except RPCError:
+            raise
+        except Exception as err:  # a bug, not bad input: report it without dying
+            log.exception("RPC %s failed", name)
+            raise RPCError(RPC_INTERNAL_ERROR, f"Internal error: {err}") from None
+        finally:
+            self.active.pop(key, None)
+
+
+def _run(func, node, request: RPCRequest, args: list) -> Any:
+    node.current_request.value = request
+    return func(node, *args)
+
+
+def _decimal(s: str):
+    from decimal import Decimal
+
+    return Decimal(s)
+
+
+def _v1_error(err: RPCError, rid: Any) -> tuple[int, dict]:
+    status = 500
+    if err.code == RPC_INVALID_REQUEST:
+        status = 400
+    elif err.code == RPC_METHOD_NOT_FOUND:
+        status = 404
+    return status, {"result": None, "error": err.to_json(), "id": rid}

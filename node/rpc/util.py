@@ -1,0 +1,150 @@
+"""Utility RPCs: validateaddress, getdescriptorinfo, deriveaddresses, and scantxoutset."""
+
+from __future__ import annotations
+
+import threading
+
+from node.rpc.errors import RPC_INVALID_ADDRESS_OR_KEY, RPC_INVALID_PARAMETER, RPC_MISC_ERROR, RPCError
+from node.rpc.jsonutil import btc
+from node.rpc.registry import ARR, RANGE, STR, Arg, rpc
+from node.rpc.txjson import infer_descriptor
+from wallet.address import is_valid_address, validate_address
+from wallet.descriptors import (
+    DescriptorError,
+    derive_addresses,
+    descriptor_info,
+    parse_descriptor,
+    parse_range,
+)
+
+
+@rpc("validateaddress", "Util", [Arg("address", STR, help="The bitcoin address to validate")],
+     description="Return information about the given bitcoin address.", inline=True)
+def validateaddress(node, address):
+    return validate_address(address, node.params).to_rpc()
+
+
+@rpc("getdescriptorinfo", "Util", [Arg("descriptor", STR, help="The descriptor.")],
+     description="Analyses a descriptor.", inline=True)
+def getdescriptorinfo(node, descriptor):
+    try:
+        return descriptor_info(descriptor, node.params)
+    except DescriptorError as err:
+        raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, str(err)) from None
+
+
+@rpc("deriveaddresses", "Util",
+     [Arg("descriptor", STR, help="The descriptor."),
+      Arg("range", RANGE, False, None,
+          "If a ranged descriptor is used, this specifies the end or the range (in [begin,end] "
+          "notation) to derive.")],
+     description="Derives one or more addresses corresponding to an output descriptor.")
+def deriveaddresses(node, descriptor, range_):
+    if range_ is not None and not isinstance(range_, list):
+        range_ = int(range_)
+    try:
+        return derive_addresses(descriptor, node.params, range_)
+    except DescriptorError as err:
+        raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, str(err)) from None
+
+
+# -- scantxoutset --------------------------------------------------------------------------
+
+_scan_lock = threading.Lock()
+_scan_state: dict = {"running": False, "abort": False, "progress": 0}
+
+
+def _scan_scripts(node, scanobjects) -> set[bytes]:
+    params = node.params
+    scripts: set[bytes] = set()
+    for obj in scanobjects:
+        rng = None
+        if isinstance(obj, str):
+            desc = obj
+        elif isinstance(obj, dict):
+            desc = obj.get("desc")
+            if not isinstance(desc, str):
+                raise RPCError(RPC_INVALID_PARAMETER, "Descriptor needs to be provided in scan object")
+            rng = obj.get("range")
+        else:
+            raise RPCError(RPC_INVALID_PARAMETER, "Scan object needs to be either a string or an object")
+        # A bare address is taken as addr(<address>) (Core needs the addr() form).
+        if "(" not in desc and is_valid_address(desc, params):
+            desc = f"addr({desc})"
+        try:
+            d = parse_descriptor(desc, params)
+            if d.is_range():
+                begin, end = parse_range(int(rng) if isinstance(rng, (int, float)) or rng is None
+                                         and False else (rng if rng is not None else 1000))
+                for i in range(begin, end + 1):
+                    scripts.update(d.expand(i))
+            else:
+                scripts.update(d.expand(0))
+        except DescriptorError as err:
+            raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, str(err)) from None
+    return scripts
+
+
+@rpc("scantxoutset", "Blockchain",
+     [Arg("action", STR, help='"start" for starting a scan, "abort" to abort it, "status" for '
+                              "its progress"),
+      Arg("scanobjects", ARR, False, None,
+          'Array of scan objects: descriptors ("addr(<address>)", "wpkh(<xpub>/0/*)", ...), '
+          'bare addresses, or {"desc": descriptor, "range": n or [begin,end]} (default range '
+          "1000). Required for \"start\".")],
+     description="Scans the unspent transaction output set for entries that match certain "
+                 "output descriptors.")
+def scantxoutset(node, action, scanobjects):
+    if action == "status":
+        return {"progress": _scan_state["progress"]} if _scan_state["running"] else None
+    if action == "abort":
+        if not _scan_state["running"]:
+            return False
+        _scan_state["abort"] = True
+        return True
+    if action != "start":
+        raise RPCError(RPC_INVALID_PARAMETER, "Invalid action '" + str(action) + "'")
+    if scanobjects is None:
+        raise RPCError(RPC_MISC_ERROR, "scanobjects argument is required for the start action")
+    if not _scan_lock.acquire(blocking=False):
+        raise RPCError(RPC_INVALID_PARAMETER, "Scan already in progress, use action \"abort\" or "
+                       "\"status\"")
+    try:
+        _scan_state.update(running=True, abort=False, progress=0)
+        wanted = _scan_scripts(node, scanobjects)
+        chain = node.chain
+        unspents = []
+        total = 0
+        count = 0
+        with chain.lock:
+            chain.flush()
+            tip = chain.tip
+            for txid, n, coin in chain.coins.iter_coins():
+                count += 1
+                if _scan_state["abort"]:
+                    return {"success": False}
+                if coin.script_pubkey in wanted:
+                    total += coin.value
+                    blk = chain.active[coin.height]
+                    unspents.append({
+                        "txid": txid[::-1].hex(),
+                        "vout": n,
+                        "scriptPubKey": coin.script_pubkey.hex(),
+                        "desc": infer_descriptor(coin.script_pubkey, node.params),
+                        "amount": btc(coin.value),
+                        "coinbase": coin.coinbase,
+                        "height": coin.height,
+                        "blockhash": blk.hash_hex(),
+                        "confirmations": tip.height - coin.height + 1,
+                    })
+            return {
+                "success": True,
+                "txouts": count,
+                "height": tip.height,
+                "bestblock": tip.hash_hex(),
+                "unspents": unspents,
+                "total_amount": btc(total),
+            }
+    finally:
+        _scan_state.update(running=False, abort=False, progress=100)
+        _scan_lock.release()
