@@ -87,6 +87,35 @@ def _err(code: str) -> ScriptError:
     return ScriptError(code)
 
 
+def verify_ecdsa_cached(
+    pub: bytes, der: bytes, sighash: bytes, cache: SignatureCache | None, store: bool
+) -> bool:
+    """ecdsa_verify through the signature cache (successes only are remembered)."""
+    if cache is None:
+        return ecdsa_verify(pub, der, sighash)
+    key = cache.key(b"E", sighash, pub, der)
+    if cache.contains(key):
+        return True
+    ok = ecdsa_verify(pub, der, sighash)
+    if ok and store:
+        cache.add(key)
+    return ok
+
+
+def verify_schnorr_cached(
+    pub: bytes, sig64: bytes, sighash: bytes, cache: SignatureCache | None, store: bool
+) -> bool:
+    if cache is None:
+        return schnorr_verify(pub, sig64, sighash)
+    key = cache.key(b"S", sighash, pub, sig64)
+    if cache.contains(key):
+        return True
+    ok = schnorr_verify(pub, sig64, sighash)
+    if ok and store:
+        cache.add(key)
+    return ok
+
+
 class ScriptExecutionData:
     """State shared between the witness-program check and the script it runs (taproot)."""
 
@@ -145,28 +174,10 @@ class TransactionSignatureChecker(BaseSignatureChecker):
         self.store = store
 
     def verify_ecdsa_hash(self, pub: bytes, der: bytes, sighash: bytes) -> bool:
-        cache = self.cache
-        if cache is None:
-            return ecdsa_verify(pub, der, sighash)
-        key = cache.key(b"E", sighash, pub, der)
-        if cache.contains(key):
-            return True
-        ok = ecdsa_verify(pub, der, sighash)
-        if ok and self.store:
-            cache.add(key)
-        return ok
+        return verify_ecdsa_cached(pub, der, sighash, self.cache, self.store)
 
     def verify_schnorr_hash(self, pub: bytes, sig64: bytes, sighash: bytes) -> bool:
-        cache = self.cache
-        if cache is None:
-            return schnorr_verify(pub, sig64, sighash)
-        key = cache.key(b"S", sighash, pub, sig64)
-        if cache.contains(key):
-            return True
-        ok = schnorr_verify(pub, sig64, sighash)
-        if ok and self.store:
-            cache.add(key)
-        return ok
+        return verify_schnorr_cached(pub, sig64, sighash, self.cache, self.store)
 
     def check_ecdsa(self, sig: bytes, pub: bytes, script_code: bytes, sigversion: int) -> bool:
         if not pubkey_valid_size(pub) or not sig:

@@ -134,13 +134,49 @@ def _read_len(sig: bytes, pos: int, n: int) -> tuple[int, int] | None:
     return value, pos
 
 
+_ORDER_BYTES = SECP256K1_ORDER.to_bytes(32, "big")
+_ZERO64 = _ZERO32 + _ZERO32
+# One-entry memo: the encoding checks and the verification parse the same signature.
+_memo: tuple[bytes, bytes | None] = (b"", None)
+
+
+def _compact(rb: bytes, sb: bytes) -> bytes:
+    """r and s (big-endian, leading zeros allowed) -> 64-byte compact form, or zeros when
+    either does not fit below the group order (Core's "parsed but invalid" signature)."""
+    rb = rb.lstrip(b"\x00")
+    sb = sb.lstrip(b"\x00")
+    if len(rb) > 32 or len(sb) > 32:
+        return _ZERO64
+    if (len(rb) == 32 and rb >= _ORDER_BYTES) or (len(sb) == 32 and sb >= _ORDER_BYTES):
+        return _ZERO64
+    return rb.rjust(32, b"\x00") + sb.rjust(32, b"\x00")
+
+
 def parse_der_lax(sig: bytes) -> bytes | None:
     """Core's ecdsa_signature_parse_der_lax: DER-ish bytes -> 64-byte compact r || s.
 
     None where Core's parser fails (the signature is then simply invalid). Values that do
     not fit below the group order give 64 zero bytes, a parsed signature that never verifies.
     """
+    global _memo
+    key, val = _memo
+    if sig == key:
+        return val
+    val = _parse_der_lax(sig)
+    _memo = (sig, val)
+    return val
+
+
+def _parse_der_lax(sig: bytes) -> bytes | None:
     n = len(sig)
+    # Common case: short-form lengths that add up exactly (every DER signature). The lax
+    # parser reads such input the same way, so take the values directly.
+    if n >= 8 and sig[0] == 0x30 and sig[1] < 0x80 and sig[2] == 0x02:
+        lr = sig[3]
+        if lr < 0x80 and 6 + lr <= n and sig[4 + lr] == 0x02:
+            ls = sig[5 + lr]
+            if ls < 0x80 and 6 + lr + ls == n:
+                return _compact(sig[4 : 4 + lr], sig[6 + lr :])
     if n == 0 or sig[0] != 0x30:
         return None
     pos = 1
@@ -174,34 +210,10 @@ def parse_der_lax(sig: bytes) -> bytes | None:
     slen, pos = s
     if slen > n - pos:
         return None
-    rb = sig[rpos : rpos + rlen].lstrip(b"\x00")
-    sb = sig[pos : pos + slen].lstrip(b"\x00")
-    if len(rb) > 32 or len(sb) > 32:
-        return _ZERO32 + _ZERO32
-    if int.from_bytes(rb, "big") >= SECP256K1_ORDER or int.from_bytes(sb, "big") >= SECP256K1_ORDER:
-        return _ZERO32 + _ZERO32
-    return rb.rjust(32, b"\x00") + sb.rjust(32, b"\x00")
+    return _compact(sig[rpos : rpos + rlen], sig[pos : pos + slen])
 
 
 # -- verification --------------------------------------------------------------------------
-
-_PUBKEY_CACHE_MAX = 4096
-_pubkey_cache: dict[bytes, object] = {}
-
-
-def _parse_pubkey(pub: bytes):
-    """A parsed secp256k1_pubkey (cached), or None if the bytes are not a valid point."""
-    p = _pubkey_cache.get(pub)
-    if p is not None:
-        return p
-    p = _new("secp256k1_pubkey *")
-    if not _ec_pubkey_parse(_CTX, p, pub, len(pub)):
-        return None
-    if len(_pubkey_cache) >= _PUBKEY_CACHE_MAX:
-        _pubkey_cache.clear()  # cheap bound; hits matter only within a block or a tx
-    _pubkey_cache[pub] = p
-    return p
-
 
 def ecdsa_verify(pub: bytes, der_sig: bytes, msg32: bytes) -> bool:
     """Core's CPubKey::Verify: pub in any form libsecp256k1 parses (compressed, uncompressed,
@@ -211,8 +223,8 @@ def ecdsa_verify(pub: bytes, der_sig: bytes, msg32: bytes) -> bool:
     compact = parse_der_lax(der_sig)
     if compact is None:
         return False
-    key = _parse_pubkey(pub)
-    if key is None:
+    key = _new("secp256k1_pubkey *")
+    if not _ec_pubkey_parse(_CTX, key, pub, len(pub)):
         return False
     sig = _new("secp256k1_ecdsa_signature *")
     if not _sig_parse_compact(_CTX, sig, compact):

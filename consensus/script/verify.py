@@ -36,6 +36,7 @@ from consensus.script.interpreter import (
     TransactionSignatureChecker,
     check_pubkey_encoding,
     check_signature_encoding,
+    verify_ecdsa_cached,
     verify_script,
     verify_witness_program,
 )
@@ -91,8 +92,7 @@ def _fast_p2wpkh(
     if sig and pubkey_valid_size(pub):
         code = b"\x76\xa9\x14" + program + b"\x88\xac"
         sighash = segwit_v0_sighash(tx, index, code, amount, sig[-1], txdata)
-        checker = TransactionSignatureChecker(tx, index, amount, txdata, cache, store)
-        ok = checker.verify_ecdsa_hash(pub, sig[:-1], sighash)
+        ok = verify_ecdsa_cached(pub, sig[:-1], sighash, cache, store)
     if not ok:
         if flags & F.NULLFAIL and sig:
             raise ScriptError("SIG_NULLFAIL")
@@ -144,8 +144,7 @@ def _fast_p2pkh(
     if pubkey_valid_size(pub):
         code = b"\x19" + script_pubkey
         sighash = legacy_sighash_serialized_code(tx, index, code, sig[-1], txdata)
-        checker = TransactionSignatureChecker(tx, index, 0, txdata, cache, store)
-        ok = checker.verify_ecdsa_hash(pub, sig[:-1], sighash)
+        ok = verify_ecdsa_cached(pub, sig[:-1], sighash, cache, store)
     if not ok:
         if flags & F.NULLFAIL:
             raise ScriptError("SIG_NULLFAIL")

@@ -1,0 +1,417 @@
+"""Parallel script verification: a pool of worker processes for a block's inputs.
+
+    pool = ScriptCheckPool(workers=2)
+    pool.verify_many([(tx, spent_outputs, flags), ...])   # raises ScriptError or returns None
+    pool.close()
+
+Design notes
+  * Processes, not threads: verification is CPU-bound Python, so threads would serialize on
+    the GIL. Workers are started once (on first use) and reused for every batch.
+  * Each worker has its own pipe, written directly by the calling thread (no feeder threads
+    to wait for), and work is handed out chunk by chunk to whichever worker is free, so a
+    slower core does not hold up the batch. Chunks are in (transaction, input) order.
+  * Start method: "forkserver" where available, else "spawn" -- never plain "fork". The node
+    runs an asyncio loop and several threads; forking such a process copies locks held by
+    other threads (logging, the import lock, LevelDB's) in their locked state and can
+    deadlock the child. A fork server is a clean single-threaded process started before all
+    that, and forks the workers from itself.
+  * Transport: transactions and spent outputs cross the process boundary as flat tuples of
+    ints and bytes ("tuples"). Measured on a 3,000-input block (scripts/bench/scripts.py
+    --transport all): pickling the objects themselves costs a Python-level reduce per
+    slotted object on both sides; sending the consensus serialization ("bytes") is cheap to
+    produce but our Python parser on the worker side costs more than the checks saved; flat
+    tuples are pickled and unpickled in C and rebuilt into objects with no parsing and no
+    hashing (the worker never needs the txid), the cheapest of the three.
+  * Small batches (fewer than min_parallel_inputs inputs) run in the calling process: for a
+    handful of inputs the round trip costs more than the checks.
+  * The first failure in (transaction, input) order is raised, as ScriptError carrying the
+    txid and input index, whichever worker found it; remaining work is cancelled.
+  * Whole transactions that pass are recorded in the script execution cache, and
+    transactions found there (already verified, e.g. by the mempool) are skipped.
+  * verify_many is safe to call from several threads (e.g. from an asyncio loop via
+    run_in_executor); batches are processed one at a time, and the call blocks its thread
+    until its batch is done. If a worker dies, the batch is verified in-process and the
+    workers are restarted for the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import pickle
+import struct
+import threading
+from collections.abc import Sequence
+from multiprocessing.connection import Connection, wait
+
+from consensus.script.errors import ScriptError
+from consensus.script.sigcheck import SIGNATURE_CACHE
+from consensus.script.sighash import PrecomputedTxData
+from consensus.script.verify import (
+    SCRIPT_EXECUTION_CACHE,
+    ScriptExecutionCache,
+    _verify_input,
+)
+from consensus.serialize import Reader
+from consensus.tx import OutPoint, Transaction, TxIn, TxOut
+
+log = logging.getLogger("validation")
+
+Item = tuple[Transaction, Sequence[TxOut], int]
+# How transactions travel to the workers (see the module notes).
+TRANSPORTS = ("tuples", "bytes", "pickle")
+_DEFAULT = object()
+_U32 = struct.Struct("<I")
+
+
+def _ser_outputs(outs: Sequence[TxOut]) -> bytes:
+    return _U32.pack(len(outs)) + b"".join(o.serialize() for o in outs)
+
+
+def _parse_outputs(data: bytes) -> list[TxOut]:
+    r = Reader(data)
+    n = r.u32()
+    return [TxOut.deserialize(r) for _ in range(n)]
+
+
+def _pack_tx(tx: Transaction) -> tuple:
+    """A transaction as nested tuples of ints and bytes: pickled and unpickled entirely in C."""
+    return (
+        tx.version,
+        tx.locktime,
+        [(i.prevout.hash, i.prevout.n, i.script_sig, i.sequence, i.witness) for i in tx.vin],
+        [(o.value, o.script_pubkey) for o in tx.vout],
+    )
+
+
+def _pack_outputs(outs: Sequence[TxOut]) -> list[tuple[int, bytes]]:
+    return [(o.value, o.script_pubkey) for o in outs]
+
+
+def _unpack_outputs(outs: list[tuple[int, bytes]]) -> list[TxOut]:
+    new = TxOut.__new__
+    res = []
+    for value, spk in outs:
+        o = new(TxOut)
+        o.value = value
+        o.script_pubkey = spk
+        res.append(o)
+    return res
+
+
+def _unpack_tx(t: tuple) -> Transaction:
+    version, locktime, ins, outs = t
+    new_in = TxIn.__new__
+    new_op = OutPoint.__new__
+    vin = []
+    for h, n, script_sig, sequence, witness in ins:
+        txin = new_in(TxIn)
+        op = new_op(OutPoint)
+        op.hash = h
+        op.n = n
+        txin.prevout = op
+        txin.script_sig = script_sig
+        txin.sequence = sequence
+        txin.witness = witness
+        vin.append(txin)
+    tx = Transaction.__new__(Transaction)
+    tx.version = version
+    tx.locktime = locktime
+    tx.vin = vin
+    tx.vout = _unpack_outputs(outs)
+    tx._txid = tx._wtxid = tx._base_size = tx._size = None  # computed if ever asked for
+    return tx
+
+
+# -- worker side ---------------------------------------------------------------------------
+
+
+def _check_jobs(jobs: list, use_sigcache: bool) -> tuple[int, int, str] | None:
+    """Verify (tx_pos, flags, start, end, tx, spent) jobs; tx/spent as packed tuples, bytes
+    or objects. Returns (tx_pos, input index, error code) for the first failure, or None."""
+    sigcache = SIGNATURE_CACHE if use_sigcache else None
+    for tx_pos, flags, start, end, tx, spent in jobs:
+        if isinstance(tx, tuple):
+            tx = _unpack_tx(tx)
+            spent = _unpack_outputs(spent)
+        elif isinstance(tx, bytes):
+            tx = Transaction.from_bytes(tx)
+            spent = _parse_outputs(spent)
+        txdata = PrecomputedTxData(tx, spent)
+        for i in range(start, end):
+            try:
+                _verify_input(tx, i, spent, flags, txdata, sigcache, False)
+            except ScriptError as e:
+                return tx_pos, i, e.code
+    return None
+
+
+def _worker_main(conn: Connection) -> None:
+    """A worker's loop: (use_sigcache, jobs) in, (ok, result or error text) out; b"" ends."""
+    import signal
+
+    # Ctrl-C goes to the whole process group; the parent decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    conn.send_bytes(b"ready")
+    while True:
+        try:
+            msg = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        if not msg:
+            return
+        try:
+            use_sigcache, jobs = pickle.loads(msg)
+            out = (True, _check_jobs(jobs, use_sigcache))
+        except Exception as e:  # a bug, not a script failure: report it to the parent
+            out = (False, f"{type(e).__name__}: {e}")
+        conn.send_bytes(pickle.dumps(out, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+# -- parent side ---------------------------------------------------------------------------
+
+
+class WorkerDied(RuntimeError):
+    pass
+
+
+def default_start_method() -> str:
+    methods = multiprocessing.get_all_start_methods()
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
+class ScriptCheckPool:
+    """Worker processes that verify the inputs of many transactions in parallel."""
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        start_method: str | None = None,
+        min_parallel_inputs: int = 64,
+        chunks_per_worker: int = 8,
+        min_chunk_inputs: int = 16,
+        transport: str = "tuples",
+    ) -> None:
+        if transport not in TRANSPORTS:
+            raise ValueError(f"transport must be one of {TRANSPORTS}")
+        self.workers = workers if workers is not None else (os.cpu_count() or 1)
+        self.start_method = start_method or default_start_method()
+        self.min_parallel_inputs = min_parallel_inputs
+        self.chunks_per_worker = chunks_per_worker
+        self.min_chunk_inputs = min_chunk_inputs
+        self.transport = transport
+        self._procs: list = []
+        self._conns: list[Connection] = []
+        self._lock = threading.Lock()  # one batch at a time; guards start/close too
+        self._closed = False
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the workers now (otherwise they start with the first large batch)."""
+        with self._lock:
+            self._ensure_started()
+
+    def _ensure_started(self) -> None:
+        if self._closed:
+            raise RuntimeError("ScriptCheckPool is closed")
+        if self._conns or self.workers <= 1:
+            return
+        ctx = multiprocessing.get_context(self.start_method)
+        if self.start_method == "forkserver":
+            # Imported once in the server, inherited by every worker it forks.
+            ctx.set_forkserver_preload(["consensus.script.pool"])
+        procs, conns = [], []
+        for _ in range(self.workers):
+            parent, child = ctx.Pipe(duplex=True)
+            p = ctx.Process(target=_worker_main, args=(child,), daemon=True,
+                            name="minibtc-scriptcheck")
+            p.start()
+            child.close()
+            procs.append(p)
+            conns.append(parent)
+        for c in conns:
+            if c.recv_bytes() != b"ready":
+                raise RuntimeError("script check worker failed to start")
+        self._procs, self._conns = procs, conns
+
+    def _stop_workers(self) -> None:
+        for c in self._conns:
+            try:
+                c.send_bytes(b"")
+            except OSError:
+                pass
+        for p in self._procs:
+            p.join(timeout=2)
+            if p.is_alive():
+                p.terminate()
+                p.join(timeout=2)
+        for c in self._conns:
+            c.close()
+        self._procs, self._conns = [], []
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._stop_workers()
+
+    def __enter__(self) -> ScriptCheckPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- work -----------------------------------------------------------------------------------
+
+    def verify_many(
+        self,
+        items: Sequence[Item],
+        *,
+        cache: ScriptExecutionCache | None | object = _DEFAULT,
+        use_sigcache: bool = True,
+    ) -> None:
+        """Verify every input of every (tx, spent_outputs, flags) item.
+
+        Raises ScriptError (with .txid and .input_index) for the first failing input in item
+        order. `cache` is the script execution cache (the process default unless given; None
+        disables it). use_sigcache=False bypasses the signature caches (for measurements).
+        """
+        exec_cache: ScriptExecutionCache | None = (
+            SCRIPT_EXECUTION_CACHE if cache is _DEFAULT else cache  # type: ignore[assignment]
+        )
+        todo: list[int] = []
+        keys: dict[int, bytes] = {}
+        n_inputs = 0
+        for pos, (tx, spent, flags) in enumerate(items):
+            if len(spent) != len(tx.vin):
+                raise ValueError("spent_outputs must have one entry per input")
+            if exec_cache is not None:
+                key = exec_cache.key(tx, spent)
+                if exec_cache.contains(key, flags):
+                    continue
+                keys[pos] = key
+            todo.append(pos)
+            n_inputs += len(tx.vin)
+        if not todo:
+            return
+
+        if self.workers <= 1 or n_inputs < self.min_parallel_inputs:
+            self._verify_here(items, todo, use_sigcache)
+        else:
+            with self._lock:
+                try:
+                    self._ensure_started()
+                    self._verify_parallel(items, todo, n_inputs, use_sigcache)
+                except WorkerDied:
+                    log.warning("script check worker died; verifying this batch in-process")
+                    self._stop_workers()
+                    self._verify_here(items, todo, use_sigcache)
+                except ScriptError:
+                    raise
+                except BaseException:
+                    # Interrupted mid-batch: replies may be in flight; start afresh next time.
+                    self._stop_workers()
+                    raise
+
+        if exec_cache is not None:
+            for pos in todo:
+                exec_cache.add(keys[pos], items[pos][2])
+
+    def _verify_here(self, items: Sequence[Item], todo: list[int], use_sigcache: bool) -> None:
+        sigcache = SIGNATURE_CACHE if use_sigcache else None
+        for pos in todo:
+            tx, spent, flags = items[pos]
+            txdata = PrecomputedTxData(tx, spent)
+            for i in range(len(tx.vin)):
+                try:
+                    _verify_input(tx, i, spent, flags, txdata, sigcache, True)
+                except ScriptError as e:
+                    e.txid = tx.txid
+                    e.input_index = i
+                    raise
+
+    def _chunks(
+        self, items: Sequence[Item], todo: list[int], n_inputs: int
+    ) -> list[list[tuple[int, int, int]]]:
+        """Split the work into ranges (tx_pos, start, end) of about equal input counts, in
+        order; a large transaction may be split across chunks."""
+        n_chunks = max(1, self.workers * self.chunks_per_worker)
+        per_chunk = max(self.min_chunk_inputs, -(-n_inputs // n_chunks))
+        chunks: list[list[tuple[int, int, int]]] = []
+        cur: list[tuple[int, int, int]] = []
+        room = per_chunk
+        for pos in todo:
+            n = len(items[pos][0].vin)
+            start = 0
+            while start < n:
+                take = min(room, n - start)
+                cur.append((pos, start, start + take))
+                start += take
+                room -= take
+                if room == 0:
+                    chunks.append(cur)
+                    cur = []
+                    room = per_chunk
+        if cur:
+            chunks.append(cur)
+        return chunks
+
+    def _payload(
+        self, items: Sequence[Item], chunk: list[tuple[int, int, int]], packed: dict,
+        use_sigcache: bool,
+    ) -> bytes:
+        transport = self.transport
+        jobs = []
+        for pos, start, end in chunk:
+            tx, spent, flags = items[pos]
+            if transport == "pickle":
+                jobs.append((pos, flags, start, end, tx, list(spent)))
+                continue
+            s = packed.get(pos)
+            if s is None:
+                if transport == "tuples":
+                    s = (_pack_tx(tx), _pack_outputs(spent))
+                else:
+                    s = (tx.serialize(), _ser_outputs(spent))
+                packed[pos] = s
+            jobs.append((pos, flags, start, end, s[0], s[1]))
+        return pickle.dumps((use_sigcache, jobs), protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _verify_parallel(
+        self, items: Sequence[Item], todo: list[int], n_inputs: int, use_sigcache: bool
+    ) -> None:
+        chunks = self._chunks(items, todo, n_inputs)
+        packed: dict[int, tuple] = {}
+        idle = list(self._conns)
+        busy: dict[Connection, int] = {}
+        nxt = 0
+        failed_at: int | None = None
+        failure: tuple[int, int, str] | None = None
+        while True:
+            # Keep every free worker fed, in chunk order; nothing past a known failure.
+            while idle and nxt < len(chunks) and failed_at is None:
+                conn = idle.pop()
+                try:
+                    conn.send_bytes(self._payload(items, chunks[nxt], packed, use_sigcache))
+                except OSError:
+                    raise WorkerDied("script check worker pipe closed") from None
+                busy[conn] = nxt
+                nxt += 1
+            if not busy:
+                break
+            for conn in wait(list(busy)):
+                idx = busy.pop(conn)  # type: ignore[call-overload]
+                try:
+                    ok, res = pickle.loads(conn.recv_bytes())  # type: ignore[union-attr]
+                except (EOFError, OSError):
+                    raise WorkerDied("script check worker exited") from None
+                if not ok:
+                    raise RuntimeError(f"script check worker error: {res}")
+                if res is not None and (failed_at is None or idx < failed_at):
+                    failed_at, failure = idx, res
+                idle.append(conn)  # type: ignore[arg-type]
+        if failure is not None:
+            pos, index, code = failure
+            raise ScriptError(code, items[pos][0].txid, index)
