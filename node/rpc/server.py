@@ -195,8 +195,9 @@ class RPCServer:
 
     def _reply(self, status_reply: tuple[int, Any]) -> web.Response:
         status, reply = status_reply
-        return web.Response(status=status, text=jsonutil.dumps(reply) + "\n",
-                            content_type="application/json")
+        # Exactly "application/json", as Core sends it: some clients compare the header.
+        return web.Response(status=status, body=(jsonutil.dumps(reply) + "\n").encode(),
+                            headers={"Content-Type": "application/json"})
 
     # -- JSON-RPC --------------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ import urllib.request
 from decimal import Decimal
 from pathlib import Path
 
+from node.rpc.jsonutil import dumps  # writes Decimal amounts exactly
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -90,7 +92,7 @@ class NodeProcess:
     def request(self, payload, path: str = "/", auth: tuple[str, str] | None = None,
                 raw: bytes | None = None) -> tuple[int, object]:
         user, pw = auth or self.auth()
-        data = raw if raw is not None else json.dumps(payload).encode()
+        data = raw if raw is not None else dumps(payload).encode()
         req = urllib.request.Request(
             f"http://127.0.0.1:{self.rpcport}{path}", data=data,
             headers={"Authorization": "Basic " + base64.b64encode(f"{user}:{pw}".encode()).decode(),
