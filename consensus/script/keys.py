@@ -9,8 +9,18 @@ from coincurve import PrivateKey, PublicKey
 from coincurve._libsecp256k1 import ffi, lib
 from coincurve.context import GLOBAL_CONTEXT
 
+from consensus.hashes import hash160
+from consensus.script.interpreter import push_data
 from consensus.script.sigcheck import SECP256K1_ORDER
+from consensus.script.sighash import (
+    PrecomputedTxData,
+    legacy_sighash,
+    segwit_v0_sighash,
+    taproot_sighash,
+)
+from consensus.script.standard import p2pkh_script
 from consensus.script.taproot import taptweak_hash
+from consensus.tx import Transaction, TxOut
 
 _CTX = GLOBAL_CONTEXT.ctx
 
@@ -83,3 +93,43 @@ def control_block(
 ) -> bytes:
     """A script-path control block: leaf version | output parity, internal key, merkle path."""
     return bytes((leaf_version | parity,)) + internal_key + b"".join(path)
+
+
+# -- signing whole inputs ------------------------------------------------------------------
+
+
+def sign_p2pkh_input(
+    tx: Transaction, index: int, seckey: bytes, hash_type: int = 1, compressed: bool = True,
+    txdata: PrecomputedTxData | None = None,
+) -> None:
+    """Fill input `index`'s scriptSig with `<sig> <pubkey>` for a P2PKH output of this key."""
+    pub = pubkey(seckey, compressed)
+    h = legacy_sighash(tx, index, p2pkh_script(hash160(pub)), hash_type, txdata)
+    sig = sign_ecdsa(seckey, h) + bytes((hash_type,))
+    tx.vin[index].script_sig = push_data(sig) + push_data(pub)
+    tx.rehash()
+
+
+def sign_p2wpkh_input(
+    tx: Transaction, index: int, seckey: bytes, amount: int, hash_type: int = 1,
+    txdata: PrecomputedTxData | None = None,
+) -> None:
+    """Fill input `index`'s witness with [sig, pubkey] for a P2WPKH output of this key."""
+    pub = pubkey(seckey)
+    h = segwit_v0_sighash(tx, index, p2pkh_script(hash160(pub)), amount, hash_type, txdata)
+    tx.vin[index].witness = [sign_ecdsa(seckey, h) + bytes((hash_type,)), pub]
+    tx.rehash()
+
+
+def sign_p2tr_key_input(
+    tx: Transaction, index: int, seckey: bytes, spent_outputs: list[TxOut], hash_type: int = 0,
+    merkle_root: bytes | None = None, annex: bytes | None = None,
+) -> None:
+    """Fill input `index`'s witness with a BIP341 key-path signature for the output made from
+    this internal key (and script tree root, if any)."""
+    h = taproot_sighash(tx, index, spent_outputs, hash_type, annex=annex)
+    sig = sign_schnorr(taproot_tweak_seckey(seckey, merkle_root), h)
+    if hash_type:
+        sig += bytes((hash_type,))
+    tx.vin[index].witness = [sig] if annex is None else [sig, annex]
+    tx.rehash()

@@ -1,0 +1,186 @@
+"""ScriptCheckPool: worker processes verifying a batch, the first failure reported by txid and
+input index, the execution cache, concurrent callers, and recovery from a dead worker."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import threading
+
+import pytest
+
+from consensus.hashes import hash160
+from consensus.script import flags as F
+from consensus.script.errors import ScriptError
+from consensus.script.keys import (
+    pubkey,
+    sign_p2pkh_input,
+    sign_p2tr_key_input,
+    sign_p2wpkh_input,
+    taproot_tweak_pubkey,
+    xonly_pubkey,
+)
+from consensus.script.pool import TRANSPORTS, ScriptCheckPool
+from consensus.script.sighash import PrecomputedTxData
+from consensus.script.standard import p2pkh_script, p2tr_script, p2wpkh_script
+from consensus.script.verify import ScriptExecutionCache
+from consensus.tx import OutPoint, Transaction, TxIn, TxOut
+
+FLAGS = F.STANDARD_SCRIPT_VERIFY_FLAGS
+
+
+def make_batch(n_tx: int, seed: int) -> list[tuple[Transaction, list[TxOut], int]]:
+    rng = random.Random(seed)
+    items = []
+    for t in range(n_tx):
+        n_in = 1 + t % 3
+        keys = [rng.randbytes(32) for _ in range(n_in)]
+        kinds = [("p2wpkh", "p2tr", "p2pkh")[(t + i) % 3] for i in range(n_in)]
+        spent = []
+        for kind, key in zip(kinds, keys, strict=True):
+            if kind == "p2wpkh":
+                spk = p2wpkh_script(hash160(pubkey(key)))
+            elif kind == "p2pkh":
+                spk = p2pkh_script(hash160(pubkey(key)))
+            else:
+                spk = p2tr_script(taproot_tweak_pubkey(xonly_pubkey(key))[0])
+            spent.append(TxOut(rng.randrange(10**4, 10**8), spk))
+        tx = Transaction(
+            2,
+            [TxIn(OutPoint(rng.randbytes(32), i), b"", 0xFFFFFFFE) for i in range(n_in)],
+            [TxOut(1000, b"\x00\x14" + rng.randbytes(20))],
+            0,
+        )
+        txdata = PrecomputedTxData(tx, spent)
+        for i, (kind, key) in enumerate(zip(kinds, keys, strict=True)):
+            if kind == "p2wpkh":
+                sign_p2wpkh_input(tx, i, key, spent[i].value, txdata=txdata)
+            elif kind == "p2pkh":
+                sign_p2pkh_input(tx, i, key, txdata=txdata)
+            else:
+                sign_p2tr_key_input(tx, i, key, spent)
+        items.append((tx, spent, FLAGS))
+    return items
+
+
+def break_input(items, t: int, i: int) -> None:
+    tx = items[t][0]
+    txin = tx.vin[i]
+    if txin.witness:
+        sig = txin.witness[0]
+        txin.witness = [sig[:10] + bytes((sig[10] ^ 1,)) + sig[11:], *txin.witness[1:]]
+    else:
+        s = txin.script_sig
+        txin.script_sig = s[:12] + bytes((s[12] ^ 1,)) + s[13:]
+    tx.rehash()
+
+
+@pytest.fixture(scope="module")
+def pool():
+    p = ScriptCheckPool(workers=2, min_parallel_inputs=10, chunks_per_worker=8,
+                        min_chunk_inputs=4)
+    yield p
+    p.close()
+
+
+def test_batch_passes_in_workers(pool: ScriptCheckPool) -> None:
+    items = make_batch(60, 1)
+    pool.verify_many(items, cache=None, use_sigcache=False)
+    assert len(pool._procs) == 2 and all(p.is_alive() for p in pool._procs)
+
+
+def test_first_failure_is_reported(pool: ScriptCheckPool) -> None:
+    items = make_batch(60, 2)
+    break_input(items, 47, 1)
+    break_input(items, 20, 2)
+    break_input(items, 55, 0)
+    with pytest.raises(ScriptError) as e:
+        pool.verify_many(items, cache=None, use_sigcache=False)
+    assert (e.value.txid, e.value.input_index) == (items[20][0].txid, 2)
+    assert e.value.code in ("EVAL_FALSE", "SCHNORR_SIG", "SIG_DER", "SIG_NULLFAIL")
+    # The pool is still usable afterwards.
+    pool.verify_many(make_batch(20, 3), cache=None, use_sigcache=False)
+
+
+def test_transports_agree(pool: ScriptCheckPool) -> None:
+    items = make_batch(30, 4)
+    break_input(items, 17, 0)
+    for transport in TRANSPORTS:
+        p = ScriptCheckPool(workers=2, min_parallel_inputs=10, transport=transport)
+        try:
+            with pytest.raises(ScriptError) as e:
+                p.verify_many(items, cache=None)
+            assert (e.value.txid, e.value.input_index) == (items[17][0].txid, 0)
+        finally:
+            p.close()
+
+
+def test_small_batches_stay_in_process() -> None:
+    p = ScriptCheckPool(workers=2, min_parallel_inputs=1000)
+    try:
+        items = make_batch(10, 5)
+        p.verify_many(items, cache=None)
+        assert p._procs == []
+        break_input(items, 3, 0)
+        with pytest.raises(ScriptError) as e:
+            p.verify_many(items, cache=None)
+        assert (e.value.txid, e.value.input_index) == (items[3][0].txid, 0)
+    finally:
+        p.close()
+
+
+def test_execution_cache_skips_verified_transactions(pool: ScriptCheckPool) -> None:
+    items = make_batch(30, 6)
+    cache = ScriptExecutionCache()
+    pool.verify_many(items, cache=cache)
+    assert len(cache) == 30
+    # Everything cached: a closed pool is never asked (it would raise RuntimeError).
+    closed = ScriptCheckPool(workers=2, min_parallel_inputs=1)
+    closed.close()
+    closed.verify_many(items, cache=cache)
+    # Stricter flags than were verified: real work again.
+    stricter = [(tx, spent, flags | F.SIGPUSHONLY) for tx, spent, flags in items]
+    with pytest.raises(RuntimeError):
+        closed.verify_many(stricter, cache=cache)
+
+
+def test_concurrent_callers(pool: ScriptCheckPool) -> None:
+    good = make_batch(40, 7)
+    bad = make_batch(40, 8)
+    break_input(bad, 33, 0)
+    results: dict[str, object] = {}
+
+    def run(name: str, items) -> None:
+        try:
+            for _ in range(3):
+                pool.verify_many(items, cache=None, use_sigcache=False)
+            results[name] = "ok"
+        except ScriptError as e:
+            results[name] = (e.txid, e.input_index)
+
+    threads = [threading.Thread(target=run, args=("good", good)),
+               threading.Thread(target=run, args=("bad", bad))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == {"good": "ok", "bad": (bad[33][0].txid, 0)}
+
+
+def test_dead_worker_is_survived() -> None:
+    p = ScriptCheckPool(workers=2, min_parallel_inputs=10)
+    try:
+        items = make_batch(30, 9)
+        p.verify_many(items, cache=None)
+        victim = p._procs[0]
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.join(5)
+        p.verify_many(items, cache=None)  # verified in-process this time
+        break_input(items, 13, 1)
+        with pytest.raises(ScriptError) as e:
+            p.verify_many(items, cache=None)  # workers restarted
+        assert (e.value.txid, e.value.input_index) == (items[13][0].txid, 1)
+        assert len(p._procs) == 2 and all(w.is_alive() for w in p._procs)
+    finally:
+        p.close()
