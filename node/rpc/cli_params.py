@@ -1,0 +1,140 @@
+"""Which RPC arguments minibtc-cli parses as JSON: bitcoin-cli's vRPCConvertParams.
+
+An argument whose declared type is not a plain string (numbers, booleans, amounts, arrays,
+objects) is parsed as JSON on the command line; every other argument is sent as a string.
+
+The table is static so that the CLI starts without importing the node's registry (which pulls
+in pydantic, aiohttp and the consensus code). It is generated from node.rpc.registry, and
+tests/unit/test_cli_params.py fails whenever it differs from what the registry declares.
+After adding or changing an RPC, regenerate it:
+
+    python -m node.rpc.cli_params --write     # rewrite the table below
+    python -m node.rpc.cli_params --check     # exit 1 (with a diff) if it is stale
+"""
+
+from __future__ import annotations
+
+# method -> ((position, name), ...) of its JSON arguments.
+# BEGIN GENERATED (python -m node.rpc.cli_params --write)
+CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
+    "createrawtransaction": ((0, "inputs"), (1, "outputs"), (2, "locktime"), (3, "replaceable")),
+    "decoderawtransaction": ((1, "iswitness"),),
+    "deriveaddresses": ((1, "range"),),
+    "getblock": ((1, "verbosity"),),
+    "getblockhash": ((0, "height"),),
+    "getblockheader": ((1, "verbose"),),
+    "getrawtransaction": ((1, "verbosity"),),
+    "gettxout": ((1, "n"), (2, "include_mempool")),
+    "gettxoutsetinfo": ((1, "hash_or_height"), (2, "use_index")),
+    "logging": ((0, "include"), (1, "exclude")),
+    "scantxoutset": ((1, "scanobjects"),),
+    "verifychain": ((0, "checklevel"), (1, "nblocks")),
+}
+# END GENERATED
+
+_BEGIN = "# BEGIN GENERATED"
+_END = "# END GENERATED"
+
+
+def convert_position(method: str, idx: int) -> bool:
+    """Whether positional argument `idx` (0-based) of `method` is parsed as JSON."""
+    return any(i == idx for i, _ in CONVERT_PARAMS.get(method, ()))
+
+
+def convert_name(method: str, name: str) -> bool:
+    """Whether the named argument `name` of `method` is parsed as JSON."""
+    return any(n == name for _, n in CONVERT_PARAMS.get(method, ()))
+
+
+def table_positions(table: dict | None = None) -> dict[str, list[int]]:
+    """The table in the shape of node.rpc.registry.json_arg_positions()."""
+    table = CONVERT_PARAMS if table is None else table
+    return {m: [i for i, _ in entries] for m, entries in table.items()}
+
+
+def table_names(table: dict | None = None) -> dict[str, list[str]]:
+    """The table in the shape of node.rpc.registry.json_arg_names()."""
+    table = CONVERT_PARAMS if table is None else table
+    return {m: [n for _, n in entries] for m, entries in table.items()}
+
+
+def from_registry() -> dict[str, tuple[tuple[int, str], ...]]:
+    """The table as the registry declares it (imports every RPC method: slow, not for the CLI)."""
+    import node.rpc.methods  # noqa: F401  (registers every method)
+    from node.rpc.registry import json_arg_names, json_arg_positions
+
+    positions, names = json_arg_positions(), json_arg_names()
+    if positions.keys() != names.keys():
+        raise RuntimeError("registry: json_arg_positions() and json_arg_names() disagree on "
+                           f"methods: {sorted(positions.keys() ^ names.keys())}")
+    out: dict[str, tuple[tuple[int, str], ...]] = {}
+    for method in sorted(positions):
+        pos, nam = positions[method], names[method]
+        if len(pos) != len(nam):
+            raise RuntimeError(f"registry: {method}: positions {pos} vs names {nam}")
+        out[method] = tuple(zip(pos, nam, strict=True))
+    return out
+
+
+def render(table: dict[str, tuple[tuple[int, str], ...]]) -> str:
+    """The generated block of this file (between and including the markers)."""
+    lines = [f"{_BEGIN} (python -m node.rpc.cli_params --write)",
+             "CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {"]
+    for method in sorted(table):
+        entries = table[method]
+        inner = ", ".join(f"({i}, {n!r})".replace("'", '"') for i, n in entries)
+        if len(entries) == 1:
+            inner += ","
+        line = f'    "{method}": ({inner}),'
+        if len(line) > 100:  # keep ruff's line length: one entry per line
+            parts = [f'    "{method}": (']
+            parts += [f'        ({i}, "{n}"),' for i, n in entries]
+            parts.append("    ),")
+            lines.extend(parts)
+        else:
+            lines.append(line)
+    lines += ["}", _END]
+    return "\n".join(lines)
+
+
+def rewrite(path: str | None = None) -> bool:
+    """Rewrite the generated block of this file from the registry; True if it changed."""
+    from pathlib import Path
+
+    p = Path(path or __file__)
+    text = p.read_text()
+    start = text.index(_BEGIN)
+    end = text.index(_END) + len(_END)
+    new = text[:start] + render(from_registry()) + text[end:]
+    if new == text:
+        return False
+    p.write_text(new)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--write"]:
+        changed = rewrite()
+        print("node/rpc/cli_params.py: " + ("updated" if changed else "already up to date"))
+        return 0
+    if args in ([], ["--check"]):
+        current = render(CONVERT_PARAMS)
+        wanted = render(from_registry())
+        if current == wanted:
+            print("node/rpc/cli_params.py is up to date")
+            return 0
+        import difflib
+
+        sys.stdout.writelines(difflib.unified_diff(
+            current.splitlines(True), wanted.splitlines(True), "table", "registry"))
+        print("\nnode/rpc/cli_params.py is stale: run python -m node.rpc.cli_params --write")
+        return 1
+    print("usage: python -m node.rpc.cli_params [--check | --write]", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
