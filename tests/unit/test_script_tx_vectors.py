@@ -36,6 +36,7 @@ def _rows(name: str) -> list[tuple[int, list]]:
 
 VALID = _rows("tx_valid.json")
 INVALID = _rows("tx_invalid.json")
+RAN = {"valid": 0, "invalid": 0, "badtx": 0}
 
 
 def parse_case(row: list) -> tuple[Transaction, list[TxOut]]:
@@ -95,6 +96,7 @@ def test_tx_valid(idx: int, row: list) -> None:
         assert not tx_scripts_ok(tx, spent, ALL & ~fewer_excluded, cache), (
             f"too many flags unset: {F.format_flags(excluded & ~fewer_excluded)} is needed"
         )
+    RAN["valid"] += 1
 
 
 def _generic_ok(tx: Transaction, spent: list[TxOut], flags: int) -> bool:
@@ -114,6 +116,7 @@ def test_tx_invalid(idx: int, row: list) -> None:
         check_transaction(tx)
     except ValidationError:
         assert row[2] == "BADTX"
+        RAN["badtx"] += 1
         return
     assert row[2] != "BADTX", "BADTX row passed check_transaction"
     flags = F.parse_flags(row[2])
@@ -133,10 +136,18 @@ def test_tx_invalid(idx: int, row: list) -> None:
         assert tx_scripts_ok(tx, spent, fewer, cache), (
             f"too many flags set: valid without {F.format_flags(flags & ~fewer)} expected"
         )
+    RAN["invalid"] += 1
 
 
-def test_tx_vector_counts() -> None:
+def test_tx_vector_counts(capsys: pytest.CaptureFixture) -> None:
     badtx = sum(1 for _, r in INVALID if r[2] == "BADTX")
-    print(f"tx_valid.json: {len(VALID)} cases; tx_invalid.json: {len(INVALID)} cases "
-          f"({badtx} BADTX)")
+    _report(capsys, f"tx_valid.json: {RAN['valid']} of {len(VALID)} cases ran and passed")
+    _report(capsys, f"tx_invalid.json: {RAN['invalid'] + RAN['badtx']} of {len(INVALID)} "
+                     f"cases ran and passed ({RAN['badtx']} of {badtx} BADTX)")
     assert len(VALID) > 100 and len(INVALID) > 80
+
+
+def _report(capsys: pytest.CaptureFixture, line: str) -> None:
+    """Say how many vector cases ran, on the terminal even when output is captured."""
+    with capsys.disabled():
+        print(f"\n{line}", end="")

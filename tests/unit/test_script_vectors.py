@@ -33,6 +33,7 @@ def _load_rows() -> list[tuple[int, list]]:
 
 
 ROWS = _load_rows()
+RAN = {"cases": 0}
 
 
 def crediting_tx(script_pubkey: bytes, amount: int) -> Transaction:
@@ -120,9 +121,17 @@ def test_script_tests_json(idx: int, row: list) -> None:
         if not _valid_combo(combo):
             continue
         assert (run(credit, spend, combo) == "OK") == ok, f"flags {F.format_flags(combo)}"
+    RAN["cases"] += 1
 
 
-def test_script_tests_count() -> None:
+def test_script_tests_count(capsys: pytest.CaptureFixture) -> None:
     n_witness = sum(1 for _, r in ROWS if isinstance(r[0], list))
-    print(f"script_tests.json: {len(ROWS)} cases ({n_witness} with witness)")
+    _report(capsys, f"script_tests.json: {RAN['cases']} of {len(ROWS)} cases ran and passed "
+                     f"({n_witness} of them with a witness)")
     assert len(ROWS) > 1200
+
+
+def _report(capsys: pytest.CaptureFixture, line: str) -> None:
+    """Say how many vector cases ran, on the terminal even when output is captured."""
+    with capsys.disabled():
+        print(f"\n{line}", end="")

@@ -27,6 +27,7 @@ from consensus.tx import OutPoint, Transaction, TxIn, TxOut
 from tests.conftest import load_json
 
 ROWS = [(i, r) for i, r in enumerate(load_json("sighash.json")) if len(r) > 1]
+RAN = {"cases": 0}
 
 
 @pytest.mark.parametrize("idx,row", ROWS, ids=[f"sighash{i}" for i, _ in ROWS])
@@ -39,10 +40,11 @@ def test_sighash_json(idx: int, row: list) -> None:
     assert hash_to_hex(got) == expected
     # The precomputed path gives the same answer.
     assert legacy_sighash(tx, index, script, hash_type, PrecomputedTxData(tx)) == got
+    RAN["cases"] += 1
 
 
-def test_sighash_json_count() -> None:
-    print(f"sighash.json: {len(ROWS)} cases")
+def test_sighash_json_count(capsys: pytest.CaptureFixture) -> None:
+    _report(capsys, f"sighash.json: {RAN['cases']} of {len(ROWS)} cases ran and passed")
     assert len(ROWS) == 500
 
 
@@ -199,3 +201,9 @@ def test_script_code_serialization_quirks() -> None:
     # A truncated push: Core writes the bytes up to where parsing stopped, with the
     # length of the whole script (it never produces a valid signature, but it is consensus).
     assert serialize_script_code(b"\x51\x05\xaa") == b"\x03\x51\x05"
+
+
+def _report(capsys: pytest.CaptureFixture, line: str) -> None:
+    """Say how many vector cases ran, on the terminal even when output is captured."""
+    with capsys.disabled():
+        print(f"\n{line}", end="")

@@ -42,6 +42,7 @@ def _all_consensus_flags() -> list[int]:
 
 
 ALL_CONSENSUS_FLAGS = _all_consensus_flags()
+RAN = {"cases": 0, "success": 0, "failure": 0}
 
 
 def _spend(case: dict, which: str) -> tuple[Transaction, list[TxOut], int]:
@@ -75,6 +76,7 @@ def test_taproot_asset(n: int) -> None:
         for flags in ALL_CONSENSUS_FLAGS:
             if final or flags & test_flags == flags:
                 assert _ok(tx, spent, idx, flags, cache), F.format_flags(flags)
+        RAN["success"] += 1
     if "failure" in case:
         tx, spent, idx = _spend(case, "failure")
         with pytest.raises(ScriptError):
@@ -83,10 +85,20 @@ def test_taproot_asset(n: int) -> None:
         for flags in ALL_CONSENSUS_FLAGS:
             if flags & test_flags == test_flags:
                 assert not _ok(tx, spent, idx, flags, cache), F.format_flags(flags)
+        RAN["failure"] += 1
+    RAN["cases"] += 1
 
 
-def test_taproot_assets_count() -> None:
+def test_taproot_assets_count(capsys: pytest.CaptureFixture) -> None:
     ok = sum(1 for c in CASES if "success" in c)
     bad = sum(1 for c in CASES if "failure" in c)
-    print(f"taproot_assets.jsonl: {len(CASES)} cases ({ok} success spends, {bad} failure spends)")
+    _report(capsys, f"taproot_assets.jsonl: {RAN['cases']} of {len(CASES)} cases ran and "
+                     f"passed ({RAN['success']} of {ok} success spends verified, "
+                     f"{RAN['failure']} of {bad} failure spends rejected)")
     assert len(CASES) > 1000
+
+
+def _report(capsys: pytest.CaptureFixture, line: str) -> None:
+    """Say how many vector cases ran, on the terminal even when output is captured."""
+    with capsys.disabled():
+        print(f"\n{line}", end="")
