@@ -42,6 +42,7 @@ import os
 import pickle
 import struct
 import threading
+from collections import deque
 from collections.abc import Sequence
 from multiprocessing.connection import Connection, wait
 
@@ -384,25 +385,32 @@ class ScriptCheckPool:
     ) -> None:
         chunks = self._chunks(items, todo, n_inputs)
         packed: dict[int, tuple] = {}
-        idle = list(self._conns)
-        busy: dict[Connection, int] = {}
+        # Up to two chunks in flight per worker: the next one is already in its pipe when it
+        # finishes the current one, so workers never wait for the parent to prepare work.
+        inflight: dict[Connection, deque[int]] = {c: deque() for c in self._conns}
         nxt = 0
         failed_at: int | None = None
         failure: tuple[int, int, str] | None = None
-        while True:
-            # Keep every free worker fed, in chunk order; nothing past a known failure.
-            while idle and nxt < len(chunks) and failed_at is None:
-                conn = idle.pop()
+
+        def feed(conn: Connection) -> None:
+            nonlocal nxt
+            q = inflight[conn]
+            while len(q) < 2 and nxt < len(chunks) and failed_at is None:
                 try:
                     conn.send_bytes(self._payload(items, chunks[nxt], packed, use_sigcache))
                 except OSError:
                     raise WorkerDied("script check worker pipe closed") from None
-                busy[conn] = nxt
+                q.append(nxt)
                 nxt += 1
-            if not busy:
+
+        for conn in self._conns:
+            feed(conn)
+        while True:
+            waiting = [c for c, q in inflight.items() if q]
+            if not waiting:
                 break
-            for conn in wait(list(busy)):
-                idx = busy.pop(conn)  # type: ignore[call-overload]
+            for conn in wait(waiting):
+                idx = inflight[conn].popleft()  # type: ignore[index]
                 try:
                     ok, res = pickle.loads(conn.recv_bytes())  # type: ignore[union-attr]
                 except (EOFError, OSError):
@@ -411,7 +419,7 @@ class ScriptCheckPool:
                     raise RuntimeError(f"script check worker error: {res}")
                 if res is not None and (failed_at is None or idx < failed_at):
                     failed_at, failure = idx, res
-                idle.append(conn)  # type: ignore[arg-type]
+                feed(conn)  # type: ignore[arg-type]
         if failure is not None:
             pos, index, code = failure
             raise ScriptError(code, items[pos][0].txid, index)
