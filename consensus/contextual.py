@@ -64,7 +64,8 @@ class Coin:
         ) == (other.value, other.script_pubkey, other.height, other.coinbase)
 
     def __repr__(self) -> str:
-        return f"Coin({self.value}, {self.script_pubkey.hex()}, h={self.height}, cb={self.coinbase})"
+        return (f"Coin({self.value}, {self.script_pubkey.hex()}, h={self.height}, "
+                f"cb={self.coinbase})")
 
 
 def median_time(times: Sequence[int]) -> int:
@@ -99,9 +100,8 @@ def check_header_contextual(
         or (v < 3 and height >= params.bip66_height)
         or (v < 4 and height >= params.bip65_height)
     ):
-        raise ValidationError(
-            f"bad-version(0x{v & 0xFFFFFFFF:08x})", 100, f"rejected nVersion=0x{v & 0xFFFFFFFF:08x} block"
-        )
+        vx = f"0x{v & 0xFFFFFFFF:08x}"
+        raise ValidationError(f"bad-version({vx})", 100, f"rejected nVersion={vx} block")
 
 
 # -- transactions ----------------------------------------------------------------------------
@@ -168,7 +168,8 @@ def check_tx_inputs(tx: Transaction, coins: Sequence[Coin], spend_height: int,
             )
         value_in += coin.value
         if not money_range(coin.value) or not money_range(value_in):
-            raise ValidationError("bad-txns-inputvalues-outofrange", 100, "inputs values out of range")
+            raise ValidationError("bad-txns-inputvalues-outofrange", 100,
+                                  "inputs values out of range")
     value_out = tx.total_out()
     if value_in < value_out:
         raise ValidationError(

@@ -303,7 +303,8 @@ class Transaction:
         return Transaction(
             self.version,
             [
-                TxIn(OutPoint(i.prevout.hash, i.prevout.n), i.script_sig, i.sequence, list(i.witness))
+                TxIn(OutPoint(i.prevout.hash, i.prevout.n), i.script_sig, i.sequence,
+                     list(i.witness))
                 for i in self.vin
             ],
             [TxOut(o.value, o.script_pubkey) for o in self.vout],

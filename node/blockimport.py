@@ -29,9 +29,10 @@ class ImportStats:
 
 
 def _parsed_blocks(path: Path, magic: bytes, stats: ImportStats):
+    """(position, block, raw bytes) of every readable block in a framed file."""
     for pos, raw in scan_block_file(path, magic):
         try:
-            yield pos, Block.from_bytes(raw)
+            yield pos, Block.from_bytes(raw), raw
         except DeserializationError as err:
             stats.unreadable += 1
             log.warning("%s: unreadable block at offset %d: %s", path, pos, err)
@@ -46,20 +47,20 @@ def load_external_block_file(chain: ChainState, path: Path,
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"-loadblock file not found: {path}")
-    waiting: dict[bytes, list[Block]] = {}
-    for _, block in _parsed_blocks(path, chain.params.message_start, stats):
-        queue = [block]
+    waiting: dict[bytes, list[tuple[Block, bytes]]] = {}
+    for _, block, raw in _parsed_blocks(path, chain.params.message_start, stats):
+        queue = [(block, raw)]
         while queue:
-            b = queue.pop()
+            b, braw = queue.pop()
             e = chain.get(b.hash)
             if e is not None and e.have_data:
                 stats.known += 1
             elif b.header.prev_hash not in chain.index:
-                waiting.setdefault(b.header.prev_hash, []).append(b)
+                waiting.setdefault(b.header.prev_hash, []).append((b, braw))
                 continue
             else:
                 try:
-                    chain.process_block(b)
+                    chain.process_block(b, braw)
                     stats.new += 1
                 except ValidationError as err:
                     stats.invalid += 1
@@ -89,7 +90,7 @@ def reindex(chain: ChainState, progress: Callable[[BlockIndexEntry], None] | Non
         genesis = chain.params.genesis_hash
         for file_no in chain.files.list_files():
             path = chain.files.block_path(file_no)
-            for pos, block in _parsed_blocks(path, chain.params.message_start, stats):
+            for pos, block, _ in _parsed_blocks(path, chain.params.message_start, stats):
                 queue = [(block, (file_no, pos))]
                 while queue:
                     b, where = queue.pop()

@@ -39,6 +39,7 @@ from consensus.pow import block_work, check_proof_of_work, next_work_required
 from consensus.script import flags as sf
 from consensus.serialize import DeserializationError, Reader, compact_size
 from consensus.tx import Transaction, TxOut
+from node.scriptcheck import ScriptChecker
 from node.store.blockfiles import BlockFileError, BlockFiles
 from node.store.blockindex import (
     FAILED_CHILD,
@@ -53,7 +54,6 @@ from node.store.blockindex import (
 )
 from node.store.coins import CoinsCache, UTXOStats, utxo_digest, utxo_stats
 from node.store.layout import decode_coin, encode_coin
-from node.scriptcheck import ScriptChecker
 
 log = logging.getLogger("validation")
 
@@ -195,7 +195,8 @@ class ChainState:
                 log.warning("index entry %s has no parent; ignored", header.hash_hex())
                 continue
             e = BlockIndexEntry(header, prev)
-            e.status, e.n_tx, e.file, e.data_pos, e.undo_pos = status, n_tx, file, data_pos, undo_pos
+            e.status, e.n_tx, e.file = status, n_tx, file
+            e.data_pos, e.undo_pos = data_pos, undo_pos
             e.seq_id = 1  # as Core: loaded blocks tie; the current tip wins ties
             self._link(e)
             if e.have_data and (prev is None or prev.chain_tx):
@@ -350,7 +351,8 @@ class ChainState:
                             if len(spent) != len(block.txs) - 1 or any(
                                 len(s) != len(tx.vin) for s, tx in zip(spent, block.txs[1:])
                             ):
-                                log.error("verifychain: undo data of %s does not match", e.hash_hex())
+                                log.error("verifychain: undo data of %s does not match",
+                                          e.hash_hex())
                                 return False
             except (BlockFileError, ValidationError, DeserializationError) as err:
                 log.error("verifychain: %s", err)
@@ -390,12 +392,13 @@ class ChainState:
             self.index_db.put(e)
             return e
 
-    def process_block(self, block: Block) -> BlockIndexEntry:
+    def process_block(self, block: Block, raw: bytes | None = None) -> BlockIndexEntry:
         """Check, store and (if it makes the best chain) connect a block. Raises
-        ValidationError for an invalid block; the node stays on its best valid chain."""
+        ValidationError for an invalid block; the node stays on its best valid chain.
+        `raw`, the block's serialization if the caller has it, saves re-serializing it."""
         check_block(block, self.params)
         with self.lock:
-            e = self._accept_block(block)
+            e = self._accept_block(block, raw=raw)
         self.activate_best_chain()
         if e.status & FAILED_VALID:
             err = self.invalid_errors.get(e.hash)
@@ -403,7 +406,8 @@ class ChainState:
                 raise err
         return e
 
-    def _accept_block(self, block: Block, pos: tuple[int, int] | None = None) -> BlockIndexEntry:
+    def _accept_block(self, block: Block, pos: tuple[int, int] | None = None,
+                      raw: bytes | None = None) -> BlockIndexEntry:
         e = self.accept_header(block.header)
         if e.have_data:
             return e
@@ -413,12 +417,14 @@ class ChainState:
             if not err.mutated:
                 self._mark_invalid(e)
             raise
-        self._store_block_data(e, block, pos)
+        self._store_block_data(e, block, pos, raw)
         return e
 
     def _store_block_data(self, e: BlockIndexEntry, block: Block,
-                          pos: tuple[int, int] | None = None) -> None:
-        e.file, e.data_pos = pos if pos is not None else self.files.write_block(block.serialize())
+                          pos: tuple[int, int] | None = None, raw: bytes | None = None) -> None:
+        if pos is None:
+            pos = self.files.write_block(raw if raw is not None else block.serialize())
+        e.file, e.data_pos = pos
         e.n_tx = len(block.txs)
         e.status |= HAVE_DATA
         e.raise_validity(VALID_TRANSACTIONS)
@@ -536,7 +542,8 @@ class ChainState:
                 txid = tx.txid
                 for n in range(len(tx.vout)):
                     if get(txid + _N_BE.pack(n)) is not None:
-                        raise ValidationError("bad-txns-BIP30", 100, "tried to overwrite transaction")
+                        raise ValidationError("bad-txns-BIP30", 100,
+                                              "tried to overwrite transaction")
 
         lock_flags = LOCKTIME_VERIFY_SEQUENCE if height >= params.csv_height else 0
         flags = block_script_flags(e, params)

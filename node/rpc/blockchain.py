@@ -39,7 +39,9 @@ def is_initial_block_download(node) -> bool:
     return False
 
 
-@rpc("getblockcount", "Blockchain", description="Returns the height of the most-work fully-validated chain.\nThe genesis block has height 0.",
+@rpc("getblockcount", "Blockchain",
+     description="Returns the height of the most-work fully-validated chain.\n"
+                 "The genesis block has height 0.",
      result="n    (numeric) The current block count", examples=["getblockcount"], inline=True)
 def getblockcount(node) -> int:
     return len(node.chain.active) - 1  # no lock: a list length read is atomic
@@ -252,7 +254,8 @@ def verifychain(node, checklevel, nblocks) -> bool:
     return node.chain.verify(level, n)
 
 
-@rpc("invalidateblock", "Blockchain", [Arg("blockhash", STR, help="the hash of the block to mark as invalid")],
+@rpc("invalidateblock", "Blockchain",
+     [Arg("blockhash", STR, help="the hash of the block to mark as invalid")],
      description="Permanently marks a block as invalid, as if it violated a consensus rule.")
 def invalidateblock(node, blockhash) -> None:
     h = parse_hash(blockhash, "blockhash")
@@ -279,7 +282,8 @@ def reconsiderblock(node, blockhash) -> None:
     return None
 
 
-@rpc("getindexinfo", "Util", [Arg("index_name", STR, False, None, "Filter results for an index with a specific name.")],
+@rpc("getindexinfo", "Util",
+     [Arg("index_name", STR, False, None, "Filter results for an index with a specific name.")],
      description="Returns the status of one or all available indices currently running in "
                  "the node.")
 def getindexinfo(node, index_name) -> dict:

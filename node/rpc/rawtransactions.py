@@ -130,8 +130,6 @@ def _find_tx(node, txid: bytes, entry):
     if entry is None and node.txindex is not None:
         pos = node.txindex.lookup(txid)
         if pos is not None:
-            for e in chain.active[1:]:
-                pass
             block_entry = _entry_at(chain, pos)
             if block_entry is not None:
                 entry = block_entry

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import inspect
 import json
-from decimal import Decimal
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from node.rpc.errors import (

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import threading
 
-from node.rpc.errors import RPC_INVALID_ADDRESS_OR_KEY, RPC_INVALID_PARAMETER, RPC_MISC_ERROR, RPCError
+from node.rpc.errors import (
+    RPC_INVALID_ADDRESS_OR_KEY,
+    RPC_INVALID_PARAMETER,
+    RPC_MISC_ERROR,
+    RPCError,
+)
 from node.rpc.jsonutil import btc
 from node.rpc.registry import ARR, RANGE, STR, Arg, rpc
 from node.rpc.txjson import infer_descriptor
@@ -64,18 +69,21 @@ def _scan_scripts(node, scanobjects) -> set[bytes]:
         elif isinstance(obj, dict):
             desc = obj.get("desc")
             if not isinstance(desc, str):
-                raise RPCError(RPC_INVALID_PARAMETER, "Descriptor needs to be provided in scan object")
+                raise RPCError(RPC_INVALID_PARAMETER,
+                               "Descriptor needs to be provided in scan object")
             rng = obj.get("range")
         else:
-            raise RPCError(RPC_INVALID_PARAMETER, "Scan object needs to be either a string or an object")
+            raise RPCError(RPC_INVALID_PARAMETER,
+                           "Scan object needs to be either a string or an object")
         # A bare address is taken as addr(<address>) (Core needs the addr() form).
         if "(" not in desc and is_valid_address(desc, params):
             desc = f"addr({desc})"
         try:
             d = parse_descriptor(desc, params)
             if d.is_range():
-                begin, end = parse_range(int(rng) if isinstance(rng, (int, float)) or rng is None
-                                         and False else (rng if rng is not None else 1000))
+                if rng is None:
+                    rng = 1000  # Core's default range for a ranged scan object
+                begin, end = parse_range(int(rng) if not isinstance(rng, list) else rng)
                 for i in range(begin, end + 1):
                     scripts.update(d.expand(i))
             else:

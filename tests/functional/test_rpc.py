@@ -165,7 +165,8 @@ def test_util_methods(loaded):
     assert ok["isvalid"] and ok["iswitness"] and ok["witness_version"] == 0
     bad = node.call("validateaddress", "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt081")
     assert bad["isvalid"] is False and bad["error"]
-    info = node.call("getdescriptorinfo", "wpkh(0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798)")
+    key = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
+    info = node.call("getdescriptorinfo", f"wpkh({key})")
     assert info["checksum"] and info["isrange"] is False and info["issolvable"] is True
     addrs = node.call("deriveaddresses", info["descriptor"])
     assert addrs == ["bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"]

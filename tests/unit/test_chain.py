@@ -15,7 +15,7 @@ from consensus.params import REGTEST
 from consensus.tx import OutPoint, Transaction, TxIn, TxOut
 from node.chain import ChainState
 from node.scriptcheck import ScriptChecker
-from node.store.blockindex import FAILED_CHILD, FAILED_VALID
+from node.store.blockindex import FAILED_VALID
 from tests.blocktools import make_coinbase, solve
 from tests.chainbuilder import OP_TRUE, P2WSH_TRUE, ChainBuilder, spend_tx
 
