@@ -15,7 +15,7 @@ from consensus.hashes import ripemd160
 from consensus.script import flags as F
 from consensus.script.errors import ScriptError
 from consensus.script.num import cast_to_bool, decode_num, encode_num
-from consensus.script.opcodes import OP_SUCCESS_TABLE
+from consensus.script.opcodes import DISABLED_OPCODES, OP_SUCCESS_TABLE
 from consensus.script.sigcheck import (
     SIGNATURE_CACHE,
     SignatureCache,
@@ -75,16 +75,8 @@ _FALSE = b""
 # What OP_1NEGATE, OP_1 .. OP_16 push (OP_RESERVED, 0x50, has no entry).
 _SMALLNUM = {op: encode_num(op - 0x50) for op in range(0x4F, 0x61) if op != 0x50}
 
-_DISABLED = bytes(
-    1 if op in (0x7E, 0x7F, 0x80, 0x81, 0x83, 0x84, 0x85, 0x86, 0x8D, 0x8E, 0x95, 0x96, 0x97,
-                0x98, 0x99) else 0
-    for op in range(256)
-)
+_DISABLED = bytes(1 if op in DISABLED_OPCODES else 0 for op in range(256))
 _UPGRADABLE_NOPS = frozenset((0xB0, 0xB3, 0xB4, 0xB5, 0xB6, 0xB7, 0xB8, 0xB9))
-
-
-def _err(code: str) -> ScriptError:
-    return ScriptError(code)
 
 
 def verify_ecdsa_cached(

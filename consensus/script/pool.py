@@ -183,7 +183,16 @@ def default_start_method() -> str:
 
 
 class ScriptCheckPool:
-    """Worker processes that verify the inputs of many transactions in parallel."""
+    """Worker processes that verify the inputs of many transactions in parallel.
+
+    workers: number of processes (default: one per CPU); 0 verifies everything in the
+        calling thread. Even one worker helps a node: the checks then run without holding
+        the GIL its asyncio loop needs.
+    min_parallel_inputs: batches with fewer inputs are verified in the calling thread.
+    chunks_per_worker, min_chunk_inputs: how finely a batch is split (load balancing versus
+        per-chunk overhead).
+    transport: "tuples" (default), "bytes" or "pickle"; see the module notes.
+    """
 
     def __init__(
         self,
@@ -218,7 +227,7 @@ class ScriptCheckPool:
     def _ensure_started(self) -> None:
         if self._closed:
             raise RuntimeError("ScriptCheckPool is closed")
-        if self._conns or self.workers <= 1:
+        if self._conns or self.workers < 1:
             return
         ctx = multiprocessing.get_context(self.start_method)
         if self.start_method == "forkserver":
@@ -298,7 +307,7 @@ class ScriptCheckPool:
         if not todo:
             return
 
-        if self.workers <= 1 or n_inputs < self.min_parallel_inputs:
+        if self.workers < 1 or n_inputs < self.min_parallel_inputs:
             self._verify_here(items, todo, use_sigcache)
         else:
             with self._lock:
