@@ -160,8 +160,8 @@ def _write(v, indent, level, out, enc) -> None:
     elif isinstance(v, float):
         out.append(f"{v:.16g}")
     elif isinstance(v, dict):
-        if not v:
-            out.append("{}")
+        if not v:  # UniValue writes an empty object as "{", newline, closing indent, "}"
+            out.append("{}" if indent is None else "{\n" + " " * (indent * level) + "}")
             return
         if indent is None:
             out.append("{")
@@ -187,7 +187,7 @@ def _write(v, indent, level, out, enc) -> None:
         out.append("\n" + " " * (indent * level) + "}")
     elif isinstance(v, (list, tuple)):
         if not v:
-            out.append("[]")
+            out.append("[]" if indent is None else "[\n" + " " * (indent * level) + "]")
             return
         if indent is None:
             out.append("[")
