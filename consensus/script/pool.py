@@ -295,6 +295,8 @@ class ScriptCheckPool:
         keys: dict[int, bytes] = {}
         n_inputs = 0
         for pos, (tx, spent, flags) in enumerate(items):
+            if tx.is_coinbase():
+                continue  # spends nothing
             if len(spent) != len(tx.vin):
                 raise ValueError("spent_outputs must have one entry per input")
             if exec_cache is not None:
