@@ -690,9 +690,10 @@ def _wallet_balances(client: Client, result: dict) -> None:
 def _progress_bar(progress: float) -> str:
     if progress < 0 or progress > 1:
         return ""
-    done = int(-(-progress // 0.05))  # ceil, as Core's loop `i < progress / 0.05`
-    todo = int(-(-(1 - progress) // 0.05))
-    return "\u2592" * done + "\u2591" * todo
+    from math import ceil
+
+    # As Core's loops `for (i = 0; i < progress / INCREMENT; ++i)`.
+    return "\u2592" * ceil(progress / 0.05) + "\u2591" * ceil((1 - progress) / 0.05)
 
 
 def format_getinfo(r: dict, color: bool) -> str:

@@ -415,3 +415,57 @@ def test_no_traceback_on_bad_config(tmp_path: Path):
     r = run_cli(f"-datadir={tmp_path}", "getblockcount")
     assert r.returncode == 1 and r.stderr.startswith("Error reading configuration file: ")
     assert "Traceback" not in r.stderr
+
+
+def test_getinfo_full(tmp_path):
+    """Every part of the summary, from a server that has the network and wallet methods."""
+    net = {"version": 10000, "subversion": "/minibtc:0.1.0/", "timeoffset": 0, "connections": 3,
+           "connections_in": 1, "connections_out": 2, "networks": [{"name": "ipv4", "proxy": ""}],
+           "relayfee": "@0.00001000", "warnings": ""}
+    chain = {"chain": "regtest", "blocks": 120, "headers": 240, "verificationprogress": 0.5,
+             "difficulty": "@4.656542373906925e-10", "warnings": []}
+    winfo = {"walletname": "", "keypoolsize": 1000, "paytxfee": "@0.00000000",
+             "unlocked_until": 0}
+    bal = {"mine": {"trusted": "@12.50000000", "untrusted_pending": "@0.00000000"}}
+
+    def body(obj) -> bytes:  # "@1.0" -> the raw number 1.0
+        return json.dumps(obj).replace('"@', "").replace('0"', "0").encode()
+
+    batch = [{"result": r, "error": None, "id": i} for i, r in enumerate((net, chain, winfo, bal))]
+    with Recorder() as rec:
+        rec.replies += [(200, body(batch)),
+                        (200, body({"result": ["", "cold"], "error": None, "id": 1})),
+                        (200, body({"result": bal, "error": None, "id": 1})),
+                        (200, body({"result": {"mine": {"trusted": "@1.00000000"}},
+                                    "error": None, "id": 1}))]
+        out = ok(rec.cli(f"-datadir={tmp_path}", "-getinfo", "-color=never"))
+        sent = [json.loads(r["body"]) for r in rec.requests]
+        paths = [r["path"] for r in rec.requests]
+    assert [m["method"] for m in sent[0]] == ["getnetworkinfo", "getblockchaininfo",
+                                              "getwalletinfo", "getbalances"]
+    assert [m["method"] for m in sent[1:]] == ["listwallets", "getbalances", "getbalances"]
+    assert paths == ["/", "/", "/wallet/", "/wallet/cold"]
+    assert out == (
+        "Chain: regtest\nBlocks: 120\nHeaders: 240\n"
+        "Verification progress: " + "\u2592" * 10 + "\u2591" * 10 + " 50.0000%\n"
+        "Difficulty: 4.656542373906925e-10\n\n"
+        "Network: in 1, out 2, total 3\nVersion: 10000\nTime offset (s): 0\nProxy: N/A\n"
+        "Min tx relay fee rate (BTC/kvB): 0.00001000\n\n"
+        'Wallet: ""\nKeypool size: 1000\nUnlocked until: 0\n'
+        "Transaction fee rate (-paytxfee) (BTC/kvB): 0.00000000\n\n"
+        "Balance: 12.50000000\n\n"
+        "Balances\n12.50000000 \"\"\n 1.00000000 cold\n\n"
+        "Warnings: \n")
+
+    # With -rpcwallet: the batch goes to that wallet and no per-wallet balances are fetched.
+    # A getblockchaininfo error is fatal and printed as an RPC error.
+    err = [{"result": net, "error": None, "id": 0},
+           {"result": None, "error": {"code": -28, "message": "Loading block index..."}, "id": 1},
+           {"result": None, "error": {"code": -32601, "message": "Method not found"}, "id": 2},
+           {"result": None, "error": {"code": -32601, "message": "Method not found"}, "id": 3}]
+    with Recorder() as rec:
+        rec.replies.append((200, body(err)))
+        r = rec.cli(f"-datadir={tmp_path}", "-getinfo", "-rpcwallet=w")
+        assert [x["path"] for x in rec.requests] == ["/wallet/w"]
+    assert (r.returncode, r.stdout, r.stderr) == (
+        28, "", "error code: -28\nerror message:\nLoading block index...\n")
