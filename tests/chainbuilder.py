@@ -95,3 +95,30 @@ def spend_tx(prevs: list[tuple[bytes, int]], values: list[int], spk: bytes = OP_
     """Spend OP_TRUE (or, with witness=[OP_TRUE], P2WSH_TRUE) outputs."""
     vin = [TxIn(OutPoint(h, n), b"", sequence, list(witness) if witness else []) for h, n in prevs]
     return Transaction(version, vin, [TxOut(v, spk) for v in values], locktime)
+
+
+class Wallet:
+    """Deterministic keys paying to P2WPKH and P2TR (key path), and signing their spends, so
+    chains carry real signatures."""
+
+    def __init__(self, seed: bytes = b"chainbuilder") -> None:
+        from consensus.hashes import hash160, sha256
+        from consensus.script.keys import pubkey, taproot_tweak_pubkey, xonly_pubkey
+        from consensus.script.standard import p2tr_script, p2wpkh_script
+
+        self.secret = sha256(seed)
+        self.p2wpkh = p2wpkh_script(hash160(pubkey(self.secret)))
+        self.p2tr = p2tr_script(taproot_tweak_pubkey(xonly_pubkey(self.secret))[0])
+
+    def sign(self, tx: Transaction, spent: list[TxOut]) -> Transaction:
+        """Sign every input of tx, which spends `spent` (outputs of this wallet's scripts)."""
+        from consensus.script.keys import sign_p2tr_key_input, sign_p2wpkh_input
+
+        for i, out in enumerate(spent):
+            if out.script_pubkey == self.p2wpkh:
+                sign_p2wpkh_input(tx, i, self.secret, out.value)
+            elif out.script_pubkey == self.p2tr:
+                sign_p2tr_key_input(tx, i, self.secret, spent)
+            else:
+                raise ValueError("not this wallet's output")
+        return tx

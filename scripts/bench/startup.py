@@ -21,10 +21,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from consensus.amounts import block_subsidy  # noqa: E402
 from consensus.params import REGTEST  # noqa: E402
 from node.chain import ChainState  # noqa: E402
 from node.scriptcheck import ScriptChecker  # noqa: E402
-from tests.blocktools import make_block  # noqa: E402
+from tests.blocktools import make_block, make_coinbase  # noqa: E402
 
 
 def build(datadir: Path, n: int) -> None:
@@ -34,7 +35,8 @@ def build(datadir: Path, n: int) -> None:
     t = 1_600_000_000
     start = chain.height + 1
     for h in range(start, n + 1):
-        b = make_block(prev, h, time=t + h)
+        b = make_block(prev, h, time=t + h,
+                       coinbase=make_coinbase(h, block_subsidy(h, REGTEST.subsidy_halving_interval)))
         chain.process_block(b)
         prev = b.hash
         if h % 10_000 == 0:

@@ -337,3 +337,31 @@ def test_invalid_header_not_stored(chain, cb):
     orphan.header.merkle_root = orphan.compute_merkle_root()[0]
     solve(orphan)
     assert reject(chain, orphan).reason == "prev-blk-not-found"
+
+
+def test_signed_p2wpkh_and_p2tr_spends(chain, cb):
+    from tests.chainbuilder import Wallet
+
+    w = Wallet()
+    blocks = cb.chain(REGTEST.genesis, 1, spk=w.p2wpkh) + cb.chain(REGTEST.genesis, 0)
+    blocks += cb.chain(blocks[-1], 1, spk=w.p2tr)
+    blocks += cb.chain(blocks[-1], 100)
+    feed(chain, blocks)
+    spent = [blocks[0].txs[0].vout[0], blocks[1].txs[0].vout[0]]
+    tx = Transaction(2, [TxIn(OutPoint(blocks[0].txs[0].txid, 0)),
+                         TxIn(OutPoint(blocks[1].txs[0].txid, 0))],
+                     [TxOut(60 * COIN, w.p2tr), TxOut(39 * COIN, w.p2wpkh)])
+    w.sign(tx, spent)
+    # A signature for other amounts is refused, by the script check.
+    bad = tx.copy()
+    bad.vout[0].value -= 1
+    bad.rehash()
+    reason = connect_error(chain, cb.next_block(blocks[-1], [bad], fees=COIN + 1))
+    assert reason.startswith("block-script-verify-flag-failed")
+    chain.process_block(cb.next_block(blocks[-1], [tx], fees=COIN, tag=b"ok"))
+    assert chain.height == 103 and chain.get_coin(tx.txid, 0).value == 60 * COIN
+    # And the new outputs are spendable in turn.
+    tx2 = w.sign(Transaction(2, [TxIn(OutPoint(tx.txid, 0)), TxIn(OutPoint(tx.txid, 1))],
+                             [TxOut(98 * COIN, w.p2wpkh)]), tx.vout)
+    chain.process_block(cb.next_block(chain.tip.hash, [tx2], fees=COIN))
+    assert chain.height == 104
