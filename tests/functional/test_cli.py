@@ -6,6 +6,7 @@ the CLI sends and the HTTP statuses a node never produces (503, 413, non-JSON er
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import time
@@ -262,7 +263,7 @@ def test_rpcwallet_routing(node):
 class Recorder:
     """An HTTP server that records each request and answers with the next canned reply."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.requests: list[dict] = []
         self.replies: list[tuple[int, bytes]] = []
         rec = self
@@ -283,7 +284,7 @@ class Recorder:
             def log_message(self, *a):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -429,7 +430,7 @@ def test_getinfo_full(tmp_path):
     bal = {"mine": {"trusted": "@12.50000000", "untrusted_pending": "@0.00000000"}}
 
     def body(obj) -> bytes:  # "@1.0" -> the raw number 1.0
-        return json.dumps(obj).replace('"@', "").replace('0"', "0").encode()
+        return re.sub(r'"@([-0-9.e]+)"', r"\1", json.dumps(obj)).encode()
 
     batch = [{"result": r, "error": None, "id": i} for i, r in enumerate((net, chain, winfo, bal))]
     with Recorder() as rec:
@@ -469,3 +470,44 @@ def test_getinfo_full(tmp_path):
         assert [x["path"] for x in rec.requests] == ["/wallet/w"]
     assert (r.returncode, r.stdout, r.stderr) == (
         28, "", "error code: -28\nerror message:\nLoading block index...\n")
+
+
+def test_client_timeout(tmp_path):
+    """A server that accepts the connection but never answers: -rpcclienttimeout applies."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(4)  # connections complete in the backlog; nothing ever reads or answers
+        port = s.getsockname()[1]
+        t = time.time()
+        r = run_cli(f"-datadir={tmp_path}", f"-rpcport={port}", "-rpcpassword=x",
+                    "-rpcclienttimeout=1", "getblockcount")
+        assert time.time() - t < 20
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == (f"error: Could not connect to the server 127.0.0.1:{port} "
+                        '(error code 0 - "timeout reached")' + HINT)
+
+
+def test_rpcwait_until_the_server_is_up(tmp_path):
+    import subprocess
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "node.cli", f"-datadir={tmp_path}",
+                             f"-rpcport={port}", "-rpcuser=u", "-rpcpassword=p", "-rpcwait",
+                             "-rpcwaittimeout=30", "getblockcount"],
+                            cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+        with Recorder(port) as rec:
+            # First "in warmup" (retried), then the answer.
+            rec.replies += [(500, b'{"result":null,"error":{"code":-28,"message":"Loading"},'
+                                  b'"id":1}'), (200, b'{"result":7,"error":null,"id":1}')]
+            out, err = proc.communicate(timeout=30)
+            assert len(rec.requests) == 2
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert (proc.returncode, out, err) == (0, "7\n", "")
