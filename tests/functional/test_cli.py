@@ -325,6 +325,11 @@ def test_request_shape(tmp_path):
             "verbosity": 2, "blockhash": "def", "args": ["abc"]}
         ok(rec.cli(f"-datadir={tmp_path}", "-named", "getblockhash", "0"))
         assert json.loads(rec.requests[-1]["body"])["params"] == {"args": [0]}
+        # -stdinrpcpass takes the first line of stdin as the password, -stdin the rest.
+        ok(run_cli(f"-datadir={tmp_path}", f"-rpcport={rec.port}", "-rpcuser=u",
+                   "-stdinrpcpass", "-stdin", "getblockhash", stdin="p\n0\n"))
+        assert rec.requests[-1]["headers"]["Authorization"] == "Basic dTpw"
+        assert json.loads(rec.requests[-1]["body"])["params"] == [0]
 
 
 def test_output_format(tmp_path):
