@@ -129,7 +129,7 @@ def generate(path: Path, n_blocks: int, n_txs: int, seed: int = 7) -> tuple[int,
     # The first spending block holds the fan-out transactions, the others share the rest.
     per_block = -(-(n_txs - len(funding)) // max(1, n_blocks - 1))
     # First spending block: fan each mature coinbase out into many outputs.
-    fan = max(2, (per_block * 2) // len(funding) + 1)
+    fan = max(2, (per_block * 4) // len(funding) + 1)  # slack: a block never runs dry
     total_txs = total_inputs = 0
     for b_i in range(n_blocks):
         height += 1
