@@ -163,12 +163,14 @@ def load_config(argv: list[str]) -> NodeConfig:
             cli["chain"] = ["regtest"]
         top.pop("regtest", None)
         chain = cli.get("chain", top.get("chain", ["regtest"]))[-1]
+        # In the file the first value of an option wins (Core), on the command line the
+        # last; the chain's section wins over the top level.
         for name, values in top.items():
             if name in NETWORK_ONLY and chain != "main":
                 continue  # Core ignores these outside [main] for other chains
-            file_flags[name] = values
+            file_flags[name] = values if name in MULTI else values[:1]
         for name, values in sections.get(chain, {}).items():
-            file_flags[name] = values
+            file_flags[name] = values if name in MULTI else values[:1]
     elif "conf" in cli:
         raise ConfigError(f"Error: Specified config file \"{conf_path}\" could not be opened.")
     merged = {**file_flags, **cli}

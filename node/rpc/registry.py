@@ -125,9 +125,22 @@ class Method:
         if isinstance(params, dict):
             names = {a.name: i for i, a in enumerate(self.args)}
             values: list[Any] = [_MISSING] * len(self.args)
+            params = dict(params)
+            # bitcoin-cli -named sends arguments given without a name as "args" (Core's
+            # transformNamedArguments): they fill the first positions.
+            if "args" in params and "args" not in names:
+                extra = params.pop("args")
+                if not isinstance(extra, list):
+                    raise RPCError(RPC_INVALID_PARAMETER, "args must be an array")
+                if len(extra) > len(self.args):
+                    raise RPCError(RPC_MISC_ERROR, self.help_text())
+                values[: len(extra)] = extra
             for key, v in params.items():
                 if key not in names:
                     raise RPCError(RPC_INVALID_PARAMETER, f"Unknown named parameter {key}")
+                if values[names[key]] is not _MISSING:
+                    raise RPCError(RPC_INVALID_PARAMETER, f"Parameter {key} specified twice "
+                                   "both as positional and named argument")
                 values[names[key]] = v
             # Trailing unset optional args are simply absent.
             while values and values[-1] is _MISSING:

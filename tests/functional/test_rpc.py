@@ -397,3 +397,15 @@ def test_config_file_sections(tmp_path):
         assert json.loads(json.dumps(node.call("getblockchaininfo")["chain"])) == "regtest"
     finally:
         node.stop()
+
+
+def test_named_with_positional_args(loaded):
+    node, blocks, *_ = loaded
+    # bitcoin-cli -named getblock <hash> verbosity=0 sends {"args": [<hash>], "verbosity": 0}.
+    status, reply = node.request({"method": "getblock",
+                                  "params": {"args": [blocks[1].hash_hex()], "verbosity": 0}})
+    assert reply["result"] == blocks[1].serialize().hex()
+    status, reply = node.request({"method": "getblock",
+                                  "params": {"args": [blocks[1].hash_hex()],
+                                             "blockhash": blocks[1].hash_hex()}})
+    assert reply["error"]["code"] == -8 and "specified twice" in reply["error"]["message"]
