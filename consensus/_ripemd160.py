@@ -80,7 +80,8 @@ def _compress(h: list[int], block: bytes) -> None:
 
 def ripemd160(data: bytes) -> bytes:
     h = [0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0]
-    msg = bytes(data) + b"\x80" + b"\x00" * ((55 - len(data)) % 64) + struct.pack("<Q", 8 * len(data))
+    pad = b"\x00" * ((55 - len(data)) % 64)
+    msg = bytes(data) + b"\x80" + pad + struct.pack("<Q", 8 * len(data))
     for i in range(0, len(msg), 64):
         _compress(h, msg[i : i + 64])
     return struct.pack("<5I", *h)

@@ -142,6 +142,8 @@ class ChainState:
         self.on_connected: list[Callable[[Block, BlockIndexEntry], None]] = []
         self.on_disconnected: list[Callable[[Block, BlockIndexEntry], None]] = []
         self.on_tip_changed: list[Callable[[BlockIndexEntry], None]] = []
+        # Called (under the lock) after each step of activate_best_chain: a reorg is complete.
+        self.on_activated: list[Callable[[], None]] = []
 
     # =========================================================================================
     # start-up and shutdown
@@ -448,6 +450,24 @@ class ChainState:
                 self.candidates.add(x)
             todo.extend(c for c in self.children.get(x.hash, ()) if c.have_data)
 
+    def test_block_validity(self, block: Block, check_pow: bool = False) -> None:
+        """Core's TestBlockValidity: would this block, on the current tip, be valid? Checks
+        everything (scripts included) without storing or connecting anything; raises
+        ValidationError."""
+        check_block(block, self.params, check_pow=check_pow)
+        with self.lock:
+            tip = self.tip
+            if block.header.prev_hash != tip.hash:
+                raise ValidationError("inconclusive-not-best-prevblk", 0)
+            height = tip.height + 1
+            check_header_contextual(
+                block.header, height, next_work_required(tip, block.header.time, self.params),
+                tip.median_time_past(), int(self.now()), self.params,
+            )
+            check_block_contextual(block, height, tip.median_time_past(), self.params)
+            probe = BlockIndexEntry(block.header, tip)
+            self._connect_block(block, probe)
+
     # =========================================================================================
     # best chain
     # =========================================================================================
@@ -472,6 +492,8 @@ class ChainState:
                 ):
                     return
                 self._step_towards(best)
+                for fn in self.on_activated:
+                    fn()
 
     def _step_towards(self, target: BlockIndexEntry) -> None:
         fork = self.find_fork(target) if self.active else None
@@ -672,9 +694,13 @@ class ChainState:
                 raise KeyError("Block not found")
             if e.prev is None:
                 raise ValueError("cannot invalidate the genesis block")
+            disconnected = self.in_active_chain(e)
             while self.in_active_chain(e):
                 self._disconnect_tip()
             self._mark_invalid(e)
+            if disconnected:
+                for fn in self.on_activated:  # the mempool takes the transactions back
+                    fn()
             tip_work = self.tip.chain_work if self.tip else 0
             for x in self.index.values():
                 if x.chain_tx and not x.failed and x.chain_work >= tip_work:

@@ -57,6 +57,7 @@ class NodeConfig(BaseModel):
     persistmempool: bool = True
     maxmempool: int = Field(default=300, ge=5, le=1_000_000)
     mempoolexpiry: int = Field(default=336, ge=1)
+    mempoolfullrbf: bool = True
     minrelaytxfee: str | None = None
     fallbackfee: str | None = None
     # P2P

@@ -111,6 +111,9 @@ class Node:
         self.current_request = threading.local()
         self.validation = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validation")
         self.chain = None
+        self.mempool = None
+        self.fee_estimator = None
+        self.fallback_fee = _fee_rate_option(config.fallbackfee, "fallbackfee", 20_000)
         self.txindex = None
         self.rpc = None
         self.logfile: Path | None = None
@@ -190,6 +193,38 @@ class Node:
             self.chain.load()
         if self.txindex:
             self.txindex.sync()
+        self._init_mempool()
+
+    def _init_mempool(self) -> None:
+        from node.fees import FeeEstimator
+        from node.mempool import Mempool
+        from node.policy import DEFAULT_MIN_RELAY_FEE
+
+        cfg = self.config
+        chain = self.chain
+        self.mempool = Mempool(
+            chain, max_size_mb=cfg.maxmempool, expiry_hours=cfg.mempoolexpiry,
+            min_relay_fee=_fee_rate_option(cfg.minrelaytxfee, "minrelaytxfee",
+                                           DEFAULT_MIN_RELAY_FEE),
+            full_rbf=cfg.mempoolfullrbf,
+        )
+        est = self.fee_estimator = FeeEstimator()
+        mempool = self.mempool
+
+        def added(tx) -> None:
+            e = mempool.entries.get(tx.txid)
+            if e is not None:
+                est.tx_added(tx.txid, e.fee, e.vsize, chain.height)
+
+        mempool.on_added.append(added)
+        mempool.on_removed.append(lambda tx, why: why == "block" or est.tx_removed(tx.txid))
+        chain.on_connected.insert(
+            0, lambda block, e: est.block_connected(e.height, [t.txid for t in block.txs[1:]])
+        )
+        if cfg.persistmempool:
+            mempool.load(self.datadir / "mempool.dat")
+        else:
+            mempool.loaded = True
 
     def _import_files(self) -> None:
         from node.blockimport import load_external_block_file
@@ -204,10 +239,28 @@ class Node:
                 log.error("Importing %s failed: %s", f, err)
 
     def _close_chain(self) -> None:
+        if self.mempool is not None and self.config.persistmempool:
+            try:
+                n = self.mempool.save(self.datadir / "mempool.dat")
+                log.info("Dumped mempool: %d transactions", n)
+            except OSError as err:
+                log.error("Failed to dump mempool: %s", err)
         if self.chain is not None:
             self.chain.close()
         if self.txindex is not None:
             self.txindex.close()
+
+
+def _fee_rate_option(value: str | None, name: str, default: int) -> int:
+    """A BTC/kvB option (-fallbackfee, -minrelaytxfee) in sat/kvB."""
+    if value is None:
+        return default
+    from node.rpc.jsonutil import parse_amount
+
+    try:
+        return parse_amount(value, name)
+    except (TypeError, ValueError):
+        raise ConfigError(f"Error: Invalid amount for -{name}=<amount>: '{value}'") from None
 
 
 def rpc_bind_addresses(cfg: NodeConfig) -> list[tuple[str, int]]:

@@ -48,6 +48,12 @@ RPC_WALLET_ALREADY_LOADED = -35
 RPC_WALLET_ALREADY_EXISTS = -36
 
 
+# Aliases Core uses for transaction submission (rpc/protocol.h)
+RPC_TRANSACTION_ERROR = RPC_VERIFY_ERROR
+RPC_TRANSACTION_REJECTED = RPC_VERIFY_REJECTED
+RPC_TRANSACTION_ALREADY_IN_UTXO_SET = RPC_VERIFY_ALREADY_IN_CHAIN
+
+
 class RPCError(Exception):
     """An error returned to the client as {"code": code, "message": message}."""
 

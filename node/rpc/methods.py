@@ -1,3 +1,10 @@
 """Importing this module registers every RPC method."""
 
-from node.rpc import blockchain, control, rawtransactions, util  # noqa: F401
+from node.rpc import (  # noqa: F401
+    blockchain,
+    control,
+    mempool,
+    mining,
+    rawtransactions,
+    util,
+)

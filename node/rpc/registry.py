@@ -87,6 +87,9 @@ class Method:
     examples: list[str] = field(default_factory=list)
     # Run on the event loop (must be fast and lock-free) instead of a worker thread.
     inline: bool = False
+    # Called once with the params of every call to this method in a JSON-RPC batch, before
+    # they run one by one (to do shared work in bulk).
+    prepare: Callable | None = None
 
     def usage(self) -> str:
         parts = [self.name]

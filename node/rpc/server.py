@@ -179,14 +179,18 @@ class RPCServer:
         except (ValueError, UnicodeDecodeError):
             return self._reply(_v1_error(RPCError(RPC_PARSE_ERROR, "Parse error"), None))
         if isinstance(req, list):
-            replies = []
-            for item in req:
-                status, reply = await self._call(item, wallet, peer)
-                if reply is not None:
-                    replies.append(reply)
-            return self._reply((200, replies))
+            loop = asyncio.get_running_loop()
+            results = await loop.run_in_executor(self.executor, self._run_batch, req, wallet,
+                                                 peer)
+            return self._reply((200, [r for _, r in results if r is not None]))
         if isinstance(req, dict):
-            status, reply = await self._call(req, wallet, peer)
+            method = REGISTRY.get(req.get("method")) if isinstance(req.get("method"), str) else None
+            if method is not None and method.inline:
+                status, reply = self._call(req, wallet, peer)  # fast and lock-free: on the loop
+            else:
+                loop = asyncio.get_running_loop()
+                status, reply = await loop.run_in_executor(self.executor, self._call, req,
+                                                           wallet, peer)
             if reply is None:
                 return web.Response(status=204)
             return self._reply((status, reply))
@@ -201,7 +205,23 @@ class RPCServer:
 
     # -- JSON-RPC --------------------------------------------------------------------------
 
-    async def _call(self, req: Any, wallet: str | None, peer: str) -> tuple[int, Any]:
+    def _run_batch(self, items: list, wallet: str | None, peer: str) -> list[tuple[int, Any]]:
+        """A JSON-RPC batch, in one worker thread. Methods with a `prepare` hook first see all
+        of their calls at once (sendrawtransaction checks their scripts in parallel)."""
+        by_method: dict[str, list] = {}
+        for item in items:
+            if isinstance(item, dict) and isinstance(item.get("method"), str):
+                by_method.setdefault(item["method"], []).append(item.get("params"))
+        for name, params in by_method.items():
+            m = REGISTRY.get(name)
+            if m is not None and m.prepare is not None and len(params) > 1 and self.warmup is None:
+                try:
+                    m.prepare(self.node, params)
+                except Exception:  # only an optimisation: the calls themselves still run
+                    log.debug("prepare for %s failed", name, exc_info=True)
+        return [self._call(item, wallet, peer) for item in items]
+
+    def _call(self, req: Any, wallet: str | None, peer: str) -> tuple[int, Any]:
         """Execute one request object: (HTTP status, reply or None for a notification)."""
         if not isinstance(req, dict):
             return _v1_error(RPCError(RPC_INVALID_REQUEST, "Invalid Request object"), None)
@@ -223,7 +243,7 @@ class RPCServer:
             params = req.get("params")
             if params is not None and not isinstance(params, (list, dict)):
                 raise RPCError(RPC_INVALID_REQUEST, "Params must be an array or object")
-            result = await self.execute(method, params, RPCRequest(method, wallet, peer))
+            result = self.execute(method, params, RPCRequest(method, wallet, peer))
         except RPCError as err:
             if notification:
                 return 204, None
@@ -236,7 +256,7 @@ class RPCServer:
             return 200, {"jsonrpc": "2.0", "result": result, "id": rid}
         return 200, {"result": result, "error": None, "id": rid}
 
-    async def execute(self, name: str, params: Any, request: RPCRequest) -> Any:
+    def execute(self, name: str, params: Any, request: RPCRequest) -> Any:
         method = REGISTRY.get(name)
         if method is None:
             raise RPCError(RPC_METHOD_NOT_FOUND, "Method not found")
@@ -247,11 +267,8 @@ class RPCServer:
         self.active[key] = (name, time.monotonic())
         log.debug("ThreadRPCServer method=%s user=%s", name, request.peer)
         try:
-            if method.inline:
-                return method.func(self.node, *args)
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self.executor, _run, method.func, self.node,
-                                              request, args)
+            self.node.current_request.value = request
+            return method.func(self.node, *args)
         except RPCError:
             raise
         except Exception as err:  # a bug, not bad input: report it without dying
@@ -259,11 +276,6 @@ class RPCServer:
             raise RPCError(RPC_INTERNAL_ERROR, f"Internal error: {err}") from None
         finally:
             self.active.pop(key, None)
-
-
-def _run(func, node, request: RPCRequest, args: list) -> Any:
-    node.current_request.value = request
-    return func(node, *args)
 
 
 def _decimal(s: str):

@@ -36,7 +36,7 @@ def build(datadir: Path, n: int) -> None:
     start = chain.height + 1
     for h in range(start, n + 1):
         b = make_block(prev, h, time=t + h,
-                       coinbase=make_coinbase(h, block_subsidy(h, REGTEST.subsidy_halving_interval)))
+                       coinbase=make_coinbase(h, block_subsidy(h, 150)))
         chain.process_block(b)
         prev = b.hash
         if h % 10_000 == 0:

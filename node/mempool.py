@@ -1,0 +1,799 @@
+"""The memory pool: unconfirmed transactions accepted by consensus and Core's relay policy,
+with replace-by-fee, ancestor/descendant limits, an orphan pool, size-based eviction and
+expiry, following the chain through connects, disconnects and reorgs.
+
+All methods run under the chain's lock (Core's cs_main): the mempool reads the UTXO set and
+the tip, and block connection reads and changes the mempool.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from consensus.block import Block
+from consensus.checks import check_transaction
+from consensus.contextual import (
+    LOCKTIME_VERIFY_SEQUENCE,
+    Coin,
+    calculate_sequence_locks,
+    check_tx_inputs,
+    evaluate_sequence_locks,
+    is_final_tx,
+    transaction_sigop_cost,
+)
+from consensus.errors import ValidationError
+from consensus.script import flags as sf
+from consensus.script.errors import ScriptError
+from consensus.script.verify import verify_transaction
+from consensus.serialize import DeserializationError, Reader, compact_size
+from consensus.tx import Transaction, TxOut
+from node import policy
+from node.policy import PolicyError
+
+log = logging.getLogger("mempool")
+
+MEMPOOL_HEIGHT = 0x7FFFFFFF  # height of coins that exist only in the mempool
+MAX_REPLACEMENT_CANDIDATES = 100
+DEFAULT_ANCESTOR_LIMIT = 25
+DEFAULT_ANCESTOR_SIZE_LIMIT_KVB = 101
+DEFAULT_DESCENDANT_LIMIT = 25
+DEFAULT_DESCENDANT_SIZE_LIMIT_KVB = 101
+MAX_ORPHANS = 100
+ORPHAN_EXPIRE = 20 * 60
+ROLLING_FEE_HALFLIFE = 12 * 60 * 60
+EXPIRE_INTERVAL = 10.0  # seconds between scans for expired transactions
+ENTRY_OVERHEAD = 400  # bytes of bookkeeping per entry, on top of the transaction itself
+_N_BE = struct.Struct(">I")
+
+
+class MempoolReject(Exception):
+    """Refused: `reason` is Core's reject reason, `debug` the detail after it."""
+
+    def __init__(self, reason: str, debug: str = "", missing_inputs: bool = False,
+                 already_known: bool = False) -> None:
+        super().__init__(f"{reason}, {debug}" if debug else reason)
+        self.reason = reason
+        self.debug = debug
+        self.missing_inputs = missing_inputs
+        self.already_known = already_known
+
+
+class MempoolEntry:
+    __slots__ = ("tx", "txid", "wtxid", "fee", "delta", "vsize", "weight", "sigop_cost",
+                 "time", "height", "parents", "children", "spends_coinbase", "lock_height",
+                 "lock_time", "usage")
+
+    def __init__(self, tx: Transaction, fee: int, vsize: int, sigop_cost: int, now: int,
+                 height: int) -> None:
+        self.tx = tx
+        self.txid = tx.txid
+        self.wtxid = tx.wtxid
+        self.fee = fee
+        self.delta = 0
+        self.vsize = vsize
+        self.weight = tx.weight
+        self.sigop_cost = sigop_cost
+        self.time = now
+        self.height = height
+        self.parents: set[bytes] = set()
+        self.children: set[bytes] = set()
+        self.spends_coinbase = False
+        self.lock_height = -1
+        self.lock_time = -1
+        self.usage = tx.size * 3 + ENTRY_OVERHEAD
+
+    @property
+    def modified_fee(self) -> int:
+        return self.fee + self.delta
+
+
+@dataclass
+class AcceptResult:
+    txid: bytes
+    wtxid: bytes
+    vsize: int
+    fee: int
+    replaced: list[Transaction] = field(default_factory=list)
+
+
+def _verify_quietly(pool, jobs: list) -> None:
+    """Verify a chunk; a failing transaction is dropped and the rest retried (the failure
+    itself is reported when that transaction is accepted)."""
+    for _ in range(3):
+        try:
+            pool.verify_many(jobs)
+            return
+        except ScriptError as err:
+            jobs = [j for j in jobs if j[0].txid != err.txid]
+        except Exception:  # an optimisation only: acceptance verifies on its own
+            return
+
+
+class Mempool:
+    def __init__(
+        self,
+        chain,
+        max_size_mb: int = 300,
+        expiry_hours: int = 336,
+        min_relay_fee: int = policy.DEFAULT_MIN_RELAY_FEE,
+        full_rbf: bool = True,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.chain = chain
+        self.max_bytes = max_size_mb * 1_000_000
+        self.expiry = expiry_hours * 3600
+        self.min_relay_fee = min_relay_fee
+        self.incremental_relay_fee = policy.DEFAULT_INCREMENTAL_RELAY_FEE
+        self.full_rbf = full_rbf
+        self.now = now
+        self.entries: dict[bytes, MempoolEntry] = {}
+        self.by_wtxid: dict[bytes, MempoolEntry] = {}
+        self.spent: dict[bytes, bytes] = {}  # outpoint key -> txid of the mempool spender
+        self.deltas: dict[bytes, int] = {}  # prioritisetransaction, kept for unknown txids too
+        self.usage = 0
+        self.total_size = 0
+        self.total_fee = 0
+        self.rolling_min_fee = 0.0  # sat/kvB, raised by evictions, decaying
+        self._last_rolling_update = now()
+        self._last_expire = 0.0
+        self.orphans: OrderedDict[bytes, tuple[Transaction, float]] = OrderedDict()
+        self.transactions_updated = 0  # for getblocktemplate long polls
+        self.loaded = False
+        self._disconnected: list[Transaction] = []
+        self._pending_checks: dict[bytes, object] = {}  # wtxid -> Future of a preverify chunk
+        self._check_thread = None
+        # Listeners: called with (tx) when accepted, and (tx, reason) when removed.
+        self.on_added: list[Callable[[Transaction], None]] = []
+        self.on_removed: list[Callable[[Transaction, str], None]] = []
+        chain.on_connected.append(self._block_connected)
+        chain.on_disconnected.append(self._block_disconnected)
+        chain.on_activated.append(self._reorg_done)
+
+    # =========================================================================================
+    # queries
+    # =========================================================================================
+
+    def __contains__(self, txid: bytes) -> bool:
+        return txid in self.entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, txid: bytes) -> Transaction | None:
+        e = self.entries.get(txid)
+        return e.tx if e is not None else None
+
+    def get_output(self, txid: bytes, n: int) -> TxOut | None:
+        e = self.entries.get(txid)
+        if e is None or n >= len(e.tx.vout):
+            return None
+        return e.tx.vout[n]
+
+    def is_spent(self, txid: bytes, n: int) -> bool:
+        return txid + _N_BE.pack(n) in self.spent
+
+    def ancestors(self, e: MempoolEntry) -> set[bytes]:
+        """Txids of all in-mempool ancestors (not including e)."""
+        out: set[bytes] = set()
+        todo = list(e.parents)
+        while todo:
+            t = todo.pop()
+            if t not in out:
+                out.add(t)
+                todo.extend(self.entries[t].parents)
+        return out
+
+    def descendants(self, e: MempoolEntry) -> set[bytes]:
+        out: set[bytes] = set()
+        todo = list(e.children)
+        while todo:
+            t = todo.pop()
+            if t not in out:
+                out.add(t)
+                todo.extend(self.entries[t].children)
+        return out
+
+    def package_stats(self, txids: Iterable[bytes]) -> tuple[int, int, int, int]:
+        """(count, vsize, modified fees, sigop cost) of a set of entries."""
+        n = size = fees = sigops = 0
+        for t in txids:
+            x = self.entries[t]
+            n += 1
+            size += x.vsize
+            fees += x.modified_fee
+            sigops += x.sigop_cost
+        return n, size, fees, sigops
+
+    def min_fee_rate(self) -> int:
+        """Core's GetMinFee: the rolling minimum (after evictions), decaying with a 12 h
+        half-life, or 0 when the pool is not under pressure."""
+        if self.rolling_min_fee == 0:
+            return 0
+        now = self.now()
+        elapsed = now - self._last_rolling_update
+        if elapsed > 10:
+            halflife = ROLLING_FEE_HALFLIFE
+            if self.usage < self.max_bytes / 4:
+                halflife /= 4
+            elif self.usage < self.max_bytes / 2:
+                halflife /= 2
+            self.rolling_min_fee /= 2 ** (elapsed / halflife)
+            self._last_rolling_update = now
+            if self.rolling_min_fee < self.incremental_relay_fee / 2:
+                self.rolling_min_fee = 0
+                return 0
+        return max(int(self.rolling_min_fee), self.incremental_relay_fee)
+
+    # =========================================================================================
+    # acceptance
+    # =========================================================================================
+
+    def _coin(self, txid: bytes, n: int) -> Coin | None:
+        e = self.entries.get(txid)
+        if e is not None:
+            if n >= len(e.tx.vout):
+                return None
+            out = e.tx.vout[n]
+            return Coin(out.value, out.script_pubkey, MEMPOOL_HEIGHT, False)
+        return self.chain.get_coin(txid, n)
+
+    def accept(self, tx: Transaction, bypass_limits: bool = False, test_only: bool = False,
+               max_fee_rate: int | None = None) -> AcceptResult:
+        """Core's AcceptToMemoryPool. Raises MempoolReject with Core's reason."""
+        with self.chain.lock:
+            return self._accept(tx, bypass_limits, test_only, max_fee_rate)
+
+    def _accept(self, tx: Transaction, bypass_limits: bool, test_only: bool,
+                max_fee_rate: int | None) -> AcceptResult:
+        chain = self.chain
+        tip = chain.tip
+        next_height = tip.height + 1
+        tip_mtp = tip.median_time_past()
+        txid = tx.txid
+
+        try:
+            check_transaction(tx)
+        except ValidationError as err:
+            raise MempoolReject(err.reason, err.debug) from None
+        if tx.is_coinbase():
+            raise MempoolReject("coinbase")
+        try:
+            policy.check_standard(tx)
+        except PolicyError as err:
+            raise MempoolReject(err.reason, err.debug) from None
+        if tx.base_size < policy.MIN_STANDARD_TX_NONWITNESS_SIZE:
+            raise MempoolReject("tx-size-small")
+        if not is_final_tx(tx, next_height, tip_mtp):
+            raise MempoolReject("non-final", "non-final transaction")
+        if tx.wtxid in self.by_wtxid:
+            raise MempoolReject("txn-already-in-mempool")
+        if txid in self.entries:
+            raise MempoolReject("txn-same-nonwitness-data-in-mempool")
+
+        # Direct conflicts: mempool transactions spending one of our inputs.
+        conflicts: set[bytes] = set()
+        for txin in tx.vin:
+            spender = self.spent.get(txin.prevout.hash + _N_BE.pack(txin.prevout.n))
+            if spender is not None:
+                if not self.full_rbf and not self._signals_rbf(spender):
+                    raise MempoolReject("txn-mempool-conflict")
+                conflicts.add(spender)
+
+        coins: list[Coin] = []
+        for txin in tx.vin:
+            c = self._coin(txin.prevout.hash, txin.prevout.n)
+            if c is None:
+                for n in range(len(tx.vout)):
+                    if chain.get_coin(txid, n) is not None:
+                        raise MempoolReject("txn-already-known", already_known=True)
+                raise MempoolReject("bad-txns-inputs-missingorspent", missing_inputs=True)
+            coins.append(c)
+
+        # BIP68 relative locks, evaluated as if for the next block.
+        prev_heights = [next_height if c.height == MEMPOOL_HEIGHT else c.height for c in coins]
+        locks = calculate_sequence_locks(
+            tx, LOCKTIME_VERIFY_SEQUENCE, prev_heights,
+            lambda h: chain.active[h].median_time_past(),
+        )
+        if not evaluate_sequence_locks(next_height, tip_mtp, locks):
+            raise MempoolReject("non-BIP68-final")
+
+        try:
+            fee = check_tx_inputs(tx, coins, next_height, chain.params.coinbase_maturity)
+        except ValidationError as err:
+            raise MempoolReject(err.reason, err.debug) from None
+        try:
+            policy.check_inputs_standard(tx, coins)
+            policy.check_witness_standard(tx, coins)
+        except PolicyError as err:
+            raise MempoolReject(err.reason, err.debug) from None
+
+        sigops = transaction_sigop_cost(tx, coins, True, True)
+        if sigops > policy.MAX_STANDARD_TX_SIGOPS_COST:
+            raise MempoolReject("bad-txns-too-many-sigops", str(sigops))
+        vsize = policy.virtual_size(tx.weight, sigops)
+        modified = fee + self.deltas.get(txid, 0)
+
+        if not bypass_limits:
+            min_fee = policy.fee_for(self.min_fee_rate(), vsize)
+            if modified < min_fee:
+                raise MempoolReject("mempool min fee not met", f"{modified} < {min_fee}")
+            relay_fee = policy.fee_for(self.min_relay_fee, vsize)
+            if modified < relay_fee:
+                raise MempoolReject("min relay fee not met", f"{modified} < {relay_fee}")
+
+        parents = {txin.prevout.hash for txin in tx.vin if txin.prevout.hash in self.entries}
+        ancestors = self._check_ancestor_limits(parents, vsize, bypass_limits)
+        overlap = ancestors & conflicts
+        if overlap:
+            raise MempoolReject(
+                "bad-txns-spends-conflicting-tx",
+                f"{tx.txid_hex()} spends conflicting transaction {next(iter(overlap))[::-1].hex()}",
+            )
+        all_conflicts: set[bytes] = set()
+        if conflicts:
+            all_conflicts = self._replacement_checks(tx, conflicts, modified, vsize)
+
+        self._check_scripts(tx, [TxOut(c.value, c.script_pubkey) for c in coins])
+
+        if max_fee_rate is not None and fee > policy.fee_for(max_fee_rate, vsize):
+            limit = policy.fee_for(max_fee_rate, vsize)
+            raise MempoolReject("max-fee-exceeded", f"{fee} > {limit}")
+        result = AcceptResult(txid, tx.wtxid, vsize, fee)
+        if test_only:
+            return result
+
+        replaced = [self.entries[t].tx for t in all_conflicts]
+        for t in all_conflicts:
+            self._remove_entry(self.entries[t], "replaced")
+        entry = MempoolEntry(tx, fee, vsize, sigops, int(self.now()), tip.height)
+        entry.delta = self.deltas.get(txid, 0)
+        entry.spends_coinbase = any(c.coinbase for c in coins)
+        entry.lock_height, entry.lock_time = locks
+        self._add_entry(entry, parents)
+        result.replaced = replaced
+        if not bypass_limits:
+            self._expire()
+            self.trim_to_size()
+            if txid not in self.entries:
+                raise MempoolReject("mempool full")
+        log.debug("accepted %s (fee %d, vsize %d)", tx.txid_hex(), fee, vsize)
+        for fn in self.on_added:
+            fn(tx)
+        self._resolve_orphans(tx)
+        return result
+
+    def preverify(self, txs: list[Transaction], chunk: int = 200) -> int:
+        """Check the scripts of many candidate transactions on the chain's worker pool
+        (standard flags), filling the script execution cache that acceptance consults.
+
+        Runs in the background, chunk by chunk, so that acceptance of the first transactions
+        overlaps with the checks of the next; acceptance of a transaction whose check is
+        still running waits for it instead of doing it twice. Transactions with inputs not
+        known yet are left to acceptance. Returns how many were queued."""
+        pool = getattr(self.chain.scripts, "pool", None)
+        if pool is None or len(txs) < 2:
+            return 0
+        jobs = []
+        with self.chain.lock:
+            for tx in txs:
+                spent = []
+                for txin in tx.vin:
+                    c = self._coin(txin.prevout.hash, txin.prevout.n)
+                    if c is None:
+                        break
+                    spent.append(TxOut(c.value, c.script_pubkey))
+                else:
+                    jobs.append((tx, spent, sf.STANDARD_SCRIPT_VERIFY_FLAGS))
+        if len(self._pending_checks) > 50_000:  # checks of transactions never submitted
+            self._pending_checks = {k: f for k, f in self._pending_checks.items()
+                                    if not f.done()}
+        for i in range(0, len(jobs), chunk):
+            part = jobs[i:i + chunk]
+            fut = self._checker().submit(_verify_quietly, pool, part)
+            for tx, _, _ in part:
+                self._pending_checks[tx.wtxid] = fut
+        return len(jobs)
+
+    def _checker(self):
+        if self._check_thread is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._check_thread = ThreadPoolExecutor(1, thread_name_prefix="preverify")
+        return self._check_thread
+
+    def _signals_rbf(self, txid: bytes) -> bool:
+        """BIP125 opt-in: the transaction or an unconfirmed ancestor signals replaceability."""
+        e = self.entries[txid]
+        for t in [txid, *self.ancestors(e)]:
+            if any(i.sequence <= 0xFFFFFFFD for i in self.entries[t].tx.vin):
+                return True
+        return False
+
+    def _check_ancestor_limits(self, parents: set[bytes], vsize: int,
+                               bypass: bool) -> set[bytes]:
+        ancestors: set[bytes] = set()
+        for p in parents:
+            ancestors.add(p)
+            ancestors |= self.ancestors(self.entries[p])
+        if bypass:
+            return ancestors
+        if len(ancestors) + 1 > DEFAULT_ANCESTOR_LIMIT:
+            raise MempoolReject("too-long-mempool-chain",
+                                f"too many unconfirmed ancestors [limit: {DEFAULT_ANCESTOR_LIMIT}]")
+        _, size, _, _ = self.package_stats(ancestors)
+        if size + vsize > DEFAULT_ANCESTOR_SIZE_LIMIT_KVB * 1000:
+            raise MempoolReject("too-long-mempool-chain", "exceeds ancestor size limit "
+                                f"[limit: {DEFAULT_ANCESTOR_SIZE_LIMIT_KVB * 1000}]")
+        for a in ancestors:
+            e = self.entries[a]
+            desc = self.descendants(e)
+            if len(desc) + 2 > DEFAULT_DESCENDANT_LIMIT:
+                raise MempoolReject("too-long-mempool-chain",
+                                    f"too many descendants for tx {a[::-1].hex()} "
+                                    f"[limit: {DEFAULT_DESCENDANT_LIMIT}]")
+            _, dsize, _, _ = self.package_stats(desc)
+            if dsize + e.vsize + vsize > DEFAULT_DESCENDANT_SIZE_LIMIT_KVB * 1000:
+                raise MempoolReject("too-long-mempool-chain",
+                                    f"exceeds descendant size limit for tx {a[::-1].hex()} "
+                                    f"[limit: {DEFAULT_DESCENDANT_SIZE_LIMIT_KVB * 1000}]")
+        return ancestors
+
+    def _replacement_checks(self, tx: Transaction, conflicts: set[bytes], modified: int,
+                            vsize: int) -> set[bytes]:
+        """BIP125's fee rules (Core's ReplacementChecks) with full RBF. Returns everything
+        the replacement evicts (the conflicts and their descendants)."""
+        h = tx.txid_hex()
+        new_rate = modified * 1000 / vsize
+        for t in conflicts:
+            e = self.entries[t]
+            old_rate = e.modified_fee * 1000 / e.vsize
+            if new_rate <= old_rate:
+                raise MempoolReject("insufficient fee", f"rejecting replacement {h}; new feerate "
+                                    f"{new_rate:.0f} sat/kvB <= old feerate {old_rate:.0f} sat/kvB")
+        evicted: set[bytes] = set()
+        for t in conflicts:
+            evicted.add(t)
+            evicted |= self.descendants(self.entries[t])
+            if len(evicted) > MAX_REPLACEMENT_CANDIDATES:
+                break
+        if len(evicted) > MAX_REPLACEMENT_CANDIDATES:
+            raise MempoolReject("too many potential replacements",
+                                f"rejecting replacement {h}; too many potential replacements "
+                                f"({len(evicted)} > {MAX_REPLACEMENT_CANDIDATES})")
+        # No new unconfirmed inputs, other than those the conflicts already spent.
+        conflict_parents: set[bytes] = set()
+        for t in conflicts:
+            conflict_parents |= {i.prevout.hash for i in self.entries[t].tx.vin}
+        for j, txin in enumerate(tx.vin):
+            if txin.prevout.hash in self.entries and txin.prevout.hash not in conflict_parents:
+                raise MempoolReject("replacement-adds-unconfirmed",
+                                    f"replacement {h} adds unconfirmed input, idx {j}")
+        _, _, old_fees, _ = self.package_stats(evicted)
+        if modified < old_fees:
+            raise MempoolReject("insufficient fee", f"rejecting replacement {h}, less fees than "
+                                f"conflicting txs; {modified} < {old_fees}")
+        needed = policy.fee_for(self.incremental_relay_fee, vsize)
+        if modified - old_fees < needed:
+            raise MempoolReject("insufficient fee", f"rejecting replacement {h}, not enough "
+                                f"additional fees to relay; {modified - old_fees} < {needed}")
+        return evicted
+
+    def _check_scripts(self, tx: Transaction, spent: list[TxOut]) -> None:
+        """Policy flags first; a failure that the consensus flags alone would accept is a
+        policy rejection, otherwise a consensus one (as Core classifies them)."""
+        pending = self._pending_checks.pop(tx.wtxid, None)
+        if pending is not None:
+            pending.result()  # its outcome is in the execution cache (or it failed)
+        try:
+            verify_transaction(tx, spent, sf.STANDARD_SCRIPT_VERIFY_FLAGS)
+        except ScriptError as err:
+            try:
+                verify_transaction(tx, spent, sf.MANDATORY_SCRIPT_VERIFY_FLAGS)
+            except ScriptError as err2:
+                raise MempoolReject(f"block-script-verify-flag-failed ({err2.message})",
+                                    f"input {err2.input_index}") from None
+            raise MempoolReject(f"mempool-script-verify-flag-failed ({err.message})",
+                                f"input {err.input_index}") from None
+
+    # =========================================================================================
+    # bookkeeping
+    # =========================================================================================
+
+    def _add_entry(self, e: MempoolEntry, parents: set[bytes]) -> None:
+        self.entries[e.txid] = e
+        self.by_wtxid[e.wtxid] = e
+        for txin in e.tx.vin:
+            self.spent[txin.prevout.hash + _N_BE.pack(txin.prevout.n)] = e.txid
+        e.parents = set(parents)
+        for p in parents:
+            self.entries[p].children.add(e.txid)
+        # A transaction re-added after a reorg may already have children in the pool.
+        for n in range(len(e.tx.vout)):
+            child = self.spent.get(e.txid + _N_BE.pack(n))
+            if child is not None:
+                e.children.add(child)
+                self.entries[child].parents.add(e.txid)
+        self.usage += e.usage
+        self.total_size += e.vsize
+        self.total_fee += e.fee
+        self.transactions_updated += 1
+
+    def _remove_entry(self, e: MempoolEntry, reason: str) -> None:
+        """Remove one entry (its descendants must be handled by the caller)."""
+        del self.entries[e.txid]
+        self.by_wtxid.pop(e.wtxid, None)
+        for txin in e.tx.vin:
+            key = txin.prevout.hash + _N_BE.pack(txin.prevout.n)
+            if self.spent.get(key) == e.txid:
+                del self.spent[key]
+        for p in e.parents:
+            pe = self.entries.get(p)
+            if pe is not None:
+                pe.children.discard(e.txid)
+        for c in e.children:
+            ce = self.entries.get(c)
+            if ce is not None:
+                ce.parents.discard(e.txid)
+        self.usage -= e.usage
+        self.total_size -= e.vsize
+        self.total_fee -= e.fee
+        self.transactions_updated += 1
+        for fn in self.on_removed:
+            fn(e.tx, reason)
+
+    def remove_recursive(self, txid: bytes, reason: str) -> None:
+        e = self.entries.get(txid)
+        if e is None:
+            return
+        doomed = [txid, *self.descendants(e)]
+        for t in doomed:
+            x = self.entries.get(t)
+            if x is not None:
+                self._remove_entry(x, reason)
+
+    def prioritise(self, txid: bytes, delta: int) -> None:
+        with self.chain.lock:
+            self.deltas[txid] = self.deltas.get(txid, 0) + delta
+            if self.deltas[txid] == 0:
+                del self.deltas[txid]
+            e = self.entries.get(txid)
+            if e is not None:
+                e.delta = self.deltas.get(txid, 0)
+                self.transactions_updated += 1
+
+    def trim_to_size(self) -> None:
+        """Evict the packages with the lowest descendant fee rate until under -maxmempool,
+        and raise the rolling minimum fee above what was evicted."""
+        while self.usage > self.max_bytes and self.entries:
+            worst = None
+            worst_rate = None
+            for e in self.entries.values():
+                _, dsize, dfees, _ = self.package_stats(self.descendants(e))
+                own = e.modified_fee / e.vsize
+                with_desc = (dfees + e.modified_fee) / (dsize + e.vsize)
+                score = max(own, with_desc)
+                if worst_rate is None or score < worst_rate:
+                    worst, worst_rate = e, score
+            assert worst is not None and worst_rate is not None
+            rate = worst_rate * 1000 + self.incremental_relay_fee
+            if rate > self.rolling_min_fee:
+                self.rolling_min_fee = rate
+                self._last_rolling_update = self.now()
+            self.remove_recursive(worst.txid, "sizelimit")
+
+    def _expire(self) -> int:
+        now = self.now()
+        if now - self._last_expire < EXPIRE_INTERVAL:
+            return 0  # scanning the pool on every acceptance would make it quadratic
+        self._last_expire = now
+        cutoff = now - self.expiry
+        old = [t for t, e in self.entries.items() if e.time < cutoff]
+        n = 0
+        for t in old:
+            if t in self.entries:
+                before = len(self.entries)
+                self.remove_recursive(t, "expiry")
+                n += before - len(self.entries)
+        if n:
+            log.debug("Expired %d transactions from the memory pool", n)
+        return n
+
+    def expire(self) -> int:
+        with self.chain.lock:
+            return self._expire()
+
+    # =========================================================================================
+    # orphans (transactions whose parents have not arrived yet)
+    # =========================================================================================
+
+    def add_orphan(self, tx: Transaction) -> bool:
+        """Keep a transaction with missing inputs until its parents arrive (bounded: the
+        oldest orphans go first; big ones are never kept)."""
+        with self.chain.lock:
+            if tx.txid in self.orphans or tx.weight > policy.MAX_STANDARD_TX_WEIGHT:
+                return False
+            now = self.now()
+            for t, (_, when) in list(self.orphans.items()):
+                if when < now - ORPHAN_EXPIRE:
+                    del self.orphans[t]
+            while len(self.orphans) >= MAX_ORPHANS:
+                self.orphans.popitem(last=False)
+            self.orphans[tx.txid] = (tx, now)
+            return True
+
+    def _resolve_orphans(self, parent: Transaction) -> None:
+        pid = parent.txid
+        for t, (orphan, _) in list(self.orphans.items()):
+            if t in self.orphans and any(i.prevout.hash == pid for i in orphan.vin):
+                del self.orphans[t]
+                try:
+                    self._accept(orphan, False, False, None)
+                except MempoolReject as err:
+                    if err.missing_inputs:
+                        self.orphans[t] = (orphan, self.now())  # still waiting for another
+                    else:
+                        log.debug("orphan %s rejected: %s", orphan.txid_hex(), err)
+
+    # =========================================================================================
+    # following the chain
+    # =========================================================================================
+
+    def _block_connected(self, block: Block, entry) -> None:
+        confirmed = {tx.txid for tx in block.txs}
+        for tx in block.txs[1:]:
+            e = self.entries.get(tx.txid)
+            if e is not None:
+                # Its in-mempool children now spend a confirmed output.
+                for c in e.children:
+                    ce = self.entries.get(c)
+                    if ce is not None:
+                        ce.parents.discard(e.txid)
+                e.children = set()
+                self._remove_entry(e, "block")
+            # Anything else spending the same outputs is now invalid, with its descendants.
+            for txin in tx.vin:
+                spender = self.spent.get(txin.prevout.hash + _N_BE.pack(txin.prevout.n))
+                if spender is not None and spender not in confirmed:
+                    self.remove_recursive(spender, "conflict")
+            self.deltas.pop(tx.txid, None)
+        if self._disconnected:
+            self._disconnected = [t for t in self._disconnected if t.txid not in confirmed]
+
+    def _block_disconnected(self, block: Block, entry) -> None:
+        # Re-added (oldest first) once the reorg is complete; see _reorg_done.
+        self._disconnected = block.txs[1:] + self._disconnected
+
+    def _reorg_done(self) -> None:
+        if self._disconnected:
+            back, self._disconnected = self._disconnected, []
+            for tx in back:
+                if tx.txid in self.entries:
+                    continue
+                try:
+                    self._accept(tx, True, False, None)
+                except MempoolReject as err:
+                    log.debug("not re-adding %s after reorg: %s", tx.txid_hex(), err)
+        self._revalidate()
+
+    def _revalidate(self) -> None:
+        """After a reorg: drop what the new chain made invalid (missing inputs, non-final
+        lock times, immature coinbase spends, unmet relative locks), with descendants."""
+        chain = self.chain
+        tip = chain.tip
+        next_height = tip.height + 1
+        mtp = tip.median_time_past()
+        for txid in list(self.entries):
+            e = self.entries.get(txid)
+            if e is None:
+                continue
+            tx = e.tx
+            ok = is_final_tx(tx, next_height, mtp)
+            heights = []
+            if ok:
+                for txin in tx.vin:
+                    c = self._coin(txin.prevout.hash, txin.prevout.n)
+                    if c is None:
+                        ok = False
+                        break
+                    if c.coinbase and next_height - c.height < chain.params.coinbase_maturity:
+                        ok = False
+                        break
+                    heights.append(next_height if c.height == MEMPOOL_HEIGHT else c.height)
+            if ok:
+                locks = calculate_sequence_locks(
+                    tx, LOCKTIME_VERIFY_SEQUENCE, heights,
+                    lambda h: chain.active[h].median_time_past(),
+                )
+                ok = evaluate_sequence_locks(next_height, mtp, locks)
+            if not ok:
+                self.remove_recursive(txid, "reorg")
+
+    # =========================================================================================
+    # persistence (mempool.dat, Core's version 1 format)
+    # =========================================================================================
+
+    def save(self, path: Path) -> int:
+        """Write every transaction, its entry time and fee delta, and the deltas of unknown
+        txids, in Core's mempool.dat v1 layout. Written atomically."""
+        with self.chain.lock:
+            entries = self._topological()
+            parts = [struct.pack("<QQ", 1, len(entries))]
+            for e in entries:
+                parts.append(e.tx.serialize())
+                parts.append(struct.pack("<qq", e.time, e.delta))
+            others = {t: d for t, d in self.deltas.items() if t not in self.entries}
+            parts.append(compact_size(len(others)))
+            for t, d in others.items():
+                parts.append(t + struct.pack("<q", d))
+            parts.append(compact_size(0))  # unbroadcast set (none: no P2P relay yet)
+        tmp = path.with_suffix(".new")
+        tmp.write_bytes(b"".join(parts))
+        tmp.replace(path)
+        return len(entries)
+
+    def load(self, path: Path) -> tuple[int, int]:
+        """Re-accept the saved transactions (those still valid). Returns (accepted, failed)."""
+        if not path.exists():
+            self.loaded = True
+            return 0, 0
+        ok = failed = 0
+        try:
+            r = Reader(path.read_bytes())
+            version = r.u64()
+            if version != 1:
+                raise DeserializationError(f"unsupported mempool.dat version {version}")
+            count = r.u64()
+            saved = []
+            for _ in range(count):
+                tx = Transaction.deserialize(r)
+                t, delta = r.i64(), r.i64()
+                saved.append((tx, t, delta))
+            for _ in range(r.compact_size()):
+                h = r.read(32)
+                self.deltas[h] = r.i64()
+        except DeserializationError as err:
+            log.error("Failed to read mempool file %s: %s", path, err)
+            self.loaded = True
+            return 0, 0
+        now = self.now()
+        for tx, t, delta in saved:
+            if delta:
+                self.deltas[tx.txid] = delta
+            if t < now - self.expiry:
+                failed += 1
+                continue
+            try:
+                self.accept(tx)
+                self.entries[tx.txid].time = t
+                ok += 1
+            except MempoolReject as err:
+                log.debug("mempool.dat: %s not re-accepted: %s", tx.txid_hex(), err)
+                failed += 1
+        self.loaded = True
+        log.info("Imported mempool transactions from disk: %d succeeded, %d failed", ok, failed)
+        return ok, failed
+
+    def _topological(self) -> list[MempoolEntry]:
+        """Entries with every parent before its children."""
+        out: list[MempoolEntry] = []
+        seen: set[bytes] = set()
+
+        def visit(e: MempoolEntry) -> None:
+            if e.txid in seen:
+                return
+            seen.add(e.txid)
+            for p in e.parents:
+                visit(self.entries[p])
+            out.append(e)
+
+        for e in sorted(self.entries.values(), key=lambda x: x.time):
+            visit(e)
+        return out
+

@@ -1,0 +1,192 @@
+"""Relay policy: Bitcoin Core's standardness rules (policy/policy.cpp), dust, virtual size
+with the sigop adjustment, and fee rates. A transaction can be valid by consensus and still
+not be relayed or mined by default; these are those extra rules, with Core's reasons."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from consensus.contextual import Coin, is_p2sh, witness_program
+from consensus.script.opcodes import OP_RETURN
+from consensus.script.script import ScriptParseError, get_op, is_push_only, sigop_count
+from consensus.script.standard import (
+    MULTISIG,
+    NONSTANDARD,
+    NULL_DATA,
+    WITNESS_UNKNOWN,
+    solver,
+)
+from consensus.serialize import compact_size_len
+from consensus.tx import WITNESS_SCALE_FACTOR, Transaction, TxOut
+
+MAX_STANDARD_TX_WEIGHT = 400_000
+MIN_STANDARD_TX_NONWITNESS_SIZE = 65
+MAX_STANDARD_SCRIPTSIG_SIZE = 1650
+MAX_STANDARD_TX_SIGOPS_COST = 16_000
+MAX_P2SH_SIGOPS = 15
+MAX_STANDARD_P2WSH_SCRIPT_SIZE = 3600
+MAX_STANDARD_P2WSH_STACK_ITEMS = 100
+MAX_STANDARD_P2WSH_STACK_ITEM_SIZE = 80
+MAX_STANDARD_TAPSCRIPT_STACK_ITEM_SIZE = 80
+MAX_OP_RETURN_RELAY = 83  # bytes of a nulldata scriptPubKey (-datacarriersize)
+DEFAULT_BYTES_PER_SIGOP = 20
+TX_MIN_STANDARD_VERSION = 1
+TX_MAX_STANDARD_VERSION = 2  # v3 (TRUC) transactions and their package rules are not supported
+
+DEFAULT_MIN_RELAY_FEE = 1000  # sat/kvB
+DEFAULT_INCREMENTAL_RELAY_FEE = 1000  # sat/kvB
+DUST_RELAY_FEE = 3000  # sat/kvB
+DEFAULT_BLOCK_MIN_TX_FEE = 1000  # sat/kvB
+
+ANNEX_TAG = 0x50
+TAPROOT_LEAF_MASK = 0xFE
+TAPROOT_LEAF_TAPSCRIPT = 0xC0
+
+
+class PolicyError(Exception):
+    """A standardness rule was broken: `reason` is Core's reject reason."""
+
+    def __init__(self, reason: str, debug: str = "") -> None:
+        super().__init__(f"{reason}, {debug}" if debug else reason)
+        self.reason = reason
+        self.debug = debug
+
+
+def fee_for(rate_sat_per_kvb: int, vsize: int) -> int:
+    """CFeeRate::GetFee: fee for vsize at a rate in sat/kvB, rounded up to 1 sat."""
+    fee = rate_sat_per_kvb * vsize // 1000
+    if fee == 0 and vsize != 0 and rate_sat_per_kvb > 0:
+        fee = 1
+    return fee
+
+
+def virtual_size(weight: int, sigop_cost: int,
+                 bytes_per_sigop: int = DEFAULT_BYTES_PER_SIGOP) -> int:
+    """GetVirtualTransactionSize: weight or sigop cost (whichever is larger), in vbytes."""
+    w = max(weight, sigop_cost * bytes_per_sigop)
+    return (w + WITNESS_SCALE_FACTOR - 1) // WITNESS_SCALE_FACTOR
+
+
+def dust_threshold(out: TxOut, dust_relay_fee: int = DUST_RELAY_FEE) -> int:
+    """GetDustThreshold: an output is dust if spending it would cost more than it is worth
+    at the dust relay fee (546 sat for P2PKH, 294 for P2WPKH at the default)."""
+    spk = out.script_pubkey
+    if (spk and spk[0] == OP_RETURN) or len(spk) > 10_000:
+        return 0
+    size = 8 + compact_size_len(len(spk)) + len(spk)
+    if witness_program(spk) is not None:
+        size += 32 + 4 + 1 + (107 // WITNESS_SCALE_FACTOR) + 4  # witness-discounted input
+    else:
+        size += 32 + 4 + 1 + 107 + 4
+    return fee_for(dust_relay_fee, size)
+
+
+def is_dust(out: TxOut, dust_relay_fee: int = DUST_RELAY_FEE) -> bool:
+    return out.value < dust_threshold(out, dust_relay_fee)
+
+
+def _standard_output_type(spk: bytes, permit_bare_multisig: bool) -> str:
+    kind, sols = solver(spk)
+    if kind == NONSTANDARD:
+        raise PolicyError("scriptpubkey")
+    if kind == MULTISIG:
+        m, n = sols[0][0], sols[-1][0]
+        if n < 1 or n > 3 or m < 1 or m > n:
+            raise PolicyError("scriptpubkey")
+        if not permit_bare_multisig:
+            raise PolicyError("bare-multisig")
+    elif kind == NULL_DATA and len(spk) > MAX_OP_RETURN_RELAY:
+        raise PolicyError("scriptpubkey")
+    return kind
+
+
+def check_standard(tx: Transaction, permit_bare_multisig: bool = True,
+                   dust_relay_fee: int = DUST_RELAY_FEE) -> None:
+    """Core's IsStandardTx (the checks that need no inputs)."""
+    if not TX_MIN_STANDARD_VERSION <= tx.version <= TX_MAX_STANDARD_VERSION:
+        raise PolicyError("version")
+    if tx.weight > MAX_STANDARD_TX_WEIGHT:
+        raise PolicyError("tx-size")
+    for txin in tx.vin:
+        # Large enough for a 15-of-15 P2SH multisig; anything bigger is not standard.
+        if len(txin.script_sig) > MAX_STANDARD_SCRIPTSIG_SIZE:
+            raise PolicyError("scriptsig-size")
+        if not is_push_only(txin.script_sig):
+            raise PolicyError("scriptsig-not-pushonly")
+    data_outputs = 0
+    for out in tx.vout:
+        kind = _standard_output_type(out.script_pubkey, permit_bare_multisig)
+        if kind == NULL_DATA:
+            data_outputs += 1
+        elif is_dust(out, dust_relay_fee):
+            raise PolicyError("dust")
+    if data_outputs > 1:
+        raise PolicyError("multi-op-return")
+
+
+def _last_push(script_sig: bytes) -> bytes | None:
+    data = None
+    pc = 0
+    try:
+        while pc < len(script_sig):
+            op, pushed, pc = get_op(script_sig, pc)
+            data = pushed if pushed is not None else b""
+    except ScriptParseError:
+        return None
+    return data
+
+
+def check_inputs_standard(tx: Transaction, coins: Sequence[Coin]) -> None:
+    """Core's AreInputsStandard: spent outputs must be of a known type, and P2SH redeem
+    scripts carry at most 15 sigops."""
+    for txin, coin in zip(tx.vin, coins):
+        kind, _ = solver(coin.script_pubkey)
+        if kind in (NONSTANDARD, WITNESS_UNKNOWN):
+            raise PolicyError("bad-txns-nonstandard-inputs",
+                              f"input {kind}")
+        if is_p2sh(coin.script_pubkey):
+            redeem = _last_push(txin.script_sig)
+            if redeem is None:
+                raise PolicyError("bad-txns-nonstandard-inputs", "p2sh scriptsig malformed")
+            if sigop_count(redeem, True) > MAX_P2SH_SIGOPS:
+                raise PolicyError("bad-txns-nonstandard-inputs",
+                                  "p2sh redeemscript sigops exceed limit")
+
+
+def check_witness_standard(tx: Transaction, coins: Sequence[Coin]) -> None:
+    """Core's IsWitnessStandard: size limits on P2WSH and tapscript witnesses, no annex."""
+    if not tx.has_witness():
+        return
+    for txin, coin in zip(tx.vin, coins):
+        witness = txin.witness
+        if not witness:
+            continue
+        spk = coin.script_pubkey
+        p2sh = False
+        if is_p2sh(spk):
+            redeem = _last_push(txin.script_sig)
+            if not redeem:
+                raise PolicyError("bad-witness-nonstandard")
+            spk = redeem
+            p2sh = True
+        wp = witness_program(spk)
+        if wp is None:
+            raise PolicyError("bad-witness-nonstandard")  # witness on a non-witness input
+        version, program = wp
+        if version == 0 and len(program) == 32:
+            if len(witness[-1]) > MAX_STANDARD_P2WSH_SCRIPT_SIZE:
+                raise PolicyError("bad-witness-nonstandard")
+            items = witness[:-1]
+            if len(items) > MAX_STANDARD_P2WSH_STACK_ITEMS:
+                raise PolicyError("bad-witness-nonstandard")
+            if any(len(i) > MAX_STANDARD_P2WSH_STACK_ITEM_SIZE for i in items):
+                raise PolicyError("bad-witness-nonstandard")
+        if version == 1 and len(program) == 32 and not p2sh:
+            stack = list(witness)
+            if len(stack) >= 2 and stack[-1] and stack[-1][0] == ANNEX_TAG:
+                raise PolicyError("bad-witness-nonstandard")  # annexes are not relayed
+            if len(stack) >= 2:  # script path: [inputs..., script, control block]
+                control = stack[-1]
+                if control and (control[0] & TAPROOT_LEAF_MASK) == TAPROOT_LEAF_TAPSCRIPT:
+                    if any(len(i) > MAX_STANDARD_TAPSCRIPT_STACK_ITEM_SIZE for i in stack[:-2]):
+                        raise PolicyError("bad-witness-nonstandard")

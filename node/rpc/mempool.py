@@ -1,0 +1,314 @@
+"""Mempool RPCs: sendrawtransaction, testmempoolaccept, getmempoolinfo, getrawmempool,
+getmempoolentry, getmempoolancestors, getmempooldescendants, and estimatesmartfee."""
+
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+from node.mempool import MempoolReject
+from node.rpc.errors import (
+    RPC_INVALID_ADDRESS_OR_KEY,
+    RPC_INVALID_PARAMETER,
+    RPC_TRANSACTION_ALREADY_IN_UTXO_SET,
+    RPC_TRANSACTION_ERROR,
+    RPC_TRANSACTION_REJECTED,
+    RPCError,
+)
+from node.rpc.jsonutil import btc
+from node.rpc.params import amount, as_int, parse_hash
+from node.rpc.rawtransactions import decode_tx
+from node.rpc.registry import AMOUNT, ARR, BOOL, NUM, REGISTRY, STR, Arg, rpc
+
+DEFAULT_MAX_RAW_TX_FEE_RATE = 10_000_000  # sat/kvB: 0.10 BTC/kvB, Core's default maxfeerate
+
+
+def _fee_rate_arg(value, default: int) -> int:
+    """A BTC/kvB rate argument -> sat/kvB."""
+    if value is None:
+        return default
+    return amount(value, "maxfeerate")
+
+
+def _mempool(node):
+    return node.mempool
+
+
+# Transactions decoded by a batch's prepare step, reused by its calls (same worker thread).
+_prepared = threading.local()
+
+
+def _decode(hexstring: str):
+    cache = getattr(_prepared, "txs", None)
+    if cache is not None:
+        tx = cache.pop(hexstring, None)
+        if tx is not None:
+            return tx
+    return decode_tx(hexstring)
+
+
+def _prepare_send(node, params_list: list) -> None:
+    """Batch of sendrawtransaction calls: decode them all and check their scripts on the
+    worker processes in parallel, so that each call then finds its result cached."""
+    txs = {}
+    for params in params_list:
+        hexstring = None
+        if isinstance(params, list) and params and isinstance(params[0], str):
+            hexstring = params[0]
+        elif isinstance(params, dict) and isinstance(params.get("hexstring"), str):
+            hexstring = params["hexstring"]
+        if hexstring is not None:
+            try:
+                txs[hexstring] = decode_tx(hexstring)
+            except RPCError:
+                continue
+    _prepared.txs = txs
+    node.mempool.preverify(list(txs.values()))
+
+
+@rpc("sendrawtransaction", "Rawtransactions",
+     [Arg("hexstring", STR, help="The hex string of the raw transaction"),
+      Arg("maxfeerate", AMOUNT, False, Decimal("0.10"),
+          "Reject transactions whose fee rate is higher than the specified value, expressed "
+          "in BTC/kvB. Fee rates larger than 1BTC/kvB are rejected. Set to 0 to accept any "
+          "fee rate."),
+      Arg("maxburnamount", AMOUNT, False, Decimal("0"),
+          "Reject transactions with provably unspendable outputs (e.g. 'datacarrier' outputs "
+          "that use the OP_RETURN opcode) greater than the specified value, expressed in BTC.")],
+     description="Submit a raw transaction (serialized, hex-encoded) to local node and "
+                 "network.\n\nThe transaction will be sent unconditionally to all peers, so "
+                 "using sendrawtransaction\nfor manual rebroadcast may degrade privacy by "
+                 "leaking the transaction's origin, as\nnodes will normally not rebroadcast "
+                 "non-wallet transactions already in their mempool.",
+     result='"hex"    (string) The transaction hash in hex')
+def sendrawtransaction(node, hexstring, maxfeerate, maxburnamount):
+    tx = _decode(hexstring)
+    max_rate = _fee_rate_arg(maxfeerate, DEFAULT_MAX_RAW_TX_FEE_RATE)
+    if max_rate > 100_000_000:
+        raise RPCError(RPC_INVALID_PARAMETER,
+                       "Fee rates larger than or equal to 1BTC/kvB are not accepted")
+    max_burn = amount(maxburnamount, "maxburnamount") if maxburnamount is not None else 0
+    for out in tx.vout:
+        spk = out.script_pubkey
+        if ((spk and spk[0] == 0x6A) or len(spk) > 10_000) and out.value > max_burn:
+            raise RPCError(RPC_TRANSACTION_ERROR, "Unspendable output exceeds maximum "
+                           "configured by user (maxburnamount)")
+    mempool = _mempool(node)
+    with node.chain.lock:
+        if tx.txid in mempool and mempool.entries[tx.txid].wtxid == tx.wtxid:
+            return tx.txid_hex()  # already known: Core answers with the txid
+        for n in range(len(tx.vout)):
+            if node.chain.get_coin(tx.txid, n) is not None:
+                raise RPCError(RPC_TRANSACTION_ALREADY_IN_UTXO_SET,
+                               "Transaction outputs already in utxo set")
+        try:
+            mempool.accept(tx, max_fee_rate=max_rate if max_rate else None)
+        except MempoolReject as err:
+            if err.reason == "max-fee-exceeded":
+                raise RPCError(RPC_TRANSACTION_ERROR, "Fee exceeds maximum configured by user "
+                               "(e.g. -maxtxfee, maxfeerate)") from None
+            text = f"{err.reason}, {err.debug}" if err.debug else err.reason
+            if err.missing_inputs:
+                raise RPCError(RPC_TRANSACTION_ERROR, text) from None
+            if err.already_known:
+                raise RPCError(RPC_TRANSACTION_ALREADY_IN_UTXO_SET,
+                               "Transaction outputs already in utxo set") from None
+            raise RPCError(RPC_TRANSACTION_REJECTED, text) from None
+    return tx.txid_hex()
+
+
+REGISTRY["sendrawtransaction"].prepare = _prepare_send
+
+
+@rpc("testmempoolaccept", "Rawtransactions",
+     [Arg("rawtxs", ARR, help="An array of hex strings of raw transactions."),
+      Arg("maxfeerate", AMOUNT, False, Decimal("0.10"),
+          "Reject transactions whose fee rate is higher than the specified value, expressed "
+          "in BTC/kvB")],
+     description="Returns result of mempool acceptance tests indicating if raw transaction(s) "
+                 "(serialized, hex-encoded) would be accepted by mempool.\n\nThis checks if "
+                 "transactions violate the consensus or policy rules.\n\nSee "
+                 "sendrawtransaction call.")
+def testmempoolaccept(node, rawtxs, maxfeerate):
+    if not rawtxs:
+        raise RPCError(RPC_INVALID_PARAMETER, "Array must contain between 1 and 25 transactions.")
+    if len(rawtxs) > 25:
+        raise RPCError(RPC_INVALID_PARAMETER, "Array must contain between 1 and 25 transactions.")
+    if len(rawtxs) > 1:
+        raise RPCError(RPC_INVALID_PARAMETER,
+                       "Testing packages of several transactions is not supported; test them "
+                       "one at a time.")
+    max_rate = _fee_rate_arg(maxfeerate, DEFAULT_MAX_RAW_TX_FEE_RATE)
+    tx = decode_tx(rawtxs[0])
+    out = {"txid": tx.txid_hex(), "wtxid": tx.wtxid_hex()}
+    try:
+        res = node.mempool.accept(tx, test_only=True, max_fee_rate=max_rate or None)
+    except MempoolReject as err:
+        out["allowed"] = False
+        if err.missing_inputs:
+            out["reject-reason"] = "missing-inputs"
+        elif err.reason == "max-fee-exceeded":
+            out["reject-reason"] = "max-fee-exceeded"
+        else:
+            out["reject-reason"] = err.reason
+            if err.debug:
+                out["reject-details"] = f"{err.reason}, {err.debug}"
+        return [out]
+    out["allowed"] = True
+    out["vsize"] = res.vsize
+    out["fees"] = {
+        "base": btc(res.fee),
+        "effective-feerate": btc(res.fee * 1000 // res.vsize),
+        "effective-includes": [tx.wtxid_hex()],
+    }
+    return [out]
+
+
+def entry_json(mempool, e) -> dict:
+    """Core's entryToJSON."""
+    anc = mempool.ancestors(e)
+    desc = mempool.descendants(e)
+    an, asize, afees, _ = mempool.package_stats(anc)
+    dn, dsize, dfees, _ = mempool.package_stats(desc)
+    return {
+        "vsize": e.vsize,
+        "weight": e.weight,
+        "time": e.time,
+        "height": e.height,
+        "descendantcount": dn + 1,
+        "descendantsize": dsize + e.vsize,
+        "ancestorcount": an + 1,
+        "ancestorsize": asize + e.vsize,
+        "wtxid": e.wtxid[::-1].hex(),
+        "fees": {
+            "base": btc(e.fee),
+            "modified": btc(e.modified_fee),
+            "ancestor": btc(afees + e.modified_fee),
+            "descendant": btc(dfees + e.modified_fee),
+        },
+        "depends": sorted(p[::-1].hex() for p in e.parents),
+        "spentby": sorted(c[::-1].hex() for c in e.children),
+        "bip125-replaceable": mempool._signals_rbf(e.txid),
+        "unbroadcast": False,
+    }
+
+
+@rpc("getmempoolinfo", "Blockchain",
+     description="Returns details on the active state of the TX memory pool.")
+def getmempoolinfo(node):
+    m = node.mempool
+    with node.chain.lock:
+        return {
+            "loaded": m.loaded,
+            "size": len(m),
+            "bytes": m.total_size,
+            "usage": m.usage,
+            "total_fee": btc(m.total_fee),
+            "maxmempool": m.max_bytes,
+            "mempoolminfee": btc(max(m.min_fee_rate(), m.min_relay_fee)),
+            "minrelaytxfee": btc(m.min_relay_fee),
+            "incrementalrelayfee": btc(m.incremental_relay_fee),
+            "unbroadcastcount": 0,
+            "fullrbf": m.full_rbf,
+        }
+
+
+@rpc("getrawmempool", "Blockchain",
+     [Arg("verbose", BOOL, False, False,
+          "True for a json object, false for array of transaction ids"),
+      Arg("mempool_sequence", BOOL, False, False,
+          "If verbose=false, returns a json object with transaction list and mempool "
+          "sequence number attached.")],
+     description="Returns all transaction ids in memory pool as a json array of string "
+                 "transaction ids.\n\nHint: use getmempoolentry to fetch a specific transaction "
+                 "from the mempool.")
+def getrawmempool(node, verbose, mempool_sequence):
+    m = node.mempool
+    if verbose and mempool_sequence:
+        raise RPCError(RPC_INVALID_PARAMETER,
+                       "Verbose results cannot contain mempool sequence values.")
+    with node.chain.lock:
+        if verbose:
+            return {t[::-1].hex(): entry_json(m, e) for t, e in m.entries.items()}
+        txids = [t[::-1].hex() for t in m.entries]
+        if mempool_sequence:
+            return {"txids": txids, "mempool_sequence": m.transactions_updated}
+        return txids
+
+
+def _entry(node, txid: str):
+    h = parse_hash(txid, "txid")
+    e = node.mempool.entries.get(h)
+    if e is None:
+        raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Transaction not in mempool")
+    return e
+
+
+@rpc("getmempoolentry", "Blockchain",
+     [Arg("txid", STR, help="The transaction id (must be in mempool)")],
+     description="Returns mempool data for given transaction")
+def getmempoolentry(node, txid):
+    with node.chain.lock:
+        return entry_json(node.mempool, _entry(node, txid))
+
+
+def _related(node, txid, verbose, which: str):
+    m = node.mempool
+    with node.chain.lock:
+        e = _entry(node, txid)
+        txids = m.ancestors(e) if which == "ancestors" else m.descendants(e)
+        if not verbose:
+            return [t[::-1].hex() for t in txids]
+        return {t[::-1].hex(): entry_json(m, m.entries[t]) for t in txids}
+
+
+@rpc("getmempoolancestors", "Blockchain",
+     [Arg("txid", STR, help="The transaction id (must be in mempool)"),
+      Arg("verbose", BOOL, False, False,
+          "True for a json object, false for array of transaction ids")],
+     description="If txid is in the mempool, returns all in-mempool ancestors.")
+def getmempoolancestors(node, txid, verbose):
+    return _related(node, txid, verbose, "ancestors")
+
+
+@rpc("getmempooldescendants", "Blockchain",
+     [Arg("txid", STR, help="The transaction id (must be in mempool)"),
+      Arg("verbose", BOOL, False, False,
+          "True for a json object, false for array of transaction ids")],
+     description="If txid is in the mempool, returns all in-mempool descendants.")
+def getmempooldescendants(node, txid, verbose):
+    return _related(node, txid, verbose, "descendants")
+
+
+@rpc("estimatesmartfee", "Util",
+     [Arg("conf_target", NUM, help="Confirmation target in blocks (1 - 1008)"),
+      Arg("estimate_mode", STR, False, "economical",
+          'The fee estimate mode: "unset", "economical" or "conservative".')],
+     description="Estimates the approximate fee per kilobyte needed for a transaction to begin "
+                 "confirmation within conf_target blocks if possible and return the number of "
+                 "blocks for which the estimate is valid. Uses virtual transaction size as "
+                 "defined in BIP 141 (witness data is discounted).\n\nWhere there is no data "
+                 "yet (as on a fresh regtest chain) the result carries the node's fallback fee "
+                 "rate (-fallbackfee, default 0.0002 BTC/kvB), marked with \"fallback\": true "
+                 "and an explanation in \"errors\".")
+def estimatesmartfee(node, conf_target, estimate_mode):
+    target = as_int(conf_target, "conf_target")
+    if target < 1 or target > 1008:
+        raise RPCError(RPC_INVALID_PARAMETER, "Invalid conf_target, must be between 1 and 1008")
+    mode = (estimate_mode or "economical").lower()
+    if mode not in ("unset", "economical", "conservative"):
+        raise RPCError(RPC_INVALID_PARAMETER, "Invalid estimate_mode parameter, must be one of: "
+                       '"unset", "economical", "conservative"')
+    m = node.mempool
+    with node.chain.lock:
+        rate = node.fee_estimator.estimate(target, conservative=mode == "conservative")
+        floor = max(m.min_fee_rate(), m.min_relay_fee)
+    if rate is not None:
+        return {"feerate": btc(max(rate, floor)), "blocks": target}
+    return {
+        "feerate": btc(max(node.fallback_fee, floor)),
+        "errors": ["Insufficient data or no feerate found; this is the fallback fee rate "
+                   "(-fallbackfee)"],
+        "fallback": True,
+        "blocks": target,
+    }

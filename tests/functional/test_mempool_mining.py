@@ -1,0 +1,254 @@
+"""Mempool and mining over JSON-RPC on a real node: mine 101 blocks to an address and spend
+the first coinbase, RBF, CPFP in templates, a template turned into a block outside the node
+and submitted, generateblock, reorgs returning transactions, a mempool surviving restart."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from consensus.amounts import COIN
+from consensus.block import Block, add_witness_commitment
+from consensus.hashes import hex_to_hash
+from consensus.params import REGTEST
+from consensus.tx import OutPoint, Transaction, TxIn, TxOut
+from node.mining import make_coinbase
+from tests.blocktools import solve
+from tests.chainbuilder import Wallet
+from tests.functional.framework import NodeProcess, RPCFailure
+from wallet.address import script_to_address
+
+W = Wallet()
+ADDR = script_to_address(W.p2wpkh, REGTEST)
+
+
+def coinbase_out(node, height: int) -> tuple[OutPoint, TxOut]:
+    block = node.call("getblock", node.call("getblockhash", height), 2)
+    cb = block["tx"][0]
+    value = int(Decimal(cb["vout"][0]["value"]) * COIN)
+    return OutPoint(hex_to_hash(cb["txid"]), 0), TxOut(value, W.p2wpkh)
+
+
+def spend(prevs, values, spk=None, seq=0xFFFFFFFD) -> Transaction:
+    tx = Transaction(2, [TxIn(p, b"", seq) for p, _ in prevs],
+                     [TxOut(v, spk or W.p2wpkh) for v in values])
+    return W.sign(tx, [o for _, o in prevs])
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    n = NodeProcess(tmp_path_factory.mktemp("mm") / "n")
+    n.start()
+    # 120 blocks: coinbases 1..20 are mature, one for each test below.
+    hashes = n.call("generatetoaddress", 120, ADDR)
+    assert len(hashes) == 120 and n.call("getblockcount") == 120
+    yield n
+    n.stop()
+
+
+def test_spend_first_coinbase_and_mine_it(node):
+    prev = coinbase_out(node, 1)
+    tx = spend([prev], [prev[1].value - 10_000])
+    res = node.call("testmempoolaccept", [tx.serialize().hex()])[0]
+    assert res["allowed"] is True and res["vsize"] == tx.vsize
+    assert res["fees"]["base"] == Decimal("0.00010000")
+    txid = node.call("sendrawtransaction", tx.serialize().hex())
+    assert txid == tx.txid_hex()
+    assert node.call("sendrawtransaction", tx.serialize().hex()) == txid  # idempotent
+    assert node.call("getrawmempool") == [txid]
+    entry = node.call("getmempoolentry", txid)
+    assert entry["fees"]["base"] == Decimal("0.00010000") and entry["ancestorcount"] == 1
+    info = node.call("getmempoolinfo")
+    assert info["size"] == 1 and info["loaded"] and info["fullrbf"] is True
+    assert node.call("gettxout", txid, 0)["confirmations"] == 0  # from the mempool
+    assert node.call("gettxout", prev[0].hash[::-1].hex(), 0) is None  # spent in mempool
+    assert node.call("gettxout", prev[0].hash[::-1].hex(), 0, False) is not None
+    assert node.call("getrawtransaction", txid) == tx.serialize().hex()
+    [bh] = node.call("generatetoaddress", 1, ADDR)
+    block = node.call("getblock", bh)
+    assert txid in block["tx"] and node.call("getrawmempool") == []
+    cb = node.call("getblock", bh, 2)["tx"][0]
+    assert cb["vout"][0]["value"] == Decimal("50.00010000")  # subsidy + fee
+
+
+def test_rejections_over_rpc(node):
+    prev = coinbase_out(node, 2)
+    low = spend([prev], [prev[1].value - 50])
+    res = node.call("testmempoolaccept", [low.serialize().hex()])[0]
+    assert res == {"txid": low.txid_hex(), "wtxid": low.wtxid_hex(), "allowed": False,
+                   "reject-reason": "min relay fee not met",
+                   "reject-details": res["reject-details"]}
+    with pytest.raises(RPCFailure) as e:
+        node.call("sendrawtransaction", low.serialize().hex())
+    assert e.value.code == -26 and e.value.message.startswith("min relay fee not met")
+    dust = spend([prev], [prev[1].value - 10_000, 100])
+    with pytest.raises(RPCFailure) as e:
+        node.call("sendrawtransaction", dust.serialize().hex())
+    assert (e.value.code, e.value.message) == (-26, "dust")
+    missing = spend([(OutPoint(b"\x01" * 32, 0), TxOut(COIN, W.p2wpkh))], [COIN // 2])
+    with pytest.raises(RPCFailure) as e:
+        node.call("sendrawtransaction", missing.serialize().hex())
+    assert e.value.code == -25 and "missingorspent" in e.value.message
+    assert node.call("testmempoolaccept", [missing.serialize().hex()])[0]["reject-reason"] == (
+        "missing-inputs"
+    )
+    with pytest.raises(RPCFailure) as e:
+        node.call("sendrawtransaction", "00")
+    assert (e.value.code, e.value.message) == (-22, "TX decode failed")
+    greedy = spend([prev], [prev[1].value - 5 * COIN])
+    with pytest.raises(RPCFailure) as e:
+        node.call("sendrawtransaction", greedy.serialize().hex())
+    assert e.value.code == -25 and "Fee exceeds maximum" in e.value.message
+    assert node.call("sendrawtransaction", greedy.serialize().hex(), 0) == greedy.txid_hex()
+    # Replace it by fee (full RBF) with a higher fee still.
+    rbf = spend([prev], [prev[1].value - 6 * COIN])
+    assert node.call("sendrawtransaction", rbf.serialize().hex(), 0) == rbf.txid_hex()
+    assert node.call("getrawmempool") == [rbf.txid_hex()]
+    worse = spend([prev], [prev[1].value - 1 * COIN])
+    with pytest.raises(RPCFailure) as e:
+        node.call("sendrawtransaction", worse.serialize().hex(), 0)
+    assert e.value.code == -26 and e.value.message.startswith("insufficient fee")
+    node.call("generatetoaddress", 1, ADDR)
+    with pytest.raises(RPCFailure) as e:
+        node.call("sendrawtransaction", rbf.serialize().hex())
+    assert e.value.code == -27
+
+
+def test_cpfp_ancestors_descendants_and_prioritise(node):
+    a_prev, b_prev = coinbase_out(node, 3), coinbase_out(node, 4)
+    parent = spend([a_prev], [a_prev[1].value - 200])  # barely above the minimum
+    node.call("sendrawtransaction", parent.serialize().hex())
+    other = spend([b_prev], [b_prev[1].value - 5_000])
+    node.call("sendrawtransaction", other.serialize().hex())
+    child = spend([(OutPoint(parent.txid, 0), parent.vout[0])],
+                  [parent.vout[0].value - 100_000])
+    node.call("sendrawtransaction", child.serialize().hex())
+    assert node.call("getmempoolancestors", child.txid_hex()) == [parent.txid_hex()]
+    assert node.call("getmempooldescendants", parent.txid_hex()) == [child.txid_hex()]
+    verbose = node.call("getrawmempool", True)
+    assert verbose[child.txid_hex()]["depends"] == [parent.txid_hex()]
+    assert verbose[parent.txid_hex()]["spentby"] == [child.txid_hex()]
+    tmpl = node.call("getblocktemplate", {"rules": ["segwit"]})
+    order = [t["txid"] for t in tmpl["transactions"]]
+    # The child pays for its parent: both come before `other`, parent first.
+    assert order == [parent.txid_hex(), child.txid_hex(), other.txid_hex()]
+    assert tmpl["transactions"][1]["depends"] == [1]
+    assert node.call("prioritisetransaction", other.txid_hex(), 0, 10 * COIN) is True
+    tmpl = node.call("getblocktemplate", {"rules": ["segwit"]})
+    assert tmpl["transactions"][0]["txid"] == other.txid_hex()
+    assert node.call("getmempoolentry", other.txid_hex())["fees"]["modified"] == Decimal(
+        "10.00005000")
+    node.call("generatetoaddress", 1, ADDR)
+    assert node.call("getrawmempool") == []
+
+
+def test_template_block_built_outside_and_submitted(node):
+    prev = coinbase_out(node, 5)
+    tx = spend([prev], [prev[1].value - 20_000])
+    node.call("sendrawtransaction", tx.serialize().hex())
+    with pytest.raises(RPCFailure) as e:
+        node.call("getblocktemplate", {"rules": []})
+    assert e.value.code == -8
+    t = node.call("getblocktemplate", {"rules": ["segwit"]})
+    assert t["coinbasevalue"] == 50 * COIN + 20_000 and t["height"] == node.call(
+        "getblockcount") + 1
+    # Build the block as a miner would, from the template alone.
+    txs = [Transaction.from_hex(x["data"]) for x in t["transactions"]]
+    cb = make_coinbase(t["height"], t["coinbasevalue"], W.p2tr)
+    block = Block(None, [cb, *txs])
+    block.header.version = t["version"]
+    block.header.prev_hash = hex_to_hash(t["previousblockhash"])
+    block.header.time = t["curtime"]
+    block.header.bits = int(t["bits"], 16)
+    add_witness_commitment(block)
+    assert block.txs[0].vout[-1].script_pubkey.hex() == t["default_witness_commitment"]
+    block.header.merkle_root = block.compute_merkle_root()[0]
+    solve(block)
+    proposal = node.call("getblocktemplate", {"mode": "proposal",
+                                              "data": block.serialize().hex()})
+    assert proposal is None
+    assert node.call("submitblock", block.serialize().hex()) is None
+    assert node.call("getbestblockhash") == block.hash_hex()
+    assert node.call("submitblock", block.serialize().hex()) == "duplicate"
+    # An invalid block gets its BIP22 reason.
+    bad_cb = make_coinbase(t["height"] + 1, 51 * COIN, W.p2tr)
+    bad = Block(None, [bad_cb])
+    bad.header.version = t["version"]
+    bad.header.prev_hash = block.hash
+    bad.header.time = t["curtime"] + 1
+    bad.header.bits = block.header.bits
+    add_witness_commitment(bad)
+    bad.header.merkle_root = bad.compute_merkle_root()[0]
+    solve(bad)
+    assert node.call("submitblock", bad.serialize().hex()) == "bad-cb-amount"
+    with pytest.raises(RPCFailure) as e:
+        node.call("submitblock", "beef")
+    assert (e.value.code, e.value.message) == (-22, "Block decode failed")
+
+
+def test_generateblock_and_generatetodescriptor(node):
+    prev = coinbase_out(node, 6)
+    tx = spend([prev], [prev[1].value - 30_000])
+    node.call("sendrawtransaction", tx.serialize().hex())
+    prev2 = coinbase_out(node, 7)
+    raw = spend([prev2], [prev2[1].value - 1_000])
+    res = node.call("generateblock", ADDR, [tx.txid_hex(), raw.serialize().hex()])
+    block = node.call("getblock", res["hash"])
+    assert block["tx"][1:] == [tx.txid_hex(), raw.txid_hex()]
+    res = node.call("generateblock", ADDR, [], False)
+    assert set(res) == {"hash", "hex"} and node.call("getbestblockhash") != res["hash"]
+    with pytest.raises(RPCFailure) as e:
+        node.call("generateblock", ADDR, ["11" * 32])
+    assert e.value.code == -5 and "not in mempool" in e.value.message
+    desc = node.call("getdescriptorinfo", f"addr({ADDR})")["descriptor"]
+    [h] = node.call("generatetodescriptor", 1, desc)
+    cb = node.call("getblock", h, 2)["tx"][0]
+    assert cb["vout"][0]["scriptPubKey"]["address"] == ADDR
+    with pytest.raises(RPCFailure) as e:
+        node.call("generatetoaddress", 1, "notanaddress")
+    assert (e.value.code, e.value.message) == (-5, "Error: Invalid address")
+
+
+def test_mining_info_and_fee_estimate(node):
+    info = node.call("getmininginfo")
+    assert info["blocks"] == node.call("getblockcount") and info["chain"] == "regtest"
+    assert info["pooledtx"] == len(node.call("getrawmempool"))
+    assert node.call("getnetworkhashps") > 0
+    est = node.call("estimatesmartfee", 6)
+    assert est["blocks"] == 6 and est["fallback"] is True and est["feerate"] > 0
+    assert "errors" in est
+    with pytest.raises(RPCFailure) as e:
+        node.call("estimatesmartfee", 0)
+    assert e.value.code == -8
+
+
+def test_reorg_returns_transactions(node):
+    prev = coinbase_out(node, 8)
+    tx = spend([prev], [prev[1].value - 12_345])
+    node.call("sendrawtransaction", tx.serialize().hex())
+    [h] = node.call("generatetoaddress", 1, ADDR)
+    assert node.call("getrawmempool") == []
+    node.call("invalidateblock", h)
+    assert node.call("getrawmempool") == [tx.txid_hex()]
+    node.call("reconsiderblock", h)
+    assert node.call("getrawmempool") == [] and node.call("getbestblockhash") == h
+
+
+def test_mempool_survives_restart(tmp_path):
+    n = NodeProcess(tmp_path / "n")
+    with n:
+        n.call("generatetoaddress", 101, ADDR)
+        prev = coinbase_out(n, 1)
+        tx = spend([prev], [prev[1].value - 10_000])
+        n.call("sendrawtransaction", tx.serialize().hex())
+        n.call("prioritisetransaction", tx.txid_hex(), 0, 777)
+    assert (n.chain_dir / "mempool.dat").exists()
+    n2 = NodeProcess(tmp_path / "n")
+    with n2:
+        assert n2.call("getrawmempool") == [tx.txid_hex()]
+        fees = n2.call("getmempoolentry", tx.txid_hex())["fees"]
+        assert fees["modified"] - fees["base"] == Decimal("0.00000777")
+    n3 = NodeProcess(tmp_path / "n", "-persistmempool=0")
+    with n3:
+        assert n3.call("getrawmempool") == []
