@@ -36,7 +36,7 @@ def create_genesis_block(time: int, nonce: int, bits: int, version: int, reward:
     return Block(header, [coinbase])
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # one instance per chain: compared by identity
 class ChainParams:
     name: str  # "main" or "regtest", as Core's -chain takes them
     message_start: bytes

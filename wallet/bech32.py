@@ -39,14 +39,19 @@ class SegwitAddressError(ValueError):
 _GEN = (0x3B6A57B2, 0x26508E6D, 0x1EA119FA, 0x3D4233DD, 0x2A1462B3)
 
 
+# XOR of the generators selected by each 5-bit value of the top bits: one lookup per step.
+_GEN_TABLE = tuple(
+    _GEN[0] * (v & 1) ^ _GEN[1] * (v >> 1 & 1) ^ _GEN[2] * (v >> 2 & 1)
+    ^ _GEN[3] * (v >> 3 & 1) ^ _GEN[4] * (v >> 4 & 1)
+    for v in range(32)
+)
+
+
 def _polymod(values: Iterable[int]) -> int:
     chk = 1
+    table = _GEN_TABLE
     for v in values:
-        top = chk >> 25
-        chk = ((chk & 0x1FFFFFF) << 5) ^ v
-        for i in range(5):
-            if (top >> i) & 1:
-                chk ^= _GEN[i]
+        chk = ((chk & 0x1FFFFFF) << 5) ^ v ^ table[chk >> 25]
     return chk
 
 

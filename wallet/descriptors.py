@@ -74,30 +74,35 @@ _CHECKSUM_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
 _GENERATOR = (0xF5DEE51989, 0xA9FDCA3312, 0x1BAB10E32D, 0x3706B1677A, 0x644D626FFD)
 
 
+# XOR of the generators selected by each 5-bit value of the top bits: one lookup per step.
+_GEN_TABLE = tuple(
+    _GENERATOR[0] * (v & 1) ^ _GENERATOR[1] * (v >> 1 & 1) ^ _GENERATOR[2] * (v >> 2 & 1)
+    ^ _GENERATOR[3] * (v >> 3 & 1) ^ _GENERATOR[4] * (v >> 4 & 1)
+    for v in range(32)
+)
+
+
 def _polymod(c: int, val: int) -> int:
-    c0 = c >> 35
-    c = ((c & 0x7FFFFFFFF) << 5) ^ val
-    for i in range(5):
-        if (c0 >> i) & 1:
-            c ^= _GENERATOR[i]
-    return c
+    return ((c & 0x7FFFFFFFF) << 5) ^ val ^ _GEN_TABLE[c >> 35]
 
 
 def descriptor_checksum(desc: str) -> str:
     """The 8-character checksum of a descriptor (without '#'). DescriptorError on bad chars."""
     c = 1
     cls = clscount = 0
+    table = _GEN_TABLE
+    index = _INPUT_INDEX
     for ch in desc:
-        pos = _INPUT_INDEX.get(ch)
+        pos = index.get(ch)
         if pos is None:
             raise DescriptorError("Invalid characters in payload")
         # One symbol per character for its place in its group of 32, and one per three
         # characters for their groups, so a case error counts as one symbol error.
-        c = _polymod(c, pos & 31)
+        c = ((c & 0x7FFFFFFFF) << 5) ^ (pos & 31) ^ table[c >> 35]
         cls = cls * 3 + (pos >> 5)
         clscount += 1
         if clscount == 3:
-            c = _polymod(c, cls)
+            c = ((c & 0x7FFFFFFFF) << 5) ^ cls ^ table[c >> 35]
             cls = clscount = 0
     if clscount:
         c = _polymod(c, cls)

@@ -12,7 +12,7 @@ from node.rpc.errors import (
     RPC_MISC_ERROR,
     RPCError,
 )
-from node.rpc.jsonutil import btc
+from node.rpc.jsonutil import btc, double
 from node.rpc.params import as_bool_or_int, as_int, block_not_found, parse_hash
 from node.rpc.registry import ANY, BOOL, NUM, STR, Arg, rpc
 from node.rpc.txjson import block_json, difficulty, header_json, script_pubkey_json
@@ -79,10 +79,11 @@ def getblockchaininfo(node) -> dict:
             "bestblockhash": tip.hash_hex(),
             "bits": f"{tip.bits:08x}",
             "target": f"{compact_to_target(tip.bits)[0]:064x}",
-            "difficulty": difficulty(tip.bits),
+            "difficulty": double(difficulty(tip.bits)),
             "time": tip.time,
             "mediantime": tip.median_time_past(),
-            "verificationprogress": 1.0 if tip is header else tip.height / max(header.height, 1),
+            "verificationprogress": double(
+                1.0 if tip is header else tip.height / max(header.height, 1)),
             "initialblockdownload": is_initial_block_download(node),
             "chainwork": f"{tip.chain_work:064x}",
             "size_on_disk": _size_on_disk(node),
@@ -100,7 +101,7 @@ def _size_on_disk(node) -> int:
      description="Returns the proof-of-work difficulty as a multiple of the minimum difficulty.",
      inline=True)
 def getdifficulty(node) -> float:
-    return difficulty(node.chain.active[-1].bits)
+    return double(difficulty(node.chain.active[-1].bits))
 
 
 @rpc("getblockheader", "Blockchain",

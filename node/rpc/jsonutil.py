@@ -11,42 +11,61 @@ from decimal import Decimal
 from consensus.amounts import COIN
 
 
-class Amount(int):
-    """Satoshis that serialize as a BTC number with 8 decimals."""
+class Amount:
+    """Satoshis that serialize as a BTC number with exactly 8 decimals."""
 
-    __slots__ = ()
+    __slots__ = ("sats",)
+
+    def __init__(self, sats: int) -> None:
+        self.sats = sats
 
     def btc_str(self) -> str:
-        sign = "-" if self < 0 else ""
-        q, r = divmod(abs(int(self)), COIN)
+        sign = "-" if self.sats < 0 else ""
+        q, r = divmod(abs(self.sats), COIN)
         return f"{sign}{q}.{r:08d}"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Amount) and other.sats == self.sats
+
+    def __repr__(self) -> str:
+        return f"Amount({self.btc_str()})"
+
+
+class Double:
+    """A float written as UniValue writes doubles: 16 significant digits."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: float) -> None:
+        self.value = value
 
 
 def btc(sats: int) -> Amount:
     return Amount(sats)
 
 
-def _prepare(obj, marker: str):
-    """Replace Amounts (and Decimals) with marker strings the C encoder passes through."""
-    if isinstance(obj, Amount):
-        return f"{marker}{obj.btc_str()}"
-    if isinstance(obj, dict):
-        return {k: _prepare(v, marker) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_prepare(v, marker) for v in obj]
-    if isinstance(obj, Decimal):
-        return f"{marker}{obj}"
-    if isinstance(obj, float):
-        # UniValue writes doubles with 16 significant digits (4.656542373906925e-10, 1).
-        return f"{marker}{obj:.16g}"
-    return obj
+def double(value: float) -> Double:
+    return Double(value)
 
 
 def dumps(obj, indent: int | None = None) -> str:
-    """json.dumps with exact amounts. A random per-call marker makes it impossible for user
-    data (which is never trusted) to be mistaken for an amount."""
+    """json.dumps, with Amounts, Doubles and Decimals written as exact numbers.
+
+    The C encoder hands them to `default`, which returns them as strings tagged with a random
+    per-call marker; the tags are then removed, leaving bare numbers. User data (never
+    trusted) cannot forge the marker, so nothing else is ever unquoted."""
     marker = "\x00" + os.urandom(6).hex() + ":"
-    text = json.dumps(_prepare(obj, marker), indent=indent, ensure_ascii=False,
+
+    def default(o):
+        if isinstance(o, Amount):
+            return marker + o.btc_str()
+        if isinstance(o, Double):
+            return f"{marker}{o.value:.16g}"
+        if isinstance(o, Decimal):
+            return f"{marker}{o}"
+        raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+
+    text = json.dumps(obj, indent=indent, ensure_ascii=False, default=default,
                       separators=(",", ": ") if indent is not None else (",", ":"))
     enc = json.dumps(marker)[1:-1]  # the marker as it appears inside a JSON string
     return re.sub('"' + re.escape(enc) + r'(-?[0-9.]+(?:e[-+]?[0-9]+)?)"', r"\1", text)

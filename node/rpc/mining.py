@@ -22,6 +22,7 @@ from node.rpc.errors import (
     RPC_VERIFY_ERROR,
     RPCError,
 )
+from node.rpc.jsonutil import double
 from node.rpc.params import as_int, parse_hash, parse_hex
 from node.rpc.rawtransactions import decode_tx
 from node.rpc.registry import ARR, BOOL, NUM, OBJ, STR, Arg, rpc
@@ -305,9 +306,9 @@ def getmininginfo(node):
         return {
             "blocks": tip.height,
             "bits": f"{tip.bits:08x}",
-            "difficulty": difficulty(tip.bits),
+            "difficulty": double(difficulty(tip.bits)),
             "target": f"{compact_to_target(tip.bits)[0]:064x}",
-            "networkhashps": network_hashps(chain, 120, -1),
+            "networkhashps": double(network_hashps(chain, 120, -1)),
             "pooledtx": len(node.mempool),
             "chain": node.params.name,
             "warnings": [],
@@ -344,7 +345,8 @@ def network_hashps(chain, lookup: int, height: int) -> float:
                  "time when a certain block was found.")
 def getnetworkhashps(node, nblocks, height):
     with node.chain.lock:
-        return network_hashps(node.chain, as_int(nblocks, "nblocks"), as_int(height, "height"))
+        return double(network_hashps(node.chain, as_int(nblocks, "nblocks"),
+                                     as_int(height, "height")))
 
 
 @rpc("prioritisetransaction", "Mining",

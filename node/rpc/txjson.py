@@ -3,6 +3,8 @@ them (core_write.cpp ScriptToUniv / TxToUniv, rpc/blockchain.cpp blockheaderToJS
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from coincurve import PublicKey, PublicKeyXOnly
 
 from consensus.block import Block
@@ -19,7 +21,7 @@ from consensus.script.standard import (
     solver,
 )
 from consensus.tx import Transaction
-from node.rpc.jsonutil import btc
+from node.rpc.jsonutil import btc, double
 from node.store.blockindex import BlockIndexEntry
 from wallet.address import script_to_address
 from wallet.descriptors import add_checksum
@@ -33,6 +35,7 @@ def _valid_pubkey(b: bytes) -> bool:
         return False
 
 
+@lru_cache(maxsize=65536)
 def infer_descriptor(script: bytes, params: ChainParams) -> str:
     """Core's InferDescriptor with no key information: pk()/multi() for bare keys, rawtr()
     for taproot outputs, addr() for anything with an address, raw() otherwise."""
@@ -56,6 +59,11 @@ def infer_descriptor(script: bytes, params: ChainParams) -> str:
     return add_checksum(f"raw({script.hex()})")
 
 
+@lru_cache(maxsize=65536)
+def _address(script: bytes, params: ChainParams) -> str | None:
+    return script_to_address(script, params)
+
+
 def script_pubkey_json(script: bytes, params: ChainParams, include_hex: bool = True,
                        include_address: bool = True) -> dict:
     kind, _ = solver(script)
@@ -65,7 +73,7 @@ def script_pubkey_json(script: bytes, params: ChainParams, include_hex: bool = T
     if include_hex:
         out["hex"] = script.hex()
     if include_address and kind not in (PUBKEY, MULTISIG, NONSTANDARD, NULL_DATA):
-        addr = script_to_address(script, params)
+        addr = _address(script, params)
         if addr is not None:
             out["address"] = addr
     out["type"] = kind
@@ -157,7 +165,7 @@ def header_json(e: BlockIndexEntry, chain) -> dict:
         "nonce": e.nonce,
         "bits": f"{e.bits:08x}",
         "target": f"{compact_to_target(e.bits)[0]:064x}",
-        "difficulty": difficulty(e.bits),
+        "difficulty": double(difficulty(e.bits)),
         "chainwork": f"{e.chain_work:064x}",
         "nTx": e.n_tx,
     }
