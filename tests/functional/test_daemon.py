@@ -1,0 +1,100 @@
+"""minibtcd as a process: -daemon, clean shutdown on SIGTERM/SIGINT keeping state,
+-debug categories, and a getblocktemplate long poll woken by a new block."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from consensus.params import REGTEST
+from tests.chainbuilder import Wallet
+from tests.functional.framework import ROOT, NodeProcess
+from wallet.address import script_to_address
+
+ADDR = script_to_address(Wallet().p2wpkh, REGTEST)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_shuts_down_cleanly_and_keeps_state(tmp_path, sig):
+    node = NodeProcess(tmp_path / "n")
+    node.start()
+    node.call("generatetoaddress", 20, ADDR)
+    best = node.call("getbestblockhash")
+    node.proc.send_signal(sig)
+    assert node.proc.wait(60) == 0
+    log = (node.chain_dir / "debug.log").read_text()
+    assert "Shutdown: done" in log
+    assert not (node.chain_dir / ".cookie").exists()
+    node.proc = None
+    with NodeProcess(tmp_path / "n") as again:
+        assert again.call("getbestblockhash") == best
+
+
+def test_daemon_mode(tmp_path):
+    node = NodeProcess(tmp_path / "n")
+    p = subprocess.run([sys.executable, "-m", "node.daemon", *node.args(), "-daemon"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "minibtcd starting" in p.stdout
+    deadline = time.time() + 60
+    while True:
+        try:
+            assert node.call("getblockcount") == 0
+            break
+        except Exception:
+            assert time.time() < deadline
+            time.sleep(0.2)
+    assert node.call("stop") == "minibtcd stopping"
+    # The background process exits and releases the datadir lock.
+    deadline = time.time() + 30
+    while not _lock_free(node.chain_dir / ".lock"):
+        assert time.time() < deadline, "daemon did not exit"
+        time.sleep(0.2)
+    # A second daemon start on a running node's datadir reports the lock failure.
+    with NodeProcess(tmp_path / "m") as running:
+        p = subprocess.run([sys.executable, "-m", "node.daemon", *running.args(), "-daemon"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert p.returncode == 1 and "Cannot obtain a lock" in p.stderr
+
+
+def _lock_free(path) -> bool:
+    import fcntl
+
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            return False
+
+
+def test_debug_category_flag(tmp_path):
+    with NodeProcess(tmp_path / "n", "-debug=rpc") as node:
+        cats = node.call("logging")
+        assert cats["rpc"] is True and cats["net"] is False
+        node.call("getblockcount")
+        assert "ThreadRPCServer method=getblockcount" in (
+            node.chain_dir / "debug.log").read_text()
+
+
+def test_getblocktemplate_long_poll(tmp_path):
+    with NodeProcess(tmp_path / "n") as node:
+        node.call("generatetoaddress", 1, ADDR)
+        first = node.call("getblocktemplate", {"rules": ["segwit"]})
+        result = {}
+
+        def poll():
+            result["t"] = node.call("getblocktemplate",
+                                    {"rules": ["segwit"], "longpollid": first["longpollid"]})
+
+        t = threading.Thread(target=poll)
+        t.start()
+        time.sleep(1.0)
+        assert t.is_alive()  # waiting for a change
+        [h] = node.call("generatetoaddress", 1, ADDR)
+        t.join(30)
+        assert not t.is_alive() and result["t"]["previousblockhash"] == h
