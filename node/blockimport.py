@@ -82,7 +82,6 @@ def reindex(chain: ChainState, progress: Callable[[BlockIndexEntry], None] | Non
     with chain.lock:
         chain.index_db.set_reindexing(True)
         chain.index_db.wipe()
-        chain.index_db.set_reindexing(True)
         chain.coins.wipe()
         chain.reset_memory()
         stats = ImportStats()

@@ -37,7 +37,7 @@ from consensus.errors import ValidationError
 from consensus.params import ChainParams
 from consensus.pow import block_work, check_proof_of_work, next_work_required
 from consensus.script import flags as sf
-from consensus.serialize import DeserializationError, Reader, compact_size
+from consensus.serialize import DeserializationError
 from consensus.tx import Transaction, TxOut
 from node.scriptcheck import ScriptChecker
 from node.store.blockfiles import BlockFileError, BlockFiles
@@ -53,7 +53,7 @@ from node.store.blockindex import (
     BlockIndexEntry,
 )
 from node.store.coins import CoinsCache, UTXOStats, utxo_digest, utxo_stats
-from node.store.layout import decode_coin, encode_coin
+from node.store.layout import decode_undo, encode_undo
 
 log = logging.getLogger("validation")
 
@@ -88,25 +88,6 @@ def block_script_flags(entry: BlockIndexEntry, params: ChainParams) -> int:
     return flags
 
 
-def encode_undo(spent: list[list[Coin]]) -> bytes:
-    parts = [compact_size(len(spent))]
-    for coins in spent:
-        parts.append(compact_size(len(coins)))
-        for c in coins:
-            rec = encode_coin(c)
-            parts.append(compact_size(len(rec)))
-            parts.append(rec)
-    return b"".join(parts)
-
-
-def decode_undo(raw: bytes) -> list[list[Coin]]:
-    r = Reader(raw)
-    out = []
-    for _ in range(r.compact_size()):
-        out.append([decode_coin(r.var_bytes()) for _ in range(r.compact_size())])
-    return out
-
-
 class ChainState:
     """Blocks in, a correct UTXO set and best chain out."""
 
@@ -136,6 +117,7 @@ class ChainState:
         self._seq = 1
         self._recent: OrderedDict[bytes, Block] = OrderedDict()
         self._last_flush = time.monotonic()
+        self.published: BlockIndexEntry | None = None  # see _publish_tip
         # Why recently connected blocks failed (for submitblock and tests), newest last.
         self.invalid_errors: OrderedDict[bytes, ValidationError] = OrderedDict()
         # Listeners: called with (block, entry) under the lock, in chain order.
@@ -176,6 +158,7 @@ class ChainState:
                 self.active = chain[::-1]
             self._check_recent_blocks()
             self._rebuild_candidates()
+            self._publish_tip()
             log.info("loaded %d block index entries, UTXO set at height %d",
                      len(self.index), self.height)
         self.activate_best_chain()
@@ -275,6 +258,11 @@ class ChainState:
     # =========================================================================================
     # queries
     # =========================================================================================
+
+    def _publish_tip(self) -> None:
+        """Expose the tip to lock-free readers (getblockcount and friends) only between
+        activation steps, never halfway through a reorg."""
+        self.published = self.tip
 
     @property
     def tip(self) -> BlockIndexEntry | None:
@@ -492,6 +480,9 @@ class ChainState:
                 ):
                     return
                 self._step_towards(best)
+                tip_work = self.tip.chain_work
+                self.candidates = {c for c in self.candidates if c.chain_work >= tip_work}
+                self._publish_tip()
                 for fn in self.on_activated:
                     fn()
 
@@ -531,7 +522,7 @@ class ChainState:
             else:
                 coins.add(key, coin, fresh_ok or not coin.coinbase)
         self.active.append(e)
-        self.candidates = {c for c in self.candidates if c.chain_work >= e.chain_work}
+        self.candidates.discard(e)  # the rest is pruned once per activation step
         for fn in self.on_connected:
             fn(block, e)
         for fn in self.on_tip_changed:
@@ -699,6 +690,7 @@ class ChainState:
                 self._disconnect_tip()
             self._mark_invalid(e)
             if disconnected:
+                self._publish_tip()
                 for fn in self.on_activated:  # the mempool takes the transactions back
                     fn()
             tip_work = self.tip.chain_work if self.tip else 0

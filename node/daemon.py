@@ -109,6 +109,7 @@ class Node:
         self.datadir = config.chain_datadir
         self.start_time = time.time()
         self.current_request = threading.local()
+        self.tip_changed = threading.Condition()  # notified after each chain activation
         self.validation = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validation")
         self.chain = None
         self.mempool = None
@@ -126,6 +127,8 @@ class Node:
     def request_shutdown(self) -> None:
         """Safe from any thread (the `stop` RPC, signal handlers)."""
         self.shutting_down = True
+        with self.tip_changed:
+            self.tip_changed.notify_all()  # long polls return
         if self.loop is not None and self._stop is not None:
             self.loop.call_soon_threadsafe(self._stop.set)
 
@@ -194,6 +197,12 @@ class Node:
         if self.txindex:
             self.txindex.sync()
         self._init_mempool()
+
+        def notify() -> None:
+            with self.tip_changed:
+                self.tip_changed.notify_all()
+
+        self.chain.on_activated.append(notify)
 
     def _init_mempool(self) -> None:
         from node.fees import FeeEstimator

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 import struct
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +42,7 @@ log = logging.getLogger("mempool")
 
 MEMPOOL_HEIGHT = 0x7FFFFFFF  # height of coins that exist only in the mempool
 MAX_REPLACEMENT_CANDIDATES = 100
+MAX_BIP125_RBF_SEQUENCE = 0xFFFFFFFD
 DEFAULT_ANCESTOR_LIMIT = 25
 DEFAULT_ANCESTOR_SIZE_LIMIT_KVB = 101
 DEFAULT_DESCENDANT_LIMIT = 25
@@ -146,7 +149,10 @@ class Mempool:
         self.transactions_updated = 0  # for getblocktemplate long polls
         self.loaded = False
         self._disconnected: list[Transaction] = []
+        self._reorged = False
+        self._block_since_bump = False
         self._pending_checks: dict[bytes, object] = {}  # wtxid -> Future of a preverify chunk
+        self._pending_lock = threading.Lock()
         self._check_thread = None
         # Listeners: called with (tx) when accepted, and (tx, reason) when removed.
         self.on_added: list[Callable[[Transaction], None]] = []
@@ -212,9 +218,12 @@ class Mempool:
 
     def min_fee_rate(self) -> int:
         """Core's GetMinFee: the rolling minimum (after evictions), decaying with a 12 h
-        half-life, or 0 when the pool is not under pressure."""
+        half-life once a block has been connected since the last eviction, or 0 when the
+        pool is not under pressure."""
         if self.rolling_min_fee == 0:
             return 0
+        if not self._block_since_bump:
+            return int(self.rolling_min_fee)
         now = self.now()
         elapsed = now - self._last_rolling_update
         if elapsed > 10:
@@ -281,7 +290,11 @@ class Mempool:
         for txin in tx.vin:
             spender = self.spent.get(txin.prevout.hash + _N_BE.pack(txin.prevout.n))
             if spender is not None:
-                if not self.full_rbf and not self._signals_rbf(spender):
+                # BIP125 opt-in, as Core checks it: the conflicting transaction itself must
+                # signal (inherited signalling only shows in bip125-replaceable).
+                if not self.full_rbf and not any(
+                    i.sequence <= MAX_BIP125_RBF_SEQUENCE for i in self.entries[spender].tx.vin
+                ):
                     raise MempoolReject("txn-mempool-conflict")
                 conflicts.add(spender)
 
@@ -391,28 +404,25 @@ class Mempool:
                     spent.append(TxOut(c.value, c.script_pubkey))
                 else:
                     jobs.append((tx, spent, sf.STANDARD_SCRIPT_VERIFY_FLAGS))
-        if len(self._pending_checks) > 50_000:  # checks of transactions never submitted
-            self._pending_checks = {k: f for k, f in self._pending_checks.items()
-                                    if not f.done()}
-        for i in range(0, len(jobs), chunk):
-            part = jobs[i:i + chunk]
-            fut = self._checker().submit(_verify_quietly, pool, part)
-            for tx, _, _ in part:
-                self._pending_checks[tx.wtxid] = fut
+        with self._pending_lock:
+            if self._check_thread is None:
+                self._check_thread = ThreadPoolExecutor(1, thread_name_prefix="preverify")
+            if len(self._pending_checks) > 50_000:  # checks of transactions never submitted
+                self._pending_checks = {k: f for k, f in self._pending_checks.items()
+                                        if not f.done()}
+            for i in range(0, len(jobs), chunk):
+                part = jobs[i:i + chunk]
+                fut = self._check_thread.submit(_verify_quietly, pool, part)
+                for tx, _, _ in part:
+                    self._pending_checks[tx.wtxid] = fut
         return len(jobs)
 
-    def _checker(self):
-        if self._check_thread is None:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._check_thread = ThreadPoolExecutor(1, thread_name_prefix="preverify")
-        return self._check_thread
-
     def _signals_rbf(self, txid: bytes) -> bool:
-        """BIP125 opt-in: the transaction or an unconfirmed ancestor signals replaceability."""
+        """BIP125's replaceability, inherited: the transaction or an unconfirmed ancestor
+        signals (what getmempoolentry shows as bip125-replaceable)."""
         e = self.entries[txid]
         for t in [txid, *self.ancestors(e)]:
-            if any(i.sequence <= 0xFFFFFFFD for i in self.entries[t].tx.vin):
+            if any(i.sequence <= MAX_BIP125_RBF_SEQUENCE for i in self.entries[t].tx.vin):
                 return True
         return False
 
@@ -488,7 +498,8 @@ class Mempool:
     def _check_scripts(self, tx: Transaction, spent: list[TxOut]) -> None:
         """Policy flags first; a failure that the consensus flags alone would accept is a
         policy rejection, otherwise a consensus one (as Core classifies them)."""
-        pending = self._pending_checks.pop(tx.wtxid, None)
+        with self._pending_lock:
+            pending = self._pending_checks.pop(tx.wtxid, None)
         if pending is not None:
             pending.result()  # its outcome is in the execution cache (or it failed)
         try:
@@ -582,10 +593,15 @@ class Mempool:
                 if worst_rate is None or score < worst_rate:
                     worst, worst_rate = e, score
             assert worst is not None and worst_rate is not None
-            rate = worst_rate * 1000 + self.incremental_relay_fee
+            # The bar rises to the evicted package's rate (with its descendants) plus the
+            # incremental relay fee.
+            _, dsize, dfees, _ = self.package_stats(self.descendants(worst))
+            package_rate = (dfees + worst.modified_fee) * 1000 / (dsize + worst.vsize)
+            rate = package_rate + self.incremental_relay_fee
             if rate > self.rolling_min_fee:
                 self.rolling_min_fee = rate
                 self._last_rolling_update = self.now()
+                self._block_since_bump = False
             self.remove_recursive(worst.txid, "sizelimit")
 
     def _expire(self) -> int:
@@ -646,7 +662,14 @@ class Mempool:
     # =========================================================================================
 
     def _block_connected(self, block: Block, entry) -> None:
+        self._block_since_bump = True
         confirmed = {tx.txid for tx in block.txs}
+        # Orphans confirmed by the block, or spending what it spent, can never be accepted.
+        spent_now = {(i.prevout.hash, i.prevout.n) for tx in block.txs[1:] for i in tx.vin}
+        for t, (orphan, _) in list(self.orphans.items()):
+            if t in confirmed or any((i.prevout.hash, i.prevout.n) in spent_now
+                                     for i in orphan.vin):
+                del self.orphans[t]
         for tx in block.txs[1:]:
             e = self.entries.get(tx.txid)
             if e is not None:
@@ -669,8 +692,12 @@ class Mempool:
     def _block_disconnected(self, block: Block, entry) -> None:
         # Re-added (oldest first) once the reorg is complete; see _reorg_done.
         self._disconnected = block.txs[1:] + self._disconnected
+        self._reorged = True
 
     def _reorg_done(self) -> None:
+        if not self._reorged:
+            return  # plain connects cannot make a mempool transaction invalid
+        self._reorged = False
         if self._disconnected:
             back, self._disconnected = self._disconnected, []
             for tx in back:
@@ -681,6 +708,7 @@ class Mempool:
                 except MempoolReject as err:
                     log.debug("not re-adding %s after reorg: %s", tx.txid_hex(), err)
         self._revalidate()
+        self.trim_to_size()
 
     def _revalidate(self) -> None:
         """After a reorg: drop what the new chain made invalid (missing inputs, non-final

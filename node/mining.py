@@ -12,6 +12,7 @@ from consensus.amounts import block_subsidy
 from consensus.block import Block, BlockHeader, add_witness_commitment
 from consensus.checks import MAX_BLOCK_SIGOPS_COST, MAX_BLOCK_WEIGHT
 from consensus.contextual import height_script
+from consensus.hashes import sha256d
 from consensus.pow import check_proof_of_work, next_work_required
 from consensus.tx import OutPoint, Transaction, TxIn, TxOut
 from node import policy
@@ -150,8 +151,6 @@ def solve(block: Block, params, max_tries: int) -> bool:
     """Search nonces (up to max_tries). Returns False if none met the target."""
     h = block.header
     prefix = h.serialize()[:76]
-    from consensus.hashes import sha256d
-
     for nonce in range(h.nonce, min(h.nonce + max_tries, 1 << 32)):
         digest = sha256d(prefix + nonce.to_bytes(4, "little"))
         if check_proof_of_work(digest, h.bits, params):

@@ -17,6 +17,7 @@ from node.rpc.params import as_bool_or_int, as_int, block_not_found, parse_hash
 from node.rpc.registry import ANY, BOOL, NUM, STR, Arg, rpc
 from node.rpc.txjson import block_json, difficulty, header_json, script_pubkey_json
 from node.store.blockfiles import BlockFileError
+from node.store.layout import decode_undo
 
 MAX_TIP_AGE = 24 * 60 * 60
 
@@ -44,14 +45,14 @@ def is_initial_block_download(node) -> bool:
                  "The genesis block has height 0.",
      result="n    (numeric) The current block count", examples=["getblockcount"], inline=True)
 def getblockcount(node) -> int:
-    return len(node.chain.active) - 1  # no lock: a list length read is atomic
+    return node.chain.published.height  # lock-free: the tip as of the last completed step
 
 
 @rpc("getbestblockhash", "Blockchain",
      description="Returns the hash of the best (tip) block in the most-work fully-validated chain.",
      result='"hex"    (string) the block hash, hex-encoded', inline=True)
 def getbestblockhash(node) -> str:
-    return node.chain.active[-1].hash_hex()
+    return node.chain.published.hash_hex()
 
 
 @rpc("getblockhash", "Blockchain", [Arg("height", NUM, help="The height index")],
@@ -59,10 +60,10 @@ def getbestblockhash(node) -> str:
      result='"hex"    (string) The block hash', examples=["getblockhash 1000"], inline=True)
 def getblockhash(node, height) -> str:
     h = as_int(height, "height")
-    active = node.chain.active
-    if h < 0 or h >= len(active):
+    tip = node.chain.published
+    if h < 0 or h > tip.height:
         raise RPCError(RPC_INVALID_PARAMETER, "Block height out of range")
-    return active[h].hash_hex()
+    return tip.ancestor(h).hash_hex()  # skip pointers: O(log n), no lock needed
 
 
 @rpc("getblockchaininfo", "Blockchain",
@@ -101,7 +102,7 @@ def _size_on_disk(node) -> int:
      description="Returns the proof-of-work difficulty as a multiple of the minimum difficulty.",
      inline=True)
 def getdifficulty(node) -> float:
-    return double(difficulty(node.chain.active[-1].bits))
+    return double(difficulty(node.chain.published.bits))
 
 
 @rpc("getblockheader", "Blockchain",
@@ -129,8 +130,6 @@ def _read_block(node, e):
 
 
 def _read_undo(node, e):
-    from node.chain import decode_undo
-
     if e.prev is None or not e.undo_pos:
         return None
     try:
@@ -188,6 +187,8 @@ def gettxout(node, txid, n, include_mempool) -> dict | None:
     idx = as_int(n, "n")
     chain = node.chain
     mempool = getattr(node, "mempool", None)
+    if idx < 0 or idx > 0xFFFFFFFF:
+        return None
     with chain.lock:
         if include_mempool and mempool is not None:
             if mempool.is_spent(h, idx):
@@ -198,8 +199,6 @@ def gettxout(node, txid, n, include_mempool) -> dict | None:
                         "value": btc(out.value),
                         "scriptPubKey": script_pubkey_json(out.script_pubkey, node.params),
                         "coinbase": False}
-        if idx < 0 or idx > 0xFFFFFFFF:
-            return None
         coin = chain.get_coin(h, idx)
         if coin is None:
             return None

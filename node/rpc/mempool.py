@@ -95,12 +95,12 @@ def sendrawtransaction(node, hexstring, maxfeerate, maxburnamount):
                            "configured by user (maxburnamount)")
     mempool = _mempool(node)
     with node.chain.lock:
-        if tx.txid in mempool and mempool.entries[tx.txid].wtxid == tx.wtxid:
-            return tx.txid_hex()  # already known: Core answers with the txid
         for n in range(len(tx.vout)):
             if node.chain.get_coin(tx.txid, n) is not None:
                 raise RPCError(RPC_TRANSACTION_ALREADY_IN_UTXO_SET,
                                "Transaction outputs already in utxo set")
+        if tx.txid in mempool:
+            return tx.txid_hex()  # this txid is known (whatever its witness): as Core
         try:
             mempool.accept(tx, max_fee_rate=max_rate if max_rate else None)
         except MempoolReject as err:

@@ -36,12 +36,16 @@ LONGPOLL_MEMPOOL_WAIT = 60.0
 
 
 def _mine(node, script_pubkey: bytes, nblocks: int, max_tries: int) -> list[str]:
+    """Core's generateBlocks: `max_tries` is one budget of nonces for all the blocks."""
     hashes = []
     for _ in range(nblocks):
+        if node.shutting_down:
+            break
         tmpl = mining.create_template(node.chain, node.mempool, script_pubkey)
         block = tmpl.block
         if not mining.solve(block, node.params, max_tries):
             break  # maxtries exhausted: return what was mined (as Core does)
+        max_tries -= block.header.nonce + 1
         try:
             node.chain.process_block(block)
         except ValidationError as err:
@@ -175,15 +179,17 @@ def submitblock(node, hexdata, dummy):
     if not block.txs or not block.txs[0].is_coinbase():
         raise RPCError(RPC_DESERIALIZATION_ERROR, "Block does not start with a coinbase")
     chain = node.chain
+    e = chain.get(block.hash)
+    if e is not None:
+        if e.is_valid(VALID_SCRIPTS):
+            return "duplicate"
+        if e.failed:
+            return "duplicate-invalid"
     # UpdateUncommittedBlockStructures: a committed block may omit the default witness nonce.
     if witness_commitment_index(block) >= 0 and not block.txs[0].vin[0].witness:
         block.txs[0].vin[0].witness = [b"\x00" * 32]
         block.txs[0].rehash()
-    e = chain.get(block.hash)
-    if e is not None and e.have_data:
-        if e.failed:
-            return "duplicate-invalid"
-        return "duplicate"
+        block.rehash()  # sizes and weight changed with the witness
     try:
         e = chain.process_block(block)
     except ValidationError as err:
@@ -214,8 +220,10 @@ def getblocktemplate(node, template_request):
         except (ValueError, DeserializationError):
             raise RPCError(RPC_DESERIALIZATION_ERROR, "Block decode failed") from None
         e = chain.get(block.hash)
-        if e is not None and e.have_data:
-            return "duplicate-invalid" if e.failed else "duplicate"
+        if e is not None:
+            if e.is_valid(VALID_SCRIPTS):
+                return "duplicate"
+            return "duplicate-invalid" if e.failed else "duplicate-inconclusive"
         if block.header.prev_hash != chain.tip.hash:
             return "inconclusive-not-best-prevblk"
         try:
@@ -235,9 +243,9 @@ def getblocktemplate(node, template_request):
     if isinstance(lp, str) and len(lp) >= 64:
         _long_poll(node, lp)
     m = node.mempool
-    tmpl = mining.create_template(chain, m, b"\x51")  # the coinbase is the miner's to build
-    block = tmpl.block
-    with chain.lock:
+    with chain.lock:  # one lock hold: the template and its tip fields describe one tip
+        tmpl = mining.create_template(chain, m, b"\x51")  # the coinbase is the miner's
+        block = tmpl.block
         tip = chain.tip
         index = {tx.txid: i + 1 for i, tx in enumerate(block.txs[1:])}
         txs = []
@@ -288,13 +296,15 @@ def _long_poll(node, lpid: str) -> None:
     except ValueError:
         last_updated = -1
     start = time.monotonic()
-    while not node.shutting_down:
-        if node.chain.tip.hash_hex() != watched:
-            return
-        if (time.monotonic() - start > LONGPOLL_MEMPOOL_WAIT
-                and node.mempool.transactions_updated != last_updated):
-            return
-        time.sleep(0.05)
+    cond = node.tip_changed
+    with cond:
+        while not node.shutting_down:
+            if node.chain.published.hash_hex() != watched:
+                return
+            if (time.monotonic() - start > LONGPOLL_MEMPOOL_WAIT
+                    and node.mempool.transactions_updated != last_updated):
+                return
+            cond.wait(timeout=1.0)  # woken by every new tip
 
 
 @rpc("getmininginfo", "Mining",

@@ -3,8 +3,7 @@ createrawtransaction."""
 
 from __future__ import annotations
 
-from coincurve import PublicKey
-
+from consensus.block import Block
 from consensus.hashes import hash160, sha256
 from consensus.script.opcodes import OP_CHECKSIGADD, is_op_success
 from consensus.script.script import ScriptParseError, iter_ops
@@ -15,6 +14,7 @@ from consensus.script.standard import (
     PUBKEYHASH,
     WITNESS_V0_KEYHASH,
     WITNESS_V0_SCRIPTHASH,
+    nulldata_script,
     p2sh_script,
     p2wpkh_script,
     p2wsh_script,
@@ -30,9 +30,10 @@ from node.rpc.errors import (
     RPCError,
 )
 from node.rpc.params import amount, as_bool_or_int, as_int, parse_hash, parse_hex
-from node.rpc.registry import ANY, ARR, BOOL, NUM, OBJ_USER_KEYS, STR, Arg, rpc
-from node.rpc.txjson import infer_descriptor, script_pubkey_json, tx_json
+from node.rpc.registry import ANY, ARR, BOOL, NUM, STR, Arg, rpc
+from node.rpc.txjson import script_pubkey_json, tx_json
 from node.store.blockfiles import BlockFileError
+from node.store.layout import decode_undo
 from wallet.address import address_to_script, script_to_address
 from wallet.descriptors import add_checksum
 
@@ -123,6 +124,7 @@ def _find_tx(node, txid: bytes, entry):
     """(tx, block entry or None for the mempool, spent coins or None)."""
     chain = node.chain
     mempool = getattr(node, "mempool", None)
+    block = None
     if entry is None and mempool is not None:
         tx = mempool.get(txid)
         if tx is not None:
@@ -130,38 +132,29 @@ def _find_tx(node, txid: bytes, entry):
     if entry is None and node.txindex is not None:
         pos = node.txindex.lookup(txid)
         if pos is not None:
-            block_entry = _entry_at(chain, pos)
-            if block_entry is not None:
-                entry = block_entry
+            file, data_pos, _ = pos
+            try:
+                block = Block.from_bytes(chain.files.read_block(file, data_pos))
+            except (BlockFileError, DeserializationError):
+                return None, None, None
+            entry = chain.get(block.hash)
     if entry is None or not entry.have_data:
         return None, None, None
     try:
-        block = chain.read_block(entry)
+        block = block or chain.read_block(entry)
     except BlockFileError:
         return None, None, None
     for i, tx in enumerate(block.txs):
         if tx.txid == txid:
             undo = None
             if i > 0 and entry.undo_pos and entry.prev is not None:
-                from node.chain import decode_undo
-
                 try:
                     undo = decode_undo(chain.files.read_undo(entry.file, entry.undo_pos,
                                                              entry.prev.hash))[i - 1]
-                except BlockFileError:
+                except (BlockFileError, DeserializationError):
                     undo = None
             return tx, entry, undo
     return None, None, None
-
-
-def _entry_at(chain, pos) -> object | None:
-    """The active-chain block stored at (file, data_pos)."""
-    file, data_pos, _ = pos
-    with chain.lock:
-        for e in reversed(chain.active):
-            if e.file == file and e.data_pos == data_pos:
-                return e
-    return None
 
 
 @rpc("decoderawtransaction", "Rawtransactions",
@@ -315,8 +308,6 @@ def construct_transaction(params, inputs, outputs, locktime, replaceable) -> Tra
             if not isinstance(value, str):
                 raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter, data must be hex")
             data = parse_hex(value, "Data")
-            from consensus.script.standard import nulldata_script
-
             vout.append(TxOut(0, nulldata_script(data)))
             continue
         try:
@@ -334,6 +325,3 @@ def construct_transaction(params, inputs, outputs, locktime, replaceable) -> Tra
                        "replaceable option")
     return Transaction(2, vin, vout, lt)
 
-
-__all__ = ["decode_tx", "construct_transaction", "infer_descriptor", "OBJ_USER_KEYS",
-           "PublicKey"]

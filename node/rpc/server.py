@@ -141,7 +141,10 @@ class RPCServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        # Let calls in progress finish (they check node.shutting_down in long loops) before
+        # the chain is closed under them.
+        await asyncio.get_running_loop().run_in_executor(
+            None, lambda: self.executor.shutdown(wait=True, cancel_futures=True))
 
     # -- HTTP ------------------------------------------------------------------------------
 

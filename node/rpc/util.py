@@ -129,8 +129,11 @@ def scantxoutset(node, action, scanobjects):
             tip = chain.tip
             for txid, n, coin in chain.coins.iter_coins():
                 count += 1
-                if _scan_state["abort"]:
-                    return {"success": False}
+                if count % 4096 == 0:
+                    if _scan_state["abort"] or node.shutting_down:
+                        return {"success": False}
+                    # Coins come in txid order, so the txid's leading bytes tell the progress.
+                    _scan_state["progress"] = (txid[0] * 256 + txid[1]) * 100 // 65536
                 if coin.script_pubkey in wanted:
                     total += coin.value
                     blk = chain.active[coin.height]

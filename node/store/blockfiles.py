@@ -11,12 +11,14 @@ import os
 import re
 import struct
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
 from consensus.hashes import sha256d
 
 MAX_BLOCKFILE_SIZE = 0x8000000  # 128 MiB, as Core
+MAX_OPEN_READERS = 32
 _FRAME = struct.Struct("<4sI")
 _FILE_RE = re.compile(r"^blk(\d{5})\.dat$")
 MAX_BLOCK_BYTES = 4_000_000 + 1000  # largest serialized block we accept in a frame
@@ -36,7 +38,9 @@ class BlockFiles:
         self.current = files[-1] if files else 0
         self._blk = open(self._path("blk", self.current), "ab")
         self._rev = open(self._path("rev", self.current), "ab")
-        self._readers: dict[tuple[str, int], object] = {}
+        # A few open read handles (least recently used closed first): a long chain has
+        # thousands of files, more than a process may keep open.
+        self._readers: OrderedDict[tuple[str, int], object] = OrderedDict()
 
     def _path(self, kind: str, n: int) -> Path:
         return self.dir / f"{kind}{n:05d}.dat"
@@ -51,8 +55,10 @@ class BlockFiles:
 
     def _roll_if_full(self, size: int) -> None:
         if self._blk.tell() + size + 8 > MAX_BLOCKFILE_SIZE and self._blk.tell() > 0:
-            self._blk.close()
-            self._rev.close()
+            for f in (self._blk, self._rev):  # durable before we stop tracking them
+                f.flush()
+                os.fsync(f.fileno())
+                f.close()
             self.current += 1
             self._blk = open(self._path("blk", self.current), "ab")
             self._rev = open(self._path("rev", self.current), "ab")
@@ -82,6 +88,8 @@ class BlockFiles:
                 f.write(record)
                 f.write(sha256d(prev_hash + record))
                 f.flush()
+                if f is not self._rev:
+                    os.fsync(f.fileno())  # sync() only covers the current files
             finally:
                 if f is not self._rev:
                     f.close()
@@ -116,6 +124,10 @@ class BlockFiles:
                 except FileNotFoundError:
                     raise BlockFileError(f"missing file {path}") from None
                 self._readers[(kind, file_no)] = fh
+                if len(self._readers) > MAX_OPEN_READERS:
+                    self._readers.popitem(last=False)[1].close()  # type: ignore[attr-defined]
+            else:
+                self._readers.move_to_end((kind, file_no))
             if pos < 8:
                 raise BlockFileError(f"corrupt {path}: bad position {pos}")
             fh.seek(pos - 8)  # type: ignore[attr-defined]

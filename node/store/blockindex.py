@@ -13,6 +13,7 @@ from consensus.hashes import hash_to_hex
 from node.store.layout import (
     BLOCK_PREFIX,
     REINDEX_KEY,
+    SYNC_KEY,
     block_key,
     decode_index_record,
     encode_index_record,
@@ -168,7 +169,7 @@ class BlockIndexDB:
 
     def sync(self) -> None:
         # An empty synced write forces the log (and everything before it) to disk.
-        self.db.put(b"~sync", b"", sync=True)
+        self.db.put(SYNC_KEY, b"", sync=True)
 
     def load(self) -> Iterator[tuple[BlockHeader, int, int, int, int, int, int]]:
         """Every stored record: (header, height, status, n_tx, file, data_pos, undo_pos)."""
@@ -186,6 +187,9 @@ class BlockIndexDB:
         return self.db.get(REINDEX_KEY) is not None
 
     def wipe(self) -> None:
+        """Delete every block record (the reindex flag stays: a crash mid-reindex must
+        restart the reindex)."""
         with self.db.write_batch(transaction=True, sync=True) as batch:
             for key in self.db.iterator(include_value=False):
-                batch.delete(key)
+                if key != REINDEX_KEY:
+                    batch.delete(key)

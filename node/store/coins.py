@@ -61,9 +61,17 @@ class CoinsCache:
         if raw is None:
             return None
         coin = decode_coin(raw)
-        self.entries[key] = coin
-        self._script_bytes += len(coin.script_pubkey)
+        self._set(key, coin)
         return coin
+
+    def _set(self, key: bytes, coin: Coin | None) -> None:
+        """Store an entry, keeping the script byte count exact (it sizes the cache)."""
+        old = self.entries.get(key)
+        if old is not None:
+            self._script_bytes -= len(old.script_pubkey)
+        if coin is not None:
+            self._script_bytes += len(coin.script_pubkey)
+        self.entries[key] = coin
 
     def have(self, key: bytes) -> bool:
         return self.get(key) is not None
@@ -73,8 +81,7 @@ class CoinsCache:
         (BIP30 was checked, or it is not a coinbase output), so spending it before the next
         flush needs no database delete."""
         known = key in self.entries  # a pending spend (None) still exists in the database
-        self.entries[key] = coin
-        self._script_bytes += len(coin.script_pubkey)
+        self._set(key, coin)
         self.dirty.add(key)
         if fresh and not known:
             self.fresh.add(key)
@@ -83,9 +90,10 @@ class CoinsCache:
         if key in self.fresh:
             self.fresh.discard(key)
             self.dirty.discard(key)
+            self._set(key, None)
             del self.entries[key]
         else:
-            self.entries[key] = None
+            self._set(key, None)
             self.dirty.add(key)
 
     # -- flushing ----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ Block index (blocks/index):
         file is -1 while the block's data is not stored; data_pos points at the block
         bytes (after the 8-byte frame), undo_pos likewise into rev<file>.dat.
     b"R" -> b"\\x01" while a reindex is in progress (absent otherwise)
+    b"S" -> b"" rewritten with sync=True to force everything written before to disk
 
 Chainstate (chainstate):
     b"C" + txid (32, internal order) + output index (u32 BIG-endian, so keys sort by
@@ -39,12 +40,13 @@ from __future__ import annotations
 import struct
 
 from consensus.contextual import Coin
-from consensus.serialize import DeserializationError
+from consensus.serialize import DeserializationError, Reader, compact_size, expect_end
 
 # -- block index ---------------------------------------------------------------------------
 
 BLOCK_PREFIX = b"b"
 REINDEX_KEY = b"R"
+SYNC_KEY = b"S"
 _INDEX_REC = struct.Struct("<80sIIIiII")
 
 
@@ -89,6 +91,30 @@ def decode_coin(raw: bytes) -> Coin:
         raise DeserializationError(f"coin record of {len(raw)} bytes")
     code, value = _COIN_HEAD.unpack_from(raw)
     return Coin(value, raw[_COIN_HEAD.size :], code >> 1, bool(code & 1))
+
+
+# -- undo records (rev?????.dat) ---------------------------------------------------------
+
+
+def encode_undo(spent: list[list[Coin]]) -> bytes:
+    """The coins each non-coinbase transaction of a block spent, in input order."""
+    parts = [compact_size(len(spent))]
+    for coins in spent:
+        parts.append(compact_size(len(coins)))
+        for c in coins:
+            rec = encode_coin(c)
+            parts.append(compact_size(len(rec)))
+            parts.append(rec)
+    return b"".join(parts)
+
+
+def decode_undo(raw: bytes) -> list[list[Coin]]:
+    r = Reader(raw)
+    out = []
+    for _ in range(r.compact_size()):
+        out.append([decode_coin(r.var_bytes()) for _ in range(r.compact_size())])
+    expect_end(r, "undo record")
+    return out
 
 
 # -- txindex -------------------------------------------------------------------------------

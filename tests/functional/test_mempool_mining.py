@@ -252,3 +252,32 @@ def test_mempool_survives_restart(tmp_path):
     n3 = NodeProcess(tmp_path / "n", "-persistmempool=0")
     with n3:
         assert n3.call("getrawmempool") == []
+
+
+def test_edge_answers_like_core(node):
+    prev = coinbase_out(node, 9)
+    assert node.call("gettxout", prev[0].hash[::-1].hex(), -1) is None  # not an error
+    # Same txid, other witness (a high-S signature): Core answers with the txid.
+    from tests.unit.test_mempool import _high_s
+
+    tx = spend([prev], [prev[1].value - 10_000])
+    node.call("sendrawtransaction", tx.serialize().hex())
+    twin = tx.copy()
+    twin.vin[0].witness[0] = _high_s(tx.vin[0].witness[0])
+    twin.rehash()
+    assert twin.txid == tx.txid and twin.wtxid != tx.wtxid
+    assert node.call("sendrawtransaction", twin.serialize().hex()) == tx.txid_hex()
+    # Resubmitting an invalid block: duplicate-invalid.
+    t = node.call("getblocktemplate", {"rules": ["segwit"]})
+    cb = make_coinbase(t["height"] + 5, t["coinbasevalue"], W.p2tr)  # wrong BIP34 height
+    block = Block(None, [cb])
+    block.header.version = t["version"]
+    block.header.prev_hash = hex_to_hash(t["previousblockhash"])
+    block.header.time = t["curtime"]
+    block.header.bits = int(t["bits"], 16)
+    add_witness_commitment(block)
+    block.header.merkle_root = block.compute_merkle_root()[0]
+    solve(block)
+    assert node.call("submitblock", block.serialize().hex()) == "bad-cb-height"
+    assert node.call("submitblock", block.serialize().hex()) == "duplicate-invalid"
+    node.call("generatetoaddress", 1, ADDR)

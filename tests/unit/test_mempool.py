@@ -304,9 +304,12 @@ def test_eviction_by_descendant_feerate(tmp_path):
         # Now a low fee rate is refused with the mempool's minimum.
         low = env.spend([env.coin(5)], [50 * COIN - 3_000])
         assert reason(env, low) == "mempool min fee not met"
-        # The rolling minimum decays with time.
-        env.clock[0] += 3 * 24 * 3600
+        # The rolling minimum decays with time, but only once a block came since the bump.
         env.mempool.max_bytes = 10**9
+        env.clock[0] += 3 * 24 * 3600
+        assert env.mempool.min_fee_rate() > env.mempool.min_relay_fee
+        env.mine()
+        env.clock[0] += 3 * 24 * 3600
         assert env.mempool.min_fee_rate() == 0
     finally:
         env.close()
@@ -412,3 +415,30 @@ def test_prioritise_changes_selection(env):
     assert mining.select_transactions(env.mempool)[0] == b.txid
     env.mempool.prioritise(a.txid, 5000)
     assert mining.select_transactions(env.mempool)[0] == a.txid
+
+
+def test_opt_in_signal_is_not_inherited_for_conflicts(tmp_path):
+    # Core checks only the conflicting transaction (CVE-2021-31876 behaviour): a child that
+    # does not signal cannot be replaced even though its parent signals.
+    env = Env(tmp_path / "n", full_rbf=False)
+    try:
+        p, o = env.coin(0)
+        parent = env.spend([(p, o)], [o.value - 10_000], seq=RBF)
+        env.mempool.accept(parent)
+        child = env.spend([out(parent)], [parent.vout[0].value - 10_000], seq=FINAL)
+        env.mempool.accept(child)
+        assert env.mempool._signals_rbf(child.txid)  # bip125-replaceable (inherited)
+        rival = env.spend([out(parent)], [parent.vout[0].value - 50_000])
+        assert reason(env, rival) == "txn-mempool-conflict"
+    finally:
+        env.close()
+
+
+def test_orphans_dropped_when_a_block_conflicts(env):
+    parent = env.spend([env.coin(0)], [49 * COIN])
+    orphan = env.spend([out(parent), env.coin(1)], [98 * COIN])
+    env.mempool.add_orphan(orphan)
+    env.mine(txs=[env.spend([env.coin(2)], [49 * COIN])])
+    assert orphan.txid in env.mempool.orphans  # unrelated block: still waiting
+    env.mine(txs=[env.spend([env.coin(1)], [48 * COIN])])  # spends one of its inputs
+    assert orphan.txid not in env.mempool.orphans

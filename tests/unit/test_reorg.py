@@ -286,3 +286,37 @@ def test_small_cache_flushes_and_stays_consistent(tmp_path):
     finally:
         c.close()
     assert small == digest_of(tmp_path, "big", blocks)
+
+
+def test_coin_cache_size_accounting(tmp_path):
+    from consensus.contextual import Coin
+    from node.store.coins import CoinsCache
+
+    cache = CoinsCache(tmp_path / "cs", 1 << 20)
+    try:
+        def real() -> int:
+            return sum(len(c.script_pubkey) for c in cache.entries.values() if c is not None)
+
+        for i in range(50):
+            cache.add(bytes([i]) * 36, Coin(1, b"\x51" * (i + 1), 1, False), fresh=True)
+        cache.flush(b"\x00" * 32, evict=False)
+        for i in range(0, 50, 2):
+            cache.spend(bytes([i]) * 36)
+        cache.add(bytes([1]) * 36, Coin(2, b"\x52" * 3, 2, False), fresh=False)  # overwrite
+        assert cache._script_bytes == real()
+        cache.flush(b"\x00" * 32, evict=False)
+        assert cache._script_bytes == real()
+    finally:
+        cache.close()
+
+
+def test_reindex_flag_survives_index_wipe(tmp_path):
+    from node.store.blockindex import BlockIndexDB
+
+    db = BlockIndexDB(tmp_path / "idx")
+    try:
+        db.set_reindexing(True)
+        db.wipe()
+        assert db.is_reindexing()  # a crash right after the wipe still restarts the reindex
+    finally:
+        db.close()
