@@ -225,8 +225,12 @@ class Node:
             if e is not None:
                 est.tx_added(tx.txid, e.fee, e.vsize, chain.height)
 
+        def removed(tx, why: str) -> None:
+            if why != "block":  # confirmed ones are counted when their block connects
+                est.tx_removed(tx.txid)
+
         mempool.on_added.append(added)
-        mempool.on_removed.append(lambda tx, why: why == "block" or est.tx_removed(tx.txid))
+        mempool.on_removed.append(removed)
         chain.on_connected.insert(
             0, lambda block, e: est.block_connected(e.height, [t.txid for t in block.txs[1:]])
         )

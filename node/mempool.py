@@ -186,23 +186,20 @@ class Mempool:
 
     def ancestors(self, e: MempoolEntry) -> set[bytes]:
         """Txids of all in-mempool ancestors (not including e)."""
-        out: set[bytes] = set()
-        todo = list(e.parents)
-        while todo:
-            t = todo.pop()
-            if t not in out:
-                out.add(t)
-                todo.extend(self.entries[t].parents)
-        return out
+        return self._walk(e, "parents")
 
     def descendants(self, e: MempoolEntry) -> set[bytes]:
+        """Txids of all in-mempool descendants (not including e)."""
+        return self._walk(e, "children")
+
+    def _walk(self, e: MempoolEntry, links: str) -> set[bytes]:
         out: set[bytes] = set()
-        todo = list(e.children)
+        todo = list(getattr(e, links))
         while todo:
             t = todo.pop()
             if t not in out:
                 out.add(t)
-                todo.extend(self.entries[t].children)
+                todo.extend(getattr(self.entries[t], links))
         return out
 
     def package_stats(self, txids: Iterable[bytes]) -> tuple[int, int, int, int]:
@@ -390,9 +387,9 @@ class Mempool:
         overlaps with the checks of the next; acceptance of a transaction whose check is
         still running waits for it instead of doing it twice. Transactions with inputs not
         known yet are left to acceptance. Returns how many were queued."""
-        pool = getattr(self.chain.scripts, "pool", None)
-        if pool is None or len(txs) < 2:
+        if not self.chain.scripts.parallel or len(txs) < 2:
             return 0
+        pool = self.chain.scripts.pool
         jobs = []
         with self.chain.lock:
             for tx in txs:

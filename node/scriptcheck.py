@@ -15,23 +15,24 @@ Job = tuple[Transaction, list[TxOut], int]
 
 
 class ScriptChecker:
-    """workers: processes in the pool (0 = verify in-process only; None = one per core when
-    there is more than one core, as Core's -par)."""
+    """workers: processes in the pool (0 = verify in the calling thread; None = one per core
+    when there is more than one core, as Core's -par)."""
 
     def __init__(self, workers: int | None = None) -> None:
         if workers is None:
             cores = os.cpu_count() or 1
             workers = cores if cores > 1 else 0
-        self.pool = ScriptCheckPool(workers=workers) if workers > 0 else None
+        self.pool = ScriptCheckPool(workers=workers)
+
+    @property
+    def parallel(self) -> bool:
+        return self.pool.workers > 0
 
     def check_block(self, jobs: list[Job]) -> None:
         if not jobs:
             return
         try:
-            if self.pool is not None:
-                self.pool.verify_many(jobs)
-            else:
-                _verify_here(jobs)
+            self.pool.verify_many(jobs)
         except ScriptError as err:
             where = f" in transaction {err.txid[::-1].hex()} input {err.input_index}" if (
                 err.txid is not None) else ""
@@ -40,12 +41,4 @@ class ScriptChecker:
             ) from None
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close()
-
-
-def _verify_here(jobs: list[Job]) -> None:
-    from consensus.script.verify import verify_transaction  # consults the execution cache
-
-    for tx, spent, flags in jobs:
-        verify_transaction(tx, spent, flags)
+        self.pool.close()

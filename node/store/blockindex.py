@@ -51,7 +51,7 @@ class BlockIndexEntry:
     __slots__ = (
         "hash", "prev", "skip", "height", "version", "merkle_root", "time", "bits", "nonce",
         "status", "n_tx", "file", "data_pos", "undo_pos", "chain_work", "chain_tx", "seq_id",
-        "time_max",
+        "_mtp",
     )  # fmt: skip
 
     def __init__(self, header: BlockHeader, prev: BlockIndexEntry | None) -> None:
@@ -71,7 +71,7 @@ class BlockIndexEntry:
         self.chain_work = 0
         self.chain_tx = 0  # transactions up to here if every ancestor's data is stored, else 0
         self.seq_id = 0  # order in which block data arrived: first seen wins a work tie
-        self.time_max = max(prev.time_max, header.time) if prev else header.time
+        self._mtp: int | None = None
         self.skip = prev.ancestor(_skip_height(self.height)) if prev else None
 
     # -- header --------------------------------------------------------------------------------
@@ -110,6 +110,9 @@ class BlockIndexEntry:
         return walk
 
     def median_time_past(self) -> int:
+        """Median of the last 11 block times (computed once: headers never change)."""
+        if self._mtp is not None:
+            return self._mtp
         times = []
         e: BlockIndexEntry | None = self
         for _ in range(11):
@@ -118,7 +121,8 @@ class BlockIndexEntry:
             times.append(e.time)
             e = e.prev
         times.sort()
-        return times[len(times) // 2]
+        self._mtp = times[len(times) // 2]
+        return self._mtp
 
     # -- status --------------------------------------------------------------------------------
 
