@@ -180,8 +180,11 @@ class Node:
         from node.txindex import TxIndex
 
         cfg = self.config
+        scripts = ScriptChecker(cfg.par)
+        if scripts.parallel:
+            scripts.pool.start()  # workers up now, not in the middle of the first big block
         self.chain = ChainState(self.datadir, self.params, dbcache_mb=cfg.dbcache,
-                                scripts=ScriptChecker(cfg.par))
+                                scripts=scripts)
         if cfg.txindex:
             self.txindex = TxIndex(self.datadir / "indexes" / "txindex", self.chain)
         if cfg.reindex or self.chain.index_db.is_reindexing():
