@@ -156,9 +156,6 @@ class Block:
     def compute_merkle_root(self) -> tuple[bytes, bool]:
         return merkle_root([tx.txid for tx in self.txs])
 
-    def compute_witness_merkle_root(self) -> bytes:
-        return witness_merkle_root(self.txs)
-
     def __repr__(self) -> str:
         return f"Block({self.hash_hex()}, txs={len(self.txs)})"
 

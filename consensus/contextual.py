@@ -19,8 +19,13 @@ from consensus.checks import (
 )
 from consensus.errors import ValidationError
 from consensus.params import ChainParams
-from consensus.script.opcodes import OP_0, OP_1, OP_16, OP_EQUAL, OP_HASH160
-from consensus.script.script import ScriptParseError, get_op, sigop_count
+from consensus.script.script import (
+    is_p2sh,
+    last_push,
+    push_int,
+    sigop_count,
+    witness_program,
+)
 from consensus.tx import SEQUENCE_FINAL, WITNESS_SCALE_FACTOR, Transaction
 
 LOCKTIME_THRESHOLD = 500_000_000  # below: a block height; at or above: a UNIX time
@@ -42,6 +47,11 @@ BIP30_REPEATS = {
     91880: bytes.fromhex("00000000000743f190a18c5577a3c2d2a1f610ae9601ac046a38084ccb7cd721")[::-1],
 }
 BIP34_IMPLIES_BIP30_LIMIT = 1_983_702
+
+# Re-exported for node/ (mining.py imports height_script, policy.py is_p2sh and
+# witness_program from here); their home is consensus.script.script. To be removed once node/
+# imports them from there.
+height_script = push_int
 
 
 class Coin:
@@ -66,12 +76,6 @@ class Coin:
     def __repr__(self) -> str:
         return (f"Coin({self.value}, {self.script_pubkey.hex()}, h={self.height}, "
                 f"cb={self.coinbase})")
-
-
-def median_time(times: Sequence[int]) -> int:
-    """Median of up to the last 11 block times (Core's GetMedianTimePast)."""
-    s = sorted(times)
-    return s[len(s) // 2]
 
 
 # -- headers ---------------------------------------------------------------------------------
@@ -118,22 +122,6 @@ def is_final_tx(tx: Transaction, height: int, block_time: int) -> bool:
     return all(txin.sequence == SEQUENCE_FINAL for txin in tx.vin)
 
 
-def height_script(height: int) -> bytes:
-    """`CScript() << height`: what BIP34 requires at the start of the coinbase scriptSig."""
-    if height == 0:
-        return bytes([OP_0])
-    if 1 <= height <= 16:
-        return bytes([OP_1 + height - 1])
-    out = bytearray()
-    v = height
-    while v:
-        out.append(v & 0xFF)
-        v >>= 8
-    if out[-1] & 0x80:
-        out.append(0)
-    return bytes([len(out)]) + bytes(out)
-
-
 def check_block_contextual(
     block: Block, height: int, prev_median_time: int, params: ChainParams
 ) -> None:
@@ -145,7 +133,7 @@ def check_block_contextual(
             raise ValidationError("bad-txns-nonfinal", 100, "non-final transaction")
 
     if height >= params.bip34_height:
-        expect = height_script(height)
+        expect = push_int(height)  # BIP34: `CScript() << height`
         if block.txs[0].vin[0].script_sig[: len(expect)] != expect:
             raise ValidationError("bad-cb-height", 100, "block height mismatch in coinbase")
 
@@ -223,44 +211,12 @@ def evaluate_sequence_locks(height: int, prev_median_time: int, locks: tuple[int
 # -- signature-operation cost ----------------------------------------------------------------
 
 
-def is_p2sh(spk: bytes) -> bool:
-    return len(spk) == 23 and spk[0] == OP_HASH160 and spk[1] == 0x14 and spk[22] == OP_EQUAL
-
-
-def witness_program(spk: bytes) -> tuple[int, bytes] | None:
-    """(version, program) if spk is a witness program (BIP141), else None."""
-    n = len(spk)
-    if n < 4 or n > 42:
-        return None
-    v = spk[0]
-    if v != OP_0 and not OP_1 <= v <= OP_16:
-        return None
-    if spk[1] + 2 != n:
-        return None
-    return (0 if v == OP_0 else v - OP_1 + 1), spk[2:]
-
-
-def _last_push_if_push_only(script_sig: bytes) -> bytes | None:
-    """The last element a push-only scriptSig leaves on the stack, or None if not push-only."""
-    data: bytes = b""
-    pc = 0
-    try:
-        while pc < len(script_sig):
-            op, pushed, pc = get_op(script_sig, pc)
-            if op > OP_16:
-                return None
-            data = pushed if pushed is not None else b""
-    except ScriptParseError:
-        return None
-    return data
-
-
 def p2sh_sigop_count(tx: Transaction, coins: Sequence[Coin]) -> int:
     """Core's GetP2SHSigOpCount: accurate sigops of each P2SH redeem script."""
     n = 0
     for txin, coin in zip(tx.vin, coins):
         if is_p2sh(coin.script_pubkey):
-            redeem = _last_push_if_push_only(txin.script_sig)
+            redeem = last_push(txin.script_sig)
             if redeem:
                 n += sigop_count(redeem, True)
     return n
@@ -281,7 +237,7 @@ def witness_sigop_count(script_sig: bytes, spk: bytes, witness: list[bytes]) -> 
     if wp is not None:
         return _witness_sigops(wp[0], wp[1], witness)
     if is_p2sh(spk):
-        redeem = _last_push_if_push_only(script_sig)
+        redeem = last_push(script_sig)
         if redeem:
             wp = witness_program(redeem)
             if wp is not None:

@@ -16,6 +16,14 @@ from consensus.script import flags as F
 from consensus.script.errors import ScriptError
 from consensus.script.num import cast_to_bool, decode_num, encode_num
 from consensus.script.opcodes import DISABLED_OPCODES, OP_SUCCESS_TABLE
+from consensus.script.script import (
+    MAX_PUBKEYS_PER_MULTISIG,
+    MAX_SCRIPT_SIZE,
+    is_p2sh,
+    is_push_only,
+    push_data,
+    witness_program,
+)
 from consensus.script.sigcheck import (
     SIGNATURE_CACHE,
     SignatureCache,
@@ -53,11 +61,9 @@ from consensus.script.taproot import (
 from consensus.serialize import compact_size_len
 from consensus.tx import Transaction
 
-MAX_SCRIPT_SIZE = 10_000
 MAX_SCRIPT_ELEMENT_SIZE = 520
 MAX_OPS_PER_SCRIPT = 201
 MAX_STACK_SIZE = 1000
-MAX_PUBKEYS_PER_MULTISIG = 20
 VALIDATION_WEIGHT_PER_SIGOP_PASSED = 50
 VALIDATION_WEIGHT_OFFSET = 50
 
@@ -257,18 +263,6 @@ def check_pubkey_encoding(pub: bytes, flags: int, sigversion: int) -> None:
         and not is_compressed_pubkey(pub)
     ):
         raise ScriptError("WITNESS_PUBKEYTYPE")
-
-
-def push_data(data: bytes) -> bytes:
-    """`CScript() << data`: the shortest push opcode for the length (never OP_n)."""
-    n = len(data)
-    if n < 0x4C:
-        return bytes((n,)) + data
-    if n <= 0xFF:
-        return b"\x4c" + bytes((n,)) + data
-    if n <= 0xFFFF:
-        return b"\x4d" + n.to_bytes(2, "little") + data
-    return b"\x4e" + n.to_bytes(4, "little") + data
 
 
 def find_and_delete(script: bytes, pattern: bytes) -> tuple[bytes, int]:
@@ -851,37 +845,6 @@ def _checkmultisig(
 
 
 # -- witness programs ------------------------------------------------------------------------
-
-
-def witness_program(script: bytes) -> tuple[int, bytes] | None:
-    """(version, program) if script is a witness program (Core's IsWitnessProgram)."""
-    n = len(script)
-    if n < 4 or n > 42:
-        return None
-    v = script[0]
-    if v != 0 and not 0x51 <= v <= 0x60:
-        return None
-    if script[1] + 2 != n:
-        return None
-    return (0 if v == 0 else v - 0x50), script[2:]
-
-
-def is_p2sh(script: bytes) -> bool:
-    return len(script) == 23 and script[0] == 0xA9 and script[1] == 0x14 and script[22] == 0x87
-
-
-def is_push_only(script: bytes) -> bool:
-    """Core's IsPushOnly: every operation is a push (OP_RESERVED and OP_1..OP_16 included)."""
-    end = len(script)
-    pc = 0
-    while pc < end:
-        op = script[pc]
-        if op > 0x60:
-            return False
-        ok, pc = _op_end(script, pc, end)
-        if not ok:
-            return False
-    return True
 
 
 def _execute_witness_script(

@@ -10,7 +10,7 @@ from coincurve._libsecp256k1 import ffi, lib
 from coincurve.context import GLOBAL_CONTEXT
 
 from consensus.hashes import hash160
-from consensus.script.interpreter import push_data
+from consensus.script.script import push_data
 from consensus.script.sigcheck import SECP256K1_ORDER
 from consensus.script.sighash import (
     PrecomputedTxData,

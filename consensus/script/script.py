@@ -1,22 +1,35 @@
-"""Walking a script's operations, and the legacy signature-operation count."""
+"""Script bytes without execution: walking operations, the legacy signature-operation count,
+the template tests every layer shares (P2SH, witness programs, push-only, unspendable) and the
+push encodings of `CScript() << data` and `CScript() << n`.
+
+Depends only on opcodes and script numbers, so any module (interpreter, standard templates,
+contextual checks, the wallet) can import it without a cycle.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+from consensus.script.num import encode_num
 from consensus.script.opcodes import (
+    OP_0,
     OP_1,
+    OP_1NEGATE,
     OP_16,
     OP_CHECKMULTISIG,
     OP_CHECKMULTISIGVERIFY,
     OP_CHECKSIG,
     OP_CHECKSIGVERIFY,
+    OP_EQUAL,
+    OP_HASH160,
     OP_PUSHDATA1,
     OP_PUSHDATA2,
     OP_PUSHDATA4,
+    OP_RETURN,
     decode_op_n,
 )
 
+MAX_SCRIPT_SIZE = 10_000
 MAX_PUBKEYS_PER_MULTISIG = 20
 
 
@@ -94,11 +107,115 @@ def sigop_count(script: bytes, accurate: bool = False) -> int:
 
 
 def is_push_only(script: bytes) -> bool:
-    """True if every operation is a push (OP_RESERVED and OP_1NEGATE..OP_16 count as pushes)."""
-    try:
-        for op, _, _ in iter_ops(script):
-            if op > OP_16:
+    """Core's CScript::IsPushOnly: every operation is a push and none is truncated.
+
+    As in Core, "push" means any opcode up to OP_16, so OP_RESERVED (0x50) counts as one (it
+    fails when executed, so that cannot matter to P2SH or SIGPUSHONLY), and so do OP_0,
+    OP_1NEGATE and OP_1..OP_16.
+    """
+    end = len(script)
+    pc = 0
+    while pc < end:
+        op = script[pc]
+        pc += 1
+        if op > OP_16:
+            return False
+        if op <= OP_PUSHDATA4:
+            if op < OP_PUSHDATA1:
+                n = op
+            elif op == OP_PUSHDATA1:
+                if pc >= end:
+                    return False
+                n = script[pc]
+                pc += 1
+            elif op == OP_PUSHDATA2:
+                if end - pc < 2:
+                    return False
+                n = script[pc] | script[pc + 1] << 8
+                pc += 2
+            else:
+                if end - pc < 4:
+                    return False
+                n = int.from_bytes(script[pc : pc + 4], "little")
+                pc += 4
+            if end - pc < n:
                 return False
-    except ScriptParseError:
-        return False
+            pc += n
     return True
+
+
+def last_push(script_sig: bytes) -> bytes | None:
+    """What Core's GetP2SHSigOpCount and CountWitnessSigOps take as the P2SH redeem script:
+    the data of the last operation of a push-only scriptSig (b"" when that operation is
+    OP_0..OP_16, or the scriptSig is empty), or None when it is not push-only or is truncated.
+    """
+    data: bytes = b""
+    pc = 0
+    end = len(script_sig)
+    try:
+        while pc < end:
+            op, pushed, pc = get_op(script_sig, pc)
+            if op > OP_16:
+                return None
+            data = pushed if pushed is not None else b""
+    except ScriptParseError:
+        return None
+    return data
+
+
+def is_p2sh(script: bytes) -> bool:
+    """HASH160 <20 bytes> EQUAL (Core's CScript::IsPayToScriptHash)."""
+    return (
+        len(script) == 23
+        and script[0] == OP_HASH160
+        and script[1] == 0x14
+        and script[22] == OP_EQUAL
+    )
+
+
+def witness_program(script: bytes) -> tuple[int, bytes] | None:
+    """(version, program) if script is OP_0..OP_16 then one direct push of 2..40 bytes and
+    nothing else (Core's CScript::IsWitnessProgram, BIP141), else None."""
+    n = len(script)
+    if n < 4 or n > 42:
+        return None
+    v = script[0]
+    if v != OP_0 and not OP_1 <= v <= OP_16:
+        return None
+    if script[1] + 2 != n:
+        return None
+    return (0 if v == OP_0 else v - (OP_1 - 1)), script[2:]
+
+
+def is_unspendable(script: bytes) -> bool:
+    """Core's CScript::IsUnspendable: starts with OP_RETURN, or is larger than a script may be."""
+    return (len(script) > 0 and script[0] == OP_RETURN) or len(script) > MAX_SCRIPT_SIZE
+
+
+# -- building --------------------------------------------------------------------------------
+
+
+def push_data(data: bytes) -> bytes:
+    """`CScript() << data`: the shortest push opcode for the length (never OP_n)."""
+    n = len(data)
+    if n < OP_PUSHDATA1:
+        return bytes((n,)) + data
+    if n <= 0xFF:
+        return bytes((OP_PUSHDATA1, n)) + data
+    if n <= 0xFFFF:
+        return bytes((OP_PUSHDATA2,)) + n.to_bytes(2, "little") + data
+    return bytes((OP_PUSHDATA4,)) + n.to_bytes(4, "little") + data
+
+
+def push_int(n: int) -> bytes:
+    """`CScript() << n`: OP_0, OP_1NEGATE, OP_1..OP_16, or a pushed script number.
+
+    With n = a block height this is what BIP34 requires at the start of a coinbase scriptSig.
+    """
+    if n == 0:
+        return bytes((OP_0,))
+    if n == -1:
+        return bytes((OP_1NEGATE,))
+    if 1 <= n <= 16:
+        return bytes((OP_1 + n - 1,))
+    return push_data(encode_num(n))

@@ -8,23 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from consensus.hashes import hash160, sha256
 from consensus.script.errors import ScriptError
-from consensus.script.interpreter import (
-    MAX_PUBKEYS_PER_MULTISIG,
-    MAX_SCRIPT_SIZE,
-    _minimal_push,
-    is_p2sh,
-    is_push_only,
-    push_data,
-    witness_program,
-)
-from consensus.script.num import decode_num, encode_num
+from consensus.script.interpreter import _minimal_push
+from consensus.script.num import decode_num
 from consensus.script.opcodes import (
     ASM_NAMES,
     OP_0,
     OP_1,
-    OP_1NEGATE,
     OP_16,
     OP_CHECKMULTISIG,
     OP_CHECKSIG,
@@ -35,7 +25,17 @@ from consensus.script.opcodes import (
     OP_RETURN,
     op_name,
 )
-from consensus.script.script import ScriptParseError, get_op
+from consensus.script.script import (
+    MAX_PUBKEYS_PER_MULTISIG,
+    ScriptParseError,
+    get_op,
+    is_p2sh,
+    is_push_only,
+    is_unspendable,
+    push_data,
+    push_int,
+    witness_program,
+)
 from consensus.script.sigcheck import is_valid_signature_encoding, pubkey_valid_size
 
 # Core's TxoutType names (GetTxnOutputType).
@@ -146,20 +146,7 @@ def solver(script: bytes) -> tuple[str, list[bytes]]:
     return NONSTANDARD, []
 
 
-def get_txn_output_type(script: bytes) -> str:
-    return solver(script)[0]
-
-
 # -- builders ------------------------------------------------------------------------------------
-
-
-def push_int(n: int) -> bytes:
-    """`CScript() << n`: OP_0, OP_1NEGATE, OP_1..OP_16, or a pushed script number."""
-    if n == 0:
-        return bytes((OP_0,))
-    if n == -1 or 1 <= n <= 16:
-        return bytes((OP_1 + n - 1,)) if n > 0 else bytes((OP_1NEGATE,))
-    return push_data(encode_num(n))
 
 
 def p2pkh_script(pubkey_hash: bytes) -> bytes:
@@ -187,7 +174,10 @@ def p2tr_script(output_key: bytes) -> bytes:
 
 
 def witness_v_script(version: int, program: bytes) -> bytes:
-    return bytes((OP_0 if version == 0 else OP_1 + version - 1,)) + push_data(program)
+    """OP_n <program>: the scriptPubKey of a native segwit output of any version (BIP141)."""
+    if not 0 <= version <= 16 or not 2 <= len(program) <= 40:
+        raise ValueError("witness version must be 0..16 and program 2..40 bytes")
+    return bytes((OP_0 if version == 0 else OP_1 + version - 1, len(program))) + program
 
 
 def multisig_script(required: int, pubkeys: Sequence[bytes]) -> bytes:
@@ -203,22 +193,6 @@ def nulldata_script(*pushes: bytes) -> bytes:
     return bytes((OP_RETURN,)) + b"".join(push_data(p) for p in pushes)
 
 
-def p2sh_for(redeem_script: bytes) -> bytes:
-    return p2sh_script(hash160(redeem_script))
-
-
-def p2wsh_for(witness_script: bytes) -> bytes:
-    return p2wsh_script(sha256(witness_script))
-
-
-def p2pkh_for(pubkey: bytes) -> bytes:
-    return p2pkh_script(hash160(pubkey))
-
-
-def p2wpkh_for(pubkey: bytes) -> bytes:
-    return p2wpkh_script(hash160(pubkey))
-
-
 # -- asm -----------------------------------------------------------------------------------------
 
 _SIGHASH_NAMES = {
@@ -231,10 +205,6 @@ _SIGHASH_NAMES = {
 }
 
 
-def _is_unspendable(script: bytes) -> bool:
-    return (len(script) > 0 and script[0] == OP_RETURN) or len(script) > MAX_SCRIPT_SIZE
-
-
 def script_to_asm(script: bytes, attempt_sighash_decode: bool = False) -> str:
     """Core's ScriptToAsmStr.
 
@@ -245,7 +215,7 @@ def script_to_asm(script: bytes, attempt_sighash_decode: bool = False) -> str:
     out: list[str] = []
     pc = 0
     end = len(script)
-    decode = attempt_sighash_decode and not _is_unspendable(script)
+    decode = attempt_sighash_decode and not is_unspendable(script)
     while pc < end:
         try:
             op, data, pc = get_op(script, pc)
@@ -303,7 +273,8 @@ def parse_asm(text: str) -> bytes:
     return bytes(out)
 
 
-# Re-exported for callers that only need the template checks.
+# The public names of this module. The shared helpers it uses (is_p2sh, witness_program,
+# is_push_only, push_data, push_int) live in consensus.script.script: import them from there.
 __all__ = [
     "ANCHOR",
     "MULTISIG",
@@ -316,25 +287,16 @@ __all__ = [
     "WITNESS_V0_KEYHASH",
     "WITNESS_V0_SCRIPTHASH",
     "WITNESS_V1_TAPROOT",
-    "get_txn_output_type",
-    "is_p2sh",
     "multisig_script",
     "nulldata_script",
     "p2pk_script",
-    "p2pkh_for",
     "p2pkh_script",
-    "p2sh_for",
     "p2sh_script",
     "p2tr_script",
-    "p2wpkh_for",
     "p2wpkh_script",
-    "p2wsh_for",
     "p2wsh_script",
     "parse_asm",
-    "push_data",
-    "push_int",
     "script_to_asm",
     "solver",
-    "witness_program",
     "witness_v_script",
 ]

@@ -31,7 +31,6 @@ from consensus.hashes import hash160
 from consensus.script import flags as F
 from consensus.script.errors import ScriptError
 from consensus.script.interpreter import (
-    BaseSignatureChecker,
     ScriptExecutionData,
     TransactionSignatureChecker,
     check_pubkey_encoding,
@@ -323,7 +322,3 @@ def verify_transaction(
             raise
     if cache is not None and key is not None:
         cache.add(key, flags)
-
-
-# Kept importable for callers that evaluate scripts with no transaction at hand.
-NO_TX_CHECKER = BaseSignatureChecker()

@@ -16,7 +16,6 @@ from consensus.script.interpreter import (
     BaseSignatureChecker,
     eval_script,
     find_and_delete,
-    push_data,
     verify_script,
 )
 from consensus.script.keys import (
@@ -29,6 +28,7 @@ from consensus.script.keys import (
     xonly_pubkey,
 )
 from consensus.script.num import cast_to_bool, decode_num, encode_num
+from consensus.script.script import push_data
 from consensus.script.sigcheck import (
     SECP256K1_ORDER,
     SignatureCache,

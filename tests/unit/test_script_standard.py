@@ -8,6 +8,15 @@ import pytest
 
 from consensus.hashes import hash160, sha256
 from consensus.script.keys import pubkey, sign_ecdsa
+from consensus.script.script import (
+    is_p2sh,
+    is_push_only,
+    is_unspendable,
+    last_push,
+    push_data,
+    push_int,
+    witness_program,
+)
 from consensus.script.standard import (
     ANCHOR,
     MULTISIG,
@@ -29,8 +38,6 @@ from consensus.script.standard import (
     p2wpkh_script,
     p2wsh_script,
     parse_asm,
-    push_data,
-    push_int,
     script_to_asm,
     solver,
     witness_v_script,
@@ -155,3 +162,29 @@ def test_asm_round_trip_of_templates() -> None:
     for s in scripts:
         assert parse_asm(_asm_to_parse_syntax(script_to_asm(s))) == s
     assert hash160(KEYS[0]) == solver(p2pkh_script(hash160(KEYS[0])))[1][0]
+
+
+def test_shared_script_helpers() -> None:
+    """consensus.script.script's template tests and push encodings, as Core defines them."""
+    # IsPushOnly: anything up to OP_16 is a push, OP_RESERVED included; truncation is not.
+    assert is_push_only(b"") and is_push_only(b"\x00\x4f\x50\x51\x60" + push_data(bytes(300)))
+    assert not is_push_only(b"\x61") and not is_push_only(b"\x51\xac")
+    assert not is_push_only(b"\x02\x01") and not is_push_only(b"\x4d\x01")
+    # The last element of a push-only scriptSig (GetOp's vData: b"" after OP_n).
+    redeem = multisig_script(1, KEYS[:2])
+    assert last_push(b"\x00" + push_data(redeem)) == redeem
+    assert last_push(push_data(redeem) + b"\x51") == b"" and last_push(b"") == b""
+    assert last_push(push_data(redeem) + b"\x61") is None and last_push(b"\x05\x01") is None
+    h20 = rng.randbytes(20)
+    assert is_p2sh(p2sh_script(h20)) and not is_p2sh(p2pkh_script(h20))
+    assert witness_program(p2wpkh_script(h20)) == (0, h20)
+    assert witness_program(witness_v_script(16, bytes(40))) == (16, bytes(40))
+    assert witness_program(b"\x51\x01\x01") is None and witness_program(b"\x61\x02\x01\x01") is None
+    assert witness_program(b"\x00\x14" + h20 + b"\x00") is None
+    assert is_unspendable(b"\x6a") and is_unspendable(b"\x51" * 10_001)
+    assert not is_unspendable(b"") and not is_unspendable(b"\x51" * 10_000)
+    assert [push_int(n).hex() for n in (0, -1, 1, 16, 17, 128, -128, 500_000)] == [
+        "00", "4f", "51", "60", "0111", "028000", "028080", "0320a107"
+    ]
+    with pytest.raises(ValueError):
+        witness_v_script(17, bytes(20))

@@ -17,8 +17,9 @@ from consensus.script.keys import (
     taproot_tweak_pubkey,
     xonly_pubkey,
 )
+from consensus.script.script import push_data
 from consensus.script.sighash import taproot_sighash
-from consensus.script.standard import p2sh_script, p2tr_script, parse_asm, push_data
+from consensus.script.standard import p2sh_script, p2tr_script, parse_asm
 from consensus.script.taproot import merkle_root_from_path, tapleaf_hash
 from consensus.script.verify import verify_input
 from consensus.tx import OutPoint, Transaction, TxIn, TxOut
