@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from consensus.params import ChainParams
+from consensus.script.opcodes import OP_CHECKSIG, OP_DUP, OP_EQUALVERIFY, OP_HASH160
+from consensus.script.script import is_p2sh, witness_program
+from consensus.script.standard import p2pkh_script, p2sh_script, witness_v_script
 from wallet.base58 import Base58Error, b58check_decode, b58check_encode, b58decode
 from wallet.bech32 import (
     Bech32Error,
@@ -17,15 +20,7 @@ from wallet.bech32 import (
     bech32_encode,
     convertbits,
 )
-
-OP_0 = 0x00
-OP_1 = 0x51
-OP_16 = 0x60
-OP_DUP = 0x76
-OP_HASH160 = 0xA9
-OP_EQUAL = 0x87
-OP_EQUALVERIFY = 0x88
-OP_CHECKSIG = 0xAC
+from wallet.keys import is_valid_secret
 
 WITNESS_V0_KEYHASH_SIZE = 20
 WITNESS_V0_SCRIPTHASH_SIZE = 32
@@ -43,48 +38,6 @@ class AddressError(ValueError):
 
 class WIFError(ValueError):
     """A string that is not a WIF private key for the given chain."""
-
-
-# --- script templates ---------------------------------------------------------------------------
-
-
-def p2pkh_script(key_hash: bytes) -> bytes:
-    return bytes([OP_DUP, OP_HASH160, 20]) + key_hash + bytes([OP_EQUALVERIFY, OP_CHECKSIG])
-
-
-def p2sh_script(script_hash: bytes) -> bytes:
-    return bytes([OP_HASH160, 20]) + script_hash + bytes([OP_EQUAL])
-
-
-def witness_script(version: int, program: bytes) -> bytes:
-    """OP_n <program>: the scriptPubKey of a native segwit output."""
-    if not 0 <= version <= 16 or not 2 <= len(program) <= 40:
-        raise ValueError("witness version must be 0..16 and program 2..40 bytes")
-    return bytes([OP_0 if version == 0 else OP_1 + version - 1, len(program)]) + program
-
-
-def p2wpkh_script(key_hash: bytes) -> bytes:
-    return witness_script(0, key_hash)
-
-
-def p2wsh_script(script_hash: bytes) -> bytes:
-    return witness_script(0, script_hash)
-
-
-def p2tr_script(output_key: bytes) -> bytes:
-    return witness_script(1, output_key)
-
-
-def parse_witness_program(script: bytes) -> tuple[int, bytes] | None:
-    """(version, program) if script is OP_n followed by one 2..40 byte push (BIP141)."""
-    if not 4 <= len(script) <= 42:
-        return None
-    op = script[0]
-    if op != OP_0 and not OP_1 <= op <= OP_16:
-        return None
-    if script[1] + 2 != len(script):
-        return None
-    return (0 if op == OP_0 else op - OP_1 + 1), bytes(script[2:])
 
 
 # --- destinations -------------------------------------------------------------------------------
@@ -105,7 +58,7 @@ class Destination:
         if self.kind == "scripthash":
             return p2sh_script(self.payload)
         assert self.witness_version is not None
-        return witness_script(self.witness_version, self.payload)
+        return witness_v_script(self.witness_version, self.payload)
 
 
 def _bytes_str(n: int) -> str:
@@ -213,15 +166,15 @@ def script_to_destination(script: bytes) -> Destination | None:
         and script[23:] == bytes([OP_EQUALVERIFY, OP_CHECKSIG])
     ):
         return Destination("pubkeyhash", bytes(script[3:23]))
-    if n == 23 and script[:2] == bytes([OP_HASH160, 20]) and script[22] == OP_EQUAL:
+    if is_p2sh(script):
         return Destination("scripthash", bytes(script[2:22]))
-    wp = parse_witness_program(script)
+    wp = witness_program(script)
     if wp is None:
         return None
     version, program = wp
     if version == 0 and len(program) not in (20, 32):
         return None
-    return Destination("witness", program, version)
+    return Destination("witness", bytes(program), version)
 
 
 def script_to_address(script: bytes, params: ChainParams) -> str | None:
@@ -286,11 +239,8 @@ def validate_address(addr: str, params: ChainParams) -> AddressInfo:
 
 # --- WIF private keys ---------------------------------------------------------------------------
 
-_SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-
-
 def encode_wif(secret: bytes, params: ChainParams, compressed: bool = True) -> str:
-    if len(secret) != 32 or not 0 < int.from_bytes(secret, "big") < _SECP256K1_N:
+    if not is_valid_secret(secret):
         raise WIFError("private key must be 32 bytes in 1..n-1")
     return b58check_encode(
         bytes([params.secret_key_prefix]) + secret + (b"\x01" if compressed else b"")
@@ -312,6 +262,6 @@ def decode_wif(wif: str, params: ChainParams) -> tuple[bytes, bool]:
         secret, compressed = body, False
     else:
         raise WIFError("Invalid private key encoding: wrong length")
-    if not 0 < int.from_bytes(secret, "big") < _SECP256K1_N:
+    if not is_valid_secret(secret):
         raise WIFError("Invalid private key: out of range")
     return bytes(secret), compressed

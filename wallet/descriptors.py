@@ -19,6 +19,19 @@ from enum import Enum
 
 from consensus.hashes import hash160, sha256
 from consensus.params import ChainParams
+from consensus.script.interpreter import MAX_SCRIPT_ELEMENT_SIZE
+from consensus.script.opcodes import OP_CHECKSIG, OP_CHECKSIGADD, OP_NUMEQUAL
+from consensus.script.script import MAX_PUBKEYS_PER_MULTISIG, push_data, push_int
+from consensus.script.standard import (
+    multisig_script,
+    p2pk_script,
+    p2pkh_script,
+    p2sh_script,
+    p2tr_script,
+    p2wpkh_script,
+    p2wsh_script,
+)
+from consensus.script.taproot import TAPROOT_CONTROL_MAX_NODE_COUNT, tapleaf_hash
 from wallet.address import (
     AddressError,
     WIFError,
@@ -26,11 +39,6 @@ from wallet.address import (
     decode_wif,
     encode_destination,
     encode_wif,
-    p2pkh_script,
-    p2sh_script,
-    p2tr_script,
-    p2wpkh_script,
-    p2wsh_script,
     script_to_address,
     script_to_destination,
 )
@@ -41,20 +49,11 @@ from wallet.keys import (
     is_valid_xonly,
     pubkey_from_secret,
     pubkey_header_ok,
-    tapleaf_hash,
     taproot_merkle_root,
     taproot_output_key,
 )
 
-OP_CHECKSIG = 0xAC
-OP_CHECKSIGADD = 0xBA
-OP_NUMEQUAL = 0x9C
-OP_CHECKMULTISIG = 0xAE
-
-MAX_PUBKEYS_PER_MULTISIG = 20
 MAX_PUBKEYS_PER_MULTI_A = 999
-MAX_SCRIPT_ELEMENT_SIZE = 520
-TAPROOT_CONTROL_MAX_NODE_COUNT = 128
 MAX_RANGE_SIZE = 1_000_000  # Core's limit on a derivation range
 
 
@@ -146,40 +145,12 @@ def get_descriptor_checksum(desc: str) -> str:
 # --- script building ----------------------------------------------------------------------------
 
 
-def _push(data: bytes) -> bytes:
-    if len(data) > 75:
-        raise ValueError("push too long for a direct push")
-    return bytes([len(data)]) + data
-
-
-def _push_int(n: int) -> bytes:
-    """CScript() << n: OP_0, OP_1..OP_16, or a minimal script number push."""
-    if n == 0:
-        return b"\x00"
-    if 1 <= n <= 16:
-        return bytes([0x50 + n])
-    out = bytearray()
-    v = abs(n)
-    while v:
-        out.append(v & 0xFF)
-        v >>= 8
-    if out[-1] & 0x80:
-        out.append(0x80 if n < 0 else 0)
-    elif n < 0:
-        out[-1] |= 0x80
-    return _push(bytes(out))
-
-
-def _multisig_script(k: int, pubkeys: Sequence[bytes]) -> bytes:
-    body = b"".join(_push(p) for p in pubkeys)
-    return _push_int(k) + body + _push_int(len(pubkeys)) + bytes([OP_CHECKMULTISIG])
-
-
 def _multi_a_script(k: int, xkeys: Sequence[bytes]) -> bytes:
-    out = _push(xkeys[0]) + bytes([OP_CHECKSIG])
+    """<key1> CHECKSIG <key2> CHECKSIGADD ... <k> NUMEQUAL (BIP387's multi_a)."""
+    out = push_data(xkeys[0]) + bytes([OP_CHECKSIG])
     for x in xkeys[1:]:
-        out += _push(x) + bytes([OP_CHECKSIGADD])
-    return out + _push_int(k) + bytes([OP_NUMEQUAL])
+        out += push_data(x) + bytes([OP_CHECKSIGADD])
+    return out + push_int(k) + bytes([OP_NUMEQUAL])
 
 
 # --- key expressions ----------------------------------------------------------------------------
@@ -490,7 +461,7 @@ class PKDescriptor(Descriptor):
 
     def _make_scripts(self, pubkeys, subscripts, out):  # type: ignore[no-untyped-def]
         pk = pubkeys[0][1:] if self.xonly and len(pubkeys[0]) == 33 else pubkeys[0]
-        return [_push(pk) + bytes([OP_CHECKSIG])]
+        return [p2pk_script(pk)]
 
 
 class PKHDescriptor(Descriptor):
@@ -518,7 +489,7 @@ class ComboDescriptor(Descriptor):
     def _make_scripts(self, pubkeys, subscripts, out):  # type: ignore[no-untyped-def]
         pk = pubkeys[0]
         h = hash160(pk)
-        scripts = [_push(pk) + bytes([OP_CHECKSIG]), p2pkh_script(h)]
+        scripts = [p2pk_script(pk), p2pkh_script(h)]
         if len(pk) == 33:
             wpkh = p2wpkh_script(h)
             out[hash160(wpkh)] = wpkh
@@ -540,7 +511,7 @@ class MultisigDescriptor(Descriptor):
 
     def _make_scripts(self, pubkeys, subscripts, out):  # type: ignore[no-untyped-def]
         keys = sorted(pubkeys) if self.sort else pubkeys
-        return [_multisig_script(self.threshold, keys)]
+        return [multisig_script(self.threshold, keys)]
 
 
 class MultiADescriptor(Descriptor):

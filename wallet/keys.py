@@ -1,16 +1,21 @@
-"""secp256k1 key helpers on coincurve, and BIP341 Taproot output-key construction."""
+"""secp256k1 key checks for the wallet (with InvalidKeyError), and BIP341 Taproot script-tree
+roots and output keys.
+
+The hashes and tweaks themselves are consensus code: tapleaf_hash and tapbranch_hash are in
+consensus.script.taproot, taproot_tweak_seckey and taproot_tweak_pubkey in
+consensus.script.keys.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from coincurve import PrivateKey, PublicKey, PublicKeyXOnly
+from coincurve import PublicKey
 
-from consensus.hashes import hash160, tagged_hash
-from consensus.serialize import compact_size
-
-SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-TAPROOT_LEAF_TAPSCRIPT = 0xC0
+from consensus.script.keys import pubkey as _pubkey_of_secret
+from consensus.script.keys import taproot_tweak_pubkey
+from consensus.script.sigcheck import SECP256K1_ORDER as SECP256K1_N
+from consensus.script.taproot import tapbranch_hash
 
 
 class InvalidKeyError(ValueError):
@@ -24,7 +29,7 @@ def is_valid_secret(secret: bytes) -> bool:
 def pubkey_from_secret(secret: bytes, compressed: bool = True) -> bytes:
     if not is_valid_secret(secret):
         raise InvalidKeyError("private key must be 32 bytes in 1..n-1")
-    return PrivateKey(secret).public_key.format(compressed=compressed)
+    return _pubkey_of_secret(secret, compressed)
 
 
 def pubkey_header_ok(pubkey: bytes) -> bool:
@@ -66,25 +71,7 @@ def xonly(pubkey: bytes) -> bytes:
     raise InvalidKeyError(f"not a public key ({len(pubkey)} bytes)")
 
 
-def compress(pubkey: bytes) -> bytes:
-    return PublicKey(pubkey).format(compressed=True)
-
-
-def key_id(pubkey: bytes) -> bytes:
-    """hash160 of the serialized key (CKeyID)."""
-    return hash160(pubkey)
-
-
 # --- Taproot (BIP341) ---------------------------------------------------------------------------
-
-
-def tapleaf_hash(script: bytes, leaf_version: int = TAPROOT_LEAF_TAPSCRIPT) -> bytes:
-    return tagged_hash("TapLeaf", bytes([leaf_version]) + compact_size(len(script)) + script)
-
-
-def tapbranch_hash(a: bytes, b: bytes) -> bytes:
-    # Children are sorted so that a proof need not say which side a node is on.
-    return tagged_hash("TapBranch", a + b if a < b else b + a)
 
 
 def taproot_merkle_root(leaves: Sequence[tuple[int, bytes]]) -> bytes | None:
@@ -109,28 +96,14 @@ def taproot_merkle_root(leaves: Sequence[tuple[int, bytes]]) -> bytes | None:
     return stack[0][1]
 
 
-def taproot_tweak(internal_xonly: bytes, merkle_root: bytes | None) -> bytes:
-    """The 32-byte TapTweak of an internal key and an optional script-tree root."""
-    return tagged_hash("TapTweak", internal_xonly + (merkle_root or b""))
-
-
 def taproot_output_key(internal_xonly: bytes, merkle_root: bytes | None = None) -> bytes:
-    """Q = lift_x(P) + t*G as an x-only key (BIP341; no script path when merkle_root is None)."""
+    """Q = lift_x(P) + t*G as an x-only key (BIP341; no script path when merkle_root is None).
+
+    consensus.script.keys.taproot_tweak_pubkey with InvalidKeyError for a bad internal key.
+    """
     if not is_valid_xonly(internal_xonly):
         raise InvalidKeyError("invalid x-only internal key")
-    t = taproot_tweak(internal_xonly, merkle_root)
-    if int.from_bytes(t, "big") >= SECP256K1_N:
-        raise InvalidKeyError("taproot tweak out of range")
-    key = PublicKeyXOnly(internal_xonly)
-    key.tweak_add(t)
-    return key.format()
-
-
-def taproot_tweak_seckey(secret: bytes, merkle_root: bytes | None = None) -> bytes:
-    """The private key of the tweaked output key (negating first when P has odd y)."""
-    pub = pubkey_from_secret(secret)
-    d = int.from_bytes(secret, "big")
-    if pub[0] == 3:
-        d = SECP256K1_N - d
-    t = int.from_bytes(taproot_tweak(pub[1:], merkle_root), "big")
-    return ((d + t) % SECP256K1_N).to_bytes(32, "big")
+    try:
+        return taproot_tweak_pubkey(internal_xonly, merkle_root)[0]
+    except ValueError as e:  # a tweak >= n, or Q at infinity: negligible odds
+        raise InvalidKeyError(f"taproot {e}") from None

@@ -6,6 +6,14 @@ import pytest
 
 from consensus.hashes import hash160, sha256
 from consensus.params import MAIN, REGTEST
+from consensus.script.standard import (
+    p2pkh_script,
+    p2sh_script,
+    p2tr_script,
+    p2wpkh_script,
+    p2wsh_script,
+    witness_v_script,
+)
 from tests.conftest import load_json
 from wallet.address import (
     AddressError,
@@ -14,14 +22,8 @@ from wallet.address import (
     decode_address,
     decode_wif,
     encode_wif,
-    p2pkh_script,
-    p2sh_script,
-    p2tr_script,
-    p2wpkh_script,
-    p2wsh_script,
     script_to_address,
     validate_address,
-    witness_script,
 )
 from wallet.base58 import b58check_decode, b58check_encode
 from wallet.keys import pubkey_from_secret
@@ -67,9 +69,9 @@ def _scripts():
         "p2wpkh": p2wpkh_script(hash160(pk)),
         "p2wsh": p2wsh_script(sha256(b"\x51")),
         "p2tr": p2tr_script(pk[1:]),
-        "v1-2bytes": witness_script(1, b"\x4e\x73"),
-        "v2-32": witness_script(2, _payload("v2", 32)),
-        "v16-40": witness_script(16, _payload("v16", 32) + _payload("x", 8)),
+        "v1-2bytes": witness_v_script(1, b"\x4e\x73"),
+        "v2-32": witness_v_script(2, _payload("v2", 32)),
+        "v16-40": witness_v_script(16, _payload("v16", 32) + _payload("x", 8)),
     }
 
 

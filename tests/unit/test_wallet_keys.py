@@ -6,16 +6,15 @@ import pytest
 from coincurve import PrivateKey
 
 from consensus.hashes import tagged_hash
+from consensus.script.keys import taproot_tweak_seckey
+from consensus.script.taproot import tapbranch_hash, tapleaf_hash
 from wallet.keys import (
     InvalidKeyError,
     is_fully_valid_pubkey,
     is_valid_xonly,
     pubkey_from_secret,
-    tapbranch_hash,
-    tapleaf_hash,
     taproot_merkle_root,
     taproot_output_key,
-    taproot_tweak_seckey,
     xonly,
 )
 
