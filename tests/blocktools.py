@@ -4,31 +4,17 @@ from __future__ import annotations
 
 from consensus.block import Block, BlockHeader, add_witness_commitment
 from consensus.params import REGTEST
-from consensus.pow import check_proof_of_work
+from consensus.script.script import push_int
 from consensus.tx import OutPoint, Transaction, TxIn, TxOut
-
-
-def script_num(n: int) -> bytes:
-    """Minimal CScriptNum push, as BIP34 puts the height in the coinbase."""
-    if n == 0:
-        return b"\x00"
-    if 1 <= n <= 16:
-        return bytes([0x50 + n])
-    out = bytearray()
-    v = abs(n)
-    while v:
-        out.append(v & 0xFF)
-        v >>= 8
-    if out[-1] & 0x80:
-        out.append(0x80 if n < 0 else 0)
-    elif n < 0:
-        out[-1] |= 0x80
-    return bytes([len(out)]) + bytes(out)
+from node import mining
 
 
 def make_coinbase(height: int, value: int = 50_0000_0000, script_pubkey: bytes = b"\x51",
                   extra: bytes = b"") -> Transaction:
-    script_sig = script_num(height) + extra
+    """A coinbase whose scriptSig is `<height> extra` (BIP34, padded with OP_0 to the minimum
+    of 2 bytes), paying `value` to `script_pubkey`. node.mining.make_coinbase is the node's
+    (always `<height> OP_0`); this one lets tests vary the bytes after the height."""
+    script_sig = push_int(height) + extra
     if len(script_sig) < 2:
         script_sig += b"\x00"  # coinbase scriptSig must be 2..100 bytes
     return Transaction(2, [TxIn(OutPoint(), script_sig, 0xFFFFFFFF)], [TxOut(value, script_pubkey)])
@@ -36,12 +22,9 @@ def make_coinbase(height: int, value: int = 50_0000_0000, script_pubkey: bytes =
 
 def solve(block: Block, params=REGTEST) -> Block:
     """Grind the nonce until the header meets its target (fast at regtest difficulty)."""
-    header = block.header
-    while True:
-        header.rehash()
-        if check_proof_of_work(header.hash, header.bits, params):
-            return block
-        header.nonce += 1
+    if not mining.solve(block, params, 1 << 32):
+        raise RuntimeError("no nonce meets the target")
+    return block
 
 
 def make_block(prev: bytes, height: int, txs: list[Transaction] = (), time: int = 1_700_000_000,

@@ -7,19 +7,20 @@ helpers in tests/wallettools.py build real P2WPKH and P2TR spends.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass, field
 
 from consensus.amounts import block_subsidy
 from consensus.block import Block
+from consensus.hashes import sha256
 from consensus.params import REGTEST, ChainParams
+from consensus.script.standard import p2wsh_script
 from consensus.tx import OutPoint, Transaction, TxIn, TxOut
-from tests.blocktools import make_block, make_coinbase
+from tests.blocktools import make_block, make_coinbase, solve
 
 OP_TRUE = b"\x51"
 # P2WSH of OP_TRUE: spendable with witness [OP_TRUE], no signature.
-P2WSH_TRUE = b"\x00\x20" + hashlib.sha256(OP_TRUE).digest()
+P2WSH_TRUE = p2wsh_script(sha256(OP_TRUE))
 
 
 @dataclass
@@ -74,8 +75,6 @@ class ChainBuilder:
                            bits=bits if bits is not None else 0x207FFFFF, coinbase=coinbase)
         if version != 0x20000000:
             block.header.version = version
-            from tests.blocktools import solve
-
             solve(block)
         self.built[block.hash] = Built(block, height, block_time)
         return block
@@ -102,7 +101,7 @@ class Wallet:
     chains carry real signatures."""
 
     def __init__(self, seed: bytes = b"chainbuilder") -> None:
-        from consensus.hashes import hash160, sha256
+        from consensus.hashes import hash160
         from consensus.script.keys import pubkey, taproot_tweak_pubkey, xonly_pubkey
         from consensus.script.standard import p2tr_script, p2wpkh_script
 
