@@ -31,13 +31,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from coincurve import PrivateKey, PublicKey, PublicKeyXOnly  # noqa: E402
+from _common import raw_rates  # noqa: E402
+from coincurve import PrivateKey  # noqa: E402
 
 from consensus.amounts import block_subsidy  # noqa: E402
 from consensus.block import Block, BlockHeader, add_witness_commitment  # noqa: E402
 from consensus.hashes import hash160  # noqa: E402
 from consensus.params import REGTEST  # noqa: E402
-from consensus.pow import check_proof_of_work  # noqa: E402
 from consensus.script.keys import (  # noqa: E402
     sign_ecdsa,
     sign_schnorr,
@@ -52,6 +52,7 @@ from consensus.script.sighash import (  # noqa: E402
 )
 from consensus.script.standard import p2pkh_script, p2tr_script, p2wpkh_script  # noqa: E402
 from consensus.tx import OutPoint, Transaction, TxIn, TxOut  # noqa: E402
+from node.mining import make_coinbase, solve  # noqa: E402
 
 FEE = 1000
 
@@ -71,26 +72,15 @@ class Key:
             self.spk = p2tr_script(out_key)
 
 
-def script_num_push(n: int) -> bytes:
-    if 1 <= n <= 16:
-        return bytes([0x50 + n])
-    b = n.to_bytes((n.bit_length() + 8) // 8, "little")
-    return bytes([len(b)]) + b
-
-
 def mine(prev: bytes, height: int, txs: list[Transaction], t: int, spk: bytes,
          fees: int) -> Block:
-    cb = Transaction(2, [TxIn(OutPoint(), script_num_push(height) + b"\x00", 0xFFFFFFFF)],
-                     [TxOut(block_subsidy(height, 150) + fees, spk)])
+    cb = make_coinbase(height, block_subsidy(height, 150) + fees, spk)
     block = Block(BlockHeader(0x20000000, prev, b"", t, 0x207FFFFF, 0), [cb, *txs])
     add_witness_commitment(block)
     block.header.merkle_root = block.compute_merkle_root()[0]
-    h = block.header
-    while True:
-        h.rehash()
-        if check_proof_of_work(h.hash, h.bits, REGTEST):
-            return block
-        h.nonce += 1
+    if not solve(block, REGTEST, 1 << 32):
+        raise RuntimeError("no nonce meets the target")
+    return block
 
 
 def sign(tx: Transaction, coins: list[tuple[Key, int, bytes]]) -> None:
@@ -175,27 +165,6 @@ def generate(path: Path, n_blocks: int, n_txs: int, seed: int = 7) -> tuple[int,
         for raw in blocks:
             f.write(REGTEST.message_start + len(raw).to_bytes(4, "little") + raw)
     return n_blocks, total_txs, total_inputs
-
-
-def raw_rates(seconds: float = 1.0) -> tuple[float, float]:
-    k = PrivateKey(hashlib.sha256(b"raw").digest())
-    msg = hashlib.sha256(b"m").digest()
-    sig = k.sign(msg, hasher=None)
-    pub = PublicKey(k.public_key.format())
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for _ in range(200):
-            pub.verify(sig, msg, hasher=None)
-        n += 200
-    ecdsa = n / (time.perf_counter() - t0)
-    xk = PublicKeyXOnly(k.public_key.format()[1:])
-    ssig = k.sign_schnorr(msg)
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for _ in range(200):
-            xk.verify(ssig, msg)
-        n += 200
-    return ecdsa, n / (time.perf_counter() - t0)
 
 
 def main() -> None:

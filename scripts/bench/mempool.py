@@ -13,7 +13,6 @@ Run: .venv/bin/python scripts/bench/mempool.py [--txs 5000] [--batch 100] [--blo
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from coincurve import PrivateKey, PublicKey  # noqa: E402
+from _common import raw_ecdsa_rate  # noqa: E402
 
 from consensus.amounts import COIN  # noqa: E402
 from consensus.hashes import hex_to_hash  # noqa: E402
@@ -32,19 +31,6 @@ from consensus.tx import OutPoint, Transaction, TxIn, TxOut  # noqa: E402
 from tests.chainbuilder import Wallet  # noqa: E402
 from tests.functional.framework import NodeProcess  # noqa: E402
 from wallet.address import script_to_address  # noqa: E402
-
-
-def raw_ecdsa_rate(seconds: float = 1.0) -> float:
-    k = PrivateKey(hashlib.sha256(b"raw").digest())
-    msg = hashlib.sha256(b"m").digest()
-    sig = k.sign(msg, hasher=None)
-    pub = PublicKey(k.public_key.format())
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for _ in range(200):
-            pub.verify(sig, msg, hasher=None)
-        n += 200
-    return n / (time.perf_counter() - t0)
 
 
 def main() -> None:

@@ -12,10 +12,11 @@ import hashlib
 import os
 import random
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from _common import best_of  # noqa: E402
 
 from consensus.block import Block, BlockHeader, add_witness_commitment  # noqa: E402
 from consensus.tx import OutPoint, Transaction, TxIn, TxOut  # noqa: E402
@@ -43,15 +44,6 @@ def build_block(n_txs: int) -> Block:
     add_witness_commitment(block)
     block.header.merkle_root = block.compute_merkle_root()[0]
     return block
-
-
-def best_of(rounds: int, fn) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
 
 
 def main() -> None:

@@ -24,7 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from coincurve import PrivateKey, PublicKey, PublicKeyXOnly  # noqa: E402
+from _common import best_of, verify_ecdsa_samples, verify_schnorr_samples  # noqa: E402
+from coincurve import PrivateKey  # noqa: E402
 
 from consensus.hashes import hash160  # noqa: E402
 from consensus.script.flags import STANDARD_SCRIPT_VERIFY_FLAGS  # noqa: E402
@@ -113,15 +114,6 @@ def spin(n: int = 400_000) -> int:
     return acc
 
 
-def best_of(rounds: int, fn) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--inputs", type=int, default=3000)
@@ -139,12 +131,10 @@ def main() -> None:
     print(f"cpus: {os.cpu_count()}, workers: {args.workers}")
 
     def raw_ecdsa():
-        for pub, der, h in ecdsa:
-            assert PublicKey(pub).verify(der, h, hasher=None)
+        verify_ecdsa_samples(ecdsa)
 
     def raw_schnorr():
-        for x, sig, h in schnorr:
-            assert PublicKeyXOnly(x).verify(sig, h)
+        verify_schnorr_samples(schnorr)
 
     def one_process():
         for tx, spent, flags in items:
