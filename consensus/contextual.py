@@ -26,17 +26,19 @@ from consensus.script.script import (
     sigop_count,
     witness_program,
 )
-from consensus.tx import SEQUENCE_FINAL, WITNESS_SCALE_FACTOR, Transaction
+from consensus.tx import (
+    LOCKTIME_THRESHOLD,
+    SEQUENCE_FINAL,
+    SEQUENCE_LOCKTIME_DISABLE_FLAG,
+    SEQUENCE_LOCKTIME_GRANULARITY,
+    SEQUENCE_LOCKTIME_MASK,
+    SEQUENCE_LOCKTIME_TYPE_FLAG,
+    WITNESS_SCALE_FACTOR,
+    Transaction,
+)
 
-LOCKTIME_THRESHOLD = 500_000_000  # below: a block height; at or above: a UNIX time
 MAX_FUTURE_BLOCK_TIME = 2 * 60 * 60
 MEDIAN_TIME_SPAN = 11
-
-# BIP68 sequence number fields.
-SEQUENCE_LOCKTIME_DISABLE_FLAG = 1 << 31
-SEQUENCE_LOCKTIME_TYPE_FLAG = 1 << 22
-SEQUENCE_LOCKTIME_MASK = 0x0000FFFF
-SEQUENCE_LOCKTIME_GRANULARITY = 9  # time locks count units of 512 seconds
 
 # Lock-time verification flags (Core's LOCKTIME_VERIFY_SEQUENCE).
 LOCKTIME_VERIFY_SEQUENCE = 1 << 0

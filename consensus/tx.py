@@ -23,6 +23,13 @@ WITNESS_SCALE_FACTOR = 4
 NULL_HASH = b"\x00" * 32
 NULL_INDEX = 0xFFFFFFFF
 SEQUENCE_FINAL = 0xFFFFFFFF
+LOCKTIME_THRESHOLD = 500_000_000  # below: a block height; at or above: a UNIX time
+
+# BIP68 sequence number fields (read by the contextual checks and OP_CHECKSEQUENCEVERIFY).
+SEQUENCE_LOCKTIME_DISABLE_FLAG = 1 << 31
+SEQUENCE_LOCKTIME_TYPE_FLAG = 1 << 22
+SEQUENCE_LOCKTIME_MASK = 0x0000FFFF
+SEQUENCE_LOCKTIME_GRANULARITY = 9  # time locks count units of 512 seconds
 
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")

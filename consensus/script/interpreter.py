@@ -59,19 +59,20 @@ from consensus.script.taproot import (
     valid_control_size,
 )
 from consensus.serialize import compact_size_len
-from consensus.tx import Transaction
+from consensus.tx import (
+    LOCKTIME_THRESHOLD,
+    SEQUENCE_FINAL,
+    SEQUENCE_LOCKTIME_DISABLE_FLAG,
+    SEQUENCE_LOCKTIME_MASK,
+    SEQUENCE_LOCKTIME_TYPE_FLAG,
+    Transaction,
+)
 
 MAX_SCRIPT_ELEMENT_SIZE = 520
 MAX_OPS_PER_SCRIPT = 201
 MAX_STACK_SIZE = 1000
 VALIDATION_WEIGHT_PER_SIGOP_PASSED = 50
 VALIDATION_WEIGHT_OFFSET = 50
-
-LOCKTIME_THRESHOLD = 500_000_000
-SEQUENCE_FINAL = 0xFFFFFFFF
-SEQUENCE_LOCKTIME_DISABLE_FLAG = 1 << 31
-SEQUENCE_LOCKTIME_TYPE_FLAG = 1 << 22
-SEQUENCE_LOCKTIME_MASK = 0x0000FFFF
 
 _sha256 = hashlib.sha256
 _sha1 = hashlib.sha1

@@ -14,6 +14,7 @@ import hashlib
 import struct
 from collections.abc import Sequence
 
+from consensus.hashes import sha256d as _sha256d
 from consensus.hashes import tagged_hasher
 from consensus.serialize import compact_size
 from consensus.tx import Transaction, TxOut
@@ -44,10 +45,6 @@ _TAPSIGHASH = tagged_hasher("TapSighash")
 def _ser_output(out: TxOut) -> bytes:
     spk = out.script_pubkey
     return _pack_i64(out.value) + compact_size(len(spk)) + spk
-
-
-def _sha256d(data: bytes) -> bytes:
-    return _sha256(_sha256(data).digest()).digest()
 
 
 class PrecomputedTxData:
