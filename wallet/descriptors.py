@@ -22,6 +22,7 @@ from consensus.params import ChainParams
 from consensus.script.interpreter import MAX_SCRIPT_ELEMENT_SIZE
 from consensus.script.opcodes import OP_CHECKSIG, OP_CHECKSIGADD, OP_NUMEQUAL
 from consensus.script.script import MAX_PUBKEYS_PER_MULTISIG, push_data, push_int
+from consensus.script.sigcheck import pubkey_valid_size
 from consensus.script.standard import (
     multisig_script,
     p2pk_script,
@@ -48,7 +49,6 @@ from wallet.keys import (
     is_hybrid,
     is_valid_xonly,
     pubkey_from_secret,
-    pubkey_header_ok,
     taproot_merkle_root,
     taproot_output_key,
 )
@@ -682,7 +682,7 @@ def _parse_pubkey_inner(sp: str, ctx: Ctx, params: ChainParams, apos: _Apostroph
     if len(split) == 1:
         if _is_hex(s):
             data = bytes.fromhex(s)
-            if pubkey_header_ok(data) and is_hybrid(data):
+            if pubkey_valid_size(data) and is_hybrid(data):
                 raise DescriptorError("Hybrid public keys are not allowed")
             if is_fully_valid_pubkey(data):
                 if permit_uncompressed or len(data) == 33:

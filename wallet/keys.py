@@ -15,6 +15,7 @@ from coincurve import PublicKey
 from consensus.script.keys import pubkey as _pubkey_of_secret
 from consensus.script.keys import taproot_tweak_pubkey
 from consensus.script.sigcheck import SECP256K1_ORDER as SECP256K1_N
+from consensus.script.sigcheck import pubkey_valid_size
 from consensus.script.taproot import tapbranch_hash
 
 
@@ -32,22 +33,13 @@ def pubkey_from_secret(secret: bytes, compressed: bool = True) -> bytes:
     return _pubkey_of_secret(secret, compressed)
 
 
-def pubkey_header_ok(pubkey: bytes) -> bool:
-    """Core's CPubKey::IsValid: a size that matches the header byte (hybrid 06/07 included)."""
-    if len(pubkey) == 33:
-        return pubkey[0] in (2, 3)
-    if len(pubkey) == 65:
-        return pubkey[0] in (4, 6, 7)
-    return False
-
-
 def is_hybrid(pubkey: bytes) -> bool:
     return len(pubkey) == 65 and pubkey[0] in (6, 7)
 
 
 def is_fully_valid_pubkey(pubkey: bytes) -> bool:
     """A compressed or uncompressed key that is a point on the curve."""
-    if not pubkey_header_ok(pubkey) or is_hybrid(pubkey):
+    if not pubkey_valid_size(pubkey) or is_hybrid(pubkey):
         return False
     try:
         PublicKey(pubkey)
