@@ -92,16 +92,18 @@ class Method:
     prepare: Callable | None = None
 
     def usage(self) -> str:
-        parts = [self.name]
-        opened = 0
+        """The one-line signature as Core prints it: getblock "blockhash" ( verbosity )."""
+        out = self.name
+        was_optional = False
         for a in self.args:
-            shown = f'"{a.name}"' if a.type in (STR, HEX) else a.name
-            if a.required:
-                parts.append(shown)
-            else:
-                parts.append("( " + shown)
-                opened += 1
-        return " ".join(parts) + (" )" * opened)
+            out += " "
+            if not a.required and not was_optional:
+                out += "( "
+            elif a.required and was_optional:
+                out += ") "
+            was_optional = not a.required
+            out += f'"{a.name}"' if a.type in (STR, HEX) else a.name
+        return out + (" )" if was_optional else "")
 
     def help_text(self) -> str:
         lines = [self.usage(), "", self.description.strip()]
