@@ -19,9 +19,13 @@ from enum import Enum
 
 from consensus.hashes import hash160, sha256
 from consensus.params import ChainParams
-from consensus.script.interpreter import MAX_SCRIPT_ELEMENT_SIZE
 from consensus.script.opcodes import OP_CHECKSIG, OP_CHECKSIGADD, OP_NUMEQUAL
-from consensus.script.script import MAX_PUBKEYS_PER_MULTISIG, push_data, push_int
+from consensus.script.script import (
+    MAX_PUBKEYS_PER_MULTISIG,
+    MAX_SCRIPT_ELEMENT_SIZE,
+    push_data,
+    push_int,
+)
 from consensus.script.sigcheck import pubkey_valid_size
 from consensus.script.standard import (
     multisig_script,

@@ -18,9 +18,12 @@ from consensus.script.num import cast_to_bool, decode_num, encode_num
 from consensus.script.opcodes import DISABLED_OPCODES, OP_SUCCESS_TABLE
 from consensus.script.script import (
     MAX_PUBKEYS_PER_MULTISIG,
+    MAX_SCRIPT_ELEMENT_SIZE,
     MAX_SCRIPT_SIZE,
+    is_minimal_push,
     is_p2sh,
     is_push_only,
+    op_end,
     push_data,
     witness_program,
 )
@@ -43,7 +46,6 @@ from consensus.script.sighash import (
     SIGVERSION_TAPSCRIPT,
     SIGVERSION_WITNESS_V0,
     PrecomputedTxData,
-    _op_end,
     annex_hash,
     legacy_sighash,
     segwit_v0_sighash,
@@ -68,7 +70,6 @@ from consensus.tx import (
     Transaction,
 )
 
-MAX_SCRIPT_ELEMENT_SIZE = 520
 MAX_OPS_PER_SCRIPT = 201
 MAX_STACK_SIZE = 1000
 VALIDATION_WEIGHT_PER_SIGOP_PASSED = 50
@@ -283,32 +284,13 @@ def find_and_delete(script: bytes, pattern: bytes) -> tuple[bytes, int]:
             pc += plen
             found += 1
         pc2 = pc
-        ok, pc = _op_end(script, pc, end)
+        ok, pc = op_end(script, pc, end)
         if not ok:
             break
     if not found:
         return script, 0
     out.append(script[pc2:])
     return b"".join(out), found
-
-
-def _minimal_push(data: bytes, op: int) -> bool:
-    n = len(data)
-    if n == 0:
-        return op == 0
-    if n == 1:
-        v = data[0]
-        if 1 <= v <= 16:
-            return op == 0x50 + v
-        if v == 0x81:
-            return op == 0x4F
-    if n <= 75:
-        return op == n
-    if n <= 255:
-        return op == 0x4C
-    if n <= 65535:
-        return op == 0x4D
-    return True
 
 
 # -- EvalScript --------------------------------------------------------------------------------
@@ -423,7 +405,7 @@ def eval_script(
                 raise ScriptError("PUSH_SIZE")
             if fexec:
                 data = script[pc : pc + n]
-                if rm and not _minimal_push(data, op):
+                if rm and not is_minimal_push(data, op):
                     raise ScriptError("MINIMALDATA")
                 append(data)
                 if len(stack) + len(altstack) > MAX_STACK_SIZE:
@@ -864,7 +846,7 @@ def _execute_witness_script(
         table = OP_SUCCESS_TABLE
         while pc < end:
             op = script[pc]
-            ok, pc = _op_end(script, pc, end)
+            ok, pc = op_end(script, pc, end)
             if not ok:
                 raise ScriptError("BAD_OPCODE")
             if table[op]:

@@ -30,6 +30,7 @@ from consensus.script.opcodes import (
 )
 
 MAX_SCRIPT_SIZE = 10_000
+MAX_SCRIPT_ELEMENT_SIZE = 520  # bytes in one stack element
 MAX_PUBKEYS_PER_MULTISIG = 20
 
 
@@ -106,6 +107,38 @@ def sigop_count(script: bytes, accurate: bool = False) -> int:
     return n
 
 
+def op_end(script: bytes, pc: int, end: int) -> tuple[bool, int]:
+    """Advance over the operation at pc as Core's GetScriptOp does: (True, next pc), or
+    (False, where it stopped) for a truncated push (after the opcode byte and any length bytes
+    it could read) or pc at the end. Core's FindAndDelete depends on that stopping point."""
+    if pc >= end:
+        return False, pc
+    op = script[pc]
+    pc += 1
+    if op <= OP_PUSHDATA4:
+        if op < OP_PUSHDATA1:
+            n = op
+        elif op == OP_PUSHDATA1:
+            if end - pc < 1:
+                return False, pc
+            n = script[pc]
+            pc += 1
+        elif op == OP_PUSHDATA2:
+            if end - pc < 2:
+                return False, pc
+            n = script[pc] | script[pc + 1] << 8
+            pc += 2
+        else:
+            if end - pc < 4:
+                return False, pc
+            n = int.from_bytes(script[pc : pc + 4], "little")
+            pc += 4
+        if end - pc < n:
+            return False, pc
+        pc += n
+    return True, pc
+
+
 def is_push_only(script: bytes) -> bool:
     """Core's CScript::IsPushOnly: every operation is a push and none is truncated.
 
@@ -116,31 +149,32 @@ def is_push_only(script: bytes) -> bool:
     end = len(script)
     pc = 0
     while pc < end:
-        op = script[pc]
-        pc += 1
-        if op > OP_16:
+        if script[pc] > OP_16:
             return False
-        if op <= OP_PUSHDATA4:
-            if op < OP_PUSHDATA1:
-                n = op
-            elif op == OP_PUSHDATA1:
-                if pc >= end:
-                    return False
-                n = script[pc]
-                pc += 1
-            elif op == OP_PUSHDATA2:
-                if end - pc < 2:
-                    return False
-                n = script[pc] | script[pc + 1] << 8
-                pc += 2
-            else:
-                if end - pc < 4:
-                    return False
-                n = int.from_bytes(script[pc : pc + 4], "little")
-                pc += 4
-            if end - pc < n:
-                return False
-            pc += n
+        ok, pc = op_end(script, pc, end)
+        if not ok:
+            return False
+    return True
+
+
+def is_minimal_push(data: bytes, op: int) -> bool:
+    """Core's CheckMinimalPush: `data` pushed by opcode `op` uses the shortest encoding
+    (OP_0, OP_1NEGATE or OP_1..OP_16 where they apply, else the smallest push opcode)."""
+    n = len(data)
+    if n == 0:
+        return op == OP_0
+    if n == 1:
+        v = data[0]
+        if 1 <= v <= 16:
+            return op == OP_1 - 1 + v
+        if v == 0x81:
+            return op == OP_1NEGATE
+    if n <= 75:
+        return op == n
+    if n <= 0xFF:
+        return op == OP_PUSHDATA1
+    if n <= 0xFFFF:
+        return op == OP_PUSHDATA2
     return True
 
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from consensus.hashes import sha256d as _sha256d
 from consensus.hashes import tagged_hasher
+from consensus.script.script import op_end
 from consensus.serialize import compact_size
 from consensus.tx import Transaction, TxOut
 
@@ -187,37 +188,6 @@ class PrecomputedTxData:
 # -- legacy ----------------------------------------------------------------------------------
 
 
-def _op_end(script: bytes, pc: int, end: int) -> tuple[bool, int]:
-    """Advance over one operation as Core's GetScriptOp does, including where it stops when it
-    fails (after the opcode byte and any length bytes it could read)."""
-    if pc >= end:
-        return False, pc
-    op = script[pc]
-    pc += 1
-    if op <= 0x4E:
-        if op < 0x4C:
-            n = op
-        elif op == 0x4C:
-            if end - pc < 1:
-                return False, pc
-            n = script[pc]
-            pc += 1
-        elif op == 0x4D:
-            if end - pc < 2:
-                return False, pc
-            n = script[pc] | script[pc + 1] << 8
-            pc += 2
-        else:
-            if end - pc < 4:
-                return False, pc
-            n = int.from_bytes(script[pc : pc + 4], "little")
-            pc += 4
-        if end - pc < n:
-            return False, pc
-        pc += n
-    return True, pc
-
-
 def serialize_script_code(script_code: bytes) -> bytes:
     """The scriptCode as legacy sighashes serialize it: OP_CODESEPARATORs removed, length first.
 
@@ -230,7 +200,7 @@ def serialize_script_code(script_code: bytes) -> bytes:
     pc = 0
     begin = 0
     while True:
-        ok, nxt = _op_end(script_code, pc, end)
+        ok, nxt = op_end(script_code, pc, end)
         if not ok:
             break
         if script_code[pc] == _OP_CODESEPARATOR:

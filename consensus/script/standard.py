@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from consensus.script.errors import ScriptError
-from consensus.script.interpreter import _minimal_push
 from consensus.script.num import decode_num
 from consensus.script.opcodes import (
     ASM_NAMES,
@@ -29,6 +28,7 @@ from consensus.script.script import (
     MAX_PUBKEYS_PER_MULTISIG,
     ScriptParseError,
     get_op,
+    is_minimal_push,
     is_p2sh,
     is_push_only,
     is_unspendable,
@@ -62,7 +62,7 @@ def _script_number(op: int, data: bytes | None, lo: int, hi: int) -> int | None:
     if OP_1 <= op <= OP_16:
         n = op - (OP_1 - 1)
     elif op <= OP_PUSHDATA4 and data is not None:
-        if not _minimal_push(data, op):
+        if not is_minimal_push(data, op):
             return None
         try:
             n = decode_num(data, True)

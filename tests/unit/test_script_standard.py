@@ -9,10 +9,12 @@ import pytest
 from consensus.hashes import hash160, sha256
 from consensus.script.keys import pubkey, sign_ecdsa
 from consensus.script.script import (
+    is_minimal_push,
     is_p2sh,
     is_push_only,
     is_unspendable,
     last_push,
+    op_end,
     push_data,
     push_int,
     witness_program,
@@ -188,3 +190,10 @@ def test_shared_script_helpers() -> None:
     ]
     with pytest.raises(ValueError):
         witness_v_script(17, bytes(20))
+    # CheckMinimalPush, and where GetScriptOp stops on a truncated push (FindAndDelete uses it).
+    assert is_minimal_push(b"", 0x00) and is_minimal_push(b"\x05", 0x55)
+    assert not is_minimal_push(b"\x05", 0x01) and not is_minimal_push(b"\x81", 0x01)
+    assert is_minimal_push(bytes(76), 0x4C) and not is_minimal_push(bytes(75), 0x4C)
+    assert op_end(b"\x02\xaa\xbb\xac", 0, 4) == (True, 3)
+    assert op_end(b"\x4d\x05\x00\x01", 0, 4) == (False, 3)
+    assert op_end(b"\x4d\x05", 0, 2) == (False, 1)
