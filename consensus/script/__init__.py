@@ -17,5 +17,8 @@ Modules
     pool         parallel verification in worker processes
     standard     Solver-style classification, template builders, asm output and parsing
     keys         signing helpers (ECDSA, Schnorr, taproot tweaks, whole inputs)
-    num          script numbers; opcodes, script: opcode names and operation walking
+    num          script numbers; opcodes: opcode names
+    script       operation walking, sigop counts, the shared template tests (is_p2sh,
+                 witness_program, is_push_only, last_push, is_unspendable) and push
+                 encodings (push_data, push_int); imported by every layer above
 """
