@@ -50,11 +50,6 @@ BIP30_REPEATS = {
 }
 BIP34_IMPLIES_BIP30_LIMIT = 1_983_702
 
-# Re-exported for node/ (mining.py imports height_script, policy.py is_p2sh and
-# witness_program from here); their home is consensus.script.script. To be removed once node/
-# imports them from there.
-height_script = push_int
-
 
 class Coin:
     """An unspent output with the height and coinbase flag of the transaction that made it."""

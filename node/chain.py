@@ -37,6 +37,7 @@ from consensus.errors import ValidationError
 from consensus.params import ChainParams
 from consensus.pow import block_work, check_proof_of_work, next_work_required
 from consensus.script import flags as sf
+from consensus.script.script import is_unspendable
 from consensus.serialize import DeserializationError
 from consensus.tx import Transaction, TxOut
 from node.scriptcheck import ScriptChecker
@@ -57,7 +58,6 @@ from node.store.layout import decode_undo, encode_undo
 
 log = logging.getLogger("validation")
 
-MAX_SCRIPT_SIZE = 10_000
 _N_BE = struct.Struct(">I")
 FLUSH_INTERVAL = 60.0  # seconds between periodic UTXO flushes while blocks connect
 RECENT_BLOCKS = 16  # parsed blocks kept to connect without reading them back from disk
@@ -65,10 +65,6 @@ RECENT_BLOCKS = 16  # parsed blocks kept to connect without reading them back fr
 
 class ChainError(Exception):
     """The chain state cannot continue (corrupt files or databases): needs operator action."""
-
-
-def is_unspendable(script: bytes) -> bool:
-    return (len(script) > 0 and script[0] == 0x6A) or len(script) > MAX_SCRIPT_SIZE
 
 
 def block_script_flags(entry: BlockIndexEntry, params: ChainParams) -> int:

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from consensus.amounts import block_subsidy
 from consensus.block import Block, BlockHeader, add_witness_commitment
 from consensus.checks import MAX_BLOCK_SIGOPS_COST, MAX_BLOCK_WEIGHT
-from consensus.contextual import height_script
 from consensus.hashes import sha256d
 from consensus.pow import check_proof_of_work, next_work_required
+from consensus.script.script import push_int
 from consensus.tx import OutPoint, Transaction, TxIn, TxOut
 from node import policy
 
@@ -37,9 +37,9 @@ def make_coinbase(height: int, value: int, script_pubkey: bytes,
                   extra_nonce: int = 0) -> Transaction:
     """Core's coinbase: scriptSig `<height> OP_0` (plus an extra nonce when needed), one
     output paying subsidy and fees."""
-    script_sig = height_script(height) + b"\x00"
+    script_sig = push_int(height) + b"\x00"  # BIP34: CScript() << height << OP_0
     if extra_nonce:
-        script_sig += height_script(extra_nonce)
+        script_sig += push_int(extra_nonce)
     return Transaction(2, [TxIn(OutPoint(), script_sig, 0xFFFFFFFF)],
                        [TxOut(value, script_pubkey)], 0)
 

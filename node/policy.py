@@ -6,9 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from consensus.contextual import Coin, is_p2sh, witness_program
-from consensus.script.opcodes import OP_RETURN
-from consensus.script.script import ScriptParseError, get_op, is_push_only, sigop_count
+from consensus.contextual import Coin
+from consensus.script.script import (
+    is_p2sh,
+    is_push_only,
+    is_unspendable,
+    last_push,
+    sigop_count,
+    witness_program,
+)
 from consensus.script.standard import (
     MULTISIG,
     NONSTANDARD,
@@ -71,7 +77,7 @@ def dust_threshold(out: TxOut, dust_relay_fee: int = DUST_RELAY_FEE) -> int:
     """GetDustThreshold: an output is dust if spending it would cost more than it is worth
     at the dust relay fee (546 sat for P2PKH, 294 for P2WPKH at the default)."""
     spk = out.script_pubkey
-    if (spk and spk[0] == OP_RETURN) or len(spk) > 10_000:
+    if is_unspendable(spk):
         return 0
     size = 8 + compact_size_len(len(spk)) + len(spk)
     if witness_program(spk) is not None:
@@ -124,18 +130,6 @@ def check_standard(tx: Transaction, permit_bare_multisig: bool = True,
         raise PolicyError("multi-op-return")
 
 
-def _last_push(script_sig: bytes) -> bytes | None:
-    data = None
-    pc = 0
-    try:
-        while pc < len(script_sig):
-            op, pushed, pc = get_op(script_sig, pc)
-            data = pushed if pushed is not None else b""
-    except ScriptParseError:
-        return None
-    return data
-
-
 def check_inputs_standard(tx: Transaction, coins: Sequence[Coin]) -> None:
     """Core's AreInputsStandard: spent outputs must be of a known type, and P2SH redeem
     scripts carry at most 15 sigops."""
@@ -145,7 +139,8 @@ def check_inputs_standard(tx: Transaction, coins: Sequence[Coin]) -> None:
             raise PolicyError("bad-txns-nonstandard-inputs",
                               f"input {kind}")
         if is_p2sh(coin.script_pubkey):
-            redeem = _last_push(txin.script_sig)
+            # Core evaluates the scriptSig: an empty stack (empty scriptSig) is nonstandard.
+            redeem = last_push(txin.script_sig) if txin.script_sig else None
             if redeem is None:
                 raise PolicyError("bad-txns-nonstandard-inputs", "p2sh scriptsig malformed")
             if sigop_count(redeem, True) > MAX_P2SH_SIGOPS:
@@ -164,7 +159,7 @@ def check_witness_standard(tx: Transaction, coins: Sequence[Coin]) -> None:
         spk = coin.script_pubkey
         p2sh = False
         if is_p2sh(spk):
-            redeem = _last_push(txin.script_sig)
+            redeem = last_push(txin.script_sig)
             if not redeem:
                 raise PolicyError("bad-witness-nonstandard")
             spk = redeem

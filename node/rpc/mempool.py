@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from decimal import Decimal
 
+from consensus.script.script import is_unspendable
 from node.mempool import MempoolReject
 from node.rpc.errors import (
     RPC_INVALID_ADDRESS_OR_KEY,
@@ -89,8 +90,7 @@ def sendrawtransaction(node, hexstring, maxfeerate, maxburnamount):
                        "Fee rates larger than or equal to 1BTC/kvB are not accepted")
     max_burn = amount(maxburnamount, "maxburnamount") if maxburnamount is not None else 0
     for out in tx.vout:
-        spk = out.script_pubkey
-        if ((spk and spk[0] == 0x6A) or len(spk) > 10_000) and out.value > max_burn:
+        if is_unspendable(out.script_pubkey) and out.value > max_burn:
             raise RPCError(RPC_TRANSACTION_ERROR, "Unspendable output exceeds maximum "
                            "configured by user (maxburnamount)")
     mempool = _mempool(node)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from consensus.block import Block
 from consensus.hashes import hash160, sha256
 from consensus.script.opcodes import OP_CHECKSIGADD, is_op_success
-from consensus.script.script import ScriptParseError, iter_ops
+from consensus.script.script import ScriptParseError, is_unspendable, iter_ops
 from consensus.script.standard import (
     MULTISIG,
     NONSTANDARD,
@@ -22,7 +22,6 @@ from consensus.script.standard import (
 )
 from consensus.serialize import DeserializationError, Reader, expect_end
 from consensus.tx import OutPoint, Transaction, TxIn, TxOut
-from node.chain import is_unspendable
 from node.rpc.errors import (
     RPC_DESERIALIZATION_ERROR,
     RPC_INVALID_ADDRESS_OR_KEY,
