@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import gc
 import logging
 import os
 import signal
@@ -326,8 +327,17 @@ def _daemonize() -> int | None:
     return None
 
 
+def tune_gc() -> None:
+    """Fewer cyclic-GC passes. The node holds hundreds of thousands of long-lived objects
+    (index entries, coins, mempool entries) and makes almost no reference cycles, so the
+    default thresholds make the collector re-scan that heap over and over for nothing: it
+    cost a quarter of mempool acceptance time."""
+    gc.set_threshold(50_000, 50, 100)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    tune_gc()
     if any(a in ("-h", "-help", "--help", "-?") for a in argv):
         print(USAGE)
         return 0

@@ -38,6 +38,9 @@ def chain_datadir(datadir: Path, chain: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from node.daemon import tune_gc
+
+    tune_gc()
     opts = parse_args(sys.argv[1:] if argv is None else argv)
     known = {"datadir", "chain", "regtest", "loadblock", "reindex", "reindex-chainstate",
              "dbcache", "par", "printconnected", "status", "debug"}

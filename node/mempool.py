@@ -115,6 +115,7 @@ def _verify_quietly(pool, jobs: list) -> None:
         except ScriptError as err:
             jobs = [j for j in jobs if j[0].txid != err.txid]
         except Exception:  # an optimisation only: acceptance verifies on its own
+            log.debug("preverify failed", exc_info=True)
             return
 
 
@@ -379,7 +380,7 @@ class Mempool:
         self._resolve_orphans(tx)
         return result
 
-    def preverify(self, txs: list[Transaction], chunk: int = 200) -> int:
+    def preverify(self, txs: list[Transaction], chunk: int = 400) -> int:
         """Check the scripts of many candidate transactions on the chain's worker pool
         (standard flags), filling the script execution cache that acceptance consults.
 

@@ -4,7 +4,6 @@ getmempoolentry, getmempoolancestors, getmempooldescendants, and estimatesmartfe
 from __future__ import annotations
 
 import threading
-from decimal import Decimal
 
 from consensus.script.script import is_unspendable
 from node.mempool import MempoolReject
@@ -48,34 +47,46 @@ def _decode(hexstring: str):
     return decode_tx(hexstring)
 
 
-def _prepare_send(node, params_list: list) -> None:
-    """Batch of sendrawtransaction calls: decode them all and check their scripts on the
-    worker processes in parallel, so that each call then finds its result cached."""
-    txs = {}
+def _prepare_send(node, params_list: list, chunk: int = 400) -> None:
+    """Batch of sendrawtransaction calls: decode them and have their scripts checked on the
+    worker processes in the background, chunk by chunk (the first chunk is small and its
+    checks start while the rest is still being decoded), so that each call then finds its
+    result in the script execution cache."""
+    txs: dict[str, object] = {}
+    _prepared.txs = txs
+    pending = []
+    size = chunk // 4
     for params in params_list:
         hexstring = None
         if isinstance(params, list) and params and isinstance(params[0], str):
             hexstring = params[0]
         elif isinstance(params, dict) and isinstance(params.get("hexstring"), str):
             hexstring = params["hexstring"]
-        if hexstring is not None:
-            try:
-                txs[hexstring] = decode_tx(hexstring)
-            except RPCError:
-                continue
-    _prepared.txs = txs
-    node.mempool.preverify(list(txs.values()))
+        if hexstring is None:
+            continue
+        try:
+            tx = txs[hexstring] = decode_tx(hexstring)
+        except RPCError:
+            continue
+        pending.append(tx)
+        if len(pending) == size:
+            node.mempool.preverify(pending)
+            pending = []
+            size = chunk
+    if pending:
+        node.mempool.preverify(pending)
 
 
 @rpc("sendrawtransaction", "Rawtransactions",
      [Arg("hexstring", STR, help="The hex string of the raw transaction"),
-      Arg("maxfeerate", AMOUNT, False, Decimal("0.10"),
+      Arg("maxfeerate", AMOUNT, False, None,
           "Reject transactions whose fee rate is higher than the specified value, expressed "
           "in BTC/kvB. Fee rates larger than 1BTC/kvB are rejected. Set to 0 to accept any "
-          "fee rate."),
-      Arg("maxburnamount", AMOUNT, False, Decimal("0"),
+          "fee rate.", default_hint="\"0.10\""),
+      Arg("maxburnamount", AMOUNT, False, None,
           "Reject transactions with provably unspendable outputs (e.g. 'datacarrier' outputs "
-          "that use the OP_RETURN opcode) greater than the specified value, expressed in BTC.")],
+          "that use the OP_RETURN opcode) greater than the specified value, expressed in BTC.",
+          default_hint="\"0.00\"")],
      description="Submit a raw transaction (serialized, hex-encoded) to local node and "
                  "network.\n\nThe transaction will be sent unconditionally to all peers, so "
                  "using sendrawtransaction\nfor manual rebroadcast may degrade privacy by "
@@ -95,10 +106,8 @@ def sendrawtransaction(node, hexstring, maxfeerate, maxburnamount):
                            "configured by user (maxburnamount)")
     mempool = _mempool(node)
     with node.chain.lock:
-        for n in range(len(tx.vout)):
-            if node.chain.get_coin(tx.txid, n) is not None:
-                raise RPCError(RPC_TRANSACTION_ALREADY_IN_UTXO_SET,
-                               "Transaction outputs already in utxo set")
+        # (A confirmed transaction is answered with -27 below: its inputs are spent, and
+        # acceptance then looks for its outputs in the UTXO set, as Core does up front.)
         if tx.txid in mempool:
             return tx.txid_hex()  # this txid is known (whatever its witness): as Core
         try:
@@ -122,9 +131,9 @@ REGISTRY["sendrawtransaction"].prepare = _prepare_send
 
 @rpc("testmempoolaccept", "Rawtransactions",
      [Arg("rawtxs", ARR, help="An array of hex strings of raw transactions."),
-      Arg("maxfeerate", AMOUNT, False, Decimal("0.10"),
+      Arg("maxfeerate", AMOUNT, False, None,
           "Reject transactions whose fee rate is higher than the specified value, expressed "
-          "in BTC/kvB")],
+          "in BTC/kvB", default_hint="\"0.10\"")],
      description="Returns result of mempool acceptance tests indicating if raw transaction(s) "
                  "(serialized, hex-encoded) would be accepted by mempool.\n\nThis checks if "
                  "transactions violate the consensus or policy rules.\n\nSee "

@@ -35,7 +35,9 @@ ENTRY_OVERHEAD = 260
 class CoinsCache:
     def __init__(self, path: Path, cache_bytes: int) -> None:
         self.path = path
-        self.db = plyvel.DB(str(path), create_if_missing=True)
+        # A bloom filter answers most lookups of absent outpoints without reading a table
+        # (BIP30 checks, "already in utxo set" checks, missing inputs).
+        self.db = plyvel.DB(str(path), create_if_missing=True, bloom_filter_bits=10)
         self.cache_bytes = cache_bytes
         self.entries: dict[bytes, Coin | None] = {}
         self.dirty: set[bytes] = set()
