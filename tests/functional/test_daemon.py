@@ -98,3 +98,30 @@ def test_getblocktemplate_long_poll(tmp_path):
         [h] = node.call("generatetoaddress", 1, ADDR)
         t.join(30)
         assert not t.is_alive() and result["t"]["previousblockhash"] == h
+
+
+def test_reindex_flags_rebuild_the_same_state(tmp_path):
+    with NodeProcess(tmp_path / "n") as node:
+        node.call("generatetoaddress", 30, ADDR)
+        ref = node.call("gettxoutsetinfo")
+        best = node.call("getbestblockhash")
+    for flag in ("-reindex-chainstate", "-reindex"):
+        with NodeProcess(tmp_path / "n", flag) as node:
+            assert node.call("getbestblockhash") == best
+            got = node.call("gettxoutsetinfo")
+            assert got["hash_serialized_3"] == ref["hash_serialized_3"]
+            assert got["txouts"] == ref["txouts"]
+
+
+def test_corrupt_block_file_stops_startup_with_a_clear_error(tmp_path):
+    with NodeProcess(tmp_path / "n") as node:
+        node.call("generatetoaddress", 5, ADDR)
+    blk = tmp_path / "n" / "regtest" / "blocks" / "blk00000.dat"
+    with open(blk, "r+b") as f:
+        f.truncate(blk.stat().st_size - 30)
+    node = NodeProcess(tmp_path / "n")
+    with pytest.raises(RuntimeError) as e:
+        node.start()
+    assert "blk00000.dat" in str(e.value) and "-reindex" in str(e.value)
+    with NodeProcess(tmp_path / "n", "-reindex") as node:
+        assert node.call("getblockcount") == 4  # the damaged last block is gone, rest intact
