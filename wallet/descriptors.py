@@ -502,13 +502,17 @@ class ComboDescriptor(Descriptor):
 
 
 class MultisigDescriptor(Descriptor):
+    """multi / sortedmulti: k-of-n with OP_CHECKMULTISIG."""
+
+    base_name = "multi"
+
     def __init__(
         self, params: ChainParams, threshold: int, keys: Sequence[KeyExpr], sort: bool
     ) -> None:
         super().__init__(params, keys)
         self.threshold = threshold
         self.sort = sort
-        self.name = "sortedmulti" if sort else "multi"
+        self.name = ("sorted" if sort else "") + self.base_name
 
     def _extra(self) -> str:
         return str(self.threshold)
@@ -518,19 +522,10 @@ class MultisigDescriptor(Descriptor):
         return [multisig_script(self.threshold, keys)]
 
 
-class MultiADescriptor(Descriptor):
+class MultiADescriptor(MultisigDescriptor):
     """multi_a / sortedmulti_a: k-of-n with OP_CHECKSIGADD, for tapscript leaves (BIP387)."""
 
-    def __init__(
-        self, params: ChainParams, threshold: int, keys: Sequence[KeyExpr], sort: bool
-    ) -> None:
-        super().__init__(params, keys)
-        self.threshold = threshold
-        self.sort = sort
-        self.name = "sortedmulti_a" if sort else "multi_a"
-
-    def _extra(self) -> str:
-        return str(self.threshold)
+    base_name = "multi_a"
 
     def _make_scripts(self, pubkeys, subscripts, out):  # type: ignore[no-untyped-def]
         xkeys = [p[1:] for p in pubkeys]
