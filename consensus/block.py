@@ -82,13 +82,15 @@ class BlockHeader:
 
 
 class Block:
-    __slots__ = ("header", "txs", "_size", "_base_size")
+    __slots__ = ("header", "txs", "_size", "_base_size", "tx_offsets")
 
     def __init__(self, header: BlockHeader | None = None, txs: Iterable[Transaction] = ()) -> None:
         self.header = header if header is not None else BlockHeader()
         self.txs = list(txs)
         self._size: int | None = None
         self._base_size: int | None = None
+        # For a parsed block: where each transaction starts in its bytes, plus the end.
+        self.tx_offsets: list[int] | None = None
 
     @property
     def hash(self) -> bytes:
@@ -107,9 +109,14 @@ class Block:
         start = r.pos
         header = BlockHeader.deserialize(r)
         n = r.compact_size()
-        txs = [Transaction.deserialize(r) for _ in range(n)]
+        offsets = [r.pos - start]
+        txs = []
+        for _ in range(n):
+            txs.append(Transaction.deserialize(r))
+            offsets.append(r.pos - start)
         b = cls(header, txs)
         b._size = r.pos - start
+        b.tx_offsets = offsets
         return b
 
     @classmethod

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 
+from consensus.block import Block
 from consensus.pow import compact_to_target
+from consensus.serialize import DeserializationError
 from node.rpc.errors import (
     RPC_DATABASE_ERROR,
     RPC_INVALID_ADDRESS_OR_KEY,
@@ -120,15 +122,6 @@ def getblockheader(node, blockhash, verbose) -> dict | str:
         return header_json(e, node.chain)
 
 
-def _read_block(node, e):
-    if not e.have_data:
-        raise RPCError(RPC_MISC_ERROR, "Block not available (not fully downloaded)")
-    try:
-        return node.chain.read_block(e)
-    except BlockFileError as err:
-        raise RPCError(RPC_MISC_ERROR, f"Block not found on disk: {err}") from None
-
-
 def _read_undo(node, e):
     if e.prev is None or not e.undo_pos:
         return None
@@ -160,10 +153,16 @@ def getblock(node, blockhash, verbosity) -> dict | str:
         if not e.have_data:
             raise RPCError(RPC_MISC_ERROR, "Block not available (not fully downloaded)")
         return chain.read_raw_block(e).hex()
-    block = _read_block(node, e)
+    if not e.have_data:
+        raise RPCError(RPC_MISC_ERROR, "Block not available (not fully downloaded)")
+    try:
+        raw = chain.read_raw_block(e)
+        block = Block.from_bytes(raw)
+    except (BlockFileError, DeserializationError) as err:
+        raise RPCError(RPC_MISC_ERROR, f"Block not found on disk: {err}") from None
     undo = _read_undo(node, e) if v >= 2 else None
     with chain.lock:
-        return block_json(block, e, chain, min(v, 3), undo)
+        return block_json(block, e, chain, min(v, 3), undo, raw)
 
 
 @rpc("getchaintips", "Blockchain",

@@ -86,9 +86,11 @@ def tx_json(
     include_hex: bool = True,
     undo: list[Coin] | None = None,
     with_prevout: bool = False,
+    raw: bytes | None = None,
 ) -> dict:
     """TxToUniv. `undo` (the coins the inputs spent) adds the fee, and with `with_prevout`
-    each input's prevout (getblock verbosity 3)."""
+    each input's prevout (getblock verbosity 3). `raw`, the transaction's bytes if the caller
+    has them, saves serializing it again for "hex"."""
     vin = []
     total_in = 0
     coinbase = tx.is_coinbase()
@@ -133,7 +135,7 @@ def tx_json(
     if undo is not None:
         out["fee"] = btc(total_in - tx.total_out())
     if include_hex:
-        out["hex"] = tx.serialize().hex()
+        out["hex"] = (raw if raw is not None else tx.serialize()).hex()
     return out
 
 
@@ -177,8 +179,9 @@ def header_json(e: BlockIndexEntry, chain) -> dict:
 
 
 def block_json(block: Block, e: BlockIndexEntry, chain, verbosity: int,
-               undo: list[list[Coin]] | None = None) -> dict:
-    """blockToJSON for verbosity 1 (txids), 2 (transactions with fees) and 3 (with prevouts)."""
+               undo: list[list[Coin]] | None = None, raw: bytes | None = None) -> dict:
+    """blockToJSON for verbosity 1 (txids), 2 (transactions with fees) and 3 (with prevouts).
+    `raw` is the block's bytes when it was parsed from them (transaction hex is sliced)."""
     out = header_json(e, chain)
     out["strippedsize"] = block.base_size
     out["size"] = block.size
@@ -186,9 +189,11 @@ def block_json(block: Block, e: BlockIndexEntry, chain, verbosity: int,
     if verbosity == 1:
         out["tx"] = [tx.txid_hex() for tx in block.txs]
     else:
+        offs = block.tx_offsets if raw is not None else None
         out["tx"] = [
             tx_json(tx, chain.params, True,
-                    undo[i - 1] if undo is not None and i > 0 else None, verbosity >= 3)
+                    undo[i - 1] if undo is not None and i > 0 else None, verbosity >= 3,
+                    raw[offs[i]:offs[i + 1]] if offs else None)
             for i, tx in enumerate(block.txs)
         ]
     return out
