@@ -23,6 +23,10 @@ COINBASE_RESERVED_SIGOPS = 400
 MAX_CONSECUTIVE_FAILURES = 1000
 BLOCK_VERSION = 0x20000000  # BIP9 top bits, no deployment signalled
 
+# Weight and transaction count of the last block assembled (getmininginfo's
+# currentblockweight / currentblocktx; Core keeps them as BlockAssembler statics).
+last_block_stats: dict[str, int] = {}
+
 
 @dataclass
 class BlockTemplate:
@@ -143,6 +147,7 @@ def create_template(chain, mempool, script_pubkey: bytes, txids: list[bytes] | N
             add_witness_commitment(block)
         block.header.merkle_root = block.compute_merkle_root()[0]
         block.rehash()
+        last_block_stats.update(weight=block.weight, txs=len(block.txs) - 1)
         return BlockTemplate(block, height, [-total_fees, *fees],
                              [0, *sigops], total_fees)
 

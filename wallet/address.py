@@ -190,7 +190,7 @@ class AddressInfo:
     isvalid: bool
     address: str = ""
     script_pubkey: bytes = b""
-    isscript: bool = False
+    isscript: bool | None = False  # None: not reported (unknown witness versions)
     iswitness: bool = False
     witness_version: int | None = None
     witness_program: bytes | None = None
@@ -209,14 +209,18 @@ class AddressInfo:
             "isvalid": True,
             "address": self.address,
             "scriptPubKey": self.script_pubkey.hex(),
-            "isscript": self.isscript,
-            "iswitness": self.iswitness,
         }
-        if self.iswitness:
+        if self.isscript is not None:
+            out["isscript"] = self.isscript
+        out["iswitness"] = self.iswitness
+        if self.witness_version is not None:
             out["witness_version"] = self.witness_version
             assert self.witness_program is not None
             out["witness_program"] = self.witness_program.hex()
         return out
+
+
+ANCHOR_PROGRAM = bytes.fromhex("4e73")  # BIP (pay-to-anchor): OP_1 <0x4e73>
 
 
 def validate_address(addr: str, params: ChainParams) -> AddressInfo:
@@ -225,15 +229,29 @@ def validate_address(addr: str, params: ChainParams) -> AddressInfo:
         dest = decode_address(addr, params)
     except AddressError as e:
         return AddressInfo(False, error=e.message, error_locations=e.locations)
-    witness = dest.kind == "witness"
+    # Core's DescribeAddressVisitor: which fields each kind of destination reports.
+    isscript: bool | None = dest.kind == "scripthash"
+    version = program = None
+    if dest.kind == "witness":
+        v, prog = dest.witness_version, dest.payload
+        if v == 1 and prog == ANCHOR_PROGRAM:
+            isscript = True  # pay-to-anchor: no version/program fields
+        else:
+            version, program = v, prog
+            if v == 0:
+                isscript = len(prog) == 32
+            elif v == 1 and len(prog) == 32:
+                isscript = True  # taproot
+            else:
+                isscript = None  # unknown witness version: Core leaves isscript out
     return AddressInfo(
         True,
         address=encode_destination(dest, params),
         script_pubkey=dest.script,
-        isscript=dest.kind == "scripthash",
-        iswitness=witness,
-        witness_version=dest.witness_version if witness else None,
-        witness_program=dest.payload if witness else None,
+        isscript=isscript,
+        iswitness=dest.kind == "witness",
+        witness_version=version,
+        witness_program=program,
     )
 
 

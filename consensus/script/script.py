@@ -22,6 +22,7 @@ from consensus.script.opcodes import (
     OP_CHECKSIGVERIFY,
     OP_EQUAL,
     OP_HASH160,
+    OP_NOP10,
     OP_PUSHDATA1,
     OP_PUSHDATA2,
     OP_PUSHDATA4,
@@ -253,3 +254,18 @@ def push_int(n: int) -> bytes:
     if 1 <= n <= 16:
         return bytes((OP_1 + n - 1,))
     return push_data(encode_num(n))
+
+
+def has_valid_ops(script: bytes) -> bool:
+    """Core's CScript::HasValidOps: every operation parses, none is above OP_NOP10 (Core's
+    MAX_OPCODE: OP_CHECKSIGADD exists only inside tapscript) and no push exceeds 520 bytes."""
+    pc = 0
+    end = len(script)
+    try:
+        while pc < end:
+            op, data, pc = get_op(script, pc)
+            if op > OP_NOP10 or (data is not None and len(data) > MAX_SCRIPT_ELEMENT_SIZE):
+                return False
+    except ScriptParseError:
+        return False
+    return True

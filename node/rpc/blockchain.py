@@ -16,7 +16,7 @@ from node.rpc.errors import (
 )
 from node.rpc.jsonutil import btc, double
 from node.rpc.params import as_bool_or_int, as_int, block_not_found, parse_hash
-from node.rpc.registry import ANY, BOOL, NUM, STR, Arg, rpc
+from node.rpc.registry import ANY, BOOL, NUM, NUM_OR_BOOL, STR, Arg, rpc
 from node.rpc.txjson import block_json, difficulty, header_json, script_pubkey_json
 from node.store.blockfiles import BlockFileError
 from node.store.layout import decode_undo
@@ -133,10 +133,10 @@ def _read_undo(node, e):
 
 @rpc("getblock", "Blockchain",
      [Arg("blockhash", STR, help="The block hash"),
-      Arg("verbosity", NUM, False, 1,
+      Arg("verbosity", NUM_OR_BOOL, False, 1,
           "0 for hex-encoded data, 1 for a JSON object, 2 for JSON object with transaction "
           "data, and 3 for JSON object with transaction data including prevout information "
-          "for inputs")],
+          "for inputs", aliases=("verbose",))],
      description="If verbosity is 0, returns a string that is serialized, hex-encoded data for "
                  "block 'hash'.\nIf verbosity is 1, returns an Object with information about "
                  "block <hash>.\nIf verbosity is 2, returns an Object with information about "

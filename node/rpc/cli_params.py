@@ -17,14 +17,20 @@ from __future__ import annotations
 # method -> ((position, name), ...) of its JSON arguments.
 # BEGIN GENERATED (python -m node.rpc.cli_params --write)
 CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
-    "createrawtransaction": ((0, "inputs"), (1, "outputs"), (2, "locktime"), (3, "replaceable")),
+    "createrawtransaction": (
+        (0, "inputs"),
+        (1, "outputs"),
+        (2, "locktime"),
+        (3, "replaceable"),
+        (4, "version"),
+    ),
     "decoderawtransaction": ((1, "iswitness"),),
     "deriveaddresses": ((1, "range"),),
     "estimatesmartfee": ((0, "conf_target"),),
     "generateblock": ((1, "transactions"), (2, "submit")),
     "generatetoaddress": ((0, "nblocks"), (2, "maxtries")),
     "generatetodescriptor": ((0, "num_blocks"), (2, "maxtries")),
-    "getblock": ((1, "verbosity"),),
+    "getblock": ((1, "verbosity"), (1, "verbose")),
     "getblockhash": ((0, "height"),),
     "getblockheader": ((1, "verbose"),),
     "getblocktemplate": ((0, "template_request"),),
@@ -32,7 +38,7 @@ CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
     "getmempooldescendants": ((1, "verbose"),),
     "getnetworkhashps": ((0, "nblocks"), (1, "height")),
     "getrawmempool": ((0, "verbose"), (1, "mempool_sequence")),
-    "getrawtransaction": ((1, "verbosity"),),
+    "getrawtransaction": ((1, "verbosity"), (1, "verbose")),
     "gettxout": ((1, "n"), (2, "include_mempool")),
     "gettxoutsetinfo": ((1, "hash_or_height"), (2, "use_index")),
     "logging": ((0, "include"), (1, "exclude")),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from consensus.script.script import is_unspendable
+from consensus.script.script import has_valid_ops, is_unspendable
 from node.mempool import MempoolReject
 from node.rpc.errors import (
     RPC_INVALID_ADDRESS_OR_KEY,
@@ -24,10 +24,14 @@ DEFAULT_MAX_RAW_TX_FEE_RATE = 10_000_000  # sat/kvB: 0.10 BTC/kvB, Core's defaul
 
 
 def _fee_rate_arg(value, default: int) -> int:
-    """A BTC/kvB rate argument -> sat/kvB."""
+    """A BTC/kvB maxfeerate argument -> sat/kvB (Core's ParseFeeRate: below 1 BTC/kvB)."""
     if value is None:
         return default
-    return amount(value, "maxfeerate")
+    rate = amount(value, "maxfeerate")
+    if rate >= 100_000_000:
+        raise RPCError(RPC_INVALID_PARAMETER,
+                       "Fee rates larger than or equal to 1BTC/kvB are not accepted")
+    return rate
 
 
 def _mempool(node):
@@ -96,12 +100,10 @@ def _prepare_send(node, params_list: list, chunk: int = 400) -> None:
 def sendrawtransaction(node, hexstring, maxfeerate, maxburnamount):
     tx = _decode(hexstring)
     max_rate = _fee_rate_arg(maxfeerate, DEFAULT_MAX_RAW_TX_FEE_RATE)
-    if max_rate > 100_000_000:
-        raise RPCError(RPC_INVALID_PARAMETER,
-                       "Fee rates larger than or equal to 1BTC/kvB are not accepted")
     max_burn = amount(maxburnamount, "maxburnamount") if maxburnamount is not None else 0
     for out in tx.vout:
-        if is_unspendable(out.script_pubkey) and out.value > max_burn:
+        spk = out.script_pubkey
+        if (is_unspendable(spk) or not has_valid_ops(spk)) and out.value > max_burn:
             raise RPCError(RPC_TRANSACTION_ERROR, "Unspendable output exceeds maximum "
                            "configured by user (maxburnamount)")
     mempool = _mempool(node)
@@ -160,8 +162,7 @@ def testmempoolaccept(node, rawtxs, maxfeerate):
             out["reject-reason"] = "max-fee-exceeded"
         else:
             out["reject-reason"] = err.reason
-            if err.debug:
-                out["reject-details"] = f"{err.reason}, {err.debug}"
+            out["reject-details"] = f"{err.reason}, {err.debug}" if err.debug else err.reason
         return [out]
     out["allowed"] = True
     out["vsize"] = res.vsize

@@ -8,9 +8,9 @@ import time
 
 from consensus.block import Block, witness_commitment_index
 from consensus.errors import ValidationError
-from consensus.pow import compact_to_target
+from consensus.pow import compact_to_target, next_work_required
 from consensus.serialize import DeserializationError
-from node import mining
+from node import mining, policy
 from node.rpc.errors import (
     RPC_CLIENT_NOT_CONNECTED,
     RPC_DESERIALIZATION_ERROR,
@@ -22,7 +22,7 @@ from node.rpc.errors import (
     RPC_VERIFY_ERROR,
     RPCError,
 )
-from node.rpc.jsonutil import double
+from node.rpc.jsonutil import btc, double
 from node.rpc.params import as_int, parse_hash, parse_hex
 from node.rpc.rawtransactions import decode_tx
 from node.rpc.registry import ARR, BOOL, NUM, OBJ, STR, Arg, rpc
@@ -56,10 +56,7 @@ def _mine(node, script_pubkey: bytes, nblocks: int, max_tries: int) -> list[str]
 
 
 def _count(value, name: str) -> int:
-    n = as_int(value, name)
-    if n < 0:
-        raise RPCError(RPC_INVALID_PARAMETER, f"{name} must be non-negative")
-    return n
+    return max(0, as_int(value, name))  # Core simply mines nothing for a negative count
 
 
 @rpc("generatetoaddress", "Generating",
@@ -97,9 +94,8 @@ def _output_script(node, output: str) -> bytes:
         pass
     try:
         return mining_script(output, node.params)
-    except DescriptorError as err:
-        raise RPCError(RPC_INVALID_ADDRESS_OR_KEY,
-                       f"Error: Invalid address or descriptor: {err}") from None
+    except DescriptorError:
+        raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Error: Invalid address or descriptor") from None
 
 
 @rpc("generateblock", "Generating",
@@ -313,21 +309,38 @@ def getmininginfo(node):
     chain = node.chain
     with chain.lock:
         tip = chain.tip
-        return {
-            "blocks": tip.height,
+        out: dict = {"blocks": tip.height}
+        if mining.last_block_stats:
+            out["currentblockweight"] = mining.last_block_stats["weight"]
+            out["currentblocktx"] = mining.last_block_stats["txs"]
+        next_bits = next_work_required(tip, mining.block_time(chain), node.params)
+        out.update({
             "bits": f"{tip.bits:08x}",
             "difficulty": double(difficulty(tip.bits)),
             "target": f"{compact_to_target(tip.bits)[0]:064x}",
             "networkhashps": double(network_hashps(chain, 120, -1)),
             "pooledtx": len(node.mempool),
+            "blockmintxfee": btc(policy.DEFAULT_BLOCK_MIN_TX_FEE),
             "chain": node.params.name,
+            "next": {
+                "height": tip.height + 1,
+                "bits": f"{next_bits:08x}",
+                "difficulty": double(difficulty(next_bits)),
+                "target": f"{compact_to_target(next_bits)[0]:064x}",
+            },
             "warnings": [],
-        }
+        })
+        return out
 
 
 def network_hashps(chain, lookup: int, height: int) -> float:
     """Core's GetNetworkHashPS: work done over the time spanned by the last `lookup` blocks."""
-    pb = chain.tip if height < 0 or height > chain.height else chain.active[height]
+    if lookup < -1 or lookup == 0:
+        raise RPCError(RPC_INVALID_PARAMETER,
+                       "Invalid nblocks. Must be a positive number or -1.")
+    if height > chain.height:
+        raise RPCError(RPC_INVALID_PARAMETER, "Block does not exist at specified height")
+    pb = chain.tip if height < 0 else chain.active[height]
     if pb is None or pb.height == 0:
         return 0.0
     if lookup <= 0:  # since the last difficulty change

@@ -6,7 +6,7 @@ from __future__ import annotations
 from consensus.block import Block
 from consensus.hashes import hash160, sha256
 from consensus.script.opcodes import OP_CHECKSIGADD, is_op_success
-from consensus.script.script import ScriptParseError, is_unspendable, iter_ops
+from consensus.script.script import has_valid_ops, is_unspendable, iter_ops
 from consensus.script.standard import (
     MULTISIG,
     NONSTANDARD,
@@ -26,10 +26,11 @@ from node.rpc.errors import (
     RPC_DESERIALIZATION_ERROR,
     RPC_INVALID_ADDRESS_OR_KEY,
     RPC_INVALID_PARAMETER,
+    RPC_MISC_ERROR,
     RPCError,
 )
 from node.rpc.params import amount, as_bool_or_int, as_int, parse_hash, parse_hex
-from node.rpc.registry import ANY, ARR, BOOL, NUM, STR, Arg, rpc
+from node.rpc.registry import ANY, ARR, BOOL, NUM, NUM_OR_BOOL, STR, Arg, rpc
 from node.rpc.txjson import script_pubkey_json, tx_json
 from node.store.blockfiles import BlockFileError
 from node.store.layout import decode_undo
@@ -64,9 +65,9 @@ def decode_tx(hexstr: str, try_no_witness: bool = True, try_witness: bool = True
 
 @rpc("getrawtransaction", "Rawtransactions",
      [Arg("txid", STR, help="The transaction id"),
-      Arg("verbosity", NUM, False, 0,
+      Arg("verbosity", NUM_OR_BOOL, False, 0,
           "0 for hex-encoded data, 1 for a JSON object, and 2 for JSON object with fee and "
-          "prevout"),
+          "prevout", aliases=("verbose",)),
       Arg("blockhash", STR, False, None, "The block in which to look for the transaction")],
      description="By default, this call only returns a transaction if it is in the mempool. "
                  "If -txindex is enabled and no blockhash argument is passed, it will return "
@@ -93,7 +94,7 @@ def getrawtransaction(node, txid, verbosity, blockhash):
     if tx is None:
         if entry is not None:
             if not entry.have_data:
-                raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Block not available")
+                raise RPCError(RPC_MISC_ERROR, "Block not available")
             msg = "No such transaction found in the provided block."
         elif node.txindex is None:
             msg = ("No such mempool transaction. Use -txindex or provide a block hash to enable "
@@ -171,20 +172,14 @@ def decoderawtransaction(node, hexstring, iswitness):
 
 
 def _can_wrap(script: bytes, kind: str) -> bool:
+    """decodescript's can_wrap: a type that may sit inside P2SH, with valid opcodes, not
+    unspendable, and no tapscript-only opcode."""
     if kind not in (MULTISIG, NONSTANDARD, PUBKEY, PUBKEYHASH, WITNESS_V0_KEYHASH,
                     WITNESS_V0_SCRIPTHASH):
         return False
-    if is_unspendable(script):
+    if not has_valid_ops(script) or is_unspendable(script):
         return False
-    try:
-        for op, _, _ in iter_ops(script):
-            if op == OP_CHECKSIGADD or is_op_success(op) or op > 0xBA and op != 0xFF:
-                return False
-            if op == 0xFF:  # OP_INVALIDOPCODE: HasValidOps fails
-                return False
-    except ScriptParseError:
-        return False
-    return True
+    return not any(op == OP_CHECKSIGADD or is_op_success(op) for op, _, _ in iter_ops(script))
 
 
 def _compressed(key: bytes) -> bool:
@@ -225,25 +220,33 @@ def decodescript(node, hexstring):
           help='The outputs: [{"address":amount,...},{"data":"hex"},...] (an object is also '
                'accepted)'),
       Arg("locktime", NUM, False, 0, "Raw locktime. Non-0 value also locktime-activates inputs"),
-      Arg("replaceable", BOOL, False, True,
+      Arg("replaceable", BOOL, False, None,
           "Marks this transaction as BIP125-replaceable. Allows this transaction to be "
-          "replaced by a transaction with higher fees.")],
+          "replaced by a transaction with higher fees. If provided, it is an error if "
+          "explicit sequence numbers are incompatible.", default_hint="true"),
+      Arg("version", NUM, False, 2, "Transaction version")],
      description="Create a transaction spending the given inputs and creating new outputs.\n"
                  "Outputs can be addresses or data.\nReturns hex-encoded raw transaction.\n"
                  "Note that the transaction's inputs are not signed, and\nit is not stored in "
                  "the wallet or transmitted to the network.",
      inline=True)
-def createrawtransaction(node, inputs, outputs, locktime, replaceable):
-    tx = construct_transaction(node.params, inputs, outputs, locktime, replaceable)
+def createrawtransaction(node, inputs, outputs, locktime, replaceable, version):
+    tx = construct_transaction(node.params, inputs, outputs, locktime, replaceable, version)
     return tx.serialize().hex()
 
 
-def construct_transaction(params, inputs, outputs, locktime, replaceable) -> Transaction:
-    """ConstructTransaction (rpc/rawtransaction_util.cpp), with Core's error messages."""
+def construct_transaction(params, inputs, outputs, locktime, replaceable,
+                          version=2) -> Transaction:
+    """ConstructTransaction (rpc/rawtransaction_util.cpp), with Core's error messages.
+    `replaceable` None means "not given": inputs default to signalling, but explicit
+    sequence numbers are not checked against it."""
     lt = as_int(locktime, "locktime") if locktime is not None else 0
     if lt < 0 or lt > 0xFFFFFFFF:
         raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter, locktime out of range")
-    rbf = True if replaceable is None else bool(replaceable)
+    ver = as_int(version, "version") if version is not None else 2
+    if not 1 <= ver <= 3:
+        raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter, version out of range(1~3)")
+    rbf = replaceable is not False
     vin = []
     for item in inputs:
         if not isinstance(item, dict):
@@ -258,7 +261,7 @@ def construct_transaction(params, inputs, outputs, locktime, replaceable) -> Tra
         if isinstance(vout, bool) or not isinstance(vout, (int,)) and not (
             hasattr(vout, "as_integer_ratio") and vout == int(vout)
         ):
-            raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter, vout must be a number")
+            raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter, missing vout key")
         n = int(vout)
         if n < 0:
             raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter, vout cannot be negative")
@@ -293,6 +296,9 @@ def construct_transaction(params, inputs, outputs, locktime, replaceable) -> Tra
                 raise RPCError(RPC_INVALID_PARAMETER,
                                "Invalid parameter, key-value pair must contain exactly one key")
             pairs.extend(o.items())
+    elif outputs is None:
+        raise RPCError(RPC_INVALID_PARAMETER,
+                       "Invalid parameter, output argument must be non-null")
     else:
         raise RPCError(RPC_INVALID_PARAMETER,
                        "Invalid parameter, outputs must be an array or an object")
@@ -318,9 +324,11 @@ def construct_transaction(params, inputs, outputs, locktime, replaceable) -> Tra
             raise RPCError(RPC_INVALID_PARAMETER, f"Invalid parameter, duplicated address: {key}")
         seen_addr.add(key)
         vout.append(TxOut(amount(value), spk))
-    if rbf and any(i.sequence > MAX_BIP125_RBF_SEQUENCE for i in vin):
+    # Core checks only an explicit replaceable=true, and only that some input signals.
+    if replaceable is True and vin and not any(i.sequence <= MAX_BIP125_RBF_SEQUENCE
+                                               for i in vin):
         raise RPCError(RPC_INVALID_PARAMETER,
                        "Invalid parameter combination: Sequence number(s) contradict "
                        "replaceable option")
-    return Transaction(2, vin, vout, lt)
+    return Transaction(ver, vin, vout, lt)
 

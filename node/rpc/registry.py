@@ -28,6 +28,7 @@ OBJ = "json object"
 ARR = "json array"
 ANY = "any"
 RANGE = "numeric or array"
+NUM_OR_BOOL = "numeric or boolean"  # verbosity: Core takes true/false for 1/0
 OBJ_USER_KEYS = "json object (user keys)"
 
 _JSON_TYPE_NAMES = {
@@ -58,6 +59,8 @@ def _matches(t: str, v: Any) -> bool:
         return jt == "array"
     if t == RANGE:
         return jt in ("number", "array")
+    if t == NUM_OR_BOOL:
+        return jt in ("number", "bool")
     return True
 
 
@@ -74,6 +77,8 @@ class Arg:
     help: str = ""
     # Shown in the usage line in place of a default, e.g. "height" for a RANGE.
     default_hint: str = ""
+    # Other names the argument answers to (Core's "verbosity|verbose").
+    aliases: tuple[str, ...] = ()
 
 
 @dataclass
@@ -128,7 +133,7 @@ class Method:
         if params is None:
             params = []
         if isinstance(params, dict):
-            names = {a.name: i for i, a in enumerate(self.args)}
+            names = {n: i for i, a in enumerate(self.args) for n in (a.name, *a.aliases)}
             values: list[Any] = [_MISSING] * len(self.args)
             params = dict(params)
             # bitcoin-cli -named sends arguments given without a name as "args" (Core's
@@ -217,10 +222,12 @@ def rpc(
 
 def json_arg_positions() -> dict[str, list[int]]:
     """For each method, the positions of arguments the CLI must parse as JSON (all but plain
-    strings), as bitcoin-cli's vRPCConvertParams."""
+    strings), as bitcoin-cli's vRPCConvertParams; a position repeats once per alias, in step
+    with json_arg_names()."""
     out: dict[str, list[int]] = {}
     for m in REGISTRY.values():
-        pos = [i for i, a in enumerate(m.args) if a.type not in (STR, HEX)]
+        pos = [i for i, a in enumerate(m.args) if a.type not in (STR, HEX)
+               for _ in (a.name, *a.aliases)]
         if pos:
             out[m.name] = pos
     return out
@@ -229,7 +236,7 @@ def json_arg_positions() -> dict[str, list[int]]:
 def json_arg_names() -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for m in REGISTRY.values():
-        names = [a.name for a in m.args if a.type not in (STR, HEX)]
+        names = [n for a in m.args if a.type not in (STR, HEX) for n in (a.name, *a.aliases)]
         if names:
             out[m.name] = names
     return out

@@ -409,3 +409,48 @@ def test_named_with_positional_args(loaded):
                                   "params": {"args": [blocks[1].hash_hex()],
                                              "blockhash": blocks[1].hash_hex()}})
     assert reply["error"]["code"] == -8 and "specified twice" in reply["error"]["message"]
+
+
+def test_core_parity_details(loaded):
+    node, blocks, fork, tx = loaded
+    h = blocks[105].hash_hex()
+    # verbosity also as a bool, and by its alias "verbose".
+    assert node.call("getblock", h, False) == blocks[105].serialize().hex()
+    assert node.call("getblock", blockhash=h, verbose=1)["hash"] == h
+    assert node.call("getrawtransaction", tx.txid_hex(), True)["txid"] == tx.txid_hex()
+    assert isinstance(node.call("getrawtransaction", txid=tx.txid_hex(), verbose=0), str)
+    # createrawtransaction: replaceable only checked when given; version argument.
+    inputs = [{"txid": tx.txid_hex(), "vout": 0, "sequence": 0xFFFFFFFF}]
+    outs = [{"data": "00"}]
+    raw = node.call("createrawtransaction", inputs, outs)
+    assert node.call("decoderawtransaction", raw)["vin"][0]["sequence"] == 0xFFFFFFFF
+    with pytest.raises(RPCFailure) as e:
+        node.call("createrawtransaction", inputs, outs, 0, True)
+    assert e.value.code == -8 and "contradict replaceable" in e.value.message
+    two = inputs + [{"txid": tx.txid_hex(), "vout": 1}]  # one input signals: enough
+    assert node.call("createrawtransaction", two, outs, 0, True)
+    assert node.call("decoderawtransaction",
+                     node.call("createrawtransaction", inputs, outs, 0, None, 3))["version"] == 3
+    with pytest.raises(RPCFailure) as e:
+        node.call("createrawtransaction", inputs, outs, 0, None, 4)
+    assert e.value.message == "Invalid parameter, version out of range(1~3)"
+    # getnetworkhashps argument checks.
+    for args, msg in (([0], "Invalid nblocks"), ([-5], "Invalid nblocks"),
+                      ([120, 99999], "Block does not exist at specified height")):
+        with pytest.raises(RPCFailure) as e:
+            node.call("getnetworkhashps", *args)
+        assert e.value.code == -8 and e.value.message.startswith(msg)
+    assert node.call("getnetworkhashps", -1) > 0
+    # validateaddress: isscript as Core's DescribeAddressVisitor reports it.
+    p2wsh = node.call("validateaddress",
+                      "bcrt1qrp33g0q5c5txsp9arysrx4k6zdkfs4nce4xj0gdcccefvpysxf3qzf4jry")
+    assert p2wsh["isscript"] is True and p2wsh["witness_version"] == 0
+    info = node.call("getmininginfo")
+    assert info["next"]["height"] == 111 and info["next"]["bits"] == "207fffff"
+    assert "blockmintxfee" in info
+    # maxfeerate of 1 BTC/kvB or more is refused by both methods.
+    for method, args in (("sendrawtransaction", [tx.serialize().hex(), 1]),
+                         ("testmempoolaccept", [[tx.serialize().hex()], 1])):
+        with pytest.raises(RPCFailure) as e:
+            node.call(method, *args)
+        assert e.value.code == -8 and "1BTC/kvB" in e.value.message

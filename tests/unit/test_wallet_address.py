@@ -50,9 +50,17 @@ def test_core_validateaddress_valid(addr, spk):
     assert info.script_pubkey.hex() == spk
     assert info.address == addr.lower()  # canonical form is lowercase
     rpc = info.to_rpc()
-    assert rpc["scriptPubKey"] == spk and rpc["iswitness"] is True and rpc["isscript"] is False
-    assert rpc["witness_version"] == (0 if spk[:2] == "00" else int(spk[:2], 16) - 0x50)
-    assert rpc["witness_program"] == spk[4:]
+    assert rpc["scriptPubKey"] == spk and rpc["iswitness"] is True
+    version = 0 if spk[:2] == "00" else int(spk[:2], 16) - 0x50
+    program = spk[4:]
+    # Core's DescribeAddressVisitor: isscript for P2WSH, P2TR and anchors, absent for
+    # unknown witness versions; anchors report no version or program.
+    if spk == "51024e73":
+        assert rpc["isscript"] is True and "witness_version" not in rpc
+    else:
+        expected = {(0, 40): False, (0, 64): True, (1, 64): True}.get((version, len(program)))
+        assert rpc.get("isscript") is expected
+        assert rpc["witness_version"] == version and rpc["witness_program"] == program
     assert "error" not in rpc
     assert script_to_address(bytes.fromhex(spk), MAIN) == addr.lower()
 
@@ -96,8 +104,14 @@ def test_roundtrip_every_type(params, kind):
         assert address_to_script(addr.upper(), params) == script
     info = validate_address(addr, params)
     assert info.isvalid and info.address == addr
-    assert info.isscript == (kind == "p2sh")
     assert info.iswitness == (kind not in ("p2pkh", "p2sh"))
+    rpc = info.to_rpc()
+    if kind in ("p2sh", "p2wsh", "p2tr", "v1-2bytes"):
+        assert rpc["isscript"] is True
+    elif kind.startswith("p2pkh") or kind == "p2wpkh":
+        assert rpc["isscript"] is False
+    else:  # unknown witness versions
+        assert "isscript" not in rpc
     # The other chain rejects it.
     other = REGTEST if params is MAIN else MAIN
     assert not validate_address(addr, other).isvalid
