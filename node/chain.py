@@ -314,10 +314,10 @@ class ChainState:
             self.flush()
             return utxo_digest(self.coins)
 
-    def utxo_stats_full(self) -> UTXOStats:
+    def utxo_stats_full(self, muhash: bool = False) -> UTXOStats:
         with self.lock:
             self.flush()
-            return utxo_stats(self.coins)
+            return utxo_stats(self.coins, muhash)
 
     def verify(self, level: int, nblocks: int) -> bool:
         """Core's VerifyDB, read-only: re-read the last `nblocks` blocks of the active chain

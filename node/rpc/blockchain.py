@@ -213,20 +213,20 @@ def gettxout(node, txid, n, include_mempool) -> dict | None:
 @rpc("gettxoutsetinfo", "Blockchain",
      [Arg("hash_type", STR, False, "hash_serialized_3",
           "Which UTXO set hash should be calculated. Options: 'hash_serialized_3' (the "
-          "legacy algorithm), 'none'."),
+          "legacy algorithm), 'muhash', 'none'."),
       Arg("hash_or_height", ANY, False, None, "(not supported: the current tip is used)"),
       Arg("use_index", BOOL, False, True, "(ignored: there is no coinstats index)")],
      description="Returns statistics about the unspent transaction output set.\n"
                  "Note this call may take some time.")
 def gettxoutsetinfo(node, hash_type, hash_or_height, use_index) -> dict:
-    if hash_type not in ("hash_serialized_3", "none"):
+    if hash_type not in ("hash_serialized_3", "muhash", "none"):
         raise RPCError(RPC_INVALID_PARAMETER, f"'{hash_type}' is not a valid hash_type")
     if hash_or_height is not None:
         raise RPCError(RPC_INVALID_PARAMETER,
                        "Querying specific block heights requires coinstatsindex")
     chain = node.chain
     with chain.lock:
-        stats = chain.utxo_stats_full()
+        stats = chain.utxo_stats_full(muhash=hash_type == "muhash")
         out = {
             "height": chain.height,
             "bestblock": chain.tip.hash_hex(),
@@ -235,6 +235,8 @@ def gettxoutsetinfo(node, hash_type, hash_or_height, use_index) -> dict:
         }
         if hash_type == "hash_serialized_3":
             out["hash_serialized_3"] = stats.digest[::-1].hex()
+        elif hash_type == "muhash":
+            out["muhash"] = stats.muhash[::-1].hex()
         out["total_amount"] = btc(stats.total)
         out["transactions"] = stats.transactions
         out["disk_size"] = stats.disk_size

@@ -18,6 +18,7 @@ from pathlib import Path
 import plyvel
 
 from consensus.contextual import Coin
+from consensus.muhash import MuHash3072
 from consensus.serialize import compact_size
 from node.store.layout import (
     BEST_BLOCK_KEY,
@@ -153,24 +154,34 @@ class CoinsCache:
 
 
 class UTXOStats:
-    __slots__ = ("digest", "count", "total", "transactions", "bogosize", "disk_size")
+    __slots__ = ("digest", "muhash", "count", "total", "transactions", "bogosize", "disk_size")
 
 
-def utxo_stats(cache: CoinsCache) -> UTXOStats:
-    """Core's gettxoutsetinfo figures, with hash_serialized_3 over the whole set.
+def utxo_stats(cache: CoinsCache, muhash: bool = False) -> UTXOStats:
+    """Core's gettxoutsetinfo figures, with hash_serialized_3 over the whole set (and, if
+    asked, MuHash3072 of the same coin serializations).
 
-    hash_serialized_3 is the double SHA-256 of, per coin in outpoint order:
-    outpoint | u32 (height << 1 | coinbase) | txout.
+    Each coin is serialized as Core's TxOutSer: outpoint | u32 (height << 1 | coinbase) |
+    txout; hash_serialized_3 is the double SHA-256 of them all in outpoint order.
     """
     h = hashlib.sha256()
     st = UTXOStats()
     st.count = st.total = st.transactions = st.bogosize = 0
+    st.muhash = None
     pack = struct.Struct("<32sIIq").pack
     last_txid = None
+    elements: list[bytes] = []
+    acc = MuHash3072() if muhash else None
     for txid, n, coin in cache.iter_coins():
         spk = coin.script_pubkey
-        h.update(pack(txid, n, coin.height << 1 | coin.coinbase, coin.value))
-        h.update(compact_size(len(spk)) + spk)
+        ser = pack(txid, n, coin.height << 1 | coin.coinbase, coin.value) + compact_size(
+            len(spk)) + spk
+        h.update(ser)
+        if acc is not None:
+            elements.append(ser)
+            if len(elements) >= 4096:
+                acc.insert_many(elements)
+                elements = []
         st.count += 1
         st.total += coin.value
         st.bogosize += 50 + len(spk)  # Core's GetBogoSize
@@ -178,6 +189,9 @@ def utxo_stats(cache: CoinsCache) -> UTXOStats:
             st.transactions += 1
             last_txid = txid
     st.digest = hashlib.sha256(h.digest()).digest()
+    if acc is not None:
+        acc.insert_many(elements)
+        st.muhash = acc.finalize()
     st.disk_size = sum(p.stat().st_size for p in Path(cache.path).glob("*") if p.is_file())
     return st
 

@@ -111,6 +111,10 @@ def test_utxo_queries(loaded):
     assert info["height"] == 110 and info["txouts"] == 111  # 110 coinbases + 2 - 1 spent
     assert info["total_amount"] == Decimal(110 * 50)  # the fee went to the miner
     assert len(info["hash_serialized_3"]) == 64
+    mu = node.call("gettxoutsetinfo", "muhash")
+    assert len(mu["muhash"]) == 64 and "hash_serialized_3" not in mu
+    assert mu["txouts"] == info["txouts"]
+    assert "hash_serialized_3" not in node.call("gettxoutsetinfo", "none")
     assert node.call("verifychain", 4, 0) is True
 
 
