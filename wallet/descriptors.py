@@ -9,6 +9,11 @@ The parser mirrors Core's ParseScript/ParsePubkey (src/script/descriptor.cpp) so
 inputs fail with the same messages (getdescriptorinfo, deriveaddresses and scantxoutset pass
 them through). `Descriptor.to_string()` is Core's Descriptor::ToString(): private keys replaced
 by public ones, hardened markers kept as written, and the checksum appended.
+
+`infer_descriptor` is Core's InferDescriptor: what a script is, named with the keys, origins,
+scripts and taproot trees a `SigningProvider` holds; `ScanObject` expands a scantxoutset scan
+object into its scripts and such a provider, so that a match reports what Core reports.
+Range errors (`DescriptorRangeError`) are the ones Core answers with RPC_INVALID_PARAMETER.
 """
 
 from __future__ import annotations
@@ -17,17 +22,36 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from consensus.hashes import hash160, sha256
+from consensus.hashes import hash160, ripemd160, sha256
 from consensus.params import ChainParams
-from consensus.script.opcodes import OP_CHECKSIG, OP_CHECKSIGADD, OP_NUMEQUAL
+from consensus.script.errors import ScriptError
+from consensus.script.num import decode_num
+from consensus.script.opcodes import (
+    OP_1,
+    OP_16,
+    OP_CHECKSIG,
+    OP_CHECKSIGADD,
+    OP_NUMEQUAL,
+    OP_PUSHDATA4,
+)
 from consensus.script.script import (
     MAX_PUBKEYS_PER_MULTISIG,
     MAX_SCRIPT_ELEMENT_SIZE,
+    ScriptParseError,
+    get_op,
+    is_minimal_push,
     push_data,
     push_int,
 )
 from consensus.script.sigcheck import pubkey_valid_size
 from consensus.script.standard import (
+    MULTISIG,
+    PUBKEY,
+    PUBKEYHASH,
+    SCRIPTHASH,
+    WITNESS_V0_KEYHASH,
+    WITNESS_V0_SCRIPTHASH,
+    WITNESS_V1_TAPROOT,
     multisig_script,
     p2pk_script,
     p2pkh_script,
@@ -35,8 +59,16 @@ from consensus.script.standard import (
     p2tr_script,
     p2wpkh_script,
     p2wsh_script,
+    solver,
 )
-from consensus.script.taproot import TAPROOT_CONTROL_MAX_NODE_COUNT, tapleaf_hash
+from consensus.script.taproot import (
+    TAPROOT_CONTROL_BASE_SIZE,
+    TAPROOT_CONTROL_MAX_NODE_COUNT,
+    TAPROOT_CONTROL_NODE_SIZE,
+    TAPROOT_LEAF_TAPSCRIPT,
+    tapbranch_hash,
+    tapleaf_hash,
+)
 from wallet.address import (
     AddressError,
     WIFError,
@@ -63,6 +95,12 @@ MAX_RANGE_SIZE = 1_000_000  # Core's limit on a derivation range
 
 class DescriptorError(ValueError):
     """A descriptor that does not parse, or cannot be expanded; the message is Core's."""
+
+
+class DescriptorRangeError(DescriptorError):
+    """A bad derivation range, or a range given to (or missing from) a descriptor that does not
+    take (or needs) one. Core reports these with RPC_INVALID_PARAMETER (-8), where the other
+    descriptor errors are RPC_INVALID_ADDRESS_OR_KEY (-5)."""
 
 
 # --- checksum (BIP380) --------------------------------------------------------------------------
@@ -409,6 +447,21 @@ class Descriptor:
             subscripts.append(scripts[0])
         return self._make_scripts([d.pubkey for d in derived], subscripts, subs_out)
 
+    def _provide(self, pos: int, prov: SigningProvider) -> list[bytes]:
+        """Like _expand, recording keys, origins, sub-scripts and taproot trees in prov the way
+        Core's Expand fills its FlatSigningProvider."""
+        derived = []
+        for k in self.keys:
+            d = k.derive(pos)
+            prov.add_key(d, k.origin is not None)
+            derived.append(d)
+        subscripts = [s._provide(pos, prov)[0] for s in self.subs]
+        out: dict[bytes, bytes] = {}
+        scripts = self._make_scripts([d.pubkey for d in derived], subscripts, out)
+        for sub in out.values():
+            prov.scripts.setdefault(hash160(sub), sub)
+        return scripts
+
     def expand_full(self, pos: int = 0) -> Expansion:
         keys: list[DerivedKey] = []
         subs: dict[bytes, bytes] = {}
@@ -568,24 +621,15 @@ class TRDescriptor(Descriptor):
         self.depths = list(depths)
 
     def _subs_string(self, private: bool) -> str:
-        # Rebuild the braces from the leaf depths, as Core's TRDescriptor does.
-        out = ""
-        path: list[bool] = []
-        for pos, depth in enumerate(self.depths):
-            if pos:
-                out += ","
-            while len(path) <= depth:
-                if path:
-                    out += "{"
-                path.append(False)
-            out += self.subs[pos]._string(private)
-            while path and path[-1]:
-                if len(path) > 1:
-                    out += "}"
-                path.pop()
-            if path:
-                path[-1] = True
-        return out
+        return _tree_string([s._string(private) for s in self.subs], self.depths)
+
+    def _provide(self, pos: int, prov: SigningProvider) -> list[bytes]:
+        d = self.keys[0].derive(pos)
+        prov.add_key(d, self.keys[0].origin is not None)
+        leaves = [s._provide(pos, prov)[0] for s in self.subs]
+        scripts = self._make_scripts([d.pubkey], leaves, {})
+        prov.tr_trees[scripts[0][2:]] = (d.pubkey[1:], list(zip(self.depths, leaves, strict=True)))
+        return scripts
 
     def _make_scripts(self, pubkeys, subscripts, out):  # type: ignore[no-untyped-def]
         leaves = [(d, tapleaf_hash(s)) for d, s in zip(self.depths, subscripts, strict=True)]
@@ -606,6 +650,28 @@ class RawTRDescriptor(Descriptor):
 
     def _make_scripts(self, pubkeys, subscripts, out):  # type: ignore[no-untyped-def]
         return [p2tr_script(pubkeys[0][1:])]
+
+
+def _tree_string(leaves: Sequence[str], depths: Sequence[int]) -> str:
+    """A tr() script tree from its leaves in depth-first order: the braces come back from the
+    leaf depths, as in Core's TRDescriptor."""
+    out = ""
+    path: list[bool] = []
+    for pos, depth in enumerate(depths):
+        if pos:
+            out += ","
+        while len(path) <= depth:
+            if path:
+                out += "{"
+            path.append(False)
+        out += leaves[pos]
+        while path and path[-1]:
+            if len(path) > 1:
+                out += "}"
+            path.pop()
+        if path:
+            path[-1] = True
+    return out
 
 
 # --- parser -------------------------------------------------------------------------------------
@@ -969,21 +1035,23 @@ def descriptor_info(desc: str, params: ChainParams) -> dict:
 def parse_range(value: int | Sequence[int]) -> tuple[int, int]:
     """Core's ParseDescriptorRange: n means [0, n]; [begin, end] is inclusive."""
     if isinstance(value, bool):
-        raise DescriptorError("Range must be specified as end or as [begin,end]")
+        raise DescriptorRangeError("Range must be specified as end or as [begin,end]")
     if isinstance(value, int):
         begin, end = 0, value
     elif len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         begin, end = value[0], value[1]
         if begin > end:
-            raise DescriptorError("Range specified as [begin,end] must not have begin after end")
+            raise DescriptorRangeError(
+                "Range specified as [begin,end] must not have begin after end"
+            )
     else:
-        raise DescriptorError("Range must be specified as end or as [begin,end]")
+        raise DescriptorRangeError("Range must be specified as end or as [begin,end]")
     if begin < 0:
-        raise DescriptorError("Range should be greater or equal than 0")
+        raise DescriptorRangeError("Range should be greater or equal than 0")
     if (end >> 31) != 0:
-        raise DescriptorError("End of range is too high")
+        raise DescriptorRangeError("End of range is too high")
     if end >= begin + MAX_RANGE_SIZE:
-        raise DescriptorError("Range is too large")
+        raise DescriptorRangeError("Range is too large")
     return begin, end
 
 
@@ -998,7 +1066,7 @@ def expand(
     if not d.is_range():
         return d.expand(0)
     if index_or_range is None:
-        raise DescriptorError("Range must be specified for a ranged descriptor")
+        raise DescriptorRangeError("Range must be specified for a ranged descriptor")
     if isinstance(index_or_range, int):
         return d.expand(index_or_range)
     begin, end = parse_range(index_or_range)
@@ -1021,11 +1089,11 @@ def derive_addresses(
     d = parse_descriptor(desc, params)
     if not d.is_range():
         if range_ is not None:
-            raise DescriptorError("Range should not be specified for an un-ranged descriptor")
+            raise DescriptorRangeError("Range should not be specified for an un-ranged descriptor")
         begin, end = 0, 0
     else:
         if range_ is None:
-            raise DescriptorError("Range must be specified for a ranged descriptor")
+            raise DescriptorRangeError("Range must be specified for a ranged descriptor")
         begin, end = parse_range(range_)
     out: list[str] = []
     for i in range(begin, end + 1):
@@ -1049,10 +1117,364 @@ def mining_script(desc: str, params: ChainParams) -> bytes:
     """
     d = parse_descriptor(desc, params)
     if d.is_range():
-        raise DescriptorError(
+        raise DescriptorRangeError(
             "Ranged descriptor not accepted. Maybe pass through deriveaddresses first?"
         )
     scripts = d.expand(0)
     if len(scripts) == 1:
         return scripts[0]
     return scripts[2] if len(scripts) == 4 else scripts[1]
+
+
+# --- inference: what a script is, given what a descriptor knows (Core's InferDescriptor) ----------
+
+
+class SigningProvider:
+    """The parts of Core's FlatSigningProvider that InferDescriptor reads, filled in by expanding
+    descriptors: public keys and their origins by hash160 of the key, redeem and witness scripts
+    by hash160 of the script, and taproot trees by output key."""
+
+    __slots__ = ("pubkeys", "origins", "scripts", "tr_trees")
+
+    def __init__(self) -> None:
+        self.pubkeys: dict[bytes, bytes] = {}
+        self.origins: dict[bytes, tuple[bytes, tuple[int, ...]]] = {}
+        self.scripts: dict[bytes, bytes] = {}
+        # output key -> (internal x-only key, [(depth, leaf script)] in depth-first order)
+        self.tr_trees: dict[bytes, tuple[bytes, list[tuple[int, bytes]]]] = {}
+
+    def add_key(self, key: DerivedKey, explicit_origin: bool) -> None:
+        """Record a derived key. A key's own origin (the fingerprint of the key, or of the
+        extended key it comes from) does not replace one already known; an explicit [origin]
+        does, as in Core."""
+        kid = hash160(key.pubkey)
+        self.pubkeys.setdefault(kid, key.pubkey)
+        if explicit_origin:
+            self.origins[kid] = (key.fingerprint, key.path)
+        else:
+            self.origins.setdefault(kid, (key.fingerprint, key.path))
+
+    def add_descriptor(self, desc: Descriptor, pos: int = 0) -> list[bytes]:
+        """Expand desc at pos into this provider (Core's Expand(pos, provider, out, provider));
+        return its scripts."""
+        return desc._provide(pos if desc.is_range() else 0, self)
+
+    def origin_of_xonly(self, x: bytes) -> tuple[bytes, tuple[int, ...]] | None:
+        """Core's GetKeyOriginByXOnly: the key with an even, then with an odd Y."""
+        for prefix in (b"\x02", b"\x03"):
+            origin = self.origins.get(hash160(prefix + x))
+            if origin is not None:
+                return origin
+        return None
+
+
+def _origin_prefix(origin: tuple[bytes, tuple[int, ...]] | None) -> str:
+    # InferPubkey wraps the key with apostrophe=false, so hardened steps print as "h".
+    if origin is None:
+        return ""
+    return "[" + origin[0].hex() + format_path(origin[1]) + "]"
+
+
+def _infer_pubkey(pubkey: bytes, ctx: Ctx, prov: SigningProvider) -> str | None:
+    """Core's InferPubkey: no hybrid keys, uncompressed ones only at top level and in sh()."""
+    if not pubkey_valid_size(pubkey) or is_hybrid(pubkey):
+        return None
+    if ctx not in (Ctx.TOP, Ctx.P2SH) and len(pubkey) != 33:
+        return None
+    return _origin_prefix(prov.origins.get(hash160(pubkey))) + pubkey.hex()
+
+
+def _infer_xonly(x: bytes, prov: SigningProvider) -> str:
+    return _origin_prefix(prov.origin_of_xonly(x)) + x.hex()
+
+
+def _script_int(op: int, data: bytes | None, lo: int, hi: int) -> int | None:
+    """Core's GetScriptNumber: OP_1..OP_16 or a minimal push, within [lo, hi]."""
+    if OP_1 <= op <= OP_16:
+        n = op - OP_1 + 1
+    elif data is not None and op <= OP_PUSHDATA4:
+        if not is_minimal_push(data, op):
+            return None
+        try:
+            n = decode_num(data, True)
+        except ScriptError:
+            return None
+    else:
+        return None
+    return n if lo <= n <= hi else None
+
+
+def _match_multi_a(script: bytes) -> tuple[int, list[bytes]] | None:
+    """Core's MatchMultiA: <k1> CHECKSIG <k2> CHECKSIGADD ... <n> NUMEQUAL, 32-byte keys."""
+    if not script or script[0] != 32 or script[-1] != OP_NUMEQUAL:
+        return None
+    keys: list[bytes] = []
+    i, end = 0, len(script)
+    while end - i >= 34:
+        if script[i] != 32:
+            return None
+        keys.append(script[i + 1 : i + 33])
+        i += 33
+        if script[i] != (OP_CHECKSIG if len(keys) == 1 else OP_CHECKSIGADD):
+            return None
+        i += 1
+    if not keys or len(keys) > MAX_PUBKEYS_PER_MULTI_A:
+        return None
+    try:
+        op, data, pc = get_op(script, i)
+    except ScriptParseError:
+        return None
+    if pc != end - 1:  # exactly one more byte, the OP_NUMEQUAL checked above
+        return None
+    k = _script_int(op, data, 1, len(keys))
+    return None if k is None else (k, keys)
+
+
+class _TreeNode:
+    __slots__ = ("hash", "sub", "leaf", "explored", "inner", "done")
+
+    def __init__(self, h: bytes | None = None) -> None:
+        self.hash = h  # None while unknown
+        self.sub: list[_TreeNode] | None = None
+        self.leaf: bytes | None = None
+        self.explored = False
+        self.inner = False
+        self.done = False
+
+
+def _spend_data(internal: bytes, leaves: Sequence[tuple[int, bytes]]
+                ) -> tuple[bytes | None, dict[bytes, set[bytes]]]:
+    """What Core's TaprootBuilder::GetSpendData gives for these leaves: the merkle root and,
+    per leaf script, its control blocks (the first byte left 0xc0: the parity bit changes no
+    ordering, as every control block of a tree shares it)."""
+    # Stack of (depth, hash, [(leaf script, merkle branch from the leaf up)]).
+    stack: list[tuple[int, bytes, list[tuple[bytes, list[bytes]]]]] = []
+    for depth, script in leaves:
+        stack.append((depth, tapleaf_hash(script), [(script, [])]))
+        while len(stack) >= 2 and stack[-1][0] == stack[-2][0]:
+            d, right, rleaves = stack.pop()
+            _, left, lleaves = stack.pop()
+            for _, branch in lleaves:
+                branch.append(right)
+            for _, branch in rleaves:
+                branch.append(left)
+            stack.append((d - 1, tapbranch_hash(left, right), lleaves + rleaves))
+    if not stack:
+        return None, {}
+    head = bytes((TAPROOT_LEAF_TAPSCRIPT,)) + internal
+    scripts: dict[bytes, set[bytes]] = {}
+    for script, branch in stack[0][2]:
+        scripts.setdefault(script, set()).add(head + b"".join(branch))
+    return stack[0][1], scripts
+
+
+def _infer_taproot_tree(internal: bytes, leaves: Sequence[tuple[int, bytes]]
+                        ) -> list[tuple[int, bytes]] | None:
+    """Core's InferTaprootTree: rebuild the tree from the control blocks of its leaves.
+
+    The order of two siblings is not in the control blocks, so it comes out of the order Core
+    walks them in: scripts in byte order, each one's control blocks shortest first. The
+    subtree holding the first leaf walked becomes the left child. Two identical subtrees
+    under one node share their control blocks; that node's right child is then filled in as
+    a second copy of the left.
+    """
+    root_hash, spend = _spend_data(internal, leaves)
+    if root_hash is None:
+        return []
+    root = _TreeNode(root_hash)
+    for script in sorted(spend):
+        for control in sorted(spend[script], key=lambda c: (len(c), c)):
+            levels = (len(control) - TAPROOT_CONTROL_BASE_SIZE) // TAPROOT_CONTROL_NODE_SIZE
+            node = root
+            for depth in range(levels):
+                if node.explored and not node.inner:
+                    return None
+                at = TAPROOT_CONTROL_BASE_SIZE + (levels - 1 - depth) * TAPROOT_CONTROL_NODE_SIZE
+                h = control[at : at + TAPROOT_CONTROL_NODE_SIZE]
+                if node.sub is not None:
+                    for i in (0, 1):
+                        this, other = node.sub[i], node.sub[1 - i]
+                        if this.hash == h or (this.hash is None and other.hash != h):
+                            this.hash = h
+                            node = other
+                            break
+                    else:
+                        return None
+                else:
+                    node.explored = node.inner = True
+                    node.sub = [_TreeNode(), _TreeNode(h)]
+                    node = node.sub[0]
+            if node.sub is not None:
+                return None
+            node.explored = True
+            node.inner = False
+            node.leaf = script
+            node.hash = tapleaf_hash(script)
+    out: list[tuple[int, bytes]] = []
+    stack = [root]
+    while stack:
+        node = stack[-1]
+        if not node.explored:
+            return None
+        if not node.inner:
+            assert node.leaf is not None
+            out.append((len(stack) - 1, node.leaf))
+            node.done = True
+            stack.pop()
+            continue
+        assert node.sub is not None
+        left, right = node.sub
+        if (left.done and not right.done and not right.explored and right.hash is not None
+                and tapbranch_hash(right.hash, right.hash) == node.hash):
+            left.done = False  # walk the left subtree again, as the right one
+            right.done = True
+        elif left.done and right.done:
+            left.done = right.done = False
+            node.done = True
+            stack.pop()
+        elif not left.done:
+            stack.append(left)
+        else:
+            stack.append(right)
+    return out
+
+
+def _infer_script(script: bytes, ctx: Ctx, prov: SigningProvider, params: ChainParams
+                  ) -> str | None:
+    """Core's InferScript, as a descriptor string without checksum (None: nothing fits in this
+    context). Miniscript is not inferred: this parser makes no script that needs it."""
+    if ctx is Ctx.P2TR:
+        if len(script) == 34 and script[0] == 32 and script[33] == OP_CHECKSIG:
+            return f"pk({_infer_xonly(script[1:33], prov)})"
+        ma = _match_multi_a(script)
+        if ma is not None:
+            return f"multi_a({ma[0]},{','.join(_infer_xonly(x, prov) for x in ma[1])})"
+
+    kind, data = solver(script)
+    script_ctx = ctx in (Ctx.TOP, Ctx.P2SH, Ctx.P2WSH)
+    if kind == PUBKEY and script_ctx:
+        key = _infer_pubkey(data[0], ctx, prov)
+        if key is not None:
+            return f"pk({key})"
+    if kind == PUBKEYHASH and script_ctx:
+        pub = prov.pubkeys.get(data[0])
+        key = None if pub is None else _infer_pubkey(pub, ctx, prov)
+        if key is not None:
+            return f"pkh({key})"
+    if kind == WITNESS_V0_KEYHASH and ctx in (Ctx.TOP, Ctx.P2SH):
+        pub = prov.pubkeys.get(data[0])
+        key = None if pub is None else _infer_pubkey(pub, Ctx.P2WPKH, prov)
+        if key is not None:
+            return f"wpkh({key})"
+    if kind == MULTISIG and script_ctx:
+        keys = [_infer_pubkey(k, ctx, prov) for k in data[1:-1]]
+        if all(k is not None for k in keys):
+            return f"multi({data[0][0]},{','.join(keys)})"  # type: ignore[arg-type]
+    if kind == SCRIPTHASH and ctx is Ctx.TOP:
+        redeem = prov.scripts.get(data[0])
+        sub = None if redeem is None else _infer_script(redeem, Ctx.P2SH, prov, params)
+        if sub is not None:
+            return f"sh({sub})"
+    if kind == WITNESS_V0_SCRIPTHASH and ctx in (Ctx.TOP, Ctx.P2SH):
+        ws = prov.scripts.get(ripemd160(data[0]))
+        sub = None if ws is None else _infer_script(ws, Ctx.P2WSH, prov, params)
+        if sub is not None:
+            return f"wsh({sub})"
+    if kind == WITNESS_V1_TAPROOT and ctx is Ctx.TOP:
+        output = data[0]
+        tree = prov.tr_trees.get(output)
+        leaves = None if tree is None else _infer_taproot_tree(tree[0], tree[1])
+        if tree is not None and leaves is not None:
+            subs = [_infer_script(s, Ctx.P2TR, prov, params) for _, s in leaves]
+            if all(s is not None for s in subs):
+                key = _infer_xonly(tree[0], prov)
+                if not subs:
+                    return f"tr({key})"
+                return f"tr({key},{_tree_string(subs, [d for d, _ in leaves])})"  # type: ignore[arg-type]
+        if is_valid_xonly(output):
+            return f"rawtr({_infer_xonly(output, prov)})"
+
+    if ctx is not Ctx.TOP:
+        return None
+    dest = script_to_destination(script)
+    if dest is not None and dest.script == script:
+        return f"addr({encode_destination(dest, params)})"
+    return f"raw({script.hex()})"
+
+
+def infer_descriptor(script: bytes, params: ChainParams,
+                     provider: SigningProvider | None = None) -> str:
+    """Core's InferDescriptor(script, provider)->ToString(), checksum included.
+
+    With keys, scripts and trees in the provider it names them (with their [origin]);
+    without, it gives pk()/multi() for bare keys, rawtr() for a taproot output, addr() for
+    anything else with an address and raw() for the rest.
+    """
+    body = _infer_script(script, Ctx.TOP, provider or SigningProvider(), params)
+    assert body is not None  # the top level always ends in addr() or raw()
+    return add_checksum(body)
+
+
+def infer_descriptor_for_script(
+    desc: str | Descriptor, params: ChainParams, script: bytes, pos: int = 0
+) -> str | None:
+    """What scantxoutset reports as "desc" for an output with this script found by scanning
+    desc, where desc makes the script at derivation index pos; None if it does not.
+
+    Core infers the descriptor of the script from a provider holding every key, origin and
+    script the scan descriptor expanded to: `wpkh(xpub/0/*)` finds
+    `wpkh([fingerprint/0/5]02ab...)#...` at index 5 (the fingerprint is the origin's, else the
+    xpub's own), `wpkh(02ab...)` finds `wpkh([hash160(02ab..)[:4]]02ab...)#...` (a plain key
+    is its own origin), `addr(...)` finds `addr(...)`, a taproot address finds `rawtr(...)`.
+    """
+    d = parse_descriptor(desc, params) if isinstance(desc, str) else desc
+    prov = SigningProvider()
+    if script not in prov.add_descriptor(d, pos):
+        return None
+    return infer_descriptor(script, params, prov)
+
+
+SCAN_DEFAULT_RANGE = (0, 1000)
+
+
+class ScanObject:
+    """One scantxoutset scan object, as Core's EvalDescriptorStringOrObject expands it.
+
+    `scripts` are the scriptPubKeys to look for, over the range for a ranged descriptor (the
+    range is ignored for one that is not ranged); `infer(script)` is the "desc" Core reports
+    for a match, from a provider that holds everything the whole range expanded to. When two
+    scan objects make the same script, Core reports the first one's inference.
+
+    The range is checked before the descriptor is parsed, as in Core, so a bad range is a
+    DescriptorRangeError (-8) even with a bad descriptor. A hardened step that needs a private
+    key raises DescriptorError "Cannot derive script without private keys: '<desc>'" (-5).
+    """
+
+    def __init__(self, desc: str, params: ChainParams,
+                 range_: int | Sequence[int] | None = None) -> None:
+        begin, end = SCAN_DEFAULT_RANGE if range_ is None else parse_range(range_)
+        self.params = params
+        self.descriptor = parse_descriptor(desc, params)
+        if not self.descriptor.is_range():
+            begin = end = 0
+        self.range = (begin, end)
+        self.provider = SigningProvider()
+        self.scripts: list[bytes] = []
+        try:
+            for pos in range(begin, end + 1):
+                self.scripts.extend(self.descriptor._provide(pos, self.provider))
+        except DescriptorError:
+            raise DescriptorError(
+                f"Cannot derive script without private keys: '{desc}'"
+            ) from None
+
+    def infer(self, script: bytes) -> str:
+        return infer_descriptor(script, self.params, self.provider)
+
+    def descriptors(self) -> dict[bytes, str]:
+        """{script: inferred descriptor} for every script of the scan object."""
+        out: dict[bytes, str] = {}
+        for script in self.scripts:
+            if script not in out:
+                out[script] = self.infer(script)
+        return out
