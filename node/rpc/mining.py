@@ -29,7 +29,7 @@ from node.rpc.registry import ARR, BOOL, NUM, OBJ, STR, Arg, rpc
 from node.rpc.txjson import difficulty
 from node.store.blockindex import VALID_SCRIPTS
 from wallet.address import address_to_script
-from wallet.descriptors import DescriptorError, mining_script
+from wallet.descriptors import DescriptorError, DescriptorRangeError, mining_script
 
 DEFAULT_MAX_TRIES = 1_000_000
 LONGPOLL_MEMPOOL_WAIT = 60.0
@@ -82,6 +82,8 @@ def generatetoaddress(node, nblocks, address, maxtries):
 def generatetodescriptor(node, num_blocks, descriptor, maxtries):
     try:
         spk = mining_script(descriptor, node.params)
+    except DescriptorRangeError as err:
+        raise RPCError(RPC_INVALID_PARAMETER, str(err)) from None
     except DescriptorError as err:
         raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, str(err)) from None
     return _mine(node, spk, _count(num_blocks, "num_blocks"), _count(maxtries, "maxtries"))

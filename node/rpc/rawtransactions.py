@@ -35,7 +35,7 @@ from node.rpc.txjson import script_pubkey_json, tx_json
 from node.store.blockfiles import BlockFileError
 from node.store.layout import decode_undo
 from wallet.address import address_to_script, script_to_address
-from wallet.descriptors import add_checksum
+from wallet.descriptors import SigningProvider, infer_descriptor
 
 MAX_BIP125_RBF_SEQUENCE = 0xFFFFFFFD
 
@@ -206,9 +206,10 @@ def decodescript(node, hexstring):
             else:
                 seg = p2wsh_script(sha256(script))
             sr = script_pubkey_json(seg, params)
-            if kind == MULTISIG:
-                keys = ",".join(k.hex() for k in sols[1:-1])
-                sr["desc"] = add_checksum(f"wsh(multi({sols[0][0]},{keys}))")
+            # Core infers the segwit descriptor knowing the script it wraps.
+            provider = SigningProvider()
+            provider.scripts[hash160(script)] = script
+            sr["desc"] = infer_descriptor(seg, params, provider)
             sr["p2sh-segwit"] = script_to_address(p2sh_script(hash160(seg)), params)
             out["segwit"] = sr
     return out

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from coincurve import PublicKey, PublicKeyXOnly
-
 from consensus.block import Block
 from consensus.contextual import Coin
 from consensus.params import ChainParams
@@ -16,7 +14,6 @@ from consensus.script.standard import (
     NONSTANDARD,
     NULL_DATA,
     PUBKEY,
-    WITNESS_V1_TAPROOT,
     script_to_asm,
     solver,
 )
@@ -24,39 +21,13 @@ from consensus.tx import Transaction
 from node.rpc.jsonutil import btc, double
 from node.store.blockindex import BlockIndexEntry
 from wallet.address import script_to_address
-from wallet.descriptors import add_checksum
-
-
-def _valid_pubkey(b: bytes) -> bool:
-    try:
-        PublicKey(b)
-        return True
-    except Exception:
-        return False
+from wallet.descriptors import infer_descriptor as _infer_descriptor
 
 
 @lru_cache(maxsize=65536)
 def infer_descriptor(script: bytes, params: ChainParams) -> str:
-    """Core's InferDescriptor with no key information: pk()/multi() for bare keys, rawtr()
-    for taproot outputs, addr() for anything with an address, raw() otherwise."""
-    kind, sols = solver(script)
-    if kind == PUBKEY and _valid_pubkey(sols[0]):
-        return add_checksum(f"pk({sols[0].hex()})")
-    if kind == MULTISIG:
-        keys = sols[1:-1]
-        if all(_valid_pubkey(k) for k in keys):
-            return add_checksum(f"multi({sols[0][0]},{','.join(k.hex() for k in keys)})")
-    if kind == WITNESS_V1_TAPROOT:
-        try:
-            PublicKeyXOnly(sols[0])
-            return add_checksum(f"rawtr({sols[0].hex()})")
-        except Exception:
-            pass
-    if kind not in (NONSTANDARD, NULL_DATA, PUBKEY, MULTISIG):
-        addr = script_to_address(script, params)
-        if addr is not None:
-            return add_checksum(f"addr({addr})")
-    return add_checksum(f"raw({script.hex()})")
+    """Core's InferDescriptor with no key information (cached: scripts repeat)."""
+    return _infer_descriptor(script, params)
 
 
 @lru_cache(maxsize=65536)

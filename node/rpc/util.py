@@ -12,14 +12,13 @@ from node.rpc.errors import (
 )
 from node.rpc.jsonutil import btc
 from node.rpc.registry import ARR, RANGE, STR, Arg, rpc
-from node.rpc.txjson import infer_descriptor
 from wallet.address import is_valid_address, validate_address
 from wallet.descriptors import (
     DescriptorError,
+    DescriptorRangeError,
+    ScanObject,
     derive_addresses,
     descriptor_info,
-    parse_descriptor,
-    parse_range,
 )
 
 
@@ -50,7 +49,7 @@ def deriveaddresses(node, descriptor, range_):
     try:
         return derive_addresses(descriptor, node.params, range_)
     except DescriptorError as err:
-        raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, str(err)) from None
+        raise _descriptor_error(err) from None
 
 
 # -- scantxoutset --------------------------------------------------------------------------
@@ -59,9 +58,18 @@ _scan_lock = threading.Lock()
 _scan_state: dict = {"running": False, "abort": False, "progress": 0}
 
 
-def _scan_scripts(node, scanobjects) -> set[bytes]:
+def _descriptor_error(err: DescriptorError) -> RPCError:
+    """Range and usage errors are -8 in Core, everything else about a descriptor -5."""
+    code = RPC_INVALID_PARAMETER if isinstance(err, DescriptorRangeError) else (
+        RPC_INVALID_ADDRESS_OR_KEY)
+    return RPCError(code, str(err))
+
+
+def _scan_objects(node, scanobjects) -> dict[bytes, ScanObject]:
+    """{scriptPubKey: the first scan object that makes it} (Core reports the first one's
+    inferred descriptor)."""
     params = node.params
-    scripts: set[bytes] = set()
+    found: dict[bytes, ScanObject] = {}
     for obj in scanobjects:
         rng = None
         if isinstance(obj, str):
@@ -79,18 +87,12 @@ def _scan_scripts(node, scanobjects) -> set[bytes]:
         if "(" not in desc and is_valid_address(desc, params):
             desc = f"addr({desc})"
         try:
-            d = parse_descriptor(desc, params)
-            if d.is_range():
-                if rng is None:
-                    rng = 1000  # Core's default range for a ranged scan object
-                begin, end = parse_range(int(rng) if not isinstance(rng, list) else rng)
-                for i in range(begin, end + 1):
-                    scripts.update(d.expand(i))
-            else:
-                scripts.update(d.expand(0))
+            scan = ScanObject(desc, params, rng)
         except DescriptorError as err:
-            raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, str(err)) from None
-    return scripts
+            raise _descriptor_error(err) from None
+        for script in scan.scripts:
+            found.setdefault(script, scan)
+    return found
 
 
 @rpc("scantxoutset", "Blockchain",
@@ -119,7 +121,7 @@ def scantxoutset(node, action, scanobjects):
                        "\"status\"")
     try:
         _scan_state.update(running=True, abort=False, progress=0)
-        wanted = _scan_scripts(node, scanobjects)
+        wanted = _scan_objects(node, scanobjects)
         chain = node.chain
         unspents = []
         total = 0
@@ -141,7 +143,7 @@ def scantxoutset(node, action, scanobjects):
                         "txid": txid[::-1].hex(),
                         "vout": n,
                         "scriptPubKey": coin.script_pubkey.hex(),
-                        "desc": infer_descriptor(coin.script_pubkey, node.params),
+                        "desc": wanted[coin.script_pubkey].infer(coin.script_pubkey),
                         "amount": btc(coin.value),
                         "coinbase": coin.coinbase,
                         "height": coin.height,
