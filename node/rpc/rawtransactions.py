@@ -27,10 +27,11 @@ from node.rpc.errors import (
     RPC_INVALID_ADDRESS_OR_KEY,
     RPC_INVALID_PARAMETER,
     RPC_MISC_ERROR,
+    RPC_TYPE_ERROR,
     RPCError,
 )
 from node.rpc.params import amount, as_bool_or_int, as_int, parse_hash, parse_hex
-from node.rpc.registry import ANY, ARR, BOOL, NUM, NUM_OR_BOOL, STR, Arg, rpc
+from node.rpc.registry import ANY, ARR, BOOL, NUM, NUM_OR_BOOL, STR, Arg, json_type, rpc
 from node.rpc.txjson import script_pubkey_json, tx_json
 from node.store.blockfiles import BlockFileError
 from node.store.layout import decode_undo
@@ -43,6 +44,9 @@ MAX_BIP125_RBF_SEQUENCE = 0xFFFFFFFD
 def decode_tx(hexstr: str, try_no_witness: bool = True, try_witness: bool = True) -> Transaction:
     """Core's DecodeHexTx: accept the serialization that parses completely, preferring the
     extended (witness) form when both do."""
+    if not isinstance(hexstr, str):
+        raise RPCError(RPC_TYPE_ERROR, f"JSON value of type {json_type(hexstr)} is not of "
+                       "expected type string")
     try:
         data = bytes.fromhex(hexstr)
     except ValueError:

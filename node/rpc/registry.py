@@ -37,14 +37,15 @@ _JSON_TYPE_NAMES = {
 }
 
 
-def _json_type(v: Any) -> str:
+def json_type(v: Any) -> str:
+    """UniValue's name for the JSON type of a parsed value."""
     return _JSON_TYPE_NAMES.get(type(v), "number" if isinstance(v, (int, float)) else "object")
 
 
 def _matches(t: str, v: Any) -> bool:
     if t == ANY:
         return True
-    jt = _json_type(v)
+    jt = json_type(v)
     if t in (STR, HEX):
         return jt == "string"
     if t == NUM:
@@ -172,7 +173,7 @@ class Method:
             if not _matches(a.type, v):
                 expected = _EXPECTED.get(a.type, a.type)
                 mismatch[f"Position {i + 1} ({a.name})"] = (
-                    f"JSON value of type {_json_type(v)} is not of expected type {expected}"
+                    f"JSON value of type {json_type(v)} is not of expected type {expected}"
                 )
             out.append(v)
         if mismatch:
