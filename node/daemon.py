@@ -12,6 +12,7 @@ import fcntl
 import gc
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -181,6 +182,15 @@ class Node:
         from node.txindex import TxIndex
 
         cfg = self.config
+        # -reindex rebuilds the databases from the block files: start them from nothing, so
+        # that even a damaged database (one that cannot be opened) is recovered.
+        doomed = []
+        if cfg.reindex:
+            doomed = ["blocks/index", "chainstate", "indexes"]
+        elif cfg.reindex_chainstate:
+            doomed = ["chainstate"]
+        for sub in doomed:
+            shutil.rmtree(self.datadir / sub, ignore_errors=True)
         scripts = ScriptChecker(cfg.par)
         if scripts.parallel:
             scripts.pool.start()  # workers up now, not in the middle of the first big block
@@ -386,11 +396,17 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("minibtcd").error(msg)
         return 1
     except Exception as err:
+        import plyvel
+
+        from consensus.serialize import DeserializationError
         from node.chain import ChainError
         from node.store.blockfiles import BlockFileError
 
-        if isinstance(err, (BlockFileError, ChainError)):
-            msg = f"Error: {err}. Restart with -reindex to rebuild from the block files."
+        if isinstance(err, (BlockFileError, ChainError, plyvel.Error, DeserializationError)):
+            what = "database error" if isinstance(err, plyvel.Error) else (
+                "corrupt data" if isinstance(err, DeserializationError) else "")
+            detail = f"{what}: {err}" if what else str(err)
+            msg = f"Error: {detail}. Restart with -reindex to rebuild from the block files."
             report(msg)
             print(msg, file=sys.stderr)
             logging.getLogger("minibtcd").error(msg)

@@ -125,3 +125,19 @@ def test_corrupt_block_file_stops_startup_with_a_clear_error(tmp_path):
     assert "blk00000.dat" in str(e.value) and "-reindex" in str(e.value)
     with NodeProcess(tmp_path / "n", "-reindex") as node:
         assert node.call("getblockcount") == 4  # the damaged last block is gone, rest intact
+
+
+def test_damaged_database_is_a_clear_error(tmp_path):
+    with NodeProcess(tmp_path / "n") as node:
+        node.call("generatetoaddress", 3, ADDR)
+    index = tmp_path / "n" / "regtest" / "blocks" / "index"
+    for f in index.iterdir():  # wreck the LevelDB block index's files
+        if f.suffix in (".ldb", ".log") or f.name.startswith("MANIFEST"):
+            f.write_bytes(b"\xff" * 64)
+    node = NodeProcess(tmp_path / "n")
+    with pytest.raises(RuntimeError) as e:
+        node.start()
+    assert "Error:" in str(e.value) and "-reindex" in str(e.value)
+    assert "Traceback" not in str(e.value)
+    with NodeProcess(tmp_path / "n", "-reindex") as node:  # rebuilt from the block files
+        assert node.call("getblockcount") == 3
