@@ -177,33 +177,43 @@ class RPCServer:
             from urllib.parse import unquote
 
             wallet = unquote(wallet)
-        try:
-            req = json.loads(body, parse_float=_decimal)
-        except (ValueError, UnicodeDecodeError):
-            return self._reply(_v1_error(RPCError(RPC_PARSE_ERROR, "Parse error"), None))
-        if isinstance(req, list):
-            loop = asyncio.get_running_loop()
-            results = await loop.run_in_executor(self.executor, self._run_batch, req, wallet,
-                                                 peer)
-            return self._reply((200, [r for _, r in results if r is not None]))
-        if isinstance(req, dict):
-            method = REGISTRY.get(req.get("method")) if isinstance(req.get("method"), str) else None
-            if method is not None and method.inline:
-                status, reply = self._call(req, wallet, peer)  # fast and lock-free: on the loop
-            else:
-                loop = asyncio.get_running_loop()
-                status, reply = await loop.run_in_executor(self.executor, self._call, req,
-                                                           wallet, peer)
-            if reply is None:
-                return web.Response(status=204)
-            return self._reply((status, reply))
-        return self._reply(_v1_error(RPCError(RPC_PARSE_ERROR, "Top-level object parse error"),
-                                     None))
+        req: Any = _UNPARSED
+        if len(body) <= INLINE_PARSE_MAX:
+            req = _parse(body)
+            if isinstance(req, dict) and _is_inline(req):
+                # Fast, lock-free methods answer on the loop without a thread hop.
+                return self._response(*self._encode(*self._call(req, wallet, peer)))
+        # Parsing a big body, running the method and encoding its reply all happen on a
+        # worker thread, so the loop keeps serving other clients meanwhile.
+        loop = asyncio.get_running_loop()
+        status, payload = await loop.run_in_executor(self.executor, self._process, req, body,
+                                                     wallet, peer)
+        return self._response(status, payload)
 
-    def _reply(self, status_reply: tuple[int, Any]) -> web.Response:
-        status, reply = status_reply
+    def _process(self, req: Any, body: bytes, wallet: str | None,
+                 peer: str) -> tuple[int, bytes | None]:
+        if req is _UNPARSED:
+            req = _parse(body)
+        if req is _UNPARSABLE:
+            return self._encode(*_v1_error(RPCError(RPC_PARSE_ERROR, "Parse error"), None))
+        if isinstance(req, list):
+            results = self._run_batch(req, wallet, peer)
+            return self._encode(200, [r for _, r in results if r is not None])
+        if isinstance(req, dict):
+            return self._encode(*self._call(req, wallet, peer))
+        return self._encode(*_v1_error(
+            RPCError(RPC_PARSE_ERROR, "Top-level object parse error"), None))
+
+    @staticmethod
+    def _encode(status: int, reply: Any) -> tuple[int, bytes | None]:
+        return status, None if reply is None else (jsonutil.dumps(reply) + "\n").encode()
+
+    @staticmethod
+    def _response(status: int, payload: bytes | None) -> web.Response:
+        if payload is None:
+            return web.Response(status=204)  # a JSON-RPC 2.0 notification
         # Exactly "application/json", as Core sends it: some clients compare the header.
-        return web.Response(status=status, body=(jsonutil.dumps(reply) + "\n").encode(),
+        return web.Response(status=status, body=payload,
                             headers={"Content-Type": "application/json"})
 
     # -- JSON-RPC --------------------------------------------------------------------------
@@ -279,6 +289,24 @@ class RPCServer:
             raise RPCError(RPC_INTERNAL_ERROR, f"Internal error: {err}") from None
         finally:
             self.active.pop(key, None)
+
+
+_UNPARSED = object()
+_UNPARSABLE = object()
+INLINE_PARSE_MAX = 16 * 1024  # bodies up to this size are parsed on the loop
+
+
+def _parse(body: bytes) -> Any:
+    try:
+        return json.loads(body, parse_float=_decimal)
+    except (ValueError, UnicodeDecodeError):
+        return _UNPARSABLE
+
+
+def _is_inline(req: dict) -> bool:
+    name = req.get("method")
+    method = REGISTRY.get(name) if isinstance(name, str) else None
+    return method is not None and method.inline
 
 
 def _decimal(s: str):
