@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from decimal import Decimal
+
+import orjson
 
 from consensus.amounts import COIN
 
@@ -49,11 +50,13 @@ def double(value: float) -> Double:
 
 
 def dumps(obj, indent: int | None = None) -> str:
-    """json.dumps, with Amounts, Doubles and Decimals written as exact numbers.
+    """JSON text with Amounts, Doubles and Decimals written as exact numbers.
 
-    The C encoder hands them to `default`, which returns them as strings tagged with a random
+    The encoder hands them to `default`, which returns them as strings tagged with a random
     per-call marker; the tags are then removed, leaving bare numbers. User data (never
-    trusted) cannot forge the marker, so nothing else is ever unquoted."""
+    trusted) cannot forge the marker, so nothing else is ever unquoted. orjson does the
+    encoding (about ten times faster than json on big replies such as getblock 2); the
+    stdlib encoder takes over for what orjson refuses (integers beyond 64 bits, indent)."""
     marker = "\x00" + os.urandom(6).hex() + ":"
 
     def default(o):
@@ -65,10 +68,25 @@ def dumps(obj, indent: int | None = None) -> str:
             return f"{marker}{o}"
         raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
 
-    text = json.dumps(obj, indent=indent, ensure_ascii=False, default=default,
-                      separators=(",", ": ") if indent is not None else (",", ":"))
-    enc = json.dumps(marker)[1:-1]  # the marker as it appears inside a JSON string
-    return re.sub('"' + re.escape(enc) + r'(-?[0-9.]+(?:e[-+]?[0-9]+)?)"', r"\1", text)
+    text = None
+    if indent is None:
+        try:
+            text = orjson.dumps(obj, default=default).decode()
+        except orjson.JSONEncodeError as err:
+            if isinstance(err.__cause__, TypeError):
+                raise err.__cause__ from None  # an unserializable object: as json would
+    if text is None:
+        text = json.dumps(obj, indent=indent, ensure_ascii=False, default=default,
+                          separators=(",", ": ") if indent is not None else (",", ":"))
+    # Unquote: each tagged string is `"<marker><number>"`; drop the opening quote with the
+    # marker and the closing quote after the number (split/join: faster than a regex).
+    pieces = text.split('"' + json.dumps(marker)[1:-1])
+    out = [pieces[0]]
+    for piece in pieces[1:]:
+        end = piece.index('"')
+        out.append(piece[:end])
+        out.append(piece[end + 1:])
+    return "".join(out)
 
 
 def parse_amount(value, name: str = "amount") -> int:

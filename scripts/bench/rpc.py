@@ -14,9 +14,10 @@ import argparse
 import asyncio
 import base64
 import json
+import multiprocessing
+import socket
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -69,31 +70,36 @@ async def hammer(url: str, auth: str | None, payload: bytes, clients: int, secon
         return count / (time.perf_counter() - t0)
 
 
-def bare_server(reply: bytes) -> tuple[int, threading.Thread]:
-    """An aiohttp app that answers every POST with `reply`, on its own thread and loop."""
+def _serve(reply: bytes, port: int) -> None:
+    async def handler(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=reply, headers={"Content-Type": "application/json"})
+
+    async def run() -> None:
+        app = web.Application()
+        app.router.add_post("/", handler)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        await asyncio.Event().wait()
+
+    asyncio.run(run())
+
+
+def bare_server(reply: bytes) -> tuple[int, multiprocessing.Process]:
+    """An aiohttp app answering every POST with `reply`, in its own process (as the node is),
+    so that it does not share the client's interpreter lock."""
     port = free_port()
-    ready = threading.Event()
-
-    def run() -> None:
-        async def handler(request: web.Request) -> web.Response:
-            await request.read()
-            return web.Response(body=reply, headers={"Content-Type": "application/json"})
-
-        async def main() -> None:
-            app = web.Application()
-            app.router.add_post("/", handler)
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", port).start()
-            ready.set()
-            await asyncio.Event().wait()
-
-        asyncio.run(main())
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    ready.wait()
-    return port, t
+    proc = multiprocessing.Process(target=_serve, args=(reply, port), daemon=True)
+    proc.start()
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return port, proc
 
 
 def main() -> None:
@@ -123,13 +129,14 @@ def main() -> None:
             print(f"{'call':16} {'clients':>7} {'node calls/s':>13} {'bare aiohttp':>13} "
                   f"{'ratio':>6}")
             for name, payload in calls.items():
-                port, _ = bare_server(replies[name])
+                port, proc = bare_server(replies[name])
                 for clients in (1, 32):
                     ours = asyncio.run(hammer(node.url, auth, payload, clients, args.seconds))
                     bare = asyncio.run(hammer(f"http://127.0.0.1:{port}/", None, payload,
                                               clients, args.seconds))
                     print(f"{name:16} {clients:>7} {ours:>13,.1f} {bare:>13,.1f} "
                           f"{ours / bare:>6.2f}")
+                proc.terminate()
 
 
 if __name__ == "__main__":
