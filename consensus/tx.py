@@ -263,12 +263,7 @@ class Transaction:
         has_wit = False
         if flags & 1 and allow_witness:
             flags ^= 1
-            for txin in vin:
-                n = r.compact_size()
-                stack = [r.var_bytes() for _ in range(n)]
-                txin.witness = stack
-                if stack:
-                    has_wit = True
+            has_wit = _read_witnesses(r, vin)
             if not has_wit:
                 raise DeserializationError("Superfluous witness record")
         if flags:
@@ -394,3 +389,25 @@ def _read_outputs(r: Reader) -> list[TxOut]:
         out.append(txout)
     r.pos = pos
     return out
+
+
+def _read_witnesses(r: Reader, vin: list[TxIn]) -> bool:
+    """Read each input's witness stack (the hot loop of segwit parsing, inlined like the
+    input and output readers). Returns whether any stack is non-empty."""
+    buf, pos, end = r.buf, r.pos, r.end
+    any_item = False
+    for txin in vin:
+        n, pos = _read_len(buf, pos, end)
+        stack = []
+        for _ in range(n):
+            size, pos = _read_len(buf, pos, end)
+            item_end = pos + size
+            if item_end > end:
+                raise _truncated(item_end, end)
+            stack.append(bytes(buf[pos:item_end]))
+            pos = item_end
+        txin.witness = stack
+        if n:
+            any_item = True
+    r.pos = pos
+    return any_item
