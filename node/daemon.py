@@ -46,6 +46,12 @@ Options (Core-style: -name=value, -name for true, -noname for false):
   -reindex                rebuild the block index and UTXO set from the block files
   -reindex-chainstate     rebuild the UTXO set from the block files
   -txindex                keep an index of all transactions (getrawtransaction)
+  -persistmempool         save the mempool on shutdown and load it on start (default: 1)
+  -maxmempool=<MB>        keep the mempool under this size (default: 300)
+  -mempoolexpiry=<hours>  drop unconfirmed transactions older than this (default: 336)
+  -mempoolfullrbf         replace any unconfirmed transaction by fee (default: 1)
+  -minrelaytxfee=<BTC/kvB>  lowest fee rate relayed (default: 0.00001)
+  -fallbackfee=<BTC/kvB>  estimatesmartfee's answer without data (default: 0.0002)
   -debug=<category>       debug logging for a category (net, validation, mempool, rpc,
                           wallet, ...), or 1 / all
   -printtoconsole         log to the console as well as to debug.log
