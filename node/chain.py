@@ -742,5 +742,3 @@ class ChainState:
             out.sort(key=lambda t: -t[0].height)
             return out
 
-
-__all__ = ["ChainState", "ChainError", "BlockFileError", "block_script_flags", "HAVE_DATA"]
