@@ -136,6 +136,7 @@ class Block:
 
     def rehash(self) -> None:
         self._size = self._base_size = None
+        self.tx_offsets = None  # the bytes they pointed into may no longer match
         self.header.rehash()
 
     @property

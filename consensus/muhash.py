@@ -21,6 +21,8 @@ import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from consensus.serialize import compact_size
+
 MODULUS_DIFF = 1103717
 MODULUS = (1 << 3072) - MODULUS_DIFF  # the largest 3072-bit safe prime
 BYTE_SIZE = 384  # Num3072::BYTE_SIZE
@@ -367,16 +369,6 @@ class MuHash3072:
 _OUTPOINT_CODE_VALUE = struct.Struct("<32sIIq")
 
 
-def _compact_size(n: int) -> bytes:
-    if n < 0xFD:
-        return bytes((n,))
-    if n <= 0xFFFF:
-        return b"\xfd" + n.to_bytes(2, "little")
-    if n <= 0xFFFFFFFF:
-        return b"\xfe" + n.to_bytes(4, "little")
-    return b"\xff" + n.to_bytes(8, "little")
-
-
 def txout_ser(txid: bytes, n: int, coin: Any) -> bytes:
     """Core's TxOutSer (kernel/coinstats.cpp), the bytes hashed per coin by both
     hash_serialized_3 and muhash: outpoint | u32 (height << 1 | coinbase) | txout.
@@ -386,7 +378,7 @@ def txout_ser(txid: bytes, n: int, coin: Any) -> bytes:
     spk = coin.script_pubkey
     return (
         _OUTPOINT_CODE_VALUE.pack(txid, n, coin.height << 1 | coin.coinbase, coin.value)
-        + _compact_size(len(spk))
+        + compact_size(len(spk))
         + spk
     )
 

@@ -314,10 +314,17 @@ class ChainState:
             self.flush()
             return utxo_digest(self.coins)
 
-    def utxo_stats_full(self, muhash: bool = False) -> UTXOStats:
+    def utxo_stats_full(self, muhash: bool = False) -> tuple[UTXOStats, BlockIndexEntry]:
+        """The UTXO set's statistics and the block they are for. Only the flush and taking a
+        snapshot hold the lock; the scan itself (minutes on a large set) does not."""
         with self.lock:
             self.flush()
-            return utxo_stats(self.coins, muhash)
+            snapshot = self.coins.snapshot()
+            tip = self.tip
+        try:
+            return utxo_stats(self.coins, muhash, snapshot), tip
+        finally:
+            snapshot.close()
 
     def verify(self, level: int, nblocks: int) -> bool:
         """Core's VerifyDB, read-only: re-read the last `nblocks` blocks of the active chain

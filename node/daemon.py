@@ -25,6 +25,7 @@ from node.config import ConfigError, NodeConfig, load_config
 log = logging.getLogger("minibtcd")
 
 VERSION = "0.1.0"
+REINDEX_MARKER = ".reindexing"  # in the chain datadir while -reindex rebuilds the databases
 USAGE = """minibtcd: a Bitcoin-compatible full node for regtest and local test networks.
 
 Usage: minibtcd [options]
@@ -189,14 +190,20 @@ class Node:
 
         cfg = self.config
         # -reindex rebuilds the databases from the block files: start them from nothing, so
-        # that even a damaged database (one that cannot be opened) is recovered.
+        # that even a damaged database (one that cannot be opened) is recovered. A marker
+        # file, written first and removed once the rebuild is done, makes a restart after a
+        # crash in between carry on with the reindex instead of starting from an empty index.
+        marker = self.datadir / REINDEX_MARKER
+        reindexing = cfg.reindex or marker.exists()
         doomed = []
-        if cfg.reindex:
+        if reindexing:
+            marker.write_text("reindex in progress\n")
             doomed = ["blocks/index", "chainstate", "indexes"]
         elif cfg.reindex_chainstate:
             doomed = ["chainstate"]
         for sub in doomed:
-            shutil.rmtree(self.datadir / sub, ignore_errors=True)
+            if (self.datadir / sub).exists():
+                shutil.rmtree(self.datadir / sub)
         scripts = ScriptChecker(cfg.par)
         if scripts.parallel:
             scripts.pool.start()  # workers up now, not in the middle of the first big block
@@ -204,11 +211,12 @@ class Node:
                                 scripts=scripts)
         if cfg.txindex:
             self.txindex = TxIndex(self.datadir / "indexes" / "txindex", self.chain)
-        if cfg.reindex or self.chain.index_db.is_reindexing():
+        if reindexing or self.chain.index_db.is_reindexing():
             self.rpc.warmup = "Reindexing blocks..."
             if self.txindex:
                 self.txindex.wipe()
             reindex(self.chain)
+            marker.unlink(missing_ok=True)
         elif cfg.reindex_chainstate:
             self.rpc.warmup = "Reindexing chainstate..."
             reindex_chainstate(self.chain)
@@ -272,6 +280,8 @@ class Node:
                 log.error("Importing %s failed: %s", f, err)
 
     def _close_chain(self) -> None:
+        if self.mempool is not None:
+            self.mempool.close()
         if self.mempool is not None and self.config.persistmempool:
             try:
                 n = self.mempool.save(self.datadir / "mempool.dat")

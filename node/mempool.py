@@ -415,6 +415,14 @@ class Mempool:
                     self._pending_checks[tx.wtxid] = fut
         return len(jobs)
 
+    def close(self) -> None:
+        """Stop the background script checks (queued ones are dropped)."""
+        with self._pending_lock:
+            if self._check_thread is not None:
+                self._check_thread.shutdown(wait=True, cancel_futures=True)
+                self._check_thread = None
+            self._pending_checks.clear()
+
     def _signals_rbf(self, txid: bytes) -> bool:
         """BIP125's replaceability, inherited: the transaction or an unconfirmed ancestor
         signals (what getmempoolentry shows as bip125-replaceable)."""

@@ -147,7 +147,11 @@ def create_template(chain, mempool, script_pubkey: bytes, txids: list[bytes] | N
             add_witness_commitment(block)
         block.header.merkle_root = block.compute_merkle_root()[0]
         block.rehash()
-        last_block_stats.update(weight=block.weight, txs=len(block.txs) - 1)
+        # As Core's BlockAssembler counts it: the reserved coinbase weight plus the
+        # transactions' weight.
+        last_block_stats.update(
+            weight=COINBASE_RESERVED_WEIGHT + sum(tx.weight for tx in block.txs[1:]),
+            txs=len(block.txs) - 1)
         return BlockTemplate(block, height, [-total_fees, *fees],
                              [0, *sigops], total_fees)
 

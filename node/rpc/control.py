@@ -33,7 +33,7 @@ def help_(node, command):
 @rpc("stop", "Control", description="Request a graceful shutdown of minibtcd.", inline=True)
 def stop(node):
     # Answer first: the shutdown begins once this reply is on its way.
-    node.loop.call_later(0.05, node.request_shutdown)
+    node.loop.call_soon_threadsafe(node.loop.call_later, 0.05, node.request_shutdown)
     return "minibtcd stopping"
 
 
@@ -50,7 +50,7 @@ def getrpcinfo(node):
     return {
         "active_commands": [
             {"method": name, "duration": int((now - start) * 1_000_000)}
-            for name, start in node.rpc.active.values()
+            for name, start in list(node.rpc.active.values())
         ],
         "logpath": str(node.logfile) if node.logfile else "",
     }

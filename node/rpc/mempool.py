@@ -68,6 +68,8 @@ def _prepare_send(node, params_list: list, chunk: int = 400) -> None:
             hexstring = params["hexstring"]
         if hexstring is None:
             continue
+        if hexstring in txs:
+            continue  # the same transaction twice in one batch: check it once
         try:
             tx = txs[hexstring] = decode_tx(hexstring)
         except RPCError:
@@ -115,15 +117,18 @@ def sendrawtransaction(node, hexstring, maxfeerate, maxburnamount):
         try:
             mempool.accept(tx, max_fee_rate=max_rate if max_rate else None)
         except MempoolReject as err:
+            # A confirmed transaction fails acceptance one way or another; Core answers -27
+            # for it (it checks the outputs first; only rejected ones pay for that here).
+            if err.already_known or any(node.chain.get_coin(tx.txid, n) is not None
+                                        for n in range(len(tx.vout))):
+                raise RPCError(RPC_TRANSACTION_ALREADY_IN_UTXO_SET,
+                               "Transaction outputs already in utxo set") from None
             if err.reason == "max-fee-exceeded":
                 raise RPCError(RPC_TRANSACTION_ERROR, "Fee exceeds maximum configured by user "
                                "(e.g. -maxtxfee, maxfeerate)") from None
             text = f"{err.reason}, {err.debug}" if err.debug else err.reason
             if err.missing_inputs:
                 raise RPCError(RPC_TRANSACTION_ERROR, text) from None
-            if err.already_known:
-                raise RPCError(RPC_TRANSACTION_ALREADY_IN_UTXO_SET,
-                               "Transaction outputs already in utxo set") from None
             raise RPCError(RPC_TRANSACTION_REJECTED, text) from None
     return tx.txid_hex()
 

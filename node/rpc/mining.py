@@ -340,7 +340,7 @@ def network_hashps(chain, lookup: int, height: int) -> float:
     if lookup < -1 or lookup == 0:
         raise RPCError(RPC_INVALID_PARAMETER,
                        "Invalid nblocks. Must be a positive number or -1.")
-    if height > chain.height:
+    if height > chain.height or height < -1:
         raise RPCError(RPC_INVALID_PARAMETER, "Block does not exist at specified height")
     pb = chain.tip if height < 0 else chain.active[height]
     if pb is None or pb.height == 0:

@@ -206,7 +206,17 @@ class RPCServer:
 
     @staticmethod
     def _encode(status: int, reply: Any) -> tuple[int, bytes | None]:
-        return status, None if reply is None else (jsonutil.dumps(reply) + "\n").encode()
+        if reply is None:
+            return status, None
+        try:
+            return status, (jsonutil.dumps(reply) + "\n").encode()
+        except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as err:
+            # E.g. a lone surrogate echoed from the request: still answer in JSON.
+            log.warning("could not encode a reply: %s", err)
+            rid = reply.get("id") if isinstance(reply, dict) else None
+            fallback = _v1_error(RPCError(RPC_INTERNAL_ERROR, "Reply could not be encoded"),
+                                 rid if isinstance(rid, (int, str)) and _encodable(rid) else None)
+            return 500, (json.dumps(fallback[1]) + "\n").encode()
 
     @staticmethod
     def _response(status: int, payload: bytes | None) -> web.Response:
@@ -297,10 +307,24 @@ INLINE_PARSE_MAX = 16 * 1024  # bodies up to this size are parsed on the loop
 
 
 def _parse(body: bytes) -> Any:
+    """The request, or _UNPARSABLE for what Core's parser refuses too: invalid JSON, NaN and
+    Infinity, nesting too deep to handle."""
     try:
-        return json.loads(body, parse_float=_decimal)
-    except (ValueError, UnicodeDecodeError):
+        return json.loads(body, parse_float=_decimal, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return _UNPARSABLE
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _encodable(value: str | int) -> bool:
+    try:
+        str(value).encode()
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _is_inline(req: dict) -> bool:

@@ -126,10 +126,12 @@ def scantxoutset(node, action, scanobjects):
         unspents = []
         total = 0
         count = 0
-        with chain.lock:
+        with chain.lock:  # only to take a consistent snapshot: the scan runs without it
             chain.flush()
             tip = chain.tip
-            for txid, n, coin in chain.coins.iter_coins():
+            snapshot = chain.coins.snapshot()
+        try:
+            for txid, n, coin in chain.coins.iter_coins(snapshot):
                 count += 1
                 if count % 4096 == 0:
                     if _scan_state["abort"] or node.shutting_down:
@@ -138,7 +140,6 @@ def scantxoutset(node, action, scanobjects):
                     _scan_state["progress"] = (txid[0] * 256 + txid[1]) * 100 // 65536
                 if coin.script_pubkey in wanted:
                     total += coin.value
-                    blk = chain.active[coin.height]
                     unspents.append({
                         "txid": txid[::-1].hex(),
                         "vout": n,
@@ -147,17 +148,19 @@ def scantxoutset(node, action, scanobjects):
                         "amount": btc(coin.value),
                         "coinbase": coin.coinbase,
                         "height": coin.height,
-                        "blockhash": blk.hash_hex(),
+                        "blockhash": tip.ancestor(coin.height).hash_hex(),
                         "confirmations": tip.height - coin.height + 1,
                     })
-            return {
-                "success": True,
-                "txouts": count,
-                "height": tip.height,
-                "bestblock": tip.hash_hex(),
-                "unspents": unspents,
-                "total_amount": btc(total),
-            }
+        finally:
+            snapshot.close()
+        return {
+            "success": True,
+            "txouts": count,
+            "height": tip.height,
+            "bestblock": tip.hash_hex(),
+            "unspents": unspents,
+            "total_amount": btc(total),
+        }
     finally:
         _scan_state.update(running=False, abort=False, progress=100)
         _scan_lock.release()

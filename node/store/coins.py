@@ -11,15 +11,13 @@ simply forgets it. Each flush writes every dirty key and the best block in one a
 from __future__ import annotations
 
 import hashlib
-import struct
 from collections.abc import Iterator
 from pathlib import Path
 
 import plyvel
 
 from consensus.contextual import Coin
-from consensus.muhash import MuHash3072
-from consensus.serialize import compact_size
+from consensus.muhash import MuHash3072, txout_ser
 from node.store.layout import (
     BEST_BLOCK_KEY,
     COIN_PREFIX,
@@ -144,11 +142,19 @@ class CoinsCache:
 
     # -- iteration (gettxoutsetinfo, scantxoutset) -------------------------------------------
 
-    def iter_coins(self) -> Iterator[tuple[bytes, int, Coin]]:
-        """All unspent coins in outpoint order, as (txid, n, coin). Call after a flush so
-        that the database holds everything."""
-        assert not self.dirty, "flush before iterating the UTXO set"
-        for key, raw in self.db.iterator(prefix=COIN_PREFIX):
+    def snapshot(self):
+        """A consistent read-only view of the flushed UTXO set: scans of it can run without
+        holding the chain lock while blocks keep connecting."""
+        assert not self.dirty, "flush before taking a snapshot of the UTXO set"
+        return self.db.snapshot()
+
+    def iter_coins(self, snapshot=None) -> Iterator[tuple[bytes, int, Coin]]:
+        """All unspent coins in outpoint order, as (txid, n, coin), from a snapshot (or the
+        database, which must then be flushed)."""
+        source = snapshot if snapshot is not None else self.db
+        if snapshot is None:
+            assert not self.dirty, "flush before iterating the UTXO set"
+        for key, raw in source.iterator(prefix=COIN_PREFIX):
             txid, n = split_outpoint_key(key[1:])
             yield txid, n, decode_coin(raw)
 
@@ -157,41 +163,37 @@ class UTXOStats:
     __slots__ = ("digest", "muhash", "count", "total", "transactions", "bogosize", "disk_size")
 
 
-def utxo_stats(cache: CoinsCache, muhash: bool = False) -> UTXOStats:
-    """Core's gettxoutsetinfo figures, with hash_serialized_3 over the whole set (and, if
-    asked, MuHash3072 of the same coin serializations).
-
-    Each coin is serialized as Core's TxOutSer: outpoint | u32 (height << 1 | coinbase) |
-    txout; hash_serialized_3 is the double SHA-256 of them all in outpoint order.
-    """
+def utxo_stats(cache: CoinsCache, muhash: bool = False, snapshot=None) -> UTXOStats:
+    """Core's gettxoutsetinfo figures over the UTXO set (a snapshot of it, if given):
+    hash_serialized_3, the double SHA-256 of every coin's TxOutSer in outpoint order, and if
+    asked MuHash3072 of the same serializations."""
     h = hashlib.sha256()
     st = UTXOStats()
     st.count = st.total = st.transactions = st.bogosize = 0
     st.muhash = None
-    pack = struct.Struct("<32sIIq").pack
     last_txid = None
-    elements: list[bytes] = []
     acc = MuHash3072() if muhash else None
-    for txid, n, coin in cache.iter_coins():
-        spk = coin.script_pubkey
-        ser = pack(txid, n, coin.height << 1 | coin.coinbase, coin.value) + compact_size(
-            len(spk)) + spk
-        h.update(ser)
-        if acc is not None:
-            elements.append(ser)
-            if len(elements) >= 4096:
-                acc.insert_many(elements)
-                elements = []
-        st.count += 1
-        st.total += coin.value
-        st.bogosize += 50 + len(spk)  # Core's GetBogoSize
-        if txid != last_txid:
-            st.transactions += 1
-            last_txid = txid
-    st.digest = hashlib.sha256(h.digest()).digest()
+
+    def serialized():
+        nonlocal last_txid
+        for txid, n, coin in cache.iter_coins(snapshot):
+            ser = txout_ser(txid, n, coin)
+            h.update(ser)
+            st.count += 1
+            st.total += coin.value
+            st.bogosize += 50 + len(coin.script_pubkey)  # Core's GetBogoSize
+            if txid != last_txid:
+                st.transactions += 1
+                last_txid = txid
+            yield ser
+
     if acc is not None:
-        acc.insert_many(elements)
+        acc.insert_many(serialized())
         st.muhash = acc.finalize()
+    else:
+        for _ in serialized():
+            pass
+    st.digest = hashlib.sha256(h.digest()).digest()
     st.disk_size = sum(p.stat().st_size for p in Path(cache.path).glob("*") if p.is_file())
     return st
 

@@ -141,3 +141,19 @@ def test_damaged_database_is_a_clear_error(tmp_path):
     assert "Traceback" not in str(e.value)
     with NodeProcess(tmp_path / "n", "-reindex") as node:  # rebuilt from the block files
         assert node.call("getblockcount") == 3
+
+
+def test_reindex_resumes_after_a_crash_midway(tmp_path):
+    with NodeProcess(tmp_path / "n") as node:
+        node.call("generatetoaddress", 7, ADDR)
+        best = node.call("getbestblockhash")
+    # As if -reindex had written its marker and deleted the databases, then died.
+    chain_dir = tmp_path / "n" / "regtest"
+    (chain_dir / ".reindexing").write_text("reindex in progress\n")
+    import shutil
+
+    shutil.rmtree(chain_dir / "blocks" / "index")
+    shutil.rmtree(chain_dir / "chainstate")
+    with NodeProcess(tmp_path / "n") as node:  # no -reindex: it carries on by itself
+        assert node.call("getbestblockhash") == best
+    assert not (chain_dir / ".reindexing").exists()

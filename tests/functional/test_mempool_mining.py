@@ -281,3 +281,42 @@ def test_edge_answers_like_core(node):
     assert node.call("submitblock", block.serialize().hex()) == "bad-cb-height"
     assert node.call("submitblock", block.serialize().hex()) == "duplicate-invalid"
     node.call("generatetoaddress", 1, ADDR)
+
+
+def test_confirmed_transactions_get_minus_27(node):
+    cb_hex = node.call("getblock", node.call("getblockhash", 50), 2)["tx"][0]["hex"]  # unspent
+    with pytest.raises(RPCFailure) as e:
+        node.call("sendrawtransaction", cb_hex)  # a confirmed coinbase
+    assert (e.value.code, e.value.message) == (-27, "Transaction outputs already in utxo set")
+    with pytest.raises(RPCFailure) as e:
+        node.call("getnetworkhashps", 120, -5)
+    assert e.value.code == -8
+
+
+def test_batches_checked_on_the_worker_pool(tmp_path):
+    """With script-check workers (the tests otherwise run -par=0): a batch of submissions
+    whose scripts are verified in the background, including a duplicate and a bad one."""
+    n = NodeProcess(tmp_path / "n", "-par=2")
+    with n:
+        n.call("generatetoaddress", 110, ADDR)
+        txs = []
+        for h in range(1, 11):
+            prev = coinbase_out(n, h)
+            txs.append(spend([prev], [prev[1].value - 5_000]))
+        bad = txs[3].copy()
+        bad.vin[0].witness = [txs[3].vin[0].witness[0][:-2] + b"\x00\x01",
+                              txs[3].vin[0].witness[1]]
+        bad.vout[0].value -= 1
+        bad.rehash()
+        hexes = [t.serialize().hex() for t in txs[:3]] + [bad.serialize().hex()] + [
+            t.serialize().hex() for t in txs[4:]] + [txs[0].serialize().hex()]
+        status, replies = n.request([{"jsonrpc": "2.0", "id": i, "method": "sendrawtransaction",
+                                      "params": [h]} for i, h in enumerate(hexes)])
+        assert status == 200 and len(replies) == len(hexes)
+        by_id = {r["id"]: r for r in replies}
+        assert by_id[3]["error"]["code"] == -26
+        assert "script-verify-flag-failed" in by_id[3]["error"]["message"]
+        assert by_id[len(hexes) - 1]["result"] == txs[0].txid_hex()  # the duplicate
+        ok = {by_id[i]["result"] for i in range(len(hexes)) if i != 3}
+        assert ok == {t.txid_hex() for i, t in enumerate(txs) if i != 3}
+        assert sorted(n.call("getrawmempool")) == sorted(ok)

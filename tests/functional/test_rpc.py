@@ -458,3 +458,16 @@ def test_core_parity_details(loaded):
         with pytest.raises(RPCFailure) as e:
             node.call(method, *args)
         assert e.value.code == -8 and "1BTC/kvB" in e.value.message
+
+
+def test_requests_core_refuses_to_parse(loaded):
+    node, *_ = loaded
+    for raw in (b'{"method":"getblockhash","params":[NaN]}',
+                b'{"method":"getblockhash","params":[Infinity],"id":1}',
+                b"[" * 5000 + b"]" * 5000):
+        status, reply = node.request(None, raw=raw)
+        assert status == 500 and reply["error"]["code"] == -32700, raw[:40]
+    # A lone surrogate echoed back cannot be UTF-8: still a JSON answer, and the node lives.
+    status, reply = node.request(None, raw=b'{"method":"getblockcount","id":"\\ud800"}')
+    assert isinstance(reply, dict) and reply["error"]["code"] == -32603
+    assert node.call("getblockcount") == 110

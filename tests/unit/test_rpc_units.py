@@ -55,6 +55,9 @@ def test_dumps_exact_numbers_and_no_forgery():
     assert json.loads(dumps({"s": evil}))["s"] == evil
     with pytest.raises(TypeError):
         dumps({"o": object()})
+    # What orjson refuses goes through the stdlib encoder, with the same exact amounts.
+    assert dumps({"id": 2**70, "a": btc(1)}) == '{"id":1180591620717411303424,"a":0.00000001}'
+    assert dumps({"u": "é\x00", "a": [btc(5)]}) == '{"u":"é\\u0000","a":[0.00000005]}'
 
 
 @pytest.mark.parametrize("value,sats", [(1, 100_000_000), ("0.00000001", 1), (Decimal("21000000"),
