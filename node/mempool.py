@@ -14,7 +14,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from consensus.contextual import (
 from consensus.errors import ValidationError
 from consensus.script import flags as sf
 from consensus.script.errors import ScriptError
+from consensus.script.pool import ScriptCheckPool, VerifyStream
 from consensus.script.verify import verify_transaction
 from consensus.serialize import DeserializationError, Reader, compact_size
 from consensus.tx import Transaction, TxOut
@@ -105,20 +105,6 @@ class AcceptResult:
     replaced: list[Transaction] = field(default_factory=list)
 
 
-def _verify_quietly(pool, jobs: list) -> None:
-    """Verify a chunk; a failing transaction is dropped and the rest retried (the failure
-    itself is reported when that transaction is accepted)."""
-    for _ in range(3):
-        try:
-            pool.verify_many(jobs)
-            return
-        except ScriptError as err:
-            jobs = [j for j in jobs if j[0].txid != err.txid]
-        except Exception:  # an optimisation only: acceptance verifies on its own
-            log.debug("preverify failed", exc_info=True)
-            return
-
-
 class Mempool:
     def __init__(
         self,
@@ -128,7 +114,10 @@ class Mempool:
         min_relay_fee: int = policy.DEFAULT_MIN_RELAY_FEE,
         full_rbf: bool = True,
         now: Callable[[], float] = time.time,
+        checker: ScriptCheckPool | None = None,
     ) -> None:
+        """checker: worker processes for the script checks of transaction batches (see
+        check_in_background); owned and closed by the mempool."""
         self.chain = chain
         self.max_bytes = max_size_mb * 1_000_000
         self.expiry = expiry_hours * 3600
@@ -152,9 +141,10 @@ class Mempool:
         self._disconnected: list[Transaction] = []
         self._reorged = False
         self._block_since_bump = False
-        self._pending_checks: dict[bytes, object] = {}  # wtxid -> Future of a preverify chunk
-        self._pending_lock = threading.Lock()
-        self._check_thread = None
+        self.checker = checker if checker is not None and checker.workers > 0 else None
+        # wtxid -> (stream, position) of a check running in the background
+        self._streamed: dict[bytes, tuple[VerifyStream, int]] = {}
+        self._streamed_lock = threading.Lock()
         # Listeners: called with (tx) when accepted, and (tx, reason) when removed.
         self.on_added: list[Callable[[Transaction], None]] = []
         self.on_removed: list[Callable[[Transaction, str], None]] = []
@@ -380,17 +370,20 @@ class Mempool:
         self._resolve_orphans(tx)
         return result
 
-    def preverify(self, txs: list[Transaction], chunk: int = 400) -> int:
-        """Check the scripts of many candidate transactions on the chain's worker pool
-        (standard flags), filling the script execution cache that acceptance consults.
+    def start_background_checks(self) -> VerifyStream | None:
+        """A stream for the script checks of a batch of candidate transactions on the
+        checker's workers (None without workers). Feed it with check_in_background and end
+        it with end_background_checks."""
+        if self.checker is None:
+            return None
+        # Not under the chain lock: this may wait for another batch's stream to end, and
+        # that batch needs the chain lock to get there.
+        return VerifyStream(self.checker)
 
-        Runs in the background, chunk by chunk, so that acceptance of the first transactions
-        overlaps with the checks of the next; acceptance of a transaction whose check is
-        still running waits for it instead of doing it twice. Transactions with inputs not
-        known yet are left to acceptance. Returns how many were queued."""
-        if not self.chain.scripts.parallel or len(txs) < 2:
-            return 0
-        pool = self.chain.scripts.pool
+    def check_in_background(self, stream: VerifyStream, txs: list[Transaction]) -> None:
+        """Start the checks (standard flags) of these transactions; acceptance of each then
+        takes its result from the stream (see _check_scripts). Transactions with inputs not
+        known yet are left to acceptance."""
         jobs = []
         with self.chain.lock:
             for tx in txs:
@@ -402,26 +395,22 @@ class Mempool:
                     spent.append(TxOut(c.value, c.script_pubkey))
                 else:
                     jobs.append((tx, spent, sf.STANDARD_SCRIPT_VERIFY_FLAGS))
-        with self._pending_lock:
-            if self._check_thread is None:
-                self._check_thread = ThreadPoolExecutor(1, thread_name_prefix="preverify")
-            if len(self._pending_checks) > 50_000:  # checks of transactions never submitted
-                self._pending_checks = {k: f for k, f in self._pending_checks.items()
-                                        if not f.done()}
-            for i in range(0, len(jobs), chunk):
-                part = jobs[i:i + chunk]
-                fut = self._check_thread.submit(_verify_quietly, pool, part)
-                for tx, _, _ in part:
-                    self._pending_checks[tx.wtxid] = fut
-        return len(jobs)
+        first = stream.add(jobs)
+        with self._streamed_lock:
+            for pos, (tx, _, _) in enumerate(jobs, first):
+                self._streamed[tx.wtxid] = (stream, pos)
+
+    def end_background_checks(self, stream: VerifyStream) -> None:
+        stream.close()
+        with self._streamed_lock:
+            for tx, _, _ in stream.items:
+                if self._streamed.get(tx.wtxid, (None,))[0] is stream:
+                    del self._streamed[tx.wtxid]
 
     def close(self) -> None:
-        """Stop the background script checks (queued ones are dropped)."""
-        with self._pending_lock:
-            if self._check_thread is not None:
-                self._check_thread.shutdown(wait=True, cancel_futures=True)
-                self._check_thread = None
-            self._pending_checks.clear()
+        """Stop the checker's workers (waiting for a batch in progress)."""
+        if self.checker is not None:
+            self.checker.close()
 
     def _signals_rbf(self, txid: bytes) -> bool:
         """BIP125's replaceability, inherited: the transaction or an unconfirmed ancestor
@@ -504,10 +493,12 @@ class Mempool:
     def _check_scripts(self, tx: Transaction, spent: list[TxOut]) -> None:
         """Policy flags first; a failure that the consensus flags alone would accept is a
         policy rejection, otherwise a consensus one (as Core classifies them)."""
-        with self._pending_lock:
-            pending = self._pending_checks.pop(tx.wtxid, None)
-        if pending is not None:
-            pending.result()  # its outcome is in the execution cache (or it failed)
+        with self._streamed_lock:
+            streamed = self._streamed.pop(tx.wtxid, None)
+        if streamed is not None:
+            # Passed: verify_transaction below finds it in the execution cache. Otherwise
+            # (failed, or left to us) it checks it here and reports the failure.
+            streamed[0].wait(streamed[1])
         try:
             verify_transaction(tx, spent, sf.STANDARD_SCRIPT_VERIFY_FLAGS)
         except ScriptError as err:

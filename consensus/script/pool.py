@@ -32,6 +32,10 @@ Design notes
     run_in_executor); batches are processed one at a time, and the call blocks its thread
     until its batch is done. If a worker dies, the batch is verified in-process and the
     workers are restarted for the next one.
+  * VerifyStream is the other way to use the workers: checks running while the calling
+    thread does other work (the mempool accepting a batch of transactions one by one),
+    driven by that thread's own calls rather than a helper thread, which would have to
+    win the GIL from it for every message.
 """
 
 from __future__ import annotations
@@ -434,3 +438,189 @@ class ScriptCheckPool:
         if failure is not None:
             pos, index, code = failure
             raise ScriptError(code, items[pos][0].txid, index)
+
+
+class VerifyStream:
+    """Checks of (tx, spent_outputs, flags) items on a pool's workers while the calling
+    thread goes on with other work, one item at a time.
+
+        with VerifyStream(pool) as stream:
+            first = stream.add(items)      # more may be added later
+            ...
+            if not stream.wait(first + i):  # passed: recorded in the execution cache
+                verify item i here          # failed, or not handed out yet
+
+    The caller drives the stream: add() and wait() collect what the workers have finished
+    and hand them the next pieces, two in flight per worker. An item whose piece has not
+    been handed out yet is not waited for: wait() gives it (and the rest of its piece) back
+    to the caller, so a caller that is faster than the workers takes work off them instead
+    of idling. Items that pass are added to the script execution cache. The stream holds
+    the pool from creation until close(); its methods are safe to call from any thread.
+    """
+
+    PENDING, PASSED, LEFT = 0, 1, 2
+
+    def __init__(
+        self,
+        pool: ScriptCheckPool,
+        *,
+        piece_inputs: int = 25,
+        cache: ScriptExecutionCache = SCRIPT_EXECUTION_CACHE,
+    ) -> None:
+        self.pool = pool
+        self.piece_inputs = piece_inputs
+        self.cache = cache
+        self.items: list[Item] = []
+        self.state: list[int] = []
+        self.keys: list[bytes] = []
+        self.pieces: list[list[int]] = []
+        self.piece_of: dict[int, int] = {}
+        self._next = 0  # the first piece not handed out
+        self._packed: dict[int, tuple] = {}
+        self._mutex = threading.Lock()
+        self._inflight: dict[Connection, deque[int]] = {}
+        self._closed = True
+        if pool.workers < 1:
+            return  # everything added is the caller's
+        pool._lock.acquire()
+        self._closed = False
+        try:
+            pool._ensure_started()
+            self._inflight = {c: deque() for c in pool._conns}
+        except BaseException:
+            self._abort()
+            raise
+
+    def add(self, items: Sequence[Item]) -> int:
+        """Queue more items; returns the position of the first (positions count from the
+        stream's first item)."""
+        with self._mutex:
+            first = len(self.items)
+            piece: list[int] = []
+            n = 0
+            for pos, item in enumerate(items, first):
+                tx, spent, flags = item
+                if len(spent) != len(tx.vin):
+                    raise ValueError("spent_outputs must have one entry per input")
+                key = self.cache.key(tx, spent)
+                self.items.append(item)
+                self.keys.append(key)
+                if tx.is_coinbase() or self.cache.contains(key, flags):
+                    self.state.append(self.PASSED)
+                    continue
+                self.state.append(self.PENDING)
+                self.piece_of[pos] = len(self.pieces)
+                piece.append(pos)
+                n += len(tx.vin)
+                if n >= self.piece_inputs:
+                    self.pieces.append(piece)
+                    piece, n = [], 0
+            if piece:
+                self.pieces.append(piece)
+            if self._closed:
+                self._give_back(len(self.pieces))
+            else:
+                try:
+                    self._collect(0)
+                    for conn in self._inflight:
+                        self._feed(conn)
+                except (EOFError, OSError):
+                    log.warning("script check worker died; checks left to the caller")
+                    self._abort()
+            return first
+
+    def __enter__(self) -> VerifyStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _give_back(self, stop: int) -> None:
+        """Pieces not handed out yet, up to stop, are the caller's to check."""
+        for idx in range(self._next, stop):
+            for pos in self.pieces[idx]:
+                self.state[pos] = self.LEFT
+        self._next = max(self._next, stop)
+
+    def _feed(self, conn: Connection) -> None:
+        q = self._inflight[conn]
+        while len(q) < 2 and self._next < len(self.pieces):
+            piece = [(pos, 0, len(self.items[pos][0].vin)) for pos in self.pieces[self._next]]
+            conn.send_bytes(self.pool._payload(self.items, piece, self._packed, True))
+            q.append(self._next)
+            self._next += 1
+
+    def _collect(self, timeout: float | None) -> None:
+        """Results that are in (waiting up to timeout for one; None: until one comes)."""
+        busy = [c for c, q in self._inflight.items() if q]
+        if not busy:
+            return
+        for conn in wait(busy, timeout):
+            idx = self._inflight[conn].popleft()  # type: ignore[index]
+            ok, res = pickle.loads(conn.recv_bytes())  # type: ignore[union-attr]
+            if not ok:
+                log.warning("script check worker error: %s", res)
+            failed_at = res[0] if ok and res is not None else None
+            passed = ok
+            for pos in self.pieces[idx]:
+                if pos == failed_at:
+                    passed = False  # this one failed; the rest of the piece was not checked
+                if passed:
+                    self.state[pos] = self.PASSED
+                    self.cache.add(self.keys[pos], self.items[pos][2])  # type: ignore[arg-type]
+                else:
+                    self.state[pos] = self.LEFT
+            self._feed(conn)  # type: ignore[arg-type]
+
+    def _abort(self) -> None:
+        """A worker died or the stream broke: everything unfinished goes back to the caller,
+        and the pool starts fresh workers next time."""
+        self._give_back(len(self.pieces))
+        for pos, st in enumerate(self.state):
+            if st == self.PENDING:
+                self.state[pos] = self.LEFT
+        self._inflight = {}
+        self.pool._stop_workers()
+        if not self._closed:
+            self._closed = True
+            self.pool._lock.release()
+
+    def wait(self, pos: int) -> bool:
+        """Whether item pos passed (it is then in the execution cache). False: it failed, or
+        it is the caller's to check."""
+        with self._mutex:
+            if self.state[pos] == self.PENDING:
+                try:
+                    self._collect(0)
+                    # Not handed out yet: cheaper to check it than to wait (and the pieces
+                    # before it, which the caller passed over, are no longer wanted).
+                    self._give_back(self.piece_of[pos] + 1)
+                    while self.state[pos] == self.PENDING:
+                        if not any(self._inflight.values()):  # never spin on a lost result
+                            self.state[pos] = self.LEFT
+                            break
+                        self._collect(None)
+                except (EOFError, OSError):
+                    log.warning("script check worker died; checks left to the caller")
+                    self._abort()
+            return self.state[pos] == self.PASSED
+
+    def close(self) -> None:
+        """Hand out nothing more, let the workers finish what they have (its results still
+        count), and release the pool."""
+        with self._mutex:
+            self._give_back(len(self.pieces))
+            if self._closed:
+                return
+            try:
+                while any(self._inflight.values()):
+                    self._collect(None)
+            except (EOFError, OSError):
+                log.warning("script check worker died; its last checks are lost")
+                self._abort()
+                return
+            except BaseException:
+                self._abort()
+                raise
+            self._closed = True
+            self.pool._lock.release()

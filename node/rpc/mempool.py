@@ -51,36 +51,39 @@ def _decode(hexstring: str):
     return decode_tx(hexstring)
 
 
-def _prepare_send(node, params_list: list, chunk: int = 400) -> None:
-    """Batch of sendrawtransaction calls: decode them and have their scripts checked on the
-    worker processes in the background, chunk by chunk (the first chunk is small and its
-    checks start while the rest is still being decoded), so that each call then finds its
-    result in the script execution cache."""
+def _prepare_send(node, params_list: list, chunk: int = 100):
+    """Batch of sendrawtransaction calls: decode them all and have their scripts checked on
+    the mempool's workers, chunk by chunk as they are decoded, so that each call then finds
+    its result done (or takes the check over if the workers have not got to it yet).
+    Returns the cleanup for the end of the batch."""
     txs: dict[str, object] = {}
     _prepared.txs = txs
+    stream = node.mempool.start_background_checks()
     pending = []
-    size = chunk // 4
     for params in params_list:
         hexstring = None
         if isinstance(params, list) and params and isinstance(params[0], str):
             hexstring = params[0]
         elif isinstance(params, dict) and isinstance(params.get("hexstring"), str):
             hexstring = params["hexstring"]
-        if hexstring is None:
-            continue
-        if hexstring in txs:
-            continue  # the same transaction twice in one batch: check it once
+        if hexstring is None or hexstring in txs:
+            continue  # (the same transaction twice in one batch: checked once)
         try:
             tx = txs[hexstring] = decode_tx(hexstring)
         except RPCError:
             continue
         pending.append(tx)
-        if len(pending) == size:
-            node.mempool.preverify(pending)
+        if stream is not None and len(pending) == chunk:
+            node.mempool.check_in_background(stream, pending)
             pending = []
-            size = chunk
-    if pending:
-        node.mempool.preverify(pending)
+    if stream is not None and pending:
+        node.mempool.check_in_background(stream, pending)
+
+    def done() -> None:
+        _prepared.txs = None
+        if stream is not None:
+            node.mempool.end_background_checks(stream)
+    return done
 
 
 @rpc("sendrawtransaction", "Rawtransactions",

@@ -94,7 +94,8 @@ class Method:
     # Run on the event loop (must be fast and lock-free) instead of a worker thread.
     inline: bool = False
     # Called once with the params of every call to this method in a JSON-RPC batch, before
-    # they run one by one (to do shared work in bulk).
+    # they run one by one (to do shared work in bulk); may return a callable to run when
+    # the batch is done.
     prepare: Callable | None = None
 
     def usage(self) -> str:

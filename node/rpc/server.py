@@ -235,14 +235,26 @@ class RPCServer:
         for item in items:
             if isinstance(item, dict) and isinstance(item.get("method"), str):
                 by_method.setdefault(item["method"], []).append(item.get("params"))
-        for name, params in by_method.items():
-            m = REGISTRY.get(name)
-            if m is not None and m.prepare is not None and len(params) > 1 and self.warmup is None:
+        cleanups = []
+        try:
+            for name, params in by_method.items():
+                m = REGISTRY.get(name)
+                if (m is not None and m.prepare is not None and len(params) > 1
+                        and self.warmup is None):
+                    try:
+                        cleanup = m.prepare(self.node, params)
+                    except Exception:  # only an optimisation: the calls themselves still run
+                        log.debug("prepare for %s failed", name, exc_info=True)
+                    else:
+                        if cleanup is not None:
+                            cleanups.append(cleanup)
+            return [self._call(item, wallet, peer) for item in items]
+        finally:
+            for cleanup in cleanups:
                 try:
-                    m.prepare(self.node, params)
-                except Exception:  # only an optimisation: the calls themselves still run
-                    log.debug("prepare for %s failed", name, exc_info=True)
-        return [self._call(item, wallet, peer) for item in items]
+                    cleanup()
+                except Exception:
+                    log.warning("batch cleanup failed", exc_info=True)
 
     def _call(self, req: Any, wallet: str | None, peer: str) -> tuple[int, Any]:
         """Execute one request object: (HTTP status, reply or None for a notification)."""

@@ -320,3 +320,44 @@ def test_batches_checked_on_the_worker_pool(tmp_path):
         ok = {by_id[i]["result"] for i in range(len(hexes)) if i != 3}
         assert ok == {t.txid_hex() for i, t in enumerate(txs) if i != 3}
         assert sorted(n.call("getrawmempool")) == sorted(ok)
+
+        # A large batch (many pieces for the workers, some left to the accepting thread):
+        # 400 spends of one fan-out, a bad signature deep inside, a child of an earlier
+        # transaction of the same batch, and blocks mined from another connection meanwhile.
+        n.call("generatetoaddress", 1, ADDR)
+        prev = coinbase_out(n, 11)
+        each = (prev[1].value - 100_000) // 400
+        fan = spend([prev], [each] * 400)
+        n.call("sendrawtransaction", fan.serialize().hex())
+        n.call("generatetoaddress", 1, ADDR)
+        spends = [spend([(OutPoint(fan.txid, i), TxOut(each, W.p2wpkh))], [each - 1_000])
+                  for i in range(400)]
+        bad = spends[250].copy()
+        sig = bad.vin[0].witness[0]
+        bad.vin[0].witness = [sig[:10] + bytes((sig[10] ^ 1,)) + sig[11:], bad.vin[0].witness[1]]
+        bad.rehash()
+        spends[250] = bad
+        child = spend([(OutPoint(spends[10].txid, 0), spends[10].vout[0])], [each - 3_000])
+        batch = [t.serialize().hex() for t in spends] + [child.serialize().hex()]
+
+        import threading
+        mined = []
+        def mine() -> None:
+            for _ in range(3):
+                mined.extend(n.call("generatetoaddress", 1, ADDR))
+
+        miner = threading.Thread(target=mine)
+        miner.start()
+        status, replies = n.request([{"jsonrpc": "2.0", "id": i, "method": "sendrawtransaction",
+                                      "params": [h]} for i, h in enumerate(batch)])
+        miner.join(60)
+        assert status == 200 and len(mined) == 3
+        by_id = {r["id"]: r for r in replies}
+        assert by_id[250]["error"]["code"] == -26
+        assert "script-verify-flag-failed" in by_id[250]["error"]["message"]
+        expect = [t.txid_hex() for i, t in enumerate(spends) if i != 250] + [child.txid_hex()]
+        assert [by_id[i]["result"] for i in range(len(batch)) if i != 250] == expect
+        pool = set(n.call("getrawmempool"))
+        confirmed = {txid for h in mined for txid in n.call("getblock", h)["tx"]}
+        assert set(expect) == (pool | confirmed) & set(expect)
+        assert bad.txid_hex() not in pool | confirmed

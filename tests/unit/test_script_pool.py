@@ -21,7 +21,7 @@ from consensus.script.keys import (
     taproot_tweak_pubkey,
     xonly_pubkey,
 )
-from consensus.script.pool import TRANSPORTS, ScriptCheckPool
+from consensus.script.pool import TRANSPORTS, ScriptCheckPool, VerifyStream
 from consensus.script.sighash import PrecomputedTxData
 from consensus.script.standard import p2pkh_script, p2tr_script, p2wpkh_script
 from consensus.script.verify import ScriptExecutionCache
@@ -184,3 +184,111 @@ def test_dead_worker_is_survived() -> None:
         assert len(p._procs) == 2 and all(w.is_alive() for w in p._procs)
     finally:
         p.close()
+
+
+# -- VerifyStream ------------------------------------------------------------------------------
+
+
+def stream_of(pool, items, **kw) -> tuple[VerifyStream, ScriptExecutionCache]:
+    cache = ScriptExecutionCache()
+    stream = VerifyStream(pool, piece_inputs=4, cache=cache, **kw)
+    stream.add(items)
+    return stream, cache
+
+
+def test_stream_reports_passes_and_never_a_failure(pool: ScriptCheckPool) -> None:
+    items = make_batch(60, 10)
+    break_input(items, 20, 0)
+    stream, cache = stream_of(pool, items)
+    with stream:
+        results = [stream.wait(pos) for pos in range(len(items))]
+    assert results[0]  # its piece was handed out when the items were added
+    assert not results[20]
+    for (tx, spent, flags), ok in zip(items, results, strict=True):
+        # Whatever passed is remembered; the broken one is not.
+        assert cache.contains(cache.key(tx, spent), flags) == ok
+    assert sum(results) > len(items) // 2
+    # The pool is free again.
+    pool.verify_many(make_batch(20, 11), cache=None)
+
+
+def test_stream_gives_back_what_it_has_not_handed_out() -> None:
+    p = ScriptCheckPool(workers=1)
+    try:
+        items = make_batch(60, 12)
+        stream, cache = stream_of(p, items)
+        with stream:
+            last = len(items) - 1
+            assert not stream.wait(last)  # not handed out: the caller's to check
+            assert stream.state[last] == VerifyStream.LEFT
+            # The two pieces in flight still come back; the rest was given back (but for
+            # at most one more piece, if the worker was quick enough to be handed it).
+            for pos in stream.pieces[0] + stream.pieces[1]:
+                assert stream.wait(pos)
+            states = [stream.state[pos] for pos in range(len(items))]
+            assert VerifyStream.PENDING not in states[: stream.pieces[2][0]]
+            assert states.count(VerifyStream.LEFT) >= len(items) - len(
+                stream.pieces[0] + stream.pieces[1] + stream.pieces[2])
+            # Items added later are handed out again.
+            first = stream.add(make_batch(8, 13))
+            assert stream.wait(first)
+    finally:
+        p.close()
+
+
+def test_stream_close_keeps_results_in_flight() -> None:
+    p = ScriptCheckPool(workers=1)
+    try:
+        items = make_batch(40, 14)
+        stream, cache = stream_of(p, items)
+        stream.close()
+        sent = set(stream.pieces[0] + stream.pieces[1])
+        for pos, (tx, spent, flags) in enumerate(items):
+            assert cache.contains(cache.key(tx, spent), flags) == (pos in sent)
+            assert stream.wait(pos) == (pos in sent)
+        stream.close()  # twice is harmless
+    finally:
+        p.close()
+
+
+def test_stream_holds_the_pool_until_closed(pool: ScriptCheckPool) -> None:
+    stream, _ = stream_of(pool, make_batch(20, 15))
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (pool.verify_many(make_batch(20, 16), cache=None),
+                                         done.set()))
+    t.start()
+    assert not done.wait(0.3)  # the other caller waits for the stream
+    stream.close()
+    t.join(30)
+    assert done.is_set()
+
+
+def test_stream_survives_a_dead_worker() -> None:
+    p = ScriptCheckPool(workers=2)
+    try:
+        items = make_batch(60, 17)
+        stream, cache = stream_of(p, items)
+        victim = p._procs[0]
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.join(5)
+        with stream:
+            results = [stream.wait(pos) for pos in range(len(items))]
+        assert not all(results)  # what the dead worker had is left to the caller
+        for (tx, spent, flags), ok in zip(items, results, strict=True):
+            assert cache.contains(cache.key(tx, spent), flags) == ok
+        # Fresh workers for the next user.
+        stream2, _ = stream_of(p, make_batch(10, 18))
+        with stream2:
+            assert stream2.wait(0)
+        assert len(p._procs) == 2 and all(w.is_alive() for w in p._procs)
+    finally:
+        p.close()
+
+
+def test_stream_without_workers_leaves_everything_to_the_caller() -> None:
+    p = ScriptCheckPool(workers=0)
+    items = make_batch(10, 19)
+    stream, cache = stream_of(p, items)
+    assert not any(stream.wait(pos) for pos in range(len(items)))
+    assert len(cache) == 0
+    stream.close()
