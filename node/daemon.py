@@ -247,21 +247,22 @@ class Node:
             # the thread accepting the batch keeps a core busy, and takes over checks the
             # workers have not reached (measured: two such workers on two cores were slower).
             checker = ScriptCheckPool(max(1, chain.scripts.pool.workers - 1))
-            # Started beside the rest of start-up (it takes ~0.1 s); a batch arriving
-            # before it is up waits for it.
-            def start_checker() -> None:
-                try:
-                    checker.start()
-                except Exception as err:  # closed by an early shutdown, or cannot fork
-                    log.debug("mempool script checkers not started: %s", err)
-
-            threading.Thread(target=start_checker, name="checker-start", daemon=True).start()
         self.mempool = Mempool(
             chain, max_size_mb=cfg.maxmempool, expiry_hours=cfg.mempoolexpiry,
             min_relay_fee=_fee_rate_option(cfg.minrelaytxfee, "minrelaytxfee",
                                            DEFAULT_MIN_RELAY_FEE),
             full_rbf=cfg.mempoolfullrbf, checker=checker,
         )
+        if checker is not None:
+            # Started beside the rest of start-up (it takes ~0.1 s); a batch arriving
+            # before it is up checks its scripts itself.
+            def start_checker() -> None:
+                try:
+                    checker.start()
+                except Exception as err:  # closed by an early shutdown, or cannot fork
+                    log.warning("mempool script checkers not started: %s", err)
+
+            threading.Thread(target=start_checker, name="checker-start", daemon=True).start()
         est = self.fee_estimator = FeeEstimator()
         mempool = self.mempool
 

@@ -376,9 +376,9 @@ class Mempool:
         it with end_background_checks."""
         if self.checker is None:
             return None
-        # Not under the chain lock: this may wait for another batch's stream to end, and
-        # that batch needs the chain lock to get there.
-        return VerifyStream(self.checker)
+        # Another batch's stream may hold the workers until that whole batch is done
+        # (which can take long: a batch may hold any call): then this batch does without.
+        return VerifyStream(self.checker, wait_for_pool=False)
 
     def check_in_background(self, stream: VerifyStream, txs: list[Transaction]) -> None:
         """Start the checks (standard flags) of these transactions; acceptance of each then

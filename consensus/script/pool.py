@@ -237,19 +237,23 @@ class ScriptCheckPool:
         if self.start_method == "forkserver":
             # Imported once in the server, inherited by every worker it forks.
             ctx.set_forkserver_preload(["consensus.script.pool"])
-        procs, conns = [], []
-        for _ in range(self.workers):
-            parent, child = ctx.Pipe(duplex=True)
-            p = ctx.Process(target=_worker_main, args=(child,), daemon=True,
-                            name="minibtc-scriptcheck")
-            p.start()
-            child.close()
-            procs.append(p)
-            conns.append(parent)
-        for c in conns:
-            if c.recv_bytes() != b"ready":
-                raise RuntimeError("script check worker failed to start")
-        self._procs, self._conns = procs, conns
+        # Recorded as they start, so that a failure part-way stops those already running.
+        self._procs, self._conns = [], []
+        try:
+            for _ in range(self.workers):
+                parent, child = ctx.Pipe(duplex=True)
+                p = ctx.Process(target=_worker_main, args=(child,), daemon=True,
+                                name="minibtc-scriptcheck")
+                p.start()
+                child.close()
+                self._procs.append(p)
+                self._conns.append(parent)
+            for c in self._conns:
+                if c.recv_bytes() != b"ready":
+                    raise RuntimeError("script check worker failed to start")
+        except BaseException:
+            self._stop_workers()
+            raise
 
     def _stop_workers(self) -> None:
         for c in self._conns:
@@ -466,7 +470,10 @@ class VerifyStream:
         *,
         piece_inputs: int = 25,
         cache: ScriptExecutionCache = SCRIPT_EXECUTION_CACHE,
+        wait_for_pool: bool = True,
     ) -> None:
+        """wait_for_pool=False: if another stream or batch has the pool, do not wait for it
+        (everything added is then the caller's to check)."""
         self.pool = pool
         self.piece_inputs = piece_inputs
         self.cache = cache
@@ -480,9 +487,8 @@ class VerifyStream:
         self._mutex = threading.Lock()
         self._inflight: dict[Connection, deque[int]] = {}
         self._closed = True
-        if pool.workers < 1:
+        if pool.workers < 1 or not pool._lock.acquire(blocking=wait_for_pool):
             return  # everything added is the caller's
-        pool._lock.acquire()
         self._closed = False
         try:
             pool._ensure_started()

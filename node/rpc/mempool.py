@@ -59,6 +59,21 @@ def _prepare_send(node, params_list: list, chunk: int = 100):
     txs: dict[str, object] = {}
     _prepared.txs = txs
     stream = node.mempool.start_background_checks()
+
+    def done() -> None:
+        _prepared.txs = None
+        if stream is not None:
+            node.mempool.end_background_checks(stream)
+
+    try:
+        _decode_and_check(node, params_list, txs, stream, chunk)
+    except BaseException:
+        done()  # the stream holds the workers: never leave it open
+        raise
+    return done
+
+
+def _decode_and_check(node, params_list: list, txs: dict, stream, chunk: int) -> None:
     pending = []
     for params in params_list:
         hexstring = None
@@ -78,12 +93,6 @@ def _prepare_send(node, params_list: list, chunk: int = 100):
             pending = []
     if stream is not None and pending:
         node.mempool.check_in_background(stream, pending)
-
-    def done() -> None:
-        _prepared.txs = None
-        if stream is not None:
-            node.mempool.end_background_checks(stream)
-    return done
 
 
 @rpc("sendrawtransaction", "Rawtransactions",

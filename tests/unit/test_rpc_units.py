@@ -115,3 +115,36 @@ def test_bind_errors_like_core():
     with pytest.raises(RPCError) as e:
         m.bind({"args": ["x"], "a": "y"})
     assert e.value.code == -8 and "specified twice" in e.value.message
+
+
+def test_send_batch_prepare_never_leaves_its_stream_open(monkeypatch):
+    """A failure while a sendrawtransaction batch is being prepared (a database error
+    reading coins, say) closes the stream that holds the mempool's script-check workers."""
+    from types import SimpleNamespace
+
+    from consensus.script.pool import ScriptCheckPool, VerifyStream
+    from node.rpc import mempool as rpc_mempool
+
+    pool = ScriptCheckPool(workers=1)
+    opened = []
+
+    def start():
+        opened.append(VerifyStream(pool))  # holds the workers until closed
+        return opened[-1]
+
+    def broken(stream, txs):
+        raise OSError("database read failed")
+
+    closed = []
+    mempool = SimpleNamespace(start_background_checks=start, check_in_background=broken,
+                              end_background_checks=lambda s: (s.close(), closed.append(s)))
+    node = SimpleNamespace(mempool=mempool)
+    monkeypatch.setattr(rpc_mempool, "decode_tx", lambda h: SimpleNamespace(hex=h))
+    try:
+        with pytest.raises(OSError):
+            rpc_mempool._prepare_send(node, [[f"{i:02x}"] for i in range(150)])
+        assert closed == opened and not pool._lock.locked()
+    finally:
+        for stream in opened:
+            stream.close()  # (left open if the check above failed)
+        pool.close()

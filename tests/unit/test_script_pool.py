@@ -292,3 +292,41 @@ def test_stream_without_workers_leaves_everything_to_the_caller() -> None:
     assert not any(stream.wait(pos) for pos in range(len(items)))
     assert len(cache) == 0
     stream.close()
+
+
+def test_stream_need_not_wait_for_a_busy_pool(pool: ScriptCheckPool) -> None:
+    holder, _ = stream_of(pool, make_batch(10, 20))
+    try:
+        items = make_batch(10, 21)
+        other, cache = stream_of(pool, items, wait_for_pool=False)  # returns at once
+        assert not any(other.wait(pos) for pos in range(len(items)))
+        other.close()
+        assert len(cache) == 0
+    finally:
+        holder.close()
+    assert not pool._lock.locked()
+
+
+def test_a_failed_start_stops_the_workers_it_started(monkeypatch) -> None:
+    from multiprocessing.connection import Connection
+
+    real = Connection.recv_bytes
+    calls = []
+
+    def second_fails(self, *a):
+        calls.append(1)
+        if len(calls) == 2:
+            raise EOFError
+        return real(self, *a)
+
+    p = ScriptCheckPool(workers=2)
+    try:
+        monkeypatch.setattr(Connection, "recv_bytes", second_fails)
+        with pytest.raises(EOFError):
+            p.start()
+        monkeypatch.undo()
+        assert p._procs == [] and p._conns == []
+        p.start()  # a later attempt starts afresh
+        assert len(p._procs) == 2 and all(w.is_alive() for w in p._procs)
+    finally:
+        p.close()
