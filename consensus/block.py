@@ -6,7 +6,13 @@ import struct
 from collections.abc import Iterable
 
 from consensus.hashes import hash_to_hex, sha256d
-from consensus.serialize import DeserializationError, Reader, compact_size, expect_end
+from consensus.serialize import (
+    DeserializationError,
+    Reader,
+    compact_size,
+    compact_size_len,
+    expect_end,
+)
 from consensus.tx import WITNESS_SCALE_FACTOR, Transaction, TxOut
 
 HEADER_SIZE = 80
@@ -82,15 +88,13 @@ class BlockHeader:
 
 
 class Block:
-    __slots__ = ("header", "txs", "_size", "_base_size", "tx_offsets")
+    __slots__ = ("header", "txs", "_size", "_base_size")
 
     def __init__(self, header: BlockHeader | None = None, txs: Iterable[Transaction] = ()) -> None:
         self.header = header if header is not None else BlockHeader()
         self.txs = list(txs)
         self._size: int | None = None
         self._base_size: int | None = None
-        # For a parsed block: where each transaction starts in its bytes, plus the end.
-        self.tx_offsets: list[int] | None = None
 
     @property
     def hash(self) -> bytes:
@@ -109,14 +113,8 @@ class Block:
         start = r.pos
         header = BlockHeader.deserialize(r)
         n = r.compact_size()
-        offsets = [r.pos - start]
-        txs = []
-        for _ in range(n):
-            txs.append(Transaction.deserialize(r))
-            offsets.append(r.pos - start)
-        b = cls(header, txs)
+        b = cls(header, [Transaction.deserialize(r) for _ in range(n)])
         b._size = r.pos - start
-        b.tx_offsets = offsets
         return b
 
     @classmethod
@@ -136,14 +134,20 @@ class Block:
 
     def rehash(self) -> None:
         self._size = self._base_size = None
-        self.tx_offsets = None  # the bytes they pointed into may no longer match
         self.header.rehash()
+
+    def tx_offsets(self) -> list[int]:
+        """Where each transaction starts in the serialized block, plus the end."""
+        offsets = [HEADER_SIZE + compact_size_len(len(self.txs))]
+        for tx in self.txs:
+            offsets.append(offsets[-1] + tx.size)
+        return offsets
 
     @property
     def size(self) -> int:
         """Serialized size with witness."""
         if self._size is None:
-            self._size = HEADER_SIZE + len(compact_size(len(self.txs))) + sum(
+            self._size = HEADER_SIZE + compact_size_len(len(self.txs)) + sum(
                 tx.size for tx in self.txs
             )
         return self._size
@@ -152,7 +156,7 @@ class Block:
     def base_size(self) -> int:
         """Serialized size without witness ("strippedsize")."""
         if self._base_size is None:
-            self._base_size = HEADER_SIZE + len(compact_size(len(self.txs))) + sum(
+            self._base_size = HEADER_SIZE + compact_size_len(len(self.txs)) + sum(
                 tx.base_size for tx in self.txs
             )
         return self._base_size

@@ -22,6 +22,7 @@ from consensus.script.standard import (
     WITNESS_UNKNOWN,
     solver,
 )
+from consensus.script.taproot import ANNEX_TAG, TAPROOT_LEAF_MASK, TAPROOT_LEAF_TAPSCRIPT
 from consensus.serialize import compact_size_len
 from consensus.tx import WITNESS_SCALE_FACTOR, Transaction, TxOut
 
@@ -43,10 +44,6 @@ DEFAULT_MIN_RELAY_FEE = 1000  # sat/kvB
 DEFAULT_INCREMENTAL_RELAY_FEE = 1000  # sat/kvB
 DUST_RELAY_FEE = 3000  # sat/kvB
 DEFAULT_BLOCK_MIN_TX_FEE = 1000  # sat/kvB
-
-ANNEX_TAG = 0x50
-TAPROOT_LEAF_MASK = 0xFE
-TAPROOT_LEAF_TAPSCRIPT = 0xC0
 
 
 class PolicyError(Exception):

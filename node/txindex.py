@@ -7,8 +7,7 @@ from pathlib import Path
 
 import plyvel
 
-from consensus.block import HEADER_SIZE, Block
-from consensus.serialize import compact_size_len
+from consensus.block import Block
 from node.store.blockindex import BlockIndexEntry
 from node.store.layout import BEST_BLOCK_KEY, TX_PREFIX, decode_tx_pos, encode_tx_pos
 
@@ -35,11 +34,9 @@ class TxIndex:
         return self.db.get(BEST_BLOCK_KEY)
 
     def _connected(self, block: Block, e: BlockIndexEntry) -> None:
-        offset = HEADER_SIZE + compact_size_len(len(block.txs))
         with self.db.write_batch() as b:
-            for tx in block.txs:
+            for tx, offset in zip(block.txs, block.tx_offsets()):
                 b.put(TX_PREFIX + tx.txid, encode_tx_pos(e.file, e.data_pos, offset))
-                offset += tx.size
             b.put(BEST_BLOCK_KEY, e.hash)
 
     def _disconnected(self, block: Block, e: BlockIndexEntry) -> None:

@@ -85,8 +85,6 @@ STANDARD_SCRIPT_VERIFY_FLAGS = (
     | DISCOURAGE_UPGRADABLE_PUBKEYTYPE
 )
 
-STANDARD_NOT_MANDATORY_VERIFY_FLAGS = STANDARD_SCRIPT_VERIFY_FLAGS & ~MANDATORY_SCRIPT_VERIFY_FLAGS
-
 
 def parse_flags(text: str) -> int:
     """"P2SH,WITNESS" -> bits. "" and "NONE" mean no flags; an unknown name raises ValueError."""

@@ -51,6 +51,7 @@ from consensus.script.sighash import (
     segwit_v0_sighash,
     taproot_sighash_or_none,
 )
+from consensus.script.standard import p2pkh_script
 from consensus.script.taproot import (
     ANNEX_TAG,
     TAPROOT_LEAF_MASK,
@@ -902,7 +903,7 @@ def verify_witness_program(
         if len(program) == 20:  # P2WPKH
             if len(witness) != 2:
                 raise ScriptError("WITNESS_PROGRAM_MISMATCH")
-            script = b"\x76\xa9\x14" + program + b"\x88\xac"
+            script = p2pkh_script(program)
             _execute_witness_script(
                 list(witness), script, flags, SIGVERSION_WITNESS_V0, checker, execdata
             )

@@ -57,6 +57,7 @@ from consensus.script.verify import (
     SCRIPT_EXECUTION_CACHE,
     ScriptExecutionCache,
     _verify_input,
+    verify_transaction,
 )
 from consensus.serialize import Reader
 from consensus.tx import OutPoint, Transaction, TxIn, TxOut
@@ -343,14 +344,7 @@ class ScriptCheckPool:
         sigcache = SIGNATURE_CACHE if use_sigcache else None
         for pos in todo:
             tx, spent, flags = items[pos]
-            txdata = PrecomputedTxData(tx, spent)
-            for i in range(len(tx.vin)):
-                try:
-                    _verify_input(tx, i, spent, flags, txdata, sigcache, True)
-                except ScriptError as e:
-                    e.txid = tx.txid
-                    e.input_index = i
-                    raise
+            verify_transaction(tx, spent, flags, cache=None, sigcache=sigcache)
 
     def _chunks(
         self, items: Sequence[Item], todo: list[int], n_inputs: int

@@ -290,9 +290,6 @@ class SignatureCache:
                     s.pop(k, None)
         s[key] = None
 
-    def erase(self, key: bytes) -> None:
-        self._set.pop(key, None)
-
     def clear(self) -> None:
         self._set.clear()
         self.hits = self.misses = 0

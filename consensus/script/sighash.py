@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from consensus.hashes import sha256d as _sha256d
 from consensus.hashes import tagged_hasher
 from consensus.script.script import op_end
-from consensus.serialize import compact_size
+from consensus.serialize import compact_size, var_bytes
 from consensus.tx import Transaction, TxOut
 
 SIGHASH_DEFAULT = 0x00  # taproot only: no hash-type byte, same as ALL
@@ -41,11 +41,6 @@ _pack_u32 = _U32.pack
 _pack_i64 = _I64.pack
 _OP_CODESEPARATOR = 0xAB
 _TAPSIGHASH = tagged_hasher("TapSighash")
-
-
-def _ser_output(out: TxOut) -> bytes:
-    spk = out.script_pubkey
-    return _pack_i64(out.value) + compact_size(len(spk)) + spk
 
 
 class PrecomputedTxData:
@@ -109,7 +104,7 @@ class PrecomputedTxData:
     def outputs_ser(self) -> list[bytes]:
         o = self._outputs_ser
         if o is None:
-            o = self._outputs_ser = [_ser_output(out) for out in self.tx.vout]
+            o = self._outputs_ser = [out.serialize() for out in self.tx.vout]
         return o
 
     # -- single SHA-256 (BIP341) and double SHA-256 (BIP143) ----------------------------------
@@ -148,7 +143,7 @@ class PrecomputedTxData:
         h = self._sha_scripts
         if h is None:
             spent = self._need_spent()
-            data = b"".join(compact_size(len(o.script_pubkey)) + o.script_pubkey for o in spent)
+            data = b"".join(var_bytes(o.script_pubkey) for o in spent)
             h = self._sha_scripts = _sha256(data).digest()
         return h
 
@@ -392,7 +387,7 @@ def taproot_sighash_or_none(
     if acp:
         spent = txdata._need_spent()[index]
         parts.append(txdata.prevouts()[index])
-        parts.append(_ser_output(spent))
+        parts.append(spent.serialize())
         parts.append(txdata.sequences()[index])
     else:
         parts.append(_pack_u32(index))

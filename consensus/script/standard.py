@@ -12,7 +12,6 @@ from consensus.script.errors import ScriptError
 from consensus.script.num import decode_num
 from consensus.script.opcodes import (
     ASM_NAMES,
-    OP_0,
     OP_1,
     OP_16,
     OP_CHECKMULTISIG,
@@ -22,6 +21,7 @@ from consensus.script.opcodes import (
     OP_HASH160,
     OP_PUSHDATA4,
     OP_RETURN,
+    encode_op_n,
     op_name,
 )
 from consensus.script.script import (
@@ -177,7 +177,7 @@ def witness_v_script(version: int, program: bytes) -> bytes:
     """OP_n <program>: the scriptPubKey of a native segwit output of any version (BIP141)."""
     if not 0 <= version <= 16 or not 2 <= len(program) <= 40:
         raise ValueError("witness version must be 0..16 and program 2..40 bytes")
-    return bytes((OP_0 if version == 0 else OP_1 + version - 1, len(program))) + program
+    return bytes((encode_op_n(version), len(program))) + program
 
 
 def multisig_script(required: int, pubkeys: Sequence[bytes]) -> bytes:

@@ -31,7 +31,6 @@ from consensus.hashes import hash160
 from consensus.script import flags as F
 from consensus.script.errors import ScriptError
 from consensus.script.interpreter import (
-    ScriptExecutionData,
     TransactionSignatureChecker,
     check_pubkey_encoding,
     check_signature_encoding,
@@ -40,17 +39,16 @@ from consensus.script.interpreter import (
     verify_witness_program,
 )
 from consensus.script.num import cast_to_bool
+from consensus.script.script import MAX_SCRIPT_ELEMENT_SIZE
 from consensus.script.sigcheck import SIGNATURE_CACHE, SignatureCache, pubkey_valid_size
 from consensus.script.sighash import (
     SIGVERSION_BASE,
-    SIGVERSION_TAPROOT,
     SIGVERSION_WITNESS_V0,
     PrecomputedTxData,
-    annex_hash,
     legacy_sighash_serialized_code,
     segwit_v0_sighash,
 )
-from consensus.script.taproot import ANNEX_TAG
+from consensus.script.standard import p2pkh_script
 from consensus.tx import Transaction, TxOut
 
 __all__ = [
@@ -81,7 +79,7 @@ def _fast_p2wpkh(
     if len(witness) != 2:
         raise ScriptError("WITNESS_PROGRAM_MISMATCH")
     sig, pub = witness
-    if len(sig) > 520 or len(pub) > 520:
+    if len(sig) > MAX_SCRIPT_ELEMENT_SIZE or len(pub) > MAX_SCRIPT_ELEMENT_SIZE:
         raise ScriptError("PUSH_SIZE")
     if hash160(pub) != program:
         raise ScriptError("EQUALVERIFY")
@@ -89,7 +87,7 @@ def _fast_p2wpkh(
     check_pubkey_encoding(pub, flags, SIGVERSION_WITNESS_V0)
     ok = False
     if sig and pubkey_valid_size(pub):
-        code = b"\x76\xa9\x14" + program + b"\x88\xac"
+        code = p2pkh_script(program)
         sighash = segwit_v0_sighash(tx, index, code, amount, sig[-1], txdata)
         ok = verify_ecdsa_cached(pub, sig[:-1], sighash, cache, store)
     if not ok:
@@ -180,17 +178,6 @@ def _verify_input(
             program = spk[2:]
             if not cast_to_bool(program):
                 raise ScriptError("EVAL_FALSE")
-            if not flags & F.TAPROOT:
-                return
-            if len(witness) == 1 or (
-                len(witness) == 2 and witness[1] and witness[1][0] == ANNEX_TAG
-            ):
-                checker = TransactionSignatureChecker(tx, index, out.value, txdata, cache, store)
-                execdata = ScriptExecutionData()
-                if len(witness) == 2:
-                    execdata.annex_hash = annex_hash(witness[1])
-                checker.check_schnorr(witness[0], program, SIGVERSION_TAPROOT, execdata)
-                return
             checker = TransactionSignatureChecker(tx, index, out.value, txdata, cache, store)
             verify_witness_program(witness, 1, program, flags, checker, False)
             return
@@ -277,9 +264,6 @@ class ScriptExecutionCache:
                     del m[k]
             m[key] = seen + (flags,)
 
-    def erase(self, key: bytes) -> None:
-        self._map.pop(key, None)
-
     def clear(self) -> None:
         self._map.clear()
 
@@ -314,11 +298,6 @@ def verify_transaction(
             return
     txdata = PrecomputedTxData(tx, spent_outputs)
     for i in range(len(tx.vin)):
-        try:
-            _verify_input(tx, i, spent_outputs, flags, txdata, sigcache, store)
-        except ScriptError as e:
-            e.txid = tx.txid
-            e.input_index = i
-            raise
+        verify_input(tx, i, spent_outputs, flags, txdata, sigcache=sigcache, store=store)
     if cache is not None and key is not None:
         cache.add(key, flags)

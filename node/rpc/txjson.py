@@ -160,7 +160,7 @@ def block_json(block: Block, e: BlockIndexEntry, chain, verbosity: int,
     if verbosity == 1:
         out["tx"] = [tx.txid_hex() for tx in block.txs]
     else:
-        offs = block.tx_offsets if raw is not None else None
+        offs = block.tx_offsets() if raw is not None else None
         out["tx"] = [
             tx_json(tx, chain.params, True,
                     undo[i - 1] if undo is not None and i > 0 else None, verbosity >= 3,

@@ -9,6 +9,7 @@ from pathlib import Path
 import plyvel
 
 from consensus.block import BlockHeader
+from consensus.contextual import MEDIAN_TIME_SPAN
 from consensus.hashes import hash_to_hex
 from node.store.layout import (
     BLOCK_PREFIX,
@@ -115,7 +116,7 @@ class BlockIndexEntry:
             return self._mtp
         times = []
         e: BlockIndexEntry | None = self
-        for _ in range(11):
+        for _ in range(MEDIAN_TIME_SPAN):
             if e is None:
                 break
             times.append(e.time)
