@@ -9,7 +9,6 @@ pool through `self.scripts`.
 from __future__ import annotations
 
 import logging
-import struct
 import threading
 import time
 from collections import OrderedDict
@@ -53,12 +52,11 @@ from node.store.blockindex import (
     BlockIndexDB,
     BlockIndexEntry,
 )
-from node.store.coins import CoinsCache, UTXOStats, utxo_digest, utxo_stats
-from node.store.layout import decode_undo, encode_undo
+from node.store.coins import CoinsCache, UTXOStats, utxo_stats
+from node.store.layout import decode_undo, encode_undo, outpoint_key
 
 log = logging.getLogger("validation")
 
-_N_BE = struct.Struct(">I")
 FLUSH_INTERVAL = 60.0  # seconds between periodic UTXO flushes while blocks connect
 RECENT_BLOCKS = 16  # parsed blocks kept to connect without reading them back from disk
 
@@ -119,7 +117,6 @@ class ChainState:
         # Listeners: called with (block, entry) under the lock, in chain order.
         self.on_connected: list[Callable[[Block, BlockIndexEntry], None]] = []
         self.on_disconnected: list[Callable[[Block, BlockIndexEntry], None]] = []
-        self.on_tip_changed: list[Callable[[BlockIndexEntry], None]] = []
         # Called (under the lock) after each step of activate_best_chain: a reorg is complete.
         self.on_activated: list[Callable[[], None]] = []
 
@@ -282,6 +279,12 @@ class ChainState:
             e = e.prev  # type: ignore[assignment]
         return e
 
+    def read_undo(self, e: BlockIndexEntry) -> list[list[Coin]]:
+        """The coins block e spent (from its undo data). Raises BlockFileError or
+        DeserializationError."""
+        assert e.prev is not None
+        return decode_undo(self.files.read_undo(e.file, e.undo_pos, e.prev.hash))
+
     def read_block(self, e: BlockIndexEntry) -> Block:
         cached = self._recent.get(e.hash)
         if cached is not None:
@@ -306,13 +309,12 @@ class ChainState:
 
     def get_coin(self, txid: bytes, n: int) -> Coin | None:
         with self.lock:
-            return self.coins.get(txid + _N_BE.pack(n))
+            return self.coins.get(outpoint_key(txid, n))
 
     def utxo_stats(self) -> tuple[bytes, int, int]:
         """(hash_serialized_3, number of coins, total amount) at the current tip."""
-        with self.lock:
-            self.flush()
-            return utxo_digest(self.coins)
+        st, _ = self.utxo_stats_full()
+        return st.digest, st.count, st.total
 
     def utxo_stats_full(self, muhash: bool = False) -> tuple[UTXOStats, BlockIndexEntry]:
         """The UTXO set's statistics and the block they are for. Only the flush and taking a
@@ -339,7 +341,7 @@ class ChainState:
                     if level >= 1:
                         check_block(block, self.params)
                     if level >= 2:
-                        spent = decode_undo(self.files.read_undo(e.file, e.undo_pos, e.prev.hash))
+                        spent = self.read_undo(e)
                         if level >= 3:
                             if len(spent) != len(block.txs) - 1 or any(
                                 len(s) != len(tx.vin) for s, tx in zip(spent, block.txs[1:])
@@ -528,8 +530,6 @@ class ChainState:
         self.candidates.discard(e)  # the rest is pruned once per activation step
         for fn in self.on_connected:
             fn(block, e)
-        for fn in self.on_tip_changed:
-            fn(e)
 
     def _connect_block(
         self, block: Block, e: BlockIndexEntry
@@ -557,7 +557,7 @@ class ChainState:
             for tx in block.txs:
                 txid = tx.txid
                 for n in range(len(tx.vout)):
-                    if get(txid + _N_BE.pack(n)) is not None:
+                    if get(outpoint_key(txid, n)) is not None:
                         raise ValidationError("bad-txns-BIP30", 100,
                                               "tried to overwrite transaction")
 
@@ -577,7 +577,7 @@ class ChainState:
             if i > 0:
                 keys = []
                 for txin in tx.vin:
-                    key = txin.prevout.hash + _N_BE.pack(txin.prevout.n)
+                    key = outpoint_key(txin.prevout.hash, txin.prevout.n)
                     coin = get(key)
                     if coin is None:
                         raise ValidationError(
@@ -618,7 +618,7 @@ class ChainState:
                 spk = out.script_pubkey
                 if is_unspendable(spk):
                     continue
-                key = txid + _N_BE.pack(n)
+                key = outpoint_key(txid, n)
                 changes[key] = Coin(out.value, spk, height, i == 0)
                 created.add(key)
 
@@ -631,7 +631,7 @@ class ChainState:
         assert e is not None and e.prev is not None, "cannot disconnect the genesis block"
         block = self.read_block(e)
         try:
-            spent = decode_undo(self.files.read_undo(e.file, e.undo_pos, e.prev.hash))
+            spent = self.read_undo(e)
         except DeserializationError as err:
             raise BlockFileError(f"corrupt undo data of block {e.hash_hex()}: {err}") from None
         if len(spent) != len(block.txs) - 1:
@@ -642,7 +642,7 @@ class ChainState:
             txid = tx.txid
             for n, out in enumerate(tx.vout):
                 if not is_unspendable(out.script_pubkey):
-                    key = txid + _N_BE.pack(n)
+                    key = outpoint_key(txid, n)
                     if coins.get(key) is not None:
                         coins.spend(key)
             if i > 0:
@@ -650,15 +650,13 @@ class ChainState:
                 if len(restored) != len(tx.vin):
                     raise BlockFileError(f"undo data of block {e.hash_hex()} is inconsistent")
                 for txin, coin in zip(reversed(tx.vin), reversed(restored)):
-                    coins.add(txin.prevout.hash + _N_BE.pack(txin.prevout.n), coin, False)
+                    coins.add(outpoint_key(txin.prevout.hash, txin.prevout.n), coin, False)
         self.active.pop()
         # The disconnected block stays a candidate: it may become best again.
         if not e.failed:
             self.candidates.add(e)
         for fn in self.on_disconnected:
             fn(block, e)
-        for fn in self.on_tip_changed:
-            fn(self.active[-1])
         return block
 
     # =========================================================================================

@@ -29,6 +29,11 @@ MULTI = {"loadblock", "rpcauth", "rpcbind", "rpcallowip", "debug", "debugexclude
 NETWORK_ONLY = {"port", "rpcport", "rpcbind", "bind", "connect", "addnode", "wallet"}
 
 
+def chain_dir(datadir: Path, chain: str) -> Path:
+    """Core's layout: main uses the datadir itself, other chains a subfolder."""
+    return datadir if chain == "main" else datadir / chain
+
+
 class NodeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -90,8 +95,7 @@ class NodeConfig(BaseModel):
 
     @property
     def chain_datadir(self) -> Path:
-        base = self.datadir.expanduser()
-        return base if self.chain == "main" else base / self.chain
+        return chain_dir(self.datadir.expanduser(), self.chain)
 
     def params(self):
         from consensus.params import get_params

@@ -117,7 +117,6 @@ class Node:
         self.params = config.params()
         self.datadir = config.chain_datadir
         self.start_time = time.time()
-        self.current_request = threading.local()
         self.tip_changed = threading.Condition()  # notified after each chain activation
         self.validation = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validation")
         self.chain = None

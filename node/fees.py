@@ -55,16 +55,21 @@ class FeeEstimator:
     def estimate(self, target: int, conservative: bool = False) -> int | None:
         """Fee rate in sat/kvB likely to confirm within `target` blocks, or None."""
         threshold = SUCCESS_CONSERVATIVE if conservative else SUCCESS_ECONOMICAL
-        waiting = [(rate, self.best_height - h) for rate, h in self.tracked.values()
-                   if self.best_height - h >= target]
-        points = [(rate, blocks) for _, rate, blocks in self.confirmed]
-        if len(points) < MIN_DATA_POINTS:
+        if len(self.confirmed) < MIN_DATA_POINTS:
             return None
+        # Rates sorted from the highest, so each bucket's counts (rates at or above it)
+        # follow from the previous bucket's in one pass.
+        ok_rates = sorted((r for _, r, b in self.confirmed if b <= target), reverse=True)
+        late_rates = sorted([r for _, r, b in self.confirmed if b > target]
+                            + [r for r, h in self.tracked.values()
+                               if self.best_height - h >= target], reverse=True)
+        ok = late = 0
         best = None
         for bucket in reversed(_BUCKETS):
-            ok = sum(1 for r, b in points if r >= bucket and b <= target)
-            late = sum(1 for r, b in points if r >= bucket and b > target)
-            late += sum(1 for r, _ in waiting if r >= bucket)
+            while ok < len(ok_rates) and ok_rates[ok] >= bucket:
+                ok += 1
+            while late < len(late_rates) and late_rates[late] >= bucket:
+                late += 1
             total = ok + late
             if total < MIN_DATA_POINTS:
                 continue

@@ -18,6 +18,7 @@ from pathlib import Path
 from consensus.params import get_params
 from node.blockimport import load_external_block_file, reindex, reindex_chainstate
 from node.chain import ChainState
+from node.config import chain_dir
 from node.scriptcheck import ScriptChecker
 
 
@@ -30,11 +31,6 @@ def parse_args(argv: list[str]) -> dict[str, list[str]]:
         name, _, value = arg.lstrip("-").partition("=")
         opts.setdefault(name, []).append(value if value or "=" in arg else "1")
     return opts
-
-
-def chain_datadir(datadir: Path, chain: str) -> Path:
-    """Core's layout: main uses the datadir itself, other chains a subfolder."""
-    return datadir if chain == "main" else datadir / chain
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     if "datadir" not in opts:
         print("Error: -datadir is required", file=sys.stderr)
         return 1
-    datadir = chain_datadir(Path(opts["datadir"][-1]).expanduser(), chain_name)
+    datadir = chain_dir(Path(opts["datadir"][-1]).expanduser(), chain_name)
     dbcache = int(opts.get("dbcache", ["450"])[-1])
     par = int(opts["par"][-1]) if "par" in opts else None
 

@@ -37,12 +37,12 @@ from consensus.serialize import DeserializationError, Reader, compact_size
 from consensus.tx import Transaction, TxOut
 from node import policy
 from node.policy import PolicyError
+from node.store.layout import outpoint_key
 
 log = logging.getLogger("mempool")
 
 MEMPOOL_HEIGHT = 0x7FFFFFFF  # height of coins that exist only in the mempool
 MAX_REPLACEMENT_CANDIDATES = 100
-MAX_BIP125_RBF_SEQUENCE = 0xFFFFFFFD
 DEFAULT_ANCESTOR_LIMIT = 25
 DEFAULT_ANCESTOR_SIZE_LIMIT_KVB = 101
 DEFAULT_DESCENDANT_LIMIT = 25
@@ -52,7 +52,6 @@ ORPHAN_EXPIRE = 20 * 60
 ROLLING_FEE_HALFLIFE = 12 * 60 * 60
 EXPIRE_INTERVAL = 10.0  # seconds between scans for expired transactions
 ENTRY_OVERHEAD = 400  # bytes of bookkeeping per entry, on top of the transaction itself
-_N_BE = struct.Struct(">I")
 
 
 class MempoolReject(Exception):
@@ -69,8 +68,7 @@ class MempoolReject(Exception):
 
 class MempoolEntry:
     __slots__ = ("tx", "txid", "wtxid", "fee", "delta", "vsize", "weight", "sigop_cost",
-                 "time", "height", "parents", "children", "spends_coinbase", "lock_height",
-                 "lock_time", "usage")
+                 "time", "height", "parents", "children", "usage")
 
     def __init__(self, tx: Transaction, fee: int, vsize: int, sigop_cost: int, now: int,
                  height: int) -> None:
@@ -86,9 +84,6 @@ class MempoolEntry:
         self.height = height
         self.parents: set[bytes] = set()
         self.children: set[bytes] = set()
-        self.spends_coinbase = False
-        self.lock_height = -1
-        self.lock_time = -1
         self.usage = tx.size * 3 + ENTRY_OVERHEAD
 
     @property
@@ -173,7 +168,7 @@ class Mempool:
         return e.tx.vout[n]
 
     def is_spent(self, txid: bytes, n: int) -> bool:
-        return txid + _N_BE.pack(n) in self.spent
+        return outpoint_key(txid, n) in self.spent
 
     def ancestors(self, e: MempoolEntry) -> set[bytes]:
         """Txids of all in-mempool ancestors (not including e)."""
@@ -276,13 +271,11 @@ class Mempool:
         # Direct conflicts: mempool transactions spending one of our inputs.
         conflicts: set[bytes] = set()
         for txin in tx.vin:
-            spender = self.spent.get(txin.prevout.hash + _N_BE.pack(txin.prevout.n))
+            spender = self.spent.get(outpoint_key(txin.prevout.hash, txin.prevout.n))
             if spender is not None:
                 # BIP125 opt-in, as Core checks it: the conflicting transaction itself must
                 # signal (inherited signalling only shows in bip125-replaceable).
-                if not self.full_rbf and not any(
-                    i.sequence <= MAX_BIP125_RBF_SEQUENCE for i in self.entries[spender].tx.vin
-                ):
+                if not self.full_rbf and not policy.signals_rbf(self.entries[spender].tx.vin):
                     raise MempoolReject("txn-mempool-conflict")
                 conflicts.add(spender)
 
@@ -296,13 +289,7 @@ class Mempool:
                 raise MempoolReject("bad-txns-inputs-missingorspent", missing_inputs=True)
             coins.append(c)
 
-        # BIP68 relative locks, evaluated as if for the next block.
-        prev_heights = [next_height if c.height == MEMPOOL_HEIGHT else c.height for c in coins]
-        locks = calculate_sequence_locks(
-            tx, LOCKTIME_VERIFY_SEQUENCE, prev_heights,
-            lambda h: chain.active[h].median_time_past(),
-        )
-        if not evaluate_sequence_locks(next_height, tip_mtp, locks):
+        if not self._sequence_locks_met(tx, coins, next_height, tip_mtp):
             raise MempoolReject("non-BIP68-final")
 
         try:
@@ -355,8 +342,6 @@ class Mempool:
             self._remove_entry(self.entries[t], "replaced")
         entry = MempoolEntry(tx, fee, vsize, sigops, int(self.now()), tip.height)
         entry.delta = self.deltas.get(txid, 0)
-        entry.spends_coinbase = any(c.coinbase for c in coins)
-        entry.lock_height, entry.lock_time = locks
         self._add_entry(entry, parents)
         result.replaced = replaced
         if not bypass_limits:
@@ -412,14 +397,24 @@ class Mempool:
         if self.checker is not None:
             self.checker.close()
 
-    def _signals_rbf(self, txid: bytes) -> bool:
+    def _sequence_locks_met(self, tx: Transaction, coins: list[Coin], next_height: int,
+                            tip_mtp: int) -> bool:
+        """BIP68 relative locks, evaluated as if for the next block (coins only in the
+        mempool count as confirmed in it)."""
+        active = self.chain.active
+        prev_heights = [next_height if c.height == MEMPOOL_HEIGHT else c.height for c in coins]
+        locks = calculate_sequence_locks(tx, LOCKTIME_VERIFY_SEQUENCE, prev_heights,
+                                         lambda h: active[h].median_time_past())
+        return evaluate_sequence_locks(next_height, tip_mtp, locks)
+
+    def _signals_rbf(self, txid: bytes, ancestors: set[bytes] | None = None) -> bool:
         """BIP125's replaceability, inherited: the transaction or an unconfirmed ancestor
-        signals (what getmempoolentry shows as bip125-replaceable)."""
+        signals (what getmempoolentry shows as bip125-replaceable). `ancestors`: the
+        entry's, if the caller has them already."""
         e = self.entries[txid]
-        for t in [txid, *self.ancestors(e)]:
-            if any(i.sequence <= MAX_BIP125_RBF_SEQUENCE for i in self.entries[t].tx.vin):
-                return True
-        return False
+        if ancestors is None:
+            ancestors = self.ancestors(e)
+        return any(policy.signals_rbf(self.entries[t].tx.vin) for t in [txid, *ancestors])
 
     def _check_ancestor_limits(self, parents: set[bytes], vsize: int,
                                bypass: bool) -> set[bytes]:
@@ -518,13 +513,13 @@ class Mempool:
         self.entries[e.txid] = e
         self.by_wtxid[e.wtxid] = e
         for txin in e.tx.vin:
-            self.spent[txin.prevout.hash + _N_BE.pack(txin.prevout.n)] = e.txid
+            self.spent[outpoint_key(txin.prevout.hash, txin.prevout.n)] = e.txid
         e.parents = set(parents)
         for p in parents:
             self.entries[p].children.add(e.txid)
         # A transaction re-added after a reorg may already have children in the pool.
         for n in range(len(e.tx.vout)):
-            child = self.spent.get(e.txid + _N_BE.pack(n))
+            child = self.spent.get(outpoint_key(e.txid, n))
             if child is not None:
                 e.children.add(child)
                 self.entries[child].parents.add(e.txid)
@@ -538,7 +533,7 @@ class Mempool:
         del self.entries[e.txid]
         self.by_wtxid.pop(e.wtxid, None)
         for txin in e.tx.vin:
-            key = txin.prevout.hash + _N_BE.pack(txin.prevout.n)
+            key = outpoint_key(txin.prevout.hash, txin.prevout.n)
             if self.spent.get(key) == e.txid:
                 del self.spent[key]
         for p in e.parents:
@@ -581,20 +576,20 @@ class Mempool:
         and raise the rolling minimum fee above what was evicted."""
         while self.usage > self.max_bytes and self.entries:
             worst = None
-            worst_rate = None
+            worst_rate = 0.0
+            worst_fees = worst_size = 0  # of its package: it and its descendants
             for e in self.entries.values():
                 _, dsize, dfees, _ = self.package_stats(self.descendants(e))
                 own = e.modified_fee / e.vsize
                 with_desc = (dfees + e.modified_fee) / (dsize + e.vsize)
                 score = max(own, with_desc)
-                if worst_rate is None or score < worst_rate:
+                if worst is None or score < worst_rate:
                     worst, worst_rate = e, score
-            assert worst is not None and worst_rate is not None
+                    worst_fees, worst_size = dfees + e.modified_fee, dsize + e.vsize
+            assert worst is not None
             # The bar rises to the evicted package's rate (with its descendants) plus the
             # incremental relay fee.
-            _, dsize, dfees, _ = self.package_stats(self.descendants(worst))
-            package_rate = (dfees + worst.modified_fee) * 1000 / (dsize + worst.vsize)
-            rate = package_rate + self.incremental_relay_fee
+            rate = worst_fees * 1000 / worst_size + self.incremental_relay_fee
             if rate > self.rolling_min_fee:
                 self.rolling_min_fee = rate
                 self._last_rolling_update = self.now()
@@ -670,16 +665,10 @@ class Mempool:
         for tx in block.txs[1:]:
             e = self.entries.get(tx.txid)
             if e is not None:
-                # Its in-mempool children now spend a confirmed output.
-                for c in e.children:
-                    ce = self.entries.get(c)
-                    if ce is not None:
-                        ce.parents.discard(e.txid)
-                e.children = set()
-                self._remove_entry(e, "block")
+                self._remove_entry(e, "block")  # (its children now spend a confirmed output)
             # Anything else spending the same outputs is now invalid, with its descendants.
             for txin in tx.vin:
-                spender = self.spent.get(txin.prevout.hash + _N_BE.pack(txin.prevout.n))
+                spender = self.spent.get(outpoint_key(txin.prevout.hash, txin.prevout.n))
                 if spender is not None and spender not in confirmed:
                     self.remove_recursive(spender, "conflict")
             self.deltas.pop(tx.txid, None)
@@ -720,7 +709,7 @@ class Mempool:
                 continue
             tx = e.tx
             ok = is_final_tx(tx, next_height, mtp)
-            heights = []
+            coins = []
             if ok:
                 for txin in tx.vin:
                     c = self._coin(txin.prevout.hash, txin.prevout.n)
@@ -730,13 +719,9 @@ class Mempool:
                     if c.coinbase and next_height - c.height < chain.params.coinbase_maturity:
                         ok = False
                         break
-                    heights.append(next_height if c.height == MEMPOOL_HEIGHT else c.height)
+                    coins.append(c)
             if ok:
-                locks = calculate_sequence_locks(
-                    tx, LOCKTIME_VERIFY_SEQUENCE, heights,
-                    lambda h: chain.active[h].median_time_past(),
-                )
-                ok = evaluate_sequence_locks(next_height, mtp, locks)
+                ok = self._sequence_locks_met(tx, coins, next_height, mtp)
             if not ok:
                 self.remove_recursive(txid, "reorg")
 

@@ -24,7 +24,7 @@ from consensus.script.standard import (
 )
 from consensus.script.taproot import ANNEX_TAG, TAPROOT_LEAF_MASK, TAPROOT_LEAF_TAPSCRIPT
 from consensus.serialize import compact_size_len
-from consensus.tx import WITNESS_SCALE_FACTOR, Transaction, TxOut
+from consensus.tx import WITNESS_SCALE_FACTOR, Transaction, TxIn, TxOut
 
 MAX_STANDARD_TX_WEIGHT = 400_000
 MIN_STANDARD_TX_NONWITNESS_SIZE = 65
@@ -44,6 +44,14 @@ DEFAULT_MIN_RELAY_FEE = 1000  # sat/kvB
 DEFAULT_INCREMENTAL_RELAY_FEE = 1000  # sat/kvB
 DUST_RELAY_FEE = 3000  # sat/kvB
 DEFAULT_BLOCK_MIN_TX_FEE = 1000  # sat/kvB
+
+
+MAX_BIP125_RBF_SEQUENCE = 0xFFFFFFFD
+
+
+def signals_rbf(vin: Sequence[TxIn]) -> bool:
+    """BIP125 opt-in: some input's sequence is at most 0xfffffffd."""
+    return any(i.sequence <= MAX_BIP125_RBF_SEQUENCE for i in vin)
 
 
 class PolicyError(Exception):

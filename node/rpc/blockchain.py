@@ -19,7 +19,6 @@ from node.rpc.params import as_bool_or_int, as_int, block_not_found, parse_hash
 from node.rpc.registry import ANY, BOOL, NUM, NUM_OR_BOOL, STR, Arg, rpc
 from node.rpc.txjson import block_json, difficulty, header_json, script_pubkey_json
 from node.store.blockfiles import BlockFileError
-from node.store.layout import decode_undo
 
 MAX_TIP_AGE = 24 * 60 * 60
 
@@ -126,7 +125,7 @@ def _read_undo(node, e):
     if e.prev is None or not e.undo_pos:
         return None
     try:
-        return decode_undo(node.chain.files.read_undo(e.file, e.undo_pos, e.prev.hash))
+        return node.chain.read_undo(e)
     except BlockFileError as err:
         raise RPCError(RPC_MISC_ERROR, f"Undo data not available: {err}") from None
 

@@ -34,10 +34,6 @@ def _fee_rate_arg(value, default: int) -> int:
     return rate
 
 
-def _mempool(node):
-    return node.mempool
-
-
 # Transactions decoded by a batch's prepare step, reused by its calls (same worker thread).
 _prepared = threading.local()
 
@@ -120,7 +116,7 @@ def sendrawtransaction(node, hexstring, maxfeerate, maxburnamount):
         if (is_unspendable(spk) or not has_valid_ops(spk)) and out.value > max_burn:
             raise RPCError(RPC_TRANSACTION_ERROR, "Unspendable output exceeds maximum "
                            "configured by user (maxburnamount)")
-    mempool = _mempool(node)
+    mempool = node.mempool
     with node.chain.lock:
         # (A confirmed transaction is answered with -27 below: its inputs are spent, and
         # acceptance then looks for its outputs in the UTXO set, as Core does up front.)
@@ -215,7 +211,7 @@ def entry_json(mempool, e) -> dict:
         },
         "depends": sorted(p[::-1].hex() for p in e.parents),
         "spentby": sorted(c[::-1].hex() for c in e.children),
-        "bip125-replaceable": mempool._signals_rbf(e.txid),
+        "bip125-replaceable": mempool._signals_rbf(e.txid, anc),
         "unbroadcast": False,
     }
 

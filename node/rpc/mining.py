@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 from consensus.block import Block, witness_commitment_index
+from consensus.checks import MAX_BLOCK_SERIALIZED_SIZE, MAX_BLOCK_SIGOPS_COST, MAX_BLOCK_WEIGHT
 from consensus.errors import ValidationError
 from consensus.pow import compact_to_target, next_work_required
 from consensus.serialize import DeserializationError
@@ -157,10 +158,6 @@ def generateblock(node, output, transactions, submit):
     return {"hash": block.hash_hex()}
 
 
-def _bip22(err: ValidationError) -> str:
-    return err.reason
-
-
 @rpc("submitblock", "Mining",
      [Arg("hexdata", STR, help="the hex-encoded block data to submit"),
       Arg("dummy", STR, False, None, "dummy value, for compatibility with BIP22. This value is "
@@ -191,7 +188,7 @@ def submitblock(node, hexdata, dummy):
     try:
         e = chain.process_block(block)
     except ValidationError as err:
-        return _bip22(err)
+        return err.reason  # BIP22's result string
     if chain.in_active_chain(e) or e.is_valid(VALID_SCRIPTS):
         return None
     return "inconclusive"
@@ -274,9 +271,9 @@ def getblocktemplate(node, template_request):
             "mintime": tip.median_time_past() + 1,
             "mutable": ["time", "transactions", "prevblock"],
             "noncerange": "00000000ffffffff",
-            "sigoplimit": 80_000,
-            "sizelimit": 4_000_000,
-            "weightlimit": 4_000_000,
+            "sigoplimit": MAX_BLOCK_SIGOPS_COST,
+            "sizelimit": MAX_BLOCK_SERIALIZED_SIZE,
+            "weightlimit": MAX_BLOCK_WEIGHT,
             "curtime": block.header.time,
             "bits": f"{block.header.bits:08x}",
             "height": tmpl.height,

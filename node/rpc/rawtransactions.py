@@ -20,8 +20,9 @@ from consensus.script.standard import (
     p2wsh_script,
     solver,
 )
-from consensus.serialize import DeserializationError, Reader, expect_end
+from consensus.serialize import DeserializationError
 from consensus.tx import OutPoint, Transaction, TxIn, TxOut
+from node.policy import MAX_BIP125_RBF_SEQUENCE, signals_rbf
 from node.rpc.errors import (
     RPC_DESERIALIZATION_ERROR,
     RPC_INVALID_ADDRESS_OR_KEY,
@@ -34,11 +35,8 @@ from node.rpc.params import amount, as_bool_or_int, as_int, parse_hash, parse_he
 from node.rpc.registry import ANY, ARR, BOOL, NUM, NUM_OR_BOOL, STR, Arg, json_type, rpc
 from node.rpc.txjson import script_pubkey_json, tx_json
 from node.store.blockfiles import BlockFileError
-from node.store.layout import decode_undo
 from wallet.address import address_to_script, script_to_address
 from wallet.descriptors import SigningProvider, infer_descriptor
-
-MAX_BIP125_RBF_SEQUENCE = 0xFFFFFFFD
 
 
 def decode_tx(hexstr: str, try_no_witness: bool = True, try_witness: bool = True) -> Transaction:
@@ -58,10 +56,7 @@ def decode_tx(hexstr: str, try_no_witness: bool = True, try_witness: bool = True
         candidates.append(False)
     for allow_witness in candidates:
         try:
-            r = Reader(data)
-            tx = Transaction.deserialize(r, allow_witness)
-            expect_end(r, "transaction")
-            return tx
+            return Transaction.from_bytes(data, allow_witness)
         except DeserializationError:
             continue
     raise RPCError(RPC_DESERIALIZATION_ERROR, "TX decode failed")
@@ -153,8 +148,7 @@ def _find_tx(node, txid: bytes, entry):
             undo = None
             if i > 0 and entry.undo_pos and entry.prev is not None:
                 try:
-                    undo = decode_undo(chain.files.read_undo(entry.file, entry.undo_pos,
-                                                             entry.prev.hash))[i - 1]
+                    undo = chain.read_undo(entry)[i - 1]
                 except (BlockFileError, DeserializationError):
                     undo = None
             return tx, entry, undo
@@ -330,8 +324,7 @@ def construct_transaction(params, inputs, outputs, locktime, replaceable,
         seen_addr.add(key)
         vout.append(TxOut(amount(value), spk))
     # Core checks only an explicit replaceable=true, and only that some input signals.
-    if replaceable is True and vin and not any(i.sequence <= MAX_BIP125_RBF_SEQUENCE
-                                               for i in vin):
+    if replaceable is True and vin and not signals_rbf(vin):
         raise RPCError(RPC_INVALID_PARAMETER,
                        "Invalid parameter combination: Sequence number(s) contradict "
                        "replaceable option")

@@ -23,6 +23,7 @@ import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -302,7 +303,6 @@ class RPCServer:
         self.active[key] = (name, time.monotonic())
         log.debug("ThreadRPCServer method=%s user=%s", name, request.peer)
         try:
-            self.node.current_request.value = request
             return method.func(self.node, *args)
         except RPCError:
             raise
@@ -322,7 +322,7 @@ def _parse(body: bytes) -> Any:
     """The request, or _UNPARSABLE for what Core's parser refuses too: invalid JSON, NaN and
     Infinity, nesting too deep to handle."""
     try:
-        return json.loads(body, parse_float=_decimal, parse_constant=_no_constant)
+        return json.loads(body, parse_float=Decimal, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return _UNPARSABLE
 
@@ -345,10 +345,6 @@ def _is_inline(req: dict) -> bool:
     return method is not None and method.inline
 
 
-def _decimal(s: str):
-    from decimal import Decimal
-
-    return Decimal(s)
 
 
 def _v1_error(err: RPCError, rid: Any) -> tuple[int, dict]:

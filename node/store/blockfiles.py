@@ -15,13 +15,14 @@ from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 
+from consensus.checks import MAX_BLOCK_SERIALIZED_SIZE
 from consensus.hashes import sha256d
 
 MAX_BLOCKFILE_SIZE = 0x8000000  # 128 MiB, as Core
 MAX_OPEN_READERS = 32
 _FRAME = struct.Struct("<4sI")
 _FILE_RE = re.compile(r"^blk(\d{5})\.dat$")
-MAX_BLOCK_BYTES = 4_000_000 + 1000  # largest serialized block we accept in a frame
+MAX_BLOCK_BYTES = MAX_BLOCK_SERIALIZED_SIZE + 1000  # largest block we accept in a frame
 
 
 class BlockFileError(Exception):
@@ -156,12 +157,6 @@ class BlockFiles:
                 f"corrupt {self._path('rev', file_no)}: undo checksum mismatch at offset {pos}"
             )
         return record
-
-    def file_size(self, file_no: int) -> int:
-        try:
-            return self._path("blk", file_no).stat().st_size
-        except FileNotFoundError:
-            return 0
 
 
 def scan_block_file(path: Path, magic: bytes) -> Iterator[tuple[int, bytes]]:

@@ -74,9 +74,6 @@ class CoinsCache:
             self._script_bytes += len(coin.script_pubkey)
         self.entries[key] = coin
 
-    def have(self, key: bytes) -> bool:
-        return self.get(key) is not None
-
     def add(self, key: bytes, coin: Coin, fresh: bool) -> None:
         """Add an unspent coin. `fresh`: the caller knows the database cannot hold this key
         (BIP30 was checked, or it is not a coinbase output), so spending it before the next
@@ -111,11 +108,13 @@ class CoinsCache:
         With `evict` the cache is emptied afterwards; otherwise clean entries stay cached.
         """
         n = 0
+        spent = []  # (spends are always dirty: no need to look through the whole cache)
         with self.db.write_batch(transaction=True, sync=True) as batch:
             for key in self.dirty:
                 coin = self.entries.get(key)
                 if coin is None:
                     batch.delete(COIN_PREFIX + key)
+                    spent.append(key)
                 else:
                     batch.put(COIN_PREFIX + key, encode_coin(coin))
                 n += 1
@@ -126,8 +125,8 @@ class CoinsCache:
             self.entries.clear()
             self._script_bytes = 0
         else:
-            for key in [k for k, v in self.entries.items() if v is None]:
-                del self.entries[key]
+            for key in spent:
+                self.entries.pop(key, None)
         return n
 
     def wipe(self) -> None:
@@ -196,9 +195,3 @@ def utxo_stats(cache: CoinsCache, muhash: bool = False, snapshot=None) -> UTXOSt
     st.digest = hashlib.sha256(h.digest()).digest()
     st.disk_size = sum(p.stat().st_size for p in Path(cache.path).glob("*") if p.is_file())
     return st
-
-
-def utxo_digest(cache: CoinsCache) -> tuple[bytes, int, int]:
-    """(hash_serialized_3, number of coins, total amount)."""
-    st = utxo_stats(cache)
-    return st.digest, st.count, st.total
