@@ -40,9 +40,6 @@ class ChainBuilder:
         g = self.params.genesis
         self.built[g.hash] = Built(g, 0, g.header.time)
 
-    def info(self, block_hash: bytes) -> Built:
-        return self.built[block_hash]
-
     def next_block(
         self,
         parent: Block | bytes,
@@ -72,10 +69,10 @@ class ChainBuilder:
         if witness is None:
             witness = any(tx.has_witness() for tx in txs)
         block = make_block(ph, height, list(txs), time=block_time, witness=witness,
-                           bits=bits if bits is not None else 0x207FFFFF, coinbase=coinbase)
-        if version != 0x20000000:
-            block.header.version = version
-            solve(block)
+                           bits=bits if bits is not None else 0x207FFFFF, coinbase=coinbase,
+                           mine=False)
+        block.header.version = version
+        solve(block)
         self.built[block.hash] = Built(block, height, block_time)
         return block
 

@@ -9,22 +9,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from consensus.params import ChainParams
-from consensus.script.opcodes import OP_CHECKSIG, OP_DUP, OP_EQUALVERIFY, OP_HASH160
-from consensus.script.script import is_p2sh, witness_program
-from consensus.script.standard import p2pkh_script, p2sh_script, witness_v_script
+from consensus.script.script import is_p2pkh, is_p2sh, witness_program
+from consensus.script.standard import (
+    PAY_TO_ANCHOR,
+    p2pkh_script,
+    p2sh_script,
+    witness_v_script,
+)
 from wallet.base58 import Base58Error, b58check_decode, b58check_encode, b58decode
 from wallet.bech32 import (
     Bech32Error,
     Encoding,
     bech32_decode,
-    bech32_encode,
     convertbits,
+    encode_segwit_address,
 )
 from wallet.keys import is_valid_secret
 
 WITNESS_V0_KEYHASH_SIZE = 20
 WITNESS_V0_SCRIPTHASH_SIZE = 32
-WITNESS_V1_TAPROOT_SIZE = 32
 
 
 class AddressError(ValueError):
@@ -145,12 +148,8 @@ def encode_destination(dest: Destination, params: ChainParams) -> str:
         return b58check_encode(bytes([params.pubkey_address_prefix]) + dest.payload)
     if dest.kind == "scripthash":
         return b58check_encode(bytes([params.script_address_prefix]) + dest.payload)
-    version = dest.witness_version
-    assert version is not None
-    enc = Encoding.BECH32 if version == 0 else Encoding.BECH32M
-    five = convertbits(dest.payload, 8, 5, True)
-    assert five is not None
-    return bech32_encode(params.bech32_hrp, [version] + five, enc)
+    assert dest.witness_version is not None
+    return encode_segwit_address(params.bech32_hrp, dest.witness_version, dest.payload)
 
 
 def script_to_destination(script: bytes) -> Destination | None:
@@ -159,12 +158,7 @@ def script_to_destination(script: bytes) -> Destination | None:
     P2PK and bare multisig have no address; a v0 program of another size than 20 or 32 bytes
     is not standard and has none either.
     """
-    n = len(script)
-    if (
-        n == 25
-        and script[:3] == bytes([OP_DUP, OP_HASH160, 20])
-        and script[23:] == bytes([OP_EQUALVERIFY, OP_CHECKSIG])
-    ):
+    if is_p2pkh(script):
         return Destination("pubkeyhash", bytes(script[3:23]))
     if is_p2sh(script):
         return Destination("scripthash", bytes(script[2:22]))
@@ -220,7 +214,6 @@ class AddressInfo:
         return out
 
 
-ANCHOR_PROGRAM = bytes.fromhex("4e73")  # BIP (pay-to-anchor): OP_1 <0x4e73>
 
 
 def validate_address(addr: str, params: ChainParams) -> AddressInfo:
@@ -234,7 +227,7 @@ def validate_address(addr: str, params: ChainParams) -> AddressInfo:
     version = program = None
     if dest.kind == "witness":
         v, prog = dest.witness_version, dest.payload
-        if v == 1 and prog == ANCHOR_PROGRAM:
+        if dest.script == PAY_TO_ANCHOR:
             isscript = True  # pay-to-anchor: no version/program fields
         else:
             version, program = v, prog

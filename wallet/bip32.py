@@ -67,7 +67,7 @@ class ExtKey:
             raise BIP32Error("extended public key has no private key")
         return self.key
 
-    @property
+    @cached_property
     def identifier(self) -> bytes:
         return hash160(self.pubkey)
 

@@ -24,22 +24,16 @@ from enum import Enum
 
 from consensus.hashes import hash160, ripemd160, sha256
 from consensus.params import ChainParams
-from consensus.script.errors import ScriptError
-from consensus.script.num import decode_num
 from consensus.script.opcodes import (
-    OP_1,
-    OP_16,
     OP_CHECKSIG,
     OP_CHECKSIGADD,
     OP_NUMEQUAL,
-    OP_PUSHDATA4,
 )
 from consensus.script.script import (
     MAX_PUBKEYS_PER_MULTISIG,
     MAX_SCRIPT_ELEMENT_SIZE,
     ScriptParseError,
     get_op,
-    is_minimal_push,
     push_data,
     push_int,
 )
@@ -59,6 +53,7 @@ from consensus.script.standard import (
     p2tr_script,
     p2wpkh_script,
     p2wsh_script,
+    script_number,
     solver,
 )
 from consensus.script.taproot import (
@@ -79,6 +74,7 @@ from wallet.address import (
     script_to_address,
     script_to_destination,
 )
+from wallet.bech32 import CHARSET
 from wallet.bip32 import HARDENED, BIP32Error, ExtKey, format_path, parse_path_element
 from wallet.keys import (
     is_fully_valid_pubkey,
@@ -111,7 +107,7 @@ _INPUT_CHARSET = (
     'ijklmnopqrstuvwxyzABCDEFGH`#"\\ '
 )
 _INPUT_INDEX = {c: i for i, c in enumerate(_INPUT_CHARSET)}
-_CHECKSUM_CHARSET = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+_CHECKSUM_CHARSET = CHARSET  # the checksum characters are bech32's
 _GENERATOR = (0xF5DEE51989, 0xA9FDCA3312, 0x1BAB10E32D, 0x3706B1677A, 0x644D626FFD)
 
 
@@ -403,9 +399,6 @@ class Descriptor:
             s.has_private_keys() for s in self.subs
         )
 
-    def is_single_type(self) -> bool:
-        return True
-
     # --- strings ---
 
     def _extra(self) -> str:
@@ -415,7 +408,8 @@ class Descriptor:
         return ",".join(s._string(private) for s in self.subs)
 
     def _string(self, private: bool) -> str:
-        args = [self._extra()] if self._extra() else []
+        extra = self._extra()
+        args = [extra] if extra else []
         args += [k.to_string(private) for k in self.keys]
         subs = self._subs_string(private)
         if subs:
@@ -540,17 +534,15 @@ class ComboDescriptor(Descriptor):
 
     name = "combo"
 
-    def is_single_type(self) -> bool:
-        return False
-
     def _make_scripts(self, pubkeys, subscripts, out):  # type: ignore[no-untyped-def]
         pk = pubkeys[0]
         h = hash160(pk)
         scripts = [p2pk_script(pk), p2pkh_script(h)]
         if len(pk) == 33:
             wpkh = p2wpkh_script(h)
-            out[hash160(wpkh)] = wpkh
-            scripts += [wpkh, p2sh_script(hash160(wpkh))]
+            wh = hash160(wpkh)
+            out[wh] = wpkh
+            scripts += [wpkh, p2sh_script(wh)]
         return scripts
 
 
@@ -592,8 +584,9 @@ class SHDescriptor(Descriptor):
 
     def _make_scripts(self, pubkeys, subscripts, out):  # type: ignore[no-untyped-def]
         redeem = subscripts[0]
-        out[hash160(redeem)] = redeem
-        return [p2sh_script(hash160(redeem))]
+        h = hash160(redeem)
+        out[h] = redeem
+        return [p2sh_script(h)]
 
 
 class WSHDescriptor(Descriptor):
@@ -601,8 +594,9 @@ class WSHDescriptor(Descriptor):
 
     def _make_scripts(self, pubkeys, subscripts, out):  # type: ignore[no-untyped-def]
         ws = subscripts[0]
-        out[sha256(ws)] = ws
-        return [p2wsh_script(sha256(ws))]
+        h = sha256(ws)
+        out[h] = ws
+        return [p2wsh_script(h)]
 
 
 class TRDescriptor(Descriptor):
@@ -636,11 +630,6 @@ class TRDescriptor(Descriptor):
         root = taproot_merkle_root(leaves)
         internal = pubkeys[0][1:]
         return [p2tr_script(taproot_output_key(internal, root))]
-
-    def merkle_root(self, pos: int = 0) -> bytes | None:
-        subscripts = [s.expand(pos)[0] for s in self.subs]
-        leaves = [(d, tapleaf_hash(s)) for d, s in zip(self.depths, subscripts, strict=True)]
-        return taproot_merkle_root(leaves)
 
 
 class RawTRDescriptor(Descriptor):
@@ -1188,22 +1177,6 @@ def _infer_xonly(x: bytes, prov: SigningProvider) -> str:
     return _origin_prefix(prov.origin_of_xonly(x)) + x.hex()
 
 
-def _script_int(op: int, data: bytes | None, lo: int, hi: int) -> int | None:
-    """Core's GetScriptNumber: OP_1..OP_16 or a minimal push, within [lo, hi]."""
-    if OP_1 <= op <= OP_16:
-        n = op - OP_1 + 1
-    elif data is not None and op <= OP_PUSHDATA4:
-        if not is_minimal_push(data, op):
-            return None
-        try:
-            n = decode_num(data, True)
-        except ScriptError:
-            return None
-    else:
-        return None
-    return n if lo <= n <= hi else None
-
-
 def _match_multi_a(script: bytes) -> tuple[int, list[bytes]] | None:
     """Core's MatchMultiA: <k1> CHECKSIG <k2> CHECKSIGADD ... <n> NUMEQUAL, 32-byte keys."""
     if not script or script[0] != 32 or script[-1] != OP_NUMEQUAL:
@@ -1226,7 +1199,7 @@ def _match_multi_a(script: bytes) -> tuple[int, list[bytes]] | None:
         return None
     if pc != end - 1:  # exactly one more byte, the OP_NUMEQUAL checked above
         return None
-    k = _script_int(op, data, 1, len(keys))
+    k = script_number(op, data, 1, len(keys))
     return None if k is None else (k, keys)
 
 
@@ -1397,7 +1370,7 @@ def _infer_script(script: bytes, ctx: Ctx, prov: SigningProvider, params: ChainP
     if ctx is not Ctx.TOP:
         return None
     dest = script_to_destination(script)
-    if dest is not None and dest.script == script:
+    if dest is not None:
         return f"addr({encode_destination(dest, params)})"
     return f"raw({script.hex()})"
 

@@ -20,7 +20,9 @@ from consensus.script.opcodes import (
     OP_CHECKMULTISIGVERIFY,
     OP_CHECKSIG,
     OP_CHECKSIGVERIFY,
+    OP_DUP,
     OP_EQUAL,
+    OP_EQUALVERIFY,
     OP_HASH160,
     OP_NOP10,
     OP_PUSHDATA1,
@@ -196,6 +198,18 @@ def last_push(script_sig: bytes) -> bytes | None:
     except ScriptParseError:
         return None
     return data
+
+
+def is_p2pkh(script: bytes) -> bool:
+    """DUP HASH160 <20 bytes> EQUALVERIFY CHECKSIG."""
+    return (
+        len(script) == 25
+        and script[0] == OP_DUP
+        and script[1] == OP_HASH160
+        and script[2] == 20
+        and script[23] == OP_EQUALVERIFY
+        and script[24] == OP_CHECKSIG
+    )
 
 
 def is_p2sh(script: bytes) -> bool:

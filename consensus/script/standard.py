@@ -16,9 +16,6 @@ from consensus.script.opcodes import (
     OP_16,
     OP_CHECKMULTISIG,
     OP_CHECKSIG,
-    OP_DUP,
-    OP_EQUALVERIFY,
-    OP_HASH160,
     OP_PUSHDATA4,
     OP_RETURN,
     encode_op_n,
@@ -29,6 +26,7 @@ from consensus.script.script import (
     ScriptParseError,
     get_op,
     is_minimal_push,
+    is_p2pkh,
     is_p2sh,
     is_push_only,
     is_unspendable,
@@ -57,7 +55,7 @@ PAY_TO_ANCHOR = bytes((0x51, 0x02, 0x4E, 0x73))
 # -- classification ----------------------------------------------------------------------------
 
 
-def _script_number(op: int, data: bytes | None, lo: int, hi: int) -> int | None:
+def script_number(op: int, data: bytes | None, lo: int, hi: int) -> int | None:
     """A number written as OP_1..OP_16 or as a minimal push, within [lo, hi]."""
     if OP_1 <= op <= OP_16:
         n = op - (OP_1 - 1)
@@ -81,7 +79,7 @@ def _match_multisig(script: bytes) -> tuple[int, list[bytes]] | None:
         op, data, pc = get_op(script, 0)
     except ScriptParseError:
         return None
-    required = _script_number(op, data, 1, MAX_PUBKEYS_PER_MULTISIG)
+    required = script_number(op, data, 1, MAX_PUBKEYS_PER_MULTISIG)
     if required is None:
         return None
     keys: list[bytes] = []
@@ -93,7 +91,7 @@ def _match_multisig(script: bytes) -> tuple[int, list[bytes]] | None:
         if data is None or not pubkey_valid_size(data):
             break
         keys.append(data)
-    count = _script_number(op, data, required, MAX_PUBKEYS_PER_MULTISIG)
+    count = script_number(op, data, required, MAX_PUBKEYS_PER_MULTISIG)
     if count is None or count != len(keys):
         return None
     return (required, keys) if pc + 1 == end else None
@@ -130,14 +128,7 @@ def solver(script: bytes) -> tuple[str, list[bytes]]:
         key = script[1:-1]
         if pubkey_valid_size(key):
             return PUBKEY, [key]
-    if (
-        n == 25
-        and script[0] == OP_DUP
-        and script[1] == OP_HASH160
-        and script[2] == 20
-        and script[23] == OP_EQUALVERIFY
-        and script[24] == OP_CHECKSIG
-    ):
+    if is_p2pkh(script):
         return PUBKEYHASH, [script[3:23]]
     ms = _match_multisig(script)
     if ms is not None:

@@ -39,7 +39,7 @@ from consensus.script.interpreter import (
     verify_witness_program,
 )
 from consensus.script.num import cast_to_bool
-from consensus.script.script import MAX_SCRIPT_ELEMENT_SIZE
+from consensus.script.script import MAX_SCRIPT_ELEMENT_SIZE, is_p2pkh
 from consensus.script.sigcheck import SIGNATURE_CACHE, SignatureCache, pubkey_valid_size
 from consensus.script.sighash import (
     SIGVERSION_BASE,
@@ -181,14 +181,7 @@ def _verify_input(
             checker = TransactionSignatureChecker(tx, index, out.value, txdata, cache, store)
             verify_witness_program(witness, 1, program, flags, checker, False)
             return
-        if (
-            n == 25
-            and spk[0] == 0x76
-            and spk[1] == 0xA9
-            and spk[2] == 20
-            and spk[23] == 0x88
-            and spk[24] == 0xAC
-        ):
+        if is_p2pkh(spk):
             pushes = _p2pkh_pushes(script_sig)
             if pushes is not None:
                 _fast_p2pkh(tx, index, spk, pushes[0], pushes[1], flags, witness, txdata,
