@@ -1,15 +1,20 @@
-"""BIP39 mnemonics: entropy <-> English words, and mnemonic + passphrase -> 64-byte seed."""
+"""BIP39 mnemonics on the `mnemonic` package (trezor/python-mnemonic, the reference
+implementation): entropy <-> English words, and mnemonic + passphrase -> 64-byte seed.
+
+This module only adds errors that say what is wrong (which word, the count, the checksum),
+checked before the package is asked, so that bad input never reaches it as a bare ValueError.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import unicodedata
 
-from wallet._bip39_english import WORDS
+from mnemonic import Mnemonic
 
+_ENGLISH = Mnemonic("english")
+WORDS: tuple[str, ...] = tuple(_ENGLISH.wordlist)
 _INDEX = {w: i for i, w in enumerate(WORDS)}
-PBKDF2_ROUNDS = 2048
 
 
 class MnemonicError(ValueError):
@@ -17,35 +22,34 @@ class MnemonicError(ValueError):
 
 
 def entropy_to_mnemonic(entropy: bytes) -> str:
-    """16, 20, 24, 28 or 32 bytes of entropy -> 12..24 words (checksum: first ENT/32 bits of
-    sha256(entropy))."""
-    n = len(entropy)
-    if n not in (16, 20, 24, 28, 32):
-        raise MnemonicError(f"entropy must be 16, 20, 24, 28 or 32 bytes, not {n}")
-    cs_bits = n * 8 // 32
-    checksum = hashlib.sha256(entropy).digest()[0] >> (8 - cs_bits)
-    bits = (int.from_bytes(entropy, "big") << cs_bits) | checksum
-    count = (n * 8 + cs_bits) // 11
-    return " ".join(WORDS[(bits >> (11 * (count - 1 - i))) & 0x7FF] for i in range(count))
+    """16, 20, 24, 28 or 32 bytes of entropy -> 12..24 words."""
+    if len(entropy) not in (16, 20, 24, 28, 32):
+        raise MnemonicError(f"entropy must be 16, 20, 24, 28 or 32 bytes, not {len(entropy)}")
+    return _ENGLISH.to_mnemonic(bytes(entropy))
+
+
+def _words(mnemonic: str) -> list[str]:
+    words = unicodedata.normalize("NFKD", mnemonic).split()
+    if len(words) not in (12, 15, 18, 21, 24):
+        raise MnemonicError(f"mnemonic must have 12, 15, 18, 21 or 24 words, not {len(words)}")
+    for pos, w in enumerate(words):
+        if w not in _INDEX:
+            raise MnemonicError(f"word {pos + 1} ({w!r}) is not in the BIP39 English list")
+    return words
 
 
 def mnemonic_to_entropy(mnemonic: str) -> bytes:
     """Inverse of entropy_to_mnemonic; raises MnemonicError naming what is wrong."""
-    words = unicodedata.normalize("NFKD", mnemonic).split()
-    if len(words) not in (12, 15, 18, 21, 24):
-        raise MnemonicError(f"mnemonic must have 12, 15, 18, 21 or 24 words, not {len(words)}")
-    bits = 0
-    for pos, w in enumerate(words):
-        i = _INDEX.get(w)
-        if i is None:
-            raise MnemonicError(f"word {pos + 1} ({w!r}) is not in the BIP39 English list")
-        bits = (bits << 11) | i
-    cs_bits = len(words) * 11 // 33
-    entropy = (bits >> cs_bits).to_bytes(cs_bits * 4, "big")
-    want = hashlib.sha256(entropy).digest()[0] >> (8 - cs_bits)
-    if bits & ((1 << cs_bits) - 1) != want:
+    words = _words(mnemonic)
+    if not _ENGLISH.check(" ".join(words)):
         raise MnemonicError("invalid mnemonic checksum")
-    return entropy
+    return bytes(_ENGLISH.to_entropy(words))
+
+
+def normalize_mnemonic(mnemonic: str) -> str:
+    """The checked mnemonic as single-spaced lowercase words (what a wallet stores)."""
+    mnemonic_to_entropy(mnemonic.lower())
+    return " ".join(_words(mnemonic.lower()))
 
 
 def is_valid_mnemonic(mnemonic: str) -> bool:
@@ -69,6 +73,4 @@ def mnemonic_to_seed(mnemonic: str, passphrase: str = "") -> bytes:
     The words are not checked against the list, as BIP39 specifies; call mnemonic_to_entropy
     first to validate.
     """
-    m = unicodedata.normalize("NFKD", mnemonic)
-    salt = "mnemonic" + unicodedata.normalize("NFKD", passphrase)
-    return hashlib.pbkdf2_hmac("sha512", m.encode(), salt.encode(), PBKDF2_ROUNDS)
+    return Mnemonic.to_seed(mnemonic, passphrase)

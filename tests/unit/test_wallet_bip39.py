@@ -1,4 +1,5 @@
-"""BIP39: the Trezor vectors of tests/data/bip39-english.json and the word list itself."""
+"""BIP39 (on the `mnemonic` package): the Trezor vectors of tests/data/bip39-english.json, the
+word list it ships, and our errors."""
 
 import hashlib
 
@@ -6,15 +7,16 @@ import pytest
 
 from consensus.params import MAIN
 from tests.conftest import load_json
-from wallet._bip39_english import WORDS
 from wallet.bip32 import ExtKey
 from wallet.bip39 import (
+    WORDS,
     MnemonicError,
     entropy_to_mnemonic,
     generate_mnemonic,
     is_valid_mnemonic,
     mnemonic_to_entropy,
     mnemonic_to_seed,
+    normalize_mnemonic,
 )
 
 VECTORS = load_json("bip39-english.json")
@@ -76,3 +78,10 @@ def test_seed_normalizes_unicode():
     # NFKD: a composed and a decomposed passphrase give the same seed.
     m = VECTORS[0][1]
     assert mnemonic_to_seed(m, "caf\u00e9") == mnemonic_to_seed(m, "cafe\u0301")
+
+
+def test_normalize_mnemonic():
+    m = VECTORS[0][1]
+    assert normalize_mnemonic("  " + m.upper().replace(" ", "   ") + "\n") == m
+    with pytest.raises(MnemonicError, match="checksum"):
+        normalize_mnemonic(" ".join(["abandon"] * 12))
