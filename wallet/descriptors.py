@@ -247,6 +247,10 @@ class KeyExpr:
     def derive(self, pos: int) -> DerivedKey:
         raise NotImplementedError
 
+    def derive_secret(self, pos: int) -> bytes | None:
+        """The private key of derive(pos), or None for a key given in public form."""
+        raise NotImplementedError
+
     def _body(self, private: bool) -> str:
         raise NotImplementedError
 
@@ -285,6 +289,9 @@ class ConstKey(KeyExpr):
         if self.origin is not None:
             return DerivedKey(self.pubkey, self.origin.fingerprint, self.origin.path)
         return DerivedKey(self.pubkey, hash160(self.pubkey)[:4], ())
+
+    def derive_secret(self, pos: int) -> bytes | None:
+        return self.secret
 
     def _body(self, private: bool) -> str:
         if private and self.secret is not None:
@@ -346,6 +353,16 @@ class BIP32Key(KeyExpr):
         if self.origin is not None:
             return DerivedKey(key.pubkey, self.origin.fingerprint, self.origin.path + path)
         return DerivedKey(key.pubkey, self.ext.fingerprint, path)
+
+    def derive_secret(self, pos: int) -> bytes | None:
+        if not self.ext.is_private:
+            return None
+        key = self._fixed()  # private here: derived from the private ext key
+        if self.derive_type is Derive.UNHARDENED:
+            key = key.derive(pos)
+        elif self.derive_type is Derive.HARDENED:
+            key = key.derive(pos | HARDENED)
+        return key.secret
 
     def _body(self, private: bool) -> str:
         ext = self.ext if private else self.ext.neuter()

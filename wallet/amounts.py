@@ -1,0 +1,61 @@
+"""BTC amounts at the RPC edge: JSON numbers with up to 8 decimals <-> integer satoshis.
+
+Inside the wallet every amount is an int of satoshis; only requests and replies carry BTC.
+Replies carry Decimal values quantized to 8 places, written as bare numbers by wallet.jsonrpc.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from consensus.amounts import COIN, MAX_MONEY
+from wallet.errors import RPC_TYPE_ERROR, WalletError
+
+_EIGHT = Decimal("0.00000001")
+
+
+def to_btc(sats: int) -> Decimal:
+    return (Decimal(sats) / COIN).quantize(_EIGHT)
+
+
+def format_btc(sats: int) -> str:
+    sign = "-" if sats < 0 else ""
+    q, r = divmod(abs(sats), COIN)
+    return f"{sign}{q}.{r:08d}"
+
+
+def parse_btc(value: object, allow_zero: bool = True) -> int:
+    """A BTC amount (number or numeric string) to satoshis, with Core's AmountFromValue errors."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        raise WalletError(RPC_TYPE_ERROR, "Amount is not a number or string")
+    try:
+        d = value if isinstance(value, Decimal) else Decimal(str(value))
+    except InvalidOperation:
+        raise WalletError(RPC_TYPE_ERROR, "Invalid amount") from None
+    if not d.is_finite():
+        raise WalletError(RPC_TYPE_ERROR, "Invalid amount")
+    sats = d * COIN
+    if sats != sats.to_integral_value():
+        raise WalletError(RPC_TYPE_ERROR, "Invalid amount")
+    n = int(sats)
+    if n < 0 or n > MAX_MONEY:
+        raise WalletError(RPC_TYPE_ERROR, "Amount out of range")
+    if n == 0 and not allow_zero:
+        raise WalletError(RPC_TYPE_ERROR, "Invalid amount for send")
+    return n
+
+
+def parse_fee_rate_sat_vb(value: object) -> int:
+    """A fee rate in sat/vB (may have up to 3 decimals, as Core) to sat/kvB."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
+        raise WalletError(RPC_TYPE_ERROR, "Amount is not a number or string")
+    try:
+        d = value if isinstance(value, Decimal) else Decimal(str(value))
+    except InvalidOperation:
+        raise WalletError(RPC_TYPE_ERROR, "Invalid amount") from None
+    if not d.is_finite() or d < 0:
+        raise WalletError(RPC_TYPE_ERROR, "Invalid amount")
+    kvb = d * 1000
+    if kvb != kvb.to_integral_value():
+        raise WalletError(RPC_TYPE_ERROR, "Invalid amount")
+    return int(kvb)

@@ -1,0 +1,679 @@
+"""A wallet: its descriptors and keys, the transactions that touch it, and what follows from
+them (coins, balances, history). Chain following is in wallet.sync, spending in wallet.spend;
+both change the wallet only through the methods here, each one sqlite transaction.
+
+Which transactions count: a confirmed one, or an unconfirmed one the node's mempool held at
+the last sync (`in_mempool`). Others (replaced, conflicted, or the coinbase of a block that
+was reorganised away) are kept for the history but neither pay nor spend anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from consensus.params import ChainParams
+from consensus.tx import Transaction
+from wallet import crypto
+from wallet.accounts import (
+    ADDRESS_TYPES,
+    DEFAULT_LOOKAHEAD,
+    Account,
+    address_type_of,
+    hd_account_descriptors,
+    load_private,
+)
+from wallet.address import script_to_address
+from wallet.bip32 import ExtKey
+from wallet.bip39 import generate_mnemonic, mnemonic_to_seed, normalize_mnemonic
+from wallet.db import WalletDB
+from wallet.descriptors import DescriptorError, parse_descriptor
+from wallet.errors import (
+    RPC_INVALID_PARAMETER,
+    RPC_WALLET_ERROR,
+    RPC_WALLET_PASSPHRASE_INCORRECT,
+    RPC_WALLET_WRONG_ENC_STATE,
+    WalletError,
+    unlock_needed,
+)
+
+log = logging.getLogger("wallet")
+
+MAX_UNLOCK_SECONDS = 100_000_000  # Core's cap on walletpassphrase's timeout
+_CHECK_PLAINTEXT = b"minibtc wallet passphrase check"
+
+
+@dataclass
+class WalletTx:
+    txid: bytes
+    tx: Transaction
+    height: int | None = None
+    block_hash: bytes | None = None
+    block_time: int | None = None
+    block_pos: int | None = None
+    received: int = 0
+    in_mempool: bool = False
+    replaced_by: bytes | None = None
+    replaces: bytes | None = None
+    comment: str | None = None
+
+    @property
+    def confirmed(self) -> bool:
+        return self.height is not None
+
+    @property
+    def active(self) -> bool:
+        return self.height is not None or self.in_mempool
+
+
+@dataclass(frozen=True)
+class Coin:
+    """An output of the wallet: where it is, what it holds, and which descriptor owns it."""
+
+    txid: bytes
+    n: int
+    value: int
+    script: bytes
+    account_id: int
+    index: int
+    depth: int
+    coinbase: bool
+    trusted: bool
+
+    @property
+    def outpoint(self) -> tuple[bytes, int]:
+        return (self.txid, self.n)
+
+
+class Wallet:
+    def __init__(self, name: str, db: WalletDB, params: ChainParams) -> None:
+        self.name = name
+        self.db = db
+        self.params = params
+        self.lookahead = int(db.get_meta("lookahead", DEFAULT_LOOKAHEAD))
+        self.encrypted = bool(db.get_meta("encrypted", 0))
+        self.private_keys_enabled = not bool(db.get_meta("disable_private_keys", 0))
+        self._key: bytes | None = None  # AES key while unlocked
+        self.unlocked_until = 0.0
+        self.accounts: dict[int, Account] = {}
+        self.scripts: dict[bytes, tuple[int, int]] = {}  # script -> (account id, index)
+        self.txs: dict[bytes, WalletTx] = {}
+        self.spenders: dict[tuple[bytes, int], set[bytes]] = {}
+        self.credits: dict[bytes, list[int]] = {}  # txid -> our output indexes
+        self.labels: dict[str, str] = dict(db.conn.execute("SELECT address, label FROM labels"))
+        self.tip_height = int(db.get_meta("tip_height", -1))
+        self.tip_hash = db.get_meta("tip_hash", b"") or b""
+        self.tip_time = int(db.get_meta("tip_time", 0))
+        self.birthday = int(db.get_meta("birthday", 0))
+        self._load_accounts()
+        self._load_txs()
+        if not self.encrypted:
+            self._load_private_keys(None)
+
+    # -- creation and opening --------------------------------------------------------------
+
+    @classmethod
+    def create(cls, directory: Path, name: str, params: ChainParams, *,
+               mnemonic: str | None = None, mnemonic_passphrase: str = "",
+               passphrase: str | None = None, disable_private_keys: bool = False,
+               blank: bool = False, birthday: tuple[int, bytes, int] | None = None,
+               lookahead: int = DEFAULT_LOOKAHEAD) -> Wallet:
+        """A new wallet file. With a mnemonic it is a restore (followed from `birthday`,
+        by default the genesis block); otherwise a fresh mnemonic is made. birthday is
+        (height, hash, time) of the block the wallet starts after."""
+        if mnemonic is not None:
+            try:
+                mnemonic = normalize_mnemonic(mnemonic)
+            except ValueError as err:
+                raise WalletError(RPC_INVALID_PARAMETER, f"Invalid mnemonic: {err}") from None
+        db = WalletDB(directory, create=True)
+        try:
+            with db.atomic():
+                db.set_meta("chain", params.name)
+                db.set_meta("created", int(time.time()))
+                db.set_meta("lookahead", lookahead)
+                db.set_meta("disable_private_keys", int(disable_private_keys))
+                if birthday is not None:
+                    height, bhash, btime = birthday
+                    db.set_meta("tip_height", height)
+                    db.set_meta("tip_hash", bhash)
+                    db.set_meta("tip_time", btime)
+                    db.set_meta("birthday", height + 1)
+                    db.conn.execute("INSERT INTO blocks(height, hash) VALUES (?, ?)",
+                                    (height, bhash))
+                if not disable_private_keys and not blank:
+                    words = mnemonic or generate_mnemonic(128)
+                    seed = json.dumps({"mnemonic": words, "passphrase": mnemonic_passphrase})
+                    db.set_meta("seed", seed.encode())
+                    master = ExtKey.from_seed(mnemonic_to_seed(words, mnemonic_passphrase))
+                    now = int(time.time())
+                    for kind, internal, pub, prv in hd_account_descriptors(master, params):
+                        db.conn.execute(
+                            "INSERT INTO descriptors(descriptor, secret, address_type, internal,"
+                            " active, next_index, range_end, created) VALUES (?,?,?,?,1,0,0,?)",
+                            (pub, prv.encode(), kind, int(internal), now))
+            wallet = cls(name, db, params)
+            for acc in wallet.accounts.values():
+                wallet._top_up(acc, wallet.lookahead)
+        except BaseException:
+            db.close()
+            _remove_new_wallet(directory)
+            raise
+        if passphrase:
+            wallet.encrypt(passphrase)
+        return wallet
+
+    @classmethod
+    def open(cls, directory: Path, name: str, params: ChainParams) -> Wallet:
+        db = WalletDB(directory, create=False)
+        try:
+            chain = db.get_meta("chain")
+            if chain != params.name:
+                raise WalletError(RPC_WALLET_ERROR,
+                                  f"Wallet {name!r} is for the {chain} chain, not {params.name}")
+            return cls(name, db, params)
+        except BaseException:
+            db.close()
+            raise
+
+    def close(self) -> None:
+        self.lock()
+        self.db.close()
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def _load_accounts(self) -> None:
+        rows = self.db.conn.execute(
+            "SELECT id, descriptor, secret, address_type, internal, active, next_index,"
+            " range_end, created FROM descriptors ORDER BY id").fetchall()
+        for row in rows:
+            acc = Account(row[0], row[1], parse_descriptor(row[1], self.params), row[3],
+                          bool(row[4]), bool(row[5]), row[6], 0, row[8], secret=row[2])
+            self.accounts[acc.id] = acc
+            self._derive_to(acc, row[7])
+
+    def _load_txs(self) -> None:
+        rows = self.db.conn.execute(
+            "SELECT txid, raw, height, block_hash, block_time, block_pos, received, in_mempool,"
+            " replaced_by, replaces, comment FROM txs ORDER BY height IS NULL, height, block_pos,"
+            " received").fetchall()
+        for r in rows:
+            wtx = WalletTx(r[0], Transaction.from_bytes(r[1]), r[2], r[3], r[4], r[5], r[6],
+                           bool(r[7]), r[8], r[9], r[10])
+            self._index_tx(wtx)
+
+    def _derive_to(self, acc: Account, end: int) -> None:
+        """Derive and watch acc's scripts up to index end-1 (in memory only)."""
+        if not acc.ranged:
+            end = 1
+        for i in range(acc.range_end, end):
+            for script in acc.expansion(i).scripts:
+                self.scripts.setdefault(script, (acc.id, i))
+        acc.range_end = max(acc.range_end, end)
+
+    def _top_up(self, acc: Account, end: int) -> None:
+        """Extend acc's window to end (persisted)."""
+        if acc.ranged and end > acc.range_end:
+            self._derive_to(acc, end)
+            with self.db.atomic() as c:
+                c.execute("UPDATE descriptors SET range_end=? WHERE id=?", (acc.range_end, acc.id))
+
+    def _mark_used(self, acc_id: int, index: int) -> None:
+        acc = self.accounts[acc_id]
+        if acc.ranged and index >= acc.next_index:
+            acc.next_index = index + 1
+            with self.db.atomic() as c:
+                c.execute("UPDATE descriptors SET next_index=? WHERE id=?", (acc.next_index, acc.id))
+        self._top_up(acc, index + 1 + self.lookahead)
+
+    # -- keys and encryption ---------------------------------------------------------------
+
+    def _seal(self, data: bytes, aad: bytes) -> bytes:
+        if not self.encrypted:
+            return data
+        if self._key is None:
+            raise unlock_needed()
+        return crypto.seal(self._key, data, aad)
+
+    def _unseal(self, blob: bytes, aad: bytes, key: bytes | None) -> bytes:
+        if not self.encrypted:
+            return blob
+        assert key is not None
+        return crypto.unseal(key, blob, aad)
+
+    def _load_private_keys(self, key: bytes | None) -> None:
+        for acc in self.accounts.values():
+            if acc.secret is not None:
+                text = self._unseal(acc.secret, b"descriptor:%d" % acc.id, key).decode()
+                load_private(acc, text, self.params)
+
+    @property
+    def locked(self) -> bool:
+        if not self.encrypted:
+            return False
+        if self._key is not None and time.monotonic() >= self.unlocked_until:
+            self.lock()
+        return self._key is None
+
+    def require_unlocked(self) -> None:
+        if self.locked:
+            raise unlock_needed()
+
+    def unlock(self, passphrase: str, timeout: int) -> None:
+        if not self.encrypted:
+            raise WalletError(RPC_WALLET_WRONG_ENC_STATE, "Error: running with an unencrypted "
+                              "wallet, but walletpassphrase was called.")
+        if not passphrase:
+            raise WalletError(RPC_INVALID_PARAMETER, "passphrase can not be empty")
+        if timeout < 0:
+            raise WalletError(RPC_INVALID_PARAMETER, "Timeout cannot be negative.")
+        kdf = crypto.KDFParams.from_bytes(self.db.get_meta("kdf"))
+        key = crypto.derive_key(passphrase, kdf)
+        try:
+            crypto.unseal(key, self.db.get_meta("check"), b"check")
+        except crypto.DecryptionError:
+            raise WalletError(RPC_WALLET_PASSPHRASE_INCORRECT, "Error: The wallet passphrase "
+                              "entered was incorrect.") from None
+        self._load_private_keys(key)
+        self._key = key
+        self.unlocked_until = time.monotonic() + min(timeout, MAX_UNLOCK_SECONDS)
+
+    def lock(self) -> None:
+        if not self.encrypted:
+            return
+        self._key = None
+        self.unlocked_until = 0.0
+        for acc in self.accounts.values():
+            acc.private = None
+
+    def encrypt(self, passphrase: str) -> None:
+        """Seal every secret under a key from passphrase, rebuild the file so no clear copy
+        survives in a free page, and lock."""
+        if self.encrypted:
+            raise WalletError(RPC_WALLET_WRONG_ENC_STATE, "Error: running with an encrypted "
+                              "wallet, but encryptwallet was called.")
+        if not self.private_keys_enabled:
+            raise WalletError(RPC_WALLET_ERROR, "Error: wallet does not contain private keys, "
+                              "nothing to encrypt.")
+        if not passphrase:
+            raise WalletError(RPC_INVALID_PARAMETER, "passphrase can not be empty")
+        kdf = crypto.KDFParams.fresh()
+        key = crypto.derive_key(passphrase, kdf)
+        with self.db.atomic() as c:
+            for acc in self.accounts.values():
+                if acc.secret is not None:
+                    acc.secret = crypto.seal(key, acc.secret, b"descriptor:%d" % acc.id)
+                    c.execute("UPDATE descriptors SET secret=? WHERE id=?", (acc.secret, acc.id))
+            seed = self.db.get_meta("seed")
+            if seed is not None:
+                self.db.set_meta("seed", crypto.seal(key, seed, b"seed"))
+            self.db.set_meta("kdf", kdf.to_bytes())
+            self.db.set_meta("check", crypto.seal(key, _CHECK_PLAINTEXT, b"check"))
+            self.db.set_meta("encrypted", 1)
+        self.db.vacuum()
+        self.encrypted = True
+        self.lock()
+
+    def mnemonic(self) -> tuple[str, str]:
+        """(mnemonic, BIP39 passphrase); needs the wallet unlocked."""
+        self.require_unlocked()
+        blob = self.db.get_meta("seed")
+        if blob is None:
+            raise WalletError(RPC_WALLET_ERROR, "This wallet has no mnemonic (blank, watch-only "
+                              "or imported keys only)")
+        data = json.loads(self._unseal(blob, b"seed", self._key))
+        return data["mnemonic"], data["passphrase"]
+
+    # -- descriptors -----------------------------------------------------------------------
+
+    def active_account(self, address_type: str, internal: bool) -> Account:
+        if address_type not in ADDRESS_TYPES:
+            raise WalletError(RPC_INVALID_PARAMETER, f"Unknown address type '{address_type}'")
+        for acc in self.accounts.values():
+            if acc.active and acc.address_type == address_type and acc.internal == internal:
+                return acc
+        what = "change" if internal else "receive"
+        raise WalletError(RPC_WALLET_ERROR, f"Error: This wallet has no available keys "
+                          f"({address_type} {what} descriptor missing)")
+
+    def new_script(self, address_type: str, internal: bool) -> bytes:
+        acc = self.active_account(address_type, internal)
+        index = acc.next_index
+        script = acc.expansion(index).scripts[0]
+        self._mark_used(acc.id, index)
+        return script
+
+    def new_address(self, address_type: str = "bech32", label: str | None = None,
+                    internal: bool = False) -> str:
+        script = self.new_script(address_type, internal)
+        addr = script_to_address(script, self.params)
+        assert addr is not None
+        if label is not None and not internal:
+            self.set_label(addr, label)
+        return addr
+
+    def set_label(self, address: str, label: str) -> None:
+        with self.db.atomic() as c:
+            c.execute("INSERT OR REPLACE INTO labels(address, label) VALUES (?, ?)",
+                      (address, label))
+        self.labels[address] = label
+
+    def import_descriptor(self, text: str, timestamp: int, active: bool, internal: bool,
+                          range_end: int | None, label: str | None) -> Account:
+        """Add a descriptor (with its private keys, if given) to watch and spend from."""
+        try:
+            desc = parse_descriptor(text, self.params, require_checksum=True)
+        except DescriptorError as err:
+            raise WalletError(-5, str(err)) from None
+        if desc.has_private_keys() and not self.private_keys_enabled:
+            raise WalletError(RPC_WALLET_ERROR, "Cannot import private keys to a wallet with "
+                              "private keys disabled")
+        public = desc.to_string()
+        secret = None
+        if desc.has_private_keys():
+            self.require_unlocked()
+        kind = address_type_of(desc)
+        if active and (not desc.is_range() or kind is None):
+            raise WalletError(RPC_INVALID_PARAMETER, "Active descriptors must be ranged and of "
+                              "a single-key address type")
+        with self.db.atomic() as c:
+            row = c.execute("SELECT id FROM descriptors WHERE descriptor=?", (public,)).fetchone()
+            if row is not None:
+                acc = self.accounts[row[0]]
+            else:
+                cur = c.execute(
+                    "INSERT INTO descriptors(descriptor, secret, address_type, internal, active,"
+                    " next_index, range_end, created) VALUES (?,NULL,?,?,0,0,0,?)",
+                    (public, kind, int(internal), timestamp))
+                acc = Account(cur.lastrowid, public, parse_descriptor(public, self.params), kind,
+                              internal, False, 0, 0, timestamp)
+                self.accounts[acc.id] = acc
+            if desc.has_private_keys():
+                secret = self._seal(desc.to_string(private=True).encode(),
+                                    b"descriptor:%d" % acc.id)
+                acc.secret = secret
+                acc.private = desc
+                c.execute("UPDATE descriptors SET secret=? WHERE id=?", (secret, acc.id))
+            if active:
+                for other in self.accounts.values():
+                    if (other.active and other.address_type == kind
+                            and other.internal == internal and other.id != acc.id):
+                        other.active = False
+                        c.execute("UPDATE descriptors SET active=0 WHERE id=?", (other.id,))
+                acc.active = True
+                c.execute("UPDATE descriptors SET active=1 WHERE id=?", (acc.id,))
+            if label is not None and not desc.is_range():
+                for s in acc.expansion(0).scripts:
+                    addr = script_to_address(s, self.params)
+                    if addr:
+                        c.execute("INSERT OR REPLACE INTO labels(address, label) VALUES (?,?)",
+                                  (addr, label))
+                        self.labels[addr] = label
+            self._top_up(acc, (range_end + 1) if range_end is not None else self.lookahead)
+            if not acc.ranged:
+                self._derive_to(acc, 1)
+        return acc
+
+    def is_mine(self, script: bytes) -> bool:
+        return script in self.scripts
+
+    def owner(self, script: bytes) -> tuple[Account, int] | None:
+        hit = self.scripts.get(script)
+        if hit is None:
+            return None
+        return self.accounts[hit[0]], hit[1]
+
+    def is_change(self, script: bytes) -> bool:
+        """A script of an internal (change) descriptor, and not labelled (as Core's
+        OutputIsChange)."""
+        hit = self.owner(script)
+        return hit is not None and hit[0].internal
+
+    # -- transactions ----------------------------------------------------------------------
+
+    def _index_tx(self, wtx: WalletTx) -> None:
+        self.txs[wtx.txid] = wtx
+        mine = [n for n, out in enumerate(wtx.tx.vout) if out.script_pubkey in self.scripts]
+        self.credits[wtx.txid] = mine
+        if not wtx.tx.is_coinbase():
+            for txin in wtx.tx.vin:
+                self.spenders.setdefault(txin.prevout.key(), set()).add(wtx.txid)
+
+    def is_relevant(self, tx: Transaction) -> bool:
+        scripts = self.scripts
+        for out in tx.vout:
+            if out.script_pubkey in scripts:
+                return True
+        if tx.is_coinbase():
+            return False
+        txs = self.txs
+        for txin in tx.vin:
+            prev = txs.get(txin.prevout.hash)
+            if prev is not None and txin.prevout.n in self.credits[prev.txid]:
+                return True
+        return False
+
+    def _note_outputs_used(self, tx: Transaction) -> None:
+        for out in tx.vout:
+            hit = self.scripts.get(out.script_pubkey)
+            if hit is not None:
+                self._mark_used(*hit)
+
+    def save_tx(self, wtx: WalletTx) -> None:
+        """Insert or update one transaction (call inside db.atomic for several)."""
+        if wtx.txid not in self.txs:
+            self._note_outputs_used(wtx.tx)
+            self._index_tx(wtx)
+        else:
+            self.txs[wtx.txid] = wtx
+            # a lookahead extension may have made more outputs ours since it was indexed
+            self.credits[wtx.txid] = [n for n, out in enumerate(wtx.tx.vout)
+                                      if out.script_pubkey in self.scripts]
+        self.db.conn.execute(
+            "INSERT OR REPLACE INTO txs(txid, raw, height, block_hash, block_time, block_pos,"
+            " received, in_mempool, replaced_by, replaces, comment)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (wtx.txid, wtx.tx.serialize(), wtx.height, wtx.block_hash, wtx.block_time,
+             wtx.block_pos, wtx.received, int(wtx.in_mempool), wtx.replaced_by, wtx.replaces,
+             wtx.comment))
+
+    def add_tx(self, tx: Transaction, *, height: int | None = None,
+               block_hash: bytes | None = None, block_time: int | None = None,
+               block_pos: int | None = None, in_mempool: bool = False,
+               replaces: bytes | None = None, comment: str | None = None) -> WalletTx:
+        wtx = self.txs.get(tx.txid)
+        if wtx is None:
+            wtx = WalletTx(tx.txid, tx, received=int(time.time()))
+        wtx.height, wtx.block_hash, wtx.block_time, wtx.block_pos = (
+            height, block_hash, block_time, block_pos)
+        wtx.in_mempool = in_mempool if height is None else False
+        if replaces is not None:
+            wtx.replaces = replaces
+        if comment is not None:
+            wtx.comment = comment
+        with self.db.atomic():
+            self.save_tx(wtx)
+            if replaces is not None and replaces in self.txs:
+                old = self.txs[replaces]
+                old.replaced_by = tx.txid
+                old.in_mempool = False
+                self.save_tx(old)
+        return wtx
+
+    def set_tip(self, height: int, block_hash: bytes, block_time: int) -> None:
+        self.tip_height, self.tip_hash, self.tip_time = height, block_hash, block_time
+        self.db.conn.execute("INSERT OR REPLACE INTO blocks(height, hash) VALUES (?, ?)",
+                             (height, block_hash))
+        self.db.set_meta("tip_height", height)
+        self.db.set_meta("tip_hash", block_hash)
+        self.db.set_meta("tip_time", block_time)
+
+    def block_hash_at(self, height: int) -> bytes | None:
+        row = self.db.conn.execute("SELECT hash FROM blocks WHERE height=?", (height,)).fetchone()
+        return None if row is None else row[0]
+
+    def rewind(self, height: int, block_hash: bytes, block_time: int) -> int:
+        """Forget blocks above height (a reorg): their transactions become unconfirmed, and
+        count again only if the mempool has them. Returns how many were unconfirmed."""
+        n = 0
+        with self.db.atomic() as c:
+            for wtx in list(self.txs.values()):
+                if wtx.height is not None and wtx.height > height:
+                    wtx.height = wtx.block_hash = wtx.block_time = wtx.block_pos = None
+                    wtx.in_mempool = False
+                    self.save_tx(wtx)
+                    n += 1
+            c.execute("DELETE FROM blocks WHERE height > ?", (height,))
+            self.set_tip(height, block_hash, block_time)
+        return n
+
+    def depth(self, wtx: WalletTx) -> int:
+        """Confirmations: 0 in the mempool, -1 for a transaction that counts no more."""
+        if wtx.height is not None:
+            return self.tip_height - wtx.height + 1
+        return 0 if wtx.in_mempool else -1
+
+    def is_trusted(self, wtx: WalletTx, _seen: set[bytes] | None = None) -> bool:
+        """Core's CachedTxIsTrusted: confirmed, or in the mempool and paid for wholly from
+        this wallet's own trusted coins."""
+        if wtx.height is not None:
+            return True
+        if not wtx.in_mempool or wtx.tx.is_coinbase():
+            return False
+        seen = _seen or set()
+        if wtx.txid in seen:
+            return False
+        seen.add(wtx.txid)
+        for txin in wtx.tx.vin:
+            parent = self.txs.get(txin.prevout.hash)
+            if parent is None or txin.prevout.n not in self.credits[parent.txid]:
+                return False
+            if not self.is_trusted(parent, seen):
+                return False
+        return True
+
+    def is_spent(self, outpoint: tuple[bytes, int]) -> bool:
+        for txid in self.spenders.get(outpoint, ()):
+            if self.txs[txid].active:
+                return True
+        return False
+
+    def maturity_left(self, wtx: WalletTx) -> int:
+        """Blocks until a coinbase can be spent (Core's GetBlocksToMaturity)."""
+        if not wtx.tx.is_coinbase():
+            return 0
+        return max(0, self.params.coinbase_maturity + 1 - self.depth(wtx))
+
+    def coins(self, include_unsafe: bool = False, include_immature: bool = False
+              ) -> list[Coin]:
+        """Unspent outputs of transactions that count, oldest first."""
+        out = []
+        for txid, ns in self.credits.items():
+            if not ns:
+                continue
+            wtx = self.txs[txid]
+            if not wtx.active:
+                continue
+            if not include_immature and self.maturity_left(wtx) > 0:
+                continue
+            trusted = self.is_trusted(wtx)
+            if not trusted and not include_unsafe:
+                continue
+            depth = self.depth(wtx)
+            for n in ns:
+                if self.is_spent((txid, n)):
+                    continue
+                txout = wtx.tx.vout[n]
+                acc_id, index = self.scripts[txout.script_pubkey]
+                out.append(Coin(txid, n, txout.value, txout.script_pubkey, acc_id, index,
+                                depth, wtx.tx.is_coinbase(), trusted))
+        return out
+
+    def balances(self) -> dict[str, int]:
+        """Core's getbalances "mine": trusted, untrusted_pending, immature (satoshis), and
+        the split the CLI shows: confirmed and unconfirmed."""
+        b = {"trusted": 0, "untrusted_pending": 0, "immature": 0, "confirmed": 0,
+             "unconfirmed": 0}
+        for coin in self.coins(include_unsafe=True, include_immature=True):
+            wtx = self.txs[coin.txid]
+            if self.maturity_left(wtx) > 0:
+                b["immature"] += coin.value
+                continue
+            b["trusted" if coin.trusted else "untrusted_pending"] += coin.value
+            b["confirmed" if coin.depth >= 1 else "unconfirmed"] += coin.value
+        return b
+
+    def debit(self, wtx: WalletTx) -> int:
+        """What the transaction spends of ours."""
+        total = 0
+        if wtx.tx.is_coinbase():
+            return 0
+        for txin in wtx.tx.vin:
+            parent = self.txs.get(txin.prevout.hash)
+            if parent is not None and txin.prevout.n in self.credits[parent.txid]:
+                total += parent.tx.vout[txin.prevout.n].value
+        return total
+
+    def credit(self, wtx: WalletTx) -> int:
+        return sum(wtx.tx.vout[n].value for n in self.credits[wtx.txid])
+
+    def fee_of(self, wtx: WalletTx) -> int | None:
+        """The fee when every input is ours (else unknown)."""
+        if wtx.tx.is_coinbase():
+            return None
+        total_in = 0
+        for txin in wtx.tx.vin:
+            parent = self.txs.get(txin.prevout.hash)
+            if parent is None or txin.prevout.n not in self.credits[parent.txid]:
+                return None
+            total_in += parent.tx.vout[txin.prevout.n].value
+        return total_in - wtx.tx.total_out()
+
+    def conflicts(self, wtx: WalletTx) -> list[bytes]:
+        """Other wallet transactions spending an input of this one."""
+        out: set[bytes] = set()
+        if not wtx.tx.is_coinbase():
+            for txin in wtx.tx.vin:
+                out |= self.spenders.get(txin.prevout.key(), set())
+        out.discard(wtx.txid)
+        return sorted(out)
+
+    def prevout(self, txid: bytes, n: int):  # noqa: ANN201  (TxOut | None)
+        wtx = self.txs.get(txid)
+        if wtx is None or n >= len(wtx.tx.vout):
+            return None
+        return wtx.tx.vout[n]
+
+    def set_mempool(self, txids: Iterable[bytes]) -> None:
+        """Record which unconfirmed transactions the node's mempool holds now."""
+        pool = set(txids)
+        with self.db.atomic():
+            for wtx in self.txs.values():
+                if wtx.height is None:
+                    now = wtx.txid in pool
+                    if now != wtx.in_mempool:
+                        wtx.in_mempool = now
+                        self.save_tx(wtx)
+
+    # -- backup ----------------------------------------------------------------------------
+
+    def backup(self, dest: Path) -> None:
+        self.db.backup_to(dest)
+
+
+def _remove_new_wallet(directory: Path) -> None:
+    """Undo a failed create: the files it made, and the folder when empty."""
+    for name in ("wallet.sqlite", "wallet.sqlite-journal", ".lock"):
+        try:
+            os.unlink(Path(directory) / name)
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass
