@@ -67,10 +67,14 @@ class NodeConfig(BaseModel):
     fallbackfee: str | None = None
     # P2P
     port: int | None = Field(default=None, ge=0, le=65535)
-    listen: bool = True
+    listen: bool | None = None  # default: on, unless -connect is given (as Core)
     bind: list[str] = []
     connect: list[str] = []
     addnode: list[str] = []
+    maxconnections: int = Field(default=125, ge=0, le=10_000)
+    peertimeout: int = Field(default=60, ge=1)  # seconds for the version handshake
+    pingtimeout: int = Field(default=20 * 60, ge=1)  # minibtc's: Core's fixed 20 minutes
+    timeout: int = Field(default=5000, ge=1)  # ms to wait for an outbound connection
     wallet: list[str] = []
 
     @field_validator("rpcallowip")

@@ -1,8 +1,9 @@
 """minibtcd: builds the node's parts, connects their events, starts and stops them.
 
-One asyncio loop serves RPC (and later P2P). Everything that changes the chain runs on a
-single validation thread, so it is serialized without blocking the loop; script checks go to
-worker processes.
+One asyncio loop serves RPC and P2P. Everything that changes the chain runs on a single
+validation thread (or an RPC thread, under the chain lock), so it is serialized without
+blocking the loop; script checks go to worker processes. The P2P layer subscribes to the
+chain's and the mempool's events; they never call into it.
 """
 
 from __future__ import annotations
@@ -53,6 +54,15 @@ Options (Core-style: -name=value, -name for true, -noname for false):
   -mempoolfullrbf         replace any unconfirmed transaction by fee (default: 1)
   -minrelaytxfee=<BTC/kvB>  lowest fee rate relayed (default: 0.00001)
   -fallbackfee=<BTC/kvB>  estimatesmartfee's answer without data (default: 0.0002)
+  -listen                 accept P2P connections (default: 1, 0 with -connect)
+  -port=<port>            P2P port (default: 18444 on regtest, 8333 on main)
+  -bind=<addr>[:port]     address to listen on for P2P (default: all interfaces)
+  -connect=<host[:port]>  connect only to these peers (repeatable; -noconnect: none)
+  -addnode=<host[:port]>  also keep a connection to these peers (repeatable)
+  -maxconnections=<n>     peer connections at most (default: 125)
+  -peertimeout=<s>        drop peers that do not finish the handshake in time (default: 60)
+  -pingtimeout=<s>        drop peers that do not answer a ping in time (default: 1200)
+  -timeout=<ms>           wait this long for an outbound connection (default: 5000)
   -debug=<category>       debug logging for a category (net, validation, mempool, rpc,
                           wallet, ...), or 1 / all
   -printtoconsole         log to the console as well as to debug.log
@@ -125,6 +135,7 @@ class Node:
         self.fallback_fee = _fee_rate_option(config.fallbackfee, "fallbackfee", 20_000)
         self.txindex = None
         self.rpc = None
+        self.p2p = None
         self.logfile: Path | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._stop = None
@@ -162,6 +173,7 @@ class Node:
             if ready:
                 ready(None)
             await self._in_validation(self._init_chain)
+            await self._start_p2p()
             self.rpc.warmup = None
             log.info("ready: height %d, tip %s", self.chain.height, self.chain.tip.hash_hex())
             if cfg.loadblock:
@@ -170,6 +182,8 @@ class Node:
         finally:
             log.info("Shutdown: in progress...")
             self.shutting_down = True
+            if self.p2p is not None:
+                await self.p2p.stop()
             if self.rpc is not None:
                 await self.rpc.stop()
             await self._in_validation(self._close_chain)
@@ -177,6 +191,13 @@ class Node:
             if not cfg.rpcpassword:
                 cookie.unlink(missing_ok=True)
             log.info("Shutdown: done")
+
+    async def _start_p2p(self) -> None:
+        from node.p2p.manager import PeerManager
+
+        self.p2p = PeerManager(self.chain, self.mempool, self.params, self.config,
+                               self.validation, self.datadir, f"/minibtc:{VERSION}/")
+        await self.p2p.start()
 
     async def _in_validation(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.validation, fn, *args)

@@ -58,12 +58,14 @@ class MempoolReject(Exception):
     """Refused: `reason` is Core's reject reason, `debug` the detail after it."""
 
     def __init__(self, reason: str, debug: str = "", missing_inputs: bool = False,
-                 already_known: bool = False) -> None:
+                 already_known: bool = False, consensus: bool = False) -> None:
         super().__init__(f"{reason}, {debug}" if debug else reason)
         self.reason = reason
         self.debug = debug
         self.missing_inputs = missing_inputs
         self.already_known = already_known
+        # Breaks a consensus rule (Core's TX_CONSENSUS): the peer that relayed it misbehaved.
+        self.consensus = consensus
 
 
 class MempoolEntry:
@@ -252,7 +254,7 @@ class Mempool:
         try:
             check_transaction(tx)
         except ValidationError as err:
-            raise MempoolReject(err.reason, err.debug) from None
+            raise MempoolReject(err.reason, err.debug, consensus=True) from None
         if tx.is_coinbase():
             raise MempoolReject("coinbase")
         try:
@@ -295,7 +297,9 @@ class Mempool:
         try:
             fee = check_tx_inputs(tx, coins, next_height, chain.params.coinbase_maturity)
         except ValidationError as err:
-            raise MempoolReject(err.reason, err.debug) from None
+            # (spending an immature coinbase may become valid later: not a consensus fault)
+            raise MempoolReject(err.reason, err.debug, consensus=(
+                err.reason != "bad-txns-premature-spend-of-coinbase")) from None
         try:
             policy.check_inputs_standard(tx, coins)
             policy.check_witness_standard(tx, coins)
@@ -501,7 +505,7 @@ class Mempool:
                 verify_transaction(tx, spent, sf.MANDATORY_SCRIPT_VERIFY_FLAGS)
             except ScriptError as err2:
                 raise MempoolReject(f"block-script-verify-flag-failed ({err2.message})",
-                                    f"input {err2.input_index}") from None
+                                    f"input {err2.input_index}", consensus=True) from None
             raise MempoolReject(f"mempool-script-verify-flag-failed ({err.message})",
                                 f"input {err.input_index}") from None
 
@@ -635,6 +639,17 @@ class Mempool:
                 self.orphans.popitem(last=False)
             self.orphans[tx.txid] = (tx, now)
             return True
+
+    def missing_parents(self, tx: Transaction) -> list[bytes]:
+        """Txids of the transactions tx spends that neither the mempool nor the UTXO set
+        has (what to ask a peer for when tx is an orphan)."""
+        with self.chain.lock:
+            out: list[bytes] = []
+            for txin in tx.vin:
+                h = txin.prevout.hash
+                if h not in out and self._coin(h, txin.prevout.n) is None:
+                    out.append(h)
+            return out
 
     def _resolve_orphans(self, parent: Transaction) -> None:
         pid = parent.txid

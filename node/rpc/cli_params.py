@@ -17,6 +17,8 @@ from __future__ import annotations
 # method -> ((position, name), ...) of its JSON arguments.
 # BEGIN GENERATED (python -m node.rpc.cli_params --write)
 CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
+    "addnode": ((2, "v2transport"),),
+    "addpeeraddress": ((1, "port"), (2, "tried")),
     "createrawtransaction": (
         (0, "inputs"),
         (1, "outputs"),
@@ -26,6 +28,7 @@ CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
     ),
     "decoderawtransaction": ((1, "iswitness"),),
     "deriveaddresses": ((1, "range"),),
+    "disconnectnode": ((1, "nodeid"),),
     "estimatesmartfee": ((0, "conf_target"),),
     "generateblock": ((1, "transactions"), (2, "submit")),
     "generatetoaddress": ((0, "nblocks"), (2, "maxtries")),
@@ -37,6 +40,7 @@ CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
     "getmempoolancestors": ((1, "verbose"),),
     "getmempooldescendants": ((1, "verbose"),),
     "getnetworkhashps": ((0, "nblocks"), (1, "height")),
+    "getnodeaddresses": ((0, "count"),),
     "getrawmempool": ((0, "verbose"), (1, "mempool_sequence")),
     "getrawtransaction": ((1, "verbosity"), (1, "verbose")),
     "gettxout": ((1, "n"), (2, "include_mempool")),
@@ -45,6 +49,8 @@ CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
     "prioritisetransaction": ((1, "dummy"), (2, "fee_delta")),
     "scantxoutset": ((1, "scanobjects"),),
     "sendrawtransaction": ((1, "maxfeerate"), (2, "maxburnamount")),
+    "setban": ((2, "bantime"), (3, "absolute")),
+    "setnetworkactive": ((0, "state"),),
     "testmempoolaccept": ((0, "rawtxs"), (1, "maxfeerate")),
     "verifychain": ((0, "checklevel"), (1, "nblocks")),
 }

@@ -5,6 +5,7 @@ from node.rpc import (  # noqa: F401
     control,
     mempool,
     mining,
+    net,
     rawtransactions,
     util,
 )

@@ -43,6 +43,7 @@ class NodeProcess:
         self.datadir.mkdir(parents=True, exist_ok=True)
         self.chain = chain
         self.rpcport = free_port()
+        self.p2pport = free_port()
         self.extra = list(extra)
         self.proc: subprocess.Popen | None = None
         self.user: str | None = None
@@ -53,12 +54,17 @@ class NodeProcess:
         return self.datadir if self.chain == "main" else self.datadir / self.chain
 
     @property
+    def p2p_addr(self) -> str:
+        return f"127.0.0.1:{self.p2pport}"
+
+    @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.rpcport}/"
 
     def args(self) -> list[str]:
         return [f"-datadir={self.datadir}", f"-chain={self.chain}", f"-rpcport={self.rpcport}",
-                "-printtoconsole=0", "-par=0", *self.extra]
+                f"-port={self.p2pport}", "-bind=127.0.0.1", "-printtoconsole=0", "-par=0",
+                *self.extra]
 
     def start(self, *more: str, wait: bool = True) -> NodeProcess:
         log = open(self.datadir / "stdout.log", "ab")

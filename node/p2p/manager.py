@@ -1,0 +1,397 @@
+"""The PeerManager (Core's net_processing): the version handshake, message dispatch,
+keep-alive, address gossip and misbehaviour. Header sync and block download live in
+sync.py, transaction and block announcements in relay.py.
+
+Everything here runs on the asyncio loop. The chain state and the mempool are reached only
+through the validation thread (`validate`) or through what they publish: their events,
+which other threads hand to the loop with call_soon_threadsafe, and the published tip,
+whose ancestry never changes and can be read without the chain lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from concurrent.futures import Executor
+from pathlib import Path
+
+from node.p2p import messages as m
+from node.p2p.addrman import AddrMan
+from node.p2p.banman import BanMan
+from node.p2p.connman import ConnMan
+from node.p2p.netaddr import NetAddr
+from node.p2p.peer import MANUAL, Peer
+from node.p2p.relay import Relay
+from node.p2p.sync import BlockSync
+
+log = logging.getLogger("net")
+
+DISCOURAGEMENT_THRESHOLD = 100
+PING_INTERVAL = 120.0
+TIMEOUT_INTERVAL = 20 * 60.0  # Core's: no traffic (or no pong) for this long ends a peer
+FEEFILTER_INTERVAL = 60.0
+ADDR_RATE = 0.1  # addresses per second a peer may make us process (Core's token bucket)
+MAX_ADDR_TOKENS = 1000
+TICK = 0.05
+
+
+class Timing:
+    """Relay delays. Core's values on main; on regtest (local networks, where privacy does
+    not matter and users watch things happen) much shorter."""
+
+    def __init__(self, fast: bool) -> None:
+        self.tx_inv_outbound = 0.05 if fast else 2.0  # Poisson means, seconds
+        self.tx_inv_inbound = 0.05 if fast else 5.0
+        self.addr_broadcast = 1.0 if fast else 30.0
+
+
+class PeerManager:
+    def __init__(self, chain, mempool, params, config, validation: Executor,
+                 datadir: Path | None, user_agent: str) -> None:
+        self.chain = chain
+        self.mempool = mempool
+        self.params = params
+        self.validation = validation
+        self.user_agent = user_agent
+        self.local_services = m.NODE_NETWORK | m.NODE_WITNESS
+        self.peer_timeout = float(config.peertimeout)
+        self.ping_timeout = float(config.pingtimeout)
+        self.timing = Timing(params.name == "regtest")
+        self.banman = BanMan(datadir)
+        self.addrman = AddrMan(datadir)
+        connect = [c for c in config.connect if c not in ("0", "")]
+        listen = config.listen if config.listen is not None else not connect
+        self.connman = ConnMan(
+            self, params.message_start, params.default_port, listen=listen,
+            binds=config.bind, port=config.port, connect=connect, addnode=config.addnode,
+            max_connections=config.maxconnections, connect_timeout=config.timeout / 1000,
+        )
+        self.sync = BlockSync(self)
+        self.relay = Relay(self)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._last_save = time.monotonic()
+        self._handlers = {
+            "verack": self.on_verack,
+            "ping": self.on_ping,
+            "pong": self.on_pong,
+            "feefilter": self.on_feefilter,
+            "sendheaders": self.on_sendheaders,
+            "getaddr": self.on_getaddr,
+            "addr": self.on_addr,
+            "addrv2": self.on_addr,
+            "sendcmpct": self._ignore,
+            "mempool": self._ignore,
+            "getheaders": self.sync.on_getheaders,
+            "getblocks": self.sync.on_getblocks,
+            "headers": self.sync.on_headers,
+            "block": self.sync.on_block,
+            "inv": self.relay.on_inv,
+            "getdata": self.relay.on_getdata,
+            "notfound": self.relay.on_notfound,
+            "tx": self.relay.on_tx,
+        }
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.relay.subscribe()
+        self.sync.subscribe()
+        await self.connman.start()
+        self._tasks.append(asyncio.ensure_future(self._tick()))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await self.connman.stop()
+        self.save()
+
+    def save(self) -> None:
+        for what in (self.addrman, self.banman):
+            try:
+                what.save()
+            except OSError as err:
+                log.error("cannot save %s: %s", what.path, err)
+
+    def validate(self, fn, *args) -> asyncio.Future:
+        """Run fn on the validation thread (where every change to the chain is made)."""
+        return self.loop.run_in_executor(self.validation, fn, *args)
+
+    def peers(self) -> list[Peer]:
+        """Connected peers that completed the handshake."""
+        return [p for p in self.connman.peers.values() if p.handshake_done and not p.closed]
+
+    # -- one connection -------------------------------------------------------------------------
+
+    async def run_peer(self, peer: Peer) -> None:
+        if not peer.inbound:
+            self.send_version(peer)
+        try:
+            await peer.run(self.handle)
+        except Exception:  # a bug must cost one connection, never the node
+            log.exception("peer=%d: error handling its messages", peer.id)
+            peer.close("internal error")
+        finally:
+            self.sync.peer_gone(peer)
+            self.relay.peer_gone(peer)
+            if peer.discourage:
+                self.banman.discourage(peer.addr.ip)
+
+    async def handle(self, peer: Peer, command: str, msg) -> None:
+        if command == "oversized":
+            self.misbehaving(peer, 20, str(msg))
+            return
+        if command == "version":
+            self.on_version(peer, msg)
+            return
+        if peer.version is None:
+            log.debug("non-version message %s before the handshake from peer=%d", command,
+                      peer.id)
+            return
+        if command in ("wtxidrelay", "sendaddrv2"):
+            if peer.handshake_done:
+                peer.close(f"{command} received after verack")
+            elif command == "wtxidrelay":
+                peer.wtxid_relay = peer.version.version >= m.WTXID_RELAY_VERSION
+            else:
+                peer.addrv2 = True
+            return
+        if not peer.handshake_done and command != "verack":
+            log.debug("unsupported message %s before verack from peer=%d", command, peer.id)
+            return
+        handler = self._handlers.get(command)
+        if handler is not None:
+            await handler(peer, msg)
+
+    async def _ignore(self, peer: Peer, msg) -> None:
+        return None
+
+    # -- handshake ------------------------------------------------------------------------------
+
+    def send_version(self, peer: Peer) -> None:
+        peer.sent_version_nonce = random.getrandbits(64) or 1
+        tip = self.chain.published
+        peer.send(m.Version(
+            version=m.PROTOCOL_VERSION, services=self.local_services,
+            timestamp=int(time.time()),
+            addr_recv=NetAddr(peer.addr.net, peer.addr.addr, peer.addr.port),
+            addr_from=NetAddr.unspecified(), nonce=peer.sent_version_nonce,
+            user_agent=self.user_agent, start_height=tip.height if tip else 0, relay=True,
+        ))
+
+    def on_version(self, peer: Peer, v: m.Version) -> None:
+        if peer.version is not None:
+            log.debug("redundant version message from peer=%d", peer.id)
+            return
+        if v.version < m.MIN_PEER_PROTO_VERSION:
+            peer.close(f"peer uses obsolete version {v.version}")
+            return
+        if peer.inbound and any(p.sent_version_nonce == v.nonce
+                                for p in self.connman.peers.values() if not p.inbound):
+            peer.close("connected to self")
+            return
+        if not peer.inbound and peer.conn_type != MANUAL and \
+                (v.services & self.local_services) != self.local_services:
+            peer.close(f"peer lacks the services we need ({v.services:#x})")
+            return
+        peer.version = v
+        peer.relay_txs = v.relay
+        peer.time_offset = v.timestamp - int(time.time())
+        peer.addr_local = str(v.addr_recv) if v.addr_recv.port else ""
+        if peer.inbound:
+            self.send_version(peer)
+        if v.version >= m.WTXID_RELAY_VERSION:
+            peer.send(m.WTxidRelay())
+        peer.send(m.SendAddrV2())
+        peer.send(m.VerAck())
+        log.info("receive version message: %s: version %d, blocks=%d, peer=%d%s",
+                 v.user_agent, v.version, v.start_height, peer.id,
+                 "" if peer.inbound else f", peeraddr={peer.addr}")
+
+    async def on_verack(self, peer: Peer, msg) -> None:
+        if peer.handshake_done:
+            return
+        peer.handshake_done = True
+        version = peer.version.version
+        if version >= m.SENDHEADERS_VERSION:
+            peer.send(m.SendHeaders())
+        if version >= m.FEEFILTER_VERSION and peer.relay_txs:
+            self.relay.send_fee_filter(peer)
+        if not peer.inbound:
+            peer.addr_tokens += MAX_ADDR_TOKENS  # (the answer may hold that many)
+            peer.send(m.GetAddr())
+            if peer.addr.is_routable():
+                self.addrman.add([NetAddr(peer.addr.net, peer.addr.addr, peer.addr.port,
+                                          peer.services)], "self")
+                self.addrman.good(peer.addr)
+        peer.next_inv_send = time.monotonic()
+        self.send_ping(peer)
+        log.info("New %s peer connected: version: %d, blocks=%d, peer=%d",
+                 peer.conn_type, version, peer.version.start_height, peer.id)
+        self.sync.start(peer)
+
+    async def on_sendheaders(self, peer: Peer, msg) -> None:
+        peer.prefers_headers = True
+
+    async def on_feefilter(self, peer: Peer, msg: m.FeeFilter) -> None:
+        if 0 <= msg.feerate <= 21_000_000 * 100_000_000:  # Core's MoneyRange check
+            peer.fee_filter = msg.feerate
+
+    # -- keep-alive -------------------------------------------------------------------------------
+
+    def send_ping(self, peer: Peer) -> None:
+        if peer.ping_nonce:
+            return  # one outstanding ping at a time
+        peer.ping_nonce = random.getrandbits(64) or 1
+        peer.ping_sent_at = time.monotonic()
+        peer.send(m.Ping(peer.ping_nonce))
+
+    def ping_all(self) -> None:
+        for p in self.peers():
+            self.send_ping(p)
+
+    async def on_ping(self, peer: Peer, msg: m.Ping) -> None:
+        peer.send(m.Pong(msg.nonce))
+
+    async def on_pong(self, peer: Peer, msg: m.Pong) -> None:
+        if not peer.ping_nonce:
+            return  # unsolicited
+        if msg.nonce == peer.ping_nonce:
+            rtt = time.monotonic() - peer.ping_sent_at
+            peer.ping_time = rtt
+            peer.min_ping = rtt if peer.min_ping is None else min(peer.min_ping, rtt)
+            peer.ping_nonce = 0
+        elif msg.nonce == 0:
+            peer.ping_nonce = 0  # Core: a zero nonce cancels the ping
+
+    def _check_alive(self, peer: Peer, now_mono: float, now: float) -> None:
+        age = now - peer.connected_at
+        if not peer.handshake_done:
+            if age > self.peer_timeout:
+                peer.close("version handshake timeout")
+            return
+        if peer.ping_nonce and now_mono - peer.ping_sent_at > self.ping_timeout:
+            peer.close(f"ping timeout: {now_mono - peer.ping_sent_at:.1f}s")
+            return
+        if age > self.peer_timeout and (now - peer.last_recv > TIMEOUT_INTERVAL
+                                        or now - peer.last_send > TIMEOUT_INTERVAL):
+            peer.close("socket timeout: no traffic")
+            return
+        if not peer.ping_nonce and now_mono - peer.ping_sent_at > PING_INTERVAL:
+            self.send_ping(peer)
+
+    # -- misbehaviour -----------------------------------------------------------------------------
+
+    def misbehaving(self, peer: Peer, howmuch: int, reason: str) -> None:
+        """Add to the peer's score; at the threshold it is disconnected and, unless it is a
+        manual or local connection, discouraged (Core's Misbehaving and
+        MaybeDiscourageAndDisconnect)."""
+        if howmuch <= 0 or peer.closed:
+            return
+        before = peer.misbehavior
+        peer.misbehavior += howmuch
+        log.info("Misbehaving: peer=%d (%d -> %d): %s", peer.id, before, peer.misbehavior,
+                 reason)
+        if peer.misbehavior < DISCOURAGEMENT_THRESHOLD:
+            return
+        if peer.conn_type == MANUAL or peer.addr.is_local():
+            # A manual connection was asked for; discouraging a local address would refuse
+            # every peer on this machine. Disconnect only.
+            peer.close(f"misbehaving ({reason})")
+            return
+        peer.discourage = True
+        peer.close(f"discouraged for misbehaving ({reason})")
+
+    # -- addresses --------------------------------------------------------------------------------
+
+    async def on_getaddr(self, peer: Peer, msg) -> None:
+        # Only inbound peers are answered, once per connection (Core: outbound ones could
+        # fingerprint us through the answer).
+        if not peer.inbound or peer.getaddr_answered:
+            return
+        peer.getaddr_answered = True
+        addrs = self.addrman.get_addr(m.MAX_ADDR_TO_SEND, 23)
+        if not peer.addrv2:
+            addrs = [a for a in addrs if a.is_addrv1_compatible]
+        for a in addrs:
+            peer.known_addrs.add(_addr_key(a))
+        peer.send(m.AddrV2(addrs) if peer.addrv2 else m.Addr(addrs))
+
+    async def on_addr(self, peer: Peer, msg) -> None:
+        now = time.time()
+        mono = time.monotonic()
+        peer.addr_tokens = min(peer.addr_tokens + (mono - peer.addr_token_time) * ADDR_RATE,
+                               max(peer.addr_tokens, MAX_ADDR_TOKENS))
+        peer.addr_token_time = mono
+        batch = msg.addrs
+        good: list[NetAddr] = []
+        for a in batch:
+            if peer.addr_tokens < 1:
+                peer.addr_rate_limited += 1
+                continue
+            peer.addr_tokens -= 1
+            peer.addr_processed += 1
+            peer.known_addrs.add(_addr_key(a))
+            if a.time <= 100_000_000 or a.time > now + 600:
+                a.time = int(now - 5 * 86400)
+            if not a.is_routable() or self.banman.is_banned(a.ip) or \
+                    self.banman.is_discouraged(a.ip):
+                continue
+            good.append(a)
+            if len(batch) <= 10 and a.time > now - 600:
+                self._relay_address(a, peer)
+        if good:
+            self.addrman.add(good, peer.addr.host(), penalty=2 * 60 * 60)
+
+    def _relay_address(self, a: NetAddr, source: Peer) -> None:
+        """Pass a fresh address on to two other peers (Core's RelayAddress)."""
+        key = _addr_key(a)
+        candidates = [p for p in self.peers() if p is not source and key not in p.known_addrs
+                      and (p.addrv2 or a.is_addrv1_compatible)]
+        for p in random.sample(candidates, min(2, len(candidates))):
+            if len(p.addr_to_send) < m.MAX_ADDR_TO_SEND:
+                p.addr_to_send.append(a)
+
+    def _flush_addrs(self, peer: Peer) -> None:
+        addrs, peer.addr_to_send = peer.addr_to_send, []
+        fresh = [a for a in addrs if _addr_key(a) not in peer.known_addrs]
+        for a in fresh:
+            peer.known_addrs.add(_addr_key(a))
+        if fresh:
+            peer.send(m.AddrV2(fresh) if peer.addrv2 else m.Addr(fresh))
+
+    # -- periodic work ----------------------------------------------------------------------------
+
+    async def _tick(self) -> None:
+        last_slow = 0.0
+        next_addr = time.monotonic() + self.timing.addr_broadcast
+        while True:
+            await asyncio.sleep(TICK)
+            try:
+                mono = time.monotonic()
+                self.relay.tick(mono)
+                if mono - last_slow >= 1.0:
+                    last_slow = mono
+                    now = time.time()
+                    for peer in list(self.connman.peers.values()):
+                        if not peer.closed:
+                            self._check_alive(peer, mono, now)
+                    self.sync.tick(mono)
+                    self.relay.tick_slow(mono)
+                    if mono - self._last_save > 15 * 60:
+                        self._last_save = mono
+                        self.save()
+                if mono >= next_addr:
+                    next_addr = mono + random.expovariate(1 / self.timing.addr_broadcast)
+                    for peer in self.peers():
+                        if peer.addr_to_send:
+                            self._flush_addrs(peer)
+            except Exception:  # a bug here must not stop the node's networking
+                log.exception("P2P maintenance failed")
+
+
+def _addr_key(a: NetAddr) -> bytes:
+    return bytes([a.net]) + a.addr + a.port.to_bytes(2, "big")

@@ -1,0 +1,238 @@
+"""One peer connection: framing over an asyncio stream, byte counters, and the per-peer
+protocol state the message handlers keep (handshake, relay preferences, sync progress).
+
+Reading is sequential: the next message is read only once the handler of the previous one
+returns, so a peer that floods us fills its own TCP window and no buffer of ours. Writes go
+straight to the transport; a peer whose unsent data grows past MAX_SEND_BUFFER (it does not
+read) is disconnected, and block serving waits for the buffer to drain, so a slow peer
+stalls only itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+
+from consensus.serialize import DeserializationError
+from node.p2p import messages as m
+from node.p2p.netaddr import NetAddr
+
+log = logging.getLogger("net")
+
+MAX_SEND_BUFFER = 32 * 1024 * 1024  # unsent bytes a peer may leave us holding
+DRAIN_ABOVE = 1024 * 1024  # block serving waits when more than this is unsent
+
+INBOUND = "inbound"
+OUTBOUND_FULL_RELAY = "outbound-full-relay"
+MANUAL = "manual"
+
+
+class KnownSet:
+    """A bounded set of hashes (the oldest forgotten first), like Core's rolling filters."""
+
+    __slots__ = ("items", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.items: OrderedDict[bytes, None] = OrderedDict()
+        self.limit = limit
+
+    def add(self, h: bytes) -> None:
+        items = self.items
+        if h in items:
+            items.move_to_end(h)
+            return
+        items[h] = None
+        if len(items) > self.limit:
+            items.popitem(last=False)
+
+    def __contains__(self, h: bytes) -> bool:
+        return h in self.items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def clear(self) -> None:
+        self.items.clear()
+
+
+class ProtocolViolation(Exception):
+    """Bytes that end the connection: wrong magic, oversize or malformed payload, bad
+    checksum."""
+
+
+Handler = Callable[["Peer", str, object], Awaitable[None]]
+
+
+class Peer:
+    def __init__(self, pid: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 conn_type: str, addr: NetAddr, addr_bind: NetAddr, magic: bytes,
+                 added_name: str | None = None) -> None:
+        self.id = pid
+        self.reader = reader
+        self.writer = writer
+        self.conn_type = conn_type
+        self.inbound = conn_type == INBOUND
+        self.addr = addr
+        self.addr_bind = addr_bind
+        self.added_name = added_name  # the -addnode/-connect/addnode string it came from
+        self.magic = magic
+        self.connected_at = time.time()
+        self.closed = False
+        self.disconnect_reason = ""
+        # counters (getpeerinfo, getnettotals)
+        self.bytes_sent = 0
+        self.bytes_recv = 0
+        self.sent_per_msg: dict[str, int] = {}
+        self.recv_per_msg: dict[str, int] = {}
+        self.last_send = 0.0
+        self.last_recv = 0.0
+        self.last_tx_time = 0
+        self.last_block_time = 0
+        # handshake
+        self.version: m.Version | None = None
+        self.sent_version_nonce = 0
+        self.handshake_done = False  # verack received after their version
+        self.time_offset = 0
+        self.addr_local: str = ""
+        # relay preferences announced by the peer
+        self.relay_txs = False
+        self.wtxid_relay = False
+        self.addrv2 = False
+        self.prefers_headers = False
+        self.fee_filter = 0  # sat/kvB
+        # ping
+        self.ping_nonce = 0
+        self.ping_sent_at = 0.0
+        self.ping_time: float | None = None
+        self.min_ping: float | None = None
+        self.last_ping_check = 0.0
+        # misbehaviour
+        self.misbehavior = 0
+        self.discourage = False
+        # sync (see sync.py)
+        self.best_known = None  # BlockIndexEntry: most-work block the peer is known to have
+        self.last_common = None
+        self.best_header_sent = None
+        self.in_flight: dict[bytes, float] = {}  # block hash -> requested at
+        self.stalling_since = 0.0
+        self.sync_started = False
+        self.headers_requested_at = 0.0
+        self.unconnecting_headers = 0
+        self.pending_blocks = 0  # received blocks waiting for the validation thread
+        # relay (see relay.py)
+        self.known_inv = KnownSet(50_000)
+        self.known_blocks = KnownSet(5_000)
+        self.tx_to_announce: OrderedDict[bytes, None] = OrderedDict()  # wtxids, in order
+        self.tx_announced_to_us: dict[bytes, float] = {}  # hash -> when, not yet requested
+        self.next_inv_send = 0.0
+        self.blocks_to_announce: list = []
+        # addresses
+        self.addr_tokens = 1.0
+        self.addr_token_time = time.monotonic()
+        self.addr_processed = 0
+        self.addr_rate_limited = 0
+        self.getaddr_answered = False
+        self.addr_to_send: list[NetAddr] = []
+        self.known_addrs = KnownSet(5_000)
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def send(self, msg) -> None:
+        self.send_raw(msg.command, msg.serialize())
+
+    def send_raw(self, command: str, payload: bytes) -> None:
+        if self.closed:
+            return
+        data = m.frame(self.magic, command, payload)
+        self.writer.write(data)
+        n = len(data)
+        self.bytes_sent += n
+        self.sent_per_msg[command] = self.sent_per_msg.get(command, 0) + n
+        self.last_send = time.time()
+        if self.writer.transport.get_write_buffer_size() > MAX_SEND_BUFFER:
+            self.close("send buffer full: the peer is not reading")
+
+    async def drain(self) -> None:
+        """Wait until the peer has taken most of what we sent (used when serving blocks)."""
+        if not self.closed and self.writer.transport.get_write_buffer_size() > DRAIN_ABOVE:
+            try:
+                await self.writer.drain()
+            except (ConnectionError, RuntimeError):
+                self.close("connection lost")
+
+    # -- receiving -------------------------------------------------------------------------
+
+    async def read_message(self) -> tuple[str, bytes]:
+        """The next (command, payload). Raises ProtocolViolation, or IncompleteReadError /
+        ConnectionError when the connection ends."""
+        head = await self.reader.readexactly(m.HEADER_LEN)
+        try:
+            hdr = m.MessageHeader.parse(head)
+        except DeserializationError as err:
+            raise ProtocolViolation(f"bad message header: {err}") from None
+        if hdr.magic != self.magic:
+            raise ProtocolViolation(f"wrong message start {hdr.magic.hex()}")
+        if hdr.length > m.MAX_PROTOCOL_MESSAGE_LENGTH:
+            raise ProtocolViolation(
+                f"oversized message {hdr.command} ({hdr.length} bytes, limit "
+                f"{m.MAX_PROTOCOL_MESSAGE_LENGTH})")
+        payload = await self.reader.readexactly(hdr.length) if hdr.length else b""
+        if m.checksum(payload) != hdr.checksum:
+            raise ProtocolViolation(f"bad checksum on {hdr.command}")
+        n = m.HEADER_LEN + hdr.length
+        self.bytes_recv += n
+        key = hdr.command if hdr.command in m.MESSAGES or hdr.command in ("block", "tx") \
+            else "*other*"
+        self.recv_per_msg[key] = self.recv_per_msg.get(key, 0) + n
+        self.last_recv = time.time()
+        return hdr.command, payload
+
+    async def run(self, handle: Handler) -> None:
+        """Read and dispatch messages until the connection ends."""
+        try:
+            while not self.closed:
+                command, payload = await self.read_message()
+                try:
+                    msg = m.decode_payload(command, payload)
+                except m.OversizedMessage as err:
+                    await handle(self, "oversized", err)
+                    continue
+                except DeserializationError as err:
+                    raise ProtocolViolation(f"malformed {command}: {err}") from None
+                if msg is None:
+                    log.debug("peer=%d: ignoring unknown message %r", self.id, command)
+                    continue
+                await handle(self, command, msg)
+        except ProtocolViolation as err:
+            self.close(str(err))
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            self.close("connection closed by peer")
+        finally:
+            self.close(self.disconnect_reason or "done")
+
+    def close(self, reason: str) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.disconnect_reason = reason
+        log.info("disconnecting peer=%d (%s): %s", self.id, self.addr, reason)
+        try:
+            self.writer.close()
+        except RuntimeError:  # the loop is closing
+            pass
+
+    # -- info ------------------------------------------------------------------------------
+
+    @property
+    def user_agent(self) -> str:
+        return self.version.user_agent if self.version else ""
+
+    @property
+    def services(self) -> int:
+        return self.version.services if self.version else 0
+
+    def __repr__(self) -> str:
+        return f"<Peer {self.id} {self.addr} {self.conn_type}>"

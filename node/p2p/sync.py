@@ -1,0 +1,406 @@
+"""Header-first sync and block download (Core's headers processing and
+FindNextBlocksToDownload), and serving headers and blocks to others.
+
+- Every peer is asked for headers (getheaders with a block locator) once the handshake is
+  done; a full answer (2,000 headers) is followed by the next request.
+- Blocks on the most-work chains peers have shown us are fetched in parallel, at most
+  MAX_BLOCKS_IN_TRANSIT_PER_PEER per peer, from a window of BLOCK_DOWNLOAD_WINDOW blocks
+  past the last block we have with all its ancestors. A peer holding up the window's first
+  block while the window is full is stalling: it is disconnected after a timeout that
+  doubles each time (Core's 2 s up to 64 s).
+- Received blocks are parsed and validated on the validation thread; the loop only reads
+  their 80-byte header.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from consensus.block import HEADER_SIZE, Block, BlockHeader
+from consensus.errors import ValidationError
+from consensus.pow import block_work
+from consensus.serialize import DeserializationError
+from node.p2p import messages as m
+from node.p2p.peer import Peer
+
+log = logging.getLogger("net")
+
+BLOCK_DOWNLOAD_WINDOW = 1024
+MAX_BLOCKS_IN_TRANSIT_PER_PEER = 16
+BLOCK_STALLING_TIMEOUT = 2.0
+BLOCK_STALLING_TIMEOUT_MAX = 64.0
+BLOCK_DOWNLOAD_TIMEOUT = 60.0  # a requested block not delivered by then: drop the peer
+MAX_PENDING_BLOCKS = 32  # received from one peer, waiting for validation, before we stop reading
+MAX_UNCONNECTING_HEADERS = 10
+MAX_BLOCKS_TO_ANNOUNCE = 8
+MAX_GETBLOCKS_RESULTS = 500
+UNREQUESTED_MAX_AHEAD = 288  # Core's MIN_BLOCKS_TO_KEEP: unrequested blocks beyond it are dropped
+
+
+def last_common_ancestor(a, b):
+    if a.height > b.height:
+        a = a.ancestor(b.height)
+    elif b.height > a.height:
+        b = b.ancestor(a.height)
+    while a is not b:
+        a, b = a.prev, b.prev
+    return a
+
+
+def has_ancestor(e, a) -> bool:
+    """Is `a` e or one of its ancestors?"""
+    return e is not None and a is not None and e.height >= a.height and e.ancestor(a.height) is a
+
+
+def locator(e) -> list[bytes]:
+    """Core's block locator: the last ten blocks, then exponentially sparser back to
+    genesis."""
+    out = []
+    step = 1
+    while e is not None:
+        out.append(e.hash)
+        if e.height == 0:
+            break
+        h = max(e.height - step, 0)
+        e = e.ancestor(h)
+        if len(out) > 10:
+            step *= 2
+    return out
+
+
+class BlockSync:
+    def __init__(self, net) -> None:
+        self.net = net
+        self.chain = net.chain
+        self.in_flight: dict[bytes, Peer] = {}  # block hash -> the peer asked for it
+        self.processing: set[bytes] = set()  # received, waiting for the validation thread
+        self.stall_timeout = BLOCK_STALLING_TIMEOUT
+        self.block_source: dict[bytes, Peer] = {}  # for punishing senders of invalid blocks
+        self._tip_pending = False
+        self.last_announced = None
+
+    def subscribe(self) -> None:
+        """The chain tells us (from whatever thread changed it) when its tip moved."""
+        self.last_announced = self.chain.published
+        self.chain.on_activated.append(self._tip_changed_threadsafe)
+
+    def _tip_changed_threadsafe(self) -> None:
+        if not self._tip_pending:
+            self._tip_pending = True
+            self.net.loop.call_soon_threadsafe(self._tip_changed)
+
+    # -- headers --------------------------------------------------------------------------------
+
+    def start(self, peer: Peer) -> None:
+        """First getheaders to a newly connected peer, from our best header's parent (so
+        the answer is never empty and tells us where the peer is)."""
+        best = self.chain.best_header
+        start = best.prev if best is not None and best.prev is not None else best
+        self.send_getheaders(peer, start)
+        peer.sync_started = True
+
+    def send_getheaders(self, peer: Peer, start, stop: bytes = b"\x00" * 32) -> None:
+        peer.headers_requested_at = time.monotonic()
+        peer.send(m.GetHeaders(locator(start), stop))
+
+    async def on_headers(self, peer: Peer, msg: m.Headers) -> None:
+        headers = msg.headers
+        if not headers:
+            return
+        for a, b in zip(headers, headers[1:]):
+            if b.prev_hash != a.hash:
+                self.net.misbehaving(peer, 20, "non-continuous headers sequence")
+                return
+        if self.chain.get(headers[0].prev_hash) is None:
+            # Does not connect to anything we know: ask for the path to it.
+            peer.unconnecting_headers += 1
+            self.send_getheaders(peer, self.chain.best_header)
+            if peer.unconnecting_headers % MAX_UNCONNECTING_HEADERS == 0:
+                self.net.misbehaving(peer, 20, f"{peer.unconnecting_headers} non-connecting "
+                                               "headers")
+            return
+        try:
+            last = await self.net.validate(self._accept_headers, headers)
+        except ValidationError as err:
+            self.net.misbehaving(peer, err.dos_score, f"invalid header received: {err}")
+            return
+        if peer.closed:
+            return
+        peer.unconnecting_headers = 0
+        for h in headers:
+            peer.known_blocks.add(h.hash)
+        self.update_best_known(peer, last)
+        if len(headers) == m.MAX_HEADERS_RESULTS:
+            self.send_getheaders(peer, last)  # more to come
+        self.schedule()
+
+    def _accept_headers(self, headers: list[BlockHeader]):
+        e = None
+        for h in headers:
+            e = self.chain.accept_header(h)
+        return e
+
+    def update_best_known(self, peer: Peer, e) -> None:
+        if e is not None and (peer.best_known is None or e.chain_work > peer.best_known.chain_work):
+            peer.best_known = e
+
+    async def on_getheaders(self, peer: Peer, msg: m.GetHeaders) -> None:
+        tip = self.chain.published
+        if msg.locator:
+            fork = self._fork_point(msg.locator, tip)
+            start = fork.height + 1
+        else:
+            e = self.chain.get(msg.hash_stop)
+            if e is None or not e.is_valid():
+                return
+            peer.send_raw("headers", m.raw_headers_payload([e.header().serialize()]))
+            return
+        end = min(tip.height, start + m.MAX_HEADERS_RESULTS - 1)
+        stop = self.chain.get(msg.hash_stop)
+        if stop is not None and has_ancestor(tip, stop) and stop.height >= start:
+            end = min(end, stop.height)
+        entries = self._range(tip, start, end)
+        peer.send_raw("headers", m.raw_headers_payload([e.header().serialize()
+                                                        for e in entries]))
+        if entries:
+            peer.best_header_sent = entries[-1]
+            for e in entries[-MAX_BLOCKS_TO_ANNOUNCE:]:
+                peer.known_blocks.add(e.hash)
+
+    async def on_getblocks(self, peer: Peer, msg: m.GetBlocks) -> None:
+        tip = self.chain.published
+        fork = self._fork_point(msg.locator, tip)
+        end = min(tip.height, fork.height + MAX_GETBLOCKS_RESULTS)
+        items = []
+        for e in self._range(tip, fork.height + 1, end):
+            items.append(m.Inv(m.MSG_BLOCK, e.hash))
+            if e.hash == msg.hash_stop:
+                break
+        if items:
+            peer.send(m.InvMsg(items))
+
+    def _fork_point(self, hashes: list[bytes], tip):
+        for h in hashes:
+            e = self.chain.get(h)
+            if e is not None and has_ancestor(tip, e):
+                return e
+        return tip.ancestor(0)
+
+    @staticmethod
+    def _range(tip, start: int, end: int) -> list:
+        """Active-chain entries at heights start..end (inclusive)."""
+        if end < start:
+            return []
+        out = []
+        e = tip.ancestor(end)
+        while e is not None and e.height >= start:
+            out.append(e)
+            e = e.prev
+        out.reverse()
+        return out
+
+    # -- block download -----------------------------------------------------------------------
+
+    def schedule(self) -> None:
+        """Ask every peer for the next blocks it can give us."""
+        for peer in self.net.peers():
+            free = MAX_BLOCKS_IN_TRANSIT_PER_PEER - len(peer.in_flight)
+            if free <= 0 or not peer.services & m.NODE_WITNESS:
+                continue
+            blocks, staller = self._next_blocks(peer, free)
+            if blocks:
+                now = time.monotonic()
+                for e in blocks:
+                    peer.in_flight[e.hash] = now
+                    self.in_flight[e.hash] = peer
+                peer.send(m.GetData([m.Inv(m.MSG_WITNESS_BLOCK, e.hash) for e in blocks]))
+            elif staller is not None and not staller.stalling_since:
+                staller.stalling_since = time.monotonic()
+                log.debug("stall started peer=%d", staller.id)
+
+    def _next_blocks(self, peer: Peer, count: int):
+        """(blocks to request from peer, the peer stalling the window or None)."""
+        best = peer.best_known
+        tip = self.chain.published
+        if best is None or best.chain_work < tip.chain_work or best.failed:
+            return [], None
+        if peer.last_common is None:
+            peer.last_common = tip.ancestor(min(best.height, tip.height))
+        peer.last_common = last_common_ancestor(peer.last_common, best)
+        if peer.last_common is best:
+            return [], None
+        window_end = peer.last_common.height + BLOCK_DOWNLOAD_WINDOW
+        max_height = min(best.height, window_end + 1)
+        blocks: list = []
+        waiting_for: Peer | None = None
+        walk = peer.last_common
+        while walk.height < max_height:
+            # the next (up to) 128 blocks on the way to best
+            upto = min(walk.height + 128, max_height)
+            batch = self._range(best, walk.height + 1, upto)
+            walk = batch[-1]
+            for e in batch:
+                if e.failed:
+                    return blocks, None
+                if e.have_data:
+                    if e.chain_tx:
+                        peer.last_common = e
+                    continue
+                owner = self.in_flight.get(e.hash)
+                if owner is not None or e.hash in self.processing:
+                    if waiting_for is None and owner is not None:
+                        waiting_for = owner
+                    continue
+                if e.height > window_end:
+                    staller = waiting_for if not blocks and waiting_for is not peer else None
+                    return blocks, staller
+                blocks.append(e)
+                if len(blocks) == count:
+                    return blocks, None
+        return blocks, None
+
+    async def on_block(self, peer: Peer, msg: m.RawPayload) -> None:
+        raw = msg.data
+        if len(raw) < HEADER_SIZE + 1:
+            peer.close("malformed block: too short")
+            return
+        header = BlockHeader.from_bytes(raw[:HEADER_SIZE])
+        h = header.hash
+        peer.known_blocks.add(h)
+        requested = peer.in_flight.pop(h, None) is not None
+        if requested:
+            self.in_flight.pop(h, None)
+            peer.stalling_since = 0.0
+        else:
+            # Unrequested (a new-block announcement sent as the block itself): taken only
+            # if it could become our tip (Core's rule), so nobody fills our disk for free.
+            prev = self.chain.get(header.prev_hash)
+            tip = self.chain.published
+            if prev is None:
+                self.send_getheaders(peer, self.chain.best_header)
+                return
+            if h in self.processing or (self.chain.get(h) is not None
+                                        and self.chain.get(h).have_data):
+                return
+            if prev.chain_work + block_work(header.bits) < tip.chain_work or \
+                    prev.height + 1 > tip.height + UNREQUESTED_MAX_AHEAD:
+                log.debug("ignoring unrequested block %s from peer=%d", header.hash_hex(),
+                          peer.id)
+                return
+        self.processing.add(h)
+        self.block_source[h] = peer
+        if len(self.block_source) > 2000:
+            self.block_source.pop(next(iter(self.block_source)))
+        peer.pending_blocks += 1
+        fut = self.net.validate(self._process_block, raw)
+        fut.add_done_callback(lambda f: self._block_done(peer, h, f))
+        if peer.pending_blocks > MAX_PENDING_BLOCKS:
+            await fut  # backpressure: stop reading this peer until validation catches up
+        self.schedule()
+
+    def _process_block(self, raw: bytes):
+        """Validation thread: parse, check, store and connect. Returns (whether the block
+        was new, its error or None, {hash: error} of other blocks this made the chain try
+        and find invalid)."""
+        chain = self.chain
+        before = set(chain.invalid_errors)
+        new = False
+        error: Exception | None = None
+        try:
+            block = Block.from_bytes(raw)
+            e = chain.get(block.hash)
+            new = e is None or not e.have_data
+            chain.process_block(block, raw=raw)
+        except (ValidationError, DeserializationError) as err:
+            error = err
+        failed = {h: err for h, err in chain.invalid_errors.items() if h not in before}
+        return new, error, failed
+
+    def _block_done(self, peer: Peer, h: bytes, fut) -> None:
+        self.processing.discard(h)
+        peer.pending_blocks -= 1
+        if fut.cancelled():
+            return
+        if fut.exception() is not None:
+            log.error("processing block %s failed: %r", h[::-1].hex(), fut.exception())
+            return
+        new, error, failed = fut.result()
+        if error is None:
+            if new:
+                peer.last_block_time = int(time.time())
+            if self.stall_timeout > BLOCK_STALLING_TIMEOUT:
+                self.stall_timeout = max(BLOCK_STALLING_TIMEOUT, self.stall_timeout * 0.85)
+        elif isinstance(error, DeserializationError):
+            self.net.misbehaving(peer, 100, f"malformed block {h[::-1].hex()}: {error}")
+        else:
+            failed.pop(h, None)
+            score = 100 if error.reason == "duplicate" else error.dos_score
+            self.net.misbehaving(peer, score, f"invalid block {h[::-1].hex()}: {error}")
+        for bad, why in failed.items():  # descendants stored earlier, from other peers
+            src = self.block_source.get(bad)
+            if src is not None and not src.closed:
+                self.net.misbehaving(src, why.dos_score,
+                                     f"invalid block {bad[::-1].hex()}: {why}")
+        self.schedule()
+
+    def peer_gone(self, peer: Peer) -> None:
+        for h in peer.in_flight:
+            if self.in_flight.get(h) is peer:
+                del self.in_flight[h]
+        peer.in_flight.clear()
+        if self.net.loop is not None and not self.net.loop.is_closed():
+            self.net.loop.call_soon(self.schedule)
+
+    def on_notfound_blocks(self, peer: Peer, hashes: list[bytes]) -> None:
+        for h in hashes:
+            if peer.in_flight.pop(h, None) is not None and self.in_flight.get(h) is peer:
+                del self.in_flight[h]
+        self.schedule()
+
+    def tick(self, now: float) -> None:
+        for peer in self.net.peers():
+            if peer.stalling_since and now - peer.stalling_since > self.stall_timeout:
+                log.info("peer=%d is stalling block download, disconnecting", peer.id)
+                peer.close("stalling block download")
+                self.stall_timeout = min(self.stall_timeout * 2, BLOCK_STALLING_TIMEOUT_MAX)
+                continue
+            if peer.in_flight and now - min(peer.in_flight.values()) > BLOCK_DOWNLOAD_TIMEOUT:
+                peer.close("block download timeout")
+        self.schedule()
+
+    # -- announcing our new blocks ------------------------------------------------------------
+
+    def _tip_changed(self) -> None:
+        self._tip_pending = False
+        tip = self.chain.published
+        prev = self.last_announced
+        if tip is None or tip is prev:
+            return
+        self.last_announced = tip
+        fork = last_common_ancestor(prev, tip) if prev is not None else tip.prev
+        new = self._range(tip, fork.height + 1, tip.height) if fork is not None else [tip]
+        self.net.relay.tip_changed(tip)
+        for peer in self.net.peers():
+            self._announce(peer, new)
+        self.schedule()
+
+    def _peer_has(self, peer: Peer, e) -> bool:
+        return (e.hash in peer.known_blocks or has_ancestor(peer.best_known, e)
+                or has_ancestor(peer.best_header_sent, e))
+
+    def _announce(self, peer: Peer, new: list) -> None:
+        tip = new[-1]
+        if self._peer_has(peer, tip):
+            return
+        if peer.prefers_headers and len(new) <= MAX_BLOCKS_TO_ANNOUNCE:
+            todo = [e for e in new if not self._peer_has(peer, e)]
+            if todo and todo[0].prev is not None and self._peer_has(peer, todo[0].prev):
+                peer.send_raw("headers", m.raw_headers_payload([e.header().serialize()
+                                                                for e in todo]))
+                for e in todo:
+                    peer.known_blocks.add(e.hash)
+                peer.best_header_sent = tip
+                return
+        peer.known_blocks.add(tip.hash)
+        peer.send(m.InvMsg([m.Inv(m.MSG_BLOCK, tip.hash)]))

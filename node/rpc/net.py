@@ -1,0 +1,378 @@
+"""Network RPCs (Core's rpc/net.cpp): getconnectioncount, ping, getpeerinfo, addnode,
+disconnectnode, getaddednodeinfo, getnettotals, getnetworkinfo, setban, listbanned,
+clearbanned, setnetworkactive, getnodeaddresses, addpeeraddress.
+
+They run on the event loop (inline), where the P2P state lives, and never wait.
+"""
+
+from __future__ import annotations
+
+import time
+
+from node.p2p import messages as m
+from node.p2p.banman import parse_subnet
+from node.p2p.netaddr import NET_NAMES, AddressError, NetAddr
+from node.p2p.sync import last_common_ancestor
+from node.rpc.errors import (
+    RPC_CLIENT_INVALID_IP_OR_SUBNET,
+    RPC_CLIENT_NODE_ALREADY_ADDED,
+    RPC_CLIENT_NODE_NOT_ADDED,
+    RPC_CLIENT_NODE_NOT_CONNECTED,
+    RPC_CLIENT_P2P_DISABLED,
+    RPC_INVALID_PARAMETER,
+    RPC_INVALID_PARAMS,
+    RPC_MISC_ERROR,
+    RPCError,
+)
+from node.rpc.jsonutil import btc, double
+from node.rpc.params import as_int
+from node.rpc.registry import BOOL, NUM, REGISTRY, STR, Arg, rpc
+
+SERVICE_NAMES = ((m.NODE_NETWORK, "NETWORK"), (1 << 2, "BLOOM"), (m.NODE_WITNESS, "WITNESS"),
+                 (1 << 6, "COMPACT_FILTERS"), (m.NODE_NETWORK_LIMITED, "NETWORK_LIMITED"),
+                 (1 << 11, "P2P_V2"))
+
+
+def _p2p(node):
+    if node.p2p is None:
+        raise RPCError(RPC_CLIENT_P2P_DISABLED, "Error: Peer-to-peer functionality missing or "
+                                                "disabled")
+    return node.p2p
+
+
+def service_names(services: int) -> list[str]:
+    return [name for bit, name in SERVICE_NAMES if services & bit]
+
+
+def client_version() -> int:
+    """Core's CLIENT_VERSION encoding: 1,000,000 * major + 10,000 * minor + 100 * patch."""
+    from node.daemon import VERSION
+
+    major, minor, patch = (int(x) for x in VERSION.split("."))
+    return major * 1_000_000 + minor * 10_000 + patch * 100
+
+
+@rpc("getconnectioncount", "Network", description="Returns the number of connections to other "
+                                                  "nodes.", inline=True,
+     result="n    (numeric) The connection count")
+def getconnectioncount(node):
+    return _p2p(node).connman.count()
+
+
+@rpc("ping", "Network", inline=True,
+     description="Requests that a ping be sent to all other nodes, to measure ping time.\n"
+                 "Results provided in getpeerinfo, pingtime and pingwait fields are decimal "
+                 "seconds.\nPing command is handled in queue with all other commands, so it "
+                 "measures processing backlog, not just network ping.")
+def ping(node):
+    _p2p(node).ping_all()
+    return None
+
+
+def _peer_json(p2p, peer) -> dict:
+    tip = p2p.chain.published
+    v = peer.version
+    now = time.monotonic()
+    synced_blocks = -1
+    if peer.best_known is not None and tip is not None:
+        synced_blocks = last_common_ancestor(peer.best_known, tip).height
+    out = {"id": peer.id, "addr": peer.added_name or str(peer.addr),
+           "addrbind": str(peer.addr_bind)}
+    if peer.addr_local:
+        out["addrlocal"] = peer.addr_local
+    out.update({
+        "network": peer.addr.network if peer.addr.is_routable() else "not_publicly_routable",
+        "services": f"{peer.services:016x}",
+        "servicesnames": service_names(peer.services),
+        "relaytxes": peer.relay_txs,
+        "relaytxpackages": False,
+        "lastsend": int(peer.last_send),
+        "lastrecv": int(peer.last_recv),
+        "last_transaction": peer.last_tx_time,
+        "last_block": peer.last_block_time,
+        "bytessent": peer.bytes_sent,
+        "bytesrecv": peer.bytes_recv,
+        "conntime": int(peer.connected_at),
+        "timeoffset": peer.time_offset,
+    })
+    if peer.ping_time is not None:
+        out["pingtime"] = double(peer.ping_time)
+    if peer.min_ping is not None:
+        out["minping"] = double(peer.min_ping)
+    if peer.ping_nonce:
+        out["pingwait"] = double(now - peer.ping_sent_at)
+    in_flight = [p2p.chain.get(h) for h in peer.in_flight]
+    out.update({
+        "version": v.version if v else 0,
+        "subver": _clean(v.user_agent) if v else "",
+        "inbound": peer.inbound,
+        "bip152_hb_to": False,
+        "bip152_hb_from": False,
+        "startingheight": v.start_height if v else -1,
+        "presynced_headers": -1,
+        "synced_headers": peer.best_known.height if peer.best_known is not None else -1,
+        "synced_blocks": synced_blocks,
+        "inflight": sorted(e.height for e in in_flight if e is not None),
+        "addr_relay_enabled": True,
+        "addr_processed": peer.addr_processed,
+        "addr_rate_limited": peer.addr_rate_limited,
+        "permissions": [],
+        "minfeefilter": btc(peer.fee_filter),
+        "bytessent_per_msg": dict(sorted(peer.sent_per_msg.items())),
+        "bytesrecv_per_msg": dict(sorted(peer.recv_per_msg.items())),
+        "connection_type": peer.conn_type,
+        "transport_protocol_type": "v1",
+        "session_id": "",
+    })
+    return out
+
+
+def _clean(s: str) -> str:
+    """Core's SanitizeString for the user agent: printable safe characters only."""
+    return "".join(c for c in s if c.isalnum() or c in " .,;-_/:?@()")
+
+
+@rpc("getpeerinfo", "Network", inline=True,
+     description="Returns data about each connected network peer as a json array of objects.")
+def getpeerinfo(node):
+    p2p = _p2p(node)
+    return [_peer_json(p2p, p) for p in sorted(p2p.connman.peers.values(), key=lambda p: p.id)
+            if not p.closed and p.version is not None]
+
+
+@rpc("addnode", "Network",
+     [Arg("node", STR, help="The node (see getpeerinfo for nodes)"),
+      Arg("command", STR, help="'add' to add a node to the list, 'remove' to remove a node from "
+                               "the list, 'onetry' to try a connection to the node once"),
+      Arg("v2transport", BOOL, False, False, "Attempt to connect using BIP324 v2 transport "
+                                             "protocol (ignored)")],
+     description="Attempts to add or remove a node from the addnode list.\nOr try a connection "
+                 "to a node once.\nNodes added using addnode (or -connect) are protected from "
+                 "DoS disconnection and are not required to be\nfull nodes/support SegWit as "
+                 "other outbound peers are (though such peers will not be synced from).",
+     examples=['addnode "192.168.0.6:18444" "onetry"'], inline=True)
+def addnode(node, node_, command, v2transport):
+    if command not in ("add", "remove", "onetry"):
+        raise RPCError(RPC_MISC_ERROR, REGISTRY["addnode"].help_text())
+    if v2transport:
+        raise RPCError(RPC_INVALID_PARAMETER, "Error: v2transport requested but not enabled "
+                                              "(see -v2transport)")
+    cm = _p2p(node).connman
+    if command == "onetry":
+        cm._spawn(cm.dial(node_))
+        return None
+    if command == "add":
+        if node_ in cm.added:
+            raise RPCError(RPC_CLIENT_NODE_ALREADY_ADDED, "Error: Node already added")
+        cm.added.append(node_)
+        if cm.connected_to(node_) is None and node_ not in cm.connecting:
+            cm.connecting.add(node_)
+            cm._spawn(cm._dial_added(node_))  # now, not at the next retry
+        return None
+    if node_ not in cm.added:
+        raise RPCError(RPC_CLIENT_NODE_NOT_ADDED, "Error: Node could not be removed. It has not "
+                                                  "been added previously.")
+    cm.added.remove(node_)
+    return None
+
+
+@rpc("disconnectnode", "Network",
+     [Arg("address", STR, False, None, "The IP address/port of the node",
+          default_hint="fallback to nodeid"),
+      Arg("nodeid", NUM, False, None, "The node ID (see getpeerinfo for node IDs)",
+          default_hint="fallback to address")],
+     description="Immediately disconnects from the specified peer node.\n\nStrictly one out of "
+                 "'address' and 'nodeid' can be provided to identify the node.\n\nTo disconnect "
+                 "by nodeid, either set 'address' to the empty string, or call using the named "
+                 "'nodeid' argument only.", inline=True)
+def disconnectnode(node, address, nodeid):
+    cm = _p2p(node).connman
+    if address is not None and nodeid is None:
+        n = cm.disconnect_matching(lambda p: str(p.addr) == address or p.added_name == address,
+                                   "disconnectnode")
+    elif nodeid is not None and (address is None or address == ""):
+        pid = as_int(nodeid, "nodeid")
+        n = cm.disconnect_matching(lambda p: p.id == pid, "disconnectnode")
+    else:
+        raise RPCError(RPC_INVALID_PARAMS, "Only one of address and nodeid should be provided.")
+    if not n:
+        raise RPCError(RPC_CLIENT_NODE_NOT_CONNECTED, "Node not found in connected nodes")
+    return None
+
+
+@rpc("getaddednodeinfo", "Network",
+     [Arg("node", STR, False, None, "If provided, return information about this specific node, "
+                                    "otherwise all nodes are returned.",
+          default_hint="all nodes")],
+     description="Returns information about the given added node, or all added nodes\n(note "
+                 "that onetry addnodes are not listed here)", inline=True)
+def getaddednodeinfo(node, node_):
+    cm = _p2p(node).connman
+    names = list(cm.added)
+    if node_ is not None:
+        if node_ not in names:
+            raise RPCError(RPC_CLIENT_NODE_NOT_ADDED, "Error: Node has not been added.")
+        names = [node_]
+    out = []
+    for name in names:
+        peer = cm.connected_to(name)
+        addresses = [] if peer is None else [
+            {"address": str(peer.addr), "connected": "inbound" if peer.inbound else "outbound"}]
+        out.append({"addednode": name, "connected": peer is not None, "addresses": addresses})
+    return out
+
+
+@rpc("getnettotals", "Network", inline=True,
+     description="Returns information about network traffic, including bytes in, bytes out,\n"
+                 "and current system time.")
+def getnettotals(node):
+    recv, sent = _p2p(node).connman.totals()
+    return {
+        "totalbytesrecv": recv,
+        "totalbytessent": sent,
+        "timemillis": int(time.time() * 1000),
+        "uploadtarget": {"timeframe": 86400, "target": 0, "target_reached": False,
+                         "serve_historical_blocks": True, "bytes_left_in_cycle": 0,
+                         "time_left_in_cycle": 0},
+    }
+
+
+@rpc("getnetworkinfo", "Network", inline=True,
+     description="Returns an object containing various state info regarding P2P networking.")
+def getnetworkinfo(node):
+    p2p = _p2p(node)
+    cm = p2p.connman
+    reachable = {"ipv4", "ipv6"}
+    offsets = sorted(p.time_offset for p in p2p.peers() if not p.inbound)
+    return {
+        "version": client_version(),
+        "subversion": p2p.user_agent,
+        "protocolversion": m.PROTOCOL_VERSION,
+        "localservices": f"{p2p.local_services:016x}",
+        "localservicesnames": service_names(p2p.local_services),
+        "localrelay": True,
+        "timeoffset": offsets[len(offsets) // 2] if offsets else 0,
+        "networkactive": cm.network_active,
+        "connections": cm.count(),
+        "connections_in": cm.count(inbound=True),
+        "connections_out": cm.count(inbound=False),
+        "networks": [{"name": name, "limited": name not in reachable,
+                      "reachable": name in reachable, "proxy": "",
+                      "proxy_randomize_credentials": False}
+                     for name in NET_NAMES.values()],
+        "relayfee": btc(node.mempool.min_relay_fee),
+        "incrementalfee": btc(node.mempool.incremental_relay_fee),
+        "localaddresses": [],
+        "warnings": [],
+    }
+
+
+@rpc("setban", "Network",
+     [Arg("subnet", STR, help="The IP/Subnet (see getpeerinfo for nodes IP) with an optional "
+                              "netmask (default is /32 = single IP)"),
+      Arg("command", STR, help="'add' to add an IP/Subnet to the list, 'remove' to remove an "
+                               "IP/Subnet from the list"),
+      Arg("bantime", NUM, False, 0, "time in seconds how long (or until when if [absolute] is "
+                                    "set) the IP is banned (0 or empty means using the default "
+                                    "time of 24h)"),
+      Arg("absolute", BOOL, False, False, "If set, the bantime must be an absolute timestamp "
+                                          "expressed in UNIX epoch time")],
+     description="Attempts to add or remove an IP/Subnet from the banned list.",
+     examples=['setban "192.168.0.6" "add" 86400', 'setban "192.168.0.0/24" "add"'],
+     inline=True)
+def setban(node, subnet, command, bantime, absolute):
+    if command not in ("add", "remove"):
+        raise RPCError(RPC_MISC_ERROR, REGISTRY["setban"].help_text())
+    p2p = _p2p(node)
+    try:
+        net = parse_subnet(subnet)
+    except ValueError:
+        raise RPCError(RPC_CLIENT_INVALID_IP_OR_SUBNET, "Error: Invalid IP/Subnet") from None
+    banman = p2p.banman
+    if command == "remove":
+        if not banman.unban(net):
+            raise RPCError(RPC_CLIENT_INVALID_IP_OR_SUBNET, "Error: Unban failed. Requested "
+                           "address/subnet was not previously manually banned.")
+        return None
+    single = "/" not in subnet
+    if (banman.is_banned(net.network_address) if single else net in dict(banman.list())):
+        raise RPCError(RPC_CLIENT_NODE_ALREADY_ADDED, "Error: IP/Subnet already banned")
+    seconds = as_int(bantime, "bantime")
+    if absolute and seconds < time.time():
+        raise RPCError(RPC_INVALID_PARAMETER, "Error: Absolute timestamp is in the past")
+    banman.ban(net, seconds, bool(absolute))
+    p2p.connman.disconnect_matching(
+        lambda p: p.addr.ip is not None and p.addr.ip.version == net.version
+        and p.addr.ip in net, "banned")
+    return None
+
+
+@rpc("listbanned", "Network", description="List all manually banned IPs/Subnets.", inline=True)
+def listbanned(node):
+    now = int(time.time())
+    return [{"address": str(net), "ban_created": e.created, "banned_until": e.until,
+             "ban_duration": e.until - e.created, "time_remaining": e.until - now}
+            for net, e in _p2p(node).banman.list()]
+
+
+@rpc("clearbanned", "Network", description="Clear all banned IPs.", inline=True)
+def clearbanned(node):
+    _p2p(node).banman.clear()
+    return None
+
+
+@rpc("setnetworkactive", "Network",
+     [Arg("state", BOOL, help="true to enable networking, false to disable")],
+     description="Disable/enable all p2p network activity.", inline=True,
+     result="true|false    (boolean) The value that was passed in")
+def setnetworkactive(node, state):
+    cm = _p2p(node).connman
+    cm.set_network_active(bool(state))
+    return cm.network_active
+
+
+@rpc("getnodeaddresses", "Network",
+     [Arg("count", NUM, False, 1, "The maximum number of addresses to return. Specify 0 to "
+                                  "return all known addresses."),
+      Arg("network", STR, False, None, "Return only addresses of the specified network. Can be "
+                                       "one of: ipv4, ipv6, onion, i2p, cjdns.",
+          default_hint="all networks")],
+     description="Return known addresses, after filtering for quality and recency.\nThese can "
+                 "potentially be used to find new peers in the network.\nThe total number of "
+                 "addresses known to the node may be higher.", inline=True)
+def getnodeaddresses(node, count, network):
+    n = as_int(count, "count")
+    if n < 0:
+        raise RPCError(RPC_INVALID_PARAMETER, "Address count out of range")
+    net_id = None
+    if network is not None:
+        ids = {name: i for i, name in NET_NAMES.items()}
+        if network not in ids:
+            raise RPCError(RPC_INVALID_PARAMETER, f"Network not recognized: {network}")
+        net_id = ids[network]
+    addrs = _p2p(node).addrman.get_addr(n, 0, net_id)
+    return [{"time": a.time, "services": a.services, "address": a.host(), "port": a.port,
+             "network": a.network} for a in addrs]
+
+
+@rpc("addpeeraddress", "Hidden",
+     [Arg("address", STR, help="The IP address of the peer"),
+      Arg("port", NUM, help="The port of the peer"),
+      Arg("tried", BOOL, False, False, "If true, attempt to add the peer to the tried addresses "
+                                       "table")],
+     description="Add the address of a potential peer to the address manager. This RPC is for "
+                 "testing only.", inline=True)
+def addpeeraddress(node, address, port, tried):
+    addrman = _p2p(node).addrman
+    p = as_int(port, "port")
+    if not 0 <= p <= 65535:
+        raise RPCError(RPC_INVALID_PARAMETER, "JSON integer out of range")
+    try:
+        a = NetAddr.from_ip(address, p, m.NODE_NETWORK | m.NODE_WITNESS)
+    except AddressError:
+        return {"success": False}
+    a.time = int(time.time())
+    ok = addrman.add([a], a.host()) > 0
+    if ok and tried:
+        addrman.good(a)
+    return {"success": ok}
