@@ -104,8 +104,8 @@ class WalletDB:
                                       f"(file version {version})")
         except sqlite3.DatabaseError as err:
             self.close()
-            raise WalletError(RPC_WALLET_ERROR,
-                              f"Wallet file {self.path} is corrupt or not a wallet: {err}") from None
+            raise WalletError(RPC_WALLET_ERROR, f"Wallet file {self.path} is corrupt or not "
+                              f"a wallet: {err}") from None
 
     def close(self) -> None:
         conn = getattr(self, "conn", None)

@@ -110,6 +110,8 @@ class Wallet:
         self.tip_hash = db.get_meta("tip_hash", b"") or b""
         self.tip_time = int(db.get_meta("tip_time", 0))
         self.birthday = int(db.get_meta("birthday", 0))
+        # mempool transactions seen not to touch the wallet (not fetched again)
+        self.mempool_ignored: set[bytes] = set()
         self._load_accounts()
         self._load_txs()
         if not self.encrypted:
@@ -228,7 +230,8 @@ class Wallet:
         if acc.ranged and index >= acc.next_index:
             acc.next_index = index + 1
             with self.db.atomic() as c:
-                c.execute("UPDATE descriptors SET next_index=? WHERE id=?", (acc.next_index, acc.id))
+                c.execute("UPDATE descriptors SET next_index=? WHERE id=?",
+                          (acc.next_index, acc.id))
         self._top_up(acc, index + 1 + self.lookahead)
 
     # -- keys and encryption ---------------------------------------------------------------

@@ -1,0 +1,337 @@
+"""Building, signing and sending the wallet's transactions, as Core's wallet/spend.cpp and
+feebumper.cpp do: coin selection (wallet.coinselect) at a fee rate given in sat/vB or from
+the node's estimatesmartfee, a change output of the recipients' kind when it is worth making,
+anti-fee-sniping lock time, BIP125 signalling by default, fees taken from the recipients on
+request, and bumpfee replacing an unconfirmed transaction by one paying more.
+
+Signing goes through a PSBT (the same path an outside signer takes): create, update, sign,
+finalize, extract.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from consensus.script.script import is_p2pkh, is_p2sh, witness_program
+from consensus.serialize import compact_size_len
+from consensus.tx import OutPoint, Transaction, TxIn, TxOut
+from wallet import coinselect as cs
+from wallet.amounts import format_btc
+from wallet.errors import (
+    RPC_INVALID_PARAMETER,
+    RPC_WALLET_ERROR,
+    RPC_WALLET_INSUFFICIENT_FUNDS,
+    WalletError,
+)
+from wallet.nodeclient import NodeClient, NodeRPCError
+from wallet.psbt import PSBT
+from wallet.signer import sign, update
+from wallet.wallet import Coin, Wallet
+
+SEQUENCE_RBF = 0xFFFFFFFD  # BIP125 opt-in, lock time enforced
+SEQUENCE_FINAL_LOCKTIME = 0xFFFFFFFE  # no RBF, lock time enforced (anti-fee-sniping)
+DEFAULT_CONF_TARGET = 6
+MIN_RELAY_FEE = 1000  # sat/kvB
+INCREMENTAL_RELAY_FEE = 1000  # sat/kvB, what a replacement must add per vbyte (BIP125)
+LONG_TERM_FEE_RATE = 10_000  # sat/kvB, Core's -consolidatefeerate
+MAX_TX_FEE = 10_000_000  # Core's -maxtxfee, 0.1 BTC
+DUST_RELAY_FEE = 3000  # sat/kvB
+MAX_ANTI_SNIPING_AGE = 8 * 3600  # seconds: an older tip means we may be behind; use 0
+
+# Weight of spending one output of each kind, signature at its largest (Core's estimates).
+_WITNESS_P2WPKH = 1 + 1 + 72 + 1 + 33  # items, <sig>, <pubkey>
+
+
+def input_weight(script: bytes) -> int:
+    wp = witness_program(script)
+    if wp is not None and wp[0] == 1:
+        return 41 * 4 + 1 + 1 + 64  # key path: one 64-byte signature (SIGHASH_DEFAULT)
+    if wp is not None and wp[0] == 0:
+        return 41 * 4 + _WITNESS_P2WPKH
+    if is_p2sh(script):  # P2SH-P2WPKH: scriptSig pushes the 22-byte redeem script
+        return (41 + 23) * 4 + _WITNESS_P2WPKH
+    if is_p2pkh(script):  # scriptSig: <73-byte sig> <33-byte key>, plus an empty witness
+        return (41 + 107) * 4 + 1
+    raise WalletError(RPC_WALLET_ERROR, f"cannot estimate the size of spending {script.hex()}")
+
+
+def output_weight(script: bytes) -> int:
+    return (8 + compact_size_len(len(script)) + len(script)) * 4
+
+
+def dust_threshold(script: bytes) -> int:
+    """Core's GetDustThreshold at the 3 sat/vB dust relay fee."""
+    size = 8 + compact_size_len(len(script)) + len(script)
+    size += 67 if witness_program(script) is not None else 148
+    return DUST_RELAY_FEE * size // 1000
+
+
+@dataclass
+class Recipient:
+    script: bytes
+    amount: int
+    subtract_fee: bool = False
+
+
+@dataclass
+class Built:
+    tx: Transaction
+    fee: int
+    change_pos: int  # -1 without change
+    coins: list[Coin]
+    algorithm: str
+
+
+def fee_rate_from_node(node: NodeClient, conf_target: int = DEFAULT_CONF_TARGET,
+                       estimate_mode: str = "unset") -> int:
+    """sat/kvB from the node's estimatesmartfee, never under the minimum relay fee."""
+    mode = "conservative" if estimate_mode.lower() == "unset" else estimate_mode
+    try:
+        est = node.call("estimatesmartfee", conf_target, mode)
+    except NodeRPCError as err:
+        raise WalletError(RPC_WALLET_ERROR, f"Fee estimation failed: {err.message}") from None
+    if "feerate" not in est:
+        raise WalletError(RPC_WALLET_ERROR, "Fee estimation failed. Fallbackfee is disabled. "
+                          "Wait a few blocks or set a fee rate (fee_rate in sat/vB).")
+    from wallet.amounts import parse_btc
+
+    return max(MIN_RELAY_FEE, parse_btc(est["feerate"]))
+
+
+def change_type_for(wallet: Wallet, recipients: list[Recipient], change_type: str | None) -> str:
+    """Core's TransactionChangeType: as asked; else bech32m when a recipient is taproot; else
+    bech32."""
+    if change_type is not None:
+        return change_type
+    for r in recipients:
+        wp = witness_program(r.script)
+        if wp is not None and wp[0] == 1:
+            return "bech32m"
+    return "bech32"
+
+
+def anti_fee_sniping_locktime(wallet: Wallet, rng: random.Random, now: int) -> int:
+    """The tip height (sometimes up to 100 below, as Core), or 0 if the tip looks stale."""
+    if wallet.tip_height <= 0 or now - wallet.tip_time > MAX_ANTI_SNIPING_AGE:
+        return 0
+    height = wallet.tip_height
+    if rng.randrange(10) == 0:
+        height = max(0, height - rng.randrange(100))
+    return height
+
+
+def _insufficient(needed: int, available: int) -> WalletError:
+    return WalletError(RPC_WALLET_INSUFFICIENT_FUNDS,
+                       f"Insufficient funds: need {format_btc(needed)} BTC, "
+                       f"have {format_btc(available)} BTC available")
+
+
+def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: int, *,
+                       replaceable: bool = True, change_type: str | None = None,
+                       change_script: bytes | None = None, preset: list[Coin] | None = None,
+                       add_inputs: bool = True, locktime: int | None = None,
+                       rng: random.Random | None = None, now: int | None = None) -> Built:
+    """Select coins and build the unsigned transaction paying recipients at fee_rate
+    (sat/kvB)."""
+    import time
+
+    rng = rng or random.Random()
+    now = int(time.time()) if now is None else now
+    if not recipients:
+        raise WalletError(RPC_INVALID_PARAMETER, "Transaction must have at least one recipient")
+    if fee_rate < MIN_RELAY_FEE:
+        raise WalletError(RPC_WALLET_ERROR, f"Fee rate ({fee_rate / 1000:.3f} sat/vB) is lower "
+                          "than the minimum relay fee setting (1.000 sat/vB)")
+    for r in recipients:
+        if r.amount <= 0:
+            raise WalletError(RPC_WALLET_ERROR, "Transaction amount too small")
+        if not r.subtract_fee and r.amount < dust_threshold(r.script):
+            raise WalletError(RPC_WALLET_ERROR, "Transaction amount too small")
+    subtract = [i for i, r in enumerate(recipients) if r.subtract_fee]
+    preset = list(preset or [])
+    if change_script is None:
+        kind = change_type_for(wallet, recipients, change_type)
+        change_probe = wallet.active_account(kind, True).expansion(
+            wallet.active_account(kind, True).next_index).scripts[0]
+    else:
+        change_probe = change_script
+    available = [] if not add_inputs else [
+        c for c in wallet.coins() if c.outpoint not in {p.outpoint for p in preset}]
+    n_inputs_max = len(available) + len(preset)
+    overhead = (4 + 4 + compact_size_len(n_inputs_max) + compact_size_len(len(recipients) + 1)
+                ) * 4 + 2
+    fixed = overhead + sum(output_weight(r.script) for r in recipients)
+    amounts = sum(r.amount for r in recipients)
+    params = cs.Params(fee_rate, LONG_TERM_FEE_RATE, output_weight(change_probe),
+                       input_weight(change_probe), dust_threshold(change_probe) + 1,
+                       subtract_fee=bool(subtract))
+    preset_weight = sum(input_weight(c.script) for c in preset)
+    preset_value = sum(c.value for c in preset)
+    if subtract:
+        target = amounts - preset_value
+    else:
+        target = amounts + cs.fee_for(fixed + preset_weight, fee_rate) - preset_value
+    chosen: list[Coin] = list(preset)
+    algorithm = "preset"
+    if target > 0 or not preset:
+        cands = [cs.Candidate(c, c.value, input_weight(c.script)) for c in available]
+        try:
+            sel = cs.select_coins(cands, max(target, 0), params, rng)
+        except cs.InsufficientFunds:
+            total = sum(c.value for c in available) + preset_value
+            needed = amounts if subtract else amounts + cs.fee_for(fixed + preset_weight,
+                                                                   fee_rate)
+            raise _insufficient(needed, total) from None
+        chosen += [c.key for c in sel.coins]  # type: ignore[misc]
+        algorithm = sel.algorithm
+    total_in = sum(c.value for c in chosen)
+    in_weight = sum(input_weight(c.script) for c in chosen)
+    weight_no_change = fixed + in_weight
+    weight_change = weight_no_change + output_weight(change_probe)
+    outputs = [TxOut(r.amount, r.script) for r in recipients]
+    change_value = 0
+    if subtract:
+        leftover = total_in - amounts
+        if leftover < 0:
+            raise _insufficient(amounts, total_in)
+        if leftover >= params.min_change:
+            fee = cs.fee_for(weight_change, fee_rate)
+            change_value = leftover
+            reduce = fee
+        else:
+            fee = cs.fee_for(weight_no_change, fee_rate)
+            reduce = fee - leftover  # the leftover pays part of the fee (or tops up)
+        share, rest = divmod(reduce, len(subtract))
+        for k, i in enumerate(subtract):
+            outputs[i].value -= share + (rest if k == 0 else 0)
+            if outputs[i].value < dust_threshold(outputs[i].script):
+                raise WalletError(RPC_WALLET_ERROR, "The transaction amount is too small to "
+                                  "pay the fee")
+        if change_value == 0:
+            fee = total_in - sum(o.value for o in outputs)
+    else:
+        change_value = total_in - amounts - cs.fee_for(weight_change, fee_rate)
+        if change_value >= params.min_change:
+            fee = cs.fee_for(weight_change, fee_rate)
+        else:
+            change_value = 0
+            fee = total_in - amounts
+            if fee < cs.fee_for(weight_no_change, fee_rate):
+                raise _insufficient(amounts + cs.fee_for(weight_no_change, fee_rate), total_in)
+    if fee > MAX_TX_FEE:
+        raise WalletError(RPC_WALLET_ERROR, "Fee exceeds maximum configured by user (e.g. "
+                          f"-maxtxfee, maxfeerate): {format_btc(fee)} BTC")
+    change_pos = -1
+    if change_value:
+        script = change_probe if change_script is not None else wallet.new_script(
+            change_type_for(wallet, recipients, change_type), True)
+        change_pos = rng.randrange(len(outputs) + 1)
+        outputs.insert(change_pos, TxOut(change_value, script))
+    rng.shuffle(chosen)
+    seq = SEQUENCE_RBF if replaceable else SEQUENCE_FINAL_LOCKTIME
+    vin = [TxIn(OutPoint(c.txid, c.n), b"", seq) for c in chosen]
+    lt = anti_fee_sniping_locktime(wallet, rng, now) if locktime is None else locktime
+    return Built(Transaction(2, vin, outputs, lt), fee, change_pos, chosen, algorithm)
+
+
+def sign_transaction(wallet: Wallet, tx: Transaction) -> Transaction:
+    """Sign every input through a PSBT; raises unless all inputs end up signed."""
+    psbt = PSBT.from_tx(tx)
+    update(wallet, psbt)
+    sign(wallet, psbt)
+    if not psbt.finalize():
+        raise WalletError(RPC_WALLET_ERROR, "Signing transaction failed")
+    return psbt.extract()
+
+
+def broadcast(wallet: Wallet, node: NodeClient, tx: Transaction, *, replaces: bytes | None = None,
+              comment: str | None = None) -> None:
+    """Hand the transaction to the node; recorded in the wallet only once the node took it."""
+    try:
+        node.call("sendrawtransaction", tx.to_hex())
+    except NodeRPCError as err:
+        raise WalletError(err.code, f"Transaction rejected by the node: {err.message}") from None
+    wallet.add_tx(tx, in_mempool=True, replaces=replaces, comment=comment)
+
+
+def send(wallet: Wallet, node: NodeClient, recipients: list[Recipient], fee_rate: int, *,
+         replaceable: bool = True, comment: str | None = None,
+         change_type: str | None = None) -> tuple[Transaction, Built]:
+    wallet.require_unlocked()
+    built = create_transaction(wallet, recipients, fee_rate, replaceable=replaceable,
+                               change_type=change_type)
+    tx = sign_transaction(wallet, built.tx)
+    broadcast(wallet, node, tx, comment=comment)
+    return tx, built
+
+
+def bump_fee(wallet: Wallet, node: NodeClient, txid: bytes, fee_rate: int | None,
+             replaceable: bool = True, sign_it: bool = True) -> dict:
+    """Replace an unconfirmed wallet transaction by one paying a higher fee rate: same
+    inputs (more if needed), same recipients, smaller change. Returns txid/origfee/fee, or
+    with sign_it=False the unsigned replacement as a PSBT (psbtbumpfee)."""
+    wtx = wallet.txs.get(txid)
+    if wtx is None:
+        raise WalletError(-5, "Invalid or non-wallet transaction id")
+    if wtx.height is not None:
+        raise WalletError(RPC_WALLET_ERROR, "Transaction has been mined, or is conflicted "
+                          "with a mined transaction")
+    if wtx.replaced_by is not None:
+        raise WalletError(RPC_WALLET_ERROR, "Cannot bump transaction "
+                          f"{txid[::-1].hex()} which was already bumped by transaction "
+                          f"{wtx.replaced_by[::-1].hex()}")
+    if not wtx.in_mempool:
+        raise WalletError(RPC_WALLET_ERROR, "Transaction is not in the mempool (confirmed, "
+                          "replaced or conflicted)")
+    if not any(i.sequence < SEQUENCE_FINAL_LOCKTIME for i in wtx.tx.vin):
+        raise WalletError(RPC_WALLET_ERROR, "Transaction is not BIP 125 replaceable")
+    for n in wallet.credits[txid]:
+        for sp in wallet.spenders.get((txid, n), ()):
+            if wallet.txs[sp].active:
+                raise WalletError(RPC_INVALID_PARAMETER, "Transaction has descendants in the "
+                                  "wallet")
+    preset = []
+    for txin in wtx.tx.vin:
+        parent = wallet.txs.get(txin.prevout.hash)
+        if parent is None or txin.prevout.n not in wallet.credits[parent.txid]:
+            raise WalletError(RPC_WALLET_ERROR, "Transaction contains inputs that don't belong "
+                              "to this wallet")
+        out = parent.tx.vout[txin.prevout.n]
+        acc_id, index = wallet.scripts[out.script_pubkey]
+        preset.append(Coin(parent.txid, txin.prevout.n, out.value, out.script_pubkey, acc_id,
+                           index, wallet.depth(parent), parent.tx.is_coinbase(),
+                           wallet.is_trusted(parent)))
+    old_fee = wallet.fee_of(wtx)
+    assert old_fee is not None
+    old_vsize = wtx.tx.vsize
+    min_rate = (old_fee * 1000 + old_vsize - 1) // old_vsize + INCREMENTAL_RELAY_FEE
+    if fee_rate is None:
+        fee_rate = max(fee_rate_from_node(node), min_rate)
+    elif fee_rate < min_rate:
+        raise WalletError(RPC_INVALID_PARAMETER, f"Insufficient total fee rate: must be at "
+                          f"least {min_rate / 1000:.3f} sat/vB (the original's plus "
+                          f"{INCREMENTAL_RELAY_FEE / 1000:.3f} sat/vB)")
+    recipients, change_script = [], None
+    for out in wtx.tx.vout:
+        if change_script is None and wallet.is_change(out.script_pubkey):
+            change_script = out.script_pubkey
+        else:
+            recipients.append(Recipient(out.script_pubkey, out.value))
+    if sign_it:
+        wallet.require_unlocked()
+    built = create_transaction(wallet, recipients, fee_rate, replaceable=replaceable,
+                               change_script=change_script, preset=preset,
+                               locktime=wtx.tx.locktime)
+    if built.fee < old_fee + INCREMENTAL_RELAY_FEE * ((built.tx.weight + 3) // 4) // 1000:
+        raise WalletError(RPC_WALLET_ERROR, "Insufficient total fee for the replacement")
+    result = {"origfee": old_fee, "fee": built.fee, "errors": []}
+    if not sign_it:
+        psbt = PSBT.from_tx(built.tx)
+        update(wallet, psbt)
+        result["psbt"] = psbt
+        return result
+    tx = sign_transaction(wallet, built.tx)
+    broadcast(wallet, node, tx, replaces=txid)
+    result["txid"] = tx.txid
+    return result

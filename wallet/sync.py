@@ -1,0 +1,153 @@
+"""Following the node's chain over JSON-RPC: block by block from the wallet's tip (its birthday
+at first), rewinding on a reorg, and tracking the mempool.
+
+Blocks come raw (getblock verbosity 0) in JSON-RPC batches and are parsed with consensus code;
+each batch of blocks is applied in one sqlite transaction with the new tip, so an interrupted
+sync resumes from the last batch written. A reorg is found by comparing the hashes the wallet
+recorded with the node's (getblockhash) from the tip down; the wallet rewinds to the last
+common block, and the transactions of the removed blocks count again only if the node put them
+back in its mempool.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from consensus.block import Block
+from consensus.hashes import hash_to_hex
+from consensus.tx import Transaction
+from wallet.nodeclient import NodeClient, NodeRPCError
+from wallet.wallet import Wallet
+
+log = logging.getLogger("wallet")
+
+BATCH_BLOCKS = 250
+MAX_ROUNDS = 20  # the chain may move while it is followed; give up after this many changes
+
+
+@dataclass
+class SyncResult:
+    connected: int = 0
+    disconnected: int = 0
+    found: int = 0
+
+
+def _hex_hash(h: str) -> bytes:
+    return bytes.fromhex(h)[::-1]
+
+
+def sync(wallet: Wallet, node: NodeClient, stop_height: int | None = None) -> SyncResult:
+    """Bring the wallet to the node's best chain (or stop_height) and then its mempool."""
+    result = SyncResult()
+    for _ in range(MAX_ROUNDS):
+        best_hex, height = node.batch([("getbestblockhash", []), ("getblockcount", [])])
+        for r in (best_hex, height):
+            if isinstance(r, Exception):
+                raise r
+        target = height if stop_height is None else min(height, stop_height)
+        if wallet.tip_hash == _hex_hash(best_hex) and wallet.tip_height == height:
+            break
+        fork = find_fork(wallet, node, min(wallet.tip_height, target))
+        if fork < wallet.tip_height:
+            result.disconnected += wallet.tip_height - fork
+            fork_hash = wallet.block_hash_at(fork) if fork >= 0 else b""
+            if fork >= 0 and fork_hash is None:
+                fork_hash = _hex_hash(node.call("getblockhash", fork))
+            header = node.call("getblockheader", hash_to_hex(fork_hash)) if fork >= 0 else None
+            log.info("wallet %s: reorg, back to height %d", wallet.name, fork)
+            wallet.rewind(fork, fork_hash or b"", int(header["time"]) if header else 0)
+        if not _follow(wallet, node, target, result):
+            continue  # the chain changed under us: look for the fork again
+        if stop_height is not None or wallet.tip_height == height:
+            break
+    sync_mempool(wallet, node)
+    return result
+
+
+def find_fork(wallet: Wallet, node: NodeClient, start: int) -> int:
+    """The highest height <= start where the wallet's recorded block is the node's."""
+    h = start
+    while h >= 0:
+        lo = max(-1, h - 32)
+        heights = [x for x in range(h, lo, -1)]
+        answers = node.batch([("getblockhash", [x]) for x in heights])
+        for x, ans in zip(heights, answers, strict=True):
+            ours = wallet.block_hash_at(x)
+            if ours is None:
+                return x  # below what the wallet recorded (its birthday): nothing to compare
+            if not isinstance(ans, Exception) and _hex_hash(ans) == ours:
+                return x
+        h = lo
+    return -1
+
+
+def _follow(wallet: Wallet, node: NodeClient, target: int, result: SyncResult) -> bool:
+    """Connect blocks tip+1 .. target. False when a block does not extend the wallet's tip
+    (a reorg happened meanwhile)."""
+    while wallet.tip_height < target:
+        heights = list(range(wallet.tip_height + 1, min(target, wallet.tip_height
+                                                        + BATCH_BLOCKS) + 1))
+        hashes = node.batch([("getblockhash", [h]) for h in heights])
+        if any(isinstance(x, Exception) for x in hashes):
+            return False  # the node's chain got shorter meanwhile
+        raws = node.batch([("getblock", [x, 0]) for x in hashes])
+        blocks = []
+        for h, bhex, raw in zip(heights, hashes, raws, strict=True):
+            if isinstance(raw, Exception):
+                return False
+            block = Block.from_bytes(bytes.fromhex(raw))
+            if block.hash != _hex_hash(bhex):
+                return False
+            blocks.append((h, block))
+        with wallet.db.atomic():
+            for h, block in blocks:
+                if wallet.tip_height >= 0 and block.header.prev_hash != wallet.tip_hash:
+                    return False
+                result.found += connect_block(wallet, h, block)
+                wallet.set_tip(h, block.hash, block.header.time)
+                result.connected += 1
+    return True
+
+
+def connect_block(wallet: Wallet, height: int, block: Block) -> int:
+    """Record the block's transactions that touch the wallet (inside the caller's db
+    transaction). Returns how many did."""
+    n = 0
+    for pos, tx in enumerate(block.txs):
+        if wallet.is_relevant(tx):
+            wallet.add_tx(tx, height=height, block_hash=block.hash, block_time=block.header.time,
+                          block_pos=pos)
+            n += 1
+    return n
+
+
+def sync_mempool(wallet: Wallet, node: NodeClient) -> int:
+    """Mark which unconfirmed wallet transactions the mempool holds, and add mempool
+    transactions that pay or spend the wallet. Returns how many were added."""
+    txids = [_hex_hash(t) for t in node.call("getrawmempool")]
+    wallet.set_mempool(txids)
+    ignored = wallet.mempool_ignored
+    unknown = [t for t in txids if t not in wallet.txs and t not in ignored]
+    pending: list[Transaction] = []
+    for raw in (node.batch([("getrawtransaction", [hash_to_hex(t)])
+                                              for t in unknown])):
+        if isinstance(raw, NodeRPCError):
+            continue  # left the mempool meanwhile
+        pending.append(Transaction.from_bytes(bytes.fromhex(raw)))
+    added = 0
+    progress = True
+    while progress:  # a child may come before its parent in the mempool's list
+        progress = False
+        rest = []
+        for tx in pending:
+            if wallet.is_relevant(tx):
+                wallet.add_tx(tx, in_mempool=True)
+                added += 1
+                progress = True
+            else:
+                rest.append(tx)
+        pending = rest
+    pool = set(txids)
+    wallet.mempool_ignored = {t for t in ignored if t in pool} | {tx.txid for tx in pending}
+    return added
