@@ -11,11 +11,10 @@ from decimal import Decimal, InvalidOperation
 from consensus.amounts import COIN, MAX_MONEY
 from wallet.errors import RPC_TYPE_ERROR, WalletError
 
-_EIGHT = Decimal("0.00000001")
-
 
 def to_btc(sats: int) -> Decimal:
-    return (Decimal(sats) / COIN).quantize(_EIGHT)
+    """Exactly 8 decimals, zero included (0.00000000, not 0E-8)."""
+    return Decimal(format_btc(sats))
 
 
 def format_btc(sats: int) -> str:

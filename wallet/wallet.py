@@ -322,6 +322,33 @@ class Wallet:
         self.encrypted = True
         self.lock()
 
+    def change_passphrase(self, old: str, new: str) -> None:
+        """Re-seal every secret under a key from the new passphrase (the old one is checked
+        first); the wallet is locked afterwards."""
+        if not self.encrypted:
+            raise WalletError(RPC_WALLET_WRONG_ENC_STATE, "Error: running with an unencrypted "
+                              "wallet, but walletpassphrasechange was called.")
+        if not new:
+            raise WalletError(RPC_INVALID_PARAMETER, "passphrase can not be empty")
+        self.unlock(old, 60)
+        old_key = self._key
+        assert old_key is not None
+        kdf = crypto.KDFParams.fresh()
+        key = crypto.derive_key(new, kdf)
+        with self.db.atomic() as c:
+            for acc in self.accounts.values():
+                if acc.secret is not None:
+                    aad = b"descriptor:%d" % acc.id
+                    acc.secret = crypto.seal(key, crypto.unseal(old_key, acc.secret, aad), aad)
+                    c.execute("UPDATE descriptors SET secret=? WHERE id=?", (acc.secret, acc.id))
+            seed = self.db.get_meta("seed")
+            if seed is not None:
+                self.db.set_meta("seed", crypto.seal(key, crypto.unseal(old_key, seed, b"seed"),
+                                                     b"seed"))
+            self.db.set_meta("kdf", kdf.to_bytes())
+            self.db.set_meta("check", crypto.seal(key, _CHECK_PLAINTEXT, b"check"))
+        self.lock()
+
     def mnemonic(self) -> tuple[str, str]:
         """(mnemonic, BIP39 passphrase); needs the wallet unlocked."""
         self.require_unlocked()

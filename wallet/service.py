@@ -1,0 +1,308 @@
+"""WalletManager: the loaded wallets of one wallets directory, and the one entry point every
+front end uses: `call(wallet_name_or_None, method, params)`. `minibtc-wallet serve`, the CLI
+and minibtcd (mounting it at /wallet/<name>) all go through it, so they behave alike.
+
+Each wallet is used under its own lock (calls to one wallet run one at a time; different
+wallets in parallel). Before a method that reads the chain, the wallet is brought up to the
+node's tip and mempool, so a call right after a block is mined already sees it; a background
+thread (start_background) keeps loaded wallets following the node between calls too.
+
+Errors are WalletError with Core's numeric code; a front end passes code and message on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+from consensus.params import ChainParams
+from wallet.errors import (
+    RPC_INVALID_PARAMETER,
+    RPC_METHOD_NOT_FOUND,
+    RPC_WALLET_ALREADY_EXISTS,
+    RPC_WALLET_ALREADY_LOADED,
+    RPC_WALLET_ERROR,
+    RPC_WALLET_NOT_FOUND,
+    RPC_WALLET_NOT_SPECIFIED,
+    WalletError,
+)
+from wallet.nodeclient import NodeClient, NodeUnreachable
+from wallet.rpc import METHODS, Call
+from wallet.sync import sync
+from wallet.wallet import Wallet
+
+log = logging.getLogger("wallet")
+
+SETTINGS_FILE = "settings.json"
+DEFAULT_WALLET = "default"
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
+
+
+def _hex_hash(h: str) -> bytes:
+    return bytes.fromhex(h)[::-1]
+
+
+class WalletManager:
+    def __init__(self, wallets_dir: Path, params: ChainParams, node: NodeClient) -> None:
+        self.wallets_dir = Path(wallets_dir)
+        self.params = params
+        self.node = node
+        self.wallets: dict[str, Wallet] = {}
+        self.locks: dict[str, threading.RLock] = {}
+        self._lock = threading.RLock()  # guards the two dicts above and the settings file
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the one entry point ---------------------------------------------------------------
+
+    @staticmethod
+    def handles(method: str) -> bool:
+        return method in METHODS
+
+    def call(self, wallet_name: str | None, method: str, params: Any = None) -> Any:
+        m = METHODS.get(method)
+        if m is None:
+            raise WalletError(RPC_METHOD_NOT_FOUND, "Method not found")
+        args = m.bind(params)
+        if not m.needs_wallet:
+            wallet = self.wallets.get(wallet_name) if wallet_name else None
+            if wallet_name and wallet is None:
+                raise self._not_loaded(wallet_name)
+            return m.func(Call(self, wallet, self.node), *args)
+        wallet = self.resolve(wallet_name)
+        with self.locks[wallet.name]:
+            if wallet.name not in self.wallets:  # unloaded while we waited
+                raise self._not_loaded(wallet.name)
+            if m.syncs:
+                sync(wallet, self.node)
+            return m.func(Call(self, wallet, self.node), *args)
+
+    def resolve(self, name: str | None) -> Wallet:
+        """Core's GetWalletForJSONRPCRequest."""
+        with self._lock:
+            if name is not None:
+                w = self.wallets.get(name)
+                if w is None:
+                    raise self._not_loaded(name)
+                return w
+            if len(self.wallets) == 1:
+                return next(iter(self.wallets.values()))
+            if not self.wallets:
+                raise WalletError(RPC_WALLET_NOT_FOUND, "No wallet is loaded. Load a wallet "
+                                  "using loadwallet or create a new one with createwallet.")
+            raise WalletError(RPC_WALLET_NOT_SPECIFIED, "Wallet file not specified (must request "
+                              "wallet RPC through /wallet/<filename> uri-path).")
+
+    @staticmethod
+    def _not_loaded(name: str) -> WalletError:
+        return WalletError(RPC_WALLET_NOT_FOUND, f"Requested wallet does not exist or is not "
+                           f"loaded: '{name}'")
+
+    # -- wallets ---------------------------------------------------------------------------
+
+    def _dir(self, name: str) -> Path:
+        if not _NAME_RE.match(name):
+            raise WalletError(RPC_INVALID_PARAMETER, f"Invalid wallet name '{name}': use "
+                              "letters, digits, '_', '-' and '.', up to 64 characters")
+        return self.wallets_dir / name
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self.wallets)
+
+    def on_disk(self) -> list[str]:
+        if not self.wallets_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.wallets_dir.iterdir()
+                      if (p / "wallet.sqlite").is_file())
+
+    def _add(self, w: Wallet, load_on_startup: bool | None) -> Wallet:
+        self.wallets[w.name] = w
+        self.locks[w.name] = threading.RLock()
+        if load_on_startup is not None:
+            self._set_startup(w.name, load_on_startup)
+        log.info("wallet %s loaded (tip %d)", w.name, w.tip_height)
+        return w
+
+    def create(self, name: str, *, disable_private_keys: bool = False, blank: bool = False,
+               passphrase: str | None = None, mnemonic: str | None = None,
+               mnemonic_passphrase: str = "", birthday_height: int | None = None,
+               load_on_startup: bool | None = None) -> Wallet:
+        directory = self._dir(name)
+        with self._lock:
+            if name in self.wallets:
+                raise WalletError(RPC_WALLET_ALREADY_LOADED, f"Wallet \"{name}\" is already "
+                                  "loaded.")
+            if (directory / "wallet.sqlite").exists():
+                raise WalletError(RPC_WALLET_ALREADY_EXISTS, f"Failed to create database path "
+                                  f"'{directory}'. Database already exists.")
+            birthday = self._birthday(mnemonic is not None, birthday_height)
+            self.wallets_dir.mkdir(parents=True, exist_ok=True)
+            w = Wallet.create(directory, name, self.params, mnemonic=mnemonic,
+                              mnemonic_passphrase=mnemonic_passphrase, passphrase=passphrase,
+                              disable_private_keys=disable_private_keys, blank=blank,
+                              birthday=birthday)
+            return self._add(w, load_on_startup)
+
+    def _birthday(self, restoring: bool, height: int | None) -> tuple[int, bytes, int] | None:
+        """The block a new wallet starts after: the node's tip for a fresh one (nothing can
+        pay it earlier), the block before `height` for a restore (the genesis by default)."""
+        if restoring and not height:
+            return None
+        if height is None:
+            info = self.node.call("getblockchaininfo")
+            h = int(info["blocks"])
+            bhash = info["bestblockhash"]
+        else:
+            h = int(height) - 1
+            if h < 0:
+                return None
+            bhash = self.node.call("getblockhash", h)
+        header = self.node.call("getblockheader", bhash)
+        return h, _hex_hash(bhash), int(header["time"])
+
+    def load(self, name: str, load_on_startup: bool | None = None) -> Wallet:
+        directory = self._dir(name)
+        with self._lock:
+            if name in self.wallets:
+                raise WalletError(RPC_WALLET_ALREADY_LOADED, f"Wallet \"{name}\" is already "
+                                  "loaded.")
+            if not (directory / "wallet.sqlite").exists():
+                raise WalletError(RPC_WALLET_NOT_FOUND, f"Wallet file verification failed. "
+                                  f"Failed to load database path '{directory}'. Path does not "
+                                  "exist.")
+            return self._add(Wallet.open(directory, name, self.params), load_on_startup)
+
+    def unload(self, name: str, load_on_startup: bool | None = None) -> None:
+        with self._lock:
+            w = self.wallets.get(name)
+            if w is None:
+                raise self._not_loaded(name)
+            lock = self.locks[name]
+        with lock:
+            with self._lock:
+                self.wallets.pop(name, None)
+                self.locks.pop(name, None)
+                if load_on_startup is not None:
+                    self._set_startup(name, load_on_startup)
+            w.close()
+
+    def restore_backup(self, name: str, backup: Path, load_on_startup: bool | None) -> Wallet:
+        directory = self._dir(name)
+        if not backup.is_file():
+            raise WalletError(RPC_INVALID_PARAMETER, f"Backup file does not exist: {backup}")
+        with self._lock:
+            if directory.exists() and any(directory.iterdir()):
+                raise WalletError(RPC_WALLET_ALREADY_EXISTS, f"Failed to create database path "
+                                  f"'{directory}'. Database already exists.")
+            directory.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(backup, directory / "wallet.sqlite")
+            try:
+                return self._add(Wallet.open(directory, name, self.params), load_on_startup)
+            except WalletError:
+                shutil.rmtree(directory, ignore_errors=True)
+                raise
+
+    def rescan(self, w: Wallet, start: int, stop: int | None) -> dict:
+        """Rescan blocks start..stop (the tip by default): the wallet forgets what it saw from
+        start on and follows the chain again."""
+        tip = int(self.node.call("getblockcount"))
+        if start > tip or (stop is not None and stop > tip):
+            raise WalletError(RPC_INVALID_PARAMETER, "Invalid stop_height" if start <= tip
+                              else "Invalid start_height")
+        if start <= w.tip_height + 1:
+            if start == 0:
+                w.rewind(-1, b"", 0)
+            else:
+                bhash = self.node.call("getblockhash", start - 1)
+                header = self.node.call("getblockheader", bhash)
+                w.rewind(start - 1, _hex_hash(bhash), int(header["time"]))
+        sync(w, self.node, stop_height=stop)
+        return {"start_height": start, "stop_height": w.tip_height}
+
+    # -- start-up settings -----------------------------------------------------------------
+
+    def _settings(self) -> dict:
+        try:
+            return json.loads((self.wallets_dir / SETTINGS_FILE).read_text())
+        except FileNotFoundError:
+            return {}
+        except ValueError as err:
+            raise WalletError(RPC_WALLET_ERROR, f"{self.wallets_dir / SETTINGS_FILE} is not "
+                              f"valid JSON: {err}") from None
+
+    def _set_startup(self, name: str, on: bool) -> None:
+        s = self._settings()
+        names = [n for n in s.get("wallet", []) if n != name]
+        if on:
+            names.append(name)
+        s["wallet"] = names
+        self.wallets_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.wallets_dir / (SETTINGS_FILE + ".tmp")
+        tmp.write_text(json.dumps(s, indent=2) + "\n")
+        os.replace(tmp, self.wallets_dir / SETTINGS_FILE)
+
+    def start(self, create_default: bool = False) -> list[str]:
+        """Load the wallets marked load_on_startup; with create_default (minibtcd on regtest)
+        and no wallet in the directory yet, create and load DEFAULT_WALLET. Returns messages
+        for wallets that failed to load (the others still load)."""
+        problems = []
+        if create_default and not self.on_disk():
+            try:
+                self.create(DEFAULT_WALLET, load_on_startup=True)
+            except WalletError as err:
+                problems.append(f"default wallet not created: {err.message}")
+        for name in self._settings().get("wallet", []):
+            if name in self.wallets:
+                continue
+            try:
+                self.load(name)
+            except WalletError as err:
+                problems.append(f"wallet {name} not loaded: {err.message}")
+                log.error("wallet %s not loaded: %s", name, err.message)
+        return problems
+
+    # -- background following --------------------------------------------------------------
+
+    def sync_all(self) -> None:
+        for name in self.names():
+            lock = self.locks.get(name)
+            w = self.wallets.get(name)
+            if lock is None or w is None:
+                continue
+            with lock:
+                if name in self.wallets:
+                    sync(w, self.node)
+
+    def start_background(self, interval: float = 1.0) -> None:
+        def run() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    self.sync_all()
+                except NodeUnreachable as err:
+                    log.debug("wallet sync: %s", err.message)
+                except WalletError as err:
+                    log.warning("wallet sync: %s", err.message)
+                except Exception:  # keep following: one bad round must not stop it
+                    log.exception("wallet sync failed")
+
+        self._thread = threading.Thread(target=run, name="wallet-sync", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        for name in self.names():
+            try:
+                self.unload(name)
+            except WalletError:
+                pass
+        self.node.close()
+
