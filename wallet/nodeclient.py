@@ -52,7 +52,9 @@ class NodeClient:
                 cred = self.cookie_file.read_text().strip()
             except OSError as err:
                 raise NodeUnreachable(self.url, f"cannot read the cookie file "
-                                      f"{self.cookie_file} ({err.strerror})") from None
+                                      f"{self.cookie_file} ({err.strerror}): is minibtcd "
+                                      "running with that datadir? (or give the RPC user and "
+                                      "password)") from None
         else:
             cred = ":"
         return "Basic " + base64.b64encode(cred.encode()).decode()

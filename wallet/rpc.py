@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from consensus.hashes import hash_to_hex, hex_to_hash
+from consensus.params import CHAINS
 from consensus.script.script import is_p2sh, witness_program
 from consensus.tx import SEQUENCE_FINAL, Transaction
 from wallet import spend
-from wallet.address import AddressError, decode_address, script_to_address
+from wallet.address import AddressError, decode_address, is_valid_address, script_to_address
 from wallet.amounts import parse_btc, parse_fee_rate_sat_vb, to_btc
 from wallet.bip32 import format_path
 from wallet.descriptors import SigningProvider, infer_descriptor
@@ -155,6 +156,11 @@ def _address_script(w: Wallet, address: str) -> bytes:
     try:
         return decode_address(address, w.params).script
     except AddressError as err:
+        for other in CHAINS.values():
+            if other.name != w.params.name and is_valid_address(address, other):
+                raise WalletError(RPC_INVALID_ADDRESS_OR_KEY, f"Invalid address '{address}': "
+                                  f"it is a {other.name} address, and this wallet is on "
+                                  f"{w.params.name}") from None
         raise WalletError(RPC_INVALID_ADDRESS_OR_KEY, f"Invalid address '{address}': "
                           f"{err.message}") from None
 
