@@ -72,11 +72,13 @@ class AddrMan:
         return len(self.entries)
 
     def add(self, addrs: list[NetAddr], source: str = "", penalty: int = 0) -> int:
-        """Add routable addresses (the caller filters); returns how many were new. `penalty`
-        seconds are taken off the advertised time of gossiped addresses (Core: 2 hours)."""
+        """Add the routable ones of `addrs`; returns how many were new. `penalty` seconds
+        are taken off the advertised time of gossiped addresses (Core: 2 hours)."""
         now = self.now()
         added = 0
         for a in addrs:
+            if not a.is_routable():
+                continue
             seen = a.time if a.time else int(now)
             seen = max(0, min(seen, int(now) + 600) - penalty)
             info = self.entries.get(a.key())

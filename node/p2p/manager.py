@@ -223,10 +223,9 @@ class PeerManager:
         if not peer.inbound:
             peer.addr_tokens += MAX_ADDR_TOKENS  # (the answer may hold that many)
             peer.send(m.GetAddr())
-            if peer.addr.is_routable():
-                self.addrman.add([NetAddr(peer.addr.net, peer.addr.addr, peer.addr.port,
-                                          peer.services)], "self")
-                self.addrman.good(peer.addr)
+            self.addrman.add([NetAddr(peer.addr.net, peer.addr.addr, peer.addr.port,
+                                      peer.services)], "self")
+            self.addrman.good(peer.addr)
         peer.next_inv_send = time.monotonic()
         self.send_ping(peer)
         log.info("New %s peer connected: version: %d, blocks=%d, peer=%d",
@@ -337,8 +336,7 @@ class PeerManager:
             peer.known_addrs.add(_addr_key(a))
             if a.time <= 100_000_000 or a.time > now + 600:
                 a.time = int(now - 5 * 86400)
-            if not a.is_routable() or self.banman.is_banned(a.ip) or \
-                    self.banman.is_discouraged(a.ip):
+            if self.banman.is_banned(a.ip) or self.banman.is_discouraged(a.ip):
                 continue
             good.append(a)
             if len(batch) <= 10 and a.time > now - 600:

@@ -237,10 +237,13 @@ def test_node_not_running(tmp_path):
 
 def test_getinfo(node):
     out = ok(cli(node, "-getinfo"))
-    # getnetworkinfo, getwalletinfo and getbalances do not exist yet: their parts are skipped.
+    # getwalletinfo and getbalances do not exist yet: their parts are skipped.
     assert out == (f"Chain: regtest\nBlocks: {N_BLOCKS}\nHeaders: {N_BLOCKS}\n"
                    "Verification progress: 100.0000%\n"
-                   "Difficulty: 4.656542373906925e-10\n\nWarnings: (none)\n")
+                   "Difficulty: 4.656542373906925e-10\n\n"
+                   "Network: in 0, out 0, total 0\nVersion: 10000\nTime offset (s): 0\n"
+                   "Proxy: N/A\nMin tx relay fee rate (BTC/kvB): 0.00001000\n\n"
+                   "Warnings: (none)\n")
     assert "\x1b[" in ok(cli(node, "-getinfo", "-color=always"))
     r = cli(node, "-getinfo", "extra")
     assert (r.returncode, r.stderr) == (1, "error: -getinfo takes no arguments\n")

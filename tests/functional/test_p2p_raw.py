@@ -1,0 +1,434 @@
+"""A raw socket test peer (our codec, none of the node's networking code) against a real
+minibtcd: the handshake, asking for headers and blocks, transaction relay rules, address
+gossip; then garbage, oversize and invalid data: the peer is dropped or refused, and the
+node stays up and keeps serving its other peers."""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+
+import pytest
+
+from consensus.block import Block, BlockHeader
+from consensus.hashes import hex_to_hash
+from consensus.tx import OutPoint
+from node.p2p import messages as m
+from node.p2p.netaddr import NetAddr
+from tests.blocktools import make_block, make_coinbase, solve
+from tests.functional.framework import NodeProcess, RPCFailure
+from tests.functional.netutil import ADDR, coinbase_spend, spend_outputs, wait_until
+from tests.functional.p2p_peer import Closed, RawPeer, frame_with, listen
+
+HEIGHT = 110
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    n = NodeProcess(tmp_path_factory.mktemp("raw") / "n", "-peertimeout=2")
+    n.start()
+    n.call("generatetoaddress", HEIGHT, ADDR)
+    yield n
+    n.stop()
+
+
+@pytest.fixture(scope="module")
+def follower(node, tmp_path_factory):
+    """A real node connected to `node` all along: it must keep being served."""
+    f = NodeProcess(tmp_path_factory.mktemp("raw") / "f", f"-addnode={node.p2p_addr}")
+    f.start()
+    wait_until(lambda: f.call("getblockcount") == node.call("getblockcount"), 30, "follower")
+    yield f
+    f.stop()
+
+
+def peer(node, wtxid: bool = True, **kw) -> RawPeer:
+    p = RawPeer(node.p2pport, **kw)
+    p.handshake(wtxid=wtxid)
+    return p
+
+
+def raw_peers(node) -> list[dict]:
+    return [p for p in node.call("getpeerinfo") if p["subver"] == "/testpeer:0.1/"]
+
+
+def tip_block(node, prev_hash: str | None = None, **kw) -> Block:
+    """A valid next block (unless kw says otherwise) on the node's tip."""
+    prev = node.call("getblockheader", prev_hash or node.call("getbestblockhash"))
+    return make_block(hex_to_hash(prev["hash"]), prev["height"] + 1,
+                      time=prev["mediantime"] + 100, **kw)
+
+
+# -- the handshake and serving ------------------------------------------------------------
+
+
+def test_handshake(node):
+    p = RawPeer(node.p2pport)
+    p.send(p.version_msg())
+    v = p.wait_for("version")
+    assert v.version == 70016 and v.services == m.NODE_NETWORK | m.NODE_WITNESS
+    assert v.user_agent == "/minibtc:0.1.0/" and v.start_height == HEIGHT and v.relay
+    assert v.nonce != 0
+    p.send(m.WTxidRelay())
+    p.send(m.SendAddrV2())
+    p.send(m.VerAck())
+    # Before verack the node sends wtxidrelay and sendaddrv2; after it, sendheaders, a fee
+    # filter, a ping, and a getheaders to start syncing from us.
+    got = []
+    while "getheaders" not in got:
+        got.append(p.read_message()[0])
+    assert got.index("wtxidrelay") < got.index("verack")
+    assert got.index("sendaddrv2") < got.index("verack")
+    for cmd in ("sendheaders", "feefilter", "ping"):
+        assert cmd in got[got.index("verack"):]
+    fee = next(msg for cmd, msg in p.received if cmd == "feefilter")
+    assert fee.feerate == 1000  # -minrelaytxfee in sat/kvB
+    [info] = raw_peers(node)
+    assert info["inbound"] and info["version"] == 70016 and info["startingheight"] == 0
+    p.close()
+
+
+def test_serves_headers_and_blocks(node):
+    p = peer(node)
+    genesis = node.call("getblockhash", 0)
+    p.send(m.GetHeaders([hex_to_hash(genesis)]))
+    headers = p.wait_for("headers").headers
+    assert len(headers) == node.call("getblockcount")
+    assert headers[0].prev_hash == hex_to_hash(genesis)
+    assert all(b.prev_hash == a.hash for a, b in zip(headers, headers[1:]))
+    assert headers[-1].hash_hex() == node.call("getbestblockhash")
+    # hash_stop ends the answer early; a locator in the middle starts it there
+    p.send(m.GetHeaders([headers[9].hash], headers[19].hash))
+    part = p.wait_for("headers").headers
+    assert [h.hash for h in part] == [h.hash for h in headers[10:20]]
+    # blocks, with and without witness data
+    want = headers[4]
+    p.send(m.GetData([m.Inv(m.MSG_WITNESS_BLOCK, want.hash)]))
+    raw = p.wait_for("block").data
+    block = Block.from_bytes(raw)
+    assert block.hash == want.hash
+    assert raw.hex() == node.call("getblock", want.hash_hex(), 0)
+    p.send(m.GetData([m.Inv(m.MSG_BLOCK, want.hash)]))
+    stripped = Block.from_bytes(p.wait_for("block").data)
+    assert stripped.hash == want.hash and not stripped.txs[0].has_witness()
+    assert block.txs[0].has_witness()  # (the coinbase's witness nonce is what was stripped)
+    # unknown things are answered with notfound
+    unknown = m.Inv(m.MSG_WITNESS_BLOCK, b"\x11" * 32)
+    p.send(m.GetData([unknown, m.Inv(m.MSG_WTX, b"\x22" * 32)]))
+    assert p.wait_for("notfound").items == [unknown, m.Inv(m.MSG_WTX, b"\x22" * 32)]
+    # getblocks: an inv of the blocks after the locator
+    p.send(m.GetBlocks([headers[99].hash]))
+    inv = p.wait_for("inv").items
+    assert [i.hash for i in inv] == [h.hash for h in headers[100:]]
+    assert all(i.type == m.MSG_BLOCK for i in inv)
+    p.close()
+
+
+def test_new_blocks_announced_by_headers_or_inv(node, follower):
+    with_headers = peer(node)
+    with_headers.send(m.SendHeaders())
+    # Headers are announced only to a peer known to have the parent (as Core): here, one
+    # that fetched our headers.
+    with_headers.send(m.GetHeaders([hex_to_hash(node.call("getblockhash", 0))]))
+    with_headers.wait_for("headers")
+    with_inv = peer(node)
+    time.sleep(0.2)
+    [h] = node.call("generatetoaddress", 1, ADDR)
+    got = with_headers.wait_for("headers", pred=lambda msg: msg.headers)
+    assert [x.hash_hex() for x in got.headers] == [h]
+    inv = with_inv.wait_for("inv", pred=lambda msg: msg.items[0].type == m.MSG_BLOCK)
+    assert inv.items == [m.Inv(m.MSG_BLOCK, hex_to_hash(h))]
+    wait_until(lambda: follower.call("getbestblockhash") == h, 10, "follower")
+    with_headers.close()
+    with_inv.close()
+
+
+# -- transactions -------------------------------------------------------------------------
+
+
+def test_tx_announced_once_by_wtxid_or_txid_and_fee_filter(node, follower):
+    by_wtxid = peer(node)
+    by_txid = peer(node, wtxid=False)
+    picky = peer(node)
+    picky.send(m.FeeFilter(100_000_000))  # 1 BTC/kvB: nothing we send pays that
+    time.sleep(0.3)
+    tx = coinbase_spend(node, 1)
+    node.call("sendrawtransaction", tx.serialize().hex())
+    inv = by_wtxid.wait_for("inv", pred=lambda msg: msg.items[0].type == m.MSG_WTX)
+    assert inv.items == [m.Inv(m.MSG_WTX, tx.wtxid)]
+    inv = by_txid.wait_for("inv", pred=lambda msg: msg.items[0].type == m.MSG_TX)
+    assert inv.items == [m.Inv(m.MSG_TX, tx.txid)]
+    by_wtxid.send(m.GetData([m.Inv(m.MSG_WTX, tx.wtxid)]))
+    assert by_wtxid.wait_for("tx").data == tx.serialize()
+    by_txid.send(m.GetData([m.Inv(m.MSG_TX, tx.txid)]))
+    assert by_txid.wait_for("tx").data == tx.serialize(witness=False)
+    # never twice to the same peer, even when submitted again
+    node.call("sendrawtransaction", tx.serialize().hex())
+    with pytest.raises(TimeoutError):
+        by_wtxid.wait_for("inv", 1.0, pred=lambda msg: msg.items[0].type == m.MSG_WTX)
+    with pytest.raises(TimeoutError):
+        picky.wait_for("inv", 0.5, pred=lambda msg: msg.items[0].type == m.MSG_WTX)
+    wait_until(lambda: tx.txid_hex() in follower.call("getrawmempool"), 10, "follower mempool")
+    for p in (by_wtxid, by_txid, picky):
+        p.close()
+
+
+def test_tx_from_peer_accepted_and_orphan_parents_requested(node, follower):
+    p = peer(node)
+    parent = coinbase_spend(node, 2)
+    child = spend_outputs([(OutPoint(parent.txid, 0), parent.vout[0].value)])
+    p.send_payload("tx", child.serialize())
+    # The node lacks the parent: it asks us for it, by txid.
+    req = p.wait_for("getdata", pred=lambda msg: msg.items[0].hash == parent.txid)
+    assert req.items == [m.Inv(m.MSG_WITNESS_TX, parent.txid)]
+    p.send_payload("tx", parent.serialize())
+    wait_until(lambda: set(node.call("getrawmempool")) >= {parent.txid_hex(), child.txid_hex()},
+               10, "parent and orphan accepted")
+    wait_until(lambda: child.txid_hex() in follower.call("getrawmempool"), 10, "relayed on")
+    assert any(x["last_transaction"] > 0 for x in raw_peers(node))
+    p.close()
+
+
+def test_invalid_tx_disconnects_policy_failure_does_not(node):
+    p = peer(node)
+    low_fee = coinbase_spend(node, 3, fee=50)  # below the relay fee: policy only
+    p.send_payload("tx", low_fee.serialize())
+    p.send(m.Ping(7))
+    p.wait_for("pong", pred=lambda msg: msg.nonce == 7)
+    assert low_fee.txid_hex() not in node.call("getrawmempool")
+    bad = coinbase_spend(node, 4)
+    bad.vin[0].witness = [bad.vin[0].witness[0][:-2] + b"\x01\x01", bad.vin[0].witness[1]]
+    bad.rehash()
+    p.send_payload("tx", bad.serialize())  # a broken signature: consensus
+    assert p.is_closed(5)
+    assert node.call("getblockcount") >= HEIGHT  # still up
+
+
+# -- garbage, oversize and invalid data ---------------------------------------------------
+
+
+@pytest.mark.parametrize("what", ["magic", "checksum", "oversize", "malformed", "noise"])
+def test_bad_bytes_end_the_connection(node, follower, what):
+    p = peer(node)
+    if what == "magic":
+        p.send_raw(frame_with("ping", struct.pack("<Q", 1), magic=b"\xf9\xbe\xb4\xd9"))
+    elif what == "checksum":
+        p.send_raw(frame_with("ping", struct.pack("<Q", 1), check=b"\0\0\0\0"))
+    elif what == "oversize":
+        p.send_raw(frame_with("block", b"", length=4_000_001))
+    elif what == "malformed":
+        p.send_payload("headers", b"\x02" + b"\x00" * 81)  # says 2 headers, holds one
+    else:
+        p.send_raw(os.urandom(200))
+    assert p.is_closed(5), what
+    # the node is up and serves the others
+    again = peer(node)
+    again.send(m.GetHeaders([hex_to_hash(node.call("getblockhash", 0))]))
+    assert again.wait_for("headers").headers
+    again.close()
+    [h] = node.call("generatetoaddress", 1, ADDR)
+    wait_until(lambda: follower.call("getbestblockhash") == h, 10, "follower served")
+
+
+def test_oversized_lists_are_refused_and_scored(node):
+    p = peer(node)
+    too_many = m.InvMsg([m.Inv(m.MSG_WTX, i.to_bytes(32, "little")) for i in range(50_001)])
+    for i in range(4):  # 20 points each
+        p.send(too_many)
+        p.send(m.Ping(i + 1))
+        p.wait_for("pong", pred=lambda msg, i=i: msg.nonce == i + 1)
+    [info] = raw_peers(node)
+    assert info["bytesrecv_per_msg"]["inv"] > 4 * 36 * 50_000
+    p.send_payload("headers", m.compact_size(2001) + b"\x00" * 81 * 2001)  # the fifth: 100
+    assert p.is_closed(5)
+    # oversized addr and getdata are refused the same way
+    for msg in (m.Addr([NetAddr.from_ip("1.2.3.4", 8333)] * 1001),
+                m.GetData([m.Inv(m.MSG_TX, b"\x01" * 32)] * 50_001)):
+        q = peer(node)
+        q.send(msg)
+        q.send(m.Ping(9))
+        q.wait_for("pong", pred=lambda x: x.nonce == 9)  # refused, not fatal on its own
+        q.close()
+
+
+def test_unknown_messages_ignored(node):
+    p = peer(node)
+    p.send_payload("sendtxrcncl", b"\x01" * 12)
+    p.send_payload("whatever", b"junk")
+    p.send(m.Ping(5))
+    assert p.wait_for("pong").nonce == 5
+    p.close()
+
+
+def test_invalid_blocks_get_the_sender_dropped(node, follower):
+    tip = node.call("getbestblockhash")
+    # bad merkle root (a mutated block: the hash is not marked invalid)
+    p = peer(node)
+    block = tip_block(node)
+    block.header.merkle_root = b"\x01" * 32
+    block.header.rehash()
+    solve(block)
+    p.send_payload("block", block.serialize())
+    assert p.is_closed(5)
+    # a coinbase paying too much: the block is invalid and remembered as such
+    q = peer(node)
+    bad = tip_block(node, coinbase=make_coinbase(HEIGHT + 10, 51 * 10**8))
+    q.send_payload("block", bad.serialize())
+    assert q.is_closed(5)
+    assert node.call("getbestblockhash") == tip
+    status = {t["hash"]: t["status"] for t in node.call("getchaintips")}
+    assert status.get(bad.hash_hex()) == "invalid"
+    # headers that do not meet their proof of work: 50 points each
+    r = peer(node)
+    r.send(m.Headers([high_hash_header(node, 0)]))
+    r.send(m.Ping(3))
+    r.wait_for("pong", pred=lambda msg: msg.nonce == 3)  # still connected at 50
+    r.send(m.Headers([high_hash_header(node, 1)]))
+    assert r.is_closed(5)
+    # the node is fine and still serving
+    assert node.call("getbestblockhash") == tip
+    [h2] = node.call("generatetoaddress", 1, ADDR)
+    wait_until(lambda: follower.call("getbestblockhash") == h2, 10, "follower")
+
+
+def high_hash_header(node, salt: int) -> BlockHeader:
+    """A header on the tip whose hash misses the regtest target."""
+    h = tip_block(node, mine=False).header
+    h.time += salt
+    h.rehash()
+    while int.from_bytes(h.hash, "little") < 2**255:
+        h.nonce += 1
+        h.rehash()
+    return h
+
+
+def test_non_continuous_and_unconnecting_headers(node):
+    p = peer(node)
+    a = tip_block(node)
+    b = tip_block(node, coinbase=make_coinbase(HEIGHT + 50, 10))  # another child of the tip
+    p.send(m.Headers([a.header, b.header]))  # b does not follow a: 20 points
+    p.send(m.Ping(4))
+    p.wait_for("pong", pred=lambda msg: msg.nonce == 4)
+    # Headers that connect to nothing we know make the node ask for the way to them.
+    orphan = make_block(b"\x42" * 32, 5)
+    p.send(m.Headers([orphan.header]))
+    p.wait_for("getheaders")
+    [info] = raw_peers(node)
+    assert info["inbound"]
+    p.close()
+
+
+# -- timeouts -------------------------------------------------------------------------------
+
+
+def test_silent_peer_dropped_after_peertimeout(node):
+    p = RawPeer(node.p2pport)
+    t0 = time.time()
+    assert p.is_closed(6)
+    assert 1.5 < time.time() - t0 < 6
+
+
+def test_peer_not_answering_pings_dropped(tmp_path):
+    with NodeProcess(tmp_path / "n", "-pingtimeout=2") as n:
+        p = RawPeer(n.p2pport)
+        p.answer_pings = False
+        p.handshake()
+        t0 = time.time()
+        assert p.is_closed(8)
+        assert time.time() - t0 >= 1.5
+
+
+# -- bans and addresses ----------------------------------------------------------------------
+
+
+def test_setban_refuses_and_persists(tmp_path):
+    n = NodeProcess(tmp_path / "n").start()
+    try:
+        other = peer(n, source="127.0.0.3")
+        n.call("setban", "127.0.0.2", "add")
+        with pytest.raises(RPCFailure) as e:
+            n.call("setban", "127.0.0.2", "add")
+        assert e.value.code == -23
+        with pytest.raises(RPCFailure) as e:
+            n.call("setban", "not-an-ip", "add")
+        assert e.value.code == -30
+        n.call("setban", "127.0.0.3/32", "add", 3600)
+        assert other.is_closed(5)  # banning disconnects the peers it covers
+        banned = RawPeer(n.p2pport, source="127.0.0.2")
+        assert banned.is_closed(5)
+        fine = peer(n)  # 127.0.0.1 is not covered
+        fine.close()
+        listed = {b["address"]: b for b in n.call("listbanned")}
+        assert set(listed) == {"127.0.0.2/32", "127.0.0.3/32"}
+        assert listed["127.0.0.3/32"]["ban_duration"] == 3600
+        assert 3590 < listed["127.0.0.3/32"]["time_remaining"] <= 3600
+        n.stop()
+        n.start()
+        assert {b["address"] for b in n.call("listbanned")} == set(listed)
+        assert RawPeer(n.p2pport, source="127.0.0.2").is_closed(5)
+        n.call("setban", "127.0.0.3/32", "remove")
+        with pytest.raises(RPCFailure) as e:
+            n.call("setban", "127.0.0.3/32", "remove")
+        assert e.value.code == -30
+        n.call("clearbanned")
+        assert n.call("listbanned") == []
+        p = peer(n, source="127.0.0.2")
+        p.close()
+    finally:
+        n.stop()
+
+
+def test_addr_gossip_rate_limited_getaddr_answered(tmp_path):
+    with NodeProcess(tmp_path / "n") as n:
+        # Inbound: the token bucket starts at one address.
+        p = peer(n)
+        fresh = int(time.time())
+        addrs = [NetAddr.from_ip(f"8.8.{i}.1", 8333, 9) for i in range(5)]
+        for a in addrs:
+            a.time = fresh
+        p.send(m.AddrV2(addrs))
+        p.send(m.Ping(1))
+        p.wait_for("pong")
+        [info] = raw_peers(n)
+        assert info["addr_processed"] == 1 and info["addr_rate_limited"] == 4
+        assert len(n.call("getnodeaddresses", 0)) == 1
+        # Outbound: the node asks us for addresses and takes up to 1,000 in the answer.
+        srv = listen()
+        n.call("addnode", f"127.0.0.1:{srv.getsockname()[1]}", "onetry")
+        out = RawPeer.accept(srv)
+        out.handshake_inbound()
+        out.wait_for("getaddr")
+        many = [NetAddr.from_ip(f"9.{i // 250}.{i % 250}.7", 8333, 9) for i in range(1000)]
+        for a in many:
+            a.time = fresh
+        out.send(m.Addr(many))
+        out.send(m.Ping(2))
+        out.wait_for("pong")
+        got = n.call("getnodeaddresses", 0)
+        assert len(got) == 1001
+        # getaddr from an inbound peer is answered once
+        p.send(m.GetAddr())
+        answer = p.wait_for("addrv2")
+        assert 0 < len(answer.addrs) <= 1000
+        p.send(m.GetAddr())
+        with pytest.raises(TimeoutError):
+            p.wait_for("addrv2", 1.0)
+        out.close()
+        p.close()
+        srv.close()
+
+
+def test_bad_version_is_dropped(node):
+    p = RawPeer(node.p2pport)
+    p.send(m.Version(version=209))  # older than any peer we talk to
+    assert p.is_closed(5)
+    q = RawPeer(node.p2pport)
+    q.send(m.Version(nonce=1, timestamp=int(time.time())))
+    q.wait_for("version")
+    q.send(m.VerAck())
+    q.wait_for("verack")
+    q.send(m.WTxidRelay())  # only allowed before verack
+    with pytest.raises(Closed):
+        while True:
+            q.read_message(5)
