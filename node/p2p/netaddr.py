@@ -70,7 +70,7 @@ class NetAddr:
         return cls(net, raw, port, services)
 
     @classmethod
-    def from_ip(cls, ip: str, port: int, services: int = 0) -> NetAddr:
+    def from_ip(cls, ip: str, port: int, services: int = 0, time: int = 0) -> NetAddr:
         try:
             a = ipaddress.ip_address(ip.strip("[]").split("%")[0])
         except ValueError:
@@ -78,8 +78,8 @@ class NetAddr:
         if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
             a = a.ipv4_mapped
         if isinstance(a, ipaddress.IPv4Address):
-            return cls(NET_IPV4, a.packed, port, services)
-        return cls(NET_IPV6, a.packed, port, services)
+            return cls(NET_IPV4, a.packed, port, services, time)
+        return cls(NET_IPV6, a.packed, port, services, time)
 
     @classmethod
     def from_sockaddr(cls, sockaddr: tuple) -> NetAddr:
