@@ -205,7 +205,7 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
         share, rest = divmod(reduce, len(subtract))
         for k, i in enumerate(subtract):
             outputs[i].value -= share + (rest if k == 0 else 0)
-            if outputs[i].value < dust_threshold(outputs[i].script):
+            if outputs[i].value < dust_threshold(outputs[i].script_pubkey):
                 raise WalletError(RPC_WALLET_ERROR, "The transaction amount is too small to "
                                   "pay the fee")
         if change_value == 0:

@@ -1,0 +1,163 @@
+"""Building and signing: fee at the asked rate, change of the recipients' kind, anti-fee-
+sniping lock time, BIP125 signalling, fees from the recipients, several recipients; every
+input kind signed and checked by the consensus script interpreter."""
+
+import random
+
+import pytest
+
+from consensus.params import REGTEST
+from consensus.script import flags as F
+from consensus.script.script import witness_program
+from consensus.script.verify import verify_transaction
+from consensus.tx import OutPoint, Transaction, TxIn, TxOut
+from wallet import spend
+from wallet.address import address_to_script
+from wallet.coinselect import fee_for
+from wallet.errors import WalletError
+from wallet.spend import Recipient, create_transaction, sign_transaction
+from wallet.wallet import Wallet
+
+NOW = 1_700_000_000
+OTHER = address_to_script("bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080", REGTEST)
+OTHER_TR = bytes.fromhex(
+    "512079be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
+
+
+def _wallet(tmp_path, values, kind="bech32", passphrase=None):
+    w = Wallet.create(tmp_path / "w", "w", REGTEST, passphrase=passphrase)
+    if passphrase:
+        w.unlock(passphrase, 60)
+    with w.db.atomic():
+        for i, v in enumerate(values):
+            k = kind if isinstance(kind, str) else kind[i % len(kind)]
+            prev = Transaction(2, [TxIn(OutPoint(bytes([i + 1]) * 32, 0))],
+                               [TxOut(v, address_to_script(w.new_address(k), REGTEST))])
+            w.add_tx(prev, height=10, block_hash=b"\x07" * 32, block_time=NOW, block_pos=i + 1)
+        w.set_tip(200, b"\x08" * 32, NOW)
+    return w
+
+
+def _check(w, tx):
+    spent = [w.prevout(i.prevout.hash, i.prevout.n) for i in tx.vin]
+    verify_transaction(tx, spent, F.STANDARD_SCRIPT_VERIFY_FLAGS, cache=None)
+    return sum(o.value for o in spent) - tx.total_out()
+
+
+@pytest.mark.parametrize("kind", ["bech32", "bech32m", "legacy", "p2sh-segwit"])
+def test_each_input_kind_signs_and_verifies(tmp_path, kind):
+    w = _wallet(tmp_path, [300_000, 200_000], kind)
+    built = create_transaction(w, [Recipient(OTHER, 400_000)], 2000, rng=random.Random(1),
+                               now=NOW)
+    tx = sign_transaction(w, built.tx)
+    fee = _check(w, tx)
+    assert fee == built.fee
+    # the estimate is an upper bound: the fee rate paid is at least the one asked for, and
+    # within a few vbytes of it (ECDSA signatures are 71 or 72 bytes)
+    assert fee * 1000 >= 2000 * tx.vsize
+    assert fee <= 2000 * (tx.vsize + 2 * len(tx.vin)) // 1000 + 1
+
+
+def test_change_locktime_rbf(tmp_path):
+    w = _wallet(tmp_path, [1_000_000])
+    built = create_transaction(w, [Recipient(OTHER, 100_000)], 5000, rng=random.Random(2),
+                               now=NOW)
+    tx = built.tx
+    assert len(tx.vout) == 2 and built.change_pos >= 0
+    change = tx.vout[built.change_pos]
+    assert w.is_change(change.script_pubkey)
+    assert witness_program(change.script_pubkey)[0] == 0  # bech32 change for a bech32 payee
+    assert tx.total_out() + built.fee == 1_000_000
+    assert all(i.sequence == spend.SEQUENCE_RBF for i in tx.vin)
+    assert tx.locktime in range(101, 201)  # tip height, sometimes up to 100 below
+    no_rbf = create_transaction(w, [Recipient(OTHER, 100_000)], 5000, replaceable=False,
+                                rng=random.Random(2), now=NOW).tx
+    assert all(i.sequence == 0xFFFFFFFE for i in no_rbf.vin)
+    locktimes = {create_transaction(w, [Recipient(OTHER, 1000)], 5000, rng=random.Random(s),
+                                    now=NOW).tx.locktime for s in range(60)}
+    assert 200 in locktimes and min(locktimes) < 200  # anti-fee-sniping's random back-off
+
+
+def test_stale_tip_gives_no_locktime(tmp_path):
+    w = _wallet(tmp_path, [1_000_000])
+    tx = create_transaction(w, [Recipient(OTHER, 100_000)], 5000,
+                            now=NOW + 9 * 3600).tx
+    assert tx.locktime == 0
+
+
+def test_taproot_recipient_gets_taproot_change(tmp_path):
+    w = _wallet(tmp_path, [1_000_000])
+    built = create_transaction(w, [Recipient(OTHER_TR, 100_000)], 5000, now=NOW)
+    assert witness_program(built.tx.vout[built.change_pos].script_pubkey)[0] == 1
+
+
+def test_several_recipients_exact(tmp_path):
+    w = _wallet(tmp_path, [500_000, 500_000, 500_000])
+    recips = [Recipient(OTHER, 600_000), Recipient(OTHER_TR, 300_000)]
+    built = create_transaction(w, recips, 3000, now=NOW)
+    tx = sign_transaction(w, built.tx)
+    outs = [o for i, o in enumerate(tx.vout) if i != built.change_pos]
+    assert sorted(o.value for o in outs) == [300_000, 600_000]
+    assert _check(w, tx) == built.fee
+
+
+def test_subtract_fee_send_max(tmp_path):
+    w = _wallet(tmp_path, [400_000, 350_000])
+    built = create_transaction(w, [Recipient(OTHER, 750_000, subtract_fee=True)], 4000, now=NOW)
+    tx = sign_transaction(w, built.tx)
+    assert len(tx.vout) == 1  # everything went: no change
+    assert tx.vout[0].value == 750_000 - built.fee
+    assert _check(w, tx) == built.fee
+    assert built.fee * 1000 >= 4000 * tx.vsize
+    assert built.fee <= fee_for(tx.weight + 8 * len(tx.vin), 4000)
+
+
+def test_subtract_fee_split_between_recipients(tmp_path):
+    w = _wallet(tmp_path, [1_000_000])
+    recips = [Recipient(OTHER, 300_000, True), Recipient(OTHER_TR, 200_000, True)]
+    built = create_transaction(w, recips, 3000, now=NOW)
+    outs = [o.value for i, o in enumerate(built.tx.vout) if i != built.change_pos]
+    assert sum(outs) == 500_000 - built.fee
+    assert abs((300_000 - max(outs)) - (200_000 - min(outs))) <= 1
+
+
+def test_errors(tmp_path):
+    w = _wallet(tmp_path, [100_000])
+    with pytest.raises(WalletError) as e:
+        create_transaction(w, [Recipient(OTHER, 5_000_000)], 2000, now=NOW)
+    assert e.value.code == -6
+    assert "need 0.05000" in e.value.message and "0.00100000 BTC available" in e.value.message
+    with pytest.raises(WalletError, match="amount too small"):
+        create_transaction(w, [Recipient(OTHER, 100)], 2000, now=NOW)  # dust
+    with pytest.raises(WalletError, match="minimum relay fee"):
+        create_transaction(w, [Recipient(OTHER, 10_000)], 500, now=NOW)
+    with pytest.raises(WalletError, match="too small to pay the fee"):
+        create_transaction(w, [Recipient(OTHER, 300, subtract_fee=True)], 2000, now=NOW)
+
+
+def test_fee_above_maxtxfee_refused(tmp_path):
+    w = _wallet(tmp_path, [50 * 100_000_000])
+    with pytest.raises(WalletError, match="Fee exceeds maximum"):
+        create_transaction(w, [Recipient(OTHER, 10_000)], 100_000_000, now=NOW)
+
+
+def test_locked_wallet_cannot_sign(tmp_path):
+    w = _wallet(tmp_path, [100_000], passphrase="pw")
+    built = create_transaction(w, [Recipient(OTHER, 50_000)], 2000, now=NOW)
+    w.lock()
+    with pytest.raises(WalletError) as e:
+        sign_transaction(w, built.tx)
+    assert e.value.code == -13
+    w.unlock("pw", 10)
+    _check(w, sign_transaction(w, built.tx))
+
+
+def test_unconfirmed_foreign_coins_are_not_spent(tmp_path):
+    w = _wallet(tmp_path, [100_000])
+    incoming = Transaction(2, [TxIn(OutPoint(b"\x55" * 32, 0))],
+                           [TxOut(900_000, address_to_script(w.new_address(), REGTEST))])
+    w.add_tx(incoming, in_mempool=True)
+    assert w.balances()["untrusted_pending"] == 900_000
+    with pytest.raises(WalletError) as e:
+        create_transaction(w, [Recipient(OTHER, 500_000)], 2000, now=NOW)
+    assert e.value.code == -6
