@@ -66,9 +66,19 @@ class Method:
         if isinstance(params, dict):
             index = {p.name: i for i, p in enumerate(self.params)}
             values: list[Any] = [_MISSING] * len(self.params)
+            params = dict(params)
+            # bitcoin-cli -named sends the arguments given without a name as "args"
+            extra = params.pop("args", [])
+            if not isinstance(extra, list) or len(extra) > len(self.params):
+                raise WalletError(RPC_INVALID_PARAMETER, "args must be an array of at most "
+                                  f"{len(self.params)} values")
+            values[:len(extra)] = extra
             for k, v in params.items():
                 if k not in index:
                     raise WalletError(RPC_INVALID_PARAMETER, f"Unknown named parameter {k}")
+                if values[index[k]] is not _MISSING:
+                    raise WalletError(RPC_INVALID_PARAMETER, f"Parameter {k} specified twice "
+                                      "both as positional and named argument")
                 values[index[k]] = v
         elif isinstance(params, list):
             if len(params) > len(self.params):
