@@ -6,6 +6,7 @@ getdata served from the block files and the mempool.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import threading
@@ -25,6 +26,7 @@ MAX_PEER_TX_ANNOUNCEMENTS = 5000  # unrequested announcements remembered per pee
 FEE_FILTER_REFRESH = 30.0  # seconds between checks of the fee filter we announced
 GETDATA_TX_INTERVAL = 60.0  # before asking another announcer for a transaction
 MAX_GETDATA_IN_FLIGHT = 100  # transactions requested from one peer at a time
+MAX_TX_QUEUE = 5000  # received transactions waiting for validation before peers must wait
 TX_MSG_TYPES = (m.MSG_TX, m.MSG_WTX, m.MSG_WITNESS_TX)
 BLOCK_MSG_TYPES = (m.MSG_BLOCK, m.MSG_WITNESS_BLOCK)
 
@@ -43,6 +45,8 @@ class Relay:
         self.requested: dict[bytes, tuple[Peer, float]] = {}  # tx hash -> (asked peer, when)
         self._fee_filter_sent: dict[int, int] = {}
         self._last_fee_filter = 0.0
+        self._tx_queue: list[tuple[Peer, bytes]] = []  # received, for the next batch
+        self._tx_job: asyncio.Future | None = None
 
     # -- events from the mempool (any thread) ---------------------------------------------
 
@@ -243,19 +247,46 @@ class Relay:
     # -- transactions in --------------------------------------------------------------------
 
     async def on_tx(self, peer: Peer, msg: m.RawPayload) -> None:
-        try:
-            result = await self.net.validate(self._accept, msg.data)
-        except DeserializationError as err:
-            peer.close(f"malformed tx: {err}")
+        """Queue the transaction for the next batch on the validation thread; a batch of
+        several has its scripts checked on the mempool's worker processes."""
+        self._tx_queue.append((peer, msg.data))
+        if self._tx_job is None:
+            self._start_tx_batch()
+        elif len(self._tx_queue) >= MAX_TX_QUEUE:
+            await asyncio.shield(self._tx_job)  # backpressure: stop reading until it is done
+
+    def _start_tx_batch(self) -> None:
+        batch, self._tx_queue = self._tx_queue, []
+        job = self.net.validate(self._accept_batch, [raw for _, raw in batch])
+        job.add_done_callback(lambda f: self._tx_batch_done(batch, f))
+        self._tx_job = job
+
+    def _tx_batch_done(self, batch: list[tuple[Peer, bytes]], job) -> None:
+        self._tx_job = None
+        if job.cancelled():
             return
-        tx, status, detail = result
+        if job.exception() is not None:
+            log.error("transaction batch failed: %r", job.exception())
+        else:
+            for (peer, _), result in zip(batch, job.result()):
+                if not peer.closed:
+                    self._tx_result(peer, *result)
+            self._request_announced()
+        if self._tx_queue:
+            self._start_tx_batch()
+
+    def _tx_result(self, peer: Peer, tx: Transaction | None, status: str, detail) -> None:
+        if tx is None:
+            peer.close(f"malformed tx: {detail}")
+            return
         for h in (tx.wtxid, tx.txid):
             peer.known_inv.add(h)
             r = self.requested.get(h)
             if r is not None and r[0] is peer:
                 del self.requested[h]
-        peer.last_tx_time = int(time.time()) if status == "accepted" else peer.last_tx_time
-        if status == "orphan":
+        if status == "accepted":
+            peer.last_tx_time = int(time.time())
+        elif status == "orphan":
             # Ask the sender for the parents we lack (by txid: that is all we know).
             want = [m.Inv(m.MSG_WITNESS_TX, p) for p in detail
                     if p not in self.requested and not self._have_tx(p)]
@@ -274,25 +305,46 @@ class Relay:
             else:
                 log.debug("transaction %s from peer=%d not accepted: %s", tx.txid_hex(),
                           peer.id, err)
-        self._request_announced()
 
-    def _accept(self, raw: bytes):
-        """Validation thread: (tx, "accepted" | "known" | "orphan" | "rejected", detail)."""
-        tx = Transaction.from_bytes(raw)
+    def _accept_batch(self, raws: list[bytes]) -> list[tuple]:
+        """Validation thread: (tx or None, "accepted" | "known" | "orphan" | "rejected" |
+        "malformed", detail) for each transaction, in order."""
+        mp = self.mempool
+        results: list[tuple | None] = [None] * len(raws)
+        txs: list[tuple[int, Transaction]] = []
+        for i, raw in enumerate(raws):
+            try:
+                txs.append((i, Transaction.from_bytes(raw)))
+            except DeserializationError as err:
+                results[i] = (None, "malformed", err)
+        stream = mp.start_background_checks() if len(txs) > 1 else None
+        try:
+            if stream is not None:
+                mp.check_in_background(stream, [tx for _, tx in txs])
+                log.debug("checking the scripts of %d relayed transactions on the worker "
+                          "processes", len(txs))
+            for i, tx in txs:
+                results[i] = (tx, *self._accept(tx))
+        finally:
+            if stream is not None:
+                mp.end_background_checks(stream)
+        return results  # type: ignore[return-value]
+
+    def _accept(self, tx: Transaction) -> tuple[str, object]:
         mp = self.mempool
         if tx.wtxid in mp.by_wtxid or tx.txid in mp.entries:
-            return tx, "known", None
+            return "known", None
         try:
             mp.accept(tx)
-            return tx, "accepted", None
+            return "accepted", None
         except MempoolReject as err:
             if err.missing_inputs:
                 parents = mp.missing_parents(tx)
                 mp.add_orphan(tx)
-                return tx, "orphan", parents
+                return "orphan", parents
             if err.already_known:
-                return tx, "known", None
-            return tx, "rejected", err
+                return "known", None
+            return "rejected", err
 
     def peer_gone(self, peer: Peer) -> None:
         self._fee_filter_sent.pop(peer.id, None)

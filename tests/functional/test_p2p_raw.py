@@ -19,7 +19,7 @@ from node.p2p.netaddr import NetAddr
 from tests.blocktools import make_block, make_coinbase, solve
 from tests.functional.framework import NodeProcess, RPCFailure
 from tests.functional.netutil import ADDR, coinbase_spend, spend_outputs, wait_until
-from tests.functional.p2p_peer import Closed, RawPeer, frame_with, listen
+from tests.functional.p2p_peer import MAGIC, Closed, RawPeer, frame_with, listen
 
 HEIGHT = 110
 
@@ -188,6 +188,22 @@ def test_tx_from_peer_accepted_and_orphan_parents_requested(node, follower):
     wait_until(lambda: child.txid_hex() in follower.call("getrawmempool"), 10, "relayed on")
     assert any(x["last_transaction"] > 0 for x in raw_peers(node))
     p.close()
+
+
+def test_burst_of_relayed_transactions_checked_on_workers(tmp_path):
+    with NodeProcess(tmp_path / "n", "-par=2", "-debug=net") as n:
+        n.call("generatetoaddress", 101, ADDR)
+        fan = coinbase_spend(n, 1, outputs=300)
+        n.call("sendrawtransaction", fan.serialize().hex())
+        n.call("generatetoaddress", 1, ADDR)  # (children of one mempool parent are limited)
+        kids = [spend_outputs([(OutPoint(fan.txid, i), fan.vout[i].value)], fee=1000)
+                for i in range(300)]
+        p = peer(n)
+        p.send_raw(b"".join(m.frame(MAGIC, "tx", k.serialize()) for k in kids))
+        wait_until(lambda: len(n.call("getrawmempool")) == 300, 30, "all accepted")
+        log = (n.chain_dir / "debug.log").read_text()
+        assert "relayed transactions on the worker processes" in log
+        p.close()
 
 
 def test_invalid_tx_disconnects_policy_failure_does_not(node):
