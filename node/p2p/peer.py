@@ -121,6 +121,7 @@ class Peer:
         self.sync_started = False
         self.headers_requested_at = 0.0
         self.unconnecting_headers = 0
+        self.presync: list = []  # low-work headers kept aside (sync._enough_work)
         self.pending_blocks = 0  # received blocks waiting for the validation thread
         # relay (see relay.py)
         self.known_inv = KnownSet(50_000)

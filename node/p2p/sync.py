@@ -19,7 +19,7 @@ import time
 
 from consensus.block import HEADER_SIZE, Block, BlockHeader
 from consensus.errors import ValidationError
-from consensus.pow import block_work
+from consensus.pow import block_work, check_proof_of_work
 from consensus.serialize import DeserializationError
 from node.p2p import messages as m
 from node.p2p.peer import Peer
@@ -35,6 +35,8 @@ MAX_PENDING_BLOCKS = 32  # received from one peer, waiting for validation, befor
 MAX_UNCONNECTING_HEADERS = 10
 MAX_BLOCKS_TO_ANNOUNCE = 8
 MAX_GETBLOCKS_RESULTS = 500
+ANTI_DOS_BLOCKS = 144  # headers chains with less work than our tip's minus this are not kept
+MAX_PRESYNC_HEADERS = 20_000  # low-work headers kept aside per peer while their chain grows
 UNREQUESTED_MAX_AHEAD = 288  # Core's MIN_BLOCKS_TO_KEEP: unrequested blocks beyond it are dropped
 
 
@@ -112,13 +114,20 @@ class BlockSync:
             if b.prev_hash != a.hash:
                 self.net.misbehaving(peer, 20, "non-continuous headers sequence")
                 return
-        if self.chain.get(headers[0].prev_hash) is None:
+        presync = peer.presync
+        if presync and headers[0].prev_hash == presync[-1].hash:
+            headers = presync + headers  # the continuation of a low-work chain being checked
+        peer.presync = []
+        start = self.chain.get(headers[0].prev_hash)
+        if start is None:
             # Does not connect to anything we know: ask for the path to it.
             peer.unconnecting_headers += 1
             self.send_getheaders(peer, self.chain.best_header)
             if peer.unconnecting_headers % MAX_UNCONNECTING_HEADERS == 0:
                 self.net.misbehaving(peer, 20, f"{peer.unconnecting_headers} non-connecting "
                                                "headers")
+            return
+        if not self._enough_work(peer, start, headers):
             return
         try:
             last = await self.net.validate(self._accept_headers, headers)
@@ -131,9 +140,30 @@ class BlockSync:
         for h in headers:
             peer.known_blocks.add(h.hash)
         self.update_best_known(peer, last)
-        if len(headers) == m.MAX_HEADERS_RESULTS:
+        if len(msg.headers) == m.MAX_HEADERS_RESULTS:
             self.send_getheaders(peer, last)  # more to come
         self.schedule()
+
+    def _enough_work(self, peer: Peer, start, headers: list[BlockHeader]) -> bool:
+        """Core's anti-DoS rule: headers are stored only once they make a chain with about
+        as much work as ours (no less than our tip's minus 144 blocks' worth), so a peer
+        cannot fill our memory with cheap forks. A full message below that is kept aside
+        (bounded) while the rest of that chain is asked for; anything else is ignored."""
+        tip = self.chain.published
+        threshold = tip.chain_work - ANTI_DOS_BLOCKS * block_work(tip.bits)
+        work = start.chain_work + sum(block_work(h.bits) for h in headers)
+        if work >= threshold:
+            return True
+        if len(headers) % m.MAX_HEADERS_RESULTS or len(headers) >= MAX_PRESYNC_HEADERS:
+            log.info("ignoring low-work chain of %d headers from peer=%d", len(headers), peer.id)
+            return False
+        for h in headers[-m.MAX_HEADERS_RESULTS:]:
+            if not check_proof_of_work(h.hash, h.bits, self.chain.params):
+                self.net.misbehaving(peer, 100, "header with invalid proof of work")
+                return False
+        peer.presync = headers
+        peer.send(m.GetHeaders([headers[-1].hash] + locator(self.chain.best_header)))
+        return False
 
     def _accept_headers(self, headers: list[BlockHeader]):
         e = None

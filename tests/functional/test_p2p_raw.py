@@ -335,6 +335,43 @@ def test_non_continuous_and_unconnecting_headers(node):
     p.close()
 
 
+def fork_headers(parent_hash: bytes, parent_height: int, n: int, t0: int) -> list[BlockHeader]:
+    out, prev = [], parent_hash
+    for i in range(n):
+        b = make_block(prev, parent_height + 1 + i, time=t0 + i,
+                       coinbase=make_coinbase(parent_height + 1 + i, 10, b"\x52"))
+        out.append(b.header)
+        prev = b.hash
+    return out
+
+
+def test_low_work_headers_are_not_stored(tmp_path):
+    with NodeProcess(tmp_path / "n") as n:
+        n.call("generatetoaddress", 2300, ADDR)
+        genesis = hex_to_hash(n.call("getblockhash", 0))
+        t0 = n.call("getblockheader", n.call("getblockhash", 1))["time"]
+        headers = fork_headers(genesis, 0, 2200, t0)
+        p = peer(n)
+        p.send(m.Headers(headers[:10]))  # a short fork with far less work: ignored
+        p.send(m.Ping(1))
+        p.wait_for("pong")
+        assert len(n.call("getchaintips")) == 1
+        # A full message below the threshold is kept aside while the node asks for more...
+        p.send(m.Headers(headers[:2000]))
+        ask = p.wait_for("getheaders", pred=lambda g: g.locator[0] == headers[1999].hash)
+        assert ask.locator[1:] and ask.locator[1] == hex_to_hash(n.call("getbestblockhash"))
+        assert len(n.call("getchaintips")) == 1
+        # ... and stored once the chain has about as much work as ours (2,200 > 2,300 - 144).
+        p.send(m.Headers(headers[2000:]))
+        def fork_tip():
+            return [(t["height"], t["hash"], t["status"]) for t in n.call("getchaintips")
+                    if t["status"] != "active"]
+
+        wait_until(lambda: fork_tip() == [(2200, headers[-1].hash_hex(), "headers-only")], 10,
+                   "fork stored")
+        p.close()
+
+
 # -- timeouts -------------------------------------------------------------------------------
 
 
