@@ -2,6 +2,8 @@
 
 - POST to `/` or `/wallet/<name>`; Basic auth against the cookie, -rpcuser/-rpcpassword or
   -rpcauth (HMAC-SHA256); a wrong password is answered 401 after a short delay.
+- Wallet methods go to the node's wallet manager when it mounts one (`node.wallets`, a
+  wallet.service.WalletManager), on threads of their own.
 - JSON-RPC 1.0 (legacy) replies carry both `result` and `error`, errors use HTTP 500 (404
   for an unknown method, 400 for an invalid request); JSON-RPC 2.0 replies carry one of them
   with HTTP 200, and notifications get 204. Batches are arrays, answered with HTTP 200.
@@ -122,6 +124,9 @@ class RPCServer:
         self.active: dict[int, tuple[str, float]] = {}  # for getrpcinfo
         self._runner: web.AppRunner | None = None
         self.bound: list[tuple[str, int]] = []
+        # Wallet calls reach the node over JSON-RPC themselves, so they run on threads of
+        # their own: waiting on a node call they never hold a thread the node call needs.
+        self.wallet_executor: ThreadPoolExecutor | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -138,10 +143,24 @@ class RPCServer:
                 self.bound.append(sock.getsockname()[:2])
         log.info("RPC server listening on %s", ", ".join(f"{h}:{p}" for h, p in self.bound))
 
+    def _wallets(self) -> Any:
+        """The node's wallet.service.WalletManager, when it mounts wallets."""
+        return getattr(self.node, "wallets", None)
+
+    def _wallet_executor(self) -> ThreadPoolExecutor:
+        if self.wallet_executor is None:
+            self.wallet_executor = ThreadPoolExecutor(max_workers=4,
+                                                      thread_name_prefix="rpc-wallet")
+        return self.wallet_executor
+
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self.wallet_executor is not None:
+            wallet_executor = self.wallet_executor
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: wallet_executor.shutdown(wait=True, cancel_futures=True))
         # Let calls in progress finish (they check node.shutting_down in long loops) before
         # the chain is closed under them.
         await asyncio.get_running_loop().run_in_executor(
@@ -187,7 +206,11 @@ class RPCServer:
         # Parsing a big body, running the method and encoding its reply all happen on a
         # worker thread, so the loop keeps serving other clients meanwhile.
         loop = asyncio.get_running_loop()
-        status, payload = await loop.run_in_executor(self.executor, self._process, req, body,
+        executor = self.executor
+        if (self._wallets() is not None or getattr(self.node, "wallets_loading", False)) and (
+                req is _UNPARSED or _has_wallet_call(req)):
+            executor = self._wallet_executor()
+        status, payload = await loop.run_in_executor(executor, self._process, req, body,
                                                      wallet, peer)
         return self._response(status, payload)
 
@@ -295,6 +318,11 @@ class RPCServer:
     def execute(self, name: str, params: Any, request: RPCRequest) -> Any:
         method = REGISTRY.get(name)
         if method is None:
+            wallets = self._wallets()
+            if wallets is not None and wallets.handles(name):
+                return self._execute_wallet(wallets, name, params, request)
+            if getattr(self.node, "wallets_loading", False) and _is_wallet_method(name):
+                raise RPCError(RPC_IN_WARMUP, "Loading wallet...")
             raise RPCError(RPC_METHOD_NOT_FOUND, "Method not found")
         if self.warmup is not None and name not in ("stop", "help", "uptime", "getrpcinfo"):
             raise RPCError(RPC_IN_WARMUP, self.warmup)
@@ -308,6 +336,26 @@ class RPCServer:
             raise
         except Exception as err:  # a bug, not bad input: report it without dying
             log.exception("RPC %s failed", name)
+            raise RPCError(RPC_INTERNAL_ERROR, f"Internal error: {err}") from None
+        finally:
+            self.active.pop(key, None)
+
+
+    def _execute_wallet(self, wallets: Any, name: str, params: Any, request: RPCRequest) -> Any:
+        """A wallet method (the wallet of /wallet/<name>, or the only one loaded), with the
+        wallet's error codes passed on as they are."""
+        from wallet.errors import WalletError
+
+        if self.warmup is not None:
+            raise RPCError(RPC_IN_WARMUP, self.warmup)
+        key = id(request)
+        self.active[key] = (name, time.monotonic())
+        try:
+            return wallets.call(request.wallet, name, params)
+        except WalletError as err:
+            raise RPCError(err.code, err.message) from None
+        except Exception as err:  # a bug, not bad input: report it without dying
+            log.exception("wallet RPC %s failed", name)
             raise RPCError(RPC_INTERNAL_ERROR, f"Internal error: {err}") from None
         finally:
             self.active.pop(key, None)
@@ -337,6 +385,20 @@ def _encodable(value: str | int) -> bool:
         return True
     except UnicodeEncodeError:
         return False
+
+
+def _is_wallet_method(name: str) -> bool:
+    from wallet.rpc import METHODS
+
+    return name in METHODS
+
+
+def _has_wallet_call(req: Any) -> bool:
+    """Whether a request (or a batch) calls a method the node's registry does not have:
+    those are the wallet's."""
+    items = req if isinstance(req, list) else [req]
+    return any(isinstance(r, dict) and isinstance(r.get("method"), str)
+               and r["method"] not in REGISTRY for r in items)
 
 
 def _is_inline(req: dict) -> bool:

@@ -1,0 +1,173 @@
+"""Wallets mounted in minibtcd: the node's RPC server hands wallet methods to a
+wallet.service.WalletManager (at /wallet/<name>, and at / when one wallet is loaded), and on
+regtest a default wallet is created at first start, so getnewaddress works at once.
+
+node/daemon.py does not mount wallets yet (another change owns that file); MOUNT below is the
+code proposed for it, applied to the real daemon by a small launcher, so what is tested here is
+the real node with exactly those lines. The wallet reaches the node over the node's own
+JSON-RPC, and with only two RPC threads a burst of wallet calls must still not deadlock: wallet
+calls run on threads of their own (node/rpc/server.py)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.functional.framework import ROOT, NodeProcess, RPCFailure
+
+# What node/daemon.py gets: Node._init_wallets, run once RPC warm-up is over.
+MOUNT = '''
+def _init_wallets(self) -> None:
+    """Mount the wallets of <datadir>/wallets; on regtest create and load a default wallet
+    at first start. The wallet reaches this node over its own JSON-RPC."""
+    from wallet.nodeclient import NodeClient
+    from wallet.service import WalletManager
+
+    cfg = self.config
+    host, port = next((b for b in self.rpc.bound if ":" not in b[0]), self.rpc.bound[0])
+    url = f"http://{host}:{port}/" if ":" not in host else f"http://[{host}]:{port}/"
+    if cfg.rpcpassword:
+        client = NodeClient(url, cfg.rpcuser, cfg.rpcpassword)
+    else:
+        client = NodeClient(url, cookie_file=self.datadir / ".cookie")
+    self.wallets_loading = True
+    try:
+        manager = WalletManager(self.datadir / "wallets", self.params, client)
+        for problem in manager.start(create_default=self.params.name == "regtest"):
+            log.warning("%s", problem)
+        manager.start_background()
+        self.wallets = manager
+    finally:
+        self.wallets_loading = False
+'''
+
+LAUNCHER = MOUNT + '''
+import logging, sys, threading, time
+import node.daemon as d
+
+log = logging.getLogger("minibtcd")
+d.Node._init_wallets = _init_wallets
+_init_chain = d.Node._init_chain
+
+
+def init_chain(self):
+    # stands in for the one line in Node.run after `self.rpc.warmup = None`:
+    #     await self.loop.run_in_executor(None, self._init_wallets)
+    self.wallets_loading = True
+    _init_chain(self)
+
+    def later():
+        while self.rpc.warmup is not None:
+            time.sleep(0.02)
+        self._init_wallets()
+
+    threading.Thread(target=later, daemon=True).start()
+
+
+d.Node._init_chain = init_chain
+sys.exit(d.main())
+'''
+
+
+class MountedNode(NodeProcess):
+    def start(self, *more: str, wait: bool = True) -> MountedNode:
+        import subprocess
+
+        log = open(self.datadir / "stdout.log", "ab")
+        self.proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, *self.args(), *more],
+                                     cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        if wait:
+            self.wait_ready()
+        return self
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    n = MountedNode(tmp_path_factory.mktemp("mount") / "n", "-rpcthreads=2")
+    n.start()
+    try:
+        yield n
+    finally:
+        n.stop()
+
+
+def _wait_wallet(n: NodeProcess) -> None:
+    deadline = time.time() + 30
+    while True:
+        try:
+            if n.call("listwallets") == ["default"]:
+                return
+        except RPCFailure as e:
+            if e.code != -28:  # "Loading wallet..." until the manager is up
+                raise
+        assert time.time() < deadline, "default wallet not loaded"
+        time.sleep(0.05)
+
+
+def test_default_wallet_on_first_start(node):
+    _wait_wallet(node)
+    addr = node.call("getnewaddress")  # at /, the one wallet loaded
+    assert addr.startswith("bcrt1q")
+    node.call("generatetoaddress", 101, addr)
+    assert node.call("getbalance") == 50
+    assert node.call("getbalances", wallet="default")["mine"]["immature"] == 5000
+    assert (node.datadir / "regtest" / "wallets" / "default" / "wallet.sqlite").exists()
+
+
+def test_wallet_paths_and_errors(node):
+    _wait_wallet(node)
+    assert node.call("createwallet", "second") == {"name": "second"}
+    with pytest.raises(RPCFailure) as e:
+        node.call("getnewaddress")  # two loaded, none named
+    assert e.value.code == -19
+    with pytest.raises(RPCFailure) as e:
+        node.call("getbalance", wallet="nosuch")
+    assert e.value.code == -18
+    to = node.call("getnewaddress", wallet="second")
+    txid = node.call("sendtoaddress", to, 1.5, wallet="default")
+    assert txid in node.call("getrawmempool")
+    assert node.call("getbalances", wallet="second")["mine"]["untrusted_pending"] == 1.5
+    # node methods still answer at /wallet/<name>, as in Core
+    assert node.call("getblockcount", wallet="second") == 101
+    # batches mixing node and wallet calls
+    status, replies = node.request([
+        {"jsonrpc": "2.0", "id": 1, "method": "getblockcount", "params": []},
+        {"jsonrpc": "2.0", "id": 2, "method": "getwalletinfo", "params": []}],
+        path="/wallet/second")
+    assert status == 200
+    assert replies[0]["result"] == 101 and replies[1]["result"]["walletname"] == "second"
+    node.call("unloadwallet", "second")
+    assert node.call("listwallets") == ["default"]
+
+
+def test_many_wallet_calls_do_not_starve_the_node(node):
+    """Each wallet call makes node calls on the same server; with -rpcthreads=2 they must
+    not wait on threads that are waiting on them."""
+    _wait_wallet(node)
+    results: list = []
+    lock = threading.Lock()
+
+    def one(_):
+        r = node.call("getbalances")
+        with lock:
+            results.append(r)
+
+    with ThreadPoolExecutor(12) as pool:
+        list(pool.map(one, range(24), timeout=60))
+    assert len(results) == 24
+    assert node.call("getblockcount") == 101
+
+
+def test_restart_loads_the_wallet_again(node):
+    _wait_wallet(node)
+    addr = node.call("getnewaddress")
+    before = node.call("getbalances")
+    node.stop()
+    node.start()
+    _wait_wallet(node)
+    assert node.call("getaddressinfo", addr)["ismine"] is True
+    assert node.call("getbalances") == before  # the pending payment too (mempool persisted)
