@@ -4,7 +4,8 @@ An argument whose declared type is not a plain string (numbers, booleans, amount
 objects) is parsed as JSON on the command line; every other argument is sent as a string.
 
 The table is static so that the CLI starts without importing the node's registry (which pulls
-in pydantic, aiohttp and the consensus code). It is generated from node.rpc.registry, and
+in pydantic, aiohttp and the consensus code). It is generated from node.rpc.registry and the
+wallet's methods (wallet.rpc), and
 tests/unit/test_cli_params.py fails whenever it differs from what the registry declares.
 After adding or changing an RPC, regenerate it:
 
@@ -19,6 +20,8 @@ from __future__ import annotations
 CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
     "addnode": ((2, "v2transport"),),
     "addpeeraddress": ((1, "port"), (2, "tried")),
+    "bumpfee": ((1, "options"),),
+    "combinepsbt": ((0, "txs"),),
     "createrawtransaction": (
         (0, "inputs"),
         (1, "outputs"),
@@ -26,13 +29,24 @@ CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
         (3, "replaceable"),
         (4, "version"),
     ),
+    "createwallet": (
+        (1, "disable_private_keys"),
+        (2, "blank"),
+        (4, "avoid_reuse"),
+        (5, "descriptors"),
+        (6, "load_on_startup"),
+        (7, "external_signer"),
+        (10, "birthday_height"),
+    ),
     "decoderawtransaction": ((1, "iswitness"),),
     "deriveaddresses": ((1, "range"),),
     "disconnectnode": ((1, "nodeid"),),
     "estimatesmartfee": ((0, "conf_target"),),
+    "finalizepsbt": ((1, "extract"),),
     "generateblock": ((1, "transactions"), (2, "submit")),
     "generatetoaddress": ((0, "nblocks"), (2, "maxtries")),
     "generatetodescriptor": ((0, "num_blocks"), (2, "maxtries")),
+    "getbalance": ((1, "minconf"), (2, "include_watchonly"), (3, "avoid_reuse")),
     "getblock": ((1, "verbosity"), (1, "verbose")),
     "getblockhash": ((0, "height"),),
     "getblockheader": ((1, "verbose"),),
@@ -43,16 +57,65 @@ CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
     "getnodeaddresses": ((0, "count"),),
     "getrawmempool": ((0, "verbose"), (1, "mempool_sequence")),
     "getrawtransaction": ((1, "verbosity"), (1, "verbose")),
+    "getreceivedbyaddress": ((1, "minconf"), (2, "include_immature_coinbase")),
+    "gettransaction": ((1, "include_watchonly"), (2, "verbose")),
     "gettxout": ((1, "n"), (2, "include_mempool")),
     "gettxoutsetinfo": ((1, "hash_or_height"), (2, "use_index")),
+    "importdescriptors": ((0, "requests"),),
+    "listdescriptors": ((0, "private"),),
+    "listsinceblock": (
+        (1, "target_confirmations"),
+        (2, "include_watchonly"),
+        (3, "include_removed"),
+    ),
+    "listtransactions": ((1, "count"), (2, "skip"), (3, "include_watchonly")),
+    "listunspent": (
+        (0, "minconf"),
+        (1, "maxconf"),
+        (2, "addresses"),
+        (3, "include_unsafe"),
+        (4, "query_options"),
+    ),
+    "loadwallet": ((1, "load_on_startup"),),
     "logging": ((0, "include"), (1, "exclude")),
     "prioritisetransaction": ((1, "dummy"), (2, "fee_delta")),
+    "psbtbumpfee": ((1, "options"),),
+    "rescanblockchain": ((0, "start_height"), (1, "stop_height")),
+    "restorewallet": ((2, "load_on_startup"),),
     "scantxoutset": ((1, "scanobjects"),),
+    "sendmany": (
+        (1, "amounts"),
+        (2, "minconf"),
+        (4, "subtractfeefrom"),
+        (5, "replaceable"),
+        (6, "conf_target"),
+        (8, "fee_rate"),
+        (9, "verbose"),
+    ),
     "sendrawtransaction": ((1, "maxfeerate"), (2, "maxburnamount")),
+    "sendtoaddress": (
+        (1, "amount"),
+        (4, "subtractfeefromamount"),
+        (5, "replaceable"),
+        (6, "conf_target"),
+        (8, "avoid_reuse"),
+        (9, "fee_rate"),
+        (10, "verbose"),
+    ),
     "setban": ((2, "bantime"), (3, "absolute")),
     "setnetworkactive": ((0, "state"),),
     "testmempoolaccept": ((0, "rawtxs"), (1, "maxfeerate")),
+    "unloadwallet": ((1, "load_on_startup"),),
     "verifychain": ((0, "checklevel"), (1, "nblocks")),
+    "walletcreatefundedpsbt": (
+        (0, "inputs"),
+        (1, "outputs"),
+        (2, "locktime"),
+        (3, "options"),
+        (4, "bip32derivs"),
+    ),
+    "walletpassphrase": ((1, "timeout"),),
+    "walletprocesspsbt": ((1, "sign"), (3, "bip32derivs"), (4, "finalize")),
 }
 # END GENERATED
 
@@ -83,9 +146,11 @@ def table_names(table: dict | None = None) -> dict[str, list[str]]:
 
 
 def from_registry() -> dict[str, tuple[tuple[int, str], ...]]:
-    """The table as the registry declares it (imports every RPC method: slow, not for the CLI)."""
+    """The table as the registry declares it, with the wallet's methods (wallet.rpc, which
+    minibtcd mounts) beside the node's (imports every RPC method: slow, not for the CLI)."""
     import node.rpc.methods  # noqa: F401  (registers every method)
     from node.rpc.registry import json_arg_names, json_arg_positions
+    from wallet.rpc import json_arg_table
 
     positions, names = json_arg_positions(), json_arg_names()
     if positions.keys() != names.keys():
@@ -97,7 +162,11 @@ def from_registry() -> dict[str, tuple[tuple[int, str], ...]]:
         if len(pos) != len(nam):
             raise RuntimeError(f"registry: {method}: positions {pos} vs names {nam}")
         out[method] = tuple(zip(pos, nam, strict=True))
-    return out
+    for method, entries in json_arg_table().items():
+        if method in out:
+            raise RuntimeError(f"{method} is both a node and a wallet method")
+        out[method] = entries
+    return dict(sorted(out.items()))
 
 
 def render(table: dict[str, tuple[tuple[int, str], ...]]) -> str:

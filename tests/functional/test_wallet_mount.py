@@ -171,3 +171,28 @@ def test_restart_loads_the_wallet_again(node):
     _wait_wallet(node)
     assert node.call("getaddressinfo", addr)["ismine"] is True
     assert node.call("getbalances") == before  # the pending payment too (mempool persisted)
+
+
+def test_minibtc_cli_with_rpcwallet(node):
+    import json
+    import subprocess
+    from decimal import Decimal
+
+    from tests.functional.framework import cli_env
+
+    _wait_wallet(node)
+
+    def cli(*args):
+        r = subprocess.run([sys.executable, "-m", "node.cli", f"-datadir={node.datadir}",
+                            f"-rpcport={node.rpcport}", "-rpcwallet=default", *args], cwd=ROOT,
+                           env=cli_env(), capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    to = cli("getnewaddress", "", "bech32m")
+    assert to.startswith("bcrt1p")
+    # amount, subtractfeefromamount and fee_rate are sent as JSON (cli_params), not strings
+    txid = cli("sendtoaddress", to, "0.25", "", "", "false", "true", "null", "unset", "true",
+               "7")
+    tx = json.loads(cli("gettransaction", txid), parse_float=Decimal)
+    assert tx["amount"] == 0 and tx["fee"] < 0  # paid to itself: only the fee left

@@ -25,11 +25,25 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_table_matches_registry():
     import node.rpc.methods  # noqa: F401  (registers every method)
     from node.rpc.registry import json_arg_names, json_arg_positions
+    from wallet.rpc import json_arg_table
 
-    assert cli_params.table_positions() == json_arg_positions(), (
+    wallet = json_arg_table()
+    node_positions = {m: p for m, p in cli_params.table_positions().items() if m not in wallet}
+    node_names = {m: n for m, n in cli_params.table_names().items() if m not in wallet}
+    assert node_positions == json_arg_positions(), (
         "node/rpc/cli_params.py is stale: run python -m node.rpc.cli_params --write")
-    assert cli_params.table_names() == json_arg_names(), (
+    assert node_names == json_arg_names(), (
         "node/rpc/cli_params.py is stale: run python -m node.rpc.cli_params --write")
+    for method, entries in wallet.items():
+        assert cli_params.CONVERT_PARAMS[method] == entries, method
+
+
+def test_wallet_arguments_are_converted():
+    assert cli_params.convert_position("sendtoaddress", 1)  # amount
+    assert not cli_params.convert_position("sendtoaddress", 0)  # address
+    assert cli_params.convert_name("sendtoaddress", "fee_rate")
+    assert cli_params.convert_name("walletpassphrase", "timeout")
+    assert not cli_params.convert_name("walletpassphrase", "passphrase")
 
 
 def test_generated_block_is_what_write_produces():
