@@ -104,7 +104,10 @@ class Account:
         if self.private is None:
             return None
         pos = index if self.ranged else 0
-        for k in self.private.keys + [k for s in _all_subs(self.private) for k in s.keys]:
+        keys = self.private.keys + [k for s in _all_subs(self.private) for k in s.keys]
+        if len(keys) == 1:  # a single-key descriptor: its one key is the one asked for
+            return keys[0].derive_secret(pos)
+        for k in keys:
             secret = k.derive_secret(pos)
             if secret is not None and pubkey_from_secret(secret, len(pubkey) == 33) == pubkey:
                 return secret

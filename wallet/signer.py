@@ -9,7 +9,6 @@ PrecomputedTxData per transaction so that a 200-input transaction costs 200 hash
 from __future__ import annotations
 
 from consensus.hashes import hash160
-from consensus.script.keys import sign_ecdsa, sign_schnorr, taproot_tweak_seckey
 from consensus.script.script import is_p2pkh, is_p2sh, witness_program
 from consensus.script.sighash import (
     SIGHASH_ALL,
@@ -21,6 +20,7 @@ from consensus.script.sighash import (
 )
 from consensus.script.standard import p2pkh_script, p2sh_script, p2wpkh_script
 from wallet.errors import RPC_INVALID_PARAMETER, WalletError, unlock_needed
+from wallet.keys import sign_digest, sign_taproot_key_path
 from wallet.psbt import PSBT
 from wallet.wallet import Wallet
 
@@ -120,7 +120,7 @@ def sign(wallet: Wallet, psbt: PSBT, sighash: int | None = None) -> int:
                 continue  # BIP341 signs every spent output: all must be known
             ht = SIGHASH_DEFAULT if ht is None else ht
             h = taproot_sighash(tx, i, txdata, ht)
-            sig = sign_schnorr(taproot_tweak_seckey(secret, None), h)
+            sig = sign_taproot_key_path(secret, h)
             inp.tap_key_sig = sig + (bytes((ht,)) if ht else b"")
             signed += 1
             continue
@@ -137,6 +137,6 @@ def sign(wallet: Wallet, psbt: PSBT, sighash: int | None = None) -> int:
             h = legacy_sighash(tx, i, spk, ht, txdata)
         else:
             continue
-        inp.partial_sigs[pubkey] = sign_ecdsa(secret, h) + bytes((ht,))
+        inp.partial_sigs[pubkey] = sign_digest(secret, h) + bytes((ht,))
         signed += 1
     return signed

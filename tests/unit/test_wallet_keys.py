@@ -74,3 +74,39 @@ def test_key_checks():
         pubkey_from_secret(b"\x00" * 32)
     with pytest.raises(InvalidKeyError):
         taproot_output_key(b"\x00" * 32)
+
+
+# -- signing straight on libsecp256k1 -------------------------------------------------------------
+
+
+def test_sign_digest_is_coincurves_signature():
+    import hashlib
+
+    from coincurve import PrivateKey
+
+    from wallet.keys import InvalidKeyError, sign_digest
+
+    for i in range(20):
+        secret = hashlib.sha256(b"k%d" % i).digest()
+        msg = hashlib.sha256(b"m%d" % i).digest()
+        assert sign_digest(secret, msg) == PrivateKey(secret).sign(msg, hasher=None)  # RFC6979
+    with pytest.raises(InvalidKeyError):
+        sign_digest(b"\x00" * 32, msg)
+
+
+def test_sign_taproot_key_path_verifies_under_the_output_key():
+    import hashlib
+
+    from coincurve import PublicKeyXOnly
+
+    from consensus.script.keys import taproot_tweak_pubkey, xonly_pubkey
+    from wallet.keys import sign_taproot_key_path
+
+    for i in range(10):
+        secret = hashlib.sha256(b"t%d" % i).digest()  # odd and even Y both occur
+        root = None if i % 2 else hashlib.sha256(b"root").digest()
+        out_key, _ = taproot_tweak_pubkey(xonly_pubkey(secret), root)
+        msg = hashlib.sha256(b"msg%d" % i).digest()
+        sig = sign_taproot_key_path(secret, msg, root)
+        assert PublicKeyXOnly(out_key).verify(sig, msg)
+        assert not PublicKeyXOnly(xonly_pubkey(secret)).verify(sig, msg)
