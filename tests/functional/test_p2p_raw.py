@@ -144,6 +144,40 @@ def test_new_blocks_announced_by_headers_or_inv(node, follower):
     with_inv.close()
 
 
+def test_submitted_block_is_relayed(node, follower):
+    p = peer(node)
+    p.send(m.SendHeaders())
+    p.send(m.GetHeaders([hex_to_hash(node.call("getblockhash", 0))]))
+    p.wait_for("headers")
+    block = tip_block(node)
+    assert node.call("submitblock", block.serialize().hex()) is None
+    got = p.wait_for("headers", pred=lambda msg: msg.headers)
+    assert [h.hash for h in got.headers] == [block.hash]
+    wait_until(lambda: follower.call("getbestblockhash") == block.hash_hex(), 10, "follower")
+    p.close()
+
+
+def test_peer_that_does_not_read_stalls_only_itself(node, follower):
+    slow = peer(node)
+    h = hex_to_hash(node.call("getbestblockhash"))
+    # 50,000 copies of a block (megabytes) that it never reads: the node stops serving it
+    # once the socket buffers are full, and carries on with everyone else.
+    slow.send(m.GetData([m.Inv(m.MSG_WITNESS_BLOCK, h)] * 50_000))
+    time.sleep(1.0)
+    [info] = raw_peers(node)
+    size = len(node.call("getblock", h[::-1].hex(), 0)) // 2 + 24
+    assert info["bytessent_per_msg"].get("block", 0) < 50_000 * size / 2
+    t0 = time.time()
+    [h2] = node.call("generatetoaddress", 1, ADDR)
+    wait_until(lambda: follower.call("getbestblockhash") == h2, 10, "follower")
+    other = peer(node)
+    other.send(m.Ping(11))
+    other.wait_for("pong", pred=lambda msg: msg.nonce == 11)
+    assert time.time() - t0 < 10
+    other.close()
+    slow.close()
+
+
 # -- transactions -------------------------------------------------------------------------
 
 
