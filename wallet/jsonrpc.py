@@ -16,7 +16,7 @@ def dumps(obj: Any, indent: int | None = None) -> str:
 
     def default(o: Any) -> Any:
         if isinstance(o, Decimal):
-            return f"{marker}{o}"
+            return f"{marker}{o:f}"  # positional always: 0.00000000, never 0E-8
         if isinstance(o, bytes):
             return o.hex()
         raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")

@@ -351,7 +351,7 @@ class RPCServer:
         key = id(request)
         self.active[key] = (name, time.monotonic())
         try:
-            return wallets.call(request.wallet, name, params)
+            return _wallet_amounts(wallets.call(request.wallet, name, params))
         except WalletError as err:
             raise RPCError(err.code, err.message) from None
         except Exception as err:  # a bug, not bad input: report it without dying
@@ -385,6 +385,19 @@ def _encodable(value: str | int) -> bool:
         return True
     except UnicodeEncodeError:
         return False
+
+
+def _wallet_amounts(value: Any) -> Any:
+    """The wallet answers BTC amounts as Decimals of 8 places: written as the node writes
+    amounts (jsonutil.Amount, 0.00000000 rather than 0E-8)."""
+    if isinstance(value, Decimal):
+        sats = value * 100_000_000
+        return jsonutil.btc(int(sats)) if sats == sats.to_integral_value() else value
+    if isinstance(value, dict):
+        return {k: _wallet_amounts(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_wallet_amounts(v) for v in value]
+    return value
 
 
 def _is_wallet_method(name: str) -> bool:

@@ -116,6 +116,16 @@ def test_default_wallet_on_first_start(node):
     assert node.call("getbalance") == 50
     assert node.call("getbalances", wallet="default")["mine"]["immature"] == 5000
     assert (node.datadir / "regtest" / "wallets" / "default" / "wallet.sqlite").exists()
+    # amounts written as the node writes them, zero included
+    import base64
+    import urllib.request
+
+    user, pw = node.auth()
+    req = urllib.request.Request(node.url, data=b'{"method":"getbalances","params":[],"id":1}',
+                                 headers={"Authorization": "Basic " + base64.b64encode(
+                                     f"{user}:{pw}".encode()).decode()})
+    body = urllib.request.urlopen(req, timeout=60).read()
+    assert b'"untrusted_pending":0.00000000' in body and b'"trusted":50.00000000' in body
 
 
 def test_wallet_paths_and_errors(node):

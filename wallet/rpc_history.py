@@ -1,0 +1,278 @@
+"""Wallet RPCs: balances, coins and history (Core's wallet/rpc/coins.cpp and
+transactions.cpp), with Core's ListTransactions and WalletTxToJSON fields."""
+
+from __future__ import annotations
+
+from consensus.hashes import hash_to_hex, hex_to_hash
+from consensus.script.script import is_p2sh
+from consensus.tx import SEQUENCE_FINAL
+from wallet.address import script_to_address
+from wallet.amounts import parse_btc, to_btc
+from wallet.errors import (
+    RPC_INVALID_ADDRESS_OR_KEY,
+    RPC_INVALID_PARAMETER,
+    RPC_WALLET_ERROR,
+    WalletError,
+)
+from wallet.rpc import (
+    ARR,
+    BOOL,
+    NUM,
+    OBJ,
+    STR,
+    Call,
+    Param,
+    address_script,
+    coin_desc,
+    last_block,
+    method,
+    parse_txid,
+)
+from wallet.wallet import Wallet, WalletTx
+
+
+def _replaceable_str(w: Wallet, wtx: WalletTx) -> str:
+    if wtx.height is not None:
+        return "no"
+    if not wtx.in_mempool:
+        return "unknown"
+    return "yes" if any(i.sequence < SEQUENCE_FINAL - 1 for i in wtx.tx.vin) else "no"
+
+
+def _tx_fields(w: Wallet, wtx: WalletTx) -> dict:
+    """Core's WalletTxToJSON."""
+    depth = w.depth(wtx)
+    out: dict = {"confirmations": depth}
+    if wtx.tx.is_coinbase():
+        out["generated"] = True
+    if depth <= 0 and not wtx.tx.is_coinbase():
+        out["trusted"] = w.is_trusted(wtx)
+    if wtx.height is not None:
+        out["blockhash"] = hash_to_hex(wtx.block_hash)
+        out["blockheight"] = wtx.height
+        out["blockindex"] = wtx.block_pos
+        out["blocktime"] = wtx.block_time
+    out["txid"] = hash_to_hex(wtx.txid)
+    out["wtxid"] = hash_to_hex(wtx.tx.wtxid)
+    out["walletconflicts"] = [hash_to_hex(t) for t in w.conflicts(wtx)]
+    if wtx.replaced_by is not None:
+        out["replaced_by_txid"] = hash_to_hex(wtx.replaced_by)
+    if wtx.replaces is not None:
+        out["replaces_txid"] = hash_to_hex(wtx.replaces)
+    if wtx.comment:
+        out["comment"] = wtx.comment
+    out["time"] = min(wtx.received, wtx.block_time) if wtx.block_time else wtx.received
+    out["timereceived"] = wtx.received
+    out["bip125-replaceable"] = _replaceable_str(w, wtx)
+    return out
+
+
+def _entries(w: Wallet, wtx: WalletTx) -> list[dict]:
+    """Core's ListTransactions entries (send and receive) for one transaction, without the
+    transaction-wide fields."""
+    debit = w.debit(wtx)
+    fee = (debit - wtx.tx.total_out()) if debit > 0 else 0
+    out = []
+    mine = set(w.credits[wtx.txid])
+    for n, txout in enumerate(wtx.tx.vout):
+        if debit > 0:
+            if n in mine and w.is_change(txout.script_pubkey):
+                continue
+            addr = script_to_address(txout.script_pubkey, w.params)
+            e: dict = {}
+            if addr is not None:
+                e["address"] = addr
+            e["category"] = "send"
+            e["amount"] = to_btc(-txout.value)
+            if addr is not None and addr in w.labels:
+                e["label"] = w.labels[addr]
+            e["vout"] = n
+            e["fee"] = to_btc(-fee)
+            e["abandoned"] = False
+            out.append(e)
+    for n in sorted(mine):
+        txout = wtx.tx.vout[n]
+        if debit > 0 and w.is_change(txout.script_pubkey):
+            continue
+        addr = script_to_address(txout.script_pubkey, w.params)
+        e = {"address": addr} if addr is not None else {}
+        if wtx.tx.is_coinbase():
+            if w.depth(wtx) < 1:
+                cat = "orphan"
+            elif w.maturity_left(wtx) > 0:
+                cat = "immature"
+            else:
+                cat = "generate"
+        else:
+            cat = "receive"
+        e["category"] = cat
+        e["amount"] = to_btc(txout.value)
+        if addr is not None and addr in w.labels:
+            e["label"] = w.labels[addr]
+        e["vout"] = n
+        owner = w.owner(txout.script_pubkey)
+        if owner is not None:
+            e["parent_descs"] = [owner[0].descriptor]
+        out.append(e)
+    return out
+
+
+
+# -- balances and history ------------------------------------------------------------------
+
+
+@method("getbalance", Param("dummy", STR, None), Param("minconf", NUM, 0),
+        Param("include_watchonly", BOOL, True), Param("avoid_reuse", BOOL, True))
+def getbalance(call: Call, dummy, minconf, include_watchonly, avoid_reuse):
+    if dummy is not None and dummy != "*":
+        raise WalletError(-32, 'dummy first argument must be excluded or set to "*".')
+    w = call.w
+    total = sum(c.value for c in w.coins() if c.depth >= minconf)
+    return to_btc(total)
+
+
+@method("getunconfirmedbalance")
+def getunconfirmedbalance(call: Call):
+    return to_btc(call.w.balances()["untrusted_pending"])
+
+
+@method("getbalances")
+def getbalances(call: Call):
+    b = call.w.balances()
+    return {"mine": {"trusted": to_btc(b["trusted"]),
+                     "untrusted_pending": to_btc(b["untrusted_pending"]),
+                     "immature": to_btc(b["immature"])},
+            "lastprocessedblock": last_block(call.w)}
+
+
+@method("listunspent", Param("minconf", NUM, 1), Param("maxconf", NUM, 9999999),
+        Param("addresses", ARR, None), Param("include_unsafe", BOOL, True),
+        Param("query_options", OBJ, None))
+def listunspent(call: Call, minconf, maxconf, addresses, include_unsafe, query_options):
+    w = call.w
+    wanted = None
+    if addresses:
+        wanted = set()
+        for a in addresses:
+            s = address_script(w, a)
+            if s in wanted:
+                raise WalletError(RPC_INVALID_PARAMETER, f"Invalid parameter, duplicated "
+                                  f"address: {a}")
+            wanted.add(s)
+    q = query_options or {}
+    min_amount = parse_btc(q["minimumAmount"]) if "minimumAmount" in q else 0
+    out = []
+    for c in sorted(w.coins(include_unsafe=include_unsafe),
+                    key=lambda c: (-c.depth, c.txid, c.n)):
+        if not minconf <= c.depth <= maxconf or c.value < min_amount:
+            continue
+        if wanted is not None and c.script not in wanted:
+            continue
+        addr = script_to_address(c.script, w.params)
+        e: dict = {"txid": hash_to_hex(c.txid), "vout": c.n}
+        if addr is not None:
+            e["address"] = addr
+            if addr in w.labels:
+                e["label"] = w.labels[addr]
+        e["scriptPubKey"] = c.script.hex()
+        if is_p2sh(c.script):
+            acc = w.accounts[c.account_id]
+            e["redeemScript"] = acc.expansion(c.index).scripts[0] and \
+                next(iter(acc.expansion(c.index).subscripts.values()), b"").hex()
+        e["amount"] = to_btc(c.value)
+        e["confirmations"] = c.depth
+        acc = w.accounts[c.account_id]
+        e["spendable"] = acc.private is not None or (w.encrypted and acc.secret is not None)
+        e["solvable"] = True
+        e["desc"] = coin_desc(w, c.script)
+        e["parent_descs"] = [acc.descriptor]
+        e["safe"] = c.trusted
+        out.append(e)
+    return out
+
+
+@method("listtransactions", Param("label", STR, None), Param("count", NUM, 10),
+        Param("skip", NUM, 0), Param("include_watchonly", BOOL, True))
+def listtransactions(call: Call, label, count, skip, include_watchonly):
+    if count < 0:
+        raise WalletError(RPC_INVALID_PARAMETER, "Negative count")
+    if skip < 0:
+        raise WalletError(RPC_INVALID_PARAMETER, "Negative from")
+    w = call.w
+    rows = []
+    ordered = sorted(w.txs.values(), key=lambda t: (
+        _tx_fields(w, t)["time"], t.height if t.height is not None else 1 << 62,
+        t.block_pos or 0))
+    for wtx in ordered:
+        fields = _tx_fields(w, wtx)
+        for e in _entries(w, wtx):
+            if label not in (None, "*") and e.get("label") != label:
+                continue
+            e.pop("parent_descs", None)
+            rows.append({**e, **fields})
+    if count == 0:
+        return []
+    end = len(rows) - skip
+    return rows[max(0, end - count):max(0, end)]
+
+
+@method("listsinceblock", Param("blockhash", STR, None), Param("target_confirmations", NUM, 1),
+        Param("include_watchonly", BOOL, True), Param("include_removed", BOOL, True))
+def listsinceblock(call: Call, blockhash, target_confirmations, include_watchonly,
+                   include_removed):
+    w = call.w
+    since = -1
+    if blockhash:
+        h = hex_to_hash(blockhash)
+        row = w.db.conn.execute("SELECT height FROM blocks WHERE hash=?", (h,)).fetchone()
+        if row is None:
+            raise WalletError(RPC_INVALID_ADDRESS_OR_KEY, "Block not found")
+        since = row[0]
+    rows = []
+    for wtx in w.txs.values():
+        if wtx.height is None or wtx.height > since:
+            fields = _tx_fields(w, wtx)
+            for e in _entries(w, wtx):
+                e.pop("parent_descs", None)
+                rows.append({**e, **fields})
+    last = max(0, w.tip_height - target_confirmations + 1)
+    last_hash = w.block_hash_at(last)
+    return {"transactions": rows, "removed": [],
+            "lastblock": hash_to_hex(last_hash) if last_hash else ""}
+
+
+@method("gettransaction", Param("txid", STR), Param("include_watchonly", BOOL, True),
+        Param("verbose", BOOL, False))
+def gettransaction(call: Call, txid, include_watchonly, verbose):
+    w = call.w
+    wtx = w.txs.get(parse_txid(txid))
+    if wtx is None:
+        raise WalletError(RPC_INVALID_ADDRESS_OR_KEY, "Invalid or non-wallet transaction id")
+    credit, debit = w.credit(wtx), w.debit(wtx)
+    fee = wtx.tx.total_out() - debit if debit > 0 else 0  # negative, as Core
+    out: dict = {"amount": to_btc(credit - debit - fee)}
+    if debit > 0:
+        out["fee"] = to_btc(fee)
+    out.update(_tx_fields(w, wtx))
+    details = _entries(w, wtx)
+    out["details"] = details
+    out["hex"] = wtx.tx.serialize().hex()
+    if verbose:
+        out["decoded"] = call.node.call("decoderawtransaction", out["hex"])
+    return out
+
+
+@method("getreceivedbyaddress", Param("address", STR), Param("minconf", NUM, 1),
+        Param("include_immature_coinbase", BOOL, False))
+def getreceivedbyaddress(call: Call, address, minconf, include_immature_coinbase):
+    w = call.w
+    script = address_script(w, address)
+    if not w.is_mine(script):
+        raise WalletError(RPC_WALLET_ERROR, "Address not found in wallet")
+    total = 0
+    for wtx in w.txs.values():
+        if w.depth(wtx) < minconf or (wtx.tx.is_coinbase() and not include_immature_coinbase
+                                      and w.maturity_left(wtx) > 0):
+            continue
+        total += sum(o.value for o in wtx.tx.vout if o.script_pubkey == script)
+    return to_btc(total)
