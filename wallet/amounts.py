@@ -23,8 +23,8 @@ def format_btc(sats: int) -> str:
     return f"{sign}{q}.{r:08d}"
 
 
-def parse_btc(value: object, allow_zero: bool = True) -> int:
-    """A BTC amount (number or numeric string) to satoshis, with Core's AmountFromValue errors."""
+def _decimal(value: object) -> Decimal:
+    """A finite JSON number or numeric string, with Core's errors."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
         raise WalletError(RPC_TYPE_ERROR, "Amount is not a number or string")
     try:
@@ -33,7 +33,12 @@ def parse_btc(value: object, allow_zero: bool = True) -> int:
         raise WalletError(RPC_TYPE_ERROR, "Invalid amount") from None
     if not d.is_finite():
         raise WalletError(RPC_TYPE_ERROR, "Invalid amount")
-    sats = d * COIN
+    return d
+
+
+def parse_btc(value: object, allow_zero: bool = True) -> int:
+    """A BTC amount (number or numeric string) to satoshis, with Core's AmountFromValue errors."""
+    sats = _decimal(value) * COIN
     if sats != sats.to_integral_value():
         raise WalletError(RPC_TYPE_ERROR, "Invalid amount")
     n = int(sats)
@@ -46,13 +51,8 @@ def parse_btc(value: object, allow_zero: bool = True) -> int:
 
 def parse_fee_rate_sat_vb(value: object) -> int:
     """A fee rate in sat/vB (may have up to 3 decimals, as Core) to sat/kvB."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):
-        raise WalletError(RPC_TYPE_ERROR, "Amount is not a number or string")
-    try:
-        d = value if isinstance(value, Decimal) else Decimal(str(value))
-    except InvalidOperation:
-        raise WalletError(RPC_TYPE_ERROR, "Invalid amount") from None
-    if not d.is_finite() or d < 0:
+    d = _decimal(value)
+    if d < 0:
         raise WalletError(RPC_TYPE_ERROR, "Invalid amount")
     kvb = d * 1000
     if kvb != kvb.to_integral_value():

@@ -132,28 +132,35 @@ def single_random_draw(coins: Sequence[Candidate], target: int, p: Params,
     """Core's SelectCoinsSRD: coins in random order until they cover target plus change."""
     pool = [c for c in coins if p.effective(c) > 0]
     rng.shuffle(pool)
-    need = target + p.min_change + fee_for(p.change_output_weight, p.fee_rate)
-    out, total = [], 0
-    for c in pool:
-        out.append(c)
-        total += p.effective(c)
-        if total >= need:
-            return out
-    return None
+    out, total = _accumulate(pool, target, p)
+    return out if total >= target + _change_need(p) else None
 
 
 def largest_first(coins: Sequence[Candidate], target: int, p: Params) -> list[Candidate] | None:
     """Fewest inputs: the biggest coins until target plus change is covered (or, failing that,
     at least target, the rest going to fees)."""
     pool = sorted((c for c in coins if p.effective(c) > 0), key=p.effective, reverse=True)
-    need = target + p.min_change + fee_for(p.change_output_weight, p.fee_rate)
+    out, total = _accumulate(pool, target, p)
+    return out if total >= target else None
+
+
+def _change_need(p: Params) -> int:
+    """What a change output costs and must at least hold."""
+    return p.min_change + fee_for(p.change_output_weight, p.fee_rate)
+
+
+def _accumulate(pool: Sequence[Candidate], target: int, p: Params
+                ) -> tuple[list[Candidate], int]:
+    """Coins of pool in order until they cover target plus a change output (or all of them),
+    and their effective value."""
+    need = target + _change_need(p)
     out, total = [], 0
     for c in pool:
         out.append(c)
         total += p.effective(c)
         if total >= need:
-            return out
-    return out if total >= target else None
+            break
+    return out, total
 
 
 def select_coins(coins: Sequence[Candidate], target: int, p: Params,

@@ -30,7 +30,7 @@ from wallet.rpc import (
     parse_txid,
 )
 from wallet.rpc_send import amounts_of
-from wallet.signer import parse_sighash, sign, update
+from wallet.signer import SIGHASH_NAMES, parse_sighash, sign, update
 
 # -- PSBT ------------------------------------------------------------------------------------
 
@@ -148,6 +148,15 @@ def _script_json(call: Call, script: bytes) -> dict:
     return {k: d[k] for k in ("asm", "hex", "type") if k in d}
 
 
+def _scripts_json(call: Call, rec) -> dict:  # noqa: ANN001  (PSBTInput or PSBTOutput)
+    d = {}
+    if rec.redeem_script is not None:
+        d["redeem_script"] = _script_json(call, rec.redeem_script)
+    if rec.witness_script is not None:
+        d["witness_script"] = _script_json(call, rec.witness_script)
+    return d
+
+
 @method("decodepsbt", Param("psbt", STR), needs_wallet=False, syncs=False)
 def decodepsbt(call: Call, text):
     psbt = _psbt(text)
@@ -178,15 +187,9 @@ def decodepsbt(call: Call, text):
         if inp.partial_sigs:
             d["partial_signatures"] = {k.hex(): v.hex() for k, v in inp.partial_sigs.items()}
         if inp.sighash_type is not None:
-            d["sighash"] = next((n for n, v in {"ALL": 1, "NONE": 2, "SINGLE": 3, "DEFAULT": 0,
-                                                "ALL|ANYONECANPAY": 0x81,
-                                                "NONE|ANYONECANPAY": 0x82,
-                                                "SINGLE|ANYONECANPAY": 0x83}.items()
+            d["sighash"] = next((n for n, v in SIGHASH_NAMES.items()
                                  if v == inp.sighash_type), str(inp.sighash_type))
-        if inp.redeem_script is not None:
-            d["redeem_script"] = _script_json(call, inp.redeem_script)
-        if inp.witness_script is not None:
-            d["witness_script"] = _script_json(call, inp.witness_script)
+        d.update(_scripts_json(call, inp))
         if inp.bip32_derivs:
             d["bip32_derivs"] = [_origin_json(k, o) for k, o in inp.bip32_derivs.items()]
         if inp.final_script_sig is not None:
@@ -210,11 +213,7 @@ def decodepsbt(call: Call, text):
     out["inputs"] = inputs
     outputs = []
     for pout in psbt.outputs:
-        d = {}
-        if pout.redeem_script is not None:
-            d["redeem_script"] = _script_json(call, pout.redeem_script)
-        if pout.witness_script is not None:
-            d["witness_script"] = _script_json(call, pout.witness_script)
+        d = _scripts_json(call, pout)
         if pout.bip32_derivs:
             d["bip32_derivs"] = [_origin_json(k, o) for k, o in pout.bip32_derivs.items()]
         if pout.tap_internal_key is not None:

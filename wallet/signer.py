@@ -19,9 +19,11 @@ from consensus.script.sighash import (
     taproot_sighash,
 )
 from consensus.script.standard import p2pkh_script, p2sh_script, p2wpkh_script
+from consensus.tx import TxOut
+from wallet.accounts import Account
 from wallet.errors import RPC_INVALID_PARAMETER, WalletError, unlock_needed
 from wallet.keys import sign_digest, sign_taproot_key_path
-from wallet.psbt import PSBT
+from wallet.psbt import PSBT, PSBTInput
 from wallet.wallet import Wallet
 
 SIGHASH_NAMES = {
@@ -52,13 +54,10 @@ def update(wallet: Wallet, psbt: PSBT, bip32derivs: bool = True) -> None:
                 inp.witness_utxo = utxo
             if inp.non_witness_utxo is None and not (wp is not None and wp[0] == 1):
                 inp.non_witness_utxo = prev.tx  # segwit v0 too, as Core (fee-attack defence)
-        utxo = inp.utxo(txin.prevout.n)
-        if utxo is None:
+        owned = _owned(wallet, txin.prevout.n, inp)
+        if owned is None:
             continue
-        owner = wallet.owner(utxo.script_pubkey)
-        if owner is None:
-            continue
-        acc, index = owner
+        utxo, acc, index = owned
         exp = acc.expansion(index)
         key = exp.keys[0]
         spk = utxo.script_pubkey
@@ -76,6 +75,15 @@ def update(wallet: Wallet, psbt: PSBT, bip32derivs: bool = True) -> None:
             pout.redeem_script = p2wpkh_script(hash160(key.pubkey))
         if bip32derivs:
             _add_origin(pout, out.script_pubkey, key.pubkey, (key.fingerprint, key.path))
+
+
+def _owned(wallet: Wallet, n: int, inp: PSBTInput) -> tuple[TxOut, Account, int] | None:
+    """The output an input spends, when it is the wallet's, and which descriptor owns it."""
+    utxo = inp.utxo(n)
+    if utxo is None:
+        return None
+    owner = wallet.owner(utxo.script_pubkey)
+    return None if owner is None else (utxo, owner[0], owner[1])
 
 
 def _add_origin(rec, spk: bytes, pubkey: bytes, origin) -> None:  # noqa: ANN001
@@ -97,13 +105,10 @@ def sign(wallet: Wallet, psbt: PSBT, sighash: int | None = None) -> int:
     for i, (txin, inp) in enumerate(zip(tx.vin, psbt.inputs, strict=True)):
         if inp.finalized:
             continue
-        utxo = inp.utxo(txin.prevout.n)
-        if utxo is None:
+        owned = _owned(wallet, txin.prevout.n, inp)
+        if owned is None:
             continue
-        owner = wallet.owner(utxo.script_pubkey)
-        if owner is None:
-            continue
-        acc, index = owner
+        utxo, acc, index = owned
         pubkey = acc.expansion(index).keys[0].pubkey
         if acc.private is None:
             if wallet.locked:
