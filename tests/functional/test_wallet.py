@@ -292,11 +292,33 @@ def test_psbt_round_trip_between_two_wallets(env):
     assert signed["complete"] is False  # signed, not finalized
     final = w.call("finalizepsbt", signed["psbt"])
     assert final["complete"] is True
+    pending = bal(w, "B")["untrusted_pending"]
     txid = node.call("sendrawtransaction", final["hex"])
+    # sent by no wallet of the server: B finds it in the node's mempool
+    assert bal(w, "B")["untrusted_pending"] == pending + 3
     node.call("generatetoaddress", 1, ELSEWHERE)
     assert w.call("gettransaction", txid, wallet="A")["confirmations"] == 1
     assert w.call("gettransaction", txid, wallet="B")["amount"] == Decimal(3)
     assert bal(w, "W") == bal(w, "A")
+
+
+def test_reorg_to_a_competing_branch(env):
+    node, w = env
+    b_addr = w.call("getnewaddress", wallet="B")
+    txid = w.call("sendtoaddress", b_addr, "0.7", wallet="A")
+    old = node.call("generatetoaddress", 1, ELSEWHERE)[0]
+    assert w.call("gettransaction", txid, wallet="B")["blockhash"] == old
+    height = node.call("getblockcount")
+    node.call("invalidateblock", old)
+    # a longer branch from the block below: the same height has another block now
+    # (mined to another address, or the first block would be the invalidated one again)
+    new = node.call("generatetoaddress", 2, w.call("getnewaddress", wallet="C"))
+    assert node.call("getblockcount") == height + 1
+    tx = w.call("gettransaction", txid, wallet="B")
+    assert tx["blockhash"] == new[0] and tx["confirmations"] == 2  # mined again on the branch
+    info = w.call("getwalletinfo", wallet="B")["lastprocessedblock"]
+    assert info == {"hash": new[1], "height": height + 1}
+    assert w.call("getwalletinfo", wallet="A")["lastprocessedblock"] == info
 
 
 def test_errors_with_core_codes(env):
