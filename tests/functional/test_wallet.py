@@ -416,3 +416,40 @@ def test_cli(env, tmp_path):
                         dead, "--rpc-user", "u", "--rpc-password", "p", "balance"], cwd=ROOT,
                        env=cli_env(), capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and dead in r.stderr and "Could not reach the node" in r.stderr
+
+
+def test_cli_psbt_and_server_mode(env, tmp_path):
+    node, w = env
+    d = tmp_path / "psbt-wallets"
+    assert wcli(node, d, "create").returncode == 0
+    addr = wcli(node, d, "receive").stdout.strip()
+    w.call("sendtoaddress", addr, "1", wallet="A")
+    node.call("generatetoaddress", 1, ELSEWHERE)
+    # psbt create -> decode -> sign -> finalize --broadcast, each a separate command
+    r = wcli(node, d, "psbt", "create", f"{ELSEWHERE}=0.4", "--fee-rate", "3")
+    assert r.returncode == 0, r.stderr
+    psbt = r.stdout.split()[0]
+    decoded = json.loads(wcli(node, d, "psbt", "decode", psbt).stdout, parse_float=Decimal)
+    assert any(o["value"] == Decimal("0.4") for o in decoded["tx"]["vout"])
+    r = wcli(node, d, "psbt", "sign", psbt, "--no-finalize")
+    assert r.returncode == 0 and r.stdout.split()[1] == "incomplete"
+    signed = r.stdout.split()[0]
+    r = wcli(node, d, "psbt", "finalize", signed, "--broadcast")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() in node.call("getrawmempool")
+    r = wcli(node, d, "psbt", "combine", signed, psbt)
+    assert r.returncode == 0 and r.stdout.strip() == signed
+    # through the wallet server: unlock lasts between commands there
+    srv = ["--server", f"http://127.0.0.1:{w.port}", "--server-cookie",
+           str(w.wallets_dir / ".cookie"), "-w", "E"]
+    r = wcli(node, d, *srv, "unlock", "--passphrase", "s3cret pass", "--timeout", "60")
+    assert r.returncode == 0, r.stderr
+    r = wcli(node, d, *srv, "send", ELSEWHERE, "0.01")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[1] in node.call("getrawmempool")
+    assert wcli(node, d, *srv, "lock").returncode == 0
+    r = wcli(node, d, *srv, "send", ELSEWHERE, "0.01")
+    assert r.returncode == 1 and "passphrase" in r.stderr
+    r = wcli(node, d, "unlock", "--passphrase", "x")  # no server: refused, with why
+    assert r.returncode == 1 and "--server" in r.stderr
+    node.call("generatetoaddress", 1, ELSEWHERE)
