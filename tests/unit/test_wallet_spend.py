@@ -161,3 +161,43 @@ def test_unconfirmed_foreign_coins_are_not_spent(tmp_path):
     with pytest.raises(WalletError) as e:
         create_transaction(w, [Recipient(OTHER, 500_000)], 2000, now=NOW)
     assert e.value.code == -6
+
+
+@pytest.mark.parametrize("template", ["pkh({})", "sh(wpkh({}))", "wpkh({})", "tr({})"])
+def test_imported_single_keys_sign(tmp_path, template):
+    import hashlib
+
+    from wallet.address import encode_wif
+    from wallet.descriptors import add_checksum
+
+    w = _wallet(tmp_path, [])
+    wif = encode_wif(hashlib.sha256(template.encode()).digest(), REGTEST)
+    acc = w.import_descriptor(add_checksum(template.format(wif)), NOW, False, False, None,
+                              "imported")
+    script = acc.expansion(0).scripts[0]
+    assert w.is_mine(script) and wif not in acc.descriptor  # stored public, sealed private
+    prev = Transaction(2, [TxIn(OutPoint(b"\x99" * 32, 0))], [TxOut(250_000, script)])
+    w.add_tx(prev, height=20, block_hash=b"\x09" * 32, block_time=NOW, block_pos=1)
+    built = create_transaction(w, [Recipient(OTHER, 200_000)], 2000, now=NOW)
+    assert [c.txid for c in built.coins] == [prev.txid]
+    assert _check(w, sign_transaction(w, built.tx)) == built.fee
+    with pytest.raises(WalletError) as e:  # only ranged single-key descriptors can be active
+        w.import_descriptor(add_checksum(template.format(wif)), NOW, True, False, None, None)
+    assert e.value.code == -8
+
+
+def test_import_into_encrypted_wallet_needs_unlock(tmp_path):
+    import hashlib
+
+    from wallet.address import encode_wif
+    from wallet.descriptors import add_checksum
+
+    w = _wallet(tmp_path, [], passphrase="pw")
+    w.lock()
+    desc = add_checksum(f"pkh({encode_wif(hashlib.sha256(b'x').digest(), REGTEST)})")
+    with pytest.raises(WalletError) as e:
+        w.import_descriptor(desc, NOW, False, False, None, None)
+    assert e.value.code == -13
+    w.unlock("pw", 10)
+    acc = w.import_descriptor(desc, NOW, False, False, None, None)
+    assert acc.secret is not None and b"pkh(c" not in acc.secret  # sealed
