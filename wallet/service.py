@@ -32,7 +32,7 @@ from wallet.errors import (
     RPC_WALLET_NOT_SPECIFIED,
     WalletError,
 )
-from wallet.nodeclient import NodeClient, NodeUnreachable
+from wallet.nodeclient import NodeClient, NodeRPCError, NodeUnreachable
 from wallet.rpc import METHODS, Call
 from wallet.sync import sync
 from wallet.wallet import Wallet
@@ -133,7 +133,11 @@ class WalletManager:
     def create(self, name: str, *, disable_private_keys: bool = False, blank: bool = False,
                passphrase: str | None = None, mnemonic: str | None = None,
                mnemonic_passphrase: str = "", birthday_height: int | None = None,
-               load_on_startup: bool | None = None) -> Wallet:
+               load_on_startup: bool | None = None,
+               tip: tuple[int, bytes, int] | None = None) -> Wallet:
+        """A new wallet, followed from the node's tip (or `tip`, (height, hash, time), when the
+        caller knows it: then no node call is needed), or from birthday_height when restoring
+        from a mnemonic."""
         directory = self._dir(name)
         with self._lock:
             if name in self.wallets:
@@ -142,7 +146,10 @@ class WalletManager:
             if (directory / "wallet.sqlite").exists():
                 raise WalletError(RPC_WALLET_ALREADY_EXISTS, f"Failed to create database path "
                                   f"'{directory}'. Database already exists.")
-            birthday = self._birthday(mnemonic is not None, birthday_height)
+            if tip is not None and mnemonic is None:
+                birthday: tuple[int, bytes, int] | None = tip
+            else:
+                birthday = self._birthday(mnemonic is not None, birthday_height)
             self.wallets_dir.mkdir(parents=True, exist_ok=True)
             w = Wallet.create(directory, name, self.params, mnemonic=mnemonic,
                               mnemonic_passphrase=mnemonic_passphrase, passphrase=passphrase,
@@ -248,14 +255,17 @@ class WalletManager:
         tmp.write_text(json.dumps(s, indent=2) + "\n")
         os.replace(tmp, self.wallets_dir / SETTINGS_FILE)
 
-    def start(self, create_default: bool = False) -> list[str]:
+    def start(self, create_default: bool = False,
+              tip: tuple[int, bytes, int] | None = None) -> list[str]:
         """Load the wallets marked load_on_startup; with create_default (minibtcd on regtest)
-        and no wallet in the directory yet, create and load DEFAULT_WALLET. Returns messages
-        for wallets that failed to load (the others still load)."""
+        and no wallet in the directory yet, create and load DEFAULT_WALLET, starting at `tip`
+        ((height, hash, time) of the node's tip: given, no node call is made, so a node can do
+        this before its RPC warm-up ends). Returns messages for wallets that failed to load
+        (the others still load)."""
         problems = []
         if create_default and not self.on_disk():
             try:
-                self.create(DEFAULT_WALLET, load_on_startup=True)
+                self.create(DEFAULT_WALLET, load_on_startup=True, tip=tip)
             except WalletError as err:
                 problems.append(f"default wallet not created: {err.message}")
         for name in self._settings().get("wallet", []):
@@ -287,6 +297,8 @@ class WalletManager:
                     self.sync_all()
                 except NodeUnreachable as err:
                     log.debug("wallet sync: %s", err.message)
+                except NodeRPCError as err:  # e.g. -28 while the node warms up
+                    log.debug("wallet sync: node answered %d %s", err.code, err.message)
                 except WalletError as err:
                     log.warning("wallet sync: %s", err.message)
                 except Exception:  # keep following: one bad round must not stop it

@@ -3,7 +3,7 @@
 - POST to `/` or `/wallet/<name>`; Basic auth against the cookie, -rpcuser/-rpcpassword or
   -rpcauth (HMAC-SHA256); a wrong password is answered 401 after a short delay.
 - Wallet methods go to the node's wallet manager when it mounts one (`node.wallets`, a
-  wallet.service.WalletManager), on threads of their own.
+  wallet.service.WalletManager), on threads of their own; during warm-up they get -28 too.
 - JSON-RPC 1.0 (legacy) replies carry both `result` and `error`, errors use HTTP 500 (404
   for an unknown method, 400 for an invalid request); JSON-RPC 2.0 replies carry one of them
   with HTTP 200, and notifications get 204. Batches are arrays, answered with HTTP 200.
@@ -207,8 +207,7 @@ class RPCServer:
         # worker thread, so the loop keeps serving other clients meanwhile.
         loop = asyncio.get_running_loop()
         executor = self.executor
-        if (self._wallets() is not None or getattr(self.node, "wallets_loading", False)) and (
-                req is _UNPARSED or _has_wallet_call(req)):
+        if self._wallets() is not None and (req is _UNPARSED or _has_wallet_call(req)):
             executor = self._wallet_executor()
         status, payload = await loop.run_in_executor(executor, self._process, req, body,
                                                      wallet, peer)
@@ -319,10 +318,8 @@ class RPCServer:
         method = REGISTRY.get(name)
         if method is None:
             wallets = self._wallets()
-            if wallets is not None and wallets.handles(name):
+            if _is_wallet_method(name) and (wallets is not None or self.warmup is not None):
                 return self._execute_wallet(wallets, name, params, request)
-            if getattr(self.node, "wallets_loading", False) and _is_wallet_method(name):
-                raise RPCError(RPC_IN_WARMUP, "Loading wallet...")
             raise RPCError(RPC_METHOD_NOT_FOUND, "Method not found")
         if self.warmup is not None and name not in ("stop", "help", "uptime", "getrpcinfo"):
             raise RPCError(RPC_IN_WARMUP, self.warmup)

@@ -1,6 +1,7 @@
 """Wallets mounted in minibtcd: the node's RPC server hands wallet methods to a
 wallet.service.WalletManager (at /wallet/<name>, and at / when one wallet is loaded), and on
-regtest a default wallet is created at first start, so getnewaddress works at once.
+regtest a default wallet is created at first start, before RPC warm-up ends, so getnewaddress
+works as soon as the node answers at all.
 
 node/daemon.py does not mount wallets yet (another change owns that file); MOUNT below is the
 code proposed for it, applied to the real daemon by a small launcher, so what is tested here is
@@ -12,18 +13,18 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from tests.functional.framework import ROOT, NodeProcess, RPCFailure
 
-# What node/daemon.py gets: Node._init_wallets, run once RPC warm-up is over.
+# What node/daemon.py gets: Node._init_wallets, run after the chain is loaded and before RPC
+# warm-up ends (it needs no node call: the default wallet starts at the tip the node knows).
 MOUNT = '''
 def _init_wallets(self) -> None:
     """Mount the wallets of <datadir>/wallets; on regtest create and load a default wallet
-    at first start. The wallet reaches this node over its own JSON-RPC."""
+    at first start. The wallets reach this node over its own JSON-RPC."""
     from wallet.nodeclient import NodeClient
     from wallet.service import WalletManager
 
@@ -34,19 +35,17 @@ def _init_wallets(self) -> None:
         client = NodeClient(url, cfg.rpcuser, cfg.rpcpassword)
     else:
         client = NodeClient(url, cookie_file=self.datadir / ".cookie")
-    self.wallets_loading = True
-    try:
-        manager = WalletManager(self.datadir / "wallets", self.params, client)
-        for problem in manager.start(create_default=self.params.name == "regtest"):
-            log.warning("%s", problem)
-        manager.start_background()
-        self.wallets = manager
-    finally:
-        self.wallets_loading = False
+    tip = self.chain.tip
+    manager = WalletManager(self.datadir / "wallets", self.params, client)
+    for problem in manager.start(create_default=self.params.name == "regtest",
+                                 tip=(tip.height, tip.hash, tip.time)):
+        log.warning("%s", problem)
+    manager.start_background()
+    self.wallets = manager
 '''
 
 LAUNCHER = MOUNT + '''
-import logging, sys, threading, time
+import logging, sys
 import node.daemon as d
 
 log = logging.getLogger("minibtcd")
@@ -55,17 +54,10 @@ _init_chain = d.Node._init_chain
 
 
 def init_chain(self):
-    # stands in for the one line in Node.run after `self.rpc.warmup = None`:
+    # stands in for the line in Node.run before `self.rpc.warmup = None`:
     #     await self.loop.run_in_executor(None, self._init_wallets)
-    self.wallets_loading = True
     _init_chain(self)
-
-    def later():
-        while self.rpc.warmup is not None:
-            time.sleep(0.02)
-        self._init_wallets()
-
-    threading.Thread(target=later, daemon=True).start()
+    self._init_wallets()
 
 
 d.Node._init_chain = init_chain
@@ -96,20 +88,11 @@ def node(tmp_path_factory):
 
 
 def _wait_wallet(n: NodeProcess) -> None:
-    deadline = time.time() + 30
-    while True:
-        try:
-            if n.call("listwallets") == ["default"]:
-                return
-        except RPCFailure as e:
-            if e.code != -28:  # "Loading wallet..." until the manager is up
-                raise
-        assert time.time() < deadline, "default wallet not loaded"
-        time.sleep(0.05)
+    assert n.call("listwallets") == ["default"]  # loaded before warm-up ended
 
 
 def test_default_wallet_on_first_start(node):
-    _wait_wallet(node)
+    # the first call after start-up (wait_ready's getblockcount) already finds it
     addr = node.call("getnewaddress")  # at /, the one wallet loaded
     assert addr.startswith("bcrt1q")
     node.call("generatetoaddress", 101, addr)
