@@ -65,8 +65,29 @@ class AddrMan:
         self.now = now
         self.rng = rng or random.Random()
         self.entries: dict[tuple, AddrInfo] = {}
+        # The keys again, in a list, so that random picks and removals take constant time.
+        self._keys: list[tuple] = []
+        self._pos: dict[tuple, int] = {}
         self.dirty = False
         self.load()
+
+    def _insert(self, key: tuple, info: AddrInfo) -> None:
+        self.entries[key] = info
+        self._pos[key] = len(self._keys)
+        self._keys.append(key)
+
+    def _delete(self, key: tuple) -> None:
+        del self.entries[key]
+        i = self._pos.pop(key)
+        last = self._keys.pop()
+        if i < len(self._keys):
+            self._keys[i] = last
+            self._pos[last] = i
+
+    def _random_keys(self, n: int) -> list[tuple]:
+        if len(self._keys) <= n:
+            return list(self._keys)
+        return [self._keys[self.rng.randrange(len(self._keys))] for _ in range(n)]
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -90,21 +111,26 @@ class AddrMan:
             if len(self.entries) >= MAX_ENTRIES:
                 self._make_room(now)
             copy = NetAddr(a.net, a.addr, a.port, a.services, seen)
-            self.entries[a.key()] = AddrInfo(copy, source)
+            self._insert(a.key(), AddrInfo(copy, source))
             added += 1
         if added:
             self.dirty = True
         return added
 
     def _make_room(self, now: float) -> None:
-        terrible = [k for k, i in self.entries.items() if i.is_terrible(now)]
-        if terrible:
-            for k in terrible:
-                del self.entries[k]
-            return
-        sample = self.rng.sample(list(self.entries), min(8, len(self.entries)))
-        worst = min(sample, key=lambda k: (self.entries[k].tried, self.entries[k].addr.time))
-        del self.entries[worst]
+        """Drop the worst of a few random entries: a terrible one, else an untried one
+        seen longest ago."""
+        sample = self._random_keys(8)
+        worst = min(sample, key=lambda k: (not self.entries[k].is_terrible(now),
+                                           self.entries[k].tried, self.entries[k].addr.time))
+        self._delete(worst)
+
+    def sweep(self) -> None:
+        """Forget terrible addresses (now and then: it looks at every entry)."""
+        now = self.now()
+        for k in [k for k, i in self.entries.items() if i.is_terrible(now)]:
+            self._delete(k)
+            self.dirty = True
 
     def attempt(self, a: NetAddr) -> None:
         info = self.entries.get(a.key())
@@ -126,10 +152,11 @@ class AddrMan:
         self.dirty = True
 
     def select(self, exclude: set[tuple]) -> NetAddr | None:
-        """A candidate for an outbound connection (reachable networks only), or None."""
+        """A candidate for an outbound connection (reachable networks only), or None:
+        chosen among a random sample of the book, by Core's chances."""
         now = self.now()
-        pool = [i for k, i in self.entries.items()
-                if k not in exclude and i.addr.net in (NET_IPV4, NET_IPV6)
+        pool = [i for i in (self.entries[k] for k in set(self._random_keys(64)))
+                if i.addr.key() not in exclude and i.addr.net in (NET_IPV4, NET_IPV6)
                 and now - i.last_try >= RETRY_AFTER]
         if not pool:
             return None
@@ -170,11 +197,14 @@ class AddrMan:
                 info.last_try = float(item.get("last_try", 0))
                 info.last_success = float(item.get("last_success", 0))
                 info.tried = bool(item.get("tried", False))
-                self.entries[a.key()] = info
+                if a.key() not in self.entries:
+                    self._insert(a.key(), info)
         except (OSError, ValueError, KeyError, TypeError, AddressError) as err:
             log.warning("%s is unreadable (%s); starting with an empty address book",
                         self.path, err)
             self.entries.clear()
+            self._keys.clear()
+            self._pos.clear()
         log.info("loaded %d addresses from %s", len(self.entries), self.path)
 
     def save(self) -> None:

@@ -154,7 +154,7 @@ class ConnMan:
             why = "banned"
         elif self.manager.banman.is_discouraged(addr.ip):
             why = "discouraged"
-        elif self.count(inbound=True) >= self.max_inbound:
+        elif self.count(inbound=True) >= self.max_inbound and not self._evict_inbound():
             why = "inbound connection slots full"
         if why is not None:
             log.info("connection from %s refused (%s)", addr, why)
@@ -165,6 +165,17 @@ class ConnMan:
             sock_obj.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peer = self._new_peer(reader, writer, INBOUND, addr, bind)
         await self._run(peer)
+
+    def _evict_inbound(self) -> bool:
+        """Make room for a new inbound peer by dropping the oldest inbound connection that
+        has not finished its handshake (a much simpler rule than Core's eviction, which
+        weighs many properties; honest peers that completed the handshake are kept)."""
+        idle = [p for p in self.peers.values()
+                if p.inbound and not p.closed and not p.handshake_done]
+        if not idle:
+            return False
+        min(idle, key=lambda p: p.connected_at).close("evicted: inbound slots full")
+        return True
 
     # -- outbound ---------------------------------------------------------------------------
 

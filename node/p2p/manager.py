@@ -11,6 +11,7 @@ whose ancestry never changes and can be read without the chain lock.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import time
@@ -73,6 +74,7 @@ class PeerManager:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task] = []
         self._last_save = time.monotonic()
+        self._addr_salt = random.randbytes(16)
         self._handlers = {
             "verack": self.on_verack,
             "ping": self.on_ping,
@@ -110,6 +112,7 @@ class PeerManager:
         self.save()
 
     def save(self) -> None:
+        self.addrman.sweep()
         for what in (self.addrman, self.banman):
             try:
                 what.save()
@@ -241,16 +244,18 @@ class PeerManager:
 
     # -- keep-alive -------------------------------------------------------------------------------
 
-    def send_ping(self, peer: Peer) -> None:
-        if peer.ping_nonce:
-            return  # one outstanding ping at a time
+    def send_ping(self, peer: Peer, force: bool = False) -> None:
+        """One outstanding ping at a time, unless asked for (the ping RPC, as Core's queued
+        pings, replaces the outstanding one)."""
+        if peer.ping_nonce and not force:
+            return
         peer.ping_nonce = random.getrandbits(64) or 1
         peer.ping_sent_at = time.monotonic()
         peer.send(m.Ping(peer.ping_nonce))
 
     def ping_all(self) -> None:
         for p in self.peers():
-            self.send_ping(p)
+            self.send_ping(p, force=True)
 
     async def on_ping(self, peer: Peer, msg: m.Ping) -> None:
         peer.send(m.Pong(msg.nonce))
@@ -285,23 +290,24 @@ class PeerManager:
     # -- misbehaviour -----------------------------------------------------------------------------
 
     def misbehaving(self, peer: Peer, howmuch: int, reason: str) -> None:
-        """Add to the peer's score; at the threshold it is disconnected and, unless it is a
-        manual or local connection, discouraged (Core's Misbehaving and
-        MaybeDiscourageAndDisconnect)."""
-        if howmuch <= 0 or peer.closed:
+        """Add to the peer's score; at the threshold it is disconnected and discouraged
+        (Core's Misbehaving and MaybeDiscourageAndDisconnect): manual connections never
+        (the operator asked for them), local ones only disconnected (discouraging a local
+        address would refuse every peer on this machine). A peer that already hung up is
+        still discouraged."""
+        if howmuch <= 0:
             return
         before = peer.misbehavior
         peer.misbehavior += howmuch
         log.info("Misbehaving: peer=%d (%d -> %d): %s", peer.id, before, peer.misbehavior,
                  reason)
-        if peer.misbehavior < DISCOURAGEMENT_THRESHOLD:
+        if peer.misbehavior < DISCOURAGEMENT_THRESHOLD or peer.conn_type == MANUAL:
             return
-        if peer.conn_type == MANUAL or peer.addr.is_local():
-            # A manual connection was asked for; discouraging a local address would refuse
-            # every peer on this machine. Disconnect only.
+        if peer.addr.is_local():
             peer.close(f"misbehaving ({reason})")
             return
         peer.discourage = True
+        self.banman.discourage(peer.addr.ip)
         peer.close(f"discouraged for misbehaving ({reason})")
 
     # -- addresses --------------------------------------------------------------------------------
@@ -336,7 +342,8 @@ class PeerManager:
             peer.known_addrs.add(_addr_key(a))
             if a.time <= 100_000_000 or a.time > now + 600:
                 a.time = int(now - 5 * 86400)
-            if self.banman.is_banned(a.ip) or self.banman.is_discouraged(a.ip):
+            if not a.is_routable() or self.banman.is_banned(a.ip) or \
+                    self.banman.is_discouraged(a.ip):
                 continue
             good.append(a)
             if len(batch) <= 10 and a.time > now - 600:
@@ -345,11 +352,15 @@ class PeerManager:
             self.addrman.add(good, peer.addr.host(), penalty=2 * 60 * 60)
 
     def _relay_address(self, a: NetAddr, source: Peer) -> None:
-        """Pass a fresh address on to two other peers (Core's RelayAddress)."""
+        """Pass a fresh address on to two other peers (Core's RelayAddress): the same two
+        for a given address all day, so announcing it again does not spread it further."""
         key = _addr_key(a)
+        day = int(time.time() // 86400).to_bytes(8, "little")
         candidates = [p for p in self.peers() if p is not source and key not in p.known_addrs
                       and (p.addrv2 or a.is_addrv1_compatible)]
-        for p in random.sample(candidates, min(2, len(candidates))):
+        candidates.sort(key=lambda p: hashlib.sha256(
+            self._addr_salt + key + day + p.id.to_bytes(8, "little")).digest())
+        for p in candidates[:2]:
             if len(p.addr_to_send) < m.MAX_ADDR_TO_SEND:
                 p.addr_to_send.append(a)
 

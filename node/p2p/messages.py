@@ -22,7 +22,7 @@ from consensus.serialize import (
     expect_end,
     var_bytes,
 )
-from node.p2p.netaddr import NetAddr
+from node.p2p.netaddr import AddressError, NetAddr
 
 PROTOCOL_VERSION = 70016
 MIN_PEER_PROTO_VERSION = 31800  # Core's: older peers are disconnected
@@ -308,8 +308,8 @@ class GetHeaders:
         r = Reader(payload)
         version = r.u32()
         n = r.compact_size()
-        if n > MAX_LOCATOR_SZ:
-            raise OversizedMessage(f"{cls.command} locator size {n} > {MAX_LOCATOR_SZ}")
+        if n > MAX_LOCATOR_SZ:  # (Core disconnects for this one)
+            raise DeserializationError(f"{cls.command} locator size {n} > {MAX_LOCATOR_SZ}")
         locator = [r.read(32) for _ in range(n)]
         stop = r.read(32)
         expect_end(r, cls.command)
@@ -424,7 +424,10 @@ class AddrV2:
                 raise DeserializationError(f"addrv2 address too long ({size} bytes)")
             raw = r.read(size)
             port = struct.unpack(">H", r.read(2))[0]
-            a = NetAddr.from_v2(net, raw, port, services)  # raises for a bad known network
+            try:
+                a = NetAddr.from_v2(net, raw, port, services)
+            except AddressError as err:  # a known network with the wrong size
+                raise DeserializationError(str(err)) from None
             if a is not None:  # unknown networks are skipped, as BIP155 says
                 a.time = t
                 out.append(a)

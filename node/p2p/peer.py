@@ -118,6 +118,7 @@ class Peer:
         self.best_header_sent = None
         self.in_flight: dict[bytes, float] = {}  # block hash -> requested at
         self.stalling_since = 0.0
+        self.downloading_since = 0.0  # last delivery (or first request) of blocks in flight
         self.sync_started = False
         self.headers_requested_at = 0.0
         self.unconnecting_headers = 0
@@ -128,6 +129,7 @@ class Peer:
         self.known_blocks = KnownSet(5_000)
         self.tx_to_announce: OrderedDict[bytes, None] = OrderedDict()  # wtxids, in order
         self.tx_announced_to_us: dict[bytes, float] = {}  # hash -> when, not yet requested
+        self.tx_requested: dict[bytes, float] = {}  # hash -> when we asked this peer
         self.next_inv_send = 0.0
         self.blocks_to_announce: list = []
         # addresses

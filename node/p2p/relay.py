@@ -11,7 +11,7 @@ import logging
 import random
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 
 from consensus.serialize import DeserializationError
 from consensus.tx import Transaction
@@ -21,12 +21,14 @@ from node.p2p.peer import KnownSet, Peer
 
 log = logging.getLogger("net")
 
-INVENTORY_BROADCAST_MAX = 1000  # per inv message we trickle
+INVENTORY_BROADCAST_MAX = 1000  # entries per inv message we trickle
 MAX_PEER_TX_ANNOUNCEMENTS = 5000  # unrequested announcements remembered per peer
 FEE_FILTER_REFRESH = 30.0  # seconds between checks of the fee filter we announced
 GETDATA_TX_INTERVAL = 60.0  # before asking another announcer for a transaction
 MAX_GETDATA_IN_FLIGHT = 100  # transactions requested from one peer at a time
-MAX_TX_QUEUE = 5000  # received transactions waiting for validation before peers must wait
+MAX_TX_QUEUE_BYTES = 32 * 1024 * 1024  # received, waiting for validation: then peers wait
+MAX_TX_SIZE = 400_000  # bytes: a transaction over the standard weight is not even parsed
+IBD_HEADERS_AHEAD = 24  # blocks behind our best header: catching up, relay is ignored
 TX_MSG_TYPES = (m.MSG_TX, m.MSG_WTX, m.MSG_WITNESS_TX)
 BLOCK_MSG_TYPES = (m.MSG_BLOCK, m.MSG_WITNESS_BLOCK)
 
@@ -42,10 +44,13 @@ class Relay:
         self._accepted_scheduled = False
         self.recent_rejects = KnownSet(50_000)  # wtxids and txids refused (reset per tip)
         self.recent_confirmed = KnownSet(50_000)
-        self.requested: dict[bytes, tuple[Peer, float]] = {}  # tx hash -> (asked peer, when)
+        # tx hash -> (id of the peer asked, when); each peer also counts its own requests
+        self.requested: dict[bytes, tuple[int, float]] = {}
         self._fee_filter_sent: dict[int, int] = {}
+        self.fee_filter_rate = self.mempool.min_relay_fee  # refreshed on the validation thread
         self._last_fee_filter = 0.0
         self._tx_queue: list[tuple[Peer, bytes]] = []  # received, for the next batch
+        self._tx_queue_bytes = 0
         self._tx_job: asyncio.Future | None = None
 
     # -- events from the mempool (any thread) ---------------------------------------------
@@ -82,8 +87,8 @@ class Relay:
             self._accepted_scheduled = False
         peers = [p for p in self.net.peers() if p.relay_txs]
         for txid, wtxid, rate in batch:
-            self.requested.pop(wtxid, None)
-            self.requested.pop(txid, None)
+            self._forget_request(wtxid)
+            self._forget_request(txid)
             for p in peers:
                 if rate >= p.fee_filter:
                     p.tx_to_announce[wtxid] = None  # (sent as txid to non-wtxid peers)
@@ -103,10 +108,12 @@ class Relay:
             self._flush(peer)
 
     def _flush(self, peer: Peer) -> None:
+        """Announce everything queued for the peer (so the queue stays as short as the
+        trickle interval), in inv messages of at most INVENTORY_BROADCAST_MAX."""
         by_wtxid = self.mempool.by_wtxid
         items: list[m.Inv] = []
-        while peer.tx_to_announce and len(items) < INVENTORY_BROADCAST_MAX:
-            wtxid, _ = peer.tx_to_announce.popitem(last=False)
+        queued, peer.tx_to_announce = peer.tx_to_announce, OrderedDict()
+        for wtxid in queued:
             e = by_wtxid.get(wtxid)
             if e is None:
                 continue  # confirmed, replaced or evicted meanwhile
@@ -115,28 +122,41 @@ class Relay:
                 continue
             peer.known_inv.add(h)
             items.append(m.Inv(m.MSG_WTX if peer.wtxid_relay else m.MSG_TX, h))
-        if items:
-            peer.send(m.InvMsg(items))
+        for i in range(0, len(items), INVENTORY_BROADCAST_MAX):
+            peer.send(m.InvMsg(items[i:i + INVENTORY_BROADCAST_MAX]))
 
     def send_fee_filter(self, peer: Peer) -> None:
-        rate = max(self.mempool.min_fee_rate(), self.mempool.min_relay_fee)
+        rate = self.fee_filter_rate
         if self._fee_filter_sent.get(peer.id) != rate:
             self._fee_filter_sent[peer.id] = rate
             peer.send(m.FeeFilter(rate))
+
+    def _current_fee_floor(self) -> int:
+        """Validation thread: the lowest fee rate our mempool takes now (under the lock:
+        reading it updates the decaying rolling minimum)."""
+        with self.chain.lock:
+            return max(self.mempool.min_fee_rate(), self.mempool.min_relay_fee)
+
+    def _fee_floor_known(self, job) -> None:
+        if job.cancelled() or job.exception() is not None:
+            return
+        self.fee_filter_rate = job.result()
+        for peer in self.net.peers():
+            if peer.relay_txs and peer.version.version >= m.FEEFILTER_VERSION:
+                self.send_fee_filter(peer)
 
     def tick_slow(self, now: float) -> None:
         """Once a second: re-ask for transactions whose request timed out; refresh the fee
         filters we gave peers when the mempool's minimum fee moves."""
         expired = [h for h, (_, at) in self.requested.items() if now - at > GETDATA_TX_INTERVAL]
         for h in expired:
-            del self.requested[h]
+            self._forget_request(h)
         if expired:
-            self._request_announced()
+            for peer in self.net.peers():
+                self._request_from(peer)
         if now - self._last_fee_filter >= FEE_FILTER_REFRESH:
             self._last_fee_filter = now
-            for peer in self.net.peers():
-                if peer.relay_txs and peer.version.version >= m.FEEFILTER_VERSION:
-                    self.send_fee_filter(peer)
+            self.net.validate(self._current_fee_floor).add_done_callback(self._fee_floor_known)
 
     # -- inv / getdata / notfound -----------------------------------------------------------
 
@@ -145,8 +165,18 @@ class Relay:
         return (h in mp.by_wtxid or h in mp.entries or h in mp.orphans
                 or h in self.recent_rejects or h in self.recent_confirmed)
 
+    def catching_up(self) -> bool:
+        """Far behind the best header we know (Core's initial block download): transactions
+        are not asked for or taken until the chain has caught up."""
+        best, tip = self.chain.best_header, self.chain.published
+        return best is not None and tip is not None and best.height > tip.height + \
+            IBD_HEADERS_AHEAD
+
     async def on_inv(self, peer: Peer, msg: m.InvMsg) -> None:
-        block_hashes = []
+        last_unknown = None
+        known_blocks = False
+        sync = self.net.sync
+        skip_txs = self.catching_up()
         for item in msg.items:
             t = item.type
             if t in (m.MSG_TX, m.MSG_WTX):
@@ -154,49 +184,54 @@ class Relay:
                 if (t == m.MSG_WTX) != peer.wtxid_relay:
                     continue
                 peer.known_inv.add(item.hash)
-                if not self._have_tx(item.hash) and \
+                if not skip_txs and not self._have_tx(item.hash) and \
                         len(peer.tx_announced_to_us) < MAX_PEER_TX_ANNOUNCEMENTS:
                     peer.tx_announced_to_us.setdefault(item.hash, time.monotonic())
             elif t == m.MSG_BLOCK:
-                block_hashes.append(item.hash)
-        self._request_announced()
-        sync = self.net.sync
-        for h in block_hashes:
-            peer.known_blocks.add(h)
-            e = self.chain.get(h)
-            if e is not None:
-                sync.update_best_known(peer, e)
-            else:
-                # Unknown block: get the headers leading to it (Core asks with the last
-                # block's hash as the stop).
-                sync.send_getheaders(peer, self.chain.best_header, h)
-        if block_hashes:
+                peer.known_blocks.add(item.hash)
+                e = self.chain.get(item.hash)
+                if e is not None:
+                    sync.update_best_known(peer, e)
+                    known_blocks = True
+                else:
+                    last_unknown = item.hash
+        self._request_from(peer)
+        if last_unknown is not None:
+            # One request for the headers leading to the last unknown block (Core).
+            sync.maybe_send_getheaders(peer, last_unknown)
+        if known_blocks:
             sync.schedule()
 
-    def _request_announced(self) -> None:
-        """Ask for announced transactions nobody is being asked for, from the first peer
-        that announced each."""
+    def _forget_request(self, h: bytes) -> None:
+        r = self.requested.pop(h, None)
+        if r is not None:
+            peer = self.net.connman.peers.get(r[0])
+            if peer is not None:
+                peer.tx_requested.pop(h, None)
+
+    def _request_from(self, peer: Peer) -> None:
+        """Ask the peer for transactions it announced that nobody is being asked for."""
+        if not peer.tx_announced_to_us or peer.closed:
+            return
         now = time.monotonic()
-        for peer in self.net.peers():
-            if not peer.tx_announced_to_us:
-                continue
-            asked = [h for h, (p, _) in self.requested.items() if p is peer]
-            room = MAX_GETDATA_IN_FLIGHT - len(asked)
-            want: list[m.Inv] = []
-            for h in list(peer.tx_announced_to_us):
-                if room <= 0:
-                    break
-                if self._have_tx(h):
-                    del peer.tx_announced_to_us[h]
-                    continue
-                if h in self.requested:
-                    continue  # someone else is being asked; retried after a timeout
-                del peer.tx_announced_to_us[h]
-                self.requested[h] = (peer, now)
+        room = MAX_GETDATA_IN_FLIGHT - len(peer.tx_requested)
+        want: list[m.Inv] = []
+        done: list[bytes] = []
+        for h in peer.tx_announced_to_us:
+            if room <= 0:
+                break
+            if self._have_tx(h):
+                done.append(h)
+            elif h not in self.requested:  # (else someone else is asked; retried later)
+                done.append(h)
+                self.requested[h] = (peer.id, now)
+                peer.tx_requested[h] = now
                 want.append(m.Inv(m.MSG_WTX if peer.wtxid_relay else m.MSG_WITNESS_TX, h))
                 room -= 1
-            if want:
-                peer.send(m.GetData(want))
+        for h in done:
+            del peer.tx_announced_to_us[h]
+        if want:
+            peer.send(m.GetData(want))
 
     async def on_getdata(self, peer: Peer, msg: m.GetData) -> None:
         not_found: list[m.Inv] = []
@@ -232,31 +267,34 @@ class Relay:
             peer.send(m.NotFound(not_found))
 
     async def on_notfound(self, peer: Peer, msg: m.NotFound) -> None:
-        blocks = []
+        # Transactions only, as Core: a block the peer will not give stays requested from it
+        # until the download timeout drops the peer (otherwise it would be asked again and
+        # again, being the one known to have it).
         for item in msg.items:
-            if item.type in TX_MSG_TYPES or item.type == m.MSG_WTX:
+            if item.type in TX_MSG_TYPES:
                 r = self.requested.get(item.hash)
-                if r is not None and r[0] is peer:
-                    del self.requested[item.hash]
-            elif item.type in BLOCK_MSG_TYPES:
-                blocks.append(item.hash)
-        if blocks:
-            self.net.sync.on_notfound_blocks(peer, blocks)
-        self._request_announced()
+                if r is not None and r[0] == peer.id:
+                    self._forget_request(item.hash)
+        self._request_from(peer)
 
     # -- transactions in --------------------------------------------------------------------
 
     async def on_tx(self, peer: Peer, msg: m.RawPayload) -> None:
         """Queue the transaction for the next batch on the validation thread; a batch of
         several has its scripts checked on the mempool's worker processes."""
-        self._tx_queue.append((peer, msg.data))
+        raw = msg.data
+        if len(raw) > MAX_TX_SIZE or self.catching_up():
+            return  # could never be standard / not now: not worth parsing
+        self._tx_queue.append((peer, raw))
+        self._tx_queue_bytes += len(raw)
         if self._tx_job is None:
             self._start_tx_batch()
-        elif len(self._tx_queue) >= MAX_TX_QUEUE:
+        elif self._tx_queue_bytes >= MAX_TX_QUEUE_BYTES:
             await asyncio.shield(self._tx_job)  # backpressure: stop reading until it is done
 
     def _start_tx_batch(self) -> None:
         batch, self._tx_queue = self._tx_queue, []
+        self._tx_queue_bytes = 0
         job = self.net.validate(self._accept_batch, [raw for _, raw in batch])
         job.add_done_callback(lambda f: self._tx_batch_done(batch, f))
         self._tx_job = job
@@ -268,10 +306,12 @@ class Relay:
         if job.exception() is not None:
             log.error("transaction batch failed: %r", job.exception())
         else:
+            touched = {}
             for (peer, _), result in zip(batch, job.result()):
-                if not peer.closed:
-                    self._tx_result(peer, *result)
-            self._request_announced()
+                self._tx_result(peer, *result)  # (closed peers too: rejects, punishment)
+                touched[peer.id] = peer
+            for peer in touched.values():
+                self._request_from(peer)
         if self._tx_queue:
             self._start_tx_batch()
 
@@ -281,18 +321,19 @@ class Relay:
             return
         for h in (tx.wtxid, tx.txid):
             peer.known_inv.add(h)
-            r = self.requested.get(h)
-            if r is not None and r[0] is peer:
-                del self.requested[h]
+            self._forget_request(h)
         if status == "accepted":
             peer.last_tx_time = int(time.time())
-        elif status == "orphan":
-            # Ask the sender for the parents we lack (by txid: that is all we know).
+        elif status == "orphan" and not peer.closed:
+            # Ask the sender for the parents we lack (by txid: that is all we know), within
+            # its allowance of requests in flight.
+            room = MAX_GETDATA_IN_FLIGHT - len(peer.tx_requested)
             want = [m.Inv(m.MSG_WITNESS_TX, p) for p in detail
-                    if p not in self.requested and not self._have_tx(p)]
+                    if p not in self.requested and not self._have_tx(p)][:max(room, 0)]
             now = time.monotonic()
             for inv in want:
-                self.requested[inv.hash] = (peer, now)
+                self.requested[inv.hash] = (peer.id, now)
+                peer.tx_requested[inv.hash] = now
             if want:
                 peer.send(m.GetData(want))
         elif status == "rejected":
@@ -348,10 +389,12 @@ class Relay:
 
     def peer_gone(self, peer: Peer) -> None:
         self._fee_filter_sent.pop(peer.id, None)
-        for h in [h for h, (p, _) in self.requested.items() if p is peer]:
-            del self.requested[h]
-        if self.net.loop is not None and not self.net.loop.is_closed():
-            self.net.loop.call_soon(self._request_announced)
+        for h in list(peer.tx_requested):
+            if self.requested.get(h, (None,))[0] == peer.id:
+                del self.requested[h]
+        peer.tx_requested.clear()
+        for other in self.net.peers():  # what it was asked for, others may have announced
+            self._request_from(other)
 
 
 def _block_bytes(chain, e, witness: bool) -> bytes:

@@ -37,6 +37,8 @@ MAX_BLOCKS_TO_ANNOUNCE = 8
 MAX_GETBLOCKS_RESULTS = 500
 ANTI_DOS_BLOCKS = 144  # headers chains with less work than our tip's minus this are not kept
 MAX_PRESYNC_HEADERS = 20_000  # low-work headers kept aside per peer while their chain grows
+MAX_PRESYNC_PEERS = 4  # peers whose low-work headers are kept aside at the same time
+HEADERS_RESPONSE_TIME = 120.0  # a getheaders not answered: another is sent after this
 UNREQUESTED_MAX_AHEAD = 288  # Core's MIN_BLOCKS_TO_KEEP: unrequested blocks beyond it are dropped
 
 
@@ -78,7 +80,7 @@ class BlockSync:
         self.in_flight: dict[bytes, Peer] = {}  # block hash -> the peer asked for it
         self.processing: set[bytes] = set()  # received, waiting for the validation thread
         self.stall_timeout = BLOCK_STALLING_TIMEOUT
-        self.block_source: dict[bytes, Peer] = {}  # for punishing senders of invalid blocks
+        self.block_source: dict[bytes, int] = {}  # block -> sender's id, to punish invalid ones
         self._tip_pending = False
         self.last_announced = None
 
@@ -106,7 +108,15 @@ class BlockSync:
         peer.headers_requested_at = time.monotonic()
         peer.send(m.GetHeaders(locator(start), stop))
 
+    def maybe_send_getheaders(self, peer: Peer, stop: bytes = b"\x00" * 32) -> None:
+        """A getheaders from our best header, unless one is still unanswered (Core's
+        MaybeSendGetHeaders): announcements of unknown blocks cost one request, not one
+        each."""
+        if time.monotonic() - peer.headers_requested_at > HEADERS_RESPONSE_TIME:
+            self.send_getheaders(peer, self.chain.best_header, stop)
+
     async def on_headers(self, peer: Peer, msg: m.Headers) -> None:
+        peer.headers_requested_at = 0.0  # answered
         headers = msg.headers
         if not headers:
             return
@@ -122,7 +132,7 @@ class BlockSync:
         if start is None:
             # Does not connect to anything we know: ask for the path to it.
             peer.unconnecting_headers += 1
-            self.send_getheaders(peer, self.chain.best_header)
+            self.maybe_send_getheaders(peer)
             if peer.unconnecting_headers % MAX_UNCONNECTING_HEADERS == 0:
                 self.net.misbehaving(peer, 20, f"{peer.unconnecting_headers} non-connecting "
                                                "headers")
@@ -132,7 +142,10 @@ class BlockSync:
         try:
             last = await self.net.validate(self._accept_headers, headers)
         except ValidationError as err:
-            self.net.misbehaving(peer, err.dos_score, f"invalid header received: {err}")
+            # (a header of a block known to be invalid is as bad as the block: Core's
+            # BLOCK_CACHED_INVALID)
+            score = 100 if err.reason == "duplicate" else err.dos_score
+            self.net.misbehaving(peer, score, f"invalid header received: {err}")
             return
         if peer.closed:
             return
@@ -156,6 +169,9 @@ class BlockSync:
             return True
         if len(headers) % m.MAX_HEADERS_RESULTS or len(headers) >= MAX_PRESYNC_HEADERS:
             log.info("ignoring low-work chain of %d headers from peer=%d", len(headers), peer.id)
+            return False
+        if sum(1 for p in self.net.peers() if p.presync) >= MAX_PRESYNC_PEERS:
+            log.info("ignoring low-work headers from peer=%d: others are being checked", peer.id)
             return False
         for h in headers[-m.MAX_HEADERS_RESULTS:]:
             if not check_proof_of_work(h.hash, h.bits, self.chain.params):
@@ -193,10 +209,10 @@ class BlockSync:
         entries = self._range(tip, start, end)
         peer.send_raw("headers", m.raw_headers_payload([e.header().serialize()
                                                         for e in entries]))
-        if entries:
-            peer.best_header_sent = entries[-1]
-            for e in entries[-MAX_BLOCKS_TO_ANNOUNCE:]:
-                peer.known_blocks.add(e.hash)
+        # What the peer now has (Core: the tip when the answer is empty, as it has it all).
+        peer.best_header_sent = entries[-1] if entries else tip
+        for e in entries[-MAX_BLOCKS_TO_ANNOUNCE:]:
+            peer.known_blocks.add(e.hash)
 
     async def on_getblocks(self, peer: Peer, msg: m.GetBlocks) -> None:
         tip = self.chain.published
@@ -204,9 +220,9 @@ class BlockSync:
         end = min(tip.height, fork.height + MAX_GETBLOCKS_RESULTS)
         items = []
         for e in self._range(tip, fork.height + 1, end):
-            items.append(m.Inv(m.MSG_BLOCK, e.hash))
             if e.hash == msg.hash_stop:
-                break
+                break  # (Core stops before the stop block)
+            items.append(m.Inv(m.MSG_BLOCK, e.hash))
         if items:
             peer.send(m.InvMsg(items))
 
@@ -241,11 +257,14 @@ class BlockSync:
             blocks, staller = self._next_blocks(peer, free)
             if blocks:
                 now = time.monotonic()
+                if not peer.in_flight:
+                    peer.downloading_since = now
                 for e in blocks:
                     peer.in_flight[e.hash] = now
                     self.in_flight[e.hash] = peer
                 peer.send(m.GetData([m.Inv(m.MSG_WITNESS_BLOCK, e.hash) for e in blocks]))
-            elif staller is not None and not staller.stalling_since:
+            elif staller is not None and not peer.in_flight and not staller.stalling_since:
+                # (Core: only a peer with nothing in flight is held up by another)
                 staller.stalling_since = time.monotonic()
                 log.debug("stall started peer=%d", staller.id)
 
@@ -264,6 +283,7 @@ class BlockSync:
         max_height = min(best.height, window_end + 1)
         blocks: list = []
         waiting_for: Peer | None = None
+        waiting_for_us = False  # the first missing block is ours to validate, not a peer's
         walk = peer.last_common
         while walk.height < max_height:
             # the next (up to) 128 blocks on the way to best
@@ -279,8 +299,11 @@ class BlockSync:
                     continue
                 owner = self.in_flight.get(e.hash)
                 if owner is not None or e.hash in self.processing:
-                    if waiting_for is None and owner is not None:
-                        waiting_for = owner
+                    if waiting_for is None and not waiting_for_us:
+                        if owner is None:
+                            waiting_for_us = True
+                        else:
+                            waiting_for = owner
                     continue
                 if e.height > window_end:
                     staller = waiting_for if not blocks and waiting_for is not peer else None
@@ -302,6 +325,7 @@ class BlockSync:
         if requested:
             self.in_flight.pop(h, None)
             peer.stalling_since = 0.0
+            peer.downloading_since = time.monotonic()
         else:
             # Unrequested (a new-block announcement sent as the block itself): taken only
             # if it could become our tip (Core's rule), so nobody fills our disk for free.
@@ -319,7 +343,7 @@ class BlockSync:
                           peer.id)
                 return
         self.processing.add(h)
-        self.block_source[h] = peer
+        self.block_source[h] = peer.id
         if len(self.block_source) > 2000:
             self.block_source.pop(next(iter(self.block_source)))
         peer.pending_blocks += 1
@@ -327,6 +351,7 @@ class BlockSync:
         fut.add_done_callback(lambda f: self._block_done(peer, h, f))
         if peer.pending_blocks > MAX_PENDING_BLOCKS:
             await fut  # backpressure: stop reading this peer until validation catches up
+            peer.downloading_since = time.monotonic()  # (our delay, not the peer's)
         self.schedule()
 
     def _process_block(self, raw: bytes):
@@ -334,7 +359,8 @@ class BlockSync:
         was new, its error or None, {hash: error} of other blocks this made the chain try
         and find invalid)."""
         chain = self.chain
-        before = set(chain.invalid_errors)
+        with chain.lock:  # (RPC threads change it too)
+            before = set(chain.invalid_errors)
         new = False
         error: Exception | None = None
         try:
@@ -344,7 +370,8 @@ class BlockSync:
             chain.process_block(block, raw=raw)
         except (ValidationError, DeserializationError) as err:
             error = err
-        failed = {h: err for h, err in chain.invalid_errors.items() if h not in before}
+        with chain.lock:
+            failed = {h: err for h, err in chain.invalid_errors.items() if h not in before}
         return new, error, failed
 
     def _block_done(self, peer: Peer, h: bytes, fut) -> None:
@@ -368,8 +395,8 @@ class BlockSync:
             score = 100 if error.reason == "duplicate" else error.dos_score
             self.net.misbehaving(peer, score, f"invalid block {h[::-1].hex()}: {error}")
         for bad, why in failed.items():  # descendants stored earlier, from other peers
-            src = self.block_source.get(bad)
-            if src is not None and not src.closed:
+            src = self.net.connman.peers.get(self.block_source.get(bad, -1))
+            if src is not None:
                 self.net.misbehaving(src, why.dos_score,
                                      f"invalid block {bad[::-1].hex()}: {why}")
         self.schedule()
@@ -382,12 +409,6 @@ class BlockSync:
         if self.net.loop is not None and not self.net.loop.is_closed():
             self.net.loop.call_soon(self.schedule)
 
-    def on_notfound_blocks(self, peer: Peer, hashes: list[bytes]) -> None:
-        for h in hashes:
-            if peer.in_flight.pop(h, None) is not None and self.in_flight.get(h) is peer:
-                del self.in_flight[h]
-        self.schedule()
-
     def tick(self, now: float) -> None:
         for peer in self.net.peers():
             if peer.stalling_since and now - peer.stalling_since > self.stall_timeout:
@@ -395,7 +416,9 @@ class BlockSync:
                 peer.close("stalling block download")
                 self.stall_timeout = min(self.stall_timeout * 2, BLOCK_STALLING_TIMEOUT_MAX)
                 continue
-            if peer.in_flight and now - min(peer.in_flight.values()) > BLOCK_DOWNLOAD_TIMEOUT:
+            # (the clock restarts with each block the peer delivers, as Core's)
+            if peer.in_flight and not peer.pending_blocks > MAX_PENDING_BLOCKS and \
+                    now - peer.downloading_since > BLOCK_DOWNLOAD_TIMEOUT:
                 peer.close("block download timeout")
         self.schedule()
 
@@ -411,8 +434,9 @@ class BlockSync:
         fork = last_common_ancestor(prev, tip) if prev is not None else tip.prev
         new = self._range(tip, fork.height + 1, tip.height) if fork is not None else [tip]
         self.net.relay.tip_changed(tip)
-        for peer in self.net.peers():
-            self._announce(peer, new)
+        if new:  # (none when the tip went back to an ancestor: invalidateblock)
+            for peer in self.net.peers():
+                self._announce(peer, new)
         self.schedule()
 
     def _peer_has(self, peer: Peer, e) -> bool:

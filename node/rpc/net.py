@@ -137,7 +137,7 @@ def _clean(s: str) -> str:
 def getpeerinfo(node):
     p2p = _p2p(node)
     return [_peer_json(p2p, p) for p in sorted(p2p.connman.peers.values(), key=lambda p: p.id)
-            if not p.closed and p.version is not None]
+            if not p.closed]
 
 
 @rpc("addnode", "Network",
@@ -159,7 +159,8 @@ def addnode(node, node_, command, v2transport):
                                               "(see -v2transport)")
     cm = _p2p(node).connman
     if command == "onetry":
-        cm._spawn(cm.dial(node_))
+        if cm.connected_to(node_) is None:  # (Core: not a second connection to it)
+            cm._spawn(cm.dial(node_))
         return None
     if command == "add":
         if node_ in cm.added:

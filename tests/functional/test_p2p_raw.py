@@ -18,7 +18,7 @@ from node.p2p import messages as m
 from node.p2p.netaddr import NetAddr
 from tests.blocktools import make_block, make_coinbase, solve
 from tests.functional.framework import NodeProcess, RPCFailure
-from tests.functional.netutil import ADDR, coinbase_spend, spend_outputs, wait_until
+from tests.functional.netutil import ADDR, ADDR2, coinbase_spend, spend_outputs, wait_until
 from tests.functional.p2p_peer import MAGIC, Closed, RawPeer, frame_with, listen
 
 HEIGHT = 110
@@ -49,8 +49,13 @@ def peer(node, wtxid: bool = True, **kw) -> RawPeer:
     return p
 
 
-def raw_peers(node) -> list[dict]:
-    return [p for p in node.call("getpeerinfo") if p["subver"] == "/testpeer:0.1/"]
+def raw_peers(node, p: RawPeer | None = None) -> list[dict]:
+    """getpeerinfo of our raw peers (of just `p` if given: others may still be closing)."""
+    info = [x for x in node.call("getpeerinfo") if x["subver"] == "/testpeer:0.1/"]
+    if p is not None:
+        host, port = p.sock.getsockname()[:2]
+        info = [x for x in info if x["addr"] == f"{host}:{port}"]
+    return info
 
 
 def tip_block(node, prev_hash: str | None = None, **kw) -> Block:
@@ -84,7 +89,7 @@ def test_handshake(node):
         assert cmd in got[got.index("verack"):]
     fee = next(msg for cmd, msg in p.received if cmd == "feefilter")
     assert fee.feerate == 1000  # -minrelaytxfee in sat/kvB
-    [info] = raw_peers(node)
+    [info] = raw_peers(node, p)
     assert info["inbound"] and info["version"] == 70016 and info["startingheight"] == 0
     p.close()
 
@@ -164,7 +169,7 @@ def test_peer_that_does_not_read_stalls_only_itself(node, follower):
     # once the socket buffers are full, and carries on with everyone else.
     slow.send(m.GetData([m.Inv(m.MSG_WITNESS_BLOCK, h)] * 50_000))
     time.sleep(1.0)
-    [info] = raw_peers(node)
+    [info] = raw_peers(node, slow)
     size = len(node.call("getblock", h[::-1].hex(), 0)) // 2 + 24
     assert info["bytessent_per_msg"].get("block", 0) < 50_000 * size / 2
     t0 = time.time()
@@ -288,7 +293,7 @@ def test_oversized_lists_are_refused_and_scored(node):
         p.send(too_many)
         p.send(m.Ping(i + 1))
         p.wait_for("pong", pred=lambda msg, i=i: msg.nonce == i + 1)
-    [info] = raw_peers(node)
+    [info] = raw_peers(node, p)
     assert info["bytesrecv_per_msg"]["inv"] > 4 * 36 * 50_000
     p.send_payload("headers", m.compact_size(2001) + b"\x00" * 81 * 2001)  # the fifth: 100
     assert p.is_closed(5)
@@ -364,7 +369,7 @@ def test_non_continuous_and_unconnecting_headers(node):
     orphan = make_block(b"\x42" * 32, 5)
     p.send(m.Headers([orphan.header]))
     p.wait_for("getheaders")
-    [info] = raw_peers(node)
+    [info] = raw_peers(node, p)
     assert info["inbound"]
     p.close()
 
@@ -404,6 +409,62 @@ def test_low_work_headers_are_not_stored(tmp_path):
         wait_until(lambda: fork_tip() == [(2200, headers[-1].hash_hex(), "headers-only")], 10,
                    "fork stored")
         p.close()
+
+
+def test_block_notfound_does_not_start_a_request_storm(tmp_path):
+    with NodeProcess(tmp_path / "n") as n:
+        genesis = hex_to_hash(n.call("getblockhash", 0))
+        headers = fork_headers(genesis, 0, 3, int(time.time()) - 100)
+        p = peer(n)
+        p.send(m.Headers(headers))
+        req = p.wait_for("getdata")
+        assert [i.hash for i in req.items] == [h.hash for h in headers]
+        p.send(m.NotFound(req.items))  # "I do not have them" (after announcing them)
+        asked_again = 0
+        with pytest.raises(TimeoutError):
+            while True:
+                p.wait_for("getdata", 2.0)
+                asked_again += 1
+        assert asked_again == 0  # as Core: left in flight until the download timeout
+        p.close()
+
+
+def test_many_unknown_block_announcements_cost_one_getheaders(node):
+    p = peer(node)
+    p.send(m.InvMsg([m.Inv(m.MSG_BLOCK, os.urandom(32)) for _ in range(50_000)]))
+    p.send(m.Ping(21))
+    p.wait_for("pong", pred=lambda msg: msg.nonce == 21)
+    assert sum(1 for cmd, _ in p.received if cmd == "getheaders") <= 2  # (+ the first one)
+    p.close()
+
+
+def test_malformed_addrv2_disconnects_cleanly(node):
+    p = peer(node)
+    bad = struct.pack("<I", 1) + b"\x01" + b"\x01" + b"\x05abcde" + b"\x20\x8d"
+    p.send_payload("addrv2", b"\x01" + bad)  # an IPv4 address of five bytes
+    assert p.is_closed(5)
+    assert "internal error" not in (node.chain_dir / "debug.log").read_text()
+
+
+def test_peer_listed_during_the_handshake(node):
+    p = RawPeer(node.p2pport)
+    p.send(p.version_msg())
+    p.wait_for("verack")
+    wait_until(lambda: any(x["subver"] == "/testpeer:0.1/" for x in node.call("getpeerinfo")),
+               5, "listed")
+    [info] = raw_peers(node, p)
+    assert info["version"] == 70016 and info["inbound"]
+    p.close()
+
+
+def test_invalidateblock_with_peers_connected(node, follower):
+    tip = node.call("getbestblockhash")
+    node.call("invalidateblock", tip)
+    assert node.call("getbestblockhash") != tip
+    # The node keeps announcing; the follower moves over once the new branch has more work.
+    h = node.call("generatetoaddress", 2, ADDR2)[-1]
+    wait_until(lambda: follower.call("getbestblockhash") == h, 15, "follower on the new tip")
+    node.call("reconsiderblock", tip)
 
 
 # -- timeouts -------------------------------------------------------------------------------
@@ -477,7 +538,7 @@ def test_addr_gossip_rate_limited_getaddr_answered(tmp_path):
         p.send(m.AddrV2(addrs))
         p.send(m.Ping(1))
         p.wait_for("pong")
-        [info] = raw_peers(n)
+        [info] = raw_peers(n, p)
         assert info["addr_processed"] == 1 and info["addr_rate_limited"] == 4
         assert len(n.call("getnodeaddresses", 0)) == 1
         # Outbound: the node asks us for addresses and takes up to 1,000 in the answer.
