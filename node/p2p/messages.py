@@ -367,72 +367,66 @@ class RawPayload:
 
 @dataclass
 class Addr:
-    """addr (v1: IPv4/IPv6 only) with each address's last-seen time."""
+    """addr (v1: IPv4/IPv6 only), each address with its last-seen time. AddrV2 differs only
+    in how one address is written."""
 
     command = "addr"
     addrs: list[NetAddr] = field(default_factory=list)
 
+    @staticmethod
+    def _write(a: NetAddr) -> bytes:
+        return _net_addr_v1(a)
+
+    @staticmethod
+    def _read(r: Reader) -> NetAddr | None:
+        return _read_net_addr_v1(r)
+
     def serialize(self) -> bytes:
-        out = [compact_size(len(self.addrs))]
-        for a in self.addrs:
-            out.append(struct.pack("<I", a.time & 0xFFFFFFFF) + _net_addr_v1(a))
-        return b"".join(out)
+        return compact_size(len(self.addrs)) + b"".join(
+            struct.pack("<I", a.time & 0xFFFFFFFF) + self._write(a) for a in self.addrs)
 
     @classmethod
-    def parse(cls, payload: bytes) -> Addr:
+    def parse(cls, payload: bytes):
         r = Reader(payload)
         n = r.compact_size()
         if n > MAX_ADDR_TO_SEND:
-            raise OversizedMessage(f"addr message size = {n}")
+            raise OversizedMessage(f"{cls.command} message size = {n}")
         out = []
         for _ in range(n):
             t = r.u32()
-            a = _read_net_addr_v1(r)
-            a.time = t
-            out.append(a)
-        expect_end(r, "addr")
+            a = cls._read(r)
+            if a is not None:  # (addrv2: unknown networks are skipped, as BIP155 says)
+                a.time = t
+                out.append(a)
+        expect_end(r, cls.command)
         return cls(out)
 
 
 @dataclass
-class AddrV2:
-    """BIP155 addrv2: network id and variable-length address."""
+class AddrV2(Addr):
+    """BIP155 addrv2: services as a CompactSize, a network id and a variable-length
+    address."""
 
     command = "addrv2"
-    addrs: list[NetAddr] = field(default_factory=list)
 
-    def serialize(self) -> bytes:
-        out = [compact_size(len(self.addrs))]
-        for a in self.addrs:
-            out.append(struct.pack("<I", a.time & 0xFFFFFFFF) + compact_size(a.services)
-                       + bytes([a.net]) + var_bytes(a.addr) + struct.pack(">H", a.port))
-        return b"".join(out)
+    @staticmethod
+    def _write(a: NetAddr) -> bytes:
+        return (compact_size(a.services) + bytes([a.net]) + var_bytes(a.addr)
+                + struct.pack(">H", a.port))
 
-    @classmethod
-    def parse(cls, payload: bytes) -> AddrV2:
-        r = Reader(payload)
-        n = r.compact_size()
-        if n > MAX_ADDR_TO_SEND:
-            raise OversizedMessage(f"addrv2 message size = {n}")
-        out = []
-        for _ in range(n):
-            t = r.u32()
-            services = r.compact_size(range_check=False)
-            net = r.u8()
-            size = r.compact_size()
-            if size > 512:  # BIP155's MAX_ADDRV2_SIZE
-                raise DeserializationError(f"addrv2 address too long ({size} bytes)")
-            raw = r.read(size)
-            port = struct.unpack(">H", r.read(2))[0]
-            try:
-                a = NetAddr.from_v2(net, raw, port, services)
-            except AddressError as err:  # a known network with the wrong size
-                raise DeserializationError(str(err)) from None
-            if a is not None:  # unknown networks are skipped, as BIP155 says
-                a.time = t
-                out.append(a)
-        expect_end(r, "addrv2")
-        return cls(out)
+    @staticmethod
+    def _read(r: Reader) -> NetAddr | None:
+        services = r.compact_size(range_check=False)
+        net = r.u8()
+        size = r.compact_size()
+        if size > 512:  # BIP155's MAX_ADDRV2_SIZE
+            raise DeserializationError(f"addrv2 address too long ({size} bytes)")
+        raw = r.read(size)
+        port = struct.unpack(">H", r.read(2))[0]
+        try:
+            return NetAddr.from_v2(net, raw, port, services)
+        except AddressError as err:  # a known network with the wrong size
+            raise DeserializationError(str(err)) from None
 
 
 # command -> payload class, for the messages we decode (others are ignored)

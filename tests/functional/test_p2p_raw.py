@@ -130,13 +130,18 @@ def test_serves_headers_and_blocks(node):
     p.close()
 
 
+def headers_peer(node) -> RawPeer:
+    """A peer that asked for headers announcements and has every header: new blocks are
+    announced by headers only to a peer known to have the parent (as Core)."""
+    p = peer(node)
+    p.send(m.SendHeaders())
+    p.send(m.GetHeaders([hex_to_hash(node.call("getblockhash", 0))]))
+    p.wait_for("headers")
+    return p
+
+
 def test_new_blocks_announced_by_headers_or_inv(node, follower):
-    with_headers = peer(node)
-    with_headers.send(m.SendHeaders())
-    # Headers are announced only to a peer known to have the parent (as Core): here, one
-    # that fetched our headers.
-    with_headers.send(m.GetHeaders([hex_to_hash(node.call("getblockhash", 0))]))
-    with_headers.wait_for("headers")
+    with_headers = headers_peer(node)
     with_inv = peer(node)
     time.sleep(0.2)
     [h] = node.call("generatetoaddress", 1, ADDR)
@@ -150,10 +155,7 @@ def test_new_blocks_announced_by_headers_or_inv(node, follower):
 
 
 def test_submitted_block_is_relayed(node, follower):
-    p = peer(node)
-    p.send(m.SendHeaders())
-    p.send(m.GetHeaders([hex_to_hash(node.call("getblockhash", 0))]))
-    p.wait_for("headers")
+    p = headers_peer(node)
     block = tip_block(node)
     assert node.call("submitblock", block.serialize().hex()) is None
     got = p.wait_for("headers", pred=lambda msg: msg.headers)
