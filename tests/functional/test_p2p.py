@@ -203,3 +203,34 @@ def test_address_book_rpcs_and_persistence(tmp_path):
         assert {("1.2.3.4", 8333), ("2a00:1450::1", 18444)} <= again
     finally:
         a.stop()
+
+
+def test_connect_listen_and_connection_limits(tmp_path):
+    from tests.functional.p2p_peer import RawPeer
+
+    # -maxconnections=9 leaves one inbound slot beside the 8 kept for outbound peers.
+    a = NodeProcess(tmp_path / "a", "-maxconnections=9").start()
+    b = None
+    try:
+        first = RawPeer(a.p2pport)
+        first.handshake()
+        second = RawPeer(a.p2pport)
+        assert second.is_closed(5)  # slots full, and nobody to evict
+        first.close()
+        wait_until(lambda: a.call("getconnectioncount") == 0, 5, "slot free")
+        # -connect: only that peer, and (by default then) no listening.
+        b = NodeProcess(tmp_path / "b", f"-connect={a.p2p_addr}").start()
+        wait_until(lambda: b.call("getconnectioncount") == 1, 5, "-connect")
+        [p] = b.call("getpeerinfo")
+        assert p["addr"] == a.p2p_addr and p["connection_type"] == "manual"
+        with pytest.raises(ConnectionRefusedError):
+            RawPeer(b.p2pport)
+        a.call("generatetoaddress", 3, ADDR)
+        wait_until(lambda: b.call("getblockcount") == 3, 10, "sync over -connect")
+        # and -connect peers come back after a disconnect
+        a.call("disconnectnode", nodeid=a.call("getpeerinfo")[0]["id"])
+        wait_until(lambda: a.call("getconnectioncount") == 1, 5, "reconnected")
+    finally:
+        a.stop()
+        if b is not None:
+            b.stop()
