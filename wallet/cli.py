@@ -58,7 +58,7 @@ class Options:
     server: str | None
     server_user: str | None
     server_password: str | None
-    server_cookie: Path
+    server_cookies: list[Path]  # --server-cookie, else the wallet server's, then the node's
     wallet: str
     json: bool
 
@@ -103,11 +103,16 @@ class Remote:
         if self.o.server_password is not None:
             cred = f"{self.o.server_user or ''}:{self.o.server_password}"
         else:
-            try:
-                cred = self.o.server_cookie.read_text().strip()
-            except OSError as err:
-                raise CLIError(f"cannot read the wallet server's cookie {self.o.server_cookie} "
-                               f"({err.strerror}); give --server-user/--server-password") from None
+            for path in self.o.server_cookies:
+                try:
+                    cred = path.read_text().strip()
+                    break
+                except OSError:
+                    continue
+            else:
+                tried = ", ".join(str(p) for p in self.o.server_cookies)
+                raise CLIError(f"no cookie for the server at {self.url} (tried {tried}); give "
+                               "--server-cookie or --server-user/--server-password")
         return "Basic " + base64.b64encode(cred.encode()).decode()
 
     def call(self, method: str, *params: Any, wallet: bool = True) -> Any:
@@ -156,6 +161,9 @@ def _run(ctx: typer.Context, fn, human) -> None:  # noqa: ANN001
             hint = " (give --passphrase, or unlock it on a wallet server)"
         elif err.code == RPC_WALLET_NOT_FOUND and not o.server:
             hint = f" (wallets directory: {o.wallets_dir})"
+        elif "in use by another process" in err.message and not o.server:
+            hint = (" (it is mounted in a running minibtcd or wallet server: add --server "
+                    f"{o.node})")
         _fail(f"{err.message}{hint}", err.code, o.json)
     except CLIError as err:
         _fail(str(err), -1, o.json)
@@ -218,7 +226,10 @@ def main_options(
     ctx.obj = Options(
         chain, base, wdir, node or f"http://127.0.0.1:{RPC_PORTS[chain]}", rpc_user,
         rpc_password, (rpc_cookie or chain_dir / ".cookie").expanduser(), server, server_user,
-        server_password, (server_cookie or wdir / ".cookie").expanduser(), wallet, as_json)
+        server_password,
+        [server_cookie.expanduser()] if server_cookie else [wdir / ".cookie",
+                                                            chain_dir / ".cookie"],
+        wallet, as_json)
 
 
 # -- formatting ------------------------------------------------------------------------------

@@ -189,3 +189,24 @@ def test_minibtc_cli_with_rpcwallet(node):
                "7")
     tx = json.loads(cli("gettransaction", txid), parse_float=Decimal)
     assert tx["amount"] == 0 and tx["fee"] < 0  # paid to itself: only the fee left
+
+
+def test_minibtc_wallet_cli_against_the_node(node):
+    import subprocess
+
+    from tests.functional.framework import cli_env
+
+    def wcli(*args):
+        return subprocess.run([sys.executable, "-m", "wallet.cli", "--datadir", str(node.datadir),
+                               "--node", node.url, *args], cwd=ROOT, env=cli_env(),
+                              capture_output=True, text=True, timeout=60)
+
+    # the node holds the default wallet: opening its file directly is refused, with the way out
+    r = wcli("balance")
+    assert r.returncode == 1 and "in use" in r.stderr and f"--server {node.url}" in r.stderr
+    # through the node (its cookie found in the datadir)
+    r = wcli("--server", node.url, "balance")
+    assert r.returncode == 0, r.stderr
+    assert "confirmed" in r.stdout and "immature" in r.stdout
+    addr = wcli("--server", node.url, "receive", "--type", "bech32m").stdout.strip()
+    assert node.call("getaddressinfo", addr)["ismine"] is True
