@@ -76,6 +76,7 @@ class NodeConfig(BaseModel):
     pingtimeout: int = Field(default=20 * 60, ge=1)  # minibtc's: Core's fixed 20 minutes
     timeout: int = Field(default=5000, ge=1)  # ms to wait for an outbound connection
     wallet: list[str] = []
+    disablewallet: bool = False
 
     @field_validator("rpcallowip")
     @classmethod

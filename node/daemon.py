@@ -63,6 +63,7 @@ Options (Core-style: -name=value, -name for true, -noname for false):
   -peertimeout=<s>        drop peers that do not finish the handshake in time (default: 60)
   -pingtimeout=<s>        drop peers that do not answer a ping in time (default: 1200)
   -timeout=<ms>           wait this long for an outbound connection (default: 5000)
+  -disablewallet          do not mount the wallets (default: a "default" wallet on regtest)
   -debug=<category>       debug logging for a category (net, validation, mempool, rpc,
                           wallet, ...), or 1 / all
   -printtoconsole         log to the console as well as to debug.log
@@ -136,6 +137,7 @@ class Node:
         self.txindex = None
         self.rpc = None
         self.p2p = None
+        self.wallets = None  # wallet.service.WalletManager, mounted at /wallet/<name>
         self.logfile: Path | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._stop = None
@@ -174,6 +176,8 @@ class Node:
                 ready(None)
             await self._in_validation(self._init_chain)
             await self._start_p2p()
+            if not cfg.disablewallet:
+                await self.loop.run_in_executor(None, self._init_wallets)
             self.rpc.warmup = None
             log.info("ready: height %d, tip %s", self.chain.height, self.chain.tip.hash_hex())
             if cfg.loadblock:
@@ -184,6 +188,8 @@ class Node:
             self.shutting_down = True
             if self.p2p is not None:
                 await self.p2p.stop()
+            if self.wallets is not None:
+                await asyncio.get_running_loop().run_in_executor(None, self.wallets.close)
             if self.rpc is not None:
                 await self.rpc.stop()
             await self._in_validation(self._close_chain)
@@ -191,6 +197,28 @@ class Node:
             if not cfg.rpcpassword:
                 cookie.unlink(missing_ok=True)
             log.info("Shutdown: done")
+
+    def _init_wallets(self) -> None:
+        """Mount the wallets of <datadir>/wallets; on regtest create and load a default
+        wallet at first start. The wallets reach this node over its own JSON-RPC, as they
+        would from another process."""
+        from wallet.nodeclient import NodeClient
+        from wallet.service import WalletManager
+
+        cfg = self.config
+        host, port = next((b for b in self.rpc.bound if ":" not in b[0]), self.rpc.bound[0])
+        url = f"http://{host}:{port}/" if ":" not in host else f"http://[{host}]:{port}/"
+        if cfg.rpcpassword:
+            client = NodeClient(url, cfg.rpcuser, cfg.rpcpassword)
+        else:
+            client = NodeClient(url, cookie_file=self.datadir / ".cookie")
+        tip = self.chain.tip
+        manager = WalletManager(self.datadir / "wallets", self.params, client)
+        for problem in manager.start(create_default=self.params.name == "regtest",
+                                     tip=(tip.height, tip.hash, tip.time)):
+            log.warning("%s", problem)
+        manager.start_background()
+        self.wallets = manager
 
     async def _start_p2p(self) -> None:
         from node.p2p.manager import PeerManager

@@ -121,6 +121,7 @@ class Peer:
         self.downloading_since = 0.0  # last delivery (or first request) of blocks in flight
         self.sync_started = False
         self.headers_requested_at = 0.0
+        self.unknown_block: bytes | None = None  # announced while a getheaders was unanswered
         self.unconnecting_headers = 0
         self.presync: list = []  # low-work headers kept aside (sync._enough_work)
         self.pending_blocks = 0  # received blocks waiting for the validation thread

@@ -106,18 +106,23 @@ class BlockSync:
 
     def send_getheaders(self, peer: Peer, start, stop: bytes = b"\x00" * 32) -> None:
         peer.headers_requested_at = time.monotonic()
+        log.debug("getheaders (%d) to peer=%d", start.height, peer.id)
         peer.send(m.GetHeaders(locator(start), stop))
 
     def maybe_send_getheaders(self, peer: Peer, stop: bytes = b"\x00" * 32) -> None:
         """A getheaders from our best header, unless one is still unanswered (Core's
         MaybeSendGetHeaders): announcements of unknown blocks cost one request, not one
-        each."""
+        each. The block asked for is remembered, so the answer can be followed up."""
         if time.monotonic() - peer.headers_requested_at > HEADERS_RESPONSE_TIME:
             self.send_getheaders(peer, self.chain.best_header, stop)
+        else:
+            peer.unknown_block = stop
+            log.debug("getheaders to peer=%d not sent: one is unanswered", peer.id)
 
     async def on_headers(self, peer: Peer, msg: m.Headers) -> None:
         peer.headers_requested_at = 0.0  # answered
         headers = msg.headers
+        log.debug("headers (%d) from peer=%d", len(headers), peer.id)
         if not headers:
             return
         for a, b in zip(headers, headers[1:]):
@@ -155,6 +160,12 @@ class BlockSync:
         self.update_best_known(peer, last)
         if len(msg.headers) == m.MAX_HEADERS_RESULTS:
             self.send_getheaders(peer, last)  # more to come
+        elif peer.unknown_block is not None:
+            # A block announced (by inv) while this answer was on its way is still unknown:
+            # ask again now rather than wait for the next announcement.
+            if self.chain.get(peer.unknown_block) is None:
+                self.send_getheaders(peer, self.chain.best_header, peer.unknown_block)
+            peer.unknown_block = None
         self.schedule()
 
     def _enough_work(self, peer: Peer, start, headers: list[BlockHeader]) -> bool:
@@ -455,6 +466,8 @@ class BlockSync:
                 for e in todo:
                     peer.known_blocks.add(e.hash)
                 peer.best_header_sent = tip
+                log.debug("announced %d headers to peer=%d", len(todo), peer.id)
                 return
         peer.known_blocks.add(tip.hash)
+        log.debug("announced block %s by inv to peer=%d", tip.hash_hex(), peer.id)
         peer.send(m.InvMsg([m.Inv(m.MSG_BLOCK, tip.hash)]))

@@ -7,7 +7,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,14 +16,9 @@ from decimal import Decimal
 from pathlib import Path
 
 from node.rpc.jsonutil import dumps  # writes Decimal amounts exactly
+from regtest.network import free_port  # noqa: F401  (tests import it from here)
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RPCFailure(Exception):

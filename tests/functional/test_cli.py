@@ -237,13 +237,15 @@ def test_node_not_running(tmp_path):
 
 def test_getinfo(node):
     out = ok(cli(node, "-getinfo"))
-    # getwalletinfo and getbalances do not exist yet: their parts are skipped.
+    # (the regtest node's default wallet is mounted: its part shows too)
     assert out == (f"Chain: regtest\nBlocks: {N_BLOCKS}\nHeaders: {N_BLOCKS}\n"
                    "Verification progress: 100.0000%\n"
                    "Difficulty: 4.656542373906925e-10\n\n"
                    "Network: in 0, out 0, total 0\nVersion: 10000\nTime offset (s): 0\n"
                    "Proxy: N/A\nMin tx relay fee rate (BTC/kvB): 0.00001000\n\n"
-                   "Warnings: (none)\n")
+                   "Wallet: default\nKeypool size: 400\n"
+                   "Transaction fee rate (-paytxfee) (BTC/kvB): 0.00000000\n\n"
+                   "Balance: 0.00000000\n\nWarnings: (none)\n")
     assert "\x1b[" in ok(cli(node, "-getinfo", "-color=always"))
     r = cli(node, "-getinfo", "extra")
     assert (r.returncode, r.stderr) == (1, "error: -getinfo takes no arguments\n")
@@ -252,11 +254,12 @@ def test_getinfo(node):
 
 
 def test_rpcwallet_routing(node):
-    # A node method still answers on /wallet/<name>; a wallet method is not there yet.
+    # A node method still answers on /wallet/<name>; a wallet method needs the wallet.
     assert ok(cli(node, "-rpcwallet=w1", "getblockcount")) == f"{N_BLOCKS}\n"
     r = cli(node, "-rpcwallet=w1", "getwalletinfo")
-    assert (r.returncode, r.stderr) == (32601 % 256, "error code: -32601\nerror message:\n"
-                                                     "Method not found\n")
+    assert (r.returncode, r.stderr) == (18, "error code: -18\nerror message:\nRequested wallet "
+                                            "does not exist or is not loaded: 'w1'\n")
+    assert '"walletname": "default"' in ok(cli(node, "-rpcwallet=default", "getwalletinfo"))
     assert ok(cli(node, "-rpcwallet=my wallet/ü", "getblockcount")) == f"{N_BLOCKS}\n"
 
 

@@ -440,6 +440,28 @@ def test_many_unknown_block_announcements_cost_one_getheaders(node):
     p.close()
 
 
+def test_block_announced_while_headers_are_asked_for_is_followed_up(tmp_path):
+    with NodeProcess(tmp_path / "n") as n:
+        genesis = hex_to_hash(n.call("getblockhash", 0))
+        chain = fork_headers(genesis, 0, 20, int(time.time()) - 100)
+        p = peer(n)
+        p.wait_for("getheaders")  # the node's first request, left unanswered on purpose
+        p.send(m.Headers([]))  # (answered now: nothing)
+        p.send(m.InvMsg([m.Inv(m.MSG_BLOCK, chain[9].hash)]))
+        first = p.wait_for("getheaders")
+        # Another block announced before we answer: one request is outstanding already.
+        p.send(m.InvMsg([m.Inv(m.MSG_BLOCK, chain[19].hash)]))
+        p.send(m.Ping(31))
+        p.wait_for("pong", pred=lambda msg: msg.nonce == 31)
+        assert sum(1 for cmd, _ in p.received if cmd == "getheaders") == 2
+        # The answer covers only the first; the node follows up for the second at once.
+        assert first.locator[-1] == genesis
+        p.send(m.Headers(chain[:10]))
+        again = p.wait_for("getheaders")
+        assert again.locator[0] == chain[9].hash and again.hash_stop == chain[19].hash
+        p.close()
+
+
 def test_malformed_addrv2_disconnects_cleanly(node):
     p = peer(node)
     bad = struct.pack("<I", 1) + b"\x01" + b"\x01" + b"\x05abcde" + b"\x20\x8d"

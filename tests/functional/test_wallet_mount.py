@@ -3,11 +3,9 @@ wallet.service.WalletManager (at /wallet/<name>, and at / when one wallet is loa
 regtest a default wallet is created at first start, before RPC warm-up ends, so getnewaddress
 works as soon as the node answers at all.
 
-node/daemon.py does not mount wallets yet (another change owns that file); MOUNT below is the
-code proposed for it, applied to the real daemon by a small launcher, so what is tested here is
-the real node with exactly those lines. The wallet reaches the node over the node's own
-JSON-RPC, and with only two RPC threads a burst of wallet calls must still not deadlock: wallet
-calls run on threads of their own (node/rpc/server.py)."""
+The wallet reaches the node over the node's own JSON-RPC, and with only two RPC threads a
+burst of wallet calls must still not deadlock: wallet calls run on threads of their own
+(node/rpc/server.py)."""
 
 from __future__ import annotations
 
@@ -19,67 +17,10 @@ import pytest
 
 from tests.functional.framework import ROOT, NodeProcess, RPCFailure
 
-# What node/daemon.py gets: Node._init_wallets, run after the chain is loaded and before RPC
-# warm-up ends (it needs no node call: the default wallet starts at the tip the node knows).
-MOUNT = '''
-def _init_wallets(self) -> None:
-    """Mount the wallets of <datadir>/wallets; on regtest create and load a default wallet
-    at first start. The wallets reach this node over its own JSON-RPC."""
-    from wallet.nodeclient import NodeClient
-    from wallet.service import WalletManager
-
-    cfg = self.config
-    host, port = next((b for b in self.rpc.bound if ":" not in b[0]), self.rpc.bound[0])
-    url = f"http://{host}:{port}/" if ":" not in host else f"http://[{host}]:{port}/"
-    if cfg.rpcpassword:
-        client = NodeClient(url, cfg.rpcuser, cfg.rpcpassword)
-    else:
-        client = NodeClient(url, cookie_file=self.datadir / ".cookie")
-    tip = self.chain.tip
-    manager = WalletManager(self.datadir / "wallets", self.params, client)
-    for problem in manager.start(create_default=self.params.name == "regtest",
-                                 tip=(tip.height, tip.hash, tip.time)):
-        log.warning("%s", problem)
-    manager.start_background()
-    self.wallets = manager
-'''
-
-LAUNCHER = MOUNT + '''
-import logging, sys
-import node.daemon as d
-
-log = logging.getLogger("minibtcd")
-d.Node._init_wallets = _init_wallets
-_init_chain = d.Node._init_chain
-
-
-def init_chain(self):
-    # stands in for the line in Node.run before `self.rpc.warmup = None`:
-    #     await self.loop.run_in_executor(None, self._init_wallets)
-    _init_chain(self)
-    self._init_wallets()
-
-
-d.Node._init_chain = init_chain
-sys.exit(d.main())
-'''
-
-
-class MountedNode(NodeProcess):
-    def start(self, *more: str, wait: bool = True) -> MountedNode:
-        import subprocess
-
-        log = open(self.datadir / "stdout.log", "ab")
-        self.proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, *self.args(), *more],
-                                     cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
-        if wait:
-            self.wait_ready()
-        return self
-
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    n = MountedNode(tmp_path_factory.mktemp("mount") / "n", "-rpcthreads=2")
+    n = NodeProcess(tmp_path_factory.mktemp("mount") / "n", "-rpcthreads=2")
     n.start()
     try:
         yield n

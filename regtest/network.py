@@ -1,0 +1,329 @@
+"""A local test network kept in a folder: N minibtcd nodes wired in a topology, a wallet on
+each (the node's mounted default wallet), and miner processes.
+
+Folder layout:
+
+    network.json     what the network is: nodes, topology, ports, miners, partition
+    run.json         while it runs: the supervisor's and every process's pid
+    node<i>/         each node's datadir (chain data in node<i>/regtest/, debug.log there)
+    miner<j>.log     each miner's output
+
+`up` is the supervisor: it starts what is not running, waits, and stops everything it
+started on Ctrl-C (or when `down` signals it). The other commands only talk to the nodes
+over JSON-RPC, from any terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from wallet.nodeclient import NodeClient, NodeRPCError, NodeUnreachable
+
+TOPOLOGIES = ("line", "ring", "star", "mesh")
+WALLET = "default"  # the wallet minibtcd creates and loads on regtest
+
+
+class NetworkError(Exception):
+    """Something the user must fix (a bad argument, a network that is not there...)."""
+
+
+def edges(topology: str, n: int) -> list[tuple[int, int]]:
+    """(i, j): node i dials node j, for each link of the topology."""
+    if topology == "line":
+        return [(i, i - 1) for i in range(1, n)]
+    if topology == "ring":
+        return [(i, i - 1) for i in range(1, n)] + ([(n - 1, 0)] if n > 2 else [])
+    if topology == "star":
+        return [(i, 0) for i in range(1, n)]
+    if topology == "mesh":
+        return [(i, j) for i in range(1, n) for j in range(i)]
+    raise NetworkError(f"unknown topology {topology!r} (one of: {', '.join(TOPOLOGIES)})")
+
+
+_handed_out: set[int] = set()
+
+
+def free_port() -> int:
+    """A port nobody listens on, below the kernel's ephemeral range (32768 and up on Linux),
+    so that outgoing connections, which take their local ports from that range, never grab
+    it before a node binds it; never the same one twice in this process. (Random, so
+    networks and test runs side by side rarely meet.)"""
+    while True:
+        port = random.randrange(20_000, 32_000)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+
+
+@dataclass
+class MinerSpec:
+    node: int
+    interval: float  # mean seconds between blocks; 0 = none on a timer
+    on_tx: bool = False
+
+
+@dataclass
+class Spec:
+    nodes: int
+    topology: str
+    rpc_ports: list[int]
+    p2p_ports: list[int]
+    miners: list[MinerSpec] = field(default_factory=list)
+    partition: list[list[int]] | None = None  # groups currently cut apart
+
+    @classmethod
+    def load(cls, path: Path) -> Spec:
+        d = json.loads(path.read_text())
+        d["miners"] = [MinerSpec(**x) for x in d.get("miners", [])]
+        return cls(**d)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".new")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        os.replace(tmp, path)
+
+
+class Network:
+    def __init__(self, folder: Path) -> None:
+        self.dir = Path(folder).expanduser()
+        self.spec_path = self.dir / "network.json"
+        self.run_path = self.dir / "run.json"
+        self._spec: Spec | None = None
+
+    # -- description ---------------------------------------------------------------------
+
+    @property
+    def exists(self) -> bool:
+        return self.spec_path.exists()
+
+    @property
+    def spec(self) -> Spec:
+        if self._spec is None:
+            if not self.exists:
+                raise NetworkError(f"no network in {self.dir} (start one with `up`)")
+            self._spec = Spec.load(self.spec_path)
+        return self._spec
+
+    def create(self, nodes: int, topology: str, miners: list[MinerSpec]) -> Spec:
+        if nodes < 1:
+            raise NetworkError("a network needs at least one node")
+        edges(topology, nodes)  # (checks the name)
+        for m in miners:
+            if not 0 <= m.node < nodes:
+                raise NetworkError(f"miner on node {m.node}: there are nodes 0..{nodes - 1}")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        spec = Spec(nodes, topology, [free_port() for _ in range(nodes)],
+                    [free_port() for _ in range(nodes)], miners)
+        spec.save(self.spec_path)
+        self._spec = spec
+        return spec
+
+    def datadir(self, i: int) -> Path:
+        return self.dir / f"node{i}"
+
+    def debug_log(self, i: int) -> Path:
+        return self.datadir(i) / "regtest" / "debug.log"
+
+    def client(self, i: int, wallet: bool = False, timeout: float = 120) -> NodeClient:
+        spec = self.spec
+        self.check_node(i)
+        path = f"/wallet/{WALLET}" if wallet else "/"
+        return NodeClient(f"http://127.0.0.1:{spec.rpc_ports[i]}{path}",
+                          cookie_file=self.datadir(i) / "regtest" / ".cookie", timeout=timeout)
+
+    def call(self, i: int, method: str, *params, wallet: bool = False):
+        return self.client(i, wallet).call(method, *params)
+
+    def check_node(self, i: int) -> None:
+        if not 0 <= i < self.spec.nodes:
+            raise NetworkError(f"no node {i}: this network has nodes 0..{self.spec.nodes - 1}")
+
+    def links(self) -> list[tuple[int, int]]:
+        """The topology's links that the partition (if any) has not cut."""
+        spec = self.spec
+        group = {}
+        for g, members in enumerate(spec.partition or []):
+            for i in members:
+                group[i] = g
+        return [(i, j) for i, j in edges(spec.topology, spec.nodes)
+                if group.get(i, -1) == group.get(j, -1) or not spec.partition]
+
+    def p2p_addr(self, i: int) -> str:
+        return f"127.0.0.1:{self.spec.p2p_ports[i]}"
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def node_args(self, i: int) -> list[str]:
+        spec = self.spec
+        args = [sys.executable, "-m", "node.daemon", "-regtest", f"-datadir={self.datadir(i)}",
+                f"-rpcport={spec.rpc_ports[i]}", f"-port={spec.p2p_ports[i]}",
+                "-bind=127.0.0.1", "-printtoconsole=0", "-fallbackfee=0.0002"]
+        # Links are made with addnode at run time (so partition/heal can change them).
+        return args
+
+    def node_running(self, i: int) -> bool:
+        try:
+            self.call(i, "getblockcount")
+            return True
+        except (NodeUnreachable, NodeRPCError):
+            return False
+
+    def start_node(self, i: int) -> subprocess.Popen:
+        self.datadir(i).mkdir(parents=True, exist_ok=True)
+        out = open(self.datadir(i) / "stdout.log", "ab")
+        return subprocess.Popen(self.node_args(i), stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+    def wait_ready(self, i: int, proc: subprocess.Popen | None, timeout: float = 120) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if proc is not None and proc.poll() is not None:
+                tail = (self.datadir(i) / "stdout.log").read_text(errors="replace")[-2000:]
+                raise NetworkError(f"node {i} exited with {proc.returncode}:\n{tail}")
+            try:
+                self.call(i, "getblockcount")
+                self.call(i, "getwalletinfo", wallet=True)
+                return
+            except (NodeUnreachable, NodeRPCError):
+                time.sleep(0.1)
+        raise NetworkError(f"node {i} did not become ready in {timeout:.0f} s")
+
+    def connect_links(self) -> None:
+        """addnode every uncut link (kept connected by the dialling node)."""
+        for i, j in self.links():
+            try:
+                self.call(i, "addnode", self.p2p_addr(j), "add")
+            except NodeRPCError as err:
+                if err.code != -23:  # already added
+                    raise
+
+    def miner_args(self, k: int, address: str) -> list[str]:
+        m = self.spec.miners[k]
+        args = [sys.executable, "-m", "regtest.miner",
+                "--rpc", f"http://127.0.0.1:{self.spec.rpc_ports[m.node]}",
+                "--cookie", str(self.datadir(m.node) / "regtest" / ".cookie"),
+                "--address", address, "--interval", str(m.interval), "--tag", f"miner{k}"]
+        return args + (["--on-tx"] if m.on_tx else [])
+
+    def start_miner(self, k: int) -> subprocess.Popen:
+        m = self.spec.miners[k]
+        address = self.call(m.node, "getnewaddress", f"miner{k}", wallet=True)
+        out = open(self.dir / f"miner{k}.log", "ab")
+        return subprocess.Popen(self.miner_args(k, address), stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+    def read_run(self) -> dict | None:
+        try:
+            run = json.loads(self.run_path.read_text())
+        except (OSError, ValueError):
+            return None
+        if not _alive(run.get("supervisor", -1)):
+            return None  # a supervisor that died: nothing is managed any more
+        return run
+
+    # -- operations ----------------------------------------------------------------------------
+
+    def partition(self, groups: list[list[int]]) -> None:
+        seen: set[int] = set()
+        for g in groups:
+            for i in g:
+                self.check_node(i)
+                if i in seen:
+                    raise NetworkError(f"node {i} is in two groups")
+                seen.add(i)
+        rest = [i for i in range(self.spec.nodes) if i not in seen]
+        if rest:
+            groups = groups + [rest]  # the nodes not named make a group of their own
+        before = set(self.links())
+        self.spec.partition = groups
+        self.spec.save(self.spec_path)
+        for i, j in before - set(self.links()):
+            self._cut(i, j)
+
+    def _cut(self, i: int, j: int) -> None:
+        """Remove the link i -> j at the P2P level: no longer added, and disconnected."""
+        for method, args in (("addnode", (self.p2p_addr(j), "remove")),
+                             ("disconnectnode", (self.p2p_addr(j),))):
+            try:
+                self.call(i, method, *args)
+            except NodeRPCError as err:
+                if err.code not in (-24, -29):  # not added / not connected
+                    raise
+
+    def heal(self) -> None:
+        self.spec.partition = None
+        self.spec.save(self.spec_path)
+        self.connect_links()
+
+    def send(self, src: int, dst: int, amount: Decimal) -> str:
+        address = self.call(dst, "getnewaddress", f"from node {src}", wallet=True)
+        return self.call(src, "sendtoaddress", address, str(amount), wallet=True)
+
+    def faucet(self, address: str, amount: Decimal) -> tuple[int, str]:
+        """Pay from the node whose wallet holds the most (the miners' coins)."""
+        balances = [(Decimal(str(self.call(i, "getbalance", wallet=True))), i)
+                    for i in range(self.spec.nodes)]
+        best, i = max(balances)
+        if best < amount:
+            raise NetworkError(f"no wallet holds {amount} BTC (the richest, node {i}, has "
+                               f"{best}); mine some blocks first (`mine 101`)")
+        return i, self.call(i, "sendtoaddress", address, str(amount), wallet=True)
+
+    def mine(self, i: int, n: int) -> list[str]:
+        address = self.call(i, "getnewaddress", "mined", wallet=True)
+        return self.call(i, "generatetoaddress", n, address)
+
+    def status(self) -> list[dict]:
+        rows = []
+        for i in range(self.spec.nodes):
+            row = {"node": i, "rpc": self.spec.rpc_ports[i], "p2p": self.spec.p2p_ports[i]}
+            try:
+                row["height"] = self.call(i, "getblockcount")
+                row["tip"] = self.call(i, "getbestblockhash")
+                row["peers"] = self.call(i, "getconnectioncount")
+                row["mempool"] = self.call(i, "getmempoolinfo")["size"]
+                bal = self.call(i, "getbalances", wallet=True)["mine"]
+                row["balance"] = Decimal(str(bal["trusted"]))
+                row["pending"] = Decimal(str(bal["untrusted_pending"]))
+                row["immature"] = Decimal(str(bal["immature"]))
+                row["up"] = True
+            except (NodeUnreachable, NodeRPCError) as err:
+                row["up"] = False
+                row["error"] = str(err)
+            rows.append(row)
+        return rows
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def terminate(pid: int, sig: int = signal.SIGTERM) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
