@@ -1,0 +1,160 @@
+"""minibtc-net end to end, real processes: a 4-node network partitioned 2+2 with both halves
+mining, then healed (every node on the most-work chain, the losing side's transaction back in
+the mempools and confirmed, every wallet balance equal to its coins in the UTXO set); a
+network stopped and brought up again resumes where it was; Ctrl-C leaves nothing running;
+miners find blocks on their own and on waiting transactions."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+
+import pytest
+
+from regtest.network import Network
+from tests.functional.framework import ROOT, cli_env
+from tests.functional.netutil import wait_until
+
+
+def net_cli(folder, *args: str, check: bool = True) -> str:
+    r = subprocess.run([sys.executable, "-m", "regtest.cli", *args, "--dir", str(folder)],
+                       cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
+    if check and r.returncode != 0:
+        raise AssertionError(f"minibtc-net {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
+    return r.stdout
+
+
+def daemons_of(folder) -> list[int]:
+    """pids of minibtcd or miner processes working in this folder."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(folder) in cmd and ("node.daemon" in cmd or "regtest.miner" in cmd):
+            out.append(int(pid))
+    return out
+
+
+def wallet_matches_utxo_set(net: Network, i: int) -> Decimal:
+    """The wallet's confirmed + immature balance must be what the UTXO set holds for its
+    descriptors (an independent count). Returns it."""
+    bal = net.call(i, "getbalances", wallet=True)["mine"]
+    descs = [d["desc"] for d in net.call(i, "listdescriptors", wallet=True)["descriptors"]]
+    scan = net.call(i, "scantxoutset", "start",
+                    [{"desc": d, "range": [0, 200]} for d in descs])
+    wallet_total = Decimal(str(bal["trusted"])) + Decimal(str(bal["immature"]))
+    assert wallet_total == Decimal(str(scan["total_amount"])), (i, bal, scan["total_amount"])
+    return wallet_total
+
+
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "net"
+    yield d
+    if (d / "network.json").exists():
+        net_cli(d, "down", check=False)
+    for pid in daemons_of(d):  # nothing may be left behind, even when a test fails
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_partition_both_halves_mine_heal_and_resume(folder):
+    net_cli(folder, "up", "--nodes", "4", "--topology", "line", "--miners", "0", "--detach")
+    net = Network(folder)
+    assert [net.call(i, "getconnectioncount") for i in range(4)] == [1, 2, 2, 1]
+    net_cli(folder, "mine", "101", "--node", "0")
+    net_cli(folder, "mine", "101", "--node", "3")
+    wait_until(lambda: len({net.call(i, "getbestblockhash") for i in range(4)}) == 1, 30,
+               "shared start")
+    out = net_cli(folder, "partition", "0,1", "2,3")
+    assert "0,1 | 2,3" in out
+    wait_until(lambda: net.call(1, "getconnectioncount") == 1
+               and net.call(2, "getconnectioncount") == 1, 10, "the cut")
+    # The left half pays node 1 and confirms it; the right half mines more.
+    txid = net_cli(folder, "send", "0", "1", "2.5").strip()
+    net_cli(folder, "mine", "2", "--node", "0")
+    net_cli(folder, "mine", "5", "--node", "3")
+    wait_until(lambda: net.call(1, "getblockcount") == 204 and net.call(2, "getblockcount")
+               == 207, 30, "each half on its own chain")
+    assert net.call(1, "gettransaction", txid, wallet=True)["confirmations"] == 2
+    status = json.loads(net_cli(folder, "status", "--json"))
+    assert [r["height"] for r in status] == [204, 204, 207, 207]
+    net_cli(folder, "heal")
+    wait_until(lambda: len({net.call(i, "getbestblockhash") for i in range(4)}) == 1, 60,
+               "one chain again")
+    assert net.call(0, "getblockcount") == 207  # the most work wins
+    # The left side's payment lost its block: it is back in every mempool...
+    wait_until(lambda: all(txid in net.call(i, "getrawmempool") for i in range(4)), 30,
+               "the payment back in the mempools")
+    assert net.call(1, "gettransaction", txid, wallet=True)["confirmations"] == 0
+    # ... and confirmed by the next block, whichever side mines it.
+    net_cli(folder, "mine", "1", "--node", "2")
+    wait_until(lambda: all(net.call(i, "getrawmempool") == [] for i in range(4)), 30,
+               "confirmed")
+    wait_until(lambda: net.call(1, "gettransaction", txid, wallet=True)["confirmations"] == 1,
+               30, "node 1's wallet sees it confirmed")
+    before = [wallet_matches_utxo_set(net, i) for i in range(4)]
+    assert before[1] == Decimal("2.5")
+    tip = net.call(0, "getbestblockhash")
+    # Stopped and brought up again, it resumes where it was.
+    net_cli(folder, "down")
+    assert daemons_of(folder) == []
+    net_cli(folder, "up", "--detach")
+    assert net.call(3, "getbestblockhash") == tip
+    wait_until(lambda: [net.call(i, "getconnectioncount") for i in range(4)] == [1, 2, 2, 1],
+               10, "links again")
+    assert [wallet_matches_utxo_set(net, i) for i in range(4)] == before
+
+
+def test_ctrl_c_stops_everything(folder):
+    proc = subprocess.Popen([sys.executable, "-m", "regtest.cli", "up", "--dir", str(folder),
+                             "--nodes", "2", "--miners", "1", "--interval", "0.5"],
+                            cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        net = Network(folder)
+        wait_until(lambda: net.read_run() is not None and net.read_run()["ready"], 120, "up")
+        assert len(daemons_of(folder)) == 3  # two nodes and a miner
+        wait_until(lambda: net.call(1, "getblockcount") >= 2, 60, "the miner's blocks")
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert "Stopping the network" in out and "Stopped." in out
+    assert daemons_of(folder) == [] and not (folder / "run.json").exists()
+
+
+def test_miner_on_waiting_transactions(folder):
+    net_cli(folder, "up", "--nodes", "2", "--miners", "1", "--interval", "0", "--mine-on-tx",
+            "--detach")
+    net = Network(folder)
+    net_cli(folder, "mine", "101", "--node", "1")
+    wait_until(lambda: net.call(0, "getblockcount") == 101, 30, "sync")
+    time.sleep(1)
+    assert net.call(0, "getblockcount") == 101  # nothing waits: no block
+    address = net.call(0, "getnewaddress", wallet=True)
+    out = net_cli(folder, "faucet", address, "1")
+    txid = out.split()[0]
+    wait_until(lambda: net.call(0, "getblockcount") == 102, 30, "a block for the payment")
+    assert net.call(0, "gettransaction", txid, wallet=True)["confirmations"] >= 1
+    assert "found block" in (folder / "miner0.log").read_text()
+
+
+def test_cli_errors(folder):
+    r = subprocess.run([sys.executable, "-m", "regtest.cli", "status", "--dir", str(folder)],
+                       cwd=ROOT, env=cli_env(), capture_output=True, text=True)
+    assert r.returncode == 1 and "no network in" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "regtest.cli", "up", "--dir", str(folder),
+                        "--topology", "blob"], cwd=ROOT, env=cli_env(), capture_output=True,
+                       text=True)
+    assert r.returncode == 1 and "unknown topology" in r.stderr
