@@ -73,6 +73,8 @@ def up(folder: Path = DirOpt,
        interval: float = typer.Option(10.0, help="mean seconds between a miner's blocks"),
        mine_on_tx: bool = typer.Option(False, "--mine-on-tx",
                                        help="miners also mine when a transaction waits"),
+       explorer: bool = typer.Option(True, "--explorer/--no-explorer",
+                                     help="serve the explorer page"),
        detach: bool = typer.Option(False, "--detach", help="run in the background")) -> None:
     """Start (or resume) the network and keep it running until Ctrl-C."""
     net = _net(folder)
@@ -94,14 +96,15 @@ def up(folder: Path = DirOpt,
             _fail(str(err))
         typer.echo(f"Created a {topology} network of {nodes} nodes in {net.dir}")
     if detach:
-        _detach(net)
+        _detach(net, explorer)
         return
-    Supervisor(net).run()
+    Supervisor(net, explorer).run()
 
 
-def _detach(net: Network) -> None:
+def _detach(net: Network, explorer: bool) -> None:
     log = open(net.dir / "supervisor.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "regtest.cli", "up", "--dir", str(net.dir)],
+    proc = subprocess.Popen([sys.executable, "-m", "regtest.cli", "up", "--dir", str(net.dir),
+                             "--explorer" if explorer else "--no-explorer"],
                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.time() + 180
@@ -122,11 +125,13 @@ class Supervisor:
     """Starts the nodes and miners, keeps a record of them in run.json, and stops them all
     on SIGINT/SIGTERM."""
 
-    def __init__(self, net: Network) -> None:
+    def __init__(self, net: Network, explorer: bool = True) -> None:
         self.net = net
         self.nodes: dict[int, subprocess.Popen] = {}
         self.miners: dict[int, subprocess.Popen] = {}
         self.stopping = False
+        self.want_explorer = explorer
+        self.explorer = None
 
     def _record(self, ready: bool) -> None:
         run = {"supervisor": os.getpid(), "ready": ready,
@@ -155,6 +160,8 @@ class Supervisor:
             net.connect_links()
             for k in range(len(net.spec.miners)):
                 self.miners[k] = net.start_miner(k)
+            if self.want_explorer:
+                self._start_explorer()
             self._record(True)
             print_status(net)
             print_usage(net)
@@ -170,8 +177,24 @@ class Supervisor:
         finally:
             self.shutdown()
 
+    def _start_explorer(self) -> None:
+        from regtest.explorer import Explorer
+        from regtest.network import free_port
+
+        net = self.net
+        if not net.spec.explorer_port:  # (a network made before the explorer existed)
+            net.spec.explorer_port = free_port()
+            net.spec.save(net.spec_path)
+        self.explorer = Explorer(net, net.spec.explorer_port)
+        self.explorer.start()
+        if self.explorer.error is not None:
+            typer.echo(f"warning: no explorer ({self.explorer.error})", err=True)
+            self.explorer = None
+
     def shutdown(self) -> None:
         typer.echo("Stopping the network ...")
+        if self.explorer is not None:
+            self.explorer.stop()
         for proc in self.miners.values():
             terminate(proc.pid)
         for proc in self.miners.values():
@@ -242,6 +265,8 @@ def print_status(net: Network) -> None:
 def print_usage(net: Network) -> None:
     spec = net.spec
     d0 = net.datadir(0)
+    if spec.explorer_port:
+        typer.echo(f"\nExplorer: http://127.0.0.1:{spec.explorer_port}/")
     typer.echo(f"""
 Node 0: JSON-RPC 127.0.0.1:{spec.rpc_ports[0]}, P2P 127.0.0.1:{spec.p2p_ports[0]}, datadir {d0}
   .venv/bin/minibtc-cli -regtest -datadir={d0} -rpcport={spec.rpc_ports[0]} getpeerinfo

@@ -86,6 +86,7 @@ class Spec:
     p2p_ports: list[int]
     miners: list[MinerSpec] = field(default_factory=list)
     partition: list[list[int]] | None = None  # groups currently cut apart
+    explorer_port: int = 0  # the explorer page (0: none)
 
     @classmethod
     def load(cls, path: Path) -> Spec:
@@ -120,6 +121,10 @@ class Network:
             self._spec = Spec.load(self.spec_path)
         return self._spec
 
+    def reload(self) -> None:
+        """Read network.json again (other processes change it: partition, heal)."""
+        self._spec = None
+
     def create(self, nodes: int, topology: str, miners: list[MinerSpec]) -> Spec:
         if nodes < 1:
             raise NetworkError("a network needs at least one node")
@@ -129,7 +134,7 @@ class Network:
                 raise NetworkError(f"miner on node {m.node}: there are nodes 0..{nodes - 1}")
         self.dir.mkdir(parents=True, exist_ok=True)
         spec = Spec(nodes, topology, [free_port() for _ in range(nodes)],
-                    [free_port() for _ in range(nodes)], miners)
+                    [free_port() for _ in range(nodes)], miners, explorer_port=free_port())
         spec.save(self.spec_path)
         self._spec = spec
         return spec

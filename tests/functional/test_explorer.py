@@ -1,0 +1,78 @@
+"""The network's explorer page, rendered by headless Chromium (Debian's chromium package;
+.ci/run installs it) against a real network: nodes, links (one cut by a partition), the
+block tree with both sides of a fork, a waiting transaction, peers, and a block's
+transactions. Skipped where no Chromium is installed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import urllib.request
+
+import pytest
+
+from regtest.network import Network
+from tests.functional.netutil import wait_until
+from tests.functional.test_network import folder, net_cli  # noqa: F401  (fixture)
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed "
+                                "(apt-get install chromium)")
+
+
+def render(url: str, tmp_path) -> str:
+    """The page's DOM once its scripts have run and its requests are answered."""
+    r = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+                        "--disable-quic", "--no-first-run", "--disable-background-networking",
+                        "--disable-component-update", "--disable-sync",
+                        f"--user-data-dir={tmp_path / 'chromium'}",
+                        "--virtual-time-budget=5000", "--dump-dom", url],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
+def test_explorer_page(folder, tmp_path):  # noqa: F811
+    net_cli(folder, "up", "--nodes", "4", "--topology", "line", "--miners", "0", "--detach")
+    net = Network(folder)
+    url = f"http://127.0.0.1:{net.spec.explorer_port}/"
+    net_cli(folder, "mine", "101", "--node", "0")
+    wait_until(lambda: len({net.call(i, "getbestblockhash") for i in range(4)}) == 1, 30, "sync")
+    net_cli(folder, "partition", "0,1", "2,3")
+    left = net.mine(0, 2)[-1]
+    right = net.mine(3, 1)[-1]
+    txid = net.send(0, 1, "1")
+    wait_until(lambda: net.call(1, "getbestblockhash") == left
+               and net.call(2, "getbestblockhash") == right
+               and txid in net.call(1, "getrawmempool"), 30, "two sides")
+    state = json.load(urllib.request.urlopen(url + "api/state"))
+    assert [n["height"] for n in state["nodes"]] == [103, 103, 102, 102]
+    assert sorted((link["from"], link["to"], link["cut"]) for link in state["links"]) == [
+        (1, 0, False), (2, 1, True), (3, 2, False)]
+
+    dom = render(url, tmp_path)
+    assert 'data-loaded="yes"' in dom
+    assert dom.count('class="node"') == 4  # the picture of the network
+    assert dom.count('class="link up"') == 2 and dom.count('class="link cut"') == 1
+    assert 'data-tips="2"' in dom and "2 different tips" in dom  # the fork
+    assert f'data-hash="{left}"' in dom and f'data-hash="{right}"' in dom
+    assert txid[:12] in dom  # the mempool
+    assert "127.0.0.1:" in dom and "outbound" in dom  # peers
+    for n in range(4):
+        assert '<circle cx=' in dom and f'data-node="{n}"' in dom
+
+    # A block's transactions (what clicking a block shows; also a link: #block=<hash>).
+    net_cli(folder, "heal")
+    wait_until(lambda: len({net.call(i, "getbestblockhash") for i in range(4)}) == 1, 30,
+               "healed")
+    mined = net.mine(0, 1)[-1]
+    wait_until(lambda: txid not in net.call(0, "getrawmempool"), 30, "payment mined")
+    block = json.load(urllib.request.urlopen(url + f"api/block/{mined}"))
+    assert txid in [t["txid"] for t in block["txs"]]
+    dom = render(url + f"#block={mined}", tmp_path)
+    assert 'id="blocktxs"' in dom and txid in dom and "1 different tips" not in dom
+    assert "all on one tip" in dom
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(url + "api/block/nothex")
+    assert e.value.code == 400
