@@ -26,6 +26,7 @@ from pathlib import Path
 
 import typer
 
+from regtest.hosts import HostsError
 from regtest.network import (
     TOPOLOGIES,
     MinerSpec,
@@ -75,6 +76,9 @@ def up(folder: Path = DirOpt,
                                        help="miners also mine when a transaction waits"),
        explorer: bool = typer.Option(True, "--explorer/--no-explorer",
                                      help="serve the explorer page"),
+       hosts: bool = typer.Option(False, "--hosts",
+                                  help="each node in its own network namespace, with its own "
+                                       "address (needs root)"),
        detach: bool = typer.Option(False, "--detach", help="run in the background")) -> None:
     """Start (or resume) the network and keep it running until Ctrl-C."""
     net = _net(folder)
@@ -90,8 +94,13 @@ def up(folder: Path = DirOpt,
             _fail("--nodes must be at least 1 and --miners at least 0")
         specs = [MinerSpec(k * nodes // max(miners, 1), interval, mine_on_tx)
                  for k in range(miners)]
+        if hosts:
+            from regtest.hosts import available
+
+            if available() is not None:
+                _fail(available())
         try:
-            net.create(nodes, topology, specs)
+            net.create(nodes, topology, specs, hosts=hosts)
         except NetworkError as err:
             _fail(str(err))
         typer.echo(f"Created a {topology} network of {nodes} nodes in {net.dir}")
@@ -150,6 +159,8 @@ class Supervisor:
         net = self.net
         try:
             self._record(False)
+            if net.hosts is not None:
+                net.hosts.up()
             for i in range(net.spec.nodes):
                 if net.node_running(i):
                     _fail(f"node {i} (RPC port {net.spec.rpc_ports[i]}) is already running "
@@ -172,7 +183,7 @@ class Supervisor:
                         typer.echo(f"node {i} exited ({proc.returncode}); see "
                                    f"{net.debug_log(i)}", err=True)
                         self.stopping = True
-        except NetworkError as err:
+        except (NetworkError, HostsError) as err:
             typer.echo(f"error: {err}", err=True)
         finally:
             self.shutdown()
@@ -207,6 +218,8 @@ class Supervisor:
                     terminate(proc.pid)
         for proc in self.nodes.values():
             _wait(proc, 60)
+        if self.net.hosts is not None:
+            self.net.hosts.down()
         self.net.run_path.unlink(missing_ok=True)
         typer.echo("Stopped.")
 
@@ -240,6 +253,9 @@ def down(folder: Path = DirOpt) -> None:
             stopped += 1
         except (NodeUnreachable, NodeRPCError):
             pass
+    if net.hosts is not None and net.hosts.leftovers():
+        time.sleep(1)
+        net.hosts.down()
     typer.echo(f"Stopped {stopped} node(s)." if stopped else "Nothing was running.")
 
 
@@ -265,13 +281,16 @@ def print_status(net: Network) -> None:
 def print_usage(net: Network) -> None:
     spec = net.spec
     d0 = net.datadir(0)
+    h0 = net.host(0)
+    connect = f" -rpcport={spec.rpc_ports[0]}" + (f" -rpcconnect={h0}" if h0 != "127.0.0.1"
+                                                   else "")
     if spec.explorer_port:
         typer.echo(f"\nExplorer: http://127.0.0.1:{spec.explorer_port}/")
     typer.echo(f"""
-Node 0: JSON-RPC 127.0.0.1:{spec.rpc_ports[0]}, P2P 127.0.0.1:{spec.p2p_ports[0]}, datadir {d0}
-  .venv/bin/minibtc-cli -regtest -datadir={d0} -rpcport={spec.rpc_ports[0]} getpeerinfo
-  .venv/bin/minibtc-cli -regtest -datadir={d0} -rpcport={spec.rpc_ports[0]} getnewaddress
-  .venv/bin/minibtc-wallet --server http://127.0.0.1:{spec.rpc_ports[0]} \\
+Node 0: JSON-RPC {h0}:{spec.rpc_ports[0]}, P2P {net.p2p_addr(0)}, datadir {d0}
+  .venv/bin/minibtc-cli -regtest -datadir={d0}{connect} getpeerinfo
+  .venv/bin/minibtc-cli -regtest -datadir={d0}{connect} getnewaddress
+  .venv/bin/minibtc-wallet --server http://{h0}:{spec.rpc_ports[0]} \\
       --server-cookie {d0}/regtest/.cookie balance
   .venv/bin/minibtc-net status --dir {net.dir}
       (and send FROM TO AMOUNT, faucet ADDRESS AMOUNT, mine N, partition 0 1,2, heal, logs N)

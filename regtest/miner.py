@@ -8,7 +8,7 @@ then find competing blocks and short forks happen. With --on-tx it also mines as
 node's mempool holds a transaction (what nigiri and Polar users rely on).
 
     python -m regtest.miner --rpc http://127.0.0.1:18443 --cookie DIR/regtest/.cookie \
-        --address bcrt1q... --interval 10 [--on-tx] [--seed N]
+        [--address bcrt1q...] --interval 10 [--on-tx] [--seed N]
 """
 
 from __future__ import annotations
@@ -118,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rpc", required=True, help="the node's JSON-RPC URL")
-    ap.add_argument("--cookie", required=True, type=Path, help="the node's .cookie file")
-    ap.add_argument("--address", required=True, help="where the coinbase pays")
+    ap.add_argument("--cookie", type=Path, help="the node's .cookie file")
+    ap.add_argument("--rpc-user", help="RPC user (instead of the cookie)")
+    ap.add_argument("--rpc-password", help="RPC password")
+    ap.add_argument("--address", help="where the coinbase pays (default: a new address of "
+                                      "the node's default wallet)")
     ap.add_argument("--interval", type=float, default=10.0,
                     help="mean seconds between blocks (0: only --on-tx)")
     ap.add_argument("--on-tx", action="store_true", help="also mine when a transaction waits")
@@ -128,8 +131,19 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [miner] %(message)s",
                         stream=sys.stdout)
-    miner = Miner(NodeClient(args.rpc, cookie_file=args.cookie), args.address, args.interval,
-                  args.on_tx, args.seed, args.tag)
+    if args.cookie is None and args.rpc_password is None:
+        ap.error("give the node's --cookie, or --rpc-user and --rpc-password")
+    node = NodeClient(args.rpc, args.rpc_user, args.rpc_password, cookie_file=args.cookie)
+    address = args.address
+    while address is None:  # (the node may still be starting)
+        try:
+            wallet = NodeClient(args.rpc.rstrip("/") + "/wallet/default", args.rpc_user,
+                                args.rpc_password, cookie_file=args.cookie)
+            address = wallet.call("getnewaddress", args.tag)
+        except (NodeUnreachable, NodeRPCError) as err:
+            log.info("waiting for the node's wallet: %s", err)
+            time.sleep(1)
+    miner = Miner(node, address, args.interval, args.on_tx, args.seed, args.tag)
 
     def stop(*_):
         miner.running = False

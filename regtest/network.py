@@ -30,6 +30,7 @@ from pathlib import Path
 from wallet.nodeclient import NodeClient, NodeRPCError, NodeUnreachable
 
 TOPOLOGIES = ("line", "ring", "star", "mesh")
+RPC_PORT, P2P_PORT = 18443, 18444  # regtest's, used by every node in --hosts mode
 WALLET = "default"  # the wallet minibtcd creates and loads on regtest
 
 
@@ -87,6 +88,7 @@ class Spec:
     miners: list[MinerSpec] = field(default_factory=list)
     partition: list[list[int]] | None = None  # groups currently cut apart
     explorer_port: int = 0  # the explorer page (0: none)
+    hosts: bool = False  # each node in a network namespace of its own (regtest/hosts.py)
 
     @classmethod
     def load(cls, path: Path) -> Spec:
@@ -125,7 +127,8 @@ class Network:
         """Read network.json again (other processes change it: partition, heal)."""
         self._spec = None
 
-    def create(self, nodes: int, topology: str, miners: list[MinerSpec]) -> Spec:
+    def create(self, nodes: int, topology: str, miners: list[MinerSpec],
+               hosts: bool = False) -> Spec:
         if nodes < 1:
             raise NetworkError("a network needs at least one node")
         edges(topology, nodes)  # (checks the name)
@@ -133,11 +136,28 @@ class Network:
             if not 0 <= m.node < nodes:
                 raise NetworkError(f"miner on node {m.node}: there are nodes 0..{nodes - 1}")
         self.dir.mkdir(parents=True, exist_ok=True)
-        spec = Spec(nodes, topology, [free_port() for _ in range(nodes)],
-                    [free_port() for _ in range(nodes)], miners, explorer_port=free_port())
+        if hosts:  # every node on its own address, with the standard ports
+            rpc, p2p = [RPC_PORT] * nodes, [P2P_PORT] * nodes
+        else:
+            rpc, p2p = [free_port() for _ in range(nodes)], [free_port() for _ in range(nodes)]
+        spec = Spec(nodes, topology, rpc, p2p, miners, explorer_port=free_port(), hosts=hosts)
         spec.save(self.spec_path)
         self._spec = spec
         return spec
+
+    @property
+    def hosts(self):
+        """The namespaces of --hosts mode, or None."""
+        if not self.spec.hosts:
+            return None
+        from regtest.hosts import Hosts
+
+        return Hosts(self.dir, self.spec.nodes)
+
+    def host(self, i: int) -> str:
+        """The address node i listens on."""
+        hosts = self.hosts
+        return hosts.addr(i) if hosts is not None else "127.0.0.1"
 
     def datadir(self, i: int) -> Path:
         return self.dir / f"node{i}"
@@ -149,7 +169,7 @@ class Network:
         spec = self.spec
         self.check_node(i)
         path = f"/wallet/{WALLET}" if wallet else "/"
-        return NodeClient(f"http://127.0.0.1:{spec.rpc_ports[i]}{path}",
+        return NodeClient(f"http://{self.host(i)}:{spec.rpc_ports[i]}{path}",
                           cookie_file=self.datadir(i) / "regtest" / ".cookie", timeout=timeout)
 
     def call(self, i: int, method: str, *params, wallet: bool = False):
@@ -170,7 +190,7 @@ class Network:
                 if group.get(i, -1) == group.get(j, -1) or not spec.partition]
 
     def p2p_addr(self, i: int) -> str:
-        return f"127.0.0.1:{self.spec.p2p_ports[i]}"
+        return f"{self.host(i)}:{self.spec.p2p_ports[i]}"
 
     # -- processes ---------------------------------------------------------------------------
 
@@ -178,7 +198,11 @@ class Network:
         spec = self.spec
         args = [sys.executable, "-m", "node.daemon", "-regtest", f"-datadir={self.datadir(i)}",
                 f"-rpcport={spec.rpc_ports[i]}", f"-port={spec.p2p_ports[i]}",
-                "-bind=127.0.0.1", "-printtoconsole=0", "-fallbackfee=0.0002"]
+                f"-bind={self.host(i)}", "-printtoconsole=0", "-fallbackfee=0.0002"]
+        hosts = self.hosts
+        if hosts is not None:  # reachable from the host's side of the bridge
+            args = hosts.wrap(i, args + [f"-rpcbind={hosts.addr(i)}",
+                                         f"-rpcallowip={hosts.cidr}"])
         # Links are made with addnode at run time (so partition/heal can change them).
         return args
 
@@ -221,7 +245,7 @@ class Network:
     def miner_args(self, k: int, address: str) -> list[str]:
         m = self.spec.miners[k]
         args = [sys.executable, "-m", "regtest.miner",
-                "--rpc", f"http://127.0.0.1:{self.spec.rpc_ports[m.node]}",
+                "--rpc", f"http://{self.host(m.node)}:{self.spec.rpc_ports[m.node]}",
                 "--cookie", str(self.datadir(m.node) / "regtest" / ".cookie"),
                 "--address", address, "--interval", str(m.interval), "--tag", f"miner{k}"]
         return args + (["--on-tx"] if m.on_tx else [])

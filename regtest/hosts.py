@@ -1,0 +1,98 @@
+"""--hosts mode: every node in a network namespace of its own, with its own address on a
+bridge, so that nodes talk across a real network stack as separate hosts would (each on the
+standard ports 18443/18444 of its own address). Needs root and iproute2 (`ip`).
+
+    bridge  mb<tag>br   <subnet>.1/24          (the host's side: supervisor, CLIs, miners)
+    node i  netns mb<tag>n<i>, eth0 <subnet>.<10+i>/24, veth mb<tag>h<i> on the bridge
+
+<tag> and <subnet> come from the network's folder, so two networks do not collide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+
+class HostsError(Exception):
+    pass
+
+
+def tag_and_subnet(folder: Path) -> tuple[str, str]:
+    h = hashlib.sha256(str(Path(folder).expanduser().resolve()).encode()).digest()
+    return h[:2].hex(), f"10.{64 + h[2] % 64}.{h[3]}"
+
+
+def available() -> str | None:
+    """None if hosts mode can run here, else why not."""
+    if os.geteuid() != 0:
+        return "--hosts needs root (it creates network namespaces)"
+    if shutil.which("ip") is None:
+        return "--hosts needs iproute2's `ip` command (apt-get install iproute2)"
+    return None
+
+
+class Hosts:
+    def __init__(self, folder: Path, nodes: int) -> None:
+        self.tag, self.subnet = tag_and_subnet(folder)
+        self.nodes = nodes
+        self.bridge = f"mb{self.tag}br"
+
+    def netns(self, i: int) -> str:
+        return f"mb{self.tag}n{i}"
+
+    def addr(self, i: int) -> str:
+        return f"{self.subnet}.{10 + i}"
+
+    @property
+    def gateway(self) -> str:
+        return f"{self.subnet}.1"
+
+    @property
+    def cidr(self) -> str:
+        return f"{self.subnet}.0/24"
+
+    def wrap(self, i: int, args: list[str]) -> list[str]:
+        """A command run inside node i's namespace."""
+        return ["ip", "netns", "exec", self.netns(i), *args]
+
+    def _ip(self, *args: str, check: bool = True) -> None:
+        r = subprocess.run(["ip", *args], capture_output=True, text=True)
+        if check and r.returncode != 0:
+            raise HostsError(f"ip {' '.join(args)}: {r.stderr.strip()}")
+
+    def up(self) -> None:
+        why = available()
+        if why is not None:
+            raise HostsError(why)
+        self.down()  # whatever a crash left behind
+        self._ip("link", "add", self.bridge, "type", "bridge")
+        self._ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
+        self._ip("link", "set", self.bridge, "up")
+        for i in range(self.nodes):
+            ns, host_end, ns_end = self.netns(i), f"mb{self.tag}h{i}", f"mb{self.tag}p{i}"
+            self._ip("netns", "add", ns)
+            self._ip("link", "add", host_end, "type", "veth", "peer", "name", ns_end)
+            self._ip("link", "set", ns_end, "netns", ns)
+            self._ip("link", "set", host_end, "master", self.bridge)
+            self._ip("link", "set", host_end, "up")
+            self._ip("-n", ns, "link", "set", ns_end, "name", "eth0")
+            self._ip("-n", ns, "addr", "add", f"{self.addr(i)}/24", "dev", "eth0")
+            self._ip("-n", ns, "link", "set", "eth0", "up")
+            self._ip("-n", ns, "link", "set", "lo", "up")
+
+    def down(self) -> None:
+        for i in range(self.nodes):
+            self._ip("netns", "del", self.netns(i), check=False)  # (takes its veth along)
+        self._ip("link", "del", self.bridge, check=False)
+
+    def leftovers(self) -> list[str]:
+        """Namespaces and links of this network that exist now (for tests and `down`)."""
+        ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True,
+                               text=True).stdout
+        prefix = f"mb{self.tag}"
+        return [w.rstrip(":@") for w in (ns + links).split() if w.startswith(prefix)]
