@@ -32,6 +32,7 @@ from regtest.network import (
     MinerSpec,
     Network,
     NetworkError,
+    stop_stale,
     terminate,
 )
 from wallet.nodeclient import NodeRPCError, NodeUnreachable
@@ -84,6 +85,10 @@ def up(folder: Path = DirOpt,
     net = _net(folder)
     if net.read_run() is not None:
         _fail(f"the network in {net.dir} is already running (`minibtc-net down` stops it)")
+    stale = net.read_run(stale=True)
+    if stale is not None:  # left by a supervisor that died: stop what it left running
+        stop_stale(stale)
+        net.run_path.unlink(missing_ok=True)
     if net.exists:
         typer.echo(f"Resuming the network in {net.dir} ({net.spec.nodes} nodes, "
                    f"{net.spec.topology})")
@@ -154,8 +159,8 @@ class Supervisor:
         self.stopping = True
 
     def run(self) -> None:
-        signal.signal(signal.SIGINT, self._signal)
-        signal.signal(signal.SIGTERM, self._signal)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # (a closed terminal too)
+            signal.signal(sig, self._signal)
         net = self.net
         try:
             self._record(False)
@@ -244,8 +249,14 @@ def down(folder: Path = DirOpt) -> None:
         deadline = time.time() + 90
         while net.run_path.exists() and time.time() < deadline:
             time.sleep(0.2)
+        if net.run_path.exists():
+            _fail(f"the supervisor (pid {run['supervisor']}) did not stop in 90 s")
         typer.echo("Stopped.")
         return
+    stale = net.read_run(stale=True)
+    if stale is not None:  # a supervisor that died without cleaning up: its miners too
+        stop_stale({"miners": stale.get("miners", {})})
+        net.run_path.unlink(missing_ok=True)
     stopped = 0
     for i in range(net.spec.nodes):  # nodes left without a supervisor
         try:

@@ -134,7 +134,7 @@ class Explorer:
     """Serves the page on 127.0.0.1:port from a thread of its own."""
 
     def __init__(self, net: Network, port: int) -> None:
-        self.state = State(net)
+        self.state = State(Network(net.dir))  # its own: it re-reads network.json
         self.port = port
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="explorer")
         self.loop: asyncio.AbstractEventLoop | None = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
 import signal
 import sys
@@ -76,6 +77,7 @@ class Miner:
         self.tag = tag.encode()[:20]
         self.running = True
         self.found = 0
+        self.parent: int | None = None  # stop once this process is no longer our parent
 
     def mine_one(self) -> str | None:
         """Mine one block on the node's current template; its hash, or None if refused."""
@@ -98,6 +100,9 @@ class Miner:
     def run(self) -> None:
         due = time.monotonic() + self.next_wait()
         while self.running:
+            if self.parent is not None and os.getppid() != self.parent:
+                log.info("the process that started me is gone: stopping")
+                break
             try:
                 now = time.monotonic()
                 if now >= due:
@@ -128,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--on-tx", action="store_true", help="also mine when a transaction waits")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--tag", default="minibtc-miner", help="written in each coinbase")
+    ap.add_argument("--exit-with-parent", action="store_true",
+                    help="stop when the process that started it is gone (minibtc-net)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s [miner] %(message)s",
                         stream=sys.stdout)
@@ -144,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             log.info("waiting for the node's wallet: %s", err)
             time.sleep(1)
     miner = Miner(node, address, args.interval, args.on_tx, args.seed, args.tag)
+    if args.exit_with_parent:
+        miner.parent = os.getppid()
 
     def stop(*_):
         miner.running = False

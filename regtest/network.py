@@ -248,7 +248,7 @@ class Network:
                 "--rpc", f"http://{self.host(m.node)}:{self.spec.rpc_ports[m.node]}",
                 "--cookie", str(self.datadir(m.node) / "regtest" / ".cookie"),
                 "--address", address, "--interval", str(m.interval), "--tag", f"miner{k}"]
-        return args + (["--on-tx"] if m.on_tx else [])
+        return args + (["--on-tx"] if m.on_tx else []) + ["--exit-with-parent"]
 
     def start_miner(self, k: int) -> subprocess.Popen:
         m = self.spec.miners[k]
@@ -257,12 +257,14 @@ class Network:
         return subprocess.Popen(self.miner_args(k, address), stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
-    def read_run(self) -> dict | None:
+    def read_run(self, stale: bool = False) -> dict | None:
+        """run.json while its supervisor lives (with stale=True also a dead one's, whose
+        processes may still run)."""
         try:
             run = json.loads(self.run_path.read_text())
         except (OSError, ValueError):
             return None
-        if not _alive(run.get("supervisor", -1)):
+        if not stale and not _alive(run.get("supervisor", -1), SUPERVISOR_MARKERS):
             return None  # a supervisor that died: nothing is managed any more
         return run
 
@@ -284,6 +286,7 @@ class Network:
         self.spec.save(self.spec_path)
         for i, j in before - set(self.links()):
             self._cut(i, j)
+        self.connect_links()  # (links the new groups keep, cut by an earlier partition)
 
     def _cut(self, i: int, j: int) -> None:
         """Remove the link i -> j at the P2P level: no longer added, and disconnected."""
@@ -339,16 +342,32 @@ class Network:
         return rows
 
 
-def _alive(pid: int) -> bool:
+SUPERVISOR_MARKERS = ("regtest.cli", "minibtc-net")  # `python -m regtest.cli`, the script
+
+
+def _alive(pid: int, marker: str | tuple[str, ...]) -> bool:
+    """Is pid a running (not zombie) process whose command line has `marker` (one of)? (A
+    pid alone may have been reused by an unrelated process.)"""
     if pid <= 0:
         return False
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return False
-    except PermissionError:
-        return True
-    return True
+    markers = (marker,) if isinstance(marker, str) else marker
+    return any(m in cmdline for m in markers) and state != "Z"
+
+
+def stop_stale(run: dict) -> int:
+    """Terminate the miners (and nodes) a dead supervisor left; how many there were."""
+    n = 0
+    for kind, marker in (("miners", "regtest.miner"), ("nodes", "node.daemon")):
+        for pid in run.get(kind, {}).values():
+            if _alive(int(pid), marker):
+                terminate(int(pid))
+                n += 1
+    return n
 
 
 def terminate(pid: int, sig: int = signal.SIGTERM) -> None:

@@ -18,6 +18,7 @@ import getpass
 import http.client
 import json
 import sys
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -186,10 +187,26 @@ def _fail(message: str, code: int, as_json: bool) -> None:
     raise typer.Exit(1)
 
 
-def _unlock_for(client: Direct | Remote, passphrase: str | None) -> None:
-    """Unlock an encrypted wallet for this one command, when a passphrase is given."""
+@contextmanager
+def _unlocked(client: Direct | Remote, passphrase: str | None):
+    """Unlock an encrypted, locked wallet for this one command when a passphrase is given,
+    and lock it again after (through a wallet server it would otherwise stay spendable by
+    any RPC client for the rest of the minute); a wallet unlocked already is left as it
+    is."""
+    relock = False
     if passphrase:
-        client.call("walletpassphrase", passphrase, 60)
+        until = client.call("getwalletinfo").get("unlocked_until")
+        if until == 0:
+            client.call("walletpassphrase", passphrase, 60)
+            relock = True
+    try:
+        yield
+    finally:
+        if relock:
+            try:
+                client.call("walletlock")
+            except (WalletError, CLIError):
+                pass
 
 
 # -- global options --------------------------------------------------------------------------
@@ -249,12 +266,18 @@ def _table(rows: list[list[str]], headers: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _parse_pairs(pairs: list[str]) -> dict[str, str]:
-    out = {}
+def _parse_pairs(pairs: list[str], first: str | None = None) -> dict[str, str]:
+    """ADDRESS=AMOUNT pairs (after `first`, the command's own ADDRESS); an address named
+    twice is refused rather than one amount silently dropped."""
+    out: dict[str, str] = {}
+    seen = {first} if first else set()
     for p in pairs:
         addr, sep, amount = p.partition("=")
         if not sep or not addr or not amount:
             raise typer.BadParameter(f"'{p}' is not ADDRESS=AMOUNT")
+        if addr in seen:
+            raise typer.BadParameter(f"{addr} is named twice: one amount per address")
+        seen.add(addr)
         out[addr] = amount
     return out
 
@@ -357,17 +380,17 @@ def send(ctx: typer.Context, address: str, amount: str,
          ) -> None:
     """Send AMOUNT (BTC) to ADDRESS (and to more recipients with --to)."""
     def do(c):  # noqa: ANN001, ANN202
-        _unlock_for(c, passphrase)
-        if to:
-            amounts = {address: amount, **_parse_pairs(to)}
-            sub = [address] if subtract_fee else []
-            txid = c.call("sendmany", "", amounts, None, None, sub, not no_rbf, None, "unset",
-                          fee_rate)
-        else:
-            txid = c.call("sendtoaddress", address, amount, None, None, subtract_fee,
-                          not no_rbf, None, "unset", True, fee_rate)
-        tx = c.call("gettransaction", txid)
-        return {"txid": txid, "fee": -Decimal(str(tx.get("fee", 0)))}
+        with _unlocked(c, passphrase):
+            if to:
+                amounts = {address: amount, **_parse_pairs(to, address)}
+                sub = [address] if subtract_fee else []
+                txid = c.call("sendmany", "", amounts, None, None, sub, not no_rbf, None, "unset",
+                              fee_rate)
+            else:
+                txid = c.call("sendtoaddress", address, amount, None, None, subtract_fee,
+                              not no_rbf, None, "unset", True, fee_rate)
+            tx = c.call("gettransaction", txid)
+            return {"txid": txid, "fee": -Decimal(str(tx.get("fee", 0)))}
 
     _run(ctx, do, lambda r: f"sent: {r['txid']}\nfee:  {_btc(r['fee'])} BTC")
 
@@ -401,8 +424,8 @@ def bumpfee(ctx: typer.Context, txid: str,
             ) -> None:
     """Replace an unconfirmed transaction by one paying a higher fee (BIP125)."""
     def do(c):  # noqa: ANN001, ANN202
-        _unlock_for(c, passphrase)
-        return c.call("bumpfee", txid, {"fee_rate": fee_rate} if fee_rate else None)
+        with _unlocked(c, passphrase):
+            return c.call("bumpfee", txid, {"fee_rate": fee_rate} if fee_rate else None)
 
     _run(ctx, do, lambda r: f"replaced by {r['txid']}\nfee {_btc(r['origfee'])} -> "
          f"{_btc(r['fee'])} BTC")
@@ -450,8 +473,8 @@ def mnemonic(ctx: typer.Context,
              ) -> None:
     """Show the wallet's mnemonic."""
     def do(c):  # noqa: ANN001, ANN202
-        _unlock_for(c, passphrase)
-        return c.call("getmnemonic")
+        with _unlocked(c, passphrase):
+            return c.call("getmnemonic")
 
     _run(ctx, do, lambda r: r["mnemonic"])
 
@@ -499,8 +522,8 @@ def psbt_sign(ctx: typer.Context, psbt: str,
               ) -> None:
     """Add this wallet's signatures to a PSBT."""
     def do(c):  # noqa: ANN001, ANN202
-        _unlock_for(c, passphrase)
-        return c.call("walletprocesspsbt", psbt, True, "DEFAULT", True, finalize)
+        with _unlocked(c, passphrase):
+            return c.call("walletprocesspsbt", psbt, True, "DEFAULT", True, finalize)
 
     _run(ctx, do, lambda r: r["psbt"] + ("\ncomplete" if r["complete"] else "\nincomplete"))
 

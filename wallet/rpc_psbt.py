@@ -59,6 +59,9 @@ def walletcreatefundedpsbt(call: Call, inputs, outputs, locktime, options, bip32
         for k, v in item.items():
             if k == "data":
                 raise WalletError(RPC_INVALID_PARAMETER, "data outputs are not supported")
+            if k in flat:  # (Core: one output per address)
+                raise WalletError(RPC_INVALID_PARAMETER,
+                                  f"Invalid parameter, duplicated address: {k}")
             flat[k] = v
     sub = set(o.get("subtractFeeFromOutputs", []))
     recipients = [spend.Recipient(script, sats, i in sub)

@@ -124,7 +124,7 @@ class WalletManager:
 
     def _add(self, w: Wallet, load_on_startup: bool | None) -> Wallet:
         self.wallets[w.name] = w
-        self.locks[w.name] = threading.RLock()
+        self.locks[w.name] = w.guard = threading.RLock()
         if load_on_startup is not None:
             self._set_startup(w.name, load_on_startup)
         log.info("wallet %s loaded (tip %d)", w.name, w.tip_height)

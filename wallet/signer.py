@@ -110,8 +110,9 @@ def sign(wallet: Wallet, psbt: PSBT, sighash: int | None = None) -> int:
             continue
         utxo, acc, index = owned
         pubkey = acc.expansion(index).keys[0].pubkey
+        locked = wallet.locked  # (wipes the keys first if the unlock time has run out)
         if acc.private is None:
-            if wallet.locked:
+            if locked:
                 raise unlock_needed()
             continue  # watch-only descriptor
         secret = acc.secret_for(pubkey, index)

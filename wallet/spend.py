@@ -131,9 +131,11 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
                        replaceable: bool = True, change_type: str | None = None,
                        change_script: bytes | None = None, preset: list[Coin] | None = None,
                        add_inputs: bool = True, locktime: int | None = None,
-                       rng: random.Random | None = None, now: int | None = None) -> Built:
+                       rng: random.Random | None = None, now: int | None = None,
+                       exclude_txids: frozenset[bytes] = frozenset()) -> Built:
     """Select coins and build the unsigned transaction paying recipients at fee_rate
-    (sat/kvB)."""
+    (sat/kvB). Coins created by exclude_txids are not used (bumpfee: the outputs of the
+    transaction being replaced, and of its children, go away with it)."""
     import time
 
     rng = rng or random.Random()
@@ -156,8 +158,9 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
             wallet.active_account(kind, True).next_index).scripts[0]
     else:
         change_probe = change_script
+    taken = {p.outpoint for p in preset}
     available = [] if not add_inputs else [
-        c for c in wallet.coins() if c.outpoint not in {p.outpoint for p in preset}]
+        c for c in wallet.coins() if c.outpoint not in taken and c.txid not in exclude_txids]
     n_inputs_max = len(available) + len(preset)
     overhead = (4 + 4 + compact_size_len(n_inputs_max) + compact_size_len(len(recipients) + 1)
                 ) * 4 + 2
@@ -266,6 +269,19 @@ def send(wallet: Wallet, node: NodeClient, recipients: list[Recipient], fee_rate
     return tx, built
 
 
+def _with_descendants(wallet: Wallet, txid: bytes) -> frozenset[bytes]:
+    """txid and the unconfirmed wallet transactions that spend it, directly or not."""
+    out, todo = {txid}, [txid]
+    while todo:
+        parent = todo.pop()
+        for t, w in wallet.txs.items():
+            if t not in out and w.height is None and any(
+                    i.prevout.hash == parent for i in w.tx.vin):
+                out.add(t)
+                todo.append(t)
+    return frozenset(out)
+
+
 def bump_fee(wallet: Wallet, node: NodeClient, txid: bytes, fee_rate: int | None,
              replaceable: bool = True, sign_it: bool = True) -> dict:
     """Replace an unconfirmed wallet transaction by one paying a higher fee rate: same
@@ -322,7 +338,8 @@ def bump_fee(wallet: Wallet, node: NodeClient, txid: bytes, fee_rate: int | None
         wallet.require_unlocked()
     built = create_transaction(wallet, recipients, fee_rate, replaceable=replaceable,
                                change_script=change_script, preset=preset,
-                               locktime=wtx.tx.locktime)
+                               locktime=wtx.tx.locktime,
+                               exclude_txids=_with_descendants(wallet, txid))
     if built.fee < old_fee + INCREMENTAL_RELAY_FEE * ((built.tx.weight + 3) // 4) // 1000:
         raise WalletError(RPC_WALLET_ERROR, "Insufficient total fee for the replacement")
     result = {"origfee": old_fee, "fee": built.fee, "errors": []}

@@ -38,8 +38,18 @@ def _hex_hash(h: str) -> bytes:
 
 
 def sync(wallet: Wallet, node: NodeClient, stop_height: int | None = None) -> SyncResult:
-    """Bring the wallet to the node's best chain (or stop_height) and then its mempool."""
+    """Bring the wallet to the node's best chain (or stop_height) and then its mempool (a
+    mempool read while a block connected is not applied: the chain is followed again)."""
     result = SyncResult()
+    for _ in range(3):
+        _sync_chain(wallet, node, stop_height, result)
+        if stop_height is not None or sync_mempool(wallet, node) is not None:
+            break
+    return result
+
+
+def _sync_chain(wallet: Wallet, node: NodeClient, stop_height: int | None,
+                result: SyncResult) -> None:
     for _ in range(MAX_ROUNDS):
         best_hex, height = node.batch([("getbestblockhash", []), ("getblockcount", [])])
         for r in (best_hex, height):
@@ -61,8 +71,6 @@ def sync(wallet: Wallet, node: NodeClient, stop_height: int | None = None) -> Sy
             continue  # the chain changed under us: look for the fork again
         if stop_height is not None or wallet.tip_height == height:
             break
-    sync_mempool(wallet, node)
-    return result
 
 
 def find_fork(wallet: Wallet, node: NodeClient, start: int) -> int:
@@ -122,10 +130,18 @@ def connect_block(wallet: Wallet, height: int, block: Block) -> int:
     return n
 
 
-def sync_mempool(wallet: Wallet, node: NodeClient) -> int:
+def sync_mempool(wallet: Wallet, node: NodeClient) -> int | None:
     """Mark which unconfirmed wallet transactions the mempool holds, and add mempool
-    transactions that pay or spend the wallet. Returns how many were added."""
-    txids = [_hex_hash(t) for t in node.call("getrawmempool")]
+    transactions that pay or spend the wallet. Returns how many were added, or None when
+    the node's tip is not the wallet's (a block came: a transaction it confirmed has left
+    the mempool, and must not be taken for dropped before the block is followed)."""
+    pool, best = node.batch([("getrawmempool", []), ("getbestblockhash", [])])
+    for r in (pool, best):
+        if isinstance(r, Exception):
+            raise r
+    if _hex_hash(best) != wallet.tip_hash:
+        return None
+    txids = [_hex_hash(t) for t in pool]
     wallet.set_mempool(txids)
     ignored = wallet.mempool_ignored
     unknown = [t for t in txids if t not in wallet.txs and t not in ignored]

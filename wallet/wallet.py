@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -100,6 +101,8 @@ class Wallet:
         self.private_keys_enabled = not bool(db.get_meta("disable_private_keys", 0))
         self._key: bytes | None = None  # AES key while unlocked
         self.unlocked_until = 0.0
+        self._relock: threading.Timer | None = None  # wipes the keys when the time is up
+        self.guard: threading.RLock | None = None  # the lock its users hold (WalletManager)
         self.accounts: dict[int, Account] = {}
         self.scripts: dict[bytes, tuple[int, int]] = {}  # script -> (account id, index)
         self.txs: dict[bytes, WalletTx] = {}
@@ -284,11 +287,29 @@ class Wallet:
                               "entered was incorrect.") from None
         self._load_private_keys(key)
         self._key = key
-        self.unlocked_until = time.monotonic() + min(timeout, MAX_UNLOCK_SECONDS)
+        seconds = min(timeout, MAX_UNLOCK_SECONDS)
+        self.unlocked_until = time.monotonic() + seconds
+        # The keys go when the time is up, whether or not anything asks (a timer; reading
+        # `locked` also checks).
+        if self._relock is not None:
+            self._relock.cancel()
+        self._relock = threading.Timer(seconds + 0.05, self._relock_if_due)
+        self._relock.daemon = True
+        self._relock.start()
+
+    def _relock_if_due(self) -> None:
+        if self.guard is not None:
+            with self.guard:
+                _ = self.locked
+        else:
+            _ = self.locked
 
     def lock(self) -> None:
         if not self.encrypted:
             return
+        if self._relock is not None:
+            self._relock.cancel()
+            self._relock = None
         self._key = None
         self.unlocked_until = 0.0
         for acc in self.accounts.values():

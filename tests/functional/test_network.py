@@ -159,3 +159,28 @@ def test_cli_errors(folder):
                         "--topology", "blob"], cwd=ROOT, env=cli_env(), capture_output=True,
                        text=True)
     assert r.returncode == 1 and "unknown topology" in r.stderr
+
+
+def test_partition_again_restores_what_the_new_groups_keep(folder):
+    net_cli(folder, "up", "--nodes", "4", "--topology", "line", "--miners", "0", "--detach")
+    net = Network(folder)
+    net_cli(folder, "partition", "0,1", "2,3")
+    wait_until(lambda: net.call(1, "getconnectioncount") == 1, 10, "cut")
+    net_cli(folder, "partition", "0", "1,2,3")  # 1-2 are together again, 0-1 apart
+    wait_until(lambda: [net.call(i, "getconnectioncount") for i in range(4)] == [0, 1, 2, 1],
+               10, "the new grouping")
+
+
+def test_down_after_the_supervisor_died(folder):
+    net_cli(folder, "up", "--nodes", "2", "--miners", "1", "--interval", "30", "--detach")
+    net = Network(folder)
+    run = net.read_run()
+    os.kill(run["supervisor"], signal.SIGKILL)  # no clean-up at all
+    wait_until(lambda: net.read_run() is None, 10, "supervisor gone")
+    assert len(daemons_of(folder)) == 3  # its nodes and miner are still there
+    out = net_cli(folder, "down")
+    assert "Stopped 2 node(s)" in out
+    wait_until(lambda: daemons_of(folder) == [], 30, "nothing left")
+    assert not (folder / "run.json").exists()
+    net_cli(folder, "up", "--detach")  # and it comes back
+    assert net.call(0, "getblockcount") >= 0

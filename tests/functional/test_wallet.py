@@ -265,6 +265,54 @@ def test_encrypted_wallet_file_has_no_key_material(env):
     node.call("generatetoaddress", 1, ELSEWHERE)
 
 
+def test_unlock_timeout_also_stops_psbt_signing(env):
+    node, w = env
+    w.call("createwallet", "T", passphrase="pw pw")
+    w.call("walletpassphrase", "pw pw", 30, wallet="T")
+    t_addr = w.call("getnewaddress", wallet="T")
+    w.call("walletlock", wallet="T")
+    w.call("sendtoaddress", t_addr, "1", wallet="A")
+    node.call("generatetoaddress", 1, ELSEWHERE)
+    w.call("walletpassphrase", "pw pw", 1, wallet="T")
+    funded = w.call("walletcreatefundedpsbt", [], [{ELSEWHERE: "0.1"}], wallet="T")
+    time.sleep(1.5)  # the time is up; nothing asked in between
+    with pytest.raises(RPCFailure) as e:
+        w.call("walletprocesspsbt", funded["psbt"], wallet="T")
+    assert e.value.code == -13
+    assert w.call("getwalletinfo", wallet="T")["unlocked_until"] == 0
+
+
+def test_bumpfee_never_spends_the_originals_own_change(env):
+    node, w = env
+    w.call("createwallet", "F")
+    w.call("sendtoaddress", w.call("getnewaddress", wallet="F"), "0.001", wallet="A")
+    node.call("generatetoaddress", 1, ELSEWHERE)
+    # 100,000 sat in, 80,000 out: about 19,860 of change
+    txid = w.call("sendtoaddress", ELSEWHERE, "0.0008", fee_rate=1, wallet="F")
+    # At 200 sat/vB the fee outgrows the change, so another coin is needed, and F's only
+    # other coin is the original's own change, which the replacement may not spend (it
+    # would conflict with itself): insufficient funds.
+    with pytest.raises(RPCFailure) as e:
+        w.call("bumpfee", txid, {"fee_rate": 200}, wallet="F")
+    assert e.value.code == -6, e.value.message
+    # With a second coin (confirmed in a block without the original) that one is added.
+    fund = w.call("sendtoaddress", w.call("getnewaddress", wallet="F"), "0.001", wallet="A")
+    node.call("generateblock", ELSEWHERE, [fund])
+    r = w.call("bumpfee", txid, {"fee_rate": 200}, wallet="F")
+    replacement = node.call("getrawtransaction", r["txid"], True)
+    assert txid not in {v["txid"] for v in replacement["vin"]}
+    assert len(replacement["vin"]) == 2 and r["txid"] in node.call("getrawmempool")
+    node.call("generatetoaddress", 1, ELSEWHERE)
+
+
+def test_a_recipient_named_twice_is_refused(env):
+    node, w = env
+    with pytest.raises(RPCFailure) as e:
+        w.call("walletcreatefundedpsbt", [], [{ELSEWHERE: "0.1"}, {ELSEWHERE: "0.2"}],
+               wallet="A")
+    assert e.value.code == -8 and "duplicated address" in e.value.message
+
+
 def test_psbt_round_trip_between_two_wallets(env):
     node, w = env
     # W watches A's keys (public descriptors only) and builds; A signs.
