@@ -206,6 +206,7 @@ def test_address_book_rpcs_and_persistence(tmp_path):
 
 
 def test_connect_listen_and_connection_limits(tmp_path):
+    from node.p2p import messages as m
     from tests.functional.p2p_peer import RawPeer
 
     # -maxconnections=9 leaves one inbound slot beside the 8 kept for outbound peers.
@@ -214,6 +215,8 @@ def test_connect_listen_and_connection_limits(tmp_path):
     try:
         first = RawPeer(a.p2pport)
         first.handshake()
+        first.send(m.Ping(1))  # (answered once the node has taken our verack too)
+        first.wait_for("pong", pred=lambda msg: msg.nonce == 1)
         second = RawPeer(a.p2pport)
         assert second.is_closed(5)  # slots full, and nobody to evict
         first.close()
