@@ -498,6 +498,12 @@ def test_cli_psbt_and_server_mode(env, tmp_path):
     assert wcli(node, d, *srv, "lock").returncode == 0
     r = wcli(node, d, *srv, "send", ELSEWHERE, "0.01")
     assert r.returncode == 1 and "passphrase" in r.stderr
+    # --passphrase unlocks for that one command and locks again after it
+    r = wcli(node, d, *srv, "send", ELSEWHERE, "0.01", "--passphrase", "s3cret pass")
+    assert r.returncode == 0, r.stderr
+    assert w.call("getwalletinfo", wallet="E")["unlocked_until"] == 0
+    r = wcli(node, d, *srv, "send", ELSEWHERE, "0.01", "--to", f"{ELSEWHERE}=0.02")
+    assert r.returncode != 0 and "named twice" in r.stderr
     r = wcli(node, d, "unlock", "--passphrase", "x")  # no server: refused, with why
     assert r.returncode == 1 and "--server" in r.stderr
     node.call("generatetoaddress", 1, ELSEWHERE)
