@@ -376,18 +376,9 @@ def rpc_bind_addresses(cfg: NodeConfig) -> list[tuple[str, int]]:
     port = cfg.effective_rpcport
     if not cfg.rpcbind:
         return [("127.0.0.1", port)] + ([("::1", port)] if _has_ipv6() else [])
-    out = []
-    for b in cfg.rpcbind:
-        host, p = b, port
-        if b.startswith("["):  # [::1]:port
-            host, _, rest = b[1:].partition("]")
-            if rest.startswith(":"):
-                p = int(rest[1:])
-        elif b.count(":") == 1:
-            host, ps = b.split(":")
-            p = int(ps)
-        out.append((host, p))
-    return out
+    from node.p2p.netaddr import split_host_port
+
+    return [split_host_port(b, port) for b in cfg.rpcbind]
 
 
 def _has_ipv6() -> bool:

@@ -45,10 +45,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 DirOpt = typer.Option(DEFAULT_DIR, "--dir", help="the network's folder")
 
 
-def _net(folder: Path) -> Network:
-    return Network(folder)
-
-
 def _fail(msg: str) -> None:
     typer.echo(f"error: {msg}", err=True)
     raise typer.Exit(1)
@@ -82,7 +78,7 @@ def up(folder: Path = DirOpt,
                                        "address (needs root)"),
        detach: bool = typer.Option(False, "--detach", help="run in the background")) -> None:
     """Start (or resume) the network and keep it running until Ctrl-C."""
-    net = _net(folder)
+    net = Network(folder)
     if net.read_run() is not None:
         _fail(f"the network in {net.dir} is already running (`minibtc-net down` stops it)")
     stale = net.read_run(stale=True)
@@ -240,7 +236,7 @@ def _wait(proc: subprocess.Popen, timeout: float) -> None:
 @app.command()
 def down(folder: Path = DirOpt) -> None:
     """Stop the network cleanly (nodes flush their state; `up` resumes it)."""
-    net = _net(folder)
+    net = Network(folder)
     if not net.exists:
         _fail(f"no network in {net.dir}")
     run = net.read_run()
@@ -313,7 +309,7 @@ def status(folder: Path = DirOpt,
            watch: bool = typer.Option(False, "--watch", help="refresh every 2 seconds"),
            as_json: bool = typer.Option(False, "--json")) -> None:
     """A table of the nodes: height, tip, peers, mempool size, wallet balances."""
-    net = _net(folder)
+    net = Network(folder)
     try:
         if as_json:
             typer.echo(json.dumps(net.status(), default=str, indent=2))
@@ -336,7 +332,7 @@ def logs(node: int, folder: Path = DirOpt,
          follow: bool = typer.Option(False, "--follow", "-f"),
          lines: int = typer.Option(40, "--lines", "-n")) -> None:
     """A node's debug.log (the last lines, or following it)."""
-    net = _net(folder)
+    net = Network(folder)
     try:
         net.check_node(node)
     except NetworkError as err:
@@ -379,7 +375,7 @@ def partition(groups: list[str], folder: Path = DirOpt) -> None:
         parsed = [[int(x) for x in g.split(",") if x != ""] for g in groups]
     except ValueError:
         _fail("groups are comma-separated node numbers, e.g. 0,1 2,3")
-    net = _net(folder)
+    net = Network(folder)
     _do(lambda: net.partition(parsed))
     typer.echo("partitioned: " + " | ".join(",".join(map(str, g)) for g in net.spec.partition))
 
@@ -387,7 +383,7 @@ def partition(groups: list[str], folder: Path = DirOpt) -> None:
 @app.command()
 def heal(folder: Path = DirOpt) -> None:
     """Restore every link of the topology."""
-    net = _net(folder)
+    net = Network(folder)
     _do(net.heal)
     typer.echo("healed")
 
@@ -395,7 +391,7 @@ def heal(folder: Path = DirOpt) -> None:
 @app.command()
 def send(src: int, dst: int, amount: str, folder: Path = DirOpt) -> None:
     """Pay AMOUNT BTC from node SRC's wallet to a new address of node DST's wallet."""
-    net = _net(folder)
+    net = Network(folder)
     txid = _do(lambda: net.send(src, dst, _amount(amount)))
     typer.echo(txid)
 
@@ -403,7 +399,7 @@ def send(src: int, dst: int, amount: str, folder: Path = DirOpt) -> None:
 @app.command()
 def faucet(address: str, amount: str, folder: Path = DirOpt) -> None:
     """Pay AMOUNT BTC to ADDRESS from the richest node wallet."""
-    net = _net(folder)
+    net = Network(folder)
     i, txid = _do(lambda: net.faucet(address, _amount(amount)))
     typer.echo(f"{txid} (from node {i})")
 
@@ -415,7 +411,7 @@ def mine(n: int, folder: Path = DirOpt,
     """Mine N blocks now on a node, paying its wallet."""
     if n < 1:
         _fail("mine at least one block")
-    net = _net(folder)
+    net = Network(folder)
     hashes = _do(lambda: net.mine(node, n))
     typer.echo(f"mined {len(hashes)} block(s) on node {node}, tip {hashes[-1]}")
 

@@ -16,7 +16,6 @@ import logging
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
 from pathlib import Path
 
 from aiohttp import web
@@ -40,14 +39,12 @@ class State:
         self.headers: dict[str, dict] = {}  # block hash -> header (blocks never change)
         self.lock = threading.Lock()
 
-    def _call(self, i: int, method: str, *params, wallet: bool = False):
-        return self.net.client(i, wallet=wallet, timeout=10).call(method, *params)
 
     def header(self, i: int, h: str) -> dict:
         with self.lock:
             hdr = self.headers.get(h)
         if hdr is None:
-            raw = self._call(i, "getblockheader", h)
+            raw = self.net.call(i, "getblockheader", h)
             hdr = {"hash": h, "height": raw["height"], "time": raw["time"],
                    "prev": raw.get("previousblockhash"), "ntx": raw["nTx"]}
             with self.lock:
@@ -57,26 +54,23 @@ class State:
     def snapshot(self) -> dict:
         net = self.net
         net.reload()
-        n = net.spec.nodes
         nodes = []
         tips: dict[int, list[dict]] = {}
-        for i in range(n):
-            row: dict = {"node": i, "up": False, "rpc": net.spec.rpc_ports[i],
-                         "p2p": net.spec.p2p_ports[i]}
-            try:
-                row["height"] = self._call(i, "getblockcount")
-                row["tip"] = self._call(i, "getbestblockhash")
-                row["mempool"] = self._call(i, "getmempoolinfo")["size"]
-                row["peers"] = [{"id": p["id"], "addr": p["addr"], "inbound": p["inbound"],
-                                 "synced_blocks": p["synced_blocks"]}
-                                for p in self._call(i, "getpeerinfo")]
-                tips[i] = self._call(i, "getchaintips")
-                row["up"] = True
-                bal = self._call(i, "getbalances", wallet=True)["mine"]
-                row["balance"] = f"{Decimal(str(bal['trusted'])):.8f}"
-                row["immature"] = f"{Decimal(str(bal['immature'])):.8f}"
-            except (NodeUnreachable, NodeRPCError) as err:
-                row.setdefault("error", str(err))
+        for s in net.status():
+            i = s["node"]
+            row: dict = {"node": i, "up": False, "rpc": s["rpc"], "p2p": s["p2p"]}
+            if "mempool" in s:  # the node answered (its wallet may not have)
+                try:
+                    tips[i] = net.call(i, "getchaintips")
+                    row.update(up=True, height=s["height"], tip=s["tip"],
+                               mempool=s["mempool"], peers=s["peer_list"])
+                except (NodeUnreachable, NodeRPCError) as err:
+                    row["error"] = str(err)
+            if s["up"]:
+                row["balance"] = f"{s['balance']:.8f}"
+                row["immature"] = f"{s['immature']:.8f}"
+            else:
+                row.setdefault("error", s.get("error", ""))
             nodes.append(row)
         return {"nodes": nodes, "links": self._links(nodes), "blocks": self._tree(nodes, tips),
                 "mempool": self._mempool(nodes)}
@@ -115,14 +109,14 @@ class State:
         i = next((n["node"] for n in nodes if n["up"]), None)
         if i is None:
             return []
-        entries = self._call(i, "getrawmempool", True)
+        entries = self.net.call(i, "getrawmempool", True)
         rows = [{"txid": t, "vsize": e["vsize"], "fee": str(e["fees"]["base"]),
                  "time": e["time"]} for t, e in entries.items()]
         rows.sort(key=lambda r: -r["time"])
         return rows[:MEMPOOL_SHOWN]
 
     def block(self, h: str) -> dict:
-        b = self._call(0, "getblock", h, 2)
+        b = self.net.call(0, "getblock", h, 2)
         return {"hash": b["hash"], "height": b["height"], "time": b["time"],
                 "confirmations": b["confirmations"], "size": b["size"], "weight": b["weight"],
                 "prev": b.get("previousblockhash"),
@@ -134,7 +128,9 @@ class Explorer:
     """Serves the page on 127.0.0.1:port from a thread of its own."""
 
     def __init__(self, net: Network, port: int) -> None:
-        self.state = State(Network(net.dir))  # its own: it re-reads network.json
+        own = Network(net.dir)  # its own: it re-reads network.json
+        own.rpc_timeout = 10  # (a page waiting on a hung node shows it down instead)
+        self.state = State(own)
         self.port = port
         self.pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="explorer")
         self.loop: asyncio.AbstractEventLoop | None = None

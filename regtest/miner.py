@@ -24,9 +24,9 @@ from pathlib import Path
 
 from consensus.block import Block, BlockHeader, merkle_root
 from consensus.params import REGTEST
-from consensus.pow import check_proof_of_work
 from consensus.script.script import push_data, push_int
 from consensus.tx import OutPoint, Transaction, TxIn, TxOut
+from node.mining import solve
 from wallet.address import address_to_script
 from wallet.nodeclient import NodeClient, NodeRPCError, NodeUnreachable
 
@@ -56,16 +56,6 @@ def build_block(tmpl: dict, script_pubkey: bytes, tag: bytes) -> Block:
     return block
 
 
-def grind(block: Block, max_tries: int = 1 << 32) -> bool:
-    h = block.header
-    for nonce in range(max_tries):
-        h.nonce = nonce
-        h.rehash()
-        if check_proof_of_work(h.hash, h.bits, REGTEST):
-            return True
-    return False
-
-
 class Miner:
     def __init__(self, node: NodeClient, address: str, interval: float, on_tx: bool,
                  seed: int | None, tag: str) -> None:
@@ -83,7 +73,7 @@ class Miner:
         """Mine one block on the node's current template; its hash, or None if refused."""
         tmpl = self.node.call("getblocktemplate", RULES)
         block = build_block(tmpl, self.script, self.tag)
-        if not grind(block):
+        if not solve(block, REGTEST, 1 << 32):
             return None
         result = self.node.call("submitblock", block.serialize().hex())
         if result is not None:  # BIP22: a reason string when refused (a tip moved under us)

@@ -108,6 +108,7 @@ class Network:
         self.spec_path = self.dir / "network.json"
         self.run_path = self.dir / "run.json"
         self._spec: Spec | None = None
+        self.rpc_timeout = 120.0  # seconds a node may take to answer a call
 
     # -- description ---------------------------------------------------------------------
 
@@ -173,7 +174,7 @@ class Network:
                           cookie_file=self.datadir(i) / "regtest" / ".cookie", timeout=timeout)
 
     def call(self, i: int, method: str, *params, wallet: bool = False):
-        return self.client(i, wallet).call(method, *params)
+        return self.client(i, wallet, self.rpc_timeout).call(method, *params)
 
     def check_node(self, i: int) -> None:
         if not 0 <= i < self.spec.nodes:
@@ -322,13 +323,18 @@ class Network:
         return self.call(i, "generatetoaddress", n, address)
 
     def status(self) -> list[dict]:
+        """A row per node (height, tip, peers, mempool, wallet balances); `up` once all of
+        it answered, with what did answer kept otherwise."""
         rows = []
         for i in range(self.spec.nodes):
             row = {"node": i, "rpc": self.spec.rpc_ports[i], "p2p": self.spec.p2p_ports[i]}
             try:
                 row["height"] = self.call(i, "getblockcount")
                 row["tip"] = self.call(i, "getbestblockhash")
-                row["peers"] = self.call(i, "getconnectioncount")
+                row["peer_list"] = [{"id": p["id"], "addr": p["addr"], "inbound": p["inbound"],
+                                     "synced_blocks": p["synced_blocks"]}
+                                    for p in self.call(i, "getpeerinfo")]
+                row["peers"] = len(row["peer_list"])
                 row["mempool"] = self.call(i, "getmempoolinfo")["size"]
                 bal = self.call(i, "getbalances", wallet=True)["mine"]
                 row["balance"] = Decimal(str(bal["trusted"]))

@@ -140,8 +140,6 @@ class PeerManager:
         finally:
             self.sync.peer_gone(peer)
             self.relay.peer_gone(peer)
-            if peer.discourage:
-                self.banman.discourage(peer.addr.ip)
 
     async def handle(self, peer: Peer, command: str, msg) -> None:
         if command == "oversized":
@@ -306,7 +304,6 @@ class PeerManager:
         if peer.addr.is_local():
             peer.close(f"misbehaving ({reason})")
             return
-        peer.discourage = True
         self.banman.discourage(peer.addr.ip)
         peer.close(f"discouraged for misbehaving ({reason})")
 

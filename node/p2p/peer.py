@@ -108,10 +108,8 @@ class Peer:
         self.ping_sent_at = 0.0
         self.ping_time: float | None = None
         self.min_ping: float | None = None
-        self.last_ping_check = 0.0
         # misbehaviour
         self.misbehavior = 0
-        self.discourage = False
         # sync (see sync.py)
         self.best_known = None  # BlockIndexEntry: most-work block the peer is known to have
         self.last_common = None
@@ -119,7 +117,6 @@ class Peer:
         self.in_flight: dict[bytes, float] = {}  # block hash -> requested at
         self.stalling_since = 0.0
         self.downloading_since = 0.0  # last delivery (or first request) of blocks in flight
-        self.sync_started = False
         self.headers_requested_at = 0.0
         self.unknown_block: bytes | None = None  # announced while a getheaders was unanswered
         self.unconnecting_headers = 0
@@ -132,7 +129,6 @@ class Peer:
         self.tx_announced_to_us: dict[bytes, float] = {}  # hash -> when, not yet requested
         self.tx_requested: dict[bytes, float] = {}  # hash -> when we asked this peer
         self.next_inv_send = 0.0
-        self.blocks_to_announce: list = []
         # addresses
         self.addr_tokens = 1.0
         self.addr_token_time = time.monotonic()

@@ -61,7 +61,10 @@ class Relay:
 
     def _confirmed(self, block, entry) -> None:
         """Under the chain lock: remember confirmed transactions, so announcements of them
-        are not requested (Core's m_recent_confirmed_transactions)."""
+        are not requested (Core's m_recent_confirmed_transactions). Not while catching up:
+        announcements are ignored then, and this is the hot path of a sync."""
+        if self.catching_up():
+            return
         seen = self.recent_confirmed
         for tx in block.txs:
             seen.add(tx.wtxid)

@@ -102,7 +102,6 @@ class BlockSync:
         best = self.chain.best_header
         start = best.prev if best is not None and best.prev is not None else best
         self.send_getheaders(peer, start)
-        peer.sync_started = True
 
     def send_getheaders(self, peer: Peer, start, stop: bytes = b"\x00" * 32) -> None:
         peer.headers_requested_at = time.monotonic()

@@ -27,17 +27,10 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from regtest.network import MinerSpec, Network  # noqa: E402
-from tests.functional.framework import cli_env  # noqa: E402
+from tests.functional.netutil import net_cli, wait_until  # noqa: E402
 from wallet.nodeclient import NodeRPCError  # noqa: E402
 
 POLL = 0.02  # seconds between sweeps over the nodes (each sweep takes a few ms more)
-
-
-def run_cli(folder: Path, *args: str) -> None:
-    import subprocess
-
-    subprocess.run([sys.executable, "-m", "regtest.cli", *args, "--dir", str(folder)],
-                   cwd=ROOT, env=cli_env(), check=True, capture_output=True)
 
 
 class Watcher:
@@ -70,14 +63,6 @@ class Watcher:
             time.sleep(POLL)
 
 
-def wait_for(pred, what: str, timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    while not pred():
-        if time.time() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def pay(net: Network, per_second: float, stop: threading.Event, counts: list[int]) -> None:
     rng = random.Random(1)
     n = net.spec.nodes
@@ -103,7 +88,7 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d) / "net"
-        run_cli(folder, "up", "--nodes", str(args.nodes), "--topology", "ring", "--miners",
+        net_cli(folder, "up", "--nodes", str(args.nodes), "--topology", "ring", "--miners",
                 "0", "--detach")
         net = Network(folder)
         try:
@@ -116,22 +101,22 @@ def main() -> None:
 
             for i in (0, half, 0):
                 net.mine(i, 101 if i == 0 and net.call(0, "getblockcount") else 60)
-                wait_for(synced, "every node on the same tip")
+                wait_until(synced, 60, "every node on the same tip")
             for i in (0, half):
-                wait_for(lambda i=i: net.call(i, "getbalance", wallet=True) > 100,
-                         f"coins for node {i}'s wallet")
+                wait_until(lambda i=i: net.call(i, "getbalance", wallet=True) > 100, 60,
+                           f"coins for node {i}'s wallet")
             for i in range(args.nodes):
                 for _ in range(5):
                     src = 0 if i != 0 else half
                     net.call(src, "sendtoaddress", net.call(i, "getnewaddress", wallet=True),
                              "5", wallet=True)
-            wait_for(lambda: net.call(0, "getmempoolinfo")["size"] == 5 * args.nodes,
-                     "the funding payments in node 0's mempool")
+            wait_until(lambda: net.call(0, "getmempoolinfo")["size"] == 5 * args.nodes, 60,
+                       "the funding payments in node 0's mempool")
             net.mine(0, 1)
-            wait_for(synced, "every node on the same tip")
+            wait_until(synced, 60, "every node on the same tip")
             for i in range(args.nodes):
-                wait_for(lambda i=i: net.call(i, "getbalance", wallet=True) > 0,
-                         f"coins for node {i}'s wallet")
+                wait_until(lambda i=i: net.call(i, "getbalance", wallet=True) > 0, 60,
+                           f"coins for node {i}'s wallet")
             watcher = Watcher(net)
             for i, c in enumerate(watcher.clients):  # what exists before we measure
                 watcher._learn(i, c.call("getbestblockhash"), 0.0)
@@ -175,7 +160,7 @@ def main() -> None:
             total = len(best_chain) + len(stale)
             print(f"stale blocks: {len(stale)} of {total} mined = {len(stale) / total:.1%}")
         finally:
-            run_cli(folder, "down")
+            net_cli(folder, "down")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
-"""Helpers shared by the P2P functional tests: waiting, connecting nodes, spending coinbases
-of a known key."""
+"""Helpers shared by the P2P and network functional tests: waiting, connecting nodes,
+spending coinbases of a known key, driving minibtc-net and finding what it left running."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from decimal import Decimal
 
@@ -11,7 +14,7 @@ from consensus.hashes import hex_to_hash
 from consensus.params import REGTEST
 from consensus.tx import OutPoint, Transaction, TxIn, TxOut
 from tests.chainbuilder import Wallet
-from tests.functional.framework import NodeProcess
+from tests.functional.framework import ROOT, NodeProcess, cli_env
 from wallet.address import script_to_address
 
 W = Wallet()
@@ -58,3 +61,26 @@ def spend_outputs(prevs: list[tuple[OutPoint, int]], fee: int = 10_000,
     tx = Transaction(2, [TxIn(p, b"", 0xFFFFFFFD) for p, _ in prevs],
                      [TxOut(each, W.p2wpkh) for _ in range(outputs)])
     return W.sign(tx, [TxOut(v, W.p2wpkh) for _, v in prevs])
+
+
+def net_cli(folder, *args: str, check: bool = True) -> str:
+    r = subprocess.run([sys.executable, "-m", "regtest.cli", *args, "--dir", str(folder)],
+                       cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
+    if check and r.returncode != 0:
+        raise AssertionError(f"minibtc-net {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
+    return r.stdout
+
+
+def daemons_of(folder) -> list[int]:
+    """pids of minibtcd or miner processes working in this folder."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(folder) in cmd and ("node.daemon" in cmd or "regtest.miner" in cmd):
+            out.append(int(pid))
+    return out

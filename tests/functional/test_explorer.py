@@ -13,8 +13,7 @@ import urllib.request
 import pytest
 
 from regtest.network import Network
-from tests.functional.netutil import wait_until
-from tests.functional.test_network import folder, net_cli  # noqa: F401  (fixture)
+from tests.functional.netutil import net_cli, wait_until
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed "
@@ -33,7 +32,7 @@ def render(url: str, tmp_path) -> str:
     return r.stdout
 
 
-def test_explorer_page(folder, tmp_path):  # noqa: F811
+def test_explorer_page(folder, tmp_path):
     net_cli(folder, "up", "--nodes", "4", "--topology", "line", "--miners", "0", "--detach")
     net = Network(folder)
     url = f"http://127.0.0.1:{net.spec.explorer_port}/"

@@ -14,34 +14,9 @@ import sys
 import time
 from decimal import Decimal
 
-import pytest
-
 from regtest.network import Network
 from tests.functional.framework import ROOT, cli_env
-from tests.functional.netutil import wait_until
-
-
-def net_cli(folder, *args: str, check: bool = True) -> str:
-    r = subprocess.run([sys.executable, "-m", "regtest.cli", *args, "--dir", str(folder)],
-                       cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=300)
-    if check and r.returncode != 0:
-        raise AssertionError(f"minibtc-net {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
-    return r.stdout
-
-
-def daemons_of(folder) -> list[int]:
-    """pids of minibtcd or miner processes working in this folder."""
-    out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmd = open(f"/proc/{pid}/cmdline", "rb").read().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if str(folder) in cmd and ("node.daemon" in cmd or "regtest.miner" in cmd):
-            out.append(int(pid))
-    return out
+from tests.functional.netutil import daemons_of, net_cli, wait_until
 
 
 def wallet_matches_utxo_set(net: Network, i: int) -> Decimal:
@@ -54,16 +29,6 @@ def wallet_matches_utxo_set(net: Network, i: int) -> Decimal:
     wallet_total = Decimal(str(bal["trusted"])) + Decimal(str(bal["immature"]))
     assert wallet_total == Decimal(str(scan["total_amount"])), (i, bal, scan["total_amount"])
     return wallet_total
-
-
-@pytest.fixture
-def folder(tmp_path):
-    d = tmp_path / "net"
-    yield d
-    if (d / "network.json").exists():
-        net_cli(d, "down", check=False)
-    for pid in daemons_of(d):  # nothing may be left behind, even when a test fails
-        os.kill(pid, signal.SIGKILL)
 
 
 def test_partition_both_halves_mine_heal_and_resume(folder):

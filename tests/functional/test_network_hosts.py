@@ -10,8 +10,7 @@ import pytest
 
 from regtest.hosts import Hosts, available
 from regtest.network import Network
-from tests.functional.netutil import wait_until
-from tests.functional.test_network import daemons_of, folder, net_cli  # noqa: F401
+from tests.functional.netutil import daemons_of, net_cli, wait_until
 from wallet.nodeclient import NodeRPCError
 
 
@@ -28,7 +27,7 @@ WHY = _can_make_namespaces()
 pytestmark = pytest.mark.skipif(WHY is not None, reason=WHY or "")
 
 
-def test_nodes_as_separate_hosts(folder):  # noqa: F811
+def test_nodes_as_separate_hosts(folder):
     net_cli(folder, "up", "--nodes", "3", "--topology", "line", "--miners", "1",
             "--interval", "0", "--mine-on-tx", "--hosts", "--detach")
     net = Network(folder)
