@@ -6,6 +6,10 @@ standard ports 18443/18444 of its own address). Needs root and iproute2 (`ip`).
     node i  netns mb<tag>n<i>, eth0 <subnet>.<10+i>/24, veth mb<tag>h<i> on the bridge
 
 <tag> and <subnet> come from the network's folder, so two networks do not collide.
+
+Where bridged traffic passes through iptables (br_netfilter loaded) and the FORWARD policy
+drops it, as Docker sets it, nothing crosses the bridge; so `up` lets the bridge's own traffic
+through with one FORWARD rule, and `down` removes it.
 """
 
 from __future__ import annotations
@@ -83,11 +87,26 @@ class Hosts:
             self._ip("-n", ns, "addr", "add", f"{self.addr(i)}/24", "dev", "eth0")
             self._ip("-n", ns, "link", "set", "eth0", "up")
             self._ip("-n", ns, "link", "set", "lo", "up")
+        if _bridge_hits_iptables():
+            self._iptables("-I")
 
     def down(self) -> None:
         for i in range(self.nodes):
             self._ip("netns", "del", self.netns(i), check=False)  # (takes its veth along)
         self._ip("link", "del", self.bridge, check=False)
+        while self._iptables("-D", check=False):  # (every copy a crash may have left)
+            pass
+
+    def _iptables(self, op: str, check: bool = True) -> bool:
+        """Adds (-I), removes (-D) or checks (-C) the rule that forwards the bridge's own
+        traffic; False where it fails or there is no iptables."""
+        if shutil.which("iptables") is None:
+            return False
+        r = subprocess.run(["iptables", "-w", op, "FORWARD", "-i", self.bridge, "-o",
+                            self.bridge, "-j", "ACCEPT"], capture_output=True, text=True)
+        if check and r.returncode != 0:
+            raise HostsError(f"iptables {op} FORWARD: {r.stderr.strip()}")
+        return r.returncode == 0
 
     def leftovers(self) -> list[str]:
         """Namespaces and links of this network that exist now (for tests and `down`)."""
@@ -95,4 +114,14 @@ class Hosts:
         links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True,
                                text=True).stdout
         prefix = f"mb{self.tag}"
-        return [w.rstrip(":@") for w in (ns + links).split() if w.startswith(prefix)]
+        found = [w.rstrip(":@") for w in (ns + links).split() if w.startswith(prefix)]
+        if self._iptables("-C", check=False):
+            found.append(f"iptables FORWARD rule for {self.bridge}")
+        return found
+
+
+def _bridge_hits_iptables() -> bool:
+    try:
+        return Path("/proc/sys/net/bridge/bridge-nf-call-iptables").read_text().strip() == "1"
+    except OSError:  # br_netfilter not loaded: bridged frames skip iptables
+        return False
