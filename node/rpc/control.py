@@ -7,16 +7,29 @@ import time
 
 from node.config import LOG_CATEGORIES
 from node.rpc.errors import RPC_INVALID_PARAMETER, RPCError
-from node.rpc.registry import ARR, REGISTRY, STR, Arg, rpc
+from node.rpc.registry import (
+    AMOUNT,
+    ANY,
+    ARR,
+    BOOL,
+    NUM,
+    OBJ,
+    REGISTRY,
+    STR,
+    Arg,
+    Method,
+    rpc,
+)
 
 
 @rpc("help", "Control", [Arg("command", STR, False, None, "The command to get help on")],
      description="List all commands, or get help for a specified command.", inline=True)
 def help_(node, command):
+    methods = {**_wallet_methods(node), **REGISTRY}
     if command is None:
         lines: list[str] = []
         current = None
-        for m in sorted(REGISTRY.values(), key=lambda m: (m.category, m.name)):
+        for m in sorted(methods.values(), key=lambda m: (m.category, m.name)):
             if m.category != current:
                 if current is not None:
                     lines.append("")
@@ -24,10 +37,31 @@ def help_(node, command):
                 current = m.category
             lines.append(m.usage())
         return "\n".join(lines)
-    m = REGISTRY.get(command)
+    m = methods.get(command)
     if m is None:
         return f"help: unknown command: {command}"
     return m.help_text().rstrip("\n")
+
+
+# The wallet's parameter types (wallet.rpc) by the names the node's help gives them.
+_WALLET_TYPES = {"string": STR, "number": NUM, "bool": BOOL, "amount": AMOUNT, "object": OBJ,
+                 "array": ARR, "any": ANY}
+
+
+def _wallet_methods(node) -> dict[str, Method]:
+    """The mounted wallets' methods, described for help as the node's own are (their calls
+    go to the wallet manager, not through REGISTRY)."""
+    if getattr(node, "wallets", None) is None:
+        return {}
+    from wallet.rpc import METHODS, REQUIRED
+
+    return {m.name: Method(
+        m.name, "Wallet", m.func,
+        [Arg(p.name, _WALLET_TYPES[p.type], p.default is REQUIRED, p.default)
+         for p in m.params],
+        (m.func.__doc__ or "").strip().split("\n\n")[0]
+        or "As Bitcoin Core's: the same parameters, result fields and errors.")
+        for m in METHODS.values()}
 
 
 @rpc("stop", "Control", description="Request a graceful shutdown of minibtcd.", inline=True)

@@ -192,6 +192,8 @@ def _fmt_default(v: Any) -> str:
         return "null"
     if isinstance(v, bool):
         return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'  # Core shows a string default as its JSON: default="economical"
     return str(v)
 
 

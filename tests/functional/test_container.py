@@ -16,9 +16,9 @@ from decimal import Decimal
 
 import pytest
 
+from regtest.network import free_port
 from tests.functional.framework import ROOT
 from tests.functional.netutil import wait_until
-from regtest.network import free_port
 
 CONTAINER = ROOT / "regtest" / "container"
 IMAGE = "minibtc-test"
@@ -100,9 +100,9 @@ def compose(base):
 def _rpc(port: int, method: str, *params):
     """A JSON-RPC call from this machine to a published port, with the image's user."""
     auth = base64.b64encode(b"minibtc:minibtc").decode()
-    req = urllib.request.Request(
-        f"http://127.0.0.1:{port}/", json.dumps({"method": method, "params": list(params)}).encode(),
-        {"Authorization": f"Basic {auth}", "Content-Type": "application/json"})
+    body = json.dumps({"method": method, "params": list(params)}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/", body, {
+        "Authorization": f"Basic {auth}", "Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read(), parse_float=Decimal)["result"]
 

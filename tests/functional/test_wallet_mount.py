@@ -125,6 +125,8 @@ def test_minibtc_cli_with_rpcwallet(node):
 
     to = cli("getnewaddress", "", "bech32m")
     assert to.startswith("bcrt1p")
+    if node.call("getbalance", wallet="default") < 1:  # (run alone: nothing mined yet)
+        node.call("generatetoaddress", 101, to)
     # amount, subtractfeefromamount and fee_rate are sent as JSON (cli_params), not strings
     txid = cli("sendtoaddress", to, "0.25", "", "", "false", "true", "null", "unset", "true",
                "7")
@@ -151,3 +153,20 @@ def test_minibtc_wallet_cli_against_the_node(node):
     assert "confirmed" in r.stdout and "immature" in r.stdout
     addr = wcli("--server", node.url, "receive", "--type", "bech32m").stdout.strip()
     assert node.call("getaddressinfo", addr)["ismine"] is True
+
+
+def test_help_lists_the_wallet_methods(node, tmp_path):
+    listing = node.call("help")
+    section = listing.split("== Wallet ==\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert 'sendtoaddress "address" amount ( "comment" "comment_to" subtractfeefromamount ' \
+           'replaceable conf_target "estimate_mode" avoid_reuse fee_rate verbose )' in section
+    assert "getbalance" in [line.split()[0] for line in section]
+    text = node.call("help", "getnewaddress")
+    assert text.startswith('getnewaddress ( "label" "address_type" )')
+    assert '1. label    (string, optional, default="")' in text  # string defaults quoted
+    assert "2. address_type    (string, optional, default=null)" in text
+    # the node's own methods keep their place
+    assert node.call("help", "getblock").startswith('getblock "blockhash" ( verbosity )')
+    with NodeProcess(tmp_path / "bare", "-disablewallet") as bare:
+        assert "== Wallet ==" not in bare.call("help")
+        assert bare.call("help", "sendtoaddress") == "help: unknown command: sendtoaddress"
