@@ -11,6 +11,7 @@ Tables:
   txs(txid, raw, height, ...)     every transaction that pays or spends the wallet
   labels(address, label)
   blocks(height, hash)            the chain as the wallet last followed it (reorg detection)
+  locked_coins(txid, vout)        outputs locked with lockunspent persistent=true
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ CREATE TABLE IF NOT EXISTS txs (
 );
 CREATE TABLE IF NOT EXISTS labels (address TEXT PRIMARY KEY, label TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS blocks (height INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS locked_coins (txid BLOB NOT NULL, vout INTEGER NOT NULL,
+                                         PRIMARY KEY (txid, vout));
 """
 
 
@@ -90,9 +93,7 @@ class WalletDB:
             self.conn.execute("PRAGMA synchronous=FULL")
             if create:
                 with self.atomic():
-                    for stmt in _SCHEMA.split(";"):
-                        if stmt.strip():
-                            self.conn.execute(stmt)
+                    self._create_tables()
                     self.set_meta("version", SCHEMA_VERSION)
             else:
                 version = self.get_meta("version")
@@ -102,10 +103,17 @@ class WalletDB:
                 if int(version) > SCHEMA_VERSION:
                     raise WalletError(RPC_WALLET_ERROR, f"{self.path} needs a newer minibtc "
                                       f"(file version {version})")
+                with self.atomic():
+                    self._create_tables()  # tables added since the file was made
         except sqlite3.DatabaseError as err:
             self.close()
             raise WalletError(RPC_WALLET_ERROR, f"Wallet file {self.path} is corrupt or not "
                               f"a wallet: {err}") from None
+
+    def _create_tables(self) -> None:
+        for stmt in _SCHEMA.split(";"):
+            if stmt.strip():
+                self.conn.execute(stmt)
 
     def close(self) -> None:
         conn = getattr(self, "conn", None)

@@ -89,7 +89,7 @@ class Method:
                 out.append(p.default)
                 continue
             if not _type_ok(p.type, v):
-                raise WalletError(RPC_TYPE_ERROR, f"JSON value of type {_json_type(v)} for "
+                raise WalletError(RPC_TYPE_ERROR, f"JSON value of type {json_type(v)} for "
                                   f"'{p.name}' is not of expected type {p.type}")
             out.append(v)
         return out
@@ -98,7 +98,7 @@ class Method:
 _MISSING = object()
 
 
-def _json_type(v: Any) -> str:
+def json_type(v: Any) -> str:
     if isinstance(v, bool):
         return "bool"
     if isinstance(v, (int, float, Decimal)):
@@ -113,7 +113,7 @@ def _json_type(v: Any) -> str:
 
 
 def _type_ok(t: str, v: Any) -> bool:
-    jt = _json_type(v)
+    jt = json_type(v)
     return {STR: jt == "string", NUM: jt == "number", BOOL: jt == "bool",
             AMOUNT: jt in ("number", "string"), OBJ: jt == "object", ARR: jt == "array"
             }.get(t, True)

@@ -11,6 +11,7 @@ from wallet.amounts import parse_btc, to_btc
 from wallet.errors import (
     RPC_INVALID_ADDRESS_OR_KEY,
     RPC_INVALID_PARAMETER,
+    RPC_TYPE_ERROR,
     RPC_WALLET_ERROR,
     WalletError,
 )
@@ -24,6 +25,7 @@ from wallet.rpc import (
     Param,
     address_script,
     coin_desc,
+    json_type,
     last_block,
     method,
     parse_txid,
@@ -162,7 +164,7 @@ def listunspent(call: Call, minconf, maxconf, addresses, include_unsafe, query_o
     q = query_options or {}
     min_amount = parse_btc(q["minimumAmount"]) if "minimumAmount" in q else 0
     out = []
-    for c in sorted(w.coins(include_unsafe=include_unsafe),
+    for c in sorted(w.coins(include_unsafe=include_unsafe, skip_locked=True),
                     key=lambda c: (-c.depth, c.txid, c.n)):
         if not minconf <= c.depth <= maxconf or c.value < min_amount:
             continue
@@ -189,6 +191,61 @@ def listunspent(call: Call, minconf, maxconf, addresses, include_unsafe, query_o
         e["safe"] = c.trusted
         out.append(e)
     return out
+
+
+@method("lockunspent", Param("unlock", BOOL), Param("transactions", ARR, None),
+        Param("persistent", BOOL, False))
+def lockunspent(call: Call, unlock, transactions, persistent):
+    w = call.w
+    if transactions is None:
+        if unlock:
+            with w.db.atomic():
+                for outpoint in list(w.locked_coins):
+                    w.unlock_coin(outpoint)
+        return True
+    outpoints = []
+    for o in transactions:  # all checked before any is changed, as Core does
+        if not isinstance(o, dict):
+            raise WalletError(RPC_TYPE_ERROR, f"JSON value of type {json_type(o)} is not of "
+                              "expected type object")
+        for key, want in (("txid", "string"), ("vout", "number")):
+            if o.get(key) is None:
+                raise WalletError(RPC_TYPE_ERROR, f"Missing {key}")
+            if json_type(o[key]) != want:
+                raise WalletError(RPC_TYPE_ERROR, f"JSON value of type {json_type(o[key])} "
+                                  f"for field {key} is not of expected type {want}")
+        txid, n = parse_txid(o["txid"]), o["vout"]
+        if n != int(n):
+            raise WalletError(RPC_TYPE_ERROR, "JSON integer out of range")
+        n = int(n)
+        if n < 0:
+            raise WalletError(RPC_INVALID_PARAMETER, "Invalid parameter, vout cannot be negative")
+        wtx = w.txs.get(txid)
+        if wtx is None:
+            raise WalletError(RPC_INVALID_PARAMETER, "Invalid parameter, unknown transaction")
+        if n >= len(wtx.tx.vout):
+            raise WalletError(RPC_INVALID_PARAMETER,
+                              "Invalid parameter, vout index out of bounds")
+        if w.is_spent((txid, n)):
+            raise WalletError(RPC_INVALID_PARAMETER, "Invalid parameter, expected unspent output")
+        locked = (txid, n) in w.locked_coins
+        if unlock and not locked:
+            raise WalletError(RPC_INVALID_PARAMETER, "Invalid parameter, expected locked output")
+        if not unlock and locked and not persistent:
+            raise WalletError(RPC_INVALID_PARAMETER, "Invalid parameter, output already locked")
+        outpoints.append((txid, n))
+    with w.db.atomic():
+        for outpoint in outpoints:
+            if unlock:
+                w.unlock_coin(outpoint)
+            else:
+                w.lock_coin(outpoint, persistent)
+    return True
+
+
+@method("listlockunspent", syncs=False)
+def listlockunspent(call: Call):
+    return [{"txid": hash_to_hex(txid), "vout": n} for txid, n in sorted(call.w.locked_coins)]
 
 
 @method("listtransactions", Param("label", STR, None), Param("count", NUM, 10),

@@ -87,6 +87,10 @@ def walletcreatefundedpsbt(call: Call, inputs, outputs, locktime, options, bip32
         change_type=o.get("change_type"), change_script=change_script, preset=preset,
         add_inputs=bool(o.get("add_inputs", not preset)),
         locktime=None if locktime is None else int(locktime))
+    if o.get("lockUnspents"):  # kept from other spends until this one is sent (or unlocked)
+        with w.db.atomic():
+            for txin in built.tx.vin:
+                w.lock_coin(txin.prevout.key(), False)
     psbt = PSBT.from_tx(built.tx)
     update(w, psbt, bip32derivs)
     return {"psbt": psbt.to_base64(), "fee": to_btc(built.fee), "changepos": built.change_pos}

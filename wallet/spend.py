@@ -160,7 +160,8 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
         change_probe = change_script
     taken = {p.outpoint for p in preset}
     available = [] if not add_inputs else [
-        c for c in wallet.coins() if c.outpoint not in taken and c.txid not in exclude_txids]
+        c for c in wallet.coins(skip_locked=True)
+        if c.outpoint not in taken and c.txid not in exclude_txids]
     n_inputs_max = len(available) + len(preset)
     overhead = (4 + 4 + compact_size_len(n_inputs_max) + compact_size_len(len(recipients) + 1)
                 ) * 4 + 2

@@ -115,6 +115,10 @@ class Wallet:
         self.birthday = int(db.get_meta("birthday", 0))
         # mempool transactions seen not to touch the wallet (not fetched again)
         self.mempool_ignored: set[bytes] = set()
+        # outputs kept out of automatic coin selection (lockunspent): outpoint -> persistent
+        self.locked_coins: dict[tuple[bytes, int], bool] = {
+            (bytes(t), int(n)): True
+            for t, n in db.conn.execute("SELECT txid, vout FROM locked_coins")}
         self._load_accounts()
         self._load_txs()
         if not self.encrypted:
@@ -520,6 +524,9 @@ class Wallet:
         if wtx.txid not in self.txs:
             self._note_outputs_used(wtx.tx)
             self._index_tx(wtx)
+            if self.locked_coins and not wtx.tx.is_coinbase():
+                for txin in wtx.tx.vin:  # a locked coin spent (chosen by hand) is unlocked
+                    self.unlock_coin(txin.prevout.key())
         else:
             self.txs[wtx.txid] = wtx
             # a lookahead extension may have made more outputs ours since it was indexed
@@ -620,9 +627,21 @@ class Wallet:
             return 0
         return max(0, self.params.coinbase_maturity + 1 - self.depth(wtx))
 
-    def coins(self, include_unsafe: bool = False, include_immature: bool = False
-              ) -> list[Coin]:
-        """Unspent outputs of transactions that count, oldest first."""
+    def lock_coin(self, outpoint: tuple[bytes, int], persistent: bool) -> None:
+        persistent = persistent or self.locked_coins.get(outpoint, False)
+        self.locked_coins[outpoint] = persistent
+        if persistent:
+            self.db.conn.execute("INSERT OR REPLACE INTO locked_coins(txid, vout) VALUES (?,?)",
+                                 outpoint)
+
+    def unlock_coin(self, outpoint: tuple[bytes, int]) -> None:
+        if self.locked_coins.pop(outpoint, False):
+            self.db.conn.execute("DELETE FROM locked_coins WHERE txid=? AND vout=?", outpoint)
+
+    def coins(self, include_unsafe: bool = False, include_immature: bool = False,
+              skip_locked: bool = False) -> list[Coin]:
+        """Unspent outputs of transactions that count, oldest first (without the locked ones
+        when skip_locked: coin selection and listunspent skip them, balances count them)."""
         out = []
         for txid, ns in self.credits.items():
             if not ns:
@@ -637,7 +656,7 @@ class Wallet:
                 continue
             depth = self.depth(wtx)
             for n in ns:
-                if self.is_spent((txid, n)):
+                if self.is_spent((txid, n)) or (skip_locked and (txid, n) in self.locked_coins):
                     continue
                 txout = wtx.tx.vout[n]
                 acc_id, index = self.scripts[txout.script_pubkey]

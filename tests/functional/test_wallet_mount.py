@@ -170,3 +170,64 @@ def test_help_lists_the_wallet_methods(node, tmp_path):
     with NodeProcess(tmp_path / "bare", "-disablewallet") as bare:
         assert "== Wallet ==" not in bare.call("help")
         assert bare.call("help", "sendtoaddress") == "help: unknown command: sendtoaddress"
+
+
+def test_lockunspent(tmp_path):
+    """Locked coins stay out of automatic coin selection and listunspent but count in the
+    balance; persistent locks survive a restart; a locked coin chosen by hand is unlocked
+    once spent; errors as Core's."""
+    with NodeProcess(tmp_path / "n") as n:
+        n.call("generatetoaddress", 103, n.call("getnewaddress"))  # 3 mature coinbases
+        coins = [{"txid": c["txid"], "vout": c["vout"]} for c in n.call("listunspent")]
+        assert len(coins) == 3
+        balance = n.call("getbalance")
+        assert n.call("lockunspent", False, coins[:2]) is True
+        assert n.call("lockunspent", False, [coins[1]], True) is True  # made persistent
+        assert sorted(n.call("listlockunspent"), key=str) == sorted(coins[:2], key=str)
+        assert [c["txid"] for c in n.call("listunspent")] == [coins[2]["txid"]]
+        assert n.call("getbalance") == balance
+        with pytest.raises(RPCFailure) as e:  # only the unlocked coin may be chosen
+            n.call("sendtoaddress", n.call("getnewaddress"), 60)
+        assert e.value.code == -6
+        paid = n.call("getrawtransaction", n.call("sendtoaddress", n.call("getnewaddress"), 1),
+                      True)
+        assert [(i["txid"], i["vout"]) for i in paid["vin"]] == [
+            (coins[2]["txid"], coins[2]["vout"])]
+
+        def error(*params):
+            with pytest.raises(RPCFailure) as e:
+                n.call("lockunspent", *params)
+            return e.value.code, e.value.message
+
+        assert error(False, [coins[0]]) == (-8, "Invalid parameter, output already locked")
+        assert error(True, [coins[2]]) == (-8, "Invalid parameter, expected unspent output")
+        assert error(True, [{"txid": paid["txid"], "vout": 0}])[0] == -8  # not locked
+        assert error(False, [{"txid": "00" * 32, "vout": 0}]) == (
+            -8, "Invalid parameter, unknown transaction")
+        assert error(False, [{"txid": coins[0]["txid"], "vout": 9}]) == (
+            -8, "Invalid parameter, vout index out of bounds")
+        assert error(False, [{"txid": coins[0]["txid"], "vout": -1}]) == (
+            -8, "Invalid parameter, vout cannot be negative")
+        assert error(False, [{"txid": coins[0]["txid"]}]) == (-3, "Missing vout")
+        assert error(False, [{"txid": "zz", "vout": 0}])[0] == -8
+        # nothing changed by a call that failed part-way
+        assert error(True, [coins[0], {"txid": "00" * 32, "vout": 0}])[0] == -8
+        assert len(n.call("listlockunspent")) == 2
+
+        n.stop()
+        n.start()
+        assert n.call("listlockunspent") == [coins[1]]  # only the persistent lock is kept
+        # a locked coin chosen by hand may be spent, and is unlocked then
+        psbt = n.call("walletcreatefundedpsbt", [coins[1]], [{n.call("getnewaddress"): 1}])
+        signed = n.call("walletprocesspsbt", psbt["psbt"])
+        n.call("sendrawtransaction", signed["hex"])
+        n.call("getbalance")  # (brings the wallet up to the node's mempool)
+        assert n.call("listlockunspent") == []
+        # lockUnspents locks what funding chose; unlock with no list unlocks everything
+        funded = n.call("walletcreatefundedpsbt", [], [{n.call("getnewaddress"): 1}], 0,
+                        {"lockUnspents": True})
+        chosen = n.call("decodepsbt", funded["psbt"])["tx"]["vin"]
+        assert sorted(n.call("listlockunspent"), key=str) == sorted(
+            ({"txid": i["txid"], "vout": i["vout"]} for i in chosen), key=str)
+        assert n.call("lockunspent", True) is True
+        assert n.call("listlockunspent") == []

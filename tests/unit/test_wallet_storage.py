@@ -180,3 +180,21 @@ def test_backup_is_a_working_copy(tmp_path):
     w.unlock("pw", 10)
     assert c.mnemonic() == w.mnemonic()
     assert c.new_address() == w.new_address() != addr  # the same next address
+
+
+def test_a_file_from_before_coin_locks_opens_and_keeps_them(tmp_path):
+    w = Wallet.create(tmp_path / "w", "w", REGTEST)
+    w.close()
+    conn = sqlite3.connect(tmp_path / "w" / "wallet.sqlite")
+    conn.execute("DROP TABLE locked_coins")  # as a wallet made before lockunspent
+    conn.commit()
+    conn.close()
+    w = Wallet.open(tmp_path / "w", "w", REGTEST)
+    assert w.locked_coins == {}
+    with w.db.atomic():
+        w.lock_coin((b"\x01" * 32, 3), persistent=True)
+        w.lock_coin((b"\x02" * 32, 0), persistent=False)
+    w.close()
+    w = Wallet.open(tmp_path / "w", "w", REGTEST)
+    assert w.locked_coins == {(b"\x01" * 32, 3): True}
+    w.close()
