@@ -10,6 +10,7 @@ from wallet import spend
 from wallet.amounts import parse_btc, to_btc
 from wallet.errors import (
     RPC_INVALID_PARAMETER,
+    RPC_TYPE_ERROR,
     WalletError,
 )
 from wallet.rpc import (
@@ -23,10 +24,11 @@ from wallet.rpc import (
     Param,
     address_script,
     fee_rate_of,
+    json_type,
     method,
     parse_txid,
 )
-from wallet.wallet import Wallet
+from wallet.wallet import Coin, Wallet
 
 
 def amounts_of(w: Wallet, amounts: dict) -> list[tuple[str, bytes, int]]:
@@ -94,6 +96,116 @@ def sendmany(call: Call, dummy, amounts, minconf, comment, subtractfeefrom, repl
     tx, _ = spend.send(w, call.node, recipients, rate, replaceable=replaceable,
                        comment=comment)
     return _send_result(tx, verbose)
+
+
+@method("sendall", Param("recipients", ARR), Param("conf_target", NUM, None),
+        Param("estimate_mode", STR, None), Param("fee_rate", AMOUNT, None),
+        Param("options", OBJ, None))
+def sendall(call: Call, recipients, conf_target, estimate_mode, fee_rate, options):
+    w = call.w
+    o = _fee_options(options, conf_target, estimate_mode, fee_rate)
+    outputs: list[spend.SendAllOutput] = []
+    seen: set[bytes] = set()
+    for r in recipients:
+        if isinstance(r, str):
+            pairs = [(r, None)]
+        elif isinstance(r, dict):
+            pairs = [(a, parse_btc(v)) for a, v in r.items()]
+        else:
+            raise WalletError(RPC_TYPE_ERROR, f"JSON value of type {json_type(r)} is not of "
+                              "expected type object")
+        for addr, sats in pairs:
+            script = address_script(w, addr)
+            if script in seen:
+                raise WalletError(RPC_INVALID_PARAMETER, f"Invalid parameter, duplicated "
+                                  f"address: {addr}")
+            seen.add(script)
+            outputs.append(spend.SendAllOutput(addr, script, sats))
+    if all(out.amount is not None for out in outputs):
+        raise WalletError(RPC_INVALID_PARAMETER,
+                          "Must provide at least one address without a specified amount")
+    min_depth, max_depth = o.get("minconf"), o.get("maxconf")
+    if min_depth is not None and min_depth < 0:
+        raise WalletError(RPC_INVALID_PARAMETER, "Invalid minconf (minconf cannot be "
+                          f"negative): {min_depth}")
+    if max_depth is not None and max_depth < (min_depth or 0):
+        raise WalletError(RPC_INVALID_PARAMETER, f"maxconf can't be lower than minconf: "
+                          f"{max_depth} < {min_depth or 0}")
+    inputs = None
+    if "inputs" in o:
+        if "send_max" in o:
+            raise WalletError(RPC_INVALID_PARAMETER,
+                              "Cannot combine send_max with specific inputs.")
+        if "minconf" in o or "maxconf" in o:
+            raise WalletError(RPC_INVALID_PARAMETER,
+                              "Cannot combine minconf or maxconf with specific inputs.")
+        inputs = [_own_input(w, i) for i in o["inputs"] or []]
+    rate = fee_rate_of(call, o.get("fee_rate"), o.get("conf_target"), o.get("estimate_mode"))
+    w.require_unlocked()
+    built = spend.create_sendall(
+        w, outputs, rate, inputs=inputs, send_max=bool(o.get("send_max", False)),
+        min_depth=min_depth or 0, max_depth=max_depth,
+        replaceable=bool(o.get("replaceable", True)), locktime=o.get("locktime"))
+    if o.get("lock_unspents"):
+        with w.db.atomic():
+            for txin in built.tx.vin:
+                w.lock_coin(txin.prevout.key(), False)
+    return _finish(call, built.tx, o)
+
+
+def _fee_options(options: dict | None, conf_target, estimate_mode, fee_rate) -> dict:
+    """Core's InterpretFeeEstimationInstructions: the fee settings as arguments or in the
+    options, not both; a conf_target needs its estimate_mode."""
+    o = dict(options or {})
+    if "conf_target" in o or "estimate_mode" in o:
+        if conf_target is not None or estimate_mode is not None:
+            raise WalletError(RPC_INVALID_PARAMETER, "Pass conf_target and estimate_mode "
+                              "either as arguments or in the options object, but not both")
+    else:
+        o["conf_target"], o["estimate_mode"] = conf_target, estimate_mode
+    if "fee_rate" in o:
+        if fee_rate is not None:
+            raise WalletError(RPC_INVALID_PARAMETER, "Pass the fee_rate either as an argument, "
+                              "or in the options object, but not both")
+    else:
+        o["fee_rate"] = fee_rate
+    if o["conf_target"] is not None and o.get("estimate_mode") in (None, "unset"):
+        raise WalletError(RPC_INVALID_PARAMETER, "Specify estimate_mode")
+    return o
+
+
+def _own_input(w: Wallet, i: Any) -> Coin:
+    if not isinstance(i, dict) or "txid" not in i or "vout" not in i:
+        raise WalletError(RPC_INVALID_PARAMETER, "Invalid parameter, missing txid or vout")
+    key = (parse_txid(i["txid"]), int(i["vout"]))
+    if w.is_spent(key):
+        raise WalletError(RPC_INVALID_PARAMETER, f"Input not available. UTXO "
+                          f"({i['txid']}:{key[1]}) was already spent.")
+    coin = next((c for c in w.coins(include_unsafe=True) if c.outpoint == key), None)
+    if coin is None:
+        raise WalletError(RPC_INVALID_PARAMETER, f"Input not found. UTXO "
+                          f"({i['txid']}:{key[1]}) is not part of wallet.")
+    return coin
+
+
+def _finish(call: Call, tx: Transaction, o: dict) -> dict:
+    """Core's FinishTransaction: sign; then send and record it, or hand it back (hex, and
+    the PSBT when asked for one, not complete, or not to be added to the wallet)."""
+    psbt, complete = spend.sign_psbt(call.w, tx)
+    as_psbt = bool(o.get("psbt", False))
+    add = bool(o.get("add_to_wallet", True))
+    result: dict = {}
+    if as_psbt or not complete or not add:
+        result["psbt"] = psbt.to_base64()
+    if complete:
+        signed = psbt.extract()
+        result["txid"] = signed.txid_hex()
+        if add and not as_psbt:
+            spend.broadcast(call.w, call.node, signed)
+        else:
+            result["hex"] = signed.to_hex()
+    result["complete"] = complete
+    return result
 
 
 def _bump_options(call: Call, options: dict | None) -> tuple[int | None, bool]:

@@ -36,6 +36,7 @@ MIN_RELAY_FEE = 1000  # sat/kvB
 INCREMENTAL_RELAY_FEE = 1000  # sat/kvB, what a replacement must add per vbyte (BIP125)
 LONG_TERM_FEE_RATE = 10_000  # sat/kvB, Core's -consolidatefeerate
 MAX_TX_FEE = 10_000_000  # Core's -maxtxfee, 0.1 BTC
+MAX_STANDARD_TX_WEIGHT = 400_000  # node/policy.py's (the wallet does not import node)
 DUST_RELAY_FEE = 3000  # sat/kvB
 MAX_ANTI_SNIPING_AGE = 8 * 3600  # seconds: an older tip means we may be behind; use 0
 
@@ -142,9 +143,7 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
     now = int(time.time()) if now is None else now
     if not recipients:
         raise WalletError(RPC_INVALID_PARAMETER, "Transaction must have at least one recipient")
-    if fee_rate < MIN_RELAY_FEE:
-        raise WalletError(RPC_WALLET_ERROR, f"Fee rate ({fee_rate / 1000:.3f} sat/vB) is lower "
-                          "than the minimum relay fee setting (1.000 sat/vB)")
+    _check_fee_rate(fee_rate)
     for r in recipients:
         if r.amount <= 0:
             raise WalletError(RPC_WALLET_ERROR, "Transaction amount too small")
@@ -223,9 +222,7 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
             fee = total_in - amounts
             if fee < cs.fee_for(weight_no_change, fee_rate):
                 raise _insufficient(amounts + cs.fee_for(weight_no_change, fee_rate), total_in)
-    if fee > MAX_TX_FEE:
-        raise WalletError(RPC_WALLET_ERROR, "Fee exceeds maximum configured by user (e.g. "
-                          f"-maxtxfee, maxfeerate): {format_btc(fee)} BTC")
+    _check_max_fee(fee)
     change_pos = -1
     if change_value:
         script = change_probe if change_script is not None else wallet.new_script(
@@ -239,12 +236,101 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
     return Built(Transaction(2, vin, outputs, lt), fee, change_pos, chosen, algorithm)
 
 
-def sign_transaction(wallet: Wallet, tx: Transaction) -> Transaction:
-    """Sign every input through a PSBT; raises unless all inputs end up signed."""
+def _check_fee_rate(fee_rate: int) -> None:
+    if fee_rate < MIN_RELAY_FEE:
+        raise WalletError(RPC_WALLET_ERROR, f"Fee rate ({fee_rate / 1000:.3f} sat/vB) is lower "
+                          "than the minimum relay fee setting (1.000 sat/vB)")
+
+
+def _check_max_fee(fee: int) -> None:
+    if fee > MAX_TX_FEE:
+        raise WalletError(RPC_WALLET_ERROR, "Fee exceeds maximum configured by user (e.g. "
+                          f"-maxtxfee, maxfeerate): {format_btc(fee)} BTC")
+
+
+@dataclass
+class SendAllOutput:
+    address: str
+    script: bytes
+    amount: int | None  # None: a share of what is left
+
+
+def create_sendall(wallet: Wallet, outputs: list[SendAllOutput], fee_rate: int, *,
+                   inputs: list[Coin] | None = None, send_max: bool = False,
+                   min_depth: int = 0, max_depth: int | None = None,
+                   replaceable: bool = True, locktime: int | None = None,
+                   rng: random.Random | None = None, now: int | None = None) -> Built:
+    """Core's sendall: every spendable coin (or exactly `inputs`), no change. Outputs with an
+    amount get it; those without share what is left after them and the fee, the first of
+    them also taking the indivisible rest. send_max leaves out coins worth less than the
+    fee of spending them."""
+    import time
+
+    rng = rng or random.Random()
+    now = int(time.time()) if now is None else now
+    _check_fee_rate(fee_rate)
+    if inputs is None:
+        coins = [c for c in wallet.coins(skip_locked=True) if c.depth >= min_depth
+                 and (max_depth is None or c.depth <= max_depth)]
+        if send_max:
+            coins = [c for c in coins if cs.fee_for(input_weight(c.script), fee_rate) <= c.value]
+    else:
+        coins = list(inputs)
+    weight = ((4 + 4 + compact_size_len(len(coins)) + compact_size_len(len(outputs))) * 4 + 2
+              + sum(input_weight(c.script) for c in coins)
+              + sum(output_weight(o.script) for o in outputs))
+    fee = cs.fee_for(weight, fee_rate)
+    total_in = sum(c.value for c in coins)
+    _check_max_fee(fee)
+    effective = total_in - fee
+    if effective <= 0:
+        raise WalletError(RPC_WALLET_INSUFFICIENT_FUNDS, "Total value of UTXO pool too low to "
+                          "pay for transaction" + (", try using lower feerate." if send_max else
+                          ". Try using lower feerate or excluding uneconomic UTXOs with "
+                          "'send_max' option."))
+    if weight > MAX_STANDARD_TX_WEIGHT:
+        raise WalletError(RPC_WALLET_ERROR, "Transaction too large.")
+    claimed = sum(o.amount for o in outputs if o.amount is not None)
+    if claimed > total_in:
+        raise WalletError(RPC_WALLET_INSUFFICIENT_FUNDS,
+                          "Assigned more value to outputs than available funds.")
+    remainder = effective - claimed
+    if remainder < 0:
+        raise WalletError(RPC_WALLET_INSUFFICIENT_FUNDS,
+                          "Insufficient funds for fees after creating specified outputs.")
+    each, rest = divmod(remainder, sum(1 for o in outputs if o.amount is None))
+    vout = []
+    for o in outputs:
+        if o.amount is None:
+            vout.append(TxOut(each + rest, o.script))
+            rest = 0
+            if vout[-1].value < dust_threshold(o.script):
+                raise WalletError(RPC_WALLET_INSUFFICIENT_FUNDS,
+                                  "Dynamically assigned remainder results in dust output.")
+        else:
+            vout.append(TxOut(o.amount, o.script))
+            if o.amount < dust_threshold(o.script):
+                raise WalletError(RPC_INVALID_PARAMETER, f"Specified output amount to "
+                                  f"{o.address} is below dust threshold.")
+    seq = SEQUENCE_RBF if replaceable else SEQUENCE_FINAL_LOCKTIME
+    vin = [TxIn(OutPoint(c.txid, c.n), b"", seq) for c in coins]
+    lt = anti_fee_sniping_locktime(wallet, rng, now) if locktime is None else locktime
+    return Built(Transaction(2, vin, vout, lt), fee, -1, coins, "sendall")
+
+
+def sign_psbt(wallet: Wallet, tx: Transaction) -> tuple[PSBT, bool]:
+    """The transaction as a PSBT with the wallet's data and signatures, finalized where it
+    can be; and whether every input is."""
     psbt = PSBT.from_tx(tx)
     update(wallet, psbt)
     sign(wallet, psbt)
-    if not psbt.finalize():
+    return psbt, psbt.finalize()
+
+
+def sign_transaction(wallet: Wallet, tx: Transaction) -> Transaction:
+    """Sign every input through a PSBT; raises unless all inputs end up signed."""
+    psbt, complete = sign_psbt(wallet, tx)
+    if not complete:
         raise WalletError(RPC_WALLET_ERROR, "Signing transaction failed")
     return psbt.extract()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 
 import pytest
 
@@ -231,3 +232,64 @@ def test_lockunspent(tmp_path):
             ({"txid": i["txid"], "vout": i["vout"]} for i in chosen), key=str)
         assert n.call("lockunspent", True) is True
         assert n.call("listlockunspent") == []
+
+
+def test_sendall(tmp_path):
+    """sendall as Core's: every spendable coin (or the given ones) to the recipients, those
+    without an amount sharing the rest after the fee; locked and immature coins stay."""
+    elsewhere = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
+    with NodeProcess(tmp_path / "n") as n:
+        n.call("generatetoaddress", 104, n.call("getnewaddress"))  # 4 mature coinbases
+        coins = [{"txid": c["txid"], "vout": c["vout"]} for c in n.call("listunspent")]
+        assert len(coins) == 4
+
+        def error(*params):
+            with pytest.raises(RPCFailure) as e:
+                n.call("sendall", *params)
+            return e.value.code, e.value.message
+
+        assert error([{elsewhere: 1}]) == (
+            -8, "Must provide at least one address without a specified amount")
+        assert error([elsewhere, elsewhere])[0] == -8  # duplicated address
+        assert error([elsewhere], None, None, None, {"inputs": coins[:1], "send_max": True}
+                     ) == (-8, "Cannot combine send_max with specific inputs.")
+        assert error([elsewhere], None, None, None, {"minconf": -1})[0] == -8
+        assert error([elsewhere], 6) == (-8, "Specify estimate_mode")
+        assert error([elsewhere], None, None, 2, {"fee_rate": 2})[0] == -8
+        assert error([{elsewhere: 300}, n.call("getnewaddress")]) == (
+            -6, "Assigned more value to outputs than available funds.")
+        assert error([elsewhere], None, None, None,
+                     {"inputs": [{"txid": "00" * 32, "vout": 0}]})[0] == -8
+        assert error([{elsewhere: "0.00000100"}, n.call("getnewaddress")])[0] == -8  # dust
+
+        # not added to the wallet: signed and handed back, nothing sent
+        r = n.call("sendall", [elsewhere], None, None, 3, {"add_to_wallet": False})
+        assert r["complete"] is True and r["psbt"] and n.call("getrawmempool") == []
+        tx = n.call("decoderawtransaction", r["hex"])
+        assert tx["txid"] == r["txid"] and len(tx["vin"]) == 4 and len(tx["vout"]) == 1
+        fee = Decimal(200) - tx["vout"][0]["value"]
+        assert 3 * tx["vsize"] <= fee * 10**8 <= 3 * (tx["vsize"] + 8)  # the estimate bounds
+
+        # two coins: 10 BTC elsewhere, the rest shared by two of our addresses
+        mine = [n.call("getnewaddress"), n.call("getnewaddress")]
+        r = n.call("sendall", [{elsewhere: 10}, *mine], None, None, 2, {"inputs": coins[:2]})
+        assert r["complete"] is True and "hex" not in r
+        assert n.call("getrawmempool") == [r["txid"]]
+        tx = n.call("getrawtransaction", r["txid"], True)
+        values = [o["value"] for o in tx["vout"]]
+        assert values[0] == 10 and 0 <= values[1] - values[2] <= Decimal("0.00000001")
+        shared = values[1] + values[2]
+        assert n.call("getbalance") == 100 + shared  # the other two coins and the shares
+
+        # a locked coin stays; the rest (unconfirmed change of our own included) goes
+        n.call("lockunspent", False, [coins[3]])
+        r = n.call("sendall", [elsewhere], None, None, 2)
+        spent = {(i["txid"], i["vout"]) for i in n.call("getrawtransaction", r["txid"],
+                                                          True)["vin"]}
+        assert (coins[2]["txid"], coins[2]["vout"]) in spent and len(spent) == 3
+        assert n.call("getbalance") == 50
+        assert n.call("getbalances")["mine"]["immature"] > 0  # immature coinbases untouched
+        # lock_unspents keeps what a transaction not yet sent spends
+        r = n.call("sendall", [elsewhere], None, None, 2,
+                   {"inputs": [coins[3]], "add_to_wallet": False, "lock_unspents": True})
+        assert n.call("listlockunspent") == [coins[3]]
