@@ -3,15 +3,12 @@ node-level finalizepsbt, combinepsbt, decodepsbt)."""
 
 from __future__ import annotations
 
-from wallet import spend
 from wallet.address import script_to_address
 from wallet.amounts import parse_btc, to_btc
 from wallet.bip32 import format_path
 from wallet.errors import (
     RPC_DESERIALIZATION_ERROR,
     RPC_INVALID_PARAMETER,
-    RPC_TYPE_ERROR,
-    RPC_WALLET_ERROR,
     WalletError,
 )
 from wallet.psbt import PSBT, PSBTError
@@ -24,12 +21,10 @@ from wallet.rpc import (
     STR,
     Call,
     Param,
-    address_script,
     fee_rate_of,
     method,
-    parse_txid,
 )
-from wallet.rpc_send import amounts_of
+from wallet.rpc_send import fund
 from wallet.signer import SIGHASH_NAMES, parse_sighash, sign, update
 
 # -- PSBT ------------------------------------------------------------------------------------
@@ -48,49 +43,14 @@ def _psbt(text: str) -> PSBT:
 def walletcreatefundedpsbt(call: Call, inputs, outputs, locktime, options, bip32derivs):
     w = call.w
     o = options or {}
-    if isinstance(outputs, dict):
-        outputs = [outputs]
-    if not isinstance(outputs, list):
-        raise WalletError(RPC_TYPE_ERROR, "outputs must be an object or an array of objects")
-    flat: dict = {}
-    for item in outputs:
-        if not isinstance(item, dict):
-            raise WalletError(RPC_TYPE_ERROR, "Invalid parameter, output must be an object")
-        for k, v in item.items():
-            if k == "data":
-                raise WalletError(RPC_INVALID_PARAMETER, "data outputs are not supported")
-            if k in flat:  # (Core: one output per address)
-                raise WalletError(RPC_INVALID_PARAMETER,
-                                  f"Invalid parameter, duplicated address: {k}")
-            flat[k] = v
-    sub = set(o.get("subtractFeeFromOutputs", []))
-    recipients = [spend.Recipient(script, sats, i in sub)
-                  for i, (_, script, sats) in enumerate(amounts_of(w, flat))]
     rate = fee_rate_of(call, o.get("fee_rate"), o.get("conf_target"), o.get("estimate_mode"))
     if o.get("feeRate") is not None:
         rate = parse_btc(o["feeRate"])
-    preset = []
-    for i in inputs or []:
-        if not isinstance(i, dict) or "txid" not in i or "vout" not in i:
-            raise WalletError(RPC_INVALID_PARAMETER, "Invalid parameter, missing txid or vout")
-        key = (parse_txid(i["txid"]), int(i["vout"]))
-        coin = next((c for c in w.coins(include_unsafe=True) if c.outpoint == key), None)
-        if coin is None:
-            raise WalletError(RPC_WALLET_ERROR, f"Input not found or already spent: "
-                              f"{i['txid']}:{i['vout']}")
-        preset.append(coin)
-    change_script = None
-    if o.get("changeAddress"):
-        change_script = address_script(w, o["changeAddress"])
-    built = spend.create_transaction(
-        w, recipients, rate, replaceable=bool(o.get("replaceable", True)),
-        change_type=o.get("change_type"), change_script=change_script, preset=preset,
-        add_inputs=bool(o.get("add_inputs", not preset)),
-        locktime=None if locktime is None else int(locktime))
-    if o.get("lockUnspents"):  # kept from other spends until this one is sent (or unlocked)
-        with w.db.atomic():
-            for txin in built.tx.vin:
-                w.lock_coin(txin.prevout.key(), False)
+    built = fund(w, inputs, outputs, rate, locktime=locktime,
+                 change_address=o.get("changeAddress"), change_type=o.get("change_type"),
+                 subtract=o.get("subtractFeeFromOutputs", []),
+                 lock=bool(o.get("lockUnspents")), add_inputs=o.get("add_inputs"),
+                 replaceable=bool(o.get("replaceable", True)))
     psbt = PSBT.from_tx(built.tx)
     update(w, psbt, bip32derivs)
     return {"psbt": psbt.to_base64(), "fee": to_btc(built.fee), "changepos": built.change_pos}

@@ -11,10 +11,12 @@ from wallet.amounts import parse_btc, to_btc
 from wallet.errors import (
     RPC_INVALID_PARAMETER,
     RPC_TYPE_ERROR,
+    RPC_WALLET_ERROR,
     WalletError,
 )
 from wallet.rpc import (
     AMOUNT,
+    ANY,
     ARR,
     BOOL,
     NUM,
@@ -44,6 +46,52 @@ def amounts_of(w: Wallet, amounts: dict) -> list[tuple[str, bytes, int]]:
         out.append((addr, address_script(w, addr), parse_btc(amt, allow_zero=False)))
     return out
 
+
+def fund(w: Wallet, inputs: Any, outputs: Any, fee_rate: int, *, locktime: Any,
+         change_address: str | None, change_type: str | None, subtract: list,
+         lock: bool, add_inputs: Any, replaceable: bool) -> spend.Built:
+    """Core's FundTransaction for send and walletcreatefundedpsbt: outputs as an object or
+    an array of objects, the given inputs (and others unless add_inputs is false), change;
+    lock locks what was chosen."""
+    if isinstance(outputs, dict):
+        outputs = [outputs]
+    if not isinstance(outputs, list):
+        raise WalletError(RPC_TYPE_ERROR, "outputs must be an object or an array of objects")
+    flat: dict = {}
+    for item in outputs:
+        if not isinstance(item, dict):
+            raise WalletError(RPC_TYPE_ERROR, "Invalid parameter, output must be an object")
+        for k, v in item.items():
+            if k == "data":
+                raise WalletError(RPC_INVALID_PARAMETER, "data outputs are not supported")
+            if k in flat:  # (Core: one output per address)
+                raise WalletError(RPC_INVALID_PARAMETER,
+                                  f"Invalid parameter, duplicated address: {k}")
+            flat[k] = v
+    sub = set(subtract or [])
+    recipients = [spend.Recipient(script, sats, i in sub)
+                  for i, (_, script, sats) in enumerate(amounts_of(w, flat))]
+    preset = []
+    for i in inputs or []:
+        if not isinstance(i, dict) or "txid" not in i or "vout" not in i:
+            raise WalletError(RPC_INVALID_PARAMETER, "Invalid parameter, missing txid or vout")
+        key = (parse_txid(i["txid"]), int(i["vout"]))
+        coin = next((c for c in w.coins(include_unsafe=True) if c.outpoint == key), None)
+        if coin is None:
+            raise WalletError(RPC_WALLET_ERROR, f"Input not found or already spent: "
+                              f"{i['txid']}:{i['vout']}")
+        preset.append(coin)
+    change_script = address_script(w, change_address) if change_address else None
+    built = spend.create_transaction(
+        w, recipients, fee_rate, replaceable=replaceable, change_type=change_type,
+        change_script=change_script, preset=preset,
+        add_inputs=bool(not preset if add_inputs is None else add_inputs),
+        locktime=None if locktime is None else int(locktime))
+    if lock:  # kept from other spends until this one is sent (or unlocked)
+        with w.db.atomic():
+            for txin in built.tx.vin:
+                w.lock_coin(txin.prevout.key(), False)
+    return built
 
 
 # -- sending ---------------------------------------------------------------------------------
@@ -96,6 +144,22 @@ def sendmany(call: Call, dummy, amounts, minconf, comment, subtractfeefrom, repl
     tx, _ = spend.send(w, call.node, recipients, rate, replaceable=replaceable,
                        comment=comment)
     return _send_result(tx, verbose)
+
+
+@method("send", Param("outputs", ANY), Param("conf_target", NUM, None),
+        Param("estimate_mode", STR, None), Param("fee_rate", AMOUNT, None),
+        Param("options", OBJ, None))
+def send(call: Call, outputs, conf_target, estimate_mode, fee_rate, options):
+    w = call.w
+    o = _fee_options(options, conf_target, estimate_mode, fee_rate)
+    rate = fee_rate_of(call, o["fee_rate"], o["conf_target"], o["estimate_mode"])
+    w.require_unlocked()
+    built = fund(w, o.get("inputs"), outputs, rate, locktime=o.get("locktime"),
+                 change_address=o.get("change_address"), change_type=o.get("change_type"),
+                 subtract=o.get("subtract_fee_from_outputs", []),
+                 lock=bool(o.get("lock_unspents")), add_inputs=o.get("add_inputs"),
+                 replaceable=bool(o.get("replaceable", True)))
+    return _finish(call, built.tx, o)
 
 
 @method("sendall", Param("recipients", ARR), Param("conf_target", NUM, None),

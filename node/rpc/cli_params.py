@@ -84,6 +84,7 @@ CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
     "rescanblockchain": ((0, "start_height"), (1, "stop_height")),
     "restorewallet": ((2, "load_on_startup"),),
     "scantxoutset": ((1, "scanobjects"),),
+    "send": ((0, "outputs"), (1, "conf_target"), (3, "fee_rate"), (4, "options")),
     "sendall": ((0, "recipients"), (1, "conf_target"), (3, "fee_rate"), (4, "options")),
     "sendmany": (
         (1, "amounts"),

@@ -293,3 +293,36 @@ def test_sendall(tmp_path):
         r = n.call("sendall", [elsewhere], None, None, 2,
                    {"inputs": [coins[3]], "add_to_wallet": False, "lock_unspents": True})
         assert n.call("listlockunspent") == [coins[3]]
+
+
+def test_send(tmp_path):
+    """send as Core's: funded like walletcreatefundedpsbt, then sent, or handed back as hex
+    and PSBT (add_to_wallet false, psbt true)."""
+    elsewhere = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
+    with NodeProcess(tmp_path / "n") as n:
+        n.call("generatetoaddress", 102, n.call("getnewaddress"))  # 2 mature coinbases
+        r = n.call("send", {elsewhere: 1}, None, None, 2)
+        assert r["complete"] is True and set(r) == {"txid", "complete"}
+        assert n.call("getrawmempool") == [r["txid"]]
+        tx = n.call("getrawtransaction", r["txid"], True)
+        assert elsewhere in [o["scriptPubKey"].get("address") for o in tx["vout"]]
+        # the fee from the recipient; the input given, none added; nothing sent
+        coin = next(c for c in n.call("listunspent") if c["amount"] == 50)
+        r = n.call("send", [{elsewhere: 50}], None, None, None,
+                   {"fee_rate": 3, "subtract_fee_from_outputs": [0], "add_to_wallet": False,
+                    "inputs": [{"txid": coin["txid"], "vout": coin["vout"]}]})
+        assert r["complete"] is True and r["hex"] and r["psbt"]
+        assert len(n.call("getrawmempool")) == 1
+        tx = n.call("decoderawtransaction", r["hex"])
+        assert [(i["txid"], i["vout"]) for i in tx["vin"]] == [(coin["txid"], coin["vout"])]
+        assert len(tx["vout"]) == 1 and 3 * tx["vsize"] <= (50 - tx["vout"][0]["value"]) * 10**8
+        r = n.call("send", {elsewhere: 1}, None, None, 2, {"psbt": True, "lock_unspents": True})
+        assert r["complete"] is True and r["psbt"] and r["hex"]
+        assert len(n.call("listlockunspent")) == len(n.call("decoderawtransaction",
+                                                            r["hex"])["vin"])
+        with pytest.raises(RPCFailure) as e:
+            n.call("send", {elsewhere: 1}, None, None, 2, {"fee_rate": 2})
+        assert e.value.code == -8
+        with pytest.raises(RPCFailure) as e:
+            n.call("send", {elsewhere: 1000})
+        assert e.value.code == -6
