@@ -12,6 +12,7 @@ Tables:
   labels(address, label)
   blocks(height, hash)            the chain as the wallet last followed it (reorg detection)
   locked_coins(txid, vout)        outputs locked with lockunspent persistent=true
+  abandoned_txs(txid)             transactions abandoned (abandontransaction)
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ CREATE TABLE IF NOT EXISTS labels (address TEXT PRIMARY KEY, label TEXT NOT NULL
 CREATE TABLE IF NOT EXISTS blocks (height INTEGER PRIMARY KEY, hash BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS locked_coins (txid BLOB NOT NULL, vout INTEGER NOT NULL,
                                          PRIMARY KEY (txid, vout));
+CREATE TABLE IF NOT EXISTS abandoned_txs (txid BLOB PRIMARY KEY);
 """
 
 

@@ -90,7 +90,7 @@ def _entries(w: Wallet, wtx: WalletTx) -> list[dict]:
                 e["label"] = w.labels[addr]
             e["vout"] = n
             e["fee"] = to_btc(-fee)
-            e["abandoned"] = False
+            e["abandoned"] = wtx.txid in w.abandoned
             out.append(e)
     for n in sorted(mine):
         txout = wtx.tx.vout[n]
@@ -317,6 +317,19 @@ def gettransaction(call: Call, txid, include_watchonly, verbose):
     if verbose:
         out["decoded"] = call.node.call("decoderawtransaction", out["hex"])
     return out
+
+
+@method("abandontransaction", Param("txid", STR))
+def abandontransaction(call: Call, txid):
+    w = call.w
+    wtx = w.txs.get(parse_txid(txid))
+    if wtx is None:
+        raise WalletError(RPC_INVALID_ADDRESS_OR_KEY, "Invalid or non-wallet transaction id")
+    conflicted = any(w.txs[t].confirmed for t in w.conflicts(wtx))
+    if wtx.active or conflicted:  # (Core: its depth is not 0, or it is in the mempool)
+        raise WalletError(RPC_INVALID_ADDRESS_OR_KEY, "Transaction not eligible for abandonment")
+    w.abandon(wtx.txid)
+    return None
 
 
 @method("getreceivedbyaddress", Param("address", STR), Param("minconf", NUM, 1),

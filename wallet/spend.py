@@ -356,19 +356,6 @@ def send(wallet: Wallet, node: NodeClient, recipients: list[Recipient], fee_rate
     return tx, built
 
 
-def _with_descendants(wallet: Wallet, txid: bytes) -> frozenset[bytes]:
-    """txid and the unconfirmed wallet transactions that spend it, directly or not."""
-    out, todo = {txid}, [txid]
-    while todo:
-        parent = todo.pop()
-        for t, w in wallet.txs.items():
-            if t not in out and w.height is None and any(
-                    i.prevout.hash == parent for i in w.tx.vin):
-                out.add(t)
-                todo.append(t)
-    return frozenset(out)
-
-
 def bump_fee(wallet: Wallet, node: NodeClient, txid: bytes, fee_rate: int | None,
              replaceable: bool = True, sign_it: bool = True) -> dict:
     """Replace an unconfirmed wallet transaction by one paying a higher fee rate: same
@@ -426,7 +413,7 @@ def bump_fee(wallet: Wallet, node: NodeClient, txid: bytes, fee_rate: int | None
     built = create_transaction(wallet, recipients, fee_rate, replaceable=replaceable,
                                change_script=change_script, preset=preset,
                                locktime=wtx.tx.locktime,
-                               exclude_txids=_with_descendants(wallet, txid))
+                               exclude_txids=wallet.with_descendants(txid))
     if built.fee < old_fee + INCREMENTAL_RELAY_FEE * ((built.tx.weight + 3) // 4) // 1000:
         raise WalletError(RPC_WALLET_ERROR, "Insufficient total fee for the replacement")
     result = {"origfee": old_fee, "fee": built.fee, "errors": []}

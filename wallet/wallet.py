@@ -119,6 +119,9 @@ class Wallet:
         self.locked_coins: dict[tuple[bytes, int], bool] = {
             (bytes(t), int(n)): True
             for t, n in db.conn.execute("SELECT txid, vout FROM locked_coins")}
+        # unconfirmed transactions given up on (abandontransaction) until seen again
+        self.abandoned: set[bytes] = {
+            bytes(t) for (t,) in db.conn.execute("SELECT txid FROM abandoned_txs")}
         self._load_accounts()
         self._load_txs()
         if not self.encrypted:
@@ -527,6 +530,9 @@ class Wallet:
             if self.locked_coins and not wtx.tx.is_coinbase():
                 for txin in wtx.tx.vin:  # a locked coin spent (chosen by hand) is unlocked
                     self.unlock_coin(txin.prevout.key())
+        if wtx.active and wtx.txid in self.abandoned:  # back in a mempool or a block
+            self.abandoned.discard(wtx.txid)
+            self.db.conn.execute("DELETE FROM abandoned_txs WHERE txid=?", (wtx.txid,))
         else:
             self.txs[wtx.txid] = wtx
             # a lookahead extension may have made more outputs ours since it was indexed
@@ -626,6 +632,28 @@ class Wallet:
         if not wtx.tx.is_coinbase():
             return 0
         return max(0, self.params.coinbase_maturity + 1 - self.depth(wtx))
+
+    def with_descendants(self, txid: bytes) -> frozenset[bytes]:
+        """txid and the unconfirmed wallet transactions that spend it, directly or not."""
+        out, todo = {txid}, [txid]
+        while todo:
+            parent = todo.pop()
+            for t, w in self.txs.items():
+                if t not in out and w.height is None and any(
+                        i.prevout.hash == parent for i in w.tx.vin):
+                    out.add(t)
+                    todo.append(t)
+        return frozenset(out)
+
+    def abandon(self, txid: bytes) -> None:
+        """Core's AbandonTransaction: the transaction (neither confirmed nor in the mempool)
+        and its unconfirmed descendants are marked abandoned."""
+        with self.db.atomic():
+            for t in self.with_descendants(txid):
+                if not self.txs[t].active:
+                    self.abandoned.add(t)
+                    self.db.conn.execute("INSERT OR REPLACE INTO abandoned_txs(txid) VALUES (?)",
+                                         (t,))
 
     def lock_coin(self, outpoint: tuple[bytes, int], persistent: bool) -> None:
         persistent = persistent or self.locked_coins.get(outpoint, False)

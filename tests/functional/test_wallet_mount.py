@@ -326,3 +326,46 @@ def test_send(tmp_path):
         with pytest.raises(RPCFailure) as e:
             n.call("send", {elsewhere: 1000})
         assert e.value.code == -6
+
+
+def test_abandontransaction(tmp_path):
+    """A payment that left the mempool (the node restarted without it) can be abandoned,
+    with its child; one in the mempool or confirmed cannot; a conflicted one cannot."""
+    elsewhere = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
+    with NodeProcess(tmp_path / "n", "-persistmempool=0") as n:
+        n.call("generatetoaddress", 101, n.call("getnewaddress"))
+        parent = n.call("sendtoaddress", n.call("getnewaddress"), 10)
+        child = n.call("sendtoaddress", elsewhere, 49)  # spends the parent's outputs
+        assert parent in [i["txid"] for i in n.call("getrawtransaction", child, True)["vin"]]
+
+        def error(txid):
+            with pytest.raises(RPCFailure) as e:
+                n.call("abandontransaction", txid)
+            return e.value.code, e.value.message
+
+        assert error(parent) == (-5, "Transaction not eligible for abandonment")
+        assert error("00" * 32) == (-5, "Invalid or non-wallet transaction id")
+        n.stop()
+        n.start()
+        assert n.call("getrawmempool") == []
+        assert n.call("abandontransaction", parent) is None
+        for txid in (parent, child):
+            sends = [d for d in n.call("gettransaction", txid)["details"]
+                     if d["category"] == "send"]
+            assert sends and all(d["abandoned"] is True for d in sends)
+        assert n.call("getbalance") == 50  # the coin they spent is ours again
+        # sent again: no longer abandoned
+        n.call("sendrawtransaction", n.call("gettransaction", parent)["hex"])
+        n.call("getbalance")  # (brings the wallet up to the mempool)
+        assert not any(d.get("abandoned") for d in n.call("gettransaction", parent)["details"])
+        n.call("generatetoaddress", 1, elsewhere)
+        assert error(parent) == (-5, "Transaction not eligible for abandonment")
+        # the child conflicted by a confirmed spend of the same coin: not eligible either
+        raw = n.call("gettransaction", child)["hex"]
+        swept = n.call("sendall", [elsewhere], None, None, 2)["txid"]
+        n.call("generatetoaddress", 1, elsewhere)
+        child_inputs = {(i["txid"], i["vout"]) for i in n.call("decoderawtransaction", raw)["vin"]}
+        swept_tx = n.call("decoderawtransaction", n.call("gettransaction", swept)["hex"])
+        assert child_inputs <= {(i["txid"], i["vout"]) for i in swept_tx["vin"]}
+        assert error(n.call("decoderawtransaction", raw)["txid"]) == (
+            -5, "Transaction not eligible for abandonment")
