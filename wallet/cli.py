@@ -396,6 +396,22 @@ def send(ctx: typer.Context, address: str, amount: str,
 
 
 @app.command()
+def sweep(ctx: typer.Context, address: str,
+          fee_rate: str | None = typer.Option(None, help="sat/vB (default: the node's "
+                                              "estimatesmartfee)"),
+          passphrase: str | None = typer.Option(None, help="unlock an encrypted wallet")
+          ) -> None:
+    """Send the whole spendable balance to ADDRESS, leaving no change (sendall)."""
+    def do(c):  # noqa: ANN001, ANN202
+        with _unlocked(c, passphrase):
+            r = c.call("sendall", [address], None, None, fee_rate)
+            tx = c.call("gettransaction", r["txid"])
+            return {"txid": r["txid"], "fee": -Decimal(str(tx.get("fee", 0)))}
+
+    _run(ctx, do, lambda r: f"sent: {r['txid']}\nfee:  {_btc(r['fee'])} BTC")
+
+
+@app.command()
 def history(ctx: typer.Context, count: int = typer.Option(20, help="how many entries")) -> None:
     """Transactions, oldest first."""
     def human(rows: list[dict]) -> str:

@@ -458,6 +458,13 @@ def test_cli(env, tmp_path):
     a = json.loads(wcli(node, d, "--json", "balance").stdout, parse_float=Decimal)
     b = json.loads(wcli(node, d2, "--json", "balance").stdout, parse_float=Decimal)
     assert a == b and a["confirmed"] > 1
+    # sweep: everything to one address, no change
+    r = wcli(node, d, "sweep", ELSEWHERE, "--fee-rate", "2", "--passphrase", "pw")
+    assert r.returncode == 0, r.stderr
+    swept = node.call("getrawtransaction", r.stdout.split()[1], True)
+    assert len(swept["vout"]) == 1 and swept["vout"][0]["scriptPubKey"]["address"] == ELSEWHERE
+    js = json.loads(wcli(node, d, "--json", "balance").stdout, parse_float=Decimal)
+    assert js["confirmed"] == 0 and js["unconfirmed"] == 0
     # the node is gone: the URL tried is in the error
     dead = f"http://127.0.0.1:{free_port()}"
     r = subprocess.run([sys.executable, "-m", "wallet.cli", "--wallets-dir", str(d), "--node",
