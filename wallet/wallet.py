@@ -530,14 +530,14 @@ class Wallet:
             if self.locked_coins and not wtx.tx.is_coinbase():
                 for txin in wtx.tx.vin:  # a locked coin spent (chosen by hand) is unlocked
                     self.unlock_coin(txin.prevout.key())
-        if wtx.active and wtx.txid in self.abandoned:  # back in a mempool or a block
-            self.abandoned.discard(wtx.txid)
-            self.db.conn.execute("DELETE FROM abandoned_txs WHERE txid=?", (wtx.txid,))
         else:
             self.txs[wtx.txid] = wtx
             # a lookahead extension may have made more outputs ours since it was indexed
             self.credits[wtx.txid] = [n for n, out in enumerate(wtx.tx.vout)
                                       if out.script_pubkey in self.scripts]
+        if wtx.active and wtx.txid in self.abandoned:  # back in a mempool or a block
+            self.abandoned.discard(wtx.txid)
+            self.db.conn.execute("DELETE FROM abandoned_txs WHERE txid=?", (wtx.txid,))
         self.db.conn.execute(
             "INSERT OR REPLACE INTO txs(txid, raw, height, block_hash, block_time, block_pos,"
             " received, in_mempool, replaced_by, replaces, comment)"
