@@ -389,10 +389,17 @@ def send(ctx: typer.Context, address: str, amount: str,
             else:
                 txid = c.call("sendtoaddress", address, amount, None, None, subtract_fee,
                               not no_rbf, None, "unset", True, fee_rate)
-            tx = c.call("gettransaction", txid)
-            return {"txid": txid, "fee": -Decimal(str(tx.get("fee", 0)))}
+            return _sent(c, txid)
 
-    _run(ctx, do, lambda r: f"sent: {r['txid']}\nfee:  {_btc(r['fee'])} BTC")
+    _run(ctx, do, _sent_text)
+
+
+def _sent(c: Direct | Remote, txid: str) -> dict:
+    return {"txid": txid, "fee": -Decimal(str(c.call("gettransaction", txid).get("fee", 0)))}
+
+
+def _sent_text(r: dict) -> str:
+    return f"sent: {r['txid']}\nfee:  {_btc(r['fee'])} BTC"
 
 
 @app.command()
@@ -404,11 +411,9 @@ def sweep(ctx: typer.Context, address: str,
     """Send the whole spendable balance to ADDRESS, leaving no change (sendall)."""
     def do(c):  # noqa: ANN001, ANN202
         with _unlocked(c, passphrase):
-            r = c.call("sendall", [address], None, None, fee_rate)
-            tx = c.call("gettransaction", r["txid"])
-            return {"txid": r["txid"], "fee": -Decimal(str(tx.get("fee", 0)))}
+            return _sent(c, c.call("sendall", [address], None, None, fee_rate)["txid"])
 
-    _run(ctx, do, lambda r: f"sent: {r['txid']}\nfee:  {_btc(r['fee'])} BTC")
+    _run(ctx, do, _sent_text)
 
 
 @app.command()

@@ -72,26 +72,41 @@ def fund(w: Wallet, inputs: Any, outputs: Any, fee_rate: int, *, locktime: Any,
     recipients = [spend.Recipient(script, sats, i in sub)
                   for i, (_, script, sats) in enumerate(amounts_of(w, flat))]
     preset = []
+    mine = _spendable_by_outpoint(w) if inputs else {}
     for i in inputs or []:
-        if not isinstance(i, dict) or "txid" not in i or "vout" not in i:
-            raise WalletError(RPC_INVALID_PARAMETER, "Invalid parameter, missing txid or vout")
-        key = (parse_txid(i["txid"]), int(i["vout"]))
-        coin = next((c for c in w.coins(include_unsafe=True) if c.outpoint == key), None)
-        if coin is None:
+        key = _outpoint_of(i)
+        if key not in mine:
             raise WalletError(RPC_WALLET_ERROR, f"Input not found or already spent: "
                               f"{i['txid']}:{i['vout']}")
-        preset.append(coin)
+        preset.append(mine[key])
     change_script = address_script(w, change_address) if change_address else None
     built = spend.create_transaction(
         w, recipients, fee_rate, replaceable=replaceable, change_type=change_type,
         change_script=change_script, preset=preset,
         add_inputs=bool(not preset if add_inputs is None else add_inputs),
         locktime=None if locktime is None else int(locktime))
-    if lock:  # kept from other spends until this one is sent (or unlocked)
-        with w.db.atomic():
-            for txin in built.tx.vin:
-                w.lock_coin(txin.prevout.key(), False)
+    if lock:
+        _lock_inputs(w, built.tx)
     return built
+
+
+def _outpoint_of(i: Any) -> tuple[bytes, int]:
+    """An input given as {"txid": ..., "vout": n}."""
+    if not isinstance(i, dict) or "txid" not in i or "vout" not in i:
+        raise WalletError(RPC_INVALID_PARAMETER, "Invalid parameter, missing txid or vout")
+    return parse_txid(i["txid"]), int(i["vout"])
+
+
+def _spendable_by_outpoint(w: Wallet) -> dict[tuple[bytes, int], Coin]:
+    """The coins an input may name by hand (locked ones and unconfirmed ones too)."""
+    return {c.outpoint: c for c in w.coins(include_unsafe=True)}
+
+
+def _lock_inputs(w: Wallet, tx: Transaction) -> None:
+    """Keep what tx spends from other spends until it is sent (or unlocked)."""
+    with w.db.atomic():
+        for txin in tx.vin:
+            w.lock_coin(txin.prevout.key(), False)
 
 
 # -- sending ---------------------------------------------------------------------------------
@@ -203,7 +218,8 @@ def sendall(call: Call, recipients, conf_target, estimate_mode, fee_rate, option
         if "minconf" in o or "maxconf" in o:
             raise WalletError(RPC_INVALID_PARAMETER,
                               "Cannot combine minconf or maxconf with specific inputs.")
-        inputs = [_own_input(w, i) for i in o["inputs"] or []]
+        mine = _spendable_by_outpoint(w)
+        inputs = [_own_input(w, mine, i) for i in o["inputs"] or []]
     rate = fee_rate_of(call, o.get("fee_rate"), o.get("conf_target"), o.get("estimate_mode"))
     w.require_unlocked()
     built = spend.create_sendall(
@@ -211,9 +227,7 @@ def sendall(call: Call, recipients, conf_target, estimate_mode, fee_rate, option
         min_depth=min_depth or 0, max_depth=max_depth,
         replaceable=bool(o.get("replaceable", True)), locktime=o.get("locktime"))
     if o.get("lock_unspents"):
-        with w.db.atomic():
-            for txin in built.tx.vin:
-                w.lock_coin(txin.prevout.key(), False)
+        _lock_inputs(w, built.tx)
     return _finish(call, built.tx, o)
 
 
@@ -238,18 +252,16 @@ def _fee_options(options: dict | None, conf_target, estimate_mode, fee_rate) -> 
     return o
 
 
-def _own_input(w: Wallet, i: Any) -> Coin:
-    if not isinstance(i, dict) or "txid" not in i or "vout" not in i:
-        raise WalletError(RPC_INVALID_PARAMETER, "Invalid parameter, missing txid or vout")
-    key = (parse_txid(i["txid"]), int(i["vout"]))
+def _own_input(w: Wallet, mine: dict[tuple[bytes, int], Coin], i: Any) -> Coin:
+    """sendall's input check, with Core's sendall messages."""
+    key = _outpoint_of(i)
     if w.is_spent(key):
         raise WalletError(RPC_INVALID_PARAMETER, f"Input not available. UTXO "
                           f"({i['txid']}:{key[1]}) was already spent.")
-    coin = next((c for c in w.coins(include_unsafe=True) if c.outpoint == key), None)
-    if coin is None:
+    if key not in mine:
         raise WalletError(RPC_INVALID_PARAMETER, f"Input not found. UTXO "
                           f"({i['txid']}:{key[1]}) is not part of wallet.")
-    return coin
+    return mine[key]
 
 
 def _finish(call: Call, tx: Transaction, o: dict) -> dict:

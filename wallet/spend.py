@@ -57,6 +57,11 @@ def input_weight(script: bytes) -> int:
     raise WalletError(RPC_WALLET_ERROR, f"cannot estimate the size of spending {script.hex()}")
 
 
+def tx_overhead_weight(n_inputs: int, n_outputs: int) -> int:
+    """Version, lock time, the two counts, and the segwit marker and flag."""
+    return (4 + 4 + compact_size_len(n_inputs) + compact_size_len(n_outputs)) * 4 + 2
+
+
 def output_weight(script: bytes) -> int:
     return (8 + compact_size_len(len(script)) + len(script)) * 4
 
@@ -162,8 +167,7 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
         c for c in wallet.coins(skip_locked=True)
         if c.outpoint not in taken and c.txid not in exclude_txids]
     n_inputs_max = len(available) + len(preset)
-    overhead = (4 + 4 + compact_size_len(n_inputs_max) + compact_size_len(len(recipients) + 1)
-                ) * 4 + 2
+    overhead = tx_overhead_weight(n_inputs_max, len(recipients) + 1)
     fixed = overhead + sum(output_weight(r.script) for r in recipients)
     amounts = sum(r.amount for r in recipients)
     params = cs.Params(fee_rate, LONG_TERM_FEE_RATE, output_weight(change_probe),
@@ -276,7 +280,7 @@ def create_sendall(wallet: Wallet, outputs: list[SendAllOutput], fee_rate: int, 
             coins = [c for c in coins if cs.fee_for(input_weight(c.script), fee_rate) <= c.value]
     else:
         coins = list(inputs)
-    weight = ((4 + 4 + compact_size_len(len(coins)) + compact_size_len(len(outputs))) * 4 + 2
+    weight = (tx_overhead_weight(len(coins), len(outputs))
               + sum(input_weight(c.script) for c in coins)
               + sum(output_weight(o.script) for o in outputs))
     fee = cs.fee_for(weight, fee_rate)
