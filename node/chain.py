@@ -82,6 +82,9 @@ def block_script_flags(entry: BlockIndexEntry, params: ChainParams) -> int:
     return flags
 
 
+DEFAULT_MAX_TIP_AGE = 24 * 60 * 60
+
+
 class ChainState:
     """Blocks in, a correct UTXO set and best chain out."""
 
@@ -98,6 +101,11 @@ class ChainState:
         self.datadir.mkdir(parents=True, exist_ok=True)
         self.lock = threading.RLock()
         self.now = now
+        # Initial block download (Core's IsInitialBlockDownload): left once the tip has at
+        # least -minimumchainwork and is younger than -maxtipage, never entered again.
+        self.max_tip_age = DEFAULT_MAX_TIP_AGE
+        self.minimum_chain_work = 0
+        self._ibd_done = False
         self.scripts = scripts if scripts is not None else ScriptChecker()
         self.files = BlockFiles(self.datadir / "blocks", params.message_start)
         self.index_db = BlockIndexDB(self.datadir / "blocks" / "index")
@@ -123,6 +131,16 @@ class ChainState:
     # =========================================================================================
     # start-up and shutdown
     # =========================================================================================
+
+    def in_ibd(self) -> bool:
+        if self._ibd_done:
+            return False
+        tip = self.tip
+        if tip is None or tip.chain_work < self.minimum_chain_work \
+                or tip.time < self.now() - self.max_tip_age:
+            return True
+        self._ibd_done = True
+        return False
 
     def load(self) -> None:
         """Load the index, put the UTXO set's best block at the tip, then roll forward (or

@@ -21,10 +21,10 @@ PACKAGE_NAME = "minibtc"
 DEFAULT_RPCCONNECT = "127.0.0.1"
 DEFAULT_HTTP_CLIENT_TIMEOUT = 900
 DEFAULT_DATADIR = "~/.minibtc"
-CONF_FILENAME = "minibtc.conf"
+CONF_FILENAME = "bitcoin.conf"
 COOKIE_FILENAME = ".cookie"
 RPC_PORTS = {"regtest": 18443, "main": 8332}  # consensus.params' rpc_port (tested)
-DEFAULT_CHAIN = "regtest"  # as minibtcd
+DEFAULT_CHAIN = "main"  # as minibtcd (and Core)
 
 RPC_IN_WARMUP = -28
 RPC_WALLET_NOT_SPECIFIED = -19

@@ -10,6 +10,8 @@ the file apply only to main; elsewhere they must be in the chain's section.
 from __future__ import annotations
 
 import ipaddress
+import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,15 +20,61 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from node.confparse import ConfigError, parse_conf_file
 
 DEFAULT_DATADIR = Path("~/.minibtc")
-CONF_FILENAME = "minibtc.conf"
-LOG_CATEGORIES = ("net", "validation", "mempool", "rpc", "wallet", "bench", "reindex",
-                  "estimatefee", "http", "blockstorage")
+CONF_FILENAME = "bitcoin.conf"  # Core's name, so a Core setup's files work unchanged
+# Core's logging categories (-debug=<category>); the ones minibtc never logs are accepted
+# so that the same command lines work.
+LOG_CATEGORIES = ("net", "tor", "mempool", "http", "bench", "zmq", "walletdb", "rpc",
+                  "estimatefee", "addrman", "selectcoins", "reindex", "cmpctblock", "rand",
+                  "prune", "proxy", "mempoolrej", "libevent", "coindb", "qt", "leveldb",
+                  "validation", "i2p", "ipc", "lock", "blockstorage", "txreconciliation",
+                  "scan", "txpackages", "kernel", "privatebroadcast", "wallet")
+LOG_LEVELS = ("info", "debug", "trace")
 
 # Options that may be given more than once.
 MULTI = {"loadblock", "rpcauth", "rpcbind", "rpcallowip", "debug", "debugexclude", "connect",
-         "addnode", "wallet", "bind"}
+         "addnode", "wallet", "bind", "whitebind", "whitelist", "uacomment", "loglevel",
+         "testactivationheight", "rpcwhitelist", "deprecatedrpc", "seednode", "onlynet",
+         "externalip", "includeconf", "blockfilterindex", "vbparams", "signetseednode"}
 # Only honoured at the top level of the config file on main (Core's network-only args).
-NETWORK_ONLY = {"port", "rpcport", "rpcbind", "bind", "connect", "addnode", "wallet"}
+NETWORK_ONLY = {"port", "rpcport", "rpcbind", "bind", "connect", "addnode", "wallet",
+                "whitebind", "onion", "seednode"}
+# Core options about things minibtc does not have (DNS seeds, NAT traversal, Tor/I2P/CJDNS,
+# the GUI, log shrinking, SQLite's sync mode, IPC, Core's own thread counts and consistency
+# self-checks): accepted and ignored. On the local networks minibtc runs, Core behaves the
+# same with them as minibtc does without them.
+NO_EFFECT = {"discover", "dnsseed", "forcednsseed", "fixedseeds", "seednode", "listenonion",
+             "onion", "torcontrol", "torpassword", "i2psam", "i2pacceptincoming",
+             "cjdnsreachable", "onlynet", "externalip", "natpmp", "upnp", "shrinkdebugfile",
+             "unsafesqlitesync", "rpcdoccheck", "prevoutfetchthreads", "ipcbind",
+             "dbbatchsize", "maxsigcachesize", "checkaddrman", "checkmempool",
+             "checkblockindex", "capturemessages", "asmap", "sandbox", "rpccookieperms",
+             "logtimestamps", "printpriority", "maxreceivebuffer", "maxsendbuffer",
+             "allowignoredconf", "blocksxor"}
+# Core options minibtc reads through NodeConfig.arg_* where it implements them (beyond the
+# typed fields below). Every name here is accepted; README lists which have an effect.
+CORE_ARGS = NO_EFFECT | {
+    "uacomment", "logtimemicros", "logthreadnames", "logsourcelocations", "logips",
+    "loglevel", "logratelimit", "debuglogfile", "v2transport", "whitelist", "whitebind",
+    "testactivationheight", "acceptnonstdtxn", "addresstype", "changetype", "prune",
+    "fastprune", "permitbaremultisig", "datacarrier", "datacarriersize", "mintxfee",
+    "minimumchainwork", "maxtipage", "blocksonly", "peerbloomfilters", "rpcwhitelist",
+    "rpcwhitelistdefault", "rpcworkqueue", "rpcservertimeout", "blocksdir", "pid",
+    "startupnotify", "blocknotify", "alertnotify", "shutdownnotify", "dustrelayfee",
+    "discardfee", "paytxfee", "maxtxfee", "proxy", "proxyrandomize", "limitancestorcount",
+    "limitancestorsize", "limitdescendantcount", "limitdescendantsize", "limitclustercount",
+    "limitclustersize", "keypool", "settings", "mocktime", "stopatheight",
+    "stopafterblockimport", "checkblocks", "checklevel", "blockfilterindex",
+    "coinstatsindex", "txospenderindex", "rest", "incrementalrelayfee",
+    "inboundrelaypercent", "walletrejectlongchains", "deprecatedrpc", "bytespersigop",
+    "blockmaxweight", "blockmintxfee", "blockreservedweight", "blockversion", "maxorphantx",
+    "maxuploadtarget", "networkactive", "bantime", "maxtimeadjustment", "assumevalid",
+    "walletbroadcast", "walletnotify", "walletrbf", "spendzeroconfchange",
+    "avoidpartialspends", "maxapsfee", "consolidatefeerate", "txconfirmtarget",
+    "walletdir", "walletcrosschain", "signer", "vbparams", "persistmempoolv1",
+    "dbcrashratio", "checkpoints", "rpccookiefile", "whitelistrelay",
+    "whitelistforcerelay", "includeconf", "testnet", "testnet4", "signet",
+    "signetchallenge", "signetseednode", "rpcclienttimeout",
+}
 
 
 def chain_dir(datadir: Path, chain: str) -> Path:
@@ -37,7 +85,7 @@ def chain_dir(datadir: Path, chain: str) -> Path:
 class NodeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
-    chain: Literal["regtest", "main"] = "regtest"
+    chain: Literal["regtest", "main"] = "main"  # Core starts on main without a chain option
     datadir: Path = DEFAULT_DATADIR
     conf: str = CONF_FILENAME
     rpcport: int | None = Field(default=None, ge=1, le=65535)
@@ -46,10 +94,10 @@ class NodeConfig(BaseModel):
     rpcuser: str | None = None
     rpcpassword: str | None = None
     rpcauth: list[str] = []
-    rpcthreads: int = Field(default=8, ge=1, le=256)
+    rpcthreads: int = Field(default=16, ge=1, le=256)
     server: bool = True
     dbcache: int = Field(default=450, ge=4, le=1_000_000)
-    par: int | None = Field(default=None, ge=0, le=64)
+    par: int | None = Field(default=None, ge=-64, le=64)
     loadblock: list[Path] = []
     reindex: bool = False
     reindex_chainstate: bool = Field(default=False, alias="reindex-chainstate")
@@ -58,14 +106,13 @@ class NodeConfig(BaseModel):
     debugexclude: list[str] = []
     printtoconsole: bool | None = None
     daemon: bool = False
-    # Mempool (used from the mempool issue on)
+    daemonwait: bool = False
     persistmempool: bool = True
     maxmempool: int = Field(default=300, ge=5, le=1_000_000)
     mempoolexpiry: int = Field(default=336, ge=1)
     mempoolfullrbf: bool = True
     minrelaytxfee: str | None = None
     fallbackfee: str | None = None
-    # P2P
     port: int | None = Field(default=None, ge=0, le=65535)
     listen: bool | None = None  # default: on, unless -connect is given (as Core)
     bind: list[str] = []
@@ -77,6 +124,12 @@ class NodeConfig(BaseModel):
     timeout: int = Field(default=5000, ge=1)  # ms to wait for an outbound connection
     wallet: list[str] = []
     disablewallet: bool = False
+    # Every other Core option given (CORE_ARGS), raw: read them with arg_bool/arg_int/...
+    args: dict[str, list[str]] = {}
+    arg_log: list[str] = []  # "Command-line arg: ...", "Config file arg: ..." lines (Core's)
+    wallet_negated: bool = False  # -nowallet: no wallet at all, not even settings.json's
+    # Said once at start-up (unknown config-file keys, ignored includeconf, ...).
+    warnings: list[str] = []
 
     @field_validator("rpcallowip")
     @classmethod
@@ -90,13 +143,47 @@ class NodeConfig(BaseModel):
 
     @field_validator("debug", "debugexclude")
     @classmethod
-    def _check_debug(cls, v: list[str]) -> list[str]:
-        for item in v:
+    def _check_debug(cls, v: list[str], info) -> list[str]:
+        cleared = [i for i, item in enumerate(v) if item in ("0", "none")]
+        for item in v[cleared[-1] + 1:] if cleared else v:  # a clear drops what came before
             if item not in ("0", "1", "all", "none", "") and item not in LOG_CATEGORIES:
-                raise ValueError(f"Unsupported logging category -debug={item}.")
+                raise ValueError(f"Unsupported logging category -{info.field_name}={item}.")
         return v
 
+    # -- Core options without a field (as Core's ArgsManager reads them) ---------------------
+
+    def arg_set(self, name: str) -> bool:
+        return name in self.args
+
+    def arg_str(self, name: str, default: str | None = None) -> str | None:
+        values = self.args.get(name)
+        return values[-1] if values else default
+
+    def arg_bool(self, name: str, default: bool = False) -> bool:
+        value = self.arg_str(name)
+        return default if value is None else interpret_bool(value)
+
+    def arg_int(self, name: str, default: int = 0) -> int:
+        value = self.arg_str(name)
+        return default if value is None else interpret_int(value)
+
+    def arg_list(self, name: str) -> list[str]:
+        """Every value given, less those before (and including) a negation (-noname)."""
+        values = self.args.get(name, [])
+        if NEGATED in values:
+            values = values[len(values) - values[::-1].index(NEGATED):]
+        return [v for v in values if v != NEGATED]
+
     # -- derived ----------------------------------------------------------------------------
+
+    @property
+    def settings_file(self) -> Path | None:
+        """settings.json (-settings), None with -nosettings."""
+        name = self.arg_str("settings", "settings.json")
+        if self.arg_set("settings") and name in ("0", ""):
+            return None
+        path = Path(name).expanduser()
+        return path if path.is_absolute() else self.chain_datadir / path
 
     @property
     def chain_datadir(self) -> Path:
@@ -116,48 +203,135 @@ class NodeConfig(BaseModel):
         return self.port if self.port is not None else self.params().default_port
 
 
-def parse_flag_list(argv: list[str]) -> dict[str, list[str]]:
+NEGATED = "\x00negated"  # how -noname is kept among a multi-valued option's values
+
+
+def interpret_bool(value: str) -> bool:
+    """Core's InterpretBool: empty is true, otherwise the leading integer is not zero."""
+    return value == "" or interpret_int(value) != 0
+
+
+def interpret_int(value: str) -> int:
+    """Core's LocaleIndependentAtoi: the leading integer, 0 when there is none."""
+    m = re.match(r"\s*([+-]?\d+)", value)
+    return int(m.group(1)) if m else 0
+
+
+_FIELD_NAMES = {(f.alias or name) for name, f in NodeConfig.model_fields.items()} - {
+    "args", "warnings", "wallet_negated", "arg_log"}
+SENSITIVE = {"rpcuser", "rpcpassword", "rpcauth", "torpassword"}
+_BOOL_FIELDS = {(f.alias or name) for name, f in NodeConfig.model_fields.items()
+                if f.annotation in (bool, bool | None)}
+KNOWN = _FIELD_NAMES | CORE_ARGS | {"regtest", "version", "help"}
+
+
+def _display(value: str, negated: bool) -> str:
+    """A value as Core's error messages show it (its JSON form)."""
+    if negated:
+        return "true" if value == "1" else "false"
+    return json.dumps(value)
+
+
+def _log_line(prefix: str, name: str, value: str, negated: bool) -> str:
+    shown = "****" if name in SENSITIVE else _display(value, negated)
+    return f"{prefix}{name}={shown}"
+
+
+def parse_flag_list(argv: list[str], log: list[str] | None = None) -> dict[str, list[str]]:
     """`-name=value`, `--name=value`, `-name` (true) and `-noname` (false) -> name: values.
 
-    Raises ConfigError for anything that is not a flag."""
+    Raises ConfigError for anything that is not a known flag, with Core's messages."""
     out: dict[str, list[str]] = {}
     for arg in argv:
         if not arg.startswith("-") or arg in ("-", "--"):
             raise ConfigError(f"Error: Command line contains unexpected token '{arg}', see "
                               f"minibtcd -h for a list of options.")
         name, eq, value = arg.lstrip("-").partition("=")
-        if not eq:
-            value = "1"
-        if name.startswith("no") and name[2:] in _FIELD_NAMES:
-            name, value = name[2:], "0" if value in ("1", "") else "1"
+        negated = False
+        if name not in KNOWN and name.startswith("no") and name[2:] in KNOWN:
+            name, negated = name[2:], True
+            value = "1" if (eq and not interpret_bool(value)) else "0"
+        elif not eq:
+            value = "1" if name in _BOOL_FIELDS else ""
+        if name not in KNOWN:
+            raise ConfigError(f"Error: Error parsing command line arguments: "
+                              f"Invalid parameter -{name}")
+        if name == "includeconf" and not (negated and value == "0"):
+            raise ConfigError("Error: Error parsing command line arguments: -includeconf "
+                              "cannot be used from commandline; -includeconf="
+                              + _display(value, negated))
+        if log is not None:
+            log.append(_log_line("Command-line arg: ", name, value, negated))
+        if negated and value == "0" and name in MULTI:
+            value = NEGATED
+        elif name == "debug" and value == "":
+            value = "1"  # -debug alone: every category
         out.setdefault(name, []).append(value)
     return out
 
 
-_FIELD_NAMES = {(f.alias or name) for name, f in NodeConfig.model_fields.items()}
-
-
 def _to_model_input(flags: dict[str, list[str]]) -> dict[str, Any]:
-    data: dict[str, Any] = {}
+    data: dict[str, Any] = {"args": {}}
     for name, values in flags.items():
-        if name not in _FIELD_NAMES:
-            raise ConfigError(f"Error: Invalid parameter -{name}")
-        if name in MULTI:
-            data[name] = [v for v in values if v != ""]
+        if name in CORE_ARGS and name not in _FIELD_NAMES:
+            data["args"][name] = values
+        elif name in MULTI:
+            if NEGATED in values:
+                values = values[len(values) - values[::-1].index(NEGATED):]
+            data[name] = [v for v in values if v not in ("", NEGATED)]
+        elif name in _BOOL_FIELDS:
+            data[name] = interpret_bool(values[-1])
         else:
             data[name] = values[-1]
     return data
 
 
+def _read_conf(path: Path, chain_of, datadir: Path, warnings: list[str],
+               nested: bool = False) -> list[tuple[str, str, str]]:
+    """(section, name, value) of a config file and the files it includes, in order."""
+    try:
+        sections = parse_conf_file(path.read_text(), str(path))
+    except OSError as err:
+        raise ConfigError(f"Error: Error reading configuration file: {err}") from None
+    items = [(sec, name, v) for sec, opts in sections.items()
+             for name, values in opts.items() for v in values]
+    out = []
+    includes = []
+    chain = chain_of(items)
+    for sec, name, value in items:
+        if name == "includeconf":
+            if sec in ("", chain):
+                if nested:
+                    warnings.append("warning: -includeconf cannot be used from included "
+                                    f"files; ignoring -includeconf={value}")
+                else:
+                    includes.append(value)
+            continue
+        out.append((sec, name, value))
+    for inc in includes:
+        inc_path = Path(inc).expanduser()
+        if not inc_path.is_absolute():
+            inc_path = datadir / inc_path
+        if not inc_path.is_file():
+            raise ConfigError("Error: Error reading configuration file: Failed to include "
+                              f"configuration file {inc}")
+        out += _read_conf(inc_path, lambda _items: chain, datadir, warnings, nested=True)
+    return out
+
+
 def load_config(argv: list[str]) -> NodeConfig:
     """Build the node's settings from the command line and the config file."""
-    cli = parse_flag_list(argv)
-    if "regtest" in cli:
-        if cli.pop("regtest")[-1] not in ("0",):
-            if "chain" in cli and cli["chain"][-1] != "regtest":
-                raise ConfigError("Error: Invalid combination of -regtest and -chain. "
-                                  "Can use at most one.")
-            cli["chain"] = ["regtest"]
+    arg_log: list[str] = []
+    cli = parse_flag_list(argv, arg_log)
+    chains = [c for c in ("regtest", "testnet", "testnet4", "signet")
+              if c in cli and interpret_bool(cli[c][-1])]
+    for c in ("regtest", "testnet", "testnet4", "signet"):
+        cli.pop(c, None)
+    if len(chains) + ("chain" in cli) > 1:
+        raise ConfigError("Error: Invalid combination of -regtest, -signet, -testnet, "
+                          "-testnet4 and -chain. Can use at most one.")
+    if chains:
+        cli["chain"] = chains
     datadir = Path(cli.get("datadir", [str(DEFAULT_DATADIR)])[-1]).expanduser()
     if "datadir" in cli and not datadir.is_dir():
         raise ConfigError(f'Error: Specified data directory "{datadir}" does not exist.')
@@ -165,32 +339,72 @@ def load_config(argv: list[str]) -> NodeConfig:
     conf_path = Path(conf_name).expanduser()
     if not conf_path.is_absolute():
         conf_path = datadir / conf_path
+    warnings: list[str] = []
     file_flags: dict[str, list[str]] = {}
     if conf_path.is_file():
-        sections = parse_conf_file(conf_path.read_text(), str(conf_path))
-        top = sections.get("", {})
-        if "regtest" in top and top["regtest"][-1] != "0" and "chain" not in cli:
-            cli["chain"] = ["regtest"]
-        top.pop("regtest", None)
-        chain = cli.get("chain", top.get("chain", ["regtest"]))[-1]
+        def chain_of(items) -> str:
+            if "chain" in cli:
+                return cli["chain"][-1]
+            for sec, name, value in items:
+                if sec == "" and name in ("regtest", "testnet", "testnet4", "signet") \
+                        and interpret_bool(value):
+                    return name
+                if sec == "" and name == "chain":
+                    return value
+            return "main"
+
+        entries = _read_conf(conf_path, chain_of, datadir, warnings)
+        chain = chain_of(entries)
+        cli.setdefault("chain", [chain])
         # In the file the first value of an option wins (Core), on the command line the
         # last; the chain's section wins over the top level.
-        for name, values in top.items():
-            if name in NETWORK_ONLY and chain != "main":
-                continue  # Core ignores these outside [main] for other chains
-            file_flags[name] = values if name in MULTI else values[:1]
-        for name, values in sections.get(chain, {}).items():
-            file_flags[name] = values if name in MULTI else values[:1]
+        top: dict[str, list[str]] = {}
+        section: dict[str, list[str]] = {}
+        for sec, name, value in entries:
+            negated = name.startswith("no") and name not in KNOWN and name[2:] in KNOWN
+            if negated:
+                name, value = name[2:], ("1" if not interpret_bool(value) else "0")
+            if name in KNOWN:
+                arg_log.append(_log_line(f"Config file arg: {f'[{sec}] ' if sec else ''}",
+                                         name, value, negated))
+            if name in ("regtest", "testnet", "testnet4", "signet", "chain"):
+                continue
+            if name not in KNOWN:
+                warnings.append(f"Ignoring unknown configuration value {name}")
+                continue
+            if sec == "":
+                if name in NETWORK_ONLY and chain != "main":
+                    continue  # Core ignores these outside [main] for other chains
+                top.setdefault(name, []).append(value)
+            elif sec == chain or (sec == "test" and chain == "testnet"):
+                section.setdefault(name, []).append(value)
+        for name in {**top, **section}:
+            values = section.get(name, []) + top.get(name, []) if name in MULTI else \
+                (section.get(name) or top.get(name))[:1]
+            file_flags[name] = values
     elif "conf" in cli:
-        raise ConfigError(f"Error: Specified config file \"{conf_path}\" could not be opened.")
+        raise ConfigError(f"Error: Error reading configuration file: specified config file "
+                          f"\"{conf_path}\" could not be opened.")
+    if cli.get("chain", ["main"])[-1] not in ("main", "regtest"):
+        raise ConfigError(f"Error: Invalid -chain={cli['chain'][-1]}: minibtcd runs main and "
+                          f"regtest only")
     merged = {**file_flags, **cli}
+    for name in MULTI & file_flags.keys() & cli.keys():
+        if NEGATED not in cli[name]:  # a negation on the command line drops the file's
+            merged[name] = cli[name] + file_flags[name]  # Core: command line first
     try:
-        return NodeConfig.model_validate(_to_model_input(merged))
+        config = NodeConfig.model_validate(_to_model_input(merged))
     except ValidationError as err:
         first = err.errors()[0]
         name = str(first["loc"][0]) if first["loc"] else "?"
         raw = merged.get(name, merged.get(name.replace("_", "-"), ["?"]))
         shown = raw[-1] if isinstance(raw, list) and raw else raw
         msg = first["msg"].removeprefix("Value error, ")
+        if msg.startswith("Unsupported logging category"):
+            raise ConfigError(f"Error: {msg}") from None
         raise ConfigError(f"Error: Invalid value for -{name.replace('_', '-')}={shown}: {msg}"
                           ) from None
+    config.warnings = warnings
+    config.arg_log = arg_log
+    config.wallet_negated = NEGATED in cli.get("wallet", [])
+    return config

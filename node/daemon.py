@@ -15,13 +15,17 @@ import logging
 import os
 import shutil
 import signal
+import string
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from node.config import ConfigError, NodeConfig, load_config
+from node import clock
+from node.config import KNOWN, ConfigError, NodeConfig, load_config
+from node.logs import log_args, setup_logging
+from node.scheduler import Scheduler
+from node.settings import Settings
 
 log = logging.getLogger("minibtcd")
 
@@ -91,35 +95,6 @@ class DatadirLock:
         self.fh.close()
 
 
-def setup_logging(config: NodeConfig, datadir: Path) -> Path:
-    logfile = datadir / "debug.log"
-    fmt = logging.Formatter("%(asctime)s [%(name)s] %(message)s", "%Y-%m-%dT%H:%M:%SZ")
-    fmt.converter = time.gmtime
-    root = logging.getLogger()
-    root.handlers.clear()
-    root.setLevel(logging.INFO)
-    fh = logging.FileHandler(logfile)
-    fh.setFormatter(fmt)
-    root.addHandler(fh)
-    console = config.printtoconsole if config.printtoconsole is not None else not config.daemon
-    if console:
-        sh = logging.StreamHandler(sys.stdout)
-        sh.setFormatter(fmt)
-        root.addHandler(sh)
-    apply_debug_categories(config.debug, config.debugexclude)
-    logging.getLogger("aiohttp").setLevel(logging.WARNING)
-    return logfile
-
-
-def apply_debug_categories(include: list[str], exclude: list[str]) -> None:
-    from node.config import LOG_CATEGORIES
-
-    every = "1" in include or "all" in include
-    for cat in LOG_CATEGORIES:
-        on = (every or cat in include) and cat not in exclude
-        logging.getLogger(cat).setLevel(logging.DEBUG if on else logging.INFO)
-
-
 class Node:
     """The running node: what RPC methods receive as their first argument."""
 
@@ -127,7 +102,8 @@ class Node:
         self.config = config
         self.params = config.params()
         self.datadir = config.chain_datadir
-        self.start_time = time.time()
+        self.start_time = clock.now()
+        self.scheduler = None
         self.tip_changed = threading.Condition()  # notified after each chain activation
         self.validation = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validation")
         self.chain = None
@@ -138,6 +114,7 @@ class Node:
         self.rpc = None
         self.p2p = None
         self.wallets = None  # wallet.service.WalletManager, mounted at /wallet/<name>
+        self.settings = Settings(config.settings_file)
         self.logfile: Path | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self._stop = None
@@ -159,6 +136,8 @@ class Node:
 
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
+        self.scheduler = Scheduler()
+        scheduler_task = asyncio.ensure_future(self.scheduler.run())
         for sig in (signal.SIGINT, signal.SIGTERM):
             self.loop.add_signal_handler(sig, self.request_shutdown)
         cfg = self.config
@@ -172,12 +151,15 @@ class Node:
         try:
             await self.rpc.start()
             log.info("minibtcd %s starting on %s, datadir %s", VERSION, cfg.chain, self.datadir)
+            for w in cfg.warnings:
+                log.warning("%s", w)
             if ready:
                 ready(None)
             await self._in_validation(self._init_chain)
             await self._start_p2p()
             if not cfg.disablewallet:
                 await self.loop.run_in_executor(None, self._init_wallets)
+            self.settings.write()
             self.rpc.warmup = None
             log.info("ready: height %d, tip %s", self.chain.height, self.chain.tip.hash_hex())
             if cfg.loadblock:
@@ -185,6 +167,7 @@ class Node:
             await self._stop.wait()
         finally:
             log.info("Shutdown: in progress...")
+            scheduler_task.cancel()
             self.shutting_down = True
             if self.p2p is not None:
                 await self.p2p.stop()
@@ -199,9 +182,9 @@ class Node:
             log.info("Shutdown: done")
 
     def _init_wallets(self) -> None:
-        """Mount the wallets of <datadir>/wallets; on regtest create and load a default
-        wallet at first start. The wallets reach this node over its own JSON-RPC, as they
-        would from another process."""
+        """Mount the wallets of <datadir>/wallets and load those asked for (-wallet, and
+        settings.json's load_on_startup list), as Core: none is created by itself. The
+        wallets reach this node over its own JSON-RPC, as they would from another process."""
         from wallet.nodeclient import NodeClient
         from wallet.service import WalletManager
 
@@ -212,11 +195,17 @@ class Node:
             client = NodeClient(url, cfg.rpcuser, cfg.rpcpassword)
         else:
             client = NodeClient(url, cookie_file=self.datadir / ".cookie")
-        tip = self.chain.tip
-        manager = WalletManager(self.datadir / "wallets", self.params, client)
-        for problem in manager.start(create_default=self.params.name == "regtest",
-                                     tip=(tip.height, tip.hash, tip.time)):
-            log.warning("%s", problem)
+        (self.datadir / "wallets").mkdir(exist_ok=True)  # as Core, even while empty
+        manager = WalletManager(self.datadir / "wallets", self.params, client, self.settings)
+        names: list[str] = []
+        if not cfg.wallet_negated:
+            for name in cfg.wallet + self.settings.startup_wallets():
+                if name not in names:
+                    names.append(name)
+        problems = manager.start(names)
+        if problems:
+            manager.close()
+            raise ConfigError("Error: " + problems[0].split(": ", 1)[1])
         manager.start_background()
         self.wallets = manager
 
@@ -224,7 +213,7 @@ class Node:
         from node.p2p.manager import PeerManager
 
         self.p2p = PeerManager(self.chain, self.mempool, self.params, self.config,
-                               self.validation, self.datadir, f"/minibtc:{VERSION}/")
+                               self.validation, self.datadir, user_agent(self.config))
         await self.p2p.start()
 
     async def _in_validation(self, fn, *args):
@@ -256,7 +245,10 @@ class Node:
         if scripts.parallel:
             scripts.pool.start()  # workers up now, not in the middle of the first big block
         self.chain = ChainState(self.datadir, self.params, dbcache_mb=cfg.dbcache,
-                                scripts=scripts)
+                                scripts=scripts, now=clock.now)
+        self.chain.max_tip_age = cfg.arg_int("maxtipage", self.chain.max_tip_age)
+        if cfg.arg_set("minimumchainwork"):
+            self.chain.minimum_chain_work = int(cfg.arg_str("minimumchainwork"), 16)
         if cfg.txindex:
             self.txindex = TxIndex(self.datadir / "indexes" / "txindex", self.chain)
         if reindexing or self.chain.index_db.is_reindexing():
@@ -299,7 +291,7 @@ class Node:
             chain, max_size_mb=cfg.maxmempool, expiry_hours=cfg.mempoolexpiry,
             min_relay_fee=_fee_rate_option(cfg.minrelaytxfee, "minrelaytxfee",
                                            DEFAULT_MIN_RELAY_FEE),
-            full_rbf=cfg.mempoolfullrbf, checker=checker,
+            full_rbf=cfg.mempoolfullrbf, checker=checker, now=clock.now,
         )
         if checker is not None:
             # Started beside the rest of start-up (it takes ~0.1 s); a batch arriving
@@ -358,6 +350,24 @@ class Node:
             self.chain.close()
         if self.txindex is not None:
             self.txindex.close()
+
+
+UA_COMMENT_CHARS = set(string.ascii_letters + string.digits + " .,;-_?@")
+MAX_SUBVERSION_LENGTH = 256
+
+
+def user_agent(config: NodeConfig) -> str:
+    """BIP14's user agent, with -uacomment as Core checks it."""
+    comments = config.arg_list("uacomment")
+    for c in comments:
+        if not set(c) <= UA_COMMENT_CHARS:
+            raise ConfigError(f"Error: User Agent comment ({c}) contains unsafe characters.")
+    ua = f"/minibtc:{VERSION}" + (f"({'; '.join(comments)})" if comments else "") + "/"
+    if len(ua) > MAX_SUBVERSION_LENGTH:
+        raise ConfigError(f"Error: Total length of network version string ({len(ua)}) exceeds "
+                          f"maximum length ({MAX_SUBVERSION_LENGTH}). Reduce the number or "
+                          f"size of uacomments.")
+    return ua
 
 
 def _fee_rate_option(value: str | None, name: str, default: int) -> int:
@@ -429,6 +439,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         config = load_config(argv)
+        if config.arg_set("mocktime"):
+            clock.set_mock(config.arg_int("mocktime"))
+        for w in config.warnings:
+            if w.startswith("warning:"):  # Core says these on stderr, the others in the log
+                print(w, file=sys.stderr)
+        user_agent(config)
         datadir = config.chain_datadir
         datadir.mkdir(parents=True, exist_ok=True)
     except ConfigError as err:
@@ -461,7 +477,14 @@ def main(argv: list[str] | None = None) -> int:
     node = Node(config)
     try:
         node.logfile = setup_logging(config, datadir)
+        log_args(config)
+        node.settings.read(KNOWN)
+        node.settings.write()
         asyncio.run(node.run(ready=report))
+    except ConfigError as err:
+        report(str(err))
+        print(err, file=sys.stderr)
+        return 1
     except OSError as err:  # e.g. the RPC port is taken
         msg = f"Error: {err}"
         report(msg)

@@ -5,7 +5,6 @@ with BIP34 height, fees and the witness commitment, and a nonce search for regte
 from __future__ import annotations
 
 import heapq
-import time
 from dataclasses import dataclass, field
 
 from consensus.amounts import block_subsidy
@@ -15,7 +14,7 @@ from consensus.hashes import sha256d
 from consensus.pow import check_proof_of_work, next_work_required
 from consensus.script.script import push_int
 from consensus.tx import OutPoint, Transaction, TxIn, TxOut
-from node import policy
+from node import clock, policy
 
 DEFAULT_BLOCK_MAX_WEIGHT = MAX_BLOCK_WEIGHT - 4000
 COINBASE_RESERVED_WEIGHT = 4000
@@ -50,7 +49,7 @@ def make_coinbase(height: int, value: int, script_pubkey: bytes,
 
 def block_time(chain, now: float | None = None) -> int:
     """max(median time past + 1, now): the earliest valid and latest honest timestamp."""
-    return max(chain.tip.median_time_past() + 1, int(now if now is not None else time.time()))
+    return max(chain.tip.median_time_past() + 1, int(now if now is not None else clock.now()))
 
 
 def select_transactions(mempool, max_weight: int = DEFAULT_BLOCK_MAX_WEIGHT,

@@ -109,6 +109,16 @@ class Miner:
                 time.sleep(1)
 
 
+def _load_or_create_default(node: NodeClient) -> None:
+    try:
+        node.call("loadwallet", "default", True)
+    except NodeRPCError as err:
+        if err.code == -18:  # none yet
+            node.call("createwallet", "default", False, False, "", False, True, True)
+        elif err.code != -35:  # -35: loaded meanwhile
+            raise
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -137,7 +147,13 @@ def main(argv: list[str] | None = None) -> int:
             wallet = NodeClient(args.rpc.rstrip("/") + "/wallet/default", args.rpc_user,
                                 args.rpc_password, cookie_file=args.cookie)
             address = wallet.call("getnewaddress", args.tag)
-        except (NodeUnreachable, NodeRPCError) as err:
+        except NodeRPCError as err:
+            if err.code == -18:  # not loaded: minibtcd, as Core, makes no wallet by itself
+                _load_or_create_default(node)
+                continue
+            log.info("waiting for the node's wallet: %s", err)
+            time.sleep(1)
+        except NodeUnreachable as err:
             log.info("waiting for the node's wallet: %s", err)
             time.sleep(1)
     miner = Miner(node, address, args.interval, args.on_tx, args.seed, args.tag)

@@ -31,7 +31,7 @@ from wallet.nodeclient import NodeClient, NodeRPCError, NodeUnreachable
 
 TOPOLOGIES = ("line", "ring", "star", "mesh")
 RPC_PORT, P2P_PORT = 18443, 18444  # regtest's, used by every node in --hosts mode
-WALLET = "default"  # the wallet minibtcd creates and loads on regtest
+WALLET = "default"  # the wallet each node of the network has (ensure_wallet)
 
 
 class NetworkError(Exception):
@@ -228,11 +228,26 @@ class Network:
                 raise NetworkError(f"node {i} exited with {proc.returncode}:\n{tail}")
             try:
                 self.call(i, "getblockcount")
-                self.call(i, "getwalletinfo", wallet=True)
-                return
             except (NodeUnreachable, NodeRPCError):
                 time.sleep(0.1)
+                continue
+            self.ensure_wallet(i)
+            return
         raise NetworkError(f"node {i} did not become ready in {timeout:.0f} s")
+
+    def ensure_wallet(self, i: int) -> None:
+        """minibtcd loads no wallet unless asked (as Core): the network gives every node its
+        WALLET, created at first start and loaded on each start after (load_on_startup)."""
+        if WALLET in self.call(i, "listwallets"):
+            return
+        try:
+            self.call(i, "loadwallet", WALLET, True)
+        except NodeRPCError as err:
+            if err.code != -18:  # -18: no such wallet yet
+                raise
+            # (wallet_name, disable_private_keys, blank, passphrase, avoid_reuse, descriptors,
+            #  load_on_startup)
+            self.call(i, "createwallet", WALLET, False, False, "", False, True, True)
 
     def connect_links(self) -> None:
         """addnode every uncut link (kept connected by the dialling node)."""

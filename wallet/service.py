@@ -49,8 +49,13 @@ def _hex_hash(h: str) -> bytes:
 
 
 class WalletManager:
-    def __init__(self, wallets_dir: Path, params: ChainParams, node: NodeClient) -> None:
+    def __init__(self, wallets_dir: Path, params: ChainParams, node: NodeClient,
+                 settings=None) -> None:
+        """`settings` keeps the names of the wallets loaded at start-up (startup_wallets,
+        set_startup_wallet): minibtcd passes its settings.json; on its own the manager keeps
+        them in the wallets directory's settings.json."""
         self.wallets_dir = Path(wallets_dir)
+        self.settings = settings if settings is not None else _DirSettings(self.wallets_dir)
         self.params = params
         self.node = node
         self.wallets: dict[str, Wallet] = {}
@@ -235,40 +240,15 @@ class WalletManager:
 
     # -- start-up settings -----------------------------------------------------------------
 
-    def _settings(self) -> dict:
-        try:
-            return json.loads((self.wallets_dir / SETTINGS_FILE).read_text())
-        except FileNotFoundError:
-            return {}
-        except ValueError as err:
-            raise WalletError(RPC_WALLET_ERROR, f"{self.wallets_dir / SETTINGS_FILE} is not "
-                              f"valid JSON: {err}") from None
-
     def _set_startup(self, name: str, on: bool) -> None:
-        s = self._settings()
-        names = [n for n in s.get("wallet", []) if n != name]
-        if on:
-            names.append(name)
-        s["wallet"] = names
-        self.wallets_dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.wallets_dir / (SETTINGS_FILE + ".tmp")
-        tmp.write_text(json.dumps(s, indent=2) + "\n")
-        os.replace(tmp, self.wallets_dir / SETTINGS_FILE)
+        with self._lock:
+            self.settings.set_startup_wallet(name, on)
 
-    def start(self, create_default: bool = False,
-              tip: tuple[int, bytes, int] | None = None) -> list[str]:
-        """Load the wallets marked load_on_startup; with create_default (minibtcd on regtest)
-        and no wallet in the directory yet, create and load DEFAULT_WALLET, starting at `tip`
-        ((height, hash, time) of the node's tip: given, no node call is made, so a node can do
-        this before its RPC warm-up ends). Returns messages for wallets that failed to load
-        (the others still load)."""
+    def start(self, names: list[str] | None = None) -> list[str]:
+        """Load `names` (default: the wallets marked load_on_startup). Returns messages for
+        wallets that failed to load (the others still load)."""
         problems = []
-        if create_default and not self.on_disk():
-            try:
-                self.create(DEFAULT_WALLET, load_on_startup=True, tip=tip)
-            except WalletError as err:
-                problems.append(f"default wallet not created: {err.message}")
-        for name in self._settings().get("wallet", []):
+        for name in self.settings.startup_wallets() if names is None else names:
             if name in self.wallets:
                 continue
             try:
@@ -318,3 +298,33 @@ class WalletManager:
                 pass
         self.node.close()
 
+
+
+class _DirSettings:
+    """The start-up wallet list of a wallets directory used without a node."""
+
+    def __init__(self, wallets_dir: Path) -> None:
+        self.path = wallets_dir / SETTINGS_FILE
+
+    def _read(self) -> dict:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except ValueError as err:
+            raise WalletError(RPC_WALLET_ERROR, f"{self.path} is not valid JSON: {err}"
+                              ) from None
+
+    def startup_wallets(self) -> list[str]:
+        return list(self._read().get("wallet", []))
+
+    def set_startup_wallet(self, name: str, on: bool) -> None:
+        s = self._read()
+        names = [n for n in s.get("wallet", []) if n != name]
+        if on:
+            names.append(name)
+        s["wallet"] = names
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(SETTINGS_FILE + ".tmp")
+        tmp.write_text(json.dumps(s, indent=2) + "\n")
+        os.replace(tmp, self.path)

@@ -25,7 +25,7 @@ class ConnMan:
     def __init__(self, manager, magic: bytes, default_port: int, *, listen: bool = True,
                  binds: list[str] = (), port: int | None = None, connect: list[str] = (),
                  addnode: list[str] = (), max_connections: int = 125,
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0, auto_outbound: bool = True) -> None:
         self.manager = manager
         self.magic = magic
         self.default_port = default_port
@@ -36,6 +36,7 @@ class ConnMan:
         self.added: list[str] = list(addnode)
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
+        self.auto_outbound = auto_outbound and not self.connect
         self.peers: dict[int, Peer] = {}
         self.next_id = 0
         self.servers: list[asyncio.AbstractServer] = []
@@ -229,7 +230,7 @@ class ConnMan:
 
     async def _open_connections(self) -> None:
         """Automatic outbound connections from the address book (not with -connect)."""
-        if self.connect:
+        if not self.auto_outbound:
             return
         addrman = self.manager.addrman
         await asyncio.sleep(random.uniform(0, OPEN_CONNECTIONS_INTERVAL))

@@ -68,6 +68,7 @@ class PeerManager:
             self, params.message_start, params.default_port, listen=listen,
             binds=config.bind, port=config.port, connect=connect, addnode=config.addnode,
             max_connections=config.maxconnections, connect_timeout=config.timeout / 1000,
+            auto_outbound=not config.connect,  # -connect=0 as well: no automatic peers
         )
         self.sync = BlockSync(self)
         self.relay = Relay(self)

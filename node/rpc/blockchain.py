@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from consensus.block import Block
 from consensus.pow import compact_to_target
 from consensus.serialize import DeserializationError
@@ -20,8 +18,6 @@ from node.rpc.registry import ANY, BOOL, NUM, NUM_OR_BOOL, STR, Arg, rpc
 from node.rpc.txjson import block_json, difficulty, header_json, script_pubkey_json
 from node.store.blockfiles import BlockFileError
 
-MAX_TIP_AGE = 24 * 60 * 60
-
 
 def _entry(node, hash_hex: str, name: str = "blockhash"):
     e = node.chain.get(parse_hash(hash_hex, name))
@@ -31,14 +27,7 @@ def _entry(node, hash_hex: str, name: str = "blockhash"):
 
 
 def is_initial_block_download(node) -> bool:
-    """Core's IsInitialBlockDownload, latching to false once the tip is recent."""
-    if getattr(node, "_ibd_done", False):
-        return False
-    tip = node.chain.tip
-    if tip is None or tip.time < time.time() - MAX_TIP_AGE:
-        return True
-    node._ibd_done = True
-    return False
+    return node.chain.in_ibd()
 
 
 @rpc("getblockcount", "Blockchain",

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
+from node import clock
 from node.config import LOG_CATEGORIES
-from node.rpc.errors import RPC_INVALID_PARAMETER, RPCError
+from node.rpc.errors import (
+    RPC_INVALID_PARAMETER,
+    RPC_METHOD_NOT_FOUND,
+    RPC_MISC_ERROR,
+    RPCError,
+)
 from node.rpc.registry import (
     AMOUNT,
     ANY,
@@ -64,10 +71,13 @@ def _wallet_methods(node) -> dict[str, Method]:
         for m in METHODS.values()}
 
 
-@rpc("stop", "Control", description="Request a graceful shutdown of minibtcd.", inline=True)
-def stop(node):
-    # Answer first: the shutdown begins once this reply is on its way.
-    node.loop.call_soon_threadsafe(node.loop.call_later, 0.05, node.request_shutdown)
+@rpc("stop", "Control", [Arg("wait", NUM, False, None, "how long to wait in ms")],
+     description="Request a graceful Bitcoin server shutdown.", inline=True)
+def stop(node, wait):
+    # Core's hidden `wait` (tests): answer after that many milliseconds. The shutdown begins
+    # once the reply is on its way.
+    delay = max(0, int(wait or 0)) / 1000
+    node.loop.call_soon_threadsafe(node.loop.call_later, 0.05 + delay, node.request_shutdown)
     return "minibtcd stopping"
 
 
@@ -75,7 +85,82 @@ def stop(node):
      result="ttt    (numeric) The number of seconds that the server has been running",
      inline=True)
 def uptime(node):
-    return int(time.time() - node.start_time)
+    return int(clock.now() - node.start_time)
+
+
+@rpc("setmocktime", "Hidden",
+     [Arg("timestamp", NUM, help="UNIX epoch time. Pass 0 to go back to using the system "
+                                 "time.")],
+     description="Set the local time to given timestamp (-regtest only)", inline=True)
+def setmocktime(node, timestamp):
+    if node.params.name != "regtest":
+        raise RPCError(RPC_METHOD_NOT_FOUND, "setmocktime is for regression testing "
+                       "(-regtest mode) only")
+    t = int(timestamp)
+    if t < 0:
+        raise RPCError(RPC_INVALID_PARAMETER, f"Mocktime cannot be negative: {t}.")
+    if t > MAX_MOCKTIME:
+        raise RPCError(RPC_INVALID_PARAMETER, f"Mocktime cannot be greater than "
+                       f"{MAX_MOCKTIME}.")
+    clock.set_mock(t)
+    return None
+
+
+@rpc("mockscheduler", "Hidden",
+     [Arg("delta_time", NUM, help="Number of seconds to forward the scheduler into the "
+                                  "future.")],
+     description="Bump the scheduler into the future (-regtest only)", inline=True)
+def mockscheduler(node, delta_time):
+    if node.params.name != "regtest":
+        raise RPCError(RPC_METHOD_NOT_FOUND, "mockscheduler is for regression testing "
+                       "(-regtest mode) only")
+    delta = int(delta_time)
+    if delta <= 0 or delta > 3600:
+        raise RPCError(RPC_INVALID_PARAMETER, "delta_time must be between 1 and 3600")
+    node.scheduler.mock_forward(delta)
+    return None
+
+
+@rpc("syncwithvalidationinterfacequeue", "Hidden",
+     description="Waits for the validation interface queue to catch up on everything that "
+                 "was there when this RPC was called.")
+def syncwithvalidationinterfacequeue(node):
+    # Chain and mempool events are published on the validation thread (or an RPC thread under
+    # the chain lock) and handed to the P2P layer on the event loop: wait for what is queued
+    # on the first, then for what it queued on the second; then the wallets catch up.
+    node.validation.submit(lambda: None).result()
+    with node.chain.lock:
+        pass
+    asyncio.run_coroutine_threadsafe(asyncio.sleep(0), node.loop).result()
+    if node.wallets is not None:
+        node.wallets.sync_all()
+    return None
+
+
+@rpc("echo", "Hidden", [Arg(f"arg{i}", STR, False) for i in range(10)],
+     description="Simply echo back the input arguments. This command is for testing.\n\n"
+                 "It will return an internal bug report when arg9='trigger_internal_bug' is "
+                 "passed.\n\nThe difference between echo and echojson is that echojson has "
+                 "argument conversion enabled in the client-side table in bitcoin-cli.",
+     inline=True)
+def echo(node, arg0, arg1, arg2, arg3, arg4, arg5, arg6, arg7, arg8, arg9):
+    return _echo([arg0, arg1, arg2, arg3, arg4, arg5, arg6, arg7, arg8, arg9])
+
+
+@rpc("echojson", "Hidden", [Arg(f"arg{i}", ANY, False) for i in range(10)],
+     description="Simply echo back the input arguments. This command is for testing.",
+     inline=True)
+def echojson(node, arg0, arg1, arg2, arg3, arg4, arg5, arg6, arg7, arg8, arg9):
+    return _echo([arg0, arg1, arg2, arg3, arg4, arg5, arg6, arg7, arg8, arg9])
+
+
+def _echo(args: list) -> list:
+    if args[9] == "trigger_internal_bug":
+        raise RPCError(RPC_MISC_ERROR, "Internal bug detected: echo arg9='trigger_internal_bug'")
+    out = list(args)
+    while out and out[-1] is None:
+        out.pop()
+    return out
 
 
 @rpc("getrpcinfo", "Control", description="Returns details of the RPC server.", inline=True)
@@ -88,6 +173,8 @@ def getrpcinfo(node):
         ],
         "logpath": str(node.logfile) if node.logfile else "",
     }
+
+MAX_MOCKTIME = 2**63 // 1_000_000_000 - 1  # Core: what fits in nanoseconds as int64
 
 
 def _categories(value, name: str) -> list[str]:

@@ -18,6 +18,7 @@ from node.rpc.errors import (
     RPC_INTERNAL_ERROR,
     RPC_INVALID_ADDRESS_OR_KEY,
     RPC_INVALID_PARAMETER,
+    RPC_METHOD_NOT_FOUND,
     RPC_MISC_ERROR,
     RPC_TYPE_ERROR,
     RPC_VERIFY_ERROR,
@@ -58,6 +59,13 @@ def _mine(node, script_pubkey: bytes, nblocks: int, max_tries: int) -> list[str]
 
 def _count(value, name: str) -> int:
     return max(0, as_int(value, name))  # Core simply mines nothing for a negative count
+
+
+@rpc("generate", "Hidden", description="has been replaced by the -generate cli option. "
+     "Refer to -help for more information.", inline=True)
+def generate(node):
+    raise RPCError(RPC_METHOD_NOT_FOUND, "generate\n\nhas been replaced by the -generate cli "
+                   "option. Refer to -help for more information.\n")
 
 
 @rpc("generatetoaddress", "Generating",

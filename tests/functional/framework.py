@@ -112,6 +112,10 @@ class NodeProcess:
         except ValueError:
             return status, body.decode(errors="replace")
 
+    def create_wallet(self, name: str = "default") -> None:
+        """A wallet loaded at every start from now on: minibtcd, as Core, makes none itself."""
+        self.call("createwallet", wallet_name=name, load_on_startup=True)
+
     def call(self, method: str, *params, wallet: str | None = None, **named):
         payload = {"jsonrpc": "1.0", "id": 1, "method": method,
                    "params": named if named else list(params)}

@@ -42,6 +42,7 @@ def node(tmp_path_factory):
     write_blk_file(blk, blocks)
     n = NodeProcess(tmp / "node", f"-loadblock={blk}")
     n.start()
+    n.create_wallet()
     try:
         deadline = time.time() + 60
         while n.call("getblockcount") < N_BLOCKS:
@@ -53,7 +54,7 @@ def node(tmp_path_factory):
 
 
 def cli(n: NodeProcess, *args: str, **kw):
-    return run_cli(f"-datadir={n.datadir}", f"-rpcport={n.rpcport}", *args, **kw)
+    return run_cli(f"-datadir={n.datadir}", "-regtest", f"-rpcport={n.rpcport}", *args, **kw)
 
 
 def ok(r) -> str:
@@ -150,9 +151,11 @@ def test_rpc_errors(node):
 
 
 def test_cookie_auth(node, tmp_path):
-    # Found in <datadir>/regtest/.cookie (the default chain is regtest), or named.
+    # Found in <datadir>/regtest/.cookie (-regtest; main's would be <datadir>/.cookie), or
+    # named.
     assert ok(cli(node, "getblockcount")) == f"{N_BLOCKS}\n"
-    assert ok(cli(node, "-regtest", "getblockcount")) == f"{N_BLOCKS}\n"
+    r = run_cli(f"-datadir={node.datadir}", f"-rpcport={node.rpcport}", "getblockcount")
+    assert r.returncode == 1 and "Could not locate RPC credentials" in r.stderr
     cookie = node.chain_dir / ".cookie"
     assert ok(run_cli(f"-datadir={tmp_path}", f"-rpcport={node.rpcport}",
                       f"-rpccookiefile={cookie}", "getblockcount")) == f"{N_BLOCKS}\n"
@@ -165,7 +168,7 @@ def test_cookie_auth(node, tmp_path):
     assert r.returncode == 1
     assert r.stderr.startswith("error: Could not locate RPC credentials. No authentication "
                                "cookie could be found, and RPC password is not set.")
-    assert str(tmp_path / "minibtc.conf") in r.stderr
+    assert str(tmp_path / "bitcoin.conf") in r.stderr
     # A wrong cookie is a wrong password.
     bad = tmp_path / "bad.cookie"
     bad.write_text(f"{user}:{'0' * 64}")
@@ -196,8 +199,8 @@ def test_password_auth_and_conf(tmp_path):
         # does not (network-only, as in Core); the command line wins over the file.
         confdir = tmp_path / "clidir"
         confdir.mkdir()
-        (confdir / "minibtc.conf").write_text(
-            "rpcuser=alice\nrpcport=1\n# comment\n[main]\nrpcpassword=mainpw\n"
+        (confdir / "bitcoin.conf").write_text(
+            "regtest=1\nrpcuser=alice\nrpcport=1\n# comment\n[main]\nrpcpassword=mainpw\n"
             f"[regtest]\nrpcpassword=s3cret\nrpcport={n.rpcport}\n")
         assert ok(run_cli(f"-datadir={confdir}", "getblockcount")) == "0\n"
         r = run_cli(f"-datadir={confdir}", "-rpcpassword=nope", "getblockcount")
@@ -237,7 +240,7 @@ def test_node_not_running(tmp_path):
 
 def test_getinfo(node):
     out = ok(cli(node, "-getinfo"))
-    # (the regtest node's default wallet is mounted: its part shows too)
+    # (a wallet is loaded: its part shows too)
     assert out == (f"Chain: regtest\nBlocks: {N_BLOCKS}\nHeaders: {N_BLOCKS}\n"
                    "Verification progress: 100.0000%\n"
                    "Difficulty: 4.656542373906925e-10\n\n"
@@ -423,7 +426,7 @@ def test_options(tmp_path):
 
 
 def test_no_traceback_on_bad_config(tmp_path: Path):
-    (tmp_path / "minibtc.conf").write_text("this is not an option line\n")
+    (tmp_path / "bitcoin.conf").write_text("this is not an option line\n")
     r = run_cli(f"-datadir={tmp_path}", "getblockcount")
     assert r.returncode == 1 and r.stderr.startswith("Error reading configuration file: ")
     assert "Traceback" not in r.stderr

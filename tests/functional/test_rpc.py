@@ -380,8 +380,8 @@ def test_config_file_sections(tmp_path):
     d = tmp_path / "d"
     d.mkdir()
     node = NodeProcess(d)
-    (d / "minibtc.conf").write_text(
-        "rpcuser=topuser\nrpcpassword=toppw\n[regtest]\n"
+    (d / "bitcoin.conf").write_text(
+        "regtest=1\nrpcuser=topuser\nrpcpassword=toppw\n[regtest]\n"
         f"rpcport={node.rpcport}\nrpcpassword=regpw\n"
     )
     node.extra = []

@@ -1,7 +1,7 @@
 """Wallets mounted in minibtcd: the node's RPC server hands wallet methods to a
-wallet.service.WalletManager (at /wallet/<name>, and at / when one wallet is loaded), and on
-regtest a default wallet is created at first start, before RPC warm-up ends, so getnewaddress
-works as soon as the node answers at all.
+wallet.service.WalletManager (at /wallet/<name>, and at / when one wallet is loaded). As
+Core, minibtcd creates no wallet by itself; one created with load_on_startup is loaded again
+at every start, before RPC warm-up ends, so its methods work as soon as the node answers.
 
 The wallet reaches the node over the node's own JSON-RPC, and with only two RPC threads a
 burst of wallet calls must still not deadlock: wallet calls run on threads of their own
@@ -23,6 +23,8 @@ from tests.functional.framework import ROOT, NodeProcess, RPCFailure
 def node(tmp_path_factory):
     n = NodeProcess(tmp_path_factory.mktemp("mount") / "n", "-rpcthreads=2")
     n.start()
+    assert n.call("listwallets") == []  # none made by the node itself
+    n.create_wallet()
     try:
         yield n
     finally:
@@ -34,7 +36,6 @@ def _wait_wallet(n: NodeProcess) -> None:
 
 
 def test_default_wallet_on_first_start(node):
-    # the first call after start-up (wait_ready's getblockcount) already finds it
     addr = node.call("getnewaddress")  # at /, the one wallet loaded
     assert addr.startswith("bcrt1q")
     node.call("generatetoaddress", 101, addr)
@@ -119,8 +120,9 @@ def test_minibtc_cli_with_rpcwallet(node):
 
     def cli(*args):
         r = subprocess.run([sys.executable, "-m", "node.cli", f"-datadir={node.datadir}",
-                            f"-rpcport={node.rpcport}", "-rpcwallet=default", *args], cwd=ROOT,
-                           env=cli_env(), capture_output=True, text=True, timeout=60)
+                            "-regtest", f"-rpcport={node.rpcport}", "-rpcwallet=default",
+                            *args], cwd=ROOT, env=cli_env(), capture_output=True, text=True,
+                           timeout=60)
         assert r.returncode == 0, r.stderr
         return r.stdout.strip()
 
@@ -178,6 +180,7 @@ def test_lockunspent(tmp_path):
     balance; persistent locks survive a restart; a locked coin chosen by hand is unlocked
     once spent; errors as Core's."""
     with NodeProcess(tmp_path / "n") as n:
+        n.create_wallet()
         n.call("generatetoaddress", 103, n.call("getnewaddress"))  # 3 mature coinbases
         coins = [{"txid": c["txid"], "vout": c["vout"]} for c in n.call("listunspent")]
         assert len(coins) == 3
@@ -239,6 +242,7 @@ def test_sendall(tmp_path):
     without an amount sharing the rest after the fee; locked and immature coins stay."""
     elsewhere = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
     with NodeProcess(tmp_path / "n") as n:
+        n.create_wallet()
         n.call("generatetoaddress", 104, n.call("getnewaddress"))  # 4 mature coinbases
         coins = [{"txid": c["txid"], "vout": c["vout"]} for c in n.call("listunspent")]
         assert len(coins) == 4
@@ -300,6 +304,7 @@ def test_send(tmp_path):
     and PSBT (add_to_wallet false, psbt true)."""
     elsewhere = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
     with NodeProcess(tmp_path / "n") as n:
+        n.create_wallet()
         n.call("generatetoaddress", 102, n.call("getnewaddress"))  # 2 mature coinbases
         r = n.call("send", {elsewhere: 1}, None, None, 2)
         assert r["complete"] is True and set(r) == {"txid", "complete"}
@@ -333,6 +338,7 @@ def test_abandontransaction(tmp_path):
     with its child; one in the mempool or confirmed cannot; a conflicted one cannot."""
     elsewhere = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
     with NodeProcess(tmp_path / "n", "-persistmempool=0") as n:
+        n.create_wallet()
         n.call("generatetoaddress", 101, n.call("getnewaddress"))
         parent = n.call("sendtoaddress", n.call("getnewaddress"), 10)
         child = n.call("sendtoaddress", elsewhere, 49)  # spends the parent's outputs

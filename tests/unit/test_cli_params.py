@@ -216,13 +216,14 @@ def test_uri_encode():
 
 
 def test_settings_sections(tmp_path):
-    (tmp_path / "minibtc.conf").write_text(
+    (tmp_path / "bitcoin.conf").write_text(
         "rpcuser=top\nrpcport=1\nrpcconnect=10.0.0.1\n[regtest]\nrpcport=2\n[main]\n"
         "rpcuser=mainuser\n")
-    s, chain, datadir, chain_dir = cli.load_settings({"datadir": [str(tmp_path)]})
+    s, chain, datadir, chain_dir = cli.load_settings({"datadir": [str(tmp_path)],
+                                                      "chain": ["regtest"]})
     assert (chain, chain_dir) == ("regtest", str(tmp_path / "regtest"))
     assert (s.get("rpcuser"), s.get("rpcport"), s.get("rpcconnect")) == ("top", "2", "10.0.0.1")
-    s, chain, _, chain_dir = cli.load_settings({"datadir": [str(tmp_path)], "chain": ["main"]})
+    s, chain, _, chain_dir = cli.load_settings({"datadir": [str(tmp_path)]})  # main, as Core
     assert (chain, chain_dir) == ("main", str(tmp_path))
     assert (s.get("rpcuser"), s.get("rpcport")) == ("mainuser", "1")
     s, *_ = cli.load_settings({"datadir": [str(tmp_path)], "rpcport": ["3"]})
