@@ -293,6 +293,7 @@ class Node:
                                            DEFAULT_MIN_RELAY_FEE),
             full_rbf=cfg.mempoolfullrbf, checker=checker, now=clock.now,
         )
+        self.mempool.config = cfg  # policy options (-datacarriersize, -dustrelayfee, ...)
         if checker is not None:
             # Started beside the rest of start-up (it takes ~0.1 s); a batch arriving
             # before it is up checks its scripts itself.
