@@ -56,6 +56,9 @@ class WalletManager:
         them in the wallets directory's settings.json."""
         self.wallets_dir = Path(wallets_dir)
         self.settings = settings if settings is not None else _DirSettings(self.wallets_dir)
+        # The node's options when mounted in minibtcd (arg_int/arg_str/arg_bool/arg_list, as
+        # node.config.NodeConfig); None on its own: Core's defaults apply.
+        self.options = None
         self.params = params
         self.node = node
         self.wallets: dict[str, Wallet] = {}
