@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from consensus.script.script import is_p2sh, witness_program
-from wallet.address import AddressError, decode_address, script_to_address
+from wallet.address import AddressError, decode_address, script_to_address, validate_address
 from wallet.bip32 import format_path
 from wallet.errors import (
     RPC_INVALID_ADDRESS_OR_KEY,
@@ -59,11 +59,11 @@ def getaddressinfo(call: Call, address):
         out["parent_desc"] = acc.descriptor
     out["iswatchonly"] = False
     wp = witness_program(script)
-    out["isscript"] = is_p2sh(script) or (wp is not None and len(wp[1]) == 32)
-    out["iswitness"] = wp is not None
-    if wp is not None:
-        out["witness_version"] = wp[0]
-        out["witness_program"] = wp[1].hex()
+    # Core's DescribeAddress (validateaddress's fields): no isscript for unknown witness versions
+    described = validate_address(canonical, w.params).to_rpc()
+    for key in ("isscript", "iswitness", "witness_version", "witness_program"):
+        if key in described:
+            out[key] = described[key]
     if owner is not None:
         acc, index = owner
         key = acc.expansion(index).keys[0]

@@ -12,6 +12,24 @@ import orjson
 from consensus.amounts import COIN
 
 
+class JSONObject(dict):
+    """A JSON object written with a key more than once: as a dict the last value wins (as
+    with json.loads), and `pairs` keeps every pair in order, as UniValue does (Core's
+    createrawtransaction sees {"addr": 1, "addr": 1} as a duplicated address)."""
+
+    pairs: list
+
+
+def json_object(pairs: list) -> dict:
+    """object_pairs_hook for json.loads: a plain dict unless a key repeats."""
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    dup = JSONObject(obj)
+    dup.pairs = pairs
+    return dup
+
+
 class Amount:
     """Satoshis that serialize as a BTC number with exactly 8 decimals."""
 

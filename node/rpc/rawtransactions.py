@@ -3,6 +3,8 @@ createrawtransaction."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from consensus.block import Block
 from consensus.hashes import hash160, sha256
 from consensus.script.opcodes import OP_CHECKSIGADD, is_op_success
@@ -31,12 +33,28 @@ from node.rpc.errors import (
     RPC_TYPE_ERROR,
     RPCError,
 )
-from node.rpc.params import amount, as_bool_or_int, as_int, parse_hash, parse_hex
-from node.rpc.registry import ANY, ARR, BOOL, NUM, NUM_OR_BOOL, STR, Arg, json_type, rpc
+from node.rpc.params import amount, as_int, parse_hash, parse_hex
+from node.rpc.registry import ANY, ARR, BOOL, NUM, STR, Arg, json_type, rpc
 from node.rpc.txjson import script_pubkey_json, tx_json
 from node.store.blockfiles import BlockFileError
 from wallet.address import address_to_script, script_to_address
 from wallet.descriptors import SigningProvider, infer_descriptor
+
+
+def parse_verbosity(value, default: int, allow_bool: bool = True) -> int:
+    """Core's ParseVerbosity: a bool (where allowed) means 1 or 0, else a JSON integer."""
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        if not allow_bool:
+            raise RPCError(RPC_TYPE_ERROR, "Verbosity was boolean but only integer allowed")
+        return int(value)
+    if not isinstance(value, int) and not (
+        isinstance(value, (float, Decimal)) and value == int(value)
+    ):
+        raise RPCError(RPC_TYPE_ERROR, f"JSON value of type {json_type(value)} is not of "
+                       "expected type number")
+    return int(value)
 
 
 def decode_tx(hexstr: str, try_no_witness: bool = True, try_witness: bool = True) -> Transaction:
@@ -64,7 +82,7 @@ def decode_tx(hexstr: str, try_no_witness: bool = True, try_witness: bool = True
 
 @rpc("getrawtransaction", "Rawtransactions",
      [Arg("txid", STR, help="The transaction id"),
-      Arg("verbosity", NUM_OR_BOOL, False, 0,
+      Arg("verbosity", ANY, False, 0,
           "0 for hex-encoded data, 1 for a JSON object, and 2 for JSON object with fee and "
           "prevout", aliases=("verbose",)),
       Arg("blockhash", STR, False, None, "The block in which to look for the transaction")],
@@ -78,7 +96,7 @@ def decode_tx(hexstr: str, try_no_witness: bool = True, try_witness: bool = True
                  "including fee and prevout information.")
 def getrawtransaction(node, txid, verbosity, blockhash):
     h = parse_hash(txid, "parameter 1")
-    v = as_bool_or_int(verbosity, "verbosity") if verbosity is not None else 0
+    v = parse_verbosity(verbosity, 0)
     chain = node.chain
     if h == chain.params.genesis.txs[0].txid:
         raise RPCError(RPC_INVALID_ADDRESS_OR_KEY,
@@ -234,6 +252,28 @@ def createrawtransaction(node, inputs, outputs, locktime, replaceable, version):
     return tx.serialize().hex()
 
 
+def _is_json_number(v) -> bool:
+    return isinstance(v, (int, float, Decimal)) and not isinstance(v, bool)
+
+
+def _json_int(v) -> int:
+    """UniValue::getInt: a JSON number that must be an integer."""
+    if isinstance(v, int):
+        return v
+    if v != int(v):
+        raise RPCError(RPC_TYPE_ERROR, "JSON integer out of range")
+    return int(v)
+
+
+def json_text(v) -> str:
+    """UniValue::getValStr: the text of a scalar (a string's own text)."""
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
 def construct_transaction(params, inputs, outputs, locktime, replaceable,
                           version=2) -> Transaction:
     """ConstructTransaction (rpc/rawtransaction_util.cpp), with Core's error messages.
@@ -249,19 +289,17 @@ def construct_transaction(params, inputs, outputs, locktime, replaceable,
     vin = []
     for item in inputs:
         if not isinstance(item, dict):
-            raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter, expected object")
+            raise RPCError(RPC_TYPE_ERROR, f"JSON value of type {json_type(item)} is not of "
+                           "expected type object")
         txid = item.get("txid")
         if not isinstance(txid, str):
-            raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter, missing txid key")
+            raise RPCError(RPC_TYPE_ERROR, f"JSON value of type {json_type(txid)} is not of "
+                           "expected type string")
         h = parse_hash(txid, "txid")
-        if "vout" not in item:
+        vout = item.get("vout")
+        if not _is_json_number(vout):
             raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter, missing vout key")
-        vout = item["vout"]
-        if isinstance(vout, bool) or not isinstance(vout, (int,)) and not (
-            hasattr(vout, "as_integer_ratio") and vout == int(vout)
-        ):
-            raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter, missing vout key")
-        n = int(vout)
+        n = _json_int(vout)
         if n < 0:
             raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter, vout cannot be negative")
         if rbf:
@@ -270,14 +308,9 @@ def construct_transaction(params, inputs, outputs, locktime, replaceable,
             seq = 0xFFFFFFFE
         else:
             seq = 0xFFFFFFFF
-        if "sequence" in item:
-            s = item["sequence"]
-            if isinstance(s, bool) or not isinstance(s, int) and not (
-                hasattr(s, "as_integer_ratio") and s == int(s)
-            ):
-                raise RPCError(RPC_INVALID_PARAMETER,
-                               "Invalid parameter, sequence number is out of range")
-            s = int(s)
+        s = item.get("sequence")
+        if _is_json_number(s):  # anything else is ignored, as Core does
+            s = _json_int(s)
             if s < 0 or s > 0xFFFFFFFF:
                 raise RPCError(RPC_INVALID_PARAMETER,
                                "Invalid parameter, sequence number is out of range")
@@ -285,7 +318,7 @@ def construct_transaction(params, inputs, outputs, locktime, replaceable,
         vin.append(TxIn(OutPoint(h, n), b"", seq))
     pairs: list[tuple[str, object]] = []
     if isinstance(outputs, dict):
-        pairs = list(outputs.items())
+        pairs = list(getattr(outputs, "pairs", None) or outputs.items())
     elif isinstance(outputs, list):
         for o in outputs:
             if not isinstance(o, dict):
@@ -297,10 +330,10 @@ def construct_transaction(params, inputs, outputs, locktime, replaceable,
             pairs.extend(o.items())
     elif outputs is None:
         raise RPCError(RPC_INVALID_PARAMETER,
-                       "Invalid parameter, output argument must be non-null")
+                       "Invalid parameter, arguments 1 and 2 must be non-null")
     else:
-        raise RPCError(RPC_INVALID_PARAMETER,
-                       "Invalid parameter, outputs must be an array or an object")
+        raise RPCError(RPC_TYPE_ERROR, f"JSON value of type {json_type(outputs)} is not of "
+                       "expected type array")
     vout = []
     seen_addr: set[str] = set()
     has_data = False
@@ -309,9 +342,7 @@ def construct_transaction(params, inputs, outputs, locktime, replaceable,
             if has_data:
                 raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter, duplicate key: data")
             has_data = True
-            if not isinstance(value, str):
-                raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter, data must be hex")
-            data = parse_hex(value, "Data")
+            data = parse_hex(value if isinstance(value, str) else json_text(value), "Data")
             vout.append(TxOut(0, nulldata_script(data)))
             continue
         try:
