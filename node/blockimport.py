@@ -28,14 +28,29 @@ class ImportStats:
                 f"unreadable={self.unreadable}, orphans={self.orphans})")
 
 
-def _parsed_blocks(path: Path, magic: bytes, stats: ImportStats):
-    """(position, block, raw bytes) of every readable block in a framed file."""
-    for pos, raw in scan_block_file(path, magic):
+def _parsed_blocks(path: Path, magic: bytes, stats: ImportStats, key: bytes = bytes(8)):
+    """(position, block, raw bytes) of every readable block in a framed file (XORed with
+    `key`, as our own block files are)."""
+    for pos, raw in scan_block_file(path, magic, key):
         try:
             yield pos, Block.from_bytes(raw), raw
         except DeserializationError as err:
             stats.unreadable += 1
             log.warning("%s: unreadable block at offset %d: %s", path, pos, err)
+
+
+def _out_of_order(block: Block) -> None:
+    log.debug("LoadExternalBlockFile: Out of order block %s, parent %s not known",
+              block.hash_hex(), block.header.prev_hash[::-1].hex())
+
+
+def _children(waiting: dict, parent: Block) -> list:
+    """The blocks that waited for `parent`, now that it is in (Core's log line for each)."""
+    kids = waiting.pop(parent.hash, [])
+    for kid in kids:
+        log.debug("LoadExternalBlockFile: Processing out of order child %s of %s",
+                  kid[0].hash_hex(), parent.hash_hex())
+    return kids
 
 
 def load_external_block_file(chain: ChainState, path: Path,
@@ -56,6 +71,7 @@ def load_external_block_file(chain: ChainState, path: Path,
             if e is not None and e.have_data:
                 stats.known += 1
             elif b.header.prev_hash not in chain.index:
+                _out_of_order(b)
                 waiting.setdefault(b.header.prev_hash, []).append((b, braw))
                 continue
             else:
@@ -66,7 +82,7 @@ def load_external_block_file(chain: ChainState, path: Path,
                     stats.invalid += 1
                     log.warning("%s: block %s rejected: %s", path, b.hash_hex(), err)
                     continue
-            queue.extend(waiting.pop(b.hash, ()))
+            queue.extend(_children(waiting, b))
     stats.orphans = sum(len(v) for v in waiting.values())
     if stats.orphans:
         log.warning("%s: %d blocks with unknown parents were not imported", path, stats.orphans)
@@ -89,7 +105,8 @@ def reindex(chain: ChainState, progress: Callable[[BlockIndexEntry], None] | Non
         genesis = chain.params.genesis_hash
         for file_no in chain.files.list_files():
             path = chain.files.block_path(file_no)
-            for pos, block, _ in _parsed_blocks(path, chain.params.message_start, stats):
+            for pos, block, _ in _parsed_blocks(path, chain.params.message_start, stats,
+                                                chain.files.key):
                 queue = [(block, (file_no, pos))]
                 while queue:
                     b, where = queue.pop()
@@ -97,6 +114,7 @@ def reindex(chain: ChainState, progress: Callable[[BlockIndexEntry], None] | Non
                     if h in chain.index and chain.index[h].have_data:
                         continue
                     if h != genesis and b.header.prev_hash not in chain.index:
+                        _out_of_order(b)
                         waiting.setdefault(b.header.prev_hash, []).append((b, where))
                         continue
                     try:
@@ -106,7 +124,7 @@ def reindex(chain: ChainState, progress: Callable[[BlockIndexEntry], None] | Non
                         stats.invalid += 1
                         log.warning("reindex: block %s rejected: %s", b.hash_hex(), err)
                         continue
-                    queue.extend(waiting.pop(h, ()))
+                    queue.extend(_children(waiting, b))
         if genesis not in chain.index:
             chain.store_genesis()
         chain.index_db.set_reindexing(False)

@@ -9,6 +9,7 @@ pool through `self.scripts`.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -21,6 +22,7 @@ from consensus.contextual import (
     BIP30_REPEATS,
     BIP34_IMPLIES_BIP30_LIMIT,
     LOCKTIME_VERIFY_SEQUENCE,
+    MAX_FUTURE_BLOCK_TIME,
     Coin,
     block_reward_ok,
     calculate_sequence_locks,
@@ -53,7 +55,7 @@ from node.store.blockindex import (
     BlockIndexEntry,
 )
 from node.store.coins import CoinsCache, UTXOStats, utxo_stats
-from node.store.layout import decode_undo, encode_undo, outpoint_key
+from node.store.layout import COIN_PREFIX, decode_coin, decode_undo, encode_undo, outpoint_key
 
 log = logging.getLogger("validation")
 
@@ -95,6 +97,8 @@ class ChainState:
         dbcache_mb: int = 450,
         scripts: ScriptChecker | None = None,
         now: Callable[[], float] = time.time,
+        blocks_dir: Path | None = None,
+        blocks_xor: bool = True,
     ) -> None:
         self.params = params
         self.datadir = Path(datadir)
@@ -107,7 +111,10 @@ class ChainState:
         self.minimum_chain_work = 0
         self._ibd_done = False
         self.scripts = scripts if scripts is not None else ScriptChecker()
-        self.files = BlockFiles(self.datadir / "blocks", params.message_start)
+        # blk/rev files: <datadir>/blocks, or -blocksdir's; the index stays in the datadir.
+        self.files = BlockFiles(blocks_dir or self.datadir / "blocks", params.message_start,
+                                blocks_xor)
+        (self.datadir / "blocks").mkdir(exist_ok=True)
         self.index_db = BlockIndexDB(self.datadir / "blocks" / "index")
         self.coins = CoinsCache(self.datadir / "chainstate", dbcache_mb * 1024 * 1024)
 
@@ -167,12 +174,27 @@ class ChainState:
                     chain.append(e)
                     e = e.prev
                 self.active = chain[::-1]
+            self._check_future_tip()
             self._check_recent_blocks()
             self._rebuild_candidates()
             self._publish_tip()
             log.info("loaded %d block index entries, UTXO set at height %d",
                      len(self.index), self.height)
         self.activate_best_chain()
+
+    def _check_future_tip(self) -> None:
+        """Core's VerifyLoadedChainstate: a tip more than MAX_FUTURE_BLOCK_TIME ahead of the
+        clock means the clock (or the database) is wrong; refuse to start."""
+        tip = self.tip
+        if tip is not None and tip.time > self.now() + MAX_FUTURE_BLOCK_TIME:
+            from node.confparse import ConfigError
+
+            raise ConfigError(
+                "The block database contains a block which appears to be from the future. "
+                "This may be due to your computer's date and time being set incorrectly. "
+                "Only rebuild the block database if you are sure that your computer's date "
+                f"and time are correct.{os.linesep}Please restart with -reindex or "
+                "-reindex-chainstate to recover.")
 
     def reset_memory(self) -> None:
         """Forget the in-memory index and chain (before loading or reindexing)."""
@@ -329,6 +351,15 @@ class ChainState:
         with self.lock:
             return self.coins.get(outpoint_key(txid, n))
 
+    def unspent_output_height(self, txid: bytes) -> int | None:
+        """The height of the block that created any still unspent output of txid (Core's
+        AccessByTxid), or None."""
+        with self.lock:
+            self.flush()  # the scan reads the database: make it hold the cache's changes
+            for _key, raw in self.coins.db.iterator(prefix=COIN_PREFIX + txid):
+                return decode_coin(raw).height
+        return None
+
     def utxo_stats(self) -> tuple[bytes, int, int]:
         """(hash_serialized_3, number of coins, total amount) at the current tip."""
         st, _ = self.utxo_stats_full()
@@ -342,7 +373,7 @@ class ChainState:
             snapshot = self.coins.snapshot()
             tip = self.tip
         try:
-            return utxo_stats(self.coins, muhash, snapshot), tip
+            return utxo_stats(self.coins, muhash, snapshot, tip.hash if tip else b""), tip
         finally:
             snapshot.close()
 

@@ -49,7 +49,7 @@ NO_EFFECT = {"discover", "dnsseed", "forcednsseed", "fixedseeds", "seednode", "l
              "dbbatchsize", "maxsigcachesize", "checkaddrman", "checkmempool",
              "checkblockindex", "capturemessages", "asmap", "sandbox", "rpccookieperms",
              "logtimestamps", "printpriority", "maxreceivebuffer", "maxsendbuffer",
-             "allowignoredconf", "blocksxor"}
+             "allowignoredconf"}
 # Core options minibtc reads through NodeConfig.arg_* where it implements them (beyond the
 # typed fields below). Every name here is accepted; README lists which have an effect.
 CORE_ARGS = NO_EFFECT | {
@@ -73,7 +73,7 @@ CORE_ARGS = NO_EFFECT | {
     "walletdir", "walletcrosschain", "signer", "vbparams", "persistmempoolv1",
     "dbcrashratio", "checkpoints", "rpccookiefile", "whitelistrelay",
     "whitelistforcerelay", "includeconf", "testnet", "testnet4", "signet",
-    "signetchallenge", "signetseednode", "rpcclienttimeout",
+    "signetchallenge", "signetseednode", "rpcclienttimeout", "blocksxor",
 }
 
 
@@ -184,6 +184,15 @@ class NodeConfig(BaseModel):
             return None
         path = Path(name).expanduser()
         return path if path.is_absolute() else self.chain_datadir / path
+
+    @property
+    def blocks_dir(self) -> Path | None:
+        """-blocksdir's folder for this chain's blk/rev files (None: the datadir's)."""
+        base = self.arg_str("blocksdir")
+        if not base:
+            return None
+        path = Path(base).expanduser()
+        return chain_dir(path, self.chain) / "blocks"
 
     @property
     def chain_datadir(self) -> Path:
@@ -385,6 +394,9 @@ def load_config(argv: list[str]) -> NodeConfig:
     elif "conf" in cli:
         raise ConfigError(f"Error: Error reading configuration file: specified config file "
                           f"\"{conf_path}\" could not be opened.")
+    blocksdir = cli.get("blocksdir", file_flags.get("blocksdir", [""]))[-1]
+    if blocksdir and not Path(blocksdir).expanduser().is_dir():
+        raise ConfigError(f'Error: Specified blocks directory "{blocksdir}" does not exist.')
     if cli.get("chain", ["main"])[-1] not in ("main", "regtest"):
         raise ConfigError(f"Error: Invalid -chain={cli['chain'][-1]}: minibtcd runs main and "
                           f"regtest only")

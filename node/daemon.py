@@ -132,7 +132,7 @@ class Node:
 
     async def run(self, ready: callable = None) -> None:
         from node.rpc import methods  # noqa: F401  (registers every RPC method)
-        from node.rpc.server import Credentials, RPCServer, write_cookie
+        from node.rpc.server import Credentials, RPCServer, Whitelist, write_cookie
 
         self.loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
@@ -147,7 +147,10 @@ class Node:
             creds.add_cookie(write_cookie(cookie))
         binds = rpc_bind_addresses(cfg)
         allow = ["127.0.0.0/8", "::1/128"] + cfg.rpcallowip
-        self.rpc = RPCServer(self, creds, binds, allow, threads=cfg.rpcthreads)
+        whitelist = cfg.arg_list("rpcwhitelist")
+        self.rpc = RPCServer(self, creds, binds, allow, threads=cfg.rpcthreads,
+                             whitelist=Whitelist(whitelist, cfg.arg_bool(
+                                 "rpcwhitelistdefault", bool(whitelist))))
         try:
             await self.rpc.start()
             log.info("minibtcd %s starting on %s, datadir %s", VERSION, cfg.chain, self.datadir)
@@ -162,11 +165,13 @@ class Node:
             self.settings.write()
             self.rpc.warmup = None
             log.info("ready: height %d, tip %s", self.chain.height, self.chain.tip.hash_hex())
+            run_notify(cfg.arg_str("startupnotify"))
             if cfg.loadblock:
                 self.loop.run_in_executor(self.validation, self._import_files)
             await self._stop.wait()
         finally:
             log.info("Shutdown: in progress...")
+            run_notify(cfg.arg_str("shutdownnotify"))
             scheduler_task.cancel()
             self.shutting_down = True
             if self.p2p is not None:
@@ -246,7 +251,8 @@ class Node:
         if scripts.parallel:
             scripts.pool.start()  # workers up now, not in the middle of the first big block
         self.chain = ChainState(self.datadir, self.params, dbcache_mb=cfg.dbcache,
-                                scripts=scripts, now=clock.now)
+                                scripts=scripts, now=clock.now, blocks_dir=cfg.blocks_dir,
+                                blocks_xor=cfg.arg_bool("blocksxor", True))
         self.chain.max_tip_age = cfg.arg_int("maxtipage", self.chain.max_tip_age)
         if cfg.arg_set("minimumchainwork"):
             self.chain.minimum_chain_work = int(cfg.arg_str("minimumchainwork"), 16)
@@ -267,9 +273,13 @@ class Node:
             self.txindex.sync()
         self._init_mempool()
 
+        blocknotify = cfg.arg_str("blocknotify")
+
         def notify() -> None:
             with self.tip_changed:
                 self.tip_changed.notify_all()
+            if blocknotify and not self.chain.in_ibd():  # Core: not while catching up
+                run_notify(blocknotify, self.chain.tip.hash_hex())
 
         self.chain.on_activated.append(notify)
 
@@ -372,6 +382,30 @@ def user_agent(config: NodeConfig) -> str:
     return ua
 
 
+def pid_file(config: NodeConfig) -> Path | None:
+    """-pid (default bitcoind.pid, as Core), relative to the chain datadir; -nopid: none."""
+    name = config.arg_str("pid", "bitcoind.pid")
+    if config.arg_set("pid") and name in ("0", ""):
+        return None
+    path = Path(name).expanduser()
+    return path if path.is_absolute() else config.chain_datadir / path
+
+
+def run_notify(command: str | None, arg: str | None = None) -> None:
+    """-startupnotify/-blocknotify/-shutdownnotify: the command in a shell, not waited for
+    (%s replaced by `arg`)."""
+    if not command:
+        return
+    import subprocess
+
+    if arg is not None:
+        command = command.replace("%s", arg)
+    try:
+        subprocess.Popen(command, shell=True, stdin=subprocess.DEVNULL)
+    except OSError as err:
+        log.error("notify command failed: %s", err)
+
+
 def _fee_rate_option(value: str | None, name: str, default: int) -> int:
     """A BTC/kvB option (-fallbackfee, -minrelaytxfee) in sat/kvB."""
     if value is None:
@@ -385,12 +419,24 @@ def _fee_rate_option(value: str | None, name: str, default: int) -> int:
 
 
 def rpc_bind_addresses(cfg: NodeConfig) -> list[tuple[str, int]]:
-    port = cfg.effective_rpcport
-    if not cfg.rpcbind:
-        return [("127.0.0.1", port)] + ([("::1", port)] if _has_ipv6() else [])
-    from node.p2p.netaddr import split_host_port
+    """-rpcbind's addresses, as Core: honoured only with -rpcallowip (otherwise the server
+    stays on localhost, with a warning); a bad port stops start-up with Core's text."""
+    from node.p2p.netaddr import AddressError, split_host_port
 
-    return [split_host_port(b, port) for b in cfg.rpcbind]
+    port = cfg.effective_rpcport
+    binds = []
+    for b in cfg.rpcbind:
+        try:
+            binds.append(split_host_port(b, port))
+        except AddressError:
+            raise ConfigError(f"Error: Invalid port specified in -rpcbind: '{b}'") from None
+    if binds and not cfg.rpcallowip:
+        log.warning("option -rpcbind was ignored because -rpcallowip was not specified, "
+                    "refusing to allow everyone to connect")
+        binds = []
+    if not binds:
+        return [("127.0.0.1", port)] + ([("::1", port)] if _has_ipv6() else [])
+    return binds
 
 
 def _has_ipv6() -> bool:
@@ -447,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
             if w.startswith("warning:"):  # Core says these on stderr, the others in the log
                 print(w, file=sys.stderr)
         user_agent(config)
+        rpc_bind_addresses(config)
         datadir = config.chain_datadir
         datadir.mkdir(parents=True, exist_ok=True)
     except ConfigError as err:
@@ -476,6 +523,15 @@ def main(argv: list[str] | None = None) -> int:
         report(str(err))
         print(err, file=sys.stderr)
         return 1
+    pidfile = pid_file(config)
+    if pidfile is not None:
+        try:
+            pidfile.write_text(f"{os.getpid()}\n")
+        except OSError as err:
+            print(f"Error: Unable to create the PID file '{pidfile}': {err.strerror}",
+                  file=sys.stderr)
+            lock.release()
+            return 1
     node = Node(config)
     try:
         node.logfile = setup_logging(config, datadir)
@@ -511,6 +567,8 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         raise
     finally:
+        if pidfile is not None:
+            pidfile.unlink(missing_ok=True)
         lock.release()
     return 0
 

@@ -79,21 +79,54 @@ class Credentials:
     def add_cookie(self, password: str) -> None:
         self.plain.append((COOKIE_USER, password))
 
-    def check(self, header: str | None) -> bool:
+    def check(self, header: str | None) -> str | None:
+        """The user name of valid Basic credentials, None otherwise."""
         if not header or not header.startswith("Basic "):
-            return False
+            return None
         try:
-            user, _, pw = base64.b64decode(header[6:], validate=True).decode().partition(":")
-        except (ValueError, UnicodeDecodeError):
-            return False
+            raw = base64.b64decode(header[6:], validate=True)
+        except ValueError:
+            return None
+        user, _, pw = raw.partition(b":")
         ok = False
-        # Compare against every entry in constant time so timing reveals nothing.
+        # Compare bytes (names and passwords may be any UTF-8) against every entry in
+        # constant time, so timing reveals nothing.
         for u, p in self.plain:
-            ok |= hmac.compare_digest(u, user) & hmac.compare_digest(p, pw)
+            ok |= hmac.compare_digest(u.encode(), user) & hmac.compare_digest(p.encode(), pw)
         for u, salt, digest in self.hashed:
-            mac = hmac.new(salt.encode(), pw.encode(), "sha256").hexdigest()
-            ok |= hmac.compare_digest(u, user) & hmac.compare_digest(mac, digest)
-        return bool(ok)
+            mac = hmac.new(salt.encode(), pw, "sha256").hexdigest()
+            ok |= hmac.compare_digest(u.encode(), user) & hmac.compare_digest(mac, digest)
+        return user.decode("utf-8", "replace") if ok else None
+
+
+class Whitelist:
+    """-rpcwhitelist=<user>:<method>,...: the methods a user may call (several entries for a
+    user: only methods in all of them); with -rpcwhitelistdefault (on by default once any
+    whitelist is given) a user without an entry may call nothing. Core's rules."""
+
+    def __init__(self, entries: list[str], default: bool) -> None:
+        self.users: dict[str, set[str]] = {}
+        for entry in entries:
+            user, _, methods = entry.partition(":")
+            allowed = {m.strip() for m in methods.split(",") if m.strip()}
+            self.users[user] = self.users[user] & allowed if user in self.users else allowed
+        self.default = default
+
+    def allowed(self, user: str) -> set[str] | None:
+        """The methods `user` may call; None for all of them."""
+        if user in self.users:
+            return self.users[user]
+        return set() if self.default else None
+
+
+def _permitted(req: Any, allowed: set[str], user: str) -> bool:
+    calls = req if isinstance(req, list) else [req]
+    for c in calls:
+        method = c.get("method") if isinstance(c, dict) else None
+        if method not in allowed:
+            log.warning("RPC User %s not allowed to call method %s", user, method)
+            return False
+    return True
 
 
 def write_cookie(path: Path) -> str:
@@ -114,9 +147,11 @@ class RPCServer:
         bind: list[tuple[str, int]],
         allow: list[str],
         threads: int = 8,
+        whitelist: Whitelist | None = None,
     ) -> None:
         self.node = node
         self.credentials = credentials
+        self.whitelist = whitelist or Whitelist([], False)
         self.bind = bind
         self.allow = [ipaddress.ip_network(a, strict=False) for a in allow]
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rpc")
@@ -184,10 +219,12 @@ class RPCServer:
             return web.Response(status=403)
         if request.method != "POST":
             return web.Response(status=405, text="JSONRPC server handles only POST requests")
-        if not self.credentials.check(request.headers.get("Authorization")):
+        user = self.credentials.check(request.headers.get("Authorization"))
+        if user is None:
             log.warning("ThreadRPCServer incorrect password attempt from %s", peer)
             await asyncio.sleep(AUTH_FAIL_DELAY)
             return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="jsonrpc"'})
+        allowed = self.whitelist.allowed(user)
         try:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
@@ -200,6 +237,8 @@ class RPCServer:
         req: Any = _UNPARSED
         if len(body) <= INLINE_PARSE_MAX:
             req = _parse(body)
+            if allowed is not None and not _permitted(req, allowed, user):
+                return web.Response(status=403)
             if isinstance(req, dict) and _is_inline(req):
                 # Fast, lock-free methods answer on the loop without a thread hop.
                 return self._response(*self._encode(*self._call(req, wallet, peer)))
@@ -210,18 +249,22 @@ class RPCServer:
         if self._wallets() is not None and (req is _UNPARSED or _has_wallet_call(req)):
             executor = self._wallet_executor()
         status, payload = await loop.run_in_executor(executor, self._process, req, body,
-                                                     wallet, peer)
+                                                     wallet, peer, allowed, user)
         return self._response(status, payload)
 
-    def _process(self, req: Any, body: bytes, wallet: str | None,
-                 peer: str) -> tuple[int, bytes | None]:
+    def _process(self, req: Any, body: bytes, wallet: str | None, peer: str,
+                 allowed: set[str] | None = None, user: str = "") -> tuple[int, bytes | None]:
         if req is _UNPARSED:
             req = _parse(body)
+            if allowed is not None and not _permitted(req, allowed, user):
+                return 403, b""
         if req is _UNPARSABLE:
             return self._encode(*_v1_error(RPCError(RPC_PARSE_ERROR, "Parse error"), None))
         if isinstance(req, list):
-            results = self._run_batch(req, wallet, peer)
-            return self._encode(200, [r for _, r in results if r is not None])
+            replies = [r for _, r in self._run_batch(req, wallet, peer) if r is not None]
+            if req and not replies:  # only notifications: nothing to say (Core: 204)
+                return 204, None
+            return self._encode(200, replies)
         if isinstance(req, dict):
             return self._encode(*self._call(req, wallet, peer))
         return self._encode(*_v1_error(
@@ -243,6 +286,8 @@ class RPCServer:
 
     @staticmethod
     def _response(status: int, payload: bytes | None) -> web.Response:
+        if status == 403:
+            return web.Response(status=403)
         if payload is None:
             return web.Response(status=204)  # a JSON-RPC 2.0 notification
         # Exactly "application/json", as Core sends it: some clients compare the header.

@@ -1,5 +1,10 @@
 """Append-only block and undo files (blk?????.dat, rev?????.dat), framed as Core frames them.
 
+As Core (28+), every byte of them is XORed with an 8-byte key kept in xor.dat beside them
+(byte i of a file with key[i % 8]), so that data in blocks cannot trip a virus scanner: a
+random key for a new blocks directory (-blocksxor, default on), zeros (no change) for a
+directory that already held blk files without one, or with -blocksxor=0.
+
 Writes go straight to the OS (flushed after each record), so a killed process loses nothing
 it wrote; `sync()` adds an fsync for machine crashes and is called before every chainstate
 flush. See layout.py for the framing.
@@ -29,10 +34,46 @@ class BlockFileError(Exception):
     """A block or undo record could not be read back: names the file and offset."""
 
 
+XOR_KEY_FILE = "xor.dat"
+XOR_KEY_SIZE = 8
+
+
+def load_xor_key(blocks_dir: Path, enabled: bool = True) -> bytes:
+    """Read, or make, the blocks directory's obfuscation key (Core's rules and texts)."""
+    path = blocks_dir / XOR_KEY_FILE
+    if path.exists():
+        key = path.read_bytes()
+        if len(key) != XOR_KEY_SIZE:
+            raise BlockFileError(f"corrupt {path}: the XOR key must be {XOR_KEY_SIZE} bytes")
+        if not enabled and key != bytes(XOR_KEY_SIZE):
+            raise BlockFileError(
+                f"The blocksdir XOR-key can not be disabled when a random key was already "
+                f"stored! Stored key: '{key.hex()}', stored path: '{path}'.")
+        return key
+    fresh = not any(_FILE_RE.match(p.name) for p in blocks_dir.iterdir())
+    key = os.urandom(XOR_KEY_SIZE) if enabled and fresh else bytes(XOR_KEY_SIZE)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(key)
+    os.replace(tmp, path)
+    return key
+
+
+def xor_bytes(data: bytes, key: bytes, offset: int) -> bytes:
+    """data XOR the key stream from file offset `offset` (one big-int XOR: C speed)."""
+    if not data or not any(key):
+        return data
+    n = len(data)
+    k = offset % XOR_KEY_SIZE
+    stream = (key[k:] + key[:k]) * (n // XOR_KEY_SIZE + 1)
+    return (int.from_bytes(data, "little") ^ int.from_bytes(stream[:n], "little")
+            ).to_bytes(n, "little")
+
+
 class BlockFiles:
-    def __init__(self, blocks_dir: Path, magic: bytes) -> None:
+    def __init__(self, blocks_dir: Path, magic: bytes, xor: bool = True) -> None:
         self.dir = Path(blocks_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
+        self.key = load_xor_key(self.dir, xor)
         self.magic = magic
         self._lock = threading.Lock()
         files = self.list_files()
@@ -69,11 +110,10 @@ class BlockFiles:
         with self._lock:
             self._roll_if_full(len(raw))
             f = self._blk
-            f.write(_FRAME.pack(self.magic, len(raw)))
-            pos = f.tell()
-            f.write(raw)
+            start = f.tell()
+            f.write(xor_bytes(_FRAME.pack(self.magic, len(raw)) + raw, self.key, start))
             f.flush()
-            return self.current, pos
+            return self.current, start + 8
 
     def write_undo(self, file_no: int, record: bytes, prev_hash: bytes) -> int:
         """Append undo data to rev<file_no>.dat (the block's own file number); returns its
@@ -84,10 +124,10 @@ class BlockFiles:
             else:  # a block stored in an older file (e.g. connected after a reorg)
                 f = open(self._path("rev", file_no), "ab")
             try:
-                f.write(_FRAME.pack(self.magic, len(record)))
-                pos = f.tell()
-                f.write(record)
-                f.write(sha256d(prev_hash + record))
+                start = f.tell()
+                f.write(xor_bytes(_FRAME.pack(self.magic, len(record)) + record
+                                  + sha256d(prev_hash + record), self.key, start))
+                pos = start + 8
                 f.flush()
                 if f is not self._rev:
                     os.fsync(f.fileno())  # sync() only covers the current files
@@ -132,13 +172,13 @@ class BlockFiles:
             if pos < 8:
                 raise BlockFileError(f"corrupt {path}: bad position {pos}")
             fh.seek(pos - 8)  # type: ignore[attr-defined]
-            head = fh.read(8)  # type: ignore[attr-defined]
+            head = xor_bytes(fh.read(8), self.key, pos - 8)  # type: ignore[attr-defined]
             if len(head) < 8:
                 raise BlockFileError(f"truncated {path}: no record at offset {pos - 8}")
             magic, size = _FRAME.unpack(head)
             if magic != self.magic:
                 raise BlockFileError(f"corrupt {path}: bad message start at offset {pos - 8}")
-            data = fh.read(size + trailer)  # type: ignore[attr-defined]
+            data = xor_bytes(fh.read(size + trailer), self.key, pos)  # type: ignore[attr-defined]
         if len(data) != size + trailer:
             raise BlockFileError(
                 f"truncated {path}: record at offset {pos - 8} needs {size + trailer} bytes, "
@@ -159,14 +199,15 @@ class BlockFiles:
         return record
 
 
-def scan_block_file(path: Path, magic: bytes) -> Iterator[tuple[int, bytes]]:
+def scan_block_file(path: Path, magic: bytes, key: bytes = bytes(XOR_KEY_SIZE)
+                    ) -> Iterator[tuple[int, bytes]]:
     """Yield (position, raw block bytes) for each framed record in a blk file.
 
     Skips anything between records (Core pre-allocates files with zeros, and a crash can
     leave a partial record at the end): after a bad frame it searches for the next message
     start. The bytes are not parsed here.
     """
-    data = path.read_bytes()
+    data = xor_bytes(path.read_bytes(), key, 0)
     end = len(data)
     pos = 0
     while True:

@@ -1,0 +1,131 @@
+"""minibtcd started as Bitcoin Core's test framework starts bitcoind: settings.json, wallets
+loaded only when asked, -pid, -startupnotify/-blocknotify, -rpcwhitelist, -rpcbind errors,
+mock time, syncwithvalidationinterfacequeue, stop's wait, echo, non-ASCII users and
+JSON-RPC 2.0 notification batches."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from consensus.params import REGTEST
+from tests.chainbuilder import Wallet
+from tests.functional.framework import ROOT, NodeProcess, RPCFailure
+from wallet.address import script_to_address
+
+ADDR = script_to_address(Wallet().p2wpkh, REGTEST)
+
+
+def start_fails(node: NodeProcess, *args: str) -> str:
+    p = subprocess.run([sys.executable, "-m", "node.daemon", *node.args(), *args], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1, p.stderr
+    return p.stderr.strip()
+
+
+def test_settings_json_and_wallets_loaded_on_startup(tmp_path):
+    node = NodeProcess(tmp_path / "n")
+    with node:
+        settings = node.chain_dir / "settings.json"
+        assert "_warning_" in json.loads(settings.read_text())
+        assert node.call("listwallets") == []  # none made by the node itself
+        node.call("createwallet", wallet_name="w1", load_on_startup=True)
+        node.call("createwallet", wallet_name="w2")
+        assert json.loads(settings.read_text())["wallet"] == ["w1"]
+    with node:
+        assert node.call("listwallets") == ["w1"]
+        node.call("unloadwallet", "w1", False)  # load_on_startup false: off the list
+    with node:
+        assert node.call("listwallets") == []
+    with node.start("-wallet=w2"):
+        assert node.call("listwallets") == ["w2"]
+    node.stop()
+    err = start_fails(node, "-wallet=nope")
+    assert "Wallet file verification failed" in err and "nope" in err
+    (node.chain_dir / "settings.json").write_text('{"wallet": [10]}')
+    assert start_fails(node).startswith("Error: Invalid value detected for '-wallet'")
+    (node.chain_dir / "settings.json").write_text('{"a": 1, "a": 2}')
+    assert "Found duplicate key a in settings file" in start_fails(node)
+
+
+def test_pid_file_and_notify_commands(tmp_path):
+    node = NodeProcess(tmp_path / "n", "-pid=my.pid",
+                       f"-startupnotify=echo started >> {tmp_path}/notes",
+                       f"-blocknotify=echo block %s >> {tmp_path}/notes")
+    with node:
+        pid = (node.chain_dir / "my.pid").read_text().strip()
+        assert pid == str(node.proc.pid)
+        h = node.call("generatetoaddress", 1, ADDR)[0]
+        deadline = time.time() + 20
+        while f"block {h}" not in ((tmp_path / "notes").read_text()
+                                   if (tmp_path / "notes").exists() else ""):
+            assert time.time() < deadline, "blocknotify did not run"
+            time.sleep(0.1)
+        assert (tmp_path / "notes").read_text().count("started") == 1
+    assert not (node.chain_dir / "my.pid").exists()
+
+
+def test_rpcbind_port_errors(tmp_path):
+    node = NodeProcess(tmp_path / "n")
+    for bad in ("127.0.0.1:notaport", "127.0.0.1:0", "127.0.0.1:65536"):
+        assert start_fails(node, "-rpcallowip=127.0.0.1", f"-rpcbind={bad}") == (
+            f"Error: Invalid port specified in -rpcbind: '{bad}'")
+
+
+def _rpcauth(user: str, password: str) -> str:
+    salt = "00" * 16
+    return f"{user}:{salt}${hmac.new(salt.encode(), password.encode(), 'sha256').hexdigest()}"
+
+
+def test_rpcwhitelist_and_non_ascii_users(tmp_path):
+    node = NodeProcess(tmp_path / "n", f"-rpcauth={_rpcauth('alice', 'pw')}",
+                       f"-rpcauth={_rpcauth('bob', 'pw')}",
+                       f"-rpcauth={_rpcauth('zoë', 'pässword')}",
+                       "-rpcwhitelist=alice:getblockcount,getbestblockhash",
+                       "-rpcwhitelist=alice:getblockcount",  # several: only what all allow
+                       "-rpcwhitelist=zoë:getblockcount",
+                       "-rpcwhitelist=__cookie__:getblockcount,stop,getblockchaininfo")
+    with node:
+        def status(user, pw, method):
+            return node.request({"method": method, "id": 1}, auth=(user, pw))[0]
+
+        assert status("alice", "pw", "getblockcount") == 200
+        assert status("alice", "pw", "getbestblockhash") == 403
+        assert status("bob", "pw", "getblockcount") == 403  # -rpcwhitelistdefault on
+        assert status("zoë", "pässword", "getblockcount") == 200
+        assert status("zoë", "wrong", "getblockcount") == 401
+        # a batch with one forbidden call is refused whole
+        assert node.request([{"method": "getblockcount", "id": 1},
+                             {"method": "getnetworkinfo", "id": 2}],
+                            auth=("alice", "pw"))[0] == 403
+
+
+def test_mock_time_and_hidden_test_methods(tmp_path):
+    with NodeProcess(tmp_path / "n") as node:
+        t = 2_000_000_000
+        node.call("setmocktime", t)
+        h = node.call("generatetoaddress", 1, ADDR)[0]
+        assert node.call("getblockheader", h)["time"] == t
+        up = node.call("uptime")
+        assert up > 1_000_000  # measured on the mock clock from a real start time
+        with pytest.raises(RPCFailure, match="Mocktime cannot be negative"):
+            node.call("setmocktime", -1)
+        node.call("setmocktime", 0)
+        assert node.call("uptime") < 600
+        assert node.call("syncwithvalidationinterfacequeue") is None
+        node.call("mockscheduler", 10)
+        assert node.call("echo", "a", "b") == ["a", "b"]
+        assert node.call("echojson", [1], {"x": 2}) == [[1], {"x": 2}]
+        status, reply = node.request([{"jsonrpc": "2.0", "method": "getblockcount"},
+                                      {"jsonrpc": "2.0", "method": "uptime"}])
+        assert (status, reply) == (204, None)  # only notifications: no body
+        t0 = time.time()
+        assert node.call("stop", 1000) == "minibtcd stopping"
+        assert node.proc.wait(60) == 0 and time.time() - t0 >= 1.0
+        node.proc = None
