@@ -5,7 +5,6 @@ JSON-RPC 2.0 notification batches."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import subprocess
