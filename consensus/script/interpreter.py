@@ -941,6 +941,8 @@ def verify_witness_program(
             raise ScriptError("DISCOURAGE_UPGRADABLE_TAPROOT_VERSION")
         return
 
+    if version == 1 and program == b"\x4e\x73" and not is_p2sh:
+        return  # pay-to-anchor: anyone can spend it, and spending it is standard
     # Unknown versions and sizes (and P2SH-wrapped v1) succeed: room for future soft forks.
     if flags & F.DISCOURAGE_UPGRADABLE_WITNESS_PROGRAM:
         raise ScriptError("DISCOURAGE_UPGRADABLE_WITNESS_PROGRAM")

@@ -22,6 +22,7 @@ CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
     "addpeeraddress": ((1, "port"), (2, "tried")),
     "bumpfee": ((1, "options"),),
     "combinepsbt": ((0, "txs"),),
+    "createmultisig": ((0, "nrequired"), (1, "keys")),
     "createrawtransaction": (
         (0, "inputs"),
         (1, "outputs"),
@@ -121,6 +122,7 @@ CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
     "setban": ((2, "bantime"), (3, "absolute")),
     "setmocktime": ((0, "timestamp"),),
     "setnetworkactive": ((0, "state"),),
+    "signrawtransactionwithkey": ((1, "privkeys"), (2, "prevtxs")),
     "stop": ((0, "wait"),),
     "testmempoolaccept": ((0, "rawtxs"), (1, "maxfeerate")),
     "unloadwallet": ((1, "load_on_startup"),),

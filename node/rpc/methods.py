@@ -7,5 +7,6 @@ from node.rpc import (  # noqa: F401
     mining,
     net,
     rawtransactions,
+    signing,
     util,
 )
