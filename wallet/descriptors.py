@@ -3,7 +3,8 @@
 Supported: pk, pkh, wpkh, sh, wsh, multi, sortedmulti, combo, addr, raw, tr (with script trees
 of pk, multi_a and sortedmulti_a leaves) and rawtr. Keys: hex (compressed, uncompressed, and
 x-only inside tr), WIF, xpub/xprv with /paths and /* or /*' (/*h) ranges, each optionally with
-[fingerprint/path] origin info. Not supported: miniscript, multipath (<a;b>) and musig().
+[fingerprint/path] origin info; multipath steps (<a;b>) through parse_descriptors. Not
+supported: musig().
 
 The parser mirrors Core's ParseScript/ParsePubkey (src/script/descriptor.cpp) so that the same
 inputs fail with the same messages (getdescriptorinfo, deriveaddresses and scantxoutset pass
@@ -18,6 +19,8 @@ Range errors (`DescriptorRangeError`) are the ones Core answers with RPC_INVALID
 
 from __future__ import annotations
 
+import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -721,9 +724,30 @@ class _Apostrophe:
     value = False
 
 
+class _Multipath(threading.local):
+    """The lengths of the multipath (<a;b;...>) steps met while parsing, when the caller
+    expands them (parse_descriptors); None: multipath is not accepted here."""
+
+    lengths: list[int] | None = None
+
+
+_MULTIPATH = _Multipath()
+
+
+def _path_index(elem: str, apos: _Apostrophe) -> int:
+    try:
+        index = parse_path_element(elem)
+    except BIP32Error as e:
+        raise DescriptorError(str(e)) from None
+    if index & HARDENED:
+        apos.value = elem.endswith("'")
+    return index
+
+
 def _parse_key_path(elems: Sequence[str], apos: _Apostrophe, allow_multipath: bool
                     ) -> list[int]:
     path = []
+    seen_multipath = False
     for elem in elems:
         if elem.startswith("<") and elem.endswith(">"):
             if not allow_multipath:
@@ -731,14 +755,26 @@ def _parse_key_path(elems: Sequence[str], apos: _Apostrophe, allow_multipath: bo
                     f"Key path value '{elem}' specifies multipath in a section where "
                     "multipath is not allowed"
                 )
-            raise DescriptorError("Multipath key expressions (<a;b>) are not supported")
-        try:
-            index = parse_path_element(elem)
-        except BIP32Error as e:
-            raise DescriptorError(str(e)) from None
-        if index & HARDENED:
-            apos.value = elem.endswith("'")
-        path.append(index)
+            if seen_multipath:
+                raise DescriptorError("Multiple multipath key path specifiers found")
+            seen_multipath = True
+            items = elem[1:-1].split(";")
+            if len(items) < 2:
+                raise DescriptorError(
+                    "Multipath key path specifiers must have at least two items")
+            values: list[int] = []
+            for item in items:
+                index = _path_index(item, apos)
+                if index in values:
+                    raise DescriptorError(
+                        f"Duplicated key path value {index & ~HARDENED} in multipath specifier")
+                values.append(index)
+            if _MULTIPATH.lengths is None:
+                raise DescriptorError("Multipath key expressions (<a;b>) are not accepted here")
+            _MULTIPATH.lengths.append(len(values))
+            path.append(values[0])
+            continue
+        path.append(_path_index(elem, apos))
     return path
 
 
@@ -1009,18 +1045,52 @@ def _parse_script(sp: str, ctx: Ctx, params: ChainParams) -> tuple[Descriptor, s
     raise DescriptorError(f"'{expr}' is not a valid descriptor function")
 
 
+def _parse_payload(payload: str, params: ChainParams) -> Descriptor:
+    result, rest = _parse_script(payload, Ctx.TOP, params)
+    if rest:
+        raise DescriptorError(f"Unexpected '{rest}' after descriptor")
+    return result
+
+
 def parse_descriptor(
     desc: str, params: ChainParams, require_checksum: bool = False
 ) -> Descriptor:
     """Parse a descriptor string for params' chain (WIF, xpub and address prefixes).
 
     Raises DescriptorError with Core's message. The checksum is optional unless required.
+    A multipath descriptor (<a;b> steps) is refused: parse_descriptors expands it.
     """
     payload, _ = split_checksum(desc, require_checksum)
-    result, rest = _parse_script(payload, Ctx.TOP, params)
-    if rest:
-        raise DescriptorError(f"Unexpected '{rest}' after descriptor")
-    return result
+    return _parse_payload(payload, params)
+
+
+_MULTIPATH_STEP = re.compile(r"<([^<>]*)>")
+
+
+def parse_descriptors(
+    desc: str, params: ChainParams, require_checksum: bool = False
+) -> list[Descriptor]:
+    """Core's Parse: the descriptors a string stands for. One, unless its keys have multipath
+    steps (BIP389, `xpub/<0;1>/*`): then one per position of the steps, every key taking
+    the step's value at that position (all steps must have as many values)."""
+    payload, _ = split_checksum(desc, require_checksum)
+    if "<" not in payload:
+        return [_parse_payload(payload, params)]
+    _MULTIPATH.lengths = []
+    try:
+        first = _parse_payload(payload, params)
+        lengths = _MULTIPATH.lengths
+    finally:
+        _MULTIPATH.lengths = None
+    if not lengths:
+        return [first]
+    if len(set(lengths)) != 1:
+        raise DescriptorError("Multipath derivation paths have mismatched lengths")
+    out = []
+    for i in range(lengths[0]):
+        text = _MULTIPATH_STEP.sub(lambda m, i=i: m.group(1).split(";")[i], payload)
+        out.append(_parse_payload(text, params))
+    return out
 
 
 # --- conveniences for RPC -----------------------------------------------------------------------
@@ -1028,14 +1098,18 @@ def parse_descriptor(
 
 def descriptor_info(desc: str, params: ChainParams) -> dict:
     """The fields of Core's getdescriptorinfo."""
-    d = parse_descriptor(desc, params)
-    return {
-        "descriptor": d.to_string(),
+    descs = parse_descriptors(desc, params)
+    d = descs[0]
+    out: dict = {"descriptor": d.to_string()}
+    if len(descs) > 1:
+        out["multipath_expansion"] = [x.to_string() for x in descs]
+    out.update({
         "checksum": get_descriptor_checksum(desc),
         "isrange": d.is_range(),
         "issolvable": d.is_solvable(),
         "hasprivatekeys": d.has_private_keys(),
-    }
+    })
+    return out
 
 
 def parse_range(value: int | Sequence[int]) -> tuple[int, int]:
@@ -1090,9 +1164,17 @@ def to_addresses(desc: str | Descriptor, params: ChainParams, pos: int = 0) -> l
 
 def derive_addresses(
     desc: str, params: ChainParams, range_: int | Sequence[int] | None = None
-) -> list[str]:
-    """Core's deriveaddresses, errors included (combo's P2PK script is skipped)."""
-    d = parse_descriptor(desc, params)
+) -> list[str] | list[list[str]]:
+    """Core's deriveaddresses, errors included (combo's P2PK script is skipped); for a
+    multipath descriptor, one list of addresses per path."""
+    descs = parse_descriptors(desc, params)
+    if len(descs) > 1:
+        return [_derive_addresses(d, params, range_) for d in descs]
+    return _derive_addresses(descs[0], params, range_)
+
+
+def _derive_addresses(d: Descriptor, params: ChainParams,
+                      range_: int | Sequence[int] | None) -> list[str]:
     if not d.is_range():
         if range_ is not None:
             raise DescriptorRangeError("Range should not be specified for an un-ranged descriptor")
@@ -1444,15 +1526,17 @@ class ScanObject:
                  range_: int | Sequence[int] | None = None) -> None:
         begin, end = SCAN_DEFAULT_RANGE if range_ is None else parse_range(range_)
         self.params = params
-        self.descriptor = parse_descriptor(desc, params)
+        self.parsed = parse_descriptors(desc, params)  # several for a multipath one
+        self.descriptor = self.parsed[0]
         if not self.descriptor.is_range():
             begin = end = 0
         self.range = (begin, end)
         self.provider = SigningProvider()
         self.scripts: list[bytes] = []
         try:
-            for pos in range(begin, end + 1):
-                self.scripts.extend(self.descriptor._provide(pos, self.provider))
+            for d in self.parsed:
+                for pos in range(begin, end + 1):
+                    self.scripts.extend(d._provide(pos, self.provider))
         except DescriptorError:
             raise DescriptorError(
                 f"Cannot derive script without private keys: '{desc}'"
