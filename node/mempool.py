@@ -15,6 +15,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from pathlib import Path
 
 from consensus.block import Block
@@ -42,11 +44,7 @@ from node.store.layout import outpoint_key
 log = logging.getLogger("mempool")
 
 MEMPOOL_HEIGHT = 0x7FFFFFFF  # height of coins that exist only in the mempool
-MAX_REPLACEMENT_CANDIDATES = 100
-DEFAULT_ANCESTOR_LIMIT = 25
-DEFAULT_ANCESTOR_SIZE_LIMIT_KVB = 101
-DEFAULT_DESCENDANT_LIMIT = 25
-DEFAULT_DESCENDANT_SIZE_LIMIT_KVB = 101
+MAX_REPLACEMENT_CANDIDATES = 100  # clusters a replacement may conflict with
 MAX_ORPHANS = 100
 ORPHAN_EXPIRE = 20 * 60
 ROLLING_FEE_HALFLIFE = 12 * 60 * 60
@@ -93,6 +91,110 @@ class MempoolEntry:
         return self.fee + self.delta
 
 
+def format_money(sats: int) -> str:
+    """Core's FormatMoney: BTC with at least two decimals, no trailing zeros beyond."""
+    sign = "-" if sats < 0 else ""
+    q, r = divmod(abs(sats), 100_000_000)
+    frac = f"{r:08d}".rstrip("0")
+    return f"{sign}{q}.{frac.ljust(2, '0')}"
+
+
+def _parse_fee_rate(value: str) -> int:
+    """A BTC/kvB option value -> sat/kvB."""
+    try:
+        d = Decimal(value)
+    except InvalidOperation:
+        raise ValueError(f"Invalid amount '{value}'") from None
+    if d < 0 or not d.is_finite():
+        raise ValueError(f"Invalid amount '{value}'")
+    return int(d * 100_000_000)
+
+
+class Orphan:
+    """A transaction waiting for its parents, with the peers that announced it (Core's
+    orphanage keeps them to ask again, and getorphantxs shows them)."""
+    __slots__ = ("tx", "time", "announcers")
+
+    def __init__(self, tx: Transaction, when: float, announcers: list[int]) -> None:
+        self.tx = tx
+        self.time = when
+        self.announcers = announcers
+
+
+def chunk_diagram(nodes: dict[bytes, tuple[int, int, set[bytes]]]) -> list[tuple[int, int]]:
+    """Chunks (fee, size) of a set of transactions, best first: each cluster linearized by
+    repeatedly taking the remaining ancestor set with the highest fee rate, then adjacent
+    groups merged while a later one pays a higher rate (Core's chunking). nodes: id ->
+    (fee, size, parents within the set)."""
+    remaining = set(nodes)
+    anc_cache: dict[bytes, set[bytes]] = {}
+
+    def ancestors(t: bytes) -> set[bytes]:
+        got = anc_cache.get(t)
+        if got is None:
+            got = {t}
+            for p in nodes[t][2]:
+                got |= ancestors(p)
+            anc_cache[t] = got
+        return got
+
+    chunks: list[list[int]] = []
+    while remaining:
+        best = None
+        best_fee = best_size = 0
+        for t in remaining:
+            group = ancestors(t) & remaining
+            fee = sum(nodes[x][0] for x in group)
+            size = sum(nodes[x][1] for x in group)
+            if best is None or fee * best_size > best_fee * size or (
+                    fee * best_size == best_fee * size and size < best_size):
+                best, best_fee, best_size = group, fee, size
+        assert best is not None
+        remaining -= best
+        chunks.append([best_fee, best_size])
+        while len(chunks) > 1 and chunks[-1][0] * chunks[-2][1] > chunks[-2][0] * chunks[-1][1]:
+            fee, size = chunks.pop()
+            chunks[-1][0] += fee
+            chunks[-1][1] += size
+    return [(f, z) for f, z in chunks]
+
+
+def _diagram_fee_at(points: list[tuple[int, int]], x: Fraction) -> Fraction:
+    """Cumulative fee of a diagram (points (size, fee) from (0, 0)) at size x."""
+    prev_s, prev_f = 0, 0
+    for s, f in points:
+        if x <= s:
+            if s == prev_s:
+                return Fraction(f)
+            return prev_f + Fraction(f - prev_f) * (x - prev_s) / (s - prev_s)
+        prev_s, prev_f = s, f
+    return Fraction(prev_f)
+
+
+def diagram_improves(old: list[tuple[int, int]], new: list[tuple[int, int]]) -> bool:
+    """Core's CompareChunks(new, old) is greater: the new feerate diagram is nowhere below
+    the old one and somewhere above it."""
+    def points(chunks: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        out = []
+        s = f = 0
+        for fee, size in sorted(chunks, key=lambda c: Fraction(c[0], c[1] or 1), reverse=True):
+            s += size
+            f += fee
+            out.append((s, f))
+        return out
+
+    po, pn = points(old), points(new)
+    xs = sorted({s for s, _ in po} | {s for s, _ in pn})
+    better = False
+    for x in xs:
+        fo, fn = _diagram_fee_at(po, Fraction(x)), _diagram_fee_at(pn, Fraction(x))
+        if fn < fo:
+            return False
+        if fn > fo:
+            better = True
+    return better
+
+
 @dataclass
 class AcceptResult:
     txid: bytes
@@ -121,6 +223,19 @@ class Mempool:
         self.min_relay_fee = min_relay_fee
         self.incremental_relay_fee = policy.DEFAULT_INCREMENTAL_RELAY_FEE
         self.full_rbf = full_rbf
+        # Policy options (set from the node's options by the `config` setter).
+        self.permit_bare_multisig = True
+        self.max_datacarrier_bytes: int | None = policy.MAX_OP_RETURN_RELAY
+        self.dust_relay_fee = policy.DUST_RELAY_FEE
+        self.require_standard = True
+        self.bytes_per_sigop = policy.DEFAULT_BYTES_PER_SIGOP
+        self.cluster_count = policy.DEFAULT_CLUSTER_LIMIT
+        self.cluster_size = policy.DEFAULT_CLUSTER_SIZE_LIMIT_KVB * 1000  # vbytes
+        self.max_orphans = MAX_ORPHANS
+        self._config = None
+        # Transactions submitted here (RPC, wallets) that no peer has asked for yet: they are
+        # announced again now and then until one does (Core's unbroadcast set).
+        self.unbroadcast: set[bytes] = set()
         self.now = now
         self.entries: dict[bytes, MempoolEntry] = {}
         self.by_wtxid: dict[bytes, MempoolEntry] = {}
@@ -132,7 +247,8 @@ class Mempool:
         self.rolling_min_fee = 0.0  # sat/kvB, raised by evictions, decaying
         self._last_rolling_update = now()
         self._last_expire = 0.0
-        self.orphans: OrderedDict[bytes, tuple[Transaction, float]] = OrderedDict()
+        self.orphans: OrderedDict[bytes, Orphan] = OrderedDict()  # by wtxid
+        self._orphan_txids: dict[bytes, bytes] = {}  # txid -> wtxid
         self.transactions_updated = 0  # for getblocktemplate long polls
         self.loaded = False
         self._disconnected: list[Transaction] = []
@@ -148,6 +264,42 @@ class Mempool:
         chain.on_connected.append(self._block_connected)
         chain.on_disconnected.append(self._block_disconnected)
         chain.on_activated.append(self._reorg_done)
+
+    # =========================================================================================
+    # options
+    # =========================================================================================
+
+    @property
+    def config(self):
+        return self._config
+
+    @config.setter
+    def config(self, cfg) -> None:
+        """The node's options (node.config.NodeConfig): policy settings are read from it, as
+        Core reads them into its mempool options. Bad values raise ValueError."""
+        self._config = cfg
+        if cfg is None:
+            return
+        self.permit_bare_multisig = cfg.arg_bool("permitbaremultisig", True)
+        if cfg.arg_bool("datacarrier", True):
+            self.max_datacarrier_bytes = cfg.arg_int("datacarriersize",
+                                                     policy.MAX_OP_RETURN_RELAY)
+        else:
+            self.max_datacarrier_bytes = None
+        if cfg.arg_set("dustrelayfee"):
+            self.dust_relay_fee = _parse_fee_rate(cfg.arg_str("dustrelayfee"))
+        if cfg.arg_set("incrementalrelayfee"):
+            self.incremental_relay_fee = _parse_fee_rate(cfg.arg_str("incrementalrelayfee"))
+        if getattr(cfg, "minrelaytxfee", None) is None and \
+                self.incremental_relay_fee > self.min_relay_fee:
+            # Setting only -incrementalrelayfee moves both (as Core).
+            self.min_relay_fee = self.incremental_relay_fee
+        self.require_standard = not cfg.arg_bool("acceptnonstdtxn", False)
+        self.bytes_per_sigop = cfg.arg_int("bytespersigop", policy.DEFAULT_BYTES_PER_SIGOP)
+        self.cluster_count = cfg.arg_int("limitclustercount", policy.DEFAULT_CLUSTER_LIMIT)
+        self.cluster_size = cfg.arg_int("limitclustersize",
+                                        policy.DEFAULT_CLUSTER_SIZE_LIMIT_KVB) * 1000
+        self.max_orphans = cfg.arg_int("maxorphantx", MAX_ORPHANS)
 
     # =========================================================================================
     # queries
@@ -168,6 +320,32 @@ class Mempool:
         if e is None or n >= len(e.tx.vout):
             return None
         return e.tx.vout[n]
+
+    def sorted_txids(self) -> list[bytes]:
+        """Every txid in a deterministic order, parents before children (as Core lists its
+        mempool: by ancestor count, then by txid), whatever order they arrived in."""
+        depth: dict[bytes, int] = {}
+
+        def depth_of(t: bytes) -> int:
+            d = depth.get(t)
+            if d is None:
+                todo = [t]
+                while todo:  # iterative: chains can be long
+                    x = todo[-1]
+                    missing = [p for p in self.entries[x].parents if p not in depth]
+                    if missing:
+                        todo.extend(missing)
+                        continue
+                    todo.pop()
+                    depth[x] = 1 + max((depth[p] for p in self.entries[x].parents), default=0)
+                d = depth[t]
+            return d
+
+        return sorted(self.entries, key=lambda t: (depth_of(t), t[::-1]))
+
+    def spender(self, txid: bytes, n: int) -> bytes | None:
+        """Txid of the mempool transaction spending this output, if any."""
+        return self.spent.get(outpoint_key(txid, n))
 
     def is_spent(self, txid: bytes, n: int) -> bool:
         return outpoint_key(txid, n) in self.spent
@@ -250,6 +428,7 @@ class Mempool:
         next_height = tip.height + 1
         tip_mtp = tip.median_time_past()
         txid = tx.txid
+        standard = self.require_standard
 
         try:
             check_transaction(tx)
@@ -257,10 +436,12 @@ class Mempool:
             raise MempoolReject(err.reason, err.debug, consensus=True) from None
         if tx.is_coinbase():
             raise MempoolReject("coinbase")
-        try:
-            policy.check_standard(tx)
-        except PolicyError as err:
-            raise MempoolReject(err.reason, err.debug) from None
+        if standard:
+            try:
+                policy.check_standard(tx, self.permit_bare_multisig, self.dust_relay_fee,
+                                      self.max_datacarrier_bytes)
+            except PolicyError as err:
+                raise MempoolReject(err.reason, err.debug) from None
         if tx.base_size < policy.MIN_STANDARD_TX_NONWITNESS_SIZE:
             raise MempoolReject("tx-size-small")
         if not is_final_tx(tx, next_height, tip_mtp):
@@ -277,7 +458,8 @@ class Mempool:
             if spender is not None:
                 # BIP125 opt-in, as Core checks it: the conflicting transaction itself must
                 # signal (inherited signalling only shows in bip125-replaceable).
-                if not self.full_rbf and not policy.signals_rbf(self.entries[spender].tx.vin):
+                if not self.full_rbf and not policy.signals_rbf(self.entries[spender].tx.vin) \
+                        and self.entries[spender].tx.version != policy.TRUC_VERSION:
                     raise MempoolReject("txn-mempool-conflict")
                 conflicts.add(spender)
 
@@ -300,16 +482,17 @@ class Mempool:
             # (spending an immature coinbase may become valid later: not a consensus fault)
             raise MempoolReject(err.reason, err.debug, consensus=(
                 err.reason != "bad-txns-premature-spend-of-coinbase")) from None
-        try:
-            policy.check_inputs_standard(tx, coins)
-            policy.check_witness_standard(tx, coins)
-        except PolicyError as err:
-            raise MempoolReject(err.reason, err.debug) from None
+        if standard:
+            try:
+                policy.check_inputs_standard(tx, coins)
+                policy.check_witness_standard(tx, coins)
+            except PolicyError as err:
+                raise MempoolReject(err.reason, err.debug) from None
 
         sigops = transaction_sigop_cost(tx, coins, True, True)
         if sigops > policy.MAX_STANDARD_TX_SIGOPS_COST:
             raise MempoolReject("bad-txns-too-many-sigops", str(sigops))
-        vsize = policy.virtual_size(tx.weight, sigops)
+        vsize = policy.virtual_size(tx.weight, sigops, self.bytes_per_sigop)
         modified = fee + self.deltas.get(txid, 0)
 
         if not bypass_limits:
@@ -319,18 +502,24 @@ class Mempool:
             relay_fee = policy.fee_for(self.min_relay_fee, vsize)
             if modified < relay_fee:
                 raise MempoolReject("min relay fee not met", f"{modified} < {relay_fee}")
+        if standard and (fee or modified) and policy.dust_outputs(tx, self.dust_relay_fee):
+            raise MempoolReject("dust", "tx with dust output must be 0-fee")
 
         parents = {txin.prevout.hash for txin in tx.vin if txin.prevout.hash in self.entries}
-        ancestors = self._check_ancestor_limits(parents, vsize, bypass_limits)
-        overlap = ancestors & conflicts
-        if overlap:
-            raise MempoolReject(
-                "bad-txns-spends-conflicting-tx",
-                f"{tx.txid_hex()} spends conflicting transaction {next(iter(overlap))[::-1].hex()}",
-            )
+        ancestors: set[bytes] = set()
+        for p in parents:
+            ancestors.add(p)
+            ancestors |= self.ancestors(self.entries[p])
+        if standard:
+            sibling = self._truc_checks(tx, vsize, parents, ancestors, conflicts)
+            if sibling is not None:
+                conflicts.add(sibling)
         all_conflicts: set[bytes] = set()
         if conflicts:
-            all_conflicts = self._replacement_checks(tx, conflicts, modified, vsize)
+            all_conflicts = self._replacement_checks(tx, conflicts, ancestors, parents,
+                                                     modified, vsize)
+        if not bypass_limits:
+            self._check_cluster_limits(parents, all_conflicts, tx.weight, vsize)
 
         self._check_scripts(tx, [TxOut(c.value, c.script_pubkey) for c in coins])
 
@@ -420,73 +609,170 @@ class Mempool:
             ancestors = self.ancestors(e)
         return any(policy.signals_rbf(self.entries[t].tx.vin) for t in [txid, *ancestors])
 
-    def _check_ancestor_limits(self, parents: set[bytes], vsize: int,
-                               bypass: bool) -> set[bytes]:
-        ancestors: set[bytes] = set()
-        for p in parents:
-            ancestors.add(p)
-            ancestors |= self.ancestors(self.entries[p])
-        if bypass:
-            return ancestors
-        if len(ancestors) + 1 > DEFAULT_ANCESTOR_LIMIT:
-            raise MempoolReject("too-long-mempool-chain",
-                                f"too many unconfirmed ancestors [limit: {DEFAULT_ANCESTOR_LIMIT}]")
-        _, size, _, _ = self.package_stats(ancestors)
-        if size + vsize > DEFAULT_ANCESTOR_SIZE_LIMIT_KVB * 1000:
-            raise MempoolReject("too-long-mempool-chain", "exceeds ancestor size limit "
-                                f"[limit: {DEFAULT_ANCESTOR_SIZE_LIMIT_KVB * 1000}]")
-        for a in ancestors:
-            e = self.entries[a]
-            desc = self.descendants(e)
-            if len(desc) + 2 > DEFAULT_DESCENDANT_LIMIT:
-                raise MempoolReject("too-long-mempool-chain",
-                                    f"too many descendants for tx {a[::-1].hex()} "
-                                    f"[limit: {DEFAULT_DESCENDANT_LIMIT}]")
-            _, dsize, _, _ = self.package_stats(desc)
-            if dsize + e.vsize + vsize > DEFAULT_DESCENDANT_SIZE_LIMIT_KVB * 1000:
-                raise MempoolReject("too-long-mempool-chain",
-                                    f"exceeds descendant size limit for tx {a[::-1].hex()} "
-                                    f"[limit: {DEFAULT_DESCENDANT_SIZE_LIMIT_KVB * 1000}]")
-        return ancestors
+    # -- clusters ---------------------------------------------------------------------------
 
-    def _replacement_checks(self, tx: Transaction, conflicts: set[bytes], modified: int,
-                            vsize: int) -> set[bytes]:
-        """BIP125's fee rules (Core's ReplacementChecks) with full RBF. Returns everything
-        the replacement evicts (the conflicts and their descendants)."""
+    def cluster(self, txid: bytes) -> set[bytes]:
+        """Txids of the entry's cluster: everything connected to it by spending."""
+        out = {txid}
+        todo = [txid]
+        while todo:
+            e = self.entries[todo.pop()]
+            for t in (*e.parents, *e.children):
+                if t not in out:
+                    out.add(t)
+                    todo.append(t)
+        return out
+
+    def _cluster_weight(self, e: MempoolEntry) -> int:
+        """Weight as counted against -limitclustersize (sigop-adjusted, as vsize is)."""
+        return max(e.weight, e.sigop_cost * self.bytes_per_sigop)
+
+    def _check_cluster_limits(self, parents: set[bytes], removed: set[bytes], weight: int,
+                              vsize: int) -> None:
+        """The cluster the transaction would join (its parents' clusters merged, less what
+        it replaces) must stay within -limitclustercount and -limitclustersize."""
+        merged: set[bytes] = set()
+        for p in parents:
+            if p not in merged:
+                merged |= self.cluster(p)
+        merged -= removed
+        count = len(merged) + 1
+        size = max(weight, vsize * 4) + sum(self._cluster_weight(self.entries[t])
+                                            for t in merged)
+        if count > self.cluster_count or size > self.cluster_size * 4:
+            raise MempoolReject("too-large-cluster")
+
+    def _trim_clusters(self) -> None:
+        """After a reorg put transactions back: clusters over the limits lose their worst
+        transactions (last in their linearization) until they fit."""
+        seen: set[bytes] = set()
+        for txid in list(self.entries):
+            if txid in seen or txid not in self.entries:
+                continue
+            members = self.cluster(txid)
+            seen |= members
+            size = sum(self._cluster_weight(self.entries[t]) for t in members)
+            if len(members) <= self.cluster_count and size <= self.cluster_size * 4:
+                continue
+            order = self._linearize(members)
+            while order and (len(members) > self.cluster_count
+                             or size > self.cluster_size * 4):
+                last = order.pop()
+                if last in self.entries:
+                    size -= self._cluster_weight(self.entries[last])
+                    members.discard(last)
+                    self.remove_recursive(last, "sizelimit")
+
+    def _linearize(self, members: set[bytes]) -> list[bytes]:
+        """The members in mining order: best remaining ancestor set first."""
+        remaining = set(members)
+        order: list[bytes] = []
+        while remaining:
+            best = None
+            best_fee = best_size = 0
+            for t in remaining:
+                group = ({t} | self.ancestors(self.entries[t])) & remaining
+                fee = sum(self.entries[x].modified_fee for x in group)
+                size = sum(self.entries[x].vsize for x in group)
+                if best is None or fee * best_size > best_fee * size:
+                    best, best_fee, best_size = group, fee, size
+            assert best is not None
+            order.extend(sorted(best, key=lambda x: len(self.ancestors(self.entries[x]))))
+            remaining -= best
+        return order
+
+    # -- TRUC (version 3) -------------------------------------------------------------------
+
+    def _truc_checks(self, tx: Transaction, vsize: int, parents: set[bytes],
+                     ancestors: set[bytes], conflicts: set[bytes]) -> bytes | None:
+        """Core's SingleTRUCChecks. Returns the txid of a sibling the transaction may evict
+        (its TRUC parent's only other child), to be treated as a conflict."""
+        def who(t: Transaction) -> str:
+            return f"{t.txid_hex()} (wtxid={t.wtxid_hex()})"
+
+        is_truc = tx.version == policy.TRUC_VERSION
+        for p in parents:
+            ptx = self.entries[p].tx
+            if (ptx.version == policy.TRUC_VERSION) != is_truc:
+                if is_truc:
+                    raise MempoolReject("TRUC-violation", f"version=3 tx {who(tx)} cannot "
+                                        f"spend from non-version=3 tx {who(ptx)}")
+                raise MempoolReject("TRUC-violation", f"non-version=3 tx {who(tx)} cannot "
+                                    f"spend from version=3 tx {who(ptx)}")
+        if not is_truc:
+            return None
+        if vsize > policy.TRUC_MAX_VSIZE:
+            raise MempoolReject("TRUC-violation", f"version=3 tx {who(tx)} is too big: "
+                                f"{vsize} > {policy.TRUC_MAX_VSIZE} virtual bytes")
+        if len(ancestors) + 1 > 2:
+            raise MempoolReject("TRUC-violation", f"tx {who(tx)} would have too many ancestors")
+        if not parents:
+            return None
+        parent = self.entries[next(iter(parents))]
+        if vsize > policy.TRUC_CHILD_MAX_VSIZE:
+            raise MempoolReject("TRUC-violation", f"version=3 child tx {who(tx)} is too big: "
+                                f"{vsize} > {policy.TRUC_CHILD_MAX_VSIZE} virtual bytes")
+        children = parent.children - conflicts
+        if children:
+            sibling = next(iter(children))
+            if len(children) == 1 and not self.entries[sibling].children:
+                return sibling  # sibling eviction: replaced if the RBF rules allow
+            raise MempoolReject("TRUC-violation", f"tx {who(parent.tx)} would exceed "
+                                "descendant count limit")
+        return None
+
+    # -- replacement --------------------------------------------------------------------------
+
+    def _replacement_checks(self, tx: Transaction, conflicts: set[bytes], ancestors: set[bytes],
+                            parents: set[bytes], modified: int, vsize: int) -> set[bytes]:
+        """Core's replacement rules with cluster mempool: at most 100 conflicting clusters,
+        no spending of what it replaces, more fees than everything it evicts plus the
+        incremental relay fee for its own size, and a better feerate diagram. Returns
+        everything the replacement evicts (the conflicts and their descendants)."""
         h = tx.txid_hex()
-        new_rate = modified * 1000 / vsize
+        clusters: list[set[bytes]] = []
         for t in conflicts:
-            e = self.entries[t]
-            old_rate = e.modified_fee * 1000 / e.vsize
-            if new_rate <= old_rate:
-                raise MempoolReject("insufficient fee", f"rejecting replacement {h}; new feerate "
-                                    f"{new_rate:.0f} sat/kvB <= old feerate {old_rate:.0f} sat/kvB")
+            if not any(t in c for c in clusters):
+                clusters.append(self.cluster(t))
+                if len(clusters) > MAX_REPLACEMENT_CANDIDATES:
+                    break
+        if len(clusters) > MAX_REPLACEMENT_CANDIDATES:
+            raise MempoolReject("too many potential replacements",
+                                f"rejecting replacement {h}; too many conflicting clusters "
+                                f"({len(clusters)} > {MAX_REPLACEMENT_CANDIDATES})")
         evicted: set[bytes] = set()
         for t in conflicts:
             evicted.add(t)
             evicted |= self.descendants(self.entries[t])
-            if len(evicted) > MAX_REPLACEMENT_CANDIDATES:
-                break
-        if len(evicted) > MAX_REPLACEMENT_CANDIDATES:
-            raise MempoolReject("too many potential replacements",
-                                f"rejecting replacement {h}; too many potential replacements "
-                                f"({len(evicted)} > {MAX_REPLACEMENT_CANDIDATES})")
-        # No new unconfirmed inputs, other than those the conflicts already spent.
-        conflict_parents: set[bytes] = set()
-        for t in conflicts:
-            conflict_parents |= {i.prevout.hash for i in self.entries[t].tx.vin}
-        for j, txin in enumerate(tx.vin):
-            if txin.prevout.hash in self.entries and txin.prevout.hash not in conflict_parents:
-                raise MempoolReject("replacement-adds-unconfirmed",
-                                    f"replacement {h} adds unconfirmed input, idx {j}")
+        overlap = ancestors & conflicts
+        if overlap:
+            raise MempoolReject(
+                "bad-txns-spends-conflicting-tx",
+                f"{h} spends conflicting transaction {min(overlap)[::-1].hex()}")
         _, _, old_fees, _ = self.package_stats(evicted)
         if modified < old_fees:
             raise MempoolReject("insufficient fee", f"rejecting replacement {h}, less fees than "
-                                f"conflicting txs; {modified} < {old_fees}")
+                                f"conflicting txs; {format_money(modified)} < "
+                                f"{format_money(old_fees)}")
         needed = policy.fee_for(self.incremental_relay_fee, vsize)
         if modified - old_fees < needed:
             raise MempoolReject("insufficient fee", f"rejecting replacement {h}, not enough "
-                                f"additional fees to relay; {modified - old_fees} < {needed}")
+                                f"additional fees to relay; {format_money(modified - old_fees)}"
+                                f" < {format_money(needed)}")
+        # The feerate diagram of the clusters involved must improve.
+        affected: set[bytes] = set()
+        for c in clusters:
+            affected |= c
+        for p in parents:
+            if p not in affected:
+                affected |= self.cluster(p)
+        old = {t: (self.entries[t].modified_fee, self.entries[t].vsize,
+                   self.entries[t].parents & affected) for t in affected}
+        new_nodes = {t: (f, z, ps - evicted) for t, (f, z, ps) in old.items() if t not in evicted}
+        new_nodes[tx.txid] = (modified, vsize, set(parents))
+        if not diagram_improves(chunk_diagram(old), chunk_diagram(new_nodes)):
+            raise MempoolReject("replacement-failed",
+                                "insufficient feerate: does not improve feerate diagram")
         return evicted
 
     def _check_scripts(self, tx: Transaction, spent: list[TxOut]) -> None:
@@ -552,6 +838,10 @@ class Mempool:
         self.total_size -= e.vsize
         self.total_fee -= e.fee
         self.transactions_updated += 1
+        if e.txid in self.unbroadcast:
+            self.unbroadcast.discard(e.txid)
+            log.debug("Removed %s from set of unbroadcast txns%s", e.txid[::-1].hex(),
+                      " before confirmation that txn was sent out" if reason == "block" else "")
         for fn in self.on_removed:
             fn(e.tx, reason)
 
@@ -625,20 +915,54 @@ class Mempool:
     # orphans (transactions whose parents have not arrived yet)
     # =========================================================================================
 
-    def add_orphan(self, tx: Transaction) -> bool:
+    def add_orphan(self, tx: Transaction, peer: int | None = None) -> bool:
         """Keep a transaction with missing inputs until its parents arrive (bounded: the
-        oldest orphans go first; big ones are never kept)."""
+        oldest orphans go first; big ones are never kept). `peer`: who sent it."""
         with self.chain.lock:
-            if tx.txid in self.orphans or tx.weight > policy.MAX_STANDARD_TX_WEIGHT:
+            known = self.orphans.get(tx.wtxid)
+            if known is not None:
+                if peer is not None and peer not in known.announcers:
+                    known.announcers.append(peer)
+                return False
+            if tx.weight > policy.MAX_STANDARD_TX_WEIGHT:
                 return False
             now = self.now()
-            for t, (_, when) in list(self.orphans.items()):
-                if when < now - ORPHAN_EXPIRE:
-                    del self.orphans[t]
-            while len(self.orphans) >= MAX_ORPHANS:
-                self.orphans.popitem(last=False)
-            self.orphans[tx.txid] = (tx, now)
+            for w, o in list(self.orphans.items()):
+                if o.time < now - ORPHAN_EXPIRE:
+                    self._drop_orphan(w)
+            while self.orphans and len(self.orphans) >= max(self.max_orphans, 1):
+                self._drop_orphan(next(iter(self.orphans)))
+            self.orphans[tx.wtxid] = Orphan(tx, now, [] if peer is None else [peer])
+            self._orphan_txids[tx.txid] = tx.wtxid
             return True
+
+    def add_orphan_announcer(self, wtxid: bytes, peer: int) -> bool:
+        """A peer announced an orphan we hold: remember it as a source too."""
+        o = self.orphans.get(wtxid)
+        if o is None:
+            return False
+        if peer not in o.announcers:
+            o.announcers.append(peer)
+        return True
+
+    def has_orphan(self, h: bytes) -> bool:
+        """By wtxid or txid."""
+        return h in self.orphans or h in self._orphan_txids
+
+    def _drop_orphan(self, wtxid: bytes) -> Orphan | None:
+        o = self.orphans.pop(wtxid, None)
+        if o is not None and self._orphan_txids.get(o.tx.txid) == wtxid:
+            del self._orphan_txids[o.tx.txid]
+        return o
+
+    def peer_orphans_gone(self, peer: int) -> None:
+        """A peer disconnected: it no longer announces anything; orphans only it sent go."""
+        with self.chain.lock:
+            for w, o in list(self.orphans.items()):
+                if peer in o.announcers:
+                    o.announcers.remove(peer)
+                    if not o.announcers:
+                        self._drop_orphan(w)
 
     def missing_parents(self, tx: Transaction) -> list[bytes]:
         """Txids of the transactions tx spends that neither the mempool nor the UTXO set
@@ -653,16 +977,18 @@ class Mempool:
 
     def _resolve_orphans(self, parent: Transaction) -> None:
         pid = parent.txid
-        for t, (orphan, _) in list(self.orphans.items()):
-            if t in self.orphans and any(i.prevout.hash == pid for i in orphan.vin):
-                del self.orphans[t]
+        for w, o in list(self.orphans.items()):
+            if w in self.orphans and any(i.prevout.hash == pid for i in o.tx.vin):
+                self._drop_orphan(w)
                 try:
-                    self._accept(orphan, False, False, None)
+                    self._accept(o.tx, False, False, None)
                 except MempoolReject as err:
                     if err.missing_inputs:
-                        self.orphans[t] = (orphan, self.now())  # still waiting for another
+                        o.time = self.now()  # still waiting for another
+                        self.orphans[w] = o
+                        self._orphan_txids[o.tx.txid] = w
                     else:
-                        log.debug("orphan %s rejected: %s", orphan.txid_hex(), err)
+                        log.debug("orphan %s rejected: %s", o.tx.txid_hex(), err)
 
     # =========================================================================================
     # following the chain
@@ -673,10 +999,10 @@ class Mempool:
         confirmed = {tx.txid for tx in block.txs}
         # Orphans confirmed by the block, or spending what it spent, can never be accepted.
         spent_now = {(i.prevout.hash, i.prevout.n) for tx in block.txs[1:] for i in tx.vin}
-        for t, (orphan, _) in list(self.orphans.items()):
-            if t in confirmed or any((i.prevout.hash, i.prevout.n) in spent_now
-                                     for i in orphan.vin):
-                del self.orphans[t]
+        for w, o in list(self.orphans.items()):
+            if o.tx.txid in confirmed or any((i.prevout.hash, i.prevout.n) in spent_now
+                                             for i in o.tx.vin):
+                self._drop_orphan(w)
         for tx in block.txs[1:]:
             e = self.entries.get(tx.txid)
             if e is not None:
@@ -709,6 +1035,7 @@ class Mempool:
                 except MempoolReject as err:
                     log.debug("not re-adding %s after reorg: %s", tx.txid_hex(), err)
         self._revalidate()
+        self._trim_clusters()
         self.trim_to_size()
 
     def _revalidate(self) -> None:
@@ -757,7 +1084,9 @@ class Mempool:
             parts.append(compact_size(len(others)))
             for t, d in others.items():
                 parts.append(t + struct.pack("<q", d))
-            parts.append(compact_size(0))  # unbroadcast set (none: no P2P relay yet)
+            unbroadcast = [t for t in self.unbroadcast if t in self.entries]
+            parts.append(compact_size(len(unbroadcast)))
+            parts.extend(unbroadcast)
         tmp = path.with_suffix(".new")
         tmp.write_bytes(b"".join(parts))
         tmp.replace(path)
@@ -783,6 +1112,10 @@ class Mempool:
             for _ in range(r.compact_size()):
                 h = r.read(32)
                 self.deltas[h] = r.i64()
+            unbroadcast = set()
+            if r.remaining():
+                for _ in range(r.compact_size()):
+                    unbroadcast.add(r.read(32))
         except DeserializationError as err:
             log.error("Failed to read mempool file %s: %s", path, err)
             self.loaded = True
@@ -797,6 +1130,8 @@ class Mempool:
             try:
                 self.accept(tx)
                 self.entries[tx.txid].time = t
+                if tx.txid in unbroadcast:
+                    self.unbroadcast.add(tx.txid)
                 ok += 1
             except MempoolReject as err:
                 log.debug("mempool.dat: %s not re-accepted: %s", tx.txid_hex(), err)

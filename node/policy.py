@@ -19,6 +19,7 @@ from consensus.script.standard import (
     MULTISIG,
     NONSTANDARD,
     NULL_DATA,
+    PAY_TO_ANCHOR,
     WITNESS_UNKNOWN,
     solver,
 )
@@ -35,15 +36,23 @@ MAX_STANDARD_P2WSH_SCRIPT_SIZE = 3600
 MAX_STANDARD_P2WSH_STACK_ITEMS = 100
 MAX_STANDARD_P2WSH_STACK_ITEM_SIZE = 80
 MAX_STANDARD_TAPSCRIPT_STACK_ITEM_SIZE = 80
-MAX_OP_RETURN_RELAY = 83  # bytes of a nulldata scriptPubKey (-datacarriersize)
+# Bytes of all nulldata scriptPubKeys of a transaction together (-datacarriersize): as Core
+# since v30, as much as a standard transaction can hold.
+MAX_OP_RETURN_RELAY = MAX_STANDARD_TX_WEIGHT // 4
 DEFAULT_BYTES_PER_SIGOP = 20
+MAX_DUST_OUTPUTS_PER_TX = 1
 TX_MIN_STANDARD_VERSION = 1
-TX_MAX_STANDARD_VERSION = 2  # v3 (TRUC) transactions and their package rules are not supported
+TX_MAX_STANDARD_VERSION = 3
+TRUC_VERSION = 3
+TRUC_MAX_VSIZE = 10_000
+TRUC_CHILD_MAX_VSIZE = 1_000
 
-DEFAULT_MIN_RELAY_FEE = 1000  # sat/kvB
-DEFAULT_INCREMENTAL_RELAY_FEE = 1000  # sat/kvB
+DEFAULT_MIN_RELAY_FEE = 100  # sat/kvB (Core's since v30: 0.1 sat/vB)
+DEFAULT_INCREMENTAL_RELAY_FEE = 100  # sat/kvB
 DUST_RELAY_FEE = 3000  # sat/kvB
-DEFAULT_BLOCK_MIN_TX_FEE = 1000  # sat/kvB
+DEFAULT_BLOCK_MIN_TX_FEE = 1  # sat/kvB (Core's -blockmintxfee since v30)
+DEFAULT_CLUSTER_LIMIT = 64  # -limitclustercount: transactions in a cluster
+DEFAULT_CLUSTER_SIZE_LIMIT_KVB = 101  # -limitclustersize
 
 
 MAX_BIP125_RBF_SEQUENCE = 0xFFFFFFFD
@@ -64,11 +73,9 @@ class PolicyError(Exception):
 
 
 def fee_for(rate_sat_per_kvb: int, vsize: int) -> int:
-    """CFeeRate::GetFee: fee for vsize at a rate in sat/kvB, rounded up to 1 sat."""
-    fee = rate_sat_per_kvb * vsize // 1000
-    if fee == 0 and vsize != 0 and rate_sat_per_kvb > 0:
-        fee = 1
-    return fee
+    """CFeeRate::GetFee: fee for vsize at a rate in sat/kvB, rounded up (as Core since it
+    keeps fee rates as fractions)."""
+    return -(-rate_sat_per_kvb * vsize // 1000)
 
 
 def virtual_size(weight: int, sigop_cost: int,
@@ -106,14 +113,19 @@ def _standard_output_type(spk: bytes, permit_bare_multisig: bool) -> str:
             raise PolicyError("scriptpubkey")
         if not permit_bare_multisig:
             raise PolicyError("bare-multisig")
-    elif kind == NULL_DATA and len(spk) > MAX_OP_RETURN_RELAY:
-        raise PolicyError("scriptpubkey")
     return kind
 
 
+def dust_outputs(tx: Transaction, dust_relay_fee: int = DUST_RELAY_FEE) -> list[int]:
+    """Indexes of the outputs that are dust at this rate (Core's GetDust)."""
+    return [i for i, out in enumerate(tx.vout) if is_dust(out, dust_relay_fee)]
+
+
 def check_standard(tx: Transaction, permit_bare_multisig: bool = True,
-                   dust_relay_fee: int = DUST_RELAY_FEE) -> None:
-    """Core's IsStandardTx (the checks that need no inputs)."""
+                   dust_relay_fee: int = DUST_RELAY_FEE,
+                   max_datacarrier_bytes: int | None = MAX_OP_RETURN_RELAY) -> None:
+    """Core's IsStandardTx (the checks that need no inputs). max_datacarrier_bytes: the
+    bytes all nulldata outputs may take together (None: -datacarrier=0, none at all)."""
     if not TX_MIN_STANDARD_VERSION <= tx.version <= TX_MAX_STANDARD_VERSION:
         raise PolicyError("version")
     if tx.weight > MAX_STANDARD_TX_WEIGHT:
@@ -124,15 +136,17 @@ def check_standard(tx: Transaction, permit_bare_multisig: bool = True,
             raise PolicyError("scriptsig-size")
         if not is_push_only(txin.script_sig):
             raise PolicyError("scriptsig-not-pushonly")
-    data_outputs = 0
+    data_left = max_datacarrier_bytes or 0
     for out in tx.vout:
         kind = _standard_output_type(out.script_pubkey, permit_bare_multisig)
         if kind == NULL_DATA:
-            data_outputs += 1
-        elif is_dust(out, dust_relay_fee):
-            raise PolicyError("dust")
-    if data_outputs > 1:
-        raise PolicyError("multi-op-return")
+            if len(out.script_pubkey) > data_left:
+                raise PolicyError("datacarrier")
+            data_left -= len(out.script_pubkey)
+    # One dust output is allowed by IsStandardTx (ephemeral dust, spent in the same
+    # package); acceptance then requires the transaction to pay no fee.
+    if len(dust_outputs(tx, dust_relay_fee)) > MAX_DUST_OUTPUTS_PER_TX:
+        raise PolicyError("dust")
 
 
 def check_inputs_standard(tx: Transaction, coins: Sequence[Coin]) -> None:
@@ -140,7 +154,7 @@ def check_inputs_standard(tx: Transaction, coins: Sequence[Coin]) -> None:
     scripts carry at most 15 sigops."""
     for txin, coin in zip(tx.vin, coins):
         kind, _ = solver(coin.script_pubkey)
-        if kind in (NONSTANDARD, WITNESS_UNKNOWN):
+        if kind in (NONSTANDARD, WITNESS_UNKNOWN):  # (ANCHOR is standard to spend)
             raise PolicyError("bad-txns-nonstandard-inputs",
                               f"input {kind}")
         if is_p2sh(coin.script_pubkey):
@@ -162,6 +176,9 @@ def check_witness_standard(tx: Transaction, coins: Sequence[Coin]) -> None:
         if not witness:
             continue
         spk = coin.script_pubkey
+        if spk == PAY_TO_ANCHOR:
+            # Keyless: a witness would let anyone change the wtxid.
+            raise PolicyError("bad-witness-nonstandard")
         p2sh = False
         if is_p2sh(spk):
             redeem = last_push(txin.script_sig)

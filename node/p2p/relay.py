@@ -15,6 +15,7 @@ from collections import OrderedDict, deque
 
 from consensus.serialize import DeserializationError
 from consensus.tx import Transaction
+from node import scheduler as scheduler_mod
 from node.mempool import MempoolReject
 from node.p2p import messages as m
 from node.p2p.peer import KnownSet, Peer
@@ -31,6 +32,11 @@ MAX_TX_SIZE = 400_000  # bytes: a transaction over the standard weight is not ev
 IBD_HEADERS_AHEAD = 24  # blocks behind our best header: catching up, relay is ignored
 TX_MSG_TYPES = (m.MSG_TX, m.MSG_WTX, m.MSG_WITNESS_TX)
 BLOCK_MSG_TYPES = (m.MSG_BLOCK, m.MSG_WITNESS_BLOCK)
+# Transactions submitted locally are announced again until a peer asks for one: first after
+# 10 to 15 minutes, then every 10 to 15 minutes (Core's ReattemptInitialBroadcast), on the
+# node's scheduler so that `mockscheduler` brings it forward.
+REBROADCAST_MIN = 10 * 60
+REBROADCAST_SPREAD = 5 * 60
 
 
 class Relay:
@@ -58,6 +64,46 @@ class Relay:
     def subscribe(self) -> None:
         self.mempool.on_added.append(self._accepted_threadsafe)
         self.chain.on_connected.append(self._confirmed)
+        self._schedule_rebroadcast()
+
+    def _schedule_rebroadcast(self) -> None:
+        sched = scheduler_mod.current()
+        if sched is not None:
+            sched.schedule(self._reattempt_initial_broadcast,
+                           REBROADCAST_MIN + random.uniform(0, REBROADCAST_SPREAD))
+
+    def _reattempt_initial_broadcast(self) -> None:
+        """On the loop: announce the unbroadcast transactions again to every peer that has
+        not seen them (those gone from the mempool leave the set)."""
+        mp = self.mempool
+        again = []
+        for txid in list(mp.unbroadcast):
+            e = mp.entries.get(txid)
+            if e is None:
+                mp.unbroadcast.discard(txid)
+            else:
+                again.append((txid, e.wtxid, self._rate_of(e)))
+        if again:
+            self._announce(again)
+        self._schedule_rebroadcast()
+
+    def announce_threadsafe(self, txids: list[bytes]) -> None:
+        """From any thread: announce these mempool transactions to peers that have not
+        seen them (sendrawtransaction of a transaction already in the mempool)."""
+        def go() -> None:
+            items = []
+            for t in txids:
+                e = self.mempool.entries.get(t)
+                if e is not None:
+                    items.append((t, e.wtxid, self._rate_of(e)))
+            self._announce(items)
+
+        if self.net.loop is not None:
+            self.net.loop.call_soon_threadsafe(go)
+
+    @staticmethod
+    def _rate_of(e) -> int:
+        return e.modified_fee * 1000 // e.vsize if e.vsize else 0
 
     def _confirmed(self, block, entry) -> None:
         """Under the chain lock: remember confirmed transactions, so announcements of them
@@ -88,6 +134,9 @@ class Relay:
             batch = list(self._accepted)
             self._accepted.clear()
             self._accepted_scheduled = False
+        self._announce(batch)
+
+    def _announce(self, batch: list[tuple[bytes, bytes, int]]) -> None:
         peers = [p for p in self.net.peers() if p.relay_txs]
         for txid, wtxid, rate in batch:
             self._forget_request(wtxid)
@@ -165,7 +214,7 @@ class Relay:
 
     def _have_tx(self, h: bytes) -> bool:
         mp = self.mempool
-        return (h in mp.by_wtxid or h in mp.entries or h in mp.orphans
+        return (h in mp.by_wtxid or h in mp.entries or mp.has_orphan(h)
                 or h in self.recent_rejects or h in self.recent_confirmed)
 
     def catching_up(self) -> bool:
@@ -187,6 +236,8 @@ class Relay:
                 if (t == m.MSG_WTX) != peer.wtxid_relay:
                     continue
                 peer.known_inv.add(item.hash)
+                if t == m.MSG_WTX and self.mempool.add_orphan_announcer(item.hash, peer.id):
+                    continue  # an orphan we hold: the peer is one more source for it
                 if not skip_txs and not self._have_tx(item.hash) and \
                         len(peer.tx_announced_to_us) < MAX_PEER_TX_ANNOUNCEMENTS:
                     peer.tx_announced_to_us.setdefault(item.hash, time.monotonic())
@@ -249,6 +300,8 @@ class Relay:
                 if e is None:
                     not_found.append(item)
                     continue
+                # Asked for: it has reached the network (Core's RemoveUnbroadcastTx).
+                mp.unbroadcast.discard(e.txid)
                 peer.send_raw("tx", e.tx.serialize(witness=t != m.MSG_TX))
             elif t in BLOCK_MSG_TYPES:
                 e = self.chain.get(item.hash)
@@ -298,7 +351,7 @@ class Relay:
     def _start_tx_batch(self) -> None:
         batch, self._tx_queue = self._tx_queue, []
         self._tx_queue_bytes = 0
-        job = self.net.validate(self._accept_batch, [raw for _, raw in batch])
+        job = self.net.validate(self._accept_batch, [(p.id, raw) for p, raw in batch])
         job.add_done_callback(lambda f: self._tx_batch_done(batch, f))
         self._tx_job = job
 
@@ -350,13 +403,13 @@ class Relay:
                 log.debug("transaction %s from peer=%d not accepted: %s", tx.txid_hex(),
                           peer.id, err)
 
-    def _accept_batch(self, raws: list[bytes]) -> list[tuple]:
+    def _accept_batch(self, raws: list[tuple[int, bytes]]) -> list[tuple]:
         """Validation thread: (tx or None, "accepted" | "known" | "orphan" | "rejected" |
-        "malformed", detail) for each transaction, in order."""
+        "malformed", detail) for each (peer id, transaction), in order."""
         mp = self.mempool
         results: list[tuple | None] = [None] * len(raws)
         txs: list[tuple[int, Transaction]] = []
-        for i, raw in enumerate(raws):
+        for i, (_, raw) in enumerate(raws):
             try:
                 txs.append((i, Transaction.from_bytes(raw)))
             except DeserializationError as err:
@@ -368,13 +421,13 @@ class Relay:
                 log.debug("checking the scripts of %d relayed transactions on the worker "
                           "processes", len(txs))
             for i, tx in txs:
-                results[i] = (tx, *self._accept(tx))
+                results[i] = (tx, *self._accept(tx, raws[i][0]))
         finally:
             if stream is not None:
                 mp.end_background_checks(stream)
         return results  # type: ignore[return-value]
 
-    def _accept(self, tx: Transaction) -> tuple[str, object]:
+    def _accept(self, tx: Transaction, peer_id: int | None = None) -> tuple[str, object]:
         mp = self.mempool
         if tx.wtxid in mp.by_wtxid or tx.txid in mp.entries:
             return "known", None
@@ -384,7 +437,7 @@ class Relay:
         except MempoolReject as err:
             if err.missing_inputs:
                 parents = mp.missing_parents(tx)
-                mp.add_orphan(tx)
+                mp.add_orphan(tx, peer_id)
                 return "orphan", parents
             if err.already_known:
                 return "known", None
@@ -392,6 +445,10 @@ class Relay:
 
     def peer_gone(self, peer: Peer) -> None:
         self._fee_filter_sent.pop(peer.id, None)
+        try:
+            self.net.validate(self.mempool.peer_orphans_gone, peer.id)
+        except RuntimeError:  # shutting down: the validation thread is gone
+            pass
         for h in list(peer.tx_requested):
             if self.requested.get(h, (None,))[0] == peer.id:
                 del self.requested[h]

@@ -13,12 +13,25 @@ from node.rpc.errors import (
     RPC_TRANSACTION_ALREADY_IN_UTXO_SET,
     RPC_TRANSACTION_ERROR,
     RPC_TRANSACTION_REJECTED,
+    RPC_TYPE_ERROR,
     RPCError,
 )
 from node.rpc.jsonutil import btc
 from node.rpc.params import amount, as_int, parse_hash
 from node.rpc.rawtransactions import decode_tx
-from node.rpc.registry import AMOUNT, ARR, BOOL, NUM, REGISTRY, STR, Arg, rpc
+from node.rpc.registry import (
+    AMOUNT,
+    ANY,
+    ARR,
+    BOOL,
+    NUM,
+    OBJ,
+    REGISTRY,
+    STR,
+    Arg,
+    json_type,
+    rpc,
+)
 
 DEFAULT_MAX_RAW_TX_FEE_RATE = 10_000_000  # sat/kvB: 0.10 BTC/kvB, Core's default maxfeerate
 
@@ -121,9 +134,14 @@ def sendrawtransaction(node, hexstring, maxfeerate, maxburnamount):
         # (A confirmed transaction is answered with -27 below: its inputs are spent, and
         # acceptance then looks for its outputs in the UTXO set, as Core does up front.)
         if tx.txid in mempool:
-            return tx.txid_hex()  # this txid is known (whatever its witness): as Core
+            # This txid is known (whatever its witness): as Core, announced again to peers
+            # that have not seen it, and not put back in the unbroadcast set.
+            if node.p2p is not None:
+                node.p2p.relay.announce_threadsafe([tx.txid])
+            return tx.txid_hex()
         try:
             mempool.accept(tx, max_fee_rate=max_rate if max_rate else None)
+            mempool.unbroadcast.add(tx.txid)
         except MempoolReject as err:
             # A confirmed transaction fails acceptance one way or another; Core answers -27
             # for it (it checks the outputs first; only rejected ones pay for that here).
@@ -179,6 +197,8 @@ def testmempoolaccept(node, rawtxs, maxfeerate):
         return [out]
     out["allowed"] = True
     out["vsize"] = res.vsize
+    out["vsize_bip141"] = (tx.weight + 3) // 4
+    out["vsize_adjusted"] = res.vsize
     out["fees"] = {
         "base": btc(res.fee),
         "effective-feerate": btc(res.fee * 1000 // res.vsize),
@@ -187,13 +207,19 @@ def testmempoolaccept(node, rawtxs, maxfeerate):
     return [out]
 
 
-def entry_json(mempool, e) -> dict:
+def deprecated(node, name: str) -> bool:
+    """-deprecatedrpc=name given: a deprecated result field is still shown."""
+    cfg = getattr(node, "config", None)
+    return cfg is not None and name in cfg.arg_list("deprecatedrpc")
+
+
+def entry_json(mempool, e, node=None) -> dict:
     """Core's entryToJSON."""
     anc = mempool.ancestors(e)
     desc = mempool.descendants(e)
     an, asize, afees, _ = mempool.package_stats(anc)
     dn, dsize, dfees, _ = mempool.package_stats(desc)
-    return {
+    out = {
         "vsize": e.vsize,
         "weight": e.weight,
         "time": e.time,
@@ -211,9 +237,11 @@ def entry_json(mempool, e) -> dict:
         },
         "depends": sorted(p[::-1].hex() for p in e.parents),
         "spentby": sorted(c[::-1].hex() for c in e.children),
-        "bip125-replaceable": mempool._signals_rbf(e.txid, anc),
-        "unbroadcast": False,
     }
+    if node is None or deprecated(node, "bip125"):
+        out["bip125-replaceable"] = mempool._signals_rbf(e.txid, anc)
+    out["unbroadcast"] = e.txid in mempool.unbroadcast
+    return out
 
 
 @rpc("getmempoolinfo", "Blockchain",
@@ -221,7 +249,7 @@ def entry_json(mempool, e) -> dict:
 def getmempoolinfo(node):
     m = node.mempool
     with node.chain.lock:
-        return {
+        out = {
             "loaded": m.loaded,
             "size": len(m),
             "bytes": m.total_size,
@@ -231,9 +259,16 @@ def getmempoolinfo(node):
             "mempoolminfee": btc(max(m.min_fee_rate(), m.min_relay_fee)),
             "minrelaytxfee": btc(m.min_relay_fee),
             "incrementalrelayfee": btc(m.incremental_relay_fee),
-            "unbroadcastcount": 0,
-            "fullrbf": m.full_rbf,
+            "unbroadcastcount": len(m.unbroadcast),
         }
+        if deprecated(node, "fullrbf"):
+            out["fullrbf"] = m.full_rbf
+        out["permitbaremultisig"] = m.permit_bare_multisig
+        out["maxdatacarriersize"] = m.max_datacarrier_bytes or 0
+        out["limitclustercount"] = m.cluster_count
+        out["limitclustersize"] = m.cluster_size
+        out["optimal"] = True
+        return out
 
 
 @rpc("getrawmempool", "Blockchain",
@@ -251,9 +286,10 @@ def getrawmempool(node, verbose, mempool_sequence):
         raise RPCError(RPC_INVALID_PARAMETER,
                        "Verbose results cannot contain mempool sequence values.")
     with node.chain.lock:
+        order = m.sorted_txids()
         if verbose:
-            return {t[::-1].hex(): entry_json(m, e) for t, e in m.entries.items()}
-        txids = [t[::-1].hex() for t in m.entries]
+            return {t[::-1].hex(): entry_json(m, m.entries[t], node) for t in order}
+        txids = [t[::-1].hex() for t in order]
         if mempool_sequence:
             return {"txids": txids, "mempool_sequence": m.transactions_updated}
         return txids
@@ -272,7 +308,7 @@ def _entry(node, txid: str):
      description="Returns mempool data for given transaction")
 def getmempoolentry(node, txid):
     with node.chain.lock:
-        return entry_json(node.mempool, _entry(node, txid))
+        return entry_json(node.mempool, _entry(node, txid), node)
 
 
 def _related(node, txid, verbose, which: str):
@@ -282,7 +318,7 @@ def _related(node, txid, verbose, which: str):
         txids = m.ancestors(e) if which == "ancestors" else m.descendants(e)
         if not verbose:
             return [t[::-1].hex() for t in txids]
-        return {t[::-1].hex(): entry_json(m, m.entries[t]) for t in txids}
+        return {t[::-1].hex(): entry_json(m, m.entries[t], node) for t in txids}
 
 
 @rpc("getmempoolancestors", "Blockchain",
@@ -306,7 +342,10 @@ def getmempooldescendants(node, txid, verbose):
 @rpc("estimatesmartfee", "Util",
      [Arg("conf_target", NUM, help="Confirmation target in blocks (1 - 1008)"),
       Arg("estimate_mode", STR, False, "economical",
-          'The fee estimate mode: "unset", "economical" or "conservative".')],
+          'The fee estimate mode: "unset", "economical" or "conservative".'),
+      Arg("options", OBJ, False, None,
+          "fee_rate_estimator (string): which estimator to use (only the block policy "
+          "estimator is kept here); verbosity (numeric): detail of the result")],
      description="Estimates the approximate fee per kilobyte needed for a transaction to begin "
                  "confirmation within conf_target blocks if possible and return the number of "
                  "blocks for which the estimate is valid. Uses virtual transaction size as "
@@ -314,7 +353,8 @@ def getmempooldescendants(node, txid, verbose):
                  "yet (as on a fresh regtest chain) the result carries the node's fallback fee "
                  "rate (-fallbackfee, default 0.0002 BTC/kvB), marked with \"fallback\": true "
                  "and an explanation in \"errors\".")
-def estimatesmartfee(node, conf_target, estimate_mode):
+def estimatesmartfee(node, conf_target, estimate_mode, options):
+    _check_options(options, {"fee_rate_estimator": "string", "verbosity": "number"})
     target = as_int(conf_target, "conf_target")
     if target < 1 or target > 1008:
         raise RPCError(RPC_INVALID_PARAMETER, "Invalid conf_target, must be between 1 and 1008")
@@ -335,3 +375,126 @@ def estimatesmartfee(node, conf_target, estimate_mode):
         "fallback": True,
         "blocks": target,
     }
+
+
+def _check_options(options, known: dict[str, str]) -> None:
+    """Core's RPCTypeCheckObj with strict keys: known keys of the right JSON type only."""
+    if not options:
+        return
+    for key, value in options.items():
+        if key not in known:
+            raise RPCError(RPC_TYPE_ERROR, f"Unexpected key {key}")
+        if value is not None and json_type(value) != known[key]:
+            raise RPCError(RPC_TYPE_ERROR, f"JSON value of type {json_type(value)} for field "
+                           f"{key} is not of expected type {known[key]}")
+
+
+# Core's three horizons of its block policy estimator: (name, longest target, decay, scale).
+_HORIZONS = (("short", 12, 0.962, 1), ("medium", 48, 0.9952, 2), ("long", 1008, 0.99931, 24))
+
+
+@rpc("estimaterawfee", "Hidden",
+     [Arg("conf_target", NUM, help="Confirmation target in blocks (1 - 1008)"),
+      Arg("threshold", NUM, False, None,
+          "The proportion of transactions in a given feerate range that must have been "
+          "confirmed within conf_target in order to consider those feerates as high enough "
+          "and proceed to check lower buckets.", default_hint="0.95")],
+     description="WARNING: This interface is unstable and may disappear or change!\n\n"
+                 "Estimates the approximate fee per kilobyte needed for a transaction to begin "
+                 "confirmation within conf_target blocks if possible. Uses virtual transaction "
+                 "size as defined in BIP 141 (witness data is discounted).")
+def estimaterawfee(node, conf_target, threshold):
+    target = as_int(conf_target, "conf_target")
+    if target < 1 or target > 1008:
+        raise RPCError(RPC_INVALID_PARAMETER, "Invalid conf_target, must be between 1 and 1008")
+    ratio = 0.95
+    if threshold is not None:
+        ratio = float(threshold)
+        if ratio < 0 or ratio > 1:
+            raise RPCError(RPC_INVALID_PARAMETER, "Invalid threshold")
+    est = node.fee_estimator
+    out = {}
+    with node.chain.lock:
+        for name, longest, decay, scale in _HORIZONS:
+            if target > longest:
+                continue
+            rate = est.estimate(target, conservative=ratio >= 0.95) if est else None
+            horizon: dict = {}
+            if rate is not None:
+                horizon["feerate"] = btc(rate)
+            horizon["decay"] = decay
+            horizon["scale"] = scale
+            if rate is None:
+                horizon["errors"] = ["Insufficient data or no feerate found which meets "
+                                     "threshold"]
+            out[name] = horizon
+    return out
+
+
+@rpc("getorphantxs", "Hidden",
+     [Arg("verbosity", ANY, False, 0,
+          "0 for an array of txids (may contain duplicates), 1 for an array of objects with "
+          "tx details, and 2 for details from (1) and tx hex", default_hint="0",
+          aliases=("verbose",))],
+     description="Shows transactions in the tx orphanage.\n\nEXPERIMENTAL warning: this call "
+                 "may be changed in future releases.")
+def getorphantxs(node, verbosity):
+    if isinstance(verbosity, bool):
+        raise RPCError(RPC_TYPE_ERROR, "Verbosity was boolean but only integer allowed")
+    level = as_int(verbosity, "verbosity") if verbosity is not None else 0
+    if level not in (0, 1, 2):
+        raise RPCError(RPC_INVALID_PARAMETER, f"Invalid verbosity value {level}")
+    m = node.mempool
+    with node.chain.lock:
+        orphans = list(m.orphans.values())
+    if level == 0:
+        return [o.tx.txid_hex() for o in orphans]
+    out = []
+    for o in orphans:
+        tx = o.tx
+        item = {"txid": tx.txid_hex(), "wtxid": tx.wtxid_hex(), "bytes": tx.size,
+                "vsize": (tx.weight + 3) // 4, "weight": tx.weight, "from": list(o.announcers)}
+        if level == 2:
+            item["hex"] = tx.serialize().hex()
+        out.append(item)
+    return out
+
+
+@rpc("gettxspendingprevout", "Blockchain",
+     [Arg("outputs", ARR, help="The transaction outputs that we want to check, and within "
+                               "each, the txid (string) vout (numeric)."),
+      Arg("options", OBJ, False, None, "mempool_only (boolean): look in the mempool only; "
+                                       "return_spending_tx (boolean): add the spending "
+                                       "transaction")],
+     description="Scans the mempool to find transactions spending any of the given outputs")
+def gettxspendingprevout(node, outputs, options):
+    _check_options(options, {"mempool_only": "bool", "return_spending_tx": "bool"})
+    with_tx = bool(options and options.get("return_spending_tx"))
+    if not outputs:
+        raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter, outputs are missing")
+    wanted = []
+    for o in outputs:
+        if not isinstance(o, dict):
+            raise RPCError(RPC_TYPE_ERROR, f"JSON value of type {json_type(o)} is not of "
+                           "expected type object")
+        _check_options({k: v for k, v in o.items()}, {"txid": "string", "vout": "number"})
+        if "txid" not in o:
+            raise RPCError(RPC_TYPE_ERROR, "Missing txid")
+        if "vout" not in o:
+            raise RPCError(RPC_TYPE_ERROR, "Missing vout")
+        n = as_int(o["vout"], "vout")
+        if n < 0:
+            raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter, vout cannot be negative")
+        wanted.append((parse_hash(o["txid"], "txid"), n))
+    m = node.mempool
+    result = []
+    with node.chain.lock:
+        for h, n in wanted:
+            item = {"txid": h[::-1].hex(), "vout": n}
+            spender = m.spender(h, n)
+            if spender is not None:
+                item["spendingtxid"] = spender[::-1].hex()
+                if with_tx:
+                    item["spendingtx"] = m.entries[spender].tx.serialize().hex()
+            result.append(item)
+    return result

@@ -1,6 +1,6 @@
 """Mining RPCs: generatetoaddress, generatetodescriptor, generateblock, getblocktemplate
 (BIP22/BIP23 with the segwit rule and long polling), submitblock (BIP22 result strings),
-getmininginfo, getnetworkhashps, prioritisetransaction."""
+getmininginfo, getnetworkhashps, prioritisetransaction, getprioritisedtransactions."""
 
 from __future__ import annotations
 
@@ -394,3 +394,20 @@ def prioritisetransaction(node, txid, dummy, fee_delta):
     node.mempool.prioritise(h, as_int(fee_delta, "fee_delta"))
     return True
 
+
+
+@rpc("getprioritisedtransactions", "Mining",
+     description="Returns a map of all user-created (see prioritisetransaction) fee deltas by "
+                 "txid, and whether the tx is present in mempool.",
+     result='{"<transactionid>": {"fee_delta": n, "in_mempool": bool, "modified_fee": n}}')
+def getprioritisedtransactions(node):
+    m = node.mempool
+    out = {}
+    with node.chain.lock:
+        for t, delta in m.deltas.items():
+            e = m.entries.get(t)
+            item = {"fee_delta": delta, "in_mempool": e is not None}
+            if e is not None:
+                item["modified_fee"] = e.modified_fee
+            out[t[::-1].hex()] = item
+    return out
