@@ -416,6 +416,10 @@ def load_config(argv: list[str]) -> NodeConfig:
             raise ConfigError(f"Error: {msg}") from None
         raise ConfigError(f"Error: Invalid value for -{name.replace('_', '-')}={shown}: {msg}"
                           ) from None
+    work = config.arg_str("minimumchainwork")
+    if work is not None and not re.fullmatch(r"(0x)?[0-9a-fA-F]{1,64}", work):
+        raise ConfigError(f"Error: Invalid minimum work specified ({work}), must be up to 64 "
+                          f"hex digits")
     config.warnings = warnings
     config.arg_log = arg_log
     config.wallet_negated = NEGATED in cli.get("wallet", [])

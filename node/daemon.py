@@ -258,6 +258,7 @@ class Node:
             self.chain.minimum_chain_work = int(cfg.arg_str("minimumchainwork"), 16)
         if cfg.txindex:
             self.txindex = TxIndex(self.datadir / "indexes" / "txindex", self.chain)
+        log.info("initload thread start")  # (Core's thread name for this phase)
         if reindexing or self.chain.index_db.is_reindexing():
             self.rpc.warmup = "Reindexing blocks..."
             if self.txindex:
