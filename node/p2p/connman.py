@@ -10,8 +10,10 @@ import logging
 import random
 import socket
 
+from node.p2p.messages import NODE_P2P_V2
 from node.p2p.netaddr import AddressError, NetAddr, split_host_port
 from node.p2p.peer import INBOUND, MANUAL, OUTBOUND_FULL_RELAY, Peer
+from node.p2p.v2transport import V2Transport
 
 log = logging.getLogger("net")
 
@@ -34,6 +36,7 @@ class ConnMan:
         self.port = default_port if port is None else port
         self.connect = list(connect)
         self.added: list[str] = list(addnode)
+        self.added_v2: dict[str, bool] = {}  # addnode's v2transport (default: -v2transport)
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
         self.auto_outbound = auto_outbound and not self.connect
@@ -84,6 +87,12 @@ class ConnMan:
                 pass
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=2)
+
+    @property
+    def v2_enabled(self) -> bool:
+        """-v2transport: we advertise NODE_P2P_V2, speak v2 to peers that do and detect the
+        transport of inbound connections."""
+        return bool(self.manager.local_services & NODE_P2P_V2)
 
     def _spawn(self, coro) -> asyncio.Task:
         t = asyncio.ensure_future(coro)
@@ -164,7 +173,7 @@ class ConnMan:
         sock_obj = writer.get_extra_info("socket")
         if sock_obj is not None:
             sock_obj.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        peer = self._new_peer(reader, writer, INBOUND, addr, bind)
+        peer = self._new_peer(reader, writer, INBOUND, addr, bind, v2=self.v2_enabled)
         await self._run(peer)
 
     def _evict_inbound(self) -> bool:
@@ -180,9 +189,14 @@ class ConnMan:
 
     # -- outbound ---------------------------------------------------------------------------
 
-    async def dial(self, name: str, conn_type: str = MANUAL, addr: NetAddr | None = None
-                   ) -> Peer | None:
-        """Connect to host[:port] (a name is resolved); None if it cannot be reached."""
+    async def dial(self, name: str, conn_type: str = MANUAL, addr: NetAddr | None = None,
+                   use_v2: bool | None = None) -> Peer | None:
+        """Connect to host[:port] (a name is resolved); None if it cannot be reached. BIP324
+        v2 is tried when use_v2 says so; by default (as Core) with -v2transport for manual
+        connections and for others when the address advertises NODE_P2P_V2."""
+        if use_v2 is None:
+            use_v2 = self.v2_enabled and (conn_type == MANUAL or (
+                addr is not None and bool(addr.services & NODE_P2P_V2)))
         try:
             host, port = split_host_port(name, self.default_port)
         except AddressError as err:
@@ -207,7 +221,7 @@ class ConnMan:
             writer.close()
             return None
         peer = self._new_peer(reader, writer, conn_type, remote, bind,
-                              added_name=name if conn_type == MANUAL else None)
+                              added_name=name if conn_type == MANUAL else None, v2=use_v2)
         self._spawn(self._run(peer))
         return peer
 
@@ -222,9 +236,10 @@ class ConnMan:
                     self._spawn(self._dial_added(name))
             await asyncio.sleep(CONNECT_RETRY if self.connect else ADDED_NODE_RETRY)
 
-    async def _dial_added(self, name: str) -> None:
+    async def _dial_added(self, name: str, use_v2: bool | None = None) -> None:
         try:
-            await self.dial(name, MANUAL)
+            await self.dial(name, MANUAL, use_v2=self.added_v2.get(name) if use_v2 is None
+                            else use_v2)
         finally:
             self.connecting.discard(name)
 
@@ -251,10 +266,12 @@ class ConnMan:
     # -- peers ------------------------------------------------------------------------------
 
     def _new_peer(self, reader, writer, conn_type: str, addr: NetAddr, bind: NetAddr,
-                  added_name: str | None = None) -> Peer:
+                  added_name: str | None = None, v2: bool = False) -> Peer:
         pid = self.next_id
         self.next_id += 1
-        peer = Peer(pid, reader, writer, conn_type, addr, bind, self.magic, added_name)
+        transport = V2Transport(conn_type != INBOUND, self.magic) if v2 else None
+        peer = Peer(pid, reader, writer, conn_type, addr, bind, self.magic, added_name,
+                    transport)
         self.peers[pid] = peer
         log.info("%s connection peer=%d %s", "inbound" if peer.inbound else "outbound", pid,
                  addr)
@@ -268,6 +285,20 @@ class ConnMan:
             self.peers.pop(peer.id, None)
             self.closed_bytes_recv += peer.bytes_recv
             self.closed_bytes_sent += peer.bytes_sent
+            if peer.v2_retry_v1 and self.started and self.network_active:
+                # A v2 attempt that got no answer (a v1 peer drops our key): once more, v1.
+                log.debug("retrying with v1 transport protocol for peer=%d", peer.id)
+                self._retry_v1(peer)
+
+    def _retry_v1(self, peer: Peer) -> None:
+        if peer.conn_type == MANUAL and peer.added_name:
+            name = peer.added_name
+            if name in self.connecting:
+                return
+            self.connecting.add(name)
+            self._spawn(self._dial_added(name, use_v2=False))
+        else:
+            self._spawn(self.dial(str(peer.addr), peer.conn_type, peer.addr, use_v2=False))
 
     def disconnect_matching(self, pred, reason: str) -> int:
         n = 0

@@ -57,6 +57,8 @@ class PeerManager:
         self.validation = validation
         self.user_agent = user_agent
         self.local_services = m.NODE_NETWORK | m.NODE_WITNESS
+        if config.arg_bool("v2transport", True):  # BIP324
+            self.local_services |= m.NODE_P2P_V2
         self.peer_timeout = float(config.peertimeout)
         self.ping_timeout = float(config.pingtimeout)
         self.timing = Timing(params.name == "regtest")
@@ -230,8 +232,9 @@ class PeerManager:
             self.addrman.good(peer.addr)
         peer.next_inv_send = time.monotonic()
         self.send_ping(peer)
-        log.info("New %s peer connected: version: %d, blocks=%d, peer=%d",
-                 peer.conn_type, version, peer.version.start_height, peer.id)
+        log.info("New %s %s peer connected: version: %d, blocks=%d, peer=%d",
+                 peer.conn_type, peer.transport_type, version, peer.version.start_height,
+                 peer.id)
         self.sync.start(peer)
 
     async def on_sendheaders(self, peer: Peer, msg) -> None:

@@ -40,6 +40,7 @@ MAX_SUBVERSION_LENGTH = 256
 NODE_NETWORK = 1
 NODE_WITNESS = 1 << 3
 NODE_NETWORK_LIMITED = 1 << 10
+NODE_P2P_V2 = 1 << 11  # BIP324
 
 # Inventory types (Core's GetDataMsg).
 MSG_TX = 1

@@ -1,6 +1,11 @@
 """One peer connection: framing over an asyncio stream, byte counters, and the per-peer
 protocol state the message handlers keep (handshake, relay preferences, sync progress).
 
+The transport is v1 (Bitcoin's plain framing) or BIP324's v2 (node/p2p/v2transport.py): a
+connection made with a V2Transport runs its handshake first; an inbound one detects from the
+peer's first 16 bytes whether it speaks v1, and then continues as any v1 connection. Once a
+connection speaks v1, its reads and writes are the v1 code alone.
+
 Reading is sequential: the next message is read only once the handler of the previous one
 returns, so a peer that floods us fills its own TCP window and no buffer of ours. Writes go
 straight to the transport; a peer whose unsent data grows past MAX_SEND_BUFFER (it does not
@@ -18,7 +23,9 @@ from collections.abc import Awaitable, Callable
 
 from consensus.serialize import DeserializationError
 from node.p2p import messages as m
+from node.p2p import v2transport as v2t
 from node.p2p.netaddr import NetAddr
+from node.p2p.v2transport import V2Transport, V2TransportError
 
 log = logging.getLogger("net")
 
@@ -69,7 +76,7 @@ Handler = Callable[["Peer", str, object], Awaitable[None]]
 class Peer:
     def __init__(self, pid: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  conn_type: str, addr: NetAddr, addr_bind: NetAddr, magic: bytes,
-                 added_name: str | None = None) -> None:
+                 added_name: str | None = None, v2: V2Transport | None = None) -> None:
         self.id = pid
         self.reader = reader
         self.writer = writer
@@ -79,6 +86,13 @@ class Peer:
         self.addr_bind = addr_bind
         self.added_name = added_name  # the -addnode/-connect/addnode string it came from
         self.magic = magic
+        # BIP324: the v2 transport while it is in use (None: v1 framing). An inbound one
+        # starts by detecting v1; an outbound one that hears nothing back may be retried as
+        # v1 (v2_retry_v1, read by the connection manager once the connection has ended).
+        self.v2 = v2
+        self.v2_attempted = v2 is not None and v2.initiator
+        self.v2_retry_v1 = False
+        self._v2_key_sent = False
         self.connected_at = time.time()
         self.closed = False
         self.disconnect_reason = ""
@@ -146,6 +160,9 @@ class Peer:
     def send_raw(self, command: str, payload: bytes) -> None:
         if self.closed:
             return
+        if self.v2 is not None:
+            self._send_v2(command, payload)
+            return
         data = m.frame(self.magic, command, payload)
         self.writer.write(data)
         n = len(data)
@@ -154,6 +171,37 @@ class Peer:
         self.last_send = time.time()
         if self.writer.transport.get_write_buffer_size() > MAX_SEND_BUFFER:
             self.close("send buffer full: the peer is not reading")
+
+    def _send_v2(self, command: str, payload: bytes) -> None:
+        t = self.v2
+        if not t.ready:
+            # Before the keys exist: queued, written with the handshake (_flush_v2).
+            t.send(command, payload)
+            n = v2t.packet_size(command, len(payload))
+        else:
+            packet = t.encrypt_message(command, payload)
+            n = len(packet)
+            queued = t.data_to_send()
+            self._write(queued + packet if queued else packet)
+        self.sent_per_msg[command] = self.sent_per_msg.get(command, 0) + n
+
+    def _write(self, data: bytes) -> None:
+        """Raw bytes to the wire (v2: packets and handshake bytes), counted."""
+        self.writer.write(data)
+        self.bytes_sent += len(data)
+        self.last_send = time.time()
+        if self.writer.transport.get_write_buffer_size() > MAX_SEND_BUFFER:
+            self.close("send buffer full: the peer is not reading")
+
+    def _flush_v2(self) -> None:
+        """Write what the v2 transport has queued (our key and garbage, the handshake's
+        replies, messages held until the keys existed)."""
+        data = self.v2.data_to_send()
+        if data and not self.closed:
+            if not self._v2_key_sent:
+                self._v2_key_sent = True
+                log.debug("start sending v2 handshake to peer=%d", self.id)
+            self._write(data)
 
     async def drain(self) -> None:
         """Wait until the peer has taken most of what we sent (used when serving blocks)."""
@@ -165,10 +213,14 @@ class Peer:
 
     # -- receiving -------------------------------------------------------------------------
 
-    async def read_message(self) -> tuple[str, bytes]:
-        """The next (command, payload). Raises ProtocolViolation, or IncompleteReadError /
-        ConnectionError when the connection ends."""
-        head = await self.reader.readexactly(m.HEADER_LEN)
+    async def read_message(self, prefix: bytes = b"") -> tuple[str, bytes]:
+        """The next (command, payload); `prefix`: its first bytes, already read (fewer than
+        a header's). Raises ProtocolViolation, or IncompleteReadError / ConnectionError when
+        the connection ends."""
+        if prefix:
+            head = prefix + await self.reader.readexactly(m.HEADER_LEN - len(prefix))
+        else:
+            head = await self.reader.readexactly(m.HEADER_LEN)
         try:
             hdr = m.MessageHeader.parse(head)
         except DeserializationError as err:
@@ -193,6 +245,12 @@ class Peer:
     async def run(self, handle: Handler) -> None:
         """Read and dispatch messages until the connection ends."""
         try:
+            prefix = b""
+            if self.v2 is not None:
+                prefix = await self._run_v2(handle)
+                if prefix and not self.closed:  # an inbound v1 peer: its first message
+                    command, payload = await self.read_message(prefix)
+                    await self._dispatch(handle, command, payload)
             while not self.closed:
                 command, payload = await self.read_message()
                 try:
@@ -211,8 +269,72 @@ class Peer:
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             self.close("connection closed by peer")
         finally:
+            t = self.v2
+            if t is not None and self.v2_attempted and t.should_reconnect_v1 and \
+                    self._v2_key_sent:
+                self.v2_retry_v1 = True  # (Core: more than a v1 header's worth was sent)
             self.close(self.disconnect_reason or "done")
 
+    async def _dispatch(self, handle: Handler, command: str, payload: bytes) -> None:
+        try:
+            msg = m.decode_payload(command, payload)
+        except m.OversizedMessage as err:
+            await handle(self, "oversized", err)
+            return
+        except DeserializationError as err:
+            raise ProtocolViolation(f"malformed {command}: {err}") from None
+        if msg is None:
+            log.debug("peer=%d: ignoring unknown message %r", self.id, command)
+            return
+        await handle(self, command, msg)
+
+    async def _run_v2(self, handle: Handler) -> bytes:
+        """The v2 connection: handshake, then messages until it ends. Returns early, with the
+        bytes read so far, when an inbound peer turns out to speak v1 (b"" otherwise)."""
+        t = self.v2
+        reader = self.reader
+        self._flush_v2()  # an initiator's key and garbage
+        recv_per_msg = self.recv_per_msg
+        while not self.closed:
+            need = t.bytes_needed()
+            if t.state == v2t.APP or t.state == v2t.VERSION:
+                data = await reader.readexactly(need)  # the rest of one packet
+            else:
+                # The handshake: whatever has come (the peer may send less than we could
+                # take, and its bytes count as they arrive).
+                data = await reader.read(need)
+                if not data:
+                    raise asyncio.IncompleteReadError(b"", need)
+            self.bytes_recv += len(data)
+            self.last_recv = time.time()
+            error = None
+            try:
+                msgs = t.receive(data)
+            except V2TransportError as err:
+                msgs, error = err.messages, err
+            if t.v1_fallback:
+                prefix = t.take_v1_bytes()
+                self.bytes_recv -= len(prefix)  # counted again with their message
+                self.v2 = None
+                for command, payload in t.take_pending():
+                    self.send_raw(command, payload)
+                return prefix
+            if error is None:
+                self._flush_v2()
+            for command, payload, size in msgs:
+                if command is None:
+                    recv_per_msg["*other*"] = recv_per_msg.get("*other*", 0) + size
+                    log.debug("peer=%d: ignoring a v2 message of unknown type", self.id)
+                    continue
+                key = command if command in m.MESSAGES or command in ("block", "tx") \
+                    else "*other*"
+                recv_per_msg[key] = recv_per_msg.get(key, 0) + size
+                await self._dispatch(handle, command, payload)
+                if self.closed:
+                    return b""
+            if error is not None:
+                raise ProtocolViolation(str(error))
+        return b""
     def close(self, reason: str) -> None:
         if self.closed:
             return
@@ -225,6 +347,21 @@ class Peer:
             pass
 
     # -- info ------------------------------------------------------------------------------
+
+    @property
+    def transport_type(self) -> str:
+        """Core's transport_protocol_type: "v1", "v2" once the peer's version packet came,
+        "detecting" before."""
+        t = self.v2
+        if t is None:
+            return "v1"
+        return "v2" if t.state == v2t.APP else "detecting"
+
+    @property
+    def session_id(self) -> str:
+        """The v2 session id as hex ("" unless transport_type is "v2")."""
+        t = self.v2
+        return t.session_id.hex() if t is not None and t.state == v2t.APP else ""
 
     @property
     def user_agent(self) -> str:

@@ -303,6 +303,11 @@ def _type_bytes(command: str) -> bytes:
     return b"\x00" + raw.ljust(COMMAND_SIZE, b"\x00")
 
 
+def packet_size(command: str, payload_len: int) -> int:
+    """The wire size of an application message's packet."""
+    return (1 if command in _SEND_TYPE else 1 + COMMAND_SIZE) + payload_len + EXPANSION
+
+
 def encode_contents(command: str, payload: bytes = b"") -> bytes:
     """A packet's contents for an application message."""
     return _type_bytes(command) + payload
@@ -432,6 +437,11 @@ class V2Transport:
         return self.cipher.session_id if self.cipher is not None else None
 
     @property
+    def ready(self) -> bool:
+        """The keys exist: messages are encrypted as they are sent (encrypt_message)."""
+        return self._send_ready
+
+    @property
     def handshake_done(self) -> bool:
         """Their version packet has arrived: application messages flow both ways."""
         return self.state == APP
@@ -448,6 +458,13 @@ class V2Transport:
         also requires that more than a v1 header was sent, true once data_to_send()'s first
         64 bytes were written)."""
         return self.initiator and self.state == KEY and not self._recv_buf
+
+    def take_pending(self) -> list[tuple[str, bytes]]:
+        """After v1_fallback: the messages queued with send() before the peer's transport was
+        known (for the caller to send them with v1 framing)."""
+        out = [item for item in self._pending if not isinstance(item, int)]
+        self._pending.clear()
+        return out
 
     def take_v1_bytes(self) -> bytes:
         """After v1_fallback: the bytes received so far, which begin the peer's v1 stream."""
@@ -576,14 +593,16 @@ class V2Transport:
             self.state = KEY
             self._start_sending()
         if self.state == KEY:
+            if not self.initiator and len(buf) >= V1_PREFIX_LEN and \
+                    buf[4:V1_PREFIX_LEN] == V1_VERSION_COMMAND:
+                # A v1 version message, but for another network (its magic differed): said
+                # as soon as its 16 bytes are in, as Core does.
+                raise V2TransportError(
+                    "V2 transport error: V1 peer with wrong MessageStart "
+                    f"{bytes(buf[:4]).hex()}")
             if len(buf) < ELLSWIFT_PUBKEY_LEN:
                 return
             theirs = bytes(buf[:ELLSWIFT_PUBKEY_LEN])
-            if not self.initiator and theirs[4:V1_PREFIX_LEN] == V1_VERSION_COMMAND:
-                # A v1 version message, but for another network (its magic differed).
-                raise V2TransportError(
-                    "V2 transport error: V1 peer with wrong MessageStart "
-                    f"{theirs[:4].hex()}")
             del buf[:ELLSWIFT_PUBKEY_LEN]
             self._keys_ready(theirs)
             self.state = GARB_GARBTERM

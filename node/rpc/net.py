@@ -121,8 +121,8 @@ def _peer_json(p2p, peer) -> dict:
         "bytessent_per_msg": dict(sorted(peer.sent_per_msg.items())),
         "bytesrecv_per_msg": dict(sorted(peer.recv_per_msg.items())),
         "connection_type": peer.conn_type,
-        "transport_protocol_type": "v1",
-        "session_id": "",
+        "transport_protocol_type": peer.transport_type,
+        "session_id": peer.session_id,
     })
     return out
 
@@ -144,8 +144,9 @@ def getpeerinfo(node):
      [Arg("node", STR, help="The node (see getpeerinfo for nodes)"),
       Arg("command", STR, help="'add' to add a node to the list, 'remove' to remove a node from "
                                "the list, 'onetry' to try a connection to the node once"),
-      Arg("v2transport", BOOL, False, False, "Attempt to connect using BIP324 v2 transport "
-                                             "protocol (ignored)")],
+      Arg("v2transport", BOOL, False, None, "Attempt to connect using BIP324 v2 transport "
+                                            "protocol (ignored for 'remove' command)",
+          default_hint="set by -v2transport")],
      description="Attempts to add or remove a node from the addnode list.\nOr try a connection "
                  "to a node once.\nNodes added using addnode (or -connect) are protected from "
                  "DoS disconnection and are not required to be\nfull nodes/support SegWit as "
@@ -154,18 +155,20 @@ def getpeerinfo(node):
 def addnode(node, node_, command, v2transport):
     if command not in ("add", "remove", "onetry"):
         raise RPCError(RPC_MISC_ERROR, REGISTRY["addnode"].help_text())
-    if v2transport:
+    cm = _p2p(node).connman
+    use_v2 = cm.v2_enabled if v2transport is None else bool(v2transport)
+    if use_v2 and not cm.v2_enabled:
         raise RPCError(RPC_INVALID_PARAMETER, "Error: v2transport requested but not enabled "
                                               "(see -v2transport)")
-    cm = _p2p(node).connman
     if command == "onetry":
         if cm.connected_to(node_) is None:  # (Core: not a second connection to it)
-            cm._spawn(cm.dial(node_))
+            cm._spawn(cm.dial(node_, use_v2=use_v2))
         return None
     if command == "add":
         if node_ in cm.added:
             raise RPCError(RPC_CLIENT_NODE_ALREADY_ADDED, "Error: Node already added")
         cm.added.append(node_)
+        cm.added_v2[node_] = use_v2
         if cm.connected_to(node_) is None and node_ not in cm.connecting:
             cm.connecting.add(node_)
             cm._spawn(cm._dial_added(node_))  # now, not at the next retry

@@ -782,3 +782,28 @@ def test_constants():
     assert v2.EXPANSION == 20
     assert MAX_CONTENTS_LEN == 4_000_013
     assert v2.REKEY_INTERVAL == 224
+
+
+def test_v1_peer_of_another_network_seen_at_16_bytes():
+    """As Core: the wrong-network v1 peer is told apart from its first 16 bytes, without
+    waiting for 64 (it may send no more before it waits for us)."""
+    t = V2Transport(False, REGTEST)
+    with pytest.raises(V2TransportError, match="V1 peer with wrong MessageStart 0a03cf40"):
+        t.receive(SIGNET + b"version" + bytes(5))
+
+
+def test_packet_size_and_pending_after_v1_fallback():
+    assert v2.packet_size("ping", 8) == 1 + 8 + EXPANSION
+    assert v2.packet_size("sendaddrv2", 0) == 13 + EXPANSION
+    t = V2Transport(False, REGTEST)
+    t.send("version", b"v")
+    t.send_decoy(5)
+    t.receive(m.frame(REGTEST, "version", b"x" * 30)[:16])
+    assert t.v1_fallback
+    assert t.take_pending() == [("version", b"v")] and t.take_pending() == []
+    ini = V2Transport(True, REGTEST)
+    assert not ini.ready
+    res = V2Transport(False, REGTEST, detect_v1=False)
+    res.receive(ini.data_to_send())
+    ini.receive(res.data_to_send())
+    assert ini.ready and res.ready
