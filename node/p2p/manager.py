@@ -18,13 +18,16 @@ import time
 from concurrent.futures import Executor
 from pathlib import Path
 
+from node import clock
+from node.config import ConfigError
 from node.p2p import messages as m
+from node.p2p import permissions as perm
 from node.p2p.addrman import AddrMan
 from node.p2p.banman import BanMan
-from node.p2p.connman import ConnMan
+from node.p2p.connman import ADDR_FETCH, BLOCK_RELAY, FEELER, ConnMan
 from node.p2p.netaddr import NetAddr
 from node.p2p.peer import MANUAL, Peer
-from node.p2p.relay import Relay
+from node.p2p.relay import TX_MSG_TYPES, Relay
 from node.p2p.sync import BlockSync
 
 log = logging.getLogger("net")
@@ -56,9 +59,18 @@ class PeerManager:
         self.params = params
         self.validation = validation
         self.user_agent = user_agent
-        self.local_services = m.NODE_NETWORK | m.NODE_WITNESS
+        # Core's: NETWORK_LIMITED always, NETWORK unless pruned, BLOOM with -peerbloomfilters
+        self.pruned = config.arg_int("prune") > 0
+        self.local_services = m.NODE_NETWORK_LIMITED | m.NODE_WITNESS
+        if not self.pruned:
+            self.local_services |= m.NODE_NETWORK
+        if config.arg_bool("peerbloomfilters"):
+            self.local_services |= m.NODE_BLOOM
         if config.arg_bool("v2transport", True):  # BIP324
             self.local_services |= m.NODE_P2P_V2
+        self.logips = config.arg_bool("logips")
+        self.blocksonly = config.arg_bool("blocksonly")  # Core's ignore_incoming_txs
+        self.inbound_relay_percent = min(max(config.arg_int("inboundrelaypercent", 50), 0), 100)
         self.peer_timeout = float(config.peertimeout)
         self.ping_timeout = float(config.pingtimeout)
         self.timing = Timing(params.name == "regtest")
@@ -66,11 +78,25 @@ class PeerManager:
         self.addrman = AddrMan(datadir)
         connect = [c for c in config.connect if c not in ("0", "")]
         listen = config.listen if config.listen is not None else not connect
+        if config.port is not None and not 0 < config.port < 65536:
+            raise ConfigError(f"Error: Invalid port specified in -port: '{config.port}'")
+        try:
+            whitelist = [perm.parse_whitelist(w) for w in config.arg_list("whitelist")]
+            whitebinds = [perm.parse_whitebind(w) for w in config.arg_list("whitebind")]
+        except perm.PermissionSyntaxError as err:
+            raise ConfigError(f"Error: {err}") from None
+        relay = config.arg_bool("whitelistrelay", True)
+        force = config.arg_bool("whitelistforcerelay", False)
+        for w in whitelist:
+            w.flags = perm.resolve_implicit(w.flags, relay, force)
+        for w in whitebinds:
+            w.flags = perm.resolve_implicit(w.flags, relay, force)
         self.connman = ConnMan(
             self, params.message_start, params.default_port, listen=listen,
             binds=config.bind, port=config.port, connect=connect, addnode=config.addnode,
             max_connections=config.maxconnections, connect_timeout=config.timeout / 1000,
             auto_outbound=not config.connect,  # -connect=0 as well: no automatic peers
+            whitelist=whitelist, whitebinds=whitebinds,
         )
         self.sync = BlockSync(self)
         self.relay = Relay(self)
@@ -78,6 +104,7 @@ class PeerManager:
         self._tasks: list[asyncio.Task] = []
         self._last_save = time.monotonic()
         self._addr_salt = random.randbytes(16)
+        self._addr_cache: dict[tuple, tuple[float, list[NetAddr]]] = {}
         self._handlers = {
             "verack": self.on_verack,
             "ping": self.on_ping,
@@ -88,15 +115,18 @@ class PeerManager:
             "addr": self.on_addr,
             "addrv2": self.on_addr,
             "sendcmpct": self._ignore,
-            "mempool": self._ignore,
+            "mempool": self.on_mempool,
+            "filterload": self.on_filterload,
+            "filteradd": self.on_filteradd,
+            "filterclear": self.on_filterclear,
             "getheaders": self.sync.on_getheaders,
             "getblocks": self.sync.on_getblocks,
             "headers": self.sync.on_headers,
             "block": self.sync.on_block,
-            "inv": self.relay.on_inv,
-            "getdata": self.relay.on_getdata,
+            "inv": self.on_inv,
+            "getdata": self.on_getdata,
             "notfound": self.relay.on_notfound,
-            "tx": self.relay.on_tx,
+            "tx": self.on_tx,
         }
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -175,15 +205,33 @@ class PeerManager:
 
     # -- handshake ------------------------------------------------------------------------------
 
+    def peer_log_ip(self, peer: Peer) -> str:
+        """Core's LogIP: the peer's address in log lines only with -logips."""
+        return f", peeraddr={peer.addr}" if self.logips else ""
+
+    def disconnect_msg(self, peer: Peer) -> str:
+        """Core's DisconnectMsg."""
+        return f"disconnecting peer={peer.id}{self.peer_log_ip(peer)}"
+
+    def reject_incoming_txs(self, peer: Peer) -> bool:
+        """Core's RejectIncomingTxs: block-relay-only connections never send us
+        transactions; in -blocksonly mode only peers with the relay permission may."""
+        if peer.conn_type == BLOCK_RELAY:
+            return True
+        if perm.has(peer.permissions, perm.RELAY):
+            return False
+        return self.blocksonly
+
     def send_version(self, peer: Peer) -> None:
         peer.sent_version_nonce = random.getrandbits(64) or 1
         tip = self.chain.published
+        relay = not self.reject_incoming_txs(peer) and peer.conn_type != FEELER
         peer.send(m.Version(
             version=m.PROTOCOL_VERSION, services=self.local_services,
-            timestamp=int(time.time()),
+            timestamp=clock.now_int(),
             addr_recv=NetAddr(peer.addr.net, peer.addr.addr, peer.addr.port),
             addr_from=NetAddr.unspecified(), nonce=peer.sent_version_nonce,
-            user_agent=self.user_agent, start_height=tip.height if tip else 0, relay=True,
+            user_agent=self.user_agent, start_height=tip.height if tip else 0, relay=relay,
         ))
 
     def on_version(self, peer: Peer, v: m.Version) -> None:
@@ -191,50 +239,71 @@ class PeerManager:
             log.debug("redundant version message from peer=%d", peer.id)
             return
         if v.version < m.MIN_PEER_PROTO_VERSION:
+            log.debug("peer=%d using obsolete version %d; %s", peer.id, v.version,
+                      self.disconnect_msg(peer))
             peer.close(f"peer uses obsolete version {v.version}")
             return
         if peer.inbound and any(p.sent_version_nonce == v.nonce
                                 for p in self.connman.peers.values() if not p.inbound):
+            log.info("connected to self at %s, disconnecting", peer.addr)
             peer.close("connected to self")
             return
         if not peer.inbound and peer.conn_type != MANUAL and \
-                (v.services & self.local_services) != self.local_services:
+                (v.services & m.NODE_WITNESS) != m.NODE_WITNESS:
+            log.debug("peer does not offer the expected services (%08x offered, %08x "
+                      "expected); %s", v.services, v.services | m.NODE_WITNESS,
+                      self.disconnect_msg(peer))
             peer.close(f"peer lacks the services we need ({v.services:#x})")
             return
         peer.version = v
-        peer.relay_txs = v.relay
-        peer.time_offset = v.timestamp - int(time.time())
+        # Core's m_tx_relay: none for block-relay-only and feeler connections; for the others
+        # when the peer asked for transactions, or may load a bloom filter later.
+        peer.tx_relay = peer.conn_type not in (BLOCK_RELAY, FEELER) and \
+            (v.relay or bool(self.local_services & m.NODE_BLOOM))
+        peer.relay_txs = peer.tx_relay and v.relay
+        peer.time_offset = v.timestamp - clock.now_int()
         peer.addr_local = str(v.addr_recv) if v.addr_recv.port else ""
         if peer.inbound:
             self.send_version(peer)
         if v.version >= m.WTXID_RELAY_VERSION:
             peer.send(m.WTxidRelay())
-        peer.send(m.SendAddrV2())
+            peer.send(m.SendAddrV2())  # (BIP155: only to peers of version 70016 or later)
         peer.send(m.VerAck())
-        log.info("receive version message: %s: version %d, blocks=%d, peer=%d%s",
-                 v.user_agent, v.version, v.start_height, peer.id,
-                 "" if peer.inbound else f", peeraddr={peer.addr}")
+        log.debug("receive version message: %s: version %d, blocks=%d, us=%s, txrelay=%d, "
+                  "peer=%d%s", _clean(v.user_agent), v.version, v.start_height,
+                  v.addr_recv, v.relay, peer.id, self.peer_log_ip(peer))
+        if peer.conn_type == FEELER:
+            log.debug("feeler connection completed, %s", self.disconnect_msg(peer))
+            peer.close("feeler connection completed")
+            return
+        if peer.inbound and peer.relay_txs:
+            self.connman.check_inbound_tx_relay(peer)
 
     async def on_verack(self, peer: Peer, msg) -> None:
         if peer.handshake_done:
+            log.debug("ignoring redundant verack message from peer=%d", peer.id)
             return
         peer.handshake_done = True
         version = peer.version.version
         if version >= m.SENDHEADERS_VERSION:
             peer.send(m.SendHeaders())
-        if version >= m.FEEFILTER_VERSION and peer.relay_txs:
+        if version >= m.FEEFILTER_VERSION and peer.tx_relay and \
+                not self.reject_incoming_txs(peer):
             self.relay.send_fee_filter(peer)
         if not peer.inbound:
-            peer.addr_tokens += MAX_ADDR_TOKENS  # (the answer may hold that many)
-            peer.send(m.GetAddr())
-            self.addrman.add([NetAddr(peer.addr.net, peer.addr.addr, peer.addr.port,
-                                      peer.services)], "self")
-            self.addrman.good(peer.addr)
+            if peer.conn_type != BLOCK_RELAY:
+                peer.addr_tokens += MAX_ADDR_TOKENS  # (the answer may hold that many)
+                peer.send(m.GetAddr())
+            if peer.conn_type not in (ADDR_FETCH, BLOCK_RELAY):
+                self.addrman.add([NetAddr(peer.addr.net, peer.addr.addr, peer.addr.port,
+                                          peer.services)], "self")
+                self.addrman.good(peer.addr)
         peer.next_inv_send = time.monotonic()
         self.send_ping(peer)
-        log.info("New %s %s peer connected: version: %d, blocks=%d, peer=%d",
-                 peer.conn_type, peer.transport_type, version, peer.version.start_height,
-                 peer.id)
+        if not peer.inbound:
+            log.info("New %s %s peer connected: version: %d, blocks=%d, peer=%d%s",
+                     peer.conn_type, getattr(peer, "transport_type", "v1"), version,
+                     peer.version.start_height, peer.id, self.peer_log_ip(peer))
         self.sync.start(peer)
 
     async def on_sendheaders(self, peer: Peer, msg) -> None:
@@ -243,6 +312,91 @@ class PeerManager:
     async def on_feefilter(self, peer: Peer, msg: m.FeeFilter) -> None:
         if 0 <= msg.feerate <= 21_000_000 * 100_000_000:  # Core's MoneyRange check
             peer.fee_filter = msg.feerate
+
+    # -- transactions and inventory: what the peer may send us -----------------------------------
+
+    async def on_tx(self, peer: Peer, msg) -> None:
+        if self.reject_incoming_txs(peer):
+            log.debug("transaction sent in violation of protocol, %s", self.disconnect_msg(peer))
+            peer.close("transaction sent in violation of protocol")
+            return
+        await self.relay.on_tx(peer, msg)
+
+    async def on_inv(self, peer: Peer, msg: m.InvMsg) -> None:
+        if self.reject_incoming_txs(peer):
+            for item in msg.items:
+                if item.type in (m.MSG_TX, m.MSG_WTX, m.MSG_WITNESS_TX):
+                    log.debug("transaction (%s) inv sent in violation of protocol, %s",
+                              item.hash[::-1].hex(), self.disconnect_msg(peer))
+                    peer.close("transaction inv sent in violation of protocol")
+                    return
+        await self.relay.on_inv(peer, msg)
+
+    async def on_getdata(self, peer: Peer, msg: m.GetData) -> None:
+        items = msg.items
+        log.debug("received getdata (%d invsz) peer=%d", len(items), peer.id)
+        if items:
+            log.debug("received getdata for: %s peer=%d", _inv_str(items[0]), peer.id)
+        # Transactions only to peers we relay transactions with (Core ignores the others'
+        # requests); blocks are served by the block sync.
+        txs = [i for i in items if i.type in TX_MSG_TYPES]
+        if txs and peer.tx_relay:
+            await self.relay.on_getdata(peer, m.GetData(txs))
+        blocks = [i for i in items if i.type not in TX_MSG_TYPES]
+        if blocks and not peer.closed:
+            await self.sync.serve_blocks(peer, blocks)
+
+    async def on_mempool(self, peer: Peer, msg) -> None:
+        """BIP35: announce our whole mempool, only with bloom filters offered or the mempool
+        permission."""
+        if not self.local_services & m.NODE_BLOOM and \
+                not perm.has(peer.permissions, perm.MEMPOOL):
+            if not perm.has(peer.permissions, perm.NOBAN):
+                log.debug("mempool request with bloom filters disabled, %s",
+                          self.disconnect_msg(peer))
+                peer.close("mempool request with bloom filters disabled")
+            return
+        if not peer.tx_relay:
+            return
+        for e in list(self.mempool.entries.values()):
+            rate = e.modified_fee * 1000 // e.vsize if e.vsize else 0
+            if rate >= peer.fee_filter:
+                peer.tx_to_announce[e.tx.wtxid] = None
+
+    def _bloom_allowed(self, peer: Peer, command: str) -> bool:
+        if self.local_services & m.NODE_BLOOM:
+            return True
+        log.debug("%s received despite not offering bloom services, %s", command,
+                  self.disconnect_msg(peer))
+        peer.close(f"{command} received despite not offering bloom services")
+        return False
+
+    async def on_filterload(self, peer: Peer, msg: m.FilterLoad) -> None:
+        if not self._bloom_allowed(peer, "filterload"):
+            return
+        if not msg.within_size_limits():
+            self.misbehaving(peer, 100, "too-large bloom filter")
+            return
+        if peer.tx_relay:
+            # (minibtc keeps no filter: the peer gets every transaction, as with no filter)
+            peer.bloom_filter_loaded = True
+            was_relaying = peer.relay_txs
+            peer.relay_txs = True
+            if peer.inbound and not was_relaying:
+                self.connman.check_inbound_tx_relay(peer, "filterload")
+
+    async def on_filteradd(self, peer: Peer, msg: m.FilterAdd) -> None:
+        if not self._bloom_allowed(peer, "filteradd"):
+            return
+        if len(msg.data) > m.MAX_SCRIPT_ELEMENT_SIZE or not peer.bloom_filter_loaded:
+            self.misbehaving(peer, 100, "bad filteradd message")
+
+    async def on_filterclear(self, peer: Peer, msg) -> None:
+        if not self._bloom_allowed(peer, "filterclear"):
+            return
+        if peer.tx_relay:
+            peer.bloom_filter_loaded = False
+            peer.relay_txs = True
 
     # -- keep-alive -------------------------------------------------------------------------------
 
@@ -299,6 +453,10 @@ class PeerManager:
         still discouraged."""
         if howmuch <= 0:
             return
+        if perm.has(peer.permissions, perm.NOBAN):
+            log.info("Misbehaving: peer=%d: %s", peer.id, reason)
+            log.warning("Warning: not punishing noban peer %d!", peer.id)
+            return
         before = peer.misbehavior
         peer.misbehavior += howmuch
         log.info("Misbehaving: peer=%d (%d -> %d): %s", peer.id, before, peer.misbehavior,
@@ -315,19 +473,45 @@ class PeerManager:
 
     async def on_getaddr(self, peer: Peer, msg) -> None:
         # Only inbound peers are answered, once per connection (Core: outbound ones could
-        # fingerprint us through the answer).
-        if not peer.inbound or peer.getaddr_answered:
+        # fingerprint us through the answer); never on block-relay-only connections.
+        if not peer.inbound:
+            log.debug("Ignoring \"getaddr\" from %s connection. peer=%d", peer.conn_type,
+                      peer.id)
+            return
+        if peer.getaddr_answered:
+            log.debug("Ignoring repeated \"getaddr\". peer=%d", peer.id)
             return
         peer.getaddr_answered = True
-        addrs = self.addrman.get_addr(m.MAX_ADDR_TO_SEND, 23)
+        if perm.has(peer.permissions, perm.ADDR):
+            addrs = self.addrman.get_addr(m.MAX_ADDR_TO_SEND, 0)
+        else:
+            addrs = self._cached_addrs(peer)
         if not peer.addrv2:
             addrs = [a for a in addrs if a.is_addrv1_compatible]
         for a in addrs:
             peer.known_addrs.add(_addr_key(a))
         peer.send(m.AddrV2(addrs) if peer.addrv2 else m.Addr(addrs))
 
+    def _cached_addrs(self, peer: Peer) -> list[NetAddr]:
+        """Core's getaddr cache: one answer per local address (the one the peer connected
+        to) for 21 to 27 hours, so that asking again, or through another connection, tells
+        nothing new about the address book (and two binds cannot be linked by it)."""
+        now = clock.now()
+        key = (peer.addr_bind.net, peer.addr_bind.addr, peer.addr_bind.port)
+        cached = self._addr_cache.get(key)
+        if cached is None or cached[0] < now:
+            addrs = self.addrman.get_addr(m.MAX_ADDR_TO_SEND, 23)
+            cached = (now + 21 * 3600 + random.uniform(0, 6 * 3600), addrs)
+            self._addr_cache[key] = cached
+        return [NetAddr(a.net, a.addr, a.port, a.services, a.time) for a in cached[1]]
+
     async def on_addr(self, peer: Peer, msg) -> None:
-        now = time.time()
+        if peer.conn_type == BLOCK_RELAY:
+            return  # (Core: no address relay on block-relay-only connections)
+        if peer.conn_type == ADDR_FETCH and len(msg.addrs) > 1:
+            log.debug("addrfetch connection completed, %s", self.disconnect_msg(peer))
+            peer.close("addrfetch connection completed")
+        now = clock.now()
         mono = time.monotonic()
         peer.addr_tokens = min(peer.addr_tokens + (mono - peer.addr_token_time) * ADDR_RATE,
                                max(peer.addr_tokens, MAX_ADDR_TOKENS))
@@ -356,8 +540,9 @@ class PeerManager:
         """Pass a fresh address on to two other peers (Core's RelayAddress): the same two
         for a given address all day, so announcing it again does not spread it further."""
         key = _addr_key(a)
-        day = int(time.time() // 86400).to_bytes(8, "little")
+        day = int(clock.now() // 86400).to_bytes(8, "little")
         candidates = [p for p in self.peers() if p is not source and key not in p.known_addrs
+                      and p.conn_type != BLOCK_RELAY
                       and (p.addrv2 or a.is_addrv1_compatible)]
         candidates.sort(key=lambda p: hashlib.sha256(
             self._addr_salt + key + day + p.id.to_bytes(8, "little")).digest())
@@ -401,6 +586,23 @@ class PeerManager:
                             self._flush_addrs(peer)
             except Exception:  # a bug here must not stop the node's networking
                 log.exception("P2P maintenance failed")
+
+
+_INV_NAMES = {m.MSG_TX: "tx", m.MSG_BLOCK: "block", m.MSG_FILTERED_BLOCK: "merkleblock",
+              m.MSG_CMPCT_BLOCK: "cmpctblock", m.MSG_WTX: "wtx"}
+
+
+def _inv_str(item: m.Inv) -> str:
+    """Core's CInv::ToString: "wtx 1234...", "witness-block 0abc..."."""
+    name = _INV_NAMES.get(item.type & ~m.MSG_WITNESS_FLAG, f"0x{item.type:08x}")
+    if item.type & m.MSG_WITNESS_FLAG and item.type & ~m.MSG_WITNESS_FLAG in _INV_NAMES:
+        name = "witness-" + name
+    return f"{name} {item.hash[::-1].hex()}"
+
+
+def _clean(s: str) -> str:
+    """Core's SanitizeString for the user agent."""
+    return "".join(c for c in s if c.isalnum() or c in " .,;-_/:?@()")
 
 
 def _addr_key(a: NetAddr) -> bytes:

@@ -38,6 +38,7 @@ MAX_LOCATOR_SZ = 101
 MAX_SUBVERSION_LENGTH = 256
 
 NODE_NETWORK = 1
+NODE_BLOOM = 1 << 2
 NODE_WITNESS = 1 << 3
 NODE_NETWORK_LIMITED = 1 << 10
 NODE_P2P_V2 = 1 << 11  # BIP324
@@ -144,6 +145,54 @@ class WTxidRelay(_Empty):
 
 class MempoolMsg(_Empty):
     command = "mempool"
+
+
+class FilterClear(_Empty):
+    command = "filterclear"
+
+
+# -- BIP37 bloom filters (only their shape: minibtc filters nothing) ------------------------
+
+MAX_BLOOM_FILTER_SIZE = 36_000
+MAX_HASH_FUNCS = 50
+MAX_SCRIPT_ELEMENT_SIZE = 520
+
+
+@dataclass
+class FilterLoad:
+    command = "filterload"
+    data: bytes = b""
+    hash_funcs: int = 0
+    tweak: int = 0
+    flags: int = 0
+
+    def serialize(self) -> bytes:
+        return var_bytes(self.data) + struct.pack("<IIB", self.hash_funcs, self.tweak,
+                                                  self.flags)
+
+    @classmethod
+    def parse(cls, payload: bytes) -> FilterLoad:
+        r = Reader(payload)
+        data = r.var_bytes()
+        hash_funcs, tweak = r.u32(), r.u32()
+        flags = r.u8()
+        return cls(data, hash_funcs, tweak, flags)
+
+    def within_size_limits(self) -> bool:
+        return len(self.data) <= MAX_BLOOM_FILTER_SIZE and self.hash_funcs <= MAX_HASH_FUNCS
+
+
+@dataclass
+class FilterAdd:
+    command = "filteradd"
+    data: bytes = b""
+
+    def serialize(self) -> bytes:
+        return var_bytes(self.data)
+
+    @classmethod
+    def parse(cls, payload: bytes) -> FilterAdd:
+        return cls(Reader(payload).var_bytes())
 
 
 # -- handshake and keep-alive ---------------------------------------------------------------
@@ -434,8 +483,8 @@ class AddrV2(Addr):
 MESSAGES = {
     cls.command: cls
     for cls in (Version, VerAck, Ping, Pong, FeeFilter, SendCmpct, GetAddr, SendHeaders,
-                SendAddrV2, WTxidRelay, MempoolMsg, InvMsg, GetData, NotFound, GetHeaders,
-                GetBlocks, Headers, Addr, AddrV2)
+                SendAddrV2, WTxidRelay, MempoolMsg, FilterClear, FilterLoad, FilterAdd, InvMsg,
+                GetData, NotFound, GetHeaders, GetBlocks, Headers, Addr, AddrV2)
 }
 
 

@@ -21,8 +21,12 @@ from consensus.block import HEADER_SIZE, Block, BlockHeader
 from consensus.errors import ValidationError
 from consensus.pow import block_work, check_proof_of_work
 from consensus.serialize import DeserializationError
+from node import clock
 from node.p2p import messages as m
+from node.p2p import permissions as perm
+from node.p2p.connman import ADDR_FETCH
 from node.p2p.peer import Peer
+from node.store.blockindex import VALID_SCRIPTS
 
 log = logging.getLogger("net")
 
@@ -39,7 +43,25 @@ ANTI_DOS_BLOCKS = 144  # headers chains with less work than our tip's minus this
 MAX_PRESYNC_HEADERS = 20_000  # low-work headers kept aside per peer while their chain grows
 MAX_PRESYNC_PEERS = 4  # peers whose low-work headers are kept aside at the same time
 HEADERS_RESPONSE_TIME = 120.0  # a getheaders not answered: another is sent after this
+HEADERS_DOWNLOAD_TIMEOUT_BASE = 15 * 60.0  # initial headers sync: then 1 ms per header
+HEADERS_DOWNLOAD_TIMEOUT_PER_HEADER = 0.001  # expected (one per target spacing since best)
+NEVER = float("inf")
+SERVES_BLOCKS = m.NODE_NETWORK | m.NODE_NETWORK_LIMITED
+STALE_RELAY_AGE_LIMIT = 30 * 24 * 3600  # stale blocks older than this are not served
+NODE_NETWORK_LIMITED_MIN_BLOCKS = 288  # a pruned node serves this deep (and 2 more)
 UNREQUESTED_MAX_AHEAD = 288  # Core's MIN_BLOCKS_TO_KEEP: unrequested blocks beyond it are dropped
+
+
+def is_limited(peer: Peer) -> bool:
+    """A pruned peer (Core's IsLimitedPeer): NODE_NETWORK_LIMITED without NODE_NETWORK."""
+    return not peer.services & m.NODE_NETWORK and bool(peer.services & m.NODE_NETWORK_LIMITED)
+
+
+def _block_bytes(chain, e, witness: bool) -> bytes:
+    raw = chain.read_raw_block(e)
+    if witness:
+        return raw
+    return Block.from_bytes(raw).serialize(witness=False)
 
 
 def last_common_ancestor(a, b):
@@ -83,6 +105,7 @@ class BlockSync:
         self.block_source: dict[bytes, int] = {}  # block -> sender's id, to punish invalid ones
         self._tip_pending = False
         self.last_announced = None
+        self.last_inv_triggering_sync: bytes | None = None
 
     def subscribe(self) -> None:
         """The chain tells us (from whatever thread changed it) when its tip moved."""
@@ -96,26 +119,98 @@ class BlockSync:
 
     # -- headers --------------------------------------------------------------------------------
 
+    # Core starts the headers sync with one peer at a time (a new one for each new block
+    # announced, and another when the first is too slow), unless our best header is recent.
+
+    def preferred_download(self, peer: Peer) -> bool:
+        """Core's fPreferredDownload: outbound (or noban) peers that serve blocks."""
+        return (not peer.inbound or perm.has(peer.permissions, perm.NOBAN)) and \
+            peer.conn_type != ADDR_FETCH and bool(peer.services & SERVES_BLOCKS)
+
     def start(self, peer: Peer) -> None:
-        """First getheaders to a newly connected peer, from our best header's parent (so
-        the answer is never empty and tells us where the peer is)."""
+        """A peer finished its handshake."""
+        peer.sync_started = False
+        peer.headers_sync_timeout = 0.0
+        peer.inv_triggered_getheaders = False
+        self.maybe_start(peer)
+
+    def maybe_start(self, peer: Peer) -> None:
+        """The initial getheaders, from our best header's parent (so the answer is never
+        empty and tells us where the peer is), to one peer at a time while our best header
+        is old."""
+        if peer.sync_started or peer.closed or not peer.services & SERVES_BLOCKS:
+            return
         best = self.chain.best_header
-        start = best.prev if best is not None and best.prev is not None else best
+        if best is None:
+            return
+        peers = self.net.peers()
+        if self.preferred_download(peer):
+            allowed = True
+        else:
+            allowed = peer.conn_type != ADDR_FETCH and (
+                not any(self.preferred_download(p) for p in peers) or not self.in_flight)
+        started = sum(1 for p in peers if getattr(p, "sync_started", False))
+        now = clock.now()
+        if not ((started == 0 and allowed) or best.time > now - 24 * 3600):
+            return
+        start = best.prev if best.prev is not None else best
+        if not self._may_send_getheaders(peer):
+            return
+        log.debug("initial getheaders (%d) to peer=%d (startheight:%d)", start.height,
+                  peer.id, peer.version.start_height)
         self.send_getheaders(peer, start)
+        peer.sync_started = True
+        spacing = self.chain.params.pow_target_spacing
+        peer.headers_sync_timeout = now + HEADERS_DOWNLOAD_TIMEOUT_BASE + \
+            HEADERS_DOWNLOAD_TIMEOUT_PER_HEADER * max(now - best.time, 0) / spacing
+
+    def _check_headers_timeout(self, peer: Peer, peers: list[Peer]) -> None:
+        """Core's initial-headers-sync stall check: our only sync peer, too slow while
+        others could serve us, is dropped (a noban one is only no longer the sync peer)."""
+        if not getattr(peer, "sync_started", False) or peer.headers_sync_timeout == NEVER:
+            return
+        best = self.chain.best_header
+        now = clock.now()
+        if best.time > now - 24 * 3600:
+            peer.headers_sync_timeout = NEVER  # caught up once: no timeout later
+            return
+        started = sum(1 for p in peers if getattr(p, "sync_started", False))
+        preferred = sum(1 for p in peers if self.preferred_download(p))
+        if now > peer.headers_sync_timeout and started == 1 and \
+                preferred - self.preferred_download(peer) >= 1:
+            if perm.has(peer.permissions, perm.NOBAN):
+                log.info("Timeout downloading headers from noban peer, not %s",
+                         self.net.disconnect_msg(peer))
+                peer.sync_started = False
+                peer.headers_sync_timeout = 0.0
+            else:
+                log.info("Timeout downloading headers, %s", self.net.disconnect_msg(peer))
+                peer.close("timeout downloading headers")
+
+    def _may_send_getheaders(self, peer: Peer) -> bool:
+        return clock.now() - peer.headers_requested_at > HEADERS_RESPONSE_TIME
 
     def send_getheaders(self, peer: Peer, start, stop: bytes = b"\x00" * 32) -> None:
-        peer.headers_requested_at = time.monotonic()
+        peer.headers_requested_at = clock.now()
         log.debug("getheaders (%d) to peer=%d", start.height, peer.id)
         peer.send(m.GetHeaders(locator(start), stop))
 
-    def maybe_send_getheaders(self, peer: Peer, stop: bytes = b"\x00" * 32) -> None:
+    def maybe_send_getheaders(self, peer: Peer, announced: bytes | None = None) -> None:
         """A getheaders from our best header, unless one is still unanswered (Core's
         MaybeSendGetHeaders): announcements of unknown blocks cost one request, not one
-        each. The block asked for is remembered, so the answer can be followed up."""
-        if time.monotonic() - peer.headers_requested_at > HEADERS_RESPONSE_TIME:
-            self.send_getheaders(peer, self.chain.best_header, stop)
+        each. The block announced is remembered, so the answer can be followed up. Before
+        the headers sync started with the peer, only the first peer to announce a new
+        block is asked (once), so the sync takes on one more peer per new block."""
+        if announced is not None and not getattr(peer, "sync_started", True):
+            if peer.inv_triggered_getheaders or announced == self.last_inv_triggering_sync:
+                return
+            peer.inv_triggered_getheaders = True
+            self.last_inv_triggering_sync = announced
+        if self._may_send_getheaders(peer):
+            self.send_getheaders(peer, self.chain.best_header)
         else:
-            peer.unknown_block = stop
+            if announced is not None:
+                peer.unknown_block = announced
             log.debug("getheaders to peer=%d not sent: one is unanswered", peer.id)
 
     async def on_headers(self, peer: Peer, msg: m.Headers) -> None:
@@ -208,7 +303,11 @@ class BlockSync:
             start = fork.height + 1
         else:
             e = self.chain.get(msg.hash_stop)
-            if e is None or not e.is_valid():
+            if e is None:
+                return
+            if not self.block_request_allowed(e):
+                log.debug("on_getheaders: ignoring request from peer=%d for old block header "
+                          "that isn't in the main chain", peer.id)
                 return
             peer.send_raw("headers", m.raw_headers_payload([e.header().serialize()]))
             return
@@ -223,6 +322,59 @@ class BlockSync:
         peer.best_header_sent = entries[-1] if entries else tip
         for e in entries[-MAX_BLOCKS_TO_ANNOUNCE:]:
             peer.known_blocks.add(e.hash)
+
+    def block_request_allowed(self, e) -> bool:
+        """Core's BlockRequestAllowed: blocks (and headers) of the active chain, and stale
+        ones only if fully validated and less than a month older (in time and in work) than
+        our best header, so peers cannot fingerprint us by the old forks we know."""
+        tip = self.chain.published
+        if has_ancestor(tip, e):
+            return True
+        best = self.chain.best_header
+        if best is None or not e.is_valid(VALID_SCRIPTS):
+            return False
+        spacing = self.chain.params.pow_target_spacing
+        proof_time = (best.chain_work - e.chain_work) * spacing // block_work(best.bits)
+        return best.time - e.time < STALE_RELAY_AGE_LIMIT and proof_time < STALE_RELAY_AGE_LIMIT
+
+    async def serve_blocks(self, peer: Peer, items: list[m.Inv]) -> None:
+        """getdata for blocks (Core's ProcessGetBlockData)."""
+        loop = self.net.loop
+        for item in items:
+            if peer.closed:
+                return
+            t = item.type
+            if t == m.MSG_FILTERED_BLOCK and not self.net.local_services & m.NODE_BLOOM:
+                log.debug("filtered block request received when NODE_BLOOM service disabled, "
+                          "%s", self.net.disconnect_msg(peer))
+                peer.close("filtered block request without NODE_BLOOM")
+                return
+            if t not in (m.MSG_BLOCK, m.MSG_WITNESS_BLOCK, m.MSG_CMPCT_BLOCK):
+                continue  # (merkle blocks are not served: minibtc keeps no bloom filters)
+            e = self.chain.get(item.hash)
+            if e is None:
+                continue
+            if not self.block_request_allowed(e):
+                log.debug("ProcessGetBlockData: ignoring request from peer=%d for old block "
+                          "that isn't in the main chain", peer.id)
+                continue
+            tip = self.chain.published
+            if self.net.pruned and not perm.has(peer.permissions, perm.NOBAN) and \
+                    tip.height - e.height > NODE_NETWORK_LIMITED_MIN_BLOCKS + 2:
+                log.debug("Ignore block request below NODE_NETWORK_LIMITED threshold, %s",
+                          self.net.disconnect_msg(peer))
+                peer.close("block request below the NODE_NETWORK_LIMITED threshold")
+                return
+            if not e.have_data:
+                continue
+            try:
+                raw = await loop.run_in_executor(None, _block_bytes, self.chain, e,
+                                                 t != m.MSG_BLOCK)
+            except Exception as err:  # unreadable (or pruned) block file
+                log.error("cannot serve block %s: %s", e.hash_hex(), err)
+                continue
+            peer.send_raw("block", raw)
+            await peer.drain()
 
     async def on_getblocks(self, peer: Peer, msg: m.GetBlocks) -> None:
         tip = self.chain.published
@@ -260,10 +412,16 @@ class BlockSync:
 
     def schedule(self) -> None:
         """Ask every peer for the next blocks it can give us."""
+        ibd = None
         for peer in self.net.peers():
             free = MAX_BLOCKS_IN_TRANSIT_PER_PEER - len(peer.in_flight)
-            if free <= 0 or not peer.services & m.NODE_WITNESS:
+            if free <= 0 or not peer.services & m.NODE_WITNESS or \
+                    not peer.services & SERVES_BLOCKS:
                 continue
+            if is_limited(peer) and ibd is None:
+                ibd = self.chain.in_ibd()
+            if is_limited(peer) and ibd:
+                continue  # (Core: a pruned peer cannot take us through the initial download)
             blocks, staller = self._next_blocks(peer, free)
             if blocks:
                 now = time.monotonic()
@@ -292,6 +450,7 @@ class BlockSync:
         window_end = peer.last_common.height + BLOCK_DOWNLOAD_WINDOW
         max_height = min(best.height, window_end + 1)
         blocks: list = []
+        limited = is_limited(peer)
         waiting_for: Peer | None = None
         waiting_for_us = False  # the first missing block is ours to validate, not a peer's
         walk = peer.last_common
@@ -318,6 +477,8 @@ class BlockSync:
                 if e.height > window_end:
                     staller = waiting_for if not blocks and waiting_for is not peer else None
                     return blocks, staller
+                if limited and best.height - e.height >= NODE_NETWORK_LIMITED_MIN_BLOCKS - 2:
+                    continue  # (more than a pruned peer keeps, with a margin)
                 blocks.append(e)
                 if len(blocks) == count:
                     return blocks, None
@@ -418,8 +579,20 @@ class BlockSync:
         peer.in_flight.clear()
         if self.net.loop is not None and not self.net.loop.is_closed():
             self.net.loop.call_soon(self.schedule)
+            if getattr(peer, "sync_started", False):
+                peer.sync_started = False
+                self.net.loop.call_soon(self._restart_sync)
+
+    def _restart_sync(self) -> None:
+        for p in self.net.peers():
+            self.maybe_start(p)
 
     def tick(self, now: float) -> None:
+        peers = self.net.peers()
+        for peer in peers:
+            if not peer.closed:
+                self._check_headers_timeout(peer, peers)
+            self.maybe_start(peer)
         for peer in self.net.peers():
             if peer.stalling_since and now - peer.stalling_since > self.stall_timeout:
                 log.info("peer=%d is stalling block download, disconnecting", peer.id)

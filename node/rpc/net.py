@@ -10,7 +10,9 @@ from __future__ import annotations
 import time
 
 from node.p2p import messages as m
+from node.p2p import permissions as perm
 from node.p2p.banman import parse_subnet
+from node.p2p.connman import ADDR_FETCH, BLOCK_RELAY, FEELER
 from node.p2p.netaddr import NET_NAMES, AddressError, NetAddr
 from node.p2p.sync import last_common_ancestor
 from node.rpc.errors import (
@@ -28,7 +30,9 @@ from node.rpc.jsonutil import btc, double
 from node.rpc.params import as_int
 from node.rpc.registry import BOOL, NUM, REGISTRY, STR, Arg, rpc
 
-SERVICE_NAMES = ((m.NODE_NETWORK, "NETWORK"), (1 << 2, "BLOOM"), (m.NODE_WITNESS, "WITNESS"),
+RPC_CLIENT_NODE_CAPACITY_REACHED = -34
+
+SERVICE_NAMES = ((m.NODE_NETWORK, "NETWORK"), (m.NODE_BLOOM, "BLOOM"), (m.NODE_WITNESS, "WITNESS"),
                  (1 << 6, "COMPACT_FILTERS"), (m.NODE_NETWORK_LIMITED, "NETWORK_LIMITED"),
                  (1 << 11, "P2P_V2"))
 
@@ -38,6 +42,9 @@ def _p2p(node):
         raise RPCError(RPC_CLIENT_P2P_DISABLED, "Error: Peer-to-peer functionality missing or "
                                                 "disabled")
     return node.p2p
+
+
+NODE_P2P_V2 = 1 << 11
 
 
 def service_names(services: int) -> list[str]:
@@ -113,10 +120,10 @@ def _peer_json(p2p, peer) -> dict:
         "synced_headers": peer.best_known.height if peer.best_known is not None else -1,
         "synced_blocks": synced_blocks,
         "inflight": sorted(e.height for e in in_flight if e is not None),
-        "addr_relay_enabled": True,
+        "addr_relay_enabled": peer.conn_type != BLOCK_RELAY,
         "addr_processed": peer.addr_processed,
         "addr_rate_limited": peer.addr_rate_limited,
-        "permissions": [],
+        "permissions": perm.names(getattr(peer, "permissions", 0)),
         "minfeefilter": btc(peer.fee_filter),
         "bytessent_per_msg": dict(sorted(peer.sent_per_msg.items())),
         "bytesrecv_per_msg": dict(sorted(peer.recv_per_msg.items())),
@@ -178,6 +185,31 @@ def addnode(node, node_, command, v2transport):
                                                   "been added previously.")
     cm.added.remove(node_)
     return None
+
+
+@rpc("addconnection", "Hidden",
+     [Arg("address", STR, help="The IP address and port to attempt connecting to."),
+      Arg("connection_type", STR, help="Type of connection to open (\"outbound-full-relay\", "
+                                       "\"block-relay-only\", \"addr-fetch\" or \"feeler\")."),
+      Arg("v2transport", BOOL, help="Attempt to connect using BIP324 v2 transport protocol")],
+     description="Open an outbound connection to a specified node. This RPC is for testing "
+                 "only.",
+     examples=['addconnection "192.168.0.6:8333" "outbound-full-relay" true'], inline=True)
+def addconnection(node, address, connection_type, v2transport):
+    if node.params.name != "regtest":
+        raise RPCError(RPC_MISC_ERROR, "addconnection is for regression testing (-regtest "
+                                       "mode) only.")
+    conn_type = connection_type.strip()
+    if conn_type not in ("outbound-full-relay", BLOCK_RELAY, ADDR_FETCH, FEELER):
+        raise RPCError(RPC_INVALID_PARAMETER, REGISTRY["addconnection"].help_text())
+    p2p = _p2p(node)
+    if v2transport and not p2p.local_services & NODE_P2P_V2:
+        raise RPCError(RPC_INVALID_PARAMETER, "Error: Adding v2transport connections requires "
+                                              "-v2transport init flag to be set.")
+    if not p2p.connman.add_connection(address, conn_type, bool(v2transport)):
+        raise RPCError(RPC_CLIENT_NODE_CAPACITY_REACHED, "Error: Already at capacity for "
+                                                         "specified connection type.")
+    return {"address": address, "connection_type": conn_type}
 
 
 @rpc("disconnectnode", "Network",
@@ -254,7 +286,7 @@ def getnetworkinfo(node):
         "protocolversion": m.PROTOCOL_VERSION,
         "localservices": f"{p2p.local_services:016x}",
         "localservicesnames": service_names(p2p.local_services),
-        "localrelay": True,
+        "localrelay": not p2p.blocksonly,
         "timeoffset": offsets[len(offsets) // 2] if offsets else 0,
         "networkactive": cm.network_active,
         "connections": cm.count(),
