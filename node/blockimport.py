@@ -105,6 +105,7 @@ def reindex(chain: ChainState, progress: Callable[[BlockIndexEntry], None] | Non
         genesis = chain.params.genesis_hash
         for file_no in chain.files.list_files():
             path = chain.files.block_path(file_no)
+            log.info("Reindexing block file %s...", path.name)
             for pos, block, _ in _parsed_blocks(path, chain.params.message_start, stats,
                                                 chain.files.key):
                 queue = [(block, (file_no, pos))]

@@ -18,6 +18,7 @@ import signal
 import string
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -138,9 +139,14 @@ class Node:
         self._stop = asyncio.Event()
         self.scheduler = Scheduler()
         scheduler_task = asyncio.ensure_future(self.scheduler.run())
+        log.info("scheduler thread start")
         for sig in (signal.SIGINT, signal.SIGTERM):
             self.loop.add_signal_handler(sig, self.request_shutdown)
+        if _signalled:  # a signal that came before the loop's handlers
+            self.request_shutdown()
         cfg = self.config
+        if not cfg.arg_set("assumevalid") or cfg.arg_str("assumevalid") in ("0", ""):
+            log.info("Validating signatures for all blocks.")
         creds = Credentials(cfg.rpcuser, cfg.rpcpassword, cfg.rpcauth)
         cookie = self.datadir / ".cookie"
         if not cfg.rpcpassword:
@@ -152,15 +158,23 @@ class Node:
                              whitelist=Whitelist(whitelist, cfg.arg_bool(
                                  "rpcwhitelistdefault", bool(whitelist))))
         try:
+            log.info("Starting HTTP server")
             await self.rpc.start()
             log.info("minibtcd %s starting on %s, datadir %s", VERSION, cfg.chain, self.datadir)
             for w in cfg.warnings:
                 log.warning("%s", w)
             if ready:
                 ready(None)
+            # A shutdown asked for during start-up (SIGTERM, stop) ends it between phases.
             await self._in_validation(self._init_chain)
+            if self.shutting_down:
+                return
+            log.info("init message: Starting network threads...")
             await self._start_p2p()
+            if self.shutting_down:
+                return
             if not cfg.disablewallet:
+                log.info("Verifying wallet(s)...")
                 await self.loop.run_in_executor(None, self._init_wallets)
             self.settings.write()
             self.rpc.warmup = None
@@ -218,9 +232,13 @@ class Node:
     async def _start_p2p(self) -> None:
         from node.p2p.manager import PeerManager
 
+        log.info("Loading banlist...")
+        log.info("Loading P2P addresses...")
         self.p2p = PeerManager(self.chain, self.mempool, self.params, self.config,
                                self.validation, self.datadir, user_agent(self.config))
         await self.p2p.start()
+        for name in ("net", "addcon", "msghand"):  # Core's threads for what started here
+            log.info("%s thread start", name)
 
     async def _in_validation(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.validation, fn, *args)
@@ -270,6 +288,10 @@ class Node:
             reindex_chainstate(self.chain)
         else:
             self.chain.load()
+        tip = self.chain.tip
+        log.info("Loaded best chain: hashBestChain=%s height=%d date=%s", tip.hash_hex(),
+                 tip.height, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(tip.time)))
+        log.info("init message: Verifying blocks...")
         if self.txindex:
             self.txindex.sync()
         self._init_mempool()
@@ -477,8 +499,23 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
+_signalled = False  # SIGTERM/SIGINT before the event loop took over the signals
+_running: Node | None = None
+
+
+def _on_signal(signum, frame) -> None:
+    global _signalled
+    _signalled = True
+    if _running is not None and _running.loop is not None:
+        _running.request_shutdown()
+
+
 def main(argv: list[str] | None = None) -> int:
+    global _running
     argv = sys.argv[1:] if argv is None else argv
+    # From the first moment a termination signal is a clean shutdown (exit 0), as Core's.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _on_signal)
     tune_gc()
     if any(a in ("-h", "-help", "--help", "-?") for a in argv):
         print(USAGE)
@@ -533,7 +570,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             lock.release()
             return 1
-    node = Node(config)
+    node = _running = Node(config)
     try:
         node.logfile = setup_logging(config, datadir)
         log_args(config)
