@@ -1,17 +1,35 @@
-"""Wallet RPCs: PSBTs (Core's walletcreatefundedpsbt, walletprocesspsbt, and the
-node-level finalizepsbt, combinepsbt, decodepsbt)."""
+"""Wallet RPCs: PSBTs (Core's walletcreatefundedpsbt and walletprocesspsbt), and the
+node-level finalizepsbt, combinepsbt and decodepsbt for the wallet's own server (a node
+mounting the wallet answers those itself: node/rpc/psbt.py).
+
+The wallet is a PSBT updater and signer as Core's FillPSBT: it adds the previous
+transactions it has, and for each input the keys, scripts and origins of the descriptor that
+owns the output it spends (or of the keys the input's derivation paths name), signing when
+asked and unlocked; outputs get their scripts and origins, so that change can be told."""
 
 from __future__ import annotations
 
-from wallet.address import script_to_address
+from consensus.hashes import hash160
 from wallet.amounts import parse_btc, to_btc
-from wallet.bip32 import format_path
 from wallet.errors import (
     RPC_DESERIALIZATION_ERROR,
     RPC_INVALID_PARAMETER,
+    RPC_TYPE_ERROR,
     WalletError,
 )
-from wallet.psbt import PSBT, PSBTError
+from wallet.psbt import (
+    PSBT,
+    SIGHASH_NAMES,
+    Provider,
+    PSBTError,
+    SighashMismatch,
+    TxData,
+    finalize_and_extract,
+    input_signed_and_verified,
+    remove_unnecessary_transactions,
+    sign_psbt_input,
+    update_psbt_output,
+)
 from wallet.rpc import (
     ANY,
     ARR,
@@ -22,12 +40,11 @@ from wallet.rpc import (
     Call,
     Param,
     fee_rate_of,
+    json_type,
     method,
 )
 from wallet.rpc_send import fund
-from wallet.signer import SIGHASH_NAMES, parse_sighash, sign, update
-
-# -- PSBT ------------------------------------------------------------------------------------
+from wallet.wallet import Wallet
 
 
 def _psbt(text: str) -> PSBT:
@@ -37,12 +54,130 @@ def _psbt(text: str) -> PSBT:
         raise WalletError(RPC_DESERIALIZATION_ERROR, str(err)) from None
 
 
+def parse_sighash(value) -> int | None:  # noqa: ANN001
+    """Core's ParseSighashString (None when not given)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise WalletError(RPC_TYPE_ERROR, f"JSON value of type {json_type(value)} is not of "
+                          "expected type string")
+    if value not in SIGHASH_NAMES:
+        raise WalletError(RPC_INVALID_PARAMETER, f"'{value}' is not a valid sighash parameter.")
+    return SIGHASH_NAMES[value]
+
+
+def _psbt_version(value) -> int:  # noqa: ANN001
+    v = 2 if value is None else value
+    if isinstance(v, bool) or not isinstance(v, int) or v not in (0, 2):
+        raise WalletError(RPC_INVALID_PARAMETER, "The PSBT version can only be 2 or 0")
+    return v
+
+
+# -- the wallet as updater and signer --------------------------------------------------------
+
+
+def _pubkey_owners(w: Wallet) -> dict[bytes, tuple]:
+    """Every derived key of the wallet (full and x-only) -> (account, index)."""
+    out: dict[bytes, tuple] = {}
+    for acc in w.accounts.values():
+        for index in range(acc.range_end if acc.ranged else 1):
+            for key in acc.expansion(index).keys:
+                out.setdefault(key.pubkey, (acc, index))
+                out.setdefault(key.pubkey[-32:] if len(key.pubkey) == 32 else key.pubkey[1:33],
+                               (acc, index))
+    return out
+
+
+def _add_account(prov: Provider, acc, index: int, sign: bool) -> None:  # noqa: ANN001
+    prov.add_descriptor(acc.desc, index)
+    if sign and acc.private is not None:
+        prov.add_descriptor(acc.private, index, acc.private)
+
+
+def wallet_provider(w: Wallet, script: bytes, inp=None, sign: bool = False,  # noqa: ANN001
+                    owners: dict | None = None) -> tuple[Provider, dict | None]:
+    """The keys and scripts for an output script (Core's GetSigningProvider); for a script
+    the wallet does not have, those of the keys an input names in its derivation paths."""
+    prov = Provider()
+    owner = w.owner(script)
+    if owner is not None:
+        _add_account(prov, owner[0], owner[1], sign)
+        return prov, owners
+    if inp is None:
+        return prov, owners
+    wanted = list(inp.bip32_derivs) + list(inp.tap_bip32_derivs)
+    if len(script) == 34 and script[0] == 0x51 and script[1] == 32:
+        wanted.append(script[2:])
+    if not wanted:
+        return prov, owners
+    if owners is None:
+        owners = _pubkey_owners(w)
+    for pk in wanted:
+        hit = owners.get(pk)
+        if hit is not None:
+            _add_account(prov, hit[0], hit[1], sign)
+    return prov, owners
+
+
+def fill_psbt(w: Wallet, psbt: PSBT, sighash: int | None, sign: bool, bip32derivs: bool,
+              finalize: bool = True) -> bool:
+    """Core's CWallet::FillPSBT; True when every input is signed (and verifies)."""
+    for inp in psbt.inputs:
+        if inp.finalized or inp.non_witness_utxo is not None:
+            continue
+        prev = w.txs.get(inp.prev_txid)
+        if prev is not None:
+            inp.non_witness_utxo = prev.tx
+    if psbt.unsigned_tx() is None:
+        raise WalletError(RPC_DESERIALIZATION_ERROR, "PSBT is not valid: its inputs require "
+                          "conflicting locktimes")
+    txdata = TxData(psbt)
+    owners = None
+    for i, inp in enumerate(psbt.inputs):
+        if inp.finalized:
+            continue
+        if inp.witness_utxo is not None:
+            script = inp.witness_utxo.script_pubkey
+        elif inp.non_witness_utxo is not None:
+            if inp.prev_out >= len(inp.non_witness_utxo.vout):
+                raise WalletError(RPC_DESERIALIZATION_ERROR, "Input not found or already "
+                                  "spent")
+            script = inp.non_witness_utxo.vout[inp.prev_out].script_pubkey
+        else:
+            continue
+        prov, owners = wallet_provider(w, script, inp, sign, owners)
+        prov.hide_secret = not sign
+        prov.hide_origin = not bip32derivs
+        try:
+            sign_psbt_input(prov, psbt, i, txdata, sighash, finalize)
+        except SighashMismatch as err:
+            raise WalletError(RPC_DESERIALIZATION_ERROR, str(err)) from None
+    for i, out in enumerate(psbt.outputs):
+        if w.owner(out.script) is None:
+            continue
+        prov, _ = wallet_provider(w, out.script)
+        prov.hide_secret = True
+        prov.hide_origin = not bip32derivs
+        update_psbt_output(prov, psbt, i)
+    remove_unnecessary_transactions(psbt)
+    txdata = TxData(psbt)
+    return all(input_signed_and_verified(psbt, i, txdata) for i in range(len(psbt.inputs)))
+
+
+def _locked_inputs(w: Wallet, psbt: PSBT) -> None:
+    """Signing needs the keys: a locked wallet with inputs of its own refuses, as Core's
+    EnsureWalletIsUnlocked."""
+    w.require_unlocked()
+
+
 @method("walletcreatefundedpsbt", Param("inputs", ARR, None), Param("outputs", ANY),
         Param("locktime", NUM, None), Param("options", OBJ, None),
-        Param("bip32derivs", BOOL, True))
-def walletcreatefundedpsbt(call: Call, inputs, outputs, locktime, options, bip32derivs):
+        Param("bip32derivs", BOOL, True), Param("psbt_version", NUM, None))
+def walletcreatefundedpsbt(call: Call, inputs, outputs, locktime, options, bip32derivs,
+                           psbt_version):
     w = call.w
     o = options or {}
+    version = _psbt_version(psbt_version)
     rate = fee_rate_of(call, o.get("fee_rate"), o.get("conf_target"), o.get("estimate_mode"))
     if o.get("feeRate") is not None:
         rate = parse_btc(o["feeRate"])
@@ -51,39 +186,44 @@ def walletcreatefundedpsbt(call: Call, inputs, outputs, locktime, options, bip32
                  subtract=o.get("subtractFeeFromOutputs", []),
                  lock=bool(o.get("lockUnspents")), add_inputs=o.get("add_inputs"),
                  replaceable=bool(o.get("replaceable", True)))
-    psbt = PSBT.from_tx(built.tx)
-    update(w, psbt, bip32derivs)
+    psbt = PSBT.from_tx(built.tx, version)
+    fill_psbt(w, psbt, None, False, bip32derivs is not False)
     return {"psbt": psbt.to_base64(), "fee": to_btc(built.fee), "changepos": built.change_pos}
 
 
 @method("walletprocesspsbt", Param("psbt", STR), Param("sign", BOOL, True),
-        Param("sighashtype", STR, "DEFAULT"), Param("bip32derivs", BOOL, True),
+        Param("sighashtype", STR, None), Param("bip32derivs", BOOL, True),
         Param("finalize", BOOL, True))
 def walletprocesspsbt(call: Call, text, do_sign, sighashtype, bip32derivs, finalize):
     w = call.w
     psbt = _psbt(text)
     ht = parse_sighash(sighashtype)
-    update(w, psbt, bip32derivs)
-    if do_sign:
-        sign(w, psbt, None if ht == 0 else ht)
-    complete = psbt.finalize() if finalize else psbt.is_complete()
+    sign = do_sign is not False
+    if sign:
+        _locked_inputs(w, psbt)
+    complete = fill_psbt(w, psbt, ht, sign, bip32derivs is not False, finalize is not False)
     out: dict = {"psbt": psbt.to_base64(), "complete": complete}
-    if complete and finalize:
-        out["hex"] = psbt.extract().serialize().hex()
+    if complete:
+        tx = finalize_and_extract(PSBT.parse(psbt.serialize()))
+        if tx is not None:
+            out["hex"] = tx.serialize().hex()
     return out
+
+
+# -- node-level methods, for the wallet's own server ----------------------------------------
 
 
 @method("finalizepsbt", Param("psbt", STR), Param("extract", BOOL, True), needs_wallet=False,
         syncs=False)
 def finalizepsbt(call: Call, text, extract):
     psbt = _psbt(text)
-    complete = psbt.finalize()
+    tx = finalize_and_extract(psbt)
     out: dict = {}
-    if complete and extract:
-        out["hex"] = psbt.extract().serialize().hex()
+    if tx is not None and extract is not False:
+        out["hex"] = tx.serialize().hex()
     else:
         out["psbt"] = psbt.to_base64()
-    out["complete"] = complete
+    out["complete"] = tx is not None
     return out
 
 
@@ -101,98 +241,10 @@ def combinepsbt(call: Call, txs):
     return merged.to_base64()
 
 
-def _origin_json(pubkey: bytes, origin, leaves=None) -> dict:  # noqa: ANN001
-    fp, path = origin
-    d = {"pubkey": pubkey.hex(), "master_fingerprint": fp.hex(),
-         "path": format_path(path, apostrophe=True, prefix="m")}
-    if leaves is not None:
-        d["leaf_hashes"] = [h.hex() for h in leaves]
-    return d
-
-
-def _script_json(call: Call, script: bytes) -> dict:
-    d = call.node.call("decodescript", script.hex())
-    return {k: d[k] for k in ("asm", "hex", "type") if k in d}
-
-
-def _scripts_json(call: Call, rec) -> dict:  # noqa: ANN001  (PSBTInput or PSBTOutput)
-    d = {}
-    if rec.redeem_script is not None:
-        d["redeem_script"] = _script_json(call, rec.redeem_script)
-    if rec.witness_script is not None:
-        d["witness_script"] = _script_json(call, rec.witness_script)
-    return d
-
-
 @method("decodepsbt", Param("psbt", STR), needs_wallet=False, syncs=False)
 def decodepsbt(call: Call, text):
-    psbt = _psbt(text)
-    out: dict = {"tx": call.node.call("decoderawtransaction",
-                                      psbt.tx.serialize(witness=False).hex())}
-    out["global_xpubs"] = [{"xpub": k.hex(), "master_fingerprint": o[0].hex(),
-                            "path": format_path(o[1], apostrophe=True, prefix="m")}
-                           for k, o in psbt.xpubs.items()]
-    out["psbt_version"] = psbt.version or 0
-    out["proprietary"] = []
-    out["unknown"] = {k.hex(): v.hex() for k, v in psbt.unknown.items()}
-    inputs = []
-    for inp in psbt.inputs:
-        d: dict = {}
-        if inp.non_witness_utxo is not None:
-            d["non_witness_utxo"] = call.node.call("decoderawtransaction",
-                                                   inp.non_witness_utxo.serialize().hex())
-        if inp.witness_utxo is not None:
-            spk = inp.witness_utxo.script_pubkey
-            sj = call.node.call("decodescript", spk.hex())
-            spk_json = {"asm": sj.get("asm"), "desc": sj.get("desc"), "hex": spk.hex()}
-            addr = script_to_address(spk, call.manager.params)
-            if addr:
-                spk_json["address"] = addr
-            spk_json["type"] = sj.get("type")
-            d["witness_utxo"] = {"amount": to_btc(inp.witness_utxo.value),
-                                 "scriptPubKey": spk_json}
-        if inp.partial_sigs:
-            d["partial_signatures"] = {k.hex(): v.hex() for k, v in inp.partial_sigs.items()}
-        if inp.sighash_type is not None:
-            d["sighash"] = next((n for n, v in SIGHASH_NAMES.items()
-                                 if v == inp.sighash_type), str(inp.sighash_type))
-        d.update(_scripts_json(call, inp))
-        if inp.bip32_derivs:
-            d["bip32_derivs"] = [_origin_json(k, o) for k, o in inp.bip32_derivs.items()]
-        if inp.final_script_sig is not None:
-            d["final_scriptSig"] = {"asm": call.node.call(
-                "decodescript", inp.final_script_sig.hex()).get("asm"),
-                "hex": inp.final_script_sig.hex()}
-        if inp.final_script_witness is not None:
-            d["final_scriptwitness"] = [x.hex() for x in inp.final_script_witness]
-        if inp.tap_key_sig is not None:
-            d["taproot_key_path_sig"] = inp.tap_key_sig.hex()
-        if inp.tap_bip32_derivs:
-            d["taproot_bip32_derivs"] = [_origin_json(k, o, leaves)
-                                         for k, (leaves, o) in inp.tap_bip32_derivs.items()]
-        if inp.tap_internal_key is not None:
-            d["taproot_internal_key"] = inp.tap_internal_key.hex()
-        if inp.tap_merkle_root is not None:
-            d["taproot_merkle_root"] = inp.tap_merkle_root.hex()
-        if inp.unknown:
-            d["unknown"] = {k.hex(): v.hex() for k, v in inp.unknown.items()}
-        inputs.append(d)
-    out["inputs"] = inputs
-    outputs = []
-    for pout in psbt.outputs:
-        d = _scripts_json(call, pout)
-        if pout.bip32_derivs:
-            d["bip32_derivs"] = [_origin_json(k, o) for k, o in pout.bip32_derivs.items()]
-        if pout.tap_internal_key is not None:
-            d["taproot_internal_key"] = pout.tap_internal_key.hex()
-        if pout.tap_bip32_derivs:
-            d["taproot_bip32_derivs"] = [_origin_json(k, o, leaves)
-                                         for k, (leaves, o) in pout.tap_bip32_derivs.items()]
-        if pout.unknown:
-            d["unknown"] = {k.hex(): v.hex() for k, v in pout.unknown.items()}
-        outputs.append(d)
-    out["outputs"] = outputs
-    fee = psbt.fee()
-    if fee is not None:
-        out["fee"] = to_btc(fee)
-    return out
+    _psbt(text)  # the wallet's own errors for a PSBT that does not parse
+    return call.node.call("decodepsbt", text)
+
+
+__all__ = ["fill_psbt", "hash160", "parse_sighash", "wallet_provider"]

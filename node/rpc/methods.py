@@ -6,6 +6,7 @@ from node.rpc import (  # noqa: F401
     mempool,
     mining,
     net,
+    psbt,
     rawtransactions,
     signing,
     util,
