@@ -5,12 +5,13 @@ main is here so that real historic blocks can be validated; minibtc runs regtest
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from consensus.amounts import COIN
 from consensus.block import Block, BlockHeader, merkle_root
 from consensus.hashes import hex_to_hash
 from consensus.tx import OutPoint, Transaction, TxIn, TxOut
+from consensus.versionbits import NEVER_ACTIVE, NO_TIMEOUT, Deployment
 
 # The genesis coinbase's scriptSig: push of 486604799 (0x1d00ffff), push of 4, and the
 # Times headline; its output pays to Satoshi's uncompressed key with OP_CHECKSIG.
@@ -62,6 +63,8 @@ class ChainParams:
     # Blocks whose scripts are checked with other flags than their height implies
     # (block hash -> the exact script flag names to use), as Core's script_flag_exceptions.
     script_flag_exceptions: dict[bytes, tuple[str, ...]] = field(default_factory=dict)
+    # BIP9 deployments signalled in block versions (consensus.versionbits).
+    deployments: tuple[Deployment, ...] = ()
     # Address encodings
     pubkey_address_prefix: int = 0
     script_address_prefix: int = 5
@@ -78,6 +81,73 @@ class ChainParams:
     @property
     def genesis_hash(self) -> bytes:
         return self.genesis.hash
+
+    def buried_deployments(self) -> dict[str, int]:
+        """getdeploymentinfo's buried deployments and their activation heights."""
+        return {"bip34": self.bip34_height, "bip66": self.bip66_height,
+                "bip65": self.bip65_height, "csv": self.csv_height,
+                "segwit": self.segwit_height}
+
+
+# -testactivationheight's names (Core's GetBuriedDeployment) and the fields they set.
+_TEST_ACTIVATION_NAMES = {"segwit": "segwit_height", "bip34": "bip34_height",
+                          "dersig": "bip66_height", "cltv": "bip65_height", "csv": "csv_height"}
+_INT32_MAX = 2**31 - 1
+
+
+def _to_int(s: str, lo: int, hi: int) -> int | None:
+    """Core's ToIntegral: an optional '+'/'-' sign and decimal digits only, in range."""
+    body = s[1:] if s[:1] in "+-" else s
+    if not body or not body.isdigit() or not body.isascii():
+        return None
+    v = int(s)
+    return v if lo <= v <= hi else None
+
+
+def with_test_options(params: ChainParams, activation_heights: list[str] = (),
+                      vbparams: list[str] = ()) -> ChainParams:
+    """Core's ReadRegTestArgs: -testactivationheight=name@height moves a buried deployment,
+    -vbparams=deployment:start:end[:min_activation_height] a BIP9 one. Raises ValueError with
+    Core's message for a malformed value."""
+    changes: dict = {}
+    for arg in activation_heights:
+        name, sep, value = arg.partition("@")
+        if not sep:
+            raise ValueError(f"Invalid format ({arg}) for -testactivationheight=name@height.")
+        height = _to_int(value, -(2**31), _INT32_MAX)
+        if height is None or height < 0 or height >= _INT32_MAX:
+            raise ValueError(f"Invalid height value ({arg}) for "
+                             "-testactivationheight=name@height.")
+        if name not in _TEST_ACTIVATION_NAMES:
+            raise ValueError(f"Invalid name ({arg}) for -testactivationheight=name@height.")
+        changes[_TEST_ACTIVATION_NAMES[name]] = height
+    deployments = list(params.deployments)
+    for arg in vbparams:
+        parts = arg.split(":")
+        if not 3 <= len(parts) <= 4:
+            raise ValueError("Version bits parameters malformed, expecting "
+                             "deployment:start:end[:min_activation_height]")
+        start = _to_int(parts[1], -(2**63), 2**63 - 1)
+        if start is None:
+            raise ValueError(f"Invalid nStartTime ({parts[1]})")
+        timeout = _to_int(parts[2], -(2**63), 2**63 - 1)
+        if timeout is None:
+            raise ValueError(f"Invalid nTimeout ({parts[2]})")
+        min_height = 0
+        if len(parts) == 4:
+            min_height = _to_int(parts[3], -(2**63), 2**63 - 1)
+            if min_height is None:
+                raise ValueError(f"Invalid min_activation_height ({parts[3]})")
+        for i, d in enumerate(deployments):
+            if d.name == parts[0]:
+                deployments[i] = replace(d, start_time=start, timeout=timeout,
+                                         min_activation_height=min_height)
+                break
+        else:
+            raise ValueError(f"Invalid deployment ({parts[0]})")
+    if deployments != list(params.deployments):
+        changes["deployments"] = tuple(deployments)
+    return replace(params, **changes) if changes else params
 
 
 _TWO_WEEKS = 14 * 24 * 60 * 60
@@ -111,6 +181,7 @@ MAIN = ChainParams(
             "WITNESS",
         ),
     },
+    deployments=(Deployment("testdummy", 28, NEVER_ACTIVE, NO_TIMEOUT, 0, 2016, 1815),),
     pubkey_address_prefix=0,
     script_address_prefix=5,
     secret_key_prefix=128,
@@ -138,6 +209,7 @@ REGTEST = ChainParams(
     csv_height=1,
     segwit_height=0,
     taproot_height=0,
+    deployments=(Deployment("testdummy", 28, 0, NO_TIMEOUT, 0, 144, 108),),
     pubkey_address_prefix=111,
     script_address_prefix=196,
     secret_key_prefix=239,

@@ -41,6 +41,7 @@ from consensus.script import flags as sf
 from consensus.script.script import is_unspendable
 from consensus.serialize import DeserializationError
 from consensus.tx import Transaction, TxOut
+from consensus.versionbits import VersionBitsCache
 from node.scriptcheck import ScriptChecker
 from node.store.blockfiles import BlockFileError, BlockFiles
 from node.store.blockindex import (
@@ -70,9 +71,13 @@ class ChainError(Exception):
 def block_script_flags(entry: BlockIndexEntry, params: ChainParams) -> int:
     """Core's GetBlockScriptFlags: P2SH, WITNESS and TAPROOT always (but for the two
     exception blocks), the others from their buried activation heights."""
-    exc = params.script_flag_exceptions.get(entry.hash)
+    return script_flags_at(entry.height, entry.hash, params)
+
+
+def script_flags_at(h: int, block_hash: bytes | None, params: ChainParams) -> int:
+    """The script flags of a block at height h (its hash, if known, for the exceptions)."""
+    exc = params.script_flag_exceptions.get(block_hash) if block_hash else None
     flags = sf.P2SH | sf.WITNESS | sf.TAPROOT if exc is None else sf.parse_flags(",".join(exc))
-    h = entry.height
     if h >= params.bip66_height:
         flags |= sf.DERSIG
     if h >= params.bip65_height:
@@ -107,6 +112,7 @@ class ChainState:
         self.now = now
         # Initial block download (Core's IsInitialBlockDownload): left once the tip has at
         # least -minimumchainwork and is younger than -maxtipage, never entered again.
+        self.versionbits = VersionBitsCache()  # BIP9 deployment states (getdeploymentinfo, mining)
         self.max_tip_age = DEFAULT_MAX_TIP_AGE
         self.minimum_chain_work = 0
         self._ibd_done = False

@@ -43,8 +43,10 @@ def make_coinbase(height: int, value: int, script_pubkey: bytes,
     script_sig = push_int(height) + b"\x00"  # BIP34: CScript() << height << OP_0
     if extra_nonce:
         script_sig += push_int(extra_nonce)
-    return Transaction(2, [TxIn(OutPoint(), script_sig, 0xFFFFFFFF)],
-                       [TxOut(value, script_pubkey)], 0)
+    # As Core: the coinbase is time-locked to its height (nLockTime height - 1 with a
+    # non-final sequence).
+    return Transaction(2, [TxIn(OutPoint(), script_sig, 0xFFFFFFFE)],
+                       [TxOut(value, script_pubkey)], max(0, height - 1))
 
 
 def block_time(chain, now: float | None = None) -> int:
@@ -140,7 +142,8 @@ def create_template(chain, mempool, script_pubkey: bytes, txids: list[bytes] | N
         value = block_subsidy(height, chain.params.subsidy_halving_interval) + total_fees
         coinbase = make_coinbase(height, value, script_pubkey)
         bits = next_work_required(tip, t, chain.params)
-        block = Block(BlockHeader(BLOCK_VERSION, tip.hash, b"\x00" * 32, t, bits, 0),
+        version = chain.versionbits.block_version(tip, chain.params.deployments)
+        block = Block(BlockHeader(version, tip.hash, b"\x00" * 32, t, bits, 0),
                       [coinbase, *chosen])
         if height >= chain.params.segwit_height:
             add_witness_commitment(block)

@@ -2,21 +2,48 @@
 
 from __future__ import annotations
 
-from consensus.block import Block
+import time
+from decimal import Decimal
+
+from consensus.amounts import MAX_MONEY, block_subsidy
+from consensus.block import Block, BlockHeader
+from consensus.checks import MAX_BLOCK_SERIALIZED_SIZE
+from consensus.contextual import BIP30_REPEATS
+from consensus.errors import ValidationError
 from consensus.pow import compact_to_target
+from consensus.script import flags as sf
+from consensus.script.script import is_unspendable
 from consensus.serialize import DeserializationError
+from consensus.tx import WITNESS_SCALE_FACTOR, TxOut
+from consensus.versionbits import ACTIVE, LOCKED_IN, NEVER_ACTIVE, STARTED
+from node.chain import script_flags_at
 from node.rpc.errors import (
     RPC_DATABASE_ERROR,
+    RPC_DESERIALIZATION_ERROR,
+    RPC_INTERNAL_ERROR,
     RPC_INVALID_ADDRESS_OR_KEY,
     RPC_INVALID_PARAMETER,
     RPC_MISC_ERROR,
+    RPC_TYPE_ERROR,
+    RPC_VERIFY_ERROR,
     RPCError,
 )
 from node.rpc.jsonutil import btc, double
 from node.rpc.params import as_bool_or_int, as_int, block_not_found, parse_hash
-from node.rpc.registry import ANY, BOOL, NUM, NUM_OR_BOOL, STR, Arg, rpc
+from node.rpc.registry import (
+    ANY,
+    ARR,
+    BOOL,
+    HEX,
+    NUM,
+    STR,
+    Arg,
+    json_type,
+    rpc,
+)
 from node.rpc.txjson import block_json, difficulty, header_json, script_pubkey_json
 from node.store.blockfiles import BlockFileError
+from node.store.blockindex import HAVE_UNDO
 
 
 def _entry(node, hash_hex: str, name: str = "blockhash"):
@@ -111,17 +138,20 @@ def getblockheader(node, blockhash, verbose) -> dict | str:
 
 
 def _read_undo(node, e):
-    if e.prev is None or not e.undo_pos:
+    """The block's undo data for getblock's fees and prevouts; None for a block that was
+    never connected (or the genesis block)."""
+    if e.prev is None or not e.status & HAVE_UNDO:
         return None
     try:
         return node.chain.read_undo(e)
-    except BlockFileError as err:
-        raise RPCError(RPC_MISC_ERROR, f"Undo data not available: {err}") from None
+    except (BlockFileError, DeserializationError, OSError):
+        raise RPCError(RPC_INTERNAL_ERROR, "Undo data expected but can't be read. This could "
+                       "be due to disk corruption or a conflict with a pruning event.") from None
 
 
 @rpc("getblock", "Blockchain",
      [Arg("blockhash", STR, help="The block hash"),
-      Arg("verbosity", NUM_OR_BOOL, False, 1,
+      Arg("verbosity", ANY, False, 1,
           "0 for hex-encoded data, 1 for a JSON object, 2 for JSON object with transaction "
           "data, and 3 for JSON object with transaction data including prevout information "
           "for inputs", aliases=("verbose",))],
@@ -202,13 +232,19 @@ def gettxout(node, txid, n, include_mempool) -> dict | None:
      [Arg("hash_type", STR, False, "hash_serialized_3",
           "Which UTXO set hash should be calculated. Options: 'hash_serialized_3' (the "
           "legacy algorithm), 'muhash', 'none'."),
-      Arg("hash_or_height", ANY, False, None, "(not supported: the current tip is used)"),
-      Arg("use_index", BOOL, False, True, "(ignored: there is no coinstats index)")],
+      Arg("hash_or_height", ANY, False, None, "The block hash or height of the target height "
+          "(only available with coinstatsindex)."),
+      Arg("use_index", BOOL, False, True, "Use coinstatsindex, if available.")],
      description="Returns statistics about the unspent transaction output set.\n"
                  "Note this call may take some time.")
 def gettxoutsetinfo(node, hash_type, hash_or_height, use_index) -> dict:
     if hash_type not in ("hash_serialized_3", "muhash", "none"):
         raise RPCError(RPC_INVALID_PARAMETER, f"'{hash_type}' is not a valid hash_type")
+    from node.rpc.index import txoutsetinfo_from_index  # -coinstatsindex
+
+    indexed = txoutsetinfo_from_index(node, hash_type, hash_or_height, use_index)
+    if indexed is not None:
+        return indexed
     if hash_or_height is not None:
         raise RPCError(RPC_INVALID_PARAMETER,
                        "Querying specific block heights requires coinstatsindex")
@@ -271,14 +307,433 @@ def reconsiderblock(node, blockhash) -> None:
     return None
 
 
-@rpc("getindexinfo", "Util",
-     [Arg("index_name", STR, False, None, "Filter results for an index with a specific name.")],
-     description="Returns the status of one or all available indices currently running in "
-                 "the node.")
-def getindexinfo(node, index_name) -> dict:
-    out = {}
-    if node.txindex is not None and index_name in (None, "txindex"):
-        h = node.txindex.synced_height()
-        out["txindex"] = {"synced": h == node.chain.height, "best_block_height": h}
+
+# =============================================================================================
+# waiting for blocks
+# =============================================================================================
+
+
+def _timeout_ms(value) -> int:
+    t = 0 if value is None else as_int(value, "timeout")
+    if t < 0:
+        raise RPCError(RPC_MISC_ERROR, "Negative timeout")
+    return t
+
+
+def _wait_for_tip(node, done, timeout_ms: int) -> dict:
+    """Core's waitTipChanged loop: wait (up to timeout_ms, 0 = no limit) until done(tip) holds
+    or the node shuts down; answer with the tip at that moment."""
+    chain = node.chain
+    cond = node.tip_changed
+    deadline = time.monotonic() + timeout_ms / 1000 if timeout_ms else None
+    with cond:
+        while not done(chain.published) and not getattr(node, "shutting_down", False):
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            # Woken on every activation step and at shutdown; the bound only guards a lost
+            # notification.
+            cond.wait(5.0 if remaining is None else min(remaining, 5.0))
+    tip = chain.published
+    return {"hash": tip.hash_hex(), "height": tip.height}
+
+
+_WAIT_NOTE = ("\nReturns the current block on timeout or exit.\n\nMake sure to use no RPC "
+              "timeout (bitcoin-cli -rpcclienttimeout=0)")
+_WAIT_RESULT = ('{\n  "hash" : "hex",    (string) The blockhash\n  "height" : n        '
+                '(numeric) Block height\n}')
+_TIMEOUT_ARG = Arg("timeout", NUM, False, 0, "Time in milliseconds to wait for a response. "
+                   "0 indicates no timeout.")
+
+
+@rpc("waitfornewblock", "Blockchain",
+     [_TIMEOUT_ARG,
+      Arg("current_tip", STR, False, None, "Method waits for the chain tip to differ from "
+          "this.", default_hint="")],
+     description="Waits for any new block and returns useful info about it.\n" + _WAIT_NOTE,
+     result=_WAIT_RESULT, examples=["waitfornewblock 1000"])
+def waitfornewblock(node, timeout, current_tip) -> dict:
+    t = _timeout_ms(timeout)
+    start = parse_hash(current_tip, "current_tip") if current_tip is not None \
+        else node.chain.published.hash
+    return _wait_for_tip(node, lambda tip: tip.hash != start, t)
+
+
+@rpc("waitforblock", "Blockchain",
+     [Arg("blockhash", STR, help="Block hash to wait for."), _TIMEOUT_ARG],
+     description="Waits for a specific new block and returns useful info about it.\n"
+                 + _WAIT_NOTE,
+     result=_WAIT_RESULT,
+     examples=['waitforblock "0000000000079f8ef3d2c688c244eb7a4570b24c9ed7b4a8c619eb02596f8862" '
+               "1000"])
+def waitforblock(node, blockhash, timeout) -> dict:
+    h = parse_hash(blockhash, "blockhash")
+    t = _timeout_ms(timeout)
+    return _wait_for_tip(node, lambda tip: tip.hash == h, t)
+
+
+@rpc("waitforblockheight", "Blockchain",
+     [Arg("height", NUM, help="Block height to wait for."), _TIMEOUT_ARG],
+     description="Waits for (at least) block height and returns the height and hash\nof the "
+                 "current tip.\n" + _WAIT_NOTE,
+     result=_WAIT_RESULT, examples=["waitforblockheight 100 1000"])
+def waitforblockheight(node, height, timeout) -> dict:
+    target = as_int(height, "height")
+    t = _timeout_ms(timeout)
+    return _wait_for_tip(node, lambda tip: tip.height >= target, t)
+
+
+# =============================================================================================
+# chain statistics
+# =============================================================================================
+
+
+@rpc("getchaintxstats", "Blockchain",
+     [Arg("nblocks", NUM, False, None, "Size of the window in number of blocks",
+          default_hint="one month"),
+      Arg("blockhash", STR, False, None, "The hash of the block that ends the window.",
+          default_hint="chain tip")],
+     description="Compute statistics about the total number and rate of transactions in the "
+                 "chain.", examples=["getchaintxstats", "getchaintxstats 2016"])
+def getchaintxstats(node, nblocks, blockhash) -> dict:
+    chain = node.chain
+    with chain.lock:
+        if blockhash is None:
+            e = chain.tip
+        else:
+            e = _entry(node, blockhash)
+            if not chain.in_active_chain(e):
+                raise RPCError(RPC_INVALID_PARAMETER, "Block is not in main chain")
+        month = 30 * 24 * 60 * 60 // node.params.pow_target_spacing
+        if nblocks is None:
+            count = max(0, min(month, e.height - 1))
+        else:
+            count = as_int(nblocks, "nblocks")
+            if count < 0 or (count > 0 and count >= e.height):
+                raise RPCError(RPC_INVALID_PARAMETER, "Invalid block count: should be between "
+                               "0 and the block's height - 1")
+        past = e.ancestor(e.height - count)
+        interval = e.median_time_past() - past.median_time_past()
+        out: dict = {"time": e.time}
+        if e.chain_tx:
+            out["txcount"] = e.chain_tx
+        out["window_final_block_hash"] = e.hash_hex()
+        out["window_final_block_height"] = e.height
+        out["window_block_count"] = count
+        if count > 0:
+            out["window_interval"] = interval
+            if e.chain_tx and past.chain_tx:
+                n = e.chain_tx - past.chain_tx
+                out["window_tx_count"] = n
+                if interval > 0:
+                    out["txrate"] = double(n / interval)
+        return out
+
+
+def _hash_or_height(node, value):
+    """Core's ParseHashOrHeight: a height in the active chain or any known block's hash."""
+    chain = node.chain
+    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
+        h = as_int(value, "hash_or_height")
+        with chain.lock:
+            if h < 0:
+                raise RPCError(RPC_INVALID_PARAMETER, f"Target block height {h} is negative")
+            if h > chain.height:
+                raise RPCError(RPC_INVALID_PARAMETER,
+                               f"Target block height {h} after current tip {chain.height}")
+            return chain.active[h]
+    if not isinstance(value, str):
+        raise RPCError(RPC_TYPE_ERROR, f"JSON value of type {json_type(value)} is not of "
+                       "expected type string")
+    return _entry(node, value, "hash_or_height")
+
+
+def _read_block_checked(node, e) -> Block:
+    """GetBlockChecked: Core's errors for a block without data or unreadable on disk."""
+    if not e.have_data:
+        raise RPCError(RPC_MISC_ERROR, "Block not available (not fully downloaded)")
+    try:
+        if not node.chain.files.block_path(e.file).exists():  # (an open handle would still read)
+            raise BlockFileError("missing")
+        return Block.from_bytes(node.chain.read_raw_block(e))
+    except (BlockFileError, DeserializationError, OSError):
+        raise RPCError(RPC_MISC_ERROR, "Block not found on disk") from None
+
+
+def _undo_checked(node, e) -> list:
+    """GetUndoChecked: the coins the block spent (none for the genesis block)."""
+    if e.prev is None:
+        return []
+    if not e.status & HAVE_UNDO:
+        raise RPCError(RPC_MISC_ERROR, "Undo data not available")
+    try:
+        return node.chain.read_undo(e)
+    except (BlockFileError, DeserializationError, OSError):
+        raise RPCError(RPC_MISC_ERROR, "Can't read undo data from disk") from None
+
+
+# Core's PER_UTXO_OVERHEAD: a UTXO entry's outpoint (36 bytes) and its height with the coinbase
+# flag (4 bytes).
+_PER_UTXO_OVERHEAD = 36 + 4
+_STATS = ("avgfee", "avgfeerate", "avgtxsize", "blockhash", "feerate_percentiles", "height",
+          "ins", "maxfee", "maxfeerate", "maxtxsize", "medianfee", "mediantime", "mediantxsize",
+          "minfee", "minfeerate", "mintxsize", "outs", "subsidy", "swtotal_size",
+          "swtotal_weight", "swtxs", "time", "total_out", "total_size", "total_weight",
+          "totalfee", "txs", "utxo_increase", "utxo_size_inc", "utxo_increase_actual",
+          "utxo_size_inc_actual")
+
+
+def _truncated_median(values: list[int]) -> int:
+    if not values:
+        return 0
+    values = sorted(values)
+    n = len(values)
+    return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) // 2
+
+
+def _percentiles_by_weight(scores: list[tuple[int, int]], total_weight: int) -> list[int]:
+    """Fee rates at the 10th, 25th, 50th, 75th and 90th percentile weight unit."""
+    out = [0] * 5
+    if not scores:
+        return out
+    scores = sorted(scores)
+    marks = (total_weight / 10.0, total_weight / 4.0, total_weight / 2.0,
+             total_weight * 3.0 / 4.0, total_weight * 9.0 / 10.0)
+    i = 0
+    cumulative = 0
+    for rate, weight in scores:
+        cumulative += weight
+        while i < 5 and cumulative >= marks[i]:
+            out[i] = rate
+            i += 1
+    for j in range(i, 5):
+        out[j] = scores[-1][0]
     return out
 
+
+def _div(a: int, b: int) -> int:
+    """C++ integer division (truncates towards zero)."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b >= 0) else -q
+
+
+@rpc("getblockstats", "Blockchain",
+     [Arg("hash_or_height", ANY, help="The block hash or height of the target block"),
+      Arg("stats", ARR, False, None, "Values to plot (see result below)",
+          default_hint="all values")],
+     description="Compute per block statistics for a given window. All amounts are in "
+                 "satoshis.\nIt won't work for some heights with pruning.",
+     examples=['getblockstats \'"00000000c937983704a73af28acdec37b049d214adbda81d7e2a3dd146f6'
+               'ed09"\' \'["minfeerate","avgfeerate"]\'',
+               'getblockstats 1000 \'["minfeerate","avgfeerate"]\''])
+def getblockstats(node, hash_or_height, stats) -> dict:
+    e = _hash_or_height(node, hash_or_height)
+    selected: list[str] = []
+    for s in stats or []:
+        if not isinstance(s, str):
+            raise RPCError(RPC_TYPE_ERROR, f"JSON value of type {json_type(s)} is not of "
+                           "expected type string")
+        if s not in selected:
+            selected.append(s)
+    with node.chain.lock:
+        block = _read_block_checked(node, e)
+        undo = _undo_checked(node, e)
+    params = node.params
+    bip30_repeat = BIP30_REPEATS.get(e.height) == e.hash
+
+    total_out = totalfee = inputs = outputs = 0
+    maxfee = maxfeerate = maxtxsize = 0
+    minfee = minfeerate = MAX_MONEY
+    mintxsize = MAX_BLOCK_SERIALIZED_SIZE
+    swtotal_size = swtotal_weight = swtxs = total_size = total_weight = 0
+    utxos = utxo_size_inc = utxo_size_inc_actual = 0
+    fees: list[int] = []
+    feerates: list[tuple[int, int]] = []
+    sizes: list[int] = []
+    for i, tx in enumerate(block.txs):
+        outputs += len(tx.vout)
+        tx_out = 0
+        for out in tx.vout:
+            tx_out += out.value
+            size = len(out.serialize()) + _PER_UTXO_OVERHEAD
+            utxo_size_inc += size
+            # The genesis and the repeated BIP30 coinbases never entered the UTXO set.
+            if e.height == 0 or (bip30_repeat and i == 0):
+                continue
+            if is_unspendable(out.script_pubkey):
+                continue
+            utxos += 1
+            utxo_size_inc_actual += size
+        if i == 0:
+            continue
+        inputs += len(tx.vin)
+        total_out += tx_out
+        tx_size = tx.size
+        sizes.append(tx_size)
+        maxtxsize = max(maxtxsize, tx_size)
+        mintxsize = min(mintxsize, tx_size)
+        total_size += tx_size
+        weight = tx.weight
+        total_weight += weight
+        if tx.has_witness():
+            swtxs += 1
+            swtotal_size += tx_size
+            swtotal_weight += weight
+        tx_in = 0
+        for coin in undo[i - 1]:
+            tx_in += coin.value
+            size = len(TxOut(coin.value, coin.script_pubkey).serialize()) + _PER_UTXO_OVERHEAD
+            utxo_size_inc -= size
+            utxo_size_inc_actual -= size
+        fee = tx_in - tx_out
+        fees.append(fee)
+        maxfee = max(maxfee, fee)
+        minfee = min(minfee, fee)
+        totalfee += fee
+        feerate = _div(fee * WITNESS_SCALE_FACTOR, weight) if weight else 0
+        feerates.append((feerate, weight))
+        maxfeerate = max(maxfeerate, feerate)
+        minfeerate = min(minfeerate, feerate)
+
+    n = len(block.txs)
+    everything = {
+        "avgfee": _div(totalfee, n - 1) if n > 1 else 0,
+        "avgfeerate": _div(totalfee * WITNESS_SCALE_FACTOR, total_weight) if total_weight else 0,
+        "avgtxsize": _div(total_size, n - 1) if n > 1 else 0,
+        "blockhash": e.hash_hex(),
+        "feerate_percentiles": _percentiles_by_weight(feerates, total_weight),
+        "height": e.height,
+        "ins": inputs,
+        "maxfee": maxfee,
+        "maxfeerate": maxfeerate,
+        "maxtxsize": maxtxsize,
+        "medianfee": _truncated_median(fees),
+        "mediantime": e.median_time_past(),
+        "mediantxsize": _truncated_median(sizes),
+        "minfee": 0 if minfee == MAX_MONEY else minfee,
+        "minfeerate": 0 if minfeerate == MAX_MONEY else minfeerate,
+        "mintxsize": 0 if mintxsize == MAX_BLOCK_SERIALIZED_SIZE else mintxsize,
+        "outs": outputs,
+        "subsidy": block_subsidy(e.height, params.subsidy_halving_interval),
+        "swtotal_size": swtotal_size,
+        "swtotal_weight": swtotal_weight,
+        "swtxs": swtxs,
+        "time": e.time,
+        "total_out": total_out,
+        "total_size": total_size,
+        "total_weight": total_weight,
+        "totalfee": totalfee,
+        "txs": n,
+        "utxo_increase": outputs - inputs,
+        "utxo_size_inc": utxo_size_inc,
+        "utxo_increase_actual": utxos - inputs,
+        "utxo_size_inc_actual": utxo_size_inc_actual,
+    }
+    if not selected:
+        return everything
+    out = {}
+    for s in sorted(selected):  # Core's std::set: in name order
+        if s not in everything:
+            raise RPCError(RPC_INVALID_PARAMETER, f"Invalid selected statistic '{s}'")
+        out[s] = everything[s]
+    return out
+
+
+# =============================================================================================
+# headers
+# =============================================================================================
+
+
+@rpc("submitheader", "Mining",
+     [Arg("hexdata", HEX, help="the hex-encoded block header data")],
+     description="Decode the given hexdata as a header and submit it as a candidate chain "
+                 "tip if valid.\nThrows when the header is invalid.",
+     result="null    (json null) None", examples=['submitheader "aabbcc"'])
+def submitheader(node, hexdata) -> None:
+    try:
+        raw = bytes.fromhex(hexdata)
+        if len(raw) < 80:
+            raise ValueError
+        header = BlockHeader.from_bytes(raw[:80])
+    except (ValueError, DeserializationError):
+        raise RPCError(RPC_DESERIALIZATION_ERROR, "Block header decode failed") from None
+    chain = node.chain
+    if chain.get(header.prev_hash) is None:
+        raise RPCError(RPC_VERIFY_ERROR,
+                       f"Must submit previous header ({header.prev_hash[::-1].hex()}) first")
+    try:
+        chain.accept_header(header)
+    except ValidationError as err:
+        raise RPCError(RPC_VERIFY_ERROR, err.reason) from None
+    return None
+
+
+# =============================================================================================
+# deployments
+# =============================================================================================
+
+
+def _bip9_json(node, e, dep) -> dict:
+    """Core's SoftForkDescPushBack for a BIP9 deployment at block e."""
+    vb = node.chain.versionbits
+    current = vb.state(e.prev, dep)
+    nxt = vb.state(e, dep)
+    signalling = current in (STARTED, LOCKED_IN)
+    bip9: dict = {}
+    if signalling:
+        bip9["bit"] = dep.bit
+    bip9["start_time"] = dep.start_time
+    bip9["timeout"] = dep.timeout
+    bip9["min_activation_height"] = dep.min_activation_height
+    bip9["status"] = current
+    bip9["since"] = vb.state_since_height(e.prev, dep) if e.prev is not None else 0
+    bip9["status_next"] = nxt
+    if signalling:
+        stats, signals = vb.statistics(e, dep)
+        st: dict = {"period": stats.period}
+        if current != LOCKED_IN:
+            st["threshold"] = stats.threshold
+        st["elapsed"] = stats.elapsed
+        st["count"] = stats.count
+        if current != LOCKED_IN:
+            st["possible"] = stats.possible
+        bip9["statistics"] = st
+        bip9["signalling"] = "".join("#" if x else "-" for x in signals)
+    out: dict = {"type": "bip9"}
+    if nxt == ACTIVE:
+        out["height"] = vb.state_since_height(e, dep)
+    out["active"] = nxt == ACTIVE
+    out["bip9"] = bip9
+    return out
+
+
+def deployments_json(node, e) -> dict:
+    """Every deployment enabled on this chain, as of the block after e."""
+    out: dict = {}
+    for name, height in node.chain.params.buried_deployments().items():
+        if height >= 2**31 - 1:  # disabled
+            continue
+        out[name] = {"type": "buried", "active": e.height + 1 >= height, "height": height}
+    for dep in node.chain.params.deployments:
+        if dep.start_time == NEVER_ACTIVE:
+            continue
+        out[dep.name] = _bip9_json(node, e, dep)
+    return out
+
+
+@rpc("getdeploymentinfo", "Blockchain",
+     [Arg("blockhash", STR, False, None, "The block hash at which to query deployment state",
+          default_hint="hash of current chain tip")],
+     description="Returns an object containing various state info regarding deployments of "
+                 "consensus changes.", examples=["getdeploymentinfo"])
+def getdeploymentinfo(node, blockhash) -> dict:
+    chain = node.chain
+    with chain.lock:
+        e = chain.tip if blockhash is None else _entry(node, blockhash)
+        flags = script_flags_at(e.height + 1, None, chain.params)
+        return {
+            "hash": e.hash_hex(),
+            "height": e.height,
+            "script_flags": sorted(sf.flags_to_names(flags)),
+            "deployments": deployments_json(node, e),
+        }

@@ -37,6 +37,8 @@ def help_(node, command):
         lines: list[str] = []
         current = None
         for m in sorted(methods.values(), key=lambda m: (m.category, m.name)):
+            if m.category == "Hidden":  # as Core: hidden methods answer, unlisted
+                continue
             if m.category != current:
                 if current is not None:
                     lines.append("")
@@ -47,7 +49,7 @@ def help_(node, command):
     m = methods.get(command)
     if m is None:
         return f"help: unknown command: {command}"
-    return m.help_text().rstrip("\n")
+    return m.help_text()  # as Core's, ending in a newline
 
 
 # The wallet's parameter types (wallet.rpc) by the names the node's help gives them.
@@ -137,30 +139,59 @@ def syncwithvalidationinterfacequeue(node):
     return None
 
 
-@rpc("echo", "Hidden", [Arg(f"arg{i}", STR, False) for i in range(10)],
-     description="Simply echo back the input arguments. This command is for testing.\n\n"
-                 "It will return an internal bug report when arg9='trigger_internal_bug' is "
-                 "passed.\n\nThe difference between echo and echojson is that echojson has "
-                 "argument conversion enabled in the client-side table in bitcoin-cli.",
-     inline=True)
-def echo(node, arg0, arg1, arg2, arg3, arg4, arg5, arg6, arg7, arg8, arg9):
-    return _echo([arg0, arg1, arg2, arg3, arg4, arg5, arg6, arg7, arg8, arg9])
+_ECHO_DESCRIPTION = (
+    "Simply echo back the input arguments. This command is for testing.\n\n"
+    "It will return an internal bug report when arg9='trigger_internal_bug' is passed.\n\n"
+    "The difference between echo and echojson is that echojson has argument conversion "
+    "enabled in the client-side table in bitcoin-cli.")
 
 
-@rpc("echojson", "Hidden", [Arg(f"arg{i}", ANY, False) for i in range(10)],
-     description="Simply echo back the input arguments. This command is for testing.",
-     inline=True)
-def echojson(node, arg0, arg1, arg2, arg3, arg4, arg5, arg6, arg7, arg8, arg9):
-    return _echo([arg0, arg1, arg2, arg3, arg4, arg5, arg6, arg7, arg8, arg9])
+class _Echo(Method):
+    """echo and echojson answer with the parameters as Core's server hands them to a method:
+    positional ones as given (nulls included), named ones placed by position with nulls in
+    the holes between them but none after the last one given."""
+
+    def bind(self, params):
+        if params is None:
+            return [[]]
+        if isinstance(params, list):
+            if len(params) > len(self.args):
+                raise RPCError(RPC_MISC_ERROR, self.help_text())
+            return [list(params)]
+        params = dict(params)
+        names = [a.name for a in self.args]
+        out: list = []
+        extra = params.pop("args", None)
+        if extra is not None:
+            if not isinstance(extra, list):
+                raise RPCError(RPC_INVALID_PARAMETER, "args must be an array")
+            out = list(extra)
+        for key in params:
+            if key not in names:
+                raise RPCError(RPC_INVALID_PARAMETER, f"Unknown named parameter {key}")
+        for i, name in enumerate(names):
+            if name not in params:
+                continue
+            if i < len(out):
+                raise RPCError(RPC_INVALID_PARAMETER, f"Parameter {name} specified twice both "
+                               "as positional and named argument")
+            out.extend([None] * (i - len(out)))
+            out.append(params[name])
+        if len(out) > len(self.args):
+            raise RPCError(RPC_MISC_ERROR, self.help_text())
+        return [out]
 
 
-def _echo(args: list) -> list:
-    if args[9] == "trigger_internal_bug":
+def _echo(node, args: list) -> list:
+    if len(args) > 9 and args[9] == "trigger_internal_bug":
         raise RPCError(RPC_MISC_ERROR, "Internal bug detected: echo arg9='trigger_internal_bug'")
-    out = list(args)
-    while out and out[-1] is None:
-        out.pop()
-    return out
+    return args
+
+
+for _name, _type in (("echo", STR), ("echojson", ANY)):
+    REGISTRY[_name] = _Echo(_name, "Hidden", _echo,
+                            [Arg(f"arg{i}", _type, False) for i in range(10)],
+                            _ECHO_DESCRIPTION, inline=True)
 
 
 @rpc("getrpcinfo", "Control", description="Returns details of the RPC server.", inline=True)

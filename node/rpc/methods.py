@@ -9,5 +9,6 @@ from node.rpc import (  # noqa: F401
     psbt,
     rawtransactions,
     signing,
+    txoutproof,
     util,
 )

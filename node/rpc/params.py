@@ -12,6 +12,7 @@ from node.rpc.errors import (
     RPCError,
 )
 from node.rpc.jsonutil import parse_amount
+from node.rpc.registry import json_type
 
 
 def parse_hash(value: str, name: str) -> bytes:
@@ -38,7 +39,7 @@ def parse_hex(value: str, name: str) -> bytes:
 def as_int(value: Any, name: str) -> int:
     """A JSON number that must be an integer (UniValue::getInt)."""
     if isinstance(value, bool) or not isinstance(value, (int, Decimal, float)):
-        raise RPCError(RPC_TYPE_ERROR, f"JSON value of type {type(value).__name__} is not of "
+        raise RPCError(RPC_TYPE_ERROR, f"JSON value of type {json_type(value)} is not of "
                        f"expected type number")
     if isinstance(value, int):
         return value
