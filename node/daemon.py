@@ -246,8 +246,8 @@ class Node:
     def _init_chain(self) -> None:
         from node.blockimport import reindex, reindex_chainstate
         from node.chain import ChainState
+        from node.index import Indexes
         from node.scriptcheck import ScriptChecker
-        from node.txindex import TxIndex
 
         cfg = self.config
         # -reindex rebuilds the databases from the block files: start them from nothing, so
@@ -259,7 +259,7 @@ class Node:
         doomed = []
         if reindexing:
             marker.write_text("reindex in progress\n")
-            doomed = ["blocks/index", "chainstate", "indexes"]
+            doomed = ["blocks/index", "chainstate"]  # indexes: wiped as they open
         elif cfg.reindex_chainstate:
             doomed = ["chainstate"]
         for sub in doomed:
@@ -274,13 +274,14 @@ class Node:
         self.chain.max_tip_age = cfg.arg_int("maxtipage", self.chain.max_tip_age)
         if cfg.arg_set("minimumchainwork"):
             self.chain.minimum_chain_work = int(cfg.arg_str("minimumchainwork"), 16)
-        if cfg.txindex:
-            self.txindex = TxIndex(self.datadir / "indexes" / "txindex", self.chain)
+        # The optional indexes (node/index): opened now, so that a damaged one stops start-up;
+        # wiped by -reindex (not by a reindex carried on after a restart); started once the
+        # chain is loaded.
+        self.indexes = Indexes.from_config(cfg, self.datadir, self.chain, wipe=cfg.reindex)
+        self.txindex = self.indexes.txindex
         log.info("initload thread start")  # (Core's thread name for this phase)
         if reindexing or self.chain.index_db.is_reindexing():
             self.rpc.warmup = "Reindexing blocks..."
-            if self.txindex:
-                self.txindex.wipe()
             reindex(self.chain)
             marker.unlink(missing_ok=True)
         elif cfg.reindex_chainstate:
@@ -292,8 +293,7 @@ class Node:
         log.info("Loaded best chain: hashBestChain=%s height=%d date=%s", tip.hash_hex(),
                  tip.height, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(tip.time)))
         log.info("init message: Verifying blocks...")
-        if self.txindex:
-            self.txindex.sync()
+        self.indexes.start()
         self._init_mempool()
 
         blocknotify = cfg.arg_str("blocknotify")
@@ -381,10 +381,10 @@ class Node:
                 log.info("Dumped mempool: %d transactions", n)
             except OSError as err:
                 log.error("Failed to dump mempool: %s", err)
+        if getattr(self, "indexes", None) is not None:
+            self.indexes.close()  # first: their threads read the chain
         if self.chain is not None:
             self.chain.close()
-        if self.txindex is not None:
-            self.txindex.close()
 
 
 UA_COMMENT_CHARS = set(string.ascii_letters + string.digits + " .,;-_?@")

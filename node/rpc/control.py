@@ -134,6 +134,8 @@ def syncwithvalidationinterfacequeue(node):
     with node.chain.lock:
         pass
     asyncio.run_coroutine_threadsafe(asyncio.sleep(0), node.loop).result()
+    if getattr(node, "indexes", None) is not None:  # the indexes' threads, as Core's
+        node.indexes.block_until_synced()
     if node.wallets is not None:
         node.wallets.sync_all()
     return None

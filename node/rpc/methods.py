@@ -3,6 +3,7 @@
 from node.rpc import (  # noqa: F401
     blockchain,
     control,
+    index,
     mempool,
     mining,
     net,

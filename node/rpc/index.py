@@ -1,0 +1,156 @@
+"""RPCs of the optional indexes (node/index): getindexinfo, getblockfilter, and what
+gettxoutsetinfo answers from -coinstatsindex."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from node.index.blockfilterindex import FILTER_TYPES
+from node.rpc.errors import (
+    RPC_INTERNAL_ERROR,
+    RPC_INVALID_ADDRESS_OR_KEY,
+    RPC_INVALID_PARAMETER,
+    RPC_MISC_ERROR,
+    RPC_TYPE_ERROR,
+    RPCError,
+)
+from node.rpc.jsonutil import btc
+from node.rpc.params import as_int, parse_hash
+from node.rpc.registry import STR, Arg, json_type, rpc
+from node.store.blockindex import VALID_SCRIPTS
+
+
+def indexes_of(node):
+    return getattr(node, "indexes", None)
+
+
+@rpc("getindexinfo", "Util",
+     [Arg("index_name", STR, False, None, "Filter results for an index with a specific name.")],
+     description="Returns the status of one or all available indices currently running in "
+                 "the node.")
+def getindexinfo(node, index_name) -> dict:
+    ix = indexes_of(node)
+    return ix.info(index_name) if ix is not None else {}
+
+
+@rpc("getblockfilter", "Blockchain",
+     [Arg("blockhash", STR, help="The hash of the block"),
+      Arg("filtertype", STR, False, "basic", "The type name of the filter")],
+     description="Retrieve a BIP 157 content filter for a particular block.",
+     examples=['getblockfilter "00000000c937983704a73af28acdec37b049d214adbda81d7e2a3dd146f6ed09"'
+               ' "basic"'])
+def getblockfilter(node, blockhash, filtertype) -> dict:
+    h = parse_hash(blockhash, "blockhash")
+    name = "basic" if filtertype is None else filtertype
+    if name not in FILTER_TYPES:
+        raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Unknown filtertype")
+    ix = indexes_of(node)
+    index = ix.blockfilter if ix is not None else None
+    if index is None:
+        raise RPCError(RPC_MISC_ERROR, f"Index is not enabled for filtertype {name}")
+    chain = node.chain
+    with chain.lock:
+        e = chain.get(h)
+        if e is None:
+            raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Block not found")
+        was_connected = e.is_valid(VALID_SCRIPTS)
+    ready = index.block_until_synced()
+    found = index.lookup(e.hash)
+    if found is None:
+        if not was_connected:
+            code, why = RPC_INVALID_ADDRESS_OR_KEY, "Block was not connected to active chain."
+        elif not ready:
+            code, why = RPC_MISC_ERROR, "Block filters are still in the process of being indexed."
+        else:
+            code, why = RPC_INTERNAL_ERROR, ("This error is unexpected and indicates index "
+                                             "corruption.")
+        raise RPCError(code, f"Filter not found. {why}")
+    encoded, header = found
+    return {"filter": encoded.hex(), "header": header[::-1].hex()}
+
+
+def parse_hash_or_height(node, value):
+    """Core's ParseHashOrHeight: a height of the active chain, or any known block's hash."""
+    chain = node.chain
+    if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
+        h = as_int(value, "hash_or_height")
+        with chain.lock:
+            if h < 0:
+                raise RPCError(RPC_INVALID_PARAMETER, f"Target block height {h} is negative")
+            if h > chain.height:
+                raise RPCError(RPC_INVALID_PARAMETER,
+                               f"Target block height {h} after current tip {chain.height}")
+            return chain.active[h]
+    if not isinstance(value, str):
+        raise RPCError(RPC_TYPE_ERROR, f"JSON value of type {json_type(value)} is not of "
+                       "expected type string")
+    e = chain.get(parse_hash(value, "hash_or_height"))
+    if e is None:
+        raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Block not found")
+    return e
+
+
+def txoutsetinfo_from_index(node, hash_type: str, hash_or_height, use_index):
+    """gettxoutsetinfo as Core answers it with -coinstatsindex: None when the index is not
+    to be used (the caller scans the UTXO set)."""
+    ix = indexes_of(node)
+    index = ix.coinstats if ix is not None else None
+    index_requested = use_index is None or bool(use_index)
+    if hash_or_height is not None:
+        if index is None:
+            raise RPCError(RPC_INVALID_PARAMETER,
+                           "Querying specific block heights requires coinstatsindex")
+        if hash_type == "hash_serialized_3":
+            raise RPCError(RPC_INVALID_PARAMETER,
+                           "hash_serialized_3 hash type cannot be queried for a specific block")
+        if not index_requested:
+            raise RPCError(RPC_INVALID_PARAMETER,
+                           "Cannot set use_index to false when querying for a specific block")
+    if index is None or not index_requested or hash_type == "hash_serialized_3":
+        return None
+    chain = node.chain
+    if hash_or_height is not None:
+        target = parse_hash_or_height(node, hash_or_height)
+    else:
+        with chain.lock:
+            chain.flush()  # Core: ForceFlushStateToDisk, then the coins database's best block
+            target = chain.tip
+    if not index.block_until_synced():
+        best = index.best.height if index.best is not None else 0
+        if target.height > best:
+            raise RPCError(RPC_INTERNAL_ERROR, "Unable to get data because coinstatsindex is "
+                           f"still syncing. Current height: {best}")
+    found = index.lookup(target.hash)
+    if found is None:
+        raise RPCError(RPC_INTERNAL_ERROR, "Unable to read UTXO set")
+    digest, st = found
+    prev = None
+    if target.prev is not None:
+        prev = index.lookup(target.prev.hash)
+        if prev is None:
+            raise RPCError(RPC_INTERNAL_ERROR, "Unable to read UTXO set")
+    p = prev[1] if prev is not None else type(st)()
+    out = {
+        "height": target.height,
+        "bestblock": target.hash_hex(),
+        "txouts": st.txouts,
+        "bogosize": st.bogosize,
+    }
+    if hash_type == "muhash":
+        out["muhash"] = digest[::-1].hex()
+    out["total_amount"] = btc(st.total_amount)
+    out["total_unspendable_amount"] = btc(st.total_unspendable)
+    out["block_info"] = {
+        "prevout_spent": btc(st.prevout_spent - p.prevout_spent),
+        "coinbase": btc(st.coinbase - p.coinbase),
+        "new_outputs_ex_coinbase": btc(st.new_outputs_ex_coinbase - p.new_outputs_ex_coinbase),
+        "unspendable": btc(st.total_unspendable - p.total_unspendable),
+        "unspendables": {
+            "genesis_block": btc(st.unspendables_genesis_block - p.unspendables_genesis_block),
+            "bip30": btc(st.unspendables_bip30 - p.unspendables_bip30),
+            "scripts": btc(st.unspendables_scripts - p.unspendables_scripts),
+            "unclaimed_rewards": btc(st.unspendables_unclaimed_rewards
+                                     - p.unspendables_unclaimed_rewards),
+        },
+    }
+    return out
