@@ -34,10 +34,12 @@ from wallet.rpc import (
     ANY,
     ARR,
     BOOL,
+    METHODS,
     NUM,
     OBJ,
     STR,
     Call,
+    Method,
     Param,
     fee_rate_of,
     json_type,
@@ -181,7 +183,7 @@ def walletcreatefundedpsbt(call: Call, inputs, outputs, locktime, options, bip32
     rate = fee_rate_of(call, o.get("fee_rate"), o.get("conf_target"), o.get("estimate_mode"))
     if o.get("feeRate") is not None:
         rate = parse_btc(o["feeRate"])
-    built = fund(w, inputs, outputs, rate, locktime=locktime,
+    built = fund(w, inputs, outputs, rate, locktime=0 if locktime is None else locktime,
                  change_address=o.get("changeAddress"), change_type=o.get("change_type"),
                  subtract=o.get("subtractFeeFromOutputs", []),
                  lock=bool(o.get("lockUnspents")), add_inputs=o.get("add_inputs"),
@@ -208,6 +210,28 @@ def walletprocesspsbt(call: Call, text, do_sign, sighashtype, bip32derivs, final
         if tx is not None:
             out["hex"] = tx.serialize().hex()
     return out
+
+
+class _OptionsByName(Method):
+    """Core's OBJ_NAMED_PARAMS: the keys of "options" may also be given as named
+    parameters of their own."""
+
+    def bind(self, params):  # noqa: ANN001, ANN201
+        if isinstance(params, dict):
+            known = {p.name for p in self.params} | {"args"}
+            loose = {k: v for k, v in params.items() if k not in known}
+            if loose:
+                params = {k: v for k, v in params.items() if k in known}
+                if params.get("options") is not None:
+                    raise WalletError(RPC_INVALID_PARAMETER, f"Parameter options conflicts "
+                                      f"with parameter {sorted(loose)[0]}")
+                params["options"] = loose
+        return super().bind(params)
+
+
+_m = METHODS["walletcreatefundedpsbt"]
+METHODS["walletcreatefundedpsbt"] = _OptionsByName(_m.name, _m.func, _m.params,
+                                                   _m.needs_wallet, _m.syncs)
 
 
 # -- node-level methods, for the wallet's own server ----------------------------------------
