@@ -293,7 +293,9 @@ class BlockSync:
         return e
 
     def update_best_known(self, peer: Peer, e) -> None:
-        if e is not None and (peer.best_known is None or e.chain_work > peer.best_known.chain_work):
+        # >= as Core's UpdateBlockAvailability: a block as good as an invalidated one counts.
+        if e is not None and (peer.best_known is None or
+                              e.chain_work >= peer.best_known.chain_work):
             peer.best_known = e
 
     async def on_getheaders(self, peer: Peer, msg: m.GetHeaders) -> None:
