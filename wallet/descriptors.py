@@ -1,7 +1,8 @@
 """Output script descriptors (BIP380-386) with Bitcoin Core's parsing rules and messages.
 
 Supported: pk, pkh, wpkh, sh, wsh, multi, sortedmulti, combo, addr, raw, tr (with script trees
-of pk, multi_a and sortedmulti_a leaves) and rawtr. Keys: hex (compressed, uncompressed, and
+of pk, multi_a and sortedmulti_a leaves) and rawtr, and miniscript (wallet/miniscript.py) inside
+wsh() and as tr() leaves. Keys: hex (compressed, uncompressed, and
 x-only inside tr), WIF, xpub/xprv with /paths and /* or /*' (/*h) ranges, each optionally with
 [fingerprint/path] origin info; multipath steps (<a;b>) through parse_descriptors. Not
 supported: musig().
@@ -87,6 +88,9 @@ from wallet.keys import (
     taproot_merkle_root,
     taproot_output_key,
 )
+from wallet.miniscript import KeyCtx, MiniscriptParseError, MsContext, from_script
+from wallet.miniscript import Node as MsNode
+from wallet.miniscript import parse as ms_parse
 
 MAX_PUBKEYS_PER_MULTI_A = 999
 MAX_RANGE_SIZE = 1_000_000  # Core's limit on a derivation range
@@ -1038,6 +1042,9 @@ def _parse_script(sp: str, ctx: Ctx, params: ChainParams) -> tuple[Descriptor, s
             raise DescriptorError("Raw script is not hex")
         return RawDescriptor(params, bytes.fromhex(inner)), rest
 
+    ms = _parse_miniscript(expr, ctx, params)
+    if ms is not None:
+        return ms, rest
     if ctx is Ctx.P2SH:
         raise DescriptorError("A function is needed within P2SH")
     if ctx is Ctx.P2WSH:
@@ -1050,6 +1057,73 @@ def _parse_payload(payload: str, params: ChainParams) -> Descriptor:
     if rest:
         raise DescriptorError(f"Unexpected '{rest}' after descriptor")
     return result
+
+
+class _DescriptorKeys(KeyCtx):
+    """Miniscript keys of a parsed descriptor: indexes into its key expressions; `pubkeys`
+    (the keys derived at one position) give the script's bytes."""
+
+    def __init__(self, keys: Sequence[KeyExpr], pubkeys: Sequence[bytes] | None = None,
+                 private: bool = False) -> None:
+        self.keys = keys
+        self.pubkeys = pubkeys
+        self.private = private
+
+    def key_bytes(self, key, ctx):  # type: ignore[no-untyped-def]
+        assert self.pubkeys is not None
+        pub = self.pubkeys[key]
+        return pub[1:33] if ctx is MsContext.TAPSCRIPT else pub
+
+    def key_hash(self, key, ctx):  # type: ignore[no-untyped-def]
+        return hash160(self.key_bytes(key, ctx))
+
+    def key_string(self, key):  # type: ignore[no-untyped-def]
+        return self.keys[key].to_string(self.private)
+
+    def key_id(self, key):  # type: ignore[no-untyped-def]
+        try:
+            return self.keys[key].derive(0).pubkey
+        except DescriptorError:
+            return self.keys[key].to_string()
+
+
+class MiniscriptDescriptor(Descriptor):
+    """A miniscript inside wsh() or as a tr() leaf (Core's MiniscriptDescriptor)."""
+
+    def __init__(self, params: ChainParams, keys: Sequence[KeyExpr], node: MsNode) -> None:
+        super().__init__(params, keys)
+        self.node = node
+
+    def _string(self, private: bool) -> str:
+        text = self.node.to_string(_DescriptorKeys(self.keys, private=private))
+        assert text is not None
+        return text
+
+    def _make_scripts(self, pubkeys, subscripts, out):  # type: ignore[no-untyped-def]
+        return [self.node.to_script(_DescriptorKeys(self.keys, pubkeys))]
+
+
+def _parse_miniscript(expr: str, ctx: Ctx, params: ChainParams) -> Descriptor | None:
+    """Core's last try in ParseScript: the expression as miniscript (None if it is not)."""
+    ms_ctx = MsContext.TAPSCRIPT if ctx is Ctx.P2TR else MsContext.P2WSH
+    key_ctx = Ctx.P2TR if ctx is Ctx.P2TR else Ctx.P2WSH
+    keys: list[KeyExpr] = []
+    kctx = _DescriptorKeys(keys)
+
+    def parse_key(text: str) -> int:
+        keys.append(_parse_pubkey(text, key_ctx, params))
+        return len(keys) - 1
+
+    try:
+        node = ms_parse(expr, ms_ctx, kctx, parse_key)
+    except MiniscriptParseError:
+        return None
+    if ctx not in (Ctx.P2WSH, Ctx.P2TR):
+        raise DescriptorError("Miniscript expressions can only be used in wsh or tr.")
+    error = node.sanity_error(kctx)
+    if error is not None:
+        raise DescriptorError(error)
+    return MiniscriptDescriptor(params, keys, node)
 
 
 def parse_descriptor(
@@ -1411,10 +1485,47 @@ def _infer_taproot_tree(internal: bytes, leaves: Sequence[tuple[int, bytes]]
     return out
 
 
+class _InferKeys(KeyCtx):
+    """Miniscript keys while inferring: (key bytes as in the script, text with any origin the
+    provider knows), found from the script's bytes as Core's KeyParser does with a provider."""
+
+    def __init__(self, prov: SigningProvider) -> None:
+        self.prov = prov
+
+    def key_bytes(self, key, ctx):  # type: ignore[no-untyped-def]
+        return key[0]
+
+    def key_hash(self, key, ctx):  # type: ignore[no-untyped-def]
+        return hash160(key[0])
+
+    def key_string(self, key):  # type: ignore[no-untyped-def]
+        return key[1]
+
+    def key_id(self, key):  # type: ignore[no-untyped-def]
+        return key[0]
+
+    def from_pk_bytes(self, data, ctx):  # type: ignore[no-untyped-def]
+        if ctx is MsContext.TAPSCRIPT:
+            return (data, _infer_xonly(data, self.prov)) if len(data) == 32 else None
+        text = _infer_pubkey(data, Ctx.P2WSH, self.prov)
+        return None if text is None else (data, text)
+
+    def from_pkh_bytes(self, data, ctx):  # type: ignore[no-untyped-def]
+        if ctx is MsContext.TAPSCRIPT:
+            for pub in self.prov.pubkeys.values():
+                if len(pub) == 33 and hash160(pub[1:]) == data:
+                    return (pub[1:], _infer_xonly(pub[1:], self.prov))
+            return None
+        pub = self.prov.pubkeys.get(data)
+        text = None if pub is None else _infer_pubkey(pub, Ctx.P2WSH, self.prov)
+        return None if text is None else (pub, text)
+
+
 def _infer_script(script: bytes, ctx: Ctx, prov: SigningProvider, params: ChainParams
                   ) -> str | None:
     """Core's InferScript, as a descriptor string without checksum (None: nothing fits in this
-    context). Miniscript is not inferred: this parser makes no script that needs it."""
+    context). Inside wsh() and tr() leaves, a script no template fits is tried as miniscript
+    (kept when sane, as Core does)."""
     if ctx is Ctx.P2TR:
         if len(script) == 34 and script[0] == 32 and script[33] == OP_CHECKSIG:
             return f"pk({_infer_xonly(script[1:33], prov)})"
@@ -1465,6 +1576,12 @@ def _infer_script(script: bytes, ctx: Ctx, prov: SigningProvider, params: ChainP
                 return f"tr({key},{_tree_string(subs, [d for d, _ in leaves])})"  # type: ignore[arg-type]
         if is_valid_xonly(output):
             return f"rawtr({_infer_xonly(output, prov)})"
+
+    if ctx in (Ctx.P2WSH, Ctx.P2TR):
+        ms_ctx = MsContext.P2WSH if ctx is Ctx.P2WSH else MsContext.TAPSCRIPT
+        node = from_script(script, ms_ctx, _InferKeys(prov))
+        if node is not None and node.is_sane():
+            return node.to_string()
 
     if ctx is not Ctx.TOP:
         return None
