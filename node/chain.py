@@ -64,6 +64,11 @@ FLUSH_INTERVAL = 60.0  # seconds between periodic UTXO flushes while blocks conn
 RECENT_BLOCKS = 16  # parsed blocks kept to connect without reading them back from disk
 
 
+def state_string(err: ValidationError) -> str:
+    """Core's BlockValidationState::ToString: the reason, then the debug message if any."""
+    return f"{err.reason}, {err.debug}" if err.debug else err.reason
+
+
 class ChainError(Exception):
     """The chain state cannot continue (corrupt files or databases): needs operator action."""
 
@@ -429,14 +434,19 @@ class ChainState:
                 raise ValidationError("prev-blk-not-found", 0, "previous block not found")
             if prev.failed:
                 raise ValidationError("bad-prevblk", 100, "previous block invalid")
-            check_header_contextual(
-                header,
-                prev.height + 1,
-                next_work_required(prev, header.time, self.params),
-                prev.median_time_past(),
-                int(self.now()),
-                self.params,
-            )
+            try:
+                check_header_contextual(
+                    header,
+                    prev.height + 1,
+                    next_work_required(prev, header.time, self.params),
+                    prev.median_time_past(),
+                    int(self.now()),
+                    self.params,
+                )
+            except ValidationError as err:
+                log.debug("AcceptBlockHeader: Consensus::ContextualCheckBlockHeader: %s, %s",
+                          header.hash_hex(), state_string(err))
+                raise
             e = BlockIndexEntry(header, prev)
             self._link(e)
             self.index_db.put(e)
@@ -559,6 +569,7 @@ class ChainState:
             try:
                 self._connect_tip(e)
             except ValidationError as err:
+                log.info("Block validation error: %s", state_string(err))  # Core's ConnectBlock
                 log.warning("block %s at height %d is invalid: %s", e.hash_hex(), e.height, err)
                 self.invalid_errors[e.hash] = err
                 if len(self.invalid_errors) > 100:

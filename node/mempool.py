@@ -787,13 +787,18 @@ class Mempool:
         try:
             verify_transaction(tx, spent, sf.STANDARD_SCRIPT_VERIFY_FLAGS)
         except ScriptError as err:
+            # As Core's: one reason whichever flag failed; the details name the input.
+            i = err.input_index
+            prevout = tx.vin[i].prevout
+            details = (f"input {i} of {tx.txid_hex()} (wtxid {tx.wtxid_hex()}), spending "
+                       f"{prevout.hash[::-1].hex()}:{prevout.n}")
             try:
                 verify_transaction(tx, spent, sf.MANDATORY_SCRIPT_VERIFY_FLAGS)
-            except ScriptError as err2:
-                raise MempoolReject(f"block-script-verify-flag-failed ({err2.message})",
-                                    f"input {err2.input_index}", consensus=True) from None
+            except ScriptError:
+                raise MempoolReject(f"mempool-script-verify-flag-failed ({err.message})",
+                                    details, consensus=True) from None
             raise MempoolReject(f"mempool-script-verify-flag-failed ({err.message})",
-                                f"input {err.input_index}") from None
+                                details) from None
 
     # =========================================================================================
     # bookkeeping
