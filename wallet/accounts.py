@@ -8,13 +8,20 @@ keys). An account keeps `range_end` scripts derived ahead of the last one used o
 
 from __future__ import annotations
 
+import copy
+import json
 from dataclasses import dataclass, field
 
 from consensus.params import ChainParams
 from wallet.bip32 import HARDENED, ExtKey
 from wallet.descriptors import (
+    BIP32Key,
+    Derive,
+    DerivedKey,
     Descriptor,
+    DescriptorError,
     Expansion,
+    KeyOrigin,
     PKHDescriptor,
     SHDescriptor,
     TRDescriptor,
@@ -23,7 +30,7 @@ from wallet.descriptors import (
 )
 from wallet.keys import pubkey_from_secret
 
-DEFAULT_LOOKAHEAD = 100
+DEFAULT_LOOKAHEAD = 1000  # Core's -keypool default: scripts kept derived past the last used
 
 # address type (Core's -addresstype names) -> (BIP purpose, descriptor template)
 ADDRESS_TYPES: dict[str, tuple[int, str]] = {
@@ -84,19 +91,41 @@ class Account:
     next_index: int
     range_end: int  # scripts 0 .. range_end-1 are derived and watched
     created: int
-    secret: bytes | None = None  # the private descriptor, sealed when the wallet is encrypted
+    secret: bytes | None = None
+    range_start: int = 0  # the private descriptor, sealed when the wallet is encrypted
     private: Descriptor | None = field(default=None, repr=False)  # parsed while unlocked
     expansions: dict[int, Expansion] = field(default_factory=dict, repr=False)
+    # indexes derived through the private descriptor and not yet written to the cache table
+    new_hardened: list[int] = field(default_factory=list, repr=False)
 
     @property
     def ranged(self) -> bool:
         return self.desc.is_range()
 
     def expansion(self, index: int) -> Expansion:
+        """The scripts and keys at index: from the public descriptor, or (hardened steps)
+        from the private one while it is loaded. Raises DescriptorError when neither can."""
         e = self.expansions.get(index)
         if e is None:
-            e = self.expansions[index] = self.desc.expand_full(index if self.ranged else 0)
+            pos = index if self.ranged else 0
+            try:
+                e = self.desc.expand_full(pos)
+            except DescriptorError:
+                if self.private is None:
+                    raise
+                e = self.private.expand_full(pos)
+                self.new_hardened.append(index)
+            self.expansions[index] = e
         return e
+
+    def can_derive(self, index: int) -> bool:
+        if index in self.expansions:
+            return True
+        try:
+            self.expansion(index)
+        except DescriptorError:
+            return False
+        return True
 
     def secret_for(self, pubkey: bytes, index: int) -> bytes | None:
         """The private key of one of this descriptor's keys at index (None when locked or
@@ -124,3 +153,46 @@ def _all_subs(desc: Descriptor) -> list[Descriptor]:
 
 def load_private(account: Account, text: str, params: ChainParams) -> None:
     account.private = parse_descriptor(text, params)
+
+
+def expansion_to_json(e: Expansion) -> str:
+    return json.dumps({"s": [x.hex() for x in e.scripts],
+                       "k": [[k.pubkey.hex(), k.fingerprint.hex(), list(k.path)] for k in e.keys],
+                       "u": {k.hex(): v.hex() for k, v in e.subscripts.items()}})
+
+
+def expansion_from_json(text: str) -> Expansion:
+    d = json.loads(text)
+    return Expansion([bytes.fromhex(x) for x in d["s"]],
+                     [DerivedKey(bytes.fromhex(p), bytes.fromhex(f), tuple(path))
+                      for p, f, path in d["k"]],
+                     {bytes.fromhex(k): bytes.fromhex(v) for k, v in d["u"].items()})
+
+
+def normalized_public(desc: Descriptor) -> str:
+    """The public form of desc as Core's listdescriptors shows it (ToNormalizedString): an
+    extended key with hardened steps in its fixed path becomes the public key at the last
+    hardened step, with that path moved into its origin, so it derives without the
+    private key; hardened steps print as "h". A hardened wildcard (/*h) stays as it is."""
+    d = copy.deepcopy(desc)
+    todo = [d]
+    while todo:
+        cur = todo.pop()
+        todo.extend(cur.subs)
+        for i, key in enumerate(cur.keys):
+            key.apostrophe = False
+            if not isinstance(key, BIP32Key) or key.derive_type is Derive.HARDENED:
+                continue
+            last = max((j for j, step in enumerate(key.path) if step & HARDENED), default=-1)
+            if last < 0 or not key.ext.is_private:
+                continue
+            fixed, rest = key.path[:last + 1], key.path[last + 1:]
+            parent = key.ext.derive_path(fixed).neuter()
+            if key.origin is not None:
+                origin = KeyOrigin(key.origin.fingerprint, key.origin.path + fixed)
+            else:
+                origin = KeyOrigin(key.ext.fingerprint, fixed)
+            new = BIP32Key(parent, rest, key.derive_type, key.params)
+            new.origin = origin
+            cur.keys[i] = new
+    return d.to_string()

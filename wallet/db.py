@@ -7,12 +7,15 @@ vacuums the file so no freed page keeps an old copy.
 Tables:
   meta(k, v)                      name/value: version, chain, birthday, tip, encryption, seed
   descriptors(id, ...)            the wallet's descriptors: public string, sealed private one,
-                                  address type, internal (change) or not, next index, range end
+                                  address type, internal (change) or not, next index, range
+                                  start and end (as importdescriptors gave them)
   txs(txid, raw, height, ...)     every transaction that pays or spends the wallet
   labels(address, label)
   blocks(height, hash)            the chain as the wallet last followed it (reorg detection)
   locked_coins(txid, vout)        outputs locked with lockunspent persistent=true
   abandoned_txs(txid)             transactions abandoned (abandontransaction)
+  derived_cache(account_id, idx)  scripts and keys of descriptors with hardened steps, derived
+                                  while unlocked (JSON), so the wallet knows them while locked
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ CREATE TABLE IF NOT EXISTS blocks (height INTEGER PRIMARY KEY, hash BLOB NOT NUL
 CREATE TABLE IF NOT EXISTS locked_coins (txid BLOB NOT NULL, vout INTEGER NOT NULL,
                                          PRIMARY KEY (txid, vout));
 CREATE TABLE IF NOT EXISTS abandoned_txs (txid BLOB PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS derived_cache (account_id INTEGER NOT NULL, idx INTEGER NOT NULL,
+                                          data TEXT NOT NULL, PRIMARY KEY (account_id, idx));
 """
 
 
@@ -116,6 +121,10 @@ class WalletDB:
         for stmt in _SCHEMA.split(";"):
             if stmt.strip():
                 self.conn.execute(stmt)
+        cols = {r[1] for r in self.conn.execute("PRAGMA table_info(descriptors)")}
+        if "range_start" not in cols:  # (added after the first files were made)
+            self.conn.execute("ALTER TABLE descriptors ADD COLUMN range_start INTEGER NOT NULL "
+                              "DEFAULT 0")
 
     def close(self) -> None:
         conn = getattr(self, "conn", None)

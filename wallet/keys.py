@@ -144,3 +144,4 @@ def sign_taproot_key_path(secret: bytes, digest: bytes, merkle_root: bytes | Non
     if not _lib.secp256k1_schnorrsig_sign32(_CTX, sig, digest, keypair, aux):
         raise InvalidKeyError("Schnorr signing failed")
     return bytes(_ffi.buffer(sig, 64))
+

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from consensus.hashes import hash_to_hex, hex_to_hash
+from consensus.hashes import hash160, hash_to_hex, hex_to_hash
 from consensus.params import CHAINS
+from consensus.tx import Transaction
 from wallet import spend
 from wallet.address import AddressError, decode_address, is_valid_address
 from wallet.amounts import parse_fee_rate_sat_vb
-from wallet.descriptors import SigningProvider, infer_descriptor
+from wallet.descriptors import DescriptorError, SigningProvider, infer_descriptor
 from wallet.errors import (
+    RPC_DESERIALIZATION_ERROR,
     RPC_INVALID_ADDRESS_OR_KEY,
     RPC_INVALID_PARAMETER,
     RPC_MISC_ERROR,
@@ -168,6 +170,32 @@ def address_script(w: Wallet, address: str) -> bytes:
                           f"{err.message}") from None
 
 
+def decode_hex_tx(text: Any, iswitness: bool | None = None) -> Transaction:
+    """Core's DecodeHexTx: the serialization (with or without witness data) that parses
+    completely; when both do, the extended one only if it carries witness data (a
+    transaction with no inputs reads as one with the segwit marker otherwise)."""
+    if not isinstance(text, str):
+        raise WalletError(RPC_TYPE_ERROR, f"JSON value of type {json_type(text)} is not of "
+                          "expected type string")
+    try:
+        data = bytes.fromhex(text)
+    except ValueError:
+        raise WalletError(RPC_DESERIALIZATION_ERROR, "TX decode failed") from None
+    found = []
+    for allow_witness in ((True,) if iswitness else (False,) if iswitness is False
+                          else (True, False)):
+        try:
+            found.append(Transaction.from_bytes(data, allow_witness))
+        except Exception:  # noqa: BLE001  (any parse failure: try the other form)
+            continue
+    for tx in found:
+        if iswitness is not None or len(found) == 1 or any(i.witness for i in tx.vin):
+            return tx
+    if found:
+        return found[-1]
+    raise WalletError(RPC_DESERIALIZATION_ERROR, "TX decode failed")
+
+
 def parse_txid(s: str, name: str = "txid") -> bytes:
     if not isinstance(s, str) or len(s) != 64 or any(c not in "0123456789abcdefABCDEF" for c in s):
         raise WalletError(RPC_INVALID_PARAMETER, f"{name} must be of length 64 (not "
@@ -189,8 +217,15 @@ def fee_rate_of(call: Call, fee_rate: Any, conf_target: Any, estimate_mode: str 
                               "fee_rate. Please provide either a confirmation target in blocks "
                               "for automatic fee estimation, or an explicit fee rate.")
         return parse_fee_rate_sat_vb(fee_rate)
-    target = spend.DEFAULT_CONF_TARGET if conf_target is None else int(conf_target)
-    return spend.fee_rate_from_node(call.node, target, estimate_mode or "unset")
+    w = call.wallet
+    if w is not None and w.pay_tx_fee and conf_target is None:
+        rate = w.pay_tx_fee
+    else:
+        target = spend.DEFAULT_CONF_TARGET if conf_target is None else int(conf_target)
+        rate = spend.fee_rate_from_node(call.node, target, estimate_mode or "unset")
+    if w is not None:  # Core's GetMinimumFeeRate: never under -mintxfee nor the relay minimum
+        rate = max(rate, w.min_tx_fee, w.min_relay_fee)
+    return rate
 
 
 def coin_desc(w: Wallet, script: bytes) -> str:
@@ -198,7 +233,14 @@ def coin_desc(w: Wallet, script: bytes) -> str:
     prov = SigningProvider()
     if owner is not None:
         acc, index = owner
-        prov.add_descriptor(acc.desc, index)
+        try:
+            prov.add_descriptor(acc.desc, index)
+        except DescriptorError:  # hardened steps: what was derived while unlocked
+            exp = acc.expansion(index)
+            for key in exp.keys:
+                prov.add_key(key, True)
+            for sub in exp.subscripts.values():
+                prov.scripts.setdefault(hash160(sub), sub)
     return infer_descriptor(script, w.params, prov)
 
 

@@ -2,27 +2,41 @@
 
 from __future__ import annotations
 
-import time
+from typing import Any
 
+from consensus.hashes import hash160
 from consensus.script.script import is_p2sh, witness_program
+from wallet.accounts import ADDRESS_TYPES, address_type_of
 from wallet.address import AddressError, decode_address, script_to_address, validate_address
 from wallet.bip32 import format_path
+from wallet.descriptors import (
+    ComboDescriptor,
+    Descriptor,
+    DescriptorError,
+    parse_descriptor,
+    parse_range,
+)
 from wallet.errors import (
     RPC_INVALID_ADDRESS_OR_KEY,
+    RPC_INVALID_PARAMETER,
     RPC_TYPE_ERROR,
     RPC_WALLET_ERROR,
+    RPC_WALLET_INVALID_LABEL_NAME,
     WalletError,
 )
 from wallet.rpc import (
     ARR,
     BOOL,
+    NUM,
     STR,
     Call,
     Param,
     address_script,
     coin_desc,
+    json_type,
     method,
 )
+from wallet.wallet import Wallet
 
 # -- addresses -------------------------------------------------------------------------------
 
@@ -33,12 +47,21 @@ def getnewaddress(call: Call, label, address_type):
     w = call.w
     if label == "*":
         raise WalletError(-11, "Invalid label name")
-    return w.new_address(address_type or "bech32", label)
+    return w.new_address(_output_type(address_type or w.address_type), label)
 
 
 @method("getrawchangeaddress", Param("address_type", STR, None), syncs=False)
 def getrawchangeaddress(call: Call, address_type):
-    return call.w.new_address(address_type or "bech32", internal=True)
+    w = call.w
+    kind = address_type or w.change_type or w.address_type
+    return w.new_address(_output_type(kind), internal=True)
+
+
+def _output_type(name: str) -> str:
+    """Core's ParseOutputType, with its error."""
+    if name not in ADDRESS_TYPES:
+        raise WalletError(RPC_INVALID_ADDRESS_OR_KEY, f"Unknown address type '{name}'")
+    return name
 
 
 @method("getaddressinfo", Param("address", STR), syncs=False)
@@ -81,6 +104,49 @@ def getaddressinfo(call: Call, address):
     return out
 
 
+@method("signmessage", Param("address", STR), Param("message", STR), syncs=False)
+def signmessage(call: Call, address, message):
+    from wallet.sign import sign_message
+
+    w = call.w
+    w.require_unlocked()
+    try:
+        dest = decode_address(address, w.params)
+    except AddressError:
+        raise WalletError(RPC_INVALID_ADDRESS_OR_KEY, "Invalid address") from None
+    if dest.kind != "pubkeyhash":
+        raise WalletError(RPC_TYPE_ERROR, "Address does not refer to key")
+    owner = w.owner(dest.script)
+    secret = None
+    if owner is not None:
+        acc, index = owner
+        for key in acc.expansion(index).keys:
+            if hash160(key.pubkey) == dest.payload:
+                secret = acc.secret_for(key.pubkey, index)
+                compressed = len(key.pubkey) == 33
+                break
+    if secret is None:
+        raise WalletError(RPC_WALLET_ERROR, "Private key not available")
+    return sign_message(secret, message, compressed)
+
+
+@method("keypoolrefill", Param("newsize", NUM, None), syncs=False)
+def keypoolrefill(call: Call, newsize):
+    w = call.w
+    if not w.private_keys_enabled:
+        raise WalletError(RPC_WALLET_ERROR, "Error: Private keys are disabled for this wallet")
+    size = w.lookahead
+    if newsize is not None:
+        if newsize < 0:
+            raise WalletError(RPC_INVALID_PARAMETER, "Invalid parameter, expected valid size.")
+        size = int(newsize)
+    w.require_unlocked()
+    w.top_up_all(size)
+    if w.keypool_size() < size:
+        raise WalletError(RPC_WALLET_ERROR, "Error refreshing keypool.")
+    return None
+
+
 @method("setlabel", Param("address", STR), Param("label", STR), syncs=False)
 def setlabel(call: Call, address, label):
     address_script(call.w, address)
@@ -96,6 +162,9 @@ def listlabels(call: Call, purpose):
 @method("listdescriptors", Param("private", BOOL, False), syncs=False)
 def listdescriptors(call: Call, private):
     w = call.w
+    if private and not w.private_keys_enabled:
+        raise WalletError(RPC_WALLET_ERROR, "Can't get private descriptor string for "
+                          "watch-only wallets")
     if private:
         w.require_unlocked()
     out = []
@@ -109,37 +178,130 @@ def listdescriptors(call: Call, private):
         if acc.active:
             d["internal"] = acc.internal
         if acc.ranged:
-            d["range"] = [0, acc.range_end - 1]
+            d["range"] = [acc.range_start, acc.range_end - 1]
             d["next"] = acc.next_index
             d["next_index"] = acc.next_index
         out.append(d)
     return {"wallet_name": w.name, "descriptors": out}
 
 
+TIMESTAMP_WINDOW = 2 * 60 * 60  # Core's: blocks this long before a key's time are scanned
+MISSING_KEYS_WARNING = ("Not all private keys provided. Some wallet functionality may return "
+                        "unexpected errors")
+
+
+def _import_timestamp(req: Any, now: int) -> int:
+    """Core's GetImportTimestamp (its errors fail the whole call)."""
+    if isinstance(req, dict) and "timestamp" in req:
+        ts = req["timestamp"]
+        if isinstance(ts, (int, float)) and not isinstance(ts, bool):
+            return int(ts)
+        if ts == "now":
+            return now
+        raise WalletError(RPC_TYPE_ERROR, 'Expected number or "now" timestamp value for key. '
+                          f"got type {json_type(ts)}")
+    raise WalletError(RPC_TYPE_ERROR, "Missing required timestamp field for key")
+
+
+def _import_one(w: Wallet, req: dict, timestamp: int, warnings: list[str]) -> None:
+    """Core's ProcessDescriptorImport: checks in Core's order, then the import."""
+    if "desc" not in req:
+        raise WalletError(RPC_INVALID_PARAMETER, "Descriptor not found.")
+    text = req["desc"]
+    if not isinstance(text, str):
+        raise WalletError(RPC_TYPE_ERROR, "desc must be a string")
+    active = bool(req.get("active", False))
+    label = req.get("label")
+    if label is not None and not isinstance(label, str):
+        raise WalletError(RPC_TYPE_ERROR, "label must be a string")
+    if label == "*":
+        raise WalletError(RPC_WALLET_INVALID_LABEL_NAME, "Invalid label name")
+    try:
+        desc = parse_descriptor(text, w.params, require_checksum=True)
+    except DescriptorError as err:
+        raise WalletError(RPC_INVALID_ADDRESS_OR_KEY, str(err)) from None
+    internal = bool(req.get("internal", False))
+    rng = None
+    next_index = None
+    if not desc.is_range() and "range" in req:
+        raise WalletError(RPC_INVALID_PARAMETER, "Range should not be specified for an "
+                          "un-ranged descriptor")
+    if desc.is_range():
+        if "range" in req:
+            try:
+                begin, end = parse_range(req["range"])
+            except DescriptorError as err:
+                raise WalletError(RPC_INVALID_PARAMETER, str(err)) from None
+            rng = (begin, end + 1)
+        else:
+            warnings.append("Range not given, using default keypool range")
+            rng = (0, w.lookahead)
+        if "next_index" in req:
+            next_index = int(req["next_index"])
+            if not rng[0] <= next_index < rng[1]:
+                raise WalletError(RPC_INVALID_PARAMETER, "next_index is out of range")
+    if active and not desc.is_range():
+        raise WalletError(RPC_INVALID_PARAMETER, "Active descriptors must be ranged")
+    if desc.is_range() and "label" in req:
+        raise WalletError(RPC_INVALID_PARAMETER, "Ranged descriptors should not have a label")
+    if internal and "label" in req:
+        raise WalletError(RPC_INVALID_PARAMETER, "Internal addresses should not have a label")
+    if active and isinstance(desc, ComboDescriptor):
+        raise WalletError(RPC_WALLET_ERROR, "Combo descriptors cannot be set to active")
+    if not w.private_keys_enabled and desc.has_private_keys():
+        raise WalletError(RPC_WALLET_ERROR, "Cannot import private keys to a wallet with "
+                          "private keys disabled")
+    try:
+        desc.expand_full(rng[0] if rng else 0)
+    except DescriptorError:
+        raise WalletError(RPC_WALLET_ERROR, "Cannot expand descriptor. Probably because of "
+                          "hardened derivations without private keys provided") from None
+    if w.private_keys_enabled:
+        if not desc.has_private_keys():
+            raise WalletError(RPC_WALLET_ERROR, "Cannot import descriptor without private keys "
+                              "to a wallet with private keys enabled")
+        if not _all_private(desc):
+            warnings.append(MISSING_KEYS_WARNING)
+    try:
+        w.import_descriptor(desc, timestamp, active, internal, rng, label, next_index)
+    except WalletError as err:
+        if err.code == RPC_WALLET_ERROR and err.message.startswith("new range"):
+            raise WalletError(RPC_WALLET_ERROR, f"Could not add descriptor '{text}': "
+                              f"{err.message}") from None
+        raise
+    if active and address_type_of(desc) is None:
+        warnings.append("Unknown output type, cannot set descriptor to active.")
+
+
+def _all_private(desc: Descriptor) -> bool:
+    keys = list(desc.keys)
+    todo = list(desc.subs)
+    while todo:
+        d = todo.pop()
+        keys.extend(d.keys)
+        todo.extend(d.subs)
+    return all(k.has_private_key() for k in keys)
+
+
 @method("importdescriptors", Param("requests", ARR), syncs=True)
 def importdescriptors(call: Call, requests):
     w = call.w
+    w.require_unlocked()
+    now = call.manager.tip_mtp(w)
     results = []
-    rescan_from = None
+    lowest = None
     for req in requests:
+        timestamp = max(_import_timestamp(req, now), 1)
+        warnings: list[str] = []
         try:
-            if not isinstance(req, dict) or "desc" not in req:
-                raise WalletError(RPC_TYPE_ERROR, "Descriptor not found.")
-            ts = req.get("timestamp")
-            if ts is None:
-                raise WalletError(RPC_TYPE_ERROR, "Missing required timestamp field for key")
-            timestamp = int(time.time()) if ts == "now" else int(ts)
-            rng = req.get("range")
-            end = None
-            if rng is not None:
-                end = rng if isinstance(rng, int) else int(rng[1])
-            w.import_descriptor(req["desc"], timestamp, bool(req.get("active", False)),
-                                bool(req.get("internal", False)), end, req.get("label"))
-            if ts != "now":
-                rescan_from = 0
-            results.append({"success": True})
+            _import_one(w, req, timestamp, warnings)
+            result: dict = {"success": True}
+            lowest = timestamp if lowest is None else min(lowest, timestamp)
         except WalletError as err:
-            results.append({"success": False, "error": err.to_json()})
-    if rescan_from is not None:
-        call.manager.rescan(w, 0, None)
+            result = {"success": False, "error": err.to_json()}
+        if warnings:
+            result["warnings"] = warnings
+        results.append(result)
+    if lowest is not None:
+        call.manager.rescan_from_time(w, lowest - TIMESTAMP_WINDOW)
     return results

@@ -3,18 +3,22 @@ transactions.cpp), with Core's ListTransactions and WalletTxToJSON fields."""
 
 from __future__ import annotations
 
-from consensus.hashes import hash_to_hex, hex_to_hash
+from consensus.block import Block
+from consensus.hashes import hash_to_hex
 from consensus.script.script import is_p2sh
 from consensus.tx import SEQUENCE_FINAL
-from wallet.address import script_to_address
+from wallet.address import AddressError, decode_address, script_to_address
 from wallet.amounts import parse_btc, to_btc
 from wallet.errors import (
+    RPC_INTERNAL_ERROR,
     RPC_INVALID_ADDRESS_OR_KEY,
     RPC_INVALID_PARAMETER,
     RPC_TYPE_ERROR,
     RPC_WALLET_ERROR,
+    RPC_WALLET_INVALID_LABEL_NAME,
     WalletError,
 )
+from wallet.nodeclient import NodeRPCError
 from wallet.rpc import (
     ARR,
     BOOL,
@@ -69,7 +73,7 @@ def _tx_fields(w: Wallet, wtx: WalletTx) -> dict:
     return out
 
 
-def _entries(w: Wallet, wtx: WalletTx) -> list[dict]:
+def _entries(w: Wallet, wtx: WalletTx, include_change: bool = False) -> list[dict]:
     """Core's ListTransactions entries (send and receive) for one transaction, without the
     transaction-wide fields."""
     debit = w.debit(wtx)
@@ -78,7 +82,7 @@ def _entries(w: Wallet, wtx: WalletTx) -> list[dict]:
     mine = set(w.credits[wtx.txid])
     for n, txout in enumerate(wtx.tx.vout):
         if debit > 0:
-            if n in mine and w.is_change(txout.script_pubkey):
+            if n in mine and w.is_change(txout.script_pubkey) and not include_change:
                 continue
             addr = script_to_address(txout.script_pubkey, w.params)
             e: dict = {}
@@ -94,7 +98,7 @@ def _entries(w: Wallet, wtx: WalletTx) -> list[dict]:
             out.append(e)
     for n in sorted(mine):
         txout = wtx.tx.vout[n]
-        if debit > 0 and w.is_change(txout.script_pubkey):
+        if debit > 0 and w.is_change(txout.script_pubkey) and not include_change:
             continue
         addr = script_to_address(txout.script_pubkey, w.params)
         e = {"address": addr} if addr is not None else {}
@@ -274,28 +278,66 @@ def listtransactions(call: Call, label, count, skip, include_watchonly):
 
 
 @method("listsinceblock", Param("blockhash", STR, None), Param("target_confirmations", NUM, 1),
-        Param("include_watchonly", BOOL, True), Param("include_removed", BOOL, True))
+        Param("include_watchonly", BOOL, True), Param("include_removed", BOOL, True),
+        Param("include_change", BOOL, False), Param("label", STR, None))
 def listsinceblock(call: Call, blockhash, target_confirmations, include_watchonly,
-                   include_removed):
+                   include_removed, include_change, label):
     w = call.w
-    since = -1
+    node = call.node
+    height = None  # the height of the last block both chains share
+    removed_hashes: list[str] = []  # blocks of the given one's branch no longer in the chain
     if blockhash:
-        h = hex_to_hash(blockhash)
-        row = w.db.conn.execute("SELECT height FROM blocks WHERE hash=?", (h,)).fetchone()
-        if row is None:
-            raise WalletError(RPC_INVALID_ADDRESS_OR_KEY, "Block not found")
-        since = row[0]
+        parse_txid(blockhash, "blockhash")
+        try:
+            header = node.call("getblockheader", blockhash)
+        except NodeRPCError as err:
+            if err.code == RPC_INVALID_ADDRESS_OR_KEY:
+                raise WalletError(RPC_INVALID_ADDRESS_OR_KEY, "Block not found") from None
+            raise
+        while int(header["confirmations"]) < 0:  # not in the active chain: find the fork
+            removed_hashes.append(header["hash"])
+            header = node.call("getblockheader", header["previousblockhash"])
+        height = int(header["height"])
+    if target_confirmations < 1:
+        raise WalletError(RPC_INVALID_PARAMETER, "Invalid parameter")
+    depth = -1 if height is None else w.tip_height + 1 - height
     rows = []
     for wtx in w.txs.values():
-        if wtx.height is None or wtx.height > since:
-            fields = _tx_fields(w, wtx)
-            for e in _entries(w, wtx):
-                e.pop("parent_descs", None)
-                rows.append({**e, **fields})
-    last = max(0, w.tip_height - target_confirmations + 1)
-    last_hash = w.block_hash_at(last)
-    return {"transactions": rows, "removed": [],
-            "lastblock": hash_to_hex(last_hash) if last_hash else ""}
+        if depth == -1 or abs(w.depth(wtx)) < depth:
+            rows.extend(_listed(w, wtx, include_change, label))
+    out: dict = {"transactions": rows}
+    if include_removed:
+        removed = []
+        for bhash in removed_hashes:
+            try:
+                raw = node.call("getblock", bhash, 0)
+            except NodeRPCError:
+                raise WalletError(RPC_INTERNAL_ERROR, "Can't read block from disk") from None
+            for tx in Block.from_bytes(bytes.fromhex(raw)).txs:
+                wtx = w.txs.get(tx.txid)
+                if wtx is not None:
+                    removed.extend(_listed(w, wtx, include_change, label))
+        out["removed"] = removed
+    last = w.tip_height + 1 - target_confirmations
+    last_hash = w.block_hash_at(last) if last >= 0 else None
+    if last_hash is None:
+        out["lastblock"] = node.call("getblockhash", max(0, last))
+    else:
+        out["lastblock"] = hash_to_hex(last_hash)
+    return out
+
+
+def _listed(w: Wallet, wtx: WalletTx, include_change: bool = False,
+            label: str | None = None) -> list[dict]:
+    """Core's ListTransactions rows of one transaction (entries with the transaction's
+    fields); with a label, only the receives with that label."""
+    fields = _tx_fields(w, wtx)
+    rows = []
+    for e in _entries(w, wtx, include_change):
+        if label is not None and (e["category"] == "send" or e.get("label", "") != label):
+            continue
+        rows.append({**e, **fields})
+    return rows
 
 
 @method("gettransaction", Param("txid", STR), Param("include_watchonly", BOOL, True),
@@ -332,17 +374,122 @@ def abandontransaction(call: Call, txid):
     return None
 
 
+def _counts_received(w: Wallet, wtx: WalletTx, min_depth: int, immature: bool) -> bool:
+    """Whether a transaction's outputs count in getreceivedby*/listreceivedby* (Core's
+    GetReceived and ListReceived filters)."""
+    depth = w.depth(wtx)
+    if depth < min_depth:
+        return False
+    if wtx.tx.is_coinbase() and (depth < 1 or (w.maturity_left(wtx) > 0 and not immature)):
+        return False
+    return True
+
+
+def _received(w: Wallet, scripts: set[bytes], min_depth: int, immature: bool) -> int:
+    total = 0
+    for wtx in w.txs.values():
+        if _counts_received(w, wtx, min_depth, immature):
+            total += sum(o.value for o in wtx.tx.vout if o.script_pubkey in scripts)
+    return total
+
+
 @method("getreceivedbyaddress", Param("address", STR), Param("minconf", NUM, 1),
         Param("include_immature_coinbase", BOOL, False))
 def getreceivedbyaddress(call: Call, address, minconf, include_immature_coinbase):
     w = call.w
-    script = address_script(w, address)
+    try:
+        script = decode_address(address, w.params).script
+    except AddressError:
+        raise WalletError(RPC_INVALID_ADDRESS_OR_KEY, "Invalid Bitcoin address") from None
     if not w.is_mine(script):
         raise WalletError(RPC_WALLET_ERROR, "Address not found in wallet")
-    total = 0
+    return to_btc(_received(w, {script}, int(minconf), include_immature_coinbase))
+
+
+@method("getreceivedbylabel", Param("label", STR), Param("minconf", NUM, 1),
+        Param("include_immature_coinbase", BOOL, False))
+def getreceivedbylabel(call: Call, label, minconf, include_immature_coinbase):
+    w = call.w
+    if label == "*":
+        raise WalletError(RPC_WALLET_INVALID_LABEL_NAME, "Invalid label name")
+    scripts = set()
+    for addr, lbl in w.labels.items():
+        if lbl == label:
+            script = _own_script(w, addr)
+            if script is not None:
+                scripts.add(script)
+    if not scripts:
+        raise WalletError(RPC_WALLET_ERROR, "Label not found in wallet")
+    return to_btc(_received(w, scripts, int(minconf), include_immature_coinbase))
+
+
+def _own_script(w: Wallet, address: str) -> bytes | None:
+    try:
+        script = decode_address(address, w.params).script
+    except AddressError:
+        return None
+    return script if w.is_mine(script) else None
+
+
+def _list_received(w: Wallet, min_depth: int, include_empty: bool, immature: bool,
+                   address_filter: str | None, by_label: bool) -> list[dict]:
+    """Core's ListReceived: what each labelled address of the wallet (or each label) got."""
+    filtered = None
+    if not by_label and address_filter:
+        try:
+            filtered = decode_address(address_filter, w.params).script
+        except AddressError:
+            raise WalletError(RPC_WALLET_ERROR, "address_filter parameter was invalid") from None
+    tally: dict[bytes, list] = {}  # script -> [amount, min depth, txids]
     for wtx in w.txs.values():
-        if w.depth(wtx) < minconf or (wtx.tx.is_coinbase() and not include_immature_coinbase
-                                      and w.maturity_left(wtx) > 0):
+        if not _counts_received(w, wtx, min_depth, immature):
             continue
-        total += sum(o.value for o in wtx.tx.vout if o.script_pubkey == script)
-    return to_btc(total)
+        depth = w.depth(wtx)
+        for out in wtx.tx.vout:
+            spk = out.script_pubkey
+            if (filtered is not None and spk != filtered) or not w.is_mine(spk):
+                continue
+            item = tally.setdefault(spk, [0, None, []])
+            item[0] += out.value
+            item[1] = depth if item[1] is None else min(item[1], depth)
+            item[2].append(hash_to_hex(wtx.txid))
+    rows = []
+    by: dict[str, list] = {}
+    for addr in sorted(w.labels):
+        script = _own_script(w, addr)
+        if script is None or (filtered is not None and script != filtered):
+            continue
+        item = tally.get(script)
+        if item is None and not include_empty:
+            continue
+        amount, conf, txids = item if item is not None else (0, None, [])
+        label = w.labels[addr]
+        if by_label:
+            acc = by.setdefault(label, [0, None])
+            acc[0] += amount
+            if conf is not None:
+                acc[1] = conf if acc[1] is None else min(acc[1], conf)
+        else:
+            rows.append({"address": addr, "amount": to_btc(amount),
+                         "confirmations": conf or 0, "label": label, "txids": list(txids)})
+    if by_label:
+        rows = [{"amount": to_btc(a), "confirmations": c or 0, "label": lbl}
+                for lbl, (a, c) in sorted(by.items())]
+    return rows
+
+
+@method("listreceivedbyaddress", Param("minconf", NUM, 1), Param("include_empty", BOOL, False),
+        Param("include_watchonly", BOOL, True), Param("address_filter", STR, None),
+        Param("include_immature_coinbase", BOOL, False))
+def listreceivedbyaddress(call: Call, minconf, include_empty, include_watchonly,
+                          address_filter, include_immature_coinbase):
+    return _list_received(call.w, int(minconf), include_empty, include_immature_coinbase,
+                          address_filter, by_label=False)
+
+
+@method("listreceivedbylabel", Param("minconf", NUM, 1), Param("include_empty", BOOL, False),
+        Param("include_watchonly", BOOL, True), Param("include_immature_coinbase", BOOL, False))
+def listreceivedbylabel(call: Call, minconf, include_empty, include_watchonly,
+                        include_immature_coinbase):
+    return _list_received(call.w, int(minconf), include_empty, include_immature_coinbase,
+                          None, by_label=True)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from consensus.hashes import hash_to_hex
-from consensus.tx import Transaction
+from consensus.hashes import hash160, hash_to_hex
+from consensus.script.script import push_data
+from consensus.tx import Transaction, TxOut
 from wallet import spend
 from wallet.amounts import parse_btc, to_btc
 from wallet.errors import (
@@ -25,6 +26,7 @@ from wallet.rpc import (
     Call,
     Param,
     address_script,
+    decode_hex_tx,
     fee_rate_of,
     json_type,
     method,
@@ -47,9 +49,77 @@ def amounts_of(w: Wallet, amounts: dict) -> list[tuple[str, bytes, int]]:
     return out
 
 
+def subtract_positions(sffo: Any, destinations: list[str]) -> set[int]:
+    """Core's InterpretSubtractFeeFromOutputInstructions: outputs named by address or by
+    position, each once."""
+    out: set[int] = set()
+    for item in sffo or []:
+        if isinstance(item, str):
+            if item not in destinations:
+                raise WalletError(RPC_INVALID_PARAMETER, "Invalid parameter 'subtract fee from "
+                                  f"output', destination {item} not found in tx outputs")
+            pos = destinations.index(item)
+        elif isinstance(item, (int, float)) and not isinstance(item, bool):
+            pos = int(item)
+        else:
+            raise WalletError(RPC_INVALID_PARAMETER, "Invalid parameter 'subtract fee from "
+                              f"output', invalid value type: {json_type(item)}")
+        if pos in out:
+            raise WalletError(RPC_INVALID_PARAMETER, "Invalid parameter 'subtract fee from "
+                              f"output', duplicated position: {pos}")
+        if pos < 0:
+            raise WalletError(RPC_INVALID_PARAMETER, "Invalid parameter 'subtract fee from "
+                              f"output', negative position: {pos}")
+        if pos >= len(destinations):
+            raise WalletError(RPC_INVALID_PARAMETER, "Invalid parameter 'subtract fee from "
+                              f"output', position too large: {pos}")
+        out.add(pos)
+    return out
+
+
+def recipients_of(w: Wallet, outputs: list, subtract: Any) -> list[spend.Recipient]:
+    """Core's ParseOutputs for a wallet transaction: addresses with amounts, and at most one
+    "data" output (hex, an OP_RETURN of 0 BTC), in the order given; subtract names outputs
+    by position or address."""
+    entries: list[tuple[str, bytes, int]] = []
+    seen: set[str] = set()
+    if not outputs:
+        raise WalletError(RPC_INVALID_PARAMETER, "Transaction must have at least one recipient")
+    for item in outputs:
+        if not isinstance(item, dict):
+            raise WalletError(RPC_TYPE_ERROR, "Invalid parameter, output must be an object")
+        for k, v in item.items():
+            if k == "data":
+                if "data" in seen:
+                    raise WalletError(RPC_INVALID_PARAMETER,
+                                      "Invalid parameter, duplicate key: data")
+                seen.add(k)
+                entries.append((k, _data_script(v), 0))
+                continue
+            if k in seen:  # (Core: one output per address)
+                raise WalletError(RPC_INVALID_PARAMETER,
+                                  f"Invalid parameter, duplicated address: {k}")
+            seen.add(k)
+            entries.append((k, address_script(w, k), parse_btc(v, allow_zero=False)))
+    sub = subtract_positions(subtract, [k for k, _, _ in entries])
+    return [spend.Recipient(script, sats, i in sub)
+            for i, (_, script, sats) in enumerate(entries)]
+
+
+def _data_script(value: Any) -> bytes:
+    text = value if isinstance(value, str) else str(value)
+    try:
+        data = bytes.fromhex(text)
+    except ValueError:
+        raise WalletError(RPC_INVALID_PARAMETER, "Data must be hexadecimal string (not "
+                          f"'{text}')") from None
+    return b"\x6a" + push_data(data)
+
+
 def fund(w: Wallet, inputs: Any, outputs: Any, fee_rate: int, *, locktime: Any,
          change_address: str | None, change_type: str | None, subtract: list,
-         lock: bool, add_inputs: Any, replaceable: bool) -> spend.Built:
+         lock: bool, add_inputs: Any, replaceable: bool,
+         change_position: int | None = None) -> spend.Built:
     """Core's FundTransaction for send and walletcreatefundedpsbt: outputs as an object or
     an array of objects, the given inputs (and others unless add_inputs is false), change;
     lock locks what was chosen."""
@@ -57,20 +127,7 @@ def fund(w: Wallet, inputs: Any, outputs: Any, fee_rate: int, *, locktime: Any,
         outputs = [outputs]
     if not isinstance(outputs, list):
         raise WalletError(RPC_TYPE_ERROR, "outputs must be an object or an array of objects")
-    flat: dict = {}
-    for item in outputs:
-        if not isinstance(item, dict):
-            raise WalletError(RPC_TYPE_ERROR, "Invalid parameter, output must be an object")
-        for k, v in item.items():
-            if k == "data":
-                raise WalletError(RPC_INVALID_PARAMETER, "data outputs are not supported")
-            if k in flat:  # (Core: one output per address)
-                raise WalletError(RPC_INVALID_PARAMETER,
-                                  f"Invalid parameter, duplicated address: {k}")
-            flat[k] = v
-    sub = set(subtract or [])
-    recipients = [spend.Recipient(script, sats, i in sub)
-                  for i, (_, script, sats) in enumerate(amounts_of(w, flat))]
+    recipients = recipients_of(w, outputs, subtract)
     preset = []
     mine = _spendable_by_outpoint(w) if inputs else {}
     for i in inputs or []:
@@ -84,10 +141,152 @@ def fund(w: Wallet, inputs: Any, outputs: Any, fee_rate: int, *, locktime: Any,
         w, recipients, fee_rate, replaceable=replaceable, change_type=change_type,
         change_script=change_script, preset=preset,
         add_inputs=bool(not preset if add_inputs is None else add_inputs),
-        locktime=None if locktime is None else int(locktime))
+        locktime=None if locktime is None else int(locktime),
+        change_position=_change_position(change_position, len(recipients)))
     if lock:
         _lock_inputs(w, built.tx)
     return built
+
+
+def _change_position(pos: Any, n_outputs: int) -> int | None:
+    if pos is None:
+        return None
+    pos = int(pos)
+    if pos != -1 and not 0 <= pos <= n_outputs:
+        raise WalletError(RPC_INVALID_PARAMETER, "changePosition out of bounds")
+    return None if pos == -1 else pos
+
+
+def _opt(o: dict, *names: str) -> Any:
+    """An option given under Core's current name or its old camelCase one."""
+    for n in names:
+        if o.get(n) is not None:
+            return o[n]
+    return None
+
+
+@method("fundrawtransaction", Param("hexstring", STR), Param("options", ANY, None),
+        Param("iswitness", BOOL, None))
+def fundrawtransaction(call: Call, hexstring, options, iswitness):
+    """Core's fundrawtransaction: the transaction's outputs kept (in order, amounts reduced
+    when the fee is taken from them), its inputs kept first, more added, change inserted."""
+    w = call.w
+    tx = decode_hex_tx(hexstring, iswitness)
+    if isinstance(options, bool):  # (the old includeWatching argument)
+        options = {"includeWatching": options}
+    o = dict(options or {})
+    if _opt(o, "feeRate") is not None and _opt(o, "fee_rate") is not None:
+        raise WalletError(RPC_INVALID_PARAMETER, "Cannot specify both fee_rate (sat/vB) and "
+                          "feeRate (BTC/kvB)")
+    if _opt(o, "feeRate") is not None:
+        rate = parse_btc(o["feeRate"])
+    else:
+        rate = fee_rate_of(call, o.get("fee_rate"), o.get("conf_target"),
+                           o.get("estimate_mode"))
+    if not tx.vout:
+        raise WalletError(RPC_INVALID_PARAMETER, "TX must have at least one output")
+    sub = subtract_positions(_opt(o, "subtract_fee_from_outputs", "subtractFeeFromOutputs"),
+                             [str(i) for i in range(len(tx.vout))])
+    recipients = [spend.Recipient(out.script_pubkey, out.value, i in sub)
+                  for i, out in enumerate(tx.vout)]
+    mine = _spendable_by_outpoint(w)
+    preset = []
+    for txin in tx.vin:
+        coin = mine.get(txin.prevout.key())
+        if coin is None:
+            raise WalletError(RPC_WALLET_ERROR, "Unable to find UTXO for external input")
+        preset.append(coin)
+    change_address = _opt(o, "change_address", "changeAddress")
+    change_script = address_script(w, change_address) if change_address else None
+    add_inputs = o.get("add_inputs")
+    built = spend.create_transaction(
+        w, recipients, rate, replaceable=bool(o.get("replaceable", True)),
+        change_type=o.get("change_type"), change_script=change_script, preset=preset,
+        add_inputs=True if add_inputs is None else bool(add_inputs), locktime=tx.locktime,
+        change_position=_change_position(_opt(o, "change_position", "changePosition"),
+                                          len(recipients)),
+        preset_sequences={t.prevout.key(): t.sequence for t in tx.vin})
+    out = built.tx
+    for txin, orig in zip(out.vin, tx.vin, strict=False):  # (keeps what was signed)
+        txin.script_sig, txin.witness = orig.script_sig, orig.witness
+    out.version = tx.version
+    if _opt(o, "lock_unspents", "lockUnspents"):
+        _lock_inputs(w, out)
+    return {"hex": out.serialize().hex(), "fee": to_btc(built.fee),
+            "changepos": built.change_pos}
+
+
+@method("signrawtransactionwithwallet", Param("hexstring", STR), Param("prevtxs", ARR, None),
+        Param("sighashtype", STR, "DEFAULT"))
+def signrawtransactionwithwallet(call: Call, hexstring, prevtxs, sighashtype):
+    """Core's signrawtransactionwithwallet: every input the wallet has keys for is signed;
+    the outputs spent come from the wallet, the node's UTXO set and mempool, or prevtxs."""
+    from wallet.sign import KeyStore, SighashError, sighash_from_name, sign_transaction
+
+    w = call.w
+    tx = decode_hex_tx(hexstring, None)
+    try:
+        hash_type = sighash_from_name(sighashtype)
+    except SighashError as err:
+        raise WalletError(RPC_INVALID_PARAMETER, str(err)) from None
+    spent: list = []
+    for txin in tx.vin:
+        spent.append(w.prevout(*txin.prevout.key()) if not w.is_spent(txin.prevout.key())
+                     else None)
+    for i, txin in enumerate(tx.vin):
+        if spent[i] is None:
+            found = call.node.call("gettxout", hash_to_hex(txin.prevout.hash), txin.prevout.n,
+                                   True)
+            if found:
+                spent[i] = TxOut(parse_btc(found["value"]),
+                                 bytes.fromhex(found["scriptPubKey"]["hex"]))
+    store = KeyStore()
+    for p in prevtxs or []:
+        if not isinstance(p, dict):
+            raise WalletError(RPC_TYPE_ERROR, "expected object with {\"txid'\",\"vout\","
+                              "\"scriptPubKey\"}")
+        key = _outpoint_of(p)
+        if "scriptPubKey" not in p:
+            raise WalletError(RPC_TYPE_ERROR, "Missing scriptPubKey")
+        spk = bytes.fromhex(p["scriptPubKey"])
+        value = parse_btc(p["amount"]) if "amount" in p else 0
+        for i, txin in enumerate(tx.vin):
+            if txin.prevout.key() == key:
+                spent[i] = TxOut(value, spk)
+        for name in ("redeemScript", "witnessScript"):
+            if p.get(name):
+                store.add_script(bytes.fromhex(p[name]))
+    if any(w.owner(o.script_pubkey) for o in spent if o is not None):
+        w.require_unlocked()
+    for o in spent:
+        if o is not None:
+            _add_keys(w, store, o.script_pubkey)
+    errors = sign_transaction(tx, store, spent, hash_type)
+    out: dict = {"hex": tx.serialize().hex(), "complete": not errors}
+    if errors:
+        out["errors"] = [{"txid": hash_to_hex(tx.vin[i].prevout.hash),
+                          "vout": tx.vin[i].prevout.n,
+                          "witness": [x.hex() for x in tx.vin[i].witness],
+                          "scriptSig": tx.vin[i].script_sig.hex(),
+                          "sequence": tx.vin[i].sequence, "error": msg} for i, msg in errors]
+    return out
+
+
+def _add_keys(w: Wallet, store: Any, script: bytes) -> None:
+    """The wallet's keys and scripts for an output it owns, into a signing KeyStore."""
+    owner = w.owner(script)
+    if owner is None:
+        return
+    acc, index = owner
+    exp = acc.expansion(index)
+    for key in exp.keys:
+        secret = acc.secret_for(key.pubkey, index)
+        if secret is not None:
+            store.add_key(secret, len(key.pubkey) == 33)
+        else:
+            store.pubkeys[hash160(key.pubkey)] = key.pubkey
+    for sub in exp.subscripts.values():
+        store.add_script(sub)
 
 
 def _outpoint_of(i: Any) -> tuple[bytes, int]:
@@ -146,14 +345,10 @@ def sendmany(call: Call, dummy, amounts, minconf, comment, subtractfeefrom, repl
     if dummy not in (None, ""):
         raise WalletError(RPC_INVALID_PARAMETER, 'Dummy value must be set to ""')
     w = call.w
-    sub = set(subtractfeefrom or [])
-    recipients = []
-    for addr, script, sats in amounts_of(w, amounts):
-        recipients.append(spend.Recipient(script, sats, addr in sub))
-        sub.discard(addr)
-    if sub:
-        raise WalletError(RPC_INVALID_PARAMETER, f"Invalid parameter for 'subtract fee from "
-                          f"output', destination {sorted(sub)[0]} not found in tx outputs")
+    parsed = amounts_of(w, amounts)
+    sub = subtract_positions(subtractfeefrom, [addr for addr, _, _ in parsed])
+    recipients = [spend.Recipient(script, sats, i in sub)
+                  for i, (_, script, sats) in enumerate(parsed)]
     w.require_unlocked()
     rate = fee_rate_of(call, fee_rate, conf_target, estimate_mode)
     tx, _ = spend.send(w, call.node, recipients, rate, replaceable=replaceable,
@@ -173,7 +368,8 @@ def send(call: Call, outputs, conf_target, estimate_mode, fee_rate, options):
                  change_address=o.get("change_address"), change_type=o.get("change_type"),
                  subtract=o.get("subtract_fee_from_outputs", []),
                  lock=bool(o.get("lock_unspents")), add_inputs=o.get("add_inputs"),
-                 replaceable=bool(o.get("replaceable", True)))
+                 replaceable=bool(o.get("replaceable", True)),
+                 change_position=o.get("change_position"))
     return _finish(call, built.tx, o)
 
 

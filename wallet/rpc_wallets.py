@@ -3,7 +3,6 @@ the mnemonic and rescans (Core's wallet/rpc/wallet.cpp, encrypt.cpp, backup.cpp)
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from wallet.amounts import to_btc
@@ -90,19 +89,16 @@ def restorewallet(call: Call, name, backup_file, load_on_startup):
 @method("getwalletinfo", syncs=True)
 def getwalletinfo(call: Call):
     w = call.w
-    ext = [a for a in w.accounts.values() if a.active and not a.internal and a.ranged]
-    internal = [a for a in w.accounts.values() if a.active and a.internal and a.ranged]
     out: dict = {
         "walletname": w.name,
         "walletversion": WALLET_VERSION,
         "format": "sqlite",
         "txcount": len(w.txs),
-        "keypoolsize": sum(a.range_end - a.next_index for a in ext),
-        "keypoolsize_hd_internal": sum(a.range_end - a.next_index for a in internal),
+        "keypoolsize": w.keypool_size(internal=False),
+        "keypoolsize_hd_internal": w.keypool_size(internal=True),
     }
     if w.encrypted:
-        out["unlocked_until"] = 0 if w.locked else int(
-            time.time() + (w.unlocked_until - time.monotonic()))
+        out["unlocked_until"] = 0 if w.locked else w.unlocked_until_time
     out.update({
         "paytxfee": to_btc(0),
         "private_keys_enabled": w.private_keys_enabled,
@@ -130,7 +126,9 @@ def encryptwallet(call: Call, passphrase):
 
 @method("walletpassphrase", Param("passphrase", STR), Param("timeout", NUM), syncs=False)
 def walletpassphrase(call: Call, passphrase, timeout):
-    call.w.unlock(passphrase, int(timeout))
+    w = call.w
+    w.unlock(passphrase, int(timeout))
+    w.top_up_all()  # (Core tops the keypool up while it has the keys)
     return None
 
 
@@ -173,3 +171,11 @@ def rescanblockchain(call: Call, start_height, stop_height):
         raise WalletError(RPC_INVALID_PARAMETER, "Invalid start_height or stop_height")
     return call.manager.rescan(call.w, int(start_height),
                                None if stop_height is None else int(stop_height))
+
+
+@method("abortrescan", syncs=False)
+def abortrescan(call: Call):
+    """Core's abortrescan: False when no rescan is running (a rescan here runs within the
+    call that asked for it, under the wallet's lock, so none is ever seen running)."""
+    _ = call.w
+    return False

@@ -18,10 +18,15 @@ import os
 import re
 import shutil
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from consensus.params import ChainParams
+from wallet import spend
+from wallet.accounts import DEFAULT_LOOKAHEAD
+from wallet.amounts import parse_btc
 from wallet.errors import (
     RPC_INVALID_PARAMETER,
     RPC_METHOD_NOT_FOUND,
@@ -59,6 +64,8 @@ class WalletManager:
         # The node's options when mounted in minibtcd (arg_int/arg_str/arg_bool/arg_list, as
         # node.config.NodeConfig); None on its own: Core's defaults apply.
         self.options = None
+        # The clock wallet times are read from: minibtcd sets its mockable one (setmocktime).
+        self.clock: Callable[[], float] = time.time
         self.params = params
         self.node = node
         self.wallets: dict[str, Wallet] = {}
@@ -130,7 +137,36 @@ class WalletManager:
         return sorted(p.name for p in self.wallets_dir.iterdir()
                       if (p / "wallet.sqlite").is_file())
 
+    def option_int(self, name: str, default: int) -> int:
+        return default if self.options is None else self.options.arg_int(name, default)
+
+    def option_btc(self, name: str, default: int) -> int:
+        """A BTC amount option (-maxtxfee, -mintxfee, ...) in satoshis (sat/kvB for rates)."""
+        text = None if self.options is None else self.options.arg_str(name)
+        if text is None:
+            return default
+        try:
+            return parse_btc(text)
+        except WalletError:
+            return default
+
+    def _keypool(self) -> int:
+        return max(1, self.option_int("keypool", DEFAULT_LOOKAHEAD))
+
+    def _configure(self, w: Wallet) -> None:
+        """The node's wallet options, with Core's defaults when running on our own."""
+        w.clock = self.clock
+        w.lookahead = self._keypool()
+        w.max_tx_fee = self.option_btc("maxtxfee", spend.MAX_TX_FEE)
+        w.min_tx_fee = self.option_btc("mintxfee", spend.MIN_TX_FEE)
+        w.min_relay_fee = self.option_btc("minrelaytxfee", spend.MIN_RELAY_FEE)
+        w.pay_tx_fee = self.option_btc("paytxfee", 0)
+        if self.options is not None:
+            w.address_type = self.options.arg_str("addresstype") or "bech32"
+            w.change_type = self.options.arg_str("changetype") or None
+
     def _add(self, w: Wallet, load_on_startup: bool | None) -> Wallet:
+        self._configure(w)
         self.wallets[w.name] = w
         self.locks[w.name] = w.guard = threading.RLock()
         if load_on_startup is not None:
@@ -162,7 +198,8 @@ class WalletManager:
             w = Wallet.create(directory, name, self.params, mnemonic=mnemonic,
                               mnemonic_passphrase=mnemonic_passphrase, passphrase=passphrase,
                               disable_private_keys=disable_private_keys, blank=blank,
-                              birthday=birthday)
+                              birthday=birthday,
+                              lookahead=self._keypool())
             return self._add(w, load_on_startup)
 
     def _birthday(self, restoring: bool, height: int | None) -> tuple[int, bytes, int] | None:
@@ -192,7 +229,8 @@ class WalletManager:
                 raise WalletError(RPC_WALLET_NOT_FOUND, f"Wallet file verification failed. "
                                   f"Failed to load database path '{directory}'. Path does not "
                                   "exist.")
-            return self._add(Wallet.open(directory, name, self.params), load_on_startup)
+            return self._add(Wallet.open(directory, name, self.params, self._keypool()),
+                             load_on_startup)
 
     def unload(self, name: str, load_on_startup: bool | None = None) -> None:
         with self._lock:
@@ -219,7 +257,8 @@ class WalletManager:
             directory.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(backup, directory / "wallet.sqlite")
             try:
-                return self._add(Wallet.open(directory, name, self.params), load_on_startup)
+                return self._add(Wallet.open(directory, name, self.params, self._keypool()),
+                             load_on_startup)
             except WalletError:
                 shutil.rmtree(directory, ignore_errors=True)
                 raise
@@ -240,6 +279,28 @@ class WalletManager:
                 w.rewind(start - 1, _hex_hash(bhash), int(header["time"]))
         sync(w, self.node, stop_height=stop)
         return {"start_height": start, "stop_height": w.tip_height}
+
+    def tip_mtp(self, w: Wallet) -> int:
+        """The median time past of the wallet's last block (Core's "now" for imports)."""
+        if not w.tip_hash:
+            return 0
+        header = self.node.call("getblockheader", w.tip_hash[::-1].hex())
+        return int(header.get("mediantime", header["time"]))
+
+    def rescan_from_time(self, w: Wallet, timestamp: int) -> None:
+        """Core's RescanFromTime: rescan from the first block with a time at or after
+        timestamp (nothing when there is none)."""
+        tip = int(self.node.call("getblockcount"))
+        lo, hi = 0, tip + 1
+        while lo < hi:  # first height whose block time is >= timestamp
+            mid = (lo + hi) // 2
+            header = self.node.call("getblockheader", self.node.call("getblockhash", mid))
+            if int(header["time"]) >= timestamp:
+                hi = mid
+            else:
+                lo = mid + 1
+        if lo <= tip and lo <= w.tip_height:
+            self.rescan(w, lo, None)
 
     # -- start-up settings -----------------------------------------------------------------
 

@@ -32,7 +32,8 @@ from wallet.wallet import Coin, Wallet
 SEQUENCE_RBF = 0xFFFFFFFD  # BIP125 opt-in, lock time enforced
 SEQUENCE_FINAL_LOCKTIME = 0xFFFFFFFE  # no RBF, lock time enforced (anti-fee-sniping)
 DEFAULT_CONF_TARGET = 6
-MIN_RELAY_FEE = 1000  # sat/kvB
+MIN_RELAY_FEE = 100  # sat/kvB, Core's -minrelaytxfee default
+MIN_TX_FEE = 1000  # sat/kvB, Core's -mintxfee default
 INCREMENTAL_RELAY_FEE = 1000  # sat/kvB, what a replacement must add per vbyte (BIP125)
 LONG_TERM_FEE_RATE = 10_000  # sat/kvB, Core's -consolidatefeerate
 MAX_TX_FEE = 10_000_000  # Core's -maxtxfee, 0.1 BTC
@@ -67,7 +68,10 @@ def output_weight(script: bytes) -> int:
 
 
 def dust_threshold(script: bytes) -> int:
-    """Core's GetDustThreshold at the 3 sat/vB dust relay fee."""
+    """Core's GetDustThreshold at the 3 sat/vB dust relay fee (0 for an unspendable
+    OP_RETURN output)."""
+    if script[:1] == b"\x6a":
+        return 0
     size = 8 + compact_size_len(len(script)) + len(script)
     size += 67 if witness_program(script) is not None else 148
     return DUST_RELAY_FEE * size // 1000
@@ -110,6 +114,10 @@ def change_type_for(wallet: Wallet, recipients: list[Recipient], change_type: st
     bech32."""
     if change_type is not None:
         return change_type
+    if wallet.change_type is not None:  # -changetype
+        return wallet.change_type
+    if wallet.address_type == "legacy":
+        return "legacy"
     for r in recipients:
         wp = witness_program(r.script)
         if wp is not None and wp[0] == 1:
@@ -138,19 +146,21 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
                        change_script: bytes | None = None, preset: list[Coin] | None = None,
                        add_inputs: bool = True, locktime: int | None = None,
                        rng: random.Random | None = None, now: int | None = None,
-                       exclude_txids: frozenset[bytes] = frozenset()) -> Built:
+                       exclude_txids: frozenset[bytes] = frozenset(),
+                       change_position: int | None = None,
+                       preset_sequences: dict[tuple[bytes, int], int] | None = None) -> Built:
     """Select coins and build the unsigned transaction paying recipients at fee_rate
     (sat/kvB). Coins created by exclude_txids are not used (bumpfee: the outputs of the
-    transaction being replaced, and of its children, go away with it)."""
-    import time
-
+    transaction being replaced, and of its children, go away with it). change_position puts
+    the change there (random by default); preset_sequences keeps the preset inputs first,
+    in their order, with those sequences (fundrawtransaction)."""
     rng = rng or random.Random()
-    now = int(time.time()) if now is None else now
+    now = int(wallet.clock()) if now is None else now
     if not recipients:
         raise WalletError(RPC_INVALID_PARAMETER, "Transaction must have at least one recipient")
-    _check_fee_rate(fee_rate)
+    _check_fee_rate(wallet, fee_rate)
     for r in recipients:
-        if r.amount <= 0:
+        if r.amount < 0 or (r.amount == 0 and r.script[:1] != b"\x6a"):
             raise WalletError(RPC_WALLET_ERROR, "Transaction amount too small")
         if not r.subtract_fee and r.amount < dust_threshold(r.script):
             raise WalletError(RPC_WALLET_ERROR, "Transaction amount too small")
@@ -226,28 +236,40 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
             fee = total_in - amounts
             if fee < cs.fee_for(weight_no_change, fee_rate):
                 raise _insufficient(amounts + cs.fee_for(weight_no_change, fee_rate), total_in)
-    _check_max_fee(fee)
+    _check_max_fee(wallet, fee)
     change_pos = -1
     if change_value:
         script = change_probe if change_script is not None else wallet.new_script(
             change_type_for(wallet, recipients, change_type), True)
-        change_pos = rng.randrange(len(outputs) + 1)
+        if change_position is not None and change_position >= 0:
+            change_pos = min(change_position, len(outputs))
+        else:
+            change_pos = rng.randrange(len(outputs) + 1)
         outputs.insert(change_pos, TxOut(change_value, script))
-    rng.shuffle(chosen)
     seq = SEQUENCE_RBF if replaceable else SEQUENCE_FINAL_LOCKTIME
-    vin = [TxIn(OutPoint(c.txid, c.n), b"", seq) for c in chosen]
+    if preset_sequences is not None:
+        added = chosen[len(preset):]
+        rng.shuffle(added)
+        chosen = preset + added
+        vin = [TxIn(OutPoint(c.txid, c.n), b"", preset_sequences.get(c.outpoint, seq))
+               for c in chosen]
+    else:
+        rng.shuffle(chosen)
+        vin = [TxIn(OutPoint(c.txid, c.n), b"", seq) for c in chosen]
     lt = anti_fee_sniping_locktime(wallet, rng, now) if locktime is None else locktime
     return Built(Transaction(2, vin, outputs, lt), fee, change_pos, chosen, algorithm)
 
 
-def _check_fee_rate(fee_rate: int) -> None:
-    if fee_rate < MIN_RELAY_FEE:
+def _check_fee_rate(wallet: Wallet, fee_rate: int) -> None:
+    """Core's rule: never under the required rate (-mintxfee, and the relay minimum)."""
+    required = max(wallet.min_tx_fee, wallet.min_relay_fee)
+    if fee_rate < required:
         raise WalletError(RPC_WALLET_ERROR, f"Fee rate ({fee_rate / 1000:.3f} sat/vB) is lower "
-                          "than the minimum relay fee setting (1.000 sat/vB)")
+                          f"than the minimum fee rate setting ({required / 1000:.3f} sat/vB)")
 
 
-def _check_max_fee(fee: int) -> None:
-    if fee > MAX_TX_FEE:
+def _check_max_fee(wallet: Wallet, fee: int) -> None:
+    if fee > wallet.max_tx_fee:
         raise WalletError(RPC_WALLET_ERROR, "Fee exceeds maximum configured by user (e.g. "
                           f"-maxtxfee, maxfeerate): {format_btc(fee)} BTC")
 
@@ -268,11 +290,9 @@ def create_sendall(wallet: Wallet, outputs: list[SendAllOutput], fee_rate: int, 
     amount get it; those without share what is left after them and the fee, the first of
     them also taking the indivisible rest. send_max leaves out coins worth less than the
     fee of spending them."""
-    import time
-
     rng = rng or random.Random()
-    now = int(time.time()) if now is None else now
-    _check_fee_rate(fee_rate)
+    now = int(wallet.clock()) if now is None else now
+    _check_fee_rate(wallet, fee_rate)
     if inputs is None:
         coins = [c for c in wallet.coins(skip_locked=True) if c.depth >= min_depth
                  and (max_depth is None or c.depth <= max_depth)]
@@ -285,7 +305,7 @@ def create_sendall(wallet: Wallet, outputs: list[SendAllOutput], fee_rate: int, 
               + sum(output_weight(o.script) for o in outputs))
     fee = cs.fee_for(weight, fee_rate)
     total_in = sum(c.value for c in coins)
-    _check_max_fee(fee)
+    _check_max_fee(wallet, fee)
     effective = total_in - fee
     if effective <= 0:
         raise WalletError(RPC_WALLET_INSUFFICIENT_FUNDS, "Total value of UTXO pool too low to "
@@ -353,8 +373,13 @@ def send(wallet: Wallet, node: NodeClient, recipients: list[Recipient], fee_rate
          replaceable: bool = True, comment: str | None = None,
          change_type: str | None = None) -> tuple[Transaction, Built]:
     wallet.require_unlocked()
-    built = create_transaction(wallet, recipients, fee_rate, replaceable=replaceable,
-                               change_type=change_type)
+    try:
+        built = create_transaction(wallet, recipients, fee_rate, replaceable=replaceable,
+                                   change_type=change_type)
+    except WalletError as err:  # Core's SendMoney answers every CreateTransaction error so
+        if err.code == RPC_WALLET_ERROR:
+            raise WalletError(RPC_WALLET_INSUFFICIENT_FUNDS, err.message) from None
+        raise
     tx = sign_transaction(wallet, built.tx)
     broadcast(wallet, node, tx, comment=comment)
     return tx, built

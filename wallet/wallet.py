@@ -26,17 +26,23 @@ from wallet.accounts import (
     DEFAULT_LOOKAHEAD,
     Account,
     address_type_of,
+    expansion_from_json,
+    expansion_to_json,
     hd_account_descriptors,
     load_private,
+    normalized_public,
 )
 from wallet.address import script_to_address
 from wallet.bip32 import ExtKey
 from wallet.bip39 import generate_mnemonic, mnemonic_to_seed, normalize_mnemonic
 from wallet.db import WalletDB
-from wallet.descriptors import DescriptorError, parse_descriptor
+from wallet.descriptors import Descriptor, DescriptorError, parse_descriptor
 from wallet.errors import (
+    RPC_INVALID_ADDRESS_OR_KEY,
     RPC_INVALID_PARAMETER,
+    RPC_WALLET_ENCRYPTION_FAILED,
     RPC_WALLET_ERROR,
+    RPC_WALLET_KEYPOOL_RAN_OUT,
     RPC_WALLET_PASSPHRASE_INCORRECT,
     RPC_WALLET_WRONG_ENC_STATE,
     WalletError,
@@ -92,15 +98,29 @@ class Coin:
 
 
 class Wallet:
-    def __init__(self, name: str, db: WalletDB, params: ChainParams) -> None:
+    def __init__(self, name: str, db: WalletDB, params: ChainParams,
+                 lookahead: int | None = None) -> None:
         self.name = name
         self.db = db
         self.params = params
-        self.lookahead = int(db.get_meta("lookahead", DEFAULT_LOOKAHEAD))
+        # Core's -keypool: how many scripts of each descriptor are kept derived past the last
+        # one used or handed out
+        self.lookahead = max(1, int(DEFAULT_LOOKAHEAD if lookahead is None else lookahead))
+        self.clock = time.time  # the node's (mockable) clock when mounted
+        # fee settings (sat, sat/kvB): the node's -maxtxfee, -mintxfee, -minrelaytxfee,
+        # -paytxfee when mounted (WalletManager sets them), Core's defaults otherwise
+        self.max_tx_fee = 10_000_000
+        self.min_tx_fee = 1000
+        self.min_relay_fee = 100
+        self.pay_tx_fee = 0
+        self.address_type = "bech32"  # -addresstype
+        self.change_type: str | None = None  # -changetype (None: chosen per transaction)
         self.encrypted = bool(db.get_meta("encrypted", 0))
         self.private_keys_enabled = not bool(db.get_meta("disable_private_keys", 0))
         self._key: bytes | None = None  # AES key while unlocked
         self.unlocked_until = 0.0
+        self.unlocked_until_time = 0
+        self.unlocked_until_time = 0
         self._relock: threading.Timer | None = None  # wipes the keys when the time is up
         self.guard: threading.RLock | None = None  # the lock its users hold (WalletManager)
         self.accounts: dict[int, Account] = {}
@@ -124,8 +144,6 @@ class Wallet:
             bytes(t) for (t,) in db.conn.execute("SELECT txid FROM abandoned_txs")}
         self._load_accounts()
         self._load_txs()
-        if not self.encrypted:
-            self._load_private_keys(None)
 
     # -- creation and opening --------------------------------------------------------------
 
@@ -148,7 +166,6 @@ class Wallet:
             with db.atomic():
                 db.set_meta("chain", params.name)
                 db.set_meta("created", int(time.time()))
-                db.set_meta("lookahead", lookahead)
                 db.set_meta("disable_private_keys", int(disable_private_keys))
                 if birthday is not None:
                     height, bhash, btime = birthday
@@ -169,7 +186,7 @@ class Wallet:
                             "INSERT INTO descriptors(descriptor, secret, address_type, internal,"
                             " active, next_index, range_end, created) VALUES (?,?,?,?,1,0,0,?)",
                             (pub, prv.encode(), kind, int(internal), now))
-            wallet = cls(name, db, params)
+            wallet = cls(name, db, params, lookahead)
             for acc in wallet.accounts.values():
                 wallet._top_up(acc, wallet.lookahead)
         except BaseException:
@@ -181,14 +198,15 @@ class Wallet:
         return wallet
 
     @classmethod
-    def open(cls, directory: Path, name: str, params: ChainParams) -> Wallet:
+    def open(cls, directory: Path, name: str, params: ChainParams,
+             lookahead: int | None = None) -> Wallet:
         db = WalletDB(directory, create=False)
         try:
             chain = db.get_meta("chain")
             if chain != params.name:
                 raise WalletError(RPC_WALLET_ERROR,
                                   f"Wallet {name!r} is for the {chain} chain, not {params.name}")
-            return cls(name, db, params)
+            return cls(name, db, params, lookahead)
         except BaseException:
             db.close()
             raise
@@ -202,12 +220,25 @@ class Wallet:
     def _load_accounts(self) -> None:
         rows = self.db.conn.execute(
             "SELECT id, descriptor, secret, address_type, internal, active, next_index,"
-            " range_end, created FROM descriptors ORDER BY id").fetchall()
+            " range_end, created, range_start FROM descriptors ORDER BY id").fetchall()
+        ends = {}
         for row in rows:
             acc = Account(row[0], row[1], parse_descriptor(row[1], self.params), row[3],
-                          bool(row[4]), bool(row[5]), row[6], 0, row[8], secret=row[2])
+                          bool(row[4]), bool(row[5]), row[6], 0, row[8], secret=row[2],
+                          range_start=row[9])
             self.accounts[acc.id] = acc
-            self._derive_to(acc, row[7])
+            ends[acc.id] = row[7]
+        # scripts derived earlier through private keys (hardened steps), usable while locked
+        for acc_id, idx, data in self.db.conn.execute(
+                "SELECT account_id, idx, data FROM derived_cache"):
+            acc = self.accounts.get(acc_id)
+            if acc is not None:
+                acc.expansions[idx] = expansion_from_json(data)
+        if not self.encrypted:
+            self._load_private_keys(None)
+        for acc in self.accounts.values():
+            self._derive_to(acc, ends[acc.id])
+        self._save_derived()
 
     def _load_txs(self) -> None:
         rows = self.db.conn.execute(
@@ -219,21 +250,57 @@ class Wallet:
                            bool(r[7]), r[8], r[9], r[10])
             self._index_tx(wtx)
 
-    def _derive_to(self, acc: Account, end: int) -> None:
-        """Derive and watch acc's scripts up to index end-1 (in memory only)."""
+    def _derive_to(self, acc: Account, end: int) -> bool:
+        """Derive and watch acc's scripts up to index end-1 (in memory only). False when a
+        script cannot be derived (hardened steps while the keys are locked): the window
+        then ends before it."""
         if not acc.ranged:
             end = 1
         for i in range(acc.range_end, end):
+            if not acc.can_derive(i):
+                return False
             for script in acc.expansion(i).scripts:
                 self.scripts.setdefault(script, (acc.id, i))
-        acc.range_end = max(acc.range_end, end)
+            acc.range_end = i + 1
+        return True
 
-    def _top_up(self, acc: Account, end: int) -> None:
-        """Extend acc's window to end (persisted)."""
-        if acc.ranged and end > acc.range_end:
-            self._derive_to(acc, end)
+    def _save_derived(self) -> None:
+        """Write the scripts derived through private keys to the cache table."""
+        for acc in self.accounts.values():
+            if acc.new_hardened:
+                with self.db.atomic() as c:
+                    for i in acc.new_hardened:
+                        c.execute("INSERT OR REPLACE INTO derived_cache(account_id, idx, data)"
+                                  " VALUES (?,?,?)", (acc.id, i,
+                                                      expansion_to_json(acc.expansions[i])))
+                acc.new_hardened.clear()
+
+    def _top_up(self, acc: Account, end: int) -> bool:
+        """Extend acc's window to end (persisted); False when it could not be derived so far
+        (Core's TopUp)."""
+        if not acc.ranged or end <= acc.range_end:
+            return True
+        before = acc.range_end
+        ok = self._derive_to(acc, end)
+        if acc.range_end != before:
             with self.db.atomic() as c:
                 c.execute("UPDATE descriptors SET range_end=? WHERE id=?", (acc.range_end, acc.id))
+            self._save_derived()
+        return ok
+
+    def top_up_all(self, size: int | None = None) -> None:
+        """Core's TopUpKeyPool: every active descriptor gets `size` (the -keypool size by
+        default) scripts past its next index."""
+        n = self.lookahead if not size else size
+        for acc in self.accounts.values():
+            if acc.active:
+                self._top_up(acc, acc.next_index + n)
+
+    def keypool_size(self, internal: bool | None = None) -> int:
+        """Core's GetKeyPoolSize: scripts derived ahead in the active descriptors (external
+        and internal, or only one side)."""
+        return sum(a.range_end - a.next_index for a in self.accounts.values()
+                   if a.active and a.ranged and (internal is None or a.internal == internal))
 
     def _mark_used(self, acc_id: int, index: int) -> None:
         acc = self.accounts[acc_id]
@@ -242,7 +309,7 @@ class Wallet:
             with self.db.atomic() as c:
                 c.execute("UPDATE descriptors SET next_index=? WHERE id=?",
                           (acc.next_index, acc.id))
-        self._top_up(acc, index + 1 + self.lookahead)
+        self._top_up(acc, acc.next_index + self.lookahead)
 
     # -- keys and encryption ---------------------------------------------------------------
 
@@ -281,21 +348,16 @@ class Wallet:
         if not self.encrypted:
             raise WalletError(RPC_WALLET_WRONG_ENC_STATE, "Error: running with an unencrypted "
                               "wallet, but walletpassphrase was called.")
-        if not passphrase:
-            raise WalletError(RPC_INVALID_PARAMETER, "passphrase can not be empty")
         if timeout < 0:
             raise WalletError(RPC_INVALID_PARAMETER, "Timeout cannot be negative.")
-        kdf = crypto.KDFParams.from_bytes(self.db.get_meta("kdf"))
-        key = crypto.derive_key(passphrase, kdf)
-        try:
-            crypto.unseal(key, self.db.get_meta("check"), b"check")
-        except crypto.DecryptionError:
-            raise WalletError(RPC_WALLET_PASSPHRASE_INCORRECT, "Error: The wallet passphrase "
-                              "entered was incorrect.") from None
+        if not passphrase:
+            raise WalletError(RPC_INVALID_PARAMETER, "passphrase cannot be empty")
+        key = self._check_passphrase(passphrase, "wallet passphrase entered is incorrect")
         self._load_private_keys(key)
         self._key = key
         seconds = min(timeout, MAX_UNLOCK_SECONDS)
         self.unlocked_until = time.monotonic() + seconds
+        self.unlocked_until_time = int(self.clock()) + seconds  # as getwalletinfo shows it
         # The keys go when the time is up, whether or not anything asks (a timer; reading
         # `locked` also checks).
         if self._relock is not None:
@@ -303,6 +365,26 @@ class Wallet:
         self._relock = threading.Timer(seconds + 0.05, self._relock_if_due)
         self._relock.daemon = True
         self._relock.start()
+
+    def _check_passphrase(self, passphrase: str, null_msg: str) -> bytes:
+        """The key the passphrase gives, or Core's incorrect-passphrase error (with its
+        note on null characters, which older Core versions cut passphrases at)."""
+        kdf = crypto.KDFParams.from_bytes(self.db.get_meta("kdf"))
+        key = crypto.derive_key(passphrase, kdf)
+        try:
+            crypto.unseal(key, self.db.get_meta("check"), b"check")
+        except crypto.DecryptionError:
+            if "\0" in passphrase:
+                raise WalletError(RPC_WALLET_PASSPHRASE_INCORRECT, f"Error: The {null_msg}. It "
+                                  "contains a null character (ie - a zero byte). If the "
+                                  "passphrase was set with a version of this software prior to "
+                                  "25.0, please try again with only the characters up to — but "
+                                  "not including — the first null character. If this is "
+                                  "successful, please set a new passphrase to avoid this issue "
+                                  "in the future.") from None
+            raise WalletError(RPC_WALLET_PASSPHRASE_INCORRECT, "Error: The wallet passphrase "
+                              "entered was incorrect.") from None
+        return key
 
     def _relock_if_due(self) -> None:
         if self.guard is not None:
@@ -319,20 +401,21 @@ class Wallet:
             self._relock = None
         self._key = None
         self.unlocked_until = 0.0
+        self.unlocked_until_time = 0
         for acc in self.accounts.values():
             acc.private = None
 
     def encrypt(self, passphrase: str) -> None:
         """Seal every secret under a key from passphrase, rebuild the file so no clear copy
         survives in a free page, and lock."""
+        if not self.private_keys_enabled:
+            raise WalletError(RPC_WALLET_ENCRYPTION_FAILED, "Error: wallet does not contain "
+                              "private keys, nothing to encrypt.")
         if self.encrypted:
             raise WalletError(RPC_WALLET_WRONG_ENC_STATE, "Error: running with an encrypted "
                               "wallet, but encryptwallet was called.")
-        if not self.private_keys_enabled:
-            raise WalletError(RPC_WALLET_ERROR, "Error: wallet does not contain private keys, "
-                              "nothing to encrypt.")
         if not passphrase:
-            raise WalletError(RPC_INVALID_PARAMETER, "passphrase can not be empty")
+            raise WalletError(RPC_INVALID_PARAMETER, "passphrase cannot be empty")
         kdf = crypto.KDFParams.fresh()
         key = crypto.derive_key(passphrase, kdf)
         with self.db.atomic() as c:
@@ -356,11 +439,9 @@ class Wallet:
         if not self.encrypted:
             raise WalletError(RPC_WALLET_WRONG_ENC_STATE, "Error: running with an unencrypted "
                               "wallet, but walletpassphrasechange was called.")
-        if not new:
-            raise WalletError(RPC_INVALID_PARAMETER, "passphrase can not be empty")
-        self.unlock(old, 60)
-        old_key = self._key
-        assert old_key is not None
+        if not old or not new:
+            raise WalletError(RPC_INVALID_PARAMETER, "passphrase cannot be empty")
+        old_key = self._check_passphrase(old, "old wallet passphrase entered is incorrect")
         kdf = crypto.KDFParams.fresh()
         key = crypto.derive_key(new, kdf)
         with self.db.atomic() as c:
@@ -400,11 +481,31 @@ class Wallet:
                           f"({address_type} {what} descriptor missing)")
 
     def new_script(self, address_type: str, internal: bool) -> bytes:
+        """The next unused script of the active descriptor (Core's GetNewDestination): the
+        window is topped up first; with nothing left in it (hardened derivation while locked)
+        the keypool has run out."""
         acc = self.active_account(address_type, internal)
         index = acc.next_index
+        self._top_up(acc, index + self.lookahead)
+        if index >= acc.range_end:
+            raise WalletError(RPC_WALLET_KEYPOOL_RAN_OUT, "Error: Keypool ran out, please call "
+                              "keypoolrefill first")
         script = acc.expansion(index).scripts[0]
-        self._mark_used(acc.id, index)
+        acc.next_index = index + 1
+        with self.db.atomic() as c:
+            c.execute("UPDATE descriptors SET next_index=? WHERE id=?", (acc.next_index, acc.id))
         return script
+
+    def peek_script(self, address_type: str, internal: bool) -> bytes | None:
+        """The script new_script would give next, without handing it out (None when none
+        can be given)."""
+        try:
+            acc = self.active_account(address_type, internal)
+        except WalletError:
+            return None
+        index = acc.next_index
+        self._top_up(acc, index + self.lookahead)
+        return acc.expansion(index).scripts[0] if index < acc.range_end else None
 
     def new_address(self, address_type: str = "bech32", label: str | None = None,
                     internal: bool = False) -> str:
@@ -421,35 +522,54 @@ class Wallet:
                       (address, label))
         self.labels[address] = label
 
-    def import_descriptor(self, text: str, timestamp: int, active: bool, internal: bool,
-                          range_end: int | None, label: str | None) -> Account:
-        """Add a descriptor (with its private keys, if given) to watch and spend from."""
-        try:
-            desc = parse_descriptor(text, self.params, require_checksum=True)
-        except DescriptorError as err:
-            raise WalletError(-5, str(err)) from None
+    def import_descriptor(self, desc: Descriptor | str, timestamp: int, active: bool,
+                          internal: bool, rng: tuple[int, int] | None, label: str | None,
+                          next_index: int | None = None) -> Account:
+        """Add a descriptor (with its private keys, if given) to watch and spend from, or
+        update the one already there (Core's AddWalletDescriptor): rng is (start, end
+        exclusive) for a ranged descriptor; label applies to a non-ranged external one.
+        (importdescriptors checks the request first, with Core's errors in Core's order.)"""
+        if isinstance(desc, str):
+            try:
+                desc = parse_descriptor(desc, self.params, require_checksum=True)
+            except DescriptorError as err:
+                raise WalletError(RPC_INVALID_ADDRESS_OR_KEY, str(err)) from None
+        if active and (not desc.is_range() or address_type_of(desc) is None):
+            raise WalletError(RPC_INVALID_PARAMETER, "Active descriptors must be ranged and of "
+                              "a single-key address type")
         if desc.has_private_keys() and not self.private_keys_enabled:
             raise WalletError(RPC_WALLET_ERROR, "Cannot import private keys to a wallet with "
                               "private keys disabled")
-        public = desc.to_string()
-        secret = None
+        public = normalized_public(desc)
         if desc.has_private_keys():
             self.require_unlocked()
         kind = address_type_of(desc)
-        if active and (not desc.is_range() or kind is None):
-            raise WalletError(RPC_INVALID_PARAMETER, "Active descriptors must be ranged and of "
-                              "a single-key address type")
+        start, end = rng if rng is not None else (0, 1)
+        nxt = start if next_index is None else next_index
         with self.db.atomic() as c:
             row = c.execute("SELECT id FROM descriptors WHERE descriptor=?", (public,)).fetchone()
             if row is not None:
                 acc = self.accounts[row[0]]
+                if acc.ranged and (start > acc.range_start or end < acc.range_end):
+                    raise WalletError(RPC_WALLET_ERROR, "new range must include current range "
+                                      f"= [{acc.range_start},{acc.range_end - 1}]")
+                if acc.ranged:
+                    acc.range_start = start
+                    acc.next_index = nxt
+                acc.internal = internal
+                acc.created = timestamp
+                c.execute("UPDATE descriptors SET internal=?, next_index=?, range_start=?,"
+                          " created=? WHERE id=?",
+                          (int(internal), acc.next_index, acc.range_start, timestamp, acc.id))
             else:
                 cur = c.execute(
                     "INSERT INTO descriptors(descriptor, secret, address_type, internal, active,"
-                    " next_index, range_end, created) VALUES (?,NULL,?,?,0,0,0,?)",
-                    (public, kind, int(internal), timestamp))
+                    " next_index, range_end, created, range_start) VALUES (?,NULL,?,?,0,?,0,?,?)",
+                    (public, kind, int(internal), nxt if desc.is_range() else 0, timestamp,
+                     start if desc.is_range() else 0))
                 acc = Account(cur.lastrowid, public, parse_descriptor(public, self.params), kind,
-                              internal, False, 0, 0, timestamp)
+                              internal, False, nxt if desc.is_range() else 0, 0, timestamp,
+                              range_start=start if desc.is_range() else 0)
                 self.accounts[acc.id] = acc
             if desc.has_private_keys():
                 secret = self._seal(desc.to_string(private=True).encode(),
@@ -457,23 +577,27 @@ class Wallet:
                 acc.secret = secret
                 acc.private = desc
                 c.execute("UPDATE descriptors SET secret=? WHERE id=?", (secret, acc.id))
-            if active:
-                for other in self.accounts.values():
-                    if (other.active and other.address_type == kind
-                            and other.internal == internal and other.id != acc.id):
-                        other.active = False
-                        c.execute("UPDATE descriptors SET active=0 WHERE id=?", (other.id,))
-                acc.active = True
-                c.execute("UPDATE descriptors SET active=1 WHERE id=?", (acc.id,))
-            if label is not None and not desc.is_range():
+            if kind is not None:
+                if active:
+                    for other in self.accounts.values():
+                        if (other.active and other.address_type == kind
+                                and other.internal == internal and other.id != acc.id):
+                            other.active = False
+                            c.execute("UPDATE descriptors SET active=0 WHERE id=?", (other.id,))
+                acc.active = active
+                c.execute("UPDATE descriptors SET active=? WHERE id=?", (int(active), acc.id))
+            if not desc.is_range() and not internal:
                 for s in acc.expansion(0).scripts:
                     addr = script_to_address(s, self.params)
                     if addr:
+                        lbl = label if label is not None else self.labels.get(addr, "")
                         c.execute("INSERT OR REPLACE INTO labels(address, label) VALUES (?,?)",
-                                  (addr, label))
-                        self.labels[addr] = label
-            self._top_up(acc, (range_end + 1) if range_end is not None else self.lookahead)
-            if not acc.ranged:
+                                  (addr, lbl))
+                        self.labels[addr] = lbl
+            if acc.ranged:
+                self._top_up(acc, end)
+                self._top_up(acc, acc.next_index + self.lookahead)
+            else:
                 self._derive_to(acc, 1)
         return acc
 
@@ -552,7 +676,7 @@ class Wallet:
                replaces: bytes | None = None, comment: str | None = None) -> WalletTx:
         wtx = self.txs.get(tx.txid)
         if wtx is None:
-            wtx = WalletTx(tx.txid, tx, received=int(time.time()))
+            wtx = WalletTx(tx.txid, tx, received=int(self.clock()))
         wtx.height, wtx.block_hash, wtx.block_time, wtx.block_pos = (
             height, block_hash, block_time, block_pos)
         wtx.in_mempool = in_mempool if height is None else False
