@@ -1821,7 +1821,7 @@ def analyze(psbt: PSBT) -> dict:
                 txin.script_sig = inp.final_script_sig or b""
                 txin.witness = list(inp.final_script_witness or [])
             tx.rehash()
-            vsize = (tx.weight() + 3) // 4
+            vsize = (tx.weight + 3) // 4
             result["estimated_vsize"] = vsize
             result["estimated_feerate"] = fee * 1000 // vsize if vsize else 0
         result["fee"] = fee
