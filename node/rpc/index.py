@@ -17,6 +17,7 @@ from node.rpc.errors import (
 from node.rpc.jsonutil import btc
 from node.rpc.params import as_int, parse_hash
 from node.rpc.registry import STR, Arg, json_type, rpc
+from node.store.blockfiles import BlockFileError
 from node.store.blockindex import VALID_SCRIPTS
 
 
@@ -154,3 +155,34 @@ def txoutsetinfo_from_index(node, hash_type: str, hash_or_height, use_index):
         },
     }
     return out
+
+
+def add_confirmed_spenders(node, result: list[dict], unresolved: list[tuple[int, bytes, int]],
+                           with_tx: bool) -> None:
+    """gettxspendingprevout's outputs not spent in the mempool, from -txospenderindex (Core
+    31): result[i] gets spendingtxid (and spendingtx) and blockhash of the confirmed spend."""
+    if not unresolved:
+        return
+    ix = indexes_of(node)
+    index = ix.txospender if ix is not None else None
+    if index is None or not index.block_until_synced():
+        raise RPCError(RPC_MISC_ERROR,
+                       "Mempool lacks a relevant spend, and txospenderindex is unavailable.")
+    for i, txid, n in unresolved:
+        try:
+            found = index.find_spender(txid, n)
+        except (OSError, ValueError, BlockFileError) as err:
+            raise RPCError(RPC_MISC_ERROR, f"IO error finding spending tx for outpoint "
+                           f"{txid[::-1].hex()}:{n}.") from err
+        if found is None:
+            continue
+        tx, e = found
+        result[i]["spendingtxid"] = tx.txid_hex()
+        if with_tx:
+            result[i]["spendingtx"] = tx.serialize().hex()
+        result[i]["blockhash"] = e.hash_hex()
+
+
+def has_spender_index(node) -> bool:
+    ix = indexes_of(node)
+    return ix is not None and ix.txospender is not None

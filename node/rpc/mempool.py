@@ -466,10 +466,17 @@ def getorphantxs(node, verbosity):
       Arg("options", OBJ, False, None, "mempool_only (boolean): look in the mempool only; "
                                        "return_spending_tx (boolean): add the spending "
                                        "transaction")],
-     description="Scans the mempool to find transactions spending any of the given outputs")
+     description="Scans the mempool (and the txospenderindex, if available) to find "
+                 "transactions spending any of the given outputs")
 def gettxspendingprevout(node, outputs, options):
     _check_options(options, {"mempool_only": "bool", "return_spending_tx": "bool"})
     with_tx = bool(options and options.get("return_spending_tx"))
+    from node.rpc.index import add_confirmed_spenders, has_spender_index  # -txospenderindex
+
+    mempool_only = options.get("mempool_only") if options else None
+    if mempool_only is None:  # Core's default: true unless the index is there
+        mempool_only = not has_spender_index(node)
+    unresolved = []
     if not outputs:
         raise RPCError(RPC_INVALID_PARAMETER, "Invalid parameter, outputs are missing")
     wanted = []
@@ -496,5 +503,8 @@ def gettxspendingprevout(node, outputs, options):
                 item["spendingtxid"] = spender[::-1].hex()
                 if with_tx:
                     item["spendingtx"] = m.entries[spender].tx.serialize().hex()
+            elif not mempool_only:
+                unresolved.append((len(result), h, n))
             result.append(item)
+    add_confirmed_spenders(node, result, unresolved, with_tx)
     return result

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""What -blockfilterindex adds to an import: the BIP158 filter index built over a long chain,
+beside the time the chain took to import.
+
+Generates (or reuses, from --cache) connect.py's chain of signed P2WPKH/P2TR transactions,
+imports it with `python -m node.importer` into a fresh datadir (timed), then builds the basic
+filter index over the imported chain with the index's own thread (timed), and prints both and
+their ratio: the most the index can add to an import, as it builds in the background beside
+validation. Goal: ratio <= 0.2. Also times the other indexes, for information.
+
+Run: .venv/bin/python scripts/bench/filterindex.py [--blocks 100] [--txs 20000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from connect import generate  # noqa: E402
+
+from consensus.params import REGTEST  # noqa: E402
+from node.chain import ChainState  # noqa: E402
+from node.index import Indexes  # noqa: E402
+from node.scriptcheck import ScriptChecker  # noqa: E402
+
+
+def build(datadir: Path, **which) -> float:
+    chain = ChainState(datadir / "regtest", REGTEST, scripts=ScriptChecker(0))
+    chain.load()
+    try:
+        ixs = Indexes.open(datadir / "regtest", chain, wipe=True, **which)
+        t0 = time.perf_counter()
+        ixs.start()
+        while not all(i.synced for i in ixs.all):
+            time.sleep(0.01)
+        elapsed = time.perf_counter() - t0
+        ixs.close()
+        return elapsed
+    finally:
+        chain.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--blocks", type=int, default=100)
+    ap.add_argument("--txs", type=int, default=20_000)
+    ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "minibtc-bench"))
+    args = ap.parse_args()
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    blk = cache / f"connect_{args.blocks}_{args.txs}.dat"
+    meta = blk.with_suffix(".meta")
+    if not blk.exists() or not meta.exists():
+        print(f"generating {args.blocks} blocks with {args.txs} signed transactions ...")
+        counts = generate(blk, args.blocks, args.txs)
+        meta.write_text(" ".join(map(str, counts)))
+    n_blocks, n_txs, n_inputs = map(int, meta.read_text().split())
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        p = subprocess.run([sys.executable, "-m", "node.importer", f"-datadir={d}",
+                            f"-loadblock={blk}"], cwd=ROOT, capture_output=True, text=True)
+        t_import = time.perf_counter() - t0
+        if p.returncode != 0 or "invalid=0" not in p.stderr:
+            print(p.stderr[-3000:])
+            raise SystemExit("import failed")
+        t_filter = build(Path(d), blockfilterindex=True)
+        t_others = {name: build(Path(d), **{name: True})
+                    for name in ("txindex", "coinstatsindex", "txospenderindex")}
+    print(f"chain: {n_blocks} spending blocks (+200 funding), {n_txs} txs, {n_inputs} inputs")
+    print(f"import: {t_import:.1f} s; basic filter index over it: {t_filter:.1f} s "
+          f"= {t_filter / t_import:.2f} x the import (goal <= 0.20)")
+    print("other indexes: " + ", ".join(f"{k} {v:.1f} s = {v / t_import:.2f} x"
+                                        for k, v in t_others.items()))
+
+
+if __name__ == "__main__":
+    main()
