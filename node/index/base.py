@@ -167,6 +167,10 @@ class BaseIndex:
         self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
         self._thread.start()
 
+    def stored_best(self) -> bytes | None:
+        """The hash of the best block the database holds (before start())."""
+        return self._locator[0] if self._locator else None
+
     def after_start(self) -> None:
         """Called once the best block is known, before the thread starts."""
 
