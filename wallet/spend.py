@@ -348,7 +348,12 @@ def sign_psbt(wallet: Wallet, tx: Transaction) -> tuple[PSBT, bool]:
     psbt = PSBT.from_tx(tx)
     update(wallet, psbt)
     sign(wallet, psbt)
-    return psbt, psbt.finalize()
+    complete = psbt.finalize()
+    if not complete:  # scripts the quick signer does not know: Core's whole FillPSBT
+        from wallet.rpc_psbt import fill_psbt
+
+        complete = fill_psbt(wallet, psbt, None, True, True)
+    return psbt, complete
 
 
 def sign_transaction(wallet: Wallet, tx: Transaction) -> Transaction:
