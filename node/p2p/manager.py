@@ -196,6 +196,10 @@ class PeerManager:
         if not peer.handshake_done and command != "verack":
             log.debug("unsupported message %s before verack from peer=%d", command, peer.id)
             return
+        if peer.handshake_done and hasattr(peer, "sync_started"):
+            self.sync.peer_activity(peer)
+            if peer.closed:
+                return
         handler = self._handlers.get(command)
         if handler is not None:
             await handler(peer, msg)

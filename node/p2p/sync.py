@@ -106,6 +106,7 @@ class BlockSync:
         self._tip_pending = False
         self.last_announced = None
         self.last_inv_triggering_sync: bytes | None = None
+        self.direct_pending: dict[bytes, int] = {}  # headers being accepted -> how many times
 
     def subscribe(self) -> None:
         """The chain tells us (from whatever thread changed it) when its tip moved."""
@@ -163,6 +164,15 @@ class BlockSync:
         spacing = self.chain.params.pow_target_spacing
         peer.headers_sync_timeout = now + HEADERS_DOWNLOAD_TIMEOUT_BASE + \
             HEADERS_DOWNLOAD_TIMEOUT_PER_HEADER * max(now - best.time, 0) / spacing
+
+    def peer_activity(self, peer: Peer) -> None:
+        """Before each message of a connected peer is handled (where Core's SendMessages
+        runs for it): its headers-sync timeout, or the start of its headers sync."""
+        if getattr(peer, "sync_started", False):
+            if peer.headers_sync_timeout != NEVER:
+                self._check_headers_timeout(peer, self.net.peers())
+        else:
+            self.maybe_start(peer)
 
     def _check_headers_timeout(self, peer: Peer, peers: list[Peer]) -> None:
         """Core's initial-headers-sync stall check: our only sync peer, too slow while
@@ -238,6 +248,12 @@ class BlockSync:
             return
         if not self._enough_work(peer, start, headers):
             return
+        # Until this peer's direct fetch ran, these blocks are its to fetch (Core handles
+        # the whole message at once; here other peers' messages run while the headers are
+        # being accepted on the validation thread).
+        hashes = [h.hash for h in headers[-MAX_BLOCKS_IN_TRANSIT_PER_PEER - 1:]]
+        for h in hashes:
+            self.direct_pending[h] = self.direct_pending.get(h, 0) + 1
         try:
             last = await self.net.validate(self._accept_headers, headers)
         except ValidationError as err:
@@ -246,12 +262,18 @@ class BlockSync:
             score = 100 if err.reason == "duplicate" else err.dos_score
             self.net.misbehaving(peer, score, f"invalid header received: {err}")
             return
+        finally:
+            for h in hashes:
+                n = self.direct_pending.pop(h) - 1
+                if n:
+                    self.direct_pending[h] = n
         if peer.closed:
             return
         peer.unconnecting_headers = 0
         for h in headers:
             peer.known_blocks.add(h.hash)
         self.update_best_known(peer, last)
+        self._direct_fetch(peer, last)
         if len(msg.headers) == m.MAX_HEADERS_RESULTS:
             self.send_getheaders(peer, last)  # more to come
         elif peer.unknown_block is not None:
@@ -261,6 +283,46 @@ class BlockSync:
                 self.send_getheaders(peer, self.chain.best_header, peer.unknown_block)
             peer.unknown_block = None
         self.schedule()
+
+    def _direct_fetch(self, peer: Peer, last) -> None:
+        """Core's HeadersDirectFetchBlocks: close to caught up, the blocks leading to a
+        header with at least our tip's work are asked for at once from the peer that sent
+        it (even one that does not serve old blocks), up to its blocks-in-flight limit."""
+        tip = self.chain.published
+        if last is None or tip is None or last.failed or last.chain_work < tip.chain_work:
+            return
+        if tip.time <= clock.now() - 20 * self.chain.params.pow_target_spacing:
+            return  # (catching up: the parallel download does it)
+        if not peer.services & m.NODE_WITNESS:
+            return
+        want = []
+        walk = last
+        while walk is not None and not has_ancestor(tip, walk) and \
+                len(want) <= MAX_BLOCKS_IN_TRANSIT_PER_PEER:
+            if not walk.have_data and walk.hash not in self.in_flight and \
+                    walk.hash not in self.processing:
+                want.append(walk)
+            walk = walk.prev
+        if walk is None or not has_ancestor(tip, walk):
+            log.debug("Large reorg, won't direct fetch to %s (%d)", last.hash_hex(),
+                      last.height)
+            return
+        items = []
+        now = time.monotonic()
+        for e in reversed(want):
+            if len(peer.in_flight) >= MAX_BLOCKS_IN_TRANSIT_PER_PEER:
+                break
+            if not peer.in_flight:
+                peer.downloading_since = now
+            peer.in_flight[e.hash] = now
+            self.in_flight[e.hash] = peer
+            items.append(m.Inv(m.MSG_WITNESS_BLOCK, e.hash))
+            log.debug("Requesting block %s from  peer=%d", e.hash_hex(), peer.id)
+        if len(items) > 1:
+            log.debug("Downloading blocks toward %s (%d) via headers direct fetch",
+                      last.hash_hex(), last.height)
+        if items:
+            peer.send(m.GetData(items))
 
     def _enough_work(self, peer: Peer, start, headers: list[BlockHeader]) -> bool:
         """Core's anti-DoS rule: headers are stored only once they make a chain with about
@@ -469,6 +531,8 @@ class BlockSync:
                         peer.last_common = e
                     continue
                 owner = self.in_flight.get(e.hash)
+                if e.hash in self.direct_pending:
+                    continue
                 if owner is not None or e.hash in self.processing:
                     if waiting_for is None and not waiting_for_us:
                         if owner is None:
