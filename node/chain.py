@@ -119,6 +119,9 @@ class ChainState:
         # least -minimumchainwork and is younger than -maxtipage, never entered again.
         self.versionbits = VersionBitsCache()  # BIP9 deployment states (getdeploymentinfo, mining)
         self.max_tip_age = DEFAULT_MAX_TIP_AGE
+        # -stopatheight: on_stop_height is called once the tip reaches it (0: never).
+        self.stop_at_height = 0
+        self.on_stop_height: Callable[[], None] | None = None
         self.minimum_chain_work = 0
         self._ibd_done = False
         self.scripts = scripts if scripts is not None else ScriptChecker()
@@ -165,7 +168,9 @@ class ChainState:
         reorganise) to the best chain whose blocks are stored: crash recovery is just this."""
         with self.lock:
             self.reset_memory()
+            log.info("Loading block index...")
             self._load_index()
+            log.info("Checking all blk files are present...")
             if self.params.genesis_hash not in self.index:
                 self._store_genesis()
             best = self.coins.best_block()
@@ -389,9 +394,12 @@ class ChainState:
             snapshot.close()
 
     def verify(self, level: int, nblocks: int) -> bool:
+        return self.verify_problem(level, nblocks) is None
+
+    def verify_problem(self, level: int, nblocks: int) -> str | None:
         """Core's VerifyDB, read-only: re-read the last `nblocks` blocks of the active chain
         (0 = all); level >= 1 re-checks them, >= 2 reads their undo data, >= 3 checks that
-        the undo data matches the blocks' inputs."""
+        the undo data matches the blocks' inputs. None, or what is wrong."""
         with self.lock:
             entries = self.active[1:] if nblocks <= 0 else self.active[-nblocks:]
             entries = [e for e in entries if e.prev is not None]
@@ -408,11 +416,11 @@ class ChainState:
                             ):
                                 log.error("verifychain: undo data of %s does not match",
                                           e.hash_hex())
-                                return False
+                                return f"undo data of block {e.hash_hex()} does not match it"
             except (BlockFileError, ValidationError, DeserializationError) as err:
                 log.error("verifychain: %s", err)
-                return False
-            return True
+                return f"block at height {e.height}: {err}"
+            return None
 
     # =========================================================================================
     # headers and blocks in
@@ -555,6 +563,9 @@ class ChainState:
                 self._publish_tip()
                 for fn in self.on_activated:
                     fn()
+                if self.stop_at_height and self.tip.height >= self.stop_at_height \
+                        and self.on_stop_height is not None:
+                    self.on_stop_height()  # Core's -stopatheight: shut down from here
 
     def _step_towards(self, target: BlockIndexEntry) -> None:
         fork = self.find_fork(target) if self.active else None

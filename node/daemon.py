@@ -244,10 +244,15 @@ class Node:
         return await asyncio.get_running_loop().run_in_executor(self.validation, fn, *args)
 
     def _init_chain(self) -> None:
+        import plyvel
+
+        from consensus.serialize import DeserializationError
         from node.blockimport import reindex, reindex_chainstate
         from node.chain import ChainState
         from node.index import Indexes
         from node.scriptcheck import ScriptChecker
+        from node.store import DatabaseOpenError
+        from node.store.blockfiles import BlockFileError
 
         cfg = self.config
         # -reindex rebuilds the databases from the block files: start them from nothing, so
@@ -268,9 +273,13 @@ class Node:
         scripts = ScriptChecker(cfg.par)
         if scripts.parallel:
             scripts.pool.start()  # workers up now, not in the middle of the first big block
-        self.chain = ChainState(self.datadir, self.params, dbcache_mb=cfg.dbcache,
-                                scripts=scripts, now=clock.now, blocks_dir=cfg.blocks_dir,
-                                blocks_xor=cfg.arg_bool("blocksxor", True))
+        try:
+            self.chain = ChainState(self.datadir, self.params, dbcache_mb=cfg.dbcache,
+                                    scripts=scripts, now=clock.now, blocks_dir=cfg.blocks_dir,
+                                    blocks_xor=cfg.arg_bool("blocksxor", True))
+        except DatabaseOpenError as err:
+            log.error("%s", err)
+            raise _load_error(f"Error opening {err.what} database", err) from None
         self.chain.max_tip_age = cfg.arg_int("maxtipage", self.chain.max_tip_age)
         if cfg.arg_set("minimumchainwork"):
             self.chain.minimum_chain_work = int(cfg.arg_str("minimumchainwork"), 16)
@@ -288,11 +297,25 @@ class Node:
             self.rpc.warmup = "Reindexing chainstate..."
             reindex_chainstate(self.chain)
         else:
-            self.chain.load()
+            try:
+                self.chain.load()
+            except (plyvel.Error, DeserializationError, BlockFileError) as err:
+                log.error("%s", err)
+                missing = missing_block_files(self.chain)
+                raise _load_error("Error loading block database", missing or err) from None
+        missing = missing_block_files(self.chain)
+        if missing:
+            raise _load_error("Error loading block database", missing)
         tip = self.chain.tip
         log.info("Loaded best chain: hashBestChain=%s height=%d date=%s", tip.hash_hex(),
                  tip.height, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(tip.time)))
         log.info("init message: Verifying blocks...")
+        # Core's start-up VerifyDB: the last -checkblocks blocks at -checklevel.
+        nblocks = cfg.arg_int("checkblocks", DEFAULT_CHECKBLOCKS)
+        level = min(max(cfg.arg_int("checklevel", DEFAULT_CHECKLEVEL), 0), 4)
+        problem = self.chain.verify_problem(level, nblocks if nblocks > 0 else 0)
+        if problem:
+            raise _load_error("Corrupted block database detected", problem)
         self.indexes.start()
         self._init_mempool()
 
@@ -403,6 +426,26 @@ def user_agent(config: NodeConfig) -> str:
                           f"maximum length ({MAX_SUBVERSION_LENGTH}). Reduce the number or "
                           f"size of uacomments.")
     return ua
+
+
+DEFAULT_CHECKBLOCKS = 6
+DEFAULT_CHECKLEVEL = 3
+
+
+def _load_error(what: str, detail: object = None) -> ConfigError:
+    """Core's start-up error for a database that cannot be used, naming what is damaged,
+    with its remedy."""
+    what += f": {detail}" if detail else ""
+    return ConfigError(f"Error: {what}.\nPlease restart with -reindex or -reindex-chainstate "
+                       f"to recover.")
+
+
+def missing_block_files(chain) -> str:
+    """Core's "Checking all blk files are present": the files the index points into that
+    were not there at start-up ("" when none)."""
+    wanted = {e.file for e in chain.index.values() if e.have_data and e.file >= 0}
+    missing = [chain.files.block_path(n).name for n in sorted(wanted - chain.files.found)]
+    return f"missing {', '.join(missing)} in {chain.files.dir}" if missing else ""
 
 
 def pid_file(config: NodeConfig) -> Path | None:

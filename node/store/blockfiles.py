@@ -77,6 +77,9 @@ class BlockFiles:
         self.magic = magic
         self._lock = threading.Lock()
         files = self.list_files()
+        # blk files there at start-up or written since (a missing one is recreated below,
+        # empty: this tells it apart)
+        self.found = set(files)
         self.current = files[-1] if files else 0
         self._blk = open(self._path("blk", self.current), "ab")
         self._rev = open(self._path("rev", self.current), "ab")
@@ -110,6 +113,7 @@ class BlockFiles:
         with self._lock:
             self._roll_if_full(len(raw))
             f = self._blk
+            self.found.add(self.current)
             start = f.tell()
             f.write(xor_bytes(_FRAME.pack(self.magic, len(raw)) + raw, self.key, start))
             f.flush()

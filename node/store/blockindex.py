@@ -11,6 +11,7 @@ import plyvel
 from consensus.block import BlockHeader
 from consensus.contextual import MEDIAN_TIME_SPAN
 from consensus.hashes import hash_to_hex
+from node.store import DatabaseOpenError
 from node.store.layout import (
     BLOCK_PREFIX,
     REINDEX_KEY,
@@ -153,7 +154,10 @@ class BlockIndexDB:
     makes them durable against machine crashes too."""
 
     def __init__(self, path: Path) -> None:
-        self.db = plyvel.DB(str(path), create_if_missing=True)
+        try:
+            self.db = plyvel.DB(str(path), create_if_missing=True, paranoid_checks=True)
+        except plyvel.Error as err:
+            raise DatabaseOpenError("block", str(err)) from None
 
     def close(self) -> None:
         self.db.close()
@@ -178,7 +182,7 @@ class BlockIndexDB:
 
     def load(self) -> Iterator[tuple[BlockHeader, int, int, int, int, int, int]]:
         """Every stored record: (header, height, status, n_tx, file, data_pos, undo_pos)."""
-        for _, raw in self.db.iterator(prefix=BLOCK_PREFIX):
+        for _, raw in self.db.iterator(prefix=BLOCK_PREFIX, verify_checksums=True):
             header_raw, height, status, n_tx, file, data_pos, undo_pos = decode_index_record(raw)
             yield BlockHeader.from_bytes(header_raw), height, status, n_tx, file, data_pos, undo_pos
 

@@ -18,6 +18,7 @@ import plyvel
 
 from consensus.contextual import Coin
 from consensus.muhash import MuHash3072, txout_ser
+from node.store import DatabaseOpenError
 from node.store.layout import (
     BEST_BLOCK_KEY,
     COIN_PREFIX,
@@ -36,7 +37,14 @@ class CoinsCache:
         self.path = path
         # A bloom filter answers most lookups of absent outpoints without reading a table
         # (BIP30 checks, "already in utxo set" checks, missing inputs).
-        self.db = plyvel.DB(str(path), create_if_missing=True, bloom_filter_bits=10)
+        try:
+            self.db = plyvel.DB(str(path), create_if_missing=True, bloom_filter_bits=10,
+                                paranoid_checks=True)
+            # Read (checksums verified) the first record, which sits at the start of the
+            # oldest table: a damaged database fails here, at start-up, as Core's does.
+            next(self.db.iterator(verify_checksums=True), None)
+        except plyvel.Error as err:
+            raise DatabaseOpenError("coins", str(err)) from None
         self.cache_bytes = cache_bytes
         self.entries: dict[bytes, Coin | None] = {}
         self.dirty: set[bytes] = set()
