@@ -199,9 +199,17 @@ class NodeConfig(BaseModel):
         return chain_dir(self.datadir.expanduser(), self.chain)
 
     def params(self):
-        from consensus.params import get_params
+        """The chain's parameters, with regtest's -testactivationheight/-vbparams applied."""
+        from consensus.params import get_params, with_test_options
 
-        return get_params(self.chain)
+        params = get_params(self.chain)
+        heights, vbparams = self.arg_list("testactivationheight"), self.arg_list("vbparams")
+        if self.chain == "regtest" and (heights or vbparams):
+            try:
+                params = with_test_options(params, heights, vbparams)
+            except ValueError as err:
+                raise ConfigError(f"Error: {err}") from None
+        return params
 
     @property
     def effective_rpcport(self) -> int:
@@ -420,6 +428,7 @@ def load_config(argv: list[str]) -> NodeConfig:
     if work is not None and not re.fullmatch(r"(0x)?[0-9a-fA-F]{1,64}", work):
         raise ConfigError(f"Error: Invalid minimum work specified ({work}), must be up to 64 "
                           f"hex digits")
+    config.params()  # (its errors stop start-up here)
     config.warnings = warnings
     config.arg_log = arg_log
     config.wallet_negated = NEGATED in cli.get("wallet", [])
