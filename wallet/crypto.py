@@ -27,33 +27,48 @@ class DecryptionError(ValueError):
     """Wrong key, or the blob was altered."""
 
 
+SALT_SIZE = 16
+
+
 @dataclass(frozen=True)
 class KDFParams:
+    """scrypt's parameters. version 1 feeds scrypt the passphrase with its length in front:
+    scrypt's HMAC pads a short key with zero bytes, so without it a passphrase and the same
+    one with trailing null characters gave the same key (version 0, files made before)."""
+
     salt: bytes
     n: int = SCRYPT_N
     r: int = SCRYPT_R
     p: int = SCRYPT_P
+    version: int = 1
 
     @classmethod
     def fresh(cls) -> KDFParams:
-        return cls(os.urandom(16))
+        return cls(os.urandom(SALT_SIZE))
 
     def to_bytes(self) -> bytes:
-        return (self.n.to_bytes(4, "big") + self.r.to_bytes(2, "big") + self.p.to_bytes(2, "big")
-                + self.salt)
+        out = (self.n.to_bytes(4, "big") + self.r.to_bytes(2, "big")
+               + self.p.to_bytes(2, "big") + self.salt)
+        return out + bytes((self.version,)) if self.version else out
 
     @classmethod
     def from_bytes(cls, data: bytes) -> KDFParams:
         if len(data) < 9:
             raise ValueError("bad key derivation parameters")
-        return cls(data[8:], int.from_bytes(data[:4], "big"), int.from_bytes(data[4:6], "big"),
+        n, r, p = (int.from_bytes(data[:4], "big"), int.from_bytes(data[4:6], "big"),
                    int.from_bytes(data[6:8], "big"))
+        if len(data) == 8 + SALT_SIZE + 1:
+            return cls(data[8:8 + SALT_SIZE], n, r, p, data[-1])
+        return cls(data[8:], n, r, p, 0)
 
 
 def derive_key(passphrase: str, params: KDFParams) -> bytes:
     """The 32-byte AES key for a passphrase."""
     kdf = Scrypt(salt=params.salt, length=32, n=params.n, r=params.r, p=params.p)
-    return kdf.derive(passphrase.encode("utf-8"))
+    secret = passphrase.encode("utf-8")
+    if params.version >= 1:
+        secret = len(secret).to_bytes(4, "big") + secret
+    return kdf.derive(secret)
 
 
 def seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:

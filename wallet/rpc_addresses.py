@@ -133,8 +133,6 @@ def signmessage(call: Call, address, message):
 @method("keypoolrefill", Param("newsize", NUM, None), syncs=False)
 def keypoolrefill(call: Call, newsize):
     w = call.w
-    if not w.private_keys_enabled:
-        raise WalletError(RPC_WALLET_ERROR, "Error: Private keys are disabled for this wallet")
     size = w.lookahead
     if newsize is not None:
         if newsize < 0:

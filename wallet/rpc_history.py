@@ -168,7 +168,9 @@ def listunspent(call: Call, minconf, maxconf, addresses, include_unsafe, query_o
     q = query_options or {}
     min_amount = parse_btc(q["minimumAmount"]) if "minimumAmount" in q else 0
     out = []
-    for c in sorted(w.coins(include_unsafe=include_unsafe, skip_locked=True),
+    immature = bool(q.get("include_immature_coinbase", False))
+    for c in sorted(w.coins(include_unsafe=include_unsafe, skip_locked=True,
+                            include_immature=immature),
                     key=lambda c: (-c.depth, c.txid, c.n)):
         if not minconf <= c.depth <= maxconf or c.value < min_amount:
             continue
@@ -269,7 +271,6 @@ def listtransactions(call: Call, label, count, skip, include_watchonly):
         for e in _entries(w, wtx):
             if label not in (None, "*") and e.get("label") != label:
                 continue
-            e.pop("parent_descs", None)
             rows.append({**e, **fields})
     if count == 0:
         return []

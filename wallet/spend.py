@@ -41,6 +41,8 @@ MAX_STANDARD_TX_WEIGHT = 400_000  # node/policy.py's (the wallet does not import
 DUST_RELAY_FEE = 3000  # sat/kvB
 MAX_ANTI_SNIPING_AGE = 8 * 3600  # seconds: an older tip means we may be behind; use 0
 
+DUMMY_NESTED_P2WPKH_WEIGHT = 91 * 4  # Core's DUMMY_NESTED_P2WPKH_INPUT_SIZE, in weight
+
 # Weight of spending one output of each kind, signature at its largest (Core's estimates).
 _WITNESS_P2WPKH = 1 + 1 + 72 + 1 + 33  # items, <sig>, <pubkey>
 
@@ -166,10 +168,17 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
             raise WalletError(RPC_WALLET_ERROR, "Transaction amount too small")
     subtract = [i for i, r in enumerate(recipients) if r.subtract_fee]
     preset = list(preset or [])
+    change_error = ""  # why no change script can be had (Core: only an error if needed)
     if change_script is None:
         kind = change_type_for(wallet, recipients, change_type)
-        change_probe = wallet.active_account(kind, True).expansion(
-            wallet.active_account(kind, True).next_index).scripts[0]
+        try:
+            wallet.active_account(kind, True)
+            probe = wallet.peek_script(kind, True)
+            if probe is None:
+                change_error = "Error: Keypool ran out, please call keypoolrefill first"
+        except WalletError as err:
+            probe, change_error = None, err.message
+        change_probe = probe if probe is not None else b""
     else:
         change_probe = change_script
     taken = {p.outpoint for p in preset}
@@ -180,8 +189,10 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
     overhead = tx_overhead_weight(n_inputs_max, len(recipients) + 1)
     fixed = overhead + sum(output_weight(r.script) for r in recipients)
     amounts = sum(r.amount for r in recipients)
+    # (without a change script, Core sizes its spend as a P2SH-P2WPKH input's)
+    change_in = input_weight(change_probe) if change_probe else DUMMY_NESTED_P2WPKH_WEIGHT
     params = cs.Params(fee_rate, LONG_TERM_FEE_RATE, output_weight(change_probe),
-                       input_weight(change_probe), dust_threshold(change_probe) + 1,
+                       change_in, dust_threshold(change_probe) + 1,
                        subtract_fee=bool(subtract))
     preset_weight = sum(input_weight(c.script) for c in preset)
     preset_value = sum(c.value for c in preset)
@@ -239,6 +250,9 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
     _check_max_fee(wallet, fee)
     change_pos = -1
     if change_value:
+        if not change_probe:
+            raise WalletError(RPC_WALLET_ERROR, "Transaction needs a change address, but we "
+                              f"can't generate it. {change_error}")
         script = change_probe if change_script is not None else wallet.new_script(
             change_type_for(wallet, recipients, change_type), True)
         if change_position is not None and change_position >= 0:
