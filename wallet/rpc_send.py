@@ -500,9 +500,14 @@ def bumpfee(call: Call, txid, options):
             "fee": to_btc(r["fee"]), "errors": r["errors"]}
 
 
-@method("psbtbumpfee", Param("txid", STR), Param("options", OBJ, None))
-def psbtbumpfee(call: Call, txid, options):
+@method("psbtbumpfee", Param("txid", STR), Param("options", OBJ, None),
+        Param("psbt_version", NUM, None))
+def psbtbumpfee(call: Call, txid, options, psbt_version):
+    from wallet.rpc_psbt import _psbt_version
+
+    version = _psbt_version(psbt_version)
     rate, replaceable = _bump_options(call, options)
     r = spend.bump_fee(call.w, call.node, parse_txid(txid), rate, replaceable, sign_it=False)
+    r["psbt"].psbt_version = version
     return {"psbt": r["psbt"].to_base64(), "origfee": to_btc(r["origfee"]),
             "fee": to_btc(r["fee"]), "errors": r["errors"]}
