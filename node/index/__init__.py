@@ -64,6 +64,10 @@ class Indexes:
     def from_config(cls, cfg, datadir: Path, chain, wipe: bool = False) -> Indexes:
         """The indexes the options ask for (Core's names and values: -blockfilterindex=1 or
         =basic; =0 or none of them off)."""
+        if cfg.arg_int("prune", 0):  # Core's parameter checks
+            for name in ("txindex", "txospenderindex"):
+                if cfg.arg_bool(name, False) or (name == "txindex" and cfg.txindex):
+                    raise IndexInitError(f"Prune mode is incompatible with -{name}.")
         values = cfg.arg_list("blockfilterindex")  # after the last -noblockfilterindex
         last = values[-1] if values else "0"
         blockfilter = last not in ("0",)

@@ -307,7 +307,8 @@ class BaseIndex:
         otherwise wait until the index has the chain's current tip (or a descendant)."""
         if not self.synced:
             return False
-        tip = self.chain.tip
+        chain = self.chain
+        tip = getattr(chain, "published", None) or chain.tip  # not one halfway through a reorg
         if tip is None:
             return True
         deadline = time.monotonic() + timeout

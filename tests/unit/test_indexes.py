@@ -197,6 +197,9 @@ class _Cfg:
     def arg_bool(self, name, default=False):
         return default
 
+    def arg_int(self, name, default=0):
+        return default
+
 
 @pytest.mark.parametrize("values,enabled", [([""], True), (["1"], True), (["basic"], True),
                                             (["0"], False), ([], False)])
@@ -208,5 +211,27 @@ def test_blockfilterindex_option(tmp_path, values, enabled):
         ixs.close()
         with pytest.raises(IndexInitError, match="Unknown -blockfilterindex value extended."):
             Indexes.from_config(_Cfg(blockfilterindex=["extended"]), tmp_path / "node", chain)
+    finally:
+        chain.close()
+
+
+def test_prune_refuses_txindex_and_txospenderindex(tmp_path):
+    class Pruned(_Cfg):
+        def arg_int(self, name, default=0):
+            return 550 if name == "prune" else default
+
+        def arg_bool(self, name, default=False):
+            return name in self.args or default
+
+    chain = open_chain(tmp_path / "node")
+    try:
+        cfg = Pruned()
+        cfg.txindex = True
+        with pytest.raises(IndexInitError, match="^Error: Prune mode is incompatible with "
+                                                 "-txindex.$"):
+            Indexes.from_config(cfg, tmp_path / "node", chain)
+        with pytest.raises(IndexInitError, match="-txospenderindex"):
+            Indexes.from_config(Pruned(txospenderindex=["1"]), tmp_path / "node", chain)
+        Indexes.from_config(Pruned(coinstatsindex=["1"]), tmp_path / "node", chain).close()
     finally:
         chain.close()
