@@ -65,6 +65,9 @@ class ChainParams:
     script_flag_exceptions: dict[bytes, tuple[str, ...]] = field(default_factory=dict)
     # BIP9 deployments signalled in block versions (consensus.versionbits).
     deployments: tuple[Deployment, ...] = ()
+    # Core's ChainTxData: (time, transactions up to then, transactions per second since),
+    # for the verification progress estimate.
+    chain_tx_data: tuple[int, int, float] = (0, 0, 0.0)
     # Address encodings
     pubkey_address_prefix: int = 0
     script_address_prefix: int = 5
@@ -182,6 +185,7 @@ MAIN = ChainParams(
         ),
     },
     deployments=(Deployment("testdummy", 28, NEVER_ACTIVE, NO_TIMEOUT, 0, 2016, 1815),),
+    chain_tx_data=(1741017141, 1161875261, 4.620728156243148),
     pubkey_address_prefix=0,
     script_address_prefix=5,
     secret_key_prefix=128,
@@ -197,7 +201,7 @@ REGTEST = ChainParams(
     rpc_port=18443,
     genesis=create_genesis_block(1296688602, 2, 0x207FFFFF, 1, 50 * COIN),
     pow_limit=int("7fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff", 16),
-    pow_target_timespan=_TWO_WEEKS,
+    pow_target_timespan=24 * 60 * 60,  # one day, as Core's regtest (144-block periods)
     pow_target_spacing=_TEN_MINUTES,
     pow_allow_min_difficulty_blocks=True,
     pow_no_retargeting=True,
@@ -210,6 +214,7 @@ REGTEST = ChainParams(
     segwit_height=0,
     taproot_height=0,
     deployments=(Deployment("testdummy", 28, 0, NO_TIMEOUT, 0, 144, 108),),
+    chain_tx_data=(0, 0, 0.001),
     pubkey_address_prefix=111,
     script_address_prefix=196,
     secret_key_prefix=239,

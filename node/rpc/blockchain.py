@@ -17,6 +17,7 @@ from consensus.serialize import DeserializationError
 from consensus.tx import WITNESS_SCALE_FACTOR, TxOut
 from consensus.versionbits import ACTIVE, LOCKED_IN, NEVER_ACTIVE, STARTED
 from node.chain import script_flags_at
+from node.prune import is_pruned
 from node.rpc.errors import (
     RPC_DATABASE_ERROR,
     RPC_DESERIALIZATION_ERROR,
@@ -90,7 +91,7 @@ def getblockchaininfo(node) -> dict:
     with chain.lock:
         tip = chain.tip
         header = chain.best_header or tip
-        return {
+        out = {
             "chain": node.params.name,
             "blocks": tip.height,
             "headers": header.height,
@@ -100,14 +101,57 @@ def getblockchaininfo(node) -> dict:
             "difficulty": double(difficulty(tip.bits)),
             "time": tip.time,
             "mediantime": tip.median_time_past(),
-            "verificationprogress": double(
-                1.0 if tip is header else tip.height / max(header.height, 1)),
+            "verificationprogress": double(verification_progress(chain, tip)),
             "initialblockdownload": is_initial_block_download(node),
             "chainwork": f"{tip.chain_work:064x}",
             "size_on_disk": _size_on_disk(node),
-            "pruned": False,
-            "warnings": [],
         }
+        out.update(_prune_info(node))
+        out["warnings"] = []
+        return out
+
+
+# Prune targets as Core's: -prune=1 is manual pruning (pruneblockchain only), N >= 550 MiB
+# automatic with that target.
+_PRUNE_MANUAL = 1
+
+
+def _prune_info(node) -> dict:
+    config = getattr(node, "config", None)
+    prune = config.arg_int("prune", 0) if config is not None else 0
+    if prune <= 0:
+        return {"pruned": False}
+    chain = node.chain
+    # The first block of the active chain from which every block's data is stored.
+    lowest = chain.tip
+    while lowest.prev is not None and lowest.prev.have_data:
+        lowest = lowest.prev
+    out: dict = {"pruned": True, "pruneheight": lowest.height if lowest.prev is not None else 0,
+                 "automatic_pruning": prune != _PRUNE_MANUAL}
+    if prune != _PRUNE_MANUAL:
+        out["prune_target_size"] = prune * 1024 * 1024
+    return out
+
+
+def verification_progress(chain, tip) -> float:
+    """Core's GuessVerificationProgress: transactions verified over those estimated to exist
+    now, from the chain's transaction rate. With a recent best header, the tip's time is
+    taken as now less a block interval per header still to verify (1.0 exactly when
+    caught up)."""
+    if tip is None or not tip.chain_tx:
+        return 0.0
+    now = int(chain.now())
+    data = chain.params.chain_tx_data
+    header = chain.best_header or tip
+    if abs(now - tip.time) <= 2 * 60 * 60 and header.height >= tip.height:
+        block_time = now - (header.height - tip.height) * chain.params.pow_target_spacing
+    else:
+        block_time = tip.time
+    if tip.chain_tx <= data[1]:
+        total = data[1] + (now - data[0]) * data[2]
+    else:
+        total = tip.chain_tx + (now - block_time) * data[2]
+    return min(tip.chain_tx / total, 1.0) if total > 0 else 1.0
 
 
 def _size_on_disk(node) -> int:
@@ -169,10 +213,10 @@ def getblock(node, blockhash, verbosity) -> dict | str:
     chain = node.chain
     if v <= 0:
         if not e.have_data:
-            raise RPCError(RPC_MISC_ERROR, "Block not available (not fully downloaded)")
+            raise _not_available(e)
         return chain.read_raw_block(e).hex()
     if not e.have_data:
-        raise RPCError(RPC_MISC_ERROR, "Block not available (not fully downloaded)")
+        raise _not_available(e)
     try:
         raw = chain.read_raw_block(e)
         block = Block.from_bytes(raw)
@@ -448,10 +492,16 @@ def _hash_or_height(node, value):
     return _entry(node, value, "hash_or_height")
 
 
+def _not_available(e) -> RPCError:
+    """Core's error for a block whose data is not here: pruned, or never downloaded."""
+    return RPCError(RPC_MISC_ERROR, "Block not available (pruned data)" if is_pruned(e)
+                    else "Block not available (not fully downloaded)")
+
+
 def _read_block_checked(node, e) -> Block:
     """GetBlockChecked: Core's errors for a block without data or unreadable on disk."""
     if not e.have_data:
-        raise RPCError(RPC_MISC_ERROR, "Block not available (not fully downloaded)")
+        raise _not_available(e)
     try:
         if not node.chain.files.block_path(e.file).exists():  # (an open handle would still read)
             raise BlockFileError("missing")

@@ -157,6 +157,14 @@ def block_json(block: Block, e: BlockIndexEntry, chain, verbosity: int,
     out["strippedsize"] = block.base_size
     out["size"] = block.size
     out["weight"] = block.weight
+    if block.txs:  # Core's coinbase_tx: what a block's coinbase commits to, at any verbosity
+        cb = block.txs[0]
+        cb_in = cb.vin[0]
+        summary = {"version": cb.version, "locktime": cb.locktime,
+                   "sequence": cb_in.sequence, "coinbase": cb_in.script_sig.hex()}
+        if cb_in.witness:
+            summary["witness"] = cb_in.witness[0].hex()
+        out["coinbase_tx"] = summary
     if verbosity == 1:
         out["tx"] = [tx.txid_hex() for tx in block.txs]
     else:
