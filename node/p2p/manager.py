@@ -418,6 +418,7 @@ class PeerManager:
             self.send_ping(p, force=True)
 
     async def on_ping(self, peer: Peer, msg: m.Ping) -> None:
+        await self.sync.blocks_processed(peer)  # (Core answers after processing them)
         peer.send(m.Pong(msg.nonce))
 
     async def on_pong(self, peer: Peer, msg: m.Pong) -> None:

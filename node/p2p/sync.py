@@ -14,6 +14,7 @@ FindNextBlocksToDownload), and serving headers and blocks to others.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -211,6 +212,8 @@ class BlockSync:
         each. The block announced is remembered, so the answer can be followed up. Before
         the headers sync started with the peer, only the first peer to announce a new
         block is asked (once), so the sync takes on one more peer per new block."""
+        if announced is not None:
+            peer.last_unknown_announced = announced  # (Core's hashLastUnknownBlock)
         if announced is not None and not getattr(peer, "sync_started", True):
             if peer.inv_triggered_getheaders or announced == self.last_inv_triggering_sync:
                 return
@@ -502,6 +505,7 @@ class BlockSync:
 
     def _next_blocks(self, peer: Peer, count: int):
         """(blocks to request from peer, the peer stalling the window or None)."""
+        self.process_block_availability(peer)
         best = peer.best_known
         tip = self.chain.published
         if best is None or best.chain_work < tip.chain_work or best.failed:
@@ -586,10 +590,19 @@ class BlockSync:
         peer.pending_blocks += 1
         fut = self.net.validate(self._process_block, raw)
         fut.add_done_callback(lambda f: self._block_done(peer, h, f))
+        peer.last_block_job = fut
         if peer.pending_blocks > MAX_PENDING_BLOCKS:
             await fut  # backpressure: stop reading this peer until validation catches up
             peer.downloading_since = time.monotonic()  # (our delay, not the peer's)
         self.schedule()
+
+    async def blocks_processed(self, peer: Peer) -> None:
+        """Wait until the blocks this peer sent so far are processed (validation runs
+        them in order), so that what the peer sends next is answered as Core would after
+        processing them (a pong after the blocks before the ping)."""
+        job = getattr(peer, "last_block_job", None)
+        if job is not None and not job.done():
+            await asyncio.wait([job])
 
     def _process_block(self, raw: bytes):
         """Validation thread: parse, check, store and connect. Returns (whether the block
@@ -688,12 +701,26 @@ class BlockSync:
                 self._announce(peer, new)
         self.schedule()
 
+    def process_block_availability(self, peer: Peer) -> None:
+        """Core's ProcessBlockAvailability: a block the peer announced before we knew it
+        counts as the peer's once we have its header."""
+        h = getattr(peer, "last_unknown_announced", None)
+        if h is None:
+            return
+        e = self.chain.get(h)
+        if e is not None and e.chain_work:
+            self.update_best_known(peer, e)
+            peer.last_unknown_announced = None
+
     def _peer_has(self, peer: Peer, e) -> bool:
-        return (e.hash in peer.known_blocks or has_ancestor(peer.best_known, e)
-                or has_ancestor(peer.best_header_sent, e))
+        """Core's PeerHasHeader: what the peer showed us it has, or what we sent it headers
+        for (a block we only announced by inv does not count: its header may still be
+        missing there, so what follows it is announced by inv too)."""
+        return has_ancestor(peer.best_known, e) or has_ancestor(peer.best_header_sent, e)
 
     def _announce(self, peer: Peer, new: list) -> None:
         tip = new[-1]
+        self.process_block_availability(peer)
         if self._peer_has(peer, tip):
             return
         if peer.prefers_headers and len(new) <= MAX_BLOCKS_TO_ANNOUNCE:
