@@ -60,7 +60,8 @@ def test_spend_first_coinbase_and_mine_it(node):
     entry = node.call("getmempoolentry", txid)
     assert entry["fees"]["base"] == Decimal("0.00010000") and entry["ancestorcount"] == 1
     info = node.call("getmempoolinfo")
-    assert info["size"] == 1 and info["loaded"] and info["fullrbf"] is True
+    assert info["size"] == 1 and info["loaded"] and "fullrbf" not in info  # deprecated
+    assert info["unbroadcastcount"] == 1 and entry["unbroadcast"] is True
     assert node.call("gettxout", txid, 0)["confirmations"] == 0  # from the mempool
     assert node.call("gettxout", prev[0].hash[::-1].hex(), 0) is None  # spent in mempool
     assert node.call("gettxout", prev[0].hash[::-1].hex(), 0, False) is not None
@@ -74,7 +75,7 @@ def test_spend_first_coinbase_and_mine_it(node):
 
 def test_rejections_over_rpc(node):
     prev = coinbase_out(node, 2)
-    low = spend([prev], [prev[1].value - 50])
+    low = spend([prev], [prev[1].value - 5])  # 0.1 sat/vB is the minimum
     res = node.call("testmempoolaccept", [low.serialize().hex()])[0]
     assert res == {"txid": low.txid_hex(), "wtxid": low.wtxid_hex(), "allowed": False,
                    "reject-reason": "min relay fee not met",
@@ -85,7 +86,8 @@ def test_rejections_over_rpc(node):
     dust = spend([prev], [prev[1].value - 10_000, 100])
     with pytest.raises(RPCFailure) as e:
         node.call("sendrawtransaction", dust.serialize().hex())
-    assert (e.value.code, e.value.message) == (-26, "dust")
+    # One dust output is allowed only in a transaction paying no fee (ephemeral dust)
+    assert (e.value.code, e.value.message) == (-26, "dust, tx with dust output must be 0-fee")
     missing = spend([(OutPoint(b"\x01" * 32, 0), TxOut(COIN, W.p2wpkh))], [COIN // 2])
     with pytest.raises(RPCFailure) as e:
         node.call("sendrawtransaction", missing.serialize().hex())
