@@ -28,8 +28,11 @@ def test_table_matches_registry():
     from wallet.rpc import json_arg_table
 
     wallet = json_arg_table()
-    node_positions = {m: p for m, p in cli_params.table_positions().items() if m not in wallet}
-    node_names = {m: n for m, n in cli_params.table_names().items() if m not in wallet}
+    on_node = json_arg_positions()  # (the wallet's server keeps copies of a few node methods)
+    node_positions = {m: p for m, p in cli_params.table_positions().items()
+                      if m not in wallet or m in on_node}
+    node_names = {m: n for m, n in cli_params.table_names().items()
+                  if m not in wallet or m in on_node}
     assert node_positions == json_arg_positions(), (
         "node/rpc/cli_params.py is stale: run python -m node.rpc.cli_params --write")
     assert node_names == json_arg_names(), (
