@@ -43,7 +43,7 @@ from consensus.serialize import DeserializationError
 from consensus.tx import Transaction, TxOut
 from consensus.versionbits import VersionBitsCache
 from node.scriptcheck import ScriptChecker
-from node.store.blockfiles import BlockFileError, BlockFiles
+from node.store.blockfiles import MAX_BLOCKFILE_SIZE, BlockFileError, BlockFiles
 from node.store.blockindex import (
     FAILED_CHILD,
     FAILED_MASK,
@@ -109,6 +109,7 @@ class ChainState:
         now: Callable[[], float] = time.time,
         blocks_dir: Path | None = None,
         blocks_xor: bool = True,
+        max_file_size: int = MAX_BLOCKFILE_SIZE,
     ) -> None:
         self.params = params
         self.datadir = Path(datadir)
@@ -127,7 +128,7 @@ class ChainState:
         self.scripts = scripts if scripts is not None else ScriptChecker()
         # blk/rev files: <datadir>/blocks, or -blocksdir's; the index stays in the datadir.
         self.files = BlockFiles(blocks_dir or self.datadir / "blocks", params.message_start,
-                                blocks_xor)
+                                blocks_xor, max_file_size)
         (self.datadir / "blocks").mkdir(exist_ok=True)
         self.index_db = BlockIndexDB(self.datadir / "blocks" / "index")
         self.coins = CoinsCache(self.datadir / "chainstate", dbcache_mb * 1024 * 1024)
@@ -233,7 +234,7 @@ class ChainState:
             e.data_pos, e.undo_pos = data_pos, undo_pos
             e.seq_id = 1  # as Core: loaded blocks tie; the current tip wins ties
             self._link(e)
-            if e.have_data and (prev is None or prev.chain_tx):
+            if n_tx > 0 and (prev is None or prev.chain_tx):  # (pruned blocks count too)
                 e.chain_tx = (prev.chain_tx if prev else 0) + n_tx
 
     def _link(self, e: BlockIndexEntry) -> None:

@@ -105,6 +105,7 @@ class Node:
         self.datadir = config.chain_datadir
         self.start_time = clock.now()
         self.scheduler = None
+        self.pruner = None  # node.prune.Pruner with -prune
         self.tip_changed = threading.Condition()  # notified after each chain activation
         self.validation = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validation")
         self.chain = None
@@ -250,11 +251,13 @@ class Node:
         from node.blockimport import reindex, reindex_chainstate
         from node.chain import ChainState
         from node.index import Indexes
+        from node.prune import FASTPRUNE_BLOCKFILE_SIZE, Pruner, prune_target
         from node.scriptcheck import ScriptChecker
         from node.store import DatabaseOpenError
-        from node.store.blockfiles import BlockFileError
+        from node.store.blockfiles import MAX_BLOCKFILE_SIZE, BlockFileError
 
         cfg = self.config
+        prune = prune_target(cfg)
         # -reindex rebuilds the databases from the block files: start them from nothing, so
         # that even a damaged database (one that cannot be opened) is recovered. A marker
         # file, written first and removed once the rebuild is done, makes a restart after a
@@ -276,7 +279,9 @@ class Node:
         try:
             self.chain = ChainState(self.datadir, self.params, dbcache_mb=cfg.dbcache,
                                     scripts=scripts, now=clock.now, blocks_dir=cfg.blocks_dir,
-                                    blocks_xor=cfg.arg_bool("blocksxor", True))
+                                    blocks_xor=cfg.arg_bool("blocksxor", True),
+                                    max_file_size=FASTPRUNE_BLOCKFILE_SIZE
+                                    if cfg.arg_bool("fastprune") else MAX_BLOCKFILE_SIZE)
         except DatabaseOpenError as err:
             log.error("%s", err)
             raise _load_error(f"Error opening {err.what} database", err) from None
@@ -306,6 +311,8 @@ class Node:
         missing = missing_block_files(self.chain)
         if missing:
             raise _load_error("Error loading block database", missing)
+        if prune:
+            self.pruner = Pruner(self.chain, prune)
         tip = self.chain.tip
         log.info("Loaded best chain: hashBestChain=%s height=%d date=%s", tip.hash_hex(),
                  tip.height, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(tip.time)))

@@ -38,9 +38,11 @@ class BlockTemplate:
 
 def make_coinbase(height: int, value: int, script_pubkey: bytes,
                   extra_nonce: int = 0) -> Transaction:
-    """Core's coinbase: scriptSig `<height> OP_0` (plus an extra nonce when needed), one
-    output paying subsidy and fees."""
-    script_sig = push_int(height) + b"\x00"  # BIP34: CScript() << height << OP_0
+    """Core's coinbase: scriptSig `<height>` (BIP34), padded with OP_0 to the 2 bytes a
+    coinbase scriptSig needs while the height is a one-byte OP_n (heights up to 16), plus an
+    extra nonce when needed; one output paying subsidy and fees. (Byte for byte as Core's:
+    block files, and so pruning, split where Core's do.)"""
+    script_sig = push_int(height) + (b"\x00" if height <= 16 else b"")
     if extra_nonce:
         script_sig += push_int(extra_nonce)
     # As Core: the coinbase is time-locked to its height (nLockTime height - 1 with a

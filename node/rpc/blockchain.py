@@ -187,6 +187,8 @@ def _read_undo(node, e):
     if e.prev is None or not e.status & HAVE_UNDO:
         return None
     try:
+        if not node.chain.files.undo_path(e.file).exists():  # (an open handle would still read)
+            raise BlockFileError("missing")
         return node.chain.read_undo(e)
     except (BlockFileError, DeserializationError, OSError):
         raise RPCError(RPC_INTERNAL_ERROR, "Undo data expected but can't be read. This could "
@@ -517,6 +519,8 @@ def _undo_checked(node, e) -> list:
     if not e.status & HAVE_UNDO:
         raise RPCError(RPC_MISC_ERROR, "Undo data not available")
     try:
+        if not node.chain.files.undo_path(e.file).exists():
+            raise BlockFileError("missing")
         return node.chain.read_undo(e)
     except (BlockFileError, DeserializationError, OSError):
         raise RPCError(RPC_MISC_ERROR, "Can't read undo data from disk") from None

@@ -7,6 +7,7 @@ from node.rpc import (  # noqa: F401
     mempool,
     mining,
     net,
+    prune,
     psbt,
     rawtransactions,
     signing,

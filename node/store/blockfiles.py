@@ -70,8 +70,10 @@ def xor_bytes(data: bytes, key: bytes, offset: int) -> bytes:
 
 
 class BlockFiles:
-    def __init__(self, blocks_dir: Path, magic: bytes, xor: bool = True) -> None:
+    def __init__(self, blocks_dir: Path, magic: bytes, xor: bool = True,
+                 max_file_size: int = MAX_BLOCKFILE_SIZE) -> None:
         self.dir = Path(blocks_dir)
+        self.max_file_size = max_file_size  # (64 KiB with -fastprune)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.key = load_xor_key(self.dir, xor)
         self.magic = magic
@@ -93,13 +95,18 @@ class BlockFiles:
     def block_path(self, n: int) -> Path:
         return self._path("blk", n)
 
+    def undo_path(self, n: int) -> Path:
+        return self._path("rev", n)
+
     def list_files(self) -> list[int]:
         return sorted(int(m.group(1)) for p in self.dir.iterdir() if (m := _FILE_RE.match(p.name)))
 
     # -- writing -----------------------------------------------------------------------------
 
     def _roll_if_full(self, size: int) -> None:
-        if self._blk.tell() + size + 8 > MAX_BLOCKFILE_SIZE and self._blk.tell() > 0:
+        # Core's FindNextBlockPos: a new file once this block (and its frame) would reach the
+        # limit, so files split where Core's do (pruning works by whole files).
+        if self._blk.tell() + size + 8 >= self.max_file_size and self._blk.tell() > 0:
             for f in (self._blk, self._rev):  # durable before we stop tracking them
                 f.flush()
                 os.fsync(f.fileno())
@@ -139,6 +146,26 @@ class BlockFiles:
                 if f is not self._rev:
                     f.close()
             return pos
+
+    def sizes(self) -> dict[int, int]:
+        """Bytes on disk per file number (blk and rev together)."""
+        out = {}
+        for n in self.list_files():
+            out[n] = sum(p.stat().st_size for p in (self._path("blk", n), self._path("rev", n))
+                         if p.exists())
+        return out
+
+    def remove(self, n: int) -> None:
+        """Delete blk<n>.dat and rev<n>.dat (pruning); never the file being written."""
+        with self._lock:
+            if n == self.current:
+                raise ValueError("the current block file cannot be pruned")
+            for kind in ("blk", "rev"):
+                fh = self._readers.pop((kind, n), None)
+                if fh is not None:
+                    fh.close()  # type: ignore[attr-defined]
+                self._path(kind, n).unlink(missing_ok=True)
+            self.found.discard(n)
 
     def sync(self) -> None:
         with self._lock:
