@@ -126,7 +126,33 @@ def chunk_diagram(nodes: dict[bytes, tuple[int, int, set[bytes]]]) -> list[tuple
     repeatedly taking the remaining ancestor set with the highest fee rate, then adjacent
     groups merged while a later one pays a higher rate (Core's chunking). nodes: id ->
     (fee, size, parents within the set)."""
-    remaining = set(nodes)
+    # One cluster (connected component) at a time: linearizing is quadratic in its size,
+    # and clusters are at most -limitclustercount transactions.
+    children: dict[bytes, list[bytes]] = {t: [] for t in nodes}
+    for t, (_, _, ps) in nodes.items():
+        for p in ps:
+            children[p].append(t)
+    out: list[tuple[int, int]] = []
+    seen: set[bytes] = set()
+    for start in nodes:
+        if start in seen:
+            continue
+        component = {start}
+        todo = [start]
+        while todo:
+            x = todo.pop()
+            for y in (*nodes[x][2], *children[x]):
+                if y not in component:
+                    component.add(y)
+                    todo.append(y)
+        seen |= component
+        out.extend(_cluster_chunks(nodes, component))
+    return out
+
+
+def _cluster_chunks(nodes: dict[bytes, tuple[int, int, set[bytes]]],
+                    members: set[bytes]) -> list[tuple[int, int]]:
+    remaining = set(members)
     anc_cache: dict[bytes, set[bytes]] = {}
 
     def ancestors(t: bytes) -> set[bytes]:
