@@ -570,6 +570,11 @@ class BlockSync:
         else:
             # Unrequested (a new-block announcement sent as the block itself): taken only
             # if it could become our tip (Core's rule), so nobody fills our disk for free.
+            # Judged once the blocks before it are processed (as Core would), so a run of
+            # new blocks sent one after the other is taken whole.
+            await self.blocks_processed(peer)
+            if peer.closed:
+                return
             prev = self.chain.get(header.prev_hash)
             tip = self.chain.published
             if prev is None:
@@ -582,6 +587,11 @@ class BlockSync:
                     prev.height + 1 > tip.height + UNREQUESTED_MAX_AHEAD:
                 log.debug("ignoring unrequested block %s from peer=%d", header.hash_hex(),
                           peer.id)
+                # As Core's AcceptBlock: its header still enters the block index.
+                try:
+                    await self.net.validate(self.chain.accept_header, header)
+                except ValidationError:
+                    pass
                 return
         self.processing.add(h)
         self.block_source[h] = peer.id
