@@ -213,17 +213,17 @@ def getblock(node, blockhash, verbosity) -> dict | str:
     e = _entry(node, blockhash)
     v = as_bool_or_int(verbosity, "verbosity")
     chain = node.chain
-    if v <= 0:
-        if not e.have_data:
-            raise _not_available(e)
-        return chain.read_raw_block(e).hex()
     if not e.have_data:
         raise _not_available(e)
     try:
+        if not chain.files.block_path(e.file).exists():  # (an open handle would still read)
+            raise BlockFileError("missing")
         raw = chain.read_raw_block(e)
+        if v <= 0:
+            return raw.hex()
         block = Block.from_bytes(raw)
-    except (BlockFileError, DeserializationError) as err:
-        raise RPCError(RPC_MISC_ERROR, f"Block not found on disk: {err}") from None
+    except (BlockFileError, DeserializationError, OSError):
+        raise RPCError(RPC_MISC_ERROR, "Block not found on disk") from None
     undo = _read_undo(node, e) if v >= 2 else None
     with chain.lock:
         return block_json(block, e, chain, min(v, 3), undo, raw)
