@@ -324,6 +324,8 @@ class Node:
         if problem:
             raise _load_error("Corrupted block database detected", problem)
         self.indexes.start()
+        if self.pruner is not None:  # blocks the indexes have still to read stay
+            self.pruner.locks.append(self.indexes.prune_lock)
         self._init_mempool()
 
         blocknotify = cfg.arg_str("blocknotify")

@@ -48,10 +48,16 @@ def is_pruned(e) -> bool:
     return e.n_tx > 0 and not e.have_data
 
 
+PRUNE_LOCK_BUFFER = 10
+
+
 class Pruner:
     def __init__(self, chain, target: int) -> None:
         self.chain = chain
         self.target = target  # bytes, or PRUNE_MANUAL
+        # Core's prune locks: callables giving the lowest height someone (an index still
+        # reading blocks) needs kept, or None.
+        self.locks: list = []
         if target > PRUNE_MANUAL:
             chain.on_activated.append(self.auto_prune)
 
@@ -84,7 +90,7 @@ class Pruner:
         pruneblockchain result)."""
         chain = self.chain
         with chain.lock:
-            last = min(height, chain.height - MIN_BLOCKS_TO_KEEP)
+            last = self._locked(min(height, chain.height - MIN_BLOCKS_TO_KEEP))
             current = chain.files.current
             files = [n for n, top in self._file_reach().items() if n != current and top <= last]
             if files:
@@ -104,7 +110,7 @@ class Pruner:
             total = sum(sizes.values())
             if total <= self.target:
                 return
-            last = chain.height - MIN_BLOCKS_TO_KEEP
+            last = self._locked(chain.height - MIN_BLOCKS_TO_KEEP)
             reach = self._file_reach()
             doomed = []
             for n in sorted(sizes):
@@ -116,6 +122,14 @@ class Pruner:
                 total -= sizes[n]
             if doomed:
                 self._prune_files(doomed)
+
+    def _locked(self, last: int) -> int:
+        """`last` lowered below every prune lock, less Core's PRUNE_LOCK_BUFFER of 10."""
+        for lock in self.locks:
+            h = lock()
+            if h is not None:
+                last = min(last, h - PRUNE_LOCK_BUFFER - 1)
+        return last
 
     def prune_height(self) -> int:
         """The height of the highest block of the active chain whose data is gone (below

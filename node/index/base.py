@@ -158,6 +158,7 @@ class BaseIndex:
                 raise IndexInitError(f"{self.name}: best block of the index not found. "
                                      f"Please rebuild the index.")
             self.best = e
+        self._check_block_data()
         self.after_start()
         self.synced = self.best is chain.tip
         chain.on_connected.append(self._on_connected)
@@ -166,6 +167,23 @@ class BaseIndex:
         self._started = True
         self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
         self._thread.start()
+
+    def _check_block_data(self) -> None:
+        """As Core's: an index behind the chain needs every block after its best one (after
+        the fork, if its best block left the chain) still stored; a pruned node may not have
+        them."""
+        chain = self.chain
+        tip = chain.tip
+        if tip is None or self.best is tip:
+            return
+        stop = chain.find_fork(self.best) if self.best is not None else None
+        e = tip
+        while e is not None and e is not stop:
+            if not e.have_data:
+                raise IndexInitError(f"{self.name} best block of the index goes beyond pruned "
+                                     f"data. Please disable the index or reindex (which will "
+                                     f"download the whole blockchain again)")
+            e = e.prev
 
     def stored_best(self) -> bytes | None:
         """The hash of the best block the database holds (before start())."""

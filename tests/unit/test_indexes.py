@@ -235,3 +235,29 @@ def test_prune_refuses_txindex_and_txospenderindex(tmp_path):
         Indexes.from_config(Pruned(coinstatsindex=["1"]), tmp_path / "node", chain).close()
     finally:
         chain.close()
+
+
+def test_pruning_keeps_what_an_index_still_needs(tmp_path):
+    from node.prune import PRUNE_MANUAL, Pruner
+
+    chain = open_chain(tmp_path / "node", max_file_size=0x10000)
+    try:
+        feed(chain, ChainBuilder().chain(REGTEST.genesis, 900))
+        assert len(chain.files.list_files()) >= 3
+        pruner = Pruner(chain, PRUNE_MANUAL)
+        pruner.locks.append(lambda: 100)  # an index at height 100: blocks above stay
+        assert pruner.prune_to(900) == -1
+        assert all(e.have_data for e in chain.active)
+        pruner.locks.clear()
+        pruned = pruner.prune_to(900)
+        assert pruned > 100
+        # An index that would need the pruned blocks refuses to start, as Core's.
+        ixs = Indexes.open(tmp_path / "node", chain, coinstatsindex=True)
+        try:
+            with pytest.raises(IndexInitError, match="coinstatsindex best block of the index "
+                                                     "goes beyond pruned data"):
+                ixs.start()
+        finally:
+            ixs.close()
+    finally:
+        chain.close()
