@@ -144,6 +144,18 @@ def largest_first(coins: Sequence[Candidate], target: int, p: Params) -> list[Ca
     return out if total >= target else None
 
 
+def lowest_larger(coins: Sequence[Candidate], target: int, p: Params
+                  ) -> list[Candidate] | None:
+    """One coin covering target plus change, the cheapest to spend and then the smallest (as
+    Core's knapsack falls back to its lowest larger coin): the same answer for the same
+    coins, where the random draw may take a costlier one."""
+    need = target + _change_need(p)
+    fits = [c for c in coins if p.effective(c) >= need]
+    if not fits:
+        return None
+    return [min(fits, key=lambda c: (c.input_weight, c.value))]
+
+
 def _change_need(p: Params) -> int:
     """What a change output costs and must at least hold."""
     return p.min_change + fee_for(p.change_output_weight, p.fee_rate)
@@ -173,7 +185,8 @@ def select_coins(coins: Sequence[Candidate], target: int, p: Params,
     if bnb is not None:
         results.append(Selection(bnb, "bnb", p.waste(bnb, target, False), False))
     for name, picked in (("srd", single_random_draw(coins, target, p, rng)),
-                         ("largest_first", largest_first(coins, target, p))):
+                         ("largest_first", largest_first(coins, target, p)),
+                         ("lowest_larger", lowest_larger(coins, target, p))):
         if picked is None:
             continue
         total = sum(p.effective(c) for c in picked)

@@ -147,7 +147,8 @@ def getbalances(call: Call):
     b = call.w.balances()
     return {"mine": {"trusted": to_btc(b["trusted"]),
                      "untrusted_pending": to_btc(b["untrusted_pending"]),
-                     "immature": to_btc(b["immature"])},
+                     "immature": to_btc(b["immature"]),
+                     "nonmempool": to_btc(b["nonmempool"])},
             "lastprocessedblock": last_block(call.w)}
 
 
@@ -357,6 +358,7 @@ def gettransaction(call: Call, txid, include_watchonly, verbose):
     details = _entries(w, wtx)
     out["details"] = details
     out["hex"] = wtx.tx.serialize().hex()
+    out["lastprocessedblock"] = last_block(w)
     if verbose:
         out["decoded"] = call.node.call("decoderawtransaction", out["hex"])
     return out

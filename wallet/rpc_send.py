@@ -362,7 +362,7 @@ def sendmany(call: Call, dummy, amounts, minconf, comment, subtractfeefrom, repl
 def send(call: Call, outputs, conf_target, estimate_mode, fee_rate, options):
     w = call.w
     o = _fee_options(options, conf_target, estimate_mode, fee_rate)
-    rate = fee_rate_of(call, o["fee_rate"], o["conf_target"], o["estimate_mode"])
+    rate = fee_rate_of(call, o.get("fee_rate"), o.get("conf_target"), o.get("estimate_mode"))
     w.require_unlocked()
     built = fund(w, o.get("inputs"), outputs, rate, locktime=o.get("locktime"),
                  change_address=o.get("change_address"), change_type=o.get("change_type"),
@@ -443,7 +443,7 @@ def _fee_options(options: dict | None, conf_target, estimate_mode, fee_rate) -> 
                               "or in the options object, but not both")
     else:
         o["fee_rate"] = fee_rate
-    if o["conf_target"] is not None and o.get("estimate_mode") in (None, "unset"):
+    if o.get("conf_target") is not None and o.get("estimate_mode") in (None, "unset"):
         raise WalletError(RPC_INVALID_PARAMETER, "Specify estimate_mode")
     return o
 

@@ -10,6 +10,7 @@ finalize, extract.
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 
@@ -28,6 +29,8 @@ from wallet.nodeclient import NodeClient, NodeRPCError
 from wallet.psbt import PSBT
 from wallet.signer import sign, update
 from wallet.wallet import Coin, Wallet
+
+log = logging.getLogger("wallet")
 
 SEQUENCE_RBF = 0xFFFFFFFD  # BIP125 opt-in, lock time enforced
 SEQUENCE_FINAL_LOCKTIME = 0xFFFFFFFE  # no RBF, lock time enforced (anti-fee-sniping)
@@ -380,11 +383,20 @@ def sign_transaction(wallet: Wallet, tx: Transaction) -> Transaction:
 
 def broadcast(wallet: Wallet, node: NodeClient, tx: Transaction, *, replaces: bytes | None = None,
               comment: str | None = None) -> None:
-    """Hand the transaction to the node; recorded in the wallet only once the node took it."""
+    """Hand the transaction to the node and record it (Core's CommitTransaction). One the
+    node's mempool refuses is still recorded, out of the mempool (it counts in the
+    "nonmempool" balance) and logged, as Core does; a replacement (bumpfee) that is refused
+    is an error."""
     try:
         node.call("sendrawtransaction", tx.to_hex())
     except NodeRPCError as err:
-        raise WalletError(err.code, f"Transaction rejected by the node: {err.message}") from None
+        if replaces is not None:
+            raise WalletError(err.code, f"Transaction rejected by the node: {err.message}"
+                              ) from None
+        log.info("[%s] CommitTransaction(): Transaction cannot be broadcast immediately, %s",
+                 wallet.name, err.message)
+        wallet.add_tx(tx, in_mempool=False, comment=comment)
+        return
     wallet.add_tx(tx, in_mempool=True, replaces=replaces, comment=comment)
 
 

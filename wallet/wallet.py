@@ -599,7 +599,16 @@ class Wallet:
                 self._top_up(acc, acc.next_index + self.lookahead)
             else:
                 self._derive_to(acc, 1)
+        self.refresh_credits()
         return acc
+
+    def refresh_credits(self) -> None:
+        """Core's RefreshAllTXOs: outputs of known transactions that new scripts make ours
+        count from now on (no rescan needed for them)."""
+        scripts = self.scripts
+        for txid, wtx in self.txs.items():
+            self.credits[txid] = [n for n, out in enumerate(wtx.tx.vout)
+                                  if out.script_pubkey in scripts]
 
     def is_mine(self, script: bytes) -> bool:
         return script in self.scripts
@@ -726,28 +735,39 @@ class Wallet:
             return self.tip_height - wtx.height + 1
         return 0 if wtx.in_mempool else -1
 
-    def is_trusted(self, wtx: WalletTx, _seen: set[bytes] | None = None) -> bool:
+    def is_trusted(self, wtx: WalletTx, _known: dict[bytes, bool] | None = None) -> bool:
         """Core's CachedTxIsTrusted: confirmed, or in the mempool and paid for wholly from
-        this wallet's own trusted coins."""
+        this wallet's own trusted coins. (_known: the answers found so far in this call, so
+        that a parent reached twice, as two outputs of one transaction spent together, is
+        judged once.)"""
         if wtx.height is not None:
             return True
         if not wtx.in_mempool or wtx.tx.is_coinbase():
             return False
-        seen = _seen or set()
-        if wtx.txid in seen:
-            return False
-        seen.add(wtx.txid)
+        known = {} if _known is None else _known
+        if wtx.txid in known:
+            return known[wtx.txid]
+        known[wtx.txid] = False  # (a cycle cannot be trusted)
         for txin in wtx.tx.vin:
             parent = self.txs.get(txin.prevout.hash)
             if parent is None or txin.prevout.n not in self.credits[parent.txid]:
                 return False
-            if not self.is_trusted(parent, seen):
+            if not self.is_trusted(parent, known):
                 return False
+        known[wtx.txid] = True
         return True
 
     def is_spent(self, outpoint: tuple[bytes, int]) -> bool:
+        """Core's IsSpent: a wallet transaction spends it that is neither abandoned nor
+        conflicted (by one in a block or in the mempool, a replacement included); one out
+        of the mempool (refused, or dropped) still does."""
         for txid in self.spenders.get(outpoint, ()):
-            if self.txs[txid].active:
+            wtx = self.txs[txid]
+            if wtx.active:
+                return True
+            if txid in self.abandoned or wtx.replaced_by is not None:
+                continue
+            if not any(self.txs[t].active for t in self.conflicts(wtx)):
                 return True
         return False
 
@@ -820,7 +840,16 @@ class Wallet:
         """Core's getbalances "mine": trusted, untrusted_pending, immature (satoshis), and
         the split the CLI shows: confirmed and unconfirmed."""
         b = {"trusted": 0, "untrusted_pending": 0, "immature": 0, "confirmed": 0,
-             "unconfirmed": 0}
+             "unconfirmed": 0, "nonmempool": 0}
+        # what unconfirmed transactions out of the mempool (refused, or dropped from it),
+        # neither abandoned nor replaced nor conflicted by one in a block or the mempool,
+        # would change
+        for wtx in self.txs.values():
+            if (wtx.active or wtx.txid in self.abandoned or wtx.replaced_by is not None
+                    or wtx.tx.is_coinbase()
+                    or any(self.txs[t].active for t in self.conflicts(wtx))):
+                continue
+            b["nonmempool"] += self.credit(wtx) - self.debit(wtx)
         for coin in self.coins(include_unsafe=True, include_immature=True):
             wtx = self.txs[coin.txid]
             if self.maturity_left(wtx) > 0:
