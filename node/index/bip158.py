@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 from consensus.hashes import sha256d
 from consensus.serialize import Reader, compact_size
-from node.index.siphash import siphash24, siphash24_many
+from node.index.siphash import siphash24_many
 
 BASIC_P = 19
 BASIC_M = 784931
@@ -112,8 +112,11 @@ def decode_gcs(encoded: bytes, p: int = BASIC_P) -> list[int]:
 
 def match_any(encoded: bytes, block_hash: bytes, items: Iterable[bytes],
               m: int = BASIC_M, p: int = BASIC_P) -> bool:
-    """Whether any item (probably) is in the filter."""
-    values = set(decode_gcs(encoded, p))
-    f = len(values) * m
+    """Whether any item (probably) is in the filter (false positives at a rate of 1/m)."""
+    decoded = decode_gcs(encoded, p)
+    if not decoded:
+        return False
+    values = set(decoded)
+    f = len(decoded) * m
     k0, k1 = _key(block_hash)
-    return any((siphash24(k0, k1, bytes(i)) * f) >> 64 in values for i in items)
+    return any((h * f) >> 64 in values for h in siphash24_many(k0, k1, [bytes(i) for i in items]))

@@ -133,6 +133,7 @@ CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
     "psbtbumpfee": ((1, "options"), (2, "psbt_version")),
     "rescanblockchain": ((0, "start_height"), (1, "stop_height")),
     "restorewallet": ((2, "load_on_startup"),),
+    "scanblocks": ((1, "scanobjects"), (2, "start_height"), (3, "stop_height"), (5, "options")),
     "scantxoutset": ((1, "scanobjects"),),
     "send": ((0, "outputs"), (1, "conf_target"), (3, "fee_rate"), (4, "options")),
     "sendall": ((0, "recipients"), (1, "conf_target"), (3, "fee_rate"), (4, "options")),

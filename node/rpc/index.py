@@ -3,8 +3,10 @@ gettxoutsetinfo answers from -coinstatsindex."""
 
 from __future__ import annotations
 
+import threading
 from decimal import Decimal
 
+from node.index import bip158
 from node.index.blockfilterindex import FILTER_TYPES
 from node.rpc.errors import (
     RPC_INTERNAL_ERROR,
@@ -16,7 +18,7 @@ from node.rpc.errors import (
 )
 from node.rpc.jsonutil import btc
 from node.rpc.params import as_int, parse_hash
-from node.rpc.registry import STR, Arg, json_type, rpc
+from node.rpc.registry import ARR, NUM, OBJ, STR, Arg, json_type, rpc
 from node.store.blockfiles import BlockFileError
 from node.store.blockindex import VALID_SCRIPTS
 
@@ -186,3 +188,109 @@ def add_confirmed_spenders(node, result: list[dict], unresolved: list[tuple[int,
 def has_spender_index(node) -> bool:
     ix = indexes_of(node)
     return ix is not None and ix.txospender is not None
+
+
+# -- scanblocks ------------------------------------------------------------------------------
+
+_scan_lock = threading.Lock()
+_scan_state: dict = {"abort": False, "progress": 0, "height": 0}
+
+
+def _block_matches(chain, e, needles: set[bytes]) -> bool:
+    """Core's CheckBlockFilterMatches: an output or a spent output of the block pays to one
+    of the scripts."""
+    block = chain.read_block(e)
+    if any(out.script_pubkey in needles for tx in block.txs for out in tx.vout):
+        return True
+    if e.prev is None:
+        return False
+    return any(c.script_pubkey in needles for coins in chain.read_undo(e) for c in coins)
+
+
+@rpc("scanblocks", "Blockchain",
+     [Arg("action", STR, help='The action to execute: "start" for starting a scan, "abort" for '
+                              'aborting the current scan (returns true when abort was '
+                              'successful), "status" for progress report (in %) of the current '
+                              "scan"),
+      Arg("scanobjects", ARR, False, None,
+          "Array of scan objects. Required for \"start\" action: descriptors, or objects "
+          '{"desc": descriptor, "range": n or [begin,end]} (default range 1000)'),
+      Arg("start_height", NUM, False, 0, "Height to start to scan from"),
+      Arg("stop_height", NUM, False, None, "Height to stop to scan", default_hint="chain tip"),
+      Arg("filtertype", STR, False, "basic", "The type name of the filter"),
+      Arg("options", OBJ, False, None, "filter_false_positives (boolean, default false): "
+                                       "filter false positives (slower, and may fail on pruned "
+                                       "nodes); otherwise they may occur at a rate of 1/M")],
+     description="Return relevant blockhashes for given descriptors (requires "
+                 "blockfilterindex).\nThis call may take several minutes. Make sure to use no "
+                 "RPC timeout (bitcoin-cli -rpcclienttimeout=0)")
+def scanblocks(node, action, scanobjects, start_height, stop_height, filtertype, options):
+    if action == "status":
+        if not _scan_lock.locked():
+            return None
+        return {"progress": _scan_state["progress"], "current_height": _scan_state["height"]}
+    if action == "abort":
+        if not _scan_lock.locked():
+            return False
+        _scan_state["abort"] = True
+        return True
+    if action != "start":
+        raise RPCError(RPC_INVALID_PARAMETER, f"Invalid action '{action}'")
+    if not _scan_lock.acquire(blocking=False):
+        raise RPCError(RPC_INVALID_PARAMETER,
+                       'Scan already in progress, use action "abort" or "status"')
+    try:
+        return _scan_blocks(node, scanobjects, start_height, stop_height, filtertype, options)
+    finally:
+        _scan_state.update(abort=False, progress=0, height=0)
+        _scan_lock.release()
+
+
+def _scan_blocks(node, scanobjects, start_height, stop_height, filtertype, options) -> dict:
+    from node.rpc.util import _scan_objects
+
+    name = "basic" if filtertype is None else filtertype
+    if name not in FILTER_TYPES:
+        raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Unknown filtertype")
+    options = options or {}
+    false_positives = options.get("filter_false_positives")
+    if false_positives is not None and not isinstance(false_positives, bool):
+        raise RPCError(RPC_TYPE_ERROR, f"JSON value of type {json_type(false_positives)} is "
+                       "not of expected type bool")
+    ix = indexes_of(node)
+    index = ix.blockfilter if ix is not None else None
+    if index is None:
+        raise RPCError(RPC_MISC_ERROR, f"Index is not enabled for filtertype {name}")
+    chain = node.chain
+    with chain.lock:
+        active = list(chain.active)
+    start = 0 if start_height is None else as_int(start_height, "start_height")
+    if not 0 <= start < len(active):
+        raise RPCError(RPC_MISC_ERROR, "Invalid start_height")
+    stop = len(active) - 1
+    if stop_height is not None:
+        stop = as_int(stop_height, "stop_height")
+        if not 0 <= stop < len(active) or stop < start:
+            raise RPCError(RPC_MISC_ERROR, "Invalid stop_height")
+    if not isinstance(scanobjects, list):
+        raise RPCError(RPC_MISC_ERROR, f"JSON value of type {json_type(scanobjects)} is not of "
+                       "expected type array")
+    needles = set(_scan_objects(node, scanobjects))
+    relevant = []
+    completed = True
+    _scan_state.update(abort=False, progress=0, height=start)
+    total = stop - start
+    for h in range(start, stop + 1):
+        if _scan_state["abort"] or node.shutting_down:
+            completed = False
+            break
+        e = active[h]
+        found = index.lookup(e.hash)
+        if found is not None and needles and bip158.match_any(found[0], e.hash, needles):
+            if not false_positives or _block_matches(chain, e, needles):
+                relevant.append(e.hash_hex())
+        _scan_state["height"] = h
+        _scan_state["progress"] = int(100 * (h - start) / total) if total > 0 else 100
+    last = h if completed else max(start, h - 1)
+    return {"from_height": start, "to_height": last, "relevant_blocks": relevant,
+            "completed": completed}

@@ -9,8 +9,9 @@ import pytest
 
 from consensus.amounts import COIN
 from consensus.params import REGTEST
+from consensus.tx import TxOut
 from node.index import bip158
-from tests.chainbuilder import ChainBuilder, spend_tx
+from tests.chainbuilder import P2WSH_TRUE, ChainBuilder, spend_tx
 from tests.functional.framework import NodeProcess, RPCFailure
 
 INDEXES = ("-txindex", "-blockfilterindex", "-coinstatsindex", "-txospenderindex")
@@ -33,6 +34,8 @@ def built():
     blocks = cb.chain(REGTEST.genesis, 101)
     cb1 = blocks[0].txs[0].txid
     tx = spend_tx([(cb1, 0)], [30 * COIN, 19 * COIN])
+    tx.vout[1] = TxOut(19 * COIN, P2WSH_TRUE)  # a script no other block has
+    tx.rehash()
     blocks.append(cb.next_block(blocks[-1], [tx], fees=COIN))
     return blocks, tx
 
@@ -93,6 +96,20 @@ def test_indexes_in_a_running_node(tmp_path, built):
         unspent = {"txid": tx.txid_hex(), "vout": 1}
         assert node.call("gettxspendingprevout", [unspent]) == [unspent]
 
+        # scanblocks: the blocks whose filters match the scripts.
+        desc = [f"raw({P2WSH_TRUE.hex()})"]
+        scan = node.call("scanblocks", "start", desc, 0, None, "basic",
+                         {"filter_false_positives": True})
+        assert scan == {"from_height": 0, "to_height": 102,
+                        "relevant_blocks": [last.hash[::-1].hex()], "completed": True}
+        assert node.call("scanblocks", "start", desc, 50, 60)["relevant_blocks"] == []
+        assert node.call("scanblocks", "status") is None
+        assert node.call("scanblocks", "abort") is False
+        assert rpc_error(node, "scanblocks", "start", desc, 200) == (-1, "Invalid start_height")
+        assert rpc_error(node, "scanblocks", "start", desc, 10, 5) == (-1, "Invalid stop_height")
+        assert rpc_error(node, "scanblocks", "start", desc, 0, 10, "extended") == (
+            -5, "Unknown filtertype")
+
         # The transaction index.
         raw = node.call("getrawtransaction", tx.txid_hex(), True)
         assert raw["blockhash"] == last.hash[::-1].hex()
@@ -140,5 +157,7 @@ def test_without_indexes(tmp_path, built):
             -8, "Querying specific block heights requires coinstatsindex")
         out = {"txid": blocks[0].txs[0].txid_hex(), "vout": 0}
         assert node.call("gettxspendingprevout", [out]) == [out]
+        assert rpc_error(node, "scanblocks", "start", ["raw(51)"]) == (
+            -1, "Index is not enabled for filtertype basic")
         assert rpc_error(node, "gettxspendingprevout", [out], {"mempool_only": False}) == (
             -1, "Mempool lacks a relevant spend, and txospenderindex is unavailable.")
