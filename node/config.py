@@ -409,6 +409,10 @@ def load_config(argv: list[str]) -> NodeConfig:
         raise ConfigError(f"Error: Invalid -chain={cli['chain'][-1]}: minibtcd runs main and "
                           f"regtest only")
     merged = {**file_flags, **cli}
+    for name in ("port", "rpcport"):  # Core's check and text (0 and non-numbers too)
+        value = merged.get(name, ["1"])[-1]
+        if not value.isdigit() or not 0 < int(value) < 65536:
+            raise ConfigError(f"Error: Invalid port specified in -{name}: '{value}'")
     for name in MULTI & file_flags.keys() & cli.keys():
         if NEGATED not in cli[name]:  # a negation on the command line drops the file's
             merged[name] = cli[name] + file_flags[name]  # Core: command line first
