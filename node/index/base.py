@@ -32,7 +32,7 @@ log = logging.getLogger("index")
 BEST_BLOCK_KEY = b"B"
 COMMIT_INTERVAL = 30.0  # seconds between locator writes while syncing (Core's)
 SYNC_LOG_INTERVAL = 30.0
-PENDING_BLOCKS = 64  # connected blocks kept for the thread, so it need not read them back
+PENDING_BLOCKS = 16  # connected blocks kept for a caught-up thread, not to read them back
 
 
 class IndexInitError(ConfigError):
@@ -210,7 +210,7 @@ class BaseIndex:
     # -- chain events (called under the chain lock: only wake the thread) --------------------
 
     def _on_connected(self, block, entry) -> None:
-        if len(self._pending) < PENDING_BLOCKS:
+        if self.synced and len(self._pending) < PENDING_BLOCKS:
             self._pending[entry.hash] = block
         self._on_event()
 
