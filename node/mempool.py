@@ -38,6 +38,7 @@ from consensus.script.verify import verify_transaction
 from consensus.serialize import DeserializationError, Reader, compact_size
 from consensus.tx import Transaction, TxOut
 from node import policy
+from node.confparse import ConfigError
 from node.policy import PolicyError
 from node.store.layout import outpoint_key
 
@@ -99,14 +100,15 @@ def format_money(sats: int) -> str:
     return f"{sign}{q}.{frac.ljust(2, '0')}"
 
 
-def _parse_fee_rate(value: str) -> int:
-    """A BTC/kvB option value -> sat/kvB."""
+def _parse_fee_rate(name: str, value: str) -> int:
+    """A BTC/kvB option value -> sat/kvB; a bad one stops start-up with Core's text."""
     try:
-        d = Decimal(value)
+        d = Decimal(value.strip())
     except InvalidOperation:
-        raise ValueError(f"Invalid amount '{value}'") from None
-    if d < 0 or not d.is_finite():
-        raise ValueError(f"Invalid amount '{value}'")
+        d = None
+    if d is None or not d.is_finite() or d < 0 or d * 100_000_000 != int(d * 100_000_000) \
+            or d > 21_000_000:
+        raise ConfigError(f"Error: Invalid amount for -{name}=<amount>: '{value}'")
     return int(d * 100_000_000)
 
 
@@ -302,7 +304,7 @@ class Mempool:
     @config.setter
     def config(self, cfg) -> None:
         """The node's options (node.config.NodeConfig): policy settings are read from it, as
-        Core reads them into its mempool options. Bad values raise ValueError."""
+        Core reads them into its mempool options. Bad values raise ConfigError."""
         self._config = cfg
         if cfg is None:
             return
@@ -313,9 +315,10 @@ class Mempool:
         else:
             self.max_datacarrier_bytes = None
         if cfg.arg_set("dustrelayfee"):
-            self.dust_relay_fee = _parse_fee_rate(cfg.arg_str("dustrelayfee"))
+            self.dust_relay_fee = _parse_fee_rate("dustrelayfee", cfg.arg_str("dustrelayfee"))
         if cfg.arg_set("incrementalrelayfee"):
-            self.incremental_relay_fee = _parse_fee_rate(cfg.arg_str("incrementalrelayfee"))
+            self.incremental_relay_fee = _parse_fee_rate("incrementalrelayfee",
+                                                         cfg.arg_str("incrementalrelayfee"))
         if getattr(cfg, "minrelaytxfee", None) is None and \
                 self.incremental_relay_fee > self.min_relay_fee:
             # Setting only -incrementalrelayfee moves both (as Core).

@@ -13,6 +13,7 @@ from consensus.amounts import COIN
 from consensus.script.standard import PAY_TO_ANCHOR
 from consensus.tx import OutPoint, Transaction, TxIn, TxOut
 from node import policy
+from node.confparse import ConfigError
 from node.mempool import Mempool, chunk_diagram, diagram_improves, format_money
 from tests.unit.test_mempool import Env, out, reason
 
@@ -82,8 +83,9 @@ def test_options_from_config(env):
     other = Mempool(env.chain, min_relay_fee=100)
     other.config = FakeConfig(minrelaytxfee="0.000001", incrementalrelayfee="0.00002")
     assert other.min_relay_fee == 100  # given explicitly: kept
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError) as e:
         other.config = FakeConfig(dustrelayfee="abc")
+    assert str(e.value) == "Error: Invalid amount for -dustrelayfee=<amount>: 'abc'"
     other.config = FakeConfig(datacarrier="0")
     assert other.max_datacarrier_bytes is None
 
