@@ -295,7 +295,10 @@ def create(ctx: typer.Context,
     o.wallet = name or o.wallet
 
     def do(c):  # noqa: ANN001, ANN202
-        r = c.call("createwallet", o.wallet, watch_only, False, passphrase or "", wallet=False)
+        # (wallet_name, disable_private_keys, blank, passphrase, avoid_reuse, descriptors,
+        #  load_on_startup): a node loads it again at every start, as Core does then
+        r = c.call("createwallet", o.wallet, watch_only, False, passphrase or "", False, True,
+                   True, wallet=False)
         if not watch_only:
             if passphrase:
                 c.call("walletpassphrase", passphrase, 60)
@@ -327,7 +330,7 @@ def restore(ctx: typer.Context,
                  else sys.stdin.readline())
 
     def do(c):  # noqa: ANN001, ANN202
-        r = c.call("createwallet", o.wallet, False, False, passphrase or "", False, True, None,
+        r = c.call("createwallet", o.wallet, False, False, passphrase or "", False, True, True,
                    False, words.strip(), mnemonic_passphrase, birthday_height, wallet=False)
         r["balances"] = c.call("getbalances")
         return r
@@ -514,6 +517,28 @@ def rescan(ctx: typer.Context, start_height: int = typer.Option(0),
     """Scan the chain again for the wallet's transactions."""
     _run(ctx, lambda c: c.call("rescanblockchain", start_height, stop_height),
          lambda r: f"rescanned {r['start_height']} to {r['stop_height']}")
+
+
+@app.command()
+def load(ctx: typer.Context,
+         name: str | None = typer.Argument(None, help="wallet name (default: --wallet)")
+         ) -> None:
+    """Load a wallet of the wallets directory; it is loaded at every start from then on."""
+    o: Options = ctx.obj
+    o.wallet = name or o.wallet
+    _run(ctx, lambda c: c.call("loadwallet", o.wallet, True, wallet=False),
+         lambda r: f"loaded wallet '{r['name']}'")
+
+
+@app.command()
+def unload(ctx: typer.Context,
+           name: str | None = typer.Argument(None, help="wallet name (default: --wallet)")
+           ) -> None:
+    """Unload a wallet; it is no longer loaded at start."""
+    o: Options = ctx.obj
+    o.wallet = name or o.wallet
+    _run(ctx, lambda c: c.call("unloadwallet", o.wallet, False, wallet=False),
+         lambda r: f"unloaded wallet '{o.wallet}'")
 
 
 @app.command(name="list")
