@@ -280,6 +280,8 @@ class BaseIndex:
                 nxt = active[fork.height + 1]
             except (IndexError, AttributeError):
                 continue  # the chain changed under us: look again
+            if nxt.prev is not fork:
+                continue  # a reorg went on while we looked: look again
             if fork is not best:
                 self._rewind_to(fork)
             return nxt

@@ -62,8 +62,13 @@ def check_against_chain(ixs: Indexes, chain) -> None:
 
 
 @pytest.fixture
-def built():
-    cb = ChainBuilder()
+def builder():
+    return ChainBuilder()
+
+
+@pytest.fixture
+def built(builder):
+    cb = builder
     common = cb.chain(REGTEST.genesis, 105)
     c1, c2, c3 = (common[i].txs[0].txid for i in range(3))
     t1 = spend_tx([(c1, 0)], [20 * COIN, 29 * COIN])
@@ -260,4 +265,27 @@ def test_pruning_keeps_what_an_index_still_needs(tmp_path):
         finally:
             ixs.close()
     finally:
+        chain.close()
+
+
+def test_reorgs_while_the_threads_run(tmp_path, built, builder):
+    """Reorgs back and forth while the index threads follow: they end up right."""
+    common, a, b, _ = built
+    cb = builder
+    a_long = a + cb.chain(a[-1], 20)
+    b_long = b + cb.chain(b[-1], 20, tag=b"B2")
+    chain = open_chain(tmp_path / "node")
+    ixs = Indexes.open(tmp_path / "node", chain, **ALL)
+    try:
+        ixs.start()
+        feed(chain, common + a_long + b_long)
+        for _ in range(4):
+            chain.invalidate_block(chain.active[106].hash)  # off whichever branch is active
+            chain.reconsider_block(a_long[0].hash)
+            chain.reconsider_block(b_long[0].hash)
+        ixs.block_until_synced()
+        wait_synced(ixs, chain)
+        check_against_chain(ixs, chain)
+    finally:
+        ixs.close()
         chain.close()
