@@ -485,7 +485,7 @@ def test_cli_psbt_and_server_mode(env, tmp_path):
     assert r.returncode == 0, r.stderr
     psbt = r.stdout.split()[0]
     decoded = json.loads(wcli(node, d, "psbt", "decode", psbt).stdout, parse_float=Decimal)
-    assert any(o["value"] == Decimal("0.4") for o in decoded["tx"]["vout"])
+    assert any(o["amount"] == Decimal("0.4") for o in decoded["outputs"])  # (PSBT v2)
     r = wcli(node, d, "psbt", "sign", psbt, "--no-finalize")
     assert r.returncode == 0 and r.stdout.split()[1] == "incomplete"
     signed = r.stdout.split()[0]

@@ -230,7 +230,8 @@ def test_lockunspent(tmp_path):
         # lockUnspents locks what funding chose; unlock with no list unlocks everything
         funded = n.call("walletcreatefundedpsbt", [], [{n.call("getnewaddress"): 1}], 0,
                         {"lockUnspents": True})
-        chosen = n.call("decodepsbt", funded["psbt"])["tx"]["vin"]
+        chosen = [{"txid": i["previous_txid"], "vout": i["previous_vout"]}  # (PSBT v2)
+                  for i in n.call("decodepsbt", funded["psbt"])["inputs"]]
         assert sorted(n.call("listlockunspent"), key=str) == sorted(
             ({"txid": i["txid"], "vout": i["vout"]} for i in chosen), key=str)
         assert n.call("lockunspent", True) is True
