@@ -37,10 +37,10 @@ USAGE = """minibtcd: a Bitcoin-compatible full node for regtest and local test n
 Usage: minibtcd [options]
 
 Options (Core-style: -name=value, -name for true, -noname for false):
-  -chain=<regtest|main>   chain to run (default: regtest); -regtest is the same as -chain=regtest
+  -chain=<regtest|main>   chain to run (default: main, as Core); -regtest is -chain=regtest
   -datadir=<dir>          data directory (default: ~/.minibtc; chain data in a subfolder per
                           chain, none for main)
-  -conf=<file>            config file, relative to the datadir (default: minibtc.conf)
+  -conf=<file>            config file, relative to the datadir (default: bitcoin.conf)
   -rpcport=<port>         JSON-RPC port (default: 18443 on regtest, 8332 on main)
   -rpcbind=<addr>[:port]  address to listen on for JSON-RPC (default: 127.0.0.1 and ::1)
   -rpcallowip=<ip|net>    allow JSON-RPC from this address or subnet (default: loopback)
@@ -68,11 +68,17 @@ Options (Core-style: -name=value, -name for true, -noname for false):
   -peertimeout=<s>        drop peers that do not finish the handshake in time (default: 60)
   -pingtimeout=<s>        drop peers that do not answer a ping in time (default: 1200)
   -timeout=<ms>           wait this long for an outbound connection (default: 5000)
-  -disablewallet          do not mount the wallets (default: a "default" wallet on regtest)
+  -wallet=<name>          load this wallet at start (repeatable; also those created or
+                          loaded with load_on_startup, kept in settings.json)
+  -disablewallet          do not mount the wallets
   -debug=<category>       debug logging for a category (net, validation, mempool, rpc,
                           wallet, ...), or 1 / all
   -printtoconsole         log to the console as well as to debug.log
   -daemon                 run in the background
+
+Every other option of Bitcoin Core's bitcoind is accepted too (see README.md for which have
+an effect), e.g. -prune, -blocksdir, -pid, -whitelist, -rpcwhitelist, -debuglogfile,
+-logtimemicros, -uacomment, -testactivationheight, -mocktime, -startupnotify.
 """
 
 
