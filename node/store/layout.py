@@ -10,6 +10,9 @@ Datadir (per chain: main uses the datadir itself, regtest the subfolder `regtest
     blocks/index/         LevelDB: the block index           (keys below)
     chainstate/           LevelDB: the UTXO set              (keys below)
     indexes/txindex/      LevelDB: the optional -txindex     (keys below)
+    indexes/blockfilter/basic/db/, indexes/coinstatsindex/db/, indexes/txospenderindex/db/
+                          LevelDB: the other optional indexes (keys in node/index/*.py;
+                          b"B", each index's best block locator, in node/index/base.py)
 
 Undo record of a block: CompactSize(number of non-coinbase transactions), then per
 transaction CompactSize(number of inputs) and per input the coin it spent, encoded as a
@@ -32,7 +35,7 @@ Chainstate (chainstate):
 
 Transaction index (indexes/txindex):
     b"t" + txid (32) -> file i32 | block data_pos u32 | offset of the tx in the block u32
-    b"B" -> hash of the last block indexed
+    b"B" -> locator of the last block indexed (node/index/base.py)
 """
 
 from __future__ import annotations
