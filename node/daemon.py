@@ -224,6 +224,7 @@ class Node:
         (self.datadir / "wallets").mkdir(exist_ok=True)  # as Core, even while empty
         manager = WalletManager(self.datadir / "wallets", self.params, client, self.settings)
         manager.options = cfg  # wallet options (-keypool, -addresstype, ...): cfg.arg_*()
+        manager.clock = clock.now  # wallet times follow setmocktime
         names: list[str] = []
         if not cfg.wallet_negated:
             for name in cfg.wallet + self.settings.startup_wallets():
