@@ -31,7 +31,12 @@ from node.rpc.registry import ARR, BOOL, NUM, OBJ, STR, Arg, rpc
 from node.rpc.txjson import difficulty
 from node.store.blockindex import VALID_SCRIPTS
 from wallet.address import address_to_script
-from wallet.descriptors import DescriptorError, DescriptorRangeError, mining_script
+from wallet.descriptors import (
+    DescriptorError,
+    DescriptorRangeError,
+    mining_script,
+    parse_descriptor,
+)
 
 DEFAULT_MAX_TRIES = 1_000_000
 LONGPOLL_MEMPOOL_WAIT = 60.0
@@ -104,9 +109,15 @@ def _output_script(node, output: str) -> bytes:
     except ValueError:
         pass
     try:
-        return mining_script(output, node.params)
+        parse_descriptor(output, node.params)
     except DescriptorError:
         raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Error: Invalid address or descriptor") from None
+    try:  # a descriptor: Core's errors for one that gives no single script
+        return mining_script(output, node.params)
+    except DescriptorRangeError as err:
+        raise RPCError(RPC_INVALID_PARAMETER, str(err)) from None
+    except DescriptorError as err:
+        raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, str(err)) from None
 
 
 @rpc("generateblock", "Generating",
