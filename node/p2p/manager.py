@@ -196,6 +196,12 @@ class PeerManager:
         if not peer.handshake_done and command != "verack":
             log.debug("unsupported message %s before verack from peer=%d", command, peer.id)
             return
+        if command != "block":
+            # Core handles a peer's messages in order, each block processed before the
+            # next message: tests (and peers) rely on it. Blocks themselves pipeline.
+            await self.sync.blocks_processed(peer)
+            if peer.closed:
+                return
         if peer.handshake_done and hasattr(peer, "sync_started"):
             self.sync.peer_activity(peer)
             if peer.closed:
@@ -418,7 +424,6 @@ class PeerManager:
             self.send_ping(p, force=True)
 
     async def on_ping(self, peer: Peer, msg: m.Ping) -> None:
-        await self.sync.blocks_processed(peer)  # (Core answers after processing them)
         peer.send(m.Pong(msg.nonce))
 
     async def on_pong(self, peer: Peer, msg: m.Pong) -> None:

@@ -37,7 +37,6 @@ BLOCK_STALLING_TIMEOUT = 2.0
 BLOCK_STALLING_TIMEOUT_MAX = 64.0
 BLOCK_DOWNLOAD_TIMEOUT = 60.0  # a requested block not delivered by then: drop the peer
 MAX_PENDING_BLOCKS = 32  # received from one peer, waiting for validation, before we stop reading
-MAX_UNCONNECTING_HEADERS = 10
 MAX_BLOCKS_TO_ANNOUNCE = 8
 MAX_GETBLOCKS_RESULTS = 500
 ANTI_DOS_BLOCKS = 144  # headers chains with less work than our tip's minus this are not kept
@@ -227,10 +226,10 @@ class BlockSync:
             log.debug("getheaders to peer=%d not sent: one is unanswered", peer.id)
 
     async def on_headers(self, peer: Peer, msg: m.Headers) -> None:
-        peer.headers_requested_at = 0.0  # answered
         headers = msg.headers
         log.debug("headers (%d) from peer=%d", len(headers), peer.id)
         if not headers:
+            peer.headers_requested_at = 0.0  # (empty: the answer to our getheaders)
             return
         for a, b in zip(headers, headers[1:]):
             if b.prev_hash != a.hash:
@@ -242,13 +241,17 @@ class BlockSync:
         peer.presync = []
         start = self.chain.get(headers[0].prev_hash)
         if start is None:
-            # Does not connect to anything we know: ask for the path to it.
+            # Does not connect to anything we know (an announcement of blocks whose parents
+            # we lack): ask for the path to it, and remember the last as the peer's. Not a
+            # misbehaviour (Core's since v26), and not the answer to our getheaders.
             peer.unconnecting_headers += 1
+            log.debug("received header %s: missing prev block %s, sending getheaders (%d) to "
+                      "end (peer=%d)", headers[0].hash_hex(), headers[0].prev_hash[::-1].hex(),
+                      self.chain.best_header.height, peer.id)
             self.maybe_send_getheaders(peer)
-            if peer.unconnecting_headers % MAX_UNCONNECTING_HEADERS == 0:
-                self.net.misbehaving(peer, 20, f"{peer.unconnecting_headers} non-connecting "
-                                               "headers")
+            peer.last_unknown_announced = headers[-1].hash
             return
+        peer.headers_requested_at = 0.0  # (connecting headers answer our getheaders)
         if not self._enough_work(peer, start, headers):
             return
         # Until this peer's direct fetch ran, these blocks are its to fetch (Core handles
