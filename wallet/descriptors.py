@@ -1237,11 +1237,12 @@ def to_addresses(desc: str | Descriptor, params: ChainParams, pos: int = 0) -> l
 
 
 def derive_addresses(
-    desc: str, params: ChainParams, range_: int | Sequence[int] | None = None
+    desc: str, params: ChainParams, range_: int | Sequence[int] | None = None,
+    require_checksum: bool = False,
 ) -> list[str] | list[list[str]]:
     """Core's deriveaddresses, errors included (combo's P2PK script is skipped); for a
-    multipath descriptor, one list of addresses per path."""
-    descs = parse_descriptors(desc, params)
+    multipath descriptor, one list of addresses per path. The RPC requires the checksum."""
+    descs = parse_descriptors(desc, params, require_checksum)
     if len(descs) > 1:
         return [_derive_addresses(d, params, range_) for d in descs]
     return _derive_addresses(descs[0], params, range_)

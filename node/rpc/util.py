@@ -47,7 +47,7 @@ def deriveaddresses(node, descriptor, range_):
     if range_ is not None and not isinstance(range_, list):
         range_ = int(range_)
     try:
-        return derive_addresses(descriptor, node.params, range_)
+        return derive_addresses(descriptor, node.params, range_, require_checksum=True)
     except DescriptorError as err:
         raise _descriptor_error(err) from None
 

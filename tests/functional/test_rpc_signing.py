@@ -147,3 +147,10 @@ def test_raw_transaction_errors_as_core(node):
           "createrawtransaction", [], "foo")
     fails(-8, "Data must be hexadecimal string (not 'foo')", node, "createrawtransaction", [],
           {"data": "foo"})
+
+
+def test_deriveaddresses_needs_the_checksum(node):
+    desc = f"pkh({PUBS[0].hex()})"
+    fails(-5, "Missing checksum", node, "deriveaddresses", desc)
+    info = node.call("getdescriptorinfo", desc)
+    assert node.call("deriveaddresses", info["descriptor"]) == [ADDR0]
