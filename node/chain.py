@@ -390,7 +390,7 @@ class ChainState:
             snapshot = self.coins.snapshot()
             tip = self.tip
         try:
-            return utxo_stats(self.coins, muhash, snapshot, tip.hash if tip else b""), tip
+            return utxo_stats(self.coins, muhash, snapshot), tip
         finally:
             snapshot.close()
 

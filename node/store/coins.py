@@ -170,13 +170,12 @@ class UTXOStats:
     __slots__ = ("digest", "muhash", "count", "total", "transactions", "bogosize", "disk_size")
 
 
-def utxo_stats(cache: CoinsCache, muhash: bool = False, snapshot=None,
-               best_block: bytes = b"") -> UTXOStats:
+def utxo_stats(cache: CoinsCache, muhash: bool = False, snapshot=None) -> UTXOStats:
     """Core's gettxoutsetinfo figures over the UTXO set (a snapshot of it, if given):
-    hash_serialized_3, the double SHA-256 of the best block's hash then every coin's TxOutSer
-    in outpoint order, and if asked MuHash3072 of the same serializations (without the
-    block hash)."""
-    h = hashlib.sha256(best_block)
+    hash_serialized_3, the double SHA-256 of every coin's TxOutSer in outpoint order (checked
+    against Core's value in feature_utxo_set_hash), and if asked MuHash3072 of the same
+    serializations."""
+    h = hashlib.sha256()
     st = UTXOStats()
     st.count = st.total = st.transactions = st.bogosize = 0
     st.muhash = None
