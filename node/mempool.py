@@ -465,10 +465,11 @@ class Mempool:
             raise MempoolReject(err.reason, err.debug, consensus=True) from None
         if tx.is_coinbase():
             raise MempoolReject("coinbase")
+        dust: list[int] = []
         if standard:
             try:
-                policy.check_standard(tx, self.permit_bare_multisig, self.dust_relay_fee,
-                                      self.max_datacarrier_bytes)
+                dust = policy.check_standard(tx, self.permit_bare_multisig, self.dust_relay_fee,
+                                             self.max_datacarrier_bytes)
             except PolicyError as err:
                 raise MempoolReject(err.reason, err.debug) from None
         if tx.base_size < policy.MIN_STANDARD_TX_NONWITNESS_SIZE:
@@ -531,7 +532,7 @@ class Mempool:
             relay_fee = policy.fee_for(self.min_relay_fee, vsize)
             if modified < relay_fee:
                 raise MempoolReject("min relay fee not met", f"{modified} < {relay_fee}")
-        if standard and (fee or modified) and policy.dust_outputs(tx, self.dust_relay_fee):
+        if dust and (fee or modified):
             raise MempoolReject("dust", "tx with dust output must be 0-fee")
 
         parents = {txin.prevout.hash for txin in tx.vin if txin.prevout.hash in self.entries}

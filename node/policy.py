@@ -123,9 +123,10 @@ def dust_outputs(tx: Transaction, dust_relay_fee: int = DUST_RELAY_FEE) -> list[
 
 def check_standard(tx: Transaction, permit_bare_multisig: bool = True,
                    dust_relay_fee: int = DUST_RELAY_FEE,
-                   max_datacarrier_bytes: int | None = MAX_OP_RETURN_RELAY) -> None:
+                   max_datacarrier_bytes: int | None = MAX_OP_RETURN_RELAY) -> list[int]:
     """Core's IsStandardTx (the checks that need no inputs). max_datacarrier_bytes: the
-    bytes all nulldata outputs may take together (None: -datacarrier=0, none at all)."""
+    bytes all nulldata outputs may take together (None: -datacarrier=0, none at all).
+    Returns the indexes of its dust outputs (at most one)."""
     if not TX_MIN_STANDARD_VERSION <= tx.version <= TX_MAX_STANDARD_VERSION:
         raise PolicyError("version")
     if tx.weight > MAX_STANDARD_TX_WEIGHT:
@@ -145,8 +146,10 @@ def check_standard(tx: Transaction, permit_bare_multisig: bool = True,
             data_left -= len(out.script_pubkey)
     # One dust output is allowed by IsStandardTx (ephemeral dust, spent in the same
     # package); acceptance then requires the transaction to pay no fee.
-    if len(dust_outputs(tx, dust_relay_fee)) > MAX_DUST_OUTPUTS_PER_TX:
+    dust = dust_outputs(tx, dust_relay_fee)
+    if len(dust) > MAX_DUST_OUTPUTS_PER_TX:
         raise PolicyError("dust")
+    return dust
 
 
 def check_inputs_standard(tx: Transaction, coins: Sequence[Coin]) -> None:
