@@ -52,9 +52,11 @@ def parse_btc(value: object, allow_zero: bool = True) -> int:
 def parse_fee_rate_sat_vb(value: object) -> int:
     """A fee rate in sat/vB (may have up to 3 decimals, as Core) to sat/kvB."""
     d = _decimal(value)
-    if d < 0:
-        raise WalletError(RPC_TYPE_ERROR, "Invalid amount")
     kvb = d * 1000
-    if kvb != kvb.to_integral_value():
+    # Core's AmountFromValue(value, 3): ParseFixedPoint (3 decimals, under 10^18), then the
+    # money range
+    if kvb != kvb.to_integral_value() or abs(kvb) >= 10**18:
         raise WalletError(RPC_TYPE_ERROR, "Invalid amount")
+    if kvb < 0 or kvb > MAX_MONEY:
+        raise WalletError(RPC_TYPE_ERROR, "Amount out of range")
     return int(kvb)

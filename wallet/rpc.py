@@ -115,9 +115,10 @@ def json_type(v: Any) -> str:
 
 
 def _type_ok(t: str, v: Any) -> bool:
+    """(An AMOUNT is checked where it is parsed, with Core's AmountFromValue errors.)"""
     jt = json_type(v)
     return {STR: jt == "string", NUM: jt == "number", BOOL: jt == "bool",
-            AMOUNT: jt in ("number", "string"), OBJ: jt == "object", ARR: jt == "array"
+            OBJ: jt == "object", ARR: jt == "array"
             }.get(t, True)
 
 
@@ -209,19 +210,55 @@ def last_block(w: Wallet) -> dict:
     return {"hash": hash_to_hex(w.tip_hash) if w.tip_hash else "", "height": w.tip_height}
 
 
+ESTIMATE_MODES = ("unset", "economical", "conservative")
+MAX_CONF_TARGET = 1008  # Core's fee estimator horizon
+
+
+def check_options(o: dict, allowed: dict[str, str]) -> None:
+    """Core's RPCTypeCheckObj (strict): every key known, each of its type (ANY: any)."""
+    for k, v in o.items():
+        want = allowed.get(k)
+        if want is None:
+            raise WalletError(RPC_TYPE_ERROR, f"Unexpected key {k}")
+        if v is not None and want != ANY and not _type_ok(want, v):
+            raise WalletError(RPC_TYPE_ERROR, f"JSON value of type {json_type(v)} for field "
+                              f"{k} is not of expected type {_TYPE_NAMES.get(want, want)}")
+
+
+_TYPE_NAMES = {NUM: "number", BOOL: "bool", STR: "string", OBJ: "object", ARR: "array"}
+
+
 def fee_rate_of(call: Call, fee_rate: Any, conf_target: Any, estimate_mode: str | None) -> int:
-    """sat/kvB from an explicit sat/vB rate, or from the node's estimate."""
+    """sat/kvB from an explicit sat/vB rate, or from the node's estimate (Core's
+    SetFeeEstimateMode checks, in its order)."""
     if fee_rate is not None:
         if conf_target is not None:
             raise WalletError(RPC_INVALID_PARAMETER, "Cannot specify both conf_target and "
                               "fee_rate. Please provide either a confirmation target in blocks "
                               "for automatic fee estimation, or an explicit fee rate.")
+        if estimate_mode is not None and estimate_mode != "unset":
+            raise WalletError(RPC_INVALID_PARAMETER, "Cannot specify both estimate_mode and "
+                              "fee_rate")
         return parse_fee_rate_sat_vb(fee_rate)
+    if estimate_mode is not None and (not isinstance(estimate_mode, str)
+                                      or estimate_mode.lower() not in ESTIMATE_MODES):
+        raise WalletError(RPC_INVALID_PARAMETER, "Invalid estimate_mode parameter, must be one "
+                          'of: "unset", "economical", "conservative"')
+    target = spend.DEFAULT_CONF_TARGET
+    if conf_target is not None:
+        if json_type(conf_target) != "number":
+            raise WalletError(RPC_TYPE_ERROR, f"JSON value of type {json_type(conf_target)} is "
+                              "not of expected type number")
+        if conf_target != int(conf_target):
+            raise WalletError(RPC_TYPE_ERROR, "JSON integer out of range")
+        target = int(conf_target)
+        if not 1 <= target <= MAX_CONF_TARGET:
+            raise WalletError(RPC_INVALID_PARAMETER, "Invalid conf_target, must be between 1 "
+                              f"and {MAX_CONF_TARGET}")
     w = call.wallet
     if w is not None and w.pay_tx_fee and conf_target is None:
         rate = w.pay_tx_fee
     else:
-        target = spend.DEFAULT_CONF_TARGET if conf_target is None else int(conf_target)
         rate = spend.fee_rate_from_node(call.node, target, estimate_mode or "unset")
     if w is not None:  # Core's GetMinimumFeeRate: never under -mintxfee nor the relay minimum
         rate = max(rate, w.min_tx_fee, w.min_relay_fee)

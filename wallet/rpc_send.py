@@ -10,9 +10,11 @@ from consensus.tx import Transaction, TxOut
 from wallet import spend
 from wallet.amounts import parse_btc, to_btc
 from wallet.errors import (
+    RPC_INVALID_ADDRESS_OR_KEY,
     RPC_INVALID_PARAMETER,
     RPC_TYPE_ERROR,
     RPC_WALLET_ERROR,
+    RPC_WALLET_INSUFFICIENT_FUNDS,
     WalletError,
 )
 from wallet.rpc import (
@@ -26,6 +28,7 @@ from wallet.rpc import (
     Call,
     Param,
     address_script,
+    check_options,
     decode_hex_tx,
     fee_rate_of,
     json_type,
@@ -119,7 +122,8 @@ def _data_script(value: Any) -> bytes:
 def fund(w: Wallet, inputs: Any, outputs: Any, fee_rate: int, *, locktime: Any,
          change_address: str | None, change_type: str | None, subtract: list,
          lock: bool, add_inputs: Any, replaceable: bool,
-         change_position: int | None = None) -> spend.Built:
+         change_position: int | None = None, include_unsafe: bool = False,
+         minconf: Any = None, maxconf: Any = None) -> spend.Built:
     """Core's FundTransaction for send and walletcreatefundedpsbt: outputs as an object or
     an array of objects, the given inputs (and others unless add_inputs is false), change;
     lock locks what was chosen."""
@@ -136,16 +140,38 @@ def fund(w: Wallet, inputs: Any, outputs: Any, fee_rate: int, *, locktime: Any,
             raise WalletError(RPC_WALLET_ERROR, f"Input not found or already spent: "
                               f"{i['txid']}:{i['vout']}")
         preset.append(mine[key])
-    change_script = address_script(w, change_address) if change_address else None
-    built = spend.create_transaction(
-        w, recipients, fee_rate, replaceable=replaceable, change_type=change_type,
-        change_script=change_script, preset=preset,
-        add_inputs=bool(not preset if add_inputs is None else add_inputs),
-        locktime=None if locktime is None else int(locktime),
-        change_position=_change_position(change_position, len(recipients)))
+    change_script = _change_script(w, change_address)
+    if minconf is not None and minconf < 0:
+        raise WalletError(RPC_INVALID_PARAMETER, "Negative minconf")
+    if maxconf is not None and maxconf < (minconf or 0):
+        raise WalletError(RPC_INVALID_PARAMETER, "maxconf can't be lower than minconf")
+    try:
+        built = spend.create_transaction(
+            w, recipients, fee_rate, replaceable=replaceable, change_type=change_type,
+            change_script=change_script, preset=preset,
+            add_inputs=bool(not preset if add_inputs is None else add_inputs),
+            locktime=None if locktime is None else int(locktime),
+            change_position=_change_position(change_position, len(recipients)),
+            include_unsafe=include_unsafe,
+            min_depth=None if minconf is None else int(minconf),
+            max_depth=None if maxconf is None else int(maxconf))
+    except WalletError as err:  # (Core's FundTransaction answers every creation error so)
+        if err.code == RPC_WALLET_INSUFFICIENT_FUNDS:
+            raise WalletError(RPC_WALLET_ERROR, err.message) from None
+        raise
     if lock:
         _lock_inputs(w, built.tx)
     return built
+
+
+def _change_script(w: Wallet, address: Any) -> bytes | None:
+    if address is None:
+        return None
+    try:
+        return address_script(w, address)
+    except WalletError:
+        raise WalletError(RPC_INVALID_ADDRESS_OR_KEY, "Change address must be a valid bitcoin "
+                          "address") from None
 
 
 def _change_position(pos: Any, n_outputs: int) -> int | None:
@@ -175,6 +201,7 @@ def fundrawtransaction(call: Call, hexstring, options, iswitness):
     if isinstance(options, bool):  # (the old includeWatching argument)
         options = {"includeWatching": options}
     o = dict(options or {})
+    check_options(o, FUND_OPTIONS)
     if _opt(o, "feeRate") is not None and _opt(o, "fee_rate") is not None:
         raise WalletError(RPC_INVALID_PARAMETER, "Cannot specify both fee_rate (sat/vB) and "
                           "feeRate (BTC/kvB)")
@@ -196,8 +223,7 @@ def fundrawtransaction(call: Call, hexstring, options, iswitness):
         if coin is None:
             raise WalletError(RPC_WALLET_ERROR, "Unable to find UTXO for external input")
         preset.append(coin)
-    change_address = _opt(o, "change_address", "changeAddress")
-    change_script = address_script(w, change_address) if change_address else None
+    change_script = _change_script(w, _opt(o, "change_address", "changeAddress"))
     add_inputs = o.get("add_inputs")
     built = spend.create_transaction(
         w, recipients, rate, replaceable=bool(o.get("replaceable", True)),
@@ -356,12 +382,46 @@ def sendmany(call: Call, dummy, amounts, minconf, comment, subtractfeefrom, repl
     return _send_result(tx, verbose)
 
 
-@method("send", Param("outputs", ANY), Param("conf_target", NUM, None),
-        Param("estimate_mode", STR, None), Param("fee_rate", AMOUNT, None),
+# The options FundTransaction takes (Core's RPCTypeCheckObj lists), for send and for
+# fundrawtransaction / walletcreatefundedpsbt (which also take the old camelCase names).
+SEND_OPTIONS = {
+    "add_inputs": BOOL, "include_unsafe": BOOL, "add_to_wallet": BOOL, "change_address": STR,
+    "change_position": NUM, "change_type": STR, "conf_target": NUM, "estimate_mode": ANY,
+    "fee_rate": ANY, "input_weights": ARR, "inputs": ARR, "locktime": NUM,
+    "lock_unspents": BOOL, "psbt": BOOL, "solving_data": OBJ,
+    "subtract_fee_from_outputs": ARR, "replaceable": BOOL, "minconf": NUM, "maxconf": NUM,
+    "max_tx_weight": NUM, "version": NUM,
+}
+FUND_OPTIONS = {
+    **{k: v for k, v in SEND_OPTIONS.items() if k not in ("add_to_wallet", "psbt", "inputs",
+                                                          "locktime")},
+    "changeAddress": STR, "changePosition": NUM, "includeWatching": BOOL,
+    "include_watching": BOOL, "lockUnspents": BOOL, "feeRate": ANY,
+    "subtractFeeFromOutputs": ARR,
+}
+_OUTDATED = (("feeRate", "Use fee_rate (sat/vB) instead of feeRate"),
+             ("changeAddress", "Use change_address instead of changeAddress"),
+             ("changePosition", "Use change_position instead of changePosition"),
+             ("lockUnspents", "Use lock_unspents instead of lockUnspents"),
+             ("subtractFeeFromOutputs",
+              "Use subtract_fee_from_outputs instead of subtractFeeFromOutputs"))
+
+
+def _prevent_outdated(o: dict) -> None:
+    """Core's PreventOutdatedOptions (send, sendall)."""
+    for key, message in _OUTDATED:
+        if key in o:
+            raise WalletError(RPC_INVALID_PARAMETER, message)
+
+
+@method("send", Param("outputs", ANY), Param("conf_target", ANY, None),
+        Param("estimate_mode", ANY, None), Param("fee_rate", AMOUNT, None),
         Param("options", OBJ, None))
 def send(call: Call, outputs, conf_target, estimate_mode, fee_rate, options):
     w = call.w
     o = _fee_options(options, conf_target, estimate_mode, fee_rate)
+    _prevent_outdated(o)
+    check_options(o, SEND_OPTIONS)
     rate = fee_rate_of(call, o.get("fee_rate"), o.get("conf_target"), o.get("estimate_mode"))
     w.require_unlocked()
     built = fund(w, o.get("inputs"), outputs, rate, locktime=o.get("locktime"),
@@ -369,7 +429,9 @@ def send(call: Call, outputs, conf_target, estimate_mode, fee_rate, options):
                  subtract=o.get("subtract_fee_from_outputs", []),
                  lock=bool(o.get("lock_unspents")), add_inputs=o.get("add_inputs"),
                  replaceable=bool(o.get("replaceable", True)),
-                 change_position=o.get("change_position"))
+                 change_position=o.get("change_position"),
+                 include_unsafe=bool(o.get("include_unsafe", False)),
+                 minconf=o.get("minconf"), maxconf=o.get("maxconf"))
     return _finish(call, built.tx, o)
 
 

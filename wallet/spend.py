@@ -153,7 +153,9 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
                        rng: random.Random | None = None, now: int | None = None,
                        exclude_txids: frozenset[bytes] = frozenset(),
                        change_position: int | None = None,
-                       preset_sequences: dict[tuple[bytes, int], int] | None = None) -> Built:
+                       preset_sequences: dict[tuple[bytes, int], int] | None = None,
+                       include_unsafe: bool = False, min_depth: int | None = None,
+                       max_depth: int | None = None) -> Built:
     """Select coins and build the unsigned transaction paying recipients at fee_rate
     (sat/kvB). Coins created by exclude_txids are not used (bumpfee: the outputs of the
     transaction being replaced, and of its children, go away with it). change_position puts
@@ -186,8 +188,10 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
         change_probe = change_script
     taken = {p.outpoint for p in preset}
     available = [] if not add_inputs else [
-        c for c in wallet.coins(skip_locked=True)
-        if c.outpoint not in taken and c.txid not in exclude_txids]
+        c for c in wallet.coins(skip_locked=True, include_unsafe=include_unsafe)
+        if c.outpoint not in taken and c.txid not in exclude_txids
+        and (min_depth is None or c.depth >= min_depth)
+        and (max_depth is None or c.depth <= max_depth)]
     n_inputs_max = len(available) + len(preset)
     overhead = tx_overhead_weight(n_inputs_max, len(recipients) + 1)
     fixed = overhead + sum(output_weight(r.script) for r in recipients)
@@ -205,6 +209,10 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
         target = amounts + cs.fee_for(fixed + preset_weight, fee_rate) - preset_value
     chosen: list[Coin] = list(preset)
     algorithm = "preset"
+    if preset and not add_inputs and target > 0:
+        raise WalletError(RPC_WALLET_ERROR, "The preselected coins total amount does not cover "
+                          "the transaction target. Please allow other inputs to be "
+                          "automatically selected or include more coins manually")
     if target > 0 or not preset:
         cands = [cs.Candidate(c, c.value, input_weight(c.script)) for c in available]
         try:

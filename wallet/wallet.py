@@ -730,10 +730,16 @@ class Wallet:
         return n
 
     def depth(self, wtx: WalletTx) -> int:
-        """Confirmations: 0 in the mempool, -1 for a transaction that counts no more."""
+        """Confirmations, as Core's GetTxDepthInMainChain: for one not in a block, minus the
+        confirmations of a conflicting one that is, else 0 (in the mempool or not)."""
         if wtx.height is not None:
             return self.tip_height - wtx.height + 1
-        return 0 if wtx.in_mempool else -1
+        if not wtx.tx.is_coinbase():
+            for t in self.conflicts(wtx):
+                other = self.txs[t]
+                if other.height is not None:
+                    return -(self.tip_height - other.height + 1)
+        return 0
 
     def is_trusted(self, wtx: WalletTx, _known: dict[bytes, bool] | None = None) -> bool:
         """Core's CachedTxIsTrusted: confirmed, or in the mempool and paid for wholly from
