@@ -180,14 +180,38 @@ def walletcreatefundedpsbt(call: Call, inputs, outputs, locktime, options, bip32
     w = call.w
     o = options or {}
     version = _psbt_version(psbt_version)
+    if o.get("feeRate") is not None:
+        if o.get("fee_rate") is not None:
+            raise WalletError(RPC_INVALID_PARAMETER, "Cannot specify both fee_rate (sat/vB) "
+                              "and feeRate (BTC/kvB)")
+        if o.get("estimate_mode") is not None:
+            raise WalletError(RPC_INVALID_PARAMETER, "Cannot specify both estimate_mode and "
+                              "feeRate")
+        if o.get("conf_target") is not None:
+            raise WalletError(RPC_INVALID_PARAMETER, "Cannot specify both conf_target and "
+                              "feeRate. Please provide either a confirmation target in blocks "
+                              "for automatic fee estimation, or an explicit fee rate.")
+    if o.get("fee_rate") is not None and o.get("estimate_mode") is not None:
+        raise WalletError(RPC_INVALID_PARAMETER, "Cannot specify both estimate_mode and fee_rate")
+    change_address = o.get("changeAddress", o.get("change_address"))
+    if change_address is not None and o.get("change_type") is not None:
+        raise WalletError(RPC_INVALID_PARAMETER, "Cannot specify both change address and "
+                          "address type options")
     rate = fee_rate_of(call, o.get("fee_rate"), o.get("conf_target"), o.get("estimate_mode"))
     if o.get("feeRate") is not None:
         rate = parse_btc(o["feeRate"])
+    # what only the newer fund() takes is passed when asked for
+    extra = {k: o[k] for k in ("include_unsafe", "minconf", "maxconf") if o.get(k) is not None}
+    position = o.get("changePosition", o.get("change_position"))
+    if position is not None:
+        extra["change_position"] = position
     built = fund(w, inputs, outputs, rate, locktime=0 if locktime is None else locktime,
-                 change_address=o.get("changeAddress"), change_type=o.get("change_type"),
-                 subtract=o.get("subtractFeeFromOutputs", []),
-                 lock=bool(o.get("lockUnspents")), add_inputs=o.get("add_inputs"),
-                 replaceable=bool(o.get("replaceable", True)))
+                 change_address=change_address, change_type=o.get("change_type"),
+                 subtract=o.get("subtractFeeFromOutputs", o.get("subtract_fee_from_outputs",
+                                                                 [])),
+                 lock=bool(o.get("lockUnspents", o.get("lock_unspents"))),
+                 add_inputs=o.get("add_inputs"),
+                 replaceable=bool(o.get("replaceable", True)), **extra)
     psbt = PSBT.from_tx(built.tx, version)
     fill_psbt(w, psbt, None, False, bip32derivs is not False)
     return {"psbt": psbt.to_base64(), "fee": to_btc(built.fee), "changepos": built.change_pos}

@@ -176,3 +176,27 @@ def test_multisig_signed_by_two_wallets(node):
     two = node.call("walletprocesspsbt", one["psbt"], wallet="w2")
     assert two["complete"] is True
     node.call("sendrawtransaction", two["hex"])
+
+
+def test_walletcreatefundedpsbt_options(node):
+    out = [{ADDR: 1}]
+    fails(-8, "The PSBT version can only be 2 or 0", node, "walletcreatefundedpsbt", [], out,
+          0, {}, True, 1, wallet="default")
+    fails(-8, "Cannot specify both fee_rate (sat/vB) and feeRate (BTC/kvB)", node,
+          "walletcreatefundedpsbt", [], out, 0, {"fee_rate": 1, "feeRate": "0.0001"},
+          wallet="default")
+    fails(-8, "Cannot specify both estimate_mode and feeRate", node, "walletcreatefundedpsbt",
+          [], out, 0, {"estimate_mode": "economical", "feeRate": "0.0001"}, wallet="default")
+    fails(-8, "both change address and address type options", node, "walletcreatefundedpsbt",
+          [], out, 0, {"change_type": "legacy", "changeAddress": ADDR}, wallet="default")
+    # options by name (Core's OBJ_NAMED_PARAMS), and no locktime: 0, not the tip's height
+    r = node.call("walletcreatefundedpsbt", outputs=out, fee_rate=2, psbt_version=0,
+                  wallet="default")
+    d = node.call("decodepsbt", r["psbt"])
+    assert d["psbt_version"] == 0 and d["tx"]["locktime"] == 0
+    # psbtbumpfee's version
+    txid = node.call("sendtoaddress", ADDR, 1, wallet="default")
+    bumped = node.call("psbtbumpfee", txid, None, 0, wallet="default")
+    assert node.call("decodepsbt", bumped["psbt"])["psbt_version"] == 0
+    fails(-8, "The PSBT version can only be 2 or 0", node, "psbtbumpfee", txid, None, 3,
+          wallet="default")
