@@ -45,7 +45,7 @@ class Reader:
         p = self.pos
         if n < 0 or p + n > self.end:
             raise DeserializationError(
-                f"truncated data: need {n} bytes at offset {p}, have {self.end - p}"
+                f"end of data (truncated): need {n} bytes at offset {p}, have {self.end - p}"
             )
         self.pos = p + n
         return p

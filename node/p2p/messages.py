@@ -470,7 +470,7 @@ class AddrV2(Addr):
         net = r.u8()
         size = r.compact_size()
         if size > 512:  # BIP155's MAX_ADDRV2_SIZE
-            raise DeserializationError(f"addrv2 address too long ({size} bytes)")
+            raise DeserializationError(f"Address too long: {size} > 512")  # (Core's words)
         raw = r.read(size)
         port = struct.unpack(">H", r.read(2))[0]
         try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -65,9 +66,33 @@ class KnownSet:
         self.items.clear()
 
 
+_HEADER = struct.Struct("<4s12sI4s")  # v1: magic, message type, payload length, checksum
+_TYPE_CHARS = frozenset(range(0x20, 0x7F))
+_VALID_TYPES: dict[bytes, str] = {}  # 12-byte v1 message types already found valid
+_SAFE_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                        b" .,;-_/:?@()")
+
+
+def _message_type(raw: bytes) -> str | None:
+    """The message type of a v1 header's 12 bytes, None when Core finds it invalid (a
+    character outside ' '..'~' before the first NUL, or anything but NULs after it)."""
+    name, _, pad = raw.partition(b"\x00")
+    if pad.strip(b"\x00") or not _TYPE_CHARS.issuperset(name):
+        return None
+    command = name.decode("ascii")
+    if command in m.MESSAGES or len(_VALID_TYPES) < 256:
+        _VALID_TYPES[raw] = command
+    return command
+
+
+def _sanitize(raw: bytes) -> str:
+    """Core's SanitizeString of a header's message type, for its log lines."""
+    return bytes(c for c in raw.partition(b"\x00")[0] if c in _SAFE_CHARS).decode()
+
+
 class ProtocolViolation(Exception):
-    """Bytes that end the connection: wrong magic, oversize or malformed payload, bad
-    checksum."""
+    """Bytes that end the connection: a wrong network magic, an oversized message, a v2
+    transport error."""
 
 
 Handler = Callable[["Peer", str, object], Awaitable[None]]
@@ -90,6 +115,15 @@ class Peer:
         # starts by detecting v1; an outbound one that hears nothing back may be retried as
         # v1 (v2_retry_v1, read by the connection manager once the connection has ended).
         self.v2 = v2
+        # Bytes are counted as they arrive (Core counts what the socket gives), a message
+        # cut in two included.
+        feed = reader.feed_data
+
+        def counted_feed(data, _feed=feed) -> None:
+            self.bytes_recv += len(data)
+            _feed(data)
+
+        reader.feed_data = counted_feed
         self.v2_attempted = v2 is not None and v2.initiator
         self.v2_retry_v1 = False
         self._v2_key_sent = False
@@ -213,34 +247,39 @@ class Peer:
 
     # -- receiving -------------------------------------------------------------------------
 
-    async def read_message(self, prefix: bytes = b"") -> tuple[str, bytes]:
+    async def read_message(self, prefix: bytes = b"") -> tuple[str | None, bytes]:
         """The next (command, payload); `prefix`: its first bytes, already read (fewer than
-        a header's). Raises ProtocolViolation, or IncompleteReadError / ConnectionError when
-        the connection ends."""
+        a header's). command is None for a message that is dropped with the connection kept
+        (bad checksum, invalid message type: Core's reject_message). Raises
+        ProtocolViolation (wrong network magic, oversized), or IncompleteReadError /
+        ConnectionError when the connection ends."""
         if prefix:
             head = prefix + await self.reader.readexactly(m.HEADER_LEN - len(prefix))
         else:
             head = await self.reader.readexactly(m.HEADER_LEN)
-        try:
-            hdr = m.MessageHeader.parse(head)
-        except DeserializationError as err:
-            raise ProtocolViolation(f"bad message header: {err}") from None
-        if hdr.magic != self.magic:
-            raise ProtocolViolation(f"wrong message start {hdr.magic.hex()}")
-        if hdr.length > m.MAX_PROTOCOL_MESSAGE_LENGTH:
+        magic, raw_type, length, check = _HEADER.unpack(head)
+        if magic != self.magic:
             raise ProtocolViolation(
-                f"oversized message {hdr.command} ({hdr.length} bytes, limit "
-                f"{m.MAX_PROTOCOL_MESSAGE_LENGTH})")
-        payload = await self.reader.readexactly(hdr.length) if hdr.length else b""
-        if m.checksum(payload) != hdr.checksum:
-            raise ProtocolViolation(f"bad checksum on {hdr.command}")
-        n = m.HEADER_LEN + hdr.length
-        self.bytes_recv += n
-        key = hdr.command if hdr.command in m.MESSAGES or hdr.command in ("block", "tx") \
-            else "*other*"
+                f"Header error: Wrong MessageStart {magic.hex()} received, peer={self.id}")
+        if length > m.MAX_PROTOCOL_MESSAGE_LENGTH:
+            raise ProtocolViolation(f"Header error: Size too large ({_sanitize(raw_type)}, "
+                                    f"{length} bytes), peer={self.id}")
+        payload = await self.reader.readexactly(length) if length else b""
+        if m.checksum(payload) != check:
+            log.debug("Header error: Wrong checksum (%s, %d bytes), expected %s was %s, "
+                      "peer=%d", _sanitize(raw_type), length, m.checksum(payload).hex(),
+                      check.hex(), self.id)
+            command = None
+        else:
+            command = _VALID_TYPES.get(raw_type) or _message_type(raw_type)
+            if command is None:
+                log.debug("Header error: Invalid message type (%s, %d bytes), peer=%d",
+                          _sanitize(raw_type), length, self.id)
+        n = m.HEADER_LEN + length
+        key = command if command in m.MESSAGES or command in ("block", "tx") else "*other*"
         self.recv_per_msg[key] = self.recv_per_msg.get(key, 0) + n
         self.last_recv = time.time()
-        return hdr.command, payload
+        return command, payload
 
     async def run(self, handle: Handler) -> None:
         """Read and dispatch messages until the connection ends."""
@@ -253,13 +292,17 @@ class Peer:
                     await self._dispatch(handle, command, payload)
             while not self.closed:
                 command, payload = await self.read_message()
+                if command is None:
+                    continue  # dropped (logged), the connection kept
+                log.debug("received: %s (%d bytes) peer=%d", command, len(payload), self.id)
                 try:
                     msg = m.decode_payload(command, payload)
                 except m.OversizedMessage as err:
                     await handle(self, "oversized", err)
                     continue
                 except DeserializationError as err:
-                    raise ProtocolViolation(f"malformed {command}: {err}") from None
+                    self._undecodable(command, payload, err)
+                    continue
                 if msg is None:
                     log.debug("peer=%d: ignoring unknown message %r", self.id, command)
                     continue
@@ -275,14 +318,24 @@ class Peer:
                 self.v2_retry_v1 = True  # (Core: more than a v1 header's worth was sent)
             self.close(self.disconnect_reason or "done")
 
-    async def _dispatch(self, handle: Handler, command: str, payload: bytes) -> None:
+    def _undecodable(self, command: str, payload: bytes, err: Exception) -> None:
+        """A message whose payload does not parse is dropped, the connection kept (Core
+        catches the exception of its ProcessMessage and logs it)."""
+        log.debug("ProcessMessages(%s, %d bytes): Exception '%s' (%s) caught", command,
+                  len(payload), err, type(err).__name__)
+
+    async def _dispatch(self, handle: Handler, command: str | None, payload: bytes) -> None:
+        if command is None:
+            return
+        log.debug("received: %s (%d bytes) peer=%d", command, len(payload), self.id)
         try:
             msg = m.decode_payload(command, payload)
         except m.OversizedMessage as err:
             await handle(self, "oversized", err)
             return
         except DeserializationError as err:
-            raise ProtocolViolation(f"malformed {command}: {err}") from None
+            self._undecodable(command, payload, err)
+            return
         if msg is None:
             log.debug("peer=%d: ignoring unknown message %r", self.id, command)
             return
@@ -301,11 +354,10 @@ class Peer:
                 data = await reader.readexactly(need)  # the rest of one packet
             else:
                 # The handshake: whatever has come (the peer may send less than we could
-                # take, and its bytes count as they arrive).
+                # take before it waits for us).
                 data = await reader.read(need)
                 if not data:
                     raise asyncio.IncompleteReadError(b"", need)
-            self.bytes_recv += len(data)
             self.last_recv = time.time()
             error = None
             try:
@@ -314,7 +366,6 @@ class Peer:
                 msgs, error = err.messages, err
             if t.v1_fallback:
                 prefix = t.take_v1_bytes()
-                self.bytes_recv -= len(prefix)  # counted again with their message
                 self.v2 = None
                 for command, payload in t.take_pending():
                     self.send_raw(command, payload)
@@ -324,7 +375,8 @@ class Peer:
             for command, payload, size in msgs:
                 if command is None:
                     recv_per_msg["*other*"] = recv_per_msg.get("*other*", 0) + size
-                    log.debug("peer=%d: ignoring a v2 message of unknown type", self.id)
+                    log.debug("V2 transport error: invalid message type (%d bytes contents), "
+                              "peer=%d", len(payload), self.id)
                     continue
                 key = command if command in m.MESSAGES or command in ("block", "tx") \
                     else "*other*"
@@ -335,6 +387,7 @@ class Peer:
             if error is not None:
                 raise ProtocolViolation(str(error))
         return b""
+
     def close(self, reason: str) -> None:
         if self.closed:
             return

@@ -1,4 +1,11 @@
-"""BIP324 v2 transport between real minibtcd processes and raw sockets: two nodes speak v2 by
+"""The transports, between real minibtcd processes and raw sockets.
+
+v1 framing errors as Core's: a wrong network magic or an oversized message ends the
+connection, a bad checksum or an invalid message type drops the message only (counted as
+*other*), each with Core's "Header error: ..." line; a payload that does not parse is dropped
+with Core's "ProcessMessages(...): Exception" line; bytes count as they arrive.
+
+BIP324 v2 transport: two nodes speak v2 by
 default (same session id on both ends, blocks sync), -v2transport=0 turns it off (no
 NODE_P2P_V2, addnode's v2transport refused), a v2 attempt at a v1-only node is retried once
 as v1 (Core's log lines), an inbound connection is told v1 or v2 from its first 16 bytes
@@ -7,6 +14,7 @@ as v1 (Core's log lines), an inbound connection is told v1 or v2 from its first 
 from __future__ import annotations
 
 import socket
+import struct
 import time
 
 import pytest
@@ -16,7 +24,7 @@ from node.p2p import messages as m
 from node.p2p.v2transport import V2Transport, v1_prefix
 from tests.functional.framework import NodeProcess, RPCFailure
 from tests.functional.netutil import ADDR, tips, wait_until
-from tests.functional.p2p_peer import RawPeer, listen
+from tests.functional.p2p_peer import RawPeer, frame_with, listen
 
 MAGIC = REGTEST.message_start
 NODE_P2P_V2 = 1 << 11
@@ -27,7 +35,8 @@ def _debug_log(node: NodeProcess) -> str:
 
 
 def _last_peer(node: NodeProcess) -> dict:
-    return node.call("getpeerinfo")[-1]
+    peers = node.call("getpeerinfo")
+    return peers[-1] if peers else {"bytesrecv_per_msg": {}, "transport_protocol_type": ""}
 
 
 @pytest.fixture
@@ -75,8 +84,8 @@ def test_v1_only_node_and_the_v1_retry(tmp_path, v2node):
         # v2 node -> v1 node with v2 asked for: the v1 node drops the key, v1 is retried.
         v2node.call("addnode", v1.p2p_addr, "onetry", True)
         wait_until(lambda: len(v1.call("getpeerinfo")) == 1
-                   and _last_peer(v2node)["bytesrecv_per_msg"].get("pong", 0), 20,
-                   "v1 retry")
+                   and _last_peer(v2node)["bytesrecv_per_msg"].get("pong", 0)
+                   and _last_peer(v1)["bytesrecv_per_msg"].get("pong", 0), 20, "v1 retry")
         assert _last_peer(v2node)["transport_protocol_type"] == "v1"
         assert _last_peer(v1)["transport_protocol_type"] == "v1"
         log = _debug_log(v2node)
@@ -168,3 +177,79 @@ def test_node_dials_a_raw_v2_responder_and_v1_listener(v2node):
         f":{port}") for p in v2node.call("getpeerinfo")), 10, "v1 retry")
     peer.close()
     lst.close()
+
+
+def test_v1_framing_errors_as_core(tmp_path):
+    with NodeProcess(tmp_path / "v1", "-v2transport=0", "-debug=net") as node:
+        p = RawPeer(node.p2pport)
+        p.handshake()
+        p.send(m.Ping(1))
+        p.wait_for("pong")
+        # A message cut inside its header: the first part is counted when it comes.
+        ping = m.encode(MAGIC, m.Ping(2))
+        before = node.call("getnettotals")["totalbytesrecv"]
+        p.send_raw(ping[:12])
+        wait_until(lambda: node.call("getnettotals")["totalbytesrecv"] == before + 12, 10,
+                   "12 bytes counted")
+        p.send_raw(ping[12:])
+        p.wait_for("pong", pred=lambda msg: msg.nonce == 2)
+        # A bad checksum and an invalid message type: dropped, the connection kept.
+        p.send_raw(frame_with("ping", struct.pack("<Q", 3), check=b"\xff" * 4))
+        bad_type = bytearray(frame_with("ping", struct.pack("<Q", 4)))
+        bad_type[6] = 0  # "pi\0g": bytes after the first NUL
+        p.send_raw(bytes(bad_type))
+        p.send(m.Ping(5))
+        got = p.wait_for("pong", pred=lambda msg: msg.nonce in (3, 4, 5))
+        assert got.nonce == 5  # 3 and 4 were never handled
+        [info] = node.call("getpeerinfo")
+        assert info["bytesrecv_per_msg"]["*other*"] == 2 * (24 + 8)
+        log = _debug_log(node)
+        assert "Header error: Wrong checksum (ping, 8 bytes), expected " in log
+        assert "was ffffffff, peer=" in log
+        assert "Header error: Invalid message type (pi, 8 bytes), peer=" in log
+        # A payload that does not parse: dropped too, Core's lines in the log.
+        p.send_payload("addrv2", b"")
+        p.send(m.Ping(6))
+        p.wait_for("pong", pred=lambda msg: msg.nonce == 6)
+        log = _debug_log(node)
+        assert "received: addrv2 (0 bytes) peer=" in log
+        assert "ProcessMessages(addrv2, 0 bytes): Exception 'end of data" in log
+        # A wrong magic and an oversized message end it.
+        p.send_raw(frame_with("ping", struct.pack("<Q", 6), magic=b"\xf9\xbe\xb4\xd9"))
+        assert p.is_closed(5)
+        p = RawPeer(node.p2pport)
+        p.handshake()
+        p.send_raw(frame_with("block", b"", length=4_000_001))
+        assert p.is_closed(5)
+        log = _debug_log(node)
+        assert "Header error: Wrong MessageStart f9beb4d9 received, peer=" in log
+        assert "Header error: Size too large (block, 4000001 bytes), peer=" in log
+
+
+def test_v2_unknown_message_type_is_dropped(v2node):
+    t = V2Transport(True, MAGIC)
+    s = socket.create_connection(("127.0.0.1", v2node.p2pport), timeout=10)
+    s.sendall(t.data_to_send())
+    t.send("version", RawPeer(sock=socket.socket()).version_msg().serialize())
+    t.send("verack")
+    got: list = []
+    deadline = time.time() + 10
+    while not any(c == "ping" for c, _ in got) and time.time() < deadline:
+        got += [(c, p) for c, p, _ in t.receive(s.recv(65536))]
+        s.sendall(t.data_to_send())
+    # A packet of type 99 (undefined): dropped and counted, the connection kept.
+    s.sendall(t.cipher.encrypt(bytes([99]) + b"\x01d"))
+    s.sendall(t.encrypt_message("ping", struct.pack("<Q", 77)))
+    deadline = time.time() + 10
+    pong = None
+    while pong is None and time.time() < deadline:
+        for c, p, _ in t.receive(s.recv(65536)):
+            if c == "pong" and p == struct.pack("<Q", 77):
+                pong = p
+    assert pong is not None
+    info = _last_peer(v2node)
+    assert info["transport_protocol_type"] == "v2"
+    assert info["bytesrecv_per_msg"]["*other*"] == 23  # 3 bytes of contents and 20
+    assert "V2 transport error: invalid message type (3 bytes contents), peer=" in \
+        _debug_log(v2node)
+    s.close()
