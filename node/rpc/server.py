@@ -412,7 +412,9 @@ def _parse(body: bytes) -> Any:
     """The request, or _UNPARSABLE for what Core's parser refuses too: invalid JSON, NaN and
     Infinity, nesting too deep to handle."""
     try:
-        return json.loads(body, parse_float=Decimal, parse_constant=_no_constant)
+        # (json_object keeps a repeated key's every value, as Core's UniValue does)
+        return json.loads(body, parse_float=Decimal, parse_constant=_no_constant,
+                          object_pairs_hook=jsonutil.json_object)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return _UNPARSABLE
 
