@@ -44,6 +44,10 @@ def test_junk_arguments_and_mutated_data(tmp_path):
                     params[0] = min(abs(params[0]), 2)  # keep the chain short
                 if name == "getblocktemplate":
                     params = params[:1]  # a long poll would wait for a new block
+                if name.startswith("waitfor"):  # timeout (ms, last) 1: 0 or none waits forever
+                    params = (params + [None] * len(m.args))[:len(m.args) - 1] + [1]
+                if name == "setmocktime":
+                    params = [0]  # (a clock far away would only slow the rest down)
                 no_internal_error(node, name, params)
         # Mutated versions of a real block and a real transaction.
         block = bytes.fromhex(node.call("getblock", hashes[-1], 0))
