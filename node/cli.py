@@ -234,17 +234,34 @@ def convert_values(method: str, args: list[str]) -> list:
 
 def convert_named_values(method: str, args: list[str]) -> dict:
     """name=value pairs; a later value for a name replaces an earlier one. Arguments without
-    `=` are positional and go, converted by position, in an "args" array (as bitcoin-cli)."""
-    from node.rpc.cli_params import convert_name, convert_position
+    `=` are positional and go, converted by position, in an "args" array (as bitcoin-cli).
+    An argument with `=` whose name is no known parameter of the method is positional too
+    when its position takes JSON that parses, or a listed string (base64 ending in '=')."""
+    from node.rpc.cli_params import (
+        convert_name,
+        convert_position,
+        known_name,
+        string_position,
+    )
 
     params: dict = {}
     positional: list = []
     for a in args:
         name, eq, value = a.partition("=")
+        idx = len(positional)
         if not eq:
-            idx = len(positional)
             positional.append(parse_json_arg(a) if convert_position(method, idx) else a)
             continue
+        if not known_name(method, name):
+            if convert_position(method, idx):
+                try:
+                    positional.append(json_loads(a))
+                    continue
+                except ValueError:
+                    pass
+            elif string_position(method, idx):
+                positional.append(a)
+                continue
         params[name] = parse_json_arg(value) if convert_name(method, name) else value
     if positional and "args" not in params:
         params["args"] = positional

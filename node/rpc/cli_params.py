@@ -135,7 +135,13 @@ CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
     "restorewallet": ((2, "load_on_startup"),),
     "scanblocks": ((1, "scanobjects"), (2, "start_height"), (3, "stop_height"), (5, "options")),
     "scantxoutset": ((1, "scanobjects"),),
-    "send": ((0, "outputs"), (1, "conf_target"), (3, "fee_rate"), (4, "options")),
+    "send": (
+        (0, "outputs"),
+        (1, "conf_target"),
+        (2, "estimate_mode"),
+        (3, "fee_rate"),
+        (4, "options"),
+    ),
     "sendall": ((0, "recipients"), (1, "conf_target"), (3, "fee_rate"), (4, "options")),
     "sendmany": (
         (1, "amounts"),
@@ -182,6 +188,40 @@ CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
 }
 # END GENERATED
 
+# String arguments bitcoin-cli lists (ParamFormat::STRING) because their values may hold '='
+# (base64, labels, file names): with -named, "psbt=cHNidP8...==" whose text before the '=' is
+# no parameter name of the method is passed by position, as Core's RPCConvertNamedValues.
+# Written by hand after Core's table (a method with one of them lists all its strings).
+STRING_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
+    "backupwallet": ((0, "destination"),),
+    "createwallet": ((0, "wallet_name"), (3, "passphrase")),
+    "decodepsbt": ((0, "psbt"),),
+    "descriptorprocesspsbt": ((0, "psbt"), (2, "sighashtype")),
+    "dumptxoutset": ((0, "path"), (1, "type")),
+    "encryptwallet": ((0, "passphrase"),),
+    "finalizepsbt": ((0, "psbt"),),
+    "getaddressesbylabel": ((0, "label"),),
+    "getnewaddress": ((0, "label"), (1, "address_type")),
+    "getreceivedbylabel": ((0, "label"),),
+    "importmempool": ((0, "filepath"),),
+    "listsinceblock": ((0, "blockhash"), (5, "label")),
+    "listtransactions": ((0, "label"),),
+    "loadtxoutset": ((0, "path"),),
+    "loadwallet": ((0, "filename"),),
+    "restorewallet": ((0, "wallet_name"), (1, "backup_file")),
+    "sendmany": ((0, "dummy"), (3, "comment"), (7, "estimate_mode")),
+    "sendtoaddress": ((0, "address"), (2, "comment"), (3, "comment_to"), (7, "estimate_mode")),
+    "setlabel": ((1, "label"),),
+    "signmessage": ((1, "message"),),
+    "signmessagewithprivkey": ((1, "message"),),
+    "unloadwallet": ((0, "wallet_name"),),
+    "utxoupdatepsbt": ((0, "psbt"),),
+    "verifymessage": ((1, "signature"), (2, "message")),
+    "walletpassphrase": ((0, "passphrase"),),
+    "walletpassphrasechange": ((0, "oldpassphrase"), (1, "newpassphrase")),
+    "walletprocesspsbt": ((0, "psbt"), (2, "sighashtype")),
+}
+
 _BEGIN = "# BEGIN GENERATED"
 _END = "# END GENERATED"
 
@@ -194,6 +234,17 @@ def convert_position(method: str, idx: int) -> bool:
 def convert_name(method: str, name: str) -> bool:
     """Whether the named argument `name` of `method` is parsed as JSON."""
     return any(n == name for _, n in CONVERT_PARAMS.get(method, ()))
+
+
+def string_position(method: str, idx: int) -> bool:
+    """Whether positional argument `idx` of `method` is a listed string (STRING_PARAMS)."""
+    return any(i == idx for i, _ in STRING_PARAMS.get(method, ()))
+
+
+def known_name(method: str, name: str) -> bool:
+    """Whether bitcoin-cli knows `name` as a parameter of `method` (JSON or listed string)."""
+    return convert_name(method, name) or any(n == name for _, n in
+                                              STRING_PARAMS.get(method, ()))
 
 
 def table_positions(table: dict | None = None) -> dict[str, list[int]]:
