@@ -16,6 +16,7 @@ locator when the index commits (caught up, every 30 seconds while syncing, at sh
 
 from __future__ import annotations
 
+import collections
 import logging
 import shutil
 import threading
@@ -32,7 +33,8 @@ log = logging.getLogger("index")
 BEST_BLOCK_KEY = b"B"
 COMMIT_INTERVAL = 30.0  # seconds between locator writes while syncing (Core's)
 SYNC_LOG_INTERVAL = 30.0
-PENDING_BLOCKS = 16  # connected blocks kept for a caught-up thread, not to read them back
+QUEUE_LIMIT = 256  # connected blocks queued for a caught-up thread; past that it follows the
+# active chain from disk
 
 
 class IndexInitError(ConfigError):
@@ -128,7 +130,7 @@ class BaseIndex:
         self._wake = False
         self._stop = False
         self._thread: threading.Thread | None = None
-        self._pending: dict[bytes, object] = {}
+        self._queue: collections.deque = collections.deque()  # (block, entry) connected
         self._started = False
         self._last_commit = 0.0
 
@@ -210,8 +212,13 @@ class BaseIndex:
     # -- chain events (called under the chain lock: only wake the thread) --------------------
 
     def _on_connected(self, block, entry) -> None:
-        if self.synced and len(self._pending) < PENDING_BLOCKS:
-            self._pending[entry.hash] = block
+        # As Core's BlockConnected, once caught up: each connected block is indexed in order,
+        # those a reorg soon leaves too (getblockfilter answers for stale blocks).
+        if self.synced:
+            if len(self._queue) < QUEUE_LIMIT:
+                self._queue.append((block, entry))
+            else:
+                self._queue.clear()  # far behind: follow the active chain instead
         self._on_event()
 
     def _on_event(self, *args) -> None:
@@ -230,7 +237,9 @@ class BaseIndex:
                     if self._stop:
                         break
                     self._wake = False
-                step = self._next_block()
+                block, step = self._next_queued()
+                if step is None:
+                    step = self._next_block()
                 if step is None:
                     if not self.synced:
                         self.synced = True
@@ -244,7 +253,7 @@ class BaseIndex:
                         if not self._wake and not self._stop:
                             self._cond.wait(timeout=5.0)
                     continue
-                self._index_block(step)
+                self._index_block(step, block)
                 now = time.monotonic()
                 if not self.synced:
                     if now - last_log > SYNC_LOG_INTERVAL:
@@ -259,6 +268,32 @@ class BaseIndex:
             log.exception("%s: indexing failed; the index stops here", self.name)
         finally:
             log.info("%s thread exit", self.thread_name)
+
+    def _next_queued(self):
+        """(block, entry) of the next connected block to index from the queue, after rewinding
+        to its parent; (None, None) when the queue holds nothing to do."""
+        while True:
+            try:
+                block, e = self._queue.popleft()
+            except IndexError:
+                return None, None
+            best = self.best
+            if best is None:
+                if e.prev is None:
+                    return block, e
+                continue
+            if best.height >= e.height and best.ancestor(e.height) is e:
+                continue  # indexed already
+            if e.prev is None or best.height < e.height - 1:
+                continue  # not on our chain (the thread follows the active chain after)
+            if best.ancestor(e.height - 1) is not e.prev:
+                log.info("%s: WARNING: Block %s does not connect to an ancestor of known best "
+                         "chain (tip=%s); not updating index", self.name, e.hash_hex(),
+                         best.hash_hex())
+                continue
+            if best is not e.prev:
+                self._rewind_to(e.prev)
+            return block, e
 
     def _next_block(self):
         """The next block to index, after rewinding off blocks that left the active chain;
@@ -294,8 +329,7 @@ class BaseIndex:
                 b.put(BEST_BLOCK_KEY, encode_locator([e.prev.hash]))
             self.best = e.prev
 
-    def _index_block(self, e) -> None:
-        block = self._pending.pop(e.hash, None)
+    def _index_block(self, e, block=None) -> None:
         if block is None:
             block = self.chain.read_block(e)
         undo = None
@@ -305,8 +339,6 @@ class BaseIndex:
             self.append(b, block, e, undo)
             b.put(BEST_BLOCK_KEY, encode_locator([e.hash]))
         self.best = e
-        if len(self._pending) >= PENDING_BLOCKS:  # stale ones (blocks we read back instead)
-            self._pending.clear()
 
     def _commit(self) -> None:
         best = self.best

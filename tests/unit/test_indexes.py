@@ -289,3 +289,39 @@ def test_reorgs_while_the_threads_run(tmp_path, built, builder):
     finally:
         ixs.close()
         chain.close()
+
+
+def test_blocks_a_reorg_left_are_indexed_in_order(tmp_path, built):
+    """Once caught up, an index takes connected blocks in order, as Core's BlockConnected:
+    the filters of blocks a reorg replaced before the thread got to them are there too."""
+    import threading
+
+    common, a, b, _ = built
+    chain = open_chain(tmp_path / "node")
+    ixs = Indexes.open(tmp_path / "node", chain, blockfilterindex=True, coinstatsindex=True)
+    try:
+        feed(chain, common)
+        ixs.start()
+        wait_synced(ixs, chain)
+        gate = threading.Event()
+        for ix in ixs.all:
+            original = ix._index_block
+
+            def held(e, block=None, original=original):
+                gate.wait(10)
+                original(e, block)
+
+            ix._index_block = held
+        feed(chain, a)
+        feed(chain, b)  # a reorg onto B while the threads are held
+        assert chain.tip.hash == b[-1].hash
+        gate.set()
+        wait_synced(ixs, chain)
+        for blk in a + b:
+            assert ixs.blockfilter.lookup(blk.hash) is not None
+            assert ixs.coinstats.lookup(blk.hash) is not None
+        check_digest = chain.utxo_stats_full(muhash=True)[0].muhash
+        assert ixs.coinstats.lookup(chain.tip.hash)[0] == check_digest
+    finally:
+        ixs.close()
+        chain.close()
