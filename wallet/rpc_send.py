@@ -120,6 +120,7 @@ def _data_script(value: Any) -> bytes:
 
 
 def fund(w: Wallet, inputs: Any, outputs: Any, fee_rate: int, *, locktime: Any,
+         node: Any = None,
          change_address: str | None, change_type: str | None, subtract: list,
          lock: bool, add_inputs: Any, replaceable: bool,
          change_position: int | None = None, include_unsafe: bool = False,
@@ -154,7 +155,8 @@ def fund(w: Wallet, inputs: Any, outputs: Any, fee_rate: int, *, locktime: Any,
             change_position=_change_position(change_position, len(recipients)),
             include_unsafe=include_unsafe,
             min_depth=None if minconf is None else int(minconf),
-            max_depth=None if maxconf is None else int(maxconf))
+            max_depth=None if maxconf is None else int(maxconf),
+            ancestors=None if node is None else spend.mempool_ancestors(node))
     except WalletError as err:  # (Core's FundTransaction answers every creation error so)
         if err.code == RPC_WALLET_INSUFFICIENT_FUNDS:
             raise WalletError(RPC_WALLET_ERROR, err.message) from None
@@ -231,7 +233,8 @@ def fundrawtransaction(call: Call, hexstring, options, iswitness):
         add_inputs=True if add_inputs is None else bool(add_inputs), locktime=tx.locktime,
         change_position=_change_position(_opt(o, "change_position", "changePosition"),
                                           len(recipients)),
-        preset_sequences={t.prevout.key(): t.sequence for t in tx.vin})
+        preset_sequences={t.prevout.key(): t.sequence for t in tx.vin},
+        ancestors=spend.mempool_ancestors(call.node))
     out = built.tx
     for txin, orig in zip(out.vin, tx.vin, strict=False):  # (keeps what was signed)
         txin.script_sig, txin.witness = orig.script_sig, orig.witness
@@ -424,7 +427,7 @@ def send(call: Call, outputs, conf_target, estimate_mode, fee_rate, options):
     check_options(o, SEND_OPTIONS)
     rate = fee_rate_of(call, o.get("fee_rate"), o.get("conf_target"), o.get("estimate_mode"))
     w.require_unlocked()
-    built = fund(w, o.get("inputs"), outputs, rate, locktime=o.get("locktime"),
+    built = fund(w, o.get("inputs"), outputs, rate, locktime=o.get("locktime"), node=call.node,
                  change_address=o.get("change_address"), change_type=o.get("change_type"),
                  subtract=o.get("subtract_fee_from_outputs", []),
                  lock=bool(o.get("lock_unspents")), add_inputs=o.get("add_inputs"),

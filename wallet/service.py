@@ -161,7 +161,10 @@ class WalletManager:
         w.min_tx_fee = self.option_btc("mintxfee", spend.MIN_TX_FEE)
         w.min_relay_fee = self.option_btc("minrelaytxfee", spend.MIN_RELAY_FEE)
         w.pay_tx_fee = self.option_btc("paytxfee", 0)
+        w.max_ancestors = self.option_int("limitancestorcount", 25)
+        w.max_descendants = self.option_int("limitdescendantcount", 25)
         if self.options is not None:
+            w.reject_long_chains = self.options.arg_bool("walletrejectlongchains", True)
             w.address_type = self.options.arg_str("addresstype") or "bech32"
             w.change_type = self.options.arg_str("changetype") or None
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from consensus.script.script import is_p2pkh, is_p2sh, witness_program
@@ -155,7 +156,9 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
                        change_position: int | None = None,
                        preset_sequences: dict[tuple[bytes, int], int] | None = None,
                        include_unsafe: bool = False, min_depth: int | None = None,
-                       max_depth: int | None = None) -> Built:
+                       max_depth: int | None = None,
+                       ancestors: Callable[[bytes], tuple[int, int]] | None = None
+                       ) -> Built:
     """Select coins and build the unsigned transaction paying recipients at fee_rate
     (sat/kvB). Coins created by exclude_txids are not used (bumpfee: the outputs of the
     transaction being replaced, and of its children, go away with it). change_position puts
@@ -192,6 +195,23 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
         if c.outpoint not in taken and c.txid not in exclude_txids
         and (min_depth is None or c.depth >= min_depth)
         and (max_depth is None or c.depth <= max_depth)]
+    # Core's coin eligibility: with -walletrejectlongchains (the default), an unconfirmed coin
+    # whose transaction has too many unconfirmed ancestors, or an ancestor with too many
+    # descendants (the mempool's counts), would make a chain the mempool refuses
+    too_long: list[Coin] = []
+    if ancestors is not None and wallet.reject_long_chains:
+        counts: dict[bytes, tuple[int, int]] = {}
+        ok = []
+        for c in available:
+            if c.depth == 0:
+                if c.txid not in counts:
+                    counts[c.txid] = ancestors(c.txid)
+                n_anc, n_desc = counts[c.txid]
+                if n_anc > wallet.max_ancestors - 1 or n_desc > wallet.max_descendants - 1:
+                    too_long.append(c)
+                    continue
+            ok.append(c)
+        available = ok
     n_inputs_max = len(available) + len(preset)
     overhead = tx_overhead_weight(n_inputs_max, len(recipients) + 1)
     fixed = overhead + sum(output_weight(r.script) for r in recipients)
@@ -219,6 +239,10 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
             sel = cs.select_coins(cands, max(target, 0), params, rng)
         except cs.InsufficientFunds:
             total = sum(c.value for c in available) + preset_value
+            if too_long and total + sum(c.value for c in too_long) >= amounts:
+                raise WalletError(RPC_WALLET_ERROR, "Unconfirmed UTXOs are available, but "
+                                  "spending them creates a chain of transactions that will be "
+                                  "rejected by the mempool") from None
             needed = amounts if subtract else amounts + cs.fee_for(fixed + preset_weight,
                                                                    fee_rate)
             raise _insufficient(needed, total) from None
@@ -408,13 +432,30 @@ def broadcast(wallet: Wallet, node: NodeClient, tx: Transaction, *, replaces: by
     wallet.add_tx(tx, in_mempool=True, replaces=replaces, comment=comment)
 
 
+def mempool_ancestors(node: NodeClient) -> Callable[[bytes], tuple[int, int]]:
+    """Core's GetTransactionAncestry for a mempool transaction: its ancestor count (itself
+    included) and the largest descendant count among it and its ancestors ((1, 1) when the
+    node does not know it)."""
+    def count(txid: bytes) -> tuple[int, int]:
+        try:
+            entry = node.call("getmempoolentry", txid[::-1].hex())
+            parents = node.call("getmempoolancestors", txid[::-1].hex(), True)
+        except NodeRPCError:
+            return 1, 1
+        desc = max([int(entry["descendantcount"])]
+                   + [int(p["descendantcount"]) for p in parents.values()])
+        return int(entry["ancestorcount"]), desc
+    return count
+
+
 def send(wallet: Wallet, node: NodeClient, recipients: list[Recipient], fee_rate: int, *,
          replaceable: bool = True, comment: str | None = None,
          change_type: str | None = None) -> tuple[Transaction, Built]:
     wallet.require_unlocked()
     try:
         built = create_transaction(wallet, recipients, fee_rate, replaceable=replaceable,
-                                   change_type=change_type)
+                                   change_type=change_type,
+                                   ancestors=mempool_ancestors(node))
     except WalletError as err:  # Core's SendMoney answers every CreateTransaction error so
         if err.code == RPC_WALLET_ERROR:
             raise WalletError(RPC_WALLET_INSUFFICIENT_FUNDS, err.message) from None

@@ -113,6 +113,9 @@ class Wallet:
         self.min_tx_fee = 1000
         self.min_relay_fee = 100
         self.pay_tx_fee = 0
+        self.reject_long_chains = True  # -walletrejectlongchains
+        self.max_ancestors = 25  # -limitancestorcount
+        self.max_descendants = 25  # -limitdescendantcount
         self.address_type = "bech32"  # -addresstype
         self.change_type: str | None = None  # -changetype (None: chosen per transaction)
         self.encrypted = bool(db.get_meta("encrypted", 0))

@@ -129,7 +129,7 @@ def test_errors(tmp_path):
     assert "need 0.05000" in e.value.message and "0.00100000 BTC available" in e.value.message
     with pytest.raises(WalletError, match="amount too small"):
         create_transaction(w, [Recipient(OTHER, 100)], 2000, now=NOW)  # dust
-    with pytest.raises(WalletError, match="minimum relay fee"):
+    with pytest.raises(WalletError, match="lower than the minimum fee rate setting"):
         create_transaction(w, [Recipient(OTHER, 10_000)], 500, now=NOW)
     with pytest.raises(WalletError, match="too small to pay the fee"):
         create_transaction(w, [Recipient(OTHER, 300, subtract_fee=True)], 2000, now=NOW)
