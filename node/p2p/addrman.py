@@ -20,6 +20,7 @@ from pathlib import Path
 from node.p2p.netaddr import NET_IPV4, NET_IPV6, AddressError, NetAddr
 
 log = logging.getLogger("net")
+addrlog = logging.getLogger("addrman")
 
 PEERS_FILE = "peers.json"
 MAX_ENTRIES = 20_000
@@ -113,8 +114,12 @@ class AddrMan:
             copy = NetAddr(a.net, a.addr, a.port, a.services, seen)
             self._insert(a.key(), AddrInfo(copy, source))
             added += 1
+            addrlog.debug("Added %s from %s to the new table", a, source or "?")
         if added:
             self.dirty = True
+            tried = sum(1 for i in self.entries.values() if i.tried)
+            addrlog.debug("Added %d addresses (of %d) from %s: %d tried, %d new", added,
+                          len(addrs), source or "?", tried, len(self.entries) - tried)
         return added
 
     def _make_room(self, now: float) -> None:

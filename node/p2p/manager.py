@@ -32,7 +32,6 @@ from node.p2p.sync import BlockSync
 
 log = logging.getLogger("net")
 
-DISCOURAGEMENT_THRESHOLD = 100
 PING_INTERVAL = 120.0
 TIMEOUT_INTERVAL = 20 * 60.0  # Core's: no traffic (or no pong) for this long ends a peer
 FEEFILTER_INTERVAL = 60.0
@@ -456,26 +455,26 @@ class PeerManager:
     # -- misbehaviour -----------------------------------------------------------------------------
 
     def misbehaving(self, peer: Peer, howmuch: int, reason: str) -> None:
-        """Add to the peer's score; at the threshold it is disconnected and discouraged
-        (Core's Misbehaving and MaybeDiscourageAndDisconnect): manual connections never
-        (the operator asked for them), local ones only disconnected (discouraging a local
-        address would refuse every peer on this machine). A peer that already hung up is
-        still discouraged."""
+        """Core's Misbehaving and MaybeDiscourageAndDisconnect (since v28 there are no
+        scores: any misbehaviour, howmuch > 0, ends the connection and discourages the
+        address): noban peers and manual connections are kept (the operator asked for
+        them), local ones only disconnected (discouraging a local address would refuse
+        every peer on this machine). A peer that already hung up is still discouraged."""
         if howmuch <= 0:
             return
+        peer.misbehavior += howmuch
+        log.debug("Misbehaving: peer=%d: %s", peer.id, reason)
         if perm.has(peer.permissions, perm.NOBAN):
-            log.info("Misbehaving: peer=%d: %s", peer.id, reason)
             log.warning("Warning: not punishing noban peer %d!", peer.id)
             return
-        before = peer.misbehavior
-        peer.misbehavior += howmuch
-        log.info("Misbehaving: peer=%d (%d -> %d): %s", peer.id, before, peer.misbehavior,
-                 reason)
-        if peer.misbehavior < DISCOURAGEMENT_THRESHOLD or peer.conn_type == MANUAL:
+        if peer.conn_type == MANUAL:
+            log.warning("Warning: not punishing manually connected peer %d!", peer.id)
             return
         if peer.addr.is_local():
+            log.warning("Warning: disconnecting but not discouraging local peer %d!", peer.id)
             peer.close(f"misbehaving ({reason})")
             return
+        log.debug("Disconnecting and discouraging peer %d!", peer.id)
         self.banman.discourage(peer.addr.ip)
         peer.close(f"discouraged for misbehaving ({reason})")
 
@@ -528,12 +527,17 @@ class PeerManager:
         peer.addr_token_time = mono
         batch = msg.addrs
         good: list[NetAddr] = []
+        unlimited = perm.has(peer.permissions, perm.ADDR)
+        processed = limited = 0
         for a in batch:
-            if peer.addr_tokens < 1:
+            if peer.addr_tokens < 1 and not unlimited:
                 peer.addr_rate_limited += 1
+                limited += 1
                 continue
-            peer.addr_tokens -= 1
+            if not unlimited:
+                peer.addr_tokens -= 1
             peer.addr_processed += 1
+            processed += 1
             peer.known_addrs.add(_addr_key(a))
             if a.time <= 100_000_000 or a.time > now + 600:
                 a.time = int(now - 5 * 86400)
@@ -543,6 +547,8 @@ class PeerManager:
             good.append(a)
             if len(batch) <= 10 and a.time > now - 600:
                 self._relay_address(a, peer)
+        log.debug("Received addr: %d addresses (%d processed, %d rate-limited) from peer=%d",
+                  len(batch), processed, limited, peer.id)
         if good:
             self.addrman.add(good, peer.addr.host(), penalty=2 * 60 * 60)
 

@@ -231,6 +231,11 @@ class BlockSync:
         if not headers:
             peer.headers_requested_at = 0.0  # (empty: the answer to our getheaders)
             return
+        # Core's CheckHeadersPoW, before anything else is looked at
+        for h in headers:
+            if not check_proof_of_work(h.hash, h.bits, self.chain.params):
+                self.net.misbehaving(peer, 100, "header with invalid proof of work")
+                return
         for a, b in zip(headers, headers[1:]):
             if b.prev_hash != a.hash:
                 self.net.misbehaving(peer, 20, "non-continuous headers sequence")

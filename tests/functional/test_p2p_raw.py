@@ -287,25 +287,17 @@ def test_bad_bytes_end_the_connection(node, follower, what):
     wait_until(lambda: follower.call("getbestblockhash") == h, 10, "follower served")
 
 
-def test_oversized_lists_are_refused_and_scored(node):
-    p = peer(node)
-    too_many = m.InvMsg([m.Inv(m.MSG_WTX, i.to_bytes(32, "little")) for i in range(50_001)])
-    for i in range(4):  # 20 points each
-        p.send(too_many)
-        p.send(m.Ping(i + 1))
-        p.wait_for("pong", pred=lambda msg, i=i: msg.nonce == i + 1)
-    [info] = raw_peers(node, p)
-    assert info["bytesrecv_per_msg"]["inv"] > 4 * 36 * 50_000
-    p.send_payload("headers", m.compact_size(2001) + b"\x00" * 81 * 2001)  # the fifth: 100
-    assert p.is_closed(5)
-    # oversized addr and getdata are refused the same way
-    for msg in (m.Addr([NetAddr.from_ip("1.2.3.4", 8333)] * 1001),
+def test_oversized_lists_end_the_connection(node):
+    # Any misbehaviour ends the connection (Core's, since v28: no more scores).
+    for msg in (m.InvMsg([m.Inv(m.MSG_WTX, i.to_bytes(32, "little")) for i in range(50_001)]),
+                m.Addr([NetAddr.from_ip("1.2.3.4", 8333)] * 1001),
                 m.GetData([m.Inv(m.MSG_TX, b"\x01" * 32)] * 50_001)):
         q = peer(node)
         q.send(msg)
-        q.send(m.Ping(9))
-        q.wait_for("pong", pred=lambda x: x.nonce == 9)  # refused, not fatal on its own
-        q.close()
+        assert q.is_closed(5)
+    p = peer(node)
+    p.send_payload("headers", m.compact_size(2001) + b"\x00" * 81 * 2001)
+    assert p.is_closed(5)
 
 
 def test_unknown_messages_ignored(node):
@@ -335,12 +327,9 @@ def test_invalid_blocks_get_the_sender_dropped(node, follower):
     assert node.call("getbestblockhash") == tip
     status = {t["hash"]: t["status"] for t in node.call("getchaintips")}
     assert status.get(bad.hash_hex()) == "invalid"
-    # headers that do not meet their proof of work: 50 points each
+    # a header that does not meet its proof of work
     r = peer(node)
     r.send(m.Headers([high_hash_header(node, 0)]))
-    r.send(m.Ping(3))
-    r.wait_for("pong", pred=lambda msg: msg.nonce == 3)  # still connected at 50
-    r.send(m.Headers([high_hash_header(node, 1)]))
     assert r.is_closed(5)
     # the node is fine and still serving
     assert node.call("getbestblockhash") == tip
@@ -363,9 +352,9 @@ def test_non_continuous_and_unconnecting_headers(node):
     p = peer(node)
     a = tip_block(node)
     b = tip_block(node, coinbase=make_coinbase(HEIGHT + 50, 10))  # another child of the tip
-    p.send(m.Headers([a.header, b.header]))  # b does not follow a: 20 points
-    p.send(m.Ping(4))
-    p.wait_for("pong", pred=lambda msg: msg.nonce == 4)
+    p.send(m.Headers([a.header, b.header]))  # b does not follow a: dropped
+    assert p.is_closed(5)
+    p = peer(node)
     # Headers that connect to nothing we know make the node ask for the way to them, again
     # and again (once each answered), without punishing the peer (Core's, since v26).
     p.send(m.Headers([]))  # (answers the node's first getheaders)
