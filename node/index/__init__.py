@@ -91,7 +91,7 @@ class Indexes:
     def prune_lock(self) -> int | None:
         """Core's prune lock: the lowest best height of the indexes, whose next blocks they
         still have to read (None without indexes)."""
-        heights = [ix.best.height if ix.best is not None else 0 for ix in self.all]
+        heights = [ix.lock_height if ix.lock_height is not None else 0 for ix in self.all]
         return min(heights) if heights else None
 
     def block_until_synced(self) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import shutil
 import threading
 import time
@@ -29,6 +30,7 @@ from consensus.serialize import Reader, compact_size
 from node.confparse import ConfigError
 
 log = logging.getLogger("index")
+prune_log = logging.getLogger("prune")
 
 BEST_BLOCK_KEY = b"B"
 COMMIT_INTERVAL = 30.0  # seconds between locator writes while syncing (Core's)
@@ -41,8 +43,11 @@ class IndexInitError(ConfigError):
     """The index cannot start (its database is damaged, its best block is unknown): the text
     is Core's start-up error, shown as "Error: <text>"."""
 
-    def __init__(self, msg: str) -> None:
-        super().__init__(f"Error: {msg}")
+    def __init__(self, msg: str, starting: bool = False) -> None:
+        # An index that fails to start is, for Core, also a fatal error after start-up.
+        tail = (f"{os.linesep}Error: A fatal internal error occurred, see debug.log for "
+                f"details: Failed to start indexes, shutting down..") if starting else ""
+        super().__init__(f"Error: {msg}{tail}")
 
 
 def open_leveldb(path: Path, wipe: bool = False, **options) -> plyvel.DB:
@@ -125,6 +130,7 @@ class BaseIndex:
             self.db.close()
             raise
         self.best = None  # BlockIndexEntry of the last block indexed
+        self.lock_height: int | None = None  # Core's prune lock (height_first): see prune.py
         self.synced = False  # caught up once (Core's m_synced): then RPCs wait for it
         self._cond = threading.Condition()
         self._wake = False
@@ -158,13 +164,14 @@ class BaseIndex:
             e = chain.get(self._locator[0])
             if e is None:
                 raise IndexInitError(f"{self.name}: best block of the index not found. "
-                                     f"Please rebuild the index.")
+                                     f"Please rebuild the index.", starting=True)
             self.best = e
+            self.lock_height = e.height
         self._check_block_data()
         self.after_start()
         self.synced = self.best is chain.tip
         chain.on_connected.append(self._on_connected)
-        chain.on_disconnected.append(self._on_event)
+        chain.on_disconnected.append(self._on_disconnected)
         chain.on_activated.append(self._on_event)
         self._started = True
         self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
@@ -184,7 +191,7 @@ class BaseIndex:
             if not e.have_data:
                 raise IndexInitError(f"{self.name} best block of the index goes beyond pruned "
                                      f"data. Please disable the index or reindex (which will "
-                                     f"download the whole blockchain again)")
+                                     f"download the whole blockchain again)", starting=True)
             e = e.prev
 
     def stored_best(self) -> bytes | None:
@@ -219,6 +226,15 @@ class BaseIndex:
                 self._queue.append((block, entry))
             else:
                 self._queue.clear()  # far behind: follow the active chain instead
+        self._on_event()
+
+    def _on_disconnected(self, block, e) -> None:
+        # Core's DisconnectTip: a prune lock at or above the block moves back below it, so
+        # that the index can still read the blocks it has to rewind over.
+        h = e.height - 1
+        if self.lock_height is not None and self.lock_height > h:
+            self.lock_height = h
+            prune_log.debug("%s prune lock moved back to %d", self.name, h)
         self._on_event()
 
     def _on_event(self, *args) -> None:
@@ -328,6 +344,7 @@ class BaseIndex:
                 self.rewind(b, e)
                 b.put(BEST_BLOCK_KEY, encode_locator([e.prev.hash]))
             self.best = e.prev
+            self.lock_height = e.prev.height
 
     def _index_block(self, e, block=None) -> None:
         if block is None:
@@ -339,6 +356,7 @@ class BaseIndex:
             self.append(b, block, e, undo)
             b.put(BEST_BLOCK_KEY, encode_locator([e.hash]))
         self.best = e
+        self.lock_height = e.height
 
     def _commit(self) -> None:
         best = self.best

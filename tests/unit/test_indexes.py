@@ -5,6 +5,7 @@ damaged database refused with Core's error."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 import pytest
@@ -259,9 +260,13 @@ def test_pruning_keeps_what_an_index_still_needs(tmp_path):
         # An index that would need the pruned blocks refuses to start, as Core's.
         ixs = Indexes.open(tmp_path / "node", chain, coinstatsindex=True)
         try:
-            with pytest.raises(IndexInitError, match="coinstatsindex best block of the index "
-                                                     "goes beyond pruned data"):
+            with pytest.raises(IndexInitError) as err:
                 ixs.start()
+            assert str(err.value) == (
+                "Error: coinstatsindex best block of the index goes beyond pruned data. Please "
+                "disable the index or reindex (which will download the whole blockchain again)"
+                f"{os.linesep}Error: A fatal internal error occurred, see debug.log for details: "
+                "Failed to start indexes, shutting down..")
         finally:
             ixs.close()
     finally:
@@ -322,6 +327,27 @@ def test_blocks_a_reorg_left_are_indexed_in_order(tmp_path, built):
             assert ixs.coinstats.lookup(blk.hash) is not None
         check_digest = chain.utxo_stats_full(muhash=True)[0].muhash
         assert ixs.coinstats.lookup(chain.tip.hash)[0] == check_digest
+    finally:
+        ixs.close()
+        chain.close()
+
+
+def test_prune_lock_moves_back_on_disconnect(tmp_path, built, caplog):
+    common, a, _, _ = built
+    chain = open_chain(tmp_path / "node")
+    ixs = Indexes.open(tmp_path / "node", chain, blockfilterindex=True)
+    try:
+        feed(chain, common + a)
+        ixs.start()
+        wait_synced(ixs, chain)
+        assert ixs.prune_lock() == 108
+        caplog.set_level(logging.DEBUG, logger="prune")
+        chain.invalidate_block(a[1].hash)  # disconnects 108 and 107
+        assert "basic block filter index prune lock moved back to 106" in caplog.text
+        # As Core's, the index stays on 108 (rewound at the next block connected), which
+        # counts as synced with the tip 106, its ancestor.
+        assert ixs.blockfilter.block_until_synced()
+        assert ixs.prune_lock() == 106
     finally:
         ixs.close()
         chain.close()
