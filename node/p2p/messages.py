@@ -479,12 +479,119 @@ class AddrV2(Addr):
             raise DeserializationError(str(err)) from None
 
 
+# -- BIP152 compact blocks -------------------------------------------------------------------
+
+
+@dataclass
+class CmpctBlock:
+    """HeaderAndShortIDs: the header, a nonce, 6-byte short ids of the transactions and
+    the prefilled ones (at least the coinbase) with their absolute indexes."""
+    command = "cmpctblock"
+    header: BlockHeader
+    nonce: int = 0
+    short_ids: list[int] = field(default_factory=list)
+    prefilled: list[tuple[int, object]] = field(default_factory=list)  # (index, Transaction)
+
+    def serialize(self) -> bytes:
+        out = [self.header.serialize(), struct.pack("<Q", self.nonce),
+               compact_size(len(self.short_ids))]
+        out += [sid.to_bytes(6, "little") for sid in self.short_ids]
+        out.append(compact_size(len(self.prefilled)))
+        last = -1
+        for index, tx in self.prefilled:
+            out.append(compact_size(index - last - 1))
+            out.append(tx.serialize())
+            last = index
+        return b"".join(out)
+
+    @classmethod
+    def parse(cls, payload: bytes) -> CmpctBlock:
+        from consensus.tx import Transaction
+
+        r = Reader(payload)
+        header = BlockHeader.from_bytes(r.read(HEADER_SIZE))
+        nonce = r.u64()
+        n = r.compact_size()
+        if n > MAX_PROTOCOL_MESSAGE_LENGTH // 6:
+            raise DeserializationError("too many short ids")
+        short_ids = [int.from_bytes(r.read(6), "little") for _ in range(n)]
+        n = r.compact_size()
+        prefilled = []
+        last = -1
+        for _ in range(n):
+            last += r.compact_size() + 1
+            if last > 0xFFFF:
+                raise DeserializationError("prefilled index overflow")
+            prefilled.append((last, Transaction.deserialize(r)))
+        expect_end(r, "cmpctblock")
+        return cls(header, nonce, short_ids, prefilled)
+
+
+def _write_indexes(indexes: list[int]) -> bytes:
+    out = [compact_size(len(indexes))]
+    last = -1
+    for i in indexes:
+        out.append(compact_size(i - last - 1))
+        last = i
+    return b"".join(out)
+
+
+@dataclass
+class GetBlockTxn:
+    command = "getblocktxn"
+    block_hash: bytes
+    indexes: list[int] = field(default_factory=list)  # absolute
+
+    def serialize(self) -> bytes:
+        return self.block_hash + _write_indexes(self.indexes)
+
+    @classmethod
+    def parse(cls, payload: bytes) -> GetBlockTxn:
+        r = Reader(payload)
+        h = r.read(32)
+        n = r.compact_size()
+        if n > MAX_PROTOCOL_MESSAGE_LENGTH // 1:
+            raise DeserializationError("too many indexes")
+        indexes = []
+        last = -1
+        for _ in range(n):
+            last += r.compact_size() + 1
+            if last > 0xFFFF:
+                raise DeserializationError("index overflow")
+            indexes.append(last)
+        expect_end(r, "getblocktxn")
+        return cls(h, indexes)
+
+
+@dataclass
+class BlockTxn:
+    command = "blocktxn"
+    block_hash: bytes
+    txs: list = field(default_factory=list)  # Transaction
+
+    def serialize(self) -> bytes:
+        return self.block_hash + compact_size(len(self.txs)) + b"".join(
+            tx.serialize() for tx in self.txs)
+
+    @classmethod
+    def parse(cls, payload: bytes) -> BlockTxn:
+        from consensus.tx import Transaction
+
+        r = Reader(payload)
+        h = r.read(32)
+        n = r.compact_size()
+        txs = [Transaction.deserialize(r) for _ in range(n)]
+        expect_end(r, "blocktxn")
+        return cls(h, txs)
+
+
 # command -> payload class, for the messages we decode (others are ignored)
 MESSAGES = {
     cls.command: cls
     for cls in (Version, VerAck, Ping, Pong, FeeFilter, SendCmpct, GetAddr, SendHeaders,
                 SendAddrV2, WTxidRelay, MempoolMsg, FilterClear, FilterLoad, FilterAdd, InvMsg,
-                GetData, NotFound, GetHeaders, GetBlocks, Headers, Addr, AddrV2)
+                GetData, NotFound, GetHeaders, GetBlocks, Headers, Addr, AddrV2, CmpctBlock,
+                GetBlockTxn, BlockTxn)
 }
 
 

@@ -15,14 +15,16 @@ FindNextBlocksToDownload), and serving headers and blocks to others.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 
-from consensus.block import HEADER_SIZE, Block, BlockHeader
+from consensus.block import HEADER_SIZE, Block, BlockHeader, merkle_root
 from consensus.errors import ValidationError
 from consensus.pow import block_work, check_proof_of_work
 from consensus.serialize import DeserializationError
 from node import clock
+from node.index.siphash import siphash24
 from node.p2p import messages as m
 from node.p2p import permissions as perm
 from node.p2p.connman import ADDR_FETCH
@@ -49,6 +51,7 @@ NEVER = float("inf")
 SERVES_BLOCKS = m.NODE_NETWORK | m.NODE_NETWORK_LIMITED
 STALE_RELAY_AGE_LIMIT = 30 * 24 * 3600  # stale blocks older than this are not served
 NODE_NETWORK_LIMITED_MIN_BLOCKS = 288  # a pruned node serves this deep (and 2 more)
+MAX_BLOCKTXN_DEPTH = 10  # getblocktxn answered for blocks this close to the tip
 UNREQUESTED_MAX_AHEAD = 288  # Core's MIN_BLOCKS_TO_KEEP: unrequested blocks beyond it are dropped
 
 
@@ -586,7 +589,9 @@ class BlockSync:
             prev = self.chain.get(header.prev_hash)
             tip = self.chain.published
             if prev is None:
-                self.send_getheaders(peer, self.chain.best_header)
+                # (Core: the block cannot be accepted, and sending it is a misbehaviour)
+                log.debug("ProcessNewBlock: AcceptBlock FAILED (prev-blk-not-found)")
+                self.net.misbehaving(peer, 100, f"block {header.hash_hex()} does not connect")
                 return
             if h in self.processing or (self.chain.get(h) is not None
                                         and self.chain.get(h).have_data):
@@ -613,6 +618,131 @@ class BlockSync:
             await fut  # backpressure: stop reading this peer until validation catches up
             peer.downloading_since = time.monotonic()  # (our delay, not the peer's)
         self.schedule()
+
+    # -- BIP152 compact blocks (receiving) ----------------------------------------------------
+
+    async def on_cmpctblock(self, peer: Peer, msg: m.CmpctBlock) -> None:
+        """A block announced as its header and short transaction ids: rebuilt from our
+        mempool when we asked the peer for it (or may fetch it directly), the transactions
+        we lack asked for with getblocktxn (Core's PartiallyDownloadedBlock)."""
+        header = msg.header
+        if not check_proof_of_work(header.hash, header.bits, self.chain.params):
+            self.net.misbehaving(peer, 100, "header with invalid proof of work")
+            return
+        if self.chain.get(header.prev_hash) is None:
+            self.maybe_send_getheaders(peer)
+            peer.last_unknown_announced = header.hash
+            return
+        try:
+            e = await self.net.validate(self._accept_headers, [header])
+        except ValidationError as err:
+            self.net.misbehaving(peer, err.dos_score, f"invalid header received: {err}")
+            return
+        if peer.closed or e is None:
+            return
+        peer.known_blocks.add(e.hash)
+        self.update_best_known(peer, e)
+        tip = self.chain.published
+        if e.have_data or e.chain_work <= tip.chain_work:
+            return
+        h = e.hash
+        owner = self.in_flight.get(h)
+        if owner is not peer:
+            if owner is not None or h in self.processing:
+                return
+            if tip.time <= clock.now() - 20 * self.chain.params.pow_target_spacing or \
+                    len(peer.in_flight) >= MAX_BLOCKS_IN_TRANSIT_PER_PEER or \
+                    not e.prev.is_valid(VALID_SCRIPTS):
+                self._direct_fetch(peer, e)
+                return
+            peer.in_flight[h] = time.monotonic()
+            self.in_flight[h] = peer
+        n = len(msg.short_ids) + len(msg.prefilled)
+        slots: list = [None] * n
+        for index, tx in msg.prefilled:
+            if index >= n:
+                self.net.misbehaving(peer, 100, "invalid compact block")
+                return
+            slots[index] = tx
+        key = hashlib.sha256(header.serialize() + msg.nonce.to_bytes(8, "little")).digest()
+        k0 = int.from_bytes(key[:8], "little")
+        k1 = int.from_bytes(key[8:16], "little")
+        want: dict[int, int] = {}
+        free = iter(i for i in range(n) if slots[i] is None)
+        for sid in msg.short_ids:
+            i = next(free)
+            if sid in want:  # a short id twice: cannot be rebuilt, ask for the block
+                self._request_full_block(peer, h)
+                return
+            want[sid] = i
+        if want:
+            entries = list(self.net.mempool.by_wtxid.items())
+            for wtxid, entry in entries:
+                sid = siphash24(k0, k1, wtxid) & 0xFFFF_FFFF_FFFF
+                i = want.get(sid)
+                if i is not None:
+                    if slots[i] is not None:  # two mempool transactions match: ask for all
+                        self._request_full_block(peer, h)
+                        return
+                    slots[i] = entry.tx
+        missing = [i for i in range(n) if slots[i] is None]
+        if missing:
+            peer.partial_block = (h, header, slots, missing)
+            peer.send(m.GetBlockTxn(h, missing))
+            return
+        await self._rebuilt(peer, header, slots)
+
+    async def on_blocktxn(self, peer: Peer, msg: m.BlockTxn) -> None:
+        partial = getattr(peer, "partial_block", None)
+        if partial is None or partial[0] != msg.block_hash:
+            log.debug("Peer %d sent us block transactions for block we weren't expecting",
+                      peer.id)
+            return
+        peer.partial_block = None
+        h, header, slots, missing = partial
+        if len(msg.txs) != len(missing):
+            self.net.misbehaving(peer, 100, "invalid compact block/non-matching block "
+                                            "transactions")
+            return
+        for i, tx in zip(missing, msg.txs):
+            slots[i] = tx
+        await self._rebuilt(peer, header, slots)
+
+    async def _rebuilt(self, peer: Peer, header, txs: list) -> None:
+        """A block put together from a compact block: processed as if it had come whole,
+        unless its transactions do not make its merkle root (a short-id collision): then
+        the whole block is asked for."""
+        root, _ = merkle_root([tx.txid for tx in txs])
+        if root != header.merkle_root:
+            log.debug("Failed to reconstruct block %s from peer=%d, requesting the full "
+                      "block", header.hash_hex(), peer.id)
+            self._request_full_block(peer, header.hash)
+            return
+        raw = Block(header, txs).serialize()
+        await self.on_block(peer, m.RawPayload("block", raw))
+
+    def _request_full_block(self, peer: Peer, h: bytes) -> None:
+        now = time.monotonic()
+        if not peer.in_flight:
+            peer.downloading_since = now
+        peer.in_flight[h] = now
+        self.in_flight[h] = peer
+        peer.send(m.GetData([m.Inv(m.MSG_WITNESS_BLOCK, h)]))
+
+    async def on_getblocktxn(self, peer: Peer, msg: m.GetBlockTxn) -> None:
+        """Transactions of a recent block of ours, by index."""
+        e = self.chain.get(msg.block_hash)
+        tip = self.chain.published
+        if e is None or not e.have_data or tip.height - e.height >= MAX_BLOCKTXN_DEPTH:
+            log.debug("Peer %d sent us a getblocktxn for a block we don't have or is too "
+                      "deep", peer.id)
+            return
+        raw = await self.net.loop.run_in_executor(None, _block_bytes, self.chain, e, True)
+        block = Block.from_bytes(raw)
+        if any(i >= len(block.txs) for i in msg.indexes):
+            self.net.misbehaving(peer, 100, "getblocktxn with out-of-bounds tx indices")
+            return
+        peer.send(m.BlockTxn(msg.block_hash, [block.txs[i] for i in msg.indexes]))
 
     async def blocks_processed(self, peer: Peer) -> None:
         """Wait until the blocks this peer sent so far are processed (validation runs
@@ -660,6 +790,10 @@ class BlockSync:
             self.net.misbehaving(peer, 100, f"malformed block {h[::-1].hex()}: {error}")
         else:
             failed.pop(h, None)
+            if getattr(error, "mutated", False):
+                log.debug("Block mutated: %s%s", error.reason,
+                          f", {error.debug}" if error.debug else "")
+                log.debug("Received mutated block from peer=%d", peer.id)
             score = 100 if error.reason == "duplicate" else error.dos_score
             self.net.misbehaving(peer, score, f"invalid block {h[::-1].hex()}: {error}")
         for bad, why in failed.items():  # descendants stored earlier, from other peers
