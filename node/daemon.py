@@ -265,6 +265,7 @@ class Node:
 
         cfg = self.config
         prune = prune_target(cfg)
+        Indexes.options(cfg)  # Core's checks of the index options, before anything changes
         # -reindex rebuilds the databases from the block files: start them from nothing, so
         # that even a damaged database (one that cannot be opened) is recovered. A marker
         # file, written first and removed once the rebuild is done, makes a restart after a

@@ -60,25 +60,43 @@ class Indexes:
             raise
         return out
 
-    @classmethod
-    def from_config(cls, cfg, datadir: Path, chain, wipe: bool = False) -> Indexes:
-        """The indexes the options ask for (Core's names and values: -blockfilterindex=1 or
-        =basic; =0 or none of them off)."""
-        if cfg.arg_int("prune", 0):  # Core's parameter checks
-            for name in ("txindex", "txospenderindex"):
-                if cfg.arg_bool(name, False) or (name == "txindex" and cfg.txindex):
-                    raise IndexInitError(f"Prune mode is incompatible with -{name}.")
+    @staticmethod
+    def options(cfg) -> dict:
+        """Which indexes the options ask for, checked as Core's AppInitParameterInteraction
+        does (before anything is touched): -blockfilterindex=1 or =basic (0 off),
+        -peerblockfilters needs it, -prune refuses -txindex and -txospenderindex,
+        -reindex-chainstate refuses -coinstatsindex, -blockfilterindex and -txindex."""
         values = cfg.arg_list("blockfilterindex")  # after the last -noblockfilterindex
         last = values[-1] if values else "0"
-        blockfilter = last not in ("0",)
+        blockfilter = last != "0"
         if last not in ("", "1", "0"):
             for v in values:
                 if v != "basic":
                     raise IndexInitError(f"Unknown -blockfilterindex value {v}.")
-        return cls.open(datadir, chain, txindex=bool(cfg.txindex),
-                        blockfilterindex=blockfilter,
-                        coinstatsindex=cfg.arg_bool("coinstatsindex", False),
-                        txospenderindex=cfg.arg_bool("txospenderindex", False), wipe=wipe)
+        if cfg.arg_bool("peerblockfilters", False) and not blockfilter:
+            raise IndexInitError("Cannot set -peerblockfilters without -blockfilterindex.")
+        which = dict(txindex=bool(cfg.txindex) or cfg.arg_bool("txindex", False),
+                     blockfilterindex=blockfilter,
+                     coinstatsindex=cfg.arg_bool("coinstatsindex", False),
+                     txospenderindex=cfg.arg_bool("txospenderindex", False))
+        if cfg.arg_int("prune", 0):
+            for name in ("txindex", "txospenderindex"):
+                if which[name]:
+                    raise IndexInitError(f"Prune mode is incompatible with -{name}.")
+        if getattr(cfg, "reindex_chainstate", False):  # they would be corrupted (Core #24630)
+            for name in ("coinstatsindex", "blockfilterindex", "txindex"):
+                if which[name]:
+                    raise IndexInitError(
+                        f"-reindex-chainstate option is not compatible with -{name}. Please "
+                        f"temporarily disable {name} while using -reindex-chainstate, or "
+                        f"replace -reindex-chainstate with -reindex to fully rebuild all "
+                        f"indexes.")
+        return which
+
+    @classmethod
+    def from_config(cls, cfg, datadir: Path, chain, wipe: bool = False) -> Indexes:
+        """The indexes the options ask for (see options())."""
+        return cls.open(datadir, chain, wipe=wipe, **cls.options(cfg))
 
     def start(self) -> None:
         for ix in self.all:

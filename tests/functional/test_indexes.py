@@ -161,3 +161,21 @@ def test_without_indexes(tmp_path, built):
             -1, "Index is not enabled for filtertype basic")
         assert rpc_error(node, "gettxspendingprevout", [out], {"mempool_only": False}) == (
             -1, "Mempool lacks a relevant spend, and txospenderindex is unavailable.")
+
+
+def test_option_errors_stop_start_up_before_anything_changes(tmp_path, built):
+    blocks, _ = built
+    node = NodeProcess(tmp_path / "n")
+    with node:
+        submit(node, blocks[:5])
+    chainstate = sorted(p.name for p in (node.chain_dir / "chainstate").iterdir())
+    node.start("-coinstatsindex", "-reindex-chainstate", wait=False)
+    assert node.proc.wait(60) == 1
+    node.proc = None
+    out = (node.datadir / "stdout.log").read_text()
+    assert ("Error: -reindex-chainstate option is not compatible with -coinstatsindex. Please "
+            "temporarily disable coinstatsindex while using -reindex-chainstate, or replace "
+            "-reindex-chainstate with -reindex to fully rebuild all indexes.") in out
+    assert sorted(p.name for p in (node.chain_dir / "chainstate").iterdir()) == chainstate
+    with node:
+        assert node.call("getblockcount") == 5

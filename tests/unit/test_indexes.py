@@ -196,6 +196,7 @@ class _Cfg:
     def __init__(self, **args) -> None:
         self.args = args
         self.txindex = False
+        self.reindex_chainstate = False
 
     def arg_list(self, name):
         return [v for v in self.args.get(name, []) if v != "\0negated"]
@@ -351,3 +352,26 @@ def test_prune_lock_moves_back_on_disconnect(tmp_path, built, caplog):
     finally:
         ixs.close()
         chain.close()
+
+
+@pytest.mark.parametrize("argv,error", [
+    (["-reindex-chainstate", "-coinstatsindex"], "Error: -reindex-chainstate option is not "
+     "compatible with -coinstatsindex. Please temporarily disable coinstatsindex while using "
+     "-reindex-chainstate, or replace -reindex-chainstate with -reindex to fully rebuild all "
+     "indexes."),
+    (["-reindex-chainstate", "-blockfilterindex"], "-blockfilterindex. Please temporarily "
+     "disable blockfilterindex"),
+    (["-reindex-chainstate", "-txindex"], "-txindex. Please temporarily disable txindex"),
+    (["-blockfilterindex=abc"], "Error: Unknown -blockfilterindex value abc."),
+    (["-prune=550", "-txindex"], "Error: Prune mode is incompatible with -txindex."),
+])
+def test_option_errors_as_cores(tmp_path, argv, error):
+    from node.config import load_config
+
+    cfg = load_config(["-regtest", f"-datadir={tmp_path}", *argv])
+    with pytest.raises(IndexInitError) as e:
+        Indexes.options(cfg)
+    assert error in str(e.value)
+    assert Indexes.options(load_config(["-regtest", f"-datadir={tmp_path}", "-txindex"])) == {
+        "txindex": True, "blockfilterindex": False, "coinstatsindex": False,
+        "txospenderindex": False}
