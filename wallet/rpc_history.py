@@ -73,9 +73,11 @@ def _tx_fields(w: Wallet, wtx: WalletTx) -> dict:
     return out
 
 
-def _entries(w: Wallet, wtx: WalletTx, include_change: bool = False) -> list[dict]:
+def _entries(w: Wallet, wtx: WalletTx, include_change: bool = False,
+             min_depth: int = 0) -> list[dict]:
     """Core's ListTransactions entries (send and receive) for one transaction, without the
-    transaction-wide fields."""
+    transaction-wide fields; receives only at min_depth confirmations or more (a conflicted
+    transaction's are not listed, except among listsinceblock's removed)."""
     debit = w.debit(wtx)
     fee = (debit - wtx.tx.total_out()) if debit > 0 else 0
     out = []
@@ -96,7 +98,7 @@ def _entries(w: Wallet, wtx: WalletTx, include_change: bool = False) -> list[dic
             e["fee"] = to_btc(-fee)
             e["abandoned"] = wtx.txid in w.abandoned
             out.append(e)
-    for n in sorted(mine):
+    for n in sorted(mine) if w.depth(wtx) >= min_depth else ():
         txout = wtx.tx.vout[n]
         if debit > 0 and w.is_change(txout.script_pubkey) and not include_change:
             continue
@@ -318,7 +320,7 @@ def listsinceblock(call: Call, blockhash, target_confirmations, include_watchonl
             for tx in Block.from_bytes(bytes.fromhex(raw)).txs:
                 wtx = w.txs.get(tx.txid)
                 if wtx is not None:
-                    removed.extend(_listed(w, wtx, include_change, label))
+                    removed.extend(_listed(w, wtx, include_change, label, -100_000_000))
         out["removed"] = removed
     last = w.tip_height + 1 - target_confirmations
     last_hash = w.block_hash_at(last) if last >= 0 else None
@@ -330,12 +332,12 @@ def listsinceblock(call: Call, blockhash, target_confirmations, include_watchonl
 
 
 def _listed(w: Wallet, wtx: WalletTx, include_change: bool = False,
-            label: str | None = None) -> list[dict]:
+            label: str | None = None, min_depth: int = 0) -> list[dict]:
     """Core's ListTransactions rows of one transaction (entries with the transaction's
     fields); with a label, only the receives with that label."""
     fields = _tx_fields(w, wtx)
     rows = []
-    for e in _entries(w, wtx, include_change):
+    for e in _entries(w, wtx, include_change, min_depth):
         if label is not None and (e["category"] == "send" or e.get("label", "") != label):
             continue
         rows.append({**e, **fields})

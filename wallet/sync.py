@@ -41,11 +41,47 @@ def sync(wallet: Wallet, node: NodeClient, stop_height: int | None = None) -> Sy
     """Bring the wallet to the node's best chain (or stop_height) and then its mempool (a
     mempool read while a block connected is not applied: the chain is followed again)."""
     result = SyncResult()
+    start_height, start_hash = wallet.tip_height, wallet.tip_hash
     for _ in range(3):
         _sync_chain(wallet, node, stop_height, result)
         if stop_height is not None or sync_mempool(wallet, node) is not None:
             break
+    if wallet.tip_hash != start_hash and start_height >= 0 and stop_height is None:
+        _scan_stale(wallet, node, start_height)
     return result
+
+
+def _scan_stale(wallet: Wallet, node: NodeClient, since: int) -> None:
+    """Blocks the node connected and then left for another branch between two syncs (the
+    wallet, following by polling, never saw them): their transactions that touch the
+    wallet are recorded as Core's wallet, told of every connected block, would have them
+    after the reorg: unconfirmed, conflicted where the new branch spends their inputs.
+    Only branch blocks above `since`, the wallet's tip before this sync, can be such."""
+    try:
+        tips = node.call("getchaintips")
+    except NodeRPCError:
+        return
+    hashes: list[str] = []
+    for tip in tips:
+        if tip.get("status") != "valid-fork" or int(tip["height"]) <= since:
+            continue
+        bhash, height = tip["hash"], int(tip["height"])
+        low = max(since, height - int(tip["branchlen"]))
+        while height > low and bhash:
+            hashes.append(bhash)
+            header = node.call("getblockheader", bhash)
+            bhash, height = header.get("previousblockhash"), height - 1
+    if not hashes:
+        return
+    raws = node.batch([("getblock", [h, 0]) for h in reversed(hashes)])
+    with wallet.db.atomic():
+        for raw in raws:
+            if isinstance(raw, Exception):
+                continue
+            for tx in Block.from_bytes(bytes.fromhex(raw)).txs:
+                if tx.txid not in wallet.txs and not tx.is_coinbase() and \
+                        wallet.is_relevant(tx):
+                    wallet.add_tx(tx)
 
 
 def _sync_chain(wallet: Wallet, node: NodeClient, stop_height: int | None,
