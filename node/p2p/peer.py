@@ -115,15 +115,6 @@ class Peer:
         # starts by detecting v1; an outbound one that hears nothing back may be retried as
         # v1 (v2_retry_v1, read by the connection manager once the connection has ended).
         self.v2 = v2
-        # Bytes are counted as they arrive (Core counts what the socket gives), a message
-        # cut in two included.
-        feed = reader.feed_data
-
-        def counted_feed(data, _feed=feed) -> None:
-            self.bytes_recv += len(data)
-            _feed(data)
-
-        reader.feed_data = counted_feed
         self.v2_attempted = v2 is not None and v2.initiator
         self.v2_retry_v1 = False
         self._v2_key_sent = False
@@ -133,6 +124,15 @@ class Peer:
         # counters (getpeerinfo, getnettotals)
         self.bytes_sent = 0
         self.bytes_recv = 0
+        # Bytes received are counted as they arrive (Core counts what the socket gives), a
+        # message cut in two included.
+        feed = reader.feed_data
+
+        def counted_feed(data, _feed=feed) -> None:
+            self.bytes_recv += len(data)
+            _feed(data)
+
+        reader.feed_data = counted_feed
         self.sent_per_msg: dict[str, int] = {}
         self.recv_per_msg: dict[str, int] = {}
         self.last_send = 0.0
@@ -347,8 +347,17 @@ class Peer:
         t = self.v2
         reader = self.reader
         self._flush_v2()  # an initiator's key and garbage
-        recv_per_msg = self.recv_per_msg
         while not self.closed:
+            if t.packet_reads:  # after the handshake: one packet at a time, no buffering
+                try:
+                    rest = t.read_length(await reader.readexactly(v2t.LENGTH_LEN))
+                    msg = t.read_packet(await reader.readexactly(rest))
+                except V2TransportError as err:
+                    raise ProtocolViolation(str(err)) from None
+                self.last_recv = time.time()
+                if msg is not None:  # (None: a decoy)
+                    await self._v2_message(handle, *msg)
+                continue
             need = t.bytes_needed()
             if t.state == v2t.APP or t.state == v2t.VERSION:
                 data = await reader.readexactly(need)  # the rest of one packet
@@ -373,20 +382,24 @@ class Peer:
             if error is None:
                 self._flush_v2()
             for command, payload, size in msgs:
-                if command is None:
-                    recv_per_msg["*other*"] = recv_per_msg.get("*other*", 0) + size
-                    log.debug("V2 transport error: invalid message type (%d bytes contents), "
-                              "peer=%d", len(payload), self.id)
-                    continue
-                key = command if command in m.MESSAGES or command in ("block", "tx") \
-                    else "*other*"
-                recv_per_msg[key] = recv_per_msg.get(key, 0) + size
-                await self._dispatch(handle, command, payload)
+                await self._v2_message(handle, command, payload, size)
                 if self.closed:
                     return b""
             if error is not None:
                 raise ProtocolViolation(str(error))
         return b""
+
+    async def _v2_message(self, handle: Handler, command: str | None, payload: bytes,
+                          size: int) -> None:
+        recv_per_msg = self.recv_per_msg
+        if command is None:
+            recv_per_msg["*other*"] = recv_per_msg.get("*other*", 0) + size
+            log.debug("V2 transport error: invalid message type (%d bytes contents), peer=%d",
+                      len(payload), self.id)
+            return
+        key = command if command in m.MESSAGES or command in ("block", "tx") else "*other*"
+        recv_per_msg[key] = recv_per_msg.get(key, 0) + size
+        await self._dispatch(handle, command, payload)
 
     def close(self, reason: str) -> None:
         if self.closed:

@@ -641,11 +641,45 @@ class V2Transport:
                 self.version_contents = plaintext[1:]  # ignored: only one version exists
                 self.state = APP
                 continue
-            first = plaintext[1] if n else -1
-            if first > 0:
-                command = _RECV_TYPE[first]
-                if command is not None:
-                    msgs.append((command, plaintext[2:], n + EXPANSION))
-                    continue
-            command, payload = decode_contents(plaintext[1:])
-            msgs.append((command, payload, n + EXPANSION))
+            msgs.append(_message(plaintext, n))
+
+    # -- the application phase's lean path ----------------------------------------------------
+
+    @property
+    def packet_reads(self) -> bool:
+        """The handshake is over and nothing is buffered: the caller may read each packet
+        with read_length (its first 3 bytes) and read_packet (the rest) instead of receive,
+        two calls with no buffering in between."""
+        return self.state == APP and self._recv_len < 0 and not self._recv_buf
+
+    def read_length(self, enc_length: bytes) -> int:
+        """(packet_reads) The next packet's encrypted length field: how many more bytes make
+        the packet. Raises V2TransportError for a packet over the limit."""
+        n = self.cipher.decrypt_length(enc_length)
+        if n > self.max_contents_len:
+            self.state = CLOSED
+            raise V2TransportError(f"V2 transport error: packet too large ({n} bytes)")
+        return HEADER_LEN + n + TAG_LEN
+
+    def read_packet(self, sealed: bytes) -> Message | None:
+        """(packet_reads) The rest of the packet read_length announced: its message, or None
+        for a decoy. Raises V2TransportError when it does not authenticate."""
+        try:
+            plaintext = self.cipher.decrypt(sealed)
+        except V2TransportError:
+            self.state = CLOSED
+            raise
+        if plaintext[0] & IGNORE_BIT:
+            return None
+        return _message(plaintext, len(plaintext) - HEADER_LEN)
+
+
+def _message(plaintext: bytes, n: int) -> Message:
+    """An application packet's message, from its plaintext (header byte | n bytes of
+    contents)."""
+    if n:
+        command = _RECV_TYPE[plaintext[1]]
+        if command is not None:
+            return command, plaintext[2:], n + EXPANSION
+    command, payload = decode_contents(plaintext[1:])
+    return command, payload, n + EXPANSION

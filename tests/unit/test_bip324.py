@@ -807,3 +807,35 @@ def test_packet_size_and_pending_after_v1_fallback():
     res.receive(ini.data_to_send())
     ini.receive(res.data_to_send())
     assert ini.ready and res.ready
+
+
+def test_packet_reads_lean_path():
+    """After the handshake a caller may read packet by packet (read_length, read_packet):
+    the same messages as receive(), decoys as None, an oversized length refused."""
+    ini = V2Transport(True, REGTEST)
+    res = V2Transport(False, REGTEST, detect_v1=False)
+    res.receive(ini.data_to_send())
+    ini.receive(res.data_to_send())
+    res.receive(ini.data_to_send())
+    assert res.packet_reads and ini.packet_reads
+    ini.send("ping", b"\x01" * 8)
+    ini.send_decoy(10)
+    ini.send("feefilter", b"\x02" * 8)
+    ini.send("sendtxrcncl", b"x")  # long form
+    wire = ini.data_to_send()
+    got = []
+    while wire:
+        rest = res.read_length(wire[:3])
+        got.append(res.read_packet(wire[3:3 + rest]))
+        wire = wire[3 + rest:]
+    assert got == [("ping", b"\x01" * 8, 29), None, ("feefilter", b"\x02" * 8, 29),
+                   ("sendtxrcncl", b"x", 34)]
+    small = V2Transport(False, REGTEST, detect_v1=False, max_contents_len=5)
+    a = V2Transport(True, REGTEST)
+    small.receive(a.data_to_send())
+    a.receive(small.data_to_send())
+    small.receive(a.data_to_send())
+    a.send("ping", b"\x00" * 8)
+    with pytest.raises(V2TransportError, match="packet too large"):
+        small.read_length(a.data_to_send()[:3])
+    assert not small.packet_reads
