@@ -272,6 +272,8 @@ def test_edge_answers_like_core(node):
     # Resubmitting an invalid block: duplicate-invalid.
     t = node.call("getblocktemplate", {"rules": ["segwit"]})
     cb = make_coinbase(t["height"] + 5, t["coinbasevalue"], W.p2tr)  # wrong BIP34 height
+    cb.locktime = 0  # (final: the height check is the one that fails)
+    cb.rehash()
     block = Block(None, [cb])
     block.header.version = t["version"]
     block.header.prev_hash = hex_to_hash(t["previousblockhash"])
