@@ -6,7 +6,10 @@ Generates (or reuses, from --cache) connect.py's chain of signed P2WPKH/P2TR tra
 imports it with `python -m node.importer` into a fresh datadir (timed), then builds the basic
 filter index over the imported chain with the index's own thread (timed), and prints both and
 their ratio: the most the index can add to an import, as it builds in the background beside
-validation. Goal: ratio <= 0.2. Also times the other indexes, for information.
+validation. Goal: ratio <= 0.2. Also times the other indexes, for information; and, end to end,
+minibtcd -loadblock with and without -blockfilterindex (until the chain and the index are at
+the last block; median of --rounds runs, alternated, as other load on the machine makes single
+runs noisy).
 
 Run: .venv/bin/python scripts/bench/filterindex.py [--blocks 100] [--txs 20000]
 """
@@ -15,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,11 +54,34 @@ def build(datadir: Path, **which) -> float:
         chain.close()
 
 
+def daemon_import(blk: Path, height: int, extra: list[str]) -> float:
+    """Seconds until minibtcd -loadblock has the chain (and its indexes) at `height`."""
+    from tests.functional.framework import NodeProcess
+
+    d = Path(tempfile.mkdtemp(prefix="filterbench-"))
+    try:
+        node = NodeProcess(d, f"-loadblock={blk}", *extra)
+        t0 = time.perf_counter()
+        node.start()
+        try:
+            while node.call("getblockcount") < height:
+                time.sleep(0.05)
+            while not all(v["synced"] and v["best_block_height"] == height
+                          for v in node.call("getindexinfo").values()):
+                time.sleep(0.05)
+            return time.perf_counter() - t0
+        finally:
+            node.stop()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--blocks", type=int, default=100)
     ap.add_argument("--txs", type=int, default=20_000)
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "minibtc-bench"))
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
@@ -80,6 +108,15 @@ def main() -> None:
           f"= {t_filter / t_import:.2f} x the import (goal <= 0.20)")
     print("other indexes: " + ", ".join(f"{k} {v:.1f} s = {v / t_import:.2f} x"
                                         for k, v in t_others.items()))
+    ratios = []
+    for _ in range(args.rounds):
+        plain = daemon_import(blk, 200 + n_blocks, [])
+        filtered = daemon_import(blk, 200 + n_blocks, ["-blockfilterindex"])
+        ratios.append(filtered / plain)
+        print(f"  minibtcd -loadblock: {plain:.1f} s; with -blockfilterindex (index synced too): "
+              f"{filtered:.1f} s", flush=True)
+    print(f"end to end, median of {args.rounds}: -blockfilterindex makes the import "
+          f"{statistics.median(ratios):.2f} x as long (goal <= 1.20)")
 
 
 if __name__ == "__main__":
