@@ -443,7 +443,11 @@ class PeerManager:
         age = now - peer.connected_at
         if not peer.handshake_done:
             if age > self.peer_timeout:
-                peer.close("version handshake timeout")
+                # (Core's lines: "V2" while the transport is still being set up)
+                why = "V2 handshake timeout" if peer.transport_type == "detecting" else \
+                    "version handshake timeout"
+                log.debug("%s peer=%d", why, peer.id)
+                peer.close(why)
             return
         if peer.ping_nonce and now_mono - peer.ping_sent_at > self.ping_timeout:
             peer.close(f"ping timeout: {now_mono - peer.ping_sent_at:.1f}s")

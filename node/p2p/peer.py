@@ -353,7 +353,7 @@ class Peer:
                     rest = t.read_length(await reader.readexactly(v2t.LENGTH_LEN))
                     msg = t.read_packet(await reader.readexactly(rest))
                 except V2TransportError as err:
-                    raise ProtocolViolation(str(err)) from None
+                    raise ProtocolViolation(f"{err}, peer={self.id}") from None
                 self.last_recv = time.time()
                 if msg is not None:  # (None: a decoy)
                     await self._v2_message(handle, *msg)
@@ -386,7 +386,7 @@ class Peer:
                 if self.closed:
                     return b""
             if error is not None:
-                raise ProtocolViolation(str(error))
+                raise ProtocolViolation(f"{error}, peer={self.id}")  # (Core's line)
         return b""
 
     async def _v2_message(self, handle: Handler, command: str | None, payload: bytes,

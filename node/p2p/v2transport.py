@@ -284,7 +284,8 @@ class V2Cipher:
         authenticate."""
         plaintext = self._recv_p.decrypt(aad, sealed)
         if plaintext is None:
-            raise V2TransportError("V2 transport error: packet decryption failure")
+            raise V2TransportError("V2 transport error: packet decryption failure "
+                                   f"({len(sealed) - HEADER_LEN - TAG_LEN} bytes)")
         return plaintext
 
 
@@ -327,7 +328,7 @@ def decode_contents(contents: bytes) -> tuple[str | None, bytes]:
         return None, contents
     raw = contents[1:1 + COMMAND_SIZE]
     name, _, pad = raw.partition(b"\x00")
-    if not name or pad.strip(b"\x00") or not all(0x20 < c < 0x7F for c in name):
+    if not name or pad.strip(b"\x00") or not all(0x20 <= c <= 0x7F for c in name):
         return None, contents
     return name.decode("ascii"), contents[1 + COMMAND_SIZE:]
 

@@ -253,3 +253,28 @@ def test_v2_unknown_message_type_is_dropped(v2node):
     assert "V2 transport error: invalid message type (3 bytes contents), peer=" in \
         _debug_log(v2node)
     s.close()
+
+
+def test_handshake_timeouts_and_decryption_failure(tmp_path):
+    with NodeProcess(tmp_path / "n", "-debug=net", "-peertimeout=1") as node:
+        port = node.p2pport
+        # Nothing said: the transport is still being detected (Core's "V2 handshake timeout").
+        idle = RawPeer(port)
+        v1 = RawPeer(port)
+        v1.send(v1.version_msg())  # a v1 version and no verack: "version handshake timeout"
+        assert idle.is_closed(8) and v1.is_closed(8)
+        log = _debug_log(node)
+        assert "V2 handshake timeout peer=" in log
+        assert "version handshake timeout peer=" in log
+        # Garbage changed on the way: the first packet (it authenticates the garbage) fails.
+        t = V2Transport(True, MAGIC, garbage=b"abc")
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(t.data_to_send()[:-3] + b"abd")
+        reply = b""
+        while len(reply) < 64:
+            reply += s.recv(64 - len(reply))
+        t.receive(reply)
+        s.sendall(t.data_to_send())  # terminator and version packet
+        wait_until(lambda: "V2 transport error: packet decryption failure (0 bytes), peer="
+                   in _debug_log(node), 10, "decryption failure")
+        s.close()

@@ -397,12 +397,17 @@ def test_received_only_ids():
     b"\x00verack",  # a long type needs 12 bytes
     b"\x00" + bytes(12),  # empty name
     b"\x00ver\x00ack\x00\x00\x00\x00\x00",  # bytes after the padding
-    b"\x00ver ack\x00\x00\x00\x00\x00",  # not printable without space
     b"\x00verack\x01\x00\x00\x00\x00\x00",
     b"\x00ver\xe9ck\x00\x00\x00\x00\x00\x00",
 ])
 def test_unreadable_types(contents):
     assert decode_contents(contents) == (None, contents)
+
+
+def test_long_types_as_core_reads_them():
+    """Core's GetMessageType: bytes ' ' to 0x7F before the padding (space and DEL too)."""
+    assert decode_contents(b"\x00ver ack\x00\x00\x00\x00\x00x") == ("ver ack", b"x")
+    assert decode_contents(b"\x00ab\x7f" + bytes(9)) == ("ab\x7f", b"")
 
 
 @pytest.mark.parametrize("cmd", ["", "thirteenchars", "vérack", "a b", "a\x00"])
