@@ -294,6 +294,8 @@ class Node:
             log.error("%s", err)
             raise _load_error(f"Error opening {err.what} database", err) from None
         self.chain.max_tip_age = cfg.arg_int("maxtipage", self.chain.max_tip_age)
+        self.chain.stop_at_height = cfg.arg_int("stopatheight", 0)  # Core's -stopatheight
+        self.chain.on_stop_height = self.request_shutdown
         if cfg.arg_set("minimumchainwork"):
             self.chain.minimum_chain_work = int(cfg.arg_str("minimumchainwork"), 16)
         # The optional indexes (node/index): opened now, so that a damaged one stops start-up;
