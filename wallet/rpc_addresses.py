@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from consensus.hashes import hash160
-from consensus.script.script import is_p2sh, witness_program
+from consensus.hashes import hash160, sha256
+from consensus.script.standard import (
+    MULTISIG,
+    PUBKEYHASH,
+    SCRIPTHASH,
+    WITNESS_V0_KEYHASH,
+    WITNESS_V0_SCRIPTHASH,
+    solver,
+)
 from wallet.accounts import ADDRESS_TYPES, address_type_of
 from wallet.address import AddressError, decode_address, script_to_address, validate_address
 from wallet.bip32 import format_path
@@ -81,7 +88,6 @@ def getaddressinfo(call: Call, address):
         out["desc"] = coin_desc(w, script)
         out["parent_desc"] = acc.descriptor
     out["iswatchonly"] = False
-    wp = witness_program(script)
     # Core's DescribeAddress (validateaddress's fields): no isscript for unknown witness versions
     described = validate_address(canonical, w.params).to_rpc()
     for key in ("isscript", "iswitness", "witness_version", "witness_program"):
@@ -89,11 +95,9 @@ def getaddressinfo(call: Call, address):
             out[key] = described[key]
     if owner is not None:
         acc, index = owner
-        key = acc.expansion(index).keys[0]
-        if is_p2sh(script):
-            out["script"] = "witness_v0_keyhash"
-        if wp is None or wp[0] != 1:
-            out["pubkey"] = key.pubkey.hex()
+        exp = acc.expansion(index)
+        key = exp.keys[0]
+        out.update(_describe_wallet_address(w, script, exp))
         out["ischange"] = acc.internal
         out["timestamp"] = acc.created
         out["hdkeypath"] = format_path(key.path, prefix="m")
@@ -101,6 +105,47 @@ def getaddressinfo(call: Call, address):
     else:
         out["ischange"] = False
     out["labels"] = [w.labels[canonical]] if canonical in w.labels else []
+    return out
+
+
+def _describe_wallet_address(w, script: bytes, exp, depth: int = 0) -> dict:  # noqa: ANN001
+    """Core's DescribeWalletAddress: what the wallet knows behind an address (the public
+    key of a key hash; the redeem or witness script of a script hash, described in turn as
+    "embedded" when it is an address itself, or its keys when it is a multisig)."""
+    kind, sols = solver(script)
+    out: dict = {}
+    if kind in (PUBKEYHASH, WITNESS_V0_KEYHASH):
+        for k in exp.keys:
+            if hash160(k.pubkey) == sols[0]:
+                out["pubkey"] = k.pubkey.hex()
+                if kind == PUBKEYHASH:
+                    out["iscompressed"] = len(k.pubkey) == 33
+                break
+    elif kind in (SCRIPTHASH, WITNESS_V0_SCRIPTHASH) and depth < 3:
+        h = sols[0]
+        sub = exp.subscripts.get(h)
+        if sub is None and kind == WITNESS_V0_SCRIPTHASH:
+            sub = next((s for s in exp.subscripts.values() if sha256(s) == h), None)
+        if sub is None and kind == SCRIPTHASH:
+            sub = next((s for s in exp.subscripts.values() if hash160(s) == h), None)
+        if sub is not None:
+            sub_kind, sub_sols = solver(sub)
+            out["script"] = sub_kind
+            out["hex"] = sub.hex()
+            addr = script_to_address(sub, w.params)
+            if addr is not None:
+                embedded = {k: v for k, v in validate_address(addr, w.params).to_rpc().items()
+                            if k in ("isscript", "iswitness", "witness_version",
+                                     "witness_program")}
+                embedded.update(_describe_wallet_address(w, sub, exp, depth + 1))
+                embedded["address"] = addr
+                embedded["scriptPubKey"] = sub.hex()
+                if "pubkey" in embedded:
+                    out["pubkey"] = embedded["pubkey"]
+                out["embedded"] = embedded
+            elif sub_kind == MULTISIG:
+                out["sigsrequired"] = sub_sols[0][0]
+                out["pubkeys"] = [k.hex() for k in sub_sols[1:-1]]
     return out
 
 

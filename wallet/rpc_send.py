@@ -6,9 +6,11 @@ from typing import Any
 
 from consensus.hashes import hash160, hash_to_hex
 from consensus.script.script import push_data
+from consensus.serialize import compact_size_len
 from consensus.tx import Transaction, TxOut
 from wallet import spend
 from wallet.amounts import parse_btc, to_btc
+from wallet.descriptors import DescriptorError, parse_descriptor
 from wallet.errors import (
     RPC_INVALID_ADDRESS_OR_KEY,
     RPC_INVALID_PARAMETER,
@@ -17,6 +19,7 @@ from wallet.errors import (
     RPC_WALLET_INSUFFICIENT_FUNDS,
     WalletError,
 )
+from wallet.nodeclient import NodeRPCError
 from wallet.rpc import (
     AMOUNT,
     ANY,
@@ -124,7 +127,8 @@ def fund(w: Wallet, inputs: Any, outputs: Any, fee_rate: int, *, locktime: Any,
          change_address: str | None, change_type: str | None, subtract: list,
          lock: bool, add_inputs: Any, replaceable: bool,
          change_position: int | None = None, include_unsafe: bool = False,
-         minconf: Any = None, maxconf: Any = None) -> spend.Built:
+         minconf: Any = None, maxconf: Any = None, solving_data: Any = None,
+         input_weights: Any = None) -> spend.Built:
     """Core's FundTransaction for send and walletcreatefundedpsbt: outputs as an object or
     an array of objects, the given inputs (and others unless add_inputs is false), change;
     lock locks what was chosen."""
@@ -133,14 +137,7 @@ def fund(w: Wallet, inputs: Any, outputs: Any, fee_rate: int, *, locktime: Any,
     if not isinstance(outputs, list):
         raise WalletError(RPC_TYPE_ERROR, "outputs must be an object or an array of objects")
     recipients = recipients_of(w, outputs, subtract)
-    preset = []
-    mine = _spendable_by_outpoint(w) if inputs else {}
-    for i in inputs or []:
-        key = _outpoint_of(i)
-        if key not in mine:
-            raise WalletError(RPC_WALLET_ERROR, f"Input not found or already spent: "
-                              f"{i['txid']}:{i['vout']}")
-        preset.append(mine[key])
+    preset, weights = preset_inputs(w, node, inputs or [], solving_data, input_weights)
     change_script = _change_script(w, change_address)
     if minconf is not None and minconf < 0:
         raise WalletError(RPC_INVALID_PARAMETER, "Negative minconf")
@@ -156,7 +153,8 @@ def fund(w: Wallet, inputs: Any, outputs: Any, fee_rate: int, *, locktime: Any,
             include_unsafe=include_unsafe,
             min_depth=None if minconf is None else int(minconf),
             max_depth=None if maxconf is None else int(maxconf),
-            ancestors=None if node is None else spend.mempool_ancestors(node))
+            ancestors=None if node is None else spend.mempool_ancestors(node),
+            weights=weights)
     except WalletError as err:  # (Core's FundTransaction answers every creation error so)
         if err.code == RPC_WALLET_INSUFFICIENT_FUNDS:
             raise WalletError(RPC_WALLET_ERROR, err.message) from None
@@ -164,6 +162,120 @@ def fund(w: Wallet, inputs: Any, outputs: Any, fee_rate: int, *, locktime: Any,
     if lock:
         _lock_inputs(w, built.tx)
     return built
+
+
+def _coutpoint(key: tuple[bytes, int]) -> str:
+    """Core's COutPoint::ToString."""
+    return f"COutPoint({hash_to_hex(key[0])[:10]}, {key[1]})"
+
+
+def preset_inputs(w: Wallet, node: Any, inputs: list, solving_data: Any,
+                  input_weights: Any = None
+                  ) -> tuple[list[Coin], dict[tuple[bytes, int], int]]:
+    """The inputs given by hand (Core's coin control selection): the wallet's own coins,
+    or outputs of others found in the node's UTXO set (or mempool), each spendable only
+    with its weight given or solvable with solving_data (pubkeys, scripts, descriptors)."""
+    mine = _spendable_by_outpoint(w) if inputs else {}
+    coins: list[Coin] = []
+    weights: dict[tuple[bytes, int], int] = {}
+    for item in input_weights or []:
+        weights[_outpoint_of(item)] = _weight_of(item.get("weight"))
+    store = None
+    for i in inputs:
+        key = _outpoint_of(i)
+        if isinstance(i, dict) and i.get("weight") is not None:
+            weights[key] = _weight_of(i["weight"])
+        coin = mine.get(key)
+        if coin is None:
+            if w.prevout(*key) is not None and w.is_spent(key):
+                raise WalletError(RPC_WALLET_ERROR, f"Input not found or already spent: "
+                                  f"{i['txid']}:{key[1]}")
+            found = None
+            if node is not None:
+                try:
+                    found = node.call("gettxout", hash_to_hex(key[0]), key[1], True)
+                except NodeRPCError:
+                    found = None
+            if not found:
+                raise WalletError(RPC_WALLET_ERROR, "Not found pre-selected input "
+                                  f"{_coutpoint(key)}")
+            out = TxOut(parse_btc(found["value"]), bytes.fromhex(found["scriptPubKey"]["hex"]))
+            coin = Coin(key[0], key[1], out.value, out.script_pubkey, -1, -1,
+                        int(found.get("confirmations", 0)), bool(found.get("coinbase")), True)
+            if key not in weights:
+                if store is None:
+                    store = _solving_store(w, solving_data)
+                weight = max_input_weight(out.script_pubkey, store)
+                if weight is None:
+                    raise WalletError(RPC_WALLET_ERROR, "Not solvable pre-selected input "
+                                      f"{_coutpoint(key)}")
+                weights[key] = weight
+        coins.append(coin)
+    return coins, weights
+
+
+def _weight_of(value: Any) -> int:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise WalletError(RPC_TYPE_ERROR, "weight must be a number")
+    weight = int(value)
+    if weight < MIN_INPUT_WEIGHT:
+        raise WalletError(RPC_INVALID_PARAMETER, "Invalid parameter, weight cannot be less "
+                          f"than {MIN_INPUT_WEIGHT}")
+    if weight > spend.MAX_STANDARD_TX_WEIGHT:
+        raise WalletError(RPC_INVALID_PARAMETER, "Invalid parameter, weight cannot be "
+                          "greater than the maximum standard tx weight of "
+                          f"{spend.MAX_STANDARD_TX_WEIGHT}")
+    return weight
+
+
+MIN_INPUT_WEIGHT = 41 * 4 + 1  # an input with an empty scriptSig and an empty witness
+
+
+def _solving_store(w: Wallet, solving_data: Any) -> Any:
+    """Core's solving_data as a signing store without private keys."""
+    from wallet.sign import KeyStore
+
+    store = KeyStore()
+    data = solving_data or {}
+    for pub in data.get("pubkeys", []):
+        raw = bytes.fromhex(pub)
+        store.pubkeys[hash160(raw)] = raw
+    for script in data.get("scripts", []):
+        store.add_script(bytes.fromhex(script))
+    for text in data.get("descriptors", []):
+        try:
+            desc = parse_descriptor(text, w.params)
+            exp = desc.expand_full(0)
+        except DescriptorError as err:
+            raise WalletError(RPC_INVALID_PARAMETER, str(err)) from None
+        for key in exp.keys:
+            store.pubkeys[hash160(key.pubkey)] = key.pubkey
+        for sub in exp.subscripts.values():
+            store.add_script(sub)
+    return store
+
+
+def max_input_weight(script: bytes, store: Any) -> int | None:
+    """The largest weight an input spending script can have, signed with the keys and
+    scripts the store knows (Core's CalculateMaximumSignedInputSize with a dummy signer of
+    72-byte signatures); None when it cannot be solved."""
+    from wallet.sign import _Signer, produce_signature
+
+    class _Dummy(_Signer):
+        def create_sig(self, pubkey: bytes, script_code: bytes, sigversion: int) -> bytes:
+            return b"\x30" + b"\x00" * 71
+
+    try:
+        script_sig, witness, solved = produce_signature(
+            _Dummy(store, None, 0, 0, 1, None), script)  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001  (a script the solver does not take apart)
+        return None
+    if not solved:
+        return None
+    size = 32 + 4 + compact_size_len(len(script_sig)) + len(script_sig) + 4
+    wit = (compact_size_len(len(witness)) + sum(compact_size_len(len(x)) + len(x)
+                                                for x in witness)) if witness else 1
+    return size * 4 + wit
 
 
 def _change_script(w: Wallet, address: Any) -> bytes | None:
@@ -218,13 +330,9 @@ def fundrawtransaction(call: Call, hexstring, options, iswitness):
                              [str(i) for i in range(len(tx.vout))])
     recipients = [spend.Recipient(out.script_pubkey, out.value, i in sub)
                   for i, out in enumerate(tx.vout)]
-    mine = _spendable_by_outpoint(w)
-    preset = []
-    for txin in tx.vin:
-        coin = mine.get(txin.prevout.key())
-        if coin is None:
-            raise WalletError(RPC_WALLET_ERROR, "Unable to find UTXO for external input")
-        preset.append(coin)
+    preset, weights = preset_inputs(
+        w, call.node, [{"txid": hash_to_hex(t.prevout.hash), "vout": t.prevout.n}
+                       for t in tx.vin], o.get("solving_data"), o.get("input_weights"))
     change_script = _change_script(w, _opt(o, "change_address", "changeAddress"))
     add_inputs = o.get("add_inputs")
     built = spend.create_transaction(
@@ -234,7 +342,7 @@ def fundrawtransaction(call: Call, hexstring, options, iswitness):
         change_position=_change_position(_opt(o, "change_position", "changePosition"),
                                           len(recipients)),
         preset_sequences={t.prevout.key(): t.sequence for t in tx.vin},
-        ancestors=spend.mempool_ancestors(call.node))
+        ancestors=spend.mempool_ancestors(call.node), weights=weights)
     out = built.tx
     for txin, orig in zip(out.vin, tx.vin, strict=False):  # (keeps what was signed)
         txin.script_sig, txin.witness = orig.script_sig, orig.witness
@@ -425,6 +533,9 @@ def send(call: Call, outputs, conf_target, estimate_mode, fee_rate, options):
     o = _fee_options(options, conf_target, estimate_mode, fee_rate)
     _prevent_outdated(o)
     check_options(o, SEND_OPTIONS)
+    if "inputs" in o and "input_weights" in o:
+        raise WalletError(RPC_INVALID_PARAMETER, "Input weights should be specified in inputs "
+                          "rather than in options.")
     rate = fee_rate_of(call, o.get("fee_rate"), o.get("conf_target"), o.get("estimate_mode"))
     w.require_unlocked()
     built = fund(w, o.get("inputs"), outputs, rate, locktime=o.get("locktime"), node=call.node,
@@ -434,7 +545,8 @@ def send(call: Call, outputs, conf_target, estimate_mode, fee_rate, options):
                  replaceable=bool(o.get("replaceable", True)),
                  change_position=o.get("change_position"),
                  include_unsafe=bool(o.get("include_unsafe", False)),
-                 minconf=o.get("minconf"), maxconf=o.get("maxconf"))
+                 minconf=o.get("minconf"), maxconf=o.get("maxconf"),
+                 solving_data=o.get("solving_data"))
     return _finish(call, built.tx, o)
 
 

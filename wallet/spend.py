@@ -157,8 +157,8 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
                        preset_sequences: dict[tuple[bytes, int], int] | None = None,
                        include_unsafe: bool = False, min_depth: int | None = None,
                        max_depth: int | None = None,
-                       ancestors: Callable[[bytes], tuple[int, int]] | None = None
-                       ) -> Built:
+                       ancestors: Callable[[bytes], tuple[int, int]] | None = None,
+                       weights: dict[tuple[bytes, int], int] | None = None) -> Built:
     """Select coins and build the unsigned transaction paying recipients at fee_rate
     (sat/kvB). Coins created by exclude_txids are not used (bumpfee: the outputs of the
     transaction being replaced, and of its children, go away with it). change_position puts
@@ -221,7 +221,15 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
     params = cs.Params(fee_rate, LONG_TERM_FEE_RATE, output_weight(change_probe),
                        change_in, dust_threshold(change_probe) + 1,
                        subtract_fee=bool(subtract))
-    preset_weight = sum(input_weight(c.script) for c in preset)
+    weights = weights or {}
+
+    def weight_of(c: Coin) -> int:  # (preset inputs may come with their weight)
+        w = weights.get(c.outpoint)
+        return input_weight(c.script) if w is None else w
+
+    preset_weight = sum(weight_of(c) for c in preset)
+    if preset and not add_inputs and fixed + preset_weight > MAX_STANDARD_TX_WEIGHT:
+        raise WalletError(RPC_WALLET_ERROR, "Transaction too large")
     preset_value = sum(c.value for c in preset)
     if subtract:
         target = amounts - preset_value
@@ -249,8 +257,17 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
         chosen += [c.key for c in sel.coins]  # type: ignore[misc]
         algorithm = sel.algorithm
     total_in = sum(c.value for c in chosen)
-    in_weight = sum(input_weight(c.script) for c in chosen)
+    in_weight = sum(weight_of(c) for c in chosen)
     weight_no_change = fixed + in_weight
+    if weight_no_change > MAX_STANDARD_TX_WEIGHT:  # (Core: selection within the limit fails)
+        if preset and not add_inputs:
+            raise WalletError(RPC_WALLET_ERROR, "Transaction too large")
+        raise WalletError(RPC_WALLET_ERROR, (
+            "The combination of the pre-selected inputs and the wallet automatic inputs "
+            "selection exceeds the transaction maximum weight. " if preset else
+            "The inputs size exceeds the maximum weight. ")
+            + "Please try sending a smaller amount or manually consolidating your wallet's "
+            "UTXOs")
     weight_change = weight_no_change + output_weight(change_probe)
     outputs = [TxOut(r.amount, r.script) for r in recipients]
     change_value = 0

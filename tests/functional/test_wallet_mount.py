@@ -331,7 +331,7 @@ def test_send(tmp_path):
         assert e.value.code == -8
         with pytest.raises(RPCFailure) as e:
             n.call("send", {elsewhere: 1000})
-        assert e.value.code == -6
+        assert e.value.code == -4  # (Core: send answers FundTransaction errors with -4)
 
 
 def test_abandontransaction(tmp_path):
