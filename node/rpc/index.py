@@ -51,12 +51,10 @@ def getblockfilter(node, blockhash, filtertype) -> dict:
     index = ix.blockfilter if ix is not None else None
     if index is None:
         raise RPCError(RPC_MISC_ERROR, f"Index is not enabled for filtertype {name}")
-    chain = node.chain
-    with chain.lock:
-        e = chain.get(h)
-        if e is None:
-            raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Block not found")
-        was_connected = e.is_valid(VALID_SCRIPTS)
+    e = node.chain.get(h)  # (lock-free reads: a long block connection does not hold us up)
+    if e is None:
+        raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Block not found")
+    was_connected = e.is_valid(VALID_SCRIPTS)
     ready = index.block_until_synced()
     found = index.lookup(e.hash)
     if found is None:
@@ -72,18 +70,23 @@ def getblockfilter(node, blockhash, filtertype) -> dict:
     return {"filter": encoded.hex(), "header": header[::-1].hex()}
 
 
+def _tip(chain):
+    """The tip published between activation steps (never one halfway through a reorg)."""
+    return getattr(chain, "published", None) or chain.tip
+
+
 def parse_hash_or_height(node, value):
     """Core's ParseHashOrHeight: a height of the active chain, or any known block's hash."""
     chain = node.chain
     if isinstance(value, (int, float, Decimal)) and not isinstance(value, bool):
         h = as_int(value, "hash_or_height")
-        with chain.lock:
-            if h < 0:
-                raise RPCError(RPC_INVALID_PARAMETER, f"Target block height {h} is negative")
-            if h > chain.height:
-                raise RPCError(RPC_INVALID_PARAMETER,
-                               f"Target block height {h} after current tip {chain.height}")
-            return chain.active[h]
+        tip = _tip(chain)
+        if h < 0:
+            raise RPCError(RPC_INVALID_PARAMETER, f"Target block height {h} is negative")
+        if h > tip.height:
+            raise RPCError(RPC_INVALID_PARAMETER,
+                           f"Target block height {h} after current tip {tip.height}")
+        return tip.ancestor(h)
     if not isinstance(value, str):
         raise RPCError(RPC_TYPE_ERROR, f"JSON value of type {json_type(value)} is not of "
                        "expected type string")
@@ -115,9 +118,7 @@ def txoutsetinfo_from_index(node, hash_type: str, hash_or_height, use_index):
     if hash_or_height is not None:
         target = parse_hash_or_height(node, hash_or_height)
     else:
-        with chain.lock:
-            chain.flush()  # Core: ForceFlushStateToDisk, then the coins database's best block
-            target = chain.tip
+        target = _tip(chain)  # (the index does not read the UTXO set: no flush needed)
     if not index.block_until_synced():
         best = index.best.height if index.best is not None else 0
         if target.height > best:
@@ -262,29 +263,34 @@ def _scan_blocks(node, scanobjects, start_height, stop_height, filtertype, optio
     if index is None:
         raise RPCError(RPC_MISC_ERROR, f"Index is not enabled for filtertype {name}")
     chain = node.chain
-    with chain.lock:
-        active = list(chain.active)
+    tip = _tip(chain)
     start = 0 if start_height is None else as_int(start_height, "start_height")
-    if not 0 <= start < len(active):
+    if not 0 <= start <= tip.height:
         raise RPCError(RPC_MISC_ERROR, "Invalid start_height")
-    stop = len(active) - 1
+    stop = tip.height
     if stop_height is not None:
         stop = as_int(stop_height, "stop_height")
-        if not 0 <= stop < len(active) or stop < start:
+        if not 0 <= stop <= tip.height or stop < start:
             raise RPCError(RPC_MISC_ERROR, "Invalid stop_height")
     if not isinstance(scanobjects, list):
         raise RPCError(RPC_MISC_ERROR, f"JSON value of type {json_type(scanobjects)} is not of "
                        "expected type array")
+    blocks = []  # the active chain from start to stop
+    e = tip.ancestor(stop)
+    while e is not None and e.height >= start:
+        blocks.append(e)
+        e = e.prev
+    blocks.reverse()
     needles = set(_scan_objects(node, scanobjects))
     relevant = []
     completed = True
     _scan_state.update(abort=False, progress=0, height=start)
     total = stop - start
-    for h in range(start, stop + 1):
+    for e in blocks:
+        h = e.height
         if _scan_state["abort"] or node.shutting_down:
             completed = False
             break
-        e = active[h]
         found = index.lookup(e.hash)
         if found is not None and needles and bip158.match_any(found[0], e.hash, needles):
             if not false_positives or _block_matches(chain, e, needles):
