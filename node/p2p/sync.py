@@ -296,6 +296,10 @@ class BlockSync:
             if self.chain.get(peer.unknown_block) is None:
                 self.send_getheaders(peer, self.chain.best_header, peer.unknown_block)
             peer.unknown_block = None
+        best = self.chain.best_header
+        if best is not None and best.time > clock.now() - 24 * 3600:
+            for p in self.net.peers():  # close to today: headers from every peer now
+                self.maybe_start(p)
         self.schedule()
 
     def _direct_fetch(self, peer: Peer, last) -> None:

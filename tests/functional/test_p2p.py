@@ -86,8 +86,10 @@ def test_two_halves_mine_apart_then_join_on_most_work(tmp_path):
         left, right = nodes[:2], nodes[2:]
         connect(left[0], left[1])
         connect(right[0], right[1])
-        base = left[0].call("generatetoaddress", 10, ADDR)
+        # (joined before mining: at genesis, far from today, a node syncs headers from one
+        # peer only, as Core, and learns of the others' blocks as they are announced)
         connect(left[1], right[0])
+        base = left[0].call("generatetoaddress", 10, ADDR)
         wait_until(lambda: tips(nodes) == [base[-1]] * 4, 30, "shared history")
         left[1].call("disconnectnode", right[0].p2p_addr)
         wait_until(lambda: left[1].call("getconnectioncount") == 1, 10, "partition")
@@ -133,17 +135,17 @@ def test_network_rpcs(tmp_path):
                     "bytessent_per_msg", "bytesrecv_per_msg", "connection_type"):
             assert key in p, key
         assert p["version"] == 70016 and p["subver"] == "/minibtc:0.1.0/"
-        assert p["services"] == "0000000000000009"
-        assert p["servicesnames"] == ["NETWORK", "WITNESS"]
+        assert p["services"] == "0000000000000c09"  # (Core's: NETWORK_LIMITED and P2P_V2 too)
+        assert p["servicesnames"] == ["NETWORK", "WITNESS", "NETWORK_LIMITED", "P2P_V2"]
         assert p["inbound"] is False and p["connection_type"] == "manual"
-        assert p["minfeefilter"] == Decimal("0.00001000")
+        assert p["minfeefilter"] == Decimal("0.00000100")  # (Core's -minrelaytxfee now)
         [q] = b.call("getpeerinfo")
         assert q["inbound"] is True and q["connection_type"] == "inbound"
         net = a.call("getnetworkinfo")
         assert net["protocolversion"] == 70016 and net["subversion"] == "/minibtc:0.1.0/"
-        assert net["localservicesnames"] == ["NETWORK", "WITNESS"]
+        assert net["localservicesnames"] == ["NETWORK", "WITNESS", "NETWORK_LIMITED", "P2P_V2"]
         assert (net["connections"], net["connections_in"], net["connections_out"]) == (1, 0, 1)
-        assert net["relayfee"] == Decimal("0.00001000") and net["networkactive"] is True
+        assert net["relayfee"] == Decimal("0.00000100") and net["networkactive"] is True
         totals = a.call("getnettotals")
         assert totals["totalbytessent"] == p["bytessent"] or totals["totalbytessent"] > 0
         assert totals["totalbytesrecv"] > 0 and "uploadtarget" in totals
@@ -209,8 +211,10 @@ def test_connect_listen_and_connection_limits(tmp_path):
     from node.p2p import messages as m
     from tests.functional.p2p_peer import RawPeer
 
-    # -maxconnections=9 leaves one inbound slot beside the 8 kept for outbound peers.
-    a = NodeProcess(tmp_path / "a", "-maxconnections=9").start()
+    # -maxconnections=12 leaves one inbound slot beside the 11 kept for automatic outbound
+    # peers (Core's: 8 full-relay, 2 block-relay-only, 1 feeler); -inboundrelaypercent=100
+    # lets a transaction-relaying peer take it (by default, half the slots, here none).
+    a = NodeProcess(tmp_path / "a", "-maxconnections=12", "-inboundrelaypercent=100").start()
     b = None
     try:
         first = RawPeer(a.p2pport)
