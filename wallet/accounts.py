@@ -23,9 +23,11 @@ from wallet.descriptors import (
     Expansion,
     KeyOrigin,
     PKHDescriptor,
+    RawTRDescriptor,
     SHDescriptor,
     TRDescriptor,
     WPKHDescriptor,
+    WSHDescriptor,
     parse_descriptor,
 )
 from wallet.keys import pubkey_from_secret
@@ -66,14 +68,18 @@ def hd_account_descriptors(master: ExtKey, params: ChainParams, account: int = 0
 
 
 def address_type_of(desc: Descriptor) -> str | None:
-    """Which -addresstype a descriptor gives (None for others, such as multisig)."""
+    """Which -addresstype a descriptor gives (Core's GetOutputType): pkh and sh of a script
+    legacy, sh of a segwit program p2sh-segwit, wpkh and wsh bech32, tr bech32m; None for
+    combo, pk, bare multisig and raw scripts."""
     if isinstance(desc, PKHDescriptor):
         return "legacy"
-    if isinstance(desc, SHDescriptor) and isinstance(desc.subs[0], WPKHDescriptor):
-        return "p2sh-segwit"
-    if isinstance(desc, WPKHDescriptor):
+    if isinstance(desc, SHDescriptor):
+        inner = desc.subs[0] if desc.subs else None
+        return "p2sh-segwit" if isinstance(inner, (WPKHDescriptor, WSHDescriptor)) \
+            else "legacy"
+    if isinstance(desc, (WPKHDescriptor, WSHDescriptor)):
         return "bech32"
-    if isinstance(desc, TRDescriptor) and not desc.subs:
+    if isinstance(desc, (TRDescriptor, RawTRDescriptor)):
         return "bech32m"
     return None
 

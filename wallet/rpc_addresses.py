@@ -43,6 +43,7 @@ from wallet.rpc import (
     json_type,
     method,
 )
+from wallet.sync import sync
 from wallet.wallet import Wallet
 
 # -- addresses -------------------------------------------------------------------------------
@@ -347,4 +348,5 @@ def importdescriptors(call: Call, requests):
         results.append(result)
     if lowest is not None:
         call.manager.rescan_from_time(w, lowest - TIMESTAMP_WINDOW)
+        sync(w, call.node)  # and the mempool, as Core's import scans it too
     return results

@@ -6,7 +6,6 @@ from typing import Any
 
 from consensus.hashes import hash160, hash_to_hex
 from consensus.script.script import push_data
-from consensus.serialize import compact_size_len
 from consensus.tx import Transaction, TxOut
 from wallet import spend
 from wallet.amounts import parse_btc, to_btc
@@ -205,7 +204,7 @@ def preset_inputs(w: Wallet, node: Any, inputs: list, solving_data: Any,
             if key not in weights:
                 if store is None:
                     store = _solving_store(w, solving_data)
-                weight = max_input_weight(out.script_pubkey, store)
+                weight = spend.max_input_weight(out.script_pubkey, store)
                 if weight is None:
                     raise WalletError(RPC_WALLET_ERROR, "Not solvable pre-selected input "
                                       f"{_coutpoint(key)}")
@@ -253,29 +252,6 @@ def _solving_store(w: Wallet, solving_data: Any) -> Any:
         for sub in exp.subscripts.values():
             store.add_script(sub)
     return store
-
-
-def max_input_weight(script: bytes, store: Any) -> int | None:
-    """The largest weight an input spending script can have, signed with the keys and
-    scripts the store knows (Core's CalculateMaximumSignedInputSize with a dummy signer of
-    72-byte signatures); None when it cannot be solved."""
-    from wallet.sign import _Signer, produce_signature
-
-    class _Dummy(_Signer):
-        def create_sig(self, pubkey: bytes, script_code: bytes, sigversion: int) -> bytes:
-            return b"\x30" + b"\x00" * 71
-
-    try:
-        script_sig, witness, solved = produce_signature(
-            _Dummy(store, None, 0, 0, 1, None), script)  # type: ignore[arg-type]
-    except Exception:  # noqa: BLE001  (a script the solver does not take apart)
-        return None
-    if not solved:
-        return None
-    size = 32 + 4 + compact_size_len(len(script_sig)) + len(script_sig) + 4
-    wit = (compact_size_len(len(witness)) + sum(compact_size_len(len(x)) + len(x)
-                                                for x in witness)) if witness else 1
-    return size * 4 + wit
 
 
 def _change_script(w: Wallet, address: Any) -> bytes | None:

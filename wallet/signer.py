@@ -109,7 +109,10 @@ def sign(wallet: Wallet, psbt: PSBT, sighash: int | None = None) -> int:
         if owned is None:
             continue
         utxo, acc, index = owned
-        pubkey = acc.expansion(index).keys[0].pubkey
+        exp = acc.expansion(index)
+        if len(exp.keys) != 1:
+            continue  # multisig and scripts: the whole signer (rpc_psbt.fill_psbt) does those
+        pubkey = exp.keys[0].pubkey
         locked = wallet.locked  # (wipes the keys first if the unlock time has run out)
         if acc.private is None:
             if locked:
@@ -122,6 +125,8 @@ def sign(wallet: Wallet, psbt: PSBT, sighash: int | None = None) -> int:
         ht = inp.sighash_type if inp.sighash_type is not None else sighash
         wp = witness_program(spk)
         if wp is not None and wp[0] == 1 and len(wp[1]) == 32:
+            if spent is None or exp.subscripts or len(acc.desc.subs) > 0:
+                continue  # (a script tree: its tweak is the whole signer's business)
             if spent is None:
                 continue  # BIP341 signs every spent output: all must be known
             ht = SIGHASH_DEFAULT if ht is None else ht
@@ -132,12 +137,12 @@ def sign(wallet: Wallet, psbt: PSBT, sighash: int | None = None) -> int:
             continue
         ht = SIGHASH_ALL if ht in (None, SIGHASH_DEFAULT) else ht
         code = p2pkh_script(hash160(pubkey))
-        if wp is not None and wp[0] == 0:
+        if wp is not None and wp[0] == 0 and wp[1] == hash160(pubkey):
             h = segwit_v0_sighash(tx, i, code, utxo.value, ht, txdata)
         elif is_p2sh(spk) and spk == p2sh_script(hash160(p2wpkh_script(hash160(pubkey)))):
             inp.redeem_script = p2wpkh_script(hash160(pubkey))
             h = segwit_v0_sighash(tx, i, code, utxo.value, ht, txdata)
-        elif is_p2pkh(spk):
+        elif is_p2pkh(spk) and spk == code:
             if inp.non_witness_utxo is None and inp.witness_utxo is None:
                 continue
             h = legacy_sighash(tx, i, spk, ht, txdata)

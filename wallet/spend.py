@@ -14,7 +14,9 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from consensus.hashes import hash160
 from consensus.script.script import is_p2pkh, is_p2sh, witness_program
 from consensus.serialize import compact_size_len
 from consensus.tx import OutPoint, Transaction, TxIn, TxOut
@@ -62,6 +64,52 @@ def input_weight(script: bytes) -> int:
     if is_p2pkh(script):  # scriptSig: <73-byte sig> <33-byte key>, plus an empty witness
         return (41 + 107) * 4 + 1
     raise WalletError(RPC_WALLET_ERROR, f"cannot estimate the size of spending {script.hex()}")
+
+
+def max_input_weight(script: bytes, store: Any) -> int | None:
+    """The largest weight an input spending script can have, signed with the keys and
+    scripts the store knows (Core's CalculateMaximumSignedInputSize with a dummy signer of
+    72-byte signatures); None when it cannot be solved."""
+    from wallet.sign import _Signer, produce_signature
+
+    class _Dummy(_Signer):
+        def create_sig(self, pubkey: bytes, script_code: bytes, sigversion: int) -> bytes:
+            return b"\x30" + b"\x00" * 71
+
+    try:
+        script_sig, witness, solved = produce_signature(
+            _Dummy(store, None, 0, 0, 1, None), script)  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001  (a script the solver does not take apart)
+        return None
+    if not solved:
+        return None
+    size = 32 + 4 + compact_size_len(len(script_sig)) + len(script_sig) + 4
+    wit = (compact_size_len(len(witness)) + sum(compact_size_len(len(x)) + len(x)
+                                                for x in witness)) if witness else 1
+    return size * 4 + wit
+
+
+def wallet_input_weight(wallet: Wallet, coin: Coin) -> int:
+    """The weight of spending one of the wallet's coins: the usual figure for single-key
+    kinds, else the dummy-signed size from what its descriptor gives (multisig, scripts)."""
+    owner = wallet.owner(coin.script)
+    if owner is None:
+        return input_weight(coin.script)
+    acc, index = owner
+    exp = acc.expansion(index)
+    if len(exp.keys) == 1 and (is_p2pkh(coin.script) or not exp.subscripts or (
+            is_p2sh(coin.script) and len(exp.subscripts) == 1
+            and len(next(iter(exp.subscripts.values()))) == 22)):
+        return input_weight(coin.script)
+    from wallet.sign import KeyStore
+
+    store = KeyStore()
+    for key in exp.keys:
+        store.pubkeys[hash160(key.pubkey)] = key.pubkey
+    for sub in exp.subscripts.values():
+        store.add_script(sub)
+    weight = max_input_weight(coin.script, store)
+    return input_weight(coin.script) if weight is None else weight
 
 
 def tx_overhead_weight(n_inputs: int, n_outputs: int) -> int:
@@ -225,7 +273,7 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
 
     def weight_of(c: Coin) -> int:  # (preset inputs may come with their weight)
         w = weights.get(c.outpoint)
-        return input_weight(c.script) if w is None else w
+        return wallet_input_weight(wallet, c) if w is None else w
 
     preset_weight = sum(weight_of(c) for c in preset)
     if preset and not add_inputs and fixed + preset_weight > MAX_STANDARD_TX_WEIGHT:
@@ -242,7 +290,7 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
                           "the transaction target. Please allow other inputs to be "
                           "automatically selected or include more coins manually")
     if target > 0 or not preset:
-        cands = [cs.Candidate(c, c.value, input_weight(c.script)) for c in available]
+        cands = [cs.Candidate(c, c.value, weight_of(c)) for c in available]
         try:
             sel = cs.select_coins(cands, max(target, 0), params, rng)
         except cs.InsufficientFunds:

@@ -537,9 +537,8 @@ class Wallet:
                 desc = parse_descriptor(desc, self.params, require_checksum=True)
             except DescriptorError as err:
                 raise WalletError(RPC_INVALID_ADDRESS_OR_KEY, str(err)) from None
-        if active and (not desc.is_range() or address_type_of(desc) is None):
-            raise WalletError(RPC_INVALID_PARAMETER, "Active descriptors must be ranged and of "
-                              "a single-key address type")
+        if active and not desc.is_range():
+            raise WalletError(RPC_INVALID_PARAMETER, "Active descriptors must be ranged")
         if desc.has_private_keys() and not self.private_keys_enabled:
             raise WalletError(RPC_WALLET_ERROR, "Cannot import private keys to a wallet with "
                               "private keys disabled")
@@ -609,9 +608,12 @@ class Wallet:
         """Core's RefreshAllTXOs: outputs of known transactions that new scripts make ours
         count from now on (no rescan needed for them)."""
         scripts = self.scripts
-        for txid, wtx in self.txs.items():
-            self.credits[txid] = [n for n, out in enumerate(wtx.tx.vout)
-                                  if out.script_pubkey in scripts]
+        for txid, wtx in list(self.txs.items()):
+            mine = [n for n, out in enumerate(wtx.tx.vout) if out.script_pubkey in scripts]
+            if mine != self.credits.get(txid):
+                self.credits[txid] = mine
+                self._note_outputs_used(wtx.tx)  # (moves the new scripts' next index)
+        self.mempool_ignored.clear()  # mempool transactions may be ours now: look again
 
     def is_mine(self, script: bytes) -> bool:
         return script in self.scripts
