@@ -340,6 +340,11 @@ class OversizedMessage(DeserializationError):
     """A well-formed message with more entries than the protocol allows: misbehaviour."""
 
 
+class DisconnectingMessage(DeserializationError):
+    """A message Core disconnects the peer for as it reads it (other payloads that do not
+    parse are dropped with the connection kept)."""
+
+
 @dataclass
 class GetHeaders:
     command = "getheaders"
@@ -359,7 +364,7 @@ class GetHeaders:
         version = r.u32()
         n = r.compact_size()
         if n > MAX_LOCATOR_SZ:  # (Core disconnects for this one)
-            raise DeserializationError(f"{cls.command} locator size {n} > {MAX_LOCATOR_SZ}")
+            raise DisconnectingMessage(f"{cls.command} locator size {n} > {MAX_LOCATOR_SZ}")
         locator = [r.read(32) for _ in range(n)]
         stop = r.read(32)
         expect_end(r, cls.command)

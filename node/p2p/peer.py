@@ -300,6 +300,8 @@ class Peer:
                 except m.OversizedMessage as err:
                     await handle(self, "oversized", err)
                     continue
+                except m.DisconnectingMessage as err:
+                    raise ProtocolViolation(str(err)) from None
                 except DeserializationError as err:
                     self._undecodable(command, payload, err)
                     continue
@@ -333,6 +335,8 @@ class Peer:
         except m.OversizedMessage as err:
             await handle(self, "oversized", err)
             return
+        except m.DisconnectingMessage as err:
+            raise ProtocolViolation(str(err)) from None
         except DeserializationError as err:
             self._undecodable(command, payload, err)
             return

@@ -214,6 +214,14 @@ def test_v1_framing_errors_as_core(tmp_path):
         log = _debug_log(node)
         assert "received: addrv2 (0 bytes) peer=" in log
         assert "ProcessMessages(addrv2, 0 bytes): Exception 'end of data" in log
+        # A locator of 101 hashes is answered, one of 102 ends the connection (as Core's).
+        q = RawPeer(node.p2pport)
+        q.handshake()
+        q.send(m.GetHeaders([bytes(32)] * 101))
+        q.send(m.Ping(7))
+        q.wait_for("pong", pred=lambda msg: msg.nonce == 7)
+        q.send(m.GetHeaders([bytes(32)] * 102))
+        assert q.is_closed(5)
         # A wrong magic and an oversized message end it.
         p.send_raw(frame_with("ping", struct.pack("<Q", 6), magic=b"\xf9\xbe\xb4\xd9"))
         assert p.is_closed(5)
