@@ -348,7 +348,9 @@ class BlockSync:
         cannot fill our memory with cheap forks. A full message below that is kept aside
         (bounded) while the rest of that chain is asked for; anything else is ignored."""
         tip = self.chain.published
-        threshold = tip.chain_work - ANTI_DOS_BLOCKS * block_work(tip.bits)
+        # (Core's GetAntiDoSWorkThreshold: and never below -minimumchainwork)
+        threshold = max(tip.chain_work - ANTI_DOS_BLOCKS * block_work(tip.bits),
+                        getattr(self.chain, "minimum_chain_work", 0))
         work = start.chain_work + sum(block_work(h.bits) for h in headers)
         if work >= threshold:
             return True
@@ -380,6 +382,12 @@ class BlockSync:
 
     async def on_getheaders(self, peer: Peer, msg: m.GetHeaders) -> None:
         tip = self.chain.published
+        if tip.chain_work < getattr(self.chain, "minimum_chain_work", 0) and \
+                not perm.has(peer.permissions, perm.DOWNLOAD):
+            log.debug("Ignoring getheaders from peer=%d because active chain has too little "
+                      "work; sending empty response", peer.id)
+            peer.send_raw("headers", m.raw_headers_payload([]))  # (go away, but not unanswered)
+            return
         if msg.locator:
             fork = self._fork_point(msg.locator, tip)
             start = fork.height + 1

@@ -239,3 +239,22 @@ def test_binds_logged_and_logips(tmp_path):
         assert log_has(n, f"Bound to 127.0.0.1:{n.p2pport}")
         p, _ = peer(n)
         assert log_has(n, "peer=0, peeraddr=127.0.0.1:")
+
+
+def test_minimum_chain_work(tmp_path):
+    """Below -minimumchainwork a node answers getheaders with nothing, and keeps no headers
+    of a chain that does not reach it (Core's anti-DoS work threshold)."""
+    with NodeProcess(tmp_path / "a", "-minimumchainwork=0x65") as a:
+        p, _ = peer(a)
+        p.send(m.GetHeaders([hex_to_hash(a.call("getbestblockhash"))]))
+        assert p.wait_for("headers").headers == []
+        genesis = a.call("getblockheader", a.call("getbestblockhash"))
+        prev, headers = hex_to_hash(genesis["hash"]), []
+        for i in range(10):  # 22 units of work in all: less than 0x65
+            b = make_block(prev, i + 1, time=genesis["time"] + 1 + i)
+            headers.append(b.header)
+            prev = b.hash
+        p.send(m.Headers(headers))
+        p.send(m.Ping(5))
+        p.wait_for("pong", pred=lambda x: x.nonce == 5)
+        assert a.call("getblockchaininfo")["headers"] == 0
