@@ -258,3 +258,23 @@ def test_minimum_chain_work(tmp_path):
         p.send(m.Ping(5))
         p.wait_for("pong", pred=lambda x: x.nonce == 5)
         assert a.call("getblockchaininfo")["headers"] == 0
+
+
+def test_whitebind_and_mempool_permission(tmp_path):
+    s = listen()
+    port = s.getsockname()[1]
+    s.close()
+    with NodeProcess(tmp_path / "a", f"-whitebind=noban,mempool@127.0.0.1:{port}") as a:
+        assert log_has(a, f"Bound to 127.0.0.1:{port}")
+        p = RawPeer(port)
+        p.handshake()
+        [info] = a.call("getpeerinfo")
+        assert info["permissions"] == ["noban", "mempool", "download"]
+        p.send(m.MempoolMsg())  # allowed by the mempool permission (no bloom filters here)
+        p.send(m.Ping(2))
+        assert p.wait_for("pong").nonce == 2
+        q, _ = peer(a)  # the ordinary bind: no permissions
+        assert [x["permissions"] for x in a.call("getpeerinfo")] == [
+            ["noban", "mempool", "download"], []]
+        q.send(m.MempoolMsg())
+        assert q.is_closed(5)
