@@ -20,7 +20,7 @@ from wallet.descriptors import (
     ComboDescriptor,
     Descriptor,
     DescriptorError,
-    parse_descriptor,
+    parse_descriptors,
     parse_range,
 )
 from wallet.errors import (
@@ -31,6 +31,7 @@ from wallet.errors import (
     RPC_WALLET_INVALID_LABEL_NAME,
     WalletError,
 )
+from wallet.miniscript import Fragment
 from wallet.rpc import (
     ARR,
     BOOL,
@@ -261,9 +262,13 @@ def _import_one(w: Wallet, req: dict, timestamp: int, warnings: list[str]) -> No
     if label == "*":
         raise WalletError(RPC_WALLET_INVALID_LABEL_NAME, "Invalid label name")
     try:
-        desc = parse_descriptor(text, w.params, require_checksum=True)
+        descs = parse_descriptors(text, w.params, require_checksum=True)
     except DescriptorError as err:
         raise WalletError(RPC_INVALID_ADDRESS_OR_KEY, str(err)) from None
+    desc = descs[0]
+    if "internal" in req and len(descs) > 1:
+        raise WalletError(RPC_INVALID_ADDRESS_OR_KEY, "Cannot have multipath descriptor while "
+                          "also specifying 'internal'")
     internal = bool(req.get("internal", False))
     rng = None
     next_index = None
@@ -286,6 +291,9 @@ def _import_one(w: Wallet, req: dict, timestamp: int, warnings: list[str]) -> No
                 raise WalletError(RPC_INVALID_PARAMETER, "next_index is out of range")
     if active and not desc.is_range():
         raise WalletError(RPC_INVALID_PARAMETER, "Active descriptors must be ranged")
+    if len(descs) > 1 and "label" in req:
+        raise WalletError(RPC_INVALID_PARAMETER, "Multipath descriptors should not have a "
+                          "label")
     if desc.is_range() and "label" in req:
         raise WalletError(RPC_INVALID_PARAMETER, "Ranged descriptors should not have a label")
     if internal and "label" in req:
@@ -295,26 +303,56 @@ def _import_one(w: Wallet, req: dict, timestamp: int, warnings: list[str]) -> No
     if not w.private_keys_enabled and desc.has_private_keys():
         raise WalletError(RPC_WALLET_ERROR, "Cannot import private keys to a wallet with "
                           "private keys disabled")
-    try:
-        desc.expand_full(rng[0] if rng else 0)
-    except DescriptorError:
-        raise WalletError(RPC_WALLET_ERROR, "Cannot expand descriptor. Probably because of "
-                          "hardened derivations without private keys provided") from None
-    if w.private_keys_enabled:
-        if not desc.has_private_keys():
-            raise WalletError(RPC_WALLET_ERROR, "Cannot import descriptor without private keys "
-                              "to a wallet with private keys enabled")
-        if not _all_private(desc):
-            warnings.append(MISSING_KEYS_WARNING)
-    try:
-        w.import_descriptor(desc, timestamp, active, internal, rng, label, next_index)
-    except WalletError as err:
-        if err.code == RPC_WALLET_ERROR and err.message.startswith("new range"):
-            raise WalletError(RPC_WALLET_ERROR, f"Could not add descriptor '{text}': "
-                              f"{err.message}") from None
-        raise
-    if active and address_type_of(desc) is None:
-        warnings.append("Unknown output type, cannot set descriptor to active.")
+    for j, one in enumerate(descs):
+        if len(descs) == 2:  # a <0;1> pair: receive and change
+            internal = j == 1
+        warnings.extend(_descriptor_warnings(one))
+        try:
+            one.expand_full(rng[0] if rng else 0)
+        except DescriptorError:
+            raise WalletError(RPC_WALLET_ERROR, "Cannot expand descriptor. Probably because "
+                              "of hardened derivations without private keys provided") from None
+        if w.private_keys_enabled:
+            if not one.has_private_keys():
+                raise WalletError(RPC_WALLET_ERROR, "Cannot import descriptor without private "
+                                  "keys to a wallet with private keys enabled")
+            if not _all_private(one):
+                warnings.append(MISSING_KEYS_WARNING)
+        try:
+            w.import_descriptor(one, timestamp, active, internal, rng, label, next_index)
+        except WalletError as err:
+            if err.code == RPC_WALLET_ERROR and err.message.startswith("new range"):
+                raise WalletError(RPC_WALLET_ERROR, f"Could not add descriptor '{text}': "
+                                  f"{err.message}") from None
+            raise
+        if active and address_type_of(one) is None:
+            warnings.append("Unknown output type, cannot set descriptor to active.")
+
+
+SEQUENCE_LOCKTIME_TYPE_FLAG = 1 << 22
+
+
+def _descriptor_warnings(desc: Descriptor) -> list[str]:
+    """Core's Descriptor::Warnings: a miniscript older() whose relative lock time cannot be
+    enforced as written (more than 65535 blocks, or 65535 * 512 seconds)."""
+    out: list[str] = []
+    todo = [desc]
+    while todo:
+        d = todo.pop()
+        todo.extend(d.subs)
+        node = getattr(d, "node", None)
+        nodes = [node] if node is not None else []
+        while nodes:
+            n = nodes.pop()
+            nodes.extend(n.subs)
+            if n.frag is Fragment.OLDER:
+                value = n.k & ~SEQUENCE_LOCKTIME_TYPE_FLAG
+                if value > 0xFFFF:
+                    out.append(f"time-based relative locktime: older({n.k}) > (65535 * 512) "
+                               "seconds is unsafe" if n.k & SEQUENCE_LOCKTIME_TYPE_FLAG else
+                               f"height-based relative locktime: older({n.k}) > 65535 blocks "
+                               "is unsafe")
+    return out
 
 
 def _all_private(desc: Descriptor) -> bool:

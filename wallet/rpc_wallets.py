@@ -103,7 +103,8 @@ def getwalletinfo(call: Call):
         "paytxfee": to_btc(0),
         "private_keys_enabled": w.private_keys_enabled,
         "avoid_reuse": False,
-        "scanning": False,
+        "scanning": {"duration": int(w.clock() - w.scan_started),
+                     "progress": round(w.scan_progress, 8)} if w.rescanning else False,
         "descriptors": True,
         "external_signer": False,
         "blank": not w.accounts,
@@ -128,7 +129,8 @@ def encryptwallet(call: Call, passphrase):
 def walletpassphrase(call: Call, passphrase, timeout):
     w = call.w
     w.unlock(passphrase, int(timeout))
-    w.top_up_all()  # (Core tops the keypool up while it has the keys)
+    if not w.scanning:
+        w.top_up_all()  # (Core tops the keypool up while it has the keys)
     return None
 
 
@@ -138,6 +140,10 @@ def walletlock(call: Call):
     if not w.encrypted:
         raise WalletError(-15, "Error: running with an unencrypted wallet, but walletlock was "
                           "called.")
+    if w.scanning:
+        raise WalletError(RPC_WALLET_ERROR, "Error: the wallet is currently being used to "
+                          "rescan the blockchain for related transactions. Please call "
+                          "`abortrescan` before locking the wallet.")
     w.lock()
     return None
 
@@ -145,6 +151,10 @@ def walletlock(call: Call):
 @method("walletpassphrasechange", Param("oldpassphrase", STR), Param("newpassphrase", STR),
         syncs=False)
 def walletpassphrasechange(call: Call, old, new):
+    if call.w.scanning:
+        raise WalletError(RPC_WALLET_ERROR, "Error: the wallet is currently being used to "
+                          "rescan the blockchain for related transactions. Please call "
+                          "`abortrescan` before changing the passphrase.")
     call.w.change_passphrase(old, new)
     return None
 
@@ -175,7 +185,10 @@ def rescanblockchain(call: Call, start_height, stop_height):
 
 @method("abortrescan", syncs=False)
 def abortrescan(call: Call):
-    """Core's abortrescan: False when no rescan is running (a rescan here runs within the
-    call that asked for it, under the wallet's lock, so none is ever seen running)."""
-    _ = call.w
-    return False
+    """Core's abortrescan: asks a running rescan to stop (it stops between batches of
+    blocks); False when none runs or one was already asked."""
+    w = call.w
+    if not w.rescanning or w.abort_rescan:
+        return False
+    w.abort_rescan = True
+    return True

@@ -30,6 +30,7 @@ from wallet.amounts import parse_btc
 from wallet.errors import (
     RPC_INVALID_PARAMETER,
     RPC_METHOD_NOT_FOUND,
+    RPC_MISC_ERROR,
     RPC_WALLET_ALREADY_EXISTS,
     RPC_WALLET_ALREADY_LOADED,
     RPC_WALLET_ERROR,
@@ -45,6 +46,11 @@ from wallet.wallet import Wallet
 log = logging.getLogger("wallet")
 
 SETTINGS_FILE = "settings.json"
+_RESCANS = frozenset({"importdescriptors", "rescanblockchain"})
+# methods that answer while a rescan holds the wallet (walletlock and walletpassphrasechange
+# to refuse, as Core's)
+_WHILE_SCANNING = frozenset({"walletlock", "walletpassphrase", "walletpassphrasechange",
+                             "getwalletinfo"})
 DEFAULT_WALLET = "default"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,63}$")
 
@@ -91,12 +97,26 @@ class WalletManager:
                 raise self._not_loaded(wallet_name)
             return m.func(Call(self, wallet, self.node), *args)
         wallet = self.resolve(wallet_name)
-        with self.locks[wallet.name]:
-            if wallet.name not in self.wallets:  # unloaded while we waited
-                raise self._not_loaded(wallet.name)
-            if m.syncs:
-                sync(wallet, self.node)
+        if method == "abortrescan" or (method in _WHILE_SCANNING and wallet.scanning):
+            # (a rescan holds the wallet: these answer beside it, as Core's do)
             return m.func(Call(self, wallet, self.node), *args)
+        reserved = False
+        if method in _RESCANS:  # Core's WalletRescanReserver: one rescan at a time
+            with self._lock:
+                if wallet.scanning:
+                    raise WalletError(RPC_WALLET_ERROR, "Wallet is currently rescanning. Abort "
+                                      "existing rescan or wait.")
+                wallet.scanning = reserved = True
+        try:
+            with self.locks[wallet.name]:
+                if wallet.name not in self.wallets:  # unloaded while we waited
+                    raise self._not_loaded(wallet.name)
+                if m.syncs:
+                    sync(wallet, self.node)
+                return m.func(Call(self, wallet, self.node), *args)
+        finally:
+            if reserved:
+                wallet.scanning = False
 
     def resolve(self, name: str | None) -> Wallet:
         """Core's GetWalletForJSONRPCRequest."""
@@ -280,7 +300,22 @@ class WalletManager:
                 bhash = self.node.call("getblockhash", start - 1)
                 header = self.node.call("getblockheader", bhash)
                 w.rewind(start - 1, _hex_hash(bhash), int(header["time"]))
-        sync(w, self.node, stop_height=stop)
+        first = self.node.call("getblockhash", start)
+        log.info("[%s] Rescan started from block %s... (slow variant inspecting all blocks)",
+                 w.name, first)
+        began = time.monotonic()
+        w.rescanning, w.abort_rescan = True, False
+        w.scan_started, w.scan_progress = w.clock(), 0.0
+        w.scan_range = (start, tip if stop is None else stop)
+        try:
+            sync(w, self.node, stop_height=stop)
+        finally:
+            w.rescanning = False
+        if w.abort_rescan:
+            w.abort_rescan = False
+            log.info("[%s] Rescan aborted at block %d.", w.name, w.tip_height)
+            raise WalletError(RPC_MISC_ERROR, "Rescan aborted by user.")
+        log.info("[%s] Rescan completed in %dms", w.name, (time.monotonic() - began) * 1000)
         return {"start_height": start, "stop_height": w.tip_height}
 
     def tip_mtp(self, w: Wallet) -> int:

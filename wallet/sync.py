@@ -130,6 +130,11 @@ def _follow(wallet: Wallet, node: NodeClient, target: int, result: SyncResult) -
     """Connect blocks tip+1 .. target. False when a block does not extend the wallet's tip
     (a reorg happened meanwhile)."""
     while wallet.tip_height < target:
+        if wallet.rescanning:
+            if wallet.abort_rescan:
+                return True  # (abortrescan: stop here; the caller reports it)
+            lo, hi = wallet.scan_range
+            wallet.scan_progress = (wallet.tip_height - lo + 1) / max(1, hi - lo + 1)
         heights = list(range(wallet.tip_height + 1, min(target, wallet.tip_height
                                                         + BATCH_BLOCKS) + 1))
         hashes = node.batch([("getblockhash", [h]) for h in heights])

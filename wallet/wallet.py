@@ -107,6 +107,13 @@ class Wallet:
         # one used or handed out
         self.lookahead = max(1, int(DEFAULT_LOOKAHEAD if lookahead is None else lookahead))
         self.clock = time.time  # the node's (mockable) clock when mounted
+        # rescans: reserved by a call (scanning), in the scan loop (rescanning), asked to stop
+        self.scanning = False
+        self.rescanning = False
+        self.abort_rescan = False
+        self.scan_started = 0.0
+        self.scan_progress = 0.0
+        self.scan_range = (0, 0)
         # fee settings (sat, sat/kvB): the node's -maxtxfee, -mintxfee, -minrelaytxfee,
         # -paytxfee when mounted (WalletManager sets them), Core's defaults otherwise
         self.max_tx_fee = 10_000_000
@@ -339,7 +346,8 @@ class Wallet:
     def locked(self) -> bool:
         if not self.encrypted:
             return False
-        if self._key is not None and time.monotonic() >= self.unlocked_until:
+        if self._key is not None and time.monotonic() >= self.unlocked_until \
+                and not self.scanning:  # (a rescan keeps the keys until it ends, as Core's)
             self.lock()
         return self._key is None
 
@@ -390,6 +398,11 @@ class Wallet:
         return key
 
     def _relock_if_due(self) -> None:
+        if self.scanning:  # try again once the rescan is over
+            self._relock = threading.Timer(0.2, self._relock_if_due)
+            self._relock.daemon = True
+            self._relock.start()
+            return
         if self.guard is not None:
             with self.guard:
                 _ = self.locked
