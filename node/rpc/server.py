@@ -275,9 +275,12 @@ class RPCServer:
         if reply is None:
             return status, None
         try:
-            return status, (jsonutil.dumps(reply) + "\n").encode()
+            # A lone surrogate (from a request's id or strings) is written as its JSON escape
+            # (\ud800): backslashreplace writes exactly that, so one odd id never costs the
+            # reply, or a whole batch's.
+            return status, (jsonutil.dumps(reply) + "\n").encode("utf-8", "backslashreplace")
         except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as err:
-            # E.g. a lone surrogate echoed from the request: still answer in JSON.
+            # E.g. an object a method should not have returned: still answer in JSON.
             log.warning("could not encode a reply: %s", err)
             rid = reply.get("id") if isinstance(reply, dict) else None
             fallback = _v1_error(RPCError(RPC_INTERNAL_ERROR, "Reply could not be encoded"),

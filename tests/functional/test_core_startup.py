@@ -173,3 +173,12 @@ def test_damaged_databases_refuse_to_start_with_cores_errors(tmp_path):
         restore()
     with node:  # and the good copy starts
         assert node.call("getblockcount") == 200
+
+
+def test_lone_surrogate_ids_are_echoed_as_json_escapes(tmp_path):
+    with NodeProcess(tmp_path / "n") as node:
+        status, reply = node.request(None, raw=b'[{"id": "\\ud800", "method": "getblockcount"},'
+                                              b' {"id": 2, "method": "getblockcount"}]')
+        assert status == 200
+        assert [r["id"] for r in reply] == ["\ud800", 2]
+        assert [r["result"] for r in reply] == [0, 0]
