@@ -61,6 +61,57 @@ class _Formatter(logging.Formatter):
         return t + "Z"
 
 
+RATELIMIT_WINDOW = 3600.0  # seconds
+RATELIMIT_BYTES = 1024 * 1024  # what one source location may log per window
+
+
+class RateLimit(logging.Filter):
+    """Core's log rate limit (-logratelimit, on by default): each source location may write
+    RATELIMIT_BYTES of info-or-louder lines per hour; past that its lines are dropped, said
+    once, until the hour is over. Debug lines (asked for with -debug) are never dropped. A
+    peer or client that makes the node log an error per message cannot fill the disk."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.window_start = time.monotonic()
+        self.used: dict[tuple[str, int], int] = {}
+        self.dropped: dict[tuple[str, int], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.INFO or getattr(record, "ratelimit_note", False):
+            return True
+        now = time.monotonic()
+        if now - self.window_start >= RATELIMIT_WINDOW:
+            self._new_window(now)
+        where = (record.pathname, record.lineno)
+        size = len(str(record.msg)) + 64  # (close enough: the format's arguments vary)
+        used = self.used.get(where, 0) + size
+        self.used[where] = used
+        if used <= RATELIMIT_BYTES:
+            return True
+        if where not in self.dropped:
+            self.dropped[where] = 0
+            _note(f"Excessive logging detected from {record.filename}:{record.lineno} "
+                  f"({record.funcName}): >{RATELIMIT_BYTES // 1024} KiB logged during the "
+                  f"last time window of {int(RATELIMIT_WINDOW)}s. Suppressing logging to disk "
+                  f"from this source location until time window resets. Console logging "
+                  f"unaffected. Last log entry.")
+        self.dropped[where] += size
+        return False
+
+    def _new_window(self, now: float) -> None:
+        for (path, line), dropped in self.dropped.items():
+            _note(f"Restarting logging from {Path(path).name}:{line}: {dropped} bytes were "
+                  f"dropped during the last {int(RATELIMIT_WINDOW)}s.")
+        self.window_start = now
+        self.used.clear()
+        self.dropped.clear()
+
+
+def _note(text: str) -> None:
+    logging.getLogger("minibtcd").warning(text, extra={"ratelimit_note": True})
+
+
 def setup_logging(config: NodeConfig, datadir: Path) -> Path | None:
     """Open the log; raises ConfigError (Core's text) when its file cannot be opened."""
     check_loglevels(config.arg_list("loglevel"))
@@ -83,6 +134,8 @@ def setup_logging(config: NodeConfig, datadir: Path) -> Path | None:
         except OSError:
             raise ConfigError(f"Error: Could not open debug log file {logfile}") from None
         fh.setFormatter(fmt)
+        if config.arg_bool("logratelimit", True):
+            fh.addFilter(RateLimit())  # (the file only, as Core: the console keeps all)
         root.addHandler(fh)
     console = config.printtoconsole if config.printtoconsole is not None else not config.daemon
     if console:

@@ -1,0 +1,45 @@
+"""The log's rate limit (Core's -logratelimit): one source location may write 1 MiB of
+info-or-louder lines per hour to the file; past that it is dropped, said once; debug lines
+are never dropped; a new window says how much was dropped and logs again."""
+
+from __future__ import annotations
+
+import logging
+
+from node import logs
+
+
+def test_one_noisy_line_is_cut_after_its_budget(monkeypatch):
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    handler = Keep()
+    limit = logs.RateLimit()
+    handler.addFilter(limit)
+    log = logging.getLogger("test-ratelimit")
+    log.propagate = False
+    log.addHandler(handler)
+    note = logging.getLogger("minibtcd")
+    note.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    try:
+        line = "x" * 1000
+        for _ in range(2000):  # ~2 MB from one place
+            log.warning(line)
+        kept = [r for r in records if r.msg == line]
+        assert 900 < len(kept) < 1100  # about 1 MiB
+        notes = [r for r in records if "Excessive logging detected" in str(r.msg)]
+        assert len(notes) == 1
+        for _ in range(10):
+            log.debug(line)  # asked-for debug lines still go through
+        assert sum(1 for r in records if r.levelno == logging.DEBUG) == 10
+        monkeypatch.setattr(limit, "window_start", limit.window_start - logs.RATELIMIT_WINDOW)
+        log.warning(line)  # a new window: said how much was dropped, and logged again
+        assert any("bytes were dropped" in str(r.msg) for r in records)
+        assert records[-1].msg == line
+    finally:
+        log.removeHandler(handler)
+        note.removeHandler(handler)
