@@ -73,7 +73,7 @@ CORE_ARGS = NO_EFFECT | {
     "walletdir", "walletcrosschain", "signer", "vbparams", "persistmempoolv1",
     "dbcrashratio", "checkpoints", "rpccookiefile", "whitelistrelay",
     "whitelistforcerelay", "includeconf", "testnet", "testnet4", "signet",
-    "signetchallenge", "signetseednode", "rpcclienttimeout", "blocksxor",
+    "signetchallenge", "signetseednode", "rpcclienttimeout", "blocksxor", "peerblockfilters",
 }
 
 

@@ -82,7 +82,7 @@ class Pruner:
         chain.index_db.put_many(changed, sync=True)  # the index first: then the files go
         for n in sorted(doomed):
             chain.files.remove(n)
-            log.info("Prune: deleted blk/rev (%05d)", n)
+            log.info("Prune: UnlinkPrunedFiles deleted blk/rev (%05d)", n)
 
     def prune_to(self, height: int) -> int:
         """Delete the files whose blocks are all at or below `height` (capped to keep the
