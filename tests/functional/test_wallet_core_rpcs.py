@@ -230,3 +230,72 @@ def test_long_unconfirmed_chain_rejected(node):
     assert (code, msg) == (-4, "Unconfirmed UTXOs are available, but spending them creates a "
                            "chain of transactions that will be rejected by the mempool")
     node.call("generatetoaddress", 1, ELSEWHERE)
+
+
+def test_external_input_needs_solving_data(node):
+    from wallet.address import encode_wif
+
+    wif = encode_wif(secrets.token_bytes(32), REGTEST)
+    node.call("createwallet", "ext")
+    desc = add_checksum(f"sh(wsh(pkh({wif})))")
+    assert node.call("importdescriptors", [{"desc": desc, "timestamp": "now"}],
+                     wallet="ext")[0]["success"]
+    addr = node.call("deriveaddresses", desc)[0]
+    node.call("sendtoaddress", addr, 10, wallet="w")
+    node.call("generatetoaddress", 1, ELSEWHERE)
+    utxo = node.call("listunspent", 1, 9999999, [addr], wallet="ext")[0]
+    dest = node.call("getnewaddress", wallet="recv")
+    code, msg = _err(node.call, "send", {dest: 15}, None, None, None,
+                     {"inputs": [utxo], "add_inputs": True, "psbt": True}, wallet="w")
+    assert (code, msg) == (-4, f"Not solvable pre-selected input COutPoint("
+                           f"{utxo['txid'][:10]}, {utxo['vout']})")
+    res = node.call("send", {dest: 15}, None, None, None,
+                    {"inputs": [utxo], "add_inputs": True, "psbt": True,
+                     "solving_data": {"descriptors": [desc]}}, wallet="w")
+    assert res["complete"] is False
+    signed = node.call("walletprocesspsbt", res["psbt"], wallet="ext")
+    assert signed["complete"] is True
+    assert node.call("testmempoolaccept", [signed["hex"]])[0]["allowed"] is True
+    info = node.call("getaddressinfo", addr, wallet="ext")
+    assert info["script"] == "witness_v0_scripthash"
+    assert info["embedded"]["script"] == "pubkeyhash" and "pubkey" in info
+
+
+def test_multipath_and_multisig_descriptors_active(node):
+    node.call("createwallet", "mp", False, True)
+    xprv = _xprv()
+    res = node.call("importdescriptors", [{"desc": add_checksum(f"wpkh({xprv}/<0;1>/*)"),
+                                           "active": True, "range": 5, "timestamp": "now"}],
+                    wallet="mp")
+    assert res == [{"success": True}]
+    listed = node.call("listdescriptors", wallet="mp")["descriptors"]
+    assert sorted(d["internal"] for d in listed) == [False, True]
+    receive = node.call("getnewaddress", wallet="mp")
+    change = node.call("getrawchangeaddress", wallet="mp")
+    assert node.call("getaddressinfo", receive, wallet="mp")["hdkeypath"] == "m/0/0"
+    assert node.call("getaddressinfo", change, wallet="mp")["hdkeypath"] == "m/1/0"
+    # a multisig descriptor can be active (its output type is bech32), and is signed for
+    node.call("createwallet", "ms", False, True)
+    keys = [_xprv() for _ in range(3)]
+    multi = add_checksum(f"wsh(multi(2,{keys[0]}/0/*,{keys[1]}/0/*,{keys[2]}/0/*))")
+    change_multi = add_checksum(f"wsh(multi(2,{keys[0]}/1/*,{keys[1]}/1/*,{keys[2]}/1/*))")
+    assert node.call("importdescriptors", [
+        {"desc": multi, "active": True, "range": 10, "timestamp": "now"},
+        {"desc": change_multi, "active": True, "internal": True, "range": 10,
+         "timestamp": "now"}], wallet="ms") == [{"success": True}, {"success": True}]
+    addr = node.call("getnewaddress", "", "bech32", wallet="ms")
+    assert addr == node.call("deriveaddresses", multi, [0, 0])[0]
+    node.call("sendtoaddress", addr, 5, wallet="w")
+    node.call("generatetoaddress", 1, ELSEWHERE)
+    txid = node.call("sendtoaddress", ELSEWHERE, 1, wallet="ms")
+    decoded = node.call("gettransaction", txid, True, True, wallet="ms")["decoded"]
+    assert len(decoded["vin"][0]["txinwitness"]) == 4  # empty, two signatures, the script
+    # an older() value no relative lock time can enforce is imported with Core's warning
+    pub = ExtKey.from_seed(secrets.token_bytes(32)).neuter().serialize(REGTEST)
+    node.call("createwallet", "older", True, True)
+    res = node.call("importdescriptors", [{
+        "desc": add_checksum(f"wsh(and_v(v:pk({pub}/*),older(65536)))"), "range": [0, 2],
+        "timestamp": "now"}], wallet="older")[0]
+    assert res["warnings"] == ["height-based relative locktime: older(65536) > 65535 blocks "
+                               "is unsafe"]
+    node.call("generatetoaddress", 1, ELSEWHERE)
