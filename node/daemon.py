@@ -163,7 +163,8 @@ class Node:
         whitelist = cfg.arg_list("rpcwhitelist")
         self.rpc = RPCServer(self, creds, binds, allow, threads=cfg.rpcthreads,
                              whitelist=Whitelist(whitelist, cfg.arg_bool(
-                                 "rpcwhitelistdefault", bool(whitelist))))
+                                 "rpcwhitelistdefault", bool(whitelist))),
+                             work_queue=max(1, cfg.arg_int("rpcworkqueue", 64)))
         try:
             log.info("Starting HTTP server")
             await self.rpc.start()

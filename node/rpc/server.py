@@ -148,10 +148,14 @@ class RPCServer:
         allow: list[str],
         threads: int = 8,
         whitelist: Whitelist | None = None,
+        work_queue: int = 64,
     ) -> None:
         self.node = node
         self.credentials = credentials
         self.whitelist = whitelist or Whitelist([], False)
+        self.threads = threads
+        self.work_queue = work_queue  # requests that may wait for a thread (-rpcworkqueue)
+        self.in_executor = 0  # requests handed to threads, running or waiting
         self.bind = bind
         self.allow = [ipaddress.ip_network(a, strict=False) for a in allow]
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rpc")
@@ -248,8 +252,17 @@ class RPCServer:
         executor = self.executor
         if self._wallets() is not None and (req is _UNPARSED or _has_wallet_call(req)):
             executor = self._wallet_executor()
-        status, payload = await loop.run_in_executor(executor, self._process, req, body,
-                                                     wallet, peer, allowed, user)
+        if self.in_executor >= self.threads + self.work_queue:
+            # Core's -rpcworkqueue: a full queue is refused, not grown without bound.
+            log.warning("WARNING: request rejected because http work queue depth exceeded, it "
+                        "can be increased with the -rpcworkqueue= setting")
+            return web.Response(status=503, text="Work queue depth exceeded")
+        self.in_executor += 1
+        try:
+            status, payload = await loop.run_in_executor(executor, self._process, req, body,
+                                                         wallet, peer, allowed, user)
+        finally:
+            self.in_executor -= 1
         return self._response(status, payload)
 
     def _process(self, req: Any, body: bytes, wallet: str | None, peer: str,

@@ -182,3 +182,16 @@ def test_lone_surrogate_ids_are_echoed_as_json_escapes(tmp_path):
         assert status == 200
         assert [r["id"] for r in reply] == ["\ud800", 2]
         assert [r["result"] for r in reply] == [0, 0]
+
+
+def test_full_work_queue_is_refused_with_503(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with NodeProcess(tmp_path / "n", "-rpcthreads=1", "-rpcworkqueue=1") as node:
+        def slow(_):
+            return node.request({"method": "waitfornewblock", "params": [1500], "id": 1})[0]
+
+        with ThreadPoolExecutor(6) as pool:
+            statuses = list(pool.map(slow, range(6)))
+        assert statuses.count(200) >= 2 and 503 in statuses  # 1 running + 1 queued at most
+        assert node.call("getblockcount") == 0
