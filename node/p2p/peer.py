@@ -290,25 +290,10 @@ class Peer:
                 if prefix and not self.closed:  # an inbound v1 peer: its first message
                     command, payload = await self.read_message(prefix)
                     await self._dispatch(handle, command, payload)
+            read, dispatch = self.read_message, self._dispatch
             while not self.closed:
-                command, payload = await self.read_message()
-                if command is None:
-                    continue  # dropped (logged), the connection kept
-                log.debug("received: %s (%d bytes) peer=%d", command, len(payload), self.id)
-                try:
-                    msg = m.decode_payload(command, payload)
-                except m.OversizedMessage as err:
-                    await handle(self, "oversized", err)
-                    continue
-                except m.DisconnectingMessage as err:
-                    raise ProtocolViolation(str(err)) from None
-                except DeserializationError as err:
-                    self._undecodable(command, payload, err)
-                    continue
-                if msg is None:
-                    log.debug("peer=%d: ignoring unknown message %r", self.id, command)
-                    continue
-                await handle(self, command, msg)
+                command, payload = await read()
+                await dispatch(handle, command, payload)
         except ProtocolViolation as err:
             self.close(str(err))
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
@@ -327,6 +312,8 @@ class Peer:
                   len(payload), err, type(err).__name__)
 
     async def _dispatch(self, handle: Handler, command: str | None, payload: bytes) -> None:
+        """Decode one message and hand it to the handler. command None: a message the
+        transport dropped (logged there), the connection kept."""
         if command is None:
             return
         log.debug("received: %s (%d bytes) peer=%d", command, len(payload), self.id)
