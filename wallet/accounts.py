@@ -101,8 +101,9 @@ class Account:
     range_start: int = 0  # the private descriptor, sealed when the wallet is encrypted
     private: Descriptor | None = field(default=None, repr=False)  # parsed while unlocked
     expansions: dict[int, Expansion] = field(default_factory=dict, repr=False)
-    # indexes derived through the private descriptor and not yet written to the cache table
-    new_hardened: list[int] = field(default_factory=list, repr=False)
+    # indexes derived and not yet written to the cache table (a wallet opens without
+    # deriving again; one with hardened steps knows its scripts while locked)
+    unsaved: list[int] = field(default_factory=list, repr=False)
 
     @property
     def ranged(self) -> bool:
@@ -120,8 +121,8 @@ class Account:
                 if self.private is None:
                     raise
                 e = self.private.expand_full(pos)
-                self.new_hardened.append(index)
             self.expansions[index] = e
+            self.unsaved.append(index)
         return e
 
     def can_derive(self, index: int) -> bool:

@@ -14,8 +14,9 @@ Tables:
   blocks(height, hash)            the chain as the wallet last followed it (reorg detection)
   locked_coins(txid, vout)        outputs locked with lockunspent persistent=true
   abandoned_txs(txid)             transactions abandoned (abandontransaction)
-  derived_cache(account_id, idx)  scripts and keys of descriptors with hardened steps, derived
-                                  while unlocked (JSON), so the wallet knows them while locked
+  derived_cache(account_id, idx)  each derived position's scripts and keys (JSON): a wallet
+                                  opens without deriving its window again, and one with
+                                  hardened steps knows what it derived while unlocked
 """
 
 from __future__ import annotations

@@ -277,13 +277,13 @@ class Wallet:
     def _save_derived(self) -> None:
         """Write the scripts derived through private keys to the cache table."""
         for acc in self.accounts.values():
-            if acc.new_hardened:
+            if acc.unsaved:
                 with self.db.atomic() as c:
-                    for i in acc.new_hardened:
+                    for i in acc.unsaved:
                         c.execute("INSERT OR REPLACE INTO derived_cache(account_id, idx, data)"
                                   " VALUES (?,?,?)", (acc.id, i,
                                                       expansion_to_json(acc.expansions[i])))
-                acc.new_hardened.clear()
+                acc.unsaved.clear()
 
     def _top_up(self, acc: Account, end: int) -> bool:
         """Extend acc's window to end (persisted); False when it could not be derived so far
