@@ -260,13 +260,17 @@ class PeerManager:
             log.info("connected to self at %s, disconnecting", peer.addr)
             peer.close("connected to self")
             return
-        if not peer.inbound and peer.conn_type != MANUAL and \
-                (v.services & m.NODE_WITNESS) != m.NODE_WITNESS:
-            log.debug("peer does not offer the expected services (%08x offered, %08x "
-                      "expected); %s", v.services, v.services | m.NODE_WITNESS,
-                      self.disconnect_msg(peer))
-            peer.close(f"peer lacks the services we need ({v.services:#x})")
-            return
+        if not peer.inbound and peer.conn_type != MANUAL:
+            # Core's HasAllDesirableServiceFlags: witness, and full blocks (a pruned peer's
+            # recent ones will do once we are out of the initial download)
+            want = m.NODE_WITNESS | m.NODE_NETWORK
+            if v.services & m.NODE_NETWORK_LIMITED and not self.chain.in_ibd():
+                want = m.NODE_WITNESS | m.NODE_NETWORK_LIMITED
+            if v.services & want != want:
+                log.debug("peer=%d does not offer the expected services (%08x offered, %08x "
+                          "expected); %s", peer.id, v.services, want, self.disconnect_msg(peer))
+                peer.close(f"peer lacks the services we need ({v.services:#x})")
+                return
         peer.version = v
         # Core's m_tx_relay: none for block-relay-only and feeler connections; for the others
         # when the peer asked for transactions, or may load a bloom filter later.
