@@ -201,12 +201,13 @@ def walletcreatefundedpsbt(call: Call, inputs, outputs, locktime, options, bip32
     if o.get("feeRate") is not None:
         rate = parse_btc(o["feeRate"])
     # what only the newer fund() takes is passed when asked for
-    extra = {k: o[k] for k in ("include_unsafe", "minconf", "maxconf") if o.get(k) is not None}
+    extra = {k: o[k] for k in ("include_unsafe", "minconf", "maxconf", "solving_data")
+             if o.get(k) is not None}
     position = o.get("changePosition", o.get("change_position"))
     if position is not None:
         extra["change_position"] = position
     built = fund(w, inputs, outputs, rate, locktime=0 if locktime is None else locktime,
-                 change_address=change_address, change_type=o.get("change_type"),
+                 node=call.node, change_address=change_address, change_type=o.get("change_type"),
                  subtract=o.get("subtractFeeFromOutputs", o.get("subtract_fee_from_outputs",
                                                                  [])),
                  lock=bool(o.get("lockUnspents", o.get("lock_unspents"))),
