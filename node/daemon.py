@@ -245,6 +245,7 @@ class Node:
         log.info("Loading P2P addresses...")
         self.p2p = PeerManager(self.chain, self.mempool, self.params, self.config,
                                self.validation, self.datadir, user_agent(self.config))
+        self.p2p.scheduler = self.scheduler  # periodic P2P jobs (rebroadcast), mockscheduler
         await self.p2p.start()
         for name in ("net", "addcon", "msghand"):  # Core's threads for what started here
             log.info("%s thread start", name)

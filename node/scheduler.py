@@ -13,19 +13,8 @@ from collections.abc import Callable
 log = logging.getLogger("minibtcd")
 
 
-_current: Scheduler | None = None
-
-
-def current() -> Scheduler | None:
-    """The node's scheduler (the last one made in this process), for parts that schedule
-    their own jobs (P2P relay's rebroadcast)."""
-    return _current
-
-
 class Scheduler:
     def __init__(self) -> None:
-        global _current
-        _current = self
         self._jobs: list[tuple[float, int, Callable[[], None], float | None]] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()

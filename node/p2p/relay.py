@@ -15,7 +15,6 @@ from collections import OrderedDict, deque
 
 from consensus.serialize import DeserializationError
 from consensus.tx import Transaction
-from node import scheduler as scheduler_mod
 from node.mempool import MempoolReject
 from node.p2p import messages as m
 from node.p2p.peer import KnownSet, Peer
@@ -67,7 +66,7 @@ class Relay:
         self._schedule_rebroadcast()
 
     def _schedule_rebroadcast(self) -> None:
-        sched = scheduler_mod.current()
+        sched = getattr(self.net, "scheduler", None)  # the node's (daemon sets it)
         if sched is not None:
             sched.schedule(self._reattempt_initial_broadcast,
                            REBROADCAST_MIN + random.uniform(0, REBROADCAST_SPREAD))
