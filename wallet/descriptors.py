@@ -2,10 +2,11 @@
 
 Supported: pk, pkh, wpkh, sh, wsh, multi, sortedmulti, combo, addr, raw, tr (with script trees
 of pk, multi_a and sortedmulti_a leaves) and rawtr, and miniscript (wallet/miniscript.py) inside
-wsh() and as tr() leaves. Keys: hex (compressed, uncompressed, and
+wsh() and as tr() leaves, and unused(KEY). Keys: hex (compressed, uncompressed, and
 x-only inside tr), WIF, xpub/xprv with /paths and /* or /*' (/*h) ranges, each optionally with
-[fingerprint/path] origin info; multipath steps (<a;b>) through parse_descriptors. Not
-supported: musig().
+[fingerprint/path] origin info; multipath steps (<a;b>) through parse_descriptors; musig()
+aggregates inside tr() and rawtr() (BIP390, wallet/musig.py), watch-only: the aggregate has no
+private key, so a musig() key is never signed for here.
 
 The parser mirrors Core's ParseScript/ParsePubkey (src/script/descriptor.cpp) so that the same
 inputs fail with the same messages (getdescriptorinfo, deriveaddresses and scantxoutset pass
@@ -91,6 +92,7 @@ from wallet.keys import (
 from wallet.miniscript import KeyCtx, MiniscriptParseError, MsContext, from_script
 from wallet.miniscript import Node as MsNode
 from wallet.miniscript import parse as ms_parse
+from wallet.musig import MuSigError, aggregate_sorted, synthetic_xpub
 
 MAX_PUBKEYS_PER_MULTI_A = 999
 MAX_RANGE_SIZE = 1_000_000  # Core's limit on a derivation range
@@ -209,6 +211,7 @@ class Ctx(Enum):
     P2WPKH = "wpkh"
     P2WSH = "wsh"
     P2TR = "tr"
+    MUSIG = "musig"  # a participant of a musig() expression
 
 
 class Derive(Enum):
@@ -381,6 +384,77 @@ class BIP32Key(KeyExpr):
         return out
 
 
+class MuSigKey(KeyExpr):
+    """musig(KEY,KEY,...) with an optional /NUM/.../* derivation after it (BIP390): the BIP327
+    aggregate of the participants' keys (sorted first), derived further as an xpub (BIP328)
+    when a path follows. Participants are ranged, or the derivation after musig() is, never
+    both; hardened steps are never allowed after musig()."""
+
+    def __init__(self, participants: Sequence[KeyExpr], path: Sequence[int], derive: Derive,
+                 params: ChainParams) -> None:
+        self.participants = list(participants)
+        self.path = tuple(path)
+        self.derive_type = derive
+        self.params = params
+        self._aggregate: bytes | None = None
+        self._fixed: ExtKey | None = None
+
+    def ranged_participants(self) -> bool:
+        return any(p.is_range() for p in self.participants)
+
+    def is_range(self) -> bool:
+        return self.derive_type is not Derive.NON_RANGED or self.ranged_participants()
+
+    def has_private_key(self) -> bool:
+        return any(p.has_private_key() for p in self.participants)
+
+    def all_private(self) -> bool:
+        return all(p.has_private_key() for p in self.participants)
+
+    def size(self) -> int:
+        return 32
+
+    def _aggregate_at(self, pos: int) -> bytes:
+        try:
+            return aggregate_sorted([p.derive(pos).pubkey for p in self.participants])
+        except MuSigError as e:
+            raise DescriptorError(f"musig(): {e}") from None
+
+    def derive(self, pos: int) -> DerivedKey:
+        if self.is_range() and not 0 <= pos < HARDENED:
+            raise DescriptorError(f"Derivation index {pos} out of range")
+        if self.ranged_participants():
+            agg = self._aggregate_at(pos)
+            return DerivedKey(agg, hash160(agg)[:4], ())
+        if self._aggregate is None:
+            self._aggregate = self._aggregate_at(0)
+        agg = self._aggregate
+        fingerprint = hash160(agg)[:4]
+        if not self.path and self.derive_type is Derive.NON_RANGED:
+            return DerivedKey(agg, fingerprint, ())
+        if self._fixed is None:
+            self._fixed = synthetic_xpub(agg).derive_path(self.path)
+        key = self._fixed
+        path = self.path
+        if self.derive_type is Derive.UNHARDENED:
+            try:
+                key = key.derive(pos)
+            except BIP32Error as e:
+                raise DescriptorError(f"Cannot derive key at index {pos}: {e}") from None
+            path += (pos,)
+        return DerivedKey(key.pubkey, fingerprint, path)
+
+    def derive_secret(self, pos: int) -> bytes | None:
+        return None  # there is no aggregate private key (MuSig2 signing is interactive)
+
+    def _body(self, private: bool) -> str:
+        out = "musig(" + ",".join(p.to_string(private) for p in self.participants) + ")"
+        out += format_path(self.path)
+        if self.derive_type is Derive.UNHARDENED:
+            out += "/*"
+        return out
+
+
 # --- descriptors --------------------------------------------------------------------------------
 
 
@@ -416,6 +490,10 @@ class Descriptor:
 
     def is_solvable(self) -> bool:
         return all(s.is_solvable() for s in self.subs)
+
+    def has_scripts(self) -> bool:
+        """False for unused(KEY), which holds a key and produces no script."""
+        return True
 
     def has_private_keys(self) -> bool:
         """True when any key was given in private form (WIF or xprv), as Core reports it."""
@@ -656,6 +734,18 @@ class TRDescriptor(Descriptor):
         return [p2tr_script(taproot_output_key(internal, root))]
 
 
+class UnusedDescriptor(Descriptor):
+    """unused(KEY): a key the wallet holds that produces no script (Core 29+)."""
+
+    name = "unused"
+
+    def has_scripts(self) -> bool:
+        return False
+
+    def _make_scripts(self, pubkeys, subscripts, out):  # type: ignore[no-untyped-def]
+        return []
+
+
 class RawTRDescriptor(Descriptor):
     """rawtr(KEY): the key is the output key itself, no tweak."""
 
@@ -828,9 +918,67 @@ def _parse_pubkey_inner(sp: str, ctx: Ctx, params: ChainParams, apos: _Apostroph
     return BIP32Key(ext, path, derive, params)
 
 
+def _parse_musig(sp: str, params: ChainParams) -> KeyExpr:
+    """musig(KEY,...)[/NUM/.../[*]] with Core's checks and messages (BIP390)."""
+    closes = [i for i, c in enumerate(sp) if c == ")"]
+    if len(closes) > 1:
+        raise DescriptorError("Too many ')' in musig() expression")
+    if not closes:
+        raise DescriptorError("Invalid musig() expression")
+    inner, rest = sp[len("musig("):closes[0]], sp[closes[0] + 1:]
+    participants: list[KeyExpr] = []
+    multipath = _MULTIPATH.lengths
+    participant_lengths: list[int] = []
+    while inner or not participants:
+        if participants:
+            if not inner.startswith(","):
+                raise DescriptorError(f"musig(): expected ',', got '{inner[0]}'")
+            inner = inner[1:]
+        elif not inner:
+            raise DescriptorError("musig(): Must contain key expressions")
+        arg, inner = _expr(inner)
+        before = len(multipath) if multipath is not None else 0
+        participants.append(_key("musig(): ", arg, Ctx.MUSIG, params))
+        if multipath is not None and len(multipath) > before:
+            participant_lengths.append(multipath[-1])
+    path: list[int] = []
+    derive = Derive.NON_RANGED
+    if rest:
+        if not rest.startswith("/"):
+            raise DescriptorError("Invalid musig() expression")
+        if not all(isinstance(p, BIP32Key) for p in participants):
+            raise DescriptorError(
+                "musig(): derivation requires all participants to be xpubs or xprvs")
+        if any(p.is_range() for p in participants):
+            raise DescriptorError(
+                "musig(): Cannot have ranged participant keys if musig() also has derivation")
+        elems = rest[1:].split("/")
+        if elems[-1] == "*":
+            elems.pop()
+            derive = Derive.UNHARDENED
+        elif elems[-1] in ("*'", "*h"):
+            raise DescriptorError("musig(): Cannot have hardened child derivation")
+        before = len(multipath) if multipath is not None else 0
+        try:
+            path = _parse_key_path(elems, _Apostrophe(), allow_multipath=True)
+        except DescriptorError as e:
+            raise DescriptorError(f"musig(): {e}") from None
+        if any(step & HARDENED for step in path) or any(
+                ("'" in e or "h" in e) for e in elems if e.startswith("<")):
+            raise DescriptorError("musig(): cannot have hardened derivation steps")
+        if multipath is not None and len(multipath) > before and participant_lengths:
+            raise DescriptorError("musig(): Cannot have multipath participant keys if musig() "
+                                  "is also multipath")
+    if len(set(participant_lengths)) > 1:
+        raise DescriptorError("musig(): Multipath derivation paths have mismatched lengths")
+    return MuSigKey(participants, path, derive, params)
+
+
 def _parse_pubkey(sp: str, ctx: Ctx, params: ChainParams) -> KeyExpr:
     if sp.startswith("musig("):
-        raise DescriptorError("musig() key expressions are not supported")
+        if ctx is not Ctx.P2TR:
+            raise DescriptorError("musig() is only allowed in tr() and rawtr()")
+        return _parse_musig(sp, params)
     origin_split = sp.split("]")
     if len(origin_split) > 2:
         raise DescriptorError("Multiple ']' characters found for a single pubkey")
@@ -1034,6 +1182,17 @@ def _parse_script(sp: str, ctx: Ctx, params: ChainParams) -> tuple[Descriptor, s
         if more:
             raise DescriptorError("rawtr(): only one key expected.")
         return RawTRDescriptor(params, [_key("rawtr(): ", arg, Ctx.P2TR, params)]), rest
+
+    if (inner := _func("unused", expr)) is not None:
+        if ctx is not Ctx.TOP:
+            raise DescriptorError("Can only have unused at top level")
+        arg, more = _expr(inner)
+        if more:
+            raise DescriptorError("unused(): only one key expected")
+        key = _parse_pubkey(arg, ctx, params)
+        if key.is_range():
+            raise DescriptorError("unused(): key cannot be ranged")
+        return UnusedDescriptor(params, [key]), rest
 
     if (inner := _func("raw", expr)) is not None:
         if ctx is not Ctx.TOP:
