@@ -191,6 +191,15 @@ class ChainState:
                     chain.append(e)
                     e = e.prev
                 self.active = chain[::-1]
+            # A block marked invalid whose disconnect never reached the UTXO set (a kill after
+            # invalidateblock): finish it now, so the tip is on a valid chain.
+            unwound = False
+            while self.tip is not None and self.tip.failed and self.tip.prev is not None:
+                self._disconnect_tip()
+                unwound = True
+            if unwound:
+                log.info("disconnected invalid blocks down to height %d", self.height)
+                self.flush()
             self._check_future_tip()
             self._check_recent_blocks()
             self._rebuild_candidates()
@@ -570,6 +579,8 @@ class ChainState:
 
     def _step_towards(self, target: BlockIndexEntry) -> None:
         fork = self.find_fork(target) if self.active else None
+        if fork is not None and fork is not self.tip:
+            self._check_can_disconnect(fork.height)  # a reorg applies whole or not at all
         while self.tip is not None and self.tip is not fork:
             self._disconnect_tip()
         path = []
@@ -704,6 +715,20 @@ class ChainState:
         self.scripts.check_block(jobs)
         return changes, spent_all, enforce_bip30
 
+    def _check_can_disconnect(self, height: int) -> None:
+        """Raise BlockFileError if any block above `height` of the active chain, or its undo
+        data, cannot be read back whole: a disconnect to `height` would stop half-way."""
+        for e in reversed(self.active[height + 1:]):
+            block = self.read_block(e)
+            try:
+                spent = self.read_undo(e)
+            except DeserializationError as err:
+                raise BlockFileError(f"corrupt undo data of block {e.hash_hex()}: {err}"
+                                     ) from None
+            if len(spent) != len(block.txs) - 1 or any(
+                    len(s) != len(tx.vin) for s, tx in zip(spent, block.txs[1:])):
+                raise BlockFileError(f"undo data of block {e.hash_hex()} does not match it")
+
     def _disconnect_tip(self) -> Block:
         e = self.tip
         assert e is not None and e.prev is not None, "cannot disconnect the genesis block"
@@ -765,9 +790,15 @@ class ChainState:
             if e.prev is None:
                 raise ValueError("cannot invalidate the genesis block")
             disconnected = self.in_active_chain(e)
+            if disconnected:
+                # All or nothing: every block and undo record the disconnect needs is read
+                # first, so damaged data fails here, before anything has changed.
+                self._check_can_disconnect(e.height - 1)
             while self.in_active_chain(e):
                 self._disconnect_tip()
             self._mark_invalid(e)
+            if disconnected:
+                self.flush()  # the UTXO set and the invalid flags on disk agree
             if disconnected:
                 self._publish_tip()
                 for fn in self.on_activated:  # the mempool takes the transactions back

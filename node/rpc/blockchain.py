@@ -334,7 +334,7 @@ def invalidateblock(node, blockhash) -> None:
         node.chain.invalidate_block(h)
     except KeyError:
         raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Block not found") from None
-    except ValueError as err:
+    except (ValueError, BlockFileError) as err:  # nothing changed (all or nothing)
         raise RPCError(RPC_DATABASE_ERROR, str(err)) from None
     return None
 
