@@ -51,7 +51,7 @@ def coin_type(params: ChainParams) -> int:
 def hd_account_descriptors(master: ExtKey, params: ChainParams, account: int = 0
                            ) -> list[tuple[str, bool, str, str]]:
     """(address type, internal, public descriptor, private descriptor) for each address type
-    and chain: e.g. wpkh([fp/84h/1h/0h]tpub.../0/*) and its tprv twin."""
+    and chain: e.g. wpkh([fp/84h/1h/0h]tpub.../0/*) and wpkh(tprvMASTER/84h/1h/0h/0/*)."""
     out = []
     fp = master.fingerprint.hex()
     coin = coin_type(params)
@@ -61,7 +61,9 @@ def hd_account_descriptors(master: ExtKey, params: ChainParams, account: int = 0
         for internal in (False, True):
             tail = f"/{int(internal)}/*"
             pub = template.format(origin + acct.neuter().serialize(params) + tail)
-            prv = template.format(origin + acct.serialize(params) + tail)
+            # the private form as Core's: the master key with the full path (gethdkeys)
+            prv = template.format(master.serialize(params) + f"/{purpose}h/{coin}h/{account}h"
+                                  + tail)
             out.append((kind, internal, parse_descriptor(pub, params).to_string(),
                         parse_descriptor(prv, params).to_string(private=True)))
     return out
@@ -186,7 +188,9 @@ def normalized_public(desc: Descriptor) -> str:
     while todo:
         cur = todo.pop()
         todo.extend(cur.subs)
-        for i, key in enumerate(cur.keys):
+        # musig() participants are normalized as any key (Core's MuSigPubkeyProvider)
+        lists = [cur.keys] + [k.participants for k in cur.keys if hasattr(k, "participants")]
+        for keys, i, key in [(ks, i, k) for ks in lists for i, k in enumerate(ks)]:
             key.apostrophe = False
             if not isinstance(key, BIP32Key) or key.derive_type is Derive.HARDENED:
                 continue
@@ -201,5 +205,5 @@ def normalized_public(desc: Descriptor) -> str:
                 origin = KeyOrigin(key.ext.fingerprint, fixed)
             new = BIP32Key(parent, rest, key.derive_type, key.params)
             new.origin = origin
-            cur.keys[i] = new
+            keys[i] = new
     return d.to_string()

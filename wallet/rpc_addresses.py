@@ -17,9 +17,13 @@ from wallet.accounts import ADDRESS_TYPES, address_type_of
 from wallet.address import AddressError, decode_address, script_to_address, validate_address
 from wallet.bip32 import format_path
 from wallet.descriptors import (
+    BIP32Key,
     ComboDescriptor,
+    ConstKey,
     Descriptor,
     DescriptorError,
+    KeyExpr,
+    MuSigKey,
     parse_descriptors,
     parse_range,
 )
@@ -36,6 +40,7 @@ from wallet.rpc import (
     ARR,
     BOOL,
     NUM,
+    OBJ,
     STR,
     Call,
     Param,
@@ -318,6 +323,13 @@ def _import_one(w: Wallet, req: dict, timestamp: int, warnings: list[str]) -> No
                                   "keys to a wallet with private keys enabled")
             if not _all_private(one):
                 warnings.append(MISSING_KEYS_WARNING)
+        if not one.has_scripts():  # unused(KEY): a key for the wallet, not yet in a script
+            if not w.private_keys_enabled:
+                raise WalletError(RPC_WALLET_ERROR, "Cannot import unused() to wallet without "
+                                  "private keys enabled")
+            if _root_pubkey(one.keys[0]) in _wallet_private_roots(w):
+                raise WalletError(RPC_WALLET_ERROR, "Cannot import an unused() descriptor when "
+                                  "its private key is already in the wallet")
         try:
             w.import_descriptor(one, timestamp, active, internal, rng, label, next_index)
         except WalletError as err:
@@ -355,14 +367,48 @@ def _descriptor_warnings(desc: Descriptor) -> list[str]:
     return out
 
 
-def _all_private(desc: Descriptor) -> bool:
-    keys = list(desc.keys)
-    todo = list(desc.subs)
+def _all_keys(desc: Descriptor, participants: bool = True) -> list[KeyExpr]:
+    """Every key expression of desc and its sub-descriptors; with participants, a musig()
+    expression's participant keys in its place."""
+    keys: list[KeyExpr] = []
+    todo = [desc]
     while todo:
         d = todo.pop()
-        keys.extend(d.keys)
+        for k in d.keys:
+            if isinstance(k, MuSigKey):
+                if participants:
+                    keys.extend(k.participants)
+            else:
+                keys.append(k)
         todo.extend(d.subs)
-    return all(k.has_private_key() for k in keys)
+    return keys
+
+
+def _all_private(desc: Descriptor) -> bool:
+    return all(k.has_private_key() for k in _all_keys(desc))
+
+
+def _root_pubkey(key: KeyExpr) -> bytes | None:
+    """The public key of a key expression as written (an extended key's own key)."""
+    if isinstance(key, BIP32Key):
+        return key.ext.pubkey
+    if isinstance(key, ConstKey):
+        return key.pubkey
+    return None
+
+
+def _wallet_private_roots(w: Wallet) -> set[bytes]:
+    """Public keys of the private keys the wallet's descriptors were given (Core's GetKey)."""
+    out = set()
+    for acc in w.accounts.values():
+        if acc.private is None:
+            continue
+        for k in _all_keys(acc.private):
+            if k.has_private_key():
+                pub = _root_pubkey(k)
+                if pub is not None:
+                    out.add(pub)
+    return out
 
 
 @method("importdescriptors", Param("requests", ARR), syncs=True)
@@ -388,3 +434,62 @@ def importdescriptors(call: Call, requests):
         call.manager.rescan_from_time(w, lowest - TIMESTAMP_WINDOW)
         sync(w, call.node)  # and the mempool, as Core's import scans it too
     return results
+
+
+# -- HD keys ---------------------------------------------------------------------------------
+
+
+@method("gethdkeys", Param("options", OBJ, None), syncs=False)
+def gethdkeys(call: Call, options):
+    """Core's gethdkeys: the extended keys the wallet's descriptors are written with (a
+    musig() aggregate is not one), each with the descriptors that use it."""
+    w = call.w
+    opts = options or {}
+    flags = {}
+    for name in ("active_only", "private"):
+        value = opts.get(name, False)
+        if value is None:
+            value = False
+        if not isinstance(value, bool):
+            raise WalletError(RPC_TYPE_ERROR, f"JSON value of type {json_type(value)} is not "
+                              "of expected type bool")
+        flags[name] = value
+    if flags["private"]:
+        w.require_unlocked()
+    found: dict[tuple[bytes, bytes], dict] = {}
+    for acc in w.accounts.values():
+        if flags["active_only"] and not acc.active:
+            continue
+        desc = acc.private if acc.private is not None else acc.desc
+        for key in _all_keys(desc, participants=False):
+            if not isinstance(key, BIP32Key):
+                continue
+            ext = key.ext
+            entry = found.setdefault((ext.pubkey, ext.chain_code),
+                                     {"xpub": ext.neuter(), "xprv": None, "descs": set()})
+            entry["descs"].add((acc.descriptor, acc.active, ext.is_private))
+            if ext.is_private:
+                entry["xprv"] = ext
+    out = []
+    for _, entry in sorted(found.items(), key=lambda kv: kv[0]):
+        descs = sorted(entry["descs"])
+        item: dict = {"xpub": entry["xpub"].serialize(w.params),
+                      "has_private": any(has for _, _, has in descs)}
+        if flags["private"]:
+            xprv = entry["xprv"]
+            item["xprv"] = xprv.serialize(w.params) if xprv is not None else None
+        item["descriptors"] = [{"desc": d, "active": a} for d, a, _ in descs]
+        out.append(item)
+    return out
+
+
+def _named_options() -> None:
+    """gethdkeys' options may also be given as named parameters (Core's OBJ_NAMED_PARAMS)."""
+    from wallet.rpc import METHODS
+    from wallet.rpc_psbt import _OptionsByName
+
+    m = METHODS["gethdkeys"]
+    METHODS["gethdkeys"] = _OptionsByName(m.name, m.func, m.params, m.needs_wallet, m.syncs)
+
+
+_named_options()

@@ -80,6 +80,7 @@ CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
     "getblockstats": ((0, "hash_or_height"), (1, "stats")),
     "getblocktemplate": ((0, "template_request"),),
     "getchaintxstats": ((0, "nblocks"),),
+    "gethdkeys": ((0, "options"),),
     "getmempoolancestors": ((1, "verbose"),),
     "getmempooldescendants": ((1, "verbose"),),
     "getnetworkhashps": ((0, "nblocks"), (1, "height")),
