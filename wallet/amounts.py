@@ -39,7 +39,7 @@ def _decimal(value: object) -> Decimal:
 def parse_btc(value: object, allow_zero: bool = True) -> int:
     """A BTC amount (number or numeric string) to satoshis, with Core's AmountFromValue errors."""
     sats = _decimal(value) * COIN
-    if sats != sats.to_integral_value():
+    if sats != sats.to_integral_value() or abs(sats) >= 10**18:  # (ParseFixedPoint's bound)
         raise WalletError(RPC_TYPE_ERROR, "Invalid amount")
     n = int(sats)
     if n < 0 or n > MAX_MONEY:

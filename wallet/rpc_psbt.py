@@ -41,11 +41,12 @@ from wallet.rpc import (
     Call,
     Method,
     Param,
+    check_options,
     fee_rate_of,
     json_type,
     method,
 )
-from wallet.rpc_send import fund
+from wallet.rpc_send import FUND_OPTIONS, fund
 from wallet.wallet import Wallet
 
 
@@ -180,6 +181,7 @@ def walletcreatefundedpsbt(call: Call, inputs, outputs, locktime, options, bip32
     w = call.w
     o = options or {}
     version = _psbt_version(psbt_version)
+    check_options(o, FUND_OPTIONS)
     if o.get("feeRate") is not None:
         if o.get("fee_rate") is not None:
             raise WalletError(RPC_INVALID_PARAMETER, "Cannot specify both fee_rate (sat/vB) "
@@ -197,11 +199,14 @@ def walletcreatefundedpsbt(call: Call, inputs, outputs, locktime, options, bip32
     if change_address is not None and o.get("change_type") is not None:
         raise WalletError(RPC_INVALID_PARAMETER, "Cannot specify both change address and "
                           "address type options")
-    rate = fee_rate_of(call, o.get("fee_rate"), o.get("conf_target"), o.get("estimate_mode"))
     if o.get("feeRate") is not None:
         rate = parse_btc(o["feeRate"])
+    else:
+        rate = fee_rate_of(call, o.get("fee_rate"), o.get("conf_target"),
+                           o.get("estimate_mode"))
     # what only the newer fund() takes is passed when asked for
-    extra = {k: o[k] for k in ("include_unsafe", "minconf", "maxconf", "solving_data")
+    extra = {k: o[k] for k in ("include_unsafe", "minconf", "maxconf", "solving_data",
+                               "input_weights", "max_tx_weight")
              if o.get(k) is not None}
     position = o.get("changePosition", o.get("change_position"))
     if position is not None:
@@ -212,7 +217,9 @@ def walletcreatefundedpsbt(call: Call, inputs, outputs, locktime, options, bip32
                                                                  [])),
                  lock=bool(o.get("lockUnspents", o.get("lock_unspents"))),
                  add_inputs=o.get("add_inputs"),
-                 replaceable=bool(o.get("replaceable", True)), **extra)
+                 replaceable=bool(o.get("replaceable", True)),
+                 override_min_fee=o.get("feeRate") is not None or o.get("fee_rate") is not None,
+                 **extra)
     psbt = PSBT.from_tx(built.tx, version)
     fill_psbt(w, psbt, None, False, bip32derivs is not False)
     return {"psbt": psbt.to_base64(), "fee": to_btc(built.fee), "changepos": built.change_pos}

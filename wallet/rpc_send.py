@@ -127,7 +127,8 @@ def fund(w: Wallet, inputs: Any, outputs: Any, fee_rate: int, *, locktime: Any,
          lock: bool, add_inputs: Any, replaceable: bool,
          change_position: int | None = None, include_unsafe: bool = False,
          minconf: Any = None, maxconf: Any = None, solving_data: Any = None,
-         input_weights: Any = None) -> spend.Built:
+         input_weights: Any = None, max_tx_weight: Any = None,
+         override_min_fee: bool = False) -> spend.Built:
     """Core's FundTransaction for send and walletcreatefundedpsbt: outputs as an object or
     an array of objects, the given inputs (and others unless add_inputs is false), change;
     lock locks what was chosen."""
@@ -141,7 +142,8 @@ def fund(w: Wallet, inputs: Any, outputs: Any, fee_rate: int, *, locktime: Any,
     if minconf is not None and minconf < 0:
         raise WalletError(RPC_INVALID_PARAMETER, "Negative minconf")
     if maxconf is not None and maxconf < (minconf or 0):
-        raise WalletError(RPC_INVALID_PARAMETER, "maxconf can't be lower than minconf")
+        raise WalletError(RPC_INVALID_PARAMETER, "maxconf can't be lower than minconf: "
+                          f"{int(maxconf)} < {int(minconf or 0)}")
     try:
         built = spend.create_transaction(
             w, recipients, fee_rate, replaceable=replaceable, change_type=change_type,
@@ -153,7 +155,10 @@ def fund(w: Wallet, inputs: Any, outputs: Any, fee_rate: int, *, locktime: Any,
             min_depth=None if minconf is None else int(minconf),
             max_depth=None if maxconf is None else int(maxconf),
             ancestors=None if node is None else spend.mempool_ancestors(node),
-            weights=weights)
+            preset_sequences={_outpoint_of(i): int(i["sequence"]) for i in inputs or []
+                              if isinstance(i, dict) and i.get("sequence") is not None},
+            weights=weights, max_tx_weight=_int_option(max_tx_weight, "max_tx_weight"),
+            override_min_fee=override_min_fee)
     except WalletError as err:  # (Core's FundTransaction answers every creation error so)
         if err.code == RPC_WALLET_INSUFFICIENT_FUNDS:
             raise WalletError(RPC_WALLET_ERROR, err.message) from None
@@ -161,6 +166,18 @@ def fund(w: Wallet, inputs: Any, outputs: Any, fee_rate: int, *, locktime: Any,
     if lock:
         _lock_inputs(w, built.tx)
     return built
+
+
+def _int_option(value: Any, name: str) -> int | None:
+    """An integer option (Core's getInt: a number without a fraction)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise WalletError(RPC_TYPE_ERROR, f"JSON value of type {json_type(value)} for field "
+                          f"{name} is not of expected type number")
+    if value != int(value):
+        raise WalletError(RPC_TYPE_ERROR, "JSON integer out of range")
+    return int(value)
 
 
 def _coutpoint(key: tuple[bytes, int]) -> str:
@@ -184,11 +201,8 @@ def preset_inputs(w: Wallet, node: Any, inputs: list, solving_data: Any,
         key = _outpoint_of(i)
         if isinstance(i, dict) and i.get("weight") is not None:
             weights[key] = _weight_of(i["weight"])
-        coin = mine.get(key)
+        coin = mine.get(key) or _wallet_txo(w, key)
         if coin is None:
-            if w.prevout(*key) is not None and w.is_spent(key):
-                raise WalletError(RPC_WALLET_ERROR, f"Input not found or already spent: "
-                                  f"{i['txid']}:{key[1]}")
             found = None
             if node is not None:
                 try:
@@ -211,6 +225,21 @@ def preset_inputs(w: Wallet, node: Any, inputs: list, solving_data: Any,
                 weights[key] = weight
         coins.append(coin)
     return coins, weights
+
+
+def _wallet_txo(w: Wallet, key: tuple[bytes, int]) -> Coin | None:
+    """An output of the wallet's, spent or not (Core's FetchSelectedInputs takes a selected
+    wallet TXO as it is: a transaction spending it again is the user's choice, a
+    replacement for one)."""
+    wtx = w.txs.get(key[0])
+    if wtx is None or key[1] not in w.credits.get(key[0], ()):
+        return None
+    out = wtx.tx.vout[key[1]]
+    owner = w.scripts.get(out.script_pubkey)
+    if owner is None:
+        return None
+    return Coin(key[0], key[1], out.value, out.script_pubkey, owner[0], owner[1],
+                w.depth(wtx), wtx.tx.is_coinbase(), w.is_trusted(wtx))
 
 
 def _weight_of(value: Any) -> int:
@@ -318,7 +347,9 @@ def fundrawtransaction(call: Call, hexstring, options, iswitness):
         change_position=_change_position(_opt(o, "change_position", "changePosition"),
                                           len(recipients)),
         preset_sequences={t.prevout.key(): t.sequence for t in tx.vin},
-        ancestors=spend.mempool_ancestors(call.node), weights=weights)
+        ancestors=spend.mempool_ancestors(call.node), weights=weights,
+        max_tx_weight=_int_option(o.get("max_tx_weight"), "max_tx_weight"),
+        override_min_fee=_opt(o, "feeRate", "fee_rate") is not None)
     out = built.tx
     for txin, orig in zip(out.vin, tx.vin, strict=False):  # (keeps what was signed)
         txin.script_sig, txin.witness = orig.script_sig, orig.witness
@@ -480,8 +511,8 @@ SEND_OPTIONS = {
     "max_tx_weight": NUM, "version": NUM,
 }
 FUND_OPTIONS = {
-    **{k: v for k, v in SEND_OPTIONS.items() if k not in ("add_to_wallet", "psbt", "inputs",
-                                                          "locktime")},
+    **SEND_OPTIONS,
+    "estimate_mode": STR,
     "changeAddress": STR, "changePosition": NUM, "includeWatching": BOOL,
     "include_watching": BOOL, "lockUnspents": BOOL, "feeRate": ANY,
     "subtractFeeFromOutputs": ARR,

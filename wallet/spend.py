@@ -47,6 +47,7 @@ MAX_STANDARD_TX_WEIGHT = 400_000  # node/policy.py's (the wallet does not import
 DUST_RELAY_FEE = 3000  # sat/kvB
 MAX_ANTI_SNIPING_AGE = 8 * 3600  # seconds: an older tip means we may be behind; use 0
 
+MIN_STANDARD_TX_NONWITNESS_SIZE = 65  # node/policy.py's
 DUMMY_NESTED_P2WPKH_WEIGHT = 91 * 4  # Core's DUMMY_NESTED_P2WPKH_INPUT_SIZE, in weight
 
 # Weight of spending one output of each kind, signature at its largest (Core's estimates).
@@ -206,22 +207,38 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
                        include_unsafe: bool = False, min_depth: int | None = None,
                        max_depth: int | None = None,
                        ancestors: Callable[[bytes], tuple[int, int]] | None = None,
-                       weights: dict[tuple[bytes, int], int] | None = None) -> Built:
+                       weights: dict[tuple[bytes, int], int] | None = None,
+                       max_tx_weight: int | None = None,
+                       override_min_fee: bool = False) -> Built:
     """Select coins and build the unsigned transaction paying recipients at fee_rate
     (sat/kvB). Coins created by exclude_txids are not used (bumpfee: the outputs of the
     transaction being replaced, and of its children, go away with it). change_position puts
     the change there (random by default); preset_sequences keeps the preset inputs first,
-    in their order, with those sequences (fundrawtransaction)."""
+    in their order, with those sequences (fundrawtransaction). max_tx_weight bounds the
+    transaction's weight (Core's max_tx_weight option); override_min_fee takes an explicit
+    fee rate as it is, under the wallet's minimum too (fundrawtransaction,
+    walletcreatefundedpsbt)."""
     rng = rng or random.Random()
     now = int(wallet.clock()) if now is None else now
     if not recipients:
         raise WalletError(RPC_INVALID_PARAMETER, "Transaction must have at least one recipient")
-    _check_fee_rate(wallet, fee_rate)
+    if max_tx_weight is None:
+        max_tx_weight = MAX_STANDARD_TX_WEIGHT
+    min_tx_weight = MIN_STANDARD_TX_NONWITNESS_SIZE * 4
+    if not min_tx_weight <= max_tx_weight <= MAX_STANDARD_TX_WEIGHT:
+        raise WalletError(RPC_WALLET_ERROR, "Maximum transaction weight must be between "
+                          f"{min_tx_weight} and {MAX_STANDARD_TX_WEIGHT}")
     for r in recipients:
         if r.amount < 0 or (r.amount == 0 and r.script[:1] != b"\x6a"):
             raise WalletError(RPC_WALLET_ERROR, "Transaction amount too small")
         if not r.subtract_fee and r.amount < dust_threshold(r.script):
             raise WalletError(RPC_WALLET_ERROR, "Transaction amount too small")
+    if not override_min_fee:
+        _check_fee_rate(wallet, fee_rate)
+    # Core's tx_noinputs_size: version, lock time, input count and the witness marker and
+    # flag counted as whole vbytes, the output count and the recipients' outputs
+    noinputs_weight = (10 + compact_size_len(len(recipients))) * 4 + sum(
+        output_weight(r.script) for r in recipients)
     subtract = [i for i, r in enumerate(recipients) if r.subtract_fee]
     preset = list(preset or [])
     change_error = ""  # why no change script can be had (Core: only an error if needed)
@@ -247,13 +264,15 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
     # whose transaction has too many unconfirmed ancestors, or an ancestor with too many
     # descendants (the mempool's counts), would make a chain the mempool refuses
     too_long: list[Coin] = []
+    counts: dict[bytes, tuple[int, int]] = {}
+    if ancestors is not None:
+        for c in available:
+            if c.depth == 0 and c.txid not in counts:
+                counts[c.txid] = ancestors(c.txid)
     if ancestors is not None and wallet.reject_long_chains:
-        counts: dict[bytes, tuple[int, int]] = {}
         ok = []
         for c in available:
             if c.depth == 0:
-                if c.txid not in counts:
-                    counts[c.txid] = ancestors(c.txid)
                 n_anc, n_desc = counts[c.txid]
                 if n_anc > wallet.max_ancestors - 1 or n_desc > wallet.max_descendants - 1:
                     too_long.append(c)
@@ -264,6 +283,9 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
     overhead = tx_overhead_weight(n_inputs_max, len(recipients) + 1)
     fixed = overhead + sum(output_weight(r.script) for r in recipients)
     amounts = sum(r.amount for r in recipients)
+    if amounts == 0 and fee_rate == 0 and not preset:
+        raise WalletError(RPC_WALLET_ERROR, "Transaction requires one destination of non-zero "
+                          "value, a non-zero feerate, or a pre-selected input")
     # (without a change script, Core sizes its spend as a P2SH-P2WPKH input's)
     change_in = input_weight(change_probe) if change_probe else DUMMY_NESTED_P2WPKH_WEIGHT
     params = cs.Params(fee_rate, LONG_TERM_FEE_RATE, output_weight(change_probe),
@@ -276,7 +298,7 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
         return wallet_input_weight(wallet, c) if w is None else w
 
     preset_weight = sum(weight_of(c) for c in preset)
-    if preset and not add_inputs and fixed + preset_weight > MAX_STANDARD_TX_WEIGHT:
+    if preset and not add_inputs and fixed + preset_weight > max_tx_weight:
         raise WalletError(RPC_WALLET_ERROR, "Transaction too large")
     preset_value = sum(c.value for c in preset)
     if subtract:
@@ -291,8 +313,22 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
                           "automatically selected or include more coins manually")
     if target > 0 or not preset:
         cands = [cs.Candidate(c, c.value, weight_of(c)) for c in available]
+        max_selection = max_tx_weight - noinputs_weight
+        if max_selection <= 0:
+            raise WalletError(RPC_WALLET_ERROR, "Maximum transaction weight is less than "
+                              "transaction weight without inputs")
         try:
-            sel = cs.select_coins(cands, max(target, 0), params, rng)
+            if sum(max(0, params.effective(c)) for c in cands) < target:
+                raise cs.InsufficientFunds(target, 0)
+            sel = _select_in_tiers(wallet, cands, max(target, 0), params, rng, max_selection,
+                                   counts, include_unsafe)
+        except cs.ChangeTooHeavy:
+            raise WalletError(RPC_WALLET_ERROR, "Maximum transaction weight is too low, can "
+                              "not accommodate change output") from None
+        except cs.MaxWeightExceeded:
+            raise WalletError(RPC_WALLET_ERROR, "The inputs size exceeds the maximum weight. "
+                              "Please try sending a smaller amount or manually consolidating "
+                              "your wallet's UTXOs") from None
         except cs.InsufficientFunds:
             total = sum(c.value for c in available) + preset_value
             if too_long and total + sum(c.value for c in too_long) >= amounts:
@@ -307,7 +343,7 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
     total_in = sum(c.value for c in chosen)
     in_weight = sum(weight_of(c) for c in chosen)
     weight_no_change = fixed + in_weight
-    if weight_no_change > MAX_STANDARD_TX_WEIGHT:  # (Core: selection within the limit fails)
+    if weight_no_change > max_tx_weight:  # (Core: selection within the limit fails)
         if preset and not add_inputs:
             raise WalletError(RPC_WALLET_ERROR, "Transaction too large")
         raise WalletError(RPC_WALLET_ERROR, (
@@ -361,17 +397,77 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
             change_pos = rng.randrange(len(outputs) + 1)
         outputs.insert(change_pos, TxOut(change_value, script))
     seq = SEQUENCE_RBF if replaceable else SEQUENCE_FINAL_LOCKTIME
-    if preset_sequences is not None:
-        added = chosen[len(preset):]
-        rng.shuffle(added)
-        chosen = preset + added
-        vin = [TxIn(OutPoint(c.txid, c.n), b"", preset_sequences.get(c.outpoint, seq))
-               for c in chosen]
-    else:
-        rng.shuffle(chosen)
-        vin = [TxIn(OutPoint(c.txid, c.n), b"", seq) for c in chosen]
+    # the inputs chosen by hand first, in their order (Core's selection order), then the
+    # others in random order
+    added = chosen[len(preset):]
+    rng.shuffle(added)
+    chosen = preset + added
+    sequences = preset_sequences or {}
+    vin = [TxIn(OutPoint(c.txid, c.n), b"", sequences.get(c.outpoint, seq)) for c in chosen]
     lt = anti_fee_sniping_locktime(wallet, rng, now) if locktime is None else locktime
     return Built(Transaction(2, vin, outputs, lt), fee, change_pos, chosen, algorithm)
+
+
+def _eligibility_tiers(wallet: Wallet, include_unsafe: bool
+                       ) -> list[tuple[int, int, int, int]]:
+    """Core's coin eligibility filters, tried in order until one can fund the transaction:
+    (confirmations of our own coins, of others' coins, most unconfirmed ancestors, most
+    descendants). Confirmed coins first (others' with six confirmations), then our own
+    unconfirmed change in ever longer chains, then (include_unsafe) others' unconfirmed
+    coins, and without -walletrejectlongchains any chain."""
+    anc, desc = max(1, wallet.max_ancestors), max(1, wallet.max_descendants)
+    tiers = [(1, 6, 0, 0), (1, 1, 0, 0), (0, 1, 2, 2),
+             (0, 1, min(4, anc // 3), min(4, desc // 3)), (0, 1, anc // 2, desc // 2),
+             (0, 1, anc - 1, desc - 1)]
+    if include_unsafe:
+        tiers.append((0, 0, anc - 1, desc - 1))
+    if not wallet.reject_long_chains:
+        tiers.append((0, 1, 1 << 62, 1 << 62))
+    return tiers
+
+
+def _select_in_tiers(wallet: Wallet, cands: list[cs.Candidate], target: int,
+                     params: cs.Params, rng: random.Random, max_selection: int,
+                     counts: dict[bytes, tuple[int, int]], include_unsafe: bool
+                     ) -> cs.Selection:
+    """Core's AutomaticCoinSelection: the coins each eligibility filter lets through, the
+    first selection that funds the transaction; else the first detailed error (weight),
+    else insufficient funds."""
+    from_me: dict[bytes, bool] = {}
+
+    def mine(coin: Coin) -> bool:
+        if coin.txid not in from_me:
+            wtx = wallet.txs.get(coin.txid)
+            from_me[coin.txid] = wtx is not None and wallet.debit(wtx) > 0
+        return from_me[coin.txid]
+
+    errors: list[cs.InsufficientFunds] = []
+    tried: set[frozenset] = set()
+    for conf_mine, conf_theirs, max_anc, max_desc in _eligibility_tiers(wallet, include_unsafe):
+        pool = []
+        for cand in cands:
+            coin: Coin = cand.key  # type: ignore[assignment]
+            if coin.depth < (conf_mine if mine(coin) else conf_theirs):
+                continue
+            n_anc, n_desc = counts.get(coin.txid, (1, 1)) if coin.depth == 0 else (0, 0)
+            if n_anc > max_anc or n_desc > max_desc:
+                continue
+            pool.append(cand)
+        key = frozenset(id(c) for c in pool)
+        if not pool or key in tried:
+            continue
+        tried.add(key)
+        if sum(max(0, params.effective(c)) for c in pool) < target:
+            continue
+        try:
+            return cs.select_coins(pool, target, params, rng, max_selection)
+        except (cs.MaxWeightExceeded, cs.ChangeTooHeavy) as err:
+            errors.append(err)
+        except cs.InsufficientFunds:
+            continue
+    if errors:
+        raise errors[0]
+    raise cs.InsufficientFunds(target, 0)
 
 
 def _check_fee_rate(wallet: Wallet, fee_rate: int) -> None:
@@ -385,7 +481,7 @@ def _check_fee_rate(wallet: Wallet, fee_rate: int) -> None:
 def _check_max_fee(wallet: Wallet, fee: int) -> None:
     if fee > wallet.max_tx_fee:
         raise WalletError(RPC_WALLET_ERROR, "Fee exceeds maximum configured by user (e.g. "
-                          f"-maxtxfee, maxfeerate): {format_btc(fee)} BTC")
+                          "-maxtxfee, maxfeerate)")
 
 
 @dataclass
