@@ -250,8 +250,16 @@ class RPCServer:
         # worker thread, so the loop keeps serving other clients meanwhile.
         loop = asyncio.get_running_loop()
         executor = self.executor
-        if self._wallets() is not None and (req is _UNPARSED or _has_wallet_call(req)):
-            executor = self._wallet_executor()
+        if self._wallets() is not None:
+            if req is _UNPARSED:
+                # Parsed off the loop first, so that only wallet calls go to the wallet's
+                # threads: a mounted wallet's own big requests to the node (a rescan's block
+                # batches) must never wait behind wallet calls that wait for them.
+                req = await loop.run_in_executor(None, _parse, body)
+                if allowed is not None and not _permitted(req, allowed, user):
+                    return web.Response(status=403)
+            if _has_wallet_call(req):
+                executor = self._wallet_executor()
         if self.in_executor >= self.threads + self.work_queue:
             # Core's -rpcworkqueue: a full queue is refused, not grown without bound.
             log.warning("WARNING: request rejected because http work queue depth exceeded, it "
