@@ -335,7 +335,7 @@ def test_tree_strings_and_errors():
         ("pk( " + P1 + ")", "pk(): Key ' " + P1 + "' is invalid due to whitespace"),
         (f"multi(1,{P1};{P1})", "Multi: key '" + P1 + ";" + P1 + "' is not valid"),
         (f"multi(1,{','.join([P1] * 21)})", "Cannot have 21 keys in multisig"),
-        (f"tr(musig({P1},{P1}))", "tr(): musig() key expressions are not supported"),
+        (f"pkh(musig({P1},{P1}))", "pkh(): musig() is only allowed in tr() and rawtr()"),
     ):
         with pytest.raises(DescriptorError) as e:
             parse_descriptor(bad, MAIN)
