@@ -163,6 +163,9 @@ def listunspent(call: Call, minconf, maxconf, addresses, include_unsafe, query_o
     if addresses:
         wanted = set()
         for a in addresses:
+            if not isinstance(a, str):
+                raise WalletError(RPC_TYPE_ERROR, f"JSON value of type {json_type(a)} is not of "
+                                  f"expected type string")
             s = address_script(w, a)
             if s in wanted:
                 raise WalletError(RPC_INVALID_PARAMETER, f"Invalid parameter, duplicated "

@@ -533,6 +533,10 @@ class Wallet:
         return addr
 
     def set_label(self, address: str, label: str) -> None:
+        try:
+            label.encode()
+        except UnicodeEncodeError:  # a lone surrogate (JSON "\ud800"): no text to store
+            raise WalletError(-11, "Invalid label name: not valid Unicode") from None
         with self.db.atomic() as c:
             c.execute("INSERT OR REPLACE INTO labels(address, label) VALUES (?, ?)",
                       (address, label))
