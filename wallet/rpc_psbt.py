@@ -181,6 +181,9 @@ def walletcreatefundedpsbt(call: Call, inputs, outputs, locktime, options, bip32
     w = call.w
     o = options or {}
     version = _psbt_version(psbt_version)
+    if "input_weights" in o:  # (Core's SetOptionsInputWeights)
+        raise WalletError(RPC_INVALID_PARAMETER, "Input weights should be specified in inputs "
+                          "rather than in options.")
     check_options(o, FUND_OPTIONS)
     if o.get("feeRate") is not None:
         if o.get("fee_rate") is not None:

@@ -194,6 +194,7 @@ CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
 # no parameter name of the method is passed by position, as Core's RPCConvertNamedValues.
 # Written by hand after Core's table (a method with one of them lists all its strings).
 STRING_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
+    "analyzepsbt": ((0, "psbt"),),
     "backupwallet": ((0, "destination"),),
     "createwallet": ((0, "wallet_name"), (3, "passphrase")),
     "decodepsbt": ((0, "psbt"),),
