@@ -144,7 +144,20 @@ def setup_logging(config: NodeConfig, datadir: Path) -> Path | None:
         root.addHandler(sh)
     set_debug(debug_categories(config.debug, config.debugexclude))
     logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(_one_line)
     return logfile
+
+
+def _one_line(record: logging.LogRecord) -> bool:
+    """aiohttp logs a malformed HTTP request (anyone who can connect can send one) with its
+    whole traceback: one short line is enough."""
+    if record.exc_info and record.exc_info[1] is not None:
+        err = record.exc_info[1]
+        text = str(err).splitlines()[0] if str(err) else ""
+        record.msg, record.args = "bad HTTP request: %s: %s", (type(err).__name__, text[:200])
+        record.exc_info = record.exc_text = None
+        record.levelno, record.levelname = logging.INFO, "INFO"
+    return True
 
 
 def set_debug(on: set[str]) -> None:

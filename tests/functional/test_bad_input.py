@@ -20,3 +20,20 @@ def test_wallet_bad_input_gets_clear_errors(tmp_path):
                              raw=b'{"method":"getnewaddress","params":["\\ud800"],"id":1}')
         assert reply["error"]["code"] == -11  # a label that is no Unicode text
         assert n.call("getwalletinfo", wallet="default")["walletname"] == "default"
+
+
+def test_malformed_http_is_one_short_log_line(tmp_path):
+    import socket
+    import time
+
+    with NodeProcess(tmp_path / "n") as n:
+        for junk in (b"GARBAGE\r\n\r\n", b"POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+                     b"\x00\xff" * 100 + b"\r\n\r\n"):
+            with socket.create_connection(("127.0.0.1", n.rpcport)) as s:
+                s.sendall(junk)
+                time.sleep(0.2)
+        time.sleep(0.3)
+        log = (n.chain_dir / "debug.log").read_text()
+        assert "Traceback" not in log
+        assert all(len(line) < 400 for line in log.splitlines() if "aiohttp" in line)
+        assert n.call("getblockcount") == 0
