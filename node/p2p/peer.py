@@ -194,6 +194,11 @@ class Peer:
     def send_raw(self, command: str, payload: bytes) -> None:
         if self.closed:
             return
+        if self.writer.transport.is_closing():
+            # The peer went away: writing on would only make asyncio log "socket.send()
+            # raised exception." once per message (a flood of them under attack).
+            self.close("connection lost")
+            return
         if self.v2 is not None:
             self._send_v2(command, payload)
             return
