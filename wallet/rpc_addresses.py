@@ -460,6 +460,10 @@ def gethdkeys(call: Call, options):
     for acc in w.accounts.values():
         if flags["active_only"] and not acc.active:
             continue
+        # while an encrypted wallet is locked its private descriptors are sealed: the keys
+        # are the public descriptor's (an account-level xpub where the private form has the
+        # master key), known to have their private keys sealed beside them
+        sealed = acc.private is None and acc.secret is not None
         desc = acc.private if acc.private is not None else acc.desc
         for key in _all_keys(desc, participants=False):
             if not isinstance(key, BIP32Key):
@@ -467,7 +471,7 @@ def gethdkeys(call: Call, options):
             ext = key.ext
             entry = found.setdefault((ext.pubkey, ext.chain_code),
                                      {"xpub": ext.neuter(), "xprv": None, "descs": set()})
-            entry["descs"].add((acc.descriptor, acc.active, ext.is_private))
+            entry["descs"].add((acc.descriptor, acc.active, ext.is_private or sealed))
             if ext.is_private:
                 entry["xprv"] = ext
     out = []

@@ -83,6 +83,13 @@ def test_musig_watch_only_derives_and_watches(node):
     assert sorted((u["address"], float(u["amount"])) for u in utxos)[0] == (want[1], 1.5)
     listed = node.call("listdescriptors", wallet="watch")["descriptors"]
     assert [d["desc"] for d in listed] == [text]
+    info = node.call("getaddressinfo", want[1], wallet="watch")
+    assert info["ismine"] and info["solvable"] and info["desc"].startswith("tr(")
+    # a PSBT spending it is made, and stays unsigned (no MuSig2 signing sessions here)
+    psbt = node.call("walletcreatefundedpsbt", [], [{want[0]: 1}], 0, {"changeAddress": want[2]},
+                     wallet="watch")
+    done = node.call("walletprocesspsbt", psbt["psbt"], wallet="watch")
+    assert done["complete"] is False
     # a wallet with private keys refuses a musig() descriptor with none of them
     res = node.call("importdescriptors", [{"desc": text, "timestamp": "now"}], wallet="w")
     assert res[0]["error"] == {"code": -4, "message": "Cannot import descriptor without "
