@@ -160,3 +160,51 @@ def test_unused_descriptor():
         with pytest.raises(DescriptorError) as e:
             parse_descriptor(text, REGTEST)
         assert str(e.value) == message
+
+
+# Bitcoin Core's musig() cases (src/test/descriptor_tests.cpp, MIT): private form, public form,
+# scripts at 0.., and whether the public form derives on its own
+XPRV1 = ("xprvA1RpRA33e1JQ7ifknakTFpgNXPmW2YvmhqLQYMmrj4xJXXWYpDPS3xz7iAxn8L39njGVyuoseXzU6rcxF"
+         "LJ8HFsTjSyQbLYnMpCqE2VbFWc")
+HARD_PRV = ("xprv9s21ZrQH143K31xYSDQpPDxsXRTUcvj2iNHm5NUtrGiGG5e2DtALGdso3pGz6ssrdK4PFmM8NSpSBH"
+            "NqPqm55Qn3LqFtT2emdEXVYsCzC2U")
+HARD_PUB = ("xpub661MyMwAqRbcFW31YEwpkMuc5THy2PSt5bDMsktWQcFF8syAmRUapSCGu8ED9W6oDMSgv6Zz8idoc4"
+            "a6mr8BDzTJY47LJhkJ8UB7WEGuduB")
+WIF1 = "KwDiBf89QgGbjEhKnhXJuH7LrciVrZi3qYjgd9M7rFU74sHUHy8S"
+CORE_CASES = [
+    (f"rawtr(musig({XPRV1}/0/*,{X2}/0/*))", f"rawtr(musig({X1}/0/*,{X2}/0/*))",
+     ["5120754ccfd18ed4051de3b1144b6145cad4b2999387338dfb85ec392f2963ceaa3a",
+      "5120be80016576d2691ccc4077bc91d7ece4db34667d6e84829d5e08480cd4bc0b78",
+      "5120b7139e2f8b92570ad96c40c3b5e6557a5194e288a96df6f29980523365239d58"], True),
+    (f"rawtr(musig({XPRV1}/0,{X2})/1)", f"rawtr(musig({X1}/0,{X2})/1)",
+     ["51200e355f2bc9e754268e12bbd337499c2f7ffafc3101c41792709007b25a862532"], True),
+    (f"tr({WIF1},pk(musig({XPRV1},{X2})/0/*))", f"tr({K1[2:]},pk(musig({X1},{X2})/0/*))",
+     ["512068983d461174afc90c26f3b2821d8a9ced9534586a756763b68371a404635cc8"], True),
+    (f"tr(musig({XPRV1}/1,{XPRV1}/1)/2)", f"tr(musig({X1}/1,{X1}/1)/2)",
+     ["5120a17ceacd6422bd5ffd9f165807b254b7d68ad39f179cc4f11545a6835227e97c"], True),
+    (f"rawtr(musig({HARD_PRV}/2147483647'/0,{X2})/1)",
+     f"rawtr(musig({HARD_PUB}/2147483647'/0,{X2})/1)",
+     ["5120ebf2bcce516ef6567a9001ce6e5dc43a02bb62d37b51d86d773fa96dcd3a8d4c"], False),
+]
+
+
+@pytest.mark.parametrize("prv,pub,scripts,pub_derives", CORE_CASES)
+def test_core_musig_cases(prv, pub, scripts, pub_derives):
+    d = parse_descriptor(prv, MAIN)
+    assert d.to_string().split("#")[0] == pub
+    assert d.to_string(private=True).split("#")[0] == prv
+    assert [d.expand(i)[0].hex() for i in range(len(scripts))] == scripts
+    p = parse_descriptor(pub, MAIN)
+    if pub_derives:
+        assert [p.expand(i)[0].hex() for i in range(len(scripts))] == scripts
+    else:
+        with pytest.raises(DescriptorError, match="without private keys"):
+            p.expand(0)
+
+
+def test_core_musig_uncompressed_participant():
+    unc = ("04a34b99f22c790c4e36b2b3c2c35a36db06226e41c692fc82b8b56ac1c540c5bd5b8dec5235a0fa87"
+           "22476c7709c02559e3aa73aa03918ba2d492eea75abea235")
+    with pytest.raises(DescriptorError) as e:
+        parse_descriptor(f"tr(musig({unc},{X2}))", MAIN)
+    assert str(e.value) == "tr(): musig(): Uncompressed keys are not allowed"
