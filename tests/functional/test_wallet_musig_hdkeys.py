@@ -141,3 +141,31 @@ def test_unused_import_and_gethdkeys(node):
                                            "timestamp": "now"}], wallet="unw")
     assert res[0]["error"] == {"code": -4, "message": "Cannot import unused() to wallet "
                                                       "without private keys enabled"}
+
+
+def test_gethdkeys_lone_keys_and_multisig(node):
+    node.call("createwallet", "lone", False, True)  # blank
+    wif = "cTe1f5rdT8A8DFgVWTjyPwACsDPJM9ff4QngFxUixCSvvbg1x6sh"
+    node.call("importdescriptors", [{"desc": add_checksum(f"wpkh({wif})"), "timestamp": "now"}],
+              wallet="lone")
+    assert node.call("gethdkeys", wallet="lone") == []  # a lone key is no HD key
+    other = node.call("gethdkeys", wallet="w", private=True)[0]
+    res = node.call("importdescriptors", [{"desc": add_checksum(f"wpkh({other['xprv']})"),
+                                           "timestamp": "now"}], wallet="lone")
+    assert res == [{"success": True}]
+    assert node.call("gethdkeys", wallet="lone") == [{
+        "xpub": other["xpub"], "has_private": True,
+        "descriptors": [{"desc": add_checksum(f"wpkh({other['xpub']})"), "active": False}]}]
+    # both extended keys of a multisig are listed, the other wallet's without its private key
+    node.call("createwallet", "ms")
+    mine = node.call("gethdkeys", wallet="ms", private=True)[0]
+    theirs = node.call("createwallet", "ms2") and node.call("gethdkeys", wallet="ms2")[0]["xpub"]
+    text = f"wsh(multi(2,{mine['xprv']}/*,{theirs}/*))"
+    node.call("importdescriptors", [{"desc": add_checksum(text), "timestamp": "now"}],
+              wallet="ms")
+    keys = {k["xpub"]: k for k in node.call("gethdkeys", wallet="ms")}
+    public = add_checksum(f"wsh(multi(2,{mine['xpub']}/*,{theirs}/*))")
+    assert keys[theirs]["has_private"] is False
+    assert keys[theirs]["descriptors"] == [{"desc": public, "active": False}]
+    assert {"desc": public, "active": False} in keys[mine["xpub"]]["descriptors"]
+    assert keys[mine["xpub"]]["has_private"] is True
