@@ -196,8 +196,6 @@ def walletcreatefundedpsbt(call: Call, inputs, outputs, locktime, options, bip32
             raise WalletError(RPC_INVALID_PARAMETER, "Cannot specify both conf_target and "
                               "feeRate. Please provide either a confirmation target in blocks "
                               "for automatic fee estimation, or an explicit fee rate.")
-    if o.get("fee_rate") is not None and o.get("estimate_mode") is not None:
-        raise WalletError(RPC_INVALID_PARAMETER, "Cannot specify both estimate_mode and fee_rate")
     change_address = o.get("changeAddress", o.get("change_address"))
     if change_address is not None and o.get("change_type") is not None:
         raise WalletError(RPC_INVALID_PARAMETER, "Cannot specify both change address and "

@@ -243,12 +243,14 @@ def _wallet_txo(w: Wallet, key: tuple[bytes, int]) -> Coin | None:
 
 
 def _weight_of(value: Any) -> int:
+    """An input's weight as given (Core's input_weights checks)."""
     if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise WalletError(RPC_TYPE_ERROR, "weight must be a number")
+        raise WalletError(RPC_INVALID_PARAMETER, "Invalid parameter, missing weight key")
     weight = int(value)
     if weight < MIN_INPUT_WEIGHT:
         raise WalletError(RPC_INVALID_PARAMETER, "Invalid parameter, weight cannot be less "
-                          f"than {MIN_INPUT_WEIGHT}")
+                          f"than {MIN_INPUT_WEIGHT} (41 bytes (size of outpoint + sequence + "
+                          "empty scriptSig) * 4 (witness scaling factor)) + 1 (empty witness)")
     if weight > spend.MAX_STANDARD_TX_WEIGHT:
         raise WalletError(RPC_INVALID_PARAMETER, "Invalid parameter, weight cannot be "
                           "greater than the maximum standard tx weight of "
@@ -540,7 +542,7 @@ def send(call: Call, outputs, conf_target, estimate_mode, fee_rate, options):
     o = _fee_options(options, conf_target, estimate_mode, fee_rate)
     _prevent_outdated(o)
     check_options(o, SEND_OPTIONS)
-    if "inputs" in o and "input_weights" in o:
+    if "input_weights" in o:  # (Core's SetOptionsInputWeights)
         raise WalletError(RPC_INVALID_PARAMETER, "Input weights should be specified in inputs "
                           "rather than in options.")
     rate = fee_rate_of(call, o.get("fee_rate"), o.get("conf_target"), o.get("estimate_mode"))
@@ -553,7 +555,7 @@ def send(call: Call, outputs, conf_target, estimate_mode, fee_rate, options):
                  change_position=o.get("change_position"),
                  include_unsafe=bool(o.get("include_unsafe", False)),
                  minconf=o.get("minconf"), maxconf=o.get("maxconf"),
-                 solving_data=o.get("solving_data"))
+                 solving_data=o.get("solving_data"), max_tx_weight=o.get("max_tx_weight"))
     return _finish(call, built.tx, o)
 
 

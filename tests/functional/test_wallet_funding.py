@@ -103,6 +103,14 @@ def test_fee_rate_options(node):
                 {"input_weights": [{"txid": utxo["txid"], "vout": utxo["vout"],
                                     "weight": 1000}]}) == (
         -8, "Input weights should be specified in inputs rather than in options.")
+    assert _err(node.call, "send", out, None, None, None,
+                {"input_weights": [{"txid": utxo["txid"], "vout": utxo["vout"],
+                                    "weight": 1000}]}, wallet="w") == (
+        -8, "Input weights should be specified in inputs rather than in options.")
+    assert _err(_fund, node, [{"txid": utxo["txid"], "vout": utxo["vout"], "weight": 100}],
+                out) == (
+        -8, "Invalid parameter, weight cannot be less than 165 (41 bytes (size of outpoint + "
+            "sequence + empty scriptSig) * 4 (witness scaling factor)) + 1 (empty witness)")
 
 
 def test_preset_input_spent_in_mempool(node):
@@ -142,7 +150,7 @@ def test_minconf_maxconf(node):
     assert len(ins) == 1 and ins[0][0] == unconfirmed
     assert _err(_fund, node, [], {target: 1}, {"minconf": 3, "fee_rate": 10},
                 wallet="mc")[1].startswith("Insufficient funds")
-    psbt = _fund(node, [], {target: 1}, {"minconf": 2, "fee_rate": 10}, wallet="mc")["psbt"]
+    psbt = _fund(node, [], {target: 0.6}, {"minconf": 2, "fee_rate": 10}, wallet="mc")["psbt"]
     for txid, _ in _inputs(node, psbt):
         assert node.call("gettransaction", txid, wallet="mc")["confirmations"] >= 2
     assert _err(_fund, node, [], {target: 1}, {"minconf": 2, "maxconf": 1},
