@@ -231,7 +231,7 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
     for r in recipients:
         if r.amount < 0 or (r.amount == 0 and r.script[:1] != b"\x6a"):
             raise WalletError(RPC_WALLET_ERROR, "Transaction amount too small")
-        if not r.subtract_fee and r.amount < dust_threshold(r.script):
+        if r.amount < dust_threshold(r.script):  # (Core: subtracting the fee or not)
             raise WalletError(RPC_WALLET_ERROR, "Transaction amount too small")
     if not override_min_fee:
         _check_fee_rate(wallet, fee_rate)
@@ -507,11 +507,12 @@ def create_sendall(wallet: Wallet, outputs: list[SendAllOutput], fee_rate: int, 
         coins = [c for c in wallet.coins(skip_locked=True) if c.depth >= min_depth
                  and (max_depth is None or c.depth <= max_depth)]
         if send_max:
-            coins = [c for c in coins if cs.fee_for(input_weight(c.script), fee_rate) <= c.value]
+            coins = [c for c in coins
+                     if cs.fee_for(wallet_input_weight(wallet, c), fee_rate) <= c.value]
     else:
         coins = list(inputs)
     weight = (tx_overhead_weight(len(coins), len(outputs))
-              + sum(input_weight(c.script) for c in coins)
+              + sum(wallet_input_weight(wallet, c) for c in coins)
               + sum(output_weight(o.script) for o in outputs))
     fee = cs.fee_for(weight, fee_rate)
     total_in = sum(c.value for c in coins)

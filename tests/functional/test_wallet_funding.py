@@ -9,11 +9,16 @@ One node for the module; the tests run in order on a shared chain."""
 
 from __future__ import annotations
 
+import secrets
 from decimal import Decimal
 
+import coincurve
 import pytest
 
+from consensus.params import CHAINS
 from tests.functional.framework import NodeProcess, RPCFailure
+from wallet.address import encode_wif
+from wallet.descriptors import add_checksum
 
 MAX_STANDARD_TX_WEIGHT = 400_000
 MIN_TX_WEIGHT = 65 * 4  # MIN_STANDARD_TX_NONWITNESS_SIZE in weight
@@ -157,3 +162,28 @@ def test_minconf_maxconf(node):
                 wallet="mc") == (-8, "maxconf can't be lower than minconf: 1 < 2")
     assert _err(_fund, node, [], {target: 1}, {"minconf": -1}, wallet="mc") == (
         -8, "Negative minconf")
+
+
+def test_sendall_sizes_script_inputs_by_their_descriptor(node):
+    """sendall of a watch-only wsh(pkh()) coin pays at least its fee rate once signed: the
+    input is sized from its descriptor (witness script included), not as a P2WPKH one."""
+    secret = secrets.token_bytes(32)
+    pub = coincurve.PrivateKey(secret).public_key.format(compressed=True).hex()
+    wif = encode_wif(secret, CHAINS["regtest"])
+    node.call("createwallet", "wo", True, True)
+    node.call("createwallet", "signer", False, True)
+    assert node.call("importdescriptors", [{"desc": add_checksum(f"wsh(pkh({pub}))"),
+                                            "timestamp": "now"}], wallet="wo")[0]["success"]
+    assert node.call("importdescriptors", [{"desc": add_checksum(f"wsh(pkh({wif}))"),
+                                            "timestamp": "now"}],
+                     wallet="signer")[0]["success"]
+    addr = node.call("deriveaddresses", add_checksum(f"wsh(pkh({pub}))"))[0]
+    node.call("sendtoaddress", addr, 10, wallet="w")
+    node.call("generatetoaddress", 1, node.call("getnewaddress", wallet="w"))
+    dest = node.call("getnewaddress", wallet="w")
+    psbt = node.call("sendall", [dest], None, None, 10, wallet="wo")["psbt"]
+    signed = node.call("walletprocesspsbt", psbt, wallet="signer")
+    assert signed["complete"]
+    tx = node.call("decoderawtransaction", signed["hex"])
+    fee_sat = (Decimal(10) - tx["vout"][0]["value"]) * 10**8
+    assert fee_sat >= tx["vsize"] * 10
