@@ -158,6 +158,30 @@ class PeerManager:
         """Run fn on the validation thread (where every change to the chain is made)."""
         return self.loop.run_in_executor(self.validation, fn, *args)
 
+    def limit_validation_queue(self, timeout: float = 10.0) -> None:
+        """Core's LimitValidationInterfaceQueue, for a thread that connects block after block
+        (generatetoaddress): before the next one, wait until the event loop has taken the
+        tip change the last one made (and with it what peers asked meanwhile: headers,
+        blocks). Core's miner cannot run ahead of its validation-interface queue, and its
+        message handler runs beside it; here the miner would otherwise keep the loop from
+        serving peers while it mines hundreds of blocks, and a pruned miner's peers would
+        fall more than NODE_NETWORK_LIMITED_MIN_BLOCKS behind, past what they may ask it
+        for. No wait without a pending tip change, on the loop's own thread, or while the
+        loop is not running."""
+        loop = self.loop
+        if loop is None or loop.is_closed() or not loop.is_running() or \
+                not self.sync.tip_change_pending():
+            return
+        try:
+            if asyncio.get_running_loop() is loop:
+                return
+        except RuntimeError:
+            pass  # (no loop in this thread: the usual case, an RPC worker thread)
+        try:
+            asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result(timeout)
+        except Exception:  # (a loop shutting down, or too busy: carry on, as before)
+            pass
+
     def peers(self) -> list[Peer]:
         """Connected peers that completed the handshake."""
         return [p for p in self.connman.peers.values() if p.handshake_done and not p.closed]

@@ -116,6 +116,10 @@ class BlockSync:
         self.last_announced = self.chain.published
         self.chain.on_activated.append(self._tip_changed_threadsafe)
 
+    def tip_change_pending(self) -> bool:
+        """A tip change the loop has not handled yet (for PeerManager.limit_validation_queue)."""
+        return self._tip_pending
+
     def _tip_changed_threadsafe(self) -> None:
         if not self._tip_pending:
             self._tip_pending = True

@@ -59,6 +59,8 @@ def _mine(node, script_pubkey: bytes, nblocks: int, max_tries: int) -> list[str]
             raise RPCError(RPC_INTERNAL_ERROR,
                            f"ProcessNewBlock, block not accepted: {err.reason}") from None
         hashes.append(block.hash_hex())
+        if getattr(node, "p2p", None) is not None:  # (Core's LimitValidationInterfaceQueue)
+            node.p2p.limit_validation_queue()
     return hashes
 
 
