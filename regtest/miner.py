@@ -110,13 +110,18 @@ class Miner:
 
 
 def _load_or_create_default(node: NodeClient) -> None:
+    """Load the node's "default" wallet, or create it (once; someone else, e.g. a container's
+    entry point, may be doing the same at the same moment: the caller just asks again)."""
     try:
         node.call("loadwallet", "default", True)
     except NodeRPCError as err:
-        if err.code == -18:  # none yet
+        if err.code != -18:  # -35: loaded meanwhile; others: asked again in a moment
+            time.sleep(1)
+            return
+        try:
             node.call("createwallet", "default", False, False, "", False, True, True)
-        elif err.code != -35:  # -35: loaded meanwhile
-            raise
+        except NodeRPCError:
+            time.sleep(1)
 
 
 def main(argv: list[str] | None = None) -> int:

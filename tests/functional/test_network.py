@@ -142,7 +142,9 @@ def test_down_after_the_supervisor_died(folder):
     run = net.read_run()
     os.kill(run["supervisor"], signal.SIGKILL)  # no clean-up at all
     wait_until(lambda: net.read_run() is None, 10, "supervisor gone")
-    assert len(daemons_of(folder)) == 3  # its nodes and miner are still there
+    # its nodes are still there (its miner stops by itself once it sees its parent gone,
+    # which may already have happened)
+    assert len(daemons_of(folder)) in (2, 3)
     out = net_cli(folder, "down")
     assert "Stopped 2 node(s)" in out
     wait_until(lambda: daemons_of(folder) == [], 30, "nothing left")
