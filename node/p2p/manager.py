@@ -73,7 +73,7 @@ class PeerManager:
         self.peer_timeout = float(config.peertimeout)
         self.ping_timeout = float(config.pingtimeout)
         self.timing = Timing(params.name == "regtest")
-        self.banman = BanMan(datadir)
+        self.banman = BanMan(datadir, now=clock.now)  # ban expiry on the mockable clock
         self.addrman = AddrMan(datadir)
         connect = [c for c in config.connect if c not in ("0", "")]
         listen = config.listen if config.listen is not None else not connect
@@ -621,7 +621,7 @@ class PeerManager:
                 self.relay.tick(mono)
                 if mono - last_slow >= 1.0:
                     last_slow = mono
-                    now = time.time()
+                    now = clock.now()
                     for peer in list(self.connman.peers.values()):
                         if not peer.closed:
                             self._check_alive(peer, mono, now)

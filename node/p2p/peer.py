@@ -23,6 +23,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 
 from consensus.serialize import DeserializationError
+from node import clock
 from node.p2p import messages as m
 from node.p2p import v2transport as v2t
 from node.p2p.netaddr import NetAddr
@@ -118,7 +119,7 @@ class Peer:
         self.v2_attempted = v2 is not None and v2.initiator
         self.v2_retry_v1 = False
         self._v2_key_sent = False
-        self.connected_at = time.time()
+        self.connected_at = clock.now()
         self.closed = False
         self.disconnect_reason = ""
         # counters (getpeerinfo, getnettotals)
@@ -207,7 +208,7 @@ class Peer:
         n = len(data)
         self.bytes_sent += n
         self.sent_per_msg[command] = self.sent_per_msg.get(command, 0) + n
-        self.last_send = time.time()
+        self.last_send = clock.now()
         if self.writer.transport.get_write_buffer_size() > MAX_SEND_BUFFER:
             self.close("send buffer full: the peer is not reading")
 
@@ -228,7 +229,7 @@ class Peer:
         """Raw bytes to the wire (v2: packets and handshake bytes), counted."""
         self.writer.write(data)
         self.bytes_sent += len(data)
-        self.last_send = time.time()
+        self.last_send = clock.now()
         if self.writer.transport.get_write_buffer_size() > MAX_SEND_BUFFER:
             self.close("send buffer full: the peer is not reading")
 
@@ -283,7 +284,7 @@ class Peer:
         n = m.HEADER_LEN + length
         key = command if command in m.MESSAGES or command in ("block", "tx") else "*other*"
         self.recv_per_msg[key] = self.recv_per_msg.get(key, 0) + n
-        self.last_recv = time.time()
+        self.last_recv = clock.now()
         return command, payload
 
     async def run(self, handle: Handler) -> None:
@@ -350,7 +351,7 @@ class Peer:
                     msg = t.read_packet(await reader.readexactly(rest))
                 except V2TransportError as err:
                     raise ProtocolViolation(f"{err}, peer={self.id}") from None
-                self.last_recv = time.time()
+                self.last_recv = clock.now()
                 if msg is not None:  # (None: a decoy)
                     await self._v2_message(handle, *msg)
                 continue
@@ -363,7 +364,7 @@ class Peer:
                 data = await reader.read(need)
                 if not data:
                     raise asyncio.IncompleteReadError(b"", need)
-            self.last_recv = time.time()
+            self.last_recv = clock.now()
             error = None
             try:
                 msgs = t.receive(data)

@@ -15,6 +15,7 @@ from collections import OrderedDict, deque
 
 from consensus.serialize import DeserializationError
 from consensus.tx import Transaction
+from node import clock
 from node.mempool import MempoolReject
 from node.p2p import messages as m
 from node.p2p.peer import KnownSet, Peer
@@ -378,7 +379,7 @@ class Relay:
             peer.known_inv.add(h)
             self._forget_request(h)
         if status == "accepted":
-            peer.last_tx_time = int(time.time())
+            peer.last_tx_time = clock.now_int()
         elif status == "orphan" and not peer.closed:
             # Ask the sender for the parents we lack (by txid: that is all we know), within
             # its allowance of requests in flight.

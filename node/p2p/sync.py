@@ -799,7 +799,7 @@ class BlockSync:
         new, error, failed = fut.result()
         if error is None:
             if new:
-                peer.last_block_time = int(time.time())
+                peer.last_block_time = clock.now_int()
             if self.stall_timeout > BLOCK_STALLING_TIMEOUT:
                 self.stall_timeout = max(BLOCK_STALLING_TIMEOUT, self.stall_timeout * 0.85)
         elif isinstance(error, DeserializationError):

@@ -195,3 +195,13 @@ def test_full_work_queue_is_refused_with_503(tmp_path):
             statuses = list(pool.map(slow, range(6)))
         assert statuses.count(200) >= 2 and 503 in statuses  # 1 running + 1 queued at most
         assert node.call("getblockcount") == 0
+
+
+def test_bans_and_peer_times_follow_mock_time(tmp_path):
+    with NodeProcess(tmp_path / "n") as node:
+        t = int(time.time())
+        node.call("setmocktime", t)
+        node.call("setban", "10.1.2.3", "add", 100)
+        assert [b["address"] for b in node.call("listbanned")] == ["10.1.2.3/32"]
+        node.call("setmocktime", t + 200)  # past the ban's end on the node's clock
+        assert node.call("listbanned") == []
