@@ -90,14 +90,18 @@ def uptime(node):
     return int(clock.now() - node.start_time)
 
 
+def _regtest_only(node, method: str) -> None:
+    if node.params.name != "regtest":
+        raise RPCError(RPC_METHOD_NOT_FOUND, f"{method} is for regression testing "
+                       "(-regtest mode) only")
+
+
 @rpc("setmocktime", "Hidden",
      [Arg("timestamp", NUM, help="UNIX epoch time. Pass 0 to go back to using the system "
                                  "time.")],
      description="Set the local time to given timestamp (-regtest only)", inline=True)
 def setmocktime(node, timestamp):
-    if node.params.name != "regtest":
-        raise RPCError(RPC_METHOD_NOT_FOUND, "setmocktime is for regression testing "
-                       "(-regtest mode) only")
+    _regtest_only(node, "setmocktime")
     t = int(timestamp)
     if not 0 <= t <= MAX_MOCKTIME:  # block times are 32-bit: they work until 2106
         raise RPCError(RPC_INVALID_PARAMETER,
@@ -111,9 +115,7 @@ def setmocktime(node, timestamp):
                                   "future.")],
      description="Bump the scheduler into the future (-regtest only)", inline=True)
 def mockscheduler(node, delta_time):
-    if node.params.name != "regtest":
-        raise RPCError(RPC_METHOD_NOT_FOUND, "mockscheduler is for regression testing "
-                       "(-regtest mode) only")
+    _regtest_only(node, "mockscheduler")
     delta = int(delta_time)
     if delta <= 0 or delta > 3600:
         raise RPCError(RPC_INVALID_PARAMETER, "delta_time must be between 1 and 3600")

@@ -4,15 +4,14 @@ getblockfrompeer fetches a pruned block back from a peer, and -prune's option er
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import pytest
 
 from consensus.params import REGTEST
 from tests.chainbuilder import Wallet
-from tests.functional.framework import ROOT, NodeProcess, RPCFailure
+from tests.functional.framework import NodeProcess, RPCFailure
+from tests.functional.test_core_startup import start_fails
 from wallet.address import script_to_address
 
 ADDR = script_to_address(Wallet().p2wpkh, REGTEST)
@@ -70,7 +69,4 @@ def test_prune_and_fetch_back(tmp_path):
     (["-prune=550", "-txindex"], "Prune mode is incompatible with -txindex."),
 ])
 def test_prune_option_errors(tmp_path, args, message):
-    node = NodeProcess(tmp_path / "n")
-    p = subprocess.run([sys.executable, "-m", "node.daemon", *node.args(), *args], cwd=ROOT,
-                       capture_output=True, text=True, timeout=60)
-    assert p.returncode == 1 and message in p.stderr
+    assert message in start_fails(NodeProcess(tmp_path / "n"), *args)

@@ -11,6 +11,7 @@ from consensus.params import REGTEST
 from node.store.blockfiles import BlockFileError
 from tests.chainbuilder import ChainBuilder
 from tests.unit.test_chain import open_chain
+from tests.unit.test_reorg import digest_of
 
 
 def test_invalid_flags_without_the_disconnect_are_finished_at_load(tmp_path):
@@ -27,7 +28,7 @@ def test_invalid_flags_without_the_disconnect_are_finished_at_load(tmp_path):
     c = open_chain(tmp_path / "n")
     try:
         assert c.height == 20 and c.tip.hash == blocks[19].hash
-        assert c.utxo_stats() == _fresh_stats(tmp_path, blocks[:20])
+        assert c.utxo_stats() == digest_of(tmp_path, "fresh", blocks[:20])
         c.process_block(cb.next_block(blocks[19], [], tag=b"after"))  # mining continues
         assert c.height == 21
     finally:
@@ -56,12 +57,3 @@ def test_invalidate_over_damaged_undo_data_changes_nothing(tmp_path):
     finally:
         c.close()
 
-
-def _fresh_stats(tmp_path, blocks):
-    c = open_chain(tmp_path / "fresh")
-    try:
-        for b in blocks:
-            c.process_block(b)
-        return c.utxo_stats()
-    finally:
-        c.close()
