@@ -109,7 +109,7 @@ class Node:
         self.config = config
         self.params = config.params()
         self.datadir = config.chain_datadir
-        self.start_time = clock.now()
+        self.start_time = time.monotonic()  # uptime: a steady clock, never the mock one (Core)
         self.scheduler = None
         self.pruner = None  # node.prune.Pruner with -prune
         self.tip_changed = threading.Condition()  # notified after each chain activation

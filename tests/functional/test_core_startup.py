@@ -111,8 +111,7 @@ def test_mock_time_and_hidden_test_methods(tmp_path):
         node.call("setmocktime", t)
         h = node.call("generatetoaddress", 1, ADDR)[0]
         assert node.call("getblockheader", h)["time"] == t
-        up = node.call("uptime")
-        assert up > 1_000_000  # measured on the mock clock from a real start time
+        assert node.call("uptime") < 600  # a steady clock, as Core's: mock time moves not it
         with pytest.raises(RPCFailure,
                            match=r"Mocktime must be in the range \[0, 4294967295\], not -1\."):
             node.call("setmocktime", -1)
