@@ -8,9 +8,12 @@ connection speaks v1, its reads and writes are the v1 code alone.
 
 Reading is sequential: the next message is read only once the handler of the previous one
 returns, so a peer that floods us fills its own TCP window and no buffer of ours. Writes go
-straight to the transport; a peer whose unsent data grows past MAX_SEND_BUFFER (it does not
-read) is disconnected, and block serving waits for the buffer to drain, so a slow peer
-stalls only itself.
+straight to the transport. A peer whose unsent data grows past SEND_BUFFER_PAUSE (it asks
+faster than it reads) is paused, as Core's fPauseSend: its messages are not read or handled
+until it has taken what we sent, and a long answer (getdata) waits in the middle; it is not
+disconnected. Block serving also waits for the buffer to drain, so a slow peer stalls only
+itself. Only unsent data past MAX_SEND_BUFFER, which requests alone cannot reach, ends the
+connection (a bound on memory).
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from node.p2p.v2transport import V2Transport, V2TransportError
 
 log = logging.getLogger("net")
 
-MAX_SEND_BUFFER = 32 * 1024 * 1024  # unsent bytes a peer may leave us holding
+SEND_BUFFER_PAUSE = 5_000_000  # unsent bytes: stop handling the peer's requests (Core's
+# -maxsendbuffer default, 5,000 kB)
+MAX_SEND_BUFFER = 256 * 1024 * 1024  # unsent bytes a peer may leave us holding at most
 DRAIN_ABOVE = 1024 * 1024  # block serving waits when more than this is unsent
 
 INBOUND = "inbound"
@@ -168,6 +173,7 @@ class Peer:
         self.downloading_since = 0.0  # last delivery (or first request) of blocks in flight
         self.headers_requested_at = 0.0
         self.unknown_block: bytes | None = None  # announced while a getheaders was unanswered
+        self.continuation_block: bytes | None = None  # last of a full getblocks answer
         self.unconnecting_headers = 0
         self.presync: list = []  # low-work headers kept aside (sync._enough_work)
         self.pending_blocks = 0  # received blocks waiting for the validation thread
@@ -210,7 +216,7 @@ class Peer:
         self.sent_per_msg[command] = self.sent_per_msg.get(command, 0) + n
         self.last_send = clock.now()
         if self.writer.transport.get_write_buffer_size() > MAX_SEND_BUFFER:
-            self.close("send buffer full: the peer is not reading")
+            self.close("send buffer over its hard limit: the peer is not reading")
 
     def _send_v2(self, command: str, payload: bytes) -> None:
         t = self.v2
@@ -231,7 +237,7 @@ class Peer:
         self.bytes_sent += len(data)
         self.last_send = clock.now()
         if self.writer.transport.get_write_buffer_size() > MAX_SEND_BUFFER:
-            self.close("send buffer full: the peer is not reading")
+            self.close("send buffer over its hard limit: the peer is not reading")
 
     def _flush_v2(self) -> None:
         """Write what the v2 transport has queued (our key and garbage, the handshake's
@@ -242,6 +248,27 @@ class Peer:
                 self._v2_key_sent = True
                 log.debug("start sending v2 handshake to peer=%d", self.id)
             self._write(data)
+
+    @property
+    def send_paused(self) -> bool:
+        """Core's fPauseSend: more unsent than SEND_BUFFER_PAUSE."""
+        return self.writer.transport.get_write_buffer_size() > SEND_BUFFER_PAUSE
+
+    async def wait_send_room(self) -> None:
+        """While the peer is paused (send_paused), wait until it has read what we sent:
+        its messages are not handled meanwhile."""
+        if self.closed or not self.send_paused:
+            return
+        log.debug("peer=%d: send buffer full (%d bytes), its messages wait until it reads",
+                  self.id, self.writer.transport.get_write_buffer_size())
+        while not self.closed and self.send_paused:
+            try:
+                await self.writer.drain()  # (returns once the buffer is under its low mark)
+            except (ConnectionError, RuntimeError):
+                self.close("connection lost")
+                return
+            if self.send_paused:
+                await asyncio.sleep(0.01)  # (not paused at the transport level: poll)
 
     async def drain(self) -> None:
         """Wait until the peer has taken most of what we sent (used when serving blocks)."""
@@ -297,7 +324,11 @@ class Peer:
                     command, payload = await self.read_message(prefix)
                     await self._dispatch(handle, command, payload)
             read, dispatch = self.read_message, self._dispatch
+            transport = self.writer.transport
             while not self.closed:
+                if transport.get_write_buffer_size() > SEND_BUFFER_PAUSE:
+                    await self.wait_send_room()  # (fPauseSend: its requests wait)
+                    continue
                 command, payload = await read()
                 await dispatch(handle, command, payload)
         except ProtocolViolation as err:
@@ -346,6 +377,9 @@ class Peer:
         self._flush_v2()  # an initiator's key and garbage
         while not self.closed:
             if t.packet_reads:  # after the handshake: one packet at a time, no buffering
+                if self.send_paused:
+                    await self.wait_send_room()  # (fPauseSend: its requests wait)
+                    continue
                 try:
                     rest = t.read_length(await reader.readexactly(v2t.LENGTH_LEN))
                     msg = t.read_packet(await reader.readexactly(rest))

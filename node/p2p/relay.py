@@ -303,6 +303,8 @@ class Relay:
                 # Asked for: it has reached the network (Core's RemoveUnbroadcastTx).
                 mp.unbroadcast.discard(e.txid)
                 peer.send_raw("tx", e.tx.serialize(witness=t != m.MSG_TX))
+                if peer.send_paused:  # (Core's fPauseSend: the rest once the peer reads)
+                    await peer.wait_send_room()
             elif t in BLOCK_MSG_TYPES:
                 e = self.chain.get(item.hash)
                 if e is None or not e.have_data or e.failed:

@@ -468,19 +468,43 @@ class BlockSync:
                 log.error("cannot serve block %s: %s", e.hash_hex(), err)
                 continue
             peer.send_raw("block", raw)
+            self._maybe_continue(peer, e.hash)
             await peer.drain()
 
     async def on_getblocks(self, peer: Peer, msg: m.GetBlocks) -> None:
+        """An inv of up to 500 blocks of our chain after the locator's fork point. When the
+        answer is cut at 500, the last block is remembered (Core's hashContinue): once the
+        peer asks for it, it gets an inv of our tip, which makes a getblocks-syncing peer
+        (bcoin, old clients) ask for the next 500."""
         tip = self.chain.published
         fork = self._fork_point(msg.locator, tip)
         end = min(tip.height, fork.height + MAX_GETBLOCKS_RESULTS)
+        # A pruned node announces only what the peer can still fetch (Core's
+        # nPrunedBlocksLikelyToHave: an hour's blocks less than what it keeps).
+        keep = NODE_NETWORK_LIMITED_MIN_BLOCKS - 3600 // self.chain.params.pow_target_spacing
         items = []
         for e in self._range(tip, fork.height + 1, end):
             if e.hash == msg.hash_stop:
                 break  # (Core stops before the stop block)
+            if self.net.pruned and (not e.have_data or e.height <= tip.height - keep):
+                log.debug(" getblocks stopping, pruned or too old block at %d %s", e.height,
+                          e.hash_hex())
+                break
             items.append(m.Inv(m.MSG_BLOCK, e.hash))
+            if len(items) == MAX_GETBLOCKS_RESULTS:
+                log.debug("  getblocks stopping at limit %d %s", e.height, e.hash_hex())
+                peer.continuation_block = e.hash
+                break
         if items:
             peer.send(m.InvMsg(items))
+
+    def _maybe_continue(self, peer: Peer, h: bytes) -> None:
+        """The peer fetched the last block of a full getblocks answer: an inv of our tip
+        right after it, so that it asks for the next batch (sent even if redundant)."""
+        if h == getattr(peer, "continuation_block", None):
+            peer.continuation_block = None
+            tip = self.chain.published
+            peer.send(m.InvMsg([m.Inv(m.MSG_BLOCK, tip.hash)]))
 
     def _fork_point(self, hashes: list[bytes], tip):
         for h in hashes:

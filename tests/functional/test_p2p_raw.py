@@ -600,3 +600,83 @@ def test_bad_version_is_dropped(node):
     with pytest.raises(Closed):
         while True:
             q.read_message(5)
+
+
+def test_getblocks_continuation_announces_the_tip(tmp_path):
+    """Core's hashContinue: a peer that syncs by getblocks (bcoin) is given 500 blocks; when
+    it asks for the last of them it also gets an inv of the tip, so it asks for the rest."""
+    with NodeProcess(tmp_path / "n") as n:
+        n.call("generatetoaddress", 600, ADDR)
+        tip = hex_to_hash(n.call("getbestblockhash"))
+        p = peer(n)
+        p.send(m.GetBlocks([hex_to_hash(n.call("getblockhash", 0))]))
+        inv = p.wait_for("inv", pred=lambda msg: msg.items[0].type == m.MSG_BLOCK).items
+        assert len(inv) == 500 and inv[-1].hash == hex_to_hash(n.call("getblockhash", 500))
+        p.send(m.GetData([m.Inv(m.MSG_WITNESS_BLOCK, inv[-1].hash)]))
+        assert Block.from_bytes(p.wait_for("block").data).hash == inv[-1].hash
+        assert p.wait_for("inv", 5).items == [m.Inv(m.MSG_BLOCK, tip)]
+        # The peer asks again from there and gets the other 100 (and no continuation: the
+        # answer was not cut).
+        p.send(m.GetBlocks([inv[-1].hash]))
+        rest = p.wait_for("inv").items
+        assert len(rest) == 100 and rest[-1].hash == tip
+        p.send(m.GetData([m.Inv(m.MSG_WITNESS_BLOCK, tip)]))
+        p.wait_for("block")
+        seen = len(p.received)
+        p.send(m.Ping(5))
+        p.wait_for("pong", pred=lambda msg: msg.nonce == 5)
+        assert not any(cmd == "inv" for cmd, _ in p.received[seen:])
+        p.close()
+
+
+def _count_messages(p: RawPeer, command: str, want: int, timeout: float) -> int:
+    """Read until `want` messages of this kind came (fast: no decoding of each)."""
+    buf = bytearray(p.buf)
+    p.buf = b""
+    pos = got = 0
+    deadline = time.time() + timeout
+    cmd = command.encode().ljust(12, b"\x00")
+    while got < want:
+        while len(buf) - pos >= m.HEADER_LEN:
+            length = struct.unpack_from("<I", buf, pos + 16)[0]
+            if len(buf) - pos < m.HEADER_LEN + length:
+                break
+            if buf[pos + 4:pos + 16] == cmd:
+                got += 1
+            pos += m.HEADER_LEN + length
+        del buf[:pos]
+        pos = 0
+        if got >= want:
+            break
+        p.sock.settimeout(max(0.01, deadline - time.time()))
+        chunk = p.sock.recv(1 << 20)
+        if not chunk:
+            raise Closed()
+        buf += chunk
+    p.buf = bytes(buf)
+    return got
+
+
+def test_peer_asking_faster_than_it_reads_is_paused_not_dropped(tmp_path):
+    """Core's fPauseSend: 56 MB of answers asked for at once, read only later. The node stops
+    handling the peer's requests while its send buffer is full and carries on once the peer
+    reads: everything arrives and the peer stays connected."""
+    import threading
+
+    with NodeProcess(tmp_path / "n") as n:
+        n.call("generatetoaddress", 101, ADDR)
+        tx = coinbase_spend(n, 1, outputs=200)  # (about 7 kB)
+        n.call("sendrawtransaction", tx.serialize().hex())
+        p = peer(n)
+        batches, per = 4, 2000
+        ask = m.GetData([m.Inv(m.MSG_WTX, tx.wtxid)] * per)
+        sender = threading.Thread(target=lambda: [p.send(ask) for _ in range(batches)])
+        sender.start()
+        time.sleep(3.0)  # reading nothing meanwhile
+        assert _count_messages(p, "tx", batches * per, 120) == batches * per
+        sender.join(10)
+        p.send(m.Ping(77))
+        p.wait_for("pong", 30, pred=lambda msg: msg.nonce == 77)
+        assert raw_peers(n, p)
+        assert batches * per * len(tx.serialize()) > 32 * 1024 * 1024  # (the old hard limit)
+        p.close()
