@@ -246,6 +246,10 @@ class Node:
         self.p2p = PeerManager(self.chain, self.mempool, self.params, self.config,
                                self.validation, self.datadir, user_agent(self.config))
         self.p2p.scheduler = self.scheduler  # periodic P2P jobs (rebroadcast), mockscheduler
+        from node.p2p.cfilters import install as install_cfilters  # BIP157 (-peerblockfilters)
+
+        install_cfilters(self.p2p, self.indexes.blockfilter,
+                         self.config.arg_bool("peerblockfilters", False))
         await self.p2p.start()
         for name in ("net", "addcon", "msghand"):  # Core's threads for what started here
             log.info("%s thread start", name)
