@@ -139,6 +139,11 @@ class ChainState:
         self.candidates: set[BlockIndexEntry] = set()
         self.best_header: BlockIndexEntry | None = None
         self._seq = 1
+        # preciousblock (Core's m_block_reverse_sequence_id): precious blocks get sequence
+        # ids below every received block's, the latest call lowest; reset once the chain
+        # has grown past the work it was last used at. Not kept across restarts, as Core's.
+        self._precious_seq = 0
+        self._precious_work = 0
         self._recent: OrderedDict[bytes, Block] = OrderedDict()
         self._last_flush = time.monotonic()
         self.published: BlockIndexEntry | None = None  # see _publish_tip
@@ -831,6 +836,26 @@ class ChainState:
                     self.candidates.add(x)
                 if self.best_header is None or x.chain_work > self.best_header.chain_work:
                     self.best_header = x
+        self.activate_best_chain()
+
+    def precious_block(self, block_hash: bytes) -> None:
+        """Core's PreciousBlock: treat the block as if it had arrived before every other
+        block of the same work; if it then beats the tip, the chain moves to it."""
+        with self.lock:
+            e = self.index.get(block_hash)
+            if e is None:
+                raise KeyError("Block not found")
+            tip = self.tip
+            if tip is None or e.chain_work < tip.chain_work:
+                return  # less work than the tip: nothing to do
+            if tip.chain_work > self._precious_work:
+                self._precious_seq = 0  # the chain grew since the last call
+            self._precious_work = tip.chain_work
+            self._precious_seq -= 1
+            self.candidates.discard(e)
+            e.seq_id = self._precious_seq
+            if e.chain_tx and not e.failed and e.is_valid(VALID_TRANSACTIONS):
+                self.candidates.add(e)
         self.activate_best_chain()
 
     def chain_tips(self) -> list[tuple[BlockIndexEntry, int, str]]:

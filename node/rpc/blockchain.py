@@ -353,6 +353,22 @@ def reconsiderblock(node, blockhash) -> None:
     return None
 
 
+@rpc("preciousblock", "Blockchain",
+     [Arg("blockhash", STR, help="the hash of the block to mark as precious")],
+     description="Treats a block as if it were received before others with the same work.\n\n"
+                 "A later preciousblock call can override the effect of an earlier one.\n\n"
+                 "The effects of preciousblock are not retained across restarts.")
+def preciousblock(node, blockhash) -> None:
+    h = parse_hash(blockhash, "blockhash")
+    try:
+        node.chain.precious_block(h)
+    except KeyError:
+        raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Block not found") from None
+    except BlockFileError as err:  # a reorg that could not read its data: nothing moved
+        raise RPCError(RPC_DATABASE_ERROR, str(err)) from None
+    return None
+
+
 
 # =============================================================================================
 # waiting for blocks
