@@ -34,7 +34,8 @@ LOG_LEVELS = ("info", "debug", "trace")
 MULTI = {"loadblock", "rpcauth", "rpcbind", "rpcallowip", "debug", "debugexclude", "connect",
          "addnode", "wallet", "bind", "whitebind", "whitelist", "uacomment", "loglevel",
          "testactivationheight", "rpcwhitelist", "deprecatedrpc", "seednode", "onlynet",
-         "externalip", "includeconf", "blockfilterindex", "vbparams", "signetseednode"}
+         "externalip", "includeconf", "blockfilterindex", "vbparams", "signetseednode",
+         "esplorabind"}
 # Only honoured at the top level of the config file on main (Core's network-only args).
 NETWORK_ONLY = {"port", "rpcport", "rpcbind", "bind", "connect", "addnode", "wallet",
                 "whitebind", "onion", "seednode"}
@@ -74,6 +75,7 @@ CORE_ARGS = NO_EFFECT | {
     "dbcrashratio", "checkpoints", "rpccookiefile", "whitelistrelay",
     "whitelistforcerelay", "includeconf", "testnet", "testnet4", "signet",
     "signetchallenge", "signetseednode", "rpcclienttimeout", "blocksxor", "peerblockfilters",
+    "esplora", "esplorabind", "esploracors",  # minibtc's own: the Esplora API (node/esplora)
 }
 
 

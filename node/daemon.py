@@ -265,7 +265,7 @@ class Node:
         from node.chain import ChainState
         from node.index import Indexes
         from node.prune import FASTPRUNE_BLOCKFILE_SIZE, Pruner, prune_target
-        from node.scriptcheck import ScriptChecker
+        from node.scriptcheck import DEFAULT_MAX_SIG_CACHE_MIB, ScriptChecker, configure_caches
         from node.store import DatabaseOpenError
         from node.store.blockfiles import MAX_BLOCKFILE_SIZE, BlockFileError
 
@@ -287,6 +287,7 @@ class Node:
         for sub in doomed:
             if (self.datadir / sub).exists():
                 shutil.rmtree(self.datadir / sub)
+        configure_caches(cfg.arg_int("maxsigcachesize", DEFAULT_MAX_SIG_CACHE_MIB))
         scripts = ScriptChecker(cfg.par)
         if scripts.parallel:
             scripts.pool.start()  # workers up now, not in the middle of the first big block
