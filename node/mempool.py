@@ -34,10 +34,11 @@ from consensus.errors import ValidationError
 from consensus.script import flags as sf
 from consensus.script.errors import ScriptError
 from consensus.script.pool import ScriptCheckPool, VerifyStream
-from consensus.script.verify import verify_transaction
+from consensus.script.verify import SCRIPT_EXECUTION_CACHE, verify_transaction
 from consensus.serialize import DeserializationError, Reader, compact_size
 from consensus.tx import Transaction, TxOut
 from node import policy
+from node.chain import script_flags_at
 from node.confparse import ConfigError
 from node.policy import PolicyError
 from node.store.layout import outpoint_key
@@ -602,7 +603,8 @@ class Mempool:
                         break
                     spent.append(TxOut(c.value, c.script_pubkey))
                 else:
-                    jobs.append((tx, spent, sf.STANDARD_SCRIPT_VERIFY_FLAGS))
+                    jobs.append((tx, spent, (sf.STANDARD_SCRIPT_VERIFY_FLAGS,
+                                             self._next_block_flags())))
         first = stream.add(jobs)
         with self._streamed_lock:
             for pos, (tx, _, _) in enumerate(jobs, first):
@@ -805,17 +807,26 @@ class Mempool:
                                 "insufficient feerate: does not improve feerate diagram")
         return evicted
 
+    def _next_block_flags(self) -> int:
+        """The script flags the next block will be checked with."""
+        return script_flags_at(self.chain.tip.height + 1, None, self.chain.params)
+
     def _check_scripts(self, tx: Transaction, spent: list[TxOut]) -> None:
         """Policy flags first; a failure that the consensus flags alone would accept is a
-        policy rejection, otherwise a consensus one (as Core classifies them)."""
+        policy rejection, otherwise a consensus one (as Core classifies them). Then, as
+        Core's ConsensusScriptChecks, again under the next block's flags (the signatures
+        are in the signature cache by then), which puts the transaction in the script
+        execution cache under the flags its block will be checked with."""
+        cache = SCRIPT_EXECUTION_CACHE
         with self._streamed_lock:
             streamed = self._streamed.pop(tx.wtxid, None)
         if streamed is not None:
-            # Passed: verify_transaction below finds it in the execution cache. Otherwise
-            # (failed, or left to us) it checks it here and reports the failure.
+            # Passed (under both flag sets): verify_transaction below finds it in the
+            # execution cache. Otherwise (failed, or left to us) it checks it here and
+            # reports the failure.
             streamed[0].wait(streamed[1])
         try:
-            verify_transaction(tx, spent, sf.STANDARD_SCRIPT_VERIFY_FLAGS)
+            verify_transaction(tx, spent, sf.STANDARD_SCRIPT_VERIFY_FLAGS, cache=cache)
         except ScriptError as err:
             # As Core's: one reason whichever flag failed; the details name the input.
             i = err.input_index
@@ -829,6 +840,15 @@ class Mempool:
                                     details, consensus=True) from None
             raise MempoolReject(f"mempool-script-verify-flag-failed ({err.message})",
                                 details) from None
+        try:
+            verify_transaction(tx, spent, self._next_block_flags(), cache=cache)
+        except ScriptError as err:
+            # Valid under the standard flags but not the block's: a bug in the flags.
+            log.error("BUG! CheckInputScripts failed against latest-block but not STANDARD "
+                      "flags %s: %s", tx.txid_hex(), err.message)
+            raise MempoolReject(f"mempool-script-verify-flag-failed ({err.message})",
+                                f"input {err.input_index} of {tx.txid_hex()}",
+                                consensus=True) from None
 
     # =========================================================================================
     # bookkeeping

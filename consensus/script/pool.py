@@ -27,7 +27,14 @@ Design notes
   * The first failure in (transaction, input) order is raised, as ScriptError carrying the
     txid and input index, whichever worker found it; remaining work is cancelled.
   * Whole transactions that pass are recorded in the script execution cache, and
-    transactions found there (already verified, e.g. by the mempool) are skipped.
+    transactions found there (already verified, e.g. by the mempool) are skipped: the
+    lookup happens here, in the calling process, before anything is dispatched, so only
+    misses reach the workers.
+  * An item's flags may be one flag set or a tuple of them: every input is then checked
+    under each in turn (the later passes find the first one's signatures in a cache of that
+    transaction's own) and the transaction is cached under each. The mempool checks with
+    (standard flags, next block's flags), as Core's PolicyScriptChecks and
+    ConsensusScriptChecks.
   * verify_many is safe to call from several threads (e.g. from an asyncio loop via
     run_in_executor); batches are processed one at a time, and the call blocks its thread
     until its batch is done. If a worker dies, the batch is verified in-process and the
@@ -51,7 +58,7 @@ from collections.abc import Sequence
 from multiprocessing.connection import Connection, wait
 
 from consensus.script.errors import ScriptError
-from consensus.script.sigcheck import SIGNATURE_CACHE
+from consensus.script.sigcheck import SIGNATURE_CACHE, SignatureCache
 from consensus.script.sighash import PrecomputedTxData
 from consensus.script.verify import (
     SCRIPT_EXECUTION_CACHE,
@@ -64,11 +71,17 @@ from consensus.tx import OutPoint, Transaction, TxIn, TxOut
 
 log = logging.getLogger("validation")
 
-Item = tuple[Transaction, Sequence[TxOut], int]
+Flags = int | tuple[int, ...]
+Item = tuple[Transaction, Sequence[TxOut], Flags]
 # How transactions travel to the workers (see the module notes).
 TRANSPORTS = ("tuples", "bytes", "pickle")
 _DEFAULT = object()
 _U32 = struct.Struct("<I")
+
+
+def flag_sets(flags: Flags) -> tuple[int, ...]:
+    """An item's flags as a tuple of flag sets."""
+    return (flags,) if isinstance(flags, int) else flags
 
 
 def _ser_outputs(outs: Sequence[TxOut]) -> bytes:
@@ -145,11 +158,21 @@ def _check_jobs(jobs: list, use_sigcache: bool) -> tuple[int, int, str] | None:
             tx = Transaction.from_bytes(tx)
             spent = _parse_outputs(spent)
         txdata = PrecomputedTxData(tx, spent)
-        for i in range(start, end):
-            try:
-                _verify_input(tx, i, spent, flags, txdata, sigcache, False)
-            except ScriptError as e:
-                return tx_pos, i, e.code
+        if isinstance(flags, int):
+            for i in range(start, end):
+                try:
+                    _verify_input(tx, i, spent, flags, txdata, sigcache, False)
+                except ScriptError as e:
+                    return tx_pos, i, e.code
+            continue
+        # Several flag sets: the later passes find the first one's signatures here.
+        own = SignatureCache(max_entries=max(16, 4 * (end - start)))
+        for f in flags:
+            for i in range(start, end):
+                try:
+                    _verify_input(tx, i, spent, f, txdata, own, True)
+                except ScriptError as e:
+                    return tx_pos, i, e.code
     return None
 
 
@@ -290,33 +313,36 @@ class ScriptCheckPool:
         *,
         cache: ScriptExecutionCache | None | object = _DEFAULT,
         use_sigcache: bool = True,
-    ) -> None:
+    ) -> tuple[int, int]:
         """Verify every input of every (tx, spent_outputs, flags) item.
 
         Raises ScriptError (with .txid and .input_index) for the first failing input in item
         order. `cache` is the script execution cache (the process default unless given; None
         disables it). use_sigcache=False bypasses the signature caches (for measurements).
+        Returns (transactions found in the cache, inputs checked).
         """
         exec_cache: ScriptExecutionCache | None = (
             SCRIPT_EXECUTION_CACHE if cache is _DEFAULT else cache  # type: ignore[assignment]
         )
         todo: list[int] = []
-        keys: dict[int, bytes] = {}
+        keys: dict[int, list[bytes]] = {}
         n_inputs = 0
+        cached = 0
         for pos, (tx, spent, flags) in enumerate(items):
             if tx.is_coinbase():
                 continue  # spends nothing
             if len(spent) != len(tx.vin):
                 raise ValueError("spent_outputs must have one entry per input")
             if exec_cache is not None:
-                key = exec_cache.key(tx, spent)
-                if exec_cache.contains(key, flags):
+                ks = [exec_cache.key(tx, f) for f in flag_sets(flags)]
+                if all([exec_cache.contains(k) for k in ks]):
+                    cached += 1
                     continue
-                keys[pos] = key
+                keys[pos] = ks
             todo.append(pos)
             n_inputs += len(tx.vin)
         if not todo:
-            return
+            return cached, 0
 
         if self.workers < 1 or n_inputs < self.min_parallel_inputs:
             self._verify_here(items, todo, use_sigcache)
@@ -337,14 +363,18 @@ class ScriptCheckPool:
                     raise
 
         if exec_cache is not None:
+            add = exec_cache.add
             for pos in todo:
-                exec_cache.add(keys[pos], items[pos][2])
+                for k in keys[pos]:
+                    add(k)
+        return cached, n_inputs
 
     def _verify_here(self, items: Sequence[Item], todo: list[int], use_sigcache: bool) -> None:
         sigcache = SIGNATURE_CACHE if use_sigcache else None
         for pos in todo:
             tx, spent, flags = items[pos]
-            verify_transaction(tx, spent, flags, cache=None, sigcache=sigcache)
+            for f in flag_sets(flags):
+                verify_transaction(tx, spent, f, cache=None, sigcache=sigcache)
 
     def _chunks(
         self, items: Sequence[Item], todo: list[int], n_inputs: int
@@ -473,7 +503,7 @@ class VerifyStream:
         self.cache = cache
         self.items: list[Item] = []
         self.state: list[int] = []
-        self.keys: list[bytes] = []
+        self.keys: list[list[bytes]] = []
         self.pieces: list[list[int]] = []
         self.piece_of: dict[int, int] = {}
         self._next = 0  # the first piece not handed out
@@ -502,10 +532,10 @@ class VerifyStream:
                 tx, spent, flags = item
                 if len(spent) != len(tx.vin):
                     raise ValueError("spent_outputs must have one entry per input")
-                key = self.cache.key(tx, spent)
+                ks = [self.cache.key(tx, f) for f in flag_sets(flags)]
                 self.items.append(item)
-                self.keys.append(key)
-                if tx.is_coinbase() or self.cache.contains(key, flags):
+                self.keys.append(ks)
+                if tx.is_coinbase() or all([self.cache.contains(k) for k in ks]):
                     self.state.append(self.PASSED)
                     continue
                 self.state.append(self.PENDING)
@@ -567,7 +597,8 @@ class VerifyStream:
                     passed = False  # this one failed; the rest of the piece was not checked
                 if passed:
                     self.state[pos] = self.PASSED
-                    self.cache.add(self.keys[pos], self.items[pos][2])  # type: ignore[arg-type]
+                    for k in self.keys[pos]:
+                        self.cache.add(k)
                 else:
                     self.state[pos] = self.LEFT
             self._feed(conn)  # type: ignore[arg-type]

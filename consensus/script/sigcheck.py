@@ -290,6 +290,14 @@ class SignatureCache:
                     s.pop(k, None)
         s[key] = None
 
+    def resize(self, max_entries: int) -> None:
+        """A new bound; the oldest entries beyond it go now."""
+        with self._lock:
+            self.max_entries = max(1, max_entries)
+            s = self._set
+            for k in list(s)[: max(0, len(s) - self.max_entries)]:
+                s.pop(k, None)
+
     def clear(self) -> None:
         self._set.clear()
         self.hits = self.misses = 0

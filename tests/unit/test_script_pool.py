@@ -204,9 +204,9 @@ def test_stream_reports_passes_and_never_a_failure(pool: ScriptCheckPool) -> Non
         results = [stream.wait(pos) for pos in range(len(items))]
     assert results[0]  # its piece was handed out when the items were added
     assert not results[20]
-    for (tx, spent, flags), ok in zip(items, results, strict=True):
+    for (tx, _, flags), ok in zip(items, results, strict=True):
         # Whatever passed is remembered; the broken one is not.
-        assert cache.contains(cache.key(tx, spent), flags) == ok
+        assert cache.contains(cache.key(tx, flags)) == ok
     assert sum(results) > len(items) // 2
     # The pool is free again.
     pool.verify_many(make_batch(20, 11), cache=None)
@@ -243,8 +243,8 @@ def test_stream_close_keeps_results_in_flight() -> None:
         stream, cache = stream_of(p, items)
         stream.close()
         sent = set(stream.pieces[0] + stream.pieces[1])
-        for pos, (tx, spent, flags) in enumerate(items):
-            assert cache.contains(cache.key(tx, spent), flags) == (pos in sent)
+        for pos, (tx, _, flags) in enumerate(items):
+            assert cache.contains(cache.key(tx, flags)) == (pos in sent)
             assert stream.wait(pos) == (pos in sent)
         stream.close()  # twice is harmless
     finally:
@@ -274,8 +274,8 @@ def test_stream_survives_a_dead_worker() -> None:
         with stream:
             results = [stream.wait(pos) for pos in range(len(items))]
         assert not all(results)  # what the dead worker had is left to the caller
-        for (tx, spent, flags), ok in zip(items, results, strict=True):
-            assert cache.contains(cache.key(tx, spent), flags) == ok
+        for (tx, _, flags), ok in zip(items, results, strict=True):
+            assert cache.contains(cache.key(tx, flags)) == ok
         # Fresh workers for the next user.
         stream2, _ = stream_of(p, make_batch(10, 18))
         with stream2:

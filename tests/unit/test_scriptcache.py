@@ -1,0 +1,196 @@
+"""The script execution cache as Core's: keyed by (wtxid, flags), looked up in the calling
+process before anything reaches the workers, bounded (-maxsigcachesize); the mempool's
+check under (standard flags, next block's flags) caches both."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+import pytest
+
+import consensus.script.pool as pool_mod
+from consensus.errors import ValidationError
+from consensus.hashes import hash160
+from consensus.script import flags as F
+from consensus.script.keys import pubkey, sign_p2wpkh_input
+from consensus.script.pool import ScriptCheckPool, VerifyStream
+from consensus.script.sighash import PrecomputedTxData
+from consensus.script.standard import p2wpkh_script, p2wsh_script
+from consensus.script.verify import (
+    SCRIPT_EXECUTION_CACHE,
+    ScriptExecutionCache,
+    verify_transaction,
+)
+from consensus.tx import OutPoint, Transaction, TxIn, TxOut
+from node.scriptcheck import ScriptChecker, cache_entries, configure_caches
+
+BLOCK = F.MANDATORY_SCRIPT_VERIFY_FLAGS
+STD = F.STANDARD_SCRIPT_VERIFY_FLAGS
+DROP_TRUE = b"\x75\x51"  # OP_DROP OP_1: any one witness item spends it
+
+
+def p2wpkh_tx(rng: random.Random, n_in: int = 2) -> tuple[Transaction, list[TxOut]]:
+    keys = [rng.randbytes(32) for _ in range(n_in)]
+    spent = [TxOut(rng.randrange(10**4, 10**8), p2wpkh_script(hash160(pubkey(k))))
+             for k in keys]
+    tx = Transaction(2, [TxIn(OutPoint(rng.randbytes(32), i), b"", 0xFFFFFFFE)
+                         for i in range(n_in)], [TxOut(1000, b"\x00\x14" + rng.randbytes(20))])
+    txdata = PrecomputedTxData(tx, spent)
+    for i, k in enumerate(keys):
+        sign_p2wpkh_input(tx, i, k, spent[i].value, txdata=txdata)
+    return tx, spent
+
+
+def drop_true_tx(rng: random.Random, item: bytes) -> tuple[Transaction, list[TxOut]]:
+    spk = p2wsh_script(hashlib.sha256(DROP_TRUE).digest())
+    tx = Transaction(2, [TxIn(OutPoint(rng.randbytes(32), 0), b"", 0xFFFFFFFE, [item, DROP_TRUE])],
+                     [TxOut(1000, b"\x51")])
+    return tx, [TxOut(5000, spk)]
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The txids ScriptChecker(workers=0) really checks (the pool's in-process verifier)."""
+    checked: list[bytes] = []
+    real = pool_mod.verify_transaction
+
+    def counting(tx, spent, flags, **kw):
+        checked.append(tx.txid)
+        return real(tx, spent, flags, **kw)
+
+    monkeypatch.setattr(pool_mod, "verify_transaction", counting)
+    SCRIPT_EXECUTION_CACHE.clear()
+    return checked
+
+
+def test_a_transaction_checked_under_the_block_flags_is_not_checked_again(counted) -> None:
+    rng = random.Random(1)
+    tx, spent = p2wpkh_tx(rng)
+    other, other_spent = p2wpkh_tx(rng)
+    # What the mempool does on acceptance: standard flags, then the next block's.
+    verify_transaction(tx, spent, STD, cache=SCRIPT_EXECUTION_CACHE)
+    verify_transaction(tx, spent, BLOCK, cache=SCRIPT_EXECUTION_CACHE)
+    checker = ScriptChecker(workers=0)
+    checker.check_block([(tx, spent, BLOCK), (other, other_spent, BLOCK)])
+    assert counted == [other.txid]  # the cached one was skipped
+    assert checker.stats == {"blocks": 1, "txs_cached": 1, "txs_checked": 1,
+                             "inputs_checked": 2}
+    # The block's own check cached the other one too.
+    checker.check_block([(other, other_spent, BLOCK)])
+    assert counted == [other.txid]
+
+
+def test_another_flag_set_misses(counted) -> None:
+    tx, spent = p2wpkh_tx(random.Random(2))
+    verify_transaction(tx, spent, STD, cache=SCRIPT_EXECUTION_CACHE)
+    checker = ScriptChecker(workers=0)
+    # Checked under the standard flags only: a block (fewer flags) still checks it ...
+    checker.check_block([(tx, spent, BLOCK)])
+    # ... and so does a block under more flags than that.
+    checker.check_block([(tx, spent, BLOCK | F.NULLFAIL)])
+    assert counted == [tx.txid, tx.txid]
+    checker.check_block([(tx, spent, BLOCK)])
+    assert counted == [tx.txid, tx.txid]
+    cache = ScriptExecutionCache()
+    assert len({cache.key(tx, f) for f in (0, BLOCK, STD, BLOCK | F.NULLFAIL)}) == 4
+
+
+def test_another_witness_misses(counted) -> None:
+    rng = random.Random(3)
+    tx, spent = drop_true_tx(rng, b"first")
+    verify_transaction(tx, spent, BLOCK, cache=SCRIPT_EXECUTION_CACHE)
+    twin = tx.copy()
+    twin.vin[0].witness = [b"second", DROP_TRUE]
+    twin.rehash()
+    assert twin.txid == tx.txid and twin.wtxid != tx.wtxid
+    checker = ScriptChecker(workers=0)
+    checker.check_block([(twin, spent, BLOCK)])
+    assert counted == [twin.txid]
+    # And a witness that does not pass is never taken for the cached one.
+    bad = tx.copy()
+    bad.vin[0].witness = [b"third", b"\x75\x00"]  # OP_DROP OP_0: not the committed script
+    bad.rehash()
+    with pytest.raises(ValidationError) as err:
+        checker.check_block([(bad, spent, BLOCK)])
+    assert err.value.reason.startswith("block-script-verify-flag-failed")
+
+
+def test_eviction_at_the_bound() -> None:
+    cache = ScriptExecutionCache(max_entries=8)
+    rng = random.Random(4)
+    txs = [drop_true_tx(rng, bytes([i]))[0] for i in range(20)]
+    for tx in txs:
+        cache.add(cache.key(tx, BLOCK))
+        assert len(cache) <= 8
+    assert cache.contains(cache.key(txs[-1], BLOCK))  # the newest stay
+    assert not cache.contains(cache.key(txs[0], BLOCK))  # the oldest went first
+    cache.resize(3)
+    assert len(cache) == 3 and cache.contains(cache.key(txs[-1], BLOCK))
+    assert cache.hits == 2 and cache.misses == 1
+
+
+def test_maxsigcachesize_splits_between_the_two_caches() -> None:
+    from consensus.script.sigcheck import SIGNATURE_CACHE
+    from consensus.script.verify import CACHE_ENTRY_BYTES
+
+    assert cache_entries(32) == 16 * 2**20 // CACHE_ENTRY_BYTES  # half each, as Core
+    assert cache_entries(0) == cache_entries(-5) == 2  # the smallest cache there is
+    try:
+        n = configure_caches(1)
+        assert SIGNATURE_CACHE.max_entries == SCRIPT_EXECUTION_CACHE.max_entries == n
+        for i in range(n + 50):
+            SCRIPT_EXECUTION_CACHE.add(i.to_bytes(32, "little"))
+        assert len(SCRIPT_EXECUTION_CACHE) <= n
+    finally:
+        configure_caches()
+        SCRIPT_EXECUTION_CACHE.clear()
+
+
+def test_workers_get_only_the_misses() -> None:
+    """Half of a large batch in the cache: only the other half's inputs are dispatched."""
+    rng = random.Random(5)
+    items = [(*p2wpkh_tx(rng, 3), BLOCK) for _ in range(60)]
+    cache = ScriptExecutionCache()
+    for tx, spent, flags in items[::2]:
+        verify_transaction(tx, spent, flags, cache=cache)
+    pool = ScriptCheckPool(workers=1, min_parallel_inputs=1)
+    try:
+        sent: list[int] = []
+        real = pool._payload
+
+        def payload(items_, chunk, packed, use_sigcache):
+            sent.extend(pos for pos, _, _ in chunk)
+            return real(items_, chunk, packed, use_sigcache)
+
+        pool._payload = payload  # type: ignore[method-assign]
+        assert pool.verify_many(items, cache=cache) == (30, 90)
+        assert set(sent) == set(range(1, 60, 2))
+        sent.clear()
+        assert pool.verify_many(items, cache=cache) == (60, 0)
+        assert sent == []
+    finally:
+        pool.close()
+
+
+def test_stream_with_two_flag_sets_caches_both() -> None:
+    """The mempool's batches: a worker checks under both sets; both are cached."""
+    rng = random.Random(6)
+    items = [(*p2wpkh_tx(rng, 2), (STD, BLOCK)) for _ in range(10)]
+    bad_tx, bad_spent = p2wpkh_tx(rng, 2)
+    bad_tx.vin[1].witness = [bad_tx.vin[0].witness[0], bad_tx.vin[1].witness[1]]
+    bad_tx.rehash()
+    items.append((bad_tx, bad_spent, (STD, BLOCK)))
+    cache = ScriptExecutionCache()
+    pool = ScriptCheckPool(workers=1)
+    try:
+        with VerifyStream(pool, piece_inputs=4, cache=cache) as stream:
+            stream.add(items)
+            results = [stream.wait(pos) for pos in range(len(items))]
+        for (tx, _, _), ok in zip(items, results, strict=True):
+            assert cache.contains(cache.key(tx, STD)) == ok
+            assert cache.contains(cache.key(tx, BLOCK)) == ok
+        assert not results[-1]
+        assert sum(results) >= 4  # at least the two pieces handed out at once came back
+    finally:
+        pool.close()
