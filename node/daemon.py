@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from node import clock
+from node import clock, esplora
 from node.config import KNOWN, ConfigError, NodeConfig, load_config
 from node.logs import log_args, setup_logging
 from node.scheduler import Scheduler
@@ -119,6 +119,8 @@ class Node:
         self.fee_estimator = None
         self.fallback_fee = _fee_rate_option(config.fallbackfee, "fallbackfee", 20_000)
         self.txindex = None
+        self.addrindex = None  # the Esplora API's (node/esplora)
+        self.esplora = None
         self.rpc = None
         self.p2p = None
         self.wallets = None  # wallet.service.WalletManager, mounted at /wallet/<name>
@@ -181,6 +183,7 @@ class Node:
             await self._start_p2p()
             if self.shutting_down:
                 return
+            self.esplora = await esplora.start(self, self.addrindex)
             if not cfg.disablewallet:
                 log.info("Verifying wallet(s)...")
                 await self.loop.run_in_executor(None, self._init_wallets)
@@ -200,6 +203,8 @@ class Node:
                 await self.p2p.stop()
             if self.wallets is not None:
                 await asyncio.get_running_loop().run_in_executor(None, self.wallets.close)
+            if self.esplora is not None:
+                await self.esplora.stop()
             if self.rpc is not None:
                 await self.rpc.stop()
             await self._in_validation(self._close_chain)
@@ -271,6 +276,7 @@ class Node:
 
         cfg = self.config
         prune = prune_target(cfg)
+        esplora.configure(cfg)  # -esplora turns on the indexes it needs
         Indexes.options(cfg)  # Core's checks of the index options, before anything changes
         # -reindex rebuilds the databases from the block files: start them from nothing, so
         # that even a damaged database (one that cannot be opened) is recovered. A marker
@@ -310,6 +316,7 @@ class Node:
         # chain is loaded.
         self.indexes = Indexes.from_config(cfg, self.datadir, self.chain, wipe=cfg.reindex)
         self.txindex = self.indexes.txindex
+        self.addrindex = esplora.open_index(cfg, self.datadir, self.chain, wipe=cfg.reindex)
         log.info("initload thread start")  # (Core's thread name for this phase)
         if reindexing or self.chain.index_db.is_reindexing():
             self.rpc.warmup = "Reindexing blocks..."
@@ -341,6 +348,8 @@ class Node:
         if problem:
             raise _load_error("Corrupted block database detected", problem)
         self.indexes.start()
+        if self.addrindex is not None:
+            self.addrindex.start()
         if self.pruner is not None:  # blocks the indexes have still to read stay
             self.pruner.locks.append(self.indexes.prune_lock)
         self._init_mempool()
@@ -432,6 +441,8 @@ class Node:
                 log.error("Failed to dump mempool: %s", err)
         if getattr(self, "indexes", None) is not None:
             self.indexes.close()  # first: their threads read the chain
+        if self.addrindex is not None:
+            self.addrindex.close()
         if self.chain is not None:
             self.chain.close()
 
