@@ -173,6 +173,9 @@ class RPCServer:
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_route("*", "/", self._handle)
         app.router.add_route("*", "/wallet/{wallet:.*}", self._handle)
+        from node.rest import mount  # Core's REST interface under /rest/ with -rest
+
+        mount(app, self)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         for host, port in self.bind:
