@@ -75,6 +75,9 @@ CORE_ARGS = NO_EFFECT | {
     "dbcrashratio", "checkpoints", "rpccookiefile", "whitelistrelay",
     "whitelistforcerelay", "includeconf", "testnet", "testnet4", "signet",
     "signetchallenge", "signetseednode", "rpcclienttimeout", "blocksxor", "peerblockfilters",
+    "zmqpubhashblock", "zmqpubhashtx", "zmqpubrawblock", "zmqpubrawtx", "zmqpubsequence",
+    "zmqpubhashblockhwm", "zmqpubhashtxhwm", "zmqpubrawblockhwm", "zmqpubrawtxhwm",
+    "zmqpubsequencehwm",  # node/zmqpub.py
     "esplora", "esplorabind", "esploracors",  # minibtc's own: the Esplora API (node/esplora)
 }
 

@@ -363,6 +363,9 @@ class Node:
                 run_notify(blocknotify, self.chain.tip.hash_hex())
 
         self.chain.on_activated.append(notify)
+        from node.zmqpub import ZMQPublisher  # -zmqpub* notifications
+
+        self.zmq = ZMQPublisher.from_config(cfg, self.chain, self.mempool)
 
     def _init_mempool(self) -> None:
         from consensus.script.pool import ScriptCheckPool
@@ -431,6 +434,8 @@ class Node:
                 log.error("Importing %s failed: %s", f, err)
 
     def _close_chain(self) -> None:
+        if getattr(self, "zmq", None) is not None:
+            self.zmq.close()
         if self.mempool is not None:
             self.mempool.close()
         if self.mempool is not None and self.config.persistmempool:

@@ -291,7 +291,8 @@ def getrawmempool(node, verbose, mempool_sequence):
             return {t[::-1].hex(): entry_json(m, m.entries[t], node) for t in order}
         txids = [t[::-1].hex() for t in order]
         if mempool_sequence:
-            return {"txids": txids, "mempool_sequence": m.transactions_updated}
+            # Core's counter starts at 1 (the ZMQ sequence topic numbers events from it)
+            return {"txids": txids, "mempool_sequence": m.transactions_updated + 1}
         return txids
 
 
