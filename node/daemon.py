@@ -31,6 +31,10 @@ from node.settings import Settings
 log = logging.getLogger("minibtcd")
 
 VERSION = "0.1.0"
+# The Bitcoin Core RPC interface minibtcd implements, as getnetworkinfo's "version" states it in
+# Core's CLIENT_VERSION encoding (310000 for 31.0.0): what clients such as ElectrumX check.
+# minibtc's own version stays in the user agent ("subversion": /minibtc:0.1.0/).
+CORE_INTERFACE_VERSION = "31.0.0"
 REINDEX_MARKER = ".reindexing"  # in the chain datadir while -reindex rebuilds the databases
 USAGE = """minibtcd: a Bitcoin-compatible full node for regtest and local test networks.
 

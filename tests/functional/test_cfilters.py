@@ -176,3 +176,74 @@ def test_malformed_request_keeps_connection(nodes):
     peer.send(cf.GetCFCheckpt(0, h))
     assert peer.wait_for("cfcheckpt").stop_hash == h
     peer.close()
+
+
+def test_kyoto_wallet_syncs_and_spends(tmp_path):
+    """A BDK wallet on Kyoto (bdkpython's BIP157 light client) with the node as its only peer:
+    its exact balance from the filters, a spend broadcast through the node, the change after
+    the spend is mined."""
+    bdk = pytest.importorskip("bdkpython")
+    import asyncio
+
+    node = NodeProcess(tmp_path / "n", "-blockfilterindex", "-peerblockfilters")
+    with node:
+        node.create_wallet("default")
+        miner = node.call("getnewaddress", wallet="default")
+        node.call("generatetoaddress", 101, miner)
+        key = bdk.DescriptorSecretKey(bdk.NetworkKind.TEST,
+                                      bdk.Mnemonic.from_entropy(bytes(range(16))), None)
+        wallet = bdk.Wallet(
+            bdk.Descriptor.new_bip84(key, bdk.KeychainKind.EXTERNAL, bdk.NetworkKind.TEST),
+            bdk.Descriptor.new_bip84(key, bdk.KeychainKind.INTERNAL, bdk.NetworkKind.TEST),
+            bdk.Network.REGTEST, bdk.Persister.new_in_memory())
+        for amount in (1.25, 0.5):
+            a = str(wallet.reveal_next_address(bdk.KeychainKind.EXTERNAL).address)
+            node.call("sendtoaddress", a, amount, wallet="default")
+        node.call("generatetoaddress", 1, miner)
+        node.call("generatetoaddress", 5, ADDR)  # blocks with nothing of the wallet's
+        peer = bdk.Peer(address=bdk.IpAddress.from_ipv4(127, 0, 0, 1), port=node.p2pport,
+                        v2_transport=False)
+        parts = (bdk.CbfBuilder().peers([peer]).connections(1).only_configured_peers()
+                 .data_dir(str(tmp_path / "kyoto")).build(wallet))
+        client = parts.client
+        parts.node.run()
+
+        async def drain(next_event):
+            while True:
+                await next_event()
+
+        async def scenario():
+            tasks = [asyncio.ensure_future(drain(client.next_info)),
+                     asyncio.ensure_future(drain(client.next_warning))]
+            try:
+                wallet.apply_update(await asyncio.wait_for(client.update(), 120))
+                assert wallet.balance().total.to_sat() == 175_000_000
+                dest = node.call("getnewaddress", wallet="default")
+                spk = node.call("getaddressinfo", dest, wallet="default")["scriptPubKey"]
+                psbt = (bdk.TxBuilder()
+                        .add_recipient(bdk.Script(bytes.fromhex(spk)),
+                                       bdk.Amount.from_sat(60_000_000))
+                        .fee_rate(bdk.FeeRate.from_sat_per_vb(3)).finish(wallet))
+                assert wallet.sign(psbt)
+                tx = psbt.extract_tx()
+                fee = wallet.calculate_fee(tx).to_sat()
+                txid = str(tx.compute_txid())
+                await asyncio.wait_for(client.broadcast(tx), 60)
+                for _ in range(300):
+                    if txid in node.call("getrawmempool"):
+                        break
+                    await asyncio.sleep(0.1)
+                assert txid in node.call("getrawmempool")
+                node.call("generatetoaddress", 1, ADDR)
+                wallet.apply_update(await asyncio.wait_for(client.update(), 120))
+                bal = wallet.balance()
+                assert bal.confirmed.to_sat() == bal.total.to_sat() == 175_000_000 - 60_000_000 \
+                    - fee
+            finally:
+                for t in tasks:
+                    t.cancel()
+
+        try:
+            asyncio.run(scenario())
+        finally:
+            client.shutdown()

@@ -1,0 +1,377 @@
+"""An Electrum server beside a node: the maintained ElectrumX (PyPI `e-x`, spesmilo's) run as
+its own process against the node's JSON-RPC, as nigiri runs electrs beside bitcoind.
+
+ElectrumX keeps its own index (LevelDB, under `db_dir`) and asks the node for the rest: blocks,
+the mempool, transactions (`-txindex`), spenders of outputs (`-txospenderindex`), fee
+estimates, broadcasts. The node must therefore run with `-txindex -txospenderindex`.
+
+    svc = ElectrumService(node_datadir, rpc_port, cookie_file, port, db_dir, ssl_port=None)
+    svc.start()          # returns once the server answers server.version (index caught up)
+    svc.url              # tcp://127.0.0.1:PORT   (svc.ssl_url with TLS)
+    svc.refresh_auth()   # after the node restarted with a new cookie
+    svc.stop()
+
+`ElectrumClient` is a small blocking client of the protocol (newline-delimited JSON-RPC over
+TCP or TLS), for tests, benchmarks and scripts. `python -m regtest.electrum --help` runs a
+server from the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import ipaddress
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+
+class ElectrumError(Exception):
+    """The server could not start, or a request got an error."""
+
+
+def electrumx_available() -> bool:
+    try:
+        import electrumx  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def make_self_signed_cert(cert_file: Path, key_file: Path, host: str = "127.0.0.1") -> None:
+    """A self-signed certificate (EC P-256, 10 years) for `host`, with `cryptography`."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "minibtc electrum " + host)])
+    try:
+        alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        alt = x509.DNSName(host)
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=3650))
+            .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_file.parent.mkdir(parents=True, exist_ok=True)
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    os.chmod(key_file, 0o600)
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ElectrumService:
+    """ElectrumX for one node. `cookie_file` is the node's .cookie (read at start and by
+    refresh_auth); or pass `rpc_user`/`rpc_password` instead."""
+
+    def __init__(self, node_datadir: Path | str, rpc_port: int, cookie_file: Path | str | None,
+                 port: int, db_dir: Path | str | None = None, *, ssl_port: int | None = None,
+                 host: str = "127.0.0.1", rpc_host: str = "127.0.0.1",
+                 rpc_user: str | None = None, rpc_password: str | None = None,
+                 poll_ms: int = 250, cache_mb: int = 200, log_file: Path | str | None = None,
+                 banner: str | None = None) -> None:
+        self.node_datadir = Path(node_datadir)
+        self.rpc_port = rpc_port
+        self.rpc_host = rpc_host
+        self.cookie_file = Path(cookie_file) if cookie_file else None
+        self.rpc_user, self.rpc_password = rpc_user, rpc_password
+        if self.cookie_file is None and (rpc_user is None or rpc_password is None):
+            raise ValueError("ElectrumService needs the node's cookie file or its RPC user "
+                             "and password")
+        self.port = port
+        self.ssl_port = ssl_port
+        self.host = host
+        self.db_dir = Path(db_dir) if db_dir else self.node_datadir / "electrumx"
+        self.poll_ms = poll_ms
+        self.cache_mb = cache_mb
+        self.log_file = Path(log_file) if log_file else self.db_dir / "electrumx.log"
+        self.banner = banner
+        self.admin_port: int | None = None
+        self.proc: subprocess.Popen | None = None
+
+    # -- addresses ----------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"tcp://{self.host}:{self.port}"
+
+    @property
+    def ssl_url(self) -> str | None:
+        return f"ssl://{self.host}:{self.ssl_port}" if self.ssl_port else None
+
+    @property
+    def cert_file(self) -> Path:
+        return self.db_dir / "tls" / "cert.pem"
+
+    @property
+    def key_file(self) -> Path:
+        return self.db_dir / "tls" / "key.pem"
+
+    def daemon_url(self) -> str:
+        if self.cookie_file is not None:
+            try:
+                user, _, password = self.cookie_file.read_text().strip().partition(":")
+            except OSError as err:
+                raise ElectrumError(f"cannot read the node's cookie {self.cookie_file}: "
+                                    f"{err.strerror}") from None
+        else:
+            user, password = self.rpc_user, self.rpc_password
+        return f"http://{user}:{password}@{self.rpc_host}:{self.rpc_port}/"
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def environment(self) -> dict[str, str]:
+        services = [f"tcp://{self.host}:{self.port}"]
+        if self.ssl_port:
+            services.append(f"ssl://{self.host}:{self.ssl_port}")
+        services.append(f"rpc://127.0.0.1:{self.admin_port}")
+        env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+        env.update({
+            "COIN": "Bitcoin", "NET": "regtest", "DB_ENGINE": "leveldb",
+            "DAEMON_URL": self.daemon_url(), "DB_DIRECTORY": str(self.db_dir / "db"),
+            "SERVICES": ",".join(services), "PEER_DISCOVERY": "off", "PEER_ANNOUNCE": "",
+            "ALLOW_ROOT": "1", "CACHE_MB": str(self.cache_mb),
+            "DAEMON_POLL_INTERVAL_BLOCKS": str(self.poll_ms),
+            "DAEMON_POLL_INTERVAL_MEMPOOL": str(self.poll_ms),
+            # A local test network: one client may well ask for a lot (a wallet with 10,000
+            # transactions); do not throttle it as a public server would.
+            "COST_SOFT_LIMIT": "0", "COST_HARD_LIMIT": "0", "INITIAL_CONCURRENT": "1000",
+            "MAX_SEND": str(50_000_000),
+        })
+        if self.ssl_port:
+            env["SSL_CERTFILE"] = str(self.cert_file)
+            env["SSL_KEYFILE"] = str(self.key_file)
+        if self.banner is not None:
+            banner_file = self.db_dir / "banner.txt"
+            banner_file.write_text(self.banner)
+            env["BANNER_FILE"] = str(banner_file)
+        return env
+
+    def start(self, timeout: float = 600) -> ElectrumService:
+        """Start ElectrumX and return once it answers (it listens only after it has indexed
+        the node's chain: a cold start over a long chain takes a while)."""
+        if not electrumx_available():
+            raise ElectrumError("ElectrumX is not installed: pip install 'minibtc[electrum]' "
+                                "(the e-x package)")
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        (self.db_dir / "db").mkdir(parents=True, exist_ok=True)
+        if self.ssl_port and not (self.cert_file.exists() and self.key_file.exists()):
+            make_self_signed_cert(self.cert_file, self.key_file, self.host)
+        self.admin_port = _free_port()
+        log = open(self.log_file, "ab")
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "electrumx.cli.electrumx_server"],
+                env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL)
+        finally:
+            log.close()
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def wait_ready(self, timeout: float = 600) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc is None or self.proc.poll() is not None:
+                code = self.proc.returncode if self.proc else None
+                raise ElectrumError(f"ElectrumX exited with {code}: {self.log_tail()}")
+            try:
+                with ElectrumClient(self.host, self.port, timeout=5):
+                    return
+            except (OSError, ElectrumError):
+                pass
+            if time.monotonic() > deadline:
+                raise ElectrumError(f"ElectrumX did not answer on {self.url} within "
+                                    f"{timeout:.0f} s: {self.log_tail()}")
+            time.sleep(0.1)
+
+    def wait_synced(self, height: int, timeout: float = 60) -> None:
+        """Wait until the server's tip is at `height` (the node's, usually)."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            with ElectrumClient(self.host, self.port, timeout=5) as c:
+                last = c.call("blockchain.headers.subscribe")["height"]
+            if last == height:
+                return
+            time.sleep(0.05)
+        raise ElectrumError(f"ElectrumX at height {last}, not {height}, after {timeout:.0f} s")
+
+    def admin(self, method: str, *params):
+        """ElectrumX's local admin RPC (what electrumx_rpc sends)."""
+        if self.admin_port is None:
+            raise ElectrumError("ElectrumX is not running")
+        with ElectrumClient("127.0.0.1", self.admin_port, timeout=30, protocol=None) as c:
+            return c.call(method, *params)
+
+    def refresh_auth(self) -> None:
+        """Give ElectrumX the node's current credentials (a restarted node writes a new
+        cookie; ElectrumX keeps retrying with the old one until told)."""
+        self.admin("daemon_url", self.daemon_url())
+
+    def stop(self, timeout: float = 60) -> int | None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # ElectrumX flushes its index and exits
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+    def log_tail(self, n: int = 3000) -> str:
+        try:
+            return self.log_file.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+    def __enter__(self) -> ElectrumService:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+class ElectrumClient:
+    """A blocking Electrum protocol client: call() waits for its answer; notifications that
+    arrive meanwhile are kept for notification(). It introduces itself (server.version, which
+    ElectrumX requires first) unless `protocol` is None (ElectrumX's admin port)."""
+
+    def __init__(self, host: str, port: int, *, use_ssl: bool = False,
+                 timeout: float = 30, cafile: str | None = None,
+                 protocol: str | None = "1.4", name: str = "minibtc") -> None:
+        sock = socket.create_connection((host, port), timeout=timeout)
+        if use_ssl:
+            ctx = ssl.create_default_context(cafile=cafile)
+            if cafile is None:
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            sock = ctx.wrap_socket(sock, server_hostname=host)
+        self.sock = sock
+        self.timeout = timeout
+        self.buf = b""
+        self.next_id = 0
+        self.notifications: deque[dict] = deque()
+        self.server_version: list | None = None
+        if protocol is not None:
+            try:
+                self.server_version = self.call("server.version", name, protocol)
+            except BaseException:
+                self.close()
+                raise
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> ElectrumClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _read_message(self, deadline: float) -> dict:
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no message from the Electrum server")
+            self.sock.settimeout(left)
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise ElectrumError("the Electrum server closed the connection")
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\n")
+        return json.loads(line)
+
+    def send(self, method: str, *params) -> int:
+        self.next_id += 1
+        msg = {"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": list(params)}
+        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+        return self.next_id
+
+    def call(self, method: str, *params):
+        want = self.send(method, *params)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            msg = self._read_message(deadline)
+            if "id" not in msg or msg.get("method"):
+                self.notifications.append(msg)
+                continue
+            if msg["id"] != want:
+                continue
+            if msg.get("error"):
+                err = msg["error"]
+                raise ElectrumError(f"{method}: {err.get('message', err)} "
+                                    f"(code {err.get('code')})")
+            return msg["result"]
+
+    def notification(self, method: str, timeout: float = 30) -> list:
+        """The params of the next notification of `method` (waits for it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for msg in list(self.notifications):
+                if msg.get("method") == method:
+                    self.notifications.remove(msg)
+                    return msg["params"]
+            self.notifications.append(self._read_message(deadline))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m regtest.electrum",
+        description="Run ElectrumX beside a minibtcd (started with -txindex -txospenderindex) "
+                    "until Ctrl-C.")
+    ap.add_argument("--datadir", required=True, help="the node's datadir")
+    ap.add_argument("--chain", default="regtest")
+    ap.add_argument("--rpcport", type=int, default=18443)
+    ap.add_argument("--port", type=int, default=50001, help="Electrum TCP port")
+    ap.add_argument("--ssl-port", type=int, default=None, help="also serve TLS on this port")
+    ap.add_argument("--db-dir", default=None, help="default: <datadir>/<chain>/electrumx")
+    args = ap.parse_args(argv)
+    chain_dir = Path(args.datadir).expanduser() / args.chain
+    svc = ElectrumService(chain_dir, args.rpcport, chain_dir / ".cookie", args.port,
+                          args.db_dir, ssl_port=args.ssl_port)
+    try:
+        svc.start()
+    except ElectrumError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(svc.url + (f" {svc.ssl_url}" if svc.ssl_url else ""), flush=True)
+    try:
+        while svc.proc is not None and svc.proc.poll() is None:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        svc.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
