@@ -71,8 +71,8 @@ async def start(node, index):
 
     cfg = node.config
     hosts = cfg.arg_list("esplorabind") or ["127.0.0.1"]
-    cors_values = cfg.arg_list("esploracors")
-    cors = "*" if not cfg.arg_set("esploracors") else (cors_values[-1] if cors_values else None)
+    cors = cfg.arg_str("esploracors")
+    cors = None if cors == "0" else "*" if cors in (None, "", "1") else cors
     binds = []
     for h in hosts:
         host, _, p = h.rpartition(":") if h.count(":") == 1 else (h, "", "")

@@ -451,3 +451,54 @@ def test_reorg_restart_kill_and_reindex(net):
     assert digest(es, node, watched) == after_kill
     node.stop()
     node.start()
+
+
+def start_fails(node: NodeProcess, *args: str) -> str:
+    import subprocess
+    import sys
+
+    from tests.functional.framework import ROOT
+
+    p = subprocess.run([sys.executable, "-m", "node.daemon", *node.args(), *args], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1, p.stderr
+    return p.stderr.strip()
+
+
+def test_options(tmp_path):
+    import socket
+
+    node = NodeProcess(tmp_path / "n")
+    assert start_fails(node, "-esplora=abc") == "Error: Invalid port specified in -esplora: 'abc'"
+    assert start_fails(node, "-esplora", "-prune=550") == (
+        "Error: Prune mode is incompatible with -esplora.")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert start_fails(node, f"-esplora={port}").startswith(
+            f"Error: Unable to bind the Esplora port {port}")
+    # -esplora alone (its default port) with the address given by -esplorabind; the CORS
+    # header as asked
+    port = free_port()
+    node.start("-esplora", f"-esplorabind=127.0.0.1:{port}", "-esploracors=http://x.test")
+    try:
+        status, headers, body = Esplora(port).request("/blocks/tip/height")
+        assert (status, body, headers["Access-Control-Allow-Origin"]) == (200, b"0",
+                                                                          "http://x.test")
+        # it implies the indexes it needs
+        assert {"txindex", "txospenderindex"} <= set(node.call("getindexinfo"))
+    finally:
+        node.stop()
+    port = free_port()
+    node.start(f"-esplora={port}", "-noesploracors")
+    try:
+        status, headers, _ = Esplora(port).request("/blocks/tip/hash")
+        assert status == 200 and "Access-Control-Allow-Origin" not in headers
+    finally:
+        node.stop()
+    node.start()  # without -esplora: the indexes are not turned on
+    try:
+        assert "txindex" not in node.call("getindexinfo")
+    finally:
+        node.stop()
