@@ -98,6 +98,7 @@ class PeerManager:
             whitelist=whitelist, whitebinds=whitebinds,
         )
         self.sync = BlockSync(self)
+        self.sync.extra_txns.limit = max(config.arg_int("blockreconstructionextratxn", 100), 0)
         self.relay = Relay(self)
         self.loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task] = []
@@ -113,7 +114,7 @@ class PeerManager:
             "getaddr": self.on_getaddr,
             "addr": self.on_addr,
             "addrv2": self.on_addr,
-            "sendcmpct": self._ignore,
+            "sendcmpct": self.on_sendcmpct,
             "cmpctblock": self.sync.on_cmpctblock,
             "blocktxn": self.sync.on_blocktxn,
             "getblocktxn": self.sync.on_getblocktxn,
@@ -327,6 +328,9 @@ class PeerManager:
         version = peer.version.version
         if version >= m.SENDHEADERS_VERSION:
             peer.send(m.SendHeaders())
+        if version >= m.SHORT_IDS_BLOCKS_VERSION:
+            # BIP152: we serve compact blocks (version 2), announced by headers for now
+            peer.send(m.SendCmpct(False, 2))
         if version >= m.FEEFILTER_VERSION and peer.tx_relay and \
                 not self.reject_incoming_txs(peer):
             self.relay.send_fee_filter(peer)
@@ -348,6 +352,9 @@ class PeerManager:
 
     async def on_sendheaders(self, peer: Peer, msg) -> None:
         peer.prefers_headers = True
+
+    async def on_sendcmpct(self, peer: Peer, msg: m.SendCmpct) -> None:
+        self.sync.on_sendcmpct(peer, msg)
 
     async def on_feefilter(self, peer: Peer, msg: m.FeeFilter) -> None:
         if 0 <= msg.feerate <= 21_000_000 * 100_000_000:  # Core's MoneyRange check

@@ -29,6 +29,8 @@ MIN_PEER_PROTO_VERSION = 31800  # Core's: older peers are disconnected
 WTXID_RELAY_VERSION = 70016
 SENDHEADERS_VERSION = 70012
 FEEFILTER_VERSION = 70013
+SHORT_IDS_BLOCKS_VERSION = 70014  # BIP152 compact blocks
+INVALID_CB_NO_BAN_VERSION = 70015  # compact blocks may be announced before validation
 
 MAX_PROTOCOL_MESSAGE_LENGTH = 4_000_000
 MAX_INV_SZ = 50_000
@@ -278,7 +280,8 @@ class FeeFilter:
 
 @dataclass
 class SendCmpct:
-    """BIP152 negotiation. minibtc does not do compact blocks; parsed only to be ignored."""
+    """BIP152 negotiation: `announce` asks for new blocks as cmpctblock (high-bandwidth
+    mode); `version` 2 is compact blocks with witnesses."""
 
     command = "sendcmpct"
     announce: bool = False

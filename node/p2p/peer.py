@@ -156,6 +156,13 @@ class Peer:
         self.wtxid_relay = False
         self.addrv2 = False
         self.prefers_headers = False
+        # BIP152 (sync.py): the peer speaks compact blocks version 2 (sent sendcmpct 2),
+        # asked us to announce blocks as cmpctblock (hb_requested: Core's
+        # m_bip152_highbandwidth_from), we asked it to (hb_to)
+        self.provides_cmpct = False
+        self.hb_requested = False
+        self.hb_to = False
+        self.partial_block = None  # (hash, header, slots, missing): waiting for blocktxn
         self.fee_filter = 0  # sat/kvB
         # ping
         self.ping_nonce = 0

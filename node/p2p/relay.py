@@ -383,6 +383,7 @@ class Relay:
         if status == "accepted":
             peer.last_tx_time = clock.now_int()
         elif status == "orphan" and not peer.closed:
+            self.net.sync.extra_txns.add(tx)  # (for compact blocks: Core's extra txns)
             # Ask the sender for the parents we lack (by txid: that is all we know), within
             # its allowance of requests in flight.
             room = MAX_GETDATA_IN_FLIGHT - len(peer.tx_requested)
@@ -402,6 +403,7 @@ class Relay:
             if err.consensus:
                 self.net.misbehaving(peer, 100, f"invalid transaction {tx.txid_hex()}: {err}")
             else:
+                self.net.sync.extra_txns.add(tx)  # (may still be mined: compact blocks)
                 log.debug("transaction %s from peer=%d not accepted: %s", tx.txid_hex(),
                           peer.id, err)
 

@@ -15,21 +15,22 @@ FindNextBlocksToDownload), and serving headers and blocks to others.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 
 from consensus.block import HEADER_SIZE, Block, BlockHeader, merkle_root
+from consensus.checks import check_block
+from consensus.contextual import check_block_contextual
 from consensus.errors import ValidationError
 from consensus.pow import block_work, check_proof_of_work
 from consensus.serialize import DeserializationError
 from node import clock
-from node.index.siphash import siphash24
+from node.p2p import compact
 from node.p2p import messages as m
 from node.p2p import permissions as perm
 from node.p2p.connman import ADDR_FETCH
 from node.p2p.peer import Peer
-from node.store.blockindex import VALID_SCRIPTS
+from node.store.blockindex import VALID_SCRIPTS, VALID_TRANSACTIONS
 
 log = logging.getLogger("net")
 
@@ -52,6 +53,9 @@ SERVES_BLOCKS = m.NODE_NETWORK | m.NODE_NETWORK_LIMITED
 STALE_RELAY_AGE_LIMIT = 30 * 24 * 3600  # stale blocks older than this are not served
 NODE_NETWORK_LIMITED_MIN_BLOCKS = 288  # a pruned node serves this deep (and 2 more)
 MAX_BLOCKTXN_DEPTH = 10  # getblocktxn answered for blocks this close to the tip
+MAX_CMPCTBLOCK_DEPTH = 5  # getdata MSG_CMPCT_BLOCK answered compactly this close to the tip
+CMPCTBLOCKS_VERSION = 2  # BIP152 with witnesses: the only version we speak
+MAX_HB_PEERS = 3  # peers asked to announce new blocks to us as compact blocks (BIP152)
 UNREQUESTED_MAX_AHEAD = 288  # Core's MIN_BLOCKS_TO_KEEP: unrequested blocks beyond it are dropped
 
 
@@ -110,6 +114,16 @@ class BlockSync:
         self.last_announced = None
         self.last_inv_triggering_sync: bytes | None = None
         self.direct_pending: dict[bytes, int] = {}  # headers being accepted -> how many times
+        # BIP152: peers asked to announce blocks to us as compact blocks, oldest first (Core's
+        # lNodesAnnouncingHeaderAndIDs); the last block announced early (on its proof of
+        # work, before full validation: m_highest_fast_announce) and the most recent block
+        # with its compact form, kept to answer getdata/getblocktxn without the disk.
+        self.hb_peers: list[Peer] = []
+        self.highest_fast_announce = 0
+        self.recent: tuple[bytes, Block, bytes] | None = None  # (hash, block, cmpctblock)
+        self.hb_wanted = False  # some peer asked us for high-bandwidth announcements
+        self.extra_txns = compact.ExtraTxns()
+        self.blocksonly = bool(getattr(net, "blocksonly", False))
 
     def subscribe(self) -> None:
         """The chain tells us (from whatever thread changed it) when its tip moved."""
@@ -343,6 +357,11 @@ class BlockSync:
         if len(items) > 1:
             log.debug("Downloading blocks toward %s (%d) via headers direct fetch",
                       last.hash_hex(), last.height)
+        if len(items) == 1 and len(self.in_flight) == 1 and peer.provides_cmpct and \
+                not self.blocksonly and last.prev is not None and \
+                last.prev.is_valid(VALID_TRANSACTIONS):
+            # (Core: a single new block is asked for as a compact block)
+            items = [m.Inv(m.MSG_CMPCT_BLOCK, items[0].hash)]
         if items:
             peer.send(m.GetData(items))
 
@@ -460,6 +479,18 @@ class BlockSync:
                 peer.close("block request below the NODE_NETWORK_LIMITED threshold")
                 return
             if not e.have_data:
+                continue
+            if t == m.MSG_CMPCT_BLOCK and tip.height - e.height <= MAX_CMPCTBLOCK_DEPTH and \
+                    tip.time > clock.now() - 20 * self.chain.params.pow_target_spacing:
+                # (Core: compact only for recent blocks, when we are near the tip; for old
+                # ones the peer's mempool would not help: the full block)
+                try:
+                    payload = await loop.run_in_executor(None, self._compact_payload, e)
+                except Exception as err:  # unreadable (or pruned) block file
+                    log.error("cannot serve block %s: %s", e.hash_hex(), err)
+                    continue
+                peer.send_raw("cmpctblock", payload)
+                self._maybe_continue(peer, e.hash)
                 continue
             try:
                 raw = await loop.run_in_executor(None, _block_bytes, self.chain, e,
@@ -611,6 +642,13 @@ class BlockSync:
             peer.close("malformed block: too short")
             return
         header = BlockHeader.from_bytes(raw[:HEADER_SIZE])
+        await self._got_block(peer, header, raw, None)
+
+    async def _got_block(self, peer: Peer, header: BlockHeader, raw: bytes | None,
+                         block: Block | None, via_compact: bool = False) -> None:
+        """A block from a peer, as bytes (a block message) or rebuilt from a compact block
+        (a Block): taken if we asked for it or it could become our tip, then processed on
+        the validation thread."""
         h = header.hash
         peer.known_blocks.add(h)
         requested = peer.in_flight.pop(h, None) is not None
@@ -651,8 +689,8 @@ class BlockSync:
         if len(self.block_source) > 2000:
             self.block_source.pop(next(iter(self.block_source)))
         peer.pending_blocks += 1
-        fut = self.net.validate(self._process_block, raw)
-        fut.add_done_callback(lambda f: self._block_done(peer, h, f))
+        fut = self.net.validate(self._process_block, raw, block)
+        fut.add_done_callback(lambda f: self._block_done(peer, h, f, via_compact))
         peer.last_block_job = fut
         if peer.pending_blocks > MAX_PENDING_BLOCKS:
             await fut  # backpressure: stop reading this peer until validation catches up
@@ -662,9 +700,10 @@ class BlockSync:
     # -- BIP152 compact blocks (receiving) ----------------------------------------------------
 
     async def on_cmpctblock(self, peer: Peer, msg: m.CmpctBlock) -> None:
-        """A block announced as its header and short transaction ids: rebuilt from our
-        mempool when we asked the peer for it (or may fetch it directly), the transactions
-        we lack asked for with getblocktxn (Core's PartiallyDownloadedBlock)."""
+        """A block announced as its header and short transaction ids (Core's CMPCTBLOCK
+        handling): rebuilt from our mempool and the recently seen transactions when we asked
+        the peer for it, or when it may be fetched directly (close to our tip); the
+        transactions we lack are asked for with getblocktxn (PartiallyDownloadedBlock)."""
         header = msg.header
         if not check_proof_of_work(header.hash, header.bits, self.chain.params):
             self.net.misbehaving(peer, 100, "header with invalid proof of work")
@@ -692,40 +731,31 @@ class BlockSync:
                 return
             if tip.time <= clock.now() - 20 * self.chain.params.pow_target_spacing or \
                     len(peer.in_flight) >= MAX_BLOCKS_IN_TRANSIT_PER_PEER or \
-                    not e.prev.is_valid(VALID_SCRIPTS):
+                    e.height > tip.height + 2 or not e.prev.is_valid(VALID_SCRIPTS):
                 self._direct_fetch(peer, e)
                 return
+            if not peer.in_flight:
+                peer.downloading_since = time.monotonic()
             peer.in_flight[h] = time.monotonic()
             self.in_flight[h] = peer
-        n = len(msg.short_ids) + len(msg.prefilled)
-        slots: list = [None] * n
-        for index, tx in msg.prefilled:
-            if index >= n:
-                self.net.misbehaving(peer, 100, "invalid compact block")
-                return
-            slots[index] = tx
-        key = hashlib.sha256(header.serialize() + msg.nonce.to_bytes(8, "little")).digest()
-        k0 = int.from_bytes(key[:8], "little")
-        k1 = int.from_bytes(key[8:16], "little")
-        want: dict[int, int] = {}
-        free = iter(i for i in range(n) if slots[i] is None)
-        for sid in msg.short_ids:
-            i = next(free)
-            if sid in want:  # a short id twice: cannot be rebuilt, ask for the block
-                self._request_full_block(peer, h)
-                return
-            want[sid] = i
-        if want:
-            entries = list(self.net.mempool.by_wtxid.items())
-            for wtxid, entry in entries:
-                sid = siphash24(k0, k1, wtxid) & 0xFFFF_FFFF_FFFF
-                i = want.get(sid)
-                if i is not None:
-                    if slots[i] is not None:  # two mempool transactions match: ask for all
-                        self._request_full_block(peer, h)
-                        return
-                    slots[i] = entry.tx
-        missing = [i for i in range(n) if slots[i] is None]
+        try:
+            slots, want = compact.prepare(msg)
+        except compact.InvalidCompactBlock as err:
+            self.net.misbehaving(peer, 100, f"invalid compact block: {err}")
+            return
+        except compact.Collision:  # a short id twice: cannot be rebuilt, ask for the block
+            self._request_full_block(peer, h)
+            return
+        by_wtxid = self.net.mempool.by_wtxid
+        ambiguous: set[int] = set()
+        compact.fill(msg, slots, want, [(w, x.tx) for w, x in list(by_wtxid.items())],
+                     ambiguous)
+        compact.fill(msg, slots, want, self.extra_txns.items(), ambiguous)
+        missing = compact.missing(slots)
+        log.debug("compact block %s from peer=%d: %d transactions, %d prefilled, %d from "
+                  "the mempool, %d to ask for", header.hash_hex(), peer.id, len(slots),
+                  len(msg.prefilled), len(slots) - len(msg.prefilled) - len(missing),
+                  len(missing))
         if missing:
             peer.partial_block = (h, header, slots, missing)
             peer.send(m.GetBlockTxn(h, missing))
@@ -758,8 +788,7 @@ class BlockSync:
                       "block", header.hash_hex(), peer.id)
             self._request_full_block(peer, header.hash)
             return
-        raw = Block(header, txs).serialize()
-        await self.on_block(peer, m.RawPayload("block", raw))
+        await self._got_block(peer, header, None, Block(header, txs), via_compact=True)
 
     def _request_full_block(self, peer: Peer, h: bytes) -> None:
         now = time.monotonic()
@@ -770,15 +799,24 @@ class BlockSync:
         peer.send(m.GetData([m.Inv(m.MSG_WITNESS_BLOCK, h)]))
 
     async def on_getblocktxn(self, peer: Peer, msg: m.GetBlockTxn) -> None:
-        """Transactions of a recent block of ours, by index."""
-        e = self.chain.get(msg.block_hash)
-        tip = self.chain.published
-        if e is None or not e.have_data or tip.height - e.height >= MAX_BLOCKTXN_DEPTH:
-            log.debug("Peer %d sent us a getblocktxn for a block we don't have or is too "
-                      "deep", peer.id)
-            return
-        raw = await self.net.loop.run_in_executor(None, _block_bytes, self.chain, e, True)
-        block = Block.from_bytes(raw)
+        """Transactions of a recent block of ours, by index: of the block we announced last
+        from memory (it may still be being validated, as Core's), of others up to
+        MAX_BLOCKTXN_DEPTH deep from disk; deeper ones get the whole block instead."""
+        recent = self.recent
+        if recent is not None and recent[0] == msg.block_hash:
+            block = recent[1]
+        else:
+            e = self.chain.get(msg.block_hash)
+            tip = self.chain.published
+            if e is None or not e.have_data:
+                log.debug("Peer %d sent us a getblocktxn for a block we don't have", peer.id)
+                return
+            if tip.height - e.height >= MAX_BLOCKTXN_DEPTH:
+                log.debug("Peer %d sent us a getblocktxn for a block > %d deep", peer.id,
+                          MAX_BLOCKTXN_DEPTH)
+                await self.serve_blocks(peer, [m.Inv(m.MSG_WITNESS_BLOCK, e.hash)])
+                return
+            block = await self.net.loop.run_in_executor(None, self.chain.read_block, e)
         if any(i >= len(block.txs) for i in msg.indexes):
             self.net.misbehaving(peer, 100, "getblocktxn with out-of-bounds tx indices")
             return
@@ -792,7 +830,7 @@ class BlockSync:
         if job is not None and not job.done():
             await asyncio.wait([job])
 
-    def _process_block(self, raw: bytes):
+    def _process_block(self, raw: bytes | None, block: Block | None = None):
         """Validation thread: parse, check, store and connect. Returns (whether the block
         was new, its error or None, {hash: error} of other blocks this made the chain try
         and find invalid)."""
@@ -802,9 +840,12 @@ class BlockSync:
         new = False
         error: Exception | None = None
         try:
-            block = Block.from_bytes(raw)
+            if block is None:
+                block = Block.from_bytes(raw)
             e = chain.get(block.hash)
             new = e is None or not e.have_data
+            if new and self.hb_wanted:
+                self._announce_early(block)
             chain.process_block(block, raw=raw)
         except (ValidationError, DeserializationError) as err:
             error = err
@@ -812,7 +853,85 @@ class BlockSync:
             failed = {h: err for h, err in chain.invalid_errors.items() if h not in before}
         return new, error, failed
 
-    def _block_done(self, peer: Peer, h: bytes, fut) -> None:
+    def _announce_early(self, block: Block) -> None:
+        """Validation thread: a new block whose header is accepted and that passes the
+        checks needing no UTXO set (Core's CheckBlock and ContextualCheckBlock, done again
+        by process_block) is announced as a compact block to the peers that asked for
+        high-bandwidth mode before it is connected (Core's NewPoWValidBlock). A block
+        failing them is left to process_block to report."""
+        chain = self.chain
+        try:
+            check_block(block, chain.params)
+            e = chain.accept_header(block.header)
+            if e.height <= self.highest_fast_announce or e.prev is None:
+                return
+            check_block_contextual(block, e.height, e.prev.median_time_past(), chain.params)
+        except ValidationError:
+            return
+        self.highest_fast_announce = e.height
+        payload = compact.build(block).serialize()
+        self.net.loop.call_soon_threadsafe(self._pow_valid_block, e, block, payload)
+
+    def _pow_valid_block(self, e, block: Block, payload: bytes) -> None:
+        """On the loop: send the compact block to each high-bandwidth peer that has its
+        parent and not the block itself."""
+        self.recent = (e.hash, block, payload)
+        if e.height < self.chain.params.segwit_height:
+            return
+        for peer in self.net.peers():
+            if not peer.hb_requested or peer.version.version < m.INVALID_CB_NO_BAN_VERSION:
+                continue
+            self.process_block_availability(peer)
+            if not self._peer_has(peer, e) and self._peer_has(peer, e.prev):
+                log.debug("sending header-and-ids %s to peer=%d (before validation)",
+                          e.hash_hex(), peer.id)
+                peer.send_raw("cmpctblock", payload)
+                peer.known_blocks.add(e.hash)
+                peer.best_header_sent = e
+
+    def _compact_payload(self, e) -> bytes:
+        """The cmpctblock message of one of our blocks (the recent one's is kept)."""
+        recent = self.recent
+        if recent is not None and recent[0] == e.hash:
+            return recent[2]
+        block = self.chain.read_block(e)
+        payload = compact.build(block).serialize()
+        self.recent = (e.hash, block, payload)
+        return payload
+
+    def maybe_set_hb_peer(self, peer: Peer) -> None:
+        """Core's MaybeSetPeerAsAnnouncingHeaderAndIDs: the peer that just delivered a new
+        block is asked to announce the next ones to us as compact blocks (sendcmpct 1),
+        the longest-serving of MAX_HB_PEERS others put back to low bandwidth, keeping an
+        outbound peer among them."""
+        if self.blocksonly or not peer.provides_cmpct or peer.closed:
+            return
+        hb = [p for p in self.hb_peers if not p.closed]
+        if peer in hb:
+            hb.remove(peer)
+            hb.append(peer)
+            self.hb_peers = hb
+            return
+        if peer.inbound and len(hb) >= MAX_HB_PEERS and \
+                sum(1 for p in hb if not p.inbound) == 1 and not hb[0].inbound:
+            hb[0], hb[1] = hb[1], hb[0]  # (the last outbound one stays)
+        if len(hb) >= MAX_HB_PEERS:
+            old = hb.pop(0)
+            old.send(m.SendCmpct(False, CMPCTBLOCKS_VERSION))
+            old.hb_to = False
+        peer.send(m.SendCmpct(True, CMPCTBLOCKS_VERSION))
+        peer.hb_to = True
+        hb.append(peer)
+        self.hb_peers = hb
+
+    def on_sendcmpct(self, peer: Peer, msg: m.SendCmpct) -> None:
+        if msg.version != CMPCTBLOCKS_VERSION:
+            return  # (compact blocks with witnesses only)
+        peer.provides_cmpct = True
+        peer.hb_requested = msg.announce
+        self.hb_wanted = any(p.hb_requested for p in self.net.connman.peers.values())
+
+    def _block_done(self, peer: Peer, h: bytes, fut, via_compact: bool = False) -> None:
         self.processing.discard(h)
         peer.pending_blocks -= 1
         if fut.cancelled():
@@ -824,10 +943,18 @@ class BlockSync:
         if error is None:
             if new:
                 peer.last_block_time = clock.now_int()
+                if not self.in_flight and not self.chain.in_ibd():
+                    self.maybe_set_hb_peer(peer)
             if self.stall_timeout > BLOCK_STALLING_TIMEOUT:
                 self.stall_timeout = max(BLOCK_STALLING_TIMEOUT, self.stall_timeout * 0.85)
         elif isinstance(error, DeserializationError):
             self.net.misbehaving(peer, 100, f"malformed block {h[::-1].hex()}: {error}")
+        elif via_compact:
+            # (Core: a block relayed as a compact block may be announced before its full
+            # validation, so its sender is not punished for it)
+            log.debug("invalid block %s from peer=%d by compact block: %s", h[::-1].hex(),
+                      peer.id, error)
+            failed.pop(h, None)
         else:
             failed.pop(h, None)
             if getattr(error, "mutated", False):
@@ -844,6 +971,11 @@ class BlockSync:
         self.schedule()
 
     def peer_gone(self, peer: Peer) -> None:
+        if peer in self.hb_peers:
+            self.hb_peers.remove(peer)
+        if peer.hb_requested:
+            peer.hb_requested = False
+            self.hb_wanted = any(p.hb_requested for p in self.net.connman.peers.values())
         for h in peer.in_flight:
             if self.in_flight.get(h) is peer:
                 del self.in_flight[h]
@@ -915,9 +1047,24 @@ class BlockSync:
         self.process_block_availability(peer)
         if self._peer_has(peer, tip):
             return
-        if peer.prefers_headers and len(new) <= MAX_BLOCKS_TO_ANNOUNCE:
+        if (peer.prefers_headers or peer.hb_requested) and len(new) <= MAX_BLOCKS_TO_ANNOUNCE:
             todo = [e for e in new if not self._peer_has(peer, e)]
-            if todo and todo[0].prev is not None and self._peer_has(peer, todo[0].prev):
+            if len(todo) == 1 and peer.hb_requested and todo[0].prev is not None and \
+                    self._peer_has(peer, todo[0].prev):
+                # (Core: one new block to a high-bandwidth peer goes as a compact block)
+                try:
+                    payload = self._compact_payload(tip)
+                except Exception as err:  # unreadable block file: announce it otherwise
+                    log.error("cannot read block %s: %s", tip.hash_hex(), err)
+                else:
+                    peer.send_raw("cmpctblock", payload)
+                    peer.known_blocks.add(tip.hash)
+                    peer.best_header_sent = tip
+                    log.debug("announced block %s by cmpctblock to peer=%d", tip.hash_hex(),
+                              peer.id)
+                    return
+            if peer.prefers_headers and todo and todo[0].prev is not None and \
+                    self._peer_has(peer, todo[0].prev):
                 peer.send_raw("headers", m.raw_headers_payload([e.header().serialize()
                                                                 for e in todo]))
                 for e in todo:

@@ -241,3 +241,88 @@ def test_connect_listen_and_connection_limits(tmp_path):
         a.stop()
         if b is not None:
             b.stop()
+
+
+def _recv(node, what: str) -> dict[str, int]:
+    """Bytes of `what` received from each peer, by address."""
+    return {p["addr"]: p["bytesrecv_per_msg"].get(what, 0) for p in node.call("getpeerinfo")}
+
+
+def test_line_relays_a_full_block_by_compact_block(tmp_path):
+    """BIP152: the transactions gossiped first, a block mined at one end of a four-node line
+    crosses it as cmpctblock messages (high-bandwidth: each node asked its upstream peer,
+    which delivered the last block, to announce the next ones that way), rebuilt from each
+    mempool: no full 'block' message and no getblocktxn anywhere."""
+    nodes = []
+    try:
+        for i in range(4):
+            extra = [f"-addnode={nodes[-1].p2p_addr}"] if nodes else []
+            nodes.append(NodeProcess(tmp_path / f"n{i}", *extra).start())
+        for i in range(1, 4):
+            wait_until(lambda i=i: nodes[i].call("getconnectioncount") >= 1, 10, "line links")
+        first = nodes[0]
+        hashes = first.call("generatetoaddress", 120, ADDR)
+        wait_until(lambda: tips(nodes) == [hashes[-1]] * 4, 60, "initial blocks")
+        # A few single blocks: each delivered alone, so every node picks its upstream peer
+        # as a high-bandwidth one (Core's MaybeSetPeerAsAnnouncingHeaderAndIDs).
+        for _ in range(3):
+            [h] = first.call("generatetoaddress", 1, ADDR)
+            wait_until(lambda h=h: tips(nodes) == [h] * 4, 30, "single block")
+        for n in nodes[1:]:
+            assert [p["bip152_hb_to"] for p in n.call("getpeerinfo") if not p["inbound"]] \
+                == [True]
+        for n in nodes[:-1]:
+            assert [p["bip152_hb_from"] for p in n.call("getpeerinfo") if p["inbound"]] \
+                == [True]
+        txids = [first.call("sendrawtransaction", coinbase_spend(first, h, outputs=2)
+                            .serialize().hex()) for h in range(1, 21)]
+        wait_until(lambda: all(len(n.call("getrawmempool")) == 20 for n in nodes), 30,
+                   "transactions gossiped")
+        blocks_before = [_recv(n, "block") for n in nodes]
+        cmpct_before = [_recv(n, "cmpctblock") for n in nodes]
+        [h] = first.call("generatetoaddress", 1, ADDR)
+        wait_until(lambda: tips(nodes) == [h] * 4, 30, "the full block")
+        assert set(txids) <= set(nodes[-1].call("getblock", h)["tx"])
+        for i, n in enumerate(nodes[1:], 1):
+            assert _recv(n, "block") == blocks_before[i]  # no full block needed
+            cmpct = _recv(n, "cmpctblock")
+            assert sum(cmpct.values()) > sum(cmpct_before[i].values())
+            assert sum(_recv(n, "blocktxn").values()) == 0
+        for n in nodes[:-1]:
+            sent = [p["bytessent_per_msg"] for p in n.call("getpeerinfo") if p["inbound"]]
+            assert sent and sent[0].get("cmpctblock", 0) > 0
+    finally:
+        for n in nodes:
+            n.stop()
+
+
+def test_compact_block_rebuilt_with_missing_transactions_asked_for(tmp_path):
+    """A transaction the receiver never saw is asked for with getblocktxn and the block is
+    still rebuilt (no full block)."""
+    a = NodeProcess(tmp_path / "a").start()
+    b = NodeProcess(tmp_path / "b", f"-addnode={a.p2p_addr}").start()
+    try:
+        wait_until(lambda: b.call("getconnectioncount") == 1, 10, "link")
+        hashes = a.call("generatetoaddress", 110, ADDR)
+        wait_until(lambda: tips([a, b]) == [hashes[-1]] * 2, 30, "sync")
+        for _ in range(2):
+            [h] = a.call("generatetoaddress", 1, ADDR)
+            wait_until(lambda h=h: tips([a, b]) == [h] * 2, 30, "single block")
+        a.call("setnetworkactive", False)  # (b does not hear of this one)
+        wait_until(lambda: b.call("getconnectioncount") == 0, 10, "disconnected")
+        secret = a.call("sendrawtransaction", coinbase_spend(a, 1).serialize().hex())
+        a.call("setnetworkactive", True)
+        wait_until(lambda: b.call("getconnectioncount") == 1, 20, "reconnected")
+        for _ in range(2):  # (b chooses a as high-bandwidth peer again)
+            h = a.call("generateblock", ADDR, [])["hash"]  # (without the transaction)
+            wait_until(lambda h=h: tips([a, b]) == [h] * 2, 30, "single block")
+        assert b.call("getrawmempool") == []
+        blocks_before = sum(_recv(b, "block").values())
+        [h] = a.call("generatetoaddress", 1, ADDR)
+        wait_until(lambda: tips([a, b]) == [h] * 2, 30, "block with the unseen transaction")
+        assert secret in b.call("getblock", h)["tx"]
+        assert sum(_recv(b, "blocktxn").values()) > 0
+        assert sum(_recv(b, "block").values()) == blocks_before
+    finally:
+        a.stop()
+        b.stop()

@@ -229,8 +229,13 @@ def test_compact_block_rebuilt_with_getblocktxn(tmp_path):
         want = p.wait_for("getblocktxn")
         assert want.block_hash == b.hash and want.indexes == [1]
         p.send(m.BlockTxn(b.hash, [extra]))  # the block, rebuilt, is processed: invalid
-        assert p.is_closed(5)
+        # ... and its sender is not punished: BIP152 lets a peer relay a compact block after
+        # checking only its header (Core's via_compact_block)
+        p.send(m.Ping(3))
+        p.wait_for("pong", pred=lambda x: x.nonce == 3)
+        assert not p.is_closed(1)
         assert a.call("getbestblockhash") == tip["hash"]
+        assert a.call("getblockheader", b.hash_hex())["confirmations"] == -1
 
 
 def test_binds_logged_and_logips(tmp_path):
