@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
+import stat
 import subprocess
 import sys
+import threading
 import time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -29,12 +32,14 @@ import typer
 from regtest.hosts import HostsError
 from regtest.network import (
     TOPOLOGIES,
+    WALLET,
     MinerSpec,
     Network,
     NetworkError,
     stop_stale,
     terminate,
 )
+from wallet.jsonrpc import dumps
 from wallet.nodeclient import NodeRPCError, NodeUnreachable
 
 DEFAULT_DIR = Path("~/.minibtc-net")
@@ -45,8 +50,31 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 DirOpt = typer.Option(DEFAULT_DIR, "--dir", help="the network's folder")
 
 
+def say(msg: str = "", err: bool = False, nl: bool = True) -> None:
+    """typer.echo that survives an output gone (a closed pipe or terminal): from then on
+    everything goes to /dev/null, and the caller carries on (stopping what it started)."""
+    try:
+        typer.echo(msg, err=err, nl=nl)
+    except OSError:
+        _silence()
+
+
+_gone = [False]  # our output broke (say() found it so): the supervisor stops
+
+
+def _silence() -> None:
+    _gone[0] = True
+    null = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        try:
+            os.dup2(null, fd)
+        except OSError:
+            pass
+    os.close(null)
+
+
 def _fail(msg: str) -> None:
-    typer.echo(f"error: {msg}", err=True)
+    say(f"error: {msg}", err=True)
     raise typer.Exit(1)
 
 
@@ -63,9 +91,16 @@ def _amount(text: str) -> Decimal:
 # -- up / down ----------------------------------------------------------------------------------
 
 
+def _given(ctx: typer.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)  # (click's ParameterSource, vendored by typer)
+    return getattr(source, "name", "") == "COMMANDLINE"
+
+
 @app.command()
-def up(folder: Path = DirOpt,
-       nodes: int = typer.Option(3, help="nodes in a new network"),
+def up(ctx: typer.Context,
+       folder: Path = DirOpt,
+       nodes: int = typer.Option(3, help="nodes in a new network (more on an existing one: "
+                                 "adds them)"),
        topology: str = typer.Option("line", help="line, ring, star or mesh"),
        miners: int = typer.Option(1, help="miner processes (spread over the nodes)"),
        interval: float = typer.Option(10.0, help="mean seconds between a miner's blocks"),
@@ -79,20 +114,21 @@ def up(folder: Path = DirOpt,
        detach: bool = typer.Option(False, "--detach", help="run in the background")) -> None:
     """Start (or resume) the network and keep it running until Ctrl-C."""
     net = Network(folder)
-    if net.read_run() is not None:
-        _fail(f"the network in {net.dir} is already running (`minibtc-net down` stops it)")
+    if topology not in TOPOLOGIES:
+        _fail(f"unknown topology {topology!r} (one of: {', '.join(TOPOLOGIES)})")
+    if miners < 0 or nodes < 1:
+        _fail("--nodes must be at least 1 and --miners at least 0")
+    running = net.read_run() is not None
+    if running:
+        _start_down_nodes(ctx, net)
+        return
     stale = net.read_run(stale=True)
     if stale is not None:  # left by a supervisor that died: stop what it left running
         stop_stale(stale)
         net.run_path.unlink(missing_ok=True)
     if net.exists:
-        typer.echo(f"Resuming the network in {net.dir} ({net.spec.nodes} nodes, "
-                   f"{net.spec.topology})")
+        _resume(ctx, net, nodes, topology, miners, interval, mine_on_tx, hosts)
     else:
-        if topology not in TOPOLOGIES:
-            _fail(f"unknown topology {topology!r} (one of: {', '.join(TOPOLOGIES)})")
-        if miners < 0 or nodes < 1:
-            _fail("--nodes must be at least 1 and --miners at least 0")
         specs = [MinerSpec(k * nodes // max(miners, 1), interval, mine_on_tx)
                  for k in range(miners)]
         if hosts:
@@ -104,11 +140,76 @@ def up(folder: Path = DirOpt,
             net.create(nodes, topology, specs, hosts=hosts)
         except NetworkError as err:
             _fail(str(err))
-        typer.echo(f"Created a {topology} network of {nodes} nodes in {net.dir}")
+        say(f"Created a {topology} network of {nodes} nodes in {net.dir}")
     if detach:
         _detach(net, explorer)
         return
     Supervisor(net, explorer).run()
+
+
+def _changes(ctx: typer.Context, net: Network, nodes: int, topology: str, miners: int,
+             interval: float, mine_on_tx: bool, hosts: bool) -> list[str]:
+    """What the options given ask to change in the existing network; the changes it can make
+    are made (to network.json), the others named in the lines returned."""
+    spec = net.spec
+    notes = []
+    if _given(ctx, "hosts") and hosts != spec.hosts:
+        made = "with" if spec.hosts else "without"
+        notes.append(f"not changed: --hosts (this network was made {made} it; use another "
+                     "--dir)")
+    if _given(ctx, "nodes") and nodes != spec.nodes:
+        if nodes < spec.nodes:
+            notes.append(f"not changed: it keeps its {spec.nodes} nodes (nodes are never "
+                         "removed; use another --dir for a smaller network)")
+        else:
+            added = net.add_nodes(nodes - spec.nodes)
+            notes.append(f"added node(s) {', '.join(map(str, added))}: now {spec.nodes} nodes")
+    if _given(ctx, "topology") and topology != spec.topology:
+        notes.append(f"topology: {topology} (was {spec.topology})")
+        spec.topology = topology
+    if any(_given(ctx, n) for n in ("miners", "interval", "mine_on_tx")):
+        count = miners if _given(ctx, "miners") else len(spec.miners)
+        old = spec.miners[0] if spec.miners else MinerSpec(0, 10.0)
+        every = interval if _given(ctx, "interval") else old.interval
+        on_tx = mine_on_tx if _given(ctx, "mine_on_tx") else old.on_tx
+        new = [MinerSpec(k * spec.nodes // max(count, 1), every, on_tx) for k in range(count)]
+        if new != spec.miners:
+            notes.append(f"miners: {count}, a block every {every:g} s each"
+                         + (", and on waiting transactions" if on_tx else ""))
+            spec.miners = new
+    spec.save(net.spec_path)
+    return notes
+
+
+def _resume(ctx: typer.Context, net: Network, nodes: int, topology: str, miners: int,
+            interval: float, mine_on_tx: bool, hosts: bool) -> None:
+    try:
+        notes = _changes(ctx, net, nodes, topology, miners, interval, mine_on_tx, hosts)
+    except NetworkError as err:
+        _fail(str(err))
+    say(f"Resuming the network in {net.dir} ({net.spec.nodes} nodes, {net.spec.topology})")
+    for line in notes:
+        say(f"  {line}")
+
+
+def _start_down_nodes(ctx: typer.Context, net: Network) -> None:
+    """`up` on a running network: start its nodes that are down; say what it cannot change."""
+    given = [n for n in ("nodes", "topology", "miners", "interval", "mine_on_tx", "hosts")
+             if _given(ctx, n)]
+    down = sorted(int(i) for i in net.spec.down)
+    if given:
+        names = ", ".join("--" + g.replace("_", "-") for g in given)
+        say(f"The network in {net.dir} is running: options ({names}) "
+            "change it only when it starts (`minibtc-net down`, then `up` with them)",
+            err=True)
+    if not down:
+        _fail(f"the network in {net.dir} is already running, every node up "
+              "(`minibtc-net down` stops it)")
+    for i in down:
+        try:
+            say(net.request("start", i))
+        except NetworkError as err:
+            _fail(str(err))
 
 
 def _detach(net: Network, explorer: bool) -> None:
@@ -121,8 +222,10 @@ def _detach(net: Network, explorer: bool) -> None:
     while time.time() < deadline:
         run = net.read_run()
         if run is not None and run.get("ready"):
-            typer.echo(f"Running in the background (supervisor pid {proc.pid}); "
-                       f"`minibtc-net status --dir {net.dir}` shows it, `down` stops it.")
+            net.reload()
+            say(status_text(net))
+            say(usage_text(net, detached=True))
+            say(f"\nRunning in the background (supervisor pid {proc.pid}).")
             return
         if proc.poll() is not None:
             tail = (net.dir / "supervisor.log").read_text(errors="replace")[-2000:]
@@ -131,28 +234,92 @@ def _detach(net: Network, explorer: bool) -> None:
     _fail("the network did not start in 180 s")
 
 
+class _Stop(Exception):
+    """A signal during start-up: stop at once."""
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return "stopped" if code == 0 else f"exited with code {code}"
+
+
+def _output_gone() -> bool:
+    """Is our stdout a pipe nobody reads any more, or a terminal that hung up?"""
+    if _gone[0]:
+        return True
+    try:
+        mode = os.fstat(1).st_mode
+    except OSError:
+        return True
+    if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(1)):
+        return False  # a file (--detach's log) or /dev/null
+    p = select.poll()
+    p.register(1, 0)  # errors and hang-ups only
+    return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in p.poll(0))
+
+
 class Supervisor:
-    """Starts the nodes and miners, keeps a record of them in run.json, and stops them all
-    on SIGINT/SIGTERM."""
+    """Starts the nodes and miners, keeps a record of them in run.json, marks a node that
+    exits as down (the others keep running), carries out the per-node requests of
+    `stop/start/restart/kill N`, and stops everything it started when it is told to
+    (SIGINT, SIGTERM, SIGHUP: Ctrl-C, `down`, a closed terminal) or its output is gone."""
 
     def __init__(self, net: Network, explorer: bool = True) -> None:
         self.net = net
         self.nodes: dict[int, subprocess.Popen] = {}
         self.miners: dict[int, subprocess.Popen] = {}
         self.stopping = False
+        self.starting = True
+        self.why = ""
         self.want_explorer = explorer
         self.explorer = None
+        self.lock = threading.RLock()
+        self.busy: dict[int, str] = {}  # nodes a request is stopping or starting
 
-    def _record(self, ready: bool) -> None:
-        run = {"supervisor": os.getpid(), "ready": ready,
-               "nodes": {i: p.pid for i, p in self.nodes.items()},
-               "miners": {k: p.pid for k, p in self.miners.items()}}
-        tmp = self.net.run_path.with_suffix(".new")
-        tmp.write_text(json.dumps(run) + "\n")
-        os.replace(tmp, self.net.run_path)
+    def _record(self, ready: bool = True) -> None:
+        with self.lock:
+            run = {"supervisor": os.getpid(), "ready": ready,
+                   "nodes": {i: p.pid for i, p in self.nodes.items() if p.poll() is None},
+                   "miners": {k: p.pid for k, p in self.miners.items()}}
+            tmp = self.net.run_path.with_suffix(".new")
+            tmp.write_text(json.dumps(run) + "\n")
+            os.replace(tmp, self.net.run_path)
 
-    def _signal(self, *_) -> None:
+    def _signal(self, signum, _frame) -> None:  # noqa: ANN001
+        if self.stopping:
+            return
         self.stopping = True
+        self.why = signal.Signals(signum).name
+        if self.starting:
+            raise _Stop
+
+    def _mark(self, i: int, down: str | None) -> None:
+        """network.json's record of node i: down (and why), or up."""
+        with self.lock:
+            net = self.net
+            net.reload()
+            if down is None:
+                if net.spec.down.pop(str(i), None) is None:
+                    return
+            else:
+                net.spec.down[str(i)] = down
+            net.spec.save(net.spec_path)
+
+    def _start_node(self, i: int) -> subprocess.Popen:
+        """Start node i; no signal lands between the process and its record."""
+        blocked = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        try:
+            with self.lock:
+                proc = self.net.start_node(i)
+                self.nodes[i] = proc
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        return proc
 
     def run(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # (a closed terminal too)
@@ -164,30 +331,135 @@ class Supervisor:
                 net.hosts.up()
             for i in range(net.spec.nodes):
                 if net.node_running(i):
-                    _fail(f"node {i} (RPC port {net.spec.rpc_ports[i]}) is already running "
-                          "outside this supervisor")
-                self.nodes[i] = net.start_node(i)
+                    raise NetworkError(f"node {i} (RPC port {net.spec.rpc_ports[i]}) is "
+                                       "already running outside this supervisor")
+                self._start_node(i)
             for i, proc in self.nodes.items():
                 net.wait_ready(i, proc)
+                self._mark(i, None)
             net.connect_links()
             for k in range(len(net.spec.miners)):
                 self.miners[k] = net.start_miner(k)
             if self.want_explorer:
                 self._start_explorer()
             self._record(True)
-            print_status(net)
-            print_usage(net)
+            say(status_text(net))
+            say(usage_text(net))
+            self.starting = False
             while not self.stopping:
                 time.sleep(0.2)
-                for i, proc in self.nodes.items():
-                    if proc.poll() is not None and not self.stopping:
-                        typer.echo(f"node {i} exited ({proc.returncode}); see "
-                                   f"{net.debug_log(i)}", err=True)
-                        self.stopping = True
+                self._check_nodes()
+                self._take_requests()
+                if _output_gone():
+                    self.why = "its output is gone"
+                    self.stopping = True
+        except _Stop:
+            pass
         except (NetworkError, HostsError) as err:
-            typer.echo(f"error: {err}", err=True)
+            say(f"error: {err}", err=True)
         finally:
+            self.starting = False
             self.shutdown()
+
+    def _check_nodes(self) -> None:
+        with self.lock:
+            for i, proc in list(self.nodes.items()):
+                if proc.poll() is None or i in self.busy or self.stopping:
+                    continue
+                del self.nodes[i]
+                why = f"{_exit_text(proc.returncode)} at {time.strftime('%H:%M:%S')}"
+                self._mark(i, why)
+                self._record(True)
+                say(f"node {i} {why}; the others keep running (`minibtc-net start {i}` "
+                    f"starts it again; its log: {self.net.debug_log(i)})", err=True)
+
+    def _take_requests(self) -> None:
+        d = self.net.control_dir
+        if not d.is_dir():
+            return
+        for req in sorted(d.glob("*.req")):
+            taken = req.with_suffix(".taken")
+            try:
+                os.replace(req, taken)
+                body = json.loads(taken.read_text())
+            except (OSError, ValueError):
+                continue
+            threading.Thread(target=self._answer, args=(taken, body), daemon=True).start()
+
+    def _answer(self, taken: Path, body: dict) -> None:
+        op, i = body.get("op"), body.get("node")
+        try:
+            if not isinstance(i, int) or not 0 <= i < self.net.spec.nodes:
+                raise NetworkError(f"no node {i}")
+            if op in ("stop", "kill"):
+                reply = {"result": self._stop_one(i, op == "kill")}
+            elif op == "start":
+                reply = {"result": self._start_one(i)}
+            elif op == "restart":
+                with self.lock:
+                    running = i in self.nodes and self.nodes[i].poll() is None
+                if running:
+                    self._stop_one(i, False)
+                reply = {"result": self._start_one(i).replace("started", "restarted")}
+            else:
+                raise NetworkError(f"unknown request {op!r}")
+        except (NetworkError, HostsError, NodeRPCError, NodeUnreachable) as err:
+            reply = {"error": str(err)}
+        except Exception as err:  # (answered all the same: the caller waits for it)
+            reply = {"error": f"{type(err).__name__}: {err}"}
+        done = taken.with_suffix(".done")
+        tmp = taken.with_suffix(".tmp")
+        tmp.write_text(json.dumps(reply))
+        os.replace(tmp, done)
+        taken.unlink(missing_ok=True)
+
+    def _stop_one(self, i: int, kill: bool) -> str:
+        with self.lock:
+            proc = self.nodes.get(i)
+            if proc is None or proc.poll() is not None:
+                raise NetworkError(f"node {i} is not running")
+            if i in self.busy:
+                raise NetworkError(f"node {i} is busy ({self.busy[i]})")
+            self.busy[i] = "being killed" if kill else "stopping"
+        try:
+            if kill:
+                terminate(proc.pid, signal.SIGKILL)
+            else:
+                try:
+                    self.net.call(i, "stop")
+                except (NodeUnreachable, NodeRPCError):
+                    terminate(proc.pid)
+            _wait(proc, 60)
+        finally:
+            with self.lock:
+                self.nodes.pop(i, None)
+                self.busy.pop(i, None)
+                why = ("killed (SIGKILL, `minibtc-net kill`)" if kill
+                       else "stopped (`minibtc-net stop`)")
+                self._mark(i, f"{why} at {time.strftime('%H:%M:%S')}")
+                self._record(True)
+        return f"node {i} {'killed' if kill else 'stopped'}"
+
+    def _start_one(self, i: int) -> str:
+        with self.lock:
+            if self.stopping:
+                raise NetworkError("the network is stopping")
+            if i in self.busy:
+                raise NetworkError(f"node {i} is busy ({self.busy[i]})")
+            if i in self.nodes and self.nodes[i].poll() is None:
+                raise NetworkError(f"node {i} is already running")
+            self.busy[i] = "starting"
+            proc = self.net.start_node(i)
+            self.nodes[i] = proc
+            self._record(True)
+        try:
+            self.net.wait_ready(i, proc)
+            self.net.connect_links(only=i)
+            self._mark(i, None)
+        finally:
+            with self.lock:
+                self.busy.pop(i, None)
+        return f"node {i} started (height {self.net.call(i, 'getblockcount')})"
 
     def _start_explorer(self) -> None:
         from regtest.explorer import Explorer
@@ -200,29 +472,43 @@ class Supervisor:
         self.explorer = Explorer(net, net.spec.explorer_port)
         self.explorer.start()
         if self.explorer.error is not None:
-            typer.echo(f"warning: no explorer ({self.explorer.error})", err=True)
+            say(f"warning: no explorer ({self.explorer.error})", err=True)
             self.explorer = None
 
     def shutdown(self) -> None:
-        typer.echo("Stopping the network ...")
+        """Stop all it started; each step on its own, so that one failing (an output gone,
+        a node that does not answer) leaves none of the others undone."""
+        self.stopping = True
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # (a second Ctrl-C must not cut this short)
+        say("Stopping the network" + (f" ({self.why})" if self.why else "") + " ...")
+        steps = []
         if self.explorer is not None:
-            self.explorer.stop()
-        for proc in self.miners.values():
-            terminate(proc.pid)
-        for proc in self.miners.values():
-            _wait(proc, 10)
-        for i, proc in self.nodes.items():
-            if proc.poll() is None:
-                try:
-                    self.net.call(i, "stop")
-                except (NodeUnreachable, NodeRPCError, NetworkError):
-                    terminate(proc.pid)
-        for proc in self.nodes.values():
-            _wait(proc, 60)
+            steps.append(self.explorer.stop)
+        with self.lock:
+            miners, nodes = list(self.miners.values()), dict(self.nodes)
+        steps += [lambda p=p: terminate(p.pid) for p in miners]
+        steps += [lambda p=p: _wait(p, 10) for p in miners]
+        for i, proc in nodes.items():
+            steps.append(lambda i=i, p=proc: self._stop_at_shutdown(i, p))
+        steps += [lambda p=p: _wait(p, 60) for p in nodes.values()]
         if self.net.hosts is not None:
-            self.net.hosts.down()
-        self.net.run_path.unlink(missing_ok=True)
-        typer.echo("Stopped.")
+            steps.append(self.net.hosts.down)
+        steps.append(lambda: self.net.run_path.unlink(missing_ok=True))
+        for step in steps:
+            try:
+                step()
+            except Exception as err:  # noqa: BLE001
+                say(f"warning: while stopping: {err}", err=True)
+        say("Stopped.")
+
+    def _stop_at_shutdown(self, i: int, proc: subprocess.Popen) -> None:
+        if proc.poll() is not None:
+            return
+        try:
+            self.net.call(i, "stop")
+        except (NodeUnreachable, NodeRPCError, NetworkError, OSError):
+            terminate(proc.pid)
 
 
 def _wait(proc: subprocess.Popen, timeout: float) -> None:
@@ -244,10 +530,10 @@ def down(folder: Path = DirOpt) -> None:
         terminate(run["supervisor"])
         deadline = time.time() + 90
         while net.run_path.exists() and time.time() < deadline:
-            time.sleep(0.2)
+            time.sleep(0.1)
         if net.run_path.exists():
             _fail(f"the supervisor (pid {run['supervisor']}) did not stop in 90 s")
-        typer.echo("Stopped.")
+        say("Stopped.")
         return
     stale = net.read_run(stale=True)
     if stale is not None:  # a supervisor that died without cleaning up: its miners too
@@ -263,68 +549,199 @@ def down(folder: Path = DirOpt) -> None:
     if net.hosts is not None and net.hosts.leftovers():
         time.sleep(1)
         net.hosts.down()
-    typer.echo(f"Stopped {stopped} node(s)." if stopped else "Nothing was running.")
+    say(f"Stopped {stopped} node(s)." if stopped else "Nothing was running.")
 
 
 # -- looking at it ------------------------------------------------------------------------------
 
 
-def print_status(net: Network) -> None:
-    rows = net.status()
-    typer.echo(f"{'node':>4}  {'height':>6}  {'tip':<16}  {'peers':>5}  {'mempool':>7}  "
-               f"{'balance':>16}  {'pending':>12}  {'immature':>12}")
+def _rpc_addr(url: str) -> str:
+    return url.split("://", 1)[-1]
+
+
+def status_text(net: Network, rows: list[dict] | None = None) -> str:
+    rows = net.status() if rows is None else rows
+    spec = net.spec
+    services = sorted({k for r in rows for k in spec.services.get(str(r["node"]), {})})
+    head = (f"{'node':>4}  {'height':>6}  {'tip':<16}  {'peers':>5}  {'mempool':>7}  "
+            f"{'balance':>16}  {'pending':>12}  {'immature':>12}  {'rpc':<21}  {'p2p':<21}")
+    lines = [head + "".join(f"  {s}" for s in services)]
     for r in rows:
+        ends = f"  {_rpc_addr(r['rpc']):<21}  {r['p2p']:<21}" + "".join(
+            f"  {r.get(s, '-')}" for s in services)
         if not r["up"]:
-            typer.echo(f"{r['node']:>4}  down ({r['error']})")
+            lines.append(f"{r['node']:>4}  {'down':<87}{ends}")
+            lines.append(f"      ({r['error']})")
             continue
-        typer.echo(f"{r['node']:>4}  {r['height']:>6}  {r['tip'][:16]:<16}  {r['peers']:>5}  "
-                   f"{r['mempool']:>7}  {r['balance']:>16.8f}  {r['pending']:>12.8f}  "
-                   f"{r['immature']:>12.8f}")
-    spec = net.spec
+        lines.append(f"{r['node']:>4}  {r['height']:>6}  {r['tip'][:16]:<16}  {r['peers']:>5}  "
+                     f"{r['mempool']:>7}  {r['balance']:>16.8f}  {r['pending']:>12.8f}  "
+                     f"{r['immature']:>12.8f}{ends}")
     if spec.partition:
-        typer.echo("partitioned: " + " | ".join(",".join(map(str, g)) for g in spec.partition))
+        lines.append("partitioned: " + " | ".join(",".join(map(str, g))
+                                                  for g in spec.partition))
+    for line in _link_lines(net):
+        lines.append(line)
+    if spec.explorer_port and net.read_run() is not None:
+        lines.append(f"explorer: {explorer_url(net)}")
+    return "\n".join(line.rstrip() for line in lines)
 
 
-def print_usage(net: Network) -> None:
+def _link_lines(net: Network) -> list[str]:
+    conds = getattr(net.spec, "link_conditions", None) or {}
+    return [f"link {k}: {v}" for k, v in sorted(conds.items())]
+
+
+def _dir_opt(net: Network) -> str:
+    return "" if net.dir == DEFAULT_DIR.expanduser() else f" --dir {net.dir}"
+
+
+def explorer_url(net: Network) -> str:
+    return f"http://127.0.0.1:{net.spec.explorer_port}/"
+
+
+def usage_text(net: Network, detached: bool = False) -> str:
     spec = net.spec
-    d0 = net.datadir(0)
-    h0 = net.host(0)
-    connect = f" -rpcport={spec.rpc_ports[0]}" + (f" -rpcconnect={h0}" if h0 != "127.0.0.1"
-                                                   else "")
-    if spec.explorer_port:
-        typer.echo(f"\nExplorer: http://127.0.0.1:{spec.explorer_port}/")
-    typer.echo(f"""
-Node 0: JSON-RPC {h0}:{spec.rpc_ports[0]}, P2P {net.p2p_addr(0)}, datadir {d0}
-  .venv/bin/minibtc-cli -regtest -datadir={d0}{connect} getpeerinfo
-  .venv/bin/minibtc-cli -regtest -datadir={d0}{connect} getnewaddress
-  .venv/bin/minibtc-wallet --server http://{h0}:{spec.rpc_ports[0]} \\
-      --server-cookie {d0}/regtest/.cookie balance
-  .venv/bin/minibtc-net status --dir {net.dir}
-      (and send FROM TO AMOUNT, faucet ADDRESS AMOUNT, mine N, partition 0 1,2, heal, logs N)
-Ctrl-C here (or `minibtc-net down --dir {net.dir}`) stops the network.""")
+    lines = [""]
+    for i in range(spec.nodes):
+        e = net.endpoints(i)
+        extra = "".join(f", {k} {v}" for k, v in spec.services.get(str(i), {}).items())
+        lines.append(f"Node {i}: JSON-RPC {_rpc_addr(e['rpc'])}, P2P {e['p2p']}{extra}, "
+                     f"datadir {e['datadir']}")
+    d = _dir_opt(net)
+    lines.append(f"""
+  .venv/bin/minibtc-net cli 0{d} getpeerinfo           (minibtc-cli against node 0)
+  .venv/bin/minibtc-net wallet 1{d} balance            (minibtc-wallet against node 1)
+  .venv/bin/minibtc-net status{d}
+      (and send FROM TO AMOUNT, faucet ADDRESS AMOUNT, mine N, partition 0 1,2, heal,
+       stop/start/restart/kill N, logs N)""")
+    lines.append(f"`minibtc-net down{d}` stops the network." if detached else
+                 f"Ctrl-C here (or `minibtc-net down{d}`) stops the network.")
+    return "\n".join(lines)
+
+
+def _not_running(net: Network) -> bool:
+    """No supervisor, and no node answers (a node left by a supervisor that died does)."""
+    if net.read_run() is not None:
+        return False
+    net.rpc_timeout = 2
+
+    def answers(i: int) -> bool:
+        return net.node_running(i)
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(net.spec.nodes, 16)) as pool:
+        return not any(pool.map(answers, range(net.spec.nodes)))
+
+
+def status_json(net: Network) -> dict:
+    running = not _not_running(net)
+    out: dict = {"dir": str(net.dir), "running": running,
+                 "explorer": explorer_url(net) if running and net.spec.explorer_port else None,
+                 "topology": net.spec.topology, "partition": net.spec.partition,
+                 "links": getattr(net.spec, "link_conditions", None) or {}}
+    rows = net.status() if running else [
+        {"node": i, **net.endpoints(i), "up": False, "error": "not running"}
+        for i in range(net.spec.nodes)]
+    out["nodes"] = rows
+    return out
 
 
 @app.command()
 def status(folder: Path = DirOpt,
            watch: bool = typer.Option(False, "--watch", help="refresh every 2 seconds"),
-           as_json: bool = typer.Option(False, "--json")) -> None:
-    """A table of the nodes: height, tip, peers, mempool size, wallet balances."""
+           as_json: bool = typer.Option(False, "--json", help="as JSON (amounts as numbers)")
+           ) -> None:
+    """Every node's height, tip, peers, mempool size, wallet balances and endpoints."""
     net = Network(folder)
     try:
+        net.spec  # noqa: B018  (no network: says so)
         if as_json:
-            typer.echo(json.dumps(net.status(), default=str, indent=2))
+            say(dumps(status_json(net), indent=2))
             return
         while True:
+            text = (f"The network in {net.dir} is not running (`minibtc-net up{_dir_opt(net)}` "
+                    "starts it)." if _not_running(net) else status_text(net))
             if watch:
-                typer.echo("\x1b[2J\x1b[H", nl=False)
-            print_status(net)
+                say("\x1b[2J\x1b[H", nl=False)
+            say(text)
             if not watch:
                 return
             time.sleep(2)
+            net.reload()
     except NetworkError as err:
         _fail(str(err))
     except KeyboardInterrupt:
         pass
+
+
+# -- one node -------------------------------------------------------------------------------------
+
+
+def _node_op(op: str, node: int, folder: Path) -> None:
+    net = Network(folder)
+    try:
+        say(net.request(op, node))
+    except NetworkError as err:
+        _fail(str(err))
+
+
+@app.command()
+def stop(node: int, folder: Path = DirOpt) -> None:
+    """Stop node NODE cleanly; the others keep running (`start NODE` brings it back)."""
+    _node_op("stop", node, folder)
+
+
+@app.command()
+def start(node: int, folder: Path = DirOpt) -> None:
+    """Start node NODE again (it was stopped, killed or exited), with its links."""
+    _node_op("start", node, folder)
+
+
+@app.command()
+def restart(node: int, folder: Path = DirOpt) -> None:
+    """Stop node NODE cleanly and start it again."""
+    _node_op("restart", node, folder)
+
+
+@app.command()
+def kill(node: int, folder: Path = DirOpt) -> None:
+    """Kill node NODE with SIGKILL (to test its crash recovery: `start NODE` after)."""
+    _node_op("kill", node, folder)
+
+
+_PASS = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+@app.command(context_settings=_PASS)
+def cli(ctx: typer.Context, node: int, folder: Path = DirOpt) -> None:
+    """minibtc-cli against node NODE (its wallet as -rpcwallet): `cli 1 getbalances`."""
+    net = Network(folder)
+    try:
+        net.check_node(node)
+    except NetworkError as err:
+        _fail(str(err))
+    from node.cli import main as cli_main
+
+    argv = ["-regtest", f"-datadir={net.datadir(node)}", f"-rpcport={net.spec.rpc_ports[node]}",
+            f"-rpcconnect={net.host(node)}", f"-rpcwallet={WALLET}", *ctx.args]
+    raise typer.Exit(cli_main(argv) or 0)
+
+
+@app.command(context_settings=_PASS)
+def wallet(ctx: typer.Context, node: int, folder: Path = DirOpt) -> None:
+    """minibtc-wallet against node NODE's wallet server (its mounted wallets):
+    `wallet 1 balance`, `wallet 0 send ADDRESS 1.5`."""
+    net = Network(folder)
+    try:
+        net.check_node(node)
+    except NetworkError as err:
+        _fail(str(err))
+    from wallet.cli import app as wallet_app
+
+    e = net.endpoints(node)
+    argv = ["--server", e["rpc"], "--server-cookie", e["cookie"], *ctx.args]
+    wallet_app(args=argv, prog_name="minibtc-wallet")
 
 
 @app.command()
@@ -342,12 +759,12 @@ def logs(node: int, folder: Path = DirOpt,
         _fail(f"{path} does not exist yet")
     with open(path, errors="replace") as f:
         for line in f.readlines()[-lines:]:
-            typer.echo(line, nl=False)
+            say(line, nl=False)
         try:
             while follow:
                 line = f.readline()
                 if line:
-                    typer.echo(line, nl=False)
+                    say(line, nl=False)
                 else:
                     time.sleep(0.2)
         except KeyboardInterrupt:
@@ -377,7 +794,7 @@ def partition(groups: list[str], folder: Path = DirOpt) -> None:
         _fail("groups are comma-separated node numbers, e.g. 0,1 2,3")
     net = Network(folder)
     _do(lambda: net.partition(parsed))
-    typer.echo("partitioned: " + " | ".join(",".join(map(str, g)) for g in net.spec.partition))
+    say("partitioned: " + " | ".join(",".join(map(str, g)) for g in net.spec.partition))
 
 
 @app.command()
@@ -385,7 +802,7 @@ def heal(folder: Path = DirOpt) -> None:
     """Restore every link of the topology."""
     net = Network(folder)
     _do(net.heal)
-    typer.echo("healed")
+    say("healed")
 
 
 @app.command()
@@ -393,7 +810,7 @@ def send(src: int, dst: int, amount: str, folder: Path = DirOpt) -> None:
     """Pay AMOUNT BTC from node SRC's wallet to a new address of node DST's wallet."""
     net = Network(folder)
     txid = _do(lambda: net.send(src, dst, _amount(amount)))
-    typer.echo(txid)
+    say(txid)
 
 
 @app.command()
@@ -401,7 +818,7 @@ def faucet(address: str, amount: str, folder: Path = DirOpt) -> None:
     """Pay AMOUNT BTC to ADDRESS from the richest node wallet."""
     net = Network(folder)
     i, txid = _do(lambda: net.faucet(address, _amount(amount)))
-    typer.echo(f"{txid} (from node {i})")
+    say(f"{txid} (from node {i})")
 
 
 @app.command()
@@ -413,7 +830,7 @@ def mine(n: int, folder: Path = DirOpt,
         _fail("mine at least one block")
     net = Network(folder)
     hashes = _do(lambda: net.mine(node, n))
-    typer.echo(f"mined {len(hashes)} block(s) on node {node}, tip {hashes[-1]}")
+    say(f"mined {len(hashes)} block(s) on node {node}, tip {hashes[-1]}")
 
 
 def main() -> None:

@@ -89,6 +89,11 @@ class Spec:
     partition: list[list[int]] | None = None  # groups currently cut apart
     explorer_port: int = 0  # the explorer page (0: none)
     hosts: bool = False  # each node in a network namespace of its own (regtest/hosts.py)
+    # nodes that exited while the network ran (node number as text -> why, and when), kept
+    # by the supervisor; a node started again leaves it
+    down: dict[str, str] = field(default_factory=dict)
+    # services beside each node (node number as text -> name -> URL): electrum, esplora
+    services: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> Spec:
@@ -145,6 +150,17 @@ class Network:
         spec.save(self.spec_path)
         self._spec = spec
         return spec
+
+    def add_nodes(self, k: int) -> list[int]:
+        """k more nodes (the topology's links take them in when the network starts)."""
+        spec = self.spec
+        new = list(range(spec.nodes, spec.nodes + k))
+        for _ in new:
+            spec.rpc_ports.append(RPC_PORT if spec.hosts else free_port())
+            spec.p2p_ports.append(P2P_PORT if spec.hosts else free_port())
+        spec.nodes += k
+        spec.save(self.spec_path)
+        return new
 
     @property
     def hosts(self):
@@ -249,14 +265,20 @@ class Network:
             #  load_on_startup)
             self.call(i, "createwallet", WALLET, False, False, "", False, True, True)
 
-    def connect_links(self) -> None:
-        """addnode every uncut link (kept connected by the dialling node)."""
+    def connect_links(self, only: int | None = None) -> None:
+        """addnode every uncut link (kept connected by the dialling node); a node that is
+        down is left out (its links are made again when it starts). With `only`: the links
+        of that node."""
         for i, j in self.links():
+            if only is not None and only not in (i, j):
+                continue
             try:
                 self.call(i, "addnode", self.p2p_addr(j), "add")
             except NodeRPCError as err:
                 if err.code != -23:  # already added
                     raise
+            except NodeUnreachable:
+                pass  # i is down: its links are made again when it starts
 
     def miner_args(self, k: int, address: str) -> list[str]:
         m = self.spec.miners[k]
@@ -283,6 +305,38 @@ class Network:
         if not stale and not _alive(run.get("supervisor", -1), SUPERVISOR_MARKERS):
             return None  # a supervisor that died: nothing is managed any more
         return run
+
+    # -- per-node control, through the supervisor ------------------------------------------
+
+    @property
+    def control_dir(self) -> Path:
+        return self.dir / "control"
+
+    def request(self, op: str, node: int, timeout: float = 180) -> str:
+        """Ask the running supervisor to stop, start, restart or kill node `node` (it owns
+        the node processes); its answer, or NetworkError with why not."""
+        self.check_node(node)
+        if self.read_run() is None:
+            raise NetworkError(f"the network in {self.dir} is not running "
+                               f"(`minibtc-net up --dir {self.dir}` starts it)")
+        self.control_dir.mkdir(exist_ok=True)
+        name = f"{os.getpid()}-{time.monotonic_ns()}"
+        tmp = self.control_dir / f"{name}.tmp"
+        tmp.write_text(json.dumps({"op": op, "node": node}))
+        os.replace(tmp, self.control_dir / f"{name}.req")
+        done = self.control_dir / f"{name}.done"
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if done.exists():
+                reply = json.loads(done.read_text())
+                done.unlink(missing_ok=True)
+                if reply.get("error"):
+                    raise NetworkError(reply["error"])
+                return reply["result"]
+            if self.read_run() is None:
+                raise NetworkError("the supervisor stopped before it answered")
+            time.sleep(0.05)
+        raise NetworkError(f"the supervisor did not answer in {timeout:.0f} s")
 
     # -- operations ----------------------------------------------------------------------------
 
@@ -337,30 +391,76 @@ class Network:
         address = self.call(i, "getnewaddress", "mined", wallet=True)
         return self.call(i, "generatetoaddress", n, address)
 
+    def endpoints(self, i: int) -> dict:
+        """Where node i answers: JSON-RPC URL, P2P address, datadir, its services' URLs."""
+        spec = self.spec
+        out = {"rpc": f"http://{self.host(i)}:{spec.rpc_ports[i]}", "p2p": self.p2p_addr(i),
+               "datadir": str(self.datadir(i)),
+               "cookie": str(self.datadir(i) / "regtest" / ".cookie")}
+        out.update(spec.services.get(str(i), {}))
+        return out
+
+    def node_row(self, i: int) -> dict:
+        """Node i's state: height, tip, peers, mempool, wallet balances, endpoints; "up"
+        once all of it answered, with what did answer kept otherwise."""
+        row: dict = {"node": i, **self.endpoints(i)}
+        try:
+            c = self.client(i, timeout=min(self.rpc_timeout, 10))
+            row["height"] = c.call("getblockcount")
+            row["tip"] = c.call("getbestblockhash")
+            row["peer_list"] = [{"id": p["id"], "addr": p["addr"], "inbound": p["inbound"],
+                                 "synced_blocks": p["synced_blocks"],
+                                 "addrbind": p.get("addrbind", ""),
+                                 "node": self.node_at(p["addr"])}
+                                for p in c.call("getpeerinfo")]
+            row["peers"] = len(row["peer_list"])
+            row["mempool"] = c.call("getmempoolinfo")["size"]
+            bal = self.client(i, True, min(self.rpc_timeout, 10)).call("getbalances")["mine"]
+            row["balance"] = btc(bal["trusted"])
+            row["pending"] = btc(bal["untrusted_pending"])
+            row["immature"] = btc(bal["immature"])
+            row["up"] = True
+        except (NodeUnreachable, NodeRPCError) as err:
+            row["up"] = False
+            down = self.spec.down.get(str(i))
+            row["error"] = down if down and isinstance(err, NodeUnreachable) else str(err)
+        return row
+
+    def node_at(self, addr: str) -> int | None:
+        """The node a peer address belongs to: its P2P address, or (an inbound peer) the
+        address it dials from, which in --hosts mode is its own host."""
+        if addr in self._p2p_index():
+            return self._p2p_index()[addr]
+        if self.spec.hosts:
+            host = addr.rsplit(":", 1)[0]
+            for i in range(self.spec.nodes):
+                if self.host(i) == host:
+                    return i
+        return None
+
+    def _p2p_index(self) -> dict[str, int]:
+        return {self.p2p_addr(i): i for i in range(self.spec.nodes)}
+
     def status(self) -> list[dict]:
-        """A row per node (height, tip, peers, mempool, wallet balances); `up` once all of
-        it answered, with what did answer kept otherwise."""
-        rows = []
-        for i in range(self.spec.nodes):
-            row = {"node": i, "rpc": self.spec.rpc_ports[i], "p2p": self.spec.p2p_ports[i]}
-            try:
-                row["height"] = self.call(i, "getblockcount")
-                row["tip"] = self.call(i, "getbestblockhash")
-                row["peer_list"] = [{"id": p["id"], "addr": p["addr"], "inbound": p["inbound"],
-                                     "synced_blocks": p["synced_blocks"]}
-                                    for p in self.call(i, "getpeerinfo")]
-                row["peers"] = len(row["peer_list"])
-                row["mempool"] = self.call(i, "getmempoolinfo")["size"]
-                bal = self.call(i, "getbalances", wallet=True)["mine"]
-                row["balance"] = Decimal(str(bal["trusted"]))
-                row["pending"] = Decimal(str(bal["untrusted_pending"]))
-                row["immature"] = Decimal(str(bal["immature"]))
-                row["up"] = True
-            except (NodeUnreachable, NodeRPCError) as err:
-                row["up"] = False
-                row["error"] = str(err)
-            rows.append(row)
+        """A row per node (node_row), asked of all nodes at once."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        n = self.spec.nodes
+        with ThreadPoolExecutor(max_workers=min(n, 16)) as pool:
+            rows = list(pool.map(self.node_row, range(n)))
+        # An inbound peer comes from the port its dialler's socket is bound to.
+        dialled_from = {p["addrbind"]: r["node"] for r in rows for p in r.get("peer_list", [])
+                        if not p["inbound"] and p["addrbind"]}
+        for r in rows:
+            for p in r.get("peer_list", []):
+                if p["node"] is None:
+                    p["node"] = dialled_from.get(p["addr"])
         return rows
+
+
+def btc(value) -> Decimal:  # noqa: ANN001
+    """An amount as Core prints it: a Decimal of exactly 8 places (never 0E-8)."""
+    return Decimal(str(value)).quantize(Decimal("0.00000001"))
 
 
 SUPERVISOR_MARKERS = ("regtest.cli", "minibtc-net")  # `python -m regtest.cli`, the script

@@ -1,18 +1,27 @@
 """minibtc-net end to end, real processes: a 4-node network partitioned 2+2 with both halves
 mining, then healed (every node on the most-work chain, the losing side's transaction back in
 the mempools and confirmed, every wallet balance equal to its coins in the UTXO set); a
-network stopped and brought up again resumes where it was; Ctrl-C leaves nothing running;
-miners find blocks on their own and on waiting transactions."""
+network stopped and brought up again resumes where it was; whatever ends the launcher
+(Ctrl-C with or without a pipe, SIGTERM, SIGHUP from a closed terminal, a broken stdout)
+leaves nothing running; a node that exits is shown down while the others run, and is
+stopped, started, restarted and killed on its own; miners find blocks on their own and on
+waiting transactions."""
 
 from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from decimal import Decimal
+
+import pytest
 
 from regtest.network import Network
 from tests.functional.framework import ROOT, cli_env
@@ -51,7 +60,7 @@ def test_partition_both_halves_mine_heal_and_resume(folder):
                == 207, 30, "each half on its own chain")
     assert net.call(1, "gettransaction", txid, wallet=True)["confirmations"] == 2
     status = json.loads(net_cli(folder, "status", "--json"))
-    assert [r["height"] for r in status] == [204, 204, 207, 207]
+    assert [r["height"] for r in status["nodes"]] == [204, 204, 207, 207]
     net_cli(folder, "heal")
     wait_until(lambda: len({net.call(i, "getbestblockhash") for i in range(4)}) == 1, 60,
                "one chain again")
@@ -151,3 +160,116 @@ def test_down_after_the_supervisor_died(folder):
     assert not (folder / "run.json").exists()
     net_cli(folder, "up", "--detach")  # and it comes back
     assert net.call(0, "getblockcount") >= 0
+
+
+def _row(folder, i: int) -> dict:
+    return json.loads(net_cli(folder, "status", "--json"))["nodes"][i]
+
+
+def test_a_node_down_alone_and_per_node_control(folder):
+    net_cli(folder, "up", "--nodes", "3", "--topology", "line", "--miners", "0", "--detach")
+    net = Network(folder)
+    net_cli(folder, "mine", "3", "--node", "0")
+    wait_until(lambda: net.call(2, "getblockcount") == 3, 30, "sync")
+    # kill -9 from outside: node 1 is down, the others keep running
+    os.kill(net.read_run()["nodes"]["1"], signal.SIGKILL)
+    wait_until(lambda: "1" in Network(folder).spec.down, 10, "node 1 marked down")
+    assert "SIGKILL" in Network(folder).spec.down["1"]
+    row = _row(folder, 1)
+    assert row["up"] is False and "SIGKILL" in row["error"]
+    assert net.call(0, "getblockcount") == net.call(2, "getblockcount") == 3
+    state = json.load(urllib.request.urlopen(
+        f"http://127.0.0.1:{net.spec.explorer_port}/api/state"))
+    assert [n["up"] for n in state["nodes"]] == [True, False, True]
+    # the node's own `stop` (through `minibtc-net cli`), and `minibtc-net stop`
+    net_cli(folder, "cli", "2", "stop")
+    wait_until(lambda: "2" in Network(folder).spec.down, 30, "node 2 marked down")
+    assert "stopped" in _row(folder, 2)["error"]
+    assert "node 0 stopped" in net_cli(folder, "stop", "0")
+    assert sorted(Network(folder).spec.down) == ["0", "1", "2"]
+    r = subprocess.run([sys.executable, "-m", "regtest.cli", "stop", "0", "--dir",
+                        str(folder)], cwd=ROOT, env=cli_env(), capture_output=True, text=True)
+    assert r.returncode == 1 and "node 0 is not running" in r.stderr
+    # `up` on the running network starts the nodes that are down, with their links
+    out = net_cli(folder, "up")
+    assert all(f"node {i} started" in out for i in range(3))
+    assert Network(folder).spec.down == {}
+    wait_until(lambda: [net.call(i, "getconnectioncount") for i in range(3)] == [1, 2, 1],
+               20, "links again")
+    assert net.call(1, "getblockcount") == 3  # recovered from the kill
+    # restart, kill, start: one node at a time
+    assert "node 1 restarted" in net_cli(folder, "restart", "1")
+    assert "node 1 killed" in net_cli(folder, "kill", "1")
+    assert "SIGKILL" in _row(folder, 1)["error"]
+    net_cli(folder, "mine", "1", "--node", "0")
+    assert "node 1 started" in net_cli(folder, "start", "1")
+    wait_until(lambda: net.call(2, "getblockcount") == 4, 30, "node 1 relays again")
+    r = subprocess.run([sys.executable, "-m", "regtest.cli", "start", "1", "--dir",
+                        str(folder)], cwd=ROOT, env=cli_env(), capture_output=True, text=True)
+    assert r.returncode == 1 and "node 1 is already running" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "regtest.cli", "kill", "7", "--dir",
+                        str(folder)], cwd=ROOT, env=cli_env(), capture_output=True, text=True)
+    assert r.returncode == 1 and "no node 7" in r.stderr
+
+
+def _launch(folder, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "regtest.cli", "up", "--dir", str(folder),
+                             "--nodes", "2", "--miners", "1", "--interval", "30"],
+                            cwd=ROOT, env=cli_env(), **kw)
+
+
+def _wait_up(folder) -> None:
+    net = Network(folder)
+    wait_until(lambda: net.read_run() is not None and net.read_run()["ready"], 120, "up")
+    assert len(daemons_of(folder)) == 3  # two nodes and a miner
+
+
+@pytest.mark.parametrize("how", ["ctrl-c-piped", "sigterm", "closed-terminal",
+                                 "broken-stdout"])
+def test_whatever_ends_the_launcher_stops_everything(folder, how):
+    if how == "closed-terminal":
+        # the launcher on a terminal of its own (its controlling one), which then goes away
+        master, slave = pty.openpty()
+
+        def own_terminal() -> None:
+            import fcntl
+            import termios
+
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        proc = _launch(folder, stdin=slave, stdout=slave, stderr=slave,
+                       start_new_session=True, preexec_fn=own_terminal)
+        os.close(slave)
+
+        done = threading.Event()
+
+        def drain() -> None:  # (what the terminal shows)
+            while not done.is_set():
+                if select.select([master], [], [], 0.1)[0]:
+                    try:
+                        os.read(master, 4096)
+                    except OSError:
+                        return
+
+        reader = threading.Thread(target=drain)
+        reader.start()
+        _wait_up(folder)
+        done.set()
+        reader.join()
+        os.close(master)  # the terminal closes: SIGHUP
+    else:
+        proc = _launch(folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        _wait_up(folder)
+        if how in ("ctrl-c-piped", "broken-stdout"):
+            proc.stdout.close()  # (Ctrl-C in `up | tee log` ends tee too)
+        if how == "ctrl-c-piped":
+            proc.send_signal(signal.SIGINT)
+        elif how == "sigterm":
+            proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    wait_until(lambda: daemons_of(folder) == [], 10, "nothing left")
+    assert not (folder / "run.json").exists()
