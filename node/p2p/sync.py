@@ -854,12 +854,15 @@ class BlockSync:
         return new, error, failed
 
     def _announce_early(self, block: Block) -> None:
-        """Validation thread: a new block whose header is accepted and that passes the
-        checks needing no UTXO set (Core's CheckBlock and ContextualCheckBlock, done again
-        by process_block) is announced as a compact block to the peers that asked for
-        high-bandwidth mode before it is connected (Core's NewPoWValidBlock). A block
-        failing them is left to process_block to report."""
+        """Validation thread: a new block on our tip whose header is accepted and that
+        passes the checks needing no UTXO set (Core's CheckBlock and ContextualCheckBlock,
+        done again by process_block) is announced as a compact block to the peers that
+        asked for high-bandwidth mode before it is connected (Core's NewPoWValidBlock). A
+        block failing them is left to process_block to report."""
         chain = self.chain
+        tip = chain.published
+        if tip is None or block.header.prev_hash != tip.hash or chain.in_ibd():
+            return  # (Core: only a block on our tip, out of the initial download)
         try:
             check_block(block, chain.params)
             e = chain.accept_header(block.header)

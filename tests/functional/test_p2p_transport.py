@@ -286,3 +286,44 @@ def test_handshake_timeouts_and_decryption_failure(tmp_path):
         wait_until(lambda: "V2 transport error: packet decryption failure (0 bytes), peer="
                    in _debug_log(node), 10, "decryption failure")
         s.close()
+
+
+def test_mixed_v1_v2_network_converges(tmp_path):
+    """A ring of four: two v2 nodes and two with -v2transport=0. Each link speaks what both
+    ends can (v2 only between v2 nodes); blocks mined at each node, competing ones included,
+    and a transaction reach everyone, and every node ends on the same tip."""
+    from tests.functional.netutil import coinbase_spend
+
+    flags = [[], [], ["-v2transport=0"], ["-v2transport=0"]]
+    nodes = []
+    try:
+        for i in range(4):
+            nodes.append(NodeProcess(tmp_path / f"n{i}", *flags[i]).start())
+        for i in range(4):  # ring: n0-n1 (v2), n1-n2, n2-n3, n3-n0 (v1)
+            nodes[i].call("addnode", nodes[(i + 1) % 4].p2p_addr, "add")
+        wait_until(lambda: all(n.call("getconnectioncount") == 2 for n in nodes), 20, "ring")
+        types = {}
+        for i, n in enumerate(nodes):
+            for p in n.call("getpeerinfo"):
+                types.setdefault(i, []).append(p["transport_protocol_type"])
+        assert sorted(types[0]) == sorted(types[1]) == ["v1", "v2"]
+        assert types[2] == types[3] == ["v1", "v1"]
+        hashes = nodes[2].call("generatetoaddress", 101, ADDR)  # (a v1 node mines)
+        wait_until(lambda: tips(nodes) == [hashes[-1]] * 4, 60, "blocks from a v1 node")
+        # Two nodes, one of each transport, cut off and mining apart; joined, all converge on
+        # the most work.
+        for n in (nodes[0], nodes[3]):
+            n.call("setnetworkactive", False)
+        nodes[0].call("generatetoaddress", 2, ADDR)
+        [best] = nodes[3].call("generatetoaddress", 3, ADDR)[-1:]
+        for n in (nodes[0], nodes[3]):
+            n.call("setnetworkactive", True)
+        wait_until(lambda: tips(nodes) == [best] * 4, 60, "convergence on the most work")
+        tx = coinbase_spend(nodes[2], 1)
+        txid = nodes[1].call("sendrawtransaction", tx.serialize().hex())
+        wait_until(lambda: all(txid in n.call("getrawmempool") for n in nodes), 30, "tx")
+        [h] = nodes[1].call("generatetoaddress", 1, ADDR)
+        wait_until(lambda: tips(nodes) == [h] * 4, 30, "the transaction's block")
+    finally:
+        for n in nodes:
+            n.stop()
