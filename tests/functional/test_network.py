@@ -273,3 +273,41 @@ def test_whatever_ends_the_launcher_stops_everything(folder, how):
             proc.kill()
     wait_until(lambda: daemons_of(folder) == [], 10, "nothing left")
     assert not (folder / "run.json").exists()
+
+
+def test_no_ports_to_look_up(folder):
+    out = net_cli(folder, "up", "--nodes", "2", "--miners", "0", "--detach")
+    net = Network(folder)
+    for i in range(2):  # every node's endpoints, and the explorer
+        assert f"Node {i}: JSON-RPC 127.0.0.1:{net.spec.rpc_ports[i]}, " \
+               f"P2P 127.0.0.1:{net.spec.p2p_ports[i]}" in out
+    assert f"explorer: http://127.0.0.1:{net.spec.explorer_port}/" in out
+    status = json.loads(net_cli(folder, "status", "--json"))
+    assert status["running"] and status["explorer"] == \
+        f"http://127.0.0.1:{net.spec.explorer_port}/"
+    assert [r["rpc"] for r in status["nodes"]] == [
+        f"http://127.0.0.1:{p}" for p in net.spec.rpc_ports]
+    assert status["nodes"][1]["peer_list"][0]["node"] == 0  # peers by node number
+    assert status["nodes"][0]["peer_list"][0]["node"] == 1
+    table = net_cli(folder, "status")
+    assert f"127.0.0.1:{net.spec.p2p_ports[1]}" in table and "explorer: http" in table
+    # minibtc-cli and minibtc-wallet against a node, by its number
+    assert net_cli(folder, "cli", "1", "getblockcount").strip() == "0"
+    address = net_cli(folder, "cli", "1", "getnewaddress").strip()  # (its wallet)
+    assert address.startswith("bcrt1")
+    assert net_cli(folder, "cli", "1", "-named", "getaddressinfo",
+                   f"address={address}").count('"ismine": true') == 1
+    net_cli(folder, "mine", "101", "--node", "1")
+    assert "50.00000000" in net_cli(folder, "wallet", "1", "balance")
+    assert '"trusted": 50.00000000' in net_cli(folder, "cli", "1", "getbalances")
+    # stopped: one line; brought up with more nodes: they are added
+    net_cli(folder, "down")
+    out = net_cli(folder, "status")
+    assert out.count("\n") == 1 and "not running" in out
+    out = net_cli(folder, "up", "--nodes", "3", "--topology", "ring", "--detach")
+    assert "added node(s) 2: now 3 nodes" in out and "topology: ring (was line)" in out
+    net.reload()
+    wait_until(lambda: net.call(2, "getblockcount") == 101, 30, "the new node syncs")
+    net_cli(folder, "down")
+    out = net_cli(folder, "up", "--nodes", "2", "--detach")
+    assert "not changed: it keeps its 3 nodes" in out
