@@ -32,6 +32,8 @@ import time
 from collections import deque
 from pathlib import Path
 
+import orjson
+
 
 class ElectrumError(Exception):
     """The server could not start, or a request got an error."""
@@ -73,6 +75,20 @@ def make_self_signed_cert(cert_file: Path, key_file: Path, host: str = "127.0.0.
     cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
+# ElectrumX 2.0 pads what it sends over TCP/TLS against traffic analysis and, past its first
+# kilobyte, holds small answers for up to 1 s to fill 1 KiB packets (PaddedRSTransport): a
+# client asking one thing at a time waits a second per answer. Nobody analyses the traffic of
+# a local test network: the service starts ElectrumX with that hold set to `flush_delay`
+# (default 0: answers go out at once, still padded).
+_BOOTSTRAP = """
+import sys
+from electrumx.server import transport
+transport.PaddedRSTransport.WAIT_FOR_BUFFER_GROWTH_SECONDS = float(sys.argv[1])
+from electrumx.cli.electrumx_server import main
+main()
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -88,7 +104,8 @@ class ElectrumService:
                  host: str = "127.0.0.1", rpc_host: str = "127.0.0.1",
                  rpc_user: str | None = None, rpc_password: str | None = None,
                  poll_ms: int = 250, cache_mb: int = 200, log_file: Path | str | None = None,
-                 banner: str | None = None) -> None:
+                 banner: str | None = None, extra_env: dict[str, str] | None = None,
+                 flush_delay: float = 0.0) -> None:
         self.node_datadir = Path(node_datadir)
         self.rpc_port = rpc_port
         self.rpc_host = rpc_host
@@ -105,6 +122,8 @@ class ElectrumService:
         self.cache_mb = cache_mb
         self.log_file = Path(log_file) if log_file else self.db_dir / "electrumx.log"
         self.banner = banner
+        self.extra_env = dict(extra_env or {})  # more of ElectrumX's settings (LOG_LEVEL, ...)
+        self.flush_delay = flush_delay
         self.admin_port: int | None = None
         self.proc: subprocess.Popen | None = None
 
@@ -164,6 +183,7 @@ class ElectrumService:
             banner_file = self.db_dir / "banner.txt"
             banner_file.write_text(self.banner)
             env["BANNER_FILE"] = str(banner_file)
+        env.update(self.extra_env)
         return env
 
     def start(self, timeout: float = 600) -> ElectrumService:
@@ -181,7 +201,7 @@ class ElectrumService:
         log = open(self.log_file, "ab")
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "electrumx.cli.electrumx_server"],
+                [sys.executable, "-c", _BOOTSTRAP, str(self.flush_delay)],
                 env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL)
         finally:
@@ -297,7 +317,8 @@ class ElectrumClient:
         self.close()
 
     def _read_message(self, deadline: float) -> dict:
-        while b"\n" not in self.buf:
+        end = self.buf.find(b"\n")
+        while end < 0:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError("no message from the Electrum server")
@@ -305,9 +326,11 @@ class ElectrumClient:
             chunk = self.sock.recv(1 << 20)
             if not chunk:
                 raise ElectrumError("the Electrum server closed the connection")
+            seen = len(self.buf)
             self.buf += chunk
-        line, _, self.buf = self.buf.partition(b"\n")
-        return json.loads(line)
+            end = self.buf.find(b"\n", seen)
+        line, self.buf = self.buf[:end], self.buf[end + 1:]
+        return orjson.loads(line)
 
     def send(self, method: str, *params) -> int:
         self.next_id += 1
