@@ -62,8 +62,11 @@ def script_asm(script: bytes) -> str:
             size = op
         elif op in (0x4c, 0x4d, 0x4e):
             width = {0x4c: 1, 0x4d: 2, 0x4e: 4}[op]
-            if i + width > n:
-                out.append("<unexpected end>")
+            if i + width > n:  # (written where the next separator would go, as theirs)
+                if out:
+                    out[-1] += "<unexpected end>"
+                else:
+                    out.append("<unexpected end>")
                 break
             size = int.from_bytes(script[i:i + width], "little")
             i += width

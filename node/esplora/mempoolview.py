@@ -40,7 +40,12 @@ class MempoolView:
         mempool.on_added.append(self._added)
 
     def _added(self, tx) -> None:
-        self._arrival[tx.txid] = next(self._counter)
+        arrival = self._arrival
+        arrival[tx.txid] = next(self._counter)
+        if len(arrival) > 2 * len(self.mempool.entries) + 10_000:  # nobody asked for a while
+            entries = self.mempool.entries
+            for t in [t for t in list(arrival) if t not in entries]:
+                arrival.pop(t, None)
 
     def close(self) -> None:
         try:

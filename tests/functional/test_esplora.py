@@ -502,3 +502,28 @@ def test_options(tmp_path):
         assert "txindex" not in node.call("getindexinfo")
     finally:
         node.stop()
+
+
+def test_script_asm_as_rust_bitcoin_writes_it():
+    from node.esplora.encode import script_asm, script_type
+
+    h20 = bytes(range(20))
+    assert script_asm(b"\x76\xa9\x14" + h20 + b"\x88\xac") == (
+        f"OP_DUP OP_HASH160 OP_PUSHBYTES_20 {h20.hex()} OP_EQUALVERIFY OP_CHECKSIG")
+    assert script_asm(b"\x00\x14" + h20) == f"OP_0 OP_PUSHBYTES_20 {h20.hex()}"
+    assert script_asm(b"\x51\x20" + bytes(32)) == f"OP_PUSHNUM_1 OP_PUSHBYTES_32 {'00' * 32}"
+    assert script_asm(b"\x6a\x04\xde\xad\xbe\xef") == "OP_RETURN OP_PUSHBYTES_4 deadbeef"
+    assert script_asm(b"\x4c\x4c" + b"\x01" * 76) == "OP_PUSHDATA1 " + "01" * 76
+    assert script_asm(b"\x4f\x60\xb0\xb1\xb2\xb3\xb9\xba\xbb\xfe\xff\x50") == (
+        "OP_PUSHNUM_NEG1 OP_PUSHNUM_16 OP_NOP1 OP_CLTV OP_CSV OP_NOP4 OP_NOP10 "
+        "OP_CHECKSIGADD OP_RETURN_187 OP_RETURN_254 OP_INVALIDOPCODE OP_RESERVED")
+    assert script_asm(b"\x05\xab") == "OP_PUSHBYTES_5 <push past end>"
+    assert script_asm(b"\x51\x4d\x01") == "OP_PUSHNUM_1<unexpected end>"
+    assert script_asm(b"") == ""
+    assert [script_type(s) for s in (b"", b"\x6a", b"\x21" + bytes(33) + b"\xac",
+                                     b"\x76\xa9\x14" + h20 + b"\x88\xac",
+                                     b"\xa9\x14" + h20 + b"\x87", b"\x00\x14" + h20,
+                                     b"\x00\x20" + bytes(32), b"\x51\x20" + bytes(32),
+                                     b"\x52\x02\x00\x00", b"\x51")] == [
+        "empty", "op_return", "p2pk", "p2pkh", "p2sh", "v0_p2wpkh", "v0_p2wsh", "v1_p2tr",
+        "unknown", "unknown"]
