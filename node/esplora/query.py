@@ -145,8 +145,16 @@ class EsploraQuery:
         return tx_json(m.tx, m.prevouts, self.params, status_json(None))
 
     def view(self) -> AddrView:
+        """A read view of the address index; 503 while it is first built (over a chain that
+        was there before -esplora), so that no client takes a partial history for the whole."""
+        index = self.index
+        if not index.synced:
+            best = index.best
+            raise EsploraError(503, f"Index is syncing (at height "
+                                    f"{best.height if best is not None else -1} of "
+                                    f"{self.chain.height}), try again shortly")
         self.mempool.refresh()
-        return self.index.view()
+        return index.view()
 
     def find_tx(self, view: AddrView, txid: bytes):
         """(transaction, confirmed position or None); raises 404 if unknown."""

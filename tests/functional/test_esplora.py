@@ -527,3 +527,54 @@ def test_script_asm_as_rust_bitcoin_writes_it():
                                      b"\x52\x02\x00\x00", b"\x51")] == [
         "empty", "op_return", "p2pk", "p2pkh", "p2sh", "v0_p2wpkh", "v0_p2wsh", "v1_p2tr",
         "unknown", "unknown"]
+
+
+def test_no_partial_answers_while_the_index_is_first_built(tmp_path):
+    """-esplora turned on for a chain that exists: until the address index has caught up,
+    the API says so (503) instead of answering from part of the chain."""
+    from consensus.hashes import hash160
+    from consensus.params import REGTEST
+    from consensus.script.standard import p2wpkh_script
+    from consensus.tx import OutPoint, Transaction, TxIn, TxOut
+    from tests.chainbuilder import OP_TRUE, P2WSH_TRUE, ChainBuilder
+    from wallet.address import script_to_address
+
+    target = p2wpkh_script(hash160(b"target"))
+    cb = ChainBuilder()
+    blocks = cb.chain(REGTEST.genesis, 101, spk=P2WSH_TRUE)
+    coin = (blocks[0].txs[0].txid, 0, blocks[0].txs[0].vout[0].value)
+    n_txs = 0
+    for _ in range(6):
+        txs = []
+        for _ in range(500):
+            txid, n, value = coin
+            tx = Transaction(2, [TxIn(OutPoint(txid, n), b"", 0xFFFFFFFF, [OP_TRUE])],
+                             [TxOut(1000, target), TxOut(value - 1200, P2WSH_TRUE)])
+            txs.append(tx)
+            coin = (tx.txid, 1, value - 1200)
+        blocks.append(cb.next_block(blocks[-1], txs, spk=P2WSH_TRUE, fees=200 * len(txs)))
+        n_txs += len(txs)
+    node = NodeProcess(tmp_path / "n")
+    with node:
+        for b in blocks:
+            assert node.call("submitblock", b.serialize().hex()) is None
+    port = free_port()
+    es = Esplora(port)
+    addr = script_to_address(target, REGTEST)
+    node.start(f"-esplora={port}", wait=False)
+    try:
+        while True:
+            try:
+                status, _, body = es.request(f"/address/{addr}")
+            except OSError:  # not listening yet
+                time.sleep(0.01)
+                continue
+            if status == 503:
+                assert body.decode().startswith("Index is syncing (at height ")
+                time.sleep(0.01)
+                continue
+            assert status == 200
+            assert json.loads(body)["chain_stats"]["tx_count"] == n_txs
+            break
+    finally:
+        node.stop()
