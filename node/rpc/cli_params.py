@@ -169,6 +169,7 @@ CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
     "signrawtransactionwithkey": ((1, "privkeys"), (2, "prevtxs")),
     "signrawtransactionwithwallet": ((1, "prevtxs"),),
     "stop": ((0, "wait"),),
+    "submitpackage": ((0, "package"), (1, "maxfeerate"), (2, "maxburnamount")),
     "testmempoolaccept": ((0, "rawtxs"), (1, "maxfeerate")),
     "unloadwallet": ((1, "load_on_startup"),),
     "utxoupdatepsbt": ((1, "descriptors"),),

@@ -34,7 +34,7 @@ from node.rpc.errors import (
     RPCError,
 )
 from node.rpc.params import amount, as_int, parse_hash, parse_hex
-from node.rpc.registry import ANY, ARR, BOOL, NUM, STR, Arg, json_type, rpc
+from node.rpc.registry import AMOUNT, ANY, ARR, BOOL, NUM, STR, Arg, json_type, rpc
 from node.rpc.txjson import script_pubkey_json, tx_json
 from node.store.blockfiles import BlockFileError
 from wallet.address import address_to_script, script_to_address
@@ -361,3 +361,137 @@ def construct_transaction(params, inputs, outputs, locktime, replaceable,
                        "replaceable option")
     return Transaction(ver, vin, vout, lt)
 
+
+
+# -- submitpackage ---------------------------------------------------------------------------
+
+MAX_PACKAGE_COUNT = 25  # Core's policy/packages.h
+MAX_PACKAGE_WEIGHT = 404_000
+
+
+def _child_with_parents_tree(txs: list[Transaction]) -> bool:
+    """Core's IsChildWithParentsTree: the last transaction spends an output of every other one,
+    and none of those (the parents) spends another."""
+    if len(txs) < 2:
+        return False
+    child = txs[-1]
+    spent_by_child = {i.prevout.hash for i in child.vin}
+    parents = {tx.txid for tx in txs[:-1]}
+    if not parents <= spent_by_child:
+        return False
+    return not any(i.prevout.hash in parents for tx in txs[:-1] for i in tx.vin)
+
+
+def _package_policy_error(txs: list[Transaction]) -> str | None:
+    """Core's IsWellFormedPackage, past the topology the RPC checked first."""
+    if sum(tx.weight for tx in txs) > MAX_PACKAGE_WEIGHT:
+        return "package-too-large"
+    if len({tx.txid for tx in txs}) != len(txs):
+        return "package-contains-duplicates"
+    spent = set()
+    for tx in txs:
+        for i in tx.vin:
+            key = (i.prevout.hash, i.prevout.n)
+            if key in spent:
+                return "conflict-in-package"
+            spent.add(key)
+    return None
+
+
+@rpc("submitpackage", "Rawtransactions",
+     [Arg("package", ARR, help="An array of raw transactions.\nThe package must solely consist "
+          "of a child and its parents. None of the parents may depend on each other.\nThe "
+          "package must be topologically sorted, with the child being the last element in the "
+          "array."),
+      Arg("maxfeerate", AMOUNT, False, None,
+          "Reject transactions whose fee rate is higher than the specified value, expressed "
+          "in BTC/kvB.\nFee rates larger than 1BTC/kvB are rejected.\nSet to 0 to accept any "
+          "fee rate.", default_hint="\"0.10\""),
+      Arg("maxburnamount", AMOUNT, False, None,
+          "Reject transactions with provably unspendable outputs (e.g. 'datacarrier' outputs "
+          "that use the OP_RETURN opcode) greater than the specified value, expressed in BTC.",
+          default_hint="\"0.00\"")],
+     description="Submit a package of raw transactions (serialized, hex-encoded) to local "
+                 "node.\nThe package will be validated according to consensus and mempool "
+                 "policy rules. If any transaction passes, it will be accepted to mempool.\n"
+                 "Each transaction pays its own way here: a parent below the mempool's minimum "
+                 "fee rate is refused, whatever its child pays (minibtc has no package fee "
+                 "rate).")
+def submitpackage(node, package, maxfeerate, maxburnamount):
+    from node.mempool import MempoolReject
+    from node.rpc.errors import RPC_TRANSACTION_ERROR
+    from node.rpc.jsonutil import btc
+    from node.rpc.mempool import DEFAULT_MAX_RAW_TX_FEE_RATE, _fee_rate_arg
+
+    if not isinstance(package, list):
+        raise RPCError(RPC_TYPE_ERROR, f"JSON value of type {json_type(package)} is not of "
+                       "expected type array")
+    if not 2 <= len(package) <= MAX_PACKAGE_COUNT:
+        raise RPCError(RPC_INVALID_PARAMETER, "Array must contain between 2 and "
+                       f"{MAX_PACKAGE_COUNT} transactions.")
+    max_rate = _fee_rate_arg(maxfeerate, DEFAULT_MAX_RAW_TX_FEE_RATE)
+    max_burn = amount(maxburnamount, "maxburnamount") if maxburnamount is not None else 0
+    txs = []
+    for raw in package:
+        try:
+            tx = decode_tx(raw)
+        except RPCError as err:
+            if err.code != RPC_DESERIALIZATION_ERROR:
+                raise
+            raise RPCError(RPC_DESERIALIZATION_ERROR, f"TX decode failed: {raw} Make sure the "
+                           "tx has at least one input.") from None
+        for out in tx.vout:
+            spk = out.script_pubkey
+            if (is_unspendable(spk) or not has_valid_ops(spk)) and out.value > max_burn:
+                raise RPCError(RPC_TRANSACTION_ERROR, "Unspendable output exceeds maximum "
+                               "configured by user (maxburnamount)")
+        txs.append(tx)
+    if not _child_with_parents_tree(txs):
+        raise RPCError(RPC_TRANSACTION_ERROR, "package topology disallowed. not "
+                       "child-with-parents or parents depend on each other.")
+
+    mempool = node.mempool
+    results: dict[bytes, dict] = {}
+    replaced: set[str] = set()
+    package_msg = _package_policy_error(txs)
+    announce: list[bytes] = []
+    with node.chain.lock:
+        for tx in txs if package_msg is None else ():
+            out: dict = {"txid": tx.txid_hex()}
+            entry = mempool.entries.get(tx.txid) if tx.txid in mempool else None
+            if entry is not None:
+                if entry.wtxid != tx.wtxid:
+                    out["other-wtxid"] = entry.wtxid[::-1].hex()
+                else:
+                    out["vsize"] = entry.vsize
+                    out["fees"] = {"base": btc(entry.fee)}
+                announce.append(tx.txid)
+                results[tx.wtxid] = out
+                continue
+            try:
+                res = mempool.accept(tx, max_fee_rate=max_rate or None)
+            except MempoolReject as err:
+                if err.missing_inputs:
+                    out["error"] = "missing-inputs"
+                elif err.reason == "max-fee-exceeded":
+                    out["error"] = "max feerate exceeded"
+                else:
+                    out["error"] = f"{err.reason}, {err.debug}" if err.debug else err.reason
+                results[tx.wtxid] = out
+                package_msg = "transaction failed"
+                break  # as Core, what follows a failed transaction is left unevaluated
+            mempool.unbroadcast.add(tx.txid)
+            out["vsize"] = res.vsize
+            out["fees"] = {"base": btc(res.fee),
+                           "effective-feerate": btc(res.fee * 1000 // res.vsize),
+                           "effective-includes": [tx.wtxid_hex()]}
+            replaced.update(r.txid_hex() for r in res.replaced)
+            results[tx.wtxid] = out
+    if announce and node.p2p is not None:
+        node.p2p.relay.announce_threadsafe(announce)
+    return {
+        "package_msg": package_msg or "success",
+        # (as Core: a transaction left unevaluated has no entry)
+        "tx-results": {tx.wtxid_hex(): results[tx.wtxid] for tx in txs if tx.wtxid in results},
+        "replaced-transactions": sorted(replaced),
+    }

@@ -448,3 +448,85 @@ def test_bdk_wallet_syncs_and_spends_through_electrum(env):
     assert env.call("getreceivedbyaddress", dest, wallet="default") == Decimal("0.6")
     bal = sync()
     assert bal.total.to_sat() == bal.confirmed.to_sat() == 187_500_000 - 60_000_000 - fee
+
+
+def _parent_and_child(env: Env) -> tuple[str, str, str, str]:
+    """A signed parent (paying a wallet address) and a child spending it: (hexes, txids)."""
+    coin = next(u for u in env.call("listunspent", wallet="default")
+                if Decimal(str(u["amount"])) >= 1)
+    addr = env.call("getnewaddress", wallet="default")
+    value = Decimal(str(coin["amount"])) - Decimal("0.0001")
+    raw = env.call("createrawtransaction", [{"txid": coin["txid"], "vout": coin["vout"]}],
+                   [{addr: str(value)}])
+    parent = env.call("signrawtransactionwithwallet", raw, wallet="default")["hex"]
+    ptx = env.call("decoderawtransaction", parent)
+    raw = env.call("createrawtransaction", [{"txid": ptx["txid"], "vout": 0}],
+                   [{env.call("getnewaddress", wallet="default"): str(value - Decimal("0.0001"))}])
+    prev = [{"txid": ptx["txid"], "vout": 0, "amount": str(value),
+             "scriptPubKey": ptx["vout"][0]["scriptPubKey"]["hex"]}]
+    child = env.call("signrawtransactionwithwallet", raw, prev, wallet="default")["hex"]
+    return parent, child, ptx["txid"], env.call("decoderawtransaction", child)["txid"]
+
+
+def test_submitpackage_as_cores(env):
+    from tests.functional.framework import RPCFailure
+
+    parent, child, ptxid, ctxid = _parent_and_child(env)
+    for bad, code, text in [
+        ([parent], -8, "Array must contain between 2 and 25 transactions."),
+        ([child, parent], -25, "package topology disallowed. not child-with-parents or "
+                               "parents depend on each other."),
+        ([parent, "00zz"], -22, "TX decode failed: 00zz Make sure the tx has at least one "
+                                "input."),
+    ]:
+        with pytest.raises(RPCFailure) as err:
+            env.call("submitpackage", bad)
+        assert (err.value.code, err.value.message) == (code, text)
+    with pytest.raises(RPCFailure) as err:
+        env.call("submitpackage", "nope")
+    assert err.value.code == -3
+    # a child and its parent, accepted together
+    res = env.call("submitpackage", [parent, child])
+    assert res["package_msg"] == "success" and res["replaced-transactions"] == []
+    pw = env.call("decoderawtransaction", parent)["hash"]
+    cw = env.call("decoderawtransaction", child)["hash"]
+    assert set(res["tx-results"]) == {pw, cw}
+    for wtxid, txid in ((pw, ptxid), (cw, ctxid)):
+        r = res["tx-results"][wtxid]
+        entry = env.call("getmempoolentry", txid)
+        assert r["txid"] == txid and r["vsize"] == entry["vsize"]
+        assert Decimal(str(r["fees"]["base"])) == Decimal(str(entry["fees"]["base"]))
+        assert r["fees"]["effective-includes"] == [wtxid]
+    # again: both already in the mempool (no effective fee rate, as Core)
+    again = env.call("submitpackage", [parent, child])
+    assert again["package_msg"] == "success"
+    assert all("effective-feerate" not in r["fees"] for r in again["tx-results"].values())
+    env.mine(1)
+
+
+def test_electrum_1_6_and_1_7_methods(env):
+    """Protocol 1.6's broadcast_package and mempool.get_info, 1.7's outpoint status (from the
+    node's -txospenderindex through gettxspendingprevout)."""
+    parent, child, ptxid, ctxid = _parent_and_child(env)
+    with ElectrumClient("127.0.0.1", env.svc.port, protocol="1.7") as c:
+        assert c.server_version[1] == "1.7"
+        assert c.call("blockchain.transaction.broadcast_package", [parent, child]) == \
+            {"success": True}
+        assert {ptxid, ctxid} <= set(env.call("getrawmempool"))
+        info = env.call("getmempoolinfo")
+        got = c.call("mempool.get_info")
+        for key in ("mempoolminfee", "minrelaytxfee", "incrementalrelayfee"):
+            assert Decimal(str(got[key])) == Decimal(str(info[key]))
+        env.mine(1)
+        env.synced()
+        height = env.call("getblockcount")
+        pvout = env.call("getrawtransaction", ptxid, True)["vout"][0]["scriptPubKey"]["hex"]
+        cvout = env.call("getrawtransaction", ctxid, True)["vout"][0]["scriptPubKey"]["hex"]
+        status = c.call("blockchain.outpoint.get_status", ptxid, 0, pvout)
+        spend = env.call("gettxspendingprevout", [{"txid": ptxid, "vout": 0}])[0]
+        assert spend["spendingtxid"] == ctxid
+        assert status == {"funder_height": height, "spender_txhash": ctxid,
+                          "spender_height": height}
+        unspent = c.call("blockchain.outpoint.get_status", ctxid, 0, cvout)
+        assert unspent == {"funder_height": height}
+        assert c.call("blockchain.outpoint.get_status", "00" * 32, 0, cvout) == {}
