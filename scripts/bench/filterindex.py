@@ -11,7 +11,10 @@ minibtcd -loadblock with and without -blockfilterindex (until the chain and the 
 the last block; median of --rounds runs, alternated, as other load on the machine makes single
 runs noisy).
 
-Run: .venv/bin/python scripts/bench/filterindex.py [--blocks 100] [--txs 20000]
+With --zmq, each round also imports with every -zmqpub* notifier on (a subscriber in this
+process takes every message): what publishing costs block connection.
+
+Run: .venv/bin/python scripts/bench/filterindex.py [--blocks 100] [--txs 20000] [--zmq]
 """
 
 from __future__ import annotations
@@ -76,22 +79,57 @@ def daemon_import(blk: Path, height: int, extra: list[str]) -> float:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--blocks", type=int, default=100)
-    ap.add_argument("--txs", type=int, default=20_000)
-    ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "minibtc-bench"))
-    ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args()
-    cache = Path(args.cache)
-    cache.mkdir(parents=True, exist_ok=True)
-    blk = cache / f"connect_{args.blocks}_{args.txs}.dat"
-    meta = blk.with_suffix(".meta")
-    if not blk.exists() or not meta.exists():
-        print(f"generating {args.blocks} blocks with {args.txs} signed transactions ...")
-        counts = generate(blk, args.blocks, args.txs)
-        meta.write_text(" ".join(map(str, counts)))
-    n_blocks, n_txs, n_inputs = map(int, meta.read_text().split())
+class ZmqDrain:
+    """A subscriber to every topic at `address`, counting what it receives (a thread)."""
+
+    def __init__(self, address: str) -> None:
+        import threading
+
+        import zmq
+
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.SUB)
+        self.sock.setsockopt(zmq.RCVTIMEO, 200)
+        self.sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self.sock.connect(address)
+        self.count = 0
+        self.stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import zmq
+
+        while not self.stop:
+            try:
+                self.sock.recv_multipart()
+                self.count += 1
+            except zmq.Again:
+                pass
+
+    def close(self) -> int:
+        self.stop = True
+        self.thread.join()
+        self.sock.close(linger=0)
+        self.ctx.term()
+        return self.count
+
+
+def zmq_import(blk: Path, height: int) -> tuple[float, int]:
+    from tests.functional.framework import free_port
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    drain = ZmqDrain(address)
+    try:
+        t = daemon_import(blk, height, [f"-zmqpub{topic}={address}" for topic in (
+            "hashblock", "hashtx", "rawblock", "rawtx", "sequence")])
+    finally:
+        n = drain.close()
+    return t, n
+
+
+def index_builds(blk: Path) -> None:
+    """The import alone (python -m node.importer), then each index built over it alone."""
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         p = subprocess.run([sys.executable, "-m", "node.importer", f"-datadir={d}",
@@ -103,20 +141,52 @@ def main() -> None:
         t_filter = build(Path(d), blockfilterindex=True)
         t_others = {name: build(Path(d), **{name: True})
                     for name in ("txindex", "coinstatsindex", "txospenderindex")}
-    print(f"chain: {n_blocks} spending blocks (+200 funding), {n_txs} txs, {n_inputs} inputs")
     print(f"import: {t_import:.1f} s; basic filter index over it: {t_filter:.1f} s "
           f"= {t_filter / t_import:.2f} x the import (goal <= 0.20)")
     print("other indexes: " + ", ".join(f"{k} {v:.1f} s = {v / t_import:.2f} x"
                                         for k, v in t_others.items()))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--blocks", type=int, default=100)
+    ap.add_argument("--txs", type=int, default=20_000)
+    ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "minibtc-bench"))
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--zmq", action="store_true", help="also import with ZMQ notifications on")
+    ap.add_argument("--no-index-builds", action="store_true",
+                    help="skip the index builds (end-to-end imports only)")
+    args = ap.parse_args()
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    blk = cache / f"connect_{args.blocks}_{args.txs}.dat"
+    meta = blk.with_suffix(".meta")
+    if not blk.exists() or not meta.exists():
+        print(f"generating {args.blocks} blocks with {args.txs} signed transactions ...")
+        counts = generate(blk, args.blocks, args.txs)
+        meta.write_text(" ".join(map(str, counts)))
+    n_blocks, n_txs, n_inputs = map(int, meta.read_text().split())
+    print(f"chain: {n_blocks} spending blocks (+200 funding), {n_txs} txs, {n_inputs} inputs")
+    if not args.no_index_builds:
+        index_builds(blk)
     ratios = []
+    zmq_ratios = []
     for _ in range(args.rounds):
         plain = daemon_import(blk, 200 + n_blocks, [])
         filtered = daemon_import(blk, 200 + n_blocks, ["-blockfilterindex"])
         ratios.append(filtered / plain)
         print(f"  minibtcd -loadblock: {plain:.1f} s; with -blockfilterindex (index synced too): "
               f"{filtered:.1f} s", flush=True)
+        if args.zmq:
+            published, messages = zmq_import(blk, 200 + n_blocks)
+            zmq_ratios.append(published / plain)
+            print(f"  with every -zmqpub* notifier and a subscriber: {published:.1f} s "
+                  f"({messages} messages received)", flush=True)
     print(f"end to end, median of {args.rounds}: -blockfilterindex makes the import "
           f"{statistics.median(ratios):.2f} x as long (goal <= 1.20)")
+    if zmq_ratios:
+        print(f"end to end, median of {args.rounds}: ZMQ notifications make the import "
+              f"{statistics.median(zmq_ratios):.2f} x as long")
 
 
 if __name__ == "__main__":
