@@ -16,7 +16,7 @@ node's own import of it.
    ElectrumX (until it serves); printed as the ratio of the two.
 
 Run: .venv/bin/python scripts/bench/electrum.py [--history 10000] [--blocks 200] [--txs 100000]
-     (--skip-cold for part 1 alone)
+     (--skip-cold for part 1 alone, --skip-history for part 2 alone)
 """
 
 from __future__ import annotations
@@ -200,11 +200,13 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=200)
     ap.add_argument("--txs", type=int, default=100_000)
     ap.add_argument("--skip-cold", action="store_true")
+    ap.add_argument("--skip-history", action="store_true")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "minibtc-bench"))
     args = ap.parse_args()
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    bench_history(cache, args.history, args.calls)
+    if not args.skip_history:
+        bench_history(cache, args.history, args.calls)
     if not args.skip_cold:
         bench_cold(cache, args.blocks, args.txs)
 
