@@ -9,7 +9,7 @@ import threading
 from collections import OrderedDict
 
 from consensus.merkleblock import MerkleBlock
-from consensus.params import MAIN
+from consensus.params import MAIN, REGTEST
 from consensus.serialize import DeserializationError, Reader
 from consensus.tx import Transaction, TxOut
 from node.esplora.encode import block_json, status_json, tx_json
@@ -282,13 +282,8 @@ class EsploraQuery:
         try:
             script = address_to_script(text, self.params)
         except AddressError as err:
-            other = MAIN if self.params is not MAIN else None
-            if other is not None:
-                try:
-                    decode_address(text, other)
-                    raise bad_request("Address on invalid network") from None
-                except AddressError:
-                    pass
+            if _other_network(text, self.params):
+                raise bad_request("Address on invalid network") from None
             raise bad_request(err.args[0] if err.args else "Invalid address") from None
         return hashlib.sha256(script).digest()
 
@@ -490,6 +485,26 @@ class EsploraQuery:
             if rate is not None:
                 out[str(target)] = rate / 1000
         return out
+
+
+def _other_network(text: str, params) -> bool:
+    """Whether an address is a valid one of another Bitcoin network (main, test/signet,
+    regtest): electrs's "Address on invalid network"."""
+    from wallet.bech32 import Bech32Error, bech32_decode
+
+    for other in (MAIN, REGTEST):
+        if other is params:
+            continue
+        try:
+            decode_address(text, other)
+            return True
+        except AddressError:
+            pass
+    try:
+        _enc, hrp, values = bech32_decode(text)
+    except Bech32Error:
+        return False
+    return bool(values) and hrp in ("bc", "tb", "bcrt") and hrp != params.bech32_hrp
 
 
 def _sha256d(data: bytes) -> bytes:

@@ -399,6 +399,9 @@ def test_bad_requests(net):
         400, "Address on invalid network")
     assert es.error("/address/1BvBMSEYstWetqTFn5Au4m4GFg7xJaNVN2") == (
         400, "Address on invalid network")
+    assert es.error("/address/tb1qw508d6qejxtdg4y5r3zarvary0c5xw7kxpjzsx") == (
+        400, "Address on invalid network")
+    assert es.error("/address/bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt081")[0] == 400
     assert es.error("/scripthash/abcd") == (400, "Invalid scripthash")
     assert es.error("/nothing/here") == (404, 'endpoint does not exist "/nothing/here"')
     assert es.error("/blocks/tip/height/") == (404, 'endpoint does not exist "/blocks/tip/height/"')
