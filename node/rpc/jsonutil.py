@@ -67,6 +67,44 @@ def double(value: float) -> Double:
     return Double(value)
 
 
+def _tagger(marker: str):
+    def default(o):
+        if isinstance(o, Amount):
+            return marker + o.btc_str()
+        if isinstance(o, Double):
+            return f"{marker}{o.value:.16g}"
+        if isinstance(o, Decimal):
+            return f"{marker}{o}"
+        raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
+    return default
+
+
+def dumps_bytes(obj) -> bytes:
+    """dumps as UTF-8 bytes with a newline at the end (an RPC reply), made with as few
+    copies as possible: a big reply (a getblock 2, a decodescript of megabytes) is written
+    once by orjson and only copied again when it holds numbers to unquote. A lone surrogate
+    in a string is written as its JSON escape (\\ud800)."""
+    marker = "\x00" + os.urandom(6).hex() + ":"
+    try:
+        data = orjson.dumps(obj, default=_tagger(marker), option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError as err:
+        if isinstance(err.__cause__, TypeError):
+            raise err.__cause__ from None
+        # (integers beyond 64 bits, lone surrogates: the stdlib encoder's way)
+        return (dumps(obj) + "\n").encode("utf-8", "backslashreplace")
+    tag = ('"' + json.dumps(marker)[1:-1]).encode()
+    if tag not in data:
+        return data
+    pieces = data.split(tag)
+    out = [pieces[0]]
+    for piece in pieces[1:]:
+        end = piece.index(b'"')
+        out.append(piece[:end])
+        out.append(piece[end + 1:])
+    del data, pieces
+    return b"".join(out)
+
+
 def dumps(obj, indent: int | None = None) -> str:
     """JSON text with Amounts, Doubles and Decimals written as exact numbers.
 
@@ -76,16 +114,7 @@ def dumps(obj, indent: int | None = None) -> str:
     encoding (about ten times faster than json on big replies such as getblock 2); the
     stdlib encoder takes over for what orjson refuses (integers beyond 64 bits, indent)."""
     marker = "\x00" + os.urandom(6).hex() + ":"
-
-    def default(o):
-        if isinstance(o, Amount):
-            return marker + o.btc_str()
-        if isinstance(o, Double):
-            return f"{marker}{o.value:.16g}"
-        if isinstance(o, Decimal):
-            return f"{marker}{o}"
-        raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
-
+    default = _tagger(marker)
     text = None
     if indent is None:
         try:

@@ -7,7 +7,20 @@
 - JSON-RPC 1.0 (legacy) replies carry both `result` and `error`, errors use HTTP 500 (404
   for an unknown method, 400 for an invalid request); JSON-RPC 2.0 replies carry one of them
   with HTTP 200, and notifications get 204. Batches are arrays, answered with HTTP 200.
-- Bodies above the request-size limit are refused with HTTP 413.
+- Requests are limited as Core's: 8 KiB request line and header lines (HTTP 400 above),
+  32 MiB body (HTTP 413); -rpcservertimeout (30 s) closes a connection that sends nothing for
+  that long, while idle between requests, in the middle of a request or while its reply is
+  not read; -rpcworkqueue bounds the requests waiting for a thread (HTTP 503 past it).
+- Replies are bounded (our choice, Core has no limit): one whose JSON would exceed
+  MAX_REPLY (128 MiB, four times the request limit) is answered with error -7 (Core's
+  RPC_OUT_OF_MEMORY) instead, per call of a batch. Legitimate replies stay far below it (a
+  getblock 3 of a full block is a few tens of MB); what reaches it is amplification, e.g. a
+  decodescript of a 30 MB script (its asm is 6 times its hex). Replies are written once by
+  orjson, without further copies, in chunks that each must leave within the timeout; after
+  a request or reply of a megabyte or more, freed memory is given back to the system
+  (glibc's malloc_trim; and blocks of 1 MiB and up are unmapped when freed, see
+  limit_heap_retention), so that RSS returns near its start after a burst. Requests of a
+  megabyte or more run two at a time, so that a burst of them cannot multiply the peak.
 - Method calls run in a thread pool (they take the chain lock), so the event loop keeps
   serving other clients meanwhile; methods marked `inline` run on the loop.
 """
@@ -16,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import ctypes
 import hmac
 import ipaddress
 import json
@@ -37,6 +51,7 @@ from node.rpc.errors import (
     RPC_INTERNAL_ERROR,
     RPC_INVALID_REQUEST,
     RPC_METHOD_NOT_FOUND,
+    RPC_OUT_OF_MEMORY,
     RPC_PARSE_ERROR,
     RPCError,
 )
@@ -45,6 +60,12 @@ from node.rpc.registry import REGISTRY
 log = logging.getLogger("rpc")
 
 MAX_BODY = 0x02000000  # 32 MiB, Core's MAX_SIZE for an HTTP request body
+MAX_HEADERS = 8192  # Core's MAX_HEADERS_SIZE (here per line: aiohttp's limits are per line)
+MAX_REPLY = 4 * MAX_BODY  # our bound on one reply (Core has none): see the module's text
+DEFAULT_SERVER_TIMEOUT = 30  # Core's DEFAULT_HTTP_SERVER_TIMEOUT (-rpcservertimeout), seconds
+BIG = 1 << 20  # requests and replies from this size on: chunked writes, then a memory trim
+WRITE_CHUNK = 1 << 20
+BIG_AT_ONCE = 2  # big requests processed at the same time (the others wait their turn)
 AUTH_FAIL_DELAY = 0.25
 COOKIE_USER = "__cookie__"
 
@@ -149,8 +170,18 @@ class RPCServer:
         threads: int = 8,
         whitelist: Whitelist | None = None,
         work_queue: int = 64,
+        timeout: float | None = None,
     ) -> None:
         self.node = node
+        if timeout is None:
+            config = getattr(node, "config", None)
+            timeout = (config.arg_int("rpcservertimeout", DEFAULT_SERVER_TIMEOUT)
+                       if config is not None else DEFAULT_SERVER_TIMEOUT)
+        # (Core hands the value to libevent; zero or less would mean no timeout there, which
+        # is no protection: the default then)
+        self.timeout = float(timeout) if timeout > 0 else float(DEFAULT_SERVER_TIMEOUT)
+        self._trim_pending = False
+        self._big = asyncio.Semaphore(BIG_AT_ONCE)
         self.credentials = credentials
         self.whitelist = whitelist or Whitelist([], False)
         self.threads = threads
@@ -170,13 +201,16 @@ class RPCServer:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        limit_heap_retention()
         app = web.Application(client_max_size=MAX_BODY)
         app.router.add_route("*", "/", self._handle)
         app.router.add_route("*", "/wallet/{wallet:.*}", self._handle)
         from node.rest import mount  # Core's REST interface under /rest/ with -rest
 
         mount(app, self)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                                     keepalive_timeout=self.timeout,
+                                     max_line_size=MAX_HEADERS, max_field_size=MAX_HEADERS)
         await self._runner.setup()
         for host, port in self.bind:
             site = web.TCPSite(self._runner, host, port, reuse_address=True)
@@ -232,10 +266,9 @@ class RPCServer:
             await asyncio.sleep(AUTH_FAIL_DELAY)
             return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="jsonrpc"'})
         allowed = self.whitelist.allowed(user)
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return web.Response(status=413, text="Request body too large")
+        body = await self._read_body(request, peer)
+        if not isinstance(body, bytes):
+            return body
         wallet = request.match_info.get("wallet")
         if wallet is not None:
             from urllib.parse import unquote
@@ -248,7 +281,7 @@ class RPCServer:
                 return web.Response(status=403)
             if isinstance(req, dict) and _is_inline(req):
                 # Fast, lock-free methods answer on the loop without a thread hop.
-                return self._response(*self._encode(*self._call(req, wallet, peer)))
+                return await self._send(request, *self._encode(*self._call(req, wallet, peer)))
         # Parsing a big body, running the method and encoding its reply all happen on a
         # worker thread, so the loop keeps serving other clients meanwhile.
         loop = asyncio.get_running_loop()
@@ -270,11 +303,91 @@ class RPCServer:
             return web.Response(status=503, text="Work queue depth exceeded")
         self.in_executor += 1
         try:
-            status, payload = await loop.run_in_executor(executor, self._process, req, body,
-                                                         wallet, peer, allowed, user)
+            if len(body) >= BIG and executor is self.executor:
+                # Big requests (those that can make big replies) run BIG_AT_ONCE at a time,
+                # so a burst of them cannot multiply the memory each takes. (Not the wallet's
+                # calls: they may wait for node calls, which must never wait for them.)
+                async with self._big:
+                    status, payload = await loop.run_in_executor(
+                        executor, self._process, req, body, wallet, peer, allowed, user)
+            else:
+                status, payload = await loop.run_in_executor(
+                    executor, self._process, req, body, wallet, peer, allowed, user)
         finally:
             self.in_executor -= 1
-        return self._response(status, payload)
+        big = len(body) >= BIG or (payload is not None and len(payload) >= BIG)
+        del body, req
+        try:
+            return await self._send(request, status, payload)
+        finally:
+            if big:
+                self._schedule_trim()
+
+    async def _read_body(self, request: web.Request, peer: str) -> bytes | web.Response:
+        """The request's body, read as it comes: at most MAX_BODY bytes (HTTP 413 past it, as
+        Core's), and the connection is closed when the client sends nothing for the timeout."""
+        length = request.content_length
+        if length is not None and length > MAX_BODY:
+            resp = web.Response(status=413, text="Request body too large")
+            resp.force_close()
+            return resp
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            try:
+                chunk = await asyncio.wait_for(request.content.readany(), self.timeout)
+            except TimeoutError:
+                log.info("RPC client %s sent nothing for %g s in a request: connection closed",
+                         peer, self.timeout)
+                if request.transport is not None:
+                    request.transport.close()
+                return web.Response(status=408)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > MAX_BODY:
+                resp = web.Response(status=413, text="Request body too large")
+                resp.force_close()
+                return resp
+            chunks.append(chunk)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _send(self, request: web.Request, status: int,
+                    payload: bytes | None) -> web.StreamResponse:
+        """A reply; a big one is written here in chunks, each of which must be taken by the
+        client within the timeout (Core's -rpcservertimeout applies to writes too), so a
+        client that stops reading cannot hold a big reply in memory for ever."""
+        if payload is None or status == 403 or len(payload) < BIG:
+            return self._response(status, payload)
+        resp = web.StreamResponse(status=status, headers={"Content-Type": "application/json"})
+        resp.content_length = len(payload)
+        view = memoryview(payload)
+        try:
+            await asyncio.wait_for(resp.prepare(request), self.timeout)
+            for i in range(0, len(view), WRITE_CHUNK):
+                await asyncio.wait_for(resp.write(view[i:i + WRITE_CHUNK]), self.timeout)
+            await asyncio.wait_for(resp.write_eof(), self.timeout)
+        except TimeoutError:
+            log.info("RPC client %s took no reply data for %g s: connection closed",
+                     request.remote, self.timeout)
+            if request.transport is not None:
+                request.transport.close()
+        finally:
+            view.release()
+        return resp
+
+    def _schedule_trim(self) -> None:
+        """Give freed memory back to the system soon (once for a burst of big requests)."""
+        if self._trim_pending:
+            return
+        self._trim_pending = True
+        loop = asyncio.get_running_loop()
+
+        def run() -> None:
+            self._trim_pending = False
+            loop.run_in_executor(None, release_memory)
+
+        loop.call_later(0.5, run)
 
     def _process(self, req: Any, body: bytes, wallet: str | None, peer: str,
                  allowed: set[str] | None = None, user: str = "") -> tuple[int, bytes | None]:
@@ -288,21 +401,35 @@ class RPCServer:
             replies = [r for _, r in self._run_batch(req, wallet, peer) if r is not None]
             if req and not replies:  # only notifications: nothing to say (Core: 204)
                 return 204, None
-            return self._encode(200, replies)
+            return 200, self._encode_batch(replies)
         if isinstance(req, dict):
             return self._encode(*self._call(req, wallet, peer))
         return self._encode(*_v1_error(
             RPCError(RPC_PARSE_ERROR, "Top-level object parse error"), None))
 
     @staticmethod
-    def _encode(status: int, reply: Any) -> tuple[int, bytes | None]:
+    def _encode(status: int, reply: Any, limit: int | None = None) -> tuple[int, bytes | None]:
+        """A reply as JSON bytes; one longer than `limit` (MAX_REPLY) becomes error -7."""
         if reply is None:
             return status, None
         try:
             # A lone surrogate (from a request's id or strings) is written as its JSON escape
-            # (\ud800): backslashreplace writes exactly that, so one odd id never costs the
-            # reply, or a whole batch's.
-            return status, (jsonutil.dumps(reply) + "\n").encode("utf-8", "backslashreplace")
+            # (\ud800), so one odd id never costs the reply, or a whole batch's.
+            data = jsonutil.dumps_bytes(reply)
+            limit = MAX_REPLY if limit is None else limit
+            if len(data) <= limit:
+                return status, data
+            size = len(data)
+            del data
+            log.info("RPC reply of %d bytes refused (limit %d)", size, limit)
+            err = RPCError(RPC_OUT_OF_MEMORY,
+                           f"Reply too large: {size} bytes, more than the limit of {limit}")
+            rid = reply.get("id") if isinstance(reply, dict) else None
+            if isinstance(reply, dict) and reply.get("jsonrpc") == "2.0":
+                return status, jsonutil.dumps_bytes({"jsonrpc": "2.0", "error": err.to_json(),
+                                                     "id": rid})
+            status, small = _v1_error(err, rid)
+            return status, jsonutil.dumps_bytes(small)
         except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as err:
             # E.g. an object a method should not have returned: still answer in JSON.
             log.warning("could not encode a reply: %s", err)
@@ -310,6 +437,22 @@ class RPCServer:
             fallback = _v1_error(RPCError(RPC_INTERNAL_ERROR, "Reply could not be encoded"),
                                  rid if isinstance(rid, (int, str)) and _encodable(rid) else None)
             return 500, (json.dumps(fallback[1]) + "\n").encode()
+
+    @classmethod
+    def _encode_batch(cls, replies: list) -> bytes:
+        """A batch's replies, each encoded on its own: those that would take the whole past
+        MAX_REPLY become error -7, the others are kept."""
+        pieces: list[Any] = [b"["]
+        room = MAX_REPLY
+        for i, reply in enumerate(replies):
+            _, data = cls._encode(200, reply, limit=room)
+            assert data is not None
+            if i:
+                pieces.append(b",")
+            pieces.append(memoryview(data)[:-1])  # (without its newline)
+            room = max(0, room - len(data))
+        pieces.append(b"]\n")
+        return b"".join(pieces)
 
     @staticmethod
     def _response(status: int, payload: bytes | None) -> web.Response:
@@ -444,6 +587,38 @@ def _parse(body: bytes) -> Any:
                           object_pairs_hook=jsonutil.json_object)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return _UNPARSABLE
+
+
+_malloc_trim: Any = None
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+
+
+def limit_heap_retention() -> None:
+    """Make glibc give big blocks (1 MiB and up) back to the system when they are freed.
+
+    By default glibc raises its mmap threshold to the size of each big block freed (up to
+    32 MiB), so that after one 30 MB request body, every later block up to that size comes
+    from a heap that keeps its pages: a burst of big requests left RSS hundreds of MB up for
+    good, which malloc_trim does not undo. A fixed threshold keeps those blocks mapped on
+    their own and unmapped when freed (a few page faults per megabyte: nothing beside the
+    work on such a block)."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 1 << 20)
+    except (OSError, AttributeError):
+        pass  # not glibc
+
+
+def release_memory() -> None:
+    """Give the heap's free pages back to the system (glibc keeps what Python frees, in
+    every thread's arena; elsewhere nothing to do)."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        try:
+            _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
 
 
 def _no_constant(name: str) -> Any:

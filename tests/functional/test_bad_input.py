@@ -37,3 +37,83 @@ def test_malformed_http_is_one_short_log_line(tmp_path):
         assert "Traceback" not in log
         assert all(len(line) < 400 for line in log.splitlines() if "aiohttp" in line)
         assert n.call("getblockcount") == 0
+
+
+def _rss_mb(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) // 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_rpc_request_limits_and_server_timeout(tmp_path):
+    """Core's HTTP limits: 8 KiB header lines (400), 32 MiB bodies (413), and
+    -rpcservertimeout closes a connection idle, stalled in its headers or in its body."""
+    import socket
+
+    with NodeProcess(tmp_path / "n", "-rpcservertimeout=1") as n:
+        user, pw = n.auth()
+        import base64
+
+        auth = base64.b64encode(f"{user}:{pw}".encode())
+
+        def exchange(data: bytes) -> bytes:
+            with socket.create_connection(("127.0.0.1", n.rpcport), timeout=60) as s:
+                s.sendall(data)
+                out = b""
+                while chunk := s.recv(65536):  # until the server closes
+                    out += chunk
+                return out
+
+        # A request line over 8 KiB: 400.
+        assert exchange(b"POST /" + b"x" * 10000 + b" HTTP/1.1\r\n\r\n").split(b" ")[1] == b"400"
+        # A declared body over 32 MiB: 413, without reading it.
+        assert exchange(b"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + auth +
+                        b"\r\nContent-Length: 33554433\r\n\r\n{").split(b" ")[1] == b"413"
+        # Stalled in the headers, in the body, and idle after a reply: closed by the server
+        # (recv returns the end of the stream; without the timeout it would wait for ever,
+        # and the socket's own 60 s timeout would raise instead).
+        assert exchange(b"POST / HTTP/1.1\r\nHost: x\r\n") == b""
+        assert exchange(b"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + auth +
+                        b"\r\nContent-Length: 100\r\n\r\n{\"method\"") == b""
+        reply = exchange(b"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + auth +
+                         b"\r\nContent-Length: 26\r\n\r\n{\"method\":\"getblockcount\"}")
+        assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b'"id":null}\n')
+        assert n.call("getblockcount") == 0
+
+
+def test_big_replies_are_bounded_and_memory_returns(tmp_path):
+    """A request whose reply would pass MAX_REPLY (a decodescript of 12 MB: its asm is 176
+    MB) gets error -7; after a burst of them the node's memory returns near its start."""
+    import json
+    import threading
+
+    from node.rpc.server import MAX_REPLY
+
+    with NodeProcess(tmp_path / "n") as n:
+        # A big reply under the limit is whole (1 MB of OP_CHECKSIG: 12 MB of asm).
+        assert len(n.call("decodescript", "ac" * (1 << 20))["asm"]) == 12 * (1 << 20) - 1
+        start = _rss_mb(n.proc.pid)
+        body = json.dumps({"method": "decodescript", "params": ["ac" * (12 << 20)],
+                           "id": 7}).encode()
+        replies = []
+
+        def one():
+            replies.append(n.request(None, raw=body))
+
+        threads = [threading.Thread(target=one) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(replies) == 3
+        for status, reply in replies:
+            assert status == 500 and reply["error"]["code"] == -7, (status, reply)
+            assert str(MAX_REPLY) in reply["error"]["message"] and reply["id"] == 7
+        assert n.call("getblockcount") == 0
+        import time
+
+        time.sleep(2)  # (the trim runs half a second after the last big request)
+        after = _rss_mb(n.proc.pid)
+        print(f"RSS {start} MB before the burst, {after} MB after")
+        assert after < start + 150, (start, after)
