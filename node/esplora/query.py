@@ -337,11 +337,12 @@ class EsploraQuery:
         sh = self.script_hash(kind, text)
         with self.view() as view:
             confirmed = view.utxos(sh)
+            mem = self.mempool.utxos(sh)  # (the view's lock before the chain's, never inside)
             out = []
             with self.chain.lock:
                 spent = self.node.mempool.is_spent
                 confirmed = [u for u in confirmed if not spent(u[0], u[1])]
-                mem = [u for u in self.mempool.utxos(sh) if not spent(u[0], u[1])]
+                mem = [u for u in mem if not spent(u[0], u[1])]
             for txid, n, height, value in sorted(confirmed, key=lambda u: (u[2], u[0], u[1])):
                 out.append({"txid": txid[::-1].hex(), "vout": n,
                             "status": status_json(view.block_at(height)), "value": value})

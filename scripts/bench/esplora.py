@@ -144,6 +144,7 @@ def latency(blk: Path, height: int, n_txs: int, requests: int) -> None:
             "GET /address/:a/txs/chain/:last (deep pages)":
                 lambda: f"{base}/address/{addr}/txs/chain/{rng.choice(all_pages)}",
         }
+        utxo = sorted(fetch(f"{base}/address/{addr}/utxo")[0] for _ in range(5))
         results = {}
         for _ in range(3):  # interleaved rounds: load on the machine hits all alike
             for name, url in kinds.items():
@@ -161,6 +162,8 @@ def latency(blk: Path, height: int, n_txs: int, requests: int) -> None:
         print(f"  pages read for the first time (cold caches, {len(cold)}): median "
               f"{statistics.median(cold) * 1000:.1f} ms, max {cold[-1] * 1000:.1f} ms "
               f"= {statistics.median(cold) / floor:.1f} x the bare round trip")
+        print(f"  GET /address/:a/utxo (all {n_txs} outputs, for information): median "
+              f"{statistics.median(utxo) * 1000:.0f} ms of 5")
         med = statistics.median(results["GET /address/:a/txs (25 newest)"])
         print(f"goal: /address/:a/txs median under 50 ms: {'met' if med < 0.05 else 'NOT met'} "
               f"({med * 1000:.1f} ms)")
