@@ -5,8 +5,13 @@ each node's peers. The page (explorer.html) polls /api/state; everything comes f
 nodes' JSON-RPC.
 
     GET /                 the page
-    GET /api/state        {"nodes", "links", "blocks", "mempool"}
-    GET /api/block/HASH   a block with its transactions (node 0's view)
+    GET /api/state        {"nodes", "links", "blocks", "mempool", "reorgs"}
+    GET /api/block/HASH   a block with its transactions, their inputs, outputs and fees (the
+                          view of the first node that answers)
+
+Amounts are strings with 8 decimals as Core prints them ("0.00000000"), fee rates in sat/vB.
+Reorgs are noticed by a watcher that polls every node's tip every second while the explorer
+runs (a node whose new tip does not descend from its old one went through a reorg).
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import asyncio
 import logging
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from pathlib import Path
 
 from aiohttp import web
@@ -29,6 +36,16 @@ PAGE = Path(__file__).with_name("explorer.html")
 TREE_DEPTH = 12  # heights of the block tree shown below the highest tip
 MEMPOOL_SHOWN = 50
 _HASH = re.compile(r"^[0-9a-f]{64}$")
+REORGS_KEPT = 50
+
+
+def amount(v) -> str:  # noqa: ANN001
+    """BTC as Core prints it: 8 decimals, never 0E-8."""
+    return f"{Decimal(str(v)):.8f}"
+
+
+def sat_per_vb(fee_btc, vsize: int) -> str:  # noqa: ANN001
+    return f"{Decimal(str(fee_btc)) * 100_000_000 / vsize:.1f}" if vsize else ""
 
 
 class State:
@@ -38,7 +55,9 @@ class State:
         self.net = net
         self.headers: dict[str, dict] = {}  # block hash -> header (blocks never change)
         self.lock = threading.Lock()
-
+        self.tips: dict[int, str] = {}  # each node's last tip seen by watch()
+        self.reorgs: list[dict] = []  # newest first
+        self.tip_lock = threading.Lock()  # (the watcher and page requests both note tips)
 
     def header(self, i: int, h: str) -> dict:
         with self.lock:
@@ -58,7 +77,8 @@ class State:
         tips: dict[int, list[dict]] = {}
         for s in net.status():
             i = s["node"]
-            row: dict = {"node": i, "up": False, "rpc": s["rpc"], "p2p": s["p2p"]}
+            row: dict = {"node": i, "up": False, "rpc": s["rpc"], "p2p": s["p2p"],
+                         "services": net.spec.services.get(str(i), {})}
             if "mempool" in s:  # the node answered (its wallet may not have)
                 try:
                     tips[i] = net.call(i, "getchaintips")
@@ -67,13 +87,68 @@ class State:
                 except (NodeUnreachable, NodeRPCError) as err:
                     row["error"] = str(err)
             if s["up"]:
-                row["balance"] = f"{s['balance']:.8f}"
-                row["immature"] = f"{s['immature']:.8f}"
+                row["balance"] = amount(s["balance"])
+                row["immature"] = amount(s["immature"])
             else:
                 row.setdefault("error", s.get("error", ""))
             nodes.append(row)
+        self._note_tips({n["node"]: n["tip"] for n in nodes if n["up"]})
+        with self.lock:
+            reorgs = list(self.reorgs)
         return {"nodes": nodes, "links": self._links(nodes), "blocks": self._tree(nodes, tips),
-                "mempool": self._mempool(nodes)}
+                "mempool": self._mempool(nodes), "reorgs": reorgs}
+
+    # -- reorgs -----------------------------------------------------------------------------
+
+    def watch(self) -> None:
+        """One look at every node's tip (the watcher calls it every second)."""
+        self.net.reload()
+        tips = {}
+        for i in range(self.net.spec.nodes):
+            try:
+                tips[i] = self.net.call(i, "getbestblockhash")
+            except (NodeUnreachable, NodeRPCError):
+                continue
+        self._note_tips(tips)
+
+    def _note_tips(self, tips: dict[int, str]) -> None:
+        with self.tip_lock:
+            self._note_tips_locked(tips)
+
+    def _note_tips_locked(self, tips: dict[int, str]) -> None:
+        for i, new in tips.items():
+            old = self.tips.get(i)
+            self.tips[i] = new
+            if old is None or old == new:
+                continue
+            try:
+                fork = self._fork_point(i, old, new)
+            except (NodeUnreachable, NodeRPCError):
+                continue
+            if fork == old:
+                continue  # the new tip extends the old one
+            o, n = self.header(i, old), self.header(i, new)
+            f = self.header(i, fork) if fork else {"height": -1}
+            entry = {"time": int(time.time()), "node": i, "depth": o["height"] - f["height"],
+                     "old_tip": old, "old_height": o["height"], "new_tip": new,
+                     "new_height": n["height"], "fork_height": f["height"]}
+            with self.lock:
+                self.reorgs.insert(0, entry)
+                del self.reorgs[REORGS_KEPT:]
+
+    def _fork_point(self, i: int, a: str, b: str) -> str | None:
+        """The last block two chains share (None if they share none we can see)."""
+        ha, hb = self.header(i, a), self.header(i, b)
+        while ha["hash"] != hb["hash"]:
+            if ha["height"] >= hb["height"]:
+                if ha["prev"] is None:
+                    return None
+                ha = self.header(i, ha["prev"])
+            else:
+                if hb["prev"] is None:
+                    return None
+                hb = self.header(i, hb["prev"])
+        return ha["hash"]
 
     def _links(self, nodes: list[dict]) -> list[dict]:
         net = self.net
@@ -110,18 +185,40 @@ class State:
         if i is None:
             return []
         entries = self.net.call(i, "getrawmempool", True)
-        rows = [{"txid": t, "vsize": e["vsize"], "fee": str(e["fees"]["base"]),
-                 "time": e["time"]} for t, e in entries.items()]
+        rows = [{"txid": t, "vsize": e["vsize"], "fee": amount(e["fees"]["base"]),
+                 "feerate": sat_per_vb(e["fees"]["base"], e["vsize"]), "time": e["time"]}
+                for t, e in entries.items()]
         rows.sort(key=lambda r: -r["time"])
         return rows[:MEMPOOL_SHOWN]
 
     def block(self, h: str) -> dict:
-        b = self.net.call(0, "getblock", h, 2)
+        b = None
+        for i in range(self.net.spec.nodes):  # the first node that answers and has it
+            try:
+                b = self.net.call(i, "getblock", h, 3)
+                break
+            except NodeUnreachable:
+                continue
+        if b is None:
+            raise NodeUnreachable("the network", "no node answers")
+        txs = []
+        for t in b["tx"]:
+            coinbase = "coinbase" in t["vin"][0]
+            ins = [{"coinbase": True}] if coinbase else [
+                {"txid": x["txid"], "vout": x["vout"],
+                 **({"value": amount(x["prevout"]["value"]),
+                     "address": x["prevout"]["scriptPubKey"].get("address", "")}
+                    if "prevout" in x else {})} for x in t["vin"]]
+            outs = [{"value": amount(o["value"]), "address": o["scriptPubKey"].get("address", ""),
+                     "type": o["scriptPubKey"].get("type", "")} for o in t["vout"]]
+            fee = t.get("fee")
+            txs.append({"txid": t["txid"], "vsize": t["vsize"], "inputs": ins, "outputs": outs,
+                        "total_out": amount(sum(Decimal(str(o["value"])) for o in t["vout"])),
+                        "fee": amount(fee) if fee is not None else None,
+                        "feerate": sat_per_vb(fee, t["vsize"]) if fee is not None else None})
         return {"hash": b["hash"], "height": b["height"], "time": b["time"],
                 "confirmations": b["confirmations"], "size": b["size"], "weight": b["weight"],
-                "prev": b.get("previousblockhash"),
-                "txs": [{"txid": t["txid"], "vsize": t["vsize"],
-                         "outputs": [str(o["value"]) for o in t["vout"]]} for t in b["tx"]]}
+                "prev": b.get("previousblockhash"), "txs": txs}
 
 
 class Explorer:
@@ -180,8 +277,19 @@ class Explorer:
         self.thread = threading.Thread(target=run, name="explorer", daemon=True)
         self.thread.start()
         self.ready.wait(10)
+        self.stopped = threading.Event()
+        threading.Thread(target=self._watch, name="explorer-reorgs", daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self.stopped.wait(1.0):
+            try:
+                self.state.watch()
+            except Exception as err:  # noqa: BLE001  (a node mid-restart, ...: next time)
+                log.debug("watching tips: %s", err)
 
     def stop(self) -> None:
+        if getattr(self, "stopped", None) is not None:
+            self.stopped.set()
         if self.loop is None or self.runner is None:
             return
         fut = asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop)

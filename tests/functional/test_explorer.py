@@ -57,7 +57,10 @@ def test_explorer_page(folder, tmp_path):
     assert 'data-tips="2"' in dom and "2 different tips" in dom  # the fork
     assert f'data-hash="{left}"' in dom and f'data-hash="{right}"' in dom
     assert txid[:12] in dom  # the mempool
-    assert "127.0.0.1:" in dom and "outbound" in dom  # peers
+    assert "127.0.0.1:" in dom and "outbound" in dom  # peers, by node number
+    assert "<td class=\"l\">node 1</td>" in dom and "<td class=\"l\">outside</td>" not in dom
+    assert 'class="legend-node" data-node="3"' in dom and "that node's tip" in dom
+    assert "<th>sat/vB</th>" in dom and "0E-8" not in dom
     for n in range(4):
         assert '<circle cx=' in dom and f'data-node="{n}"' in dom
 
@@ -69,9 +72,20 @@ def test_explorer_page(folder, tmp_path):
     wait_until(lambda: txid not in net.call(0, "getrawmempool"), 30, "payment mined")
     block = json.load(urllib.request.urlopen(url + f"api/block/{mined}"))
     assert txid in [t["txid"] for t in block["txs"]]
+    paid = next(t for t in block["txs"] if t["txid"] == txid)
+    assert paid["fee"] is not None and float(paid["feerate"]) > 0
+    assert paid["inputs"][0]["value"].endswith(".00000000")  # a coinbase's 50 BTC
+    assert block["txs"][0]["inputs"] == [{"coinbase": True}]
     dom = render(url + f"#block={mined}", tmp_path)
     assert 'id="blocktxs"' in dom and txid in dom and "1 different tips" not in dom
     assert "all on one tip" in dom
+    assert '<th class="l">inputs</th>' in dom and "<th>fee (BTC)</th>" in dom
+    assert "coinbase (new coins)" in dom and paid["fee"] in dom
+    # the heal made nodes 2 and 3 leave their one-block branch: the reorg log
+    reorgs = json.load(urllib.request.urlopen(url + "api/state"))["reorgs"]
+    assert sorted((r["node"], r["depth"], r["old_tip"]) for r in reorgs) == [
+        (2, 1, right), (3, 1, right)]
+    assert '<div id="noreorgs" class="muted" style="display: none;">' in dom
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(url + "api/block/nothex")
     assert e.value.code == 400
