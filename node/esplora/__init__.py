@@ -45,6 +45,11 @@ def configure(cfg) -> int | None:
         return None
     if cfg.arg_int("prune", 0):
         raise ConfigError("Error: Prune mode is incompatible with -esplora.")
+    if getattr(cfg, "reindex_chainstate", False):  # (as Core says it of the indexes)
+        raise ConfigError("Error: -reindex-chainstate option is not compatible with -esplora. "
+                          "Please temporarily disable esplora while using -reindex-chainstate, "
+                          "or replace -reindex-chainstate with -reindex to fully rebuild all "
+                          "indexes.")
     cfg.txindex = True
     if not cfg.arg_set("txospenderindex"):
         cfg.args["txospenderindex"] = ["1"]

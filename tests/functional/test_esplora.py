@@ -475,6 +475,8 @@ def test_options(tmp_path):
     assert start_fails(node, "-esplora=abc") == "Error: Invalid port specified in -esplora: 'abc'"
     assert start_fails(node, "-esplora", "-prune=550") == (
         "Error: Prune mode is incompatible with -esplora.")
+    assert start_fails(node, "-esplora", "-reindex-chainstate").startswith(
+        "Error: -reindex-chainstate option is not compatible with -esplora.")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
