@@ -51,6 +51,7 @@ import logging
 import multiprocessing
 import os
 import pickle
+import select
 import struct
 import threading
 from collections import deque
@@ -95,23 +96,32 @@ def _parse_outputs(data: bytes) -> list[TxOut]:
 
 
 def _pack_tx(tx: Transaction) -> tuple:
-    """A transaction as nested tuples of ints and bytes: pickled and unpickled entirely in C."""
-    return (
-        tx.version,
-        tx.locktime,
-        [(i.prevout.hash, i.prevout.n, i.script_sig, i.sequence, i.witness) for i in tx.vin],
-        [(o.value, o.script_pubkey) for o in tx.vout],
-    )
+    """A transaction as a tuple of flat lists of ints and bytes (five items per input, two
+    per output): pickled and unpickled entirely in C, with no tuple per input or output
+    (measured on scripts.py's block: packing and pickling 35-40% cheaper than a tuple per
+    input, unpickling and rebuilding ~10% cheaper)."""
+    ins: list = []
+    for i in tx.vin:
+        p = i.prevout
+        ins += (p.hash, p.n, i.script_sig, i.sequence, i.witness)
+    outs: list = []
+    for o in tx.vout:
+        outs += (o.value, o.script_pubkey)
+    return (tx.version, tx.locktime, ins, outs)
 
 
-def _pack_outputs(outs: Sequence[TxOut]) -> list[tuple[int, bytes]]:
-    return [(o.value, o.script_pubkey) for o in outs]
+def _pack_outputs(outs: Sequence[TxOut]) -> list:
+    flat: list = []
+    for o in outs:
+        flat += (o.value, o.script_pubkey)
+    return flat
 
 
-def _unpack_outputs(outs: list[tuple[int, bytes]]) -> list[TxOut]:
+def _unpack_outputs(flat: list) -> list[TxOut]:
     new = TxOut.__new__
     res = []
-    for value, spk in outs:
+    it = iter(flat)
+    for value, spk in zip(it, it):
         o = new(TxOut)
         o.value = value
         o.script_pubkey = spk
@@ -124,7 +134,8 @@ def _unpack_tx(t: tuple) -> Transaction:
     new_in = TxIn.__new__
     new_op = OutPoint.__new__
     vin = []
-    for h, n, script_sig, sequence, witness in ins:
+    it = iter(ins)
+    for h, n, script_sig, sequence, witness in zip(it, it, it, it, it):
         txin = new_in(TxIn)
         op = new_op(OutPoint)
         op.hash = h
@@ -176,6 +187,31 @@ def _check_jobs(jobs: list, use_sigcache: bool) -> tuple[int, int, str] | None:
     return None
 
 
+def _check_here(
+    items: Sequence[Item], chunk: list[tuple[int, int, int]],
+    txdata: dict[int, PrecomputedTxData], sigcache: SignatureCache | None,
+) -> tuple[int, int, str] | None:
+    """A chunk's (tx_pos, start, end) ranges checked in the calling process, as a worker
+    would check them; returns (tx_pos, input index, error code) for the first failure."""
+    for pos, start, end in chunk:
+        tx, spent, flags = items[pos]
+        d = txdata.get(pos)
+        if d is None:
+            d = txdata[pos] = PrecomputedTxData(tx, spent)
+        try:
+            if isinstance(flags, int):
+                for i in range(start, end):
+                    _verify_input(tx, i, spent, flags, d, sigcache, False)
+            else:
+                own = SignatureCache(max_entries=max(16, 4 * (end - start)))
+                for f in flags:
+                    for i in range(start, end):
+                        _verify_input(tx, i, spent, f, d, own, True)
+        except ScriptError as e:
+            return pos, i, e.code
+    return None
+
+
 def _worker_main(conn: Connection) -> None:
     """A worker's loop: (use_sigcache, jobs) in, (ok, result or error text) out; b"" ends."""
     import signal
@@ -217,9 +253,12 @@ class ScriptCheckPool:
         calling thread. Even one worker helps a node: the checks then run without holding
         the GIL its asyncio loop needs.
     min_parallel_inputs: batches with fewer inputs are verified in the calling thread.
-    chunks_per_worker, min_chunk_inputs: how finely a batch is split (load balancing versus
-        per-chunk overhead).
+    chunks_per_worker, min_chunk_inputs, max_chunk_inputs: how finely a batch is split
+        (load balancing versus per-chunk overhead; see _chunk_size).
     transport: "tuples" (default), "bytes" or "pickle"; see the module notes.
+    caller_checks: the calling thread checks chunks too, between handing them out, instead
+        of only waiting (Core's master thread in its check queue): workers + 1 processes
+        check a batch. It then holds the GIL for the checks it does.
     """
 
     def __init__(
@@ -228,9 +267,11 @@ class ScriptCheckPool:
         *,
         start_method: str | None = None,
         min_parallel_inputs: int = 64,
-        chunks_per_worker: int = 8,
+        chunks_per_worker: int = 4,
         min_chunk_inputs: int = 16,
+        max_chunk_inputs: int = 192,
         transport: str = "tuples",
+        caller_checks: bool = False,
     ) -> None:
         if transport not in TRANSPORTS:
             raise ValueError(f"transport must be one of {TRANSPORTS}")
@@ -239,6 +280,8 @@ class ScriptCheckPool:
         self.min_parallel_inputs = min_parallel_inputs
         self.chunks_per_worker = chunks_per_worker
         self.min_chunk_inputs = min_chunk_inputs
+        self.max_chunk_inputs = max_chunk_inputs
+        self.caller_checks = caller_checks
         self.transport = transport
         self._procs: list = []
         self._conns: list[Connection] = []
@@ -376,16 +419,25 @@ class ScriptCheckPool:
             for f in flag_sets(flags):
                 verify_transaction(tx, spent, f, cache=None, sigcache=sigcache)
 
+    def _chunk_size(self, n_inputs: int, remaining: int) -> int:
+        """Inputs in the next chunk: at most 1/chunks_per_worker of a worker's share (and
+        max_chunk_inputs, so that two chunks in flight fit in a pipe's buffer and the
+        parent never blocks writing), shrinking as the batch nears its end (guided
+        self-scheduling: a quarter of what is left per worker), so the workers finish
+        together instead of one waiting for the other's last large chunk."""
+        big = min(self.max_chunk_inputs,
+                  -(-n_inputs // max(1, self.workers * self.chunks_per_worker)))
+        return max(self.min_chunk_inputs, min(big, -(-remaining // (2 * self.workers))))
+
     def _chunks(
         self, items: Sequence[Item], todo: list[int], n_inputs: int
     ) -> list[list[tuple[int, int, int]]]:
-        """Split the work into ranges (tx_pos, start, end) of about equal input counts, in
-        order; a large transaction may be split across chunks."""
-        n_chunks = max(1, self.workers * self.chunks_per_worker)
-        per_chunk = max(self.min_chunk_inputs, -(-n_inputs // n_chunks))
+        """Split the work into ranges (tx_pos, start, end), in order, in chunks of
+        _chunk_size inputs; a large transaction may be split across chunks."""
         chunks: list[list[tuple[int, int, int]]] = []
         cur: list[tuple[int, int, int]] = []
-        room = per_chunk
+        remaining = n_inputs
+        room = self._chunk_size(n_inputs, remaining)
         for pos in todo:
             n = len(items[pos][0].vin)
             start = 0
@@ -394,10 +446,11 @@ class ScriptCheckPool:
                 cur.append((pos, start, start + take))
                 start += take
                 room -= take
+                remaining -= take
                 if room == 0:
                     chunks.append(cur)
                     cur = []
-                    room = per_chunk
+                    room = self._chunk_size(n_inputs, remaining)
         if cur:
             chunks.append(cur)
         return chunks
@@ -427,42 +480,66 @@ class ScriptCheckPool:
         self, items: Sequence[Item], todo: list[int], n_inputs: int, use_sigcache: bool
     ) -> None:
         chunks = self._chunks(items, todo, n_inputs)
+        n_chunks = len(chunks)
         packed: dict[int, tuple] = {}
         # Up to two chunks in flight per worker: the next one is already in its pipe when it
         # finishes the current one, so workers never wait for the parent to prepare work.
-        inflight: dict[Connection, deque[int]] = {c: deque() for c in self._conns}
+        inflight: dict[int, deque[int]] = {c.fileno(): deque() for c in self._conns}
+        by_fd = {c.fileno(): c for c in self._conns}
+        poller = select.poll()  # one for the batch (connection.wait builds one per call)
+        for fd in by_fd:
+            poller.register(fd, select.POLLIN)
         nxt = 0
         failed_at: int | None = None
         failure: tuple[int, int, str] | None = None
+        caller = self.caller_checks
+        txdata: dict[int, PrecomputedTxData] = {}
+        sigcache = SIGNATURE_CACHE if use_sigcache else None
 
-        def feed(conn: Connection) -> None:
+        def feed(fd: int) -> None:
             nonlocal nxt
-            q = inflight[conn]
-            while len(q) < 2 and nxt < len(chunks) and failed_at is None:
+            q = inflight[fd]
+            while len(q) < 2 and nxt < n_chunks and failed_at is None:
                 try:
-                    conn.send_bytes(self._payload(items, chunks[nxt], packed, use_sigcache))
+                    by_fd[fd].send_bytes(
+                        self._payload(items, chunks[nxt], packed, use_sigcache))
                 except OSError:
                     raise WorkerDied("script check worker pipe closed") from None
                 q.append(nxt)
                 nxt += 1
 
-        for conn in self._conns:
-            feed(conn)
-        while True:
-            waiting = [c for c, q in inflight.items() if q]
-            if not waiting:
-                break
-            for conn in wait(waiting):
-                idx = inflight[conn].popleft()  # type: ignore[index]
+        def collect(timeout_ms: int | None) -> None:
+            nonlocal failed_at, failure
+            for fd, _ in poller.poll(timeout_ms):
+                q = inflight[fd]
+                if not q:
+                    raise WorkerDied("script check worker sent what was not asked for")
+                idx = q.popleft()
                 try:
-                    ok, res = pickle.loads(conn.recv_bytes())  # type: ignore[union-attr]
+                    ok, res = pickle.loads(by_fd[fd].recv_bytes())
                 except (EOFError, OSError):
                     raise WorkerDied("script check worker exited") from None
                 if not ok:
                     raise RuntimeError(f"script check worker error: {res}")
                 if res is not None and (failed_at is None or idx < failed_at):
                     failed_at, failure = idx, res
-                feed(conn)  # type: ignore[arg-type]
+                feed(fd)
+
+        for fd in by_fd:
+            feed(fd)
+        if caller:
+            # The calling process takes the chunks no worker has yet, one at a time (as
+            # Core's master thread joins its script check queue), and keeps the workers fed
+            # in between.
+            while nxt < n_chunks and failed_at is None:
+                idx = nxt
+                nxt += 1
+                res = _check_here(items, chunks[idx], txdata, sigcache)
+                if res is not None and (failed_at is None or idx < failed_at):
+                    failed_at, failure = idx, res
+                collect(0)
+        while any(inflight.values()):
+            collect(None)
         if failure is not None:
             pos, index, code = failure
             raise ScriptError(code, items[pos][0].txid, index)

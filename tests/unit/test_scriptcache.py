@@ -194,3 +194,60 @@ def test_stream_with_two_flag_sets_caches_both() -> None:
         assert sum(results) >= 4  # at least the two pieces handed out at once came back
     finally:
         pool.close()
+
+
+# -- dispatch: guided chunks, the caller checking beside the workers ---------------------------
+
+
+def test_chunks_shrink_towards_the_end_and_cover_every_input_in_order() -> None:
+    rng = random.Random(7)
+    items = [(*p2wpkh_tx(rng, 1 + k % 3), BLOCK) for k in range(300)]
+    n = sum(len(tx.vin) for tx, _, _ in items)
+    pool = ScriptCheckPool(workers=2, max_chunk_inputs=64, min_chunk_inputs=4)
+    chunks = pool._chunks(items, list(range(len(items))), n)
+    sizes = [sum(end - start for _, start, end in c) for c in chunks]
+    assert sum(sizes) == n and max(sizes) <= 64
+    assert sizes[0] == 64 and sizes[-2] <= 8  # large first, small last
+    assert all(a >= b for a, b in zip(sizes, sizes[1:], strict=False))
+    flat = [(pos, i) for c in chunks for pos, start, end in c for i in range(start, end)]
+    assert flat == [(pos, i) for pos, (tx, _, _) in enumerate(items) for i in range(len(tx.vin))]
+
+
+def test_caller_checks_beside_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = random.Random(8)
+    items = [(*p2wpkh_tx(rng, 2), BLOCK) for _ in range(60)]
+    here: list[int] = []
+    real = pool_mod._check_here
+
+    def counting(items_, chunk, txdata, sigcache):
+        here.append(len(chunk))
+        return real(items_, chunk, txdata, sigcache)
+
+    monkeypatch.setattr(pool_mod, "_check_here", counting)
+    pool = ScriptCheckPool(workers=1, caller_checks=True, max_chunk_inputs=8,
+                           min_chunk_inputs=2)
+    try:
+        assert pool.verify_many(items, cache=None) == (0, 120)
+        assert here  # the caller took chunks the worker had not been given
+        # The first failure in input order is reported, whoever checked it.
+        for bad in (59, 3, 30):
+            tx = items[bad][0]
+            tx.vin[1].witness = [tx.vin[0].witness[0], tx.vin[1].witness[1]]
+            tx.rehash()
+        with pytest.raises(pool_mod.ScriptError) as err:
+            pool.verify_many(items, cache=None)
+        assert (err.value.txid, err.value.input_index) == (items[3][0].txid, 1)
+    finally:
+        pool.close()
+
+
+def test_default_checker_is_cores_minus_one_workers_and_the_caller(monkeypatch) -> None:
+    import node.scriptcheck as sc
+
+    monkeypatch.setattr(sc.os, "cpu_count", lambda: 2)
+    auto = ScriptChecker()
+    assert (auto.pool.workers, auto.pool.caller_checks) == (1, True)
+    explicit = ScriptChecker(2)  # -par=2: two worker processes, as before
+    assert (explicit.pool.workers, explicit.pool.caller_checks) == (2, False)
+    monkeypatch.setattr(sc.os, "cpu_count", lambda: 1)
+    assert (ScriptChecker().pool.workers, ScriptChecker().pool.caller_checks) == (0, False)
