@@ -136,7 +136,9 @@ def reindex(chain: ChainState, progress: Callable[[BlockIndexEntry], None] | Non
 
 
 def reindex_chainstate(chain: ChainState) -> None:
-    """Rebuild only the UTXO set, reconnecting the stored blocks from genesis."""
+    """Rebuild only the UTXO set, reconnecting the stored blocks from genesis. Blocks whose
+    data is missing or damaged become headers only (downloaded again from peers); the chain
+    is rebuilt up to the last block before them."""
     with chain.lock:
         chain.coins.wipe()
-    chain.load()
+    chain.load(forget_missing=True)

@@ -169,9 +169,10 @@ class ChainState:
         self._ibd_done = True
         return False
 
-    def load(self) -> None:
+    def load(self, forget_missing: bool = False) -> None:
         """Load the index, put the UTXO set's best block at the tip, then roll forward (or
-        reorganise) to the best chain whose blocks are stored: crash recovery is just this."""
+        reorganise) to the best chain whose blocks are stored: crash recovery is just this.
+        `forget_missing` (-reindex-chainstate): blocks in missing blk files become headers."""
         with self.lock:
             self.reset_memory()
             log.info("Loading block index...")
@@ -179,6 +180,8 @@ class ChainState:
             log.info("Checking all blk files are present...")
             if self.params.genesis_hash not in self.index:
                 self._store_genesis()
+            if forget_missing:
+                self.forget_missing_files()
             best = self.coins.best_block()
             if best is None:
                 tip = None
@@ -432,9 +435,13 @@ class ChainState:
                                 log.error("verifychain: undo data of %s does not match",
                                           e.hash_hex())
                                 return f"undo data of block {e.hash_hex()} does not match it"
-            except (BlockFileError, ValidationError, DeserializationError) as err:
+            except BlockFileError as err:
                 log.error("verifychain: %s", err)
                 return f"block at height {e.height}: {err}"
+            except (ValidationError, DeserializationError) as err:
+                where = f"{self.files.block_path(e.file)} at offset {e.data_pos}"
+                log.error("verifychain: block at height %d in %s: %s", e.height, where, err)
+                return f"block at height {e.height} in {where}: {err}"
             return None
 
     # =========================================================================================
@@ -596,6 +603,14 @@ class ChainState:
         for e in reversed(path):
             try:
                 self._connect_tip(e)
+            except BlockFileError as err:
+                # Its stored copy is damaged or gone (nothing has changed yet): forget the
+                # data, as if never received, so it is downloaded again; the chain stays at
+                # the best block it can connect.
+                log.error("block %s at height %d cannot be read back, its data is dropped "
+                          "(to be downloaded again): %s", e.hash_hex(), e.height, err)
+                self._forget_data(e)
+                return
             except ValidationError as err:
                 log.info("Block validation error: %s", state_string(err))  # Core's ConnectBlock
                 log.warning("block %s at height %d is invalid: %s", e.hash_hex(), e.height, err)
@@ -607,7 +622,10 @@ class ChainState:
         self._maybe_flush()
 
     def _connect_tip(self, e: BlockIndexEntry) -> None:
+        from_disk = e.hash not in self._recent
         block = self.read_block(e)
+        if from_disk and e.prev is not None:
+            self._check_stored(block, e)
         changes, spent, fresh_ok = self._connect_block(block, e)
         if e.prev is not None:
             e.undo_pos = self.files.write_undo(e.file, encode_undo(spent), e.prev.hash)
@@ -624,6 +642,48 @@ class ChainState:
         self.candidates.discard(e)  # the rest is pruned once per activation step
         for fn in self.on_connected:
             fn(block, e)
+
+    def _check_stored(self, block: Block, e: BlockIndexEntry) -> None:
+        """A block read back from disk passes the checks it passed when stored (merkle root,
+        witness commitment, ...): if not, the file is damaged (BlockFileError), which must not
+        brand the block itself invalid (Core: 'Corrupt block found indicating potential
+        hardware failure')."""
+        try:
+            check_block(block, self.params, check_pow=False)
+            check_block_contextual(block, e.height, e.prev.median_time_past(), self.params)  # type: ignore[union-attr]
+        except ValidationError as err:
+            raise BlockFileError(
+                f"corrupt {self.files.block_path(e.file)}: block {e.hash_hex()} at offset "
+                f"{e.data_pos} no longer passes its checks ({state_string(err)})") from None
+
+    def _forget_data(self, e: BlockIndexEntry) -> None:
+        """Drop a block's stored data (unreadable): it becomes a header only, and neither it
+        nor its descendants can be connected until it is received again."""
+        e.status &= ~(HAVE_DATA | HAVE_UNDO)
+        e.file, e.data_pos, e.undo_pos, e.n_tx = -1, 0, 0, 0
+        self._recent.pop(e.hash, None)
+        todo = [e]
+        while todo:
+            x = todo.pop()
+            x.chain_tx = 0
+            self.candidates.discard(x)
+            todo.extend(self.children.get(x.hash, ()))
+        self.index_db.put(e)
+
+    def forget_missing_files(self) -> int:
+        """Forget the data of every block whose blk file is gone (-reindex-chainstate: those
+        blocks are downloaded again). The genesis block is written again. Returns how many."""
+        with self.lock:
+            gone = [e for e in self.index.values()
+                    if e.have_data and e.file >= 0 and e.file not in self.files.found]
+            for e in sorted(gone, key=lambda x: x.height):
+                log.warning("block %s at height %d: %s is missing, its data is dropped",
+                            e.hash_hex(), e.height, self.files.block_path(e.file).name)
+                self._forget_data(e)
+            g = self.index.get(self.params.genesis_hash)
+            if g is not None and not g.have_data:
+                self._store_block_data(g, self.params.genesis)
+            return len(gone)
 
     def _connect_block(
         self, block: Block, e: BlockIndexEntry

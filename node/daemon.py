@@ -277,6 +277,7 @@ class Node:
         from node.scriptcheck import DEFAULT_MAX_SIG_CACHE_MIB, ScriptChecker, configure_caches
         from node.store import DatabaseOpenError
         from node.store.blockfiles import MAX_BLOCKFILE_SIZE, BlockFileError
+        from node.store.blockindex import index_damage
 
         cfg = self.config
         prune = prune_target(cfg)
@@ -294,6 +295,12 @@ class Node:
             doomed = ["blocks/index", "chainstate"]  # indexes: wiped as they open
         elif cfg.reindex_chainstate:
             doomed = ["chainstate"]
+            damage = index_damage(self.datadir / "blocks" / "index")
+            if damage:  # the UTXO set cannot be rebuilt on it: rebuild both, as -reindex
+                log.warning("block index damaged (%s): rebuilding it as -reindex", damage)
+                reindexing = True
+                marker.write_text("reindex in progress\n")
+                doomed = ["blocks/index", "chainstate"]
         for sub in doomed:
             if (self.datadir / sub).exists():
                 shutil.rmtree(self.datadir / sub)

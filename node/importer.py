@@ -56,6 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     dbcache = int(opts.get("dbcache", ["450"])[-1])
     par = int(opts["par"][-1]) if "par" in opts else None
 
+    if "reindex-chainstate" in opts and "reindex" not in opts:
+        from node.store.blockindex import index_damage
+
+        damage = index_damage(datadir / "blocks" / "index")
+        if damage:  # the UTXO set cannot be rebuilt on it: rebuild both, as -reindex
+            logging.getLogger("validation").warning(
+                "block index damaged (%s): rebuilding it as -reindex", damage)
+            import shutil
+
+            shutil.rmtree(datadir / "blocks" / "index")
+            opts["reindex"] = ["1"]
     chain = ChainState(datadir, params, dbcache_mb=dbcache, scripts=ScriptChecker(par))
     if "printconnected" in opts:
         def report(block, entry) -> None:

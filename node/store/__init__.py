@@ -8,3 +8,9 @@ class DatabaseOpenError(Exception):
     def __init__(self, what: str, detail: str) -> None:
         super().__init__(detail)
         self.what = what
+
+
+def db_error_text(err: Exception) -> str:
+    """A LevelDB error's message as text (plyvel carries it as bytes)."""
+    arg = err.args[0] if err.args else ""
+    return arg.decode(errors="replace") if isinstance(arg, bytes) else str(err)

@@ -11,7 +11,7 @@ import plyvel
 from consensus.block import BlockHeader
 from consensus.contextual import MEDIAN_TIME_SPAN
 from consensus.hashes import hash_to_hex
-from node.store import DatabaseOpenError
+from node.store import DatabaseOpenError, db_error_text
 from node.store.layout import (
     BLOCK_PREFIX,
     REINDEX_KEY,
@@ -157,7 +157,7 @@ class BlockIndexDB:
         try:
             self.db = plyvel.DB(str(path), create_if_missing=True, paranoid_checks=True)
         except plyvel.Error as err:
-            raise DatabaseOpenError("block", str(err)) from None
+            raise DatabaseOpenError("block", db_error_text(err)) from None
 
     def close(self) -> None:
         self.db.close()
@@ -182,9 +182,14 @@ class BlockIndexDB:
 
     def load(self) -> Iterator[tuple[BlockHeader, int, int, int, int, int, int]]:
         """Every stored record: (header, height, status, n_tx, file, data_pos, undo_pos)."""
-        for _, raw in self.db.iterator(prefix=BLOCK_PREFIX, verify_checksums=True):
-            header_raw, height, status, n_tx, file, data_pos, undo_pos = decode_index_record(raw)
-            yield BlockHeader.from_bytes(header_raw), height, status, n_tx, file, data_pos, undo_pos
+        try:
+            for _, raw in self.db.iterator(prefix=BLOCK_PREFIX, verify_checksums=True):
+                header_raw, height, status, n_tx, file, data_pos, undo_pos = \
+                    decode_index_record(raw)
+                yield (BlockHeader.from_bytes(header_raw), height, status, n_tx, file, data_pos,
+                       undo_pos)
+        except plyvel.Error as err:
+            raise type(err)(db_error_text(err)) from None
 
     def set_reindexing(self, on: bool) -> None:
         if on:
@@ -202,3 +207,22 @@ class BlockIndexDB:
             for key in self.db.iterator(include_value=False):
                 if key != REINDEX_KEY:
                     batch.delete(key)
+
+
+def index_damage(path: Path) -> str | None:
+    """What is wrong with the block index database at `path` (every record read with its
+    checksum verified), or None when it reads whole or does not exist."""
+    if not path.exists():
+        return None
+    try:
+        db = plyvel.DB(str(path), paranoid_checks=True)
+    except plyvel.Error as err:
+        return db_error_text(err)
+    try:
+        for _ in db.iterator(verify_checksums=True):
+            pass
+    except plyvel.Error as err:
+        return db_error_text(err)
+    finally:
+        db.close()
+    return None

@@ -18,7 +18,7 @@ import plyvel
 
 from consensus.contextual import Coin
 from consensus.muhash import MuHash3072, txout_ser
-from node.store import DatabaseOpenError
+from node.store import DatabaseOpenError, db_error_text
 from node.store.layout import (
     BEST_BLOCK_KEY,
     COIN_PREFIX,
@@ -44,7 +44,7 @@ class CoinsCache:
             # oldest table: a damaged database fails here, at start-up, as Core's does.
             next(self.db.iterator(verify_checksums=True), None)
         except plyvel.Error as err:
-            raise DatabaseOpenError("coins", str(err)) from None
+            raise DatabaseOpenError("coins", db_error_text(err)) from None
         self.cache_bytes = cache_bytes
         self.entries: dict[bytes, Coin | None] = {}
         self.dirty: set[bytes] = set()

@@ -1,6 +1,8 @@
 """Kill -9 a process importing blocks at many random moments; after each kill a restart must
 recover by itself, keep every block it reported as connected, and the final UTXO set must
-equal that of an uninterrupted import."""
+equal that of an uninterrupted import. And the corruption table: every kind of damaged file
+stops start-up with one message naming it and the remedy, and both -reindex and
+-reindex-chainstate recover from it (the lost blocks then come back from a peer)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from consensus.amounts import COIN
 from consensus.params import REGTEST
@@ -104,3 +108,102 @@ def test_kill_during_import_recovers(tmp_path):
     assert p.returncode == 0, err
     assert out.splitlines()[-2:] == [ref_tip, ref_utxo]
     print(f"{kills} kills over {rounds} runs; recovered state equals the reference")
+
+
+# -- the corruption table: each damage refused at start-up, recovered by either rebuild --------
+
+DAMAGES = ["blk-flip", "blk-truncated", "blk-missing", "rev-flip", "rev-truncated",
+           "chainstate-truncated", "index-truncated"]
+
+
+def damage(chain_dir: Path, case: str) -> Path:
+    """Damage one file of a stopped node's datadir as the case says; returns that file."""
+    blocks = chain_dir / "blocks"
+
+    def largest(d: Path) -> Path:
+        return max(d.glob("*.ldb"), key=lambda p: p.stat().st_size)
+
+    f = {
+        "blk-flip": lambda: sorted(blocks.glob("blk*.dat"))[-1],
+        "blk-truncated": lambda: sorted(blocks.glob("blk*.dat"))[-1],
+        "blk-missing": lambda: sorted(blocks.glob("blk*.dat"))[2],
+        "rev-flip": lambda: sorted(blocks.glob("rev*.dat"))[-1],
+        "rev-truncated": lambda: sorted(blocks.glob("rev*.dat"))[-1],
+        "chainstate-truncated": lambda: largest(chain_dir / "chainstate"),
+        "index-truncated": lambda: largest(blocks / "index"),
+    }[case]()
+    data = bytearray(f.read_bytes())
+    if case == "blk-missing":
+        f.unlink()
+    elif case.endswith("flip"):
+        data[len(data) - 300] ^= 0xFF  # inside the last block (or its undo record)
+        f.write_bytes(bytes(data))
+    else:
+        f.write_bytes(bytes(data[:len(data) // 2]))
+    return f
+
+
+@pytest.fixture(scope="module")
+def full_node(tmp_path_factory):
+    """A stopped node's datadir holding a chain with transactions in several -fastprune
+    files, and a running node with the same chain to sync from."""
+    import shutil
+
+    from tests.functional.framework import NodeProcess
+    from tests.functional.test_kill_chain import build_main
+
+    base = tmp_path_factory.mktemp("table")
+    blocks = build_main(ChainBuilder(), random.Random(3), 100, 40)
+    write_blk_file(base / "chain.dat", blocks)
+    node = NodeProcess(base / "good", "-fastprune")
+    node.start(f"-loadblock={base / 'chain.dat'}")
+    deadline = time.time() + 120
+    while node.call("getblockcount") < len(blocks):
+        assert time.time() < deadline
+        time.sleep(0.1)
+    node.stop()
+    with node:  # (reopened: LevelDB turns its logs into tables)
+        pass
+    assert len(list((node.chain_dir / "blocks").glob("blk*.dat"))) >= 4
+    source = NodeProcess(base / "source")
+    shutil.copytree(node.datadir, source.datadir, dirs_exist_ok=True)
+    with source:
+        yield node.datadir, source, blocks
+
+
+@pytest.mark.parametrize("flag", ["", "-reindex", "-reindex-chainstate"])
+@pytest.mark.parametrize("case", DAMAGES)
+def test_damage_is_refused_and_both_rebuilds_recover(full_node, tmp_path, case, flag):
+    import shutil
+
+    from tests.functional.framework import NodeProcess
+    from tests.functional.test_core_startup import start_fails
+    from tests.functional.test_kill_chain import Replay
+
+    good, source, blocks = full_node
+    node = NodeProcess(tmp_path / "n", "-fastprune")
+    shutil.copytree(good, node.datadir, dirs_exist_ok=True)
+    damaged = damage(node.chain_dir, case)
+    if not flag:  # one clear message naming the damaged file, and the remedy
+        err = start_fails(node)
+        assert damaged.name in err, err
+        assert err.endswith("Please restart with -reindex or -reindex-chainstate to recover.")
+        assert err.lower().count("restart with") == 1, err
+        return
+    with node.start(flag):
+        # what could be read back is the node's chain, its UTXO set a replay of that chain
+        replay = Replay()
+        replay.add(blocks)
+        best = node.call("getbestblockhash")
+        assert node.call("gettxoutsetinfo")["hash_serialized_3"] == \
+            replay.digest(bytes.fromhex(best)[::-1])
+        if case.startswith("blk"):
+            assert node.call("getblockcount") < len(blocks)
+        # and the blocks lost with the damage come back from a peer
+        node.call("addnode", source.p2p_addr, "onetry")
+        deadline = time.time() + 120
+        while node.call("getbestblockhash") != source.call("getbestblockhash"):
+            assert time.time() < deadline, "the lost blocks were not downloaded again"
+            time.sleep(0.2)
+        assert node.call("gettxoutsetinfo")["hash_serialized_3"] == \
+            source.call("gettxoutsetinfo")["hash_serialized_3"]
