@@ -89,3 +89,27 @@ def test_bdk_wallet_syncs_and_spends_through_esplora(tmp_path):
         assert sats(scan["total_amount"]) == bal.total.to_sat()
         status = client.get_tx_status(tx.compute_txid())
         assert status.confirmed and status.block_height == node.call("getblockcount")
+        # the rest of BDK's esplora client
+        tip = node.call("getbestblockhash")
+        bh = bdk.BlockHash.from_string(tip)
+        assert str(client.get_tip_hash()) == tip
+        assert str(client.get_block_hash(3)) == node.call("getblockhash", 3)
+        assert isinstance(client.get_fee_estimates(), dict)
+        header = client.get_header_by_hash(bh)
+        assert str(header.merkle_root) == node.call("getblockheader", tip)["merkleroot"]
+        block = client.get_block_by_hash(bh)
+        assert [str(t.compute_txid()) for t in block.txdata] == node.call("getblock", tip)["tx"]
+        assert str(client.get_txid_at_block_index(bh, 1)) == node.call("getblock", tip)["tx"][1]
+        assert client.get_txid_at_block_index(bh, 99) is None
+        proof = client.get_merkle_proof(tx.compute_txid())
+        assert proof.block_height == node.call("getblockcount")
+        assert proof.pos == node.call("getblock", tip)["tx"].index(txid)
+        assert client.get_output_status(tx.compute_txid(), 0).spent is False
+        info = client.get_tx_info(tx.compute_txid())
+        assert (str(info.txid), info.fee, info.weight) == (
+            txid, fee, node.call("getrawtransaction", txid, 1)["weight"])
+        assert info.status.block_hash is not None and str(info.status.block_hash) == tip
+        history = client.get_address_txs(bdk.Address(first, bdk.Network.REGTEST), None)
+        assert {str(t.txid) for t in history} == {
+            t["txid"] for t in node.call("listtransactions", "*", 100, **w)
+            if t.get("address") == first} | {txid}
