@@ -737,11 +737,10 @@ def wallet(ctx: typer.Context, node: int, folder: Path = DirOpt) -> None:
         net.check_node(node)
     except NetworkError as err:
         _fail(str(err))
-    from wallet.cli import app as wallet_app
+    from wallet.cli import main as wallet_main
 
     e = net.endpoints(node)
-    argv = ["--server", e["rpc"], "--server-cookie", e["cookie"], *ctx.args]
-    wallet_app(args=argv, prog_name="minibtc-wallet")
+    wallet_main(["--server", e["rpc"], "--server-cookie", e["cookie"], *ctx.args])
 
 
 @app.command()

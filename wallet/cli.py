@@ -16,8 +16,10 @@ from __future__ import annotations
 import base64
 import getpass
 import http.client
-import json
+import os
+import re
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
@@ -26,13 +28,24 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import typer
+import typer.core
 
-from wallet.errors import RPC_WALLET_NOT_FOUND, RPC_WALLET_UNLOCK_NEEDED, WalletError
+from wallet.errors import (
+    RPC_WALLET_INSUFFICIENT_FUNDS,
+    RPC_WALLET_NOT_FOUND,
+    RPC_WALLET_UNLOCK_NEEDED,
+    WalletError,
+)
 from wallet.jsonrpc import dumps, loads
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="minibtc's HD wallet: keys, addresses, balance, sending, PSBTs.")
-psbt_app = typer.Typer(no_args_is_help=True, help="Partially signed transactions (BIP174).")
+# Help as plain text, options with named values (--fee-rate SAT/VB), and no bare type labels
+# after the arguments (typer writes "<str>" beside each: the argument's help says what it is).
+typer.core.TyperArgument.display_type = lambda self, ctx: ""  # type: ignore[method-assign]
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="minibtc's HD wallet: keys, addresses, balance, sending, PSBTs. "
+                       "Options go before or after the command.")
+psbt_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                       help="Partially signed transactions (BIP174).")
 app.add_typer(psbt_app, name="psbt")
 
 DEFAULT_DATADIR = "~/.minibtc"
@@ -111,9 +124,13 @@ class Remote:
                 except OSError:
                     continue
             else:
-                tried = ", ".join(str(p) for p in self.o.server_cookies)
-                raise CLIError(f"no cookie for the server at {self.url} (tried {tried}); give "
-                               "--server-cookie or --server-user/--server-password")
+                found = _local_server_cookie(self.host, self.port)
+                if found is None:
+                    tried = ", ".join(str(p) for p in self.o.server_cookies)
+                    raise CLIError(f"no cookie for the server at {self.url} (tried {tried}); "
+                                   "give --datadir (the node's), --server-cookie or "
+                                   "--server-user/--server-password")
+                cred = found
         return "Basic " + base64.b64encode(cred.encode()).decode()
 
     def call(self, method: str, *params: Any, wallet: bool = True) -> Any:
@@ -144,6 +161,70 @@ class Remote:
         pass
 
 
+def _listening_pid(port: int) -> int | None:
+    """The local process listening on TCP `port` (Linux /proc; None elsewhere, or when it
+    is someone else's process)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{f[9]}]")
+    if not inodes:
+        return None
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                    return int(pid)
+        except OSError:
+            continue
+    return None
+
+
+def _local_server_cookie(host: str, port: int) -> str | None:
+    """The cookie of a wallet server on this machine, found from the process serving the
+    port: minibtcd's -datadir (its chain's .cookie), or `minibtc-wallet serve`'s wallets
+    directory."""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    pid = _listening_pid(port)
+    if pid is None:
+        return None
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None
+    opts: dict[str, str] = {}
+    for k, a in enumerate(args):
+        name, eq, value = a.lstrip("-").partition("=")
+        if eq:
+            opts.setdefault(name, value)
+        elif a.startswith("--") and k + 1 < len(args):
+            opts.setdefault(name, args[k + 1])
+    chain = ("regtest" if "regtest" in opts or "-regtest" in args else
+             opts.get("chain", "main"))
+    base = cwd / Path(opts.get("datadir", "~/.minibtc")).expanduser()
+    chain_dir = base if chain == "main" else base / chain
+    candidates = [chain_dir / ".cookie"]
+    if any(a.endswith(("wallet.cli", "minibtc-wallet")) for a in args) and "serve" in args:
+        wdir = opts.get("wallets-dir")
+        candidates.insert(0, (cwd / Path(wdir).expanduser()) if wdir
+                          else chain_dir / "wallets")
+        candidates[0] = candidates[0] / ".cookie"
+    for c in candidates:
+        try:
+            return c.read_text().strip()
+        except OSError:
+            continue
+    return None
+
+
 def _client(ctx: typer.Context) -> Direct | Remote:
     o: Options = ctx.obj
     return Remote(o) if o.server else Direct(o)
@@ -159,13 +240,17 @@ def _run(ctx: typer.Context, fn, human) -> None:  # noqa: ANN001
     except WalletError as err:
         hint = ""
         if err.code == RPC_WALLET_UNLOCK_NEEDED:
-            hint = " (give --passphrase, or unlock it on a wallet server)"
+            err.message = "the wallet is locked"
+            hint = (": give --passphrase (asked for on a terminal), or `unlock` it on a "
+                    "wallet server")
+        elif err.code == RPC_WALLET_INSUFFICIENT_FUNDS and client is not None:
+            hint = _waiting_funds(client)
         elif err.code == RPC_WALLET_NOT_FOUND and not o.server:
             hint = f" (wallets directory: {o.wallets_dir})"
         elif "in use by another process" in err.message and not o.server:
             hint = (" (it is mounted in a running minibtcd or wallet server: add --server "
                     f"{o.node})")
-        _fail(f"{err.message}{hint}", err.code, o.json)
+        _fail(_cli_words(err.message) + hint, err.code, o.json)
     except CLIError as err:
         _fail(str(err), -1, o.json)
     finally:
@@ -177,6 +262,38 @@ def _run(ctx: typer.Context, fn, human) -> None:  # noqa: ANN001
         text = human(result)
         if text:
             typer.echo(text)
+
+
+# Core's RPC names in its messages, as this CLI's commands
+_COMMANDS = {"walletpassphrase": "unlock", "walletlock": "lock", "backupwallet": "backup",
+             "encryptwallet": "encrypt", "bumpfee": "bumpfee", "rescanblockchain": "rescan",
+             "loadwallet": "load", "unloadwallet": "unload", "createwallet": "create"}
+
+
+def _cli_words(message: str) -> str:
+    """A message from the wallet, for this CLI: no "Error: " (ours says error: already),
+    its command names instead of the RPC methods'."""
+    message = re.sub(r"^(Error: )+", "", message)
+    for rpc, command in _COMMANDS.items():
+        message = re.sub(rf"\b{rpc}\b( RPC)?", f"`{command}`" if rpc != command else rpc,
+                         message)
+    return message
+
+
+def _waiting_funds(client: Direct | Remote) -> str:
+    """What the wallet holds that is not spendable yet (for an insufficient-funds error)."""
+    try:
+        mine = client.call("getbalances")["mine"]
+    except (WalletError, CLIError, OSError):
+        return ""
+    parts = []
+    if Decimal(str(mine["untrusted_pending"])) > 0:
+        parts.append(f"{_btc(mine['untrusted_pending'])} BTC unconfirmed (spendable once "
+                     "confirmed)")
+    if Decimal(str(mine["immature"])) > 0:
+        parts.append(f"{_btc(mine['immature'])} BTC immature (coinbase, spendable after 100 "
+                     "confirmations)")
+    return "; the wallet also has " + " and ".join(parts) if parts else ""
 
 
 def _fail(message: str, code: int, as_json: bool) -> None:
@@ -194,9 +311,11 @@ def _unlocked(client: Direct | Remote, passphrase: str | None):
     any RPC client for the rest of the minute); a wallet unlocked already is left as it
     is."""
     relock = False
-    if passphrase:
-        until = client.call("getwalletinfo").get("unlocked_until")
-        if until == 0:
+    until = client.call("getwalletinfo").get("unlocked_until")
+    if until == 0:  # encrypted and locked
+        if not passphrase and sys.stdin.isatty():
+            passphrase = getpass.getpass("wallet passphrase: ")  # (not echoed)
+        if passphrase:
             client.call("walletpassphrase", passphrase, 60)
             relock = True
     try:
@@ -215,23 +334,27 @@ def _unlocked(client: Direct | Remote, passphrase: str | None):
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    chain: str = typer.Option("regtest", help="regtest or main"),
-    datadir: str = typer.Option(DEFAULT_DATADIR, help="the node's data directory"),
-    wallets_dir: Path | None = typer.Option(None, help="where wallets live "  # noqa: B008
+    chain: str = typer.Option("regtest", metavar="CHAIN", help="regtest or main"),
+    datadir: str = typer.Option(DEFAULT_DATADIR, metavar="DIR", help="the node's data directory"),
+    wallets_dir: Path | None = typer.Option(None, metavar="DIR",  # noqa: B008
+                                            help="where wallets live "
                                             "(default: DATADIR/CHAIN/wallets, as minibtcd)"),
-    node: str | None = typer.Option(None, help="the node's JSON-RPC URL "
+    node: str | None = typer.Option(None, metavar="URL", help="the node's JSON-RPC URL "
                                     "(default: http://127.0.0.1:18443 on regtest)"),
-    rpc_user: str | None = typer.Option(None, help="node RPC user"),
-    rpc_password: str | None = typer.Option(None, help="node RPC password"),
-    rpc_cookie: Path | None = typer.Option(None, help="node cookie file "  # noqa: B008
+    rpc_user: str | None = typer.Option(None, metavar="USER", help="node RPC user"),
+    rpc_password: str | None = typer.Option(None, metavar="PASSWORD", help="node RPC password"),
+    rpc_cookie: Path | None = typer.Option(None, metavar="FILE",  # noqa: B008
+                                           help="node cookie file "
                                            "(default: DATADIR/CHAIN/.cookie)"),
-    server: str | None = typer.Option(None, help="use a running wallet server at this URL "
+    server: str | None = typer.Option(None, metavar="URL",
+                                      help="use a running wallet server at this URL "
                                       "(minibtc-wallet serve, or minibtcd)"),
-    server_user: str | None = typer.Option(None),
-    server_password: str | None = typer.Option(None),
+    server_user: str | None = typer.Option(None, metavar="USER"),
+    server_password: str | None = typer.Option(None, metavar="PASSWORD"),
     server_cookie: Path | None = typer.Option(  # noqa: B008
         None, help="the server's cookie (default: the wallets directory's .cookie)"),
-    wallet: str = typer.Option(DEFAULT_WALLET, "--wallet", "-w", help="wallet name"),
+    wallet: str = typer.Option(DEFAULT_WALLET, "--wallet", "-w", metavar="NAME",
+                                help="wallet name"),
     as_json: bool = typer.Option(False, "--json", help="print JSON (the RPC result)"),
 ) -> None:
     if chain not in RPC_PORTS:
@@ -254,6 +377,31 @@ def main_options(
 
 def _btc(v: Any) -> str:
     return f"{Decimal(str(v)):.8f}"
+
+
+def _plain(v: Any) -> str:
+    """A value for people: amounts as Core prints them (0.00000000, never 0E-8)."""
+    if isinstance(v, Decimal):
+        return format(v, "f")
+    if isinstance(v, (dict, list, bool)) or v is None:
+        return dumps(v)
+    return str(v)
+
+
+def _state(t: dict) -> str:
+    """A wallet transaction's state in words (listtransactions / gettransaction fields)."""
+    confs = t.get("confirmations", 0)
+    if t.get("abandoned"):
+        return "abandoned"
+    if t.get("replaced_by_txid"):
+        return f"replaced by {t['replaced_by_txid'][:16]}…"
+    if confs < 0:
+        return f"conflicted ({-confs} blocks deep)"
+    if confs == 0:
+        return "unconfirmed" + (" (in the mempool)" if t.get("trusted", True) else "")
+    if t.get("category") == "immature":
+        return f"immature ({confs} confirmation{'s' if confs != 1 else ''})"
+    return f"{confs} confirmation{'s' if confs != 1 else ''}"
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
@@ -288,8 +436,10 @@ def _parse_pairs(pairs: list[str], first: str | None = None) -> dict[str, str]:
 @app.command()
 def create(ctx: typer.Context,
            name: str | None = typer.Argument(None, help="wallet name (default: --wallet)"),
-           passphrase: str | None = typer.Option(None, help="encrypt the wallet with this"),
-           watch_only: bool = typer.Option(False, help="no private keys")) -> None:
+           passphrase: str | None = typer.Option(None, metavar="PASSPHRASE",
+                                                 help="encrypt the wallet with this"),
+           watch_only: bool = typer.Option(False, "--watch-only", help="no private keys")
+           ) -> None:
     """Create a wallet with a new mnemonic (shown once: write it down)."""
     o: Options = ctx.obj
     o.wallet = name or o.wallet
@@ -313,13 +463,17 @@ def create(ctx: typer.Context,
 @app.command()
 def restore(ctx: typer.Context,
             name: str | None = typer.Argument(None, help="wallet name (default: --wallet)"),
-            mnemonic: str | None = typer.Option(None, help="the BIP39 words (asked if not "
+            mnemonic: str | None = typer.Option(None, metavar="WORDS",
+                                                help="the BIP39 words (asked if not "
                                                 "given)"),
-            mnemonic_passphrase: str = typer.Option("", help="BIP39 passphrase, if one was "
+            mnemonic_passphrase: str = typer.Option("", metavar="PASSPHRASE",
+                                                    help="BIP39 passphrase, if one was "
                                                     "used"),
-            birthday_height: int | None = typer.Option(None, help="first block to scan "
+            birthday_height: int | None = typer.Option(None, metavar="HEIGHT",
+                                                       help="first block to scan "
                                                        "(default: the genesis block)"),
-            passphrase: str | None = typer.Option(None, help="encrypt the wallet with this")
+            passphrase: str | None = typer.Option(None, metavar="PASSPHRASE",
+                                                  help="encrypt the wallet with this")
             ) -> None:
     """Restore a wallet from its mnemonic: the same addresses, and its coins after a scan."""
     o: Options = ctx.obj
@@ -341,8 +495,9 @@ def restore(ctx: typer.Context,
 
 
 @app.command()
-def receive(ctx: typer.Context, label: str = typer.Option("", help="label for the address"),
-            type: str = typer.Option("bech32", "--type",  # noqa: A002
+def receive(ctx: typer.Context, label: str = typer.Option("", metavar="LABEL",
+                                                              help="label for the address"),
+            type: str = typer.Option("bech32", "--type", metavar="TYPE",  # noqa: A002
                                      help="bech32 (P2WPKH), bech32m (P2TR), p2sh-segwit, legacy")
             ) -> None:
     """A new address to receive on."""
@@ -370,16 +525,22 @@ def balance(ctx: typer.Context) -> None:
          f"(at height {r['height']})"]))
 
 
-@app.command()
-def send(ctx: typer.Context, address: str, amount: str,
-         fee_rate: str | None = typer.Option(None, help="sat/vB (default: the node's "
+@app.command(context_settings={"ignore_unknown_options": True})  # (AMOUNT -1: a clear error)
+def send(ctx: typer.Context,
+         address: str = typer.Argument(..., metavar="ADDRESS", help="the address to pay"),
+         amount: str = typer.Argument(..., metavar="AMOUNT", help="BTC, e.g. 0.5"),
+         fee_rate: str | None = typer.Option(None, metavar="SAT/VB",
+                                             help="sat/vB (default: the node's "
                                              "estimatesmartfee)"),
-         subtract_fee: bool = typer.Option(False, help="the recipient pays the fee (send-max: "
+         subtract_fee: bool = typer.Option(False, "--subtract-fee",
+                                           help="the recipient pays the fee (send-max: "
                                            "the whole balance as AMOUNT)"),
-         no_rbf: bool = typer.Option(False, help="do not signal BIP125 replaceability"),
+         no_rbf: bool = typer.Option(False, "--no-rbf",
+                                     help="do not signal BIP125 replaceability"),
          to: list[str] | None = typer.Option(  # noqa: B008
-             None, "--to", help="more recipients, ADDRESS=AMOUNT"),
-         passphrase: str | None = typer.Option(None, help="unlock an encrypted wallet")
+             None, "--to", metavar="ADDRESS=AMOUNT", help="more recipients"),
+         passphrase: str | None = typer.Option(None, metavar="PASSPHRASE",
+                                               help="unlock an encrypted wallet")
          ) -> None:
     """Send AMOUNT (BTC) to ADDRESS (and to more recipients with --to)."""
     def do(c):  # noqa: ANN001, ANN202
@@ -406,10 +567,13 @@ def _sent_text(r: dict) -> str:
 
 
 @app.command()
-def sweep(ctx: typer.Context, address: str,
-          fee_rate: str | None = typer.Option(None, help="sat/vB (default: the node's "
+def sweep(ctx: typer.Context,
+          address: str = typer.Argument(..., metavar="ADDRESS", help="the address to pay"),
+          fee_rate: str | None = typer.Option(None, metavar="SAT/VB",
+                                              help="sat/vB (default: the node's "
                                               "estimatesmartfee)"),
-          passphrase: str | None = typer.Option(None, help="unlock an encrypted wallet")
+          passphrase: str | None = typer.Option(None, metavar="PASSPHRASE",
+                                                help="unlock an encrypted wallet")
           ) -> None:
     """Send the whole spendable balance to ADDRESS, leaving no change (sendall)."""
     def do(c):  # noqa: ANN001, ANN202
@@ -420,14 +584,45 @@ def sweep(ctx: typer.Context, address: str,
 
 
 @app.command()
-def history(ctx: typer.Context, count: int = typer.Option(20, help="how many entries")) -> None:
-    """Transactions, oldest first."""
+def history(ctx: typer.Context, count: int = typer.Option(20, metavar="N",
+                                                          help="how many entries")) -> None:
+    """Transactions, oldest first: amount, fee, state in words (confirmations, unconfirmed,
+    replaced, abandoned, conflicted)."""
     def human(rows: list[dict]) -> str:
-        return _table([[r["category"], _btc(r["amount"]), str(r["confirmations"]),
+        return _table([[r["category"], _btc(r["amount"]),
+                        _btc(-Decimal(str(r["fee"]))) if "fee" in r else "", _state(r),
                         r.get("address", ""), r["txid"]] for r in rows],
-                      ["category", "amount", "confs", "address", "txid"])
+                      ["category", "amount", "fee", "state", "address", "txid"])
 
     _run(ctx, lambda c: c.call("listtransactions", "*", count), human)
+
+
+@app.command()
+def show(ctx: typer.Context,
+         txid: str = typer.Argument(..., metavar="TXID", help="a transaction of the wallet")
+         ) -> None:
+    """One transaction: state, amount, fee, block, what it pays and replaces."""
+    def human(t: dict) -> str:
+        lines = [f"txid:     {t['txid']}", f"state:    {_state(t)}",
+                 f"amount:   {_btc(t['amount'])} BTC"]
+        if "fee" in t:
+            lines.append(f"fee:      {_btc(-Decimal(str(t['fee'])))} BTC")
+        if "blockhash" in t:
+            lines.append(f"block:    {t['blockheight']} {t['blockhash']}")
+        lines.append(f"time:     {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t['time']))}")
+        for key, name in (("replaced_by_txid", "replaced by"), ("replaces_txid", "replaces")):
+            if key in t:
+                lines.append(f"{name + ':':<10}{t[key]}")
+        if t.get("walletconflicts"):
+            lines.append("conflicts: " + ", ".join(t["walletconflicts"]))
+        lines.append(f"replaceable (BIP125): {t.get('bip125-replaceable', 'unknown')}")
+        for d in t.get("details", []):
+            lines.append(f"  {d['category']:<8} {_btc(d['amount']):>16} BTC  "
+                         f"{d.get('address', '')}" + (f"  ({d['label']})" if d.get("label")
+                                                     else ""))
+        return "\n".join(lines)
+
+    _run(ctx, lambda c: c.call("gettransaction", txid), human)
 
 
 @app.command()
@@ -442,9 +637,12 @@ def utxos(ctx: typer.Context) -> None:
 
 
 @app.command()
-def bumpfee(ctx: typer.Context, txid: str,
-            fee_rate: str | None = typer.Option(None, help="new fee rate, sat/vB"),
-            passphrase: str | None = typer.Option(None, help="unlock an encrypted wallet")
+def bumpfee(ctx: typer.Context,
+            txid: str = typer.Argument(..., metavar="TXID", help="the transaction to replace"),
+            fee_rate: str | None = typer.Option(None, metavar="SAT/VB",
+                                                help="new fee rate, sat/vB"),
+            passphrase: str | None = typer.Option(None, metavar="PASSPHRASE",
+                                                  help="unlock an encrypted wallet")
             ) -> None:
     """Replace an unconfirmed transaction by one paying a higher fee (BIP125)."""
     def do(c):  # noqa: ANN001, ANN202
@@ -456,7 +654,9 @@ def bumpfee(ctx: typer.Context, txid: str,
 
 
 @app.command()
-def backup(ctx: typer.Context, destination: Path) -> None:
+def backup(ctx: typer.Context,
+           destination: Path = typer.Argument(..., metavar="FILE",  # noqa: B008
+                                              help="where the copy goes")) -> None:
     """Copy the wallet file (a consistent snapshot) to DESTINATION."""
     _run(ctx, lambda c: c.call("backupwallet", str(destination.resolve())),
          lambda r: f"backed up to {destination}")
@@ -464,16 +664,22 @@ def backup(ctx: typer.Context, destination: Path) -> None:
 
 @app.command()
 def encrypt(ctx: typer.Context,
-            passphrase: str | None = typer.Option(None, help="asked if not given")) -> None:
+            passphrase: str | None = typer.Option(None, metavar="PASSPHRASE",
+                                                  help="asked if not given")) -> None:
     """Encrypt the wallet's keys with a passphrase."""
     p = passphrase or _ask_new_passphrase()
-    _run(ctx, lambda c: c.call("encryptwallet", p), str)
+    _run(ctx, lambda c: c.call("encryptwallet", p),
+         lambda r: "wallet encrypted. Its keys are new: back it up again now (`minibtc-wallet "
+                   "backup FILE`); older backups do not hold them. Commands that spend ask "
+                   "for the passphrase (or take --passphrase).")
 
 
 @app.command()
 def unlock(ctx: typer.Context,
-           passphrase: str | None = typer.Option(None, help="asked if not given"),
-           timeout: int = typer.Option(300, help="seconds before it locks again")) -> None:
+           passphrase: str | None = typer.Option(None, metavar="PASSPHRASE",
+                                                 help="asked if not given"),
+           timeout: int = typer.Option(300, metavar="SECONDS",
+                                       help="seconds before it locks again")) -> None:
     """Unlock the wallet on a wallet server for TIMEOUT seconds."""
     o: Options = ctx.obj
     if not o.server:
@@ -493,7 +699,8 @@ def lock(ctx: typer.Context) -> None:
 
 @app.command()
 def mnemonic(ctx: typer.Context,
-             passphrase: str | None = typer.Option(None, help="unlock an encrypted wallet")
+             passphrase: str | None = typer.Option(None, metavar="PASSPHRASE",
+                                                   help="unlock an encrypted wallet")
              ) -> None:
     """Show the wallet's mnemonic."""
     def do(c):  # noqa: ANN001, ANN202
@@ -507,13 +714,12 @@ def mnemonic(ctx: typer.Context,
 def info(ctx: typer.Context) -> None:
     """The wallet's state (getwalletinfo)."""
     _run(ctx, lambda c: c.call("getwalletinfo"),
-         lambda r: "\n".join(f"{k}: {json.dumps(v) if isinstance(v, dict) else v}"
-                             for k, v in r.items()))
+         lambda r: "\n".join(f"{k}: {_plain(v)}" for k, v in r.items()))
 
 
 @app.command()
-def rescan(ctx: typer.Context, start_height: int = typer.Option(0),
-           stop_height: int | None = typer.Option(None)) -> None:
+def rescan(ctx: typer.Context, start_height: int = typer.Option(0, metavar="HEIGHT"),
+           stop_height: int | None = typer.Option(None, metavar="HEIGHT")) -> None:
     """Scan the chain again for the wallet's transactions."""
     _run(ctx, lambda c: c.call("rescanblockchain", start_height, stop_height),
          lambda r: f"rescanned {r['start_height']} to {r['stop_height']}")
@@ -554,7 +760,7 @@ def list_(ctx: typer.Context) -> None:
 @psbt_app.command("create")
 def psbt_create(ctx: typer.Context, outputs: list[str] = typer.Argument(  # noqa: B008
         ..., help="ADDRESS=AMOUNT ..."),
-        fee_rate: str | None = typer.Option(None, help="sat/vB")) -> None:
+        fee_rate: str | None = typer.Option(None, metavar="SAT/VB", help="sat/vB")) -> None:
     """Fund a PSBT paying the outputs from this wallet (not signed)."""
     opts = {"fee_rate": fee_rate} if fee_rate else {}
     _run(ctx, lambda c: c.call("walletcreatefundedpsbt", [], _parse_pairs(outputs), None, opts),
@@ -564,7 +770,8 @@ def psbt_create(ctx: typer.Context, outputs: list[str] = typer.Argument(  # noqa
 @psbt_app.command("sign")
 def psbt_sign(ctx: typer.Context, psbt: str,
               finalize: bool = typer.Option(True, help="finalize the inputs signed"),
-              passphrase: str | None = typer.Option(None, help="unlock an encrypted wallet")
+              passphrase: str | None = typer.Option(None, metavar="PASSPHRASE",
+                                                    help="unlock an encrypted wallet")
               ) -> None:
     """Add this wallet's signatures to a PSBT."""
     def do(c):  # noqa: ANN001, ANN202
@@ -576,7 +783,8 @@ def psbt_sign(ctx: typer.Context, psbt: str,
 
 @psbt_app.command("finalize")
 def psbt_finalize(ctx: typer.Context, psbt: str,
-                  broadcast: bool = typer.Option(False, help="send it to the node if complete")
+                  broadcast: bool = typer.Option(False, "--broadcast",
+                                                 help="send it to the node if complete")
                   ) -> None:
     """Finalize a PSBT; print the transaction hex when complete."""
     def do(c):  # noqa: ANN001, ANN202
@@ -611,10 +819,12 @@ def psbt_decode(ctx: typer.Context, psbt: str) -> None:
 
 
 @app.command()
-def serve(ctx: typer.Context, host: str = typer.Option("127.0.0.1"),
-          port: int = typer.Option(18450, help="the wallet RPC port"),
-          user: str | None = typer.Option(None, help="RPC user for clients (with --password)"),
-          password: str | None = typer.Option(None, help="otherwise a cookie is written in "
+def serve(ctx: typer.Context, host: str = typer.Option("127.0.0.1", metavar="HOST"),
+          port: int = typer.Option(18450, metavar="PORT", help="the wallet RPC port"),
+          user: str | None = typer.Option(None, metavar="USER",
+                                          help="RPC user for clients (with --password)"),
+          password: str | None = typer.Option(None, metavar="PASSWORD",
+                                              help="otherwise a cookie is written in "
                                               "the wallets directory")) -> None:
     """Serve the wallets directory's wallets over JSON-RPC (Core's wallet methods)."""
     import asyncio
@@ -651,8 +861,39 @@ def _ask_new_passphrase() -> str:
     return p
 
 
-def main() -> None:
-    app()
+# Options of the whole CLI (app's callback), and whether each takes a value: accepted after
+# the command too (`receive -w alice`), moved in front of it before parsing.
+_GLOBAL = {"--chain": True, "--datadir": True, "--wallets-dir": True, "--node": True,
+           "--rpc-user": True, "--rpc-password": True, "--rpc-cookie": True, "--server": True,
+           "--server-user": True, "--server-password": True, "--server-cookie": True,
+           "--wallet": True, "-w": True, "--json": False}
+
+
+def hoist_options(argv: list[str]) -> list[str]:
+    """argv with the global options found after the command moved before it (up to a
+    `--`, after which everything is an argument)."""
+    front: list[str] = []
+    rest: list[str] = []
+    k = 0
+    while k < len(argv):
+        a = argv[k]
+        if a == "--":
+            rest += argv[k:]
+            break
+        name = a.split("=", 1)[0]
+        if name in _GLOBAL:
+            takes = _GLOBAL[name] and "=" not in a
+            front += argv[k:k + 2] if takes else [a]
+            k += 2 if takes else 1
+            continue
+        rest.append(a)
+        k += 1
+    return front + rest
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    app(args=hoist_options(args), prog_name="minibtc-wallet")
 
 
 if __name__ == "__main__":
