@@ -4,6 +4,7 @@ creates none."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 
@@ -89,6 +90,25 @@ def test_wallet_cli_everyday(folder):
     assert out.startswith("error: the wallet is locked") and "walletpassphrase" not in out
     assert "Error" not in out
     assert "sent:" in w("send", address, "0.1", "--passphrase", "pw", "--server", url).stdout
+    # on a terminal it asks for the passphrase, and does not echo it
+    import os
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:  # (the child: the CLI on the terminal)
+        os.chdir(ROOT)
+        os.execve(sys.executable, [sys.executable, "-m", "wallet.cli", "send", address, "0.1",
+                                   "--server", url], cli_env())
+    seen = b""
+    while b"passphrase:" not in seen:
+        seen += os.read(fd, 1024)
+    os.write(fd, b"pw-typed\n")
+    with contextlib.suppress(OSError):  # (EIO once the CLI has exited)
+        while chunk := os.read(fd, 1024):
+            seen += chunk
+    os.waitpid(pid, 0)
+    assert b"wallet passphrase:" in seen and b"pw-typed" not in seen
+    assert b"incorrect" in seen  # (asked, and used: a wrong one)
     # help texts
     help_text = w("send", "--help").stdout
     assert "--no-no-" not in help_text and "<bool>" not in help_text
