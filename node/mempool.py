@@ -34,6 +34,7 @@ from consensus.errors import ValidationError
 from consensus.script import flags as sf
 from consensus.script.errors import ScriptError
 from consensus.script.pool import ScriptCheckPool, VerifyStream
+from consensus.script.sighash import PrecomputedTxData
 from consensus.script.verify import SCRIPT_EXECUTION_CACHE, verify_transaction
 from consensus.serialize import DeserializationError, Reader, compact_size
 from consensus.tx import Transaction, TxOut
@@ -825,8 +826,10 @@ class Mempool:
             # execution cache. Otherwise (failed, or left to us) it checks it here and
             # reports the failure.
             streamed[0].wait(streamed[1])
+        txdata = PrecomputedTxData(tx, spent)  # shared by the checks below
         try:
-            verify_transaction(tx, spent, sf.STANDARD_SCRIPT_VERIFY_FLAGS, cache=cache)
+            verify_transaction(tx, spent, sf.STANDARD_SCRIPT_VERIFY_FLAGS, cache=cache,
+                               txdata=txdata)
         except ScriptError as err:
             # As Core's: one reason whichever flag failed; the details name the input.
             i = err.input_index
@@ -841,7 +844,8 @@ class Mempool:
             raise MempoolReject(f"mempool-script-verify-flag-failed ({err.message})",
                                 details) from None
         try:
-            verify_transaction(tx, spent, self._next_block_flags(), cache=cache)
+            verify_transaction(tx, spent, self._next_block_flags(), cache=cache,
+                               txdata=txdata)
         except ScriptError as err:
             # Valid under the standard flags but not the block's: a bug in the flags.
             log.error("BUG! CheckInputScripts failed against latest-block but not STANDARD "

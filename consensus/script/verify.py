@@ -295,11 +295,13 @@ def verify_transaction(
     cache: ScriptExecutionCache | None = None,
     sigcache: SignatureCache | None = SIGNATURE_CACHE,
     store: bool = True,
+    txdata: PrecomputedTxData | None = None,
 ) -> None:
     """Verify every input of `tx` under `flags`. Raises ScriptError for the first failing input
     (with .txid and .input_index). With `cache` (a ScriptExecutionCache), a transaction already
     verified under exactly these flags is accepted at once, and a success is remembered. A
-    coinbase spends nothing and has no scripts to check."""
+    coinbase spends nothing and has no scripts to check. `txdata`: the transaction's
+    PrecomputedTxData, when the caller checks it under several flag sets."""
     if tx.is_coinbase():
         return
     if len(spent_outputs) != len(tx.vin):
@@ -309,7 +311,8 @@ def verify_transaction(
         key = cache.key(tx, flags)
         if cache.contains(key):
             return
-    txdata = PrecomputedTxData(tx, spent_outputs)
+    if txdata is None:
+        txdata = PrecomputedTxData(tx, spent_outputs)
     for i in range(len(tx.vin)):
         verify_input(tx, i, spent_outputs, flags, txdata, sigcache=sigcache, store=store)
     if cache is not None and key is not None:
