@@ -832,6 +832,28 @@ def mine(n: int, folder: Path = DirOpt,
     say(f"mined {len(hashes)} block(s) on node {node}, tip {hashes[-1]}")
 
 
+@app.command(context_settings=_PASS)
+def run(ctx: typer.Context,
+        script: Path = typer.Argument(..., metavar="SCRIPT.py",  # noqa: B008
+                                      help="a scenario: a Python file defining run(net)"),
+        folder: Path = DirOpt) -> None:
+    """Run a scenario against the running network (its API: regtest/scenario.py; examples in
+    regtest/scenarios/). Arguments after SCRIPT.py are the scenario's (net.args)."""
+    from regtest.scenario import run_file
+
+    net = Network(folder)
+    try:
+        net.spec  # noqa: B018
+        if net.read_run() is None:
+            raise NetworkError(f"the network in {net.dir} is not running (`minibtc-net "
+                               f"up{_dir_opt(net)} --detach` starts it)")
+        passed, text = run_file(net, script, list(ctx.args))
+    except NetworkError as err:
+        _fail(str(err))
+    say(text, err=not passed)
+    raise typer.Exit(0 if passed else 1)
+
+
 def main() -> None:
     app()
 

@@ -311,3 +311,25 @@ def test_no_ports_to_look_up(folder):
     net_cli(folder, "down")
     out = net_cli(folder, "up", "--nodes", "2", "--detach")
     assert "not changed: it keeps its 3 nodes" in out
+
+
+def test_scenarios(folder, tmp_path):
+    """The two example scenarios of regtest/scenarios/ pass against a live network; a
+    failing one says where, in its own file; a missing one is a clear error."""
+    net_cli(folder, "up", "--nodes", "3", "--miners", "0", "--detach")
+    scenarios = ROOT / "regtest" / "scenarios"
+    out = net_cli(folder, "run", str(scenarios / "partition_reorg.py"))
+    assert "scenario partition_reorg.py passed" in out and "healed: every node on" in out
+    out = net_cli(folder, "run", str(scenarios / "crash_recovery.py"), "1")
+    assert "scenario crash_recovery.py passed" in out and "node 1 is back" in out
+    bad = tmp_path / "bad.py"
+    bad.write_text("def run(net):\n    net.mine(1)\n    assert net.nodes[0].getblockcount() "
+                   "== 0, 'not at genesis'\n")
+    r = subprocess.run([sys.executable, "-m", "regtest.cli", "run", str(bad), "--dir",
+                        str(folder)], cwd=ROOT, env=cli_env(), capture_output=True, text=True)
+    assert r.returncode == 1 and "scenario bad.py failed (line 3:" in r.stderr
+    assert "not at genesis" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "regtest.cli", "run", str(tmp_path / "no.py"),
+                        "--dir", str(folder)], cwd=ROOT, env=cli_env(), capture_output=True,
+                       text=True)
+    assert r.returncode == 1 and "no scenario file" in r.stderr
