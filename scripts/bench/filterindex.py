@@ -14,7 +14,13 @@ runs noisy).
 With --zmq, each round also imports with every -zmqpub* notifier on (a subscriber in this
 process takes every message): what publishing costs block connection.
 
+With --kyoto N, only this: a BDK wallet on Kyoto (bdkpython's BIP157 light client) syncs a
+chain of N blocks from a minibtcd with -peerblockfilters as its only peer, timed beside a bare
+Python peer fetching the same headers, filter headers and filters over P2P (the least a light
+client has to download).
+
 Run: .venv/bin/python scripts/bench/filterindex.py [--blocks 100] [--txs 20000] [--zmq]
+     .venv/bin/python scripts/bench/filterindex.py --kyoto 1000
 """
 
 from __future__ import annotations
@@ -147,6 +153,99 @@ def index_builds(blk: Path) -> None:
                                         for k, v in t_others.items()))
 
 
+def bare_fetch(node, height: int) -> float:
+    """Seconds for a raw P2P peer to fetch every header, filter header and filter."""
+    from node.p2p import cfilters as cf
+    from node.p2p import messages as m
+    from tests.functional.p2p_peer import RawPeer
+
+    t0 = time.perf_counter()
+    peer = RawPeer(node.p2pport, timeout=60)
+    peer.handshake()
+    tip = bytes.fromhex(node.call("getblockhash", 0))[::-1]
+    got = 0
+    while got < height:  # headers, 2,000 a message
+        peer.send(m.GetHeaders([tip], bytes(32)))
+        headers = peer.wait_for("headers", 60).headers
+        got += len(headers)
+        tip = headers[-1].hash
+    hashes = {}
+    for start in range(1, height + 1, cf.MAX_GETCFHEADERS_SIZE):
+        stop = min(start + cf.MAX_GETCFHEADERS_SIZE - 1, height)
+        stop_hash = bytes.fromhex(node.call("getblockhash", stop))[::-1]
+        peer.send(cf.GetCFHeaders(0, start, stop_hash))
+        hashes[start] = peer.wait_for("cfheaders", 60).headers()
+    for start in range(1, height + 1, cf.MAX_GETCFILTERS_SIZE):
+        stop = min(start + cf.MAX_GETCFILTERS_SIZE - 1, height)
+        peer.send(cf.GetCFilters(0, start, bytes.fromhex(node.call("getblockhash", stop))[::-1]))
+        for _ in range(start, stop + 1):
+            peer.wait_for("cfilter", 60)
+    peer.close()
+    return time.perf_counter() - t0
+
+
+def kyoto_sync(blocks: int) -> None:
+    import asyncio
+
+    import bdkpython as bdk
+
+    from tests.functional.framework import NodeProcess
+
+    d = Path(tempfile.mkdtemp(prefix="kyotobench-"))
+    node = NodeProcess(d / "n", "-blockfilterindex", "-peerblockfilters")
+    node.start()
+    try:
+        node.create_wallet("default")
+        miner = node.call("getnewaddress", wallet="default")
+        node.call("generatetoaddress", 101, miner)
+        key = bdk.DescriptorSecretKey(bdk.NetworkKind.TEST,
+                                      bdk.Mnemonic.from_entropy(bytes(range(16))), None)
+        wallet = bdk.Wallet(
+            bdk.Descriptor.new_bip84(key, bdk.KeychainKind.EXTERNAL, bdk.NetworkKind.TEST),
+            bdk.Descriptor.new_bip84(key, bdk.KeychainKind.INTERNAL, bdk.NetworkKind.TEST),
+            bdk.Network.REGTEST, bdk.Persister.new_in_memory())
+        paid = 0
+        while node.call("getblockcount") < blocks:  # a payment to the wallet every 50 blocks
+            a = str(wallet.reveal_next_address(bdk.KeychainKind.EXTERNAL).address)
+            node.call("sendtoaddress", a, 0.01, wallet="default")
+            paid += 1_000_000
+            node.call("generatetoaddress", min(50, blocks - node.call("getblockcount")), miner)
+        while not node.call("getindexinfo")["basic block filter index"]["synced"]:
+            time.sleep(0.05)
+        t_bare = bare_fetch(node, blocks)
+        peer = bdk.Peer(address=bdk.IpAddress.from_ipv4(127, 0, 0, 1), port=node.p2pport,
+                        v2_transport=False)
+        t0 = time.perf_counter()
+        parts = (bdk.CbfBuilder().peers([peer]).connections(1).only_configured_peers()
+                 .data_dir(str(d / "kyoto")).build(wallet))
+        parts.node.run()
+
+        async def sync():
+            async def drain(next_event):
+                while True:
+                    await next_event()
+
+            tasks = [asyncio.ensure_future(drain(parts.client.next_info)),
+                     asyncio.ensure_future(drain(parts.client.next_warning))]
+            try:
+                wallet.apply_update(await parts.client.update())
+            finally:
+                for t in tasks:
+                    t.cancel()
+
+        asyncio.run(sync())
+        t_kyoto = time.perf_counter() - t0
+        parts.client.shutdown()
+        balance = wallet.balance().total.to_sat()
+        print(f"Kyoto sync of {blocks} blocks: {t_kyoto:.2f} s (balance {balance} sat, "
+              f"{'right' if balance == paid else f'expected {paid}'}); a bare peer fetching "
+              f"the headers, filter headers and filters: {t_bare:.2f} s; ratio "
+              f"{t_kyoto / t_bare:.2f} x")
+    finally:
+        node.stop()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--blocks", type=int, default=100)
@@ -156,7 +255,12 @@ def main() -> None:
     ap.add_argument("--zmq", action="store_true", help="also import with ZMQ notifications on")
     ap.add_argument("--no-index-builds", action="store_true",
                     help="skip the index builds (end-to-end imports only)")
+    ap.add_argument("--kyoto", type=int, default=0, metavar="N",
+                    help="only time a Kyoto light-client sync of N blocks")
     args = ap.parse_args()
+    if args.kyoto:
+        kyoto_sync(args.kyoto)
+        return
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     blk = cache / f"connect_{args.blocks}_{args.txs}.dat"
