@@ -111,9 +111,16 @@ def up(ctx: typer.Context,
        hosts: bool = typer.Option(False, "--hosts",
                                   help="each node in its own network namespace, with its own "
                                        "address (needs root)"),
+       delay: str = typer.Option("", metavar="TIME", help="--hosts: every link's delay, each "
+                                 "way (100ms)"),
+       jitter: str = typer.Option("", metavar="TIME", help="--hosts: the delay's variation "
+                                  "(20ms)"),
+       loss: str = typer.Option("", metavar="PERCENT", help="--hosts: packets lost (1%)"),
+       rate: str = typer.Option("", metavar="RATE", help="--hosts: bandwidth (1mbit)"),
        detach: bool = typer.Option(False, "--detach", help="run in the background")) -> None:
     """Start (or resume) the network and keep it running until Ctrl-C."""
     net = Network(folder)
+    link_opts = {"delay": delay, "jitter": jitter, "loss": loss, "rate": rate}
     if topology not in TOPOLOGIES:
         _fail(f"unknown topology {topology!r} (one of: {', '.join(TOPOLOGIES)})")
     if miners < 0 or nodes < 1:
@@ -128,6 +135,13 @@ def up(ctx: typer.Context,
         net.run_path.unlink(missing_ok=True)
     if net.exists:
         _resume(ctx, net, nodes, topology, miners, interval, mine_on_tx, hosts)
+        if any(_given(ctx, k) for k in link_opts):
+            try:
+                net.set_link_defaults(link_opts)
+            except (NetworkError, HostsError) as err:
+                _fail(str(err))
+            say("  " + (net.describe_links()[0] if net.spec.link_defaults
+                        else "links: no default conditions"))
     else:
         specs = [MinerSpec(k * nodes // max(miners, 1), interval, mine_on_tx)
                  for k in range(miners)]
@@ -136,9 +150,13 @@ def up(ctx: typer.Context,
 
             if available() is not None:
                 _fail(available())
+        if any(link_opts.values()) and not hosts:
+            _fail("--delay/--jitter/--loss/--rate need --hosts (tc netem on the veth pairs "
+                  "between the nodes' namespaces)")
         try:
             net.create(nodes, topology, specs, hosts=hosts)
-        except NetworkError as err:
+            net.set_link_defaults(link_opts)
+        except (NetworkError, HostsError) as err:
             _fail(str(err))
         say(f"Created a {topology} network of {nodes} nodes in {net.dir}")
     if detach:
@@ -194,8 +212,8 @@ def _resume(ctx: typer.Context, net: Network, nodes: int, topology: str, miners:
 
 def _start_down_nodes(ctx: typer.Context, net: Network) -> None:
     """`up` on a running network: start its nodes that are down; say what it cannot change."""
-    given = [n for n in ("nodes", "topology", "miners", "interval", "mine_on_tx", "hosts")
-             if _given(ctx, n)]
+    given = [n for n in ("nodes", "topology", "miners", "interval", "mine_on_tx", "hosts",
+                         "delay", "jitter", "loss", "rate") if _given(ctx, n)]
     down = sorted(int(i) for i in net.spec.down)
     if given:
         names = ", ".join("--" + g.replace("_", "-") for g in given)
@@ -338,6 +356,7 @@ class Supervisor:
                 net.wait_ready(i, proc)
                 self._mark(i, None)
             net.connect_links()
+            net.apply_links()  # (--hosts mode's link conditions)
             for k in range(len(net.spec.miners)):
                 self.miners[k] = net.start_miner(k)
             if self.want_explorer:
@@ -587,8 +606,7 @@ def status_text(net: Network, rows: list[dict] | None = None) -> str:
 
 
 def _link_lines(net: Network) -> list[str]:
-    conds = getattr(net.spec, "link_conditions", None) or {}
-    return [f"link {k}: {v}" for k, v in sorted(conds.items())]
+    return net.describe_links()
 
 
 def _dir_opt(net: Network) -> str:
@@ -639,7 +657,8 @@ def status_json(net: Network) -> dict:
     out: dict = {"dir": str(net.dir), "running": running,
                  "explorer": explorer_url(net) if running and net.spec.explorer_port else None,
                  "topology": net.spec.topology, "partition": net.spec.partition,
-                 "links": getattr(net.spec, "link_conditions", None) or {}}
+                 "link_defaults": net.spec.link_defaults,
+                 "link_conditions": net.spec.link_conditions}
     rows = net.status() if running else [
         {"node": i, **net.endpoints(i), "up": False, "error": "not running"}
         for i in range(net.spec.nodes)]
@@ -776,7 +795,7 @@ def logs(node: int, folder: Path = DirOpt,
 def _do(fn):
     try:
         return fn()
-    except NetworkError as err:
+    except (NetworkError, HostsError) as err:
         _fail(str(err))
     except NodeUnreachable as err:
         _fail(f"{err} (is the network up?)")
@@ -802,6 +821,29 @@ def heal(folder: Path = DirOpt) -> None:
     net = Network(folder)
     _do(net.heal)
     say("healed")
+
+
+@app.command()
+def link(a: int = typer.Argument(..., metavar="A", help="a node"),
+         b: int = typer.Argument(..., metavar="B", help="another node"),
+         delay: str = typer.Option("", metavar="TIME", help="each way, e.g. 100ms"),
+         jitter: str = typer.Option("", metavar="TIME", help="the delay's variation, 20ms"),
+         loss: str = typer.Option("", metavar="PERCENT", help="packets lost, e.g. 1%"),
+         rate: str = typer.Option("", metavar="RATE", help="bandwidth, e.g. 1mbit"),
+         clear: bool = typer.Option(False, "--clear", help="no conditions on this link"),
+         folder: Path = DirOpt) -> None:
+    """Conditions on the link between nodes A and B (--hosts mode; tc netem, as Warnet):
+    `link 0 1 --delay 100ms --loss 1%`; `link 0 1 --clear`, or `heal` for every link."""
+    cond = {"delay": delay, "jitter": jitter, "loss": loss, "rate": rate}
+    if not clear and not any(cond.values()):
+        _fail("give --delay, --jitter, --loss or --rate (or --clear)")
+    net = Network(folder)
+    try:
+        net.set_link(a, b, None if clear else cond)
+    except (NetworkError, HostsError) as err:
+        _fail(str(err))
+    key = f"{min(a, b)}-{max(a, b)}"
+    say(next(line for line in net.describe_links() if line.startswith(f"link {key}:")))
 
 
 @app.command()

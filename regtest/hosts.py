@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -125,3 +126,100 @@ def _bridge_hits_iptables() -> bool:
         return Path("/proc/sys/net/bridge/bridge-nf-call-iptables").read_text().strip() == "1"
     except OSError:  # br_netfilter not loaded: bridged frames skip iptables
         return False
+
+
+# -- link conditions (tc netem), as Warnet's --------------------------------------------------
+
+_DURATION = re.compile(r"^\d+(\.\d+)?(us|ms|s)$")
+_PERCENT = re.compile(r"^\d+(\.\d+)?%$")
+_RATE = re.compile(r"^\d+(\.\d+)?(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)$")
+CONDITIONS = ("delay", "jitter", "loss", "rate")
+
+
+def check_condition(name: str, value: str) -> str:
+    """A netem value as tc takes it, or HostsError saying what is expected."""
+    value = value.strip().lower()
+    pattern, example = {"delay": (_DURATION, "100ms"), "jitter": (_DURATION, "20ms"),
+                        "loss": (_PERCENT, "1%"), "rate": (_RATE, "1mbit")}[name]
+    if not pattern.match(value):
+        raise HostsError(f"--{name} {value!r}: expected a value such as {example}")
+    return value
+
+
+def netem_args(cond: dict[str, str]) -> list[str]:
+    """tc netem's arguments for a link's conditions ({} for none)."""
+    args: list[str] = []
+    if cond.get("delay"):
+        args += ["delay", cond["delay"]] + ([cond["jitter"]] if cond.get("jitter") else [])
+    if cond.get("loss"):
+        args += ["loss", cond["loss"]]
+    if cond.get("rate"):
+        args += ["rate", cond["rate"]]
+    return args
+
+
+def describe(cond: dict[str, str]) -> str:
+    parts = []
+    if cond.get("delay"):
+        parts.append(f"delay {cond['delay']}" + (f" ± {cond['jitter']}" if cond.get("jitter")
+                                                 else ""))
+    if cond.get("loss"):
+        parts.append(f"loss {cond['loss']}")
+    if cond.get("rate"):
+        parts.append(f"rate {cond['rate']}")
+    return ", ".join(parts)
+
+
+def netem_available() -> str | None:
+    """None if tc netem works here, else why not (probed on a throwaway veth pair)."""
+    if shutil.which("tc") is None:
+        return "link conditions need tc (apt-get install iproute2)"
+    a, b = f"mbprobe{os.getpid() % 10000}", f"mbprobf{os.getpid() % 10000}"
+    r = subprocess.run(["ip", "link", "add", a, "type", "veth", "peer", "name", b],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"cannot make a veth pair: {r.stderr.strip()}"
+    try:
+        r = subprocess.run(["tc", "qdisc", "add", "dev", a, "root", "netem", "delay", "1ms"],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            return f"this kernel has no netem qdisc (sch_netem): {r.stderr.strip()}"
+        return None
+    finally:
+        subprocess.run(["ip", "link", "del", a], capture_output=True)
+
+
+def apply_links(hosts: Hosts, conditions: dict[tuple[int, int], dict[str, str]]) -> None:
+    """Set every node's egress to what its links' conditions say: on node i's eth0, traffic
+    to node j's address goes through a netem of the (i, j) link's conditions (each direction
+    gets them: a delay of 100ms is 100ms each way). Links with no conditions pass as they
+    are; a node's tree is rebuilt whole each time."""
+    per_node: dict[int, dict[int, dict[str, str]]] = {i: {} for i in range(hosts.nodes)}
+    for (a, b), cond in conditions.items():
+        if netem_args(cond):
+            per_node[a][b] = cond
+            per_node[b][a] = cond
+    for i, peers in per_node.items():
+        tc = ["ip", "netns", "exec", hosts.netns(i), "tc"]
+        subprocess.run(tc + ["qdisc", "del", "dev", "eth0", "root"], capture_output=True)
+        if not peers:
+            continue
+        _run(tc + ["qdisc", "add", "dev", "eth0", "root", "handle", "1:", "htb",
+                   "default", "1"])
+        _run(tc + ["class", "add", "dev", "eth0", "parent", "1:", "classid", "1:1", "htb",
+                   "rate", "10gbit"])
+        for j, cond in sorted(peers.items()):
+            minor = 10 + j
+            _run(tc + ["class", "add", "dev", "eth0", "parent", "1:", "classid", f"1:{minor}",
+                       "htb", "rate", "10gbit"])
+            _run(tc + ["qdisc", "add", "dev", "eth0", "parent", f"1:{minor}", "handle",
+                       f"{minor}:", "netem", *netem_args(cond)])
+            _run(tc + ["filter", "add", "dev", "eth0", "parent", "1:", "protocol", "ip",
+                       "prio", "1", "u32", "match", "ip", "dst", f"{hosts.addr(j)}/32",
+                       "flowid", f"1:{minor}"])
+
+
+def _run(args: list[str]) -> None:
+    r = subprocess.run(args, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise HostsError(f"{' '.join(args[4:])}: {r.stderr.strip()}")

@@ -94,6 +94,10 @@ class Spec:
     down: dict[str, str] = field(default_factory=dict)
     # services beside each node (node number as text -> name -> URL): electrum, esplora
     services: dict[str, dict[str, str]] = field(default_factory=dict)
+    # --hosts mode's link conditions (tc netem): defaults for every link of the topology
+    # (`up --delay ...`), and per link "A-B" (`link A B ...`; {} = none, whatever the default)
+    link_defaults: dict[str, str] = field(default_factory=dict)
+    link_conditions: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: Path) -> Spec:
@@ -369,9 +373,84 @@ class Network:
                     raise
 
     def heal(self) -> None:
+        """Every link of the topology back, and no link conditions left."""
+        had_conditions = bool(self.spec.link_conditions or self.spec.link_defaults)
         self.spec.partition = None
+        self.spec.link_conditions = {}
+        self.spec.link_defaults = {}
         self.spec.save(self.spec_path)
         self.connect_links()
+        if had_conditions and self.read_run() is not None:
+            self.apply_links()
+
+    # -- link conditions (--hosts mode) ----------------------------------------------------
+
+    def conditions(self) -> dict[tuple[int, int], dict[str, str]]:
+        """Each link's conditions: the defaults on the topology's links, then the ones set
+        on a link."""
+        spec = self.spec
+        out: dict[tuple[int, int], dict[str, str]] = {}
+        if spec.link_defaults:
+            for i, j in edges(spec.topology, spec.nodes):
+                out[(min(i, j), max(i, j))] = dict(spec.link_defaults)
+        for key, cond in spec.link_conditions.items():
+            a, b = (int(x) for x in key.split("-"))
+            out[(a, b)] = dict(cond)
+        return {k: v for k, v in out.items() if v}
+
+    def set_link(self, a: int, b: int, cond: dict[str, str] | None) -> None:
+        """Conditions on the link between nodes a and b (None: none), applied at once when
+        the network runs."""
+        from regtest.hosts import CONDITIONS, check_condition
+
+        if not self.spec.hosts:
+            raise NetworkError("link conditions need --hosts mode (tc netem on the veth "
+                               "pairs between the nodes' namespaces): make the network with "
+                               "`up --hosts`")
+        self.check_node(a)
+        self.check_node(b)
+        if a == b:
+            raise NetworkError("a link joins two different nodes")
+        clean = {k: check_condition(k, v) for k, v in (cond or {}).items()
+                 if k in CONDITIONS and v}
+        if clean.get("jitter") and not clean.get("delay"):
+            raise NetworkError("--jitter needs --delay (it varies the delay)")
+        _need_netem(clean)
+        self.spec.link_conditions[f"{min(a, b)}-{max(a, b)}"] = clean
+        self.spec.save(self.spec_path)
+        if self.read_run() is not None:
+            self.apply_links()
+
+    def set_link_defaults(self, cond: dict[str, str]) -> None:
+        from regtest.hosts import CONDITIONS, check_condition
+
+        clean = {k: check_condition(k, v) for k, v in cond.items() if k in CONDITIONS and v}
+        if clean and not self.spec.hosts:
+            raise NetworkError("--delay/--jitter/--loss/--rate need --hosts mode (tc netem "
+                               "on the veth pairs between the nodes' namespaces)")
+        if clean.get("jitter") and not clean.get("delay"):
+            raise NetworkError("--jitter needs --delay (it varies the delay)")
+        _need_netem(clean)
+        self.spec.link_defaults = clean
+        self.spec.save(self.spec_path)
+
+    def apply_links(self) -> None:
+        from regtest.hosts import apply_links
+
+        hosts = self.hosts
+        if hosts is not None:
+            apply_links(hosts, self.conditions())
+
+    def describe_links(self) -> list[str]:
+        from regtest.hosts import describe
+
+        spec = self.spec
+        lines = []
+        if spec.link_defaults:
+            lines.append(f"links: {describe(spec.link_defaults)} (every link of the topology)")
+        for key, cond in sorted(spec.link_conditions.items()):
+            lines.append(f"link {key}: {describe(cond) or 'no conditions'}")
+        return lines
 
     def send(self, src: int, dst: int, amount: Decimal) -> str:
         address = self.call(dst, "getnewaddress", f"from node {src}", wallet=True)
@@ -456,6 +535,14 @@ class Network:
                 if p["node"] is None:
                     p["node"] = dialled_from.get(p["addr"])
         return rows
+
+
+def _need_netem(cond: dict[str, str]) -> None:
+    from regtest.hosts import netem_available
+
+    why = netem_available() if cond else None
+    if why is not None:
+        raise NetworkError(f"cannot set link conditions: {why}")
 
 
 def btc(value) -> Decimal:  # noqa: ANN001

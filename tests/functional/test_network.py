@@ -333,3 +333,18 @@ def test_scenarios(folder, tmp_path):
                         "--dir", str(folder)], cwd=ROOT, env=cli_env(), capture_output=True,
                        text=True)
     assert r.returncode == 1 and "no scenario file" in r.stderr
+
+
+def test_link_conditions_need_hosts_mode(folder):
+    """Link conditions are tc netem on --hosts mode's veth pairs: elsewhere, a clear no."""
+    def fails(*args: str) -> str:
+        r = subprocess.run([sys.executable, "-m", "regtest.cli", *args, "--dir", str(folder)],
+                           cwd=ROOT, env=cli_env(), capture_output=True, text=True)
+        assert r.returncode == 1, (args, r.stdout, r.stderr)
+        assert "Traceback" not in r.stderr
+        return r.stderr
+
+    assert "need --hosts" in fails("up", "--nodes", "2", "--delay", "100ms", "--detach")
+    net_cli(folder, "up", "--nodes", "2", "--miners", "0", "--detach")
+    assert "need --hosts mode" in fails("link", "0", "1", "--delay", "100ms")
+    assert "give --delay" in fails("link", "0", "1")
