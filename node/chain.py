@@ -61,6 +61,10 @@ from node.store.layout import COIN_PREFIX, decode_coin, decode_undo, encode_undo
 log = logging.getLogger("validation")
 
 FLUSH_INTERVAL = 60.0  # seconds between periodic UTXO flushes while blocks connect
+# ... and at most this many blocks connected between two flushes: a restart after a crash
+# replays the blocks since the last flush, so its cost stays bounded however fast blocks
+# come (a regtest import connects thousands of small blocks a second).
+FLUSH_BLOCKS = 2000
 RECENT_BLOCKS = 16  # parsed blocks kept to connect without reading them back from disk
 
 
@@ -146,6 +150,7 @@ class ChainState:
         self._precious_work = 0
         self._recent: OrderedDict[bytes, Block] = OrderedDict()
         self._last_flush = time.monotonic()
+        self._unflushed_blocks = 0  # blocks connected since the last flush
         self.published: BlockIndexEntry | None = None  # see _publish_tip
         # Why recently connected blocks failed (for submitblock and tests), newest last.
         self.invalid_errors: OrderedDict[bytes, ValidationError] = OrderedDict()
@@ -307,11 +312,13 @@ class ChainState:
                 n = self.coins.flush(self.tip.hash, evict)
                 log.debug("flushed %d coins at height %d", n, self.height)
             self._last_flush = time.monotonic()
+            self._unflushed_blocks = 0
 
     def _maybe_flush(self) -> None:
         if self.coins.needs_flush():
             self.flush(evict=True)
-        elif time.monotonic() - self._last_flush > FLUSH_INTERVAL:
+        elif time.monotonic() - self._last_flush > FLUSH_INTERVAL \
+                or self._unflushed_blocks >= FLUSH_BLOCKS:
             self.flush(evict=False)
 
     def close(self) -> None:
@@ -619,6 +626,10 @@ class ChainState:
                     self.invalid_errors.popitem(last=False)
                 self._mark_invalid(e)
                 return  # the caller's loop picks the best remaining chain
+            if len(path) > 1:
+                # A long step (a restart rolling forward, a deep reorg or reconsider) flushes
+                # on its way too: every block connected here is a consistent state.
+                self._maybe_flush()
         self._maybe_flush()
 
     def _connect_tip(self, e: BlockIndexEntry) -> None:
@@ -639,6 +650,7 @@ class ChainState:
             else:
                 coins.add(key, coin, fresh_ok or not coin.coinbase)
         self.active.append(e)
+        self._unflushed_blocks += 1
         self.candidates.discard(e)  # the rest is pruned once per activation step
         for fn in self.on_connected:
             fn(block, e)

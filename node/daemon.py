@@ -196,6 +196,9 @@ class Node:
             log.info("ready: height %d, tip %s", self.chain.height, self.chain.tip.hash_hex())
             run_notify(cfg.arg_str("startupnotify"))
             if cfg.loadblock:
+                # As Core's initload thread: the mempool counts as loaded (getmempoolinfo,
+                # which Core's test framework waits for) once the import is done.
+                self.mempool.loaded = False
                 self.loop.run_in_executor(self.validation, self._import_files)
             await self._stop.wait()
         finally:
@@ -443,6 +446,7 @@ class Node:
                 log.info("Imported %s: %s", f, stats)
             except Exception as err:  # keep running: a bad file must not kill the node
                 log.error("Importing %s failed: %s", f, err)
+        self.mempool.loaded = True
 
     def _close_chain(self) -> None:
         if getattr(self, "zmq", None) is not None:

@@ -3,7 +3,14 @@
 --cache) and times opening them (loading the block index, checking the last blocks, putting
 the UTXO set's best block at the tip), best of --rounds.
 
-Run: .venv/bin/python scripts/bench/startup.py [--sizes 25000,50000,100000]
+Then restart after a crash (--kill-at, default 1,000 and 10,000 blocks): an importer
+(python -m node.importer -loadblock) is SIGKILLed once it reports that block connected, and
+the next start-up, which rolls the UTXO set forward from its last flush, is timed against a
+clean start-up of the same datadir in the same run. The ratio must not grow with the height:
+a restart replays only the blocks since the last flush (FLUSH_INTERVAL seconds or
+FLUSH_BLOCKS blocks, node/chain.py), never the whole chain.
+
+Run: .venv/bin/python scripts/bench/startup.py [--sizes 25000,50000,100000] [--kill-at 1000,10000]
 
 The figure to watch is milliseconds per 1,000 blocks: it must stay flat as the chain grows
 (start-up linear in the number of blocks, not worse).
@@ -13,6 +20,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from consensus.amounts import block_subsidy  # noqa: E402
 from consensus.params import REGTEST  # noqa: E402
-from node.chain import ChainState  # noqa: E402
+from node.chain import FLUSH_BLOCKS, ChainState  # noqa: E402
 from node.scriptcheck import ScriptChecker  # noqa: E402
 from tests.blocktools import make_block, make_coinbase  # noqa: E402
 
@@ -44,6 +54,59 @@ def build(datadir: Path, n: int) -> None:
     chain.close()
 
 
+def write_chain_file(path: Path, n: int) -> None:
+    """n regtest blocks after genesis, framed as blk files are (for -loadblock)."""
+    prev = REGTEST.genesis_hash
+    t = 1_600_000_000
+    with open(path.with_suffix(".tmp"), "wb") as f:
+        for h in range(1, n + 1):
+            b = make_block(prev, h, time=t + h, coinbase=make_coinbase(h, block_subsidy(h, 150)))
+            raw = b.serialize()
+            f.write(REGTEST.message_start + len(raw).to_bytes(4, "little") + raw)
+            prev = b.hash
+    os.replace(path.with_suffix(".tmp"), path)
+
+
+def kill_at(datadir: Path, chain_file: Path, height: int) -> int:
+    """Import chain_file into a fresh datadir and SIGKILL the importer once `height` is
+    connected; returns the height it had reported."""
+    shutil.rmtree(datadir, ignore_errors=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "node.importer", f"-datadir={datadir}", "-par=0",
+         f"-loadblock={chain_file}", "-printconnected"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    reached = 0
+    for line in p.stdout:  # type: ignore[union-attr]
+        if line.startswith("connected "):
+            reached = int(line.split()[1])
+            if reached >= height:
+                p.send_signal(signal.SIGKILL)
+                break
+    p.wait()
+    p.stdout.close()  # type: ignore[union-attr]
+    return reached
+
+
+def time_restart(datadir: Path, rounds: int) -> tuple[float, int, int]:
+    """Time the start-up of a killed node's datadir, best of `rounds` (each on a fresh copy
+    of it, as the kill left it): (seconds, the UTXO set's height before, the tip's after)."""
+    best_t, flushed, height = float("inf"), 0, 0
+    for _ in range(rounds):
+        copy = datadir.with_name(f"{datadir.name}_copy")
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(datadir, copy)
+        t0 = time.perf_counter()
+        chain = ChainState(copy / "regtest", REGTEST, dbcache_mb=64, scripts=ScriptChecker(0))
+        best = chain.coins.best_block()  # (what the kill left: load has not run yet)
+        chain.load()
+        best_t = min(best_t, time.perf_counter() - t0)
+        e = chain.get(best) if best is not None else None
+        flushed, height = (e.height if e is not None else 0), chain.height
+        chain.close()
+        shutil.rmtree(copy)
+    return best_t, flushed, height
+
+
 def time_open(datadir: Path, rounds: int) -> float:
     best = float("inf")
     for _ in range(rounds):
@@ -59,6 +122,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sizes", default="25000,50000,100000")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--kill-at", default="1000,10000",
+                    help="heights at which an import is killed (empty: skip)")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "minibtc-bench"))
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -74,6 +139,30 @@ def main() -> None:
     for n in sizes:
         t = time_open(base / f"chain_{n}", args.rounds)
         print(f"{n:>8} {t:>11.2f} {1000 * t / (n / 1000):>17.1f}")
+    kills = [int(s) for s in args.kill_at.split(",") if s]
+    if kills:
+        total = max(kills) + FLUSH_BLOCKS + 100
+        chain_file = base / f"import_{total}.dat"
+        if not chain_file.exists():
+            print(f"writing {chain_file.name} ...", flush=True)
+            write_chain_file(chain_file, total)
+        print(f"\nrestart after a SIGKILL during an import (clean start-up of the same datadir "
+              f"= 1.00)\n{'killed at':>10} {'UTXO flushed at':>16} {'replayed':>9} "
+              f"{'restart s':>10} {'clean s':>8} {'ratio':>6}")
+        worst = None
+        for h in kills + [None]:
+            if h is None:  # the worst case: killed just before the flush after the last one
+                h, note = worst, "  (just before a flush: the most to replay)"
+            else:
+                note = ""
+            d = base / f"killed_{h}"
+            reached = kill_at(d, chain_file, h)
+            t_kill, flushed, height = time_restart(d, args.rounds)
+            t_clean = time_open(d / "regtest", args.rounds)
+            print(f"{reached:>10} {flushed:>16} {height - flushed:>9} {t_kill:>10.2f} "
+                  f"{t_clean:>8.2f} {t_kill / t_clean:>6.2f}{note}")
+            if worst is None and h == max(kills):
+                worst = (flushed or -1) + FLUSH_BLOCKS - 1
 
 
 if __name__ == "__main__":
