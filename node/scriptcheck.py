@@ -14,7 +14,7 @@ import os
 
 from consensus.errors import ValidationError
 from consensus.script.errors import ScriptError
-from consensus.script.pool import ScriptCheckPool
+from consensus.script.pool import CheckSession, ScriptCheckPool
 from consensus.script.sigcheck import SIGNATURE_CACHE
 from consensus.script.verify import CACHE_ENTRY_BYTES, SCRIPT_EXECUTION_CACHE
 from consensus.tx import Transaction, TxOut
@@ -68,23 +68,58 @@ class ScriptChecker:
         return self.pool.workers > 0
 
     def check_block(self, jobs: list[Job]) -> None:
+        """Check a block's (tx, spent outputs, flags) jobs; raises ValidationError."""
         if not jobs:
             return
+        with self.begin_block() as block:
+            for job in jobs:
+                block.add(job)
+            block.finish()
+
+    def begin_block(self) -> BlockScripts:
+        """Checks of a block whose jobs are added as they are prepared (the workers start on
+        them at once): `with checker.begin_block() as b: b.add(job) ...; b.finish()`."""
+        return BlockScripts(self)
+
+    def _done(self, n_jobs: int, cached: int, inputs: int) -> None:
+        st = self.stats
+        st["blocks"] += 1
+        st["txs_cached"] += cached
+        st["txs_checked"] += n_jobs - cached
+        st["inputs_checked"] += inputs
+        log.debug("block scripts: %d of %d transactions in the script execution cache, "
+                  "%d inputs checked", cached, n_jobs, inputs)
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+class BlockScripts:
+    """The script checks of one block, added job by job (a CheckSession on the checker's
+    pool with the process's script execution cache); finish() raises Core's
+    block-script-verify-flag-failed ValidationError for the first failing input."""
+
+    def __init__(self, checker: ScriptChecker) -> None:
+        self.checker = checker
+        self.session = CheckSession(checker.pool, cache=SCRIPT_EXECUTION_CACHE)
+        self.add = self.session.add
+
+    def __enter__(self) -> BlockScripts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def finish(self) -> None:
         try:
-            cached, inputs = self.pool.verify_many(jobs, cache=SCRIPT_EXECUTION_CACHE)
+            cached, inputs = self.session.finish()
         except ScriptError as err:
             where = f" in transaction {err.txid[::-1].hex()} input {err.input_index}" if (
                 err.txid is not None) else ""
             raise ValidationError(
                 f"block-script-verify-flag-failed ({err.message})", 100, f"{err.code}{where}"
             ) from None
-        st = self.stats
-        st["blocks"] += 1
-        st["txs_cached"] += cached
-        st["txs_checked"] += len(jobs) - cached
-        st["inputs_checked"] += inputs
-        log.debug("block scripts: %d of %d transactions in the script execution cache, "
-                  "%d inputs checked", cached, len(jobs), inputs)
+        self.checker._done(len(self.session.items), cached, inputs)
 
     def close(self) -> None:
-        self.pool.close()
+        self.session.close()

@@ -545,6 +545,267 @@ class ScriptCheckPool:
             raise ScriptError(code, items[pos][0].txid, index)
 
 
+class CheckSession:
+    """One batch whose items arrive one at a time while the caller goes on working: a
+    block's transactions, added as the chain's connect loop prepares them (as Core's
+    CCheckQueueControl: the workers start on the first checks while the loop is still
+    looking up the coins of the later transactions, and the caller joins them at the end).
+
+        with CheckSession(pool) as session:
+            for item in items:
+                session.add(item)          # may hand a chunk to an idle worker
+            cached, inputs = session.finish()   # raises ScriptError, first failure in order
+
+    Items are looked up in the script execution cache as they are added; only misses are
+    checked. While items arrive, full chunks of stream_chunk_inputs go to the workers as
+    they free up (two in flight each) once the batch has min_parallel_inputs inputs; at
+    finish() what has not been handed out is split again in shrinking chunks, and with
+    caller_checks the calling thread checks some of them. A batch smaller than
+    min_parallel_inputs is checked in the calling thread at finish(). The session holds
+    the pool from its first hand-out to finish() or close(); close() without finish()
+    (the caller gave up on the block) waits for the chunks in flight and drops them.
+    """
+
+    def __init__(
+        self,
+        pool: ScriptCheckPool,
+        *,
+        cache: ScriptExecutionCache | None | object = _DEFAULT,
+        use_sigcache: bool = True,
+        stream_chunk_inputs: int | None = None,
+    ) -> None:
+        self.pool = pool
+        self.cache: ScriptExecutionCache | None = (
+            SCRIPT_EXECUTION_CACHE if cache is _DEFAULT else cache  # type: ignore[assignment]
+        )
+        self.use_sigcache = use_sigcache
+        self.stream_chunk = stream_chunk_inputs or max(pool.min_chunk_inputs,
+                                                       pool.max_chunk_inputs // 2)
+        self.items: list[Item] = []
+        self.keys: dict[int, list[bytes]] = {}
+        self.todo: list[int] = []
+        self.n_inputs = 0
+        self.cached = 0
+        self.chunks: list[list[tuple[int, int, int]]] = []
+        self._cur: list[tuple[int, int, int]] = []
+        self._room = self.stream_chunk
+        self._next = 0  # chunks[:_next] have been handed out
+        self._packed: dict[int, tuple] = {}
+        self._inflight: dict[int, deque[int]] = {}
+        self._by_fd: dict[int, Connection] = {}
+        self._poller: select.poll | None = None
+        self._active = False  # holds the pool's lock and uses its workers
+        self._broken = False  # a worker died: the rest is checked in the calling thread
+        self._finished = False
+        self.failed_at: int | None = None
+        self.failure: tuple[int, int, str] | None = None
+
+    def __enter__(self) -> CheckSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- adding ---------------------------------------------------------------------------------
+
+    def add(self, item: Item) -> None:
+        tx, spent, flags = item
+        pos = len(self.items)
+        self.items.append(item)
+        if tx.is_coinbase():
+            return  # spends nothing
+        n = len(tx.vin)
+        if len(spent) != n:
+            raise ValueError("spent_outputs must have one entry per input")
+        cache = self.cache
+        if cache is not None:
+            ks = [cache.key(tx, f) for f in flag_sets(flags)]
+            if all([cache.contains(k) for k in ks]):
+                self.cached += 1
+                return
+            self.keys[pos] = ks
+        self.todo.append(pos)
+        self.n_inputs += n
+        start = 0
+        while start < n:
+            take = min(self._room, n - start)
+            self._cur.append((pos, start, start + take))
+            start += take
+            self._room -= take
+            if self._room == 0:
+                self.chunks.append(self._cur)
+                self._cur = []
+                self._room = self.stream_chunk
+                self._pump()
+
+    def _pump(self) -> None:
+        """Hand full chunks to idle workers (starting to use them once the batch is big
+        enough), and take in what they have finished."""
+        if self.failed_at is not None or self._broken:
+            return
+        if not self._active:
+            if self.pool.workers < 1 or self.n_inputs < self.pool.min_parallel_inputs:
+                return
+            self._activate()
+        try:
+            self._collect(0)
+            for fd in self._by_fd:
+                self._feed(fd)
+        except WorkerDied:
+            self._break()
+
+    def _activate(self) -> None:
+        pool = self.pool
+        pool._lock.acquire()
+        try:
+            pool._ensure_started()
+        except BaseException:
+            pool._lock.release()
+            raise
+        self._active = True
+        self._by_fd = {c.fileno(): c for c in pool._conns}
+        self._inflight = {fd: deque() for fd in self._by_fd}
+        self._poller = select.poll()
+        for fd in self._by_fd:
+            self._poller.register(fd, select.POLLIN)
+
+    def _release(self) -> None:
+        if self._active:
+            self._active = False
+            self._inflight = {}
+            self.pool._lock.release()
+
+    def _break(self) -> None:
+        log.warning("script check worker died; checking the rest of this batch in-process")
+        self.pool._stop_workers()
+        self._release()
+        self._broken = True
+
+    def _feed(self, fd: int) -> None:
+        q = self._inflight[fd]
+        while len(q) < 2 and self._next < len(self.chunks) and self.failed_at is None:
+            payload = self.pool._payload(self.items, self.chunks[self._next], self._packed,
+                                         self.use_sigcache)
+            try:
+                self._by_fd[fd].send_bytes(payload)
+            except OSError:
+                raise WorkerDied("script check worker pipe closed") from None
+            q.append(self._next)
+            self._next += 1
+
+    def _collect(self, timeout_ms: int | None) -> None:
+        assert self._poller is not None
+        for fd, _ in self._poller.poll(timeout_ms):
+            q = self._inflight[fd]
+            if not q:
+                raise WorkerDied("script check worker sent what was not asked for")
+            idx = q.popleft()
+            try:
+                ok, res = pickle.loads(self._by_fd[fd].recv_bytes())
+            except (EOFError, OSError):
+                raise WorkerDied("script check worker exited") from None
+            if not ok:
+                raise RuntimeError(f"script check worker error: {res}")
+            if res is not None and (self.failed_at is None or idx < self.failed_at):
+                self.failed_at, self.failure = idx, res
+            self._feed(fd)
+
+    # -- finishing ------------------------------------------------------------------------------
+
+    def _resplit(self) -> None:
+        """What has not been handed out, in shrinking chunks for the end of the batch."""
+        rest = [r for c in self.chunks[self._next:] for r in c] + self._cur
+        self._cur = []
+        remaining = sum(end - start for _, start, end in rest)
+        out: list[list[tuple[int, int, int]]] = []
+        cur: list[tuple[int, int, int]] = []
+        room = self.pool._chunk_size(self.n_inputs, remaining)
+        for pos, start, end in rest:
+            while start < end:
+                take = min(room, end - start)
+                cur.append((pos, start, start + take))
+                start += take
+                room -= take
+                remaining -= take
+                if room == 0:
+                    out.append(cur)
+                    cur = []
+                    room = self.pool._chunk_size(self.n_inputs, remaining)
+        if cur:
+            out.append(cur)
+        self.chunks[self._next:] = out
+
+    def finish(self) -> tuple[int, int]:
+        """Wait for every check; raises ScriptError (with .txid and .input_index) for the
+        first failing input in item order. Returns (transactions found in the cache,
+        inputs checked); successes go into the cache."""
+        if self._finished:
+            raise RuntimeError("CheckSession already finished")
+        self._finished = True
+        pool = self.pool
+        try:
+            if not self.todo:
+                return self.cached, 0
+            if (not self._active and not self._broken and pool.workers >= 1
+                    and self.n_inputs >= pool.min_parallel_inputs):
+                self._activate()
+            if self._active:
+                try:
+                    self._finish_parallel()
+                except WorkerDied:
+                    self._break()
+            if self._broken or not self._active:
+                self.failed_at = self.failure = None
+                pool._verify_here(self.items, self.todo, self.use_sigcache)
+        except BaseException as err:
+            if self._active and not isinstance(err, ScriptError):
+                # Interrupted mid-batch: replies may be in flight; start afresh next time.
+                pool._stop_workers()
+            self._release()
+            raise
+        self._release()
+        if self.failure is not None:
+            pos, index, code = self.failure
+            raise ScriptError(code, self.items[pos][0].txid, index)
+        if self.cache is not None:
+            add = self.cache.add
+            for pos in self.todo:
+                for k in self.keys[pos]:
+                    add(k)
+        return self.cached, self.n_inputs
+
+    def _finish_parallel(self) -> None:
+        self._resplit()
+        for fd in self._by_fd:
+            self._feed(fd)
+        if self.pool.caller_checks:
+            txdata: dict[int, PrecomputedTxData] = {}
+            sigcache = SIGNATURE_CACHE if self.use_sigcache else None
+            while self._next < len(self.chunks) and self.failed_at is None:
+                idx = self._next
+                self._next += 1
+                res = _check_here(self.items, self.chunks[idx], txdata, sigcache)
+                if res is not None and (self.failed_at is None or idx < self.failed_at):
+                    self.failed_at, self.failure = idx, res
+                self._collect(0)
+        while any(self._inflight.values()):
+            self._collect(None)
+
+    def close(self) -> None:
+        """Give up on what is not finished (the chunks in flight are waited for, so the
+        workers are clean for the next batch) and release the pool."""
+        self._finished = True
+        if not self._active:
+            return
+        self.failed_at = -1  # hand out nothing more
+        try:
+            while any(self._inflight.values()):
+                self._collect(None)
+        except BaseException:
+            self.pool._stop_workers()
+        self._release()
+
+
 class VerifyStream:
     """Checks of (tx, spent_outputs, flags) items on a pool's workers while the calling
     thread goes on with other work, one item at a time.

@@ -14,7 +14,7 @@ from consensus.errors import ValidationError
 from consensus.hashes import hash160
 from consensus.script import flags as F
 from consensus.script.keys import pubkey, sign_p2wpkh_input
-from consensus.script.pool import ScriptCheckPool, VerifyStream
+from consensus.script.pool import CheckSession, ScriptCheckPool, VerifyStream
 from consensus.script.sighash import PrecomputedTxData
 from consensus.script.standard import p2wpkh_script, p2wsh_script
 from consensus.script.verify import (
@@ -251,3 +251,110 @@ def test_default_checker_is_cores_minus_one_workers_and_the_caller(monkeypatch) 
     assert (explicit.pool.workers, explicit.pool.caller_checks) == (2, False)
     monkeypatch.setattr(sc.os, "cpu_count", lambda: 1)
     assert (ScriptChecker().pool.workers, ScriptChecker().pool.caller_checks) == (0, False)
+
+
+# -- CheckSession: a block's checks added as they are prepared ---------------------------------
+
+
+def test_session_hands_out_chunks_while_items_are_still_being_added() -> None:
+    rng = random.Random(9)
+    items = [(*p2wpkh_tx(rng, 2), BLOCK) for _ in range(60)]
+    cache = ScriptExecutionCache()
+    for tx, spent, flags in items[:10]:
+        verify_transaction(tx, spent, flags, cache=cache)
+    pool = ScriptCheckPool(workers=1, caller_checks=True, min_parallel_inputs=16)
+    try:
+        with CheckSession(pool, cache=cache, stream_chunk_inputs=8) as session:
+            for item in items[:40]:
+                session.add(item)
+            assert session._next > 0  # the worker has chunks before the batch is complete
+            for item in items[40:]:
+                session.add(item)
+            assert session.finish() == (10, 100)
+        assert all(cache.contains(cache.key(tx, BLOCK)) for tx, _, _ in items)
+        # The pool is free for the next batch.
+        assert pool.verify_many(items, cache=None) == (0, 120)
+    finally:
+        pool.close()
+
+
+def test_session_reports_the_first_failure_in_order_and_caches_nothing() -> None:
+    rng = random.Random(10)
+    items = [(*p2wpkh_tx(rng, 2), BLOCK) for _ in range(50)]
+    for bad in (45, 12):
+        tx = items[bad][0]
+        tx.vin[0].witness = [tx.vin[1].witness[0], tx.vin[0].witness[1]]
+        tx.rehash()
+    cache = ScriptExecutionCache()
+    pool = ScriptCheckPool(workers=1, caller_checks=True, min_parallel_inputs=16)
+    try:
+        with CheckSession(pool, cache=cache, stream_chunk_inputs=8) as session:
+            for item in items:
+                session.add(item)
+            with pytest.raises(pool_mod.ScriptError) as err:
+                session.finish()
+        assert (err.value.txid, err.value.input_index) == (items[12][0].txid, 0)
+        assert len(cache) == 0
+    finally:
+        pool.close()
+
+
+def test_session_closed_unfinished_leaves_the_pool_clean() -> None:
+    """The chain gave up on the block half-way (a missing input): the chunks in flight are
+    drained, and the next batch gets its own answers."""
+    rng = random.Random(11)
+    items = [(*p2wpkh_tx(rng, 2), BLOCK) for _ in range(40)]
+    tx = items[5][0]
+    tx.vin[0].witness = [tx.vin[1].witness[0], tx.vin[0].witness[1]]
+    tx.rehash()
+    pool = ScriptCheckPool(workers=1, min_parallel_inputs=16)
+    try:
+        with CheckSession(pool, cache=None, stream_chunk_inputs=8) as session:
+            for item in items:
+                session.add(item)
+            assert session._next > 0
+        good = [(*p2wpkh_tx(rng, 2), BLOCK) for _ in range(40)]
+        assert pool.verify_many(good, cache=None) == (0, 80)
+    finally:
+        pool.close()
+
+
+def test_session_small_batch_and_dead_worker_are_checked_in_process() -> None:
+    import os
+    import signal
+
+    rng = random.Random(12)
+    pool = ScriptCheckPool(workers=1, min_parallel_inputs=64)
+    try:
+        small = CheckSession(pool, cache=None)
+        for _ in range(5):
+            small.add((*p2wpkh_tx(rng, 2), BLOCK))
+        assert small.finish() == (0, 10)
+        assert pool._procs == []  # never needed the workers
+        pool.start()
+        items = [(*p2wpkh_tx(rng, 2), BLOCK) for _ in range(60)]
+        with CheckSession(pool, cache=None, stream_chunk_inputs=8) as session:
+            for item in items[:40]:
+                session.add(item)
+            os.kill(pool._procs[0].pid, signal.SIGKILL)
+            pool._procs[0].join()
+            for item in items[40:]:
+                session.add(item)
+            assert session.finish() == (0, 120)
+        assert pool.verify_many(items, cache=None) == (0, 120)  # fresh workers
+    finally:
+        pool.close()
+
+
+def test_block_scripts_error_is_cores_block_reason() -> None:
+    rng = random.Random(13)
+    tx, spent = p2wpkh_tx(rng, 2)
+    tx.vin[0].witness = [tx.vin[1].witness[0], tx.vin[0].witness[1]]
+    tx.rehash()
+    checker = ScriptChecker(workers=0)
+    with checker.begin_block() as block:
+        block.add((tx, spent, BLOCK))
+        with pytest.raises(ValidationError) as err:
+            block.finish()
+    assert err.value.reason.startswith("block-script-verify-flag-failed")
+    assert checker.stats["blocks"] == 0
