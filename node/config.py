@@ -47,13 +47,14 @@ NO_EFFECT = {"discover", "dnsseed", "forcednsseed", "fixedseeds", "seednode", "l
              "onion", "torcontrol", "torpassword", "i2psam", "i2pacceptincoming",
              "cjdnsreachable", "onlynet", "externalip", "natpmp", "upnp", "shrinkdebugfile",
              "unsafesqlitesync", "rpcdoccheck", "prevoutfetchthreads", "ipcbind",
-             "dbbatchsize", "maxsigcachesize", "checkaddrman", "checkmempool",
+             "dbbatchsize", "checkaddrman", "checkmempool",
              "checkblockindex", "capturemessages", "asmap", "sandbox", "rpccookieperms",
              "logtimestamps", "printpriority", "maxreceivebuffer", "maxsendbuffer",
              "allowignoredconf"}
 # Core options minibtc reads through NodeConfig.arg_* where it implements them (beyond the
 # typed fields below). Every name here is accepted; README lists which have an effect.
 CORE_ARGS = NO_EFFECT | {
+    "maxsigcachesize",  # half each to the signature and script execution caches
     "uacomment", "logtimemicros", "logthreadnames", "logsourcelocations", "logips",
     "loglevel", "logratelimit", "debuglogfile", "v2transport", "whitelist", "whitebind",
     "testactivationheight", "acceptnonstdtxn", "addresstype", "changetype", "prune",

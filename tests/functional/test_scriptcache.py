@@ -66,3 +66,26 @@ def test_mempool_transactions_are_not_checked_again_when_mined(tmp_path) -> None
         lines = wait_for_lines(node, before + 2)
         assert lines[before:before + 2] == [(35, 35, 0), (0, 35, 70)]
         assert node.call("getblockcount") == 104
+
+
+def test_maxsigcachesize_bounds_the_cache(tmp_path) -> None:
+    """-maxsigcachesize=0 leaves the smallest cache there is (two entries, as Core's minimum):
+    most of the mempool's transactions are checked again when mined."""
+    with NodeProcess(tmp_path / "n", "-debug=validation", "-maxsigcachesize=0") as node:
+        node.call("generatetoaddress", 101, ADDR)
+        cb = node.call("getblock", node.call("getblockhash", 1), 2)["tx"][0]
+        value = int(Decimal(str(cb["vout"][0]["value"])) * COIN)
+        each = (value - 100_000) // 10
+        fan = W.sign(Transaction(2, [TxIn(OutPoint(hex_to_hash(cb["txid"]), 0), b"", 0)],
+                                 [TxOut(each, W.p2wpkh)] * 10),
+                     [TxOut(value, W.p2wpkh)])
+        node.call("sendrawtransaction", fan.serialize().hex())
+        node.call("generatetoaddress", 1, ADDR)
+        before = len(wait_for_lines(node, 1))
+        for k in range(10):
+            tx = W.sign(Transaction(2, [TxIn(OutPoint(fan.txid, k), b"", 0)],
+                                    [TxOut(each - 1_000, W.p2wpkh)]), [TxOut(each, W.p2wpkh)])
+            node.call("sendrawtransaction", tx.serialize().hex())
+        node.call("generatetoaddress", 1, ADDR)
+        cached, total, inputs = wait_for_lines(node, before + 1)[before]
+        assert total == 10 and cached <= 2 and inputs == 10 - cached
