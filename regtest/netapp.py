@@ -1,4 +1,7 @@
-"""minibtc-net: local test networks in one command.
+"""minibtc-net's commands (typer); regtest/cli.py is the entry point, which answers
+`minibtc-net cli N ...` without loading this.
+
+minibtc-net: local test networks in one command.
 
     minibtc-net up [--nodes 3] [--topology line] [--miners 1] [--interval 10] [--mine-on-tx]
     minibtc-net status [--watch]          node, height, tip, peers, mempool, wallet balance

@@ -8,15 +8,26 @@ Printed: the median and 95th-percentile time for a block to reach every node (fr
 node that had it, i.e. its miner), for the blocks that ended in the best chain; the fraction
 of blocks that ended stale; and the polling interval, the resolution of these times.
 
+Also printed, first: the everyday tools' answer times on the same network, the median of a
+few runs each, beside a Python process that does nothing (what the machine takes to start
+one): `minibtc-net status` (every node asked at once) and `minibtc-net cli N getblockcount`
+beside `minibtc-cli`'s own time for the same call.
+
+With --delay 100ms (needs root and a kernel with sch_netem) the nodes run in --hosts mode
+with that delay on every link, each way, as Warnet's latency.
+
 Run: .venv/bin/python scripts/bench/network.py [--nodes 10] [--seconds 120] [--interval 4]
-                                                [--payments 4]
+                                                [--payments 4] [--delay 100ms] [--tools-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -77,6 +88,38 @@ def pay(net: Network, per_second: float, stop: threading.Event, counts: list[int
         stop.wait(rng.expovariate(per_second))
 
 
+def _median_time(argv: list[str], runs: int = 5) -> float:
+    times = []
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for _ in range(runs):
+        t = time.perf_counter()
+        r = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
+        times.append(time.perf_counter() - t)
+        if r.returncode != 0:
+            raise SystemExit(f"{' '.join(argv)} failed:\n{r.stderr}")
+    return statistics.median(times)
+
+
+def measure_tools(folder: Path, net: Network) -> None:
+    """status and cli answer times, beside an empty Python process and minibtc-cli."""
+    py = sys.executable
+    spec = json.loads((folder / "network.json").read_text())
+    i = spec["nodes"] - 1
+    empty = _median_time([py, "-c", "pass"])
+    status = _median_time([py, "-m", "regtest.cli", "status", "--dir", str(folder)])
+    ours = _median_time([py, "-m", "regtest.cli", "cli", str(i), "--dir", str(folder),
+                         "getblockcount"])
+    plain = _median_time([py, "-m", "node.cli", "-regtest", f"-datadir={net.datadir(i)}",
+                          f"-rpcport={spec['rpc_ports'][i]}", f"-rpcconnect={net.host(i)}",
+                          "getblockcount"])
+    print(f"an empty Python process: {empty * 1000:.0f} ms (the unit below)")
+    print(f"minibtc-net status, {spec['nodes']} nodes: {status * 1000:.0f} ms "
+          f"= {status / empty:.1f} x an empty process (goal: under 1 s)")
+    print(f"minibtc-net cli {i} getblockcount: {ours * 1000:.0f} ms = {ours / empty:.1f} x; "
+          f"minibtc-cli getblockcount: {plain * 1000:.0f} ms = {plain / empty:.1f} x; "
+          f"difference {(ours - plain) * 1000:+.0f} ms (goal: within 300 ms)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)
@@ -85,13 +128,21 @@ def main() -> None:
     ap.add_argument("--interval", type=float, default=4.0,
                     help="mean seconds between one miner's blocks (two miners)")
     ap.add_argument("--payments", type=float, default=4.0, help="payments per second")
+    ap.add_argument("--delay", default="", help="--hosts mode with this delay on every link "
+                    "(e.g. 100ms; root and sch_netem)")
+    ap.add_argument("--tools-only", action="store_true",
+                    help="only the status/cli times, no propagation run")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d) / "net"
+        extra = ["--hosts", "--delay", args.delay] if args.delay else []
         net_cli(folder, "up", "--nodes", str(args.nodes), "--topology", "ring", "--miners",
-                "0", "--detach")
+                "0", *extra, "--detach")
         net = Network(folder)
         try:
+            measure_tools(folder, net)
+            if args.tools_only:
+                return
             # Coins for every wallet first: 101 blocks to each half's miner node, then a
             # share for everyone, confirmed.
             half = args.nodes // 2
@@ -149,7 +200,9 @@ def main() -> None:
             stale = mined - set(best_chain)
             spans = sorted(max(seen[h] for seen in watcher.seen) -
                            min(seen[h] for seen in watcher.seen) for h in best_chain)
-            print(f"{args.nodes} nodes in a ring, 2 miners (a block every {args.interval:g} s "
+            print(f"{args.nodes} nodes in a ring"
+                  + (f" (links delayed {args.delay} each way)" if args.delay else "")
+                  + f", 2 miners (a block every {args.interval:g} s "
                   f"each on average), {counts[0]} payments ({counts[0] / args.seconds:.1f}/s; "
                   f"{counts[1]} refused), {args.seconds:.0f} s")
             print(f"blocks in the best chain: {len(best_chain)}; time to reach all "
