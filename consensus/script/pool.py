@@ -423,11 +423,12 @@ class ScriptCheckPool:
         """Inputs in the next chunk: at most 1/chunks_per_worker of a worker's share (and
         max_chunk_inputs, so that two chunks in flight fit in a pipe's buffer and the
         parent never blocks writing), shrinking as the batch nears its end (guided
-        self-scheduling: a quarter of what is left per worker), so the workers finish
-        together instead of one waiting for the other's last large chunk."""
-        big = min(self.max_chunk_inputs,
-                  -(-n_inputs // max(1, self.workers * self.chunks_per_worker)))
-        return max(self.min_chunk_inputs, min(big, -(-remaining // (2 * self.workers))))
+        self-scheduling: half of what is left per checker, the workers and a checking
+        caller), so they finish together instead of one waiting for another's last large
+        chunk."""
+        checkers = max(1, self.workers + self.caller_checks)
+        big = min(self.max_chunk_inputs, -(-n_inputs // (checkers * self.chunks_per_worker)))
+        return max(self.min_chunk_inputs, min(big, -(-remaining // (2 * checkers))))
 
     def _chunks(
         self, items: Sequence[Item], todo: list[int], n_inputs: int
