@@ -19,8 +19,6 @@ import logging
 import time
 
 from consensus.block import HEADER_SIZE, Block, BlockHeader, merkle_root
-from consensus.checks import check_block
-from consensus.contextual import check_block_contextual
 from consensus.errors import ValidationError
 from consensus.pow import block_work, check_proof_of_work
 from consensus.serialize import DeserializationError
@@ -788,7 +786,12 @@ class BlockSync:
                       "block", header.hash_hex(), peer.id)
             self._request_full_block(peer, header.hash)
             return
-        await self._got_block(peer, header, None, Block(header, txs), via_compact=True)
+        block = Block(header, txs)
+        e = self.chain.get(header.hash)
+        tip = self.chain.published
+        if self.hb_wanted and e is not None and e.prev is tip and not self.chain.in_ibd():
+            self.pow_valid_block(e, block)  # (header accepted, merkle root checked just now)
+        await self._got_block(peer, header, None, block, via_compact=True)
 
     def _request_full_block(self, peer: Peer, h: bytes) -> None:
         now = time.monotonic()
@@ -854,30 +857,35 @@ class BlockSync:
         return new, error, failed
 
     def _announce_early(self, block: Block) -> None:
-        """Validation thread: a new block on our tip whose header is accepted and that
-        passes the checks needing no UTXO set (Core's CheckBlock and ContextualCheckBlock,
-        done again by process_block) is announced as a compact block to the peers that
-        asked for high-bandwidth mode before it is connected (Core's NewPoWValidBlock). A
-        block failing them is left to process_block to report."""
+        """Validation thread: a new block on our tip, whose header is accepted (proof of
+        work and header checks) and whose transactions make its merkle root, is announced
+        as a compact block to the peers that asked for high-bandwidth mode before it is
+        checked further and connected (BIP152; Core's NewPoWValidBlock). A block failing
+        these is left to process_block to report."""
         chain = self.chain
         tip = chain.published
         if tip is None or block.header.prev_hash != tip.hash or chain.in_ibd():
             return  # (Core: only a block on our tip, out of the initial download)
         try:
-            check_block(block, chain.params)
             e = chain.accept_header(block.header)
-            if e.height <= self.highest_fast_announce or e.prev is None:
-                return
-            check_block_contextual(block, e.height, e.prev.median_time_past(), chain.params)
         except ValidationError:
+            return
+        if e.height <= self.highest_fast_announce:
+            return
+        root, mutated = block.compute_merkle_root()
+        if root != block.header.merkle_root or mutated:
+            return
+        self.net.loop.call_soon_threadsafe(self.pow_valid_block, e, block)
+
+    def pow_valid_block(self, e, block: Block) -> None:
+        """On the loop: a new block on our tip with a valid header and merkle root (from a
+        compact block, already rebuilt and checked; or from _announce_early) goes as a
+        compact block to each high-bandwidth peer that has its parent and not the block
+        itself, before the block is connected."""
+        if e.height <= self.highest_fast_announce:
             return
         self.highest_fast_announce = e.height
         payload = compact.build(block).serialize()
-        self.net.loop.call_soon_threadsafe(self._pow_valid_block, e, block, payload)
-
-    def _pow_valid_block(self, e, block: Block, payload: bytes) -> None:
-        """On the loop: send the compact block to each high-bandwidth peer that has its
-        parent and not the block itself."""
         self.recent = (e.hash, block, payload)
         if e.height < self.chain.params.segwit_height:
             return

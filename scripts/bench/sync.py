@@ -4,10 +4,16 @@
 1. Sync: a chain of 1,000 blocks carrying 100,000 signed transactions (200 funding blocks,
    then 800 blocks of P2WPKH and P2TR spends; the generator of connect.py, cached in
    --cache) is imported by node A with -loadblock, then node B, empty, syncs it from A over
-   P2P. Printed: both times and their ratio (goal: P2P at least 0.8 as fast as -loadblock).
+   P2P, once over BIP324's v2 transport (the default) and once over v1 (-v2transport=0).
+   Printed: the times and their ratios (goals: P2P at least 0.8 as fast as -loadblock; v2
+   at most 10% slower than v1).
 2. Propagation: eight nodes in a line; a block is mined (or submitted) at one end and the
    time until each node has it as its tip is recorded. Printed: the per-hop delay of an
-   empty block (median of several) and of a full block (about 4,000 transactions).
+   empty block (median of several) and of a full block (about 4,000 transactions), unseen
+   or with its transactions gossiped first; the latter twice: the first block after start
+   (each node asks for it as a compact block, low-bandwidth BIP152), then the next one,
+   once every node has asked its upstream peer for high-bandwidth compact blocks (each hop
+   passes it on before connecting it). Goal: at most 50 ms per hop.
 
 Run: .venv/bin/python scripts/bench/sync.py [--blocks 800] [--txs 100000] [--hops-only]
 """
@@ -19,6 +25,7 @@ import os
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -29,8 +36,10 @@ from connect import generate  # noqa: E402
 
 from consensus.block import Block  # noqa: E402
 from consensus.params import REGTEST  # noqa: E402
+from node.p2p import messages as m  # noqa: E402
 from node.store.blockfiles import scan_block_file  # noqa: E402
 from tests.functional.framework import NodeProcess  # noqa: E402
+from tests.functional.p2p_peer import RawPeer  # noqa: E402
 
 ADDR = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
 
@@ -67,39 +76,49 @@ def wait_height(node: NodeProcess, height: int, timeout: float = 1800,
 def bench_sync(tmp: Path, blk: Path, height: int, n_txs: int, par: str, rounds: int) -> None:
     """Alternate -loadblock imports and P2P syncs (this machine's speed drifts with whatever
     else runs on it), and compare the best of each."""
-    loads, syncs, latencies = [], [], []
+    loads, syncs, syncs_v1, latencies = [], [], [], []
     for r in range(rounds):
         a = NodeProcess(tmp / f"a{r}", par, "-dbcache=450")
         # (Timed from the node being ready, when the import starts, as the P2P sync is.)
         a.start(f"-loadblock={blk}")
         try:
             loads.append(wait_height(a, height))
-            b = NodeProcess(tmp / f"b{r}", par, "-dbcache=450", f"-connect={a.p2p_addr}")
-            b.start()
-            try:
-                syncs.append(wait_height(b, height, latencies=latencies))
-                assert b.call("getbestblockhash") == a.call("getbestblockhash")
-            finally:
-                b.stop()
+            # v2 and v1 in turn, the order swapped each round (the machine's speed drifts)
+            order = [("v2", syncs), ("v1", syncs_v1)]
+            for name, out in order if r % 2 == 0 else order[::-1]:
+                extra = ["-v2transport=0"] if name == "v1" else []
+                b = NodeProcess(tmp / f"b{r}{name}", par, "-dbcache=450",
+                                f"-connect={a.p2p_addr}", *extra)
+                b.start()
+                try:
+                    out.append(wait_height(b, height, latencies=latencies))
+                    assert b.call("getbestblockhash") == a.call("getbestblockhash")
+                    assert b.call("getpeerinfo")[0]["transport_protocol_type"] == name
+                finally:
+                    b.stop()
         finally:
             a.stop()
-        print(f"round {r + 1}: -loadblock {loads[-1]:.2f} s, P2P sync {syncs[-1]:.2f} s "
-              f"({loads[-1] / syncs[-1]:.2f} x)", flush=True)
-    t_load, t_p2p = min(loads), min(syncs)
+        print(f"round {r + 1}: -loadblock {loads[-1]:.2f} s, P2P sync v2 {syncs[-1]:.2f} s "
+              f"({loads[-1] / syncs[-1]:.2f} x), v1 {syncs_v1[-1]:.2f} s "
+              f"({loads[-1] / syncs_v1[-1]:.2f} x)", flush=True)
+    t_load, t_p2p, t_v1 = min(loads), min(syncs), min(syncs_v1)
     print(f"-loadblock: {height} blocks, {n_txs} transactions in {t_load:.2f} s "
           f"({n_txs / t_load:,.0f} tx/s), best of {rounds}")
     print(f"P2P sync:   {height} blocks, {n_txs} transactions in {t_p2p:.2f} s "
           f"({n_txs / t_p2p:,.0f} tx/s), best of {rounds}, from one peer over loopback")
+    print(f"P2P sync v1:   {n_txs} transactions in {t_v1:.2f} s ({n_txs / t_v1:,.0f} tx/s)")
     print(f"P2P sync speed = {t_load / t_p2p:.2f} x -loadblock's (goal >= 0.8)")
+    print(f"v2 transport sync rate = {t_v1 / t_p2p:.3f} x v1's (goal >= 0.9: v2 costs at most "
+          f"10%)")
     latencies.sort()
     print(f"getblockcount during the sync: median {statistics.median(latencies) * 1000:.1f} ms, "
           f"99th percentile {latencies[len(latencies) * 99 // 100] * 1000:.1f} ms, "
           f"max {latencies[-1] * 1000:.1f} ms ({len(latencies)} calls)", flush=True)
 
 
-def hop_chain(cache: Path) -> tuple[Path, bytes]:
-    """A prefix (200 funding blocks and a fan-out block) as a blk file, and a full block of
-    about 4,000 transactions on top of it, from connect.py's generator."""
+def hop_chain(cache: Path) -> tuple[Path, bytes, bytes]:
+    """A prefix (200 funding blocks and a fan-out block) as a blk file, and two full blocks
+    of about 4,000 transactions each on top of it, from connect.py's generator."""
     full = cache / "hops_3_8000.dat"
     meta = full.with_suffix(".meta")
     if not full.exists() or not meta.exists():
@@ -111,7 +130,7 @@ def hop_chain(cache: Path) -> tuple[Path, bytes]:
         with open(prefix, "wb") as f:
             for raw in raws[:201]:
                 f.write(REGTEST.message_start + len(raw).to_bytes(4, "little") + raw)
-    return prefix, raws[201]
+    return prefix, raws[201], raws[202]
 
 
 def arrival_times(nodes: list[NodeProcess], block_hash: str, t0: float,
@@ -126,13 +145,14 @@ def arrival_times(nodes: list[NodeProcess], block_hash: str, t0: float,
     return times  # type: ignore[return-value]
 
 
-def start_line(tmp: Path, prefix: Path, par: str, n_nodes: int) -> list[NodeProcess]:
+def start_line(tmp: Path, prefix: Path, par: str, n_nodes: int, *more: str) -> list[NodeProcess]:
     """n_nodes nodes in a line, each with the prefix chain imported."""
     nodes: list[NodeProcess] = []
     try:
         for i in range(n_nodes):
             extra = [f"-addnode={nodes[-1].p2p_addr}"] if nodes else []
-            nodes.append(NodeProcess(tmp / f"h{i}", par, f"-loadblock={prefix}", *extra).start())
+            nodes.append(NodeProcess(tmp / f"h{i}", par, f"-loadblock={prefix}", *extra,
+                                     *more).start())
         for n in nodes:
             wait_height(n, 201)
         while any(n.call("getconnectioncount") < (1 if i in (0, n_nodes - 1) else 2)
@@ -145,20 +165,99 @@ def start_line(tmp: Path, prefix: Path, par: str, n_nodes: int) -> list[NodeProc
     return nodes
 
 
-def full_block_hops(nodes: list[NodeProcess], raw: bytes, label: str) -> None:
+class Watcher:
+    """A raw P2P peer beside a node that asked it for high-bandwidth compact blocks: the
+    time the node announces a block to its peers (passes it on), whatever the message."""
+
+    def __init__(self, node: NodeProcess) -> None:
+        self.peer = RawPeer(node.p2pport, timeout=120)
+        self.peer.handshake()
+        self.peer.send(m.SendHeaders())
+        self.peer.send(m.SendCmpct(True, 2))
+        self.peer.send(m.GetHeaders([bytes.fromhex(node.call("getbestblockhash"))[::-1]]))
+        self.peer.wait_for("headers")
+
+    def start(self, block_hash: bytes) -> None:
+        self.at: float | None = None
+
+        def announced(cmd: str, msg) -> bool:
+            if cmd == "cmpctblock":
+                return msg.header.hash == block_hash
+            if cmd == "headers":
+                return any(h.hash == block_hash for h in msg.headers)
+            if cmd == "inv":
+                return any(i.hash == block_hash for i in msg.items)
+            return False
+
+        def run() -> None:
+            try:
+                while not announced(*self.peer.read_message(120)):
+                    pass
+                self.at = time.perf_counter()
+            except Exception:
+                pass
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def wait(self) -> float | None:
+        self.thread.join(120)
+        return self.at
+
+
+def full_block_hops(nodes: list[NodeProcess], raw: bytes, label: str,
+                    watchers: list[Watcher] | None = None) -> float:
+    """Seconds per hop of a full block submitted at one end of the line, to each node's
+    tip; with watchers, also the relay alone: per hop between successive nodes passing
+    the block on (announcing it to their peers)."""
     blk = Block.from_bytes(raw)
     hops = len(nodes) - 1
+    for w in watchers or []:
+        w.start(blk.hash)
     t0 = time.perf_counter()
     assert nodes[0].call("submitblock", raw.hex()) is None
     times = arrival_times(nodes, blk.hash_hex(), t0)
+    per_hop = (times[-1] - times[0]) / hops
     print(f"full block ({len(blk.txs)} transactions, {len(raw):,} bytes, weight "
-          f"{blk.weight:,}), {label}: {(times[-1] - times[0]) / hops * 1000:.0f} ms per hop "
+          f"{blk.weight:,}), {label}: {per_hop * 1000:.0f} ms per hop to the tip "
           f"({times[-1]:.2f} s to the last of {len(nodes)} nodes; the first took "
           f"{times[0] * 1000:.0f} ms to accept it)", flush=True)
+    if watchers:
+        passed = [w.wait() for w in watchers]
+        if all(t is not None for t in passed):
+            relay = (passed[-1] - passed[0]) / hops
+            print(f"  relayed (each node passing it on): {relay * 1000:.0f} ms per hop", flush=True)
+            return relay
+    return per_hop
+
+
+def gossip(nodes: list[NodeProcess], raw: bytes) -> None:
+    """The block's transactions sent to the first node, and relayed to every mempool."""
+    txs = Block.from_bytes(raw).txs[1:]
+    before = [n.call("getmempoolinfo")["size"] for n in nodes]
+    for i in range(0, len(txs), 1000):
+        batch = [{"jsonrpc": "2.0", "id": j, "method": "sendrawtransaction",
+                  "params": [tx.serialize().hex()]} for j, tx in enumerate(txs[i:i + 1000])]
+        status, replies = nodes[0].request(batch)
+        assert status == 200 and all("result" in r for r in replies), replies[:1]
+    t0 = time.perf_counter()
+    while any(n.call("getmempoolinfo")["size"] < b + len(txs) for n, b in zip(nodes, before)):
+        time.sleep(0.1)
+    print(f"{len(txs)} transactions gossiped to all {len(nodes)} nodes in "
+          f"{time.perf_counter() - t0:.2f} s", flush=True)
+
+
+def set_clock(nodes: list[NodeProcess], raw: bytes) -> None:
+    """The generated chain's blocks are dated 2023: each node's clock is set just after the
+    block, as if it had been mined a moment ago (out of the initial download, near the tip:
+    where compact blocks are used)."""
+    t = Block.from_bytes(raw).header.time + 10
+    for n in nodes:
+        n.call("setmocktime", t)
 
 
 def bench_hops(tmp: Path, cache: Path, par: str, n_nodes: int = 8, rounds: int = 7) -> None:
-    prefix, full_block = hop_chain(cache)
+    prefix, full_block, next_block = hop_chain(cache)
     # 1. A full block whose transactions no node has seen: every hop checks every script.
     nodes = start_line(tmp / "unseen", prefix, par, n_nodes)
     try:
@@ -170,7 +269,8 @@ def bench_hops(tmp: Path, cache: Path, par: str, n_nodes: int = 8, rounds: int =
             [h] = nodes[0].call("generatetoaddress", 1, ADDR)
             times = arrival_times(nodes, h, t0)
             per_hop.append((times[-1] - times[0]) / hops)
-        print(f"empty block: {statistics.median(per_hop) * 1000:.1f} ms per hop (median of "
+        empty_hop = statistics.median(per_hop)
+        print(f"empty block: {empty_hop * 1000:.1f} ms per hop (median of "
               f"{rounds}; min {min(per_hop) * 1000:.1f}, max {max(per_hop) * 1000:.1f})",
               flush=True)
     finally:
@@ -180,18 +280,22 @@ def bench_hops(tmp: Path, cache: Path, par: str, n_nodes: int = 8, rounds: int =
     # and their scripts are in each node's script cache.
     nodes = start_line(tmp / "relayed", prefix, par, n_nodes)
     try:
-        txs = Block.from_bytes(full_block).txs[1:]
-        for i in range(0, len(txs), 1000):
-            batch = [{"jsonrpc": "2.0", "id": j, "method": "sendrawtransaction",
-                      "params": [tx.serialize().hex()]} for j, tx in enumerate(txs[i:i + 1000])]
-            status, replies = nodes[0].request(batch)
-            assert status == 200 and all("result" in r for r in replies), replies[:1]
-        t0 = time.perf_counter()
-        while any(n.call("getmempoolinfo")["size"] < len(txs) for n in nodes):
-            time.sleep(0.1)
-        print(f"{len(txs)} transactions gossiped to all {n_nodes} nodes in "
-              f"{time.perf_counter() - t0:.2f} s", flush=True)
-        full_block_hops(nodes, full_block, "transactions relayed before")
+        set_clock(nodes, full_block)
+        watchers = [Watcher(n) for n in nodes]
+        gossip(nodes, full_block)
+        full_block_hops(nodes, full_block, "transactions relayed before, low-bandwidth "
+                                           "compact block", watchers)
+        hb = [sum(p["bip152_hb_to"] for p in n.call("getpeerinfo")) for n in nodes]
+        print(f"high-bandwidth compact block peers chosen: {hb}", flush=True)
+        set_clock(nodes, next_block)
+        gossip(nodes, next_block)
+        per_hop = full_block_hops(nodes, next_block, "transactions relayed before, "
+                                                     "high-bandwidth compact block", watchers)
+        sent = [n.call("getpeerinfo") for n in nodes[:-1]]
+        full = sum(p["bytessent_per_msg"].get("block", 0) for ps in sent for p in ps)
+        print(f"relay per hop: {per_hop * 1000:.0f} ms (goal <= 50 ms), "
+              f"{per_hop / empty_hop:.1f} x an empty block's; full 'block' messages sent on "
+              f"the line: {full:,} bytes", flush=True)
     finally:
         for n in nodes:
             n.stop()
