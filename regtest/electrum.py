@@ -19,6 +19,7 @@ server from the command line.
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime
 import ipaddress
 import json
@@ -29,6 +30,8 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections import deque
 from pathlib import Path
 
@@ -194,6 +197,7 @@ class ElectrumService:
                                 "(the e-x package)")
         if self.proc is not None and self.proc.poll() is None:
             return self
+        self.check_node()
         (self.db_dir / "db").mkdir(parents=True, exist_ok=True)
         if self.ssl_port and not (self.cert_file.exists() and self.key_file.exists()):
             make_self_signed_cert(self.cert_file, self.key_file, self.host)
@@ -212,6 +216,40 @@ class ElectrumService:
             self.stop()
             raise
         return self
+
+    def node_call(self, method: str, *params):
+        """One JSON-RPC call to the node (with the service's credentials)."""
+        url = self.daemon_url()
+        creds, _, hostpart = url[len("http://"):].partition("@")
+        req = urllib.request.Request(
+            "http://" + hostpart,
+            json.dumps({"jsonrpc": "1.0", "id": 1, "method": method,
+                        "params": list(params)}).encode(),
+            {"Authorization": "Basic " + base64.b64encode(creds.encode()).decode(),
+             "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                reply = json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            try:
+                reply = json.loads(err.read())
+            except ValueError:
+                raise ElectrumError(f"the node at {hostpart} answered HTTP {err.code}") from None
+        except OSError as err:
+            raise ElectrumError(f"cannot reach the node's RPC at {hostpart}: {err}") from None
+        if reply.get("error"):
+            raise ElectrumError(f"the node's {method}: {reply['error'].get('message')}")
+        return reply["result"]
+
+    def check_node(self) -> None:
+        """ElectrumX 2 refuses a node without -txindex and -txospenderindex (it asks the node
+        for transactions and spenders): say so before starting it."""
+        indexes = self.node_call("getindexinfo")
+        missing = [name for name in ("txindex", "txospenderindex") if name not in indexes]
+        if missing:
+            raise ElectrumError("the node must run with " + " ".join(f"-{m}" for m in missing)
+                                + " for ElectrumX (it asks the node for transactions and "
+                                "for the spenders of outputs)")
 
     def wait_ready(self, timeout: float = 600) -> None:
         deadline = time.monotonic() + timeout

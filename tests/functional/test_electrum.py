@@ -93,8 +93,9 @@ class Env:
         spk = self.call("getaddressinfo", addr, wallet="default")["scriptPubKey"]
         return addr, scripthash(spk)
 
-    def synced(self, svc: ElectrumService | None = None) -> None:
-        """Wait until the server's tip is the node's."""
+    def synced(self, svc: ElectrumService | None = None, also: tuple[str, ...] = ()) -> None:
+        """Wait until the server's tip is the node's, and the mempool transactions of the
+        addresses used (and `also`) are the node's."""
         svc = svc or self.svc
         best = self.call("getbestblockhash")
         want = self.call("getblockheader", best, False)
@@ -103,11 +104,14 @@ class Env:
                      "the Electrum server to reach the node's tip")
         # ... and its mempool the node's
         mempool = set(self.call("getrawmempool"))
-        for addr in self.addresses:
+        for addr in (*self.addresses, *also):
             spk = self.call("getaddressinfo", addr, wallet="default")["scriptPubKey"]
             sh = scripthash(spk)
+            want = {t for t in mempool if any(
+                o["scriptPubKey"]["hex"] == spk
+                for o in self.call("getrawtransaction", t, True)["vout"])}
             with ElectrumClient("127.0.0.1", svc.port) as c:
-                wait_for(lambda c=c, sh=sh: {m["tx_hash"] for m in c.call(
+                wait_for(lambda c=c, sh=sh, want=want: want <= {m["tx_hash"] for m in c.call(
                     "blockchain.scripthash.get_mempool", sh)} <= mempool, 30, "mempool")
 
     def expected_history(self, addr: str) -> list[dict]:
@@ -243,14 +247,20 @@ def test_scripthash_history_balance_utxos_and_notifications(env):
     assert note == [sh, status_of(expected)]
     assert expected[0]["height"] == env.call("getblockcount")
 
-    # a second payment and a spend from the address
+    # a second payment and a spend from the address (of a coin the wallet's payment leaves)
+    out = next(o for o in env.call("getrawtransaction", txid1, True)["vout"]
+               if o["scriptPubKey"]["address"] == addr)
+    assert env.call("lockunspent", False, [{"txid": txid1, "vout": out["n"]}],
+                    wallet="default")
     txid2 = env.call("sendtoaddress", addr, 0.25, wallet="default")
     c.notification("blockchain.scripthash.subscribe")
-    vout = next(o["n"] for o in env.call("getrawtransaction", txid1, True)["vout"]
-                if o["scriptPubKey"]["address"] == addr)
-    raw = env.call("createrawtransaction", [{"txid": txid1, "vout": vout}],
+    raw = env.call("createrawtransaction", [{"txid": txid1, "vout": out["n"]}],
                    [{env.call("getnewaddress", wallet="default"): 1.4999}])
-    signed = env.call("signrawtransactionwithwallet", raw, wallet="default")["hex"]
+    prev = [{"txid": txid1, "vout": out["n"], "scriptPubKey": out["scriptPubKey"]["hex"],
+             "amount": out["value"]}]
+    signed = env.call("signrawtransactionwithwallet", raw, prev, wallet="default")
+    assert signed["complete"], signed
+    signed = signed["hex"]
     txid3 = c.call("blockchain.transaction.broadcast", signed)
     assert txid3 in env.call("getrawmempool")
     note = c.notification("blockchain.scripthash.subscribe")
@@ -277,6 +287,7 @@ def test_scripthash_history_balance_utxos_and_notifications(env):
 
 def test_transactions_merkle_proofs_and_positions(env):
     c = env.client
+    env.synced()
     height = env.call("getblockcount")
     block = env.call("getblock", env.call("getblockhash", height))
     assert len(block["tx"]) >= 2
@@ -420,7 +431,7 @@ def test_bdk_wallet_syncs_and_spends_through_electrum(env):
     env.call("sendtoaddress", a2, 0.5, wallet="default")
     env.mine(1)
     env.call("sendtoaddress", a1, 0.125, wallet="default")  # left unconfirmed
-    env.synced()
+    env.synced(also=(a1, a2))
     client = bdk.ElectrumClient(env.svc.url)
 
     def sync():
@@ -530,3 +541,12 @@ def test_electrum_1_6_and_1_7_methods(env):
         unspent = c.call("blockchain.outpoint.get_status", ctxid, 0, cvout)
         assert unspent == {"funder_height": height}
         assert c.call("blockchain.outpoint.get_status", "00" * 32, 0, cvout) == {}
+
+
+def test_a_node_without_the_indexes_is_refused_clearly(tmp_path):
+    with NodeProcess(tmp_path / "plain", "-txindex") as node:
+        svc = ElectrumService(node.chain_dir, node.rpcport, node.chain_dir / ".cookie",
+                              free_port(), tmp_path / "ex")
+        with pytest.raises(ElectrumError, match="must run with -txospenderindex for ElectrumX"):
+            svc.start()
+        assert svc.proc is None
