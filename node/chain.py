@@ -587,7 +587,7 @@ class ChainState:
                 ):
                     return
                 self._step_towards(best)
-                tip_work = self.tip.chain_work
+                tip_work = self.tip.chain_work if self.tip is not None else -1
                 self.candidates = {c for c in self.candidates if c.chain_work >= tip_work}
                 self._publish_tip()
                 for fn in self.on_activated:
@@ -633,10 +633,13 @@ class ChainState:
         self._maybe_flush()
 
     def _connect_tip(self, e: BlockIndexEntry) -> None:
-        from_disk = e.hash not in self._recent
-        block = self.read_block(e)
-        if from_disk and e.prev is not None:
-            self._check_stored(block, e)
+        if e.prev is None and e.hash == self.params.genesis_hash:
+            block = self.params.genesis  # (known: even with its file pruned or lost)
+        else:
+            from_disk = e.hash not in self._recent
+            block = self.read_block(e)
+            if from_disk:
+                self._check_stored(block, e)
         changes, spent, fresh_ok = self._connect_block(block, e)
         if e.prev is not None:
             e.undo_pos = self.files.write_undo(e.file, encode_undo(spent), e.prev.hash)

@@ -13,7 +13,8 @@ from tests.unit.test_chain import open_chain
 
 def flushed_height(c) -> int:
     """The height the UTXO set on disk is at (what a restart after a kill starts from)."""
-    return c.get(c.coins.best_block()).height
+    best = c.coins.best_block()
+    return -1 if best is None else c.get(best).height
 
 
 def test_flush_every_flush_blocks_blocks(tmp_path, monkeypatch):
@@ -34,5 +35,35 @@ def test_flush_every_flush_blocks_blocks(tmp_path, monkeypatch):
         assert c.height == 35
         assert any(2 < h < 35 for h in seen), seen
         assert max(seen) - min(seen) >= 20
+    finally:
+        c.close()
+
+
+def test_pruning_flushes_the_utxo_set_before_deleting_files(tmp_path, monkeypatch):
+    """As Core's FlushStateToDisk before UnlinkPrunedFiles: a restart after a crash rolls
+    forward from the UTXO set's last flush, so the blocks above it must still be on disk."""
+    import shutil
+
+    from node.prune import PRUNE_MANUAL, Pruner
+    from tests.unit.test_reorg import digest_of
+
+    monkeypatch.setattr(chain_mod, "FLUSH_BLOCKS", 10**9)
+    monkeypatch.setattr(chain_mod, "FLUSH_INTERVAL", 1e9)
+    blocks = ChainBuilder().chain(REGTEST.genesis, 400)
+    c = open_chain(tmp_path / "n", dbcache_mb=64, max_file_size=0x4000)
+    try:
+        for b in blocks:
+            c.process_block(b)
+        assert flushed_height(c) < 100  # (nothing flushed the UTXO set since the start)
+        assert Pruner(c, PRUNE_MANUAL).prune_to(400 - 288) > 0
+        # Killed now: what is on disk (the databases' logs included) is all a restart has.
+        shutil.copytree(tmp_path / "n", tmp_path / "killed",
+                        ignore=shutil.ignore_patterns("LOCK"))
+    finally:
+        c.close()
+    c = open_chain(tmp_path / "killed", dbcache_mb=64, max_file_size=0x4000)
+    try:
+        assert c.height == 400
+        assert c.utxo_stats() == digest_of(tmp_path, "ref", blocks)
     finally:
         c.close()
