@@ -108,9 +108,9 @@ def node_import(datadir: Path, blk: Path, height: int) -> tuple[NodeProcess, flo
     return node, time.perf_counter() - t0
 
 
-def electrum_cold(node: NodeProcess, db: Path) -> tuple[ElectrumService, float]:
+def electrum_cold(node: NodeProcess, db: Path, **kw) -> tuple[ElectrumService, float]:
     svc = ElectrumService(node.chain_dir, node.rpcport, node.chain_dir / ".cookie",
-                          free_port(), db)
+                          free_port(), db, **kw)
     t0 = time.perf_counter()
     svc.start(timeout=7200)
     return svc, time.perf_counter() - t0
@@ -152,11 +152,27 @@ def bench_history(cache: Path, n: int, calls: int) -> None:
                     codec = timed(lambda: orjson.loads(json.dumps(orjson.loads(raw))), calls)
             finally:
                 svc.stop()
+            # the same, with aiorpcx's own (stdlib json) encoding of answers, alternating
+            plain_svc, _ = electrum_cold(node, d / "ex", fast_json=False)
+            fast_svc, _ = electrum_cold(node, d / "ex2", fast_json=True)
+            try:
+                with ElectrumClient("127.0.0.1", plain_svc.port, timeout=120) as p, \
+                        ElectrumClient("127.0.0.1", fast_svc.port, timeout=120) as f:
+                    ab_plain, ab_fast = [], []
+                    for _ in range(calls):
+                        ab_plain += timed(lambda: p.call("blockchain.scripthash.get_history",
+                                                         sh), 1)
+                        ab_fast += timed(lambda: f.call("blockchain.scripthash.get_history",
+                                                        sh), 1)
+            finally:
+                plain_svc.stop()
+                fast_svc.stop()
         finally:
             node.stop()
     finally:
         shutil.rmtree(d, ignore_errors=True)
     med, med_ping, med_codec = (statistics.median(x) for x in (warm, ping, codec))
+    med_plain, med_fast = statistics.median(ab_plain), statistics.median(ab_fast)
     print(f"history chain: {height} blocks; node import {t_node:.1f} s, ElectrumX cold index "
           f"{t_ex:.1f} s = {t_ex / t_node:.2f} x the import")
     print(f"get_history of {n:,} transactions ({len(raw) / 1e6:.2f} MB of JSON): first call "
@@ -165,6 +181,9 @@ def bench_history(cache: Path, n: int, calls: int) -> None:
     print(f"  = {med / med_ping:.0f} x server.ping's round trip ({med_ping * 1e3:.2f} ms), "
           f"{med / med_codec:.1f} x a JSON encode (json) + decode (orjson) of the answer here "
           f"({med_codec * 1e3:.1f} ms)")
+    print(f"  answers encoded with orjson (the service's default) {med_fast * 1e3:.1f} ms vs "
+          f"aiorpcx's stdlib json {med_plain * 1e3:.1f} ms, alternating: "
+          f"{med_fast / med_plain:.2f} x")
 
 
 def bench_cold(cache: Path, blocks: int, txs: int) -> None:
