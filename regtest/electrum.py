@@ -8,7 +8,7 @@ estimates, broadcasts. The node must therefore run with `-txindex -txospenderind
     svc = ElectrumService(node_datadir, rpc_port, cookie_file, port, db_dir, ssl_port=None)
     svc.start()          # returns once the server answers server.version (index caught up)
     svc.url              # tcp://127.0.0.1:PORT   (svc.ssl_url with TLS)
-    svc.refresh_auth()   # after the node restarted with a new cookie
+    svc.refresh_auth()   # new credentials now (done by itself when the node's cookie changes)
     svc.stop()
 
 `ElectrumClient` is a small blocking client of the protocol (newline-delimited JSON-RPC over
@@ -29,6 +29,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -129,7 +130,8 @@ class ElectrumService:
                  rpc_user: str | None = None, rpc_password: str | None = None,
                  poll_ms: int = 250, cache_mb: int = 200, log_file: Path | str | None = None,
                  banner: str | None = None, extra_env: dict[str, str] | None = None,
-                 flush_delay: float = 0.0, fast_json: bool = True) -> None:
+                 flush_delay: float = 0.0, fast_json: bool = True,
+                 follow_cookie: bool = True) -> None:
         self.node_datadir = Path(node_datadir)
         self.rpc_port = rpc_port
         self.rpc_host = rpc_host
@@ -149,6 +151,12 @@ class ElectrumService:
         self.extra_env = dict(extra_env or {})  # more of ElectrumX's settings (LOG_LEVEL, ...)
         self.flush_delay = flush_delay
         self.fast_json = fast_json
+        # A restarted node writes a new cookie: while running, the service watches the file and
+        # hands ElectrumX the new credentials (refresh_auth) when it changes.
+        self.follow_cookie = follow_cookie and self.cookie_file is not None
+        self._auth_used: str | None = None
+        self._watcher: threading.Thread | None = None
+        self._stop_watching = threading.Event()
         self.admin_port: int | None = None
         self.proc: subprocess.Popen | None = None
 
@@ -180,6 +188,15 @@ class ElectrumService:
         else:
             user, password = self.rpc_user, self.rpc_password
         return f"http://{user}:{password}@{self.rpc_host}:{self.rpc_port}/"
+
+    def _watch_cookie(self) -> None:
+        while not self._stop_watching.wait(0.5):
+            try:
+                url = self.daemon_url()
+                if url != self._auth_used:
+                    self.refresh_auth()
+            except (ElectrumError, OSError):
+                continue  # the node is restarting, or ElectrumX busy: next time
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -224,12 +241,14 @@ class ElectrumService:
         if self.ssl_port and not (self.cert_file.exists() and self.key_file.exists()):
             make_self_signed_cert(self.cert_file, self.key_file, self.host)
         self.admin_port = _free_port()
+        env = self.environment()
+        self._auth_used = env["DAEMON_URL"]
         log = open(self.log_file, "ab")
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", _BOOTSTRAP, str(self.flush_delay),
                  "1" if self.fast_json else "0"],
-                env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
+                env=env, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL)
         finally:
             log.close()
@@ -238,6 +257,11 @@ class ElectrumService:
         except BaseException:
             self.stop()
             raise
+        if self.follow_cookie:
+            self._stop_watching.clear()
+            self._watcher = threading.Thread(target=self._watch_cookie, daemon=True,
+                                             name=f"electrum-cookie-{self.port}")
+            self._watcher.start()
         return self
 
     def node_call(self, method: str, *params):
@@ -311,10 +335,17 @@ class ElectrumService:
 
     def refresh_auth(self) -> None:
         """Give ElectrumX the node's current credentials (a restarted node writes a new
-        cookie; ElectrumX keeps retrying with the old one until told)."""
-        self.admin("daemon_url", self.daemon_url())
+        cookie; ElectrumX keeps retrying with the old one until told). Done by itself while
+        the service runs with follow_cookie."""
+        url = self.daemon_url()
+        self.admin("daemon_url", url)
+        self._auth_used = url
 
     def stop(self, timeout: float = 60) -> int | None:
+        self._stop_watching.set()
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(10)
         proc, self.proc = self.proc, None
         if proc is None:
             return None

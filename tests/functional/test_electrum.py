@@ -382,11 +382,9 @@ def test_reorg_restart_and_kill_match_a_fresh_rebuild(env):
         assert {r for r, _ in hist} <= {r for r, _ in rates}
         assert sum(size for _, size in hist) == sum(v for r, v in rates if r >= hist[-1][0])
 
-        # the node restarts (a new cookie: the service is told), and mines on
+        # the node restarts (a new cookie: the services see it and tell ElectrumX), mines on
         env.node.stop()
         env.node.start()
-        env.svc.refresh_auth()
-        fresh.refresh_auth()
         env.mine(2)
         env.synced()
         env.synced(fresh)
@@ -407,8 +405,6 @@ def test_reorg_restart_and_kill_match_a_fresh_rebuild(env):
         # the node is killed (SIGKILL) and restarts
         env.node.kill()
         env.node.start()
-        env.svc.refresh_auth()
-        fresh.refresh_auth()
         env.mine(1)
         env.synced()
         env.synced(fresh)
