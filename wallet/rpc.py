@@ -93,6 +93,10 @@ class Method:
             if not _type_ok(p.type, v):
                 raise WalletError(RPC_TYPE_ERROR, f"JSON value of type {json_type(v)} for "
                                   f"'{p.name}' is not of expected type {p.type}")
+            if p.type == NUM:  # every number argument is an integer (Core's getInt)
+                if v != int(v):
+                    raise WalletError(RPC_TYPE_ERROR, "JSON integer out of range")
+                v = int(v)
             out.append(v)
         return out
 

@@ -321,6 +321,9 @@ def fundrawtransaction(call: Call, hexstring, options, iswitness):
     tx = decode_hex_tx(hexstring, iswitness)
     if isinstance(options, bool):  # (the old includeWatching argument)
         options = {"includeWatching": options}
+    if options is not None and not isinstance(options, dict):
+        raise WalletError(RPC_TYPE_ERROR, f"JSON value of type {json_type(options)} is not of "
+                          "expected type object")
     o = dict(options or {})
     check_options(o, FUND_OPTIONS)
     if _opt(o, "feeRate") is not None and _opt(o, "fee_rate") is not None:

@@ -271,7 +271,11 @@ class WalletManager:
 
     def restore_backup(self, name: str, backup: Path, load_on_startup: bool | None) -> Wallet:
         directory = self._dir(name)
-        if not backup.is_file():
+        try:
+            found = backup.is_file()
+        except OSError:  # e.g. a name too long for the file system: no such file either
+            found = False
+        if not found:
             raise WalletError(RPC_INVALID_PARAMETER, f"Backup file does not exist: {backup}")
         with self._lock:
             if directory.exists() and any(directory.iterdir()):
