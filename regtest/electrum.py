@@ -469,6 +469,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ssl-port", type=int, default=None, help="also serve TLS on this port")
     ap.add_argument("--db-dir", default=None, help="default: <datadir>/<chain>/electrumx")
     args = ap.parse_args(argv)
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)  # stop ElectrumX too when stopped with kill
     chain_dir = Path(args.datadir).expanduser() / args.chain
     svc = ElectrumService(chain_dir, args.rpcport, chain_dir / ".cookie", args.port,
                           args.db_dir, ssl_port=args.ssl_port)
