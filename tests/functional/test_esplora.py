@@ -15,7 +15,7 @@ from decimal import Decimal
 import pytest
 
 from consensus.hashes import sha256d
-from tests.functional.framework import NodeProcess, free_port
+from tests.functional.framework import NodeProcess, RPCFailure, free_port
 
 SATS = Decimal(100_000_000)
 
@@ -596,3 +596,73 @@ def test_no_partial_answers_while_the_index_is_first_built(tmp_path):
             break
     finally:
         node.stop()
+
+
+def test_sigkill_at_any_point_of_import_and_indexing(tmp_path):
+    """Killed again and again while -loadblock imports a chain and the address index follows
+    it, the node resumes each time; in the end the index is row for row a fresh build's."""
+    import random
+
+    from consensus.params import REGTEST
+    from consensus.tx import OutPoint, Transaction, TxIn, TxOut
+    from tests.chainbuilder import OP_TRUE, P2WSH_TRUE, ChainBuilder
+
+    cb = ChainBuilder()
+    blocks = cb.chain(REGTEST.genesis, 101, spk=P2WSH_TRUE)
+    scripts = [bytes([0x00, 0x14]) + bytes([i]) * 20 for i in range(8)]  # 8 "addresses"
+    first = blocks[0].txs[0]  # mature from height 101 on: fanned out into 40 coins
+    fan = Transaction(2, [TxIn(OutPoint(first.txid, 0), b"", 0xFFFFFFFF, [OP_TRUE])],
+                      [TxOut(first.vout[0].value // 50, P2WSH_TRUE) for _ in range(40)])
+    coins = [(fan.txid, n, o.value) for n, o in enumerate(fan.vout)]
+    rng = random.Random(5)
+    for i in range(150):
+        txs = [fan] if i == 0 else []
+        for _ in range(12):
+            txid, n, value = coins.pop(rng.randrange(len(coins)))
+            pay = rng.choice(scripts)
+            tx = Transaction(2, [TxIn(OutPoint(txid, n), b"", 0xFFFFFFFF, [OP_TRUE])],
+                             [TxOut(10_000, pay), TxOut(value - 10_300, P2WSH_TRUE)])
+            txs.append(tx)
+            coins.append((tx.txid, 1, value - 10_300))
+        fees = 300 * (len(txs) - (i == 0)) + (first.vout[0].value % 50 if i == 0 else 0)
+        blocks.append(cb.next_block(blocks[-1], txs, spk=P2WSH_TRUE, fees=fees))
+    blk = tmp_path / "chain.dat"
+    with open(blk, "wb") as f:
+        for b in blocks:
+            raw = b.serialize()
+            f.write(REGTEST.message_start + len(raw).to_bytes(4, "little") + raw)
+    port = free_port()
+    es = Esplora(port)
+    node = NodeProcess(tmp_path / "n", f"-esplora={port}")
+    for target in (120, 160, 200, 235):  # killed when the chain passes these heights
+        node.start(f"-loadblock={blk}", wait=False)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            try:
+                height = node.call("getblockcount")
+            except (OSError, RPCFailure, ValueError):
+                height = -1
+            if height >= target:
+                break
+            time.sleep(0.005)
+        node.kill()
+    node.start(f"-loadblock={blk}")
+    try:
+        deadline = time.time() + 120
+        while node.call("getblockcount") < len(blocks):
+            assert time.time() < deadline, "the chain was not imported"
+            time.sleep(0.1)
+        wait_synced(node, es)
+        sh = hashlib.sha256(scripts[0]).hexdigest()
+        answers = (es.get(f"/scripthash/{sh}"), es.history("scripthash", sh))
+        assert answers[0]["chain_stats"]["tx_count"] > 0
+    finally:
+        node.stop()
+    rows = index_rows(node)
+    node.start("-reindex")
+    try:
+        wait_synced(node, es)
+        assert (es.get(f"/scripthash/{sh}"), es.history("scripthash", sh)) == answers
+    finally:
+        node.stop()
+    assert index_rows(node) == rows
