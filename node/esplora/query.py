@@ -85,7 +85,7 @@ class EsploraQuery:
         self.params = node.params
         self.index = index
         self.mempool = MempoolView(node.chain, node.mempool)
-        self._txs = _LRU(20_000)  # txid -> Transaction (a txid's transaction never changes)
+        self._txs = _LRU(8192)  # txid -> Transaction (a txid's transaction never changes)
         self._blocks = _LRU(64)  # block hash -> (size, weight, [txids])
 
     def close(self) -> None:

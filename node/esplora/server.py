@@ -30,7 +30,8 @@ def _raw(data: bytes) -> tuple[int, str, bytes]:
     return 200, "application/octet-stream", data
 
 
-def route(q: EsploraQuery, method: str, path: str, body: bytes) -> tuple[int, str, bytes]:
+def route(q: EsploraQuery, method: str, path: str, body: bytes,
+          params: dict | None = None) -> tuple[int, str, bytes]:
     """(status, content type, body) for a request, as electrs's router answers it."""
     parts = path.split("/")[1:]
     parts += [None] * (6 - len(parts)) if len(parts) < 6 else []
@@ -94,6 +95,11 @@ def route(q: EsploraQuery, method: str, path: str, body: bytes) -> tuple[int, st
             return _json(q.outspends(parse_hash(b)))
     if method == "POST" and a == "tx" and b is None:
         return _text(200, q.broadcast(body))
+    if get and a == "broadcast" and b is None:  # (electrs's older form: GET ?tx=<hex>)
+        tx = (params or {}).get("tx")
+        if tx is None:
+            raise EsploraError(400, "Missing tx")
+        return _text(200, q.broadcast(tx.encode()))
     if get and a == "mempool":
         if b is None:
             return _json(q.mempool_backlog())
@@ -162,6 +168,7 @@ class EsploraServer:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         method = request.method
         path = request.rel_url.raw_path
+        params = dict(request.rel_url.query)
         try:
             body = await request.read() if method == "POST" else b""
         except web.HTTPRequestEntityTooLarge:
@@ -170,7 +177,7 @@ class EsploraServer:
             loop = asyncio.get_running_loop()
             try:
                 status, ctype, data = await loop.run_in_executor(
-                    self._pool, self._run, method, path, body)
+                    self._pool, self._run, method, path, body, params)
             except RuntimeError:  # the pool is shut down: the node is stopping
                 status, ctype, data = _text(503, "shutting down")
         resp = web.Response(status=status, body=data if method != "HEAD" else None,
@@ -179,9 +186,10 @@ class EsploraServer:
             resp.headers["Access-Control-Allow-Origin"] = self.cors
         return resp
 
-    def _run(self, method: str, path: str, body: bytes) -> tuple[int, str, bytes]:
+    def _run(self, method: str, path: str, body: bytes,
+             params: dict) -> tuple[int, str, bytes]:
         try:
-            return route(self.query, method, path, body)
+            return route(self.query, method, path, body, params)
         except EsploraError as err:
             return _text(err.status, err.text)
         except Exception as err:  # a bug or a damaged store: an answer, never a dead server

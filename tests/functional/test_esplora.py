@@ -348,8 +348,10 @@ def test_mempool_fees_and_broadcast(net):
     assert status == 200 and headers["Access-Control-Allow-Origin"] == "*"
     txid = body.decode()
     assert txid in node.call("getrawmempool")
-    # the same again: known, same answer (as sendrawtransaction)
+    # the same again: known, same answer (as sendrawtransaction); also by electrs's GET form
     assert es.request("/tx", signed.encode(), "POST")[2].decode() == txid
+    assert es.get(f"/broadcast?tx={signed}") == txid
+    assert es.error("/broadcast") == (400, "Missing tx")
     info = node.call("getmempoolinfo")
     entries = node.call("getrawmempool", True)
     backlog = es.get("/mempool")
