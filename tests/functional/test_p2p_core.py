@@ -238,6 +238,61 @@ def test_compact_block_rebuilt_with_getblocktxn(tmp_path):
         assert a.call("getblockheader", b.hash_hex())["confirmations"] == -1
 
 
+def test_compact_block_that_cannot_be_rebuilt_falls_back_to_the_block(tmp_path):
+    """Two transactions under one short id: the node asks for the whole block (BIP152's
+    fallback) and takes it."""
+    with NodeProcess(tmp_path / "a") as a:
+        a.call("generatetoaddress", 1, ADDR)
+        p, _ = peer(a)
+        p.send(m.Headers([]))
+        tip = a.call("getblockheader", a.call("getbestblockhash"))
+        txs = [Transaction(2, [TxIn(OutPoint(bytes([i]) * 32, 1), b"", 0xFFFFFFFF)],
+                           [TxOut(5, b"\x51")], 0) for i in (1, 2)]
+        b = make_block(hex_to_hash(tip["hash"]), tip["height"] + 1, txs, time=tip["time"] + 1)
+        p.send(m.Headers([b.header]))
+        p.wait_for("getdata")
+        p.send(m.CmpctBlock(b.header, 9, [777, 777], [(0, b.txs[0])]))
+        ask = p.wait_for("getdata")
+        assert ask.items == [m.Inv(m.MSG_WITNESS_BLOCK, b.hash)]
+        p.send_payload("block", b.serialize())
+        wait_until(lambda: a.call("getblockheader", b.hash_hex())["nTx"] == 3, 10, "block")
+
+
+def test_compact_blocks_served(tmp_path):
+    """sendcmpct(0, 2) after verack; getdata MSG_CMPCT_BLOCK of a recent block answered with
+    its compact form (coinbase prefilled, the others as BIP152 short ids), getblocktxn with
+    the transactions asked for; sendcmpct(1, 2) makes the node announce its next block as
+    a cmpctblock."""
+    from node.p2p import compact
+    from tests.functional.netutil import coinbase_spend
+
+    with NodeProcess(tmp_path / "a") as a:
+        a.call("generatetoaddress", 101, ADDR)
+        p, _ = peer(a)
+        assert p.wait_for("sendcmpct") == m.SendCmpct(False, 2)
+        txs = [coinbase_spend(a, h) for h in (1, 2)]
+        for tx in txs:
+            a.call("sendrawtransaction", tx.serialize().hex())
+        [h] = a.call("generatetoaddress", 1, ADDR)
+        block_hash = hex_to_hash(h)
+        p.send(m.GetData([m.Inv(m.MSG_CMPCT_BLOCK, block_hash)]))
+        cb = p.wait_for("cmpctblock")
+        assert cb.header.hash == block_hash and [i for i, _ in cb.prefilled] == [0]
+        key = compact.short_id_key(cb.header, cb.nonce)
+        assert sorted(cb.short_ids) == sorted(compact.short_id(key, tx.wtxid) for tx in txs)
+        p.send(m.GetBlockTxn(block_hash, [1, 2]))
+        got = p.wait_for("blocktxn")
+        assert got.block_hash == block_hash
+        assert {tx.wtxid for tx in got.txs} == {tx.wtxid for tx in txs}
+        # high bandwidth: the next block comes as a cmpctblock, unasked
+        p.send(m.SendCmpct(True, 2))
+        p.send(m.GetHeaders([block_hash]))
+        p.wait_for("headers")
+        [h2] = a.call("generatetoaddress", 1, ADDR)
+        assert p.wait_for("cmpctblock").header.hash == hex_to_hash(h2)
+        assert [x["bip152_hb_from"] for x in a.call("getpeerinfo")] == [True]
+
+
 def test_binds_logged_and_logips(tmp_path):
     n = NodeProcess(tmp_path / "a", "-logips", "-debug=net")
     with n:
