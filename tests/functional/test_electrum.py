@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import time
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -546,3 +547,45 @@ def test_a_node_without_the_indexes_is_refused_clearly(tmp_path):
         with pytest.raises(ElectrumError, match="must run with -txospenderindex for ElectrumX"):
             svc.start()
         assert svc.proc is None
+
+
+def test_command_line_service_stops_its_server_when_killed(env, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    port = free_port()
+    server = None
+    cli = subprocess.Popen([sys.executable, "-m", "regtest.electrum", "--datadir",
+                            str(env.node.datadir), "--rpcport", str(env.node.rpcport),
+                            "--port", str(port), "--db-dir", str(tmp_path / "ex")],
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        assert cli.stdout.readline().strip() == f"tcp://127.0.0.1:{port}"
+        with ElectrumClient("127.0.0.1", port) as c:
+            assert c.call("blockchain.headers.subscribe")["height"] == \
+                env.call("getblockcount")
+        children = Path(f"/proc/{cli.pid}/task/{cli.pid}/children").read_text().split()
+        assert len(children) == 1
+        server = int(children[0])
+        cli.send_signal(signal.SIGTERM)
+        assert cli.wait(60) == 0
+
+        def gone() -> bool:
+            try:
+                os.kill(server, 0)
+            except ProcessLookupError:
+                return True
+            return Path(f"/proc/{server}/stat").read_text().split()[2] == "Z"
+
+        wait_for(gone, 60, "ElectrumX to stop with its command line")
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+        if server is not None:
+            try:
+                os.kill(server, signal.SIGKILL)  # (only if it outlived its command line)
+            except ProcessLookupError:
+                pass
