@@ -8,6 +8,9 @@ nodes' JSON-RPC.
     GET /api/state        {"nodes", "links", "blocks", "mempool", "reorgs"}
     GET /api/block/HASH   a block with its transactions, their inputs, outputs and fees (the
                           view of the first node that answers)
+    GET /esplora/PATH     the Esplora API of the first node that serves it (`up --services
+                          esplora`): what the page's search, transaction and address views
+                          read (#tx=TXID, #address=ADDRESS)
 
 Amounts are strings with 8 decimals as Core prints them ("0.00000000"), fee rates in sat/vB.
 Reorgs are noticed by a watcher that polls every node's tip every second while the explorer
@@ -253,8 +256,35 @@ class Explorer:
             return web.json_response({"error": str(err)}, status=404)
         return web.json_response(data)
 
+    async def _esplora(self, request: web.Request) -> web.Response:
+        """A GET passed on to a node's Esplora API (the first that answers)."""
+        import aiohttp
+
+        path = request.match_info["path"]
+        if ".." in path.split("/"):
+            return web.Response(status=400, text="bad path")
+        net = self.state.net
+        urls = [svc["esplora"] for _, svc in sorted(net.spec.services.items(),
+                                                    key=lambda kv: int(kv[0]))
+                if "esplora" in svc]
+        if not urls:
+            return web.Response(status=503, text="no node serves the Esplora API (start the "
+                                "network with `up --services esplora`)")
+        timeout = aiohttp.ClientTimeout(total=10)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            for url in urls:
+                try:
+                    async with session.get(f"{url}/{path}", params=request.query) as r:
+                        body = await r.read()
+                        return web.Response(status=r.status, body=body,
+                                            content_type=r.content_type)
+                except (TimeoutError, aiohttp.ClientError):
+                    continue  # (that node is down: the next)
+        return web.Response(status=503, text="no node with the Esplora API answers")
+
     async def _serve(self) -> None:
         app = web.Application()
+        app.router.add_get("/esplora/{path:.*}", self._esplora)
         app.router.add_get("/", self._page)
         app.router.add_get("/api/state", self._api_state)
         app.router.add_get("/api/block/{hash}", self._api_block)

@@ -120,6 +120,11 @@ def up(ctx: typer.Context,
                                   "(20ms)"),
        loss: str = typer.Option("", metavar="PERCENT", help="--hosts: packets lost (1%)"),
        rate: str = typer.Option("", metavar="RATE", help="--hosts: bandwidth (1mbit)"),
+       services: str = typer.Option("esplora", metavar="LIST",
+                                    help="beside each service node: esplora, electrum "
+                                         "(comma-separated; none for none)"),
+       service_nodes: str = typer.Option("0", metavar="NODES",
+                                         help="the nodes with services: 0,2 or all"),
        detach: bool = typer.Option(False, "--detach", help="run in the background")) -> None:
     """Start (or resume) the network and keep it running until Ctrl-C."""
     net = Network(folder)
@@ -138,6 +143,13 @@ def up(ctx: typer.Context,
         net.run_path.unlink(missing_ok=True)
     if net.exists:
         _resume(ctx, net, nodes, topology, miners, interval, mine_on_tx, hosts)
+        if _given(ctx, "services") or _given(ctx, "service_nodes"):
+            try:
+                _set_services(net, services, service_nodes)
+            except NetworkError as err:
+                _fail(str(err))
+            say("  services: " + (", ".join(f"node {i}: {', '.join(v)}" for i, v in
+                                            net.spec.services.items()) or "none"))
         if any(_given(ctx, k) for k in link_opts):
             try:
                 net.set_link_defaults(link_opts)
@@ -159,13 +171,35 @@ def up(ctx: typer.Context,
         try:
             net.create(nodes, topology, specs, hosts=hosts)
             net.set_link_defaults(link_opts)
+            _set_services(net, services, service_nodes)
         except (NetworkError, HostsError) as err:
+            net.spec_path.unlink(missing_ok=True)  # (nothing half-made left behind)
             _fail(str(err))
         say(f"Created a {topology} network of {nodes} nodes in {net.dir}")
     if detach:
         _detach(net, explorer)
         return
     Supervisor(net, explorer).run()
+
+
+def _set_services(net: Network, names: str, nodes: str) -> None:
+    wanted = [] if names.strip().lower() in ("", "none") else [
+        n.strip().lower() for n in names.split(",") if n.strip()]
+    if nodes.strip().lower() == "all":
+        which = list(range(net.spec.nodes))
+    else:
+        try:
+            which = [int(x) for x in nodes.split(",") if x.strip()]
+        except ValueError:
+            raise NetworkError(f"--service-nodes {nodes!r}: node numbers such as 0,2, or "
+                               "all") from None
+    if "electrum" in wanted:
+        from regtest.electrum import electrumx_available
+
+        if not electrumx_available():
+            raise NetworkError("the electrum service needs ElectrumX: pip install "
+                               "'minibtc[electrum]' (the e-x package)")
+    net.set_services(wanted, which)
 
 
 def _changes(ctx: typer.Context, net: Network, nodes: int, topology: str, miners: int,
@@ -216,7 +250,8 @@ def _resume(ctx: typer.Context, net: Network, nodes: int, topology: str, miners:
 def _start_down_nodes(ctx: typer.Context, net: Network) -> None:
     """`up` on a running network: start its nodes that are down; say what it cannot change."""
     given = [n for n in ("nodes", "topology", "miners", "interval", "mine_on_tx", "hosts",
-                         "delay", "jitter", "loss", "rate") if _given(ctx, n)]
+                         "delay", "jitter", "loss", "rate", "services", "service_nodes")
+             if _given(ctx, n)]
     down = sorted(int(i) for i in net.spec.down)
     if given:
         names = ", ".join("--" + g.replace("_", "-") for g in given)
@@ -300,6 +335,7 @@ class Supervisor:
         self.explorer = None
         self.lock = threading.RLock()
         self.busy: dict[int, str] = {}  # nodes a request is stopping or starting
+        self.electrum: dict[int, object] = {}  # node -> its ElectrumService
 
     def _record(self, ready: bool = True) -> None:
         with self.lock:
@@ -360,6 +396,7 @@ class Supervisor:
                 self._mark(i, None)
             net.connect_links()
             net.apply_links()  # (--hosts mode's link conditions)
+            self._start_electrum()
             for k in range(len(net.spec.miners)):
                 self.miners[k] = net.start_miner(k)
             if self.want_explorer:
@@ -382,6 +419,25 @@ class Supervisor:
         finally:
             self.starting = False
             self.shutdown()
+
+    def _start_electrum(self) -> None:
+        """ElectrumX beside each node that has the electrum service (a failure is a warning:
+        the network runs without it)."""
+        from regtest.electrum import ElectrumError, ElectrumService
+
+        net = self.net
+        for i in range(net.spec.nodes):
+            port = net.service_port(i, "electrum")
+            if port is None:
+                continue
+            svc = ElectrumService(net.datadir(i), net.spec.rpc_ports[i],
+                                  net.datadir(i) / "regtest" / ".cookie", port,
+                                  net.datadir(i) / "electrumx", rpc_host=net.host(i))
+            try:
+                svc.start(timeout=300)
+                self.electrum[i] = svc
+            except ElectrumError as err:
+                say(f"warning: no Electrum server beside node {i}: {err}", err=True)
 
     def _check_nodes(self) -> None:
         with self.lock:
@@ -478,6 +534,9 @@ class Supervisor:
             self.net.wait_ready(i, proc)
             self.net.connect_links(only=i)
             self._mark(i, None)
+            svc = self.electrum.get(i)
+            if svc is not None:  # (the node's new cookie)
+                svc.refresh_auth()
         finally:
             with self.lock:
                 self.busy.pop(i, None)
@@ -507,6 +566,7 @@ class Supervisor:
         steps = []
         if self.explorer is not None:
             steps.append(self.explorer.stop)
+        steps += [svc.stop for svc in self.electrum.values()]
         with self.lock:
             miners, nodes = list(self.miners.values()), dict(self.nodes)
         steps += [lambda p=p: terminate(p.pid) for p in miners]

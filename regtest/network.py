@@ -30,6 +30,8 @@ from pathlib import Path
 from wallet.nodeclient import NodeClient, NodeRPCError, NodeUnreachable
 
 TOPOLOGIES = ("line", "ring", "star", "mesh")
+SERVICES = ("esplora", "electrum")  # beside a node: its Esplora API, an ElectrumX server
+ESPLORA_PORT = 3002  # regtest's (electrs's), used by every node in --hosts mode
 RPC_PORT, P2P_PORT = 18443, 18444  # regtest's, used by every node in --hosts mode
 WALLET = "default"  # the wallet each node of the network has (ensure_wallet)
 
@@ -155,6 +157,36 @@ class Network:
         self._spec = spec
         return spec
 
+    def set_services(self, names: list[str], nodes: list[int]) -> None:
+        """The services beside the given nodes (none beside the others), each with its URL;
+        ports are kept for a service a node had already."""
+        for name in names:
+            if name not in SERVICES:
+                raise NetworkError(f"unknown service {name!r} (one of: {', '.join(SERVICES)})")
+        for i in nodes:
+            self.check_node(i)
+        old = self.spec.services
+        new: dict[str, dict[str, str]] = {}
+        for i in nodes:
+            have = old.get(str(i), {})
+            urls = {}
+            for name in names:
+                if name in have:
+                    urls[name] = have[name]
+                elif name == "esplora":
+                    port = ESPLORA_PORT if self.spec.hosts else free_port()
+                    urls[name] = f"http://{self.host(i)}:{port}"
+                else:  # ElectrumX runs on this side, next to the supervisor
+                    urls[name] = f"tcp://127.0.0.1:{free_port()}"
+            if urls:
+                new[str(i)] = urls
+        self.spec.services = new
+        self.spec.save(self.spec_path)
+
+    def service_port(self, i: int, name: str) -> int | None:
+        url = self.spec.services.get(str(i), {}).get(name)
+        return int(url.rsplit(":", 1)[1].rstrip("/")) if url else None
+
     def add_nodes(self, k: int) -> list[int]:
         """k more nodes (the topology's links take them in when the network starts)."""
         spec = self.spec
@@ -220,6 +252,11 @@ class Network:
         args = [sys.executable, "-m", "node.daemon", "-regtest", f"-datadir={self.datadir(i)}",
                 f"-rpcport={spec.rpc_ports[i]}", f"-port={spec.p2p_ports[i]}",
                 f"-bind={self.host(i)}", "-printtoconsole=0", "-fallbackfee=0.0002"]
+        esplora = self.service_port(i, "esplora")
+        if esplora is not None:
+            args += [f"-esplora={esplora}", f"-esplorabind={self.host(i)}"]
+        if self.service_port(i, "electrum") is not None:  # (what ElectrumX asks the node for)
+            args += ["-txindex", "-txospenderindex"]
         hosts = self.hosts
         if hosts is not None:  # reachable from the host's side of the bridge
             args = hosts.wrap(i, args + [f"-rpcbind={hosts.addr(i)}",
@@ -458,12 +495,18 @@ class Network:
 
     def faucet(self, address: str, amount: Decimal) -> tuple[int, str]:
         """Pay from the node whose wallet holds the most (the miners' coins)."""
-        balances = [(Decimal(str(self.call(i, "getbalance", wallet=True))), i)
-                    for i in range(self.spec.nodes)]
+        balances = []
+        for i in range(self.spec.nodes):
+            try:
+                balances.append((Decimal(str(self.call(i, "getbalance", wallet=True))), i))
+            except NodeUnreachable:
+                continue  # (a node that is down)
+        if not balances:
+            raise NetworkError("no node answers (is the network up?)")
         best, i = max(balances)
         if best < amount:
-            raise NetworkError(f"no wallet holds {amount} BTC (the richest, node {i}, has "
-                               f"{best}); mine some blocks first (`mine 101`)")
+            raise NetworkError(f"no wallet holds {amount:.8f} BTC (the richest, node {i}, has "
+                               f"{best:.8f}); mine some blocks first (`mine 101`)")
         return i, self.call(i, "sendtoaddress", address, str(amount), wallet=True)
 
     def mine(self, i: int, n: int) -> list[str]:

@@ -72,7 +72,7 @@ def net_cli(folder, *args: str, check: bool = True) -> str:
 
 
 def daemons_of(folder) -> list[int]:
-    """pids of minibtcd or miner processes working in this folder."""
+    """pids of minibtcd, miner or ElectrumX processes working in this folder."""
     out = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
@@ -83,4 +83,11 @@ def daemons_of(folder) -> list[int]:
             continue
         if str(folder) in cmd and ("node.daemon" in cmd or "regtest.miner" in cmd):
             out.append(int(pid))
+        elif "electrumx" in cmd:  # an Electrum service: its database is in the folder
+            try:
+                env = open(f"/proc/{pid}/environ", "rb").read().decode(errors="replace")
+            except OSError:
+                continue
+            if f"DB_DIRECTORY={folder}" in env:
+                out.append(int(pid))
     return out

@@ -1,7 +1,9 @@
 """The network's explorer page, rendered by headless Chromium (Debian's chromium package;
 .ci/run installs it) against a real network: nodes, links (one cut by a partition), the
-block tree with both sides of a fork, a waiting transaction, peers, and a block's
-transactions. Skipped where no Chromium is installed."""
+block tree with both sides of a fork and its legend, a waiting transaction with its fee
+rate, peers by node number, a block's transactions with inputs and fees, the reorg log, and
+the transaction and address pages read from node 0's Esplora API. Skipped where no Chromium
+is installed."""
 
 from __future__ import annotations
 
@@ -89,3 +91,16 @@ def test_explorer_page(folder, tmp_path):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(url + "api/block/nothex")
     assert e.value.code == 400
+
+    # Transaction and address pages, from node 0's Esplora API (up's default service)
+    assert "esplora" in net.spec.services["0"]
+    address = net.call(1, "getnewaddress", wallet=True)
+    paid = net.call(0, "sendtoaddress", address, "0.3", wallet=True)
+    wait_until(lambda: paid in net.call(0, "getrawmempool"), 30, "the payment")
+    dom = render(url + f"#tx={txid}", tmp_path)
+    assert 'id="search"' in dom and f'id="txview" data-txid="{txid}"' in dom
+    assert f"confirmed in block {net.call(0, 'getblockcount')}" in dom and "sat/vB" in dom
+    dom = render(url + f"#address={address}", tmp_path)
+    assert f'id="addrview" data-address="{address}"' in dom
+    assert "0.30000000 BTC unconfirmed" in dom and paid in dom
+    assert "unconfirmed (mempool)" in dom

@@ -348,3 +348,41 @@ def test_link_conditions_need_hosts_mode(folder):
     net_cli(folder, "up", "--nodes", "2", "--miners", "0", "--detach")
     assert "need --hosts mode" in fails("link", "0", "1", "--delay", "100ms")
     assert "give --delay" in fails("link", "0", "1")
+
+
+def test_services_beside_the_nodes(folder):
+    """up --services: Esplora in the node, ElectrumX beside it; their URLs in up's and
+    status's output and network.json; they follow the node through a restart; down stops
+    them too."""
+    from regtest.electrum import ElectrumClient, electrumx_available
+
+    services = "esplora,electrum" if electrumx_available() else "esplora"
+    out = net_cli(folder, "up", "--nodes", "2", "--miners", "0", "--services", services,
+                  "--service-nodes", "all", "--detach")
+    net = Network(folder)
+    urls = net.spec.services
+    assert sorted(urls) == ["0", "1"]
+    for i in range(2):
+        assert f"esplora {urls[str(i)]['esplora']}" in out
+    status = json.loads(net_cli(folder, "status", "--json"))
+    assert status["nodes"][1]["esplora"] == urls["1"]["esplora"]
+    net_cli(folder, "mine", "3", "--node", "0")
+    wait_until(lambda: urllib.request.urlopen(urls["1"]["esplora"] + "/blocks/tip/height")
+               .read() == b"3", 30, "node 1's Esplora at height 3")
+    assert "node 1 restarted" in net_cli(folder, "restart", "1")
+    assert urllib.request.urlopen(urls["1"]["esplora"] + "/blocks/tip/height").read() == b"3"
+    if "electrum" in services and net.call(0, "getnetworkinfo")["version"] < 310000:
+        # ElectrumX 2 refuses a node that reports a Core version under 31: the network runs
+        # on without it and the supervisor says why (a node-side matter, not the wiring's)
+        assert "ElectrumX exited" in (folder / "supervisor.log").read_text()
+    elif "electrum" in services:
+        host, port = urls["0"]["electrum"].split("//")[1].split(":")
+        with ElectrumClient(host, int(port)) as c:
+            assert c.call("blockchain.headers.subscribe")["height"] == 3
+        assert "electrum tcp://127.0.0.1:" in net_cli(folder, "status")
+    net_cli(folder, "down")
+    assert daemons_of(folder) == []
+    r = subprocess.run([sys.executable, "-m", "regtest.cli", "up", "--dir", str(folder),
+                        "--services", "ftp"], cwd=ROOT, env=cli_env(), capture_output=True,
+                       text=True)
+    assert r.returncode == 1 and "unknown service 'ftp'" in r.stderr
