@@ -172,7 +172,42 @@ def latency(blk: Path, height: int, n_txs: int, requests: int) -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def build_rate(cache: Path, n_blocks: int, n_txs: int) -> None:
+def daemon_import(blk: Path, height: int, extra: list[str]) -> float:
+    """Seconds until minibtcd -loadblock has the chain at `height`, and with -esplora its
+    address index too (the API answers for the tip)."""
+    import json
+
+    from tests.functional.framework import NodeProcess, free_port
+
+    d = Path(tempfile.mkdtemp(prefix="f2-esplorabench-"))
+    port = free_port()
+    args = [f"-loadblock={blk}", *([f"-esplora={port}"] if "-esplora" in extra else [])]
+    try:
+        node = NodeProcess(d, *args)
+        t0 = time.perf_counter()
+        node.start()
+        try:
+            while node.call("getblockcount") < height:
+                time.sleep(0.02)
+            if "-esplora" in extra:
+                tip = node.call("getbestblockhash")
+                while True:
+                    try:
+                        _, body = fetch(f"http://127.0.0.1:{port}/block/{tip}/status")
+                        _, txs = fetch(f"http://127.0.0.1:{port}/block/{tip}/txs")
+                        if json.loads(body)["in_best_chain"] and json.loads(txs):
+                            break
+                    except OSError:  # (503 while the index is first built)
+                        pass
+                    time.sleep(0.02)
+            return time.perf_counter() - t0
+        finally:
+            node.stop()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def build_rate(cache: Path, n_blocks: int, n_txs: int, rounds: int) -> None:
     blk = cache / f"connect_{n_blocks}_{n_txs}.dat"
     meta = blk.with_suffix(".meta")
     if not blk.exists() or not meta.exists():
@@ -204,6 +239,16 @@ def build_rate(cache: Path, n_blocks: int, n_txs: int) -> None:
     print(f"import (node.importer, scripts checked): {t_import:.1f} s = "
           f"{n_txs / t_import:.0f} tx/s; address index over it: {t_index:.1f} s = "
           f"{n_txs / t_index:.0f} tx/s = {t_index / t_import:.2f} x the import time")
+    ratios = []
+    for _ in range(rounds):
+        plain = daemon_import(blk, 200 + n_blocks, [])
+        served = daemon_import(blk, 200 + n_blocks, ["-esplora"])
+        ratios.append(served / plain)
+        print(f"  minibtcd -loadblock: {plain:.1f} s; with -esplora (-txindex, "
+              f"-txospenderindex and the address index, all at the tip): {served:.1f} s",
+              flush=True)
+    print(f"end to end, median of {rounds}: -esplora makes the import "
+          f"{statistics.median(ratios):.2f} x as long")
 
 
 def main() -> None:
@@ -214,6 +259,7 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=150)
     ap.add_argument("--chain-blocks", type=int, default=100)
     ap.add_argument("--chain-txs", type=int, default=20_000)
+    ap.add_argument("--rounds", type=int, default=1, help="end-to-end import rounds")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "minibtc-bench"))
     args = ap.parse_args()
     cache = Path(args.cache)
@@ -224,7 +270,7 @@ def main() -> None:
         print(f"generating a chain paying one address {args.txs} times ...", flush=True)
         meta.write_text(str(address_chain(blk, args.txs, args.per_block)))
     latency(blk, int(meta.read_text()), args.txs, args.requests)
-    build_rate(cache, args.chain_blocks, args.chain_txs)
+    build_rate(cache, args.chain_blocks, args.chain_txs, args.rounds)
 
 
 if __name__ == "__main__":
