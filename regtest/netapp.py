@@ -384,6 +384,8 @@ class Supervisor:
         net = self.net
         try:
             self._record(False)
+            for left in net.control_dir.glob("*") if net.control_dir.is_dir() else ():
+                left.unlink(missing_ok=True)  # (requests nobody answered before: not now)
             if net.hosts is not None:
                 net.hosts.up()
             for i in range(net.spec.nodes):
