@@ -14,7 +14,9 @@ Modules
     sigcheck     DER rules, lax DER parsing, libsecp256k1 verification, SignatureCache
     taproot      leaf/branch/tweak hashes and control blocks
     verify       the entry points above, template fast paths, ScriptExecutionCache
-    pool         parallel verification in worker processes
+    pool         parallel verification in worker processes: whole batches (verify_many),
+                 batches added item by item (CheckSession, a block as the chain prepares
+                 it), background checks (VerifyStream, the mempool's batches)
     standard     Solver-style classification, template builders, asm output and parsing
     keys         signing helpers (ECDSA, Schnorr, taproot tweaks, whole inputs)
     num          script numbers; opcodes: opcode names
