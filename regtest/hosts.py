@@ -189,34 +189,47 @@ def netem_available() -> str | None:
         subprocess.run(["ip", "link", "del", a], capture_output=True)
 
 
-def apply_links(hosts: Hosts, conditions: dict[tuple[int, int], dict[str, str]]) -> None:
-    """Set every node's egress to what its links' conditions say: on node i's eth0, traffic
-    to node j's address goes through a netem of the (i, j) link's conditions (each direction
-    gets them: a delay of 100ms is 100ms each way). Links with no conditions pass as they
-    are; a node's tree is rebuilt whole each time."""
+def tc_commands(hosts: Hosts, conditions: dict[tuple[int, int], dict[str, str]]
+                ) -> dict[int, list[list[str]]]:
+    """The tc commands that give each node's eth0 its links' conditions: traffic to node j's
+    address goes through a netem of the (i, j) link's conditions (each direction gets them:
+    a delay of 100ms is 100ms each way); other traffic passes as it is. Per node, after its
+    root qdisc is deleted; no commands for a node with no conditions."""
     per_node: dict[int, dict[int, dict[str, str]]] = {i: {} for i in range(hosts.nodes)}
     for (a, b), cond in conditions.items():
         if netem_args(cond):
             per_node[a][b] = cond
             per_node[b][a] = cond
+    out: dict[int, list[list[str]]] = {}
     for i, peers in per_node.items():
         tc = ["ip", "netns", "exec", hosts.netns(i), "tc"]
-        subprocess.run(tc + ["qdisc", "del", "dev", "eth0", "root"], capture_output=True)
-        if not peers:
-            continue
-        _run(tc + ["qdisc", "add", "dev", "eth0", "root", "handle", "1:", "htb",
-                   "default", "1"])
-        _run(tc + ["class", "add", "dev", "eth0", "parent", "1:", "classid", "1:1", "htb",
-                   "rate", "10gbit"])
+        cmds = []
+        if peers:
+            cmds.append(tc + ["qdisc", "add", "dev", "eth0", "root", "handle", "1:", "htb",
+                              "default", "1"])
+            cmds.append(tc + ["class", "add", "dev", "eth0", "parent", "1:", "classid", "1:1",
+                              "htb", "rate", "10gbit"])
         for j, cond in sorted(peers.items()):
             minor = 10 + j
-            _run(tc + ["class", "add", "dev", "eth0", "parent", "1:", "classid", f"1:{minor}",
-                       "htb", "rate", "10gbit"])
-            _run(tc + ["qdisc", "add", "dev", "eth0", "parent", f"1:{minor}", "handle",
-                       f"{minor}:", "netem", *netem_args(cond)])
-            _run(tc + ["filter", "add", "dev", "eth0", "parent", "1:", "protocol", "ip",
-                       "prio", "1", "u32", "match", "ip", "dst", f"{hosts.addr(j)}/32",
-                       "flowid", f"1:{minor}"])
+            cmds.append(tc + ["class", "add", "dev", "eth0", "parent", "1:", "classid",
+                              f"1:{minor}", "htb", "rate", "10gbit"])
+            cmds.append(tc + ["qdisc", "add", "dev", "eth0", "parent", f"1:{minor}", "handle",
+                              f"{minor}:", "netem", *netem_args(cond)])
+            cmds.append(tc + ["filter", "add", "dev", "eth0", "parent", "1:", "protocol", "ip",
+                              "prio", "1", "u32", "match", "ip", "dst", f"{hosts.addr(j)}/32",
+                              "flowid", f"1:{minor}"])
+        out[i] = cmds
+    return out
+
+
+def apply_links(hosts: Hosts, conditions: dict[tuple[int, int], dict[str, str]]) -> None:
+    """Set every node's egress to what its links' conditions say (tc_commands); a node's tree
+    is rebuilt whole each time."""
+    for i, cmds in tc_commands(hosts, conditions).items():
+        subprocess.run(["ip", "netns", "exec", hosts.netns(i), "tc", "qdisc", "del", "dev",
+                        "eth0", "root"], capture_output=True)
+        for cmd in cmds:
+            _run(cmd)
 
 
 def _run(args: list[str]) -> None:

@@ -386,3 +386,25 @@ def test_services_beside_the_nodes(folder):
                         "--services", "ftp"], cwd=ROOT, env=cli_env(), capture_output=True,
                        text=True)
     assert r.returncode == 1 and "unknown service 'ftp'" in r.stderr
+
+
+def test_link_condition_commands(tmp_path):
+    """What `link`/`up --delay` give tc (the netem test itself needs root and sch_netem): a
+    netem per link direction, matched on the other node's address; values checked."""
+    from regtest.hosts import Hosts, HostsError, check_condition, describe, tc_commands
+
+    hosts = Hosts(tmp_path, 3)
+    cmds = tc_commands(hosts, {(0, 1): {"delay": "100ms", "jitter": "20ms", "loss": "1%"},
+                               (1, 2): {}})
+    assert cmds[2] == []  # no conditions: nothing
+    netem = [c for c in cmds[1] if "netem" in c]
+    assert len(netem) == 1 and netem[0][-6:] == ["netem", "delay", "100ms", "20ms", "loss",
+                                                 "1%"]
+    flt = [c for c in cmds[0] if "filter" in c][0]
+    assert f"{hosts.addr(1)}/32" in flt and flt[:4] == ["ip", "netns", "exec", hosts.netns(0)]
+    assert check_condition("rate", "1Mbit") == "1mbit"
+    for name, bad in (("delay", "100"), ("loss", "1"), ("rate", "fast")):
+        with pytest.raises(HostsError, match=f"--{name}"):
+            check_condition(name, bad)
+    assert describe({"delay": "100ms", "jitter": "20ms", "rate": "1mbit"}) == \
+        "delay 100ms ± 20ms, rate 1mbit"
