@@ -238,9 +238,9 @@ class EsploraQuery:
         with self.chain.lock:
             spender = self.node.mempool.spender(txid, n)
             m = self.node.mempool.entries.get(spender) if spender is not None else None
-        if m is not None:
-            vin = next(i for i, t in enumerate(m.tx.vin)
-                       if t.prevout.hash == txid and t.prevout.n == n)
+        vin = None if m is None else next((i for i, t in enumerate(m.tx.vin)
+                                           if t.prevout.hash == txid and t.prevout.n == n), None)
+        if vin is not None:
             return {"spent": True, "txid": spender[::-1].hex(), "vin": vin,
                     "status": {"confirmed": False}}
         return {"spent": False}
