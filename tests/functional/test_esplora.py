@@ -411,6 +411,22 @@ def test_bad_requests(net):
     assert (status, text.split(":")[0]) == (400, "sendrawtransaction RPC error -22")
     assert es.error("/tx", b"\xff\xfe")[0] == 400
     assert es.request("/tx", b"0" * 1_000_001, "POST")[0] == 413
+    # random paths built from the API's words, hashes, numbers and junk: an answer each,
+    # never a server error
+    import random
+    import urllib.parse
+
+    rng = random.Random(3)
+    txid = node.call("getblock", tip)["tx"][0]
+    words = ["tx", "block", "blocks", "address", "scripthash", "mempool", "txs", "chain",
+             "utxo", "status", "outspend", "outspends", "raw", "hex", "txid", "txids",
+             "merkle-proof", "merkleblock-proof", "block-height", "tip", "height", "hash",
+             "recent", "fee-estimates", "header", tip, txid, unknown, miner, "0", "25", "-1",
+             "99999999999999999999", "", "%00", "..", "\u00e9", "a" * 300, tip.upper()]
+    for _ in range(300):
+        path = "/" + "/".join(rng.choice(words) for _ in range(rng.randint(1, 6)))
+        status, _, body = es.request(urllib.parse.quote(path, safe="/%"))
+        assert status in (200, 400, 404), (path, status, body[:200])
     # still serving
     assert es.get("/blocks/tip/hash") == node.call("getbestblockhash")
 
