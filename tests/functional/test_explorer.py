@@ -104,3 +104,9 @@ def test_explorer_page(folder, tmp_path):
     assert f'id="addrview" data-address="{address}"' in dom
     assert "0.30000000 BTC unconfirmed" in dom and paid in dom
     assert "unconfirmed (mempool)" in dom
+
+    # A node that is down: shown so, with why, the others as they are
+    net_cli(folder, "kill", "3")
+    dom = render(url, tmp_path)
+    assert "node 3 (down)" in dom and "killed (SIGKILL" in dom
+    assert 'class="l down"' in dom and dom.count('class="node"') == 4
