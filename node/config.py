@@ -1,6 +1,6 @@
 """Node settings: Core-style flags (-name=value, -name, -noname), a config file with
-[chain] sections, defaults, validated by pydantic. A bad value stops start-up with a message
-naming the option.
+[chain] sections, defaults, each typed option checked against its type and bounds. A bad
+value stops start-up with a message naming the option.
 
 Precedence, as in Core: command line > the chain's [section] of the config file > the file's
 top level > defaults. Network-specific options (ports, binds, wallets) at the top level of
@@ -14,8 +14,6 @@ import json
 import re
 from pathlib import Path
 from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from node.confparse import ConfigError, parse_conf_file
 
@@ -88,73 +86,172 @@ def chain_dir(datadir: Path, chain: str) -> Path:
     return datadir if chain == "main" else datadir / chain
 
 
-class NodeConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+class _Field:
+    """One typed option of NodeConfig: its default, bounds and the name it is given by."""
 
-    chain: Literal["regtest", "main"] = "main"  # Core starts on main without a chain option
-    datadir: Path = DEFAULT_DATADIR
-    conf: str = CONF_FILENAME
-    rpcport: int | None = Field(default=None, ge=1, le=65535)
-    rpcbind: list[str] = []
-    rpcallowip: list[str] = []
-    rpcuser: str | None = None
-    rpcpassword: str | None = None
-    rpcauth: list[str] = []
-    rpcthreads: int = Field(default=16, ge=1, le=256)
-    server: bool = True
-    dbcache: int = Field(default=450, ge=4, le=1_000_000)
-    par: int | None = Field(default=None, ge=-64, le=64)
-    loadblock: list[Path] = []
-    reindex: bool = False
-    reindex_chainstate: bool = Field(default=False, alias="reindex-chainstate")
-    txindex: bool = False
-    debug: list[str] = []
-    debugexclude: list[str] = []
-    printtoconsole: bool | None = None
-    daemon: bool = False
-    daemonwait: bool = False
-    persistmempool: bool = True
-    maxmempool: int = Field(default=300, ge=5, le=1_000_000)
-    mempoolexpiry: int = Field(default=336, ge=1)
-    mempoolfullrbf: bool = True
-    minrelaytxfee: str | None = None
-    fallbackfee: str | None = None
-    port: int | None = Field(default=None, ge=0, le=65535)
-    listen: bool | None = None  # default: on, unless -connect is given (as Core)
-    bind: list[str] = []
-    connect: list[str] = []
-    addnode: list[str] = []
-    maxconnections: int = Field(default=125, ge=0, le=10_000)
-    peertimeout: int = Field(default=60, ge=1)  # seconds for the version handshake
-    pingtimeout: int = Field(default=20 * 60, ge=1)  # minibtc's: Core's fixed 20 minutes
-    timeout: int = Field(default=5000, ge=1)  # ms to wait for an outbound connection
-    wallet: list[str] = []
-    disablewallet: bool = False
+    __slots__ = ("name", "alias", "annotation", "default", "ge", "le")
+
+    def __init__(self, name: str, annotation: Any, default: Any, ge: int | None = None,
+                 le: int | None = None, alias: str | None = None) -> None:
+        self.name, self.alias, self.annotation = name, alias, annotation
+        self.default, self.ge, self.le = default, ge, le
+
+
+class _Invalid(ValueError):
+    """A value that does not fit its option (the message says how, as Core's text would)."""
+
+    def __init__(self, field: str, msg: str) -> None:
+        super().__init__(msg)
+        self.field = field
+
+
+# The options with a field of their own (every other Core option is kept raw in `args`).
+# Checked here by hand rather than by a pydantic model: importing pydantic and building the
+# model's validators cost more than the rest of loading the node's settings together.
+_SPECS = [
+    _Field("chain", Literal["regtest", "main"], "main"),  # Core starts on main by default
+    _Field("datadir", Path, DEFAULT_DATADIR),
+    _Field("conf", str, CONF_FILENAME),
+    _Field("rpcport", int | None, None, 1, 65535),
+    _Field("rpcbind", list[str], []),
+    _Field("rpcallowip", list[str], []),
+    _Field("rpcuser", str | None, None),
+    _Field("rpcpassword", str | None, None),
+    _Field("rpcauth", list[str], []),
+    _Field("rpcthreads", int, 16, 1, 256),
+    _Field("server", bool, True),
+    _Field("dbcache", int, 450, 4, 1_000_000),
+    _Field("par", int | None, None, -64, 64),
+    _Field("loadblock", list[Path], []),
+    _Field("reindex", bool, False),
+    _Field("reindex_chainstate", bool, False, alias="reindex-chainstate"),
+    _Field("txindex", bool, False),
+    _Field("debug", list[str], []),
+    _Field("debugexclude", list[str], []),
+    _Field("printtoconsole", bool | None, None),
+    _Field("daemon", bool, False),
+    _Field("daemonwait", bool, False),
+    _Field("persistmempool", bool, True),
+    _Field("maxmempool", int, 300, 5, 1_000_000),
+    _Field("mempoolexpiry", int, 336, 1),
+    _Field("mempoolfullrbf", bool, True),
+    _Field("minrelaytxfee", str | None, None),
+    _Field("fallbackfee", str | None, None),
+    _Field("port", int | None, None, 0, 65535),
+    _Field("listen", bool | None, None),  # default: on, unless -connect is given (as Core)
+    _Field("bind", list[str], []),
+    _Field("connect", list[str], []),
+    _Field("addnode", list[str], []),
+    _Field("maxconnections", int, 125, 0, 10_000),
+    _Field("peertimeout", int, 60, 1),  # seconds for the version handshake
+    _Field("pingtimeout", int, 20 * 60, 1),  # minibtc's: Core's fixed 20 minutes
+    _Field("timeout", int, 5000, 1),  # ms to wait for an outbound connection
+    _Field("wallet", list[str], []),
+    _Field("disablewallet", bool, False),
     # Every other Core option given (CORE_ARGS), raw: read them with arg_bool/arg_int/...
-    args: dict[str, list[str]] = {}
-    arg_log: list[str] = []  # "Command-line arg: ...", "Config file arg: ..." lines (Core's)
-    wallet_negated: bool = False  # -nowallet: no wallet at all, not even settings.json's
+    _Field("args", dict[str, list[str]], {}),
+    # "Command-line arg: ...", "Config file arg: ..." lines (Core's)
+    _Field("arg_log", list[str], []),
+    _Field("wallet_negated", bool, False),  # -nowallet: no wallet, not even settings.json's
     # Said once at start-up (unknown config-file keys, ignored includeconf, ...).
-    warnings: list[str] = []
+    _Field("warnings", list[str], []),
+]
 
-    @field_validator("rpcallowip")
+
+def _parse_int(name: str, text: str) -> int:
+    """An integer option's text, read as pydantic read it: ASCII digits (underscores between
+    them allowed), a sign, spaces around, and an all-zero fraction ("5.0", not "5.")."""
+    m = _INT_TEXT.fullmatch(text.strip())
+    if m is None:
+        raise _Invalid(name, "Input should be a valid integer, unable to parse string as an "
+                             "integer")
+    return int(m.group(1))
+
+
+_INT_TEXT = re.compile(r"([+-]?[0-9]+(?:_[0-9]+)*)(?:\.0+)?", re.ASCII)
+
+
+def _check_value(f: _Field, value: Any) -> Any:
+    """`value` as field `f` keeps it, or _Invalid (pydantic's wording, which this replaced)."""
+    kind = f.annotation
+    optional = kind in (int | None, bool | None, str | None)
+    if value is None:
+        if optional:
+            return None
+        raise _Invalid(f.name, "Input should not be None")
+    if kind in (int, int | None):
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise _Invalid(f.name, "Input should be a valid integer")
+        if isinstance(value, str):
+            value = _parse_int(f.name, value)
+        if f.ge is not None and value < f.ge:
+            raise _Invalid(f.name, f"Input should be greater than or equal to {f.ge}")
+        if f.le is not None and value > f.le:
+            raise _Invalid(f.name, f"Input should be less than or equal to {f.le}")
+        return value
+    if kind in (bool, bool | None):
+        if isinstance(value, str):
+            return interpret_bool(value)
+        return bool(value)
+    if kind in (str, str | None):
+        return str(value)
+    if kind is Path:
+        return Path(value)
+    if kind == Literal["regtest", "main"]:
+        if value not in ("regtest", "main"):
+            raise _Invalid(f.name, "Input should be 'regtest' or 'main'")
+        return value
+    if kind == list[Path]:
+        return [Path(v) for v in value]
+    if kind == list[str]:
+        return [str(v) for v in value]
+    return value
+
+
+class NodeConfig:
+    """The node's settings: the typed options below as attributes, every other Core option
+    raw in `args` (read with arg_set/arg_str/arg_bool/arg_int/arg_list)."""
+
+    model_fields = {f.name: f for f in _SPECS}  # (the names pydantic gave this table)
+    _by_name = {**{f.name: f for f in _SPECS}, **{f.alias: f for f in _SPECS if f.alias}}
+
+    def __init__(self, **data: Any) -> None:
+        for name in data:
+            if name not in self._by_name:
+                raise _Invalid(name, "Extra inputs are not permitted")
+        for f in _SPECS:
+            if f.name in data:
+                value = data[f.name]
+            elif f.alias is not None and f.alias in data:
+                value = data[f.alias]
+            else:
+                d = f.default
+                setattr(self, f.name, d.copy() if isinstance(d, (list, dict)) else d)
+                continue
+            setattr(self, f.name, _check_value(f, value))
+        self._check_allowip(self.rpcallowip)
+        self._check_debug(self.debug, "debug")
+        self._check_debug(self.debugexclude, "debugexclude")
+
     @classmethod
-    def _check_allowip(cls, v: list[str]) -> list[str]:
+    def model_validate(cls, data: dict[str, Any]) -> NodeConfig:
+        return cls(**data)
+
+    @staticmethod
+    def _check_allowip(v: list[str]) -> None:
         for item in v:
             try:
                 ipaddress.ip_network(item, strict=False)
             except ValueError:
-                raise ValueError(f"Invalid -rpcallowip subnet specification: {item}") from None
-        return v
+                raise _Invalid("rpcallowip", f"Invalid -rpcallowip subnet specification: "
+                                             f"{item}") from None
 
-    @field_validator("debug", "debugexclude")
-    @classmethod
-    def _check_debug(cls, v: list[str], info) -> list[str]:
+    @staticmethod
+    def _check_debug(v: list[str], field: str) -> None:
         cleared = [i for i, item in enumerate(v) if item in ("0", "none")]
         for item in v[cleared[-1] + 1:] if cleared else v:  # a clear drops what came before
             if item not in ("0", "1", "all", "none", "") and item not in LOG_CATEGORIES:
-                raise ValueError(f"Unsupported logging category -{info.field_name}={item}.")
-        return v
+                raise _Invalid(field, f"Unsupported logging category -{field}={item}.")
 
     # -- Core options without a field (as Core's ArgsManager reads them) ---------------------
 
@@ -424,12 +521,11 @@ def load_config(argv: list[str]) -> NodeConfig:
             merged[name] = cli[name] + file_flags[name]  # Core: command line first
     try:
         config = NodeConfig.model_validate(_to_model_input(merged))
-    except ValidationError as err:
-        first = err.errors()[0]
-        name = str(first["loc"][0]) if first["loc"] else "?"
+    except _Invalid as err:
+        name = err.field
         raw = merged.get(name, merged.get(name.replace("_", "-"), ["?"]))
         shown = raw[-1] if isinstance(raw, list) and raw else raw
-        msg = first["msg"].removeprefix("Value error, ")
+        msg = str(err)
         if msg.startswith("Unsupported logging category"):
             raise ConfigError(f"Error: {msg}") from None
         raise ConfigError(f"Error: Invalid value for -{name.replace('_', '-')}={shown}: {msg}"
