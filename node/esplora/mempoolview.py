@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 
 from consensus.tx import Transaction, TxOut
 from node.index.addrindex import is_unspendable, script_hash
@@ -28,6 +28,10 @@ class MTx:
 
 
 class MempoolView:
+    """Kept up to date from the mempool's add/remove events, applied when a request reads the
+    view: the chain's lock is held for the transactions that changed, not for a pass over the
+    whole mempool (a full pass only at the start, or after many events nobody read)."""
+
     def __init__(self, chain, mempool) -> None:
         self.chain = chain
         self.mempool = mempool
@@ -36,37 +40,67 @@ class MempoolView:
         self._lock = threading.Lock()
         self._counter = itertools.count()
         self._arrival: dict[bytes, int] = {}  # txid -> order of arrival (mempool listener)
+        self._events: deque[tuple[bool, bytes]] = deque()  # (added?, txid), oldest first
+        self._full = True  # a full pass is due
         self._version = -1
         mempool.on_added.append(self._added)
+        mempool.on_removed.append(self._removed)
+
+    # (the listeners run in the mempool's thread with the chain's lock held: only note)
 
     def _added(self, tx) -> None:
-        arrival = self._arrival
-        arrival[tx.txid] = next(self._counter)
-        if len(arrival) > 2 * len(self.mempool.entries) + 10_000:  # nobody asked for a while
+        self._arrival[tx.txid] = next(self._counter)
+        self._events.append((True, tx.txid))
+        self._check_backlog()
+
+    def _removed(self, tx, why: str) -> None:
+        self._events.append((False, tx.txid))
+        self._check_backlog()
+
+    def _check_backlog(self) -> None:
+        if len(self._events) > 2 * len(self.mempool.entries) + 10_000:  # nobody asked lately
+            self._full = True
+            self._events.clear()
             entries = self.mempool.entries
-            for t in [t for t in list(arrival) if t not in entries]:
-                arrival.pop(t, None)
+            for t in [t for t in list(self._arrival) if t not in entries]:
+                self._arrival.pop(t, None)
 
     def close(self) -> None:
-        try:
-            self.mempool.on_added.remove(self._added)
-        except ValueError:
-            pass
+        for lst, fn in ((self.mempool.on_added, self._added),
+                        (self.mempool.on_removed, self._removed)):
+            try:
+                lst.remove(fn)
+            except ValueError:
+                pass
 
     def refresh(self) -> None:
-        """Bring the view up to date with the mempool (one pass under the chain's lock)."""
+        """Bring the view up to date with the mempool."""
         mempool = self.mempool
         with self._lock, self.chain.lock:
-            if mempool.transactions_updated == self._version:
+            if mempool.transactions_updated == self._version and not self._full:
                 return
             entries = mempool.entries
-            for txid in [t for t in self.txs if t not in entries]:
-                self._drop(txid)
-            for txid, e in entries.items():
-                if txid not in self.txs:
-                    self._add(txid, e)
-            for t in [t for t in list(self._arrival) if t not in entries]:
-                del self._arrival[t]
+            events = self._events
+            while events and not self._full:
+                added, txid = events.popleft()
+                if added:
+                    e = entries.get(txid)
+                    if e is not None and txid not in self.txs:
+                        self._add(txid, e)
+                elif txid not in entries:
+                    self._arrival.pop(txid, None)
+                    if txid in self.txs:
+                        self._drop(txid)
+            if self._full or len(self.txs) != len(entries):
+                events.clear()
+                for txid in [t for t in self.txs if t not in entries]:
+                    self._drop(txid)
+                for txid, e in entries.items():
+                    if txid not in self.txs:
+                        self._add(txid, e)
+                for t in [t for t in list(self._arrival) if t not in entries]:
+                    del self._arrival[t]
+                self._full = False
             self._version = mempool.transactions_updated
 
     def _add(self, txid: bytes, e) -> None:
