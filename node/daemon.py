@@ -57,6 +57,8 @@ Options (Core-style: -name=value, -name for true, -noname for false):
   -reindex                rebuild the block index and UTXO set from the block files
   -reindex-chainstate     rebuild the UTXO set from the block files
   -txindex                keep an index of all transactions (getrawtransaction)
+  -esplora[=<port>]       serve the Esplora HTTP API (minibtc's own; default port 3002 on
+                          regtest; -esplorabind, -esploracors; see README.md)
   -persistmempool         save the mempool on shutdown and load it on start (default: 1)
   -maxmempool=<MB>        keep the mempool under this size (default: 300)
   -mempoolexpiry=<hours>  drop unconfirmed transactions older than this (default: 336)
