@@ -10,7 +10,15 @@ clean start-up of the same datadir in the same run. The ratio must not grow with
 a restart replays only the blocks since the last flush (FLUSH_INTERVAL seconds or
 FLUSH_BLOCKS blocks, node/chain.py), never the whole chain.
 
+First (issue 20) the start-up a user feels: `minibtcd` from process start to its first
+successful getblockcount (RPC warm-up over) on a copy of a datadir of 1,000 and 100,000
+blocks, beside the start of a bare `python -c pass` measured in the same rounds (the ratio
+carries over to another machine), and the import time of the module groups the start-up
+path loads, each in a fresh process. --baseline DIR (a checkout of another commit) times
+that tree too, alternating rounds with this one.
+
 Run: .venv/bin/python scripts/bench/startup.py [--sizes 25000,50000,100000] [--kill-at 1000,10000]
+     [--ready-sizes 1000,100000] [--baseline /tmp/old-checkout]
 
 The figure to watch is milliseconds per 1,000 blocks: it must stay flat as the chain grows
 (start-up linear in the number of blocks, not worse).
@@ -19,9 +27,13 @@ The figure to watch is milliseconds per 1,000 blocks: it must stay flat as the c
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import os
 import shutil
 import signal
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -118,6 +130,112 @@ def time_open(datadir: Path, rounds: int) -> float:
     return best
 
 
+IMPORT_GROUPS = [  # what the start-up path imports, in the order it does
+    ("node.config", "settings"),
+    ("node.daemon", "daemon"),
+    ("aiohttp.web", "aiohttp (RPC server)"),
+    ("node.rpc.server", "RPC server"),
+    ("node.rpc.methods", "RPC methods"),
+    ("node.chain", "chain state"),
+    ("node.p2p.manager", "P2P"),
+    ("wallet.service", "wallet"),
+]
+
+
+def time_imports(tree: Path) -> list[tuple[str, float]]:
+    """Each group's import time over the groups before it, in one fresh process."""
+    code = ("import sys, time, json\nsys.path.insert(0, sys.argv[1])\nout = []\n"
+            "for m in sys.argv[2:]:\n    t = time.perf_counter()\n    __import__(m)\n"
+            "    out.append(time.perf_counter() - t)\nprint(json.dumps(out))")
+    r = subprocess.run([sys.executable, "-c", code, str(tree), *[m for m, _ in IMPORT_GROUPS]],
+                       cwd=tree, capture_output=True, text=True, check=True)
+    return list(zip([name for _, name in IMPORT_GROUPS], json.loads(r.stdout)))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _getblockcount_ok(port: int) -> bool:
+    body = b'{"method":"getblockcount","params":[],"id":1}'
+    auth = base64.b64encode(b"bench:bench").decode()
+    req = (f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\n"
+           f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+           f"Connection: close\r\n\r\n").encode() + body
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(req)
+            head = s.recv(64)
+    except OSError:
+        return False
+    return head.startswith(b"HTTP/1.1 200")
+
+
+def time_ready(tree: Path, chain_dir: Path, work: Path) -> float:
+    """Seconds from starting minibtcd (of `tree`) on a copy of chain_dir to its first
+    successful getblockcount."""
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    shutil.copytree(chain_dir, work / "regtest", ignore=shutil.ignore_patterns("built"))
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    t0 = time.perf_counter()
+    p = subprocess.Popen([sys.executable, "-m", "node.daemon", "-regtest", f"-datadir={work}",
+                          f"-rpcport={port}", "-listen=0", "-rpcuser=bench",
+                          "-rpcpassword=bench", "-printtoconsole=0"],
+                         cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        while not _getblockcount_ok(port):
+            if p.poll() is not None:
+                raise RuntimeError(f"minibtcd exited: {p.stderr.read().decode()[-2000:]}")
+            time.sleep(0.002)
+        return time.perf_counter() - t0
+    finally:
+        p.terminate()
+        p.wait()
+        p.stderr.close()
+
+
+def time_bare_python() -> float:
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    return time.perf_counter() - t0
+
+
+def ready_report(base: Path, sizes: list[int], rounds: int, baseline: Path | None) -> None:
+    trees = [("this tree", ROOT)] + ([("baseline", baseline)] if baseline else [])
+    print("import time of the start-up path's module groups (fresh process, median of "
+          f"{rounds}), ms:")
+    for label, tree in trees:
+        runs = [time_imports(tree) for _ in range(rounds)]
+        cells = "  ".join(f"{name} {1000 * statistics.median(r[i][1] for r in runs):.0f}"
+                          for i, (_, name) in enumerate(IMPORT_GROUPS))
+        total = statistics.median(sum(t for _, t in r) for r in runs)
+        print(f"  {label:>9}: {cells}  | total {1000 * total:.0f}")
+    print(f"\nstart-up to the first successful getblockcount (median of {rounds}; bare "
+          f"`python -c pass` measured between rounds = 1.00)")
+    print(f"{'blocks':>8} {'tree':>10} {'ready s':>8} {'bare s':>7} {'ratio':>6}")
+    work = Path(tempfile.gettempdir()) / f"minibtc-ready-{os.getpid()}"
+    for n in sizes:
+        got: dict[str, list[float]] = {label: [] for label, _ in trees}
+        bare: list[float] = []
+        for _ in range(rounds):
+            for label, tree in trees:  # alternating, so both see the same machine
+                bare.append(time_bare_python())
+                got[label].append(time_ready(tree, base / f"chain_{n}", work))
+        b = statistics.median(bare)
+        for label, _ in trees:
+            t = statistics.median(got[label])
+            print(f"{n:>8} {label:>10} {t:>8.3f} {b:>7.3f} {t / b:>6.1f}")
+        if baseline:
+            ratio = statistics.median(got["this tree"]) / statistics.median(got["baseline"])
+            print(f"{'':>8} {'this/base':>10} {ratio:>8.2f}")
+    shutil.rmtree(work, ignore_errors=True)
+    print()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--sizes", default="25000,50000,100000")
@@ -125,20 +243,31 @@ def main() -> None:
     ap.add_argument("--kill-at", default="1000,10000",
                     help="heights at which an import is killed (empty: skip)")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "minibtc-bench"))
+    ap.add_argument("--ready-sizes", default="1000,100000",
+                    help="chain lengths for the time to RPC ready (empty: skip)")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="another checkout, timed in alternating rounds with this one")
     args = ap.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    ready_sizes = [int(s) for s in args.ready_sizes.split(",") if s]
     base = Path(args.cache) / "startup"
-    for n in sizes:
+    for n in sorted(set(sizes) | set(ready_sizes)):
         d = base / f"chain_{n}"
         marker = d / "built"
         if not marker.exists():
             print(f"building a datadir with {n} blocks ...", flush=True)
             build(d, n)
             marker.write_text("ok")
-    print(f"{'blocks':>8} {'start-up s':>11} {'ms per 1k blocks':>17}")
+    if ready_sizes:
+        ready_report(base, ready_sizes, args.rounds, args.baseline)
+    if sizes:
+        print(f"ChainState.load() in this process, best of {args.rounds}")
+        print(f"{'blocks':>8} {'start-up s':>11} {'ms per 1k blocks':>17}")
     for n in sizes:
         t = time_open(base / f"chain_{n}", args.rounds)
         print(f"{n:>8} {t:>11.2f} {1000 * t / (n / 1000):>17.1f}")
+    if not sizes:
+        return
     kills = [int(s) for s in args.kill_at.split(",") if s]
     if kills:
         total = max(kills) + FLUSH_BLOCKS + 100
