@@ -267,6 +267,44 @@ class EsploraQuery:
         except RPCError as err:
             raise bad_request(f"sendrawtransaction RPC error {err.code}: {err.message}") from None
 
+    def submit_package(self, body: bytes, params: dict) -> dict:
+        """POST /txs/package: Core's submitpackage, with electrs's checks first."""
+        import json
+        from decimal import Decimal, InvalidOperation
+
+        from node.rpc.errors import RPCError
+        from node.rpc.rawtransactions import submitpackage
+
+        try:
+            hexes = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as err:
+            raise bad_request(f"invalid JSON: {err}") from None
+        if not isinstance(hexes, list) or not all(isinstance(h, str) for h in hexes):
+            raise bad_request("expected a JSON array of transaction hex strings")
+        if len(hexes) > 25:
+            raise bad_request("Exceeded maximum of 25 transactions")
+        limits = {}
+        for name in ("maxfeerate", "maxburnamount"):
+            if name in params:
+                try:
+                    limits[name] = Decimal(params[name])
+                    if not limits[name].is_finite():
+                        raise InvalidOperation
+                except InvalidOperation:
+                    raise bad_request(f"Invalid {name}") from None
+        for i, h in enumerate(hexes):
+            if not 120 <= len(h) < 800_000:
+                raise bad_request(f"Invalid transaction size for item {i}")
+            try:
+                bytes.fromhex(h)
+            except ValueError:
+                raise bad_request(f"Invalid transaction hex for item {i}") from None
+        try:
+            return submitpackage(self.node, hexes, limits.get("maxfeerate"),
+                                 limits.get("maxburnamount"))
+        except RPCError as err:
+            raise bad_request(f"submitpackage RPC error {err.code}: {err.message}") from None
+
     # -- addresses ------------------------------------------------------------------------------
 
     def script_hash(self, kind: str, text: str) -> bytes:

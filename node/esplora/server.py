@@ -11,6 +11,7 @@ import orjson
 from aiohttp import web
 
 from node.esplora.query import EsploraError, EsploraQuery, parse_hash, parse_uint
+from node.rpc.jsonutil import dumps  # (submitpackage's answer has exact BTC amounts)
 
 log = logging.getLogger("http")
 
@@ -95,6 +96,8 @@ def route(q: EsploraQuery, method: str, path: str, body: bytes,
             return _json(q.outspends(parse_hash(b)))
     if method == "POST" and a == "tx" and b is None:
         return _text(200, q.broadcast(body))
+    if method == "POST" and a == "txs" and b == "package" and c is None:
+        return 200, "application/json", dumps(q.submit_package(body, params or {})).encode()
     if get and a == "broadcast" and b is None:  # (electrs's older form: GET ?tx=<hex>)
         tx = (params or {}).get("tx")
         if tx is None:

@@ -366,6 +366,34 @@ def test_mempool_fees_and_broadcast(net):
                          "vsize": entries[txid]["vsize"],
                          "value": sum(sats(v["value"]) for v in node.call(
                              "getrawtransaction", txid, 1)["vout"])}
+    # a package (parent and child, neither broadcast): electrs's POST /txs/package
+    change = node.call("getnewaddress", **w)
+    raw = node.call("createrawtransaction", [], {change: 0.3})
+    parent = node.call("signrawtransactionwithwallet", node.call(
+        "fundrawtransaction", raw, {"changePosition": 1}, **w)["hex"], **w)["hex"]
+    pdec = node.call("decoderawtransaction", parent)
+    child_raw = node.call("createrawtransaction", [{"txid": pdec["txid"], "vout": 0}],
+                          {miner: 0.2999})
+    child = node.call("signrawtransactionwithwallet", child_raw, [{
+        "txid": pdec["txid"], "vout": 0, "scriptPubKey": pdec["vout"][0]["scriptPubKey"]["hex"],
+        "amount": pdec["vout"][0]["value"]}], **w)["hex"]
+    status, headers, body = es.request("/txs/package", json.dumps([parent, child]).encode(),
+                                       "POST")
+    assert status == 200 and headers["Content-Type"].startswith("application/json"), body
+    result = json.loads(body)
+    assert result["package_msg"] == "success"
+    mempool = node.call("getrawmempool")
+    assert pdec["txid"] in mempool and node.call("decoderawtransaction", child)["txid"] in mempool
+    assert es.error("/txs/package", b"[1]")[0] == 400
+    assert es.error("/txs/package", json.dumps(["00" * 100] * 26).encode()) == (
+        400, "Exceeded maximum of 25 transactions")
+    assert es.error("/txs/package", b'["0011"]') == (
+        400, "Invalid transaction size for item 0")
+    assert es.error("/txs/package", json.dumps(["zz" * 100]).encode()) == (
+        400, "Invalid transaction hex for item 0")
+    assert es.error("/txs/package?maxfeerate=abc", b"[]") == (400, "Invalid maxfeerate")
+    status, text = es.error("/txs/package", json.dumps(["00" * 100] * 2).encode())
+    assert status == 400 and text.startswith("submitpackage RPC error -22: ")
     est = es.get("/fee-estimates")
     assert isinstance(est, dict)
     for target, rate in est.items():
