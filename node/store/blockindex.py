@@ -3,6 +3,7 @@ LevelDB (blocks/index, layout.py)."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,9 +12,11 @@ import plyvel
 from consensus.block import BlockHeader
 from consensus.contextual import MEDIAN_TIME_SPAN
 from consensus.hashes import hash_to_hex
+from consensus.serialize import DeserializationError
 from node.store import DatabaseOpenError, db_error_text
 from node.store.layout import (
     BLOCK_PREFIX,
+    INDEX_RECORD_SIZE,
     REINDEX_KEY,
     SYNC_KEY,
     block_key,
@@ -32,6 +35,16 @@ HAVE_UNDO = 16
 FAILED_VALID = 32  # this block broke a rule
 FAILED_CHILD = 64  # an ancestor broke a rule
 FAILED_MASK = FAILED_VALID | FAILED_CHILD
+
+
+_HEIGHT = struct.Struct("<I")
+# A stored record (layout.py): the header's fields after its prev hash, then the entry's.
+_RECORD_AFTER_PREV = struct.Struct("<4x32x32sIIIIIIiII")
+_VERSION = struct.Struct("<i")
+
+
+def _first(t: tuple) -> int:
+    return t[0]
 
 
 def _skip_height(height: int) -> int:
@@ -75,6 +88,35 @@ class BlockIndexEntry:
         self.seq_id = 0  # order in which block data arrived: first seen wins a work tie
         self._mtp: int | None = None
         self.skip = prev.ancestor(_skip_height(self.height)) if prev else None
+
+    @classmethod
+    def from_record(cls, block_hash: bytes, raw: bytes, prev: BlockIndexEntry | None,
+                    skip: bool = True) -> BlockIndexEntry:
+        """An entry from its stored record (layout.py's index record) under `prev`, without
+        a BlockHeader in between. With skip=False its skip pointer is left for the caller
+        to set (set_skip), as the bulk load does."""
+        e = cls.__new__(cls)
+        e.hash = block_hash
+        e.prev = prev
+        (e.merkle_root, e.time, e.bits, e.nonce, e.height, e.status, e.n_tx, e.file,
+         e.data_pos, e.undo_pos) = _RECORD_AFTER_PREV.unpack(raw)
+        e.version = _VERSION.unpack_from(raw)[0]
+        e.chain_work = 0
+        e.chain_tx = 0
+        e.seq_id = 0
+        e._mtp = None
+        e.skip = prev.ancestor(_skip_height(e.height)) if skip and prev else None
+        return e
+
+    def set_skip(self, by_height: list[BlockIndexEntry] | None = None) -> None:
+        """Set the skip pointer: from `by_height` (the entries of this entry's own chain by
+        height) when given, else by walking from prev."""
+        if self.prev is None:
+            self.skip = None
+        elif by_height is not None:
+            self.skip = by_height[_skip_height(self.height)]
+        else:
+            self.skip = self.prev.ancestor(_skip_height(self.height))
 
     # -- header --------------------------------------------------------------------------------
 
@@ -190,6 +232,23 @@ class BlockIndexDB:
                        undo_pos)
         except plyvel.Error as err:
             raise type(err)(db_error_text(err)) from None
+
+    def load_raw(self) -> list[tuple[int, bytes, bytes]]:
+        """Every stored record in one pass, undecoded: (height, block hash, record), sorted
+        by height (parents before children). The hash is the record's key: no header is
+        hashed again (LevelDB's checksums, verified here, catch a damaged record)."""
+        out = []
+        append = out.append
+        skip = len(BLOCK_PREFIX)
+        try:
+            for key, raw in self.db.iterator(prefix=BLOCK_PREFIX, verify_checksums=True):
+                if len(raw) != INDEX_RECORD_SIZE:
+                    raise DeserializationError(f"block index record of {len(raw)} bytes")
+                append((_HEIGHT.unpack_from(raw, 80)[0], key[skip:], raw))
+        except plyvel.Error as err:
+            raise type(err)(db_error_text(err)) from None
+        out.sort(key=_first)
+        return out
 
     def set_reindexing(self, on: bool) -> None:
         if on:

@@ -51,6 +51,8 @@ BLOCK_PREFIX = b"b"
 REINDEX_KEY = b"R"
 SYNC_KEY = b"S"
 _INDEX_REC = struct.Struct("<80sIIIiII")
+# (header, height, status, n_tx, file, data_pos, undo_pos): 104 bytes
+INDEX_RECORD_SIZE = _INDEX_REC.size
 
 
 def block_key(block_hash: bytes) -> bytes:

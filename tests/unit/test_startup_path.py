@@ -67,3 +67,77 @@ def test_typed_fields_and_defaults():
     assert load_config(["-regtest"]).wallet == []
     assert NodeConfig.model_fields["chain"].default == "main"
     assert NodeConfig.model_fields["reindex_chainstate"].alias == "reindex-chainstate"
+
+
+# -- the block index's bulk load ---------------------------------------------------------------
+
+def _blocks(prev: bytes, start: int, n: int, t: int) -> list:
+    from tests.blocktools import make_block
+
+    out = []
+    for h in range(start, start + n):
+        b = make_block(prev, h, time=t + h)
+        out.append(b)
+        prev = b.hash
+    return out
+
+
+def test_bulk_index_load_equals_entry_by_entry(tmp_path, monkeypatch):
+    """A chain with a fork, a longer competing fork, an invalidated block and a header-only
+    entry reloads to the same entries (fields, work, transaction counts, skip pointers, best
+    header) as building each from its header; and the load hashes no header."""
+    from consensus import block as block_module
+    from consensus.params import REGTEST
+    from node.chain import ChainState
+    from node.scriptcheck import ScriptChecker
+    from node.store.blockindex import BlockIndexEntry
+
+    def open_chain():
+        c = ChainState(tmp_path / "n", REGTEST, dbcache_mb=8, scripts=ScriptChecker(0))
+        c.load()
+        return c
+
+    c = open_chain()
+    main = _blocks(REGTEST.genesis_hash, 1, 70, 1_600_000_000)
+    fork = _blocks(main[39].hash, 41, 12, 1_600_100_000)  # off height 40, shorter
+    for b in main + fork:
+        c.process_block(b)
+    c.accept_header(_blocks(main[-1].hash, 71, 1, 1_600_200_000)[0].header)  # header only
+    c.invalidate_block(main[60].hash)  # the tip moves back to height 60
+    assert c.height == 60
+    c.close()
+
+    hashed = []
+    real = block_module.sha256d
+    monkeypatch.setattr(block_module, "sha256d", lambda b: hashed.append(1) or real(b))
+    c = open_chain()
+    monkeypatch.undo()
+    try:
+        # Entries come from their records and keys: only the last blocks read back at
+        # start-up (-checkblocks' 6) are hashed, not the 84 headers.
+        assert len(hashed) <= 6
+        ref: dict[bytes, BlockIndexEntry] = {}
+        for header, _height, status, n_tx, file, data_pos, undo_pos in sorted(
+                c.index_db.load(), key=lambda r: r[1]):
+            prev = ref.get(header.prev_hash)
+            e = ref[header.hash] = BlockIndexEntry(header, prev)
+            e.status, e.n_tx, e.file, e.data_pos, e.undo_pos = (status, n_tx, file, data_pos,
+                                                                undo_pos)
+        assert ref.keys() == c.index.keys() and len(ref) == 1 + 71 + 12
+        fields = ("height", "version", "merkle_root", "time", "bits", "nonce", "status",
+                  "n_tx", "file", "data_pos", "undo_pos")
+        for h, e in c.index.items():
+            r = ref[h]
+            assert [getattr(e, f) for f in fields] == [getattr(r, f) for f in fields]
+            assert (e.prev and e.prev.hash) == (r.prev and r.prev.hash)
+            assert (e.skip and e.skip.hash) == (r.skip and r.skip.hash), e.height
+            assert e.chain_work == (e.height + 1) * 2  # regtest: work 2 a block
+            assert e.header().serialize() == r.header().serialize()
+            assert e.seq_id == 1
+            assert e.chain_tx == (e.height + 1 if e.have_data else 0)
+            for k in range(0, e.height + 1, 7):
+                assert e.ancestor(k).hash == r.ancestor(k).hash
+        assert c.height == 60 and c.tip.hash == main[59].hash
+        assert c.best_header is c.index[main[59].hash]  # the most work of those not failed
+    finally:
+        c.close()
