@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import deque
 from pathlib import Path
@@ -187,7 +188,8 @@ class ElectrumService:
                                     f"{err.strerror}") from None
         else:
             user, password = self.rpc_user, self.rpc_password
-        return f"http://{user}:{password}@{self.rpc_host}:{self.rpc_port}/"
+        creds = f"{urllib.parse.quote(user, safe='')}:{urllib.parse.quote(password, safe='')}"
+        return f"http://{creds}@{self.rpc_host}:{self.rpc_port}/"
 
     def _watch_cookie(self) -> None:
         while not self._stop_watching.wait(0.5):
@@ -267,7 +269,8 @@ class ElectrumService:
     def node_call(self, method: str, *params):
         """One JSON-RPC call to the node (with the service's credentials)."""
         url = self.daemon_url()
-        creds, _, hostpart = url[len("http://"):].partition("@")
+        creds, _, hostpart = url[len("http://"):].rpartition("@")
+        creds = ":".join(urllib.parse.unquote(c) for c in creds.split(":", 1))
         req = urllib.request.Request(
             "http://" + hostpart,
             json.dumps({"jsonrpc": "1.0", "id": 1, "method": method,

@@ -589,3 +589,20 @@ def test_command_line_service_stops_its_server_when_killed(env, tmp_path):
                 os.kill(server, signal.SIGKILL)  # (only if it outlived its command line)
             except ProcessLookupError:
                 pass
+
+
+def test_rpc_user_and_password_with_url_characters(tmp_path):
+    user, password = "el@ctrum", "p@ss:w/rd%"
+    node = NodeProcess(tmp_path / "n", "-txindex", "-txospenderindex", f"-rpcuser={user}",
+                       f"-rpcpassword={password}")
+    node.user, node.password = user, password
+    with node:
+        node.call("generatetoaddress", 3, "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080")
+        svc = ElectrumService(node.chain_dir, node.rpcport, None, free_port(), tmp_path / "ex",
+                              rpc_user=user, rpc_password=password)
+        svc.start(timeout=60)  # (with the credentials garbled it never serves)
+        try:
+            with ElectrumClient("127.0.0.1", svc.port) as c:
+                assert c.call("blockchain.headers.subscribe")["height"] == 3
+        finally:
+            svc.stop()
