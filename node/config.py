@@ -47,12 +47,12 @@ NO_EFFECT = {"discover", "dnsseed", "forcednsseed", "fixedseeds", "seednode", "l
              "unsafesqlitesync", "rpcdoccheck", "prevoutfetchthreads", "ipcbind",
              "dbbatchsize", "checkaddrman", "checkmempool",
              "checkblockindex", "capturemessages", "asmap", "sandbox", "rpccookieperms",
-             "logtimestamps", "printpriority", "maxreceivebuffer", "maxsendbuffer",
-             "allowignoredconf"}
+             "logtimestamps", "printpriority", "maxreceivebuffer", "allowignoredconf"}
 # Core options minibtc reads through NodeConfig.arg_* where it implements them (beyond the
 # typed fields below). Every name here is accepted; README lists which have an effect.
 CORE_ARGS = NO_EFFECT | {
     "maxsigcachesize",  # half each to the signature and script execution caches
+    "maxsendbuffer", "blockreconstructionextratxn",  # (node/p2p: fPauseSend, BIP152)
     "uacomment", "logtimemicros", "logthreadnames", "logsourcelocations", "logips",
     "loglevel", "logratelimit", "debuglogfile", "v2transport", "whitelist", "whitebind",
     "testactivationheight", "acceptnonstdtxn", "addresstype", "changetype", "prune",

@@ -71,6 +71,8 @@ class PeerManager:
         self.blocksonly = config.arg_bool("blocksonly")  # Core's ignore_incoming_txs
         self.inbound_relay_percent = min(max(config.arg_int("inboundrelaypercent", 50), 0), 100)
         self.peer_timeout = float(config.peertimeout)
+        # Core's -maxsendbuffer (kB): a peer with more unsent is paused (peer.py)
+        self.send_buffer_pause = max(config.arg_int("maxsendbuffer", 5000), 0) * 1000
         self.ping_timeout = float(config.pingtimeout)
         self.timing = Timing(params.name == "regtest")
         self.banman = BanMan(datadir, now=clock.now)  # ban expiry on the mockable clock
@@ -190,6 +192,7 @@ class PeerManager:
     # -- one connection -------------------------------------------------------------------------
 
     async def run_peer(self, peer: Peer) -> None:
+        peer.send_buffer_pause = self.send_buffer_pause
         if not peer.inbound:
             self.send_version(peer)
         try:

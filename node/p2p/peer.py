@@ -8,7 +8,7 @@ connection speaks v1, its reads and writes are the v1 code alone.
 
 Reading is sequential: the next message is read only once the handler of the previous one
 returns, so a peer that floods us fills its own TCP window and no buffer of ours. Writes go
-straight to the transport. A peer whose unsent data grows past SEND_BUFFER_PAUSE (it asks
+straight to the transport. A peer whose unsent data grows past -maxsendbuffer (5 MB; it asks
 faster than it reads) is paused, as Core's fPauseSend: its messages are not read or handled
 until it has taken what we sent, and a long answer (getdata) waits in the middle; it is not
 disconnected. Block serving also waits for the buffer to drain, so a slow peer stalls only
@@ -35,7 +35,7 @@ from node.p2p.v2transport import V2Transport, V2TransportError
 log = logging.getLogger("net")
 
 SEND_BUFFER_PAUSE = 5_000_000  # unsent bytes: stop handling the peer's requests (Core's
-# -maxsendbuffer default, 5,000 kB)
+# -maxsendbuffer default, 5,000 kB; the manager sets each peer's from the option)
 MAX_SEND_BUFFER = 256 * 1024 * 1024  # unsent bytes a peer may leave us holding at most
 DRAIN_ABOVE = 1024 * 1024  # block serving waits when more than this is unsent
 
@@ -124,6 +124,7 @@ class Peer:
         self.v2_attempted = v2 is not None and v2.initiator
         self.v2_retry_v1 = False
         self._v2_key_sent = False
+        self.send_buffer_pause = SEND_BUFFER_PAUSE  # (-maxsendbuffer)
         self.connected_at = clock.now()
         self.closed = False
         self.disconnect_reason = ""
@@ -258,8 +259,8 @@ class Peer:
 
     @property
     def send_paused(self) -> bool:
-        """Core's fPauseSend: more unsent than SEND_BUFFER_PAUSE."""
-        return self.writer.transport.get_write_buffer_size() > SEND_BUFFER_PAUSE
+        """Core's fPauseSend: more unsent than -maxsendbuffer."""
+        return self.writer.transport.get_write_buffer_size() > self.send_buffer_pause
 
     async def wait_send_room(self) -> None:
         """While the peer is paused (send_paused), wait until it has read what we sent:
@@ -333,7 +334,7 @@ class Peer:
             read, dispatch = self.read_message, self._dispatch
             transport = self.writer.transport
             while not self.closed:
-                if transport.get_write_buffer_size() > SEND_BUFFER_PAUSE:
+                if transport.get_write_buffer_size() > self.send_buffer_pause:
                     await self.wait_send_room()  # (fPauseSend: its requests wait)
                     continue
                 command, payload = await read()

@@ -680,3 +680,23 @@ def test_peer_asking_faster_than_it_reads_is_paused_not_dropped(tmp_path):
         assert raw_peers(n, p)
         assert batches * per * len(tx.serialize()) > 32 * 1024 * 1024  # (the old hard limit)
         p.close()
+
+
+def test_maxsendbuffer_sets_the_pause(tmp_path):
+    """-maxsendbuffer (kB, Core's) is where a peer is paused; -blockreconstructionextratxn
+    is accepted too."""
+    import re
+
+    with NodeProcess(tmp_path / "n", "-maxsendbuffer=500", "-debug=net",
+                     "-blockreconstructionextratxn=10") as n:
+        n.call("generatetoaddress", 101, ADDR)
+        tx = coinbase_spend(n, 1, outputs=200)
+        n.call("sendrawtransaction", tx.serialize().hex())
+        p = peer(n)
+        p.send(m.GetData([m.Inv(m.MSG_WTX, tx.wtxid)] * 1000))  # about 7 MB of answers
+        time.sleep(1.0)
+        assert _count_messages(p, "tx", 1000, 60) == 1000
+        log = (n.chain_dir / "debug.log").read_text()
+        sizes = [int(x) for x in re.findall(r"send buffer full \((\d+) bytes\)", log)]
+        assert sizes and all(500_000 < s < 5_000_000 for s in sizes)
+        p.close()
