@@ -780,7 +780,7 @@ class BlockSync:
         """A block put together from a compact block: processed as if it had come whole,
         unless its transactions do not make its merkle root (a short-id collision): then
         the whole block is asked for."""
-        root, _ = merkle_root([tx.txid for tx in txs])
+        root, mutated = merkle_root([tx.txid for tx in txs])
         if root != header.merkle_root:
             log.debug("Failed to reconstruct block %s from peer=%d, requesting the full "
                       "block", header.hash_hex(), peer.id)
@@ -789,7 +789,8 @@ class BlockSync:
         block = Block(header, txs)
         e = self.chain.get(header.hash)
         tip = self.chain.published
-        if self.hb_wanted and e is not None and e.prev is tip and not self.chain.in_ibd():
+        if self.hb_wanted and e is not None and e.prev is tip and not mutated and \
+                not self.chain.in_ibd():
             self.pow_valid_block(e, block)  # (header accepted, merkle root checked just now)
         await self._got_block(peer, header, None, block, via_compact=True)
 
