@@ -5,7 +5,7 @@ does not) before and after the handshake, in v1 framing, with broken frames and 
 small, and the follower must stay in step: the same tip once the node mines a few blocks.
 
 Seeded: the seed is printed; MINIBTC_FUZZ_SEED=<n> replays a run (or tries another), and
-MINIBTC_FUZZ_CONNECTIONS=<n> makes more connections (250 by default)."""
+MINIBTC_FUZZ_CONNECTIONS=<n> makes more connections (500 by default)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from tests.functional.p2p_peer import MAGIC, Closed, RawPeer, frame_with
 from wallet.address import script_to_address
 
 SEED = int(os.environ.get("MINIBTC_FUZZ_SEED", "20261206"))
-CONNECTIONS = int(os.environ.get("MINIBTC_FUZZ_CONNECTIONS", "250"))
+CONNECTIONS = int(os.environ.get("MINIBTC_FUZZ_CONNECTIONS", "500"))
 EMPTY = ("verack", "getaddr", "sendheaders", "sendaddrv2", "wtxidrelay", "mempool",
          "filterclear")
 
@@ -200,6 +200,9 @@ def test_p2p_fuzz_node_with_a_follower(tmp_path):
             if i % 10 == 9:
                 assert a.call("getblockcount") >= 101  # the node answers throughout
         print("connections:", modes, "messages sent:", SENT)
+        with open(f"/proc/{a.proc.pid}/status") as f:
+            print("node's memory:", *(line.strip() for line in f if line.startswith(
+                ("VmHWM", "VmRSS"))))
         # The follower is still in step: it takes what the node mines next.
         tip = a.call("generatetoaddress", 3, addr)[-1]
         deadline = time.time() + 120

@@ -5,7 +5,7 @@ ordinary JSON-RPC answer (never -32603, the internal error), the node must answe
 debug.log must hold no traceback and stay small (the log rate limit), and the chain must hold.
 
 Seeded: the seed is printed; MINIBTC_FUZZ_SEED=<n> replays a run (or tries another), and
-MINIBTC_FUZZ_ROUNDS=<n> makes more calls per method (12 by default)."""
+MINIBTC_FUZZ_ROUNDS=<n> makes more calls per method (20 by default)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from wallet.address import script_to_address
 from wallet.rpc import METHODS as WALLET_METHODS
 
 SEED = int(os.environ.get("MINIBTC_FUZZ_SEED", "20261206"))
-ROUNDS = int(os.environ.get("MINIBTC_FUZZ_ROUNDS", "12"))  # calls per method (more: longer)
+ROUNDS = int(os.environ.get("MINIBTC_FUZZ_ROUNDS", "20"))  # calls per method (more: longer)
 ADDR = script_to_address(Wallet().p2wpkh, REGTEST)
 KEY = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
 JUNK = [
