@@ -326,3 +326,28 @@ def test_compact_block_rebuilt_with_missing_transactions_asked_for(tmp_path):
     finally:
         a.stop()
         b.stop()
+
+
+def test_fast_mining_on_a_line_keeps_every_link(tmp_path):
+    """issue 16: thousands of blocks mined as fast as the miner can on a three-node line
+    (minibtc-net mine 5000): nobody is found misbehaving (headers that do not connect are
+    asked for, not punished), nobody is disconnected (a peer busy validating is paused, not
+    dropped for a full send buffer), and all end on the same tip."""
+    nodes = []
+    try:
+        for i in range(3):
+            extra = [f"-addnode={nodes[-1].p2p_addr}"] if nodes else []
+            nodes.append(NodeProcess(tmp_path / f"n{i}", "-debug=net", *extra).start())
+        wait_until(lambda: nodes[1].call("getconnectioncount") == 2, 10, "line links")
+        links = [sorted(p["id"] for p in n.call("getpeerinfo")) for n in nodes]
+        first = nodes[0]
+        for _ in range(3):
+            hashes = first.call("generatetoaddress", 1000, ADDR)
+        wait_until(lambda: tips(nodes) == [hashes[-1]] * 3, 120, "every node at the tip")
+        assert [sorted(p["id"] for p in n.call("getpeerinfo")) for n in nodes] == links
+        for n in nodes:
+            log = (n.chain_dir / "debug.log").read_text(errors="replace")
+            assert "Misbehaving" not in log and "disconnecting peer" not in log
+    finally:
+        for n in nodes:
+            n.stop()
