@@ -23,6 +23,19 @@ def format_btc(sats: int) -> str:
     return f"{sign}{q}.{r:08d}"
 
 
+def json_integer(value: int | float | Decimal) -> int:
+    """A JSON number as an integer (UniValue's getInt), its range checked before any
+    conversion: int() of a Decimal such as 1E+1000000 would build a million-digit integer
+    while holding the GIL. Not finite, over 19 digits or not integral: ValueError with
+    Core's text ("JSON integer out of range"); callers give it their error type."""
+    if isinstance(value, int):
+        return value
+    d = value if isinstance(value, Decimal) else Decimal(value)
+    if not d.is_finite() or d.adjusted() > 18 or d != d.to_integral_value():
+        raise ValueError("JSON integer out of range")
+    return int(d)
+
+
 def _decimal(value: object) -> Decimal:
     """A finite JSON number or numeric string, with Core's errors."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str, Decimal)):

@@ -20,7 +20,7 @@ from consensus.params import CHAINS
 from consensus.tx import Transaction
 from wallet import spend
 from wallet.address import AddressError, decode_address, is_valid_address
-from wallet.amounts import parse_fee_rate_sat_vb
+from wallet.amounts import json_integer, parse_fee_rate_sat_vb
 from wallet.descriptors import DescriptorError, SigningProvider, infer_descriptor
 from wallet.errors import (
     RPC_DESERIALIZATION_ERROR,
@@ -94,9 +94,10 @@ class Method:
                 raise WalletError(RPC_TYPE_ERROR, f"JSON value of type {json_type(v)} for "
                                   f"'{p.name}' is not of expected type {p.type}")
             if p.type == NUM:  # every number argument is an integer (Core's getInt)
-                if v != int(v):
-                    raise WalletError(RPC_TYPE_ERROR, "JSON integer out of range")
-                v = int(v)
+                try:
+                    v = json_integer(v)
+                except ValueError as err:
+                    raise WalletError(RPC_TYPE_ERROR, str(err)) from None
             out.append(v)
         return out
 
@@ -253,9 +254,10 @@ def fee_rate_of(call: Call, fee_rate: Any, conf_target: Any, estimate_mode: str 
         if json_type(conf_target) != "number":
             raise WalletError(RPC_TYPE_ERROR, f"JSON value of type {json_type(conf_target)} is "
                               "not of expected type number")
-        if conf_target != int(conf_target):
-            raise WalletError(RPC_TYPE_ERROR, "JSON integer out of range")
-        target = int(conf_target)
+        try:
+            target = json_integer(conf_target)
+        except ValueError as err:
+            raise WalletError(RPC_TYPE_ERROR, str(err)) from None
         if not 1 <= target <= MAX_CONF_TARGET:
             raise WalletError(RPC_INVALID_PARAMETER, "Invalid conf_target, must be between 1 "
                               f"and {MAX_CONF_TARGET}")

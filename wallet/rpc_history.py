@@ -8,7 +8,7 @@ from consensus.hashes import hash_to_hex
 from consensus.script.script import is_p2sh
 from consensus.tx import SEQUENCE_FINAL
 from wallet.address import AddressError, decode_address, script_to_address
-from wallet.amounts import parse_btc, to_btc
+from wallet.amounts import json_integer, parse_btc, to_btc
 from wallet.errors import (
     RPC_INTERNAL_ERROR,
     RPC_INVALID_ADDRESS_OR_KEY,
@@ -227,9 +227,10 @@ def lockunspent(call: Call, unlock, transactions, persistent):
                 raise WalletError(RPC_TYPE_ERROR, f"JSON value of type {json_type(o[key])} "
                                   f"for field {key} is not of expected type {want}")
         txid, n = parse_txid(o["txid"]), o["vout"]
-        if n != int(n):
-            raise WalletError(RPC_TYPE_ERROR, "JSON integer out of range")
-        n = int(n)
+        try:
+            n = json_integer(n)
+        except ValueError as err:
+            raise WalletError(RPC_TYPE_ERROR, str(err)) from None
         if n < 0:
             raise WalletError(RPC_INVALID_PARAMETER, "Invalid parameter, vout cannot be negative")
         wtx = w.txs.get(txid)

@@ -8,7 +8,7 @@ from consensus.hashes import hash160, hash_to_hex
 from consensus.script.script import push_data
 from consensus.tx import Transaction, TxOut
 from wallet import spend
-from wallet.amounts import parse_btc, to_btc
+from wallet.amounts import json_integer, parse_btc, to_btc
 from wallet.descriptors import DescriptorError, parse_descriptor
 from wallet.errors import (
     RPC_INVALID_ADDRESS_OR_KEY,
@@ -175,9 +175,10 @@ def _int_option(value: Any, name: str) -> int | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise WalletError(RPC_TYPE_ERROR, f"JSON value of type {json_type(value)} for field "
                           f"{name} is not of expected type number")
-    if value != int(value):
-        raise WalletError(RPC_TYPE_ERROR, "JSON integer out of range")
-    return int(value)
+    try:
+        return json_integer(value)
+    except ValueError as err:
+        raise WalletError(RPC_TYPE_ERROR, str(err)) from None
 
 
 def _coutpoint(key: tuple[bytes, int]) -> str:

@@ -13,6 +13,7 @@ from node.rpc.errors import (
 )
 from node.rpc.jsonutil import parse_amount
 from node.rpc.registry import json_type
+from wallet.amounts import json_integer
 
 
 def parse_hash(value: str, name: str) -> bytes:
@@ -41,11 +42,10 @@ def as_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, Decimal, float)):
         raise RPCError(RPC_TYPE_ERROR, f"JSON value of type {json_type(value)} is not of "
                        f"expected type number")
-    if isinstance(value, int):
-        return value
-    if value != int(value):
-        raise RPCError(RPC_TYPE_ERROR, "JSON integer out of range")
-    return int(value)
+    try:
+        return json_integer(value)
+    except ValueError as err:
+        raise RPCError(RPC_TYPE_ERROR, str(err)) from None
 
 
 def as_bool_or_int(value: Any, name: str) -> int:

@@ -38,6 +38,7 @@ from node.rpc.registry import AMOUNT, ANY, ARR, BOOL, NUM, STR, Arg, json_type, 
 from node.rpc.txjson import script_pubkey_json, tx_json
 from node.store.blockfiles import BlockFileError
 from wallet.address import address_to_script, script_to_address
+from wallet.amounts import json_integer
 from wallet.descriptors import SigningProvider, infer_descriptor
 
 
@@ -49,12 +50,14 @@ def parse_verbosity(value, default: int, allow_bool: bool = True) -> int:
         if not allow_bool:
             raise RPCError(RPC_TYPE_ERROR, "Verbosity was boolean but only integer allowed")
         return int(value)
-    if not isinstance(value, int) and not (
-        isinstance(value, (float, Decimal)) and value == int(value)
-    ):
+    if not isinstance(value, (int, float, Decimal)):
         raise RPCError(RPC_TYPE_ERROR, f"JSON value of type {json_type(value)} is not of "
                        "expected type number")
-    return int(value)
+    try:
+        return json_integer(value)
+    except ValueError:
+        raise RPCError(RPC_TYPE_ERROR, f"JSON value of type {json_type(value)} is not of "
+                       "expected type number") from None
 
 
 def decode_tx(hexstr: str, try_no_witness: bool = True, try_witness: bool = True) -> Transaction:
@@ -258,11 +261,10 @@ def _is_json_number(v) -> bool:
 
 def _json_int(v) -> int:
     """UniValue::getInt: a JSON number that must be an integer."""
-    if isinstance(v, int):
-        return v
-    if v != int(v):
-        raise RPCError(RPC_TYPE_ERROR, "JSON integer out of range")
-    return int(v)
+    try:
+        return json_integer(v)
+    except ValueError as err:
+        raise RPCError(RPC_TYPE_ERROR, str(err)) from None
 
 
 def json_text(v) -> str:

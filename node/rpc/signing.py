@@ -32,6 +32,7 @@ from wallet.address import (
     decode_wif,
     script_to_address,
 )
+from wallet.amounts import json_integer
 from wallet.descriptors import SigningProvider, infer_descriptor
 from wallet.keys import is_fully_valid_pubkey
 from wallet.sign import (
@@ -77,9 +78,10 @@ def parse_prevouts(prevtxs, store: KeyStore | None, coins: dict) -> None:
         _check_obj_types(p, {"txid": "string", "vout": "number", "scriptPubKey": "string"})
         txid = parse_hash(p["txid"], "txid")
         n = p["vout"]
-        if n != int(n):
-            raise RPCError(RPC_TYPE_ERROR, "JSON integer out of range")
-        n = int(n)
+        try:
+            n = json_integer(n)
+        except ValueError as err:
+            raise RPCError(RPC_TYPE_ERROR, str(err)) from None
         if n < 0:
             raise RPCError(RPC_DESERIALIZATION_ERROR, "vout cannot be negative")
         spk = parse_hex(p["scriptPubKey"], "scriptPubKey")
