@@ -52,11 +52,13 @@ def service_names(services: int) -> list[str]:
 
 
 def client_version() -> int:
-    """Core's CLIENT_VERSION encoding: 1,000,000 * major + 10,000 * minor + 100 * patch."""
-    from node.daemon import VERSION
+    """getnetworkinfo's version: the Bitcoin Core interface minibtcd implements, in Core's
+    CLIENT_VERSION encoding (10,000 * major + 100 * minor + build: 310000 for 31.0.0), which
+    clients such as ElectrumX check. minibtc's own version is in the user agent (subversion)."""
+    from node.daemon import CORE_INTERFACE_VERSION
 
-    major, minor, patch = (int(x) for x in VERSION.split("."))
-    return major * 1_000_000 + minor * 10_000 + patch * 100
+    major, minor, build = (int(x) for x in CORE_INTERFACE_VERSION.split("."))
+    return major * 10_000 + minor * 100 + build
 
 
 @rpc("getconnectioncount", "Network", description="Returns the number of connections to other "
