@@ -129,11 +129,14 @@ def parse_hash(text: str) -> bytes | None:
     return bytes.fromhex(text)[::-1]
 
 
+MAX_DIGITS = 20  # more than any 64-bit integer has
+
+
 def to_integral(text: str, lo: int, hi: int) -> int | None:
     """Core's ToIntegral: an optional '-' (for signed types) and digits only, in range."""
     body = text[1:] if text.startswith("-") and lo < 0 else text
-    if not body or not body.isascii() or not body.isdigit():
-        return None
+    if not body or len(body) > MAX_DIGITS or not body.isascii() or not body.isdigit():
+        return None  # (too long to be in range: never handed to int(), 4,300 digits at most)
     value = int(text)
     return value if lo <= value <= hi else None
 
@@ -173,7 +176,7 @@ def _active_from(chain, e, count: int) -> list:
 
 
 def rest_tx(node, part: str, uri: str, body: bytes) -> Reply:
-    from node.rpc.rawtransactions import _find_tx  # (the lookup getrawtransaction makes)
+    from node.rpc.rawtransactions import find_tx  # (the lookup getrawtransaction makes)
     from node.rpc.txjson import tx_json
 
     hash_str, fmt = parse_format(part)
@@ -183,7 +186,7 @@ def rest_tx(node, part: str, uri: str, body: bytes) -> Reply:
     txindex = getattr(node, "txindex", None)
     if txindex is not None:
         txindex.block_until_synced()
-    tx, entry, _ = _find_tx(node, h, None)
+    tx, entry, _ = find_tx(node, h, None)
     if tx is None:
         raise _not_found(f"{hash_str} not found")
     if fmt not in FORMATS:
@@ -210,7 +213,7 @@ def _block_entry(node, hash_str: str):
 
 def rest_block(node, part: str, uri: str, body: bytes, verbosity: int = 3) -> Reply:
     from node.prune import is_pruned
-    from node.rpc.blockchain import _read_undo
+    from node.rpc.blockchain import read_undo
     from node.rpc.txjson import block_json
 
     hash_str, fmt = parse_format(part)
@@ -227,7 +230,7 @@ def rest_block(node, part: str, uri: str, body: bytes, verbosity: int = 3) -> Re
         return _answer(fmt, raw)
     block = Block.from_bytes(raw)
     try:
-        undo = _read_undo(node, e) if verbosity >= 3 else None
+        undo = read_undo(node, e) if verbosity >= 3 else None
     except RPCError as err:
         raise RestError(500, err.message) from None
     with chain.lock:
@@ -581,7 +584,7 @@ def mount(app: web.Application, server) -> None:
 
     async def handle(request: web.Request) -> web.StreamResponse:
         peer = request.remote or ""
-        if not server._allowed(peer):
+        if not server.allowed(peer):
             log.warning("Received a request from %s, which is not allowed by -rpcallowip", peer)
             return web.Response(status=403)
         if server.warmup is not None:
@@ -595,12 +598,16 @@ def mount(app: web.Application, server) -> None:
         uri = request.raw_path
         log.debug("Received a %s request for %s from %s", request.method, uri, peer)
         loop = asyncio.get_running_loop()
-        try:
-            status, payload, ctype = await loop.run_in_executor(server.executor, dispatch,
-                                                                node, uri, body)
-        except Exception as err:  # a bug: an answer, never a dropped connection
-            log.exception("REST %s failed", uri)
-            status, payload, ctype = 500, f"Internal error: {err}\r\n".encode(), "text/plain"
+        with server.work_slot() as refused:  # (the work queue JSON-RPC uses: Core's one)
+            if refused is not None:
+                return refused
+            try:
+                status, payload, ctype = await loop.run_in_executor(server.executor, dispatch,
+                                                                    node, uri, body)
+            except Exception as err:  # a bug: an answer, never a dropped connection
+                log.exception("REST %s failed", uri)
+                status, payload, ctype = (500, f"Internal error: {err}\r\n".encode(),
+                                          "text/plain")
         return web.Response(status=status, body=payload, headers={"Content-Type": ctype})
 
     app.router.add_route("*", "/rest/{tail:.*}", handle)

@@ -49,11 +49,18 @@ def parse_hash(s: str) -> bytes:
         raise bad_request("Invalid hex string") from None
 
 
-def parse_uint(s: str, bits: int = 64) -> int:
-    if not s.isdigit() or not s.isascii():
-        raise bad_request("Invalid number")
+def uint_or_none(s: str, bits: int = 64) -> int | None:
+    """Rust's str::parse for an unsigned type: digits only and in range, else None. Over 20
+    digits is out of any 64-bit range and never reaches int() (which refuses 4,300)."""
+    if not s or len(s) > 20 or not s.isascii() or not s.isdigit():
+        return None
     v = int(s)
-    if v >= 1 << bits:
+    return v if v < 1 << bits else None
+
+
+def parse_uint(s: str, bits: int = 64) -> int:
+    v = uint_or_none(s, bits)
+    if v is None:
         raise bad_request("Invalid number")
     return v
 
@@ -428,10 +435,8 @@ class EsploraQuery:
 
     def block_txs(self, text: str, start: str | None) -> list[dict]:
         e = self.block_entry(text)
-        try:
-            first = int(start) if start is not None and start.isdigit() else 0
-        except ValueError:
-            first = 0
+        # (electrs: a start that is not a u32 is page 0)
+        first = (uint_or_none(start, 32) if start is not None else None) or 0
         if first % CHAIN_TXS_PER_PAGE:
             raise bad_request(f"start index must be a multiple of {CHAIN_TXS_PER_PAGE}")
         try:
@@ -487,8 +492,8 @@ class EsploraQuery:
         with self.chain.lock:
             tip = self.chain.tip
             e = tip
-            if start is not None and start.isdigit():
-                h = int(start)
+            h = uint_or_none(start) if start is not None else None
+            if h is not None:  # (electrs: a start that is not a usize is the tip)
                 if h > tip.height:
                     raise not_found("Block not found")
                 e = self.chain.active[h]

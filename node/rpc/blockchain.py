@@ -181,7 +181,7 @@ def getblockheader(node, blockhash, verbose) -> dict | str:
         return header_json(e, node.chain)
 
 
-def _read_undo(node, e):
+def read_undo(node, e):
     """The block's undo data for getblock's fees and prevouts; None for a block that was
     never connected (or the genesis block)."""
     if e.prev is None or not e.status & HAVE_UNDO:
@@ -224,7 +224,7 @@ def getblock(node, blockhash, verbosity) -> dict | str:
         block = Block.from_bytes(raw)
     except (BlockFileError, DeserializationError, OSError):
         raise RPCError(RPC_MISC_ERROR, "Block not found on disk") from None
-    undo = _read_undo(node, e) if v >= 2 else None
+    undo = read_undo(node, e) if v >= 2 else None
     with chain.lock:
         return block_json(block, e, chain, min(v, 3), undo, raw)
 

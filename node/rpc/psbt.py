@@ -18,7 +18,7 @@ from node.rpc.errors import (
 )
 from node.rpc.jsonutil import btc
 from node.rpc.params import as_int
-from node.rpc.rawtransactions import _find_tx, construct_transaction, decode_tx
+from node.rpc.rawtransactions import construct_transaction, decode_tx, find_tx
 from node.rpc.registry import ANY, ARR, BOOL, NUM, STR, Arg, json_type, rpc
 from node.rpc.txjson import script_pubkey_json, tx_json
 from wallet.base58 import b58check_encode
@@ -422,7 +422,7 @@ def process_psbt(node, text: str, provider: Provider, sighash: int | None,  # no
     for inp in psbt.inputs:
         if inp.non_witness_utxo is not None:
             continue
-        tx, _, _ = _find_tx(node, inp.prev_txid, None)
+        tx, _, _ = find_tx(node, inp.prev_txid, None)
         if tx is not None:
             inp.non_witness_utxo = tx
         else:

@@ -110,7 +110,7 @@ def getrawtransaction(node, txid, verbosity, blockhash):
         entry = chain.get(parse_hash(blockhash, "parameter 3"))
         if entry is None:
             raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Block hash not found")
-    tx, found_in, undo = _find_tx(node, h, entry)
+    tx, found_in, undo = find_tx(node, h, entry)
     if tx is None:
         if entry is not None:
             if not entry.have_data:
@@ -140,7 +140,7 @@ def getrawtransaction(node, txid, verbosity, blockhash):
     return out
 
 
-def _find_tx(node, txid: bytes, entry):
+def find_tx(node, txid: bytes, entry):
     """(tx, block entry or None for the mempool, spent coins or None)."""
     chain = node.chain
     mempool = getattr(node, "mempool", None)

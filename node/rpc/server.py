@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import ctypes
 import hmac
 import ipaddress
@@ -37,6 +38,7 @@ import logging
 import os
 import secrets
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
@@ -244,7 +246,23 @@ class RPCServer:
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    def _allowed(self, peer: str) -> bool:
+    @contextlib.contextmanager
+    def work_slot(self) -> Iterator[web.Response | None]:
+        """A place in Core's HTTP work queue (-rpcworkqueue; JSON-RPC and REST share it) for
+        a request handed to threads, held for the block: yields None, or when the queue is
+        full Core's 503 answer to send instead (a full queue is refused, not grown)."""
+        if self.in_executor >= self.threads + self.work_queue:
+            log.warning("WARNING: request rejected because http work queue depth exceeded, it "
+                        "can be increased with the -rpcworkqueue= setting")
+            yield web.Response(status=503, text="Work queue depth exceeded")
+            return
+        self.in_executor += 1
+        try:
+            yield None
+        finally:
+            self.in_executor -= 1
+
+    def allowed(self, peer: str) -> bool:
         try:
             ip = ipaddress.ip_address(peer)
         except ValueError:
@@ -255,7 +273,7 @@ class RPCServer:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         peer = request.remote or ""
-        if not self._allowed(peer):
+        if not self.allowed(peer):
             log.warning("Received a request from %s, which is not allowed by -rpcallowip", peer)
             return web.Response(status=403)
         if request.method != "POST":
@@ -296,13 +314,9 @@ class RPCServer:
                     return web.Response(status=403)
             if _has_wallet_call(req):
                 executor = self._wallet_executor()
-        if self.in_executor >= self.threads + self.work_queue:
-            # Core's -rpcworkqueue: a full queue is refused, not grown without bound.
-            log.warning("WARNING: request rejected because http work queue depth exceeded, it "
-                        "can be increased with the -rpcworkqueue= setting")
-            return web.Response(status=503, text="Work queue depth exceeded")
-        self.in_executor += 1
-        try:
+        with self.work_slot() as refused:
+            if refused is not None:
+                return refused
             if len(body) >= BIG and executor is self.executor:
                 # Big requests (those that can make big replies) run BIG_AT_ONCE at a time,
                 # so a burst of them cannot multiply the memory each takes. (Not the wallet's
@@ -313,8 +327,6 @@ class RPCServer:
             else:
                 status, payload = await loop.run_in_executor(
                     executor, self._process, req, body, wallet, peer, allowed, user)
-        finally:
-            self.in_executor -= 1
         big = len(body) >= BIG or (payload is not None and len(payload) >= BIG)
         del body, req
         try:

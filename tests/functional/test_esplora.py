@@ -424,6 +424,13 @@ def test_bad_requests(net):
     assert es.error("/block-height/abc") == (400, "Invalid number")
     assert es.error("/block-height/99999") == (404, "Block not found")
     assert es.error("/blocks/99999") == (404, "Block not found")
+    # numbers longer than int() reads (4,300 digits): as any number out of range
+    long = "9" * 5000
+    assert es.error(f"/tx/{unknown}/outspend/{long}") == (400, "Invalid number")
+    assert es.error(f"/block/{tip}/txid/{long}") == (400, "Invalid number")
+    assert es.error(f"/block-height/{long}") == (400, "Invalid number")
+    assert es.get(f"/blocks/{long}") == es.get("/blocks")  # (electrs: not a usize: the tip)
+    assert es.get(f"/block/{tip}/txs/{long}") == es.get(f"/block/{tip}/txs")  # (page 0)
     assert es.error("/address/notanaddress")[0] == 400
     assert es.error("/address/bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq") == (
         400, "Address on invalid network")

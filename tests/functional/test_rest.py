@@ -256,3 +256,42 @@ def test_no_auth_unknown_paths_and_disabled(node, tmp_path):
         assert error(bare, f"/rest/tx/{'ab' * 32}.json") == (404, "ab" * 32 + " not found")
         assert rest_json(bare, "/rest/blockhashbyheight/0.json") == {"blockhash": h}
         assert get(off, "/rest/chaininfo.json")[0] == 404  # no -rest: no REST
+
+
+def test_numbers_too_long_for_int(node):
+    """Numbers of more digits than int() reads (4,300) are refused as any out-of-range one,
+    never a server error."""
+    n, _, mined, _ = node
+    long = "9" * 5000
+    assert error(n, f"/rest/blockhashbyheight/{long}.json") == (400, f"Invalid height: {long}")
+    assert error(n, f"/rest/headers/{long}/{mined}.json")[0] == 400
+    assert error(n, f"/rest/headers/{mined}.json?count={long}")[0] == 400
+    status, text = error(n, f"/rest/getutxos/{'ab' * 32}-{long}.json")
+    assert status == 400 and "Parse error" in text
+    assert error(n, "/rest/blockhashbyheight/" + "0" * 30 + "1.json")[0] == 400
+
+
+def test_rest_shares_the_rpc_work_queue(tmp_path):
+    """REST requests take their place in Core's one HTTP work queue (-rpcworkqueue): with
+    the RPC thread busy and the queue full, REST gets 503 at once instead of waiting."""
+    import threading
+
+    with NodeProcess(tmp_path / "n", "-rest", "-rpcthreads=1", "-rpcworkqueue=1") as n:
+        refused = threading.Event()
+
+        def wait():
+            status, _ = n.request({"method": "waitfornewblock", "params": [8000], "id": 1})
+            if status == 503:
+                refused.set()
+
+        # Three waits for one thread and one place in the queue: one is refused, and then
+        # the two others fill both for seconds.
+        waiters = [threading.Thread(target=wait) for _ in range(3)]
+        for t in waiters:
+            t.start()
+        assert refused.wait(60)
+        status, text, _ = get(n, "/rest/chaininfo.json")
+        for t in waiters:
+            t.join()
+        assert (status, text) == (503, b"Work queue depth exceeded")
+        assert rest_json(n, "/rest/chaininfo.json")["blocks"] == 0

@@ -38,10 +38,10 @@ def test_credentials():
 def test_allowed_subnets():
     srv = RPCServer(None, Credentials(None, None, []), [], ["127.0.0.0/8", "::1/128",
                                                             "10.1.0.0/16"])
-    assert srv._allowed("127.0.0.1") and srv._allowed("::1") and srv._allowed("10.1.2.3")
-    assert srv._allowed("::ffff:127.0.0.1")  # IPv4-mapped
-    assert not srv._allowed("10.2.0.1") and not srv._allowed("192.168.1.1")
-    assert not srv._allowed("not an ip")
+    assert srv.allowed("127.0.0.1") and srv.allowed("::1") and srv.allowed("10.1.2.3")
+    assert srv.allowed("::ffff:127.0.0.1")  # IPv4-mapped
+    assert not srv.allowed("10.2.0.1") and not srv.allowed("192.168.1.1")
+    assert not srv.allowed("not an ip")
     srv.executor.shutdown()
 
 
