@@ -354,9 +354,9 @@ def test_services_beside_the_nodes(folder):
     """up --services: Esplora in the node, ElectrumX beside it; their URLs in up's and
     status's output and network.json; they follow the node through a restart; down stops
     them too."""
-    from regtest.electrum import ElectrumClient, electrumx_available
+    from regtest.electrum import ElectrumClient
 
-    services = "esplora,electrum" if electrumx_available() else "esplora"
+    services = "esplora,electrum"
     out = net_cli(folder, "up", "--nodes", "2", "--miners", "0", "--services", services,
                   "--service-nodes", "all", "--detach")
     net = Network(folder)
@@ -371,15 +371,11 @@ def test_services_beside_the_nodes(folder):
                .read() == b"3", 30, "node 1's Esplora at height 3")
     assert "node 1 restarted" in net_cli(folder, "restart", "1")
     assert urllib.request.urlopen(urls["1"]["esplora"] + "/blocks/tip/height").read() == b"3"
-    if "electrum" in services and net.call(0, "getnetworkinfo")["version"] < 310000:
-        # ElectrumX 2 refuses a node that reports a Core version under 31: the network runs
-        # on without it and the supervisor says why (a node-side matter, not the wiring's)
-        assert "ElectrumX exited" in (folder / "supervisor.log").read_text()
-    elif "electrum" in services:
-        host, port = urls["0"]["electrum"].split("//")[1].split(":")
-        with ElectrumClient(host, int(port)) as c:
-            assert c.call("blockchain.headers.subscribe")["height"] == 3
-        assert "electrum tcp://127.0.0.1:" in net_cli(folder, "status")
+    host, port = urls["0"]["electrum"].split("//")[1].split(":")
+    with ElectrumClient(host, int(port)) as c:
+        wait_until(lambda: c.call("blockchain.headers.subscribe")["height"] == 3, 30,
+                   "node 0's ElectrumX at height 3")
+    assert urls["0"]["electrum"] in net_cli(folder, "status")
     net_cli(folder, "down")
     assert daemons_of(folder) == []
     r = subprocess.run([sys.executable, "-m", "regtest.cli", "up", "--dir", str(folder),
