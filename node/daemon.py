@@ -52,7 +52,8 @@ Options (Core-style: -name=value, -name for true, -noname for false):
   -rpcauth=<user>:<salt>$<hash>       HMAC-SHA256 credentials (share/rpcauth.py format)
   -rpcthreads=<n>         threads serving RPC calls (default: 8)
   -dbcache=<MiB>          UTXO cache size (default: 450)
-  -par=<n>                script verification processes (0 = in-process; default: cores)
+  -par=<n>                script verification processes (0 = in-process; default: one
+                          fewer than cores, the validation thread checking beside them)
   -loadblock=<file>       import blocks from a blk?????.dat-style file (repeatable)
   -reindex                rebuild the block index and UTXO set from the block files
   -reindex-chainstate     rebuild the UTXO set from the block files
