@@ -206,33 +206,32 @@ def _changes(ctx: typer.Context, net: Network, nodes: int, topology: str, miners
              interval: float, mine_on_tx: bool, hosts: bool) -> list[str]:
     """What the options given ask to change in the existing network; the changes it can make
     are made (to network.json), the others named in the lines returned."""
-    spec = net.spec
-    notes = []
-    if _given(ctx, "hosts") and hosts != spec.hosts:
-        made = "with" if spec.hosts else "without"
-        notes.append(f"not changed: --hosts (this network was made {made} it; use another "
-                     "--dir)")
-    if _given(ctx, "nodes") and nodes != spec.nodes:
-        if nodes < spec.nodes:
-            notes.append(f"not changed: it keeps its {spec.nodes} nodes (nodes are never "
-                         "removed; use another --dir for a smaller network)")
-        else:
-            added = net.add_nodes(nodes - spec.nodes)
-            notes.append(f"added node(s) {', '.join(map(str, added))}: now {spec.nodes} nodes")
-    if _given(ctx, "topology") and topology != spec.topology:
-        notes.append(f"topology: {topology} (was {spec.topology})")
-        spec.topology = topology
-    if any(_given(ctx, n) for n in ("miners", "interval", "mine_on_tx")):
-        count = miners if _given(ctx, "miners") else len(spec.miners)
-        old = spec.miners[0] if spec.miners else MinerSpec(0, 10.0)
-        every = interval if _given(ctx, "interval") else old.interval
-        on_tx = mine_on_tx if _given(ctx, "mine_on_tx") else old.on_tx
-        new = [MinerSpec(k * spec.nodes // max(count, 1), every, on_tx) for k in range(count)]
-        if new != spec.miners:
-            notes.append(f"miners: {count}, a block every {every:g} s each"
-                         + (", and on waiting transactions" if on_tx else ""))
-            spec.miners = new
-    spec.save(net.spec_path)
+    with net.edit() as spec:
+        notes = []
+        if _given(ctx, "hosts") and hosts != spec.hosts:
+            made = "with" if spec.hosts else "without"
+            notes.append(f"not changed: --hosts (this network was made {made} it; use another "
+                         "--dir)")
+        if _given(ctx, "nodes") and nodes != spec.nodes:
+            if nodes < spec.nodes:
+                notes.append(f"not changed: it keeps its {spec.nodes} nodes (nodes are never "
+                             "removed; use another --dir for a smaller network)")
+            else:
+                added = net.add_nodes(nodes - spec.nodes)
+                notes.append(f"added node(s) {', '.join(map(str, added))}: now {spec.nodes} nodes")
+        if _given(ctx, "topology") and topology != spec.topology:
+            notes.append(f"topology: {topology} (was {spec.topology})")
+            spec.topology = topology
+        if any(_given(ctx, n) for n in ("miners", "interval", "mine_on_tx")):
+            count = miners if _given(ctx, "miners") else len(spec.miners)
+            old = spec.miners[0] if spec.miners else MinerSpec(0, 10.0)
+            every = interval if _given(ctx, "interval") else old.interval
+            on_tx = mine_on_tx if _given(ctx, "mine_on_tx") else old.on_tx
+            new = [MinerSpec(k * spec.nodes // max(count, 1), every, on_tx) for k in range(count)]
+            if new != spec.miners:
+                notes.append(f"miners: {count}, a block every {every:g} s each"
+                             + (", and on waiting transactions" if on_tx else ""))
+                spec.miners = new
     return notes
 
 
@@ -356,15 +355,11 @@ class Supervisor:
 
     def _mark(self, i: int, down: str | None) -> None:
         """network.json's record of node i: down (and why), or up."""
-        with self.lock:
-            net = self.net
-            net.reload()
+        with self.lock, self.net.edit() as spec:
             if down is None:
-                if net.spec.down.pop(str(i), None) is None:
-                    return
+                spec.down.pop(str(i), None)
             else:
-                net.spec.down[str(i)] = down
-            net.spec.save(net.spec_path)
+                spec.down[str(i)] = down
 
     def _start_node(self, i: int) -> subprocess.Popen:
         """Start node i; no signal lands between the process and its record."""
@@ -550,8 +545,8 @@ class Supervisor:
 
         net = self.net
         if not net.spec.explorer_port:  # (a network made before the explorer existed)
-            net.spec.explorer_port = free_port()
-            net.spec.save(net.spec_path)
+            with net.edit() as spec:
+                spec.explorer_port = spec.explorer_port or free_port()
         self.explorer = Explorer(net, net.spec.explorer_port)
         self.explorer.start()
         if self.explorer.error is not None:

@@ -15,6 +15,8 @@ over JSON-RPC, from any terminal.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import random
@@ -22,7 +24,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -108,9 +112,18 @@ class Spec:
         return cls(**d)
 
     def save(self, path: Path) -> None:
-        tmp = path.with_suffix(".new")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        os.replace(tmp, path)
+        """Written whole under a temporary name of its own, then renamed over the file:
+        readers see the old or the new one, and two writers never share a temporary file.
+        (Read-modify-save goes through Network.edit, which also takes the lock.)"""
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(asdict(self), indent=2) + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
 
 class Network:
@@ -119,6 +132,7 @@ class Network:
         self.spec_path = self.dir / "network.json"
         self.run_path = self.dir / "run.json"
         self._spec: Spec | None = None
+        self._editing = 0  # depth of edit() blocks in progress (they nest)
         self.rpc_timeout = 120.0  # seconds a node may take to answer a call
 
     # -- description ---------------------------------------------------------------------
@@ -139,6 +153,39 @@ class Network:
         """Read network.json again (other processes change it: partition, heal)."""
         self._spec = None
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """network.json.lock held (fcntl.flock, exclusive): one writer at a time, across
+        processes (the supervisor, partition, heal, link, up)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / "network.json.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def edit(self) -> Iterator[Spec]:
+        """network.json read afresh, changed in the block and written back, all under the
+        lock, so that no writer loses another's change; nested blocks share the outer one's
+        read and write. If the block raises, nothing is written (and the next read rereads)."""
+        if self._editing:
+            yield self.spec
+            return
+        with self._locked():
+            self._editing += 1
+            try:
+                self.reload()
+                spec = self.spec
+                yield spec
+                spec.save(self.spec_path)
+            except BaseException:
+                self._spec = None
+                raise
+            finally:
+                self._editing -= 1
+
     def create(self, nodes: int, topology: str, miners: list[MinerSpec],
                hosts: bool = False) -> Spec:
         if nodes < 1:
@@ -153,7 +200,8 @@ class Network:
         else:
             rpc, p2p = [free_port() for _ in range(nodes)], [free_port() for _ in range(nodes)]
         spec = Spec(nodes, topology, rpc, p2p, miners, explorer_port=free_port(), hosts=hosts)
-        spec.save(self.spec_path)
+        with self._locked():
+            spec.save(self.spec_path)
         self._spec = spec
         return spec
 
@@ -165,23 +213,23 @@ class Network:
                 raise NetworkError(f"unknown service {name!r} (one of: {', '.join(SERVICES)})")
         for i in nodes:
             self.check_node(i)
-        old = self.spec.services
-        new: dict[str, dict[str, str]] = {}
-        for i in nodes:
-            have = old.get(str(i), {})
-            urls = {}
-            for name in names:
-                if name in have:
-                    urls[name] = have[name]
-                elif name == "esplora":
-                    port = ESPLORA_PORT if self.spec.hosts else free_port()
-                    urls[name] = f"http://{self.host(i)}:{port}"
-                else:  # ElectrumX runs on this side, next to the supervisor
-                    urls[name] = f"tcp://127.0.0.1:{free_port()}"
-            if urls:
-                new[str(i)] = urls
-        self.spec.services = new
-        self.spec.save(self.spec_path)
+        with self.edit() as spec:
+            old = spec.services
+            new: dict[str, dict[str, str]] = {}
+            for i in nodes:
+                have = old.get(str(i), {})
+                urls = {}
+                for name in names:
+                    if name in have:
+                        urls[name] = have[name]
+                    elif name == "esplora":
+                        port = ESPLORA_PORT if spec.hosts else free_port()
+                        urls[name] = f"http://{self.host(i)}:{port}"
+                    else:  # ElectrumX runs on this side, next to the supervisor
+                        urls[name] = f"tcp://127.0.0.1:{free_port()}"
+                if urls:
+                    new[str(i)] = urls
+            spec.services = new
 
     def service_port(self, i: int, name: str) -> int | None:
         url = self.spec.services.get(str(i), {}).get(name)
@@ -189,13 +237,12 @@ class Network:
 
     def add_nodes(self, k: int) -> list[int]:
         """k more nodes (the topology's links take them in when the network starts)."""
-        spec = self.spec
-        new = list(range(spec.nodes, spec.nodes + k))
-        for _ in new:
-            spec.rpc_ports.append(RPC_PORT if spec.hosts else free_port())
-            spec.p2p_ports.append(P2P_PORT if spec.hosts else free_port())
-        spec.nodes += k
-        spec.save(self.spec_path)
+        with self.edit() as spec:
+            new = list(range(spec.nodes, spec.nodes + k))
+            for _ in new:
+                spec.rpc_ports.append(RPC_PORT if spec.hosts else free_port())
+                spec.p2p_ports.append(P2P_PORT if spec.hosts else free_port())
+            spec.nodes += k
         return new
 
     @property
@@ -392,9 +439,9 @@ class Network:
         rest = [i for i in range(self.spec.nodes) if i not in seen]
         if rest:
             groups = groups + [rest]  # the nodes not named make a group of their own
-        before = set(self.links())
-        self.spec.partition = groups
-        self.spec.save(self.spec_path)
+        with self.edit() as spec:
+            before = set(self.links())
+            spec.partition = groups
         for i, j in before - set(self.links()):
             self._cut(i, j)
         self.connect_links()  # (links the new groups keep, cut by an earlier partition)
@@ -411,11 +458,11 @@ class Network:
 
     def heal(self) -> None:
         """Every link of the topology back, and no link conditions left."""
-        had_conditions = bool(self.spec.link_conditions or self.spec.link_defaults)
-        self.spec.partition = None
-        self.spec.link_conditions = {}
-        self.spec.link_defaults = {}
-        self.spec.save(self.spec_path)
+        with self.edit() as spec:
+            had_conditions = bool(spec.link_conditions or spec.link_defaults)
+            spec.partition = None
+            spec.link_conditions = {}
+            spec.link_defaults = {}
         self.connect_links()
         if had_conditions and self.read_run() is not None:
             self.apply_links()
@@ -453,8 +500,8 @@ class Network:
         if clean.get("jitter") and not clean.get("delay"):
             raise NetworkError("--jitter needs --delay (it varies the delay)")
         _need_netem(clean)
-        self.spec.link_conditions[f"{min(a, b)}-{max(a, b)}"] = clean
-        self.spec.save(self.spec_path)
+        with self.edit() as spec:
+            spec.link_conditions[f"{min(a, b)}-{max(a, b)}"] = clean
         if self.read_run() is not None:
             self.apply_links()
 
@@ -468,8 +515,8 @@ class Network:
         if clean.get("jitter") and not clean.get("delay"):
             raise NetworkError("--jitter needs --delay (it varies the delay)")
         _need_netem(clean)
-        self.spec.link_defaults = clean
-        self.spec.save(self.spec_path)
+        with self.edit() as spec:
+            spec.link_defaults = clean
 
     def apply_links(self) -> None:
         from regtest.hosts import apply_links
