@@ -58,9 +58,10 @@ class Notifier:
         try:
             self.socket.send_multipart([self.topic, body, self.seq.to_bytes(4, "little")],
                                        flags=zmq.DONTWAIT)
-        except zmq.ZMQError as err:  # (a full queue: the message is dropped, as Core's)
+        except zmq.ZMQError as err:  # (dropped; the number goes to the next one sent)
             log.debug("zmq: send %s failed: %s", self.type, err)
-        self.seq = (self.seq + 1) & 0xFFFFFFFF
+            return
+        self.seq = (self.seq + 1) & 0xFFFFFFFF  # (as Core's: counted after a send only)
 
     def json(self) -> dict:
         return {"type": self.type, "address": self.address, "hwm": self.hwm}
