@@ -7,6 +7,7 @@ written down in their modules.
     indexes/blockfilter/basic/db/     BlockFilterIndex   (node/index/blockfilterindex.py)
     indexes/coinstatsindex/db/        CoinStatsIndex     (node/index/coinstatsindex.py)
     indexes/txospenderindex/db/       TxoSpenderIndex    (node/index/txospenderindex.py)
+    indexes/addrindex/db/             AddrIndex          (node/index/addrindex.py; -esplora's)
 """
 
 from __future__ import annotations
@@ -26,18 +27,21 @@ class Indexes:
         self.blockfilter = None  # the basic filter index (the only filter type)
         self.coinstats = None
         self.txospender = None
+        self.addr = None  # the address index the Esplora API reads (node/esplora)
 
     @property
     def all(self) -> list[BaseIndex]:
-        return [i for i in (self.txindex, self.coinstats, self.blockfilter, self.txospender)
-                if i is not None]
+        return [i for i in (self.txindex, self.coinstats, self.blockfilter, self.txospender,
+                            self.addr) if i is not None]
 
     @classmethod
     def open(cls, datadir: Path, chain, *, txindex: bool = False,
              blockfilterindex: bool = False, coinstatsindex: bool = False,
-             txospenderindex: bool = False, wipe: bool = False) -> Indexes:
+             txospenderindex: bool = False, addrindex: bool = False,
+             wipe: bool = False) -> Indexes:
         """Open the databases (Core's start-up errors as IndexInitError); -reindex wipes them.
         start() once the chain is loaded."""
+        from node.index.addrindex import AddrIndex
         from node.index.blockfilterindex import BlockFilterIndex
         from node.index.coinstatsindex import CoinStatsIndex
         from node.index.txindex import TxIndex
@@ -55,6 +59,8 @@ class Indexes:
                 out.coinstats = CoinStatsIndex(root / "coinstatsindex" / "db", chain, wipe)
             if txospenderindex:
                 out.txospender = TxoSpenderIndex(root / "txospenderindex" / "db", chain, wipe)
+            if addrindex:
+                out.addr = AddrIndex(root / "addrindex" / "db", chain, wipe)
         except Exception:
             out.close()
             raise
@@ -94,9 +100,11 @@ class Indexes:
         return which
 
     @classmethod
-    def from_config(cls, cfg, datadir: Path, chain, wipe: bool = False) -> Indexes:
-        """The indexes the options ask for (see options())."""
-        return cls.open(datadir, chain, wipe=wipe, **cls.options(cfg))
+    def from_config(cls, cfg, datadir: Path, chain, wipe: bool = False,
+                    addrindex: bool = False) -> Indexes:
+        """The indexes the options ask for (see options()), and the address index when asked
+        (addrindex: -esplora is on, node.esplora.esplora_port)."""
+        return cls.open(datadir, chain, wipe=wipe, addrindex=addrindex, **cls.options(cfg))
 
     def start(self) -> None:
         for ix in self.all:

@@ -300,14 +300,3 @@ def _scan_blocks(node, scanobjects, start_height, stop_height, filtertype, optio
     last = h if completed else max(start, h - 1)
     return {"from_height": start, "to_height": last, "relevant_blocks": relevant,
             "completed": completed}
-
-
-# -- ZMQ -------------------------------------------------------------------------------------
-
-
-@rpc("getzmqnotifications", "Zmq", [],
-     description="Returns information about the active ZeroMQ notifications.",
-     examples=["getzmqnotifications"])
-def getzmqnotifications(node) -> list:
-    publisher = getattr(node, "zmq", None)
-    return publisher.active() if publisher is not None else []

@@ -13,4 +13,5 @@ from node.rpc import (  # noqa: F401
     signing,
     txoutproof,
     util,
+    zmq,
 )
