@@ -65,7 +65,9 @@ class KDFParams:
 def derive_key(passphrase: str, params: KDFParams) -> bytes:
     """The 32-byte AES key for a passphrase."""
     kdf = Scrypt(salt=params.salt, length=32, n=params.n, r=params.r, p=params.p)
-    secret = passphrase.encode("utf-8")
+    # (any JSON string is a passphrase: a lone surrogate, which UTF-8 cannot hold, is kept
+    # as its surrogate code unit's bytes)
+    secret = passphrase.encode("utf-8", "surrogatepass")
     if params.version >= 1:
         secret = len(secret).to_bytes(4, "big") + secret
     return kdf.derive(secret)

@@ -12,6 +12,10 @@ def test_wallet_bad_input_gets_clear_errors(tmp_path):
             ("listunspent", [0, 9999, [5]], -3),  # an address that is no string
             ("listsinceblock", ["abc"], -8),  # a short hash
             ("combinepsbt", [[5]], -3),
+            # found by the RPC fuzz (each was -32603):
+            ("restorewallet", ["w", "x" * 5000], -8),  # a file name too long: no such file
+            ("fundrawtransaction", ["01000000000000000000", 5], -3),
+            ("listtransactions", ["*", 10, 1.5], -3),  # an integer argument (getInt)
         ]:
             _, reply = n.request({"method": method, "params": params, "id": 1},
                                  path="/wallet/default")
@@ -20,6 +24,14 @@ def test_wallet_bad_input_gets_clear_errors(tmp_path):
                              raw=b'{"method":"getnewaddress","params":["\\ud800"],"id":1}')
         assert reply["error"]["code"] == -11  # a label that is no Unicode text
         assert n.call("getwalletinfo", wallet="default")["walletname"] == "default"
+        # Any JSON string is a passphrase, a lone surrogate too (found by the RPC fuzz).
+        _, reply = n.request(None, raw=b'{"method":"createwallet","params":{"wallet_name":'
+                             b'"enc","passphrase":"\\ud800x"},"id":1}')
+        assert reply["error"] is None, reply
+        for phrase, error in ((b"\\ud800y", -14), (b"\\ud800x", None)):
+            _, reply = n.request(None, path="/wallet/enc", raw=b'{"method":"walletpassphrase",'
+                                 b'"params":["' + phrase + b'",60],"id":1}')
+            assert (reply["error"] or {}).get("code") == error, reply
 
 
 def test_malformed_http_is_one_short_log_line(tmp_path):

@@ -182,7 +182,9 @@ def fuzz_connection(rng: random.Random, port: int, payloads: dict[str, bytes]) -
 def test_p2p_fuzz_node_with_a_follower(tmp_path):
     print(f"P2P fuzz seed {SEED} (MINIBTC_FUZZ_SEED={SEED} replays it)")
     rng = random.Random(SEED)
-    with NodeProcess(tmp_path / "a") as a, NodeProcess(tmp_path / "b") as b:
+    # (bloom filters and BIP157 filters served: their messages are handled, not refused)
+    with NodeProcess(tmp_path / "a", "-peerbloomfilters=1", "-blockfilterindex=1",
+                     "-peerblockfilters=1") as a, NodeProcess(tmp_path / "b") as b:
         addr = script_to_address(Wallet().p2wpkh, REGTEST)  # (no wallet needed)
         hashes = a.call("generatetoaddress", 101, addr)
         b.call("addnode", a.p2p_addr, "add")
