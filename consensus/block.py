@@ -192,6 +192,23 @@ def merkle_root(hashes: list[bytes]) -> tuple[bytes, bool]:
     return level[0], mutated
 
 
+def merkle_branch(hashes: list[bytes], index: int) -> list[bytes]:
+    """The hashes that with hashes[index] make the merkle root, from the leaves up (the
+    sibling at each level, the last hash of an odd level paired with itself): Electrum's and
+    Esplora's merkle proof."""
+    if not 0 <= index < len(hashes):
+        raise IndexError("merkle branch: index out of range")
+    branch = []
+    level = list(hashes)
+    while len(level) > 1:
+        if len(level) & 1:
+            level.append(level[-1])
+        branch.append(level[index ^ 1])
+        level = [sha256d(level[i] + level[i + 1]) for i in range(0, len(level), 2)]
+        index >>= 1
+    return branch
+
+
 def witness_merkle_root(txs: list[Transaction]) -> bytes:
     """Merkle root of the wtxids, with the coinbase's taken as all zeros (BIP141)."""
     leaves = [b"\x00" * 32] + [tx.wtxid for tx in txs[1:]]

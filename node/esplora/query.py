@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
+from consensus.block import merkle_branch
 from consensus.merkleblock import MerkleBlock
 from consensus.params import MAIN, REGTEST
 from consensus.serialize import DeserializationError, Reader
@@ -216,15 +217,8 @@ class EsploraQuery:
             if e is None:
                 raise not_found("Transaction not found or is unconfirmed")
             txids = self._block_info(e)[2]
-            i = index = pos[1]
-            branch = []
-            level = list(txids)
-            while len(level) > 1:
-                if len(level) & 1:
-                    level.append(level[-1])
-                branch.append(level[i ^ 1][::-1].hex())
-                level = [_sha256d(level[k] + level[k + 1]) for k in range(0, len(level), 2)]
-                i >>= 1
+            index = pos[1]
+            branch = [h[::-1].hex() for h in merkle_branch(txids, index)]
             return {"block_height": e.height, "merkle": branch, "pos": index}
 
     def merkleblock_proof(self, txid: bytes) -> str:
@@ -549,10 +543,3 @@ def _other_network(text: str, params) -> bool:
     except Bech32Error:
         return False
     return bool(values) and hrp in ("bc", "tb", "bcrt") and hrp != params.bech32_hrp
-
-
-def _sha256d(data: bytes) -> bytes:
-    from consensus.hashes import sha256d
-
-    return sha256d(data)
-
