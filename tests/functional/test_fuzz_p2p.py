@@ -1,8 +1,9 @@
 """The P2P fuzzer, bounded: hundreds of connections to a node that has a follower node
 connected to it, each sending mutated messages of every type the node knows (and some it
-does not) before and after the handshake, in v1 framing, with broken frames and some v2
-(BIP324) garbage. The node must answer RPC throughout, write no traceback and keep its log
-small, and the follower must stay in step: the same tip once the node mines a few blocks.
+does not) before and after the handshake, on connections to it and on its own outbound
+connections, in v1 framing, with broken frames and some v2 (BIP324) garbage. The node must
+answer RPC throughout, write no traceback and keep its log small, and the follower must stay
+in step: the same tip once the node mines a few blocks.
 
 Seeded: the seed is printed; MINIBTC_FUZZ_SEED=<n> replays a run (or tries another), and
 MINIBTC_FUZZ_CONNECTIONS=<n> makes more connections (500 by default)."""
@@ -19,7 +20,7 @@ from consensus.hashes import sha256d
 from consensus.params import REGTEST
 from tests.chainbuilder import Wallet
 from tests.functional.framework import NodeProcess
-from tests.functional.p2p_peer import MAGIC, Closed, RawPeer, frame_with
+from tests.functional.p2p_peer import MAGIC, Closed, RawPeer, frame_with, listen
 from wallet.address import script_to_address
 
 SEED = int(os.environ.get("MINIBTC_FUZZ_SEED", "20261206"))
@@ -142,18 +143,32 @@ def drain(peer: RawPeer) -> None:
 SENT: dict[str, int] = {}  # messages sent, by kind of connection
 
 
-def fuzz_connection(rng: random.Random, port: int, payloads: dict[str, bytes]) -> str:
-    """One connection's worth of junk; what kind of connection it was."""
+def fuzz_connection(rng: random.Random, node: NodeProcess, payloads: dict[str, bytes]) -> str:
+    """One connection's worth of junk; what kind of connection it was. Most connect to the
+    node; some are the node's own outbound connections (addnode onetry) to a fuzz peer."""
     commands = sorted(payloads)
-    mode = rng.choice(["before", "after", "after", "after", "after", "frames", "v2"])
-    source = f"127.0.{rng.randrange(1, 4)}.{rng.randrange(2, 250)}"
-    peer = RawPeer(port, source=source, timeout=5)
+    mode = rng.choice(["before", "after", "after", "after", "after", "frames", "v2",
+                       "outbound", "outbound"])
+    if mode == "outbound":
+        with listen() as listener:
+            port = listener.getsockname()[1]  # (v1: the fuzz peer speaks v1)
+            node.call("addnode", f"127.0.0.1:{port}", "onetry", False)
+            try:
+                peer = RawPeer.accept(listener, timeout=10)
+            except TimeoutError:
+                return "outbound (never came)"
+    else:
+        source = f"127.0.{rng.randrange(1, 4)}.{rng.randrange(2, 250)}"
+        peer = RawPeer(node.p2pport, source=source, timeout=5)
     try:
         if mode == "v2":
             peer.send_raw(v2_garbage(rng))
             return mode
         if mode == "after":
             peer.handshake()
+            mode = "handshaken"
+        elif mode == "outbound" and rng.random() < 0.7:
+            peer.handshake_inbound()  # (the node's version first, then ours)
             mode = "handshaken"
         for _ in range(rng.randint(1, 30 if mode == "handshaken" else 6)):
             command = rng.choice(commands)
@@ -197,7 +212,7 @@ def test_p2p_fuzz_node_with_a_follower(tmp_path):
         payloads = templates(block, coinbase, coinbase)
         modes: dict[str, int] = {}
         for i in range(CONNECTIONS):
-            mode = fuzz_connection(rng, a.p2pport, payloads)
+            mode = fuzz_connection(rng, a, payloads)
             modes[mode] = modes.get(mode, 0) + 1
             if i % 10 == 9:
                 assert a.call("getblockcount") >= 101  # the node answers throughout
