@@ -104,6 +104,30 @@ def fuzz_params(rng: random.Random, name: str, args: list[tuple[str, str]], tmp)
     return named
 
 
+def http_junk(rng: random.Random, node) -> None:
+    """One malformed HTTP request (bytes of every part of a request mutated or wrong)."""
+    import base64
+    import socket
+
+    user, pw = node.auth()
+    auth = rng.choice([base64.b64encode(f"{user}:{pw}".encode()), b"eDp5", b"!!", b""])
+    body = rng.choice([b'{"method":"getblockcount"}', b"{", os.urandom(50), b""])
+    request = bytearray(rng.choice([b"POST", b"GET", b"PUT", b"\xff\x00", b""]) + b" "
+                        + rng.choice([b"/", b"/wallet/", b"/wallet/%zz", b"*", b"/" * 300])
+                        + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + auth + b"\r\n"
+                        + rng.choice([b"Content-Length: %d\r\n" % len(body),
+                                      b"Content-Length: -1\r\n", b"Content-Length: x\r\n",
+                                      b"Transfer-Encoding: chunked\r\n", b""])
+                        + b"\r\n" + rng.choice([body, b"zz\r\n" + body, b"5\r\nab"]))
+    for _ in range(rng.randint(0, 3)):
+        request[rng.randrange(len(request))] = rng.randrange(256)
+    with socket.create_connection(("127.0.0.1", node.rpcport), timeout=60) as s:
+        s.sendall(bytes(request))
+        s.shutdown(socket.SHUT_WR)
+        while s.recv(65536):  # (until the node answers and hangs up: never a timeout)
+            pass
+
+
 def no_internal_error(node, method, params, path="/") -> dict:
     payload = {"jsonrpc": "1.0", "method": method, "params": params, "id": 1}
     raw = dumps_bytes(payload).replace(b'"\\u0000deep"', b"[" * 5000 + b"]" * 5000)
@@ -161,6 +185,9 @@ def test_every_method_with_junk_and_mutated_data(tmp_path):
                     b = b[: rng.randrange(len(b))]
                 arg = [b.hex()] if method != "testmempoolaccept" else [[b.hex()]]
                 no_internal_error(node, method, arg)
+        # Malformed HTTP, authenticated or not: an answer or a hang-up, one short log line.
+        for _ in range(60):
+            http_junk(rng, node)
         # The chain still holds (junk calls may have mined, invalidated or reconsidered).
         node.call("reconsiderblock", hashes[3])
         assert node.call("getblockcount") >= 110
@@ -168,4 +195,5 @@ def test_every_method_with_junk_and_mutated_data(tmp_path):
         log = (node.chain_dir / "debug.log").read_text(errors="replace")
         print("answers:", dict(sorted(TALLY.items(), key=lambda kv: -kv[1])))
         assert "Traceback" not in log
+        assert all(len(line) < 400 for line in log.splitlines() if "aiohttp" in line)
         assert len(log) < 8 << 20, len(log)  # the log rate limit holds
