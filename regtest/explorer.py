@@ -31,6 +31,7 @@ from pathlib import Path
 from aiohttp import web
 
 from regtest.network import Network, edges
+from wallet.amounts import btc_text
 from wallet.nodeclient import NodeRPCError, NodeUnreachable
 
 log = logging.getLogger("explorer")
@@ -40,11 +41,6 @@ TREE_DEPTH = 12  # heights of the block tree shown below the highest tip
 MEMPOOL_SHOWN = 50
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 REORGS_KEPT = 50
-
-
-def amount(v) -> str:  # noqa: ANN001
-    """BTC as Core prints it: 8 decimals, never 0E-8."""
-    return f"{Decimal(str(v)):.8f}"
 
 
 def sat_per_vb(fee_btc, vsize: int) -> str:  # noqa: ANN001
@@ -90,8 +86,8 @@ class State:
                 except (NodeUnreachable, NodeRPCError) as err:
                     row["error"] = str(err)
             if s["up"]:
-                row["balance"] = amount(s["balance"])
-                row["immature"] = amount(s["immature"])
+                row["balance"] = btc_text(s["balance"])
+                row["immature"] = btc_text(s["immature"])
             else:
                 row.setdefault("error", s.get("error", ""))
             nodes.append(row)
@@ -188,7 +184,7 @@ class State:
         if i is None:
             return []
         entries = self.net.call(i, "getrawmempool", True)
-        rows = [{"txid": t, "vsize": e["vsize"], "fee": amount(e["fees"]["base"]),
+        rows = [{"txid": t, "vsize": e["vsize"], "fee": btc_text(e["fees"]["base"]),
                  "feerate": sat_per_vb(e["fees"]["base"], e["vsize"]), "time": e["time"]}
                 for t, e in entries.items()]
         rows.sort(key=lambda r: -r["time"])
@@ -209,15 +205,15 @@ class State:
             coinbase = "coinbase" in t["vin"][0]
             ins = [{"coinbase": True}] if coinbase else [
                 {"txid": x["txid"], "vout": x["vout"],
-                 **({"value": amount(x["prevout"]["value"]),
+                 **({"value": btc_text(x["prevout"]["value"]),
                      "address": x["prevout"]["scriptPubKey"].get("address", "")}
                     if "prevout" in x else {})} for x in t["vin"]]
-            outs = [{"value": amount(o["value"]), "address": o["scriptPubKey"].get("address", ""),
+            outs = [{"value": btc_text(o["value"]), "address": o["scriptPubKey"].get("address", ""),
                      "type": o["scriptPubKey"].get("type", "")} for o in t["vout"]]
             fee = t.get("fee")
             txs.append({"txid": t["txid"], "vsize": t["vsize"], "inputs": ins, "outputs": outs,
-                        "total_out": amount(sum(Decimal(str(o["value"])) for o in t["vout"])),
-                        "fee": amount(fee) if fee is not None else None,
+                        "total_out": btc_text(sum(Decimal(str(o["value"])) for o in t["vout"])),
+                        "fee": btc_text(fee) if fee is not None else None,
                         "feerate": sat_per_vb(fee, t["vsize"]) if fee is not None else None})
         return {"hash": b["hash"], "height": b["height"], "time": b["time"],
                 "confirmations": b["confirmations"], "size": b["size"], "weight": b["weight"],

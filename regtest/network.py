@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
+from wallet.amounts import btc_text, quantize_btc
 from wallet.nodeclient import NodeClient, NodeRPCError, NodeUnreachable
 
 TOPOLOGIES = ("line", "ring", "star", "mesh")
@@ -552,8 +553,8 @@ class Network:
             raise NetworkError("no node answers (is the network up?)")
         best, i = max(balances)
         if best < amount:
-            raise NetworkError(f"no wallet holds {amount:.8f} BTC (the richest, node {i}, has "
-                               f"{best:.8f}); mine some blocks first (`mine 101`)")
+            raise NetworkError(f"no wallet holds {btc_text(amount)} BTC (the richest, node {i}, "
+                               f"has {btc_text(best)}); mine some blocks first (`mine 101`)")
         return i, self.call(i, "sendtoaddress", address, str(amount), wallet=True)
 
     def mine(self, i: int, n: int) -> list[str]:
@@ -585,9 +586,9 @@ class Network:
             row["peers"] = len(row["peer_list"])
             row["mempool"] = c.call("getmempoolinfo")["size"]
             bal = self.client(i, True, min(self.rpc_timeout, 10)).call("getbalances")["mine"]
-            row["balance"] = btc(bal["trusted"])
-            row["pending"] = btc(bal["untrusted_pending"])
-            row["immature"] = btc(bal["immature"])
+            row["balance"] = quantize_btc(bal["trusted"])
+            row["pending"] = quantize_btc(bal["untrusted_pending"])
+            row["immature"] = quantize_btc(bal["immature"])
             row["up"] = True
         except (NodeUnreachable, NodeRPCError) as err:
             row["up"] = False
@@ -633,11 +634,6 @@ def _need_netem(cond: dict[str, str]) -> None:
     why = netem_available() if cond else None
     if why is not None:
         raise NetworkError(f"cannot set link conditions: {why}")
-
-
-def btc(value) -> Decimal:  # noqa: ANN001
-    """An amount as Core prints it: a Decimal of exactly 8 places (never 0E-8)."""
-    return Decimal(str(value)).quantize(Decimal("0.00000001"))
 
 
 SUPERVISOR_MARKERS = ("regtest.cli", "minibtc-net")  # `python -m regtest.cli`, the script

@@ -23,6 +23,17 @@ def format_btc(sats: int) -> str:
     return f"{sign}{q}.{r:08d}"
 
 
+def quantize_btc(value: object) -> Decimal:
+    """A BTC amount from a reply (Decimal, int, float or text) as Core prints it: exactly 8
+    decimals (0.00000000 in text, not 0E-8: see btc_text)."""
+    return Decimal(str(value)).quantize(Decimal("0.00000001"))
+
+
+def btc_text(value: object) -> str:
+    """quantize_btc's amount as text: '1.50000000', '0.00000000'."""
+    return format(quantize_btc(value), "f")
+
+
 def json_integer(value: int | float | Decimal) -> int:
     """A JSON number as an integer (UniValue's getInt), its range checked before any
     conversion: int() of a Decimal such as 1E+1000000 would build a million-digit integer

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import typer
 import typer.core
 
+from wallet.amounts import btc_text, quantize_btc
 from wallet.errors import (
     RPC_WALLET_INSUFFICIENT_FUNDS,
     RPC_WALLET_NOT_FOUND,
@@ -288,10 +289,10 @@ def _waiting_funds(client: Direct | Remote) -> str:
         return ""
     parts = []
     if Decimal(str(mine["untrusted_pending"])) > 0:
-        parts.append(f"{_btc(mine['untrusted_pending'])} BTC unconfirmed (spendable once "
+        parts.append(f"{btc_text(mine['untrusted_pending'])} BTC unconfirmed (spendable once "
                      "confirmed)")
     if Decimal(str(mine["immature"])) > 0:
-        parts.append(f"{_btc(mine['immature'])} BTC immature (coinbase, spendable after 100 "
+        parts.append(f"{btc_text(mine['immature'])} BTC immature (coinbase, spendable after 100 "
                      "confirmations)")
     return "; the wallet also has " + " and ".join(parts) if parts else ""
 
@@ -375,10 +376,6 @@ def main_options(
 # -- formatting ------------------------------------------------------------------------------
 
 
-def _btc(v: Any) -> str:
-    return f"{Decimal(str(v)):.8f}"
-
-
 def _plain(v: Any) -> str:
     """A value for people: amounts as Core prints them (0.00000000, never 0E-8)."""
     if isinstance(v, Decimal):
@@ -398,7 +395,8 @@ def _state(t: dict) -> str:
     if confs < 0:
         return f"conflicted ({-confs} blocks deep)"
     if confs == 0:
-        return "unconfirmed" + (" (in the mempool)" if t.get("trusted", True) else "")
+        # (Core's "trusted" implies the mempool; without it, whether it is there is unknown)
+        return "unconfirmed" + (" (in the mempool)" if t.get("trusted") is True else "")
     if t.get("category") == "immature":
         return f"immature ({confs} confirmation{'s' if confs != 1 else ''})"
     return f"{confs} confirmation{'s' if confs != 1 else ''}"
@@ -490,7 +488,7 @@ def restore(ctx: typer.Context,
         return r
 
     _run(ctx, do, lambda r: f"restored wallet '{r['name']}': "
-         f"{_btc(r['balances']['mine']['trusted'])} BTC confirmed, scanned to height "
+         f"{btc_text(r['balances']['mine']['trusted'])} BTC confirmed, scanned to height "
          f"{r['balances']['lastprocessedblock']['height']}")
 
 
@@ -512,16 +510,16 @@ def balance(ctx: typer.Context) -> None:
         coins = c.call("listunspent", 0)
         confirmed = sum(Decimal(str(u["amount"])) for u in coins if u["confirmations"] >= 1)
         unconfirmed = sum(Decimal(str(u["amount"])) for u in coins if u["confirmations"] == 0)
-        return {"confirmed": Decimal(f"{confirmed:.8f}"),
-                "unconfirmed": Decimal(f"{unconfirmed:.8f}"),
+        return {"confirmed": quantize_btc(confirmed),
+                "unconfirmed": quantize_btc(unconfirmed),
                 "immature": b["mine"]["immature"], "trusted": b["mine"]["trusted"],
                 "untrusted_pending": b["mine"]["untrusted_pending"],
                 "height": b["lastprocessedblock"]["height"]}
 
     _run(ctx, do, lambda r: "\n".join(
-        [f"confirmed    {_btc(r['confirmed']):>20} BTC",
-         f"unconfirmed  {_btc(r['unconfirmed']):>20} BTC",
-         f"immature     {_btc(r['immature']):>20} BTC",
+        [f"confirmed    {btc_text(r['confirmed']):>20} BTC",
+         f"unconfirmed  {btc_text(r['unconfirmed']):>20} BTC",
+         f"immature     {btc_text(r['immature']):>20} BTC",
          f"(at height {r['height']})"]))
 
 
@@ -563,7 +561,7 @@ def _sent(c: Direct | Remote, txid: str) -> dict:
 
 
 def _sent_text(r: dict) -> str:
-    return f"sent: {r['txid']}\nfee:  {_btc(r['fee'])} BTC"
+    return f"sent: {r['txid']}\nfee:  {btc_text(r['fee'])} BTC"
 
 
 @app.command()
@@ -589,8 +587,8 @@ def history(ctx: typer.Context, count: int = typer.Option(20, metavar="N",
     """Transactions, oldest first: amount, fee, state in words (confirmations, unconfirmed,
     replaced, abandoned, conflicted)."""
     def human(rows: list[dict]) -> str:
-        return _table([[r["category"], _btc(r["amount"]),
-                        _btc(-Decimal(str(r["fee"]))) if "fee" in r else "", _state(r),
+        return _table([[r["category"], btc_text(r["amount"]),
+                        btc_text(-Decimal(str(r["fee"]))) if "fee" in r else "", _state(r),
                         r.get("address", ""), r["txid"]] for r in rows],
                       ["category", "amount", "fee", "state", "address", "txid"])
 
@@ -604,9 +602,9 @@ def show(ctx: typer.Context,
     """One transaction: state, amount, fee, block, what it pays and replaces."""
     def human(t: dict) -> str:
         lines = [f"txid:     {t['txid']}", f"state:    {_state(t)}",
-                 f"amount:   {_btc(t['amount'])} BTC"]
+                 f"amount:   {btc_text(t['amount'])} BTC"]
         if "fee" in t:
-            lines.append(f"fee:      {_btc(-Decimal(str(t['fee'])))} BTC")
+            lines.append(f"fee:      {btc_text(-Decimal(str(t['fee'])))} BTC")
         if "blockhash" in t:
             lines.append(f"block:    {t['blockheight']} {t['blockhash']}")
         lines.append(f"time:     {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t['time']))}")
@@ -617,7 +615,7 @@ def show(ctx: typer.Context,
             lines.append("conflicts: " + ", ".join(t["walletconflicts"]))
         lines.append(f"replaceable (BIP125): {t.get('bip125-replaceable', 'unknown')}")
         for d in t.get("details", []):
-            lines.append(f"  {d['category']:<8} {_btc(d['amount']):>16} BTC  "
+            lines.append(f"  {d['category']:<8} {btc_text(d['amount']):>16} BTC  "
                          f"{d.get('address', '')}" + (f"  ({d['label']})" if d.get("label")
                                                      else ""))
         return "\n".join(lines)
@@ -629,7 +627,7 @@ def show(ctx: typer.Context,
 def utxos(ctx: typer.Context) -> None:
     """Unspent coins."""
     def human(rows: list[dict]) -> str:
-        return _table([[f"{r['txid']}:{r['vout']}", _btc(r["amount"]), str(r["confirmations"]),
+        return _table([[f"{r['txid']}:{r['vout']}", btc_text(r["amount"]), str(r["confirmations"]),
                         r.get("address", "")] for r in rows],
                       ["outpoint", "amount", "confs", "address"])
 
@@ -649,8 +647,8 @@ def bumpfee(ctx: typer.Context,
         with _unlocked(c, passphrase):
             return c.call("bumpfee", txid, {"fee_rate": fee_rate} if fee_rate else None)
 
-    _run(ctx, do, lambda r: f"replaced by {r['txid']}\nfee {_btc(r['origfee'])} -> "
-         f"{_btc(r['fee'])} BTC")
+    _run(ctx, do, lambda r: f"replaced by {r['txid']}\nfee {btc_text(r['origfee'])} -> "
+         f"{btc_text(r['fee'])} BTC")
 
 
 @app.command()
@@ -764,7 +762,7 @@ def psbt_create(ctx: typer.Context, outputs: list[str] = typer.Argument(  # noqa
     """Fund a PSBT paying the outputs from this wallet (not signed)."""
     opts = {"fee_rate": fee_rate} if fee_rate else {}
     _run(ctx, lambda c: c.call("walletcreatefundedpsbt", [], _parse_pairs(outputs), None, opts),
-         lambda r: f"{r['psbt']}\nfee: {_btc(r['fee'])} BTC")
+         lambda r: f"{r['psbt']}\nfee: {btc_text(r['fee'])} BTC")
 
 
 @psbt_app.command("sign")
