@@ -17,6 +17,7 @@ log = logging.getLogger("http")
 
 MAX_BODY_SIZE = 1_000_000  # electrs's
 WORKERS = 4
+MAX_PENDING = 256  # requests waiting for a worker; past it: 503 (a queue never grown unbounded)
 
 
 def _text(status: int, text: str) -> tuple[int, str, bytes]:
@@ -138,10 +139,13 @@ def _debug_str(s: str) -> str:
 
 
 class EsploraServer:
-    def __init__(self, query: EsploraQuery, binds: list[tuple[str, int]], cors: str | None):
+    def __init__(self, query: EsploraQuery, binds: list[tuple[str, int]], cors: str | None,
+                 max_pending: int = MAX_PENDING):
         self.query = query
         self.binds = binds
         self.cors = cors
+        self.max_pending = max_pending
+        self.in_pool = 0  # requests handed to the workers, running or waiting
         self.bound: list[tuple[str, int]] = []
         self._runner: web.AppRunner | None = None
         self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="esplora")
@@ -154,8 +158,7 @@ class EsploraServer:
         for host, port in self.binds:
             site = web.TCPSite(self._runner, host, port, reuse_address=True)
             await site.start()
-            for s in site._server.sockets:  # type: ignore[union-attr]
-                self.bound.append(s.getsockname()[:2])
+        self.bound = [tuple(a[:2]) for a in self._runner.addresses]
         log.info("Esplora HTTP API on %s", ", ".join(f"{h}:{p}" for h, p in self.bound))
 
     async def stop(self) -> None:
@@ -177,17 +180,27 @@ class EsploraServer:
         except web.HTTPRequestEntityTooLarge:
             status, ctype, data = _text(413, "Request body too large")
         else:
-            loop = asyncio.get_running_loop()
-            try:
-                status, ctype, data = await loop.run_in_executor(
-                    self._pool, self._run, method, path, body, params)
-            except RuntimeError:  # the pool is shut down: the node is stopping
-                status, ctype, data = _text(503, "shutting down")
+            status, ctype, data = await self._in_pool(method, path, body, params)
         resp = web.Response(status=status, body=data if method != "HEAD" else None,
                             content_type=ctype)
         if self.cors:
             resp.headers["Access-Control-Allow-Origin"] = self.cors
         return resp
+
+    async def _in_pool(self, method: str, path: str, body: bytes,
+                       params: dict) -> tuple[int, str, bytes]:
+        """The answer, made by a worker; 503 when max_pending requests wait already."""
+        if self.in_pool >= WORKERS + self.max_pending:
+            log.warning("esplora: request refused, %d already waiting", self.max_pending)
+            return _text(503, "Too many requests waiting, try again later")
+        self.in_pool += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._pool, self._run, method, path, body, params)
+        except RuntimeError:  # the pool is shut down: the node is stopping
+            return _text(503, "shutting down")
+        finally:
+            self.in_pool -= 1
 
     def _run(self, method: str, path: str, body: bytes,
              params: dict) -> tuple[int, str, bytes]:
