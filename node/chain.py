@@ -42,7 +42,7 @@ from consensus.pow import block_work, check_proof_of_work, next_work_required
 from consensus.script import flags as sf
 from consensus.script.script import is_unspendable
 from consensus.serialize import DeserializationError
-from consensus.tx import Transaction, TxOut
+from consensus.tx import TxOut
 from consensus.versionbits import VersionBitsCache
 from node.scriptcheck import ScriptChecker
 from node.store.blockfiles import MAX_BLOCKFILE_SIZE, BlockFileError, BlockFiles
@@ -52,6 +52,7 @@ from node.store.blockindex import (
     FAILED_VALID,
     HAVE_DATA,
     HAVE_UNDO,
+    RECORD_FIELDS,
     VALID_SCRIPTS,
     VALID_TRANSACTIONS,
     BlockIndexDB,
@@ -258,34 +259,42 @@ class ChainState:
         `bits` value, and skip pointers are set from the best header's chain by height
         (forks walk from their parent), so the load costs a few microseconds per block."""
         index, children = self.index, self.children
-        from_record = BlockIndexEntry.from_record
+        new, unpack = BlockIndexEntry.__new__, RECORD_FIELDS.unpack
         work_of: dict[int, int] = {}
         best: BlockIndexEntry | None = None
+        best_work = -1
         entries = []
-        for height, block_hash, raw in self.index_db.load_raw():
+        append = entries.append
+        for _height, block_hash, raw in self.index_db.load_raw():
             prev = index.get(raw[4:36])
-            if prev is None and height != 0:
+            if prev is None and _height != 0:
                 log.warning("index entry %s has no parent; ignored", hash_to_hex(block_hash))
                 continue
-            e = from_record(block_hash, raw, prev, skip=False)
-            e.height = prev.height + 1 if prev is not None else 0
-            e.seq_id = 1  # as Core: loaded blocks tie; the current tip wins ties
-            work = work_of.get(e.bits)
+            e = new(BlockIndexEntry)  # (BlockIndexEntry.from_record, inlined)
+            e.hash, e.prev, e.skip, e._mtp = block_hash, prev, None, None
+            (e.version, e.merkle_root, e.time, bits, e.nonce, _, status, n_tx, e.file,
+             e.data_pos, e.undo_pos) = unpack(raw)
+            e.bits, e.status, e.n_tx, e.seq_id = bits, status, n_tx, 1  # (loaded blocks tie)
+            work = work_of.get(bits)
             if work is None:
-                work = work_of[e.bits] = block_work(e.bits)
+                work = work_of[bits] = block_work(bits)
             if prev is not None:
-                e.chain_work = prev.chain_work + work
-                children.setdefault(prev.hash, []).append(e)
-                if e.n_tx > 0 and prev.chain_tx:  # (pruned blocks count too)
-                    e.chain_tx = prev.chain_tx + e.n_tx
+                e.height = prev.height + 1
+                e.chain_work = chain_work = prev.chain_work + work
+                e.chain_tx = prev.chain_tx + n_tx if n_tx > 0 and prev.chain_tx else 0
+                kids = children.get(prev.hash)
+                if kids is None:
+                    children[prev.hash] = [e]
+                else:
+                    kids.append(e)
             else:
-                e.chain_work = work
-                if e.n_tx > 0:
-                    e.chain_tx = e.n_tx
+                e.height = 0
+                e.chain_work = chain_work = work
+                e.chain_tx = n_tx
             index[block_hash] = e
-            if best is None or (e.chain_work > best.chain_work and not e.status & FAILED_MASK):
-                best = e
-            entries.append(e)
+            if best is None or (chain_work > best_work and not status & FAILED_MASK):
+                best, best_work = e, chain_work
+            append(e)
         if best is None:
             return
         self.best_header = best
@@ -778,61 +787,66 @@ class ChainState:
         fees = 0
         sigops = 0
         spent_all: list[list[Coin]] = []
-        jobs: list[tuple[Transaction, list[TxOut], int]] = []
-
-        for i, tx in enumerate(block.txs):
-            txid = tx.txid
-            coins: list[Coin] = []
-            if i > 0:
-                keys = []
-                for txin in tx.vin:
-                    key = outpoint_key(txin.prevout.hash, txin.prevout.n)
-                    coin = get(key)
-                    if coin is None:
+        # Script checks go to the workers as each transaction is prepared (Core's
+        # CCheckQueueControl): they verify while this loop reads the next transaction's coins.
+        scripts = self.scripts.begin_block()
+        try:
+            for i, tx in enumerate(block.txs):
+                txid = tx.txid
+                coins: list[Coin] = []
+                if i > 0:
+                    keys = []
+                    for txin in tx.vin:
+                        key = outpoint_key(txin.prevout.hash, txin.prevout.n)
+                        coin = get(key)
+                        if coin is None:
+                            raise ValidationError(
+                                "bad-txns-inputs-missingorspent", 100,
+                                "CheckTxInputs: inputs missing/spent in transaction "
+                                f"{tx.txid_hex()}",
+                            )
+                        coins.append(coin)
+                        keys.append(key)
+                    try:
+                        fees += check_tx_inputs(tx, coins, height, maturity)
+                    except ValidationError as err:
                         raise ValidationError(
-                            "bad-txns-inputs-missingorspent", 100,
-                            f"CheckTxInputs: inputs missing/spent in transaction {tx.txid_hex()}",
+                            err.reason, 100, f"{err.debug} in transaction {tx.txid_hex()}"
+                        ) from None
+                    check_fees_in_range(fees)
+                    if lock_flags:
+                        locks = calculate_sequence_locks(
+                            tx, lock_flags, [c.height for c in coins],
+                            lambda h: e.ancestor(h).median_time_past(),
                         )
-                    coins.append(coin)
-                    keys.append(key)
-                try:
-                    fees += check_tx_inputs(tx, coins, height, maturity)
-                except ValidationError as err:
-                    raise ValidationError(
-                        err.reason, 100, f"{err.debug} in transaction {tx.txid_hex()}"
-                    ) from None
-                check_fees_in_range(fees)
-                if lock_flags:
-                    locks = calculate_sequence_locks(
-                        tx, lock_flags, [c.height for c in coins],
-                        lambda h: e.ancestor(h).median_time_past(),
-                    )
-                    if not evaluate_sequence_locks(height, prev_mtp, locks):
-                        raise ValidationError(
-                            "bad-txns-nonfinal", 100,
-                            f"contains a non-BIP68-final transaction {tx.txid_hex()}",
-                        )
-            sigops += transaction_sigop_cost(tx, coins, p2sh, witness)
-            check_sigop_cost(sigops)
-            if i > 0:
-                jobs.append((tx, [TxOut(c.value, c.script_pubkey) for c in coins], flags))
-                for key in keys:
-                    if key in created:
-                        del changes[key]  # created and spent within this block
-                        created.discard(key)
-                    else:
-                        changes[key] = None
-                spent_all.append(coins)
-            for n, out in enumerate(tx.vout):
-                spk = out.script_pubkey
-                if is_unspendable(spk):
-                    continue
-                key = outpoint_key(txid, n)
-                changes[key] = Coin(out.value, spk, height, i == 0)
-                created.add(key)
+                        if not evaluate_sequence_locks(height, prev_mtp, locks):
+                            raise ValidationError(
+                                "bad-txns-nonfinal", 100,
+                                f"contains a non-BIP68-final transaction {tx.txid_hex()}",
+                            )
+                sigops += transaction_sigop_cost(tx, coins, p2sh, witness)
+                check_sigop_cost(sigops)
+                if i > 0:
+                    scripts.add((tx, [TxOut(c.value, c.script_pubkey) for c in coins], flags))
+                    for key in keys:
+                        if key in created:
+                            del changes[key]  # created and spent within this block
+                            created.discard(key)
+                        else:
+                            changes[key] = None
+                    spent_all.append(coins)
+                for n, out in enumerate(tx.vout):
+                    spk = out.script_pubkey
+                    if is_unspendable(spk):
+                        continue
+                    key = outpoint_key(txid, n)
+                    changes[key] = Coin(out.value, spk, height, i == 0)
+                    created.add(key)
 
-        block_reward_ok(block, height, fees, params)
-        self.scripts.check_block(jobs)
+            block_reward_ok(block, height, fees, params)
+            scripts.finish()
+        finally:
+            scripts.close()
         return changes, spent_all, enforce_bip30
 
     def _check_can_disconnect(self, height: int) -> None:
