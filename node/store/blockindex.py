@@ -38,9 +38,9 @@ FAILED_MASK = FAILED_VALID | FAILED_CHILD
 
 
 _HEIGHT = struct.Struct("<I")
-# A stored record (layout.py): the header's fields after its prev hash, then the entry's.
-_RECORD_AFTER_PREV = struct.Struct("<4x32x32sIIIIIIiII")
-_VERSION = struct.Struct("<i")
+# A stored record's fields (layout.py), the header's prev hash left out: version,
+# merkle_root, time, bits, nonce, then height, status, n_tx, file, data_pos, undo_pos.
+RECORD_FIELDS = struct.Struct("<i32x32sIIIIIIiII")
 
 
 def _first(t: tuple) -> int:
@@ -98,9 +98,8 @@ class BlockIndexEntry:
         e = cls.__new__(cls)
         e.hash = block_hash
         e.prev = prev
-        (e.merkle_root, e.time, e.bits, e.nonce, e.height, e.status, e.n_tx, e.file,
-         e.data_pos, e.undo_pos) = _RECORD_AFTER_PREV.unpack(raw)
-        e.version = _VERSION.unpack_from(raw)[0]
+        (e.version, e.merkle_root, e.time, e.bits, e.nonce, e.height, e.status, e.n_tx, e.file,
+         e.data_pos, e.undo_pos) = RECORD_FIELDS.unpack(raw)
         e.chain_work = 0
         e.chain_tx = 0
         e.seq_id = 0
