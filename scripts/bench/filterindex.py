@@ -187,8 +187,7 @@ def bare_fetch(node, height: int) -> float:
 def kyoto_sync(blocks: int) -> None:
     import asyncio
 
-    import bdkpython as bdk
-
+    from tests.functional.bdkutil import KyotoEvents, bip84_wallet, kyoto, next_address
     from tests.functional.framework import NodeProcess
 
     d = Path(tempfile.mkdtemp(prefix="kyotobench-"))
@@ -198,40 +197,21 @@ def kyoto_sync(blocks: int) -> None:
         node.create_wallet("default")
         miner = node.call("getnewaddress", wallet="default")
         node.call("generatetoaddress", 101, miner)
-        key = bdk.DescriptorSecretKey(bdk.NetworkKind.TEST,
-                                      bdk.Mnemonic.from_entropy(bytes(range(16))), None)
-        wallet = bdk.Wallet(
-            bdk.Descriptor.new_bip84(key, bdk.KeychainKind.EXTERNAL, bdk.NetworkKind.TEST),
-            bdk.Descriptor.new_bip84(key, bdk.KeychainKind.INTERNAL, bdk.NetworkKind.TEST),
-            bdk.Network.REGTEST, bdk.Persister.new_in_memory())
+        wallet = bip84_wallet()
         paid = 0
         while node.call("getblockcount") < blocks:  # a payment to the wallet every 50 blocks
-            a = str(wallet.reveal_next_address(bdk.KeychainKind.EXTERNAL).address)
-            node.call("sendtoaddress", a, 0.01, wallet="default")
+            node.call("sendtoaddress", next_address(wallet), 0.01, wallet="default")
             paid += 1_000_000
             node.call("generatetoaddress", min(50, blocks - node.call("getblockcount")), miner)
         while not node.call("getindexinfo")["basic block filter index"]["synced"]:
             time.sleep(0.05)
         t_bare = bare_fetch(node, blocks)
-        peer = bdk.Peer(address=bdk.IpAddress.from_ipv4(127, 0, 0, 1), port=node.p2pport,
-                        v2_transport=False)
         t0 = time.perf_counter()
-        parts = (bdk.CbfBuilder().peers([peer]).connections(1).only_configured_peers()
-                 .data_dir(str(d / "kyoto")).build(wallet))
-        parts.node.run()
+        parts = kyoto(wallet, node.p2pport, d / "kyoto")
 
         async def sync():
-            async def drain(next_event):
-                while True:
-                    await next_event()
-
-            tasks = [asyncio.ensure_future(drain(parts.client.next_info)),
-                     asyncio.ensure_future(drain(parts.client.next_warning))]
-            try:
+            async with KyotoEvents(parts.client):
                 wallet.apply_update(await parts.client.update())
-            finally:
-                for t in tasks:
-                    t.cancel()
 
         asyncio.run(sync())
         t_kyoto = time.perf_counter() - t0

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 
+from tests.functional.bdkutil import bip84_wallet
 from tests.functional.framework import NodeProcess, free_port
 
 bdk = pytest.importorskip("bdkpython")
@@ -23,11 +24,7 @@ def sats(btc) -> int:
 
 
 def bdk_wallet():
-    secret = bdk.DescriptorSecretKey(bdk.NetworkKind.TEST, bdk.Mnemonic.from_string(MNEMONIC),
-                                     None)
-    ext = bdk.Descriptor.new_bip84(secret, bdk.KeychainKind.EXTERNAL, bdk.NetworkKind.TEST)
-    chg = bdk.Descriptor.new_bip84(secret, bdk.KeychainKind.INTERNAL, bdk.NetworkKind.TEST)
-    return bdk.Wallet(ext, chg, bdk.Network.REGTEST, bdk.Persister.new_in_memory())
+    return bip84_wallet(MNEMONIC)
 
 
 def wait_for(cond, timeout: float = 30) -> None:

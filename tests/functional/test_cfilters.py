@@ -10,6 +10,7 @@ import pytest
 
 from consensus.hashes import sha256d
 from node.p2p import cfilters as cf
+from tests.functional.bdkutil import KyotoEvents, bip84_wallet, kyoto, next_address
 from tests.functional.framework import NodeProcess
 from tests.functional.netutil import ADDR, ADDR2, wait_until
 from tests.functional.p2p_peer import RawPeer
@@ -190,32 +191,15 @@ def test_kyoto_wallet_syncs_and_spends(tmp_path):
         node.create_wallet("default")
         miner = node.call("getnewaddress", wallet="default")
         node.call("generatetoaddress", 101, miner)
-        key = bdk.DescriptorSecretKey(bdk.NetworkKind.TEST,
-                                      bdk.Mnemonic.from_entropy(bytes(range(16))), None)
-        wallet = bdk.Wallet(
-            bdk.Descriptor.new_bip84(key, bdk.KeychainKind.EXTERNAL, bdk.NetworkKind.TEST),
-            bdk.Descriptor.new_bip84(key, bdk.KeychainKind.INTERNAL, bdk.NetworkKind.TEST),
-            bdk.Network.REGTEST, bdk.Persister.new_in_memory())
+        wallet = bip84_wallet()
         for amount in (1.25, 0.5):
-            a = str(wallet.reveal_next_address(bdk.KeychainKind.EXTERNAL).address)
-            node.call("sendtoaddress", a, amount, wallet="default")
+            node.call("sendtoaddress", next_address(wallet), amount, wallet="default")
         node.call("generatetoaddress", 1, miner)
         node.call("generatetoaddress", 5, ADDR)  # blocks with nothing of the wallet's
-        peer = bdk.Peer(address=bdk.IpAddress.from_ipv4(127, 0, 0, 1), port=node.p2pport,
-                        v2_transport=False)
-        parts = (bdk.CbfBuilder().peers([peer]).connections(1).only_configured_peers()
-                 .data_dir(str(tmp_path / "kyoto")).build(wallet))
-        client = parts.client
-        parts.node.run()
-
-        async def drain(next_event):
-            while True:
-                await next_event()
+        client = kyoto(wallet, node.p2pport, tmp_path / "kyoto").client
 
         async def scenario():
-            tasks = [asyncio.ensure_future(drain(client.next_info)),
-                     asyncio.ensure_future(drain(client.next_warning))]
-            try:
+            async with KyotoEvents(client):
                 wallet.apply_update(await asyncio.wait_for(client.update(), 120))
                 assert wallet.balance().total.to_sat() == 175_000_000
                 dest = node.call("getnewaddress", wallet="default")
@@ -239,9 +223,6 @@ def test_kyoto_wallet_syncs_and_spends(tmp_path):
                 bal = wallet.balance()
                 assert bal.confirmed.to_sat() == bal.total.to_sat() == 175_000_000 - 60_000_000 \
                     - fee
-            finally:
-                for t in tasks:
-                    t.cancel()
 
         try:
             asyncio.run(scenario())

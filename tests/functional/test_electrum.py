@@ -17,6 +17,7 @@ from regtest.electrum import (
     ElectrumService,
     electrumx_available,
 )
+from tests.functional.bdkutil import bip84_wallet, next_address
 from tests.functional.framework import NodeProcess, free_port
 
 pytestmark = pytest.mark.skipif(not electrumx_available(),
@@ -416,14 +417,8 @@ def test_reorg_restart_and_kill_match_a_fresh_rebuild(env):
 
 def test_bdk_wallet_syncs_and_spends_through_electrum(env):
     bdk = pytest.importorskip("bdkpython")
-    mnemonic = bdk.Mnemonic.from_entropy(bytes(range(16)))
-    key = bdk.DescriptorSecretKey(bdk.NetworkKind.TEST, mnemonic, None)
-    wallet = bdk.Wallet(
-        bdk.Descriptor.new_bip84(key, bdk.KeychainKind.EXTERNAL, bdk.NetworkKind.TEST),
-        bdk.Descriptor.new_bip84(key, bdk.KeychainKind.INTERNAL, bdk.NetworkKind.TEST),
-        bdk.Network.REGTEST, bdk.Persister.new_in_memory())
-    a1 = str(wallet.reveal_next_address(bdk.KeychainKind.EXTERNAL).address)
-    a2 = str(wallet.reveal_next_address(bdk.KeychainKind.EXTERNAL).address)
+    wallet = bip84_wallet()
+    a1, a2 = next_address(wallet), next_address(wallet)
     env.call("sendtoaddress", a1, 1.25, wallet="default")
     env.call("sendtoaddress", a2, 0.5, wallet="default")
     env.mine(1)
