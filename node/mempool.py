@@ -71,7 +71,7 @@ class MempoolReject(Exception):
 
 class MempoolEntry:
     __slots__ = ("tx", "txid", "wtxid", "fee", "delta", "vsize", "weight", "sigop_cost",
-                 "time", "height", "parents", "children", "usage")
+                 "time", "height", "parents", "children", "usage", "sequence")
 
     def __init__(self, tx: Transaction, fee: int, vsize: int, sigop_cost: int, now: int,
                  height: int) -> None:
@@ -88,6 +88,9 @@ class MempoolEntry:
         self.parents: set[bytes] = set()
         self.children: set[bytes] = set()
         self.usage = tx.size * 3 + ENTRY_OVERHEAD
+        # The mempool sequence of its addition (the number its ZMQ "A" carries; Core keeps
+        # an entry sequence too, to tell what entered after a peer's last look).
+        self.sequence = 0
 
     @property
     def modified_fee(self) -> int:
@@ -279,7 +282,12 @@ class Mempool:
         self._last_expire = 0.0
         self.orphans: OrderedDict[bytes, Orphan] = OrderedDict()  # by wtxid
         self._orphan_txids: dict[bytes, bytes] = {}  # txid -> wtxid
-        self.transactions_updated = 0  # for getblocktemplate long polls
+        # The mempool sequence (Core's m_sequence_number, less one): the number of the last
+        # addition or removal, +1 for each (removals for a block included). getrawmempool's
+        # mempool_sequence is the next one; ZMQ's A/R carry it. prioritisetransaction does not
+        # move it (as Core's), only `template_version` (what getblocktemplate long polls watch).
+        self.transactions_updated = 0
+        self._reprioritised = 0
         self.loaded = False
         self._disconnected: list[Transaction] = []
         self._reorged = False
@@ -569,14 +577,16 @@ class Mempool:
         entry.delta = self.deltas.get(txid, 0)
         self._add_entry(entry, parents)
         result.replaced = replaced
+        log.debug("accepted %s (fee %d, vsize %d)", tx.txid_hex(), fee, vsize)
+        # Listeners hear of the addition before any trimming it causes, while the sequence
+        # is still the addition's (entry.sequence): what trimming removes is numbered after.
+        for fn in self.on_added:
+            fn(tx)
         if not bypass_limits:
             self._expire()
             self.trim_to_size()
             if txid not in self.entries:
                 raise MempoolReject("mempool full")
-        log.debug("accepted %s (fee %d, vsize %d)", tx.txid_hex(), fee, vsize)
-        for fn in self.on_added:
-            fn(tx)
         self._resolve_orphans(tx)
         return result
 
@@ -876,6 +886,7 @@ class Mempool:
         self.total_size += e.vsize
         self.total_fee += e.fee
         self.transactions_updated += 1
+        e.sequence = self.transactions_updated
 
     def _remove_entry(self, e: MempoolEntry, reason: str) -> None:
         """Remove one entry (its descendants must be handled by the caller)."""
@@ -922,7 +933,13 @@ class Mempool:
             e = self.entries.get(txid)
             if e is not None:
                 e.delta = self.deltas.get(txid, 0)
-                self.transactions_updated += 1
+                self._reprioritised += 1  # (not a mempool sequence event: Core's neither)
+
+    @property
+    def template_version(self) -> int:
+        """Moves whenever a block template could change: additions, removals and fee deltas
+        (Core's nTransactionsUpdated, for getblocktemplate's longpollid)."""
+        return self.transactions_updated + self._reprioritised
 
     def trim_to_size(self) -> None:
         """Evict the packages with the lowest descendant fee rate until under -maxmempool,

@@ -287,7 +287,7 @@ def getblocktemplate(node, template_request):
             "transactions": txs,
             "coinbaseaux": {},
             "coinbasevalue": block.txs[0].vout[0].value,
-            "longpollid": tip.hash_hex() + str(m.transactions_updated),
+            "longpollid": tip.hash_hex() + str(m.template_version),
             "target": f"{compact_to_target(block.header.bits)[0]:064x}",
             "mintime": tip.median_time_past() + 1,
             "mutable": ["time", "transactions", "prevblock"],
@@ -318,7 +318,7 @@ def _long_poll(node, lpid: str) -> None:
             if node.chain.published.hash_hex() != watched:
                 return
             if (time.monotonic() - start > LONGPOLL_MEMPOOL_WAIT
-                    and node.mempool.transactions_updated != last_updated):
+                    and node.mempool.template_version != last_updated):
                 return
             cond.wait(timeout=1.0)  # woken by every new tip
 

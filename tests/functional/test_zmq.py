@@ -35,6 +35,8 @@ class Subscriber:
         if topic in self.seqs:  # every message of a topic, none lost: counters follow
             assert n == self.seqs[topic] + 1, (topic, n, self.seqs[topic])
         self.seqs[topic] = n
+        if topic == "sequence":
+            self.last_sequence_body = body
         return topic, body
 
     def receive_n(self, n: int) -> list[tuple[str, bytes]]:
@@ -69,6 +71,11 @@ def added(node, tx) -> list[tuple[str, bytes]]:
     return tx_msgs(tx) + [("sequence", tx.txid[::-1] + b"A" + seq.to_bytes(8, "little"))]
 
 
+def sub_number(sub: Subscriber) -> int:
+    """The mempool sequence of the last sequence-topic message received."""
+    return int.from_bytes(sub.last_sequence_body[-8:], "little")
+
+
 def test_every_block_and_transaction_in_order(tmp_path):
     address = f"tcp://127.0.0.1:{free_port()}"
     node = NodeProcess(tmp_path / "n", *(f"-zmqpub{t}={address}" for t in TOPICS),
@@ -95,17 +102,22 @@ def test_every_block_and_transaction_in_order(tmp_path):
             while sub.receive() != ("rawblock", h(node.call("getblock", tip, 0))):
                 pass
 
-            # A transaction, then its replacement: A, then R and A.
+            # A transaction, then its replacement: A, then R and A, numbered from the
+            # mempool sequence getrawmempool gave before, one each, prioritisetransaction
+            # between them taking no number (as Core's).
+            first = node.call("getrawmempool", False, True)["mempool_sequence"]
             tx = coinbase_spend(node, 1)
             node.call("sendrawtransaction", tx.serialize().hex())
             assert sub.receive_n(3) == added(node, tx)
+            assert sub_number(sub) == first
+            node.call("prioritisetransaction", tx.txid_hex(), 0, 1000)
+            assert node.call("getrawmempool", False, True)["mempool_sequence"] == first + 1
             bump = coinbase_spend(node, 1, fee=50_000, outputs=2)
             node.call("sendrawtransaction", bump.serialize().hex())
-            removed_seq = node.call("getrawmempool", False, True)["mempool_sequence"] - 2
             got = sub.receive_n(4)
-            assert got[0] == ("sequence",
-                              tx.txid[::-1] + b"R" + removed_seq.to_bytes(8, "little"))
+            assert got[0] == ("sequence", tx.txid[::-1] + b"R" + (first + 1).to_bytes(8, "little"))
             assert got[1:] == added(node, bump)
+            assert sub_number(sub) == first + 2
 
             # A block with it: its transactions, C, then the new tip.
             [b1] = node.call("generatetoaddress", 1, ADDR)
