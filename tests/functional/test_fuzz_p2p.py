@@ -1,9 +1,9 @@
 """The P2P fuzzer, bounded: hundreds of connections to a node that has a follower node
 connected to it, each sending mutated messages of every type the node knows (and some it
 does not) before and after the handshake, on connections to it and on its own outbound
-connections, in v1 framing, with broken frames and some v2 (BIP324) garbage. The node must
-answer RPC throughout, write no traceback and keep its log small, and the follower must stay
-in step: the same tip once the node mines a few blocks.
+connections, in v1 framing, with broken frames, in BIP324 v2 sessions and some v2 garbage.
+The node must answer RPC throughout, write no traceback and keep its log small, and the
+follower must stay in step: the same tip once the node mines a few blocks.
 
 Seeded: the seed is printed; MINIBTC_FUZZ_SEED=<n> replays a run (or tries another), and
 MINIBTC_FUZZ_CONNECTIONS=<n> makes more connections (500 by default)."""
@@ -18,6 +18,7 @@ import time
 
 from consensus.hashes import sha256d
 from consensus.params import REGTEST
+from node.p2p.v2transport import V2Transport, V2TransportError
 from tests.chainbuilder import Wallet
 from tests.functional.framework import NodeProcess
 from tests.functional.p2p_peer import MAGIC, Closed, RawPeer, frame_with, listen
@@ -143,12 +144,49 @@ def drain(peer: RawPeer) -> None:
 SENT: dict[str, int] = {}  # messages sent, by kind of connection
 
 
+def v2_session(rng: random.Random, node: NodeProcess, payloads: dict[str, bytes]) -> str:
+    """A BIP324 handshake done right, then mutated messages in valid encryption (and now and
+    then bytes that are no packet: a failed authentication tag)."""
+    t = V2Transport(True, MAGIC)
+    source = f"127.0.{rng.randrange(1, 4)}.{rng.randrange(2, 250)}"
+    with socket.create_connection(("127.0.0.1", node.p2pport), timeout=5,
+                                  source_address=(source, 0)) as sock:
+        try:
+            sock.sendall(t.data_to_send())
+            t.send("version", RawPeer.version_msg(None).serialize())  # type: ignore[arg-type]
+            got: list[str] = []
+            deadline = time.time() + 10
+            while "verack" not in got:
+                if time.time() > deadline:
+                    return "v2 session (no handshake)"
+                data = sock.recv(65536)
+                if not data:
+                    return "v2 session (closed in the handshake)"
+                got += [command for command, _, _ in t.receive(data)]
+                sock.sendall(t.data_to_send())
+                if "version" in got and "sent verack" not in got:
+                    sock.sendall(t.encrypt_message("verack"))
+                    got.append("sent verack")
+            for _ in range(rng.randint(1, 30)):
+                if rng.random() < 0.03:
+                    sock.sendall(os.urandom(rng.randint(1, 100)))
+                else:
+                    command = rng.choice(sorted(payloads))
+                    sock.sendall(t.encrypt_message(command, mutate(rng, payloads[command])))
+                SENT["v2 session"] = SENT.get("v2 session", 0) + 1
+        except (OSError, TimeoutError, V2TransportError) as err:
+            return f"v2 session (ended: {type(err).__name__})"
+    return "v2 session"
+
+
 def fuzz_connection(rng: random.Random, node: NodeProcess, payloads: dict[str, bytes]) -> str:
     """One connection's worth of junk; what kind of connection it was. Most connect to the
     node; some are the node's own outbound connections (addnode onetry) to a fuzz peer."""
     commands = sorted(payloads)
     mode = rng.choice(["before", "after", "after", "after", "after", "frames", "v2",
-                       "outbound", "outbound"])
+                       "outbound", "outbound", "v2 session"])
+    if mode == "v2 session":
+        return v2_session(rng, node, payloads)
     if mode == "outbound":
         with listen() as listener:
             port = listener.getsockname()[1]  # (v1: the fuzz peer speaks v1)
@@ -199,7 +237,8 @@ def test_p2p_fuzz_node_with_a_follower(tmp_path):
     rng = random.Random(SEED)
     # (bloom filters and BIP157 filters served: their messages are handled, not refused)
     with NodeProcess(tmp_path / "a", "-peerbloomfilters=1", "-blockfilterindex=1",
-                     "-peerblockfilters=1") as a, NodeProcess(tmp_path / "b") as b:
+                     "-peerblockfilters=1", "-v2transport=1") as a, \
+            NodeProcess(tmp_path / "b") as b:
         addr = script_to_address(Wallet().p2wpkh, REGTEST)  # (no wallet needed)
         hashes = a.call("generatetoaddress", 101, addr)
         b.call("addnode", a.p2p_addr, "add")
