@@ -289,10 +289,9 @@ def install(net, index, serve: bool) -> FilterServer:
     server = FilterServer(net, index, serve and index is not None)
     if server.index is not None:
         net.local_services |= NODE_COMPACT_FILTERS
-    net._handlers.update({
+    net.add_handlers({
         "getcfilters": server.on_getcfilters,
         "getcfheaders": server.on_getcfheaders,
         "getcfcheckpt": server.on_getcfcheckpt,
     })
-    net.cfilters = server
     return server

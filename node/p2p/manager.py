@@ -149,6 +149,10 @@ class PeerManager:
         await self.connman.stop()
         self.save()
 
+    def add_handlers(self, handlers: dict) -> None:
+        """Serve more message types (a service such as BIP157's filters registers its own)."""
+        self._handlers.update(handlers)
+
     def save(self) -> None:
         self.addrman.sweep()
         for what in (self.addrman, self.banman):
