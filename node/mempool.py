@@ -237,6 +237,35 @@ class AcceptResult:
     replaced: list[Transaction] = field(default_factory=list)
 
 
+RECONSIDERABLE = frozenset({"min relay fee not met", "mempool min fee not met"})  # Core's
+# TX_RECONSIDERABLE: refused alone for its fee rate, it may pass with a child paying for it
+
+
+@dataclass
+class PackageTxResult:
+    """One transaction of a package (Core's MempoolAcceptResult): kind is "valid" (accepted,
+    or would be), "mempool" (already there), "other-witness" (its txid is there with another
+    witness: other_wtxid) or "invalid" (error)."""
+    kind: str
+    vsize: int = 0
+    fee: int = 0
+    rate: int = 0  # effective fee rate, sat/kvB: its own, or its package's
+    includes: list[bytes] = field(default_factory=list)  # wtxids the rate was computed over
+    other_wtxid: bytes | None = None
+    error: MempoolReject | None = None
+    replaced: list[Transaction] = field(default_factory=list)
+
+
+@dataclass
+class PackageResult:
+    """Core's PackageMempoolAcceptResult: the package-wide error (None: all well; policy=True:
+    the package itself is refused, Core's PCKG_POLICY, with no per-transaction results) and
+    results by wtxid (a transaction left unevaluated has none)."""
+    error: str | None
+    policy: bool = False
+    results: dict[bytes, PackageTxResult] = field(default_factory=dict)
+
+
 class Mempool:
     def __init__(
         self,
@@ -461,7 +490,14 @@ class Mempool:
             return self._accept(tx, bypass_limits, test_only, max_fee_rate)
 
     def _accept(self, tx: Transaction, bypass_limits: bool, test_only: bool,
-                max_fee_rate: int | None) -> AcceptResult:
+                max_fee_rate: int | None, *, check_fee: bool = True,
+                allow_replacement: bool = True, staged: bool = False,
+                check_scripts: bool = True, trim: bool = True) -> AcceptResult:
+        """check_fee=False: the fee rate is judged by the caller (a package's fee rate);
+        allow_replacement=False: a conflict with the mempool is refused (Core's package test
+        accept); staged=True: added quietly (no sequence number, no listeners, no trimming,
+        no orphans), for the caller to commit (_commit_staged) or take back (_unstage);
+        check_scripts=False: the caller checks the scripts; trim=False: the caller trims."""
         chain = self.chain
         tip = chain.tip
         next_height = tip.height + 1
@@ -496,6 +532,8 @@ class Mempool:
         for txin in tx.vin:
             spender = self.spent.get(outpoint_key(txin.prevout.hash, txin.prevout.n))
             if spender is not None:
+                if not allow_replacement:
+                    raise MempoolReject("bip125-replacement-disallowed")
                 # BIP125 opt-in, as Core checks it: the conflicting transaction itself must
                 # signal (inherited signalling only shows in bip125-replaceable).
                 if not self.full_rbf and not policy.signals_rbf(self.entries[spender].tx.vin) \
@@ -535,7 +573,7 @@ class Mempool:
         vsize = policy.virtual_size(tx.weight, sigops, self.bytes_per_sigop)
         modified = fee + self.deltas.get(txid, 0)
 
-        if not bypass_limits:
+        if not bypass_limits and check_fee:
             min_fee = policy.fee_for(self.min_fee_rate(), vsize)
             if modified < min_fee:
                 raise MempoolReject("mempool min fee not met", f"{modified} < {min_fee}")
@@ -553,6 +591,8 @@ class Mempool:
         if standard:
             sibling = self._truc_checks(tx, vsize, parents, ancestors, conflicts)
             if sibling is not None:
+                if not allow_replacement:
+                    self._truc_sibling_refused(tx, sibling)
                 conflicts.add(sibling)
         all_conflicts: set[bytes] = set()
         if conflicts:
@@ -561,7 +601,8 @@ class Mempool:
         if not bypass_limits:
             self._check_cluster_limits(parents, all_conflicts, tx.weight, vsize)
 
-        self._check_scripts(tx, [TxOut(c.value, c.script_pubkey) for c in coins])
+        if check_scripts:
+            self._check_scripts(tx, [TxOut(c.value, c.script_pubkey) for c in coins])
 
         if max_fee_rate is not None and fee > policy.fee_for(max_fee_rate, vsize):
             limit = policy.fee_for(max_fee_rate, vsize)
@@ -575,20 +616,203 @@ class Mempool:
             self._remove_entry(self.entries[t], "replaced")
         entry = MempoolEntry(tx, fee, vsize, sigops, int(self.now()), tip.height)
         entry.delta = self.deltas.get(txid, 0)
-        self._add_entry(entry, parents)
+        self._add_entry(entry, parents, numbered=not staged)
         result.replaced = replaced
+        if staged:
+            return result
         log.debug("accepted %s (fee %d, vsize %d)", tx.txid_hex(), fee, vsize)
         # Listeners hear of the addition before any trimming it causes, while the sequence
         # is still the addition's (entry.sequence): what trimming removes is numbered after.
         for fn in self.on_added:
             fn(tx)
-        if not bypass_limits:
+        if not bypass_limits and trim:
             self._expire()
             self.trim_to_size()
             if txid not in self.entries:
                 raise MempoolReject("mempool full")
         self._resolve_orphans(tx)
         return result
+
+    # -- packages -------------------------------------------------------------------------------
+
+    def test_package(self, txs: list[Transaction]) -> PackageResult:
+        """Core's AcceptMultipleTransactions as testmempoolaccept runs it on several
+        transactions: a well-formed package (sorted, no duplicates or conflicts), each
+        transaction checked against the mempool and those before it, paying its own fee rate,
+        replacing nothing. The mempool is left as it was."""
+        if len(txs) == 1:
+            raise ValueError("a package has several transactions")
+        err = policy.package_error(txs)
+        if err is not None:
+            return PackageResult(err, policy=True)
+        out = PackageResult(None)
+        with self.chain.lock:
+            staged: list[MempoolEntry] = []
+            try:
+                for tx in txs:
+                    try:
+                        self._accept(tx, False, False, None, allow_replacement=False,
+                                     staged=True, check_scripts=False)
+                    except MempoolReject as rej:
+                        # (as Core's: those before it keep no result, those after are not looked at)
+                        out.error = "transaction failed"
+                        out.results = {tx.wtxid: PackageTxResult("invalid", error=rej)}
+                        return out
+                    staged.append(self.entries[tx.txid])
+                # The scripts last, as Core's: what passed before a failure keeps its result.
+                for e in staged:
+                    coins = [self._coin(i.prevout.hash, i.prevout.n) for i in e.tx.vin]
+                    try:
+                        self._check_scripts(e.tx, [TxOut(c.value, c.script_pubkey)
+                                                   for c in coins])
+                    except MempoolReject as rej:
+                        out.error = "transaction failed"
+                        out.results[e.wtxid] = PackageTxResult("invalid", error=rej)
+                        return out
+                    out.results[e.wtxid] = PackageTxResult(
+                        "valid", e.vsize, e.fee, e.modified_fee * 1000 // e.vsize, [e.wtxid])
+                return out
+            finally:
+                self._unstage(staged)
+
+    def accept_package(self, txs: list[Transaction],
+                       max_fee_rate: int | None = None) -> PackageResult:
+        """Core's AcceptPackage (submitpackage): a child with its unconfirmed parents. Each
+        transaction is tried on its own first; those refused only for their fee rate (and
+        the children of those) are then tried together, judged by the package's fee rate
+        (total modified fees over total vsize) against the mempool minimum and the minimum
+        relay fee: a child pays for its parents (CPFP). Trimmed to -maxmempool at the end."""
+        err = policy.package_error(txs)
+        if err is None and not policy.is_child_with_parents(txs):
+            err = "package-not-child-with-parents"
+        if err is not None:
+            return PackageResult(err, policy=True)
+        with self.chain.lock:
+            child = txs[-1]
+            parents = {tx.txid for tx in txs[:-1]}
+            for i in child.vin:
+                if i.prevout.hash not in parents and \
+                        self.chain.get_coin(i.prevout.hash, i.prevout.n) is None:
+                    return PackageResult("package-not-child-with-unconfirmed-parents",
+                                         policy=True)
+            final: dict[bytes, PackageTxResult] = {}
+            nonfinal: dict[bytes, PackageTxResult] = {}
+            quit_early = False
+            to_eval: list[Transaction] = []
+            for tx in txs:
+                known = self.by_wtxid.get(tx.wtxid)
+                if known is not None:
+                    final[tx.wtxid] = PackageTxResult("mempool", known.vsize, known.fee)
+                    continue
+                known = self.entries.get(tx.txid)
+                if known is not None:
+                    final[tx.wtxid] = PackageTxResult("other-witness", other_wtxid=known.wtxid)
+                    continue
+                try:
+                    final[tx.wtxid] = self._accept_alone(tx, max_fee_rate)
+                except MempoolReject as rej:
+                    nonfinal[tx.wtxid] = PackageTxResult("invalid", error=rej)
+                    if rej.reason in RECONSIDERABLE or rej.missing_inputs:
+                        to_eval.append(tx)
+                    else:
+                        quit_early = True  # (the others are still tried on their own)
+            out = PackageResult("transaction failed" if quit_early else None)
+            together: dict[bytes, PackageTxResult] = {}
+            if not quit_early and to_eval:
+                if len(to_eval) == 1:
+                    tx = to_eval[0]
+                    try:
+                        together[tx.wtxid] = self._accept_alone(tx, max_fee_rate)
+                    except MempoolReject as rej:
+                        together[tx.wtxid] = PackageTxResult("invalid", error=rej)
+                        out.error = "transaction failed"
+                else:
+                    out.error, together = self._accept_together(to_eval, max_fee_rate)
+            self._expire()
+            self.trim_to_size()
+            full = MempoolReject("mempool full")
+            for tx in txs:
+                w = tx.wtxid
+                r = together.get(w) or final.get(w)
+                if r is not None:
+                    if r.kind != "invalid" and tx.txid not in self.entries:
+                        r = PackageTxResult("invalid", error=full)
+                        out.error = "transaction failed"
+                    out.results[w] = r
+                elif w in nonfinal:
+                    out.results[w] = nonfinal[w]
+            return out
+
+    def _accept_alone(self, tx: Transaction, max_fee_rate: int | None) -> PackageTxResult:
+        r = self._accept(tx, False, False, max_fee_rate, trim=False)
+        e = self.entries[tx.txid]
+        return PackageTxResult("valid", r.vsize, r.fee, e.modified_fee * 1000 // r.vsize,
+                               [tx.wtxid], replaced=r.replaced)
+
+    def _accept_together(self, txs: list[Transaction], max_fee_rate: int | None
+                         ) -> tuple[str | None, dict[bytes, PackageTxResult]]:
+        """Core's AcceptMultipleTransactions with package fee rates: all or none."""
+        staged: list[MempoolEntry] = []
+        committed = False
+        try:
+            for tx in txs:
+                try:
+                    # (replacing mempool transactions as a package, Core's package RBF, is not
+                    # done: a conflict is refused)
+                    self._accept(tx, False, False, None, check_fee=False,
+                                 allow_replacement=False, staged=True)
+                except MempoolReject as rej:
+                    return "transaction failed", {tx.wtxid: PackageTxResult("invalid", error=rej)}
+                staged.append(self.entries[tx.txid])
+            fees = sum(e.modified_fee for e in staged)
+            size = sum(e.vsize for e in staged)
+            failure = None
+            min_fee = policy.fee_for(self.min_fee_rate(), size)
+            relay_fee = policy.fee_for(self.min_relay_fee, size)
+            if fees < min_fee:
+                failure = MempoolReject("mempool min fee not met", f"{fees} < {min_fee}")
+            elif fees < relay_fee:
+                failure = MempoolReject("min relay fee not met", f"{fees} < {relay_fee}")
+            elif max_fee_rate is not None and fees * 1000 // size > max_fee_rate:
+                failure = MempoolReject("max-fee-exceeded",
+                                        f"{fees * 1000 // size} > {max_fee_rate}")
+            if failure is not None:
+                return "transaction failed", {txs[-1].wtxid: PackageTxResult("invalid",
+                                                                              error=failure)}
+            self._commit_staged(staged)
+            committed = True
+        finally:
+            if not committed:
+                self._unstage(staged)
+        rate = fees * 1000 // size
+        wtxids = [e.wtxid for e in staged]
+        return None, {e.wtxid: PackageTxResult("valid", e.vsize, e.fee, rate, wtxids)
+                      for e in staged}
+
+    def _commit_staged(self, staged: list[MempoolEntry]) -> None:
+        """Staged entries become ordinary ones: numbered and told, in order."""
+        for e in staged:
+            self.transactions_updated += 1
+            e.sequence = self.transactions_updated
+            log.debug("accepted %s in a package (fee %d, vsize %d)", e.tx.txid_hex(), e.fee,
+                      e.vsize)
+            for fn in self.on_added:
+                fn(e.tx)
+        for e in staged:
+            if e.txid in self.entries:
+                self._resolve_orphans(e.tx)
+
+    def _unstage(self, staged: list[MempoolEntry]) -> None:
+        for e in reversed(staged):
+            if e.txid in self.entries:
+                self._detach(e)
+
+    def _truc_sibling_refused(self, tx: Transaction, sibling: bytes) -> None:
+        """Sibling eviction is a replacement: where none is allowed, Core's TRUC refusal."""
+        parent = next(iter(self.entries[sibling].parents))
+        ptx = self.entries[parent].tx
+        raise MempoolReject("TRUC-violation", f"tx {ptx.txid_hex()} (wtxid={ptx.wtxid_hex()}) "
+                            "would exceed descendant count limit")
 
     def start_background_checks(self) -> VerifyStream | None:
         """A stream for the script checks of a batch of candidate transactions on the
@@ -868,7 +1092,7 @@ class Mempool:
     # bookkeeping
     # =========================================================================================
 
-    def _add_entry(self, e: MempoolEntry, parents: set[bytes]) -> None:
+    def _add_entry(self, e: MempoolEntry, parents: set[bytes], numbered: bool = True) -> None:
         self.entries[e.txid] = e
         self.by_wtxid[e.wtxid] = e
         for txin in e.tx.vin:
@@ -885,11 +1109,23 @@ class Mempool:
         self.usage += e.usage
         self.total_size += e.vsize
         self.total_fee += e.fee
-        self.transactions_updated += 1
-        e.sequence = self.transactions_updated
+        if numbered:
+            self.transactions_updated += 1
+            e.sequence = self.transactions_updated
 
     def _remove_entry(self, e: MempoolEntry, reason: str) -> None:
         """Remove one entry (its descendants must be handled by the caller)."""
+        self._detach(e)
+        self.transactions_updated += 1
+        if e.txid in self.unbroadcast:
+            self.unbroadcast.discard(e.txid)
+            log.debug("Removed %s from set of unbroadcast txns%s", e.txid[::-1].hex(),
+                      " before confirmation that txn was sent out" if reason == "block" else "")
+        for fn in self.on_removed:
+            fn(e.tx, reason)
+
+    def _detach(self, e: MempoolEntry) -> None:
+        """Take an entry out of the pool's maps and totals (nothing told, nothing numbered)."""
         del self.entries[e.txid]
         self.by_wtxid.pop(e.wtxid, None)
         for txin in e.tx.vin:
@@ -907,13 +1143,6 @@ class Mempool:
         self.usage -= e.usage
         self.total_size -= e.vsize
         self.total_fee -= e.fee
-        self.transactions_updated += 1
-        if e.txid in self.unbroadcast:
-            self.unbroadcast.discard(e.txid)
-            log.debug("Removed %s from set of unbroadcast txns%s", e.txid[::-1].hex(),
-                      " before confirmation that txn was sent out" if reason == "block" else "")
-        for fn in self.on_removed:
-            fn(e.tx, reason)
 
     def remove_recursive(self, txid: bytes, reason: str) -> None:
         e = self.entries.get(txid)

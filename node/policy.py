@@ -210,3 +210,41 @@ def check_witness_standard(tx: Transaction, coins: Sequence[Coin]) -> None:
                 if control and (control[0] & TAPROOT_LEAF_MASK) == TAPROOT_LEAF_TAPSCRIPT:
                     if any(len(i) > MAX_STANDARD_TAPSCRIPT_STACK_ITEM_SIZE for i in stack[:-2]):
                         raise PolicyError("bad-witness-nonstandard")
+
+
+# -- packages (Core's policy/packages) --------------------------------------------------------
+
+MAX_PACKAGE_COUNT = 25
+MAX_PACKAGE_WEIGHT = 404_000
+
+
+def package_error(txs: Sequence[Transaction]) -> str | None:
+    """Core's IsWellFormedPackage (sorted required): the package-wide policy error, or None.
+    Checked in Core's order: count, total weight, duplicates, order, conflicts."""
+    if len(txs) > MAX_PACKAGE_COUNT:
+        return "package-too-many-transactions"
+    if len(txs) > 1 and sum(tx.weight for tx in txs) > MAX_PACKAGE_WEIGHT:
+        return "package-too-large"
+    later = {tx.txid for tx in txs}
+    if len(later) != len(txs):
+        return "package-contains-duplicates"
+    for tx in txs:
+        if any(i.prevout.hash in later for i in tx.vin):
+            return "package-not-sorted"  # spends a transaction that comes after it
+        later.discard(tx.txid)
+    spent: set[tuple[bytes, int]] = set()
+    for tx in txs:
+        for i in tx.vin:
+            key = (i.prevout.hash, i.prevout.n)
+            if key in spent:
+                return "conflict-in-package"
+            spent.add(key)
+    return None
+
+
+def is_child_with_parents(txs: Sequence[Transaction]) -> bool:
+    """Core's IsChildWithParents: the last transaction spends an output of every other."""
+    if len(txs) < 2:
+        return False
+    spent = {i.prevout.hash for i in txs[-1].vin}
+    return all(tx.txid in spent for tx in txs[:-1])

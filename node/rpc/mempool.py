@@ -172,39 +172,67 @@ REGISTRY["sendrawtransaction"].prepare = _prepare_send
                  "transactions violate the consensus or policy rules.\n\nSee "
                  "sendrawtransaction call.")
 def testmempoolaccept(node, rawtxs, maxfeerate):
-    if not rawtxs:
+    from node.mempool import PackageTxResult
+    from node.policy import fee_for
+
+    if not rawtxs or len(rawtxs) > 25:
         raise RPCError(RPC_INVALID_PARAMETER, "Array must contain between 1 and 25 transactions.")
-    if len(rawtxs) > 25:
-        raise RPCError(RPC_INVALID_PARAMETER, "Array must contain between 1 and 25 transactions.")
-    if len(rawtxs) > 1:
-        raise RPCError(RPC_INVALID_PARAMETER,
-                       "Testing packages of several transactions is not supported; test them "
-                       "one at a time.")
     max_rate = _fee_rate_arg(maxfeerate, DEFAULT_MAX_RAW_TX_FEE_RATE)
-    tx = decode_tx(rawtxs[0])
-    out = {"txid": tx.txid_hex(), "wtxid": tx.wtxid_hex()}
-    try:
-        res = node.mempool.accept(tx, test_only=True, max_fee_rate=max_rate or None)
-    except MempoolReject as err:
-        out["allowed"] = False
-        if err.missing_inputs:
-            out["reject-reason"] = "missing-inputs"
-        elif err.reason == "max-fee-exceeded":
-            out["reject-reason"] = "max-fee-exceeded"
+    txs = [decode_tx(raw) for raw in rawtxs]
+    if len(txs) == 1:
+        tx = txs[0]
+        try:
+            res = node.mempool.accept(tx, test_only=True)
+            fee = res.fee
+            results = {tx.wtxid: PackageTxResult(
+                "valid", res.vsize, fee,
+                (fee + node.mempool.deltas.get(tx.txid, 0)) * 1000 // res.vsize, [tx.wtxid])}
+        except MempoolReject as err:
+            results = {tx.wtxid: PackageTxResult("invalid", error=err)}
+        package_error = None
+    else:
+        # A package (Core's AcceptMultipleTransactions in test mode): sorted, each paying its
+        # own fee rate, checked against the mempool and the transactions before it.
+        pres = node.mempool.test_package(txs)
+        results = pres.results
+        package_error = pres.error if pres.policy else None
+    out = []
+    # As Core: past a transaction over maxfeerate, the rest get only their ids (they would
+    # not be submitted without it).
+    exit_early = False
+    for tx in txs:
+        item: dict = {"txid": tx.txid_hex(), "wtxid": tx.wtxid_hex()}
+        if package_error is not None:
+            item["package-error"] = package_error
+        r = results.get(tx.wtxid)
+        if exit_early or r is None:
+            out.append(item)  # (not evaluated)
+            continue
+        if r.kind == "valid":
+            if max_rate and r.fee > fee_for(max_rate, r.vsize):
+                item["allowed"] = False
+                item["reject-reason"] = "max-fee-exceeded"
+                exit_early = True
+            else:
+                item["allowed"] = True
+                item["vsize"] = r.vsize
+                item["vsize_bip141"] = (tx.weight + 3) // 4
+                item["vsize_adjusted"] = r.vsize
+                item["fees"] = {
+                    "base": btc(r.fee),
+                    "effective-feerate": btc(r.rate),
+                    "effective-includes": [w[::-1].hex() for w in r.includes],
+                }
         else:
-            out["reject-reason"] = err.reason
-            out["reject-details"] = f"{err.reason}, {err.debug}" if err.debug else err.reason
-        return [out]
-    out["allowed"] = True
-    out["vsize"] = res.vsize
-    out["vsize_bip141"] = (tx.weight + 3) // 4
-    out["vsize_adjusted"] = res.vsize
-    out["fees"] = {
-        "base": btc(res.fee),
-        "effective-feerate": btc(res.fee * 1000 // res.vsize),
-        "effective-includes": [tx.wtxid_hex()],
-    }
-    return [out]
+            err = r.error
+            item["allowed"] = False
+            if err.missing_inputs:
+                item["reject-reason"] = "missing-inputs"
+            else:
+                item["reject-reason"] = err.reason
+                item["reject-details"] = f"{err.reason}, {err.debug}" if err.debug else err.reason
+        out.append(item)
+    return out
 
 
 def deprecated(node, name: str) -> bool:

@@ -368,7 +368,6 @@ def construct_transaction(params, inputs, outputs, locktime, replaceable,
 # -- submitpackage ---------------------------------------------------------------------------
 
 MAX_PACKAGE_COUNT = 25  # Core's policy/packages.h
-MAX_PACKAGE_WEIGHT = 404_000
 
 
 def _child_with_parents_tree(txs: list[Transaction]) -> bool:
@@ -382,22 +381,6 @@ def _child_with_parents_tree(txs: list[Transaction]) -> bool:
     if not parents <= spent_by_child:
         return False
     return not any(i.prevout.hash in parents for tx in txs[:-1] for i in tx.vin)
-
-
-def _package_policy_error(txs: list[Transaction]) -> str | None:
-    """Core's IsWellFormedPackage, past the topology the RPC checked first."""
-    if sum(tx.weight for tx in txs) > MAX_PACKAGE_WEIGHT:
-        return "package-too-large"
-    if len({tx.txid for tx in txs}) != len(txs):
-        return "package-contains-duplicates"
-    spent = set()
-    for tx in txs:
-        for i in tx.vin:
-            key = (i.prevout.hash, i.prevout.n)
-            if key in spent:
-                return "conflict-in-package"
-            spent.add(key)
-    return None
 
 
 @rpc("submitpackage", "Rawtransactions",
@@ -415,12 +398,8 @@ def _package_policy_error(txs: list[Transaction]) -> str | None:
           default_hint="\"0.00\"")],
      description="Submit a package of raw transactions (serialized, hex-encoded) to local "
                  "node.\nThe package will be validated according to consensus and mempool "
-                 "policy rules. If any transaction passes, it will be accepted to mempool.\n"
-                 "Each transaction pays its own way here: a parent below the mempool's minimum "
-                 "fee rate is refused, whatever its child pays (minibtc has no package fee "
-                 "rate).")
+                 "policy rules. If any transaction passes, it will be accepted to mempool.")
 def submitpackage(node, package, maxfeerate, maxburnamount):
-    from node.mempool import MempoolReject
     from node.rpc.errors import RPC_TRANSACTION_ERROR
     from node.rpc.jsonutil import btc
     from node.rpc.mempool import DEFAULT_MAX_RAW_TX_FEE_RATE, _fee_rate_arg
@@ -453,42 +432,42 @@ def submitpackage(node, package, maxfeerate, maxburnamount):
                        "child-with-parents or parents depend on each other.")
 
     mempool = node.mempool
+    res = mempool.accept_package(txs, max_rate or None)
     results: dict[bytes, dict] = {}
     replaced: set[str] = set()
-    package_msg = _package_policy_error(txs)
+    for tx in txs:
+        r = res.results.get(tx.wtxid)
+        if r is None:
+            continue  # (as Core: a transaction left unevaluated has no entry)
+        out: dict = {"txid": tx.txid_hex()}
+        if r.kind == "other-witness":
+            out["other-wtxid"] = r.other_wtxid[::-1].hex()
+        elif r.kind == "invalid":
+            err = r.error  # (Core's state text: reason, then details)
+            if err.reason == "max-fee-exceeded":
+                out["error"] = "max feerate exceeded"
+            else:
+                out["error"] = f"{err.reason}, {err.debug}" if err.debug else err.reason
+        else:
+            out["vsize"] = r.vsize
+            out["fees"] = {"base": btc(r.fee)}
+            if r.kind == "valid":
+                # (not for one already in the mempool: how it got there is not known)
+                out["fees"]["effective-feerate"] = btc(r.rate)
+                out["fees"]["effective-includes"] = [w[::-1].hex() for w in r.includes]
+                replaced.update(t.txid_hex() for t in r.replaced)
+        results[tx.wtxid] = out
+    package_msg = res.error
+    # Every package transaction now in the mempool is (re)announced; those accepted here
+    # also wait in the unbroadcast set until a peer asks for them.
     announce: list[bytes] = []
     with node.chain.lock:
-        for tx in txs if package_msg is None else ():
-            out: dict = {"txid": tx.txid_hex()}
-            entry = mempool.entries.get(tx.txid) if tx.txid in mempool else None
-            if entry is not None:
-                if entry.wtxid != tx.wtxid:
-                    out["other-wtxid"] = entry.wtxid[::-1].hex()
-                else:
-                    out["vsize"] = entry.vsize
-                    out["fees"] = {"base": btc(entry.fee)}
+        for tx in txs:
+            r = res.results.get(tx.wtxid)
+            if tx.txid in mempool:
                 announce.append(tx.txid)
-                results[tx.wtxid] = out
-                continue
-            try:
-                res = mempool.accept(tx, max_fee_rate=max_rate or None)
-            except MempoolReject as err:
-                if err.missing_inputs:
-                    out["error"] = "missing-inputs"
-                elif err.reason == "max-fee-exceeded":
-                    out["error"] = "max feerate exceeded"
-                else:
-                    out["error"] = f"{err.reason}, {err.debug}" if err.debug else err.reason
-                results[tx.wtxid] = out
-                package_msg = "transaction failed"
-                break  # as Core, what follows a failed transaction is left unevaluated
-            mempool.unbroadcast.add(tx.txid)
-            out["vsize"] = res.vsize
-            out["fees"] = {"base": btc(res.fee),
-                           "effective-feerate": btc(res.fee * 1000 // res.vsize),
-                           "effective-includes": [tx.wtxid_hex()]}
-            replaced.update(r.txid_hex() for r in res.replaced)
-            results[tx.wtxid] = out
+                if r is not None and r.kind == "valid":
+                    mempool.unbroadcast.add(tx.txid)
     if announce and node.p2p is not None:
         node.p2p.relay.announce_threadsafe(announce)
     return {
