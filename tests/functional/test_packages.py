@@ -191,3 +191,27 @@ def test_testmempoolaccept_maxfeerate_stops_the_rest(node):
                     "reject-reason": "max-fee-exceeded"},
                    {"txid": other.txid_hex(), "wtxid": other.wtxid_hex()}]
     assert node.call("testmempoolaccept", hexes(rich, other), 0)[0]["allowed"] is True
+
+
+def test_truc_parent_and_child(node):
+    """TRUC (version 3): a 0-fee parent with its child as a package; the TRUC rules hold in
+    the package (a second child of the parent is refused: no sibling eviction here)."""
+    def v3(tx: Transaction, prevs: list[TxOut]) -> Transaction:
+        return W.sign(Transaction(3, [TxIn(i.prevout, b"", i.sequence) for i in tx.vin],
+                                  tx.vout, 0), prevs)
+
+    parent = coin_spend(node, fee=0, outputs=2)
+    parent = v3(parent, [TxOut(50 * COIN, W.p2wpkh)])
+    child = v3(child_of([parent], fee=20_000), [parent.vout[0]])
+    res = node.call("submitpackage", hexes(parent, child))
+    assert res["package_msg"] == "success", res
+    assert node.call("getmempoolentry", parent.txid_hex())["fees"]["base"] == 0
+    second = v3(spend_outputs([(OutPoint(parent.txid, 1), parent.vout[1].value)], fee=30_000),
+                [parent.vout[1]])
+    res = node.call("testmempoolaccept", hexes(second))[0]
+    assert res["allowed"] is True  # alone it may evict its sibling (as Core's)
+    other = coin_spend(node, fee=2_000)
+    res = node.call("testmempoolaccept", hexes(other, second))
+    assert res[1]["reject-reason"] == "TRUC-violation"
+    assert "would exceed descendant count limit" in res[1]["reject-details"]
+    node.call("generatetoaddress", 1, ADDR)
