@@ -14,6 +14,7 @@ from node.rpc.errors import (
     RPC_MISC_ERROR,
     RPCError,
 )
+from node.rpc.params import as_int
 from node.rpc.registry import (
     AMOUNT,
     ANY,
@@ -102,7 +103,7 @@ def _regtest_only(node, method: str) -> None:
      description="Set the local time to given timestamp (-regtest only)", inline=True)
 def setmocktime(node, timestamp):
     _regtest_only(node, "setmocktime")
-    t = int(timestamp)
+    t = as_int(timestamp, "timestamp")
     if not 0 <= t <= MAX_MOCKTIME:  # block times are 32-bit: they work until 2106
         raise RPCError(RPC_INVALID_PARAMETER,
                        f"Mocktime must be in the range [0, {MAX_MOCKTIME}], not {t}.")
@@ -116,7 +117,7 @@ def setmocktime(node, timestamp):
      description="Bump the scheduler into the future (-regtest only)", inline=True)
 def mockscheduler(node, delta_time):
     _regtest_only(node, "mockscheduler")
-    delta = int(delta_time)
+    delta = as_int(delta_time, "delta_time")
     if delta <= 0 or delta > 3600:
         raise RPCError(RPC_INVALID_PARAMETER, "delta_time must be between 1 and 3600")
     node.scheduler.mock_forward(delta)

@@ -11,6 +11,7 @@ from node.rpc.errors import (
     RPCError,
 )
 from node.rpc.jsonutil import btc
+from node.rpc.params import as_int
 from node.rpc.registry import ARR, RANGE, STR, Arg, rpc
 from wallet.address import is_valid_address, validate_address
 from wallet.descriptors import (
@@ -45,7 +46,7 @@ def getdescriptorinfo(node, descriptor):
      description="Derives one or more addresses corresponding to an output descriptor.")
 def deriveaddresses(node, descriptor, range_):
     if range_ is not None and not isinstance(range_, list):
-        range_ = int(range_)
+        range_ = as_int(range_, "range")
     try:
         return derive_addresses(descriptor, node.params, range_, require_checksum=True)
     except DescriptorError as err:

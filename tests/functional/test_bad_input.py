@@ -132,3 +132,19 @@ def test_big_replies_are_bounded_and_memory_returns(tmp_path):
         after = _rss_mb(n.proc.pid)
         print(f"RSS {start} MB before the burst, {after} MB after")
         assert after < start + 150, (start, after)
+
+
+def test_huge_json_numbers_are_refused_before_conversion(tmp_path):
+    """A 12-byte number such as 1E+1000000 is 'JSON integer out of range' at once: converted
+    to an int first, it held the GIL for half a minute (setmocktime, mockscheduler,
+    deriveaddresses' range) and then got a range error of its own."""
+    with NodeProcess(tmp_path / "n") as n:
+        for method, params in [("setmocktime", "[1E+1000000]"),
+                               ("mockscheduler", "[1E+1000000]"),
+                               ("deriveaddresses", '["raw(00)", 1E+1000000]'),
+                               ("getblockhash", "[-1E+1000000]")]:
+            _, reply = n.request(None, raw=f'{{"method":"{method}","params":{params},'
+                                           f'"id":1}}'.encode())
+            assert reply["error"] == {"code": -3, "message": "JSON integer out of range"}, (
+                method, reply)
+        assert n.call("getblockcount") == 0
