@@ -351,9 +351,10 @@ class Node:
         # The optional indexes (node/index): opened now, so that a damaged one stops start-up;
         # wiped by -reindex (not by a reindex carried on after a restart); started once the
         # chain is loaded.
-        self.indexes = Indexes.from_config(cfg, self.datadir, self.chain, wipe=cfg.reindex)
+        self.indexes = Indexes.from_config(cfg, self.datadir, self.chain, wipe=cfg.reindex,
+                                           addrindex=esplora.esplora_port(cfg) is not None)
         self.txindex = self.indexes.txindex
-        self.addrindex = esplora.open_index(cfg, self.datadir, self.chain, wipe=cfg.reindex)
+        self.addrindex = self.indexes.addr
         log.info("initload thread start")  # (Core's thread name for this phase)
         if reindexing or self.chain.index_db.is_reindexing():
             self.rpc.warmup = "Reindexing blocks..."
@@ -385,8 +386,6 @@ class Node:
         if problem:
             raise _load_error("Corrupted block database detected", problem)
         self.indexes.start()
-        if self.addrindex is not None:
-            self.addrindex.start()
         if self.pruner is not None:  # blocks the indexes have still to read stay
             self.pruner.locks.append(self.indexes.prune_lock)
         self._init_mempool()
@@ -484,8 +483,6 @@ class Node:
                 log.error("Failed to dump mempool: %s", err)
         if getattr(self, "indexes", None) is not None:
             self.indexes.close()  # first: their threads read the chain
-        if self.addrindex is not None:
-            self.addrindex.close()
         if self.chain is not None:
             self.chain.close()  # (closes its script checker)
         elif self._scripts is not None:

@@ -56,16 +56,6 @@ def configure(cfg) -> int | None:
     return port
 
 
-def open_index(cfg, datadir, chain, wipe: bool = False):
-    """The address index, when -esplora is on (opened before the chain loads, so that
-    -reindex wipes it; start() it once the chain is loaded)."""
-    if esplora_port(cfg) is None:
-        return None
-    from node.index.addrindex import AddrIndex
-
-    return AddrIndex(datadir / "indexes" / "addrindex" / "db", chain, wipe)
-
-
 async def start(node, index):
     """Start the server for a running node (after the chain, the mempool and P2P)."""
     port = esplora_port(node.config)
