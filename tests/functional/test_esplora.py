@@ -558,7 +558,7 @@ def test_options(tmp_path):
         assert (status, body, headers["Access-Control-Allow-Origin"]) == (200, b"0",
                                                                           "http://x.test")
         # it implies the indexes it needs
-        assert {"txindex", "txospenderindex"} <= set(node.call("getindexinfo"))
+        assert {"txindex", "txospenderindex", "addrindex"} <= set(node.call("getindexinfo"))
     finally:
         node.stop()
     port = free_port()
