@@ -252,7 +252,7 @@ def test_getinfo(node):
     assert "\n".join(lines) + "\n" == (
         f"Chain: regtest\nBlocks: {N_BLOCKS}\nHeaders: {N_BLOCKS}\n"
         "Difficulty: 4.656542373906925e-10\n\n"
-        "Network: in 0, out 0, total 0\nVersion: 10000\nTime offset (s): 0\n"
+        f"Network: in 0, out 0, total 0\nVersion: {net['version']}\nTime offset (s): 0\n"
         f"Proxy: N/A\nMin tx relay fee rate (BTC/kvB): {net['relayfee']:.8f}\n\n"
         f"Wallet: default\nKeypool size: {keypool}\n"
         "Transaction fee rate (-paytxfee) (BTC/kvB): 0.00000000\n\n"
