@@ -160,6 +160,7 @@ def sendrawtransaction(node, hexstring, maxfeerate, maxburnamount):
 
 
 REGISTRY["sendrawtransaction"].prepare = _prepare_send
+REGISTRY["sendrawtransaction"].inline_if_free = True  # (small ones: see registry.py)
 
 
 @rpc("testmempoolaccept", "Rawtransactions",
@@ -233,6 +234,9 @@ def testmempoolaccept(node, rawtxs, maxfeerate):
                 item["reject-details"] = f"{err.reason}, {err.debug}" if err.debug else err.reason
         out.append(item)
     return out
+
+
+REGISTRY["testmempoolaccept"].inline_if_free = True  # (small ones: see registry.py)
 
 
 def deprecated(node, name: str) -> bool:

@@ -93,6 +93,12 @@ class Method:
     examples: list[str] = field(default_factory=list)
     # Run on the event loop (must be fast and lock-free) instead of a worker thread.
     inline: bool = False
+    # Run on the event loop when the request is small (server.INLINE_SMALL) and the chain's
+    # lock is free at that moment, holding it for the call; otherwise on a worker thread.
+    # For methods whose work on a small request is bounded by its size (sendrawtransaction
+    # of a small transaction): the thread hand-off costs more than they do. They must not
+    # wait for anything the loop does.
+    inline_if_free: bool = False
     # Called once with the params of every call to this method in a JSON-RPC batch, before
     # they run one by one (to do shared work in bulk); may return a callable to run when
     # the batch is done.

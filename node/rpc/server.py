@@ -31,6 +31,7 @@ import asyncio
 import base64
 import contextlib
 import ctypes
+import hashlib
 import hmac
 import ipaddress
 import json
@@ -70,6 +71,7 @@ WRITE_CHUNK = 1 << 20
 BIG_AT_ONCE = 2  # big requests processed at the same time (the others wait their turn)
 AUTH_FAIL_DELAY = 0.25
 COOKIE_USER = "__cookie__"
+CACHE_MAX = 1024  # entries kept of checked Authorization headers and of peers' addresses
 
 
 @dataclass
@@ -98,14 +100,30 @@ class Credentials:
                     f"Invalid -rpcauth argument {entry!r} (expected user:salt$hash)"
                 ) from None
             self.hashed.append((name, salt, digest.lower()))
+        # Authorization headers found valid, by their SHA-256 (a client sends the same one
+        # with every call): the HMACs of -rpcauth are worked out once, not per call.
+        self._valid: dict[bytes, str] = {}
 
     def add_cookie(self, password: str) -> None:
         self.plain.append((COOKIE_USER, password))
+        self._valid.clear()
 
     def check(self, header: str | None) -> str | None:
         """The user name of valid Basic credentials, None otherwise."""
         if not header or not header.startswith("Basic "):
             return None
+        # (Looked up by digest: how long the lookup takes says nothing about the secrets.)
+        key = hashlib.sha256(header.encode("utf-8", "surrogatepass")).digest()
+        user = self._valid.get(key)
+        if user is None:
+            user = self._check(header)
+            if user is not None:
+                if len(self._valid) >= CACHE_MAX:
+                    self._valid.clear()
+                self._valid[key] = user
+        return user
+
+    def _check(self, header: str) -> str | None:
         try:
             raw = base64.b64decode(header[6:], validate=True)
         except ValueError:
@@ -191,6 +209,7 @@ class RPCServer:
         self.in_executor = 0  # requests handed to threads, running or waiting
         self.bind = bind
         self.allow = [ipaddress.ip_network(a, strict=False) for a in allow]
+        self._allowed: dict[str, bool] = {}  # peer address -> allowed by -rpcallowip
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rpc")
         self.warmup: str | None = "Loading block index..."
         self.active: dict[int, tuple[str, float]] = {}  # for getrpcinfo
@@ -263,6 +282,15 @@ class RPCServer:
             self.in_executor -= 1
 
     def allowed(self, peer: str) -> bool:
+        ok = self._allowed.get(peer)
+        if ok is None:
+            ok = self._check_allowed(peer)
+            if len(self._allowed) >= CACHE_MAX:
+                self._allowed.clear()
+            self._allowed[peer] = ok
+        return ok
+
+    def _check_allowed(self, peer: str) -> bool:
         try:
             ip = ipaddress.ip_address(peer)
         except ValueError:
@@ -297,9 +325,16 @@ class RPCServer:
             req = _parse(body)
             if allowed is not None and not _permitted(req, allowed, user):
                 return web.Response(status=403)
-            if isinstance(req, dict) and _is_inline(req):
-                # Fast, lock-free methods answer on the loop without a thread hop.
-                return await self._send(request, *self._encode(*self._call(req, wallet, peer)))
+            method = _method_of(req)
+            if method is not None:
+                if method.inline:
+                    # Fast, lock-free methods answer on the loop without a thread hop.
+                    return await self._send(request,
+                                            *self._encode(*self._call(req, wallet, peer)))
+                if method.inline_if_free and len(body) <= INLINE_SMALL:
+                    reply = self._call_if_free(req, wallet, peer)
+                    if reply is not None:
+                        return await self._send(request, *reply)
         # Parsing a big body, running the method and encoding its reply all happen on a
         # worker thread, so the loop keeps serving other clients meanwhile.
         loop = asyncio.get_running_loop()
@@ -343,6 +378,16 @@ class RPCServer:
             resp = web.Response(status=413, text="Request body too large")
             resp.force_close()
             return resp
+        content = request.content
+        if content.is_eof() and content.exception() is None:
+            # The whole body has arrived already (a small request: most of them): taken as
+            # it is, without a wait.
+            data = content.read_nowait(-1)
+            if len(data) > MAX_BODY:
+                resp = web.Response(status=413, text="Request body too large")
+                resp.force_close()
+                return resp
+            return data
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -400,6 +445,20 @@ class RPCServer:
             loop.run_in_executor(None, release_memory)
 
         loop.call_later(0.5, run)
+
+    def _call_if_free(self, req: dict, wallet: str | None,
+                      peer: str) -> tuple[int, bytes | None] | None:
+        """A small call of an `inline_if_free` method, on the loop, when the chain's lock can
+        be taken without waiting (its encoded reply); None when it cannot (a block being
+        connected, other calls running): then it goes to a thread as any call."""
+        chain = getattr(self.node, "chain", None)
+        lock = getattr(chain, "lock", None)
+        if self.warmup is not None or lock is None or not lock.acquire(blocking=False):
+            return None
+        try:
+            return self._encode(*self._call(req, wallet, peer))
+        finally:
+            lock.release()
 
     def _process(self, req: Any, body: bytes, wallet: str | None, peer: str,
                  allowed: set[str] | None = None, user: str = "") -> tuple[int, bytes | None]:
@@ -588,6 +647,10 @@ class RPCServer:
 _UNPARSED = object()
 _UNPARSABLE = object()
 INLINE_PARSE_MAX = 16 * 1024  # bodies up to this size are parsed on the loop
+# Bodies up to this size may run an `inline_if_free` method on the loop: a transaction of at
+# most 2 kB, whose checks take a few milliseconds at worst (standard scripts' signature
+# checks are bounded by their size).
+INLINE_SMALL = 4 * 1024
 
 
 def _parse(body: bytes) -> Any:
@@ -672,10 +735,12 @@ def _has_wallet_call(req: Any) -> bool:
                and r["method"] not in REGISTRY for r in items)
 
 
-def _is_inline(req: dict) -> bool:
+def _method_of(req: Any) -> Any:
+    """The registry's method a single request calls, None for a batch or an unknown one."""
+    if not isinstance(req, dict):
+        return None
     name = req.get("method")
-    method = REGISTRY.get(name) if isinstance(name, str) else None
-    return method is not None and method.inline
+    return REGISTRY.get(name) if isinstance(name, str) else None
 
 
 
