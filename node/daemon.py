@@ -639,6 +639,10 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _on_signal)
     tune_gc()
+    # The event loop waits for the GIL after each system call (a socket write, a select)
+    # while the validation thread runs Python: at most this long (default 5 ms) instead of
+    # several times 5 ms per RPC call during a sync (issue 20).
+    sys.setswitchinterval(0.001)
     if any(a in ("-h", "-help", "--help", "-?") for a in argv):
         print(USAGE)
         return 0

@@ -24,6 +24,7 @@ import struct
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 
 from consensus.serialize import DeserializationError
 from node import clock
@@ -38,6 +39,8 @@ SEND_BUFFER_PAUSE = 5_000_000  # unsent bytes: stop handling the peer's requests
 # -maxsendbuffer default, 5,000 kB; the manager sets each peer's from the option)
 MAX_SEND_BUFFER = 256 * 1024 * 1024  # unsent bytes a peer may leave us holding at most
 DRAIN_ABOVE = 1024 * 1024  # block serving waits when more than this is unsent
+STEP_BUDGET = 0.0005  # seconds of handling a peer's messages before the loop runs others
+WAITED = 0.0002  # a read that took longer waited for its bytes (the loop ran others then)
 
 INBOUND = "inbound"
 OUTBOUND_FULL_RELAY = "outbound-full-relay"
@@ -128,6 +131,7 @@ class Peer:
         self.connected_at = clock.now()
         self.closed = False
         self.disconnect_reason = ""
+        self._step_start = 0.0  # (perf_counter) when the loop last ran others (_yield)
         # counters (getpeerinfo, getnettotals)
         self.bytes_sent = 0
         self.bytes_recv = 0
@@ -337,8 +341,13 @@ class Peer:
                 if transport.get_write_buffer_size() > self.send_buffer_pause:
                     await self.wait_send_room()  # (fPauseSend: its requests wait)
                     continue
+                t = perf_counter()
                 command, payload = await read()
+                if (now := perf_counter()) - t > WAITED:
+                    self._step_start = now  # (it waited for the bytes: a new step)
                 await dispatch(handle, command, payload)
+                if perf_counter() - self._step_start > STEP_BUDGET:
+                    await self._yield()
         except ProtocolViolation as err:
             self.close(str(err))
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
@@ -349,6 +358,13 @@ class Peer:
                     self._v2_key_sent:
                 self.v2_retry_v1 = True  # (Core: more than a v1 header's worth was sent)
             self.close(self.disconnect_reason or "done")
+
+    async def _yield(self) -> None:
+        """Let the loop run what else is ready (an RPC call, other peers) before the next
+        message: while the peer's bytes are buffered, reading them never suspends, and a
+        burst of blocks would otherwise be handled in one long step of the loop."""
+        await asyncio.sleep(0)
+        self._step_start = perf_counter()
 
     def _undecodable(self, command: str, payload: bytes, err: Exception) -> None:
         """A message whose payload does not parse is dropped, the connection kept (Core
@@ -388,14 +404,19 @@ class Peer:
                 if self.send_paused:
                     await self.wait_send_room()  # (fPauseSend: its requests wait)
                     continue
+                start = perf_counter()
                 try:
                     rest = t.read_length(await reader.readexactly(v2t.LENGTH_LEN))
                     msg = t.read_packet(await reader.readexactly(rest))
                 except V2TransportError as err:
                     raise ProtocolViolation(f"{err}, peer={self.id}") from None
+                if (now := perf_counter()) - start > WAITED:
+                    self._step_start = now  # (it waited for the bytes: a new step)
                 self.last_recv = clock.now()
                 if msg is not None:  # (None: a decoy)
                     await self._v2_message(handle, *msg)
+                if perf_counter() - self._step_start > STEP_BUDGET:
+                    await self._yield()
                 continue
             need = t.bytes_needed()
             if t.state == v2t.APP or t.state == v2t.VERSION:
