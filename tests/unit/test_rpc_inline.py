@@ -121,3 +121,13 @@ def test_allowed_is_the_same_from_the_cache():
             assert not srv.allowed("10.2.0.1") and not srv.allowed("junk")
     finally:
         srv.executor.shutdown()
+
+
+def test_loop_has_work_sees_callbacks_waiting():
+    async def run() -> tuple[bool, bool]:
+        await asyncio.sleep(0)
+        idle = server_mod._loop_has_work()
+        asyncio.get_running_loop().call_soon(lambda: None)  # (another client's turn)
+        return idle, server_mod._loop_has_work()
+
+    assert asyncio.run(run()) == (False, True)
