@@ -5,6 +5,7 @@ bridge (as separate hosts), end to end; skipped where network namespaces cannot 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 
@@ -20,8 +21,9 @@ def _can_make_namespaces() -> str | None:
     why = available()
     if why is not None:
         return why
-    r = subprocess.run(["ip", "netns", "add", "mbprobe"], capture_output=True, text=True)
-    subprocess.run(["ip", "netns", "del", "mbprobe"], capture_output=True)
+    name = f"mbprobe{os.getpid()}"  # (every test worker probes at collection)
+    r = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
     return None if r.returncode == 0 else f"cannot create a network namespace: {r.stderr}"
 
 

@@ -5,7 +5,7 @@ from consensus.params import REGTEST
 from node.index import Indexes
 from tests.chainbuilder import ChainBuilder
 from tests.unit.test_chain import open_chain
-from tests.unit.test_indexes import feed
+from tests.unit.test_indexes import feed, wait_synced
 
 
 def test_addrindex_with_the_others(tmp_path) -> None:
@@ -20,7 +20,7 @@ def test_addrindex_with_the_others(tmp_path) -> None:
         assert ixs.prune_lock() == 0  # (not started: it still has every block to read)
         ixs.start()
         feed(chain, blocks[8:])
-        ixs.block_until_synced()
+        wait_synced(ixs, chain)  # (block_until_synced, as Core's, does not wait for a first sync)
         assert ixs.info("addrindex") == {"addrindex": {"synced": True,
                                                        "best_block_height": 12}}
         assert set(ixs.info()) == {"txindex", "addrindex"}
