@@ -111,7 +111,9 @@ def test_wait_for_blocks(node):
     assert node.call("waitforblock", "11" * 32, 100)["hash"] == tip
     fails(-1, "Negative timeout", node.call, "waitfornewblock", -1)
     got = {}
-    waiter = threading.Thread(target=lambda: got.update(node.call("waitfornewblock", 30000)))
+    # (with the tip it knows: the thread may call only after the block below is mined)
+    waiter = threading.Thread(
+        target=lambda: got.update(node.call("waitfornewblock", 30000, tip)))
     waiter.start()
     node.call("setmocktime", GENESIS_TIME + (HEIGHT + 1) * 600)
     new = node.call("generatetoaddress", 1, ADDR)[0]
