@@ -210,25 +210,24 @@ class EsploraQuery:
             self._blocks.put(e.hash, info)
         return info
 
-    def merkle_proof(self, txid: bytes) -> dict:
+    def _confirmed_in(self, txid: bytes):
+        """The block holding a confirmed transaction, its position there and the block's
+        txids (what both merkle proofs are built from)."""
         with self.view() as view:
             pos = view.tx_position(txid)
             e = view.block_at(pos[0]) if pos is not None else None
             if e is None:
                 raise not_found("Transaction not found or is unconfirmed")
-            txids = self._block_info(e)[2]
-            index = pos[1]
-            branch = [h[::-1].hex() for h in merkle_branch(txids, index)]
-            return {"block_height": e.height, "merkle": branch, "pos": index}
+            return e, pos[1], self._block_info(e)[2]
+
+    def merkle_proof(self, txid: bytes) -> dict:
+        e, index, txids = self._confirmed_in(txid)
+        branch = [h[::-1].hex() for h in merkle_branch(txids, index)]
+        return {"block_height": e.height, "merkle": branch, "pos": index}
 
     def merkleblock_proof(self, txid: bytes) -> str:
-        with self.view() as view:
-            pos = view.tx_position(txid)
-            e = view.block_at(pos[0]) if pos is not None else None
-            if e is None:
-                raise not_found("Transaction not found or is unconfirmed")
-            txids = self._block_info(e)[2]
-            return MerkleBlock.for_txids(e.header(), txids, {txid}).serialize().hex()
+        e, _, txids = self._confirmed_in(txid)
+        return MerkleBlock.for_txids(e.header(), txids, {txid}).serialize().hex()
 
     def _spend_json(self, view: AddrView, txid: bytes, n: int) -> dict:
         s = view.spender(txid, n)

@@ -329,14 +329,20 @@ def verifychain(node, checklevel, nblocks) -> bool:
      [Arg("blockhash", STR, help="the hash of the block to mark as invalid")],
      description="Permanently marks a block as invalid, as if it violated a consensus rule.")
 def invalidateblock(node, blockhash) -> None:
+    # ValueError, BlockFileError: nothing changed (all or nothing)
+    _change_chain(node.chain.invalidate_block, blockhash, (ValueError, BlockFileError))
+
+
+def _change_chain(change, blockhash, db_errors: tuple = ()) -> None:
+    """Call a chain change on a block: Core's -5 for an unknown block, -20 for the errors
+    that leave the chain as it was (damaged block data)."""
     h = parse_hash(blockhash, "blockhash")
     try:
-        node.chain.invalidate_block(h)
+        change(h)
     except KeyError:
         raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Block not found") from None
-    except (ValueError, BlockFileError) as err:  # nothing changed (all or nothing)
+    except db_errors as err:
         raise RPCError(RPC_DATABASE_ERROR, str(err)) from None
-    return None
 
 
 @rpc("reconsiderblock", "Blockchain",
@@ -345,12 +351,7 @@ def invalidateblock(node, blockhash) -> None:
                  "reconsider them for activation.\nThis can be used to undo the effects of "
                  "invalidateblock.")
 def reconsiderblock(node, blockhash) -> None:
-    h = parse_hash(blockhash, "blockhash")
-    try:
-        node.chain.reconsider_block(h)
-    except KeyError:
-        raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Block not found") from None
-    return None
+    _change_chain(node.chain.reconsider_block, blockhash)
 
 
 @rpc("preciousblock", "Blockchain",
@@ -359,14 +360,8 @@ def reconsiderblock(node, blockhash) -> None:
                  "A later preciousblock call can override the effect of an earlier one.\n\n"
                  "The effects of preciousblock are not retained across restarts.")
 def preciousblock(node, blockhash) -> None:
-    h = parse_hash(blockhash, "blockhash")
-    try:
-        node.chain.precious_block(h)
-    except KeyError:
-        raise RPCError(RPC_INVALID_ADDRESS_OR_KEY, "Block not found") from None
-    except BlockFileError as err:  # a reorg that could not read its data: nothing moved
-        raise RPCError(RPC_DATABASE_ERROR, str(err)) from None
-    return None
+    # BlockFileError: a reorg that could not read its data: nothing moved
+    _change_chain(node.chain.precious_block, blockhash, (BlockFileError,))
 
 
 
