@@ -16,6 +16,11 @@ one we would not serve (BlockRequestAllowed: not in the active chain and stale f
 a month), when the start height is above the stop block, or when the range is too long. A
 request the index cannot answer yet (still building) gets no answer, as Core's.
 
+One difference from Core: once the index has caught up with the chain, a request that reaches
+a block connected a moment ago waits for the index to add it (up to INDEX_WAIT seconds).
+Core answers nothing then, and a light client that asks as soon as it hears of a block times
+the peer out (seen with Kyoto, our only peer, on a loaded machine).
+
 The message classes register themselves in node.p2p.messages.MESSAGES when this module is
 imported; `install` adds the handlers to a PeerManager.
 """
@@ -38,6 +43,8 @@ MAX_GETCFILTERS_SIZE = 1000
 MAX_GETCFHEADERS_SIZE = 2000
 CFCHECKPT_INTERVAL = 1000
 MAX_VECTOR = (m.MAX_PROTOCOL_MESSAGE_LENGTH - 65) // 32  # hashes a message can hold
+INDEX_WAIT = 10.0  # seconds a request waits for a caught-up index to add a new block
+INDEX_POLL = 0.05
 
 
 def _hash_vector(r: Reader) -> list[bytes]:
@@ -236,9 +243,26 @@ class FilterServer:
             return None
         return stop
 
-    async def _lookup(self, fn, *args):
-        """An index read off the loop (up to 2,000 LevelDB reads and hashes)."""
-        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+    async def _lookup(self, fn, stop, *args):
+        """An index read off the loop (up to 2,000 LevelDB reads and hashes); IndexNotReady
+        when the index lacks a block of the range and is not about to add it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + INDEX_WAIT
+        while True:
+            try:
+                return await loop.run_in_executor(None, fn, self.index, stop, *args)
+            except IndexNotReady:
+                if not self._index_catching_up(stop) or loop.time() > deadline:
+                    raise
+            await asyncio.sleep(INDEX_POLL)
+
+    def _index_catching_up(self, stop) -> bool:
+        """Whether the index, caught up once, is behind a stop block of the active chain (it
+        follows the chain: the block's filter is coming)."""
+        index = self.index
+        best = index.best
+        return index.synced and self.net.chain.in_active_chain(stop) \
+            and (best is None or best.height < stop.height)
 
     async def on_getcfilters(self, peer, msg: GetCFilters) -> None:
         stop = self._prepare(peer, msg.filter_type, msg.start_height, msg.stop_hash,
@@ -246,7 +270,7 @@ class FilterServer:
         if stop is None:
             return
         try:
-            filters = await self._lookup(_filter_range, self.index, stop, msg.start_height)
+            filters = await self._lookup(_filter_range, stop, msg.start_height)
         except IndexNotReady:
             log.debug("Failed to find block filter in index: filter_type=basic, "
                       "start_height=%d, stop_hash=%s", msg.start_height, stop.hash_hex())
@@ -261,8 +285,7 @@ class FilterServer:
         if stop is None:
             return
         try:
-            prev, hashes = await self._lookup(cfheaders_for, self.index, stop,
-                                              msg.start_height)
+            prev, hashes = await self._lookup(cfheaders_for, stop, msg.start_height)
         except IndexNotReady:
             log.debug("Failed to find block filter hashes in index: filter_type=basic, "
                       "start_height=%d, stop_hash=%s", msg.start_height, stop.hash_hex())
@@ -274,7 +297,7 @@ class FilterServer:
         if stop is None:
             return
         try:
-            headers = await self._lookup(cfcheckpt_for, self.index, stop)
+            headers = await self._lookup(cfcheckpt_for, stop)
         except IndexNotReady:
             log.debug("Failed to find block filter header in index: filter_type=basic, "
                       "block_hash=%s", stop.hash_hex())

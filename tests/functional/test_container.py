@@ -142,6 +142,9 @@ def test_compose_network_mines_pays_and_resumes(compose):
     assert _cli(compose, "node1", "getconnectioncount") == 2
     # The miner's coinbases pay node0's wallet; mature some and pay node2's.
     _rpc(compose.port, "generatetoaddress", 101, _rpc(compose.port, "getnewaddress"))
+    # (each node's wallet is created by its entrypoint, beside the starting node)
+    wait_until(lambda: _cli(compose, "node2", "listwallets") == ["default"], 60,
+               "node2's wallet")
     to = _cli(compose, "node2", "getnewaddress")
     txid = _rpc(compose.port, "sendtoaddress", to, 1.5)
     wait_until(lambda: _cli(compose, "node2", "getbalance") == Decimal("1.5"), 60,
@@ -177,6 +180,7 @@ def test_node_on_another_network_syncs_through_a_published_port(base):
             return _result(_run("docker", "exec", name, *CLI, *args, timeout=90).stdout)
 
         wait_until(lambda: cli(f"{tag}-b", "getconnectioncount") == 1, 60, "B dials A")
+        wait_until(lambda: cli(f"{tag}-a", "listwallets") == ["default"], 60, "A's wallet")
         addr = cli(f"{tag}-a", "getnewaddress")
         cli(f"{tag}-a", "generatetoaddress", "5", addr)
         best = cli(f"{tag}-a", "getbestblockhash")

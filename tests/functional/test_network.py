@@ -45,6 +45,9 @@ def test_partition_both_halves_mine_heal_and_resume(folder):
     net = Network(folder)
     assert [net.call(i, "getconnectioncount") for i in range(4)] == [1, 2, 2, 1]
     net_cli(folder, "mine", "101", "--node", "0")
+    # Node 3 mines on node 0's blocks: it must have them first (else two chains of equal
+    # work, and each node keeps the one it saw first).
+    wait_until(lambda: net.call(3, "getblockcount") == 101, 30, "node 0's blocks at node 3")
     net_cli(folder, "mine", "101", "--node", "3")
     wait_until(lambda: len({net.call(i, "getbestblockhash") for i in range(4)}) == 1, 30,
                "shared start")
