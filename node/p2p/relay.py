@@ -31,7 +31,6 @@ MAX_TX_QUEUE_BYTES = 32 * 1024 * 1024  # received, waiting for validation: then 
 MAX_TX_SIZE = 400_000  # bytes: a transaction over the standard weight is not even parsed
 IBD_HEADERS_AHEAD = 24  # blocks behind our best header: catching up, relay is ignored
 TX_MSG_TYPES = (m.MSG_TX, m.MSG_WTX, m.MSG_WITNESS_TX)
-BLOCK_MSG_TYPES = (m.MSG_BLOCK, m.MSG_WITNESS_BLOCK)
 # Transactions submitted locally are announced again until a peer asks for one: first after
 # 10 to 15 minutes, then every 10 to 15 minutes (Core's ReattemptInitialBroadcast), on the
 # node's scheduler so that `mockscheduler` brings it forward.
@@ -288,39 +287,22 @@ class Relay:
             peer.send(m.GetData(want))
 
     async def on_getdata(self, peer: Peer, msg: m.GetData) -> None:
+        """Transactions asked for (blocks go to BlockSync.serve_blocks)."""
         not_found: list[m.Inv] = []
-        loop = self.net.loop
         for item in msg.items:
             if peer.closed:
                 return
             t = item.type
-            if t in TX_MSG_TYPES:
-                mp = self.mempool
-                e = mp.by_wtxid.get(item.hash) if t == m.MSG_WTX else mp.entries.get(item.hash)
-                if e is None:
-                    not_found.append(item)
-                    continue
-                # Asked for: it has reached the network (Core's RemoveUnbroadcastTx).
-                mp.unbroadcast.discard(e.txid)
-                peer.send_raw("tx", e.tx.serialize(witness=t != m.MSG_TX))
-                if peer.send_paused:  # (Core's fPauseSend: the rest once the peer reads)
-                    await peer.wait_send_room()
-            elif t in BLOCK_MSG_TYPES:
-                e = self.chain.get(item.hash)
-                if e is None or not e.have_data or e.failed:
-                    not_found.append(item)
-                    continue
-                try:
-                    raw = await loop.run_in_executor(None, _block_bytes, self.chain, e,
-                                                     t == m.MSG_WITNESS_BLOCK)
-                except Exception as err:  # unreadable block file: the operator must look
-                    log.error("cannot serve block %s: %s", e.hash_hex(), err)
-                    not_found.append(item)
-                    continue
-                peer.send_raw("block", raw)
-                await peer.drain()
-            else:
-                not_found.append(item)  # (filtered and compact blocks are not served)
+            mp = self.mempool
+            e = mp.by_wtxid.get(item.hash) if t == m.MSG_WTX else mp.entries.get(item.hash)
+            if e is None:
+                not_found.append(item)
+                continue
+            # Asked for: it has reached the network (Core's RemoveUnbroadcastTx).
+            mp.unbroadcast.discard(e.txid)
+            peer.send_raw("tx", e.tx.serialize(witness=t != m.MSG_TX))
+            if peer.send_paused:  # (Core's fPauseSend: the rest once the peer reads)
+                await peer.wait_send_room()
         if not_found:
             peer.send(m.NotFound(not_found))
 
@@ -459,12 +441,3 @@ class Relay:
         peer.tx_requested.clear()
         for other in self.net.peers():  # what it was asked for, others may have announced
             self._request_from(other)
-
-
-def _block_bytes(chain, e, witness: bool) -> bytes:
-    raw = chain.read_raw_block(e)
-    if witness:
-        return raw
-    from consensus.block import Block
-
-    return Block.from_bytes(raw).serialize(witness=False)

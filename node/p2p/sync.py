@@ -69,6 +69,10 @@ def _block_bytes(chain, e, witness: bool) -> bytes:
     return Block.from_bytes(raw).serialize(witness=False)
 
 
+def _nothing() -> None:
+    """A validation-thread job that returns once the jobs queued before it are done."""
+
+
 def last_common_ancestor(a, b):
     if a.height > b.height:
         a = a.ancestor(b.height)
@@ -465,6 +469,13 @@ class BlockSync:
             e = self.chain.get(item.hash)
             if e is None:
                 continue
+            if not self.block_request_allowed(e) and self._being_connected(e):
+                # As Core's ProcessGetBlockData (ActivateBestChain first): a block we are
+                # connecting, announced early to high-bandwidth peers, is served once
+                # connected. Ignored, its requester would wait for the download timeout.
+                await self.net.validate(_nothing)
+                if peer.closed:
+                    return
             if not self.block_request_allowed(e):
                 log.debug("ProcessGetBlockData: ignoring request from peer=%d for old block "
                           "that isn't in the main chain", peer.id)
@@ -499,6 +510,12 @@ class BlockSync:
             peer.send_raw("block", raw)
             self._maybe_continue(peer, e.hash)
             await peer.drain()
+
+    def _being_connected(self, e) -> bool:
+        """A block received and queued for (or in) validation, or stored with all its
+        parents and not yet connected: the validation thread is about to decide on it."""
+        return not e.failed and (e.hash in self.processing or (
+            e.have_data and bool(e.chain_tx) and not e.is_valid(VALID_SCRIPTS)))
 
     async def on_getblocks(self, peer: Peer, msg: m.GetBlocks) -> None:
         """An inv of up to 500 blocks of our chain after the locator's fork point. When the
