@@ -12,3 +12,9 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     .venv/bin/python -m pip install --quiet -e '.[test]'
     echo "$want" > "$stamp"
 fi
+# The project's own modules compiled to bytecode now (pip does this for the packages it
+# installs, not for an editable install's source tree). Python writes .pyc files itself on
+# first import, unless PYTHONDONTWRITEBYTECODE is set, as it is on some machines and CI
+# runners: then every minibtcd start compiled about 90 modules again, 0.18 s of a 0.54 s
+# start-up. Up to date, this takes under 0.1 s.
+.venv/bin/python -m compileall -q -j 0 consensus node wallet regtest >/dev/null
