@@ -248,17 +248,15 @@ class Node:
     def _init_wallets(self) -> None:
         """Mount the wallets of <datadir>/wallets and load those asked for (-wallet, and
         settings.json's load_on_startup list), as Core: none is created by itself. The
-        wallets reach this node over its own JSON-RPC, as they would from another process."""
-        from wallet.nodeclient import NodeClient
+        wallets reach this node through its JSON-RPC, handed to the RPC server in this
+        process (node/rpc/local.py)."""
+        from node.rpc.local import LocalNodeClient
         from wallet.service import WalletManager
 
         cfg = self.config
         host, port = next((b for b in self.rpc.bound if ":" not in b[0]), self.rpc.bound[0])
         url = f"http://{host}:{port}/" if ":" not in host else f"http://[{host}]:{port}/"
-        if cfg.rpcpassword:
-            client = NodeClient(url, cfg.rpcuser, cfg.rpcpassword)
-        else:
-            client = NodeClient(url, cookie_file=self.datadir / ".cookie")
+        client = LocalNodeClient(self.rpc, url)
         (self.datadir / "wallets").mkdir(exist_ok=True)  # as Core, even while empty
         manager = WalletManager(self.datadir / "wallets", self.params, client, self.settings)
         manager.options = cfg  # wallet options (-keypool, -addresstype, ...): cfg.arg_*()

@@ -61,6 +61,17 @@ class NodeClient:
 
     def _post(self, payload: Any) -> Any:
         body = json.dumps(payload, default=_json_default).encode()
+        status, data = self._exchange(body)
+        if status == 401:
+            raise NodeUnreachable(self.url, "authorization failed (wrong RPC user/password "
+                                  "or cookie)")
+        try:
+            return json.loads(data, parse_float=Decimal)
+        except ValueError:
+            raise NodeUnreachable(self.url, f"HTTP {status}, not a JSON-RPC reply") from None
+
+    def _exchange(self, body: bytes) -> tuple[int, bytes]:
+        """The transport: a request body sent, (HTTP status, reply body) back."""
         headers = {"Content-Type": "application/json", "Authorization": self._auth()}
         with self._lock:
             for attempt in (0, 1):  # a kept-alive connection the server closed: retry once
@@ -70,9 +81,7 @@ class NodeClient:
                 try:
                     self._conn.request("POST", self.path, body, headers)
                     resp = self._conn.getresponse()
-                    data = resp.read()
-                    status = resp.status
-                    break
+                    return resp.status, resp.read()
                 except (http.client.RemoteDisconnected, BrokenPipeError,
                         ConnectionResetError) as err:
                     self._close()
@@ -82,13 +91,7 @@ class NodeClient:
                     self._close()
                     reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
                     raise NodeUnreachable(self.url, reason) from None
-        if status == 401:
-            raise NodeUnreachable(self.url, "authorization failed (wrong RPC user/password "
-                                  "or cookie)")
-        try:
-            return json.loads(data, parse_float=Decimal)
-        except ValueError:
-            raise NodeUnreachable(self.url, f"HTTP {status}, not a JSON-RPC reply") from None
+        raise AssertionError("unreachable")
 
     def _close(self) -> None:
         if self._conn is not None:

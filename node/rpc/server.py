@@ -463,6 +463,12 @@ class RPCServer:
         finally:
             lock.release()
 
+    def process_local(self, body: bytes, peer: str) -> tuple[int, bytes | None]:
+        """A request from inside this process (the mounted wallets' client of their node,
+        node/rpc/local.py): parsed, run and encoded as one over HTTP, on the caller's
+        thread."""
+        return self._process(_UNPARSED, body, None, peer)
+
     def _process(self, req: Any, body: bytes, wallet: str | None, peer: str,
                  allowed: set[str] | None = None, user: str = "") -> tuple[int, bytes | None]:
         if req is _UNPARSED:

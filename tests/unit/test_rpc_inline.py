@@ -123,11 +123,63 @@ def test_allowed_is_the_same_from_the_cache():
         srv.executor.shutdown()
 
 
-def test_loop_has_work_sees_callbacks_waiting():
-    async def run() -> tuple[bool, bool]:
-        await asyncio.sleep(0)
-        idle = server_mod._loop_has_work()
-        asyncio.get_running_loop().call_soon(lambda: None)  # (another client's turn)
-        return idle, server_mod._loop_has_work()
+def test_inline_if_free_stays_on_the_loop_with_many_clients(monkeypatch):
+    """Eight clients at once: each small call still runs on the loop (a hand-off to a
+    thread costs more than the call: eight connections ran slower than one that way)."""
+    monkeypatch.setitem(REGISTRY, "whereami", Method(
+        "whereami", "Test", _where, [Arg("text", "string", False)], "", inline_if_free=True))
+    node = SimpleNamespace(chain=SimpleNamespace(lock=threading.RLock()))
+    srv = RPCServer(node, Credentials("u", "p", []), [("127.0.0.1", 0)], ["127.0.0.1/32"],
+                    threads=2)
+    srv.warmup = None
 
-    assert asyncio.run(run()) == (False, True)
+    async def run() -> tuple[str, list[str]]:
+        await srv.start()
+        host, port = srv.bound[0]
+        url = f"http://{host}:{port}/"
+        try:
+            replies = await asyncio.gather(*[
+                _call(url, {"method": "whereami", "params": ["x"], "id": i})
+                for i in range(8) for _ in range(5)])
+        finally:
+            await srv.stop()
+        return threading.current_thread().name, [r["result"] for _, r in replies]
+
+    loop_thread, where = asyncio.run(run())
+    assert where == [loop_thread] * 40
+
+
+def test_local_client_is_json_rpc_without_the_socket(monkeypatch):
+    """The mounted wallets' client (node/rpc/local.py): the same requests, replies and errors
+    as over HTTP (amounts as Decimal, the server's codes), with no connection at all."""
+    from decimal import Decimal
+
+    from node.rpc.local import LocalNodeClient
+    from node.rpc.registry import NUM
+    from wallet.nodeclient import NodeRPCError
+
+    def halve(node, amount):
+        return {"half": Decimal(str(amount)) / 2, "thread": threading.current_thread().name}
+
+    monkeypatch.setitem(REGISTRY, "halve", Method("halve", "Test", halve,
+                                                  [Arg("amount", NUM, False)], ""))
+    srv = RPCServer(SimpleNamespace(), Credentials("u", "p", []), [("127.0.0.1", 0)],
+                    ["127.0.0.1/32"], threads=1)
+    client = LocalNodeClient(srv, "http://127.0.0.1:1/")  # (nothing listens: never dialled)
+    try:
+        srv.warmup = "Loading block index..."
+        try:
+            client.call("halve", 3)
+            raise AssertionError("no -28 in warm-up")
+        except NodeRPCError as err:
+            assert err.code == -28
+        srv.warmup = None
+        got = client.call("halve", Decimal("0.00000003"))
+        assert got == {"half": Decimal("1.5E-8"), "thread": threading.current_thread().name}
+        assert isinstance(got["half"], Decimal)
+        out = client.batch([("halve", [1]), ("nosuchmethod", []), ("halve", ["x"])])
+        assert out[0]["half"] == Decimal("0.5")
+        assert isinstance(out[1], NodeRPCError) and out[1].code == -32601
+        assert isinstance(out[2], NodeRPCError) and out[2].code == -3
+    finally:
+        srv.executor.shutdown()
