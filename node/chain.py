@@ -436,6 +436,13 @@ class ChainState:
     def read_raw_block(self, e: BlockIndexEntry) -> bytes:
         return self.files.read_block(e.file, e.data_pos)
 
+    def read_block_part(self, e: BlockIndexEntry, offset: int, size: int) -> bytes:
+        """`size` bytes of block e's stored serialization from `offset` (a transaction at
+        the place an index recorded). Raises BlockFileError."""
+        if not e.have_data:
+            raise BlockFileError(f"block {e.hash_hex()} is not stored (headers only)")
+        return self.files.read_part(e.file, e.data_pos + offset, size)
+
     def get_coin(self, txid: bytes, n: int) -> Coin | None:
         with self.lock:
             return self.coins.get(outpoint_key(txid, n))

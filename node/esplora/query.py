@@ -16,7 +16,7 @@ from consensus.tx import Transaction, TxOut
 from node.esplora.encode import block_json, status_json, tx_json
 from node.esplora.mempoolview import MempoolView, stats_json
 from node.index.addrindex import AddrIndex, AddrView
-from node.store.blockfiles import BlockFileError, xor_bytes
+from node.store.blockfiles import BlockFileError
 from wallet.address import AddressError, address_to_script, decode_address
 
 CHAIN_TXS_PER_PAGE = 25
@@ -106,15 +106,10 @@ class EsploraQuery:
         e = view.block_at(height)
         if e is None:
             raise EsploraError(503, "index ahead of the chain")
-        files = self.chain.files
-        start = e.data_pos + offset
         try:
-            with open(files.block_path(e.file), "rb") as f:
-                f.seek(start)
-                raw = f.read(size)
-        except OSError as err:
+            raw = self.chain.read_block_part(e, offset, size)
+        except (BlockFileError, OSError) as err:
             raise EsploraError(503, f"cannot read block file: {err}") from None
-        raw = xor_bytes(raw, files.key, start)
         try:
             return Transaction.deserialize(Reader(raw))
         except DeserializationError as err:

@@ -186,20 +186,38 @@ class BlockFiles:
 
     # -- reading -----------------------------------------------------------------------------
 
+    def _reader(self, kind: str, file_no: int, path: Path):  # noqa: ANN202
+        """An open handle on the file (kept for the next reads); call with the lock held."""
+        fh = self._readers.get((kind, file_no))
+        if fh is None:
+            try:
+                fh = open(path, "rb")
+            except FileNotFoundError:
+                raise BlockFileError(f"missing file {path}") from None
+            self._readers[(kind, file_no)] = fh
+            if len(self._readers) > MAX_OPEN_READERS:
+                self._readers.popitem(last=False)[1].close()  # type: ignore[attr-defined]
+        else:
+            self._readers.move_to_end((kind, file_no))
+        return fh
+
+    def read_part(self, file_no: int, start: int, size: int) -> bytes:
+        """`size` bytes of blk<file_no>.dat from `start` (a transaction inside a stored
+        block, at the offset an index recorded)."""
+        path = self._path("blk", file_no)
+        with self._lock:
+            fh = self._reader("blk", file_no, path)
+            fh.seek(start)
+            data = xor_bytes(fh.read(size), self.key, start)
+        if len(data) != size:
+            raise BlockFileError(f"truncated {path}: {size} bytes at offset {start} asked for, "
+                                 f"file has {len(data)}")
+        return data
+
     def _read_framed(self, kind: str, file_no: int, pos: int, trailer: int) -> bytes:
         path = self._path(kind, file_no)
         with self._lock:
-            fh = self._readers.get((kind, file_no))
-            if fh is None:
-                try:
-                    fh = open(path, "rb")
-                except FileNotFoundError:
-                    raise BlockFileError(f"missing file {path}") from None
-                self._readers[(kind, file_no)] = fh
-                if len(self._readers) > MAX_OPEN_READERS:
-                    self._readers.popitem(last=False)[1].close()  # type: ignore[attr-defined]
-            else:
-                self._readers.move_to_end((kind, file_no))
+            fh = self._reader(kind, file_no, path)
             if pos < 8:
                 raise BlockFileError(f"corrupt {path}: bad position {pos}")
             fh.seek(pos - 8)  # type: ignore[attr-defined]

@@ -365,3 +365,22 @@ def test_signed_p2wpkh_and_p2tr_spends(chain, cb):
                              [TxOut(98 * COIN, w.p2wpkh)]), tx.vout)
     chain.process_block(cb.next_block(chain.tip.hash, [tx2], fees=COIN))
     assert chain.height == 104
+
+
+def test_read_block_part_reads_a_transaction_where_an_index_recorded_it(chain, cb):
+    """read_block_part (what Esplora's address index reads a transaction with): the stored
+    bytes at an offset inside the block, the block file's XOR key undone; past the end of
+    the file it says so."""
+    from consensus.serialize import Reader
+    from node.store.blockfiles import BlockFileError
+
+    blocks = mature(chain, cb, 3)
+    e = chain.get(blocks[-1].hash)
+    raw = blocks[-1].serialize()
+    tx = blocks[-1].txs[0].serialize()
+    offset = raw.index(tx)
+    got = chain.read_block_part(e, offset, len(tx))
+    assert got == tx
+    assert Transaction.deserialize(Reader(got)).txid == blocks[-1].txs[0].txid
+    with pytest.raises(BlockFileError, match="truncated"):
+        chain.read_block_part(e, len(raw), 10_000_000)
