@@ -477,7 +477,9 @@ class Peer:
             return
         self.closed = True
         self.disconnect_reason = reason
-        log.info("disconnecting peer=%d (%s): %s", self.id, self.addr, reason)
+        # (debug=net, as Core's CloseSocketDisconnect: with many peers coming and going,
+        # a line each at info level buries the log)
+        log.debug("disconnecting peer=%d (%s): %s", self.id, self.addr, reason)
         try:
             self.writer.close()
         except RuntimeError:  # the loop is closing
