@@ -1034,6 +1034,8 @@ class BlockSync:
             # (the clock restarts with each block the peer delivers, as Core's)
             if peer.in_flight and not peer.pending_blocks > MAX_PENDING_BLOCKS and \
                     now - peer.downloading_since > BLOCK_DOWNLOAD_TIMEOUT:
+                log.info("Timeout downloading block %s from peer=%d, disconnecting",
+                         next(iter(peer.in_flight))[::-1].hex(), peer.id)
                 peer.close("block download timeout")
         self.schedule()
 
