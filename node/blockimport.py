@@ -4,10 +4,11 @@ files (-reindex, -reindex-chainstate)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from consensus.block import Block
+from consensus.checks import check_block
 from consensus.errors import ValidationError
 from consensus.serialize import DeserializationError
 from node.chain import ChainState
@@ -39,6 +40,65 @@ def _parsed_blocks(path: Path, magic: bytes, stats: ImportStats, key: bytes = by
             log.warning("%s: unreadable block at offset %d: %s", path, pos, err)
 
 
+class _ReadAhead:
+    """The readable blocks of a framed file, each parsed and checked (check_block, which
+    needs no chain context) one block ahead: while the script workers check a block, the
+    chain prepares the next one here (ScriptChecker.while_checking) instead of idling, so
+    the workers are not idle while it parses and hashes that block afterwards."""
+
+    def __init__(self, chain: ChainState, path: Path, stats: ImportStats) -> None:
+        self.chain = chain
+        self.path = path
+        self.stats = stats
+        self._raws = scan_block_file(path, chain.params.message_start, bytes(8))
+        self._next: tuple[Block, bytes, bool] | None = None  # (block, raw, checked)
+        self._error: Exception | None = None  # raised again by __next__, in its turn
+        self._end = False
+
+    def prepare(self) -> None:
+        """Read the next block unless it is read already (idempotent)."""
+        if self._next is not None or self._end or self._error is not None:
+            return
+        try:
+            self._read()
+        except Exception as err:  # (e.g. a read error) not the current block's
+            self._error = err
+
+    def _read(self) -> None:
+        for pos, raw in self._raws:
+            try:
+                block = Block.from_bytes(raw)
+            except DeserializationError as err:
+                self.stats.unreadable += 1
+                log.warning("%s: unreadable block at offset %d: %s", self.path, pos, err)
+                continue
+            self._next = (block, raw, self._check(block))
+            return
+        self._end = True
+
+    def _check(self, block: Block) -> bool:
+        """Whether check_block passed. A block that fails is checked again (and the error
+        raised) when processed, as without read-ahead; stored blocks are skipped."""
+        e = self.chain.get(block.hash)
+        if e is not None and e.have_data:
+            return False
+        try:
+            check_block(block, self.chain.params)
+        except Exception:
+            return False
+        return True
+
+    def __iter__(self) -> Iterator[tuple[Block, bytes, bool]]:
+        while True:
+            self.prepare()
+            if self._error is not None:
+                raise self._error
+            if self._next is None:
+                return
+            item, self._next = self._next, None
+            yield item
+
+
 def _out_of_order(block: Block) -> None:
     log.debug("LoadExternalBlockFile: Out of order block %s, parent %s not known",
               block.hash_hex(), block.header.prev_hash[::-1].hex())
@@ -62,21 +122,23 @@ def load_external_block_file(chain: ChainState, path: Path,
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"-loadblock file not found: {path}")
-    waiting: dict[bytes, list[tuple[Block, bytes]]] = {}
-    for _, block, raw in _parsed_blocks(path, chain.params.message_start, stats):
-        queue = [(block, raw)]
+    waiting: dict[bytes, list[tuple[Block, bytes, bool]]] = {}
+    blocks = _ReadAhead(chain, path, stats)
+    for block, raw, checked in blocks:
+        queue = [(block, raw, checked)]
         while queue:
-            b, braw = queue.pop()
+            b, braw, bchecked = queue.pop()
             e = chain.get(b.hash)
             if e is not None and e.have_data:
                 stats.known += 1
             elif b.header.prev_hash not in chain.index:
                 _out_of_order(b)
-                waiting.setdefault(b.header.prev_hash, []).append((b, braw))
+                waiting.setdefault(b.header.prev_hash, []).append((b, braw, bchecked))
                 continue
             else:
                 try:
-                    chain.process_block(b, braw)
+                    with chain.scripts.while_checking(blocks.prepare):
+                        chain.process_block(b, braw, checked=bchecked)
                     stats.new += 1
                 except ValidationError as err:
                     stats.invalid += 1

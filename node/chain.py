@@ -544,11 +544,15 @@ class ChainState:
             self.index_db.put(e)
             return e
 
-    def process_block(self, block: Block, raw: bytes | None = None) -> BlockIndexEntry:
+    def process_block(self, block: Block, raw: bytes | None = None,
+                      checked: bool = False) -> BlockIndexEntry:
         """Check, store and (if it makes the best chain) connect a block. Raises
         ValidationError for an invalid block; the node stays on its best valid chain.
-        `raw`, the block's serialization if the caller has it, saves re-serializing it."""
-        check_block(block, self.params)
+        `raw`, the block's serialization if the caller has it, saves re-serializing it.
+        checked: check_block has passed on this (unchanged) block object already (Core's
+        CBlock::fChecked)."""
+        if not checked:
+            check_block(block, self.params)
         with self.lock:
             e = self._accept_block(block, raw=raw)
         self.activate_best_chain()

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from consensus.errors import ValidationError
 from consensus.script.errors import ScriptError
@@ -62,6 +65,7 @@ class ScriptChecker:
         # Totals over the blocks checked: transactions found in the script execution cache,
         # transactions and inputs that had to be checked.
         self.stats = {"blocks": 0, "txs_cached": 0, "txs_checked": 0, "inputs_checked": 0}
+        self._local = threading.local()  # the calling thread's idle task (while_checking)
 
     @property
     def parallel(self) -> bool:
@@ -75,6 +79,20 @@ class ScriptChecker:
             for job in jobs:
                 block.add(job)
             block.finish()
+
+    @contextmanager
+    def while_checking(self, task: Callable[[], None]) -> Iterator[None]:
+        """Within the block: while a block's scripts are checked in the workers, this
+        thread runs `task` (at most once per block) instead of checking some itself, e.g.
+        an import parses and checks its next block (Core overlaps the same work across
+        threads). The task must be independent of the block being connected, and should
+        be idempotent: it may run for several blocks, or for none (small blocks are
+        checked here, with nothing to overlap)."""
+        self._local.task = task
+        try:
+            yield
+        finally:
+            self._local.task = None
 
     def begin_block(self) -> BlockScripts:
         """Checks of a block whose jobs are added as they are prepared (the workers start on
@@ -112,7 +130,7 @@ class BlockScripts:
 
     def finish(self) -> None:
         try:
-            cached, inputs = self.session.finish()
+            cached, inputs = self.session.finish(getattr(self.checker._local, "task", None))
         except ScriptError as err:
             where = f" in transaction {err.txid[::-1].hex()} input {err.input_index}" if (
                 err.txid is not None) else ""

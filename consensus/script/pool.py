@@ -55,7 +55,7 @@ import select
 import struct
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 
 from consensus.script.errors import ScriptError
@@ -574,8 +574,12 @@ class CheckSession:
         cache: ScriptExecutionCache | None | object = _DEFAULT,
         use_sigcache: bool = True,
         stream_chunk_inputs: int | None = None,
+        idle_inputs: int = 384,
     ) -> None:
         self.pool = pool
+        # Queued per worker before the caller's idle work (finish): ~10 ms of checks, and
+        # (20 kB per 96 inputs) well within a socket's send buffer, so sends never block.
+        self.idle_inputs = idle_inputs
         self.cache: ScriptExecutionCache | None = (
             SCRIPT_EXECUTION_CACHE if cache is _DEFAULT else cache  # type: ignore[assignment]
         )
@@ -685,14 +689,17 @@ class CheckSession:
     def _feed(self, fd: int) -> None:
         q = self._inflight[fd]
         while len(q) < 2 and self._next < len(self.chunks) and self.failed_at is None:
-            payload = self.pool._payload(self.items, self.chunks[self._next], self._packed,
-                                         self.use_sigcache)
-            try:
-                self._by_fd[fd].send_bytes(payload)
-            except OSError:
-                raise WorkerDied("script check worker pipe closed") from None
-            q.append(self._next)
+            self._send(fd, self._next)
             self._next += 1
+
+    def _send(self, fd: int, idx: int) -> None:
+        payload = self.pool._payload(self.items, self.chunks[idx], self._packed,
+                                     self.use_sigcache)
+        try:
+            self._by_fd[fd].send_bytes(payload)
+        except OSError:
+            raise WorkerDied("script check worker pipe closed") from None
+        self._inflight[fd].append(idx)
 
     def _collect(self, timeout_ms: int | None) -> None:
         assert self._poller is not None
@@ -736,10 +743,13 @@ class CheckSession:
             out.append(cur)
         self.chunks[self._next:] = out
 
-    def finish(self) -> tuple[int, int]:
+    def finish(self, idle: Callable[[], None] | None = None) -> tuple[int, int]:
         """Wait for every check; raises ScriptError (with .txid and .input_index) for the
         first failing input in item order. Returns (transactions found in the cache,
-        inputs checked); successes go into the cache."""
+        inputs checked); successes go into the cache.
+
+        idle: other work of the caller's, run once while the workers check (see
+        _run_idle); it must not depend on the outcome of these checks."""
         if self._finished:
             raise RuntimeError("CheckSession already finished")
         self._finished = True
@@ -752,7 +762,7 @@ class CheckSession:
                 self._activate()
             if self._active:
                 try:
-                    self._finish_parallel()
+                    self._finish_parallel(idle)
                 except WorkerDied:
                     self._break()
             if self._broken or not self._active:
@@ -775,10 +785,12 @@ class CheckSession:
                     add(k)
         return self.cached, self.n_inputs
 
-    def _finish_parallel(self) -> None:
+    def _finish_parallel(self, idle: Callable[[], None] | None) -> None:
         self._resplit()
         for fd in self._by_fd:
             self._feed(fd)
+        if idle is not None:
+            self._run_idle(idle)
         if self.pool.caller_checks:
             txdata: dict[int, PrecomputedTxData] = {}
             sigcache = SIGNATURE_CACHE if self.use_sigcache else None
@@ -791,6 +803,29 @@ class CheckSession:
                 self._collect(0)
         while any(self._inflight.values()):
             self._collect(None)
+
+    def _run_idle(self, idle: Callable[[], None]) -> None:
+        """Run the caller's other work while the workers check, instead of checking chunks
+        here: the workers first get a deeper queue (up to idle_inputs each, at most the
+        share of the rest they would check anyway), so that they do not run dry while the
+        caller is away."""
+        if not any(self._inflight.values()):
+            return  # nothing to overlap with
+        rest = sum(self._chunk_inputs(i) for i in range(self._next, len(self.chunks)))
+        share = rest * len(self._by_fd) // (len(self._by_fd) + self.pool.caller_checks)
+        ahead = min(self.idle_inputs, share // len(self._by_fd))
+        for fd in self._by_fd:
+            q = self._inflight[fd]
+            queued = sum(self._chunk_inputs(i) for i in q)
+            while queued < ahead and self._next < len(self.chunks) and self.failed_at is None:
+                self._send(fd, self._next)
+                queued += self._chunk_inputs(self._next)
+                self._next += 1
+        idle()
+        self._collect(0)
+
+    def _chunk_inputs(self, idx: int) -> int:
+        return sum(end - start for _, start, end in self.chunks[idx])
 
     def close(self) -> None:
         """Give up on what is not finished (the chunks in flight are waited for, so the

@@ -320,3 +320,59 @@ def test_reindex_flag_survives_index_wipe(tmp_path):
         assert db.is_reindexing()  # a crash right after the wipe still restarts the reindex
     finally:
         db.close()
+
+
+def test_import_reads_ahead_while_scripts_are_checked_and_still_rejects(tmp_path,
+                                                                      monkeypatch):
+    """-loadblock parses and checks the next block while the worker checks a block's
+    scripts (ScriptChecker.while_checking). A script failure in that block still rejects it
+    (the first failing input in order reported) and its child after it, and leaves the
+    chain at the block before."""
+    import consensus.script.pool as pool_mod
+    from consensus.script.verify import SCRIPT_EXECUTION_CACHE
+    from node.scriptcheck import ScriptChecker
+    from tests.chainbuilder import OP_TRUE, P2WSH_TRUE
+
+    cb = ChainBuilder()
+    blocks = cb.chain(REGTEST.genesis, 101, spk=P2WSH_TRUE)
+    n = 150
+    fan = spend_tx([(blocks[0].txs[0].txid, 0)], [COIN // 10] * (2 * n), spk=P2WSH_TRUE,
+                   witness=[OP_TRUE])
+    blocks.append(cb.next_block(blocks[-1], [fan], fees=50 * COIN - 2 * n * (COIN // 10)))
+
+    def spends(first: int, bad: tuple[int, ...] = ()) -> list:
+        return [spend_tx([(fan.txid, first + i)], [COIN // 10], spk=P2WSH_TRUE,
+                         witness=[b"\x00" if i in bad else OP_TRUE]) for i in range(n)]
+
+    blocks.append(cb.next_block(blocks[-1], spends(0)))
+    bad_txs = spends(n, bad=(140, 90))
+    blocks.append(cb.next_block(blocks[-1], bad_txs))  # fails at its 90th transaction
+    blocks.append(cb.next_block(blocks[-1]))  # its child
+    f = tmp_path / "blk.dat"
+    write_blk_file(f, blocks)
+
+    idle_at: list[int] = []
+    real_run_idle = pool_mod.CheckSession._run_idle
+
+    def run_idle(session, idle):
+        idle_at.append(c.height)  # the block being connected is c.height + 1
+        real_run_idle(session, idle)
+
+    monkeypatch.setattr(pool_mod.CheckSession, "_run_idle", run_idle)
+    SCRIPT_EXECUTION_CACHE.clear()
+    c = ChainState(tmp_path / "n", REGTEST, dbcache_mb=8,
+                   scripts=ScriptChecker(1, caller_checks=True))
+    c.load()
+    try:
+        stats = load_external_block_file(c, f)
+        assert (stats.new, stats.invalid) == (103, 2)
+        assert 103 in idle_at  # the bad block's checks overlapped reading its child
+        assert c.tip.hash == blocks[102].hash
+        bad = c.get(blocks[103].hash)
+        assert bad.status & FAILED_VALID
+        assert c.get(blocks[104].hash) is None  # refused at its header: bad-prevblk
+        err = c.invalid_errors[blocks[103].hash]
+        assert err.reason.startswith("block-script-verify-flag-failed")
+        assert bad_txs[90].txid[::-1].hex() in err.debug
+    finally:
+        c.close()

@@ -358,3 +358,41 @@ def test_block_scripts_error_is_cores_block_reason() -> None:
             block.finish()
     assert err.value.reason.startswith("block-script-verify-flag-failed")
     assert checker.stats["blocks"] == 0
+
+
+def test_session_runs_the_callers_idle_work_while_the_worker_checks() -> None:
+    """finish(idle): the caller does its other work once, with the worker's queue deepened
+    first, and the first failure in order is still the one reported."""
+    rng = random.Random(14)
+    items = [(*p2wpkh_tx(rng, 2), BLOCK) for _ in range(60)]
+    for bad in (58, 50):
+        tx = items[bad][0]
+        tx.vin[1].witness = [tx.vin[0].witness[0], tx.vin[1].witness[1]]
+        tx.rehash()
+    pool = ScriptCheckPool(workers=1, caller_checks=True, min_parallel_inputs=16)
+    runs: list[int] = []
+    try:
+        with CheckSession(pool, cache=None, stream_chunk_inputs=8, idle_inputs=32) as session:
+            for item in items:
+                session.add(item)
+
+            def idle() -> None:
+                runs.append(sum(session._chunk_inputs(i) for i in session._inflight[
+                    next(iter(session._inflight))]))
+
+            with pytest.raises(pool_mod.ScriptError) as err:
+                session.finish(idle)
+        assert (err.value.txid, err.value.input_index) == (items[50][0].txid, 1)
+        assert len(runs) == 1 and runs[0] > 0  # the worker had work queued meanwhile
+        good = [(*p2wpkh_tx(rng, 2), BLOCK) for _ in range(40)]
+        with CheckSession(pool, cache=None, stream_chunk_inputs=8) as session:
+            for item in good:
+                session.add(item)
+            assert session.finish(lambda: runs.append(0)) == (0, 80)
+        assert len(runs) == 2
+        small = CheckSession(pool, cache=None)  # checked here: nothing to overlap with
+        small.add(good[0])
+        assert small.finish(lambda: runs.append(0)) == (0, 2)
+        assert len(runs) == 2
+    finally:
+        pool.close()
