@@ -15,7 +15,7 @@ from consensus.block import (
 from consensus.errors import ValidationError
 from consensus.params import ChainParams
 from consensus.pow import check_proof_of_work
-from consensus.script.script import sigop_count
+from consensus.script.script import find_sigop_byte, sigop_count
 from consensus.tx import WITNESS_SCALE_FACTOR, Transaction
 
 MAX_BLOCK_WEIGHT = 4_000_000
@@ -64,9 +64,11 @@ def legacy_sigop_count(tx: Transaction) -> int:
     """Core's GetLegacySigOpCount: inaccurate counts over every scriptSig and scriptPubKey."""
     n = 0
     for txin in tx.vin:
-        n += sigop_count(txin.script_sig, False)
+        if find_sigop_byte(txin.script_sig):  # (most scripts have none: no call)
+            n += sigop_count(txin.script_sig, False)
     for out in tx.vout:
-        n += sigop_count(out.script_pubkey, False)
+        if find_sigop_byte(out.script_pubkey):
+            n += sigop_count(out.script_pubkey, False)
     return n
 
 

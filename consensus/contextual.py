@@ -19,6 +19,7 @@ from consensus.checks import (
 )
 from consensus.errors import ValidationError
 from consensus.params import ChainParams
+from consensus.script.opcodes import OP_1
 from consensus.script.script import (
     is_p2sh,
     last_push,
@@ -230,6 +231,11 @@ def _witness_sigops(version: int, program: bytes, witness: list[bytes]) -> int:
 
 def witness_sigop_count(script_sig: bytes, spk: bytes, witness: list[bytes]) -> int:
     """Core's CountWitnessSigOps for one input (WITNESS flag assumed on)."""
+    n = len(spk)  # the two common programs first, without building (version, program)
+    if n == 22 and spk[0] == 0 and spk[1] == 20:
+        return 1  # P2WPKH
+    if n == 34 and spk[0] == OP_1 and spk[1] == 32:
+        return 0  # P2TR: taproot budgets sigops by weight
     wp = witness_program(spk)
     if wp is not None:
         return _witness_sigops(wp[0], wp[1], witness)

@@ -624,8 +624,13 @@ class CheckSession:
             raise ValueError("spent_outputs must have one entry per input")
         cache = self.cache
         if cache is not None:
-            ks = [cache.key(tx, f) for f in flag_sets(flags)]
-            if all([cache.contains(k) for k in ks]):
+            if isinstance(flags, int):  # (a block's items: one flag set, one key)
+                ks = [cache.key(tx, flags)]
+                hit = cache.contains(ks[0])
+            else:
+                ks = [cache.key(tx, f) for f in flags]
+                hit = all([cache.contains(k) for k in ks])
+            if hit:
                 self.cached += 1
                 return
             self.keys[pos] = ks

@@ -8,6 +8,7 @@ contextual checks, the wallet) can import it without a cycle.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from consensus.script.num import encode_num
@@ -84,12 +85,20 @@ def iter_ops(script: bytes) -> Iterator[tuple[int, bytes | None, int]]:
         yield op, data, pc
 
 
+# A byte of OP_CHECKSIG, OP_CHECKSIGVERIFY, OP_CHECKMULTISIG or OP_CHECKMULTISIGVERIFY
+# (0xac..0xaf) anywhere in a script, or None: a script without one has no sigops (one C
+# call, where the walk of sigop_count costs a Python call per operation).
+find_sigop_byte = re.compile(rb"[\xac-\xaf]").search
+
+
 def sigop_count(script: bytes, accurate: bool = False) -> int:
     """Core's CScript::GetSigOpCount.
 
     CHECKSIG counts 1; CHECKMULTISIG counts 20, or with `accurate` the preceding OP_1..OP_16.
     Counting stops silently at a malformed push, as in Core.
     """
+    if find_sigop_byte(script) is None:
+        return 0
     n = 0
     last = 0xFF
     pc = 0

@@ -193,6 +193,45 @@ def test_legacy_sigop_counting():
     assert legacy_sigop_count(tx) == 1 + 20 + 1
 
 
+def test_sigop_counts_match_a_full_walk():
+    """The shortcuts (no CHECKSIG-family byte: no walk; the P2WPKH and P2TR programs) count
+    what walking every operation counts, for random scripts with pushes and truncations."""
+    import random
+
+    from consensus.contextual import _witness_sigops, witness_sigop_count
+    from consensus.script.script import ScriptParseError, get_op, sigop_count, witness_program
+
+    def walked(script: bytes, accurate: bool) -> int:
+        n, last, pc = 0, 0xFF, 0
+        while pc < len(script):
+            try:
+                op, _, pc = get_op(script, pc)
+            except ScriptParseError:
+                break
+            if op in (0xAC, 0xAD):
+                n += 1
+            elif op in (0xAE, 0xAF):
+                n += last - 0x50 if accurate and 0x51 <= last <= 0x60 else 20
+            last = op
+        return n
+
+    rng = random.Random(5)
+    alphabet = [0x00, 0x01, 0x02, 0x14, 0x20, 0x4C, 0x4D, 0x51, 0x52, 0x60, 0xAC, 0xAD, 0xAE,
+                0xAF, 0x87, 0xA9, 0x76]
+    for _ in range(3000):
+        script = bytes(rng.choice(alphabet) for _ in range(rng.randrange(0, 40)))
+        for accurate in (False, True):
+            assert sigop_count(script, accurate) == walked(script, accurate), script.hex()
+        tx = spend(sha256d(script), 0, 1, script)
+        tx.vin[0].script_sig = script[::-1]
+        assert legacy_sigop_count(tx) == walked(script, False) + walked(script[::-1], False)
+    for spk in (b"\x00\x14" + bytes(20), b"\x51\x20" + bytes(32), b"\x00\x20" + bytes(32),
+                b"\x51\x14" + bytes(20), b"\x00\x15" + bytes(20)):
+        wp = witness_program(spk)
+        expect = _witness_sigops(wp[0], wp[1], [b"\xac\xac"]) if wp else 0
+        assert witness_sigop_count(b"", spk, [b"\xac\xac"]) == expect
+
+
 def segwit_block():
     tx = spend(sha256d(b"w"), 0, 1, witness=[b"\x01" * 72])
     return make_block(PREV, 1, [tx], witness=True), tx
