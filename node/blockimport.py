@@ -52,7 +52,7 @@ class _ReadAhead:
         self.stats = stats
         self._raws = scan_block_file(path, chain.params.message_start, bytes(8))
         self._next: tuple[Block, bytes, bool] | None = None  # (block, raw, checked)
-        self._error: Exception | None = None  # raised again by __next__, in its turn
+        self._error: Exception | None = None  # raised by the iteration, in its turn
         self._end = False
 
     def prepare(self) -> None:

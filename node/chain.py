@@ -705,12 +705,7 @@ class ChainState:
             e.status |= HAVE_UNDO
         e.raise_validity(VALID_SCRIPTS)
         self.index_db.put(e)
-        coins = self.coins
-        for key, coin in changes.items():
-            if coin is None:
-                coins.spend(key)
-            else:
-                coins.add(key, coin, fresh_ok or not coin.coinbase)
+        self.coins.apply(changes, fresh_ok)
         self.active.append(e)
         self._unflushed_blocks += 1
         self.candidates.discard(e)  # the rest is pruned once per activation step

@@ -84,10 +84,10 @@ class ScriptChecker:
     def while_checking(self, task: Callable[[], None]) -> Iterator[None]:
         """Within the block: while a block's scripts are checked in the workers, this
         thread runs `task` (at most once per block) instead of checking some itself, e.g.
-        an import parses and checks its next block (Core overlaps the same work across
-        threads). The task must be independent of the block being connected, and should
-        be idempotent: it may run for several blocks, or for none (small blocks are
-        checked here, with nothing to overlap)."""
+        an import parses and checks its next block, which would otherwise leave the
+        workers idle later. The task must not depend on the block being connected, and
+        should be idempotent: it may run for several blocks, or for none (small blocks
+        are checked in this thread, with nothing to overlap)."""
         self._local.task = task
         try:
             yield

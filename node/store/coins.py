@@ -102,6 +102,35 @@ class CoinsCache:
             self._set(key, None)
             self.dirty.add(key)
 
+    def apply(self, changes: dict[bytes, Coin | None], fresh_ok: bool) -> None:
+        """A connected block's changes (None: spent), as spend() and add() one by one (add's
+        `fresh` for a coin: fresh_ok, or not a coinbase output), in one loop with no call
+        per coin: they are most of the work between two blocks, while the script workers
+        wait for the next block's checks."""
+        entries, dirty, fresh = self.entries, self.dirty, self.fresh
+        script_bytes = self._script_bytes
+        for key, coin in changes.items():
+            known = key in entries
+            if known:
+                old = entries[key]
+                if old is not None:
+                    script_bytes -= len(old.script_pubkey)
+            if coin is None:
+                if key in fresh:  # never written: forget it
+                    fresh.discard(key)
+                    dirty.discard(key)
+                    entries.pop(key, None)
+                else:
+                    entries[key] = None
+                    dirty.add(key)
+            else:
+                script_bytes += len(coin.script_pubkey)
+                entries[key] = coin
+                dirty.add(key)
+                if not known and (fresh_ok or not coin.coinbase):
+                    fresh.add(key)
+        self._script_bytes = script_bytes
+
     # -- flushing ----------------------------------------------------------------------------
 
     def memory_usage(self) -> int:

@@ -104,12 +104,14 @@ def decode_coin(raw: bytes) -> Coin:
 def encode_undo(spent: list[list[Coin]]) -> bytes:
     """The coins each non-coinbase transaction of a block spent, in input order."""
     parts = [compact_size(len(spent))]
+    append, pack = parts.append, _COIN_HEAD.pack
     for coins in spent:
-        parts.append(compact_size(len(coins)))
-        for c in coins:
-            rec = encode_coin(c)
-            parts.append(compact_size(len(rec)))
-            parts.append(rec)
+        append(compact_size(len(coins)))
+        for c in coins:  # (encode_coin, inlined: this runs for every input of a block)
+            spk = c.script_pubkey
+            append(compact_size(_COIN_HEAD.size + len(spk)))
+            append(pack(c.height << 1 | c.coinbase, c.value))
+            append(spk)
     return b"".join(parts)
 
 

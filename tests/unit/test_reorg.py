@@ -310,6 +310,43 @@ def test_coin_cache_size_accounting(tmp_path):
         cache.close()
 
 
+def test_coin_cache_apply_is_spend_and_add_one_by_one(tmp_path):
+    """apply(changes) leaves the cache (entries, dirty, fresh, size) as spend() and add()
+    called for each change, across flushes and coinbase/fresh combinations."""
+    import random
+
+    from consensus.contextual import Coin
+    from node.store.coins import CoinsCache
+
+    rng = random.Random(3)
+    a = CoinsCache(tmp_path / "a", 1 << 20)
+    b = CoinsCache(tmp_path / "b", 1 << 20)
+    try:
+        for rnd in range(30):
+            changes = {}
+            for _ in range(40):
+                key = bytes([rng.randrange(60)]) * 36
+                changes[key] = None if key in a.entries and rng.random() < 0.5 else Coin(
+                    rng.randrange(1, 99), b"\x51" * rng.randrange(1, 9), rnd,
+                    rng.random() < 0.3)
+            fresh_ok = rng.random() < 0.5
+            a.apply(changes, fresh_ok)
+            for key, coin in changes.items():
+                if coin is None:
+                    b.spend(key)
+                else:
+                    b.add(key, coin, fresh_ok or not coin.coinbase)
+            for x, y in ((a.entries, b.entries), (a.dirty, b.dirty), (a.fresh, b.fresh),
+                         (a._script_bytes, b._script_bytes)):
+                assert x == y
+            if rnd % 7 == 6:
+                a.flush(b"\x00" * 32, evict=False)
+                b.flush(b"\x00" * 32, evict=False)
+    finally:
+        a.close()
+        b.close()
+
+
 def test_reindex_flag_survives_index_wipe(tmp_path):
     from node.store.blockindex import BlockIndexDB
 
