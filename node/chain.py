@@ -795,7 +795,8 @@ class ChainState:
         spent_all: list[list[Coin]] = []
         # Script checks go to the workers as each transaction is prepared (Core's
         # CCheckQueueControl): they verify while this loop reads the next transaction's coins.
-        scripts = self.scripts.begin_block()
+        # (its input count: the worker gets the first checks after a few transactions)
+        scripts = self.scripts.begin_block(sum([len(tx.vin) for tx in block.txs]))
         try:
             for i, tx in enumerate(block.txs):
                 txid = tx.txid

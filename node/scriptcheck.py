@@ -94,10 +94,12 @@ class ScriptChecker:
         finally:
             self._local.task = None
 
-    def begin_block(self) -> BlockScripts:
+    def begin_block(self, n_inputs: int = 0) -> BlockScripts:
         """Checks of a block whose jobs are added as they are prepared (the workers start on
-        them at once): `with checker.begin_block() as b: b.add(job) ...; b.finish()`."""
-        return BlockScripts(self)
+        them at once): `with checker.begin_block() as b: b.add(job) ...; b.finish()`.
+        n_inputs, the block's input count if known, lets a large block's first chunk go to
+        the workers after a few transactions (CheckSession's expect_inputs)."""
+        return BlockScripts(self, n_inputs)
 
     def _done(self, n_jobs: int, cached: int, inputs: int) -> None:
         st = self.stats
@@ -117,9 +119,10 @@ class BlockScripts:
     pool with the process's script execution cache); finish() raises Core's
     block-script-verify-flag-failed ValidationError for the first failing input."""
 
-    def __init__(self, checker: ScriptChecker) -> None:
+    def __init__(self, checker: ScriptChecker, n_inputs: int = 0) -> None:
         self.checker = checker
-        self.session = CheckSession(checker.pool, cache=SCRIPT_EXECUTION_CACHE)
+        self.session = CheckSession(checker.pool, cache=SCRIPT_EXECUTION_CACHE,
+                                    expect_inputs=n_inputs)
         self.add = self.session.add
 
     def __enter__(self) -> BlockScripts:

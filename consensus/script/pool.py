@@ -574,7 +574,11 @@ class CheckSession:
         cache: ScriptExecutionCache | None | object = _DEFAULT,
         use_sigcache: bool = True,
         stream_chunk_inputs: int | None = None,
+        expect_inputs: int = 0,
     ) -> None:
+        """expect_inputs: how many inputs the caller will add, if known (a block's). When
+        that is enough for the workers, they get a first, small chunk at once, instead of
+        idling until min_parallel_inputs inputs have arrived."""
         self.pool = pool
         self.cache: ScriptExecutionCache | None = (
             SCRIPT_EXECUTION_CACHE if cache is _DEFAULT else cache  # type: ignore[assignment]
@@ -589,7 +593,8 @@ class CheckSession:
         self.cached = 0
         self.chunks: list[list[tuple[int, int, int]]] = []
         self._cur: list[tuple[int, int, int]] = []
-        self._room = self.stream_chunk
+        self._early = expect_inputs >= pool.min_parallel_inputs
+        self._room = pool.min_chunk_inputs if self._early else self.stream_chunk
         self._next = 0  # chunks[:_next] have been handed out
         self._packed: dict[int, tuple] = {}
         self._inflight: dict[int, deque[int]] = {}
@@ -650,7 +655,8 @@ class CheckSession:
         if self.failed_at is not None or self._broken:
             return
         if not self._active:
-            if self.pool.workers < 1 or self.n_inputs < self.pool.min_parallel_inputs:
+            if self.pool.workers < 1 or (
+                    self.n_inputs < self.pool.min_parallel_inputs and not self._early):
                 return
             self._activate()
         try:

@@ -395,3 +395,21 @@ def test_session_runs_the_callers_idle_work_while_the_worker_checks() -> None:
         assert len(runs) == 2
     finally:
         pool.close()
+
+
+def test_session_expecting_a_large_batch_hands_out_the_first_chunk_early() -> None:
+    rng = random.Random(15)
+    items = [(*p2wpkh_tx(rng, 2), BLOCK) for _ in range(60)]
+    pool = ScriptCheckPool(workers=1, caller_checks=True, min_parallel_inputs=64,
+                           min_chunk_inputs=8)
+    try:
+        for expect, early in ((120, True), (0, False)):
+            with CheckSession(pool, cache=None, expect_inputs=expect) as session:
+                for item in items[:5]:  # 10 inputs: far below min_parallel_inputs
+                    session.add(item)
+                assert (session._next > 0) is early
+                for item in items[5:]:
+                    session.add(item)
+                assert session.finish() == (0, 120)
+    finally:
+        pool.close()
