@@ -82,8 +82,8 @@ class ScriptChecker:
 
     @contextmanager
     def while_checking(self, task: Callable[[], None]) -> Iterator[None]:
-        """Within the block: while a block's scripts are checked in the workers, this
-        thread runs `task` (at most once per block) instead of checking some itself, e.g.
+        """Inside `with checker.while_checking(task):`, while a block's scripts are checked
+        in the workers, this thread runs `task` (at most once per block) first, e.g.
         an import parses and checks its next block, which would otherwise leave the
         workers idle later. The task must not depend on the block being connected, and
         should be idempotent: it may run for several blocks, or for none (small blocks
