@@ -48,9 +48,7 @@ class _ReadAhead:
 
     def __init__(self, chain: ChainState, path: Path, stats: ImportStats) -> None:
         self.chain = chain
-        self.path = path
-        self.stats = stats
-        self._raws = scan_block_file(path, chain.params.message_start, bytes(8))
+        self._blocks = _parsed_blocks(path, chain.params.message_start, stats)
         self._next: tuple[Block, bytes, bool] | None = None  # (block, raw, checked)
         self._error: Exception | None = None  # raised by the iteration, in its turn
         self._end = False
@@ -65,13 +63,7 @@ class _ReadAhead:
             self._error = err
 
     def _read(self) -> None:
-        for pos, raw in self._raws:
-            try:
-                block = Block.from_bytes(raw)
-            except DeserializationError as err:
-                self.stats.unreadable += 1
-                log.warning("%s: unreadable block at offset %d: %s", self.path, pos, err)
-                continue
+        for _, block, raw in self._blocks:
             self._next = (block, raw, self._check(block))
             return
         self._end = True
