@@ -59,6 +59,9 @@ def test_wallet_cli_everyday(folder):
     address = w("receive", "--server", url, "-w", "default").stdout.strip()
     assert address.startswith("bcrt1")
     net.mine(0, 101)
+    # Node 1 must have the blocks first: a payment from a coinbase it does not yet see as
+    # mature is refused (premature spend) and, announced once, never asked for again.
+    wait_until(lambda: net.call(1, "getblockcount") == 101, 30, "node 1 has the blocks")
     txid = net.send(0, 1, "3")
     wait_until(lambda: net.call(1, "getbalances", wallet=True)["mine"]["untrusted_pending"]
                == 3, 30, "node 1's wallet sees the payment")
