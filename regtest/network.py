@@ -61,13 +61,39 @@ def edges(topology: str, n: int) -> list[tuple[int, int]]:
 _handed_out: set[int] = set()
 
 
+PORT_RANGE_ENV = "MINIBTC_PORT_RANGE"  # e.g. "20000-23999": where free_port picks
+
+
+def _port_range() -> tuple[int, int]:
+    low, high = 20_000, 32_000
+    spec = os.environ.get(PORT_RANGE_ENV, "")
+    if spec:
+        try:
+            a, b = (int(x) for x in spec.split("-"))
+        except ValueError:
+            raise NetworkError(f"{PORT_RANGE_ENV}={spec!r}: expected LOW-HIGH, e.g. "
+                               f"20000-23999") from None
+        if not 1024 <= a < b <= 65535:
+            raise NetworkError(f"{PORT_RANGE_ENV}={spec!r}: expected 1024 <= LOW < HIGH "
+                               f"<= 65535")
+        low, high = a, b + 1
+    return low, high
+
+
 def free_port() -> int:
     """A port nobody listens on, below the kernel's ephemeral range (32768 and up on Linux),
     so that outgoing connections, which take their local ports from that range, never grab
-    it before a node binds it; never the same one twice in this process. (Random, so
-    networks and test runs side by side rarely meet.)"""
+    it before a node binds it; never the same one twice in this process. Random, so
+    networks side by side rarely meet; MINIBTC_PORT_RANGE=LOW-HIGH keeps them apart for
+    sure (the test suite gives each of its parallel workers a range of its own, as two
+    processes probing the same range can both find a port free before either binds it)."""
+    low, high = _port_range()
+    tries = 0
     while True:
-        port = random.randrange(20_000, 32_000)
+        tries += 1
+        if tries % 1000 == 0:  # the range handed out: the ports of nodes long gone are
+            _handed_out.clear()  # free again (the bind below still checks each)
+        port = random.randrange(low, high)
         if port in _handed_out:
             continue
         with socket.socket() as s:

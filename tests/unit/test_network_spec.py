@@ -45,3 +45,20 @@ def test_nested_edits_and_a_failed_one(tmp_path) -> None:
     except RuntimeError:
         pass
     assert net.spec.topology == "ring" and Spec.load(net.spec_path).topology == "ring"
+
+
+def test_free_port_stays_in_minibtc_port_range(monkeypatch):
+    """MINIBTC_PORT_RANGE keeps minibtc-net's ports apart from another process's (the test
+    suite's parallel workers each get one); a malformed range is a clear error."""
+    import pytest
+
+    from regtest import network
+
+    monkeypatch.setenv("MINIBTC_PORT_RANGE", "24100-24139")
+    monkeypatch.setattr(network, "_handed_out", set())
+    ports = [network.free_port() for _ in range(30)]
+    assert all(24100 <= p <= 24139 for p in ports) and len(set(ports)) == 30
+    for bad in ("24100", "x-y", "30000-20000", "80-90"):
+        monkeypatch.setenv("MINIBTC_PORT_RANGE", bad)
+        with pytest.raises(network.NetworkError, match="MINIBTC_PORT_RANGE"):
+            network.free_port()
