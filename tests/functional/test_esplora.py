@@ -381,7 +381,7 @@ def test_mempool_fees_and_broadcast(net):
                                        "POST")
     assert status == 200 and headers["Content-Type"].startswith("application/json"), body
     result = json.loads(body)
-    assert result["package_msg"] == "success"
+    assert result["package_msg"] == "success", result
     mempool = node.call("getrawmempool")
     assert pdec["txid"] in mempool and node.call("decoderawtransaction", child)["txid"] in mempool
     assert es.error("/txs/package", b"[1]")[0] == 400
