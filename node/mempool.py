@@ -649,16 +649,12 @@ class Mempool:
         with self.chain.lock:
             staged: list[MempoolEntry] = []
             try:
-                for tx in txs:
-                    try:
-                        self._accept(tx, False, False, None, allow_replacement=False,
-                                     staged=True, check_scripts=False)
-                    except MempoolReject as rej:
-                        # (as Core's: those before it keep no result, those after are not looked at)
-                        out.error = "transaction failed"
-                        out.results = {tx.wtxid: PackageTxResult("invalid", error=rej)}
-                        return out
-                    staged.append(self.entries[tx.txid])
+                failed = self._stage(txs, staged, check_scripts=False)
+                if failed is not None:
+                    # (as Core's: those before it keep no result, those after are not looked at)
+                    out.error = "transaction failed"
+                    out.results = failed
+                    return out
                 # The scripts last, as Core's: what passed before a failure keeps its result.
                 for e in staged:
                     coins = [self._coin(i.prevout.hash, i.prevout.n) for i in e.tx.vin]
@@ -755,15 +751,9 @@ class Mempool:
         staged: list[MempoolEntry] = []
         committed = False
         try:
-            for tx in txs:
-                try:
-                    # (replacing mempool transactions as a package, Core's package RBF, is not
-                    # done: a conflict is refused)
-                    self._accept(tx, False, False, None, check_fee=False,
-                                 allow_replacement=False, staged=True)
-                except MempoolReject as rej:
-                    return "transaction failed", {tx.wtxid: PackageTxResult("invalid", error=rej)}
-                staged.append(self.entries[tx.txid])
+            failed = self._stage(txs, staged, check_fee=False)
+            if failed is not None:
+                return "transaction failed", failed
             fees = sum(e.modified_fee for e in staged)
             size = sum(e.vsize for e in staged)
             failure = None
@@ -788,6 +778,21 @@ class Mempool:
         wtxids = [e.wtxid for e in staged]
         return None, {e.wtxid: PackageTxResult("valid", e.vsize, e.fee, rate, wtxids)
                       for e in staged}
+
+    def _stage(self, txs: list[Transaction], staged: list[MempoolEntry],
+               **checks: bool) -> dict[bytes, PackageTxResult] | None:
+        """Add txs in order as staged entries (appended to `staged`, for the caller to commit
+        or take back), replacing nothing: Core's package RBF is not done, a conflict is
+        refused. `checks`: _accept's check_fee/check_scripts. Stops at the first refusal:
+        its result, or None when all are staged."""
+        for tx in txs:
+            try:
+                self._accept(tx, False, False, None, allow_replacement=False, staged=True,
+                             **checks)
+            except MempoolReject as rej:
+                return {tx.wtxid: PackageTxResult("invalid", error=rej)}
+            staged.append(self.entries[tx.txid])
+        return None
 
     def _commit_staged(self, staged: list[MempoolEntry]) -> None:
         """Staged entries become ordinary ones: numbered and told, in order."""

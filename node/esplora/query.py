@@ -16,6 +16,7 @@ from consensus.tx import Transaction, TxOut
 from node.esplora.encode import block_json, status_json, tx_json
 from node.esplora.mempoolview import MempoolView, stats_json
 from node.index.addrindex import AddrIndex, AddrView
+from node.policy import MAX_PACKAGE_COUNT
 from node.store.blockfiles import BlockFileError
 from wallet.address import AddressError, address_to_script, decode_address
 
@@ -276,8 +277,8 @@ class EsploraQuery:
             raise bad_request(f"invalid JSON: {err}") from None
         if not isinstance(hexes, list) or not all(isinstance(h, str) for h in hexes):
             raise bad_request("expected a JSON array of transaction hex strings")
-        if len(hexes) > 25:
-            raise bad_request("Exceeded maximum of 25 transactions")
+        if len(hexes) > MAX_PACKAGE_COUNT:
+            raise bad_request(f"Exceeded maximum of {MAX_PACKAGE_COUNT} transactions")
         limits = {}
         for name in ("maxfeerate", "maxburnamount"):
             if name in params:

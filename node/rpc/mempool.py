@@ -174,10 +174,11 @@ REGISTRY["sendrawtransaction"].inline_if_free = True  # (small ones: see registr
                  "sendrawtransaction call.")
 def testmempoolaccept(node, rawtxs, maxfeerate):
     from node.mempool import PackageTxResult
-    from node.policy import fee_for
+    from node.policy import MAX_PACKAGE_COUNT, fee_for
 
-    if not rawtxs or len(rawtxs) > 25:
-        raise RPCError(RPC_INVALID_PARAMETER, "Array must contain between 1 and 25 transactions.")
+    if not rawtxs or len(rawtxs) > MAX_PACKAGE_COUNT:
+        raise RPCError(RPC_INVALID_PARAMETER, "Array must contain between 1 and "
+                       f"{MAX_PACKAGE_COUNT} transactions.")
     max_rate = _fee_rate_arg(maxfeerate, DEFAULT_MAX_RAW_TX_FEE_RATE)
     txs = [decode_tx(raw) for raw in rawtxs]
     if len(txs) == 1:

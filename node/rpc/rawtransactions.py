@@ -367,7 +367,6 @@ def construct_transaction(params, inputs, outputs, locktime, replaceable,
 
 # -- submitpackage ---------------------------------------------------------------------------
 
-MAX_PACKAGE_COUNT = 25  # Core's policy/packages.h
 
 
 def _child_with_parents_tree(txs: list[Transaction]) -> bool:
@@ -407,6 +406,8 @@ def submitpackage(node, package, maxfeerate, maxburnamount):
     if not isinstance(package, list):
         raise RPCError(RPC_TYPE_ERROR, f"JSON value of type {json_type(package)} is not of "
                        "expected type array")
+    from node.policy import MAX_PACKAGE_COUNT
+
     if not 2 <= len(package) <= MAX_PACKAGE_COUNT:
         raise RPCError(RPC_INVALID_PARAMETER, "Array must contain between 2 and "
                        f"{MAX_PACKAGE_COUNT} transactions.")
