@@ -55,13 +55,18 @@ from wallet.wallet import Wallet
 # -- addresses -------------------------------------------------------------------------------
 
 
+def _label(label: str) -> str:
+    """Core's LabelFromValue: any string but "*" (which means every label elsewhere)."""
+    if label == "*":
+        raise WalletError(RPC_WALLET_INVALID_LABEL_NAME, "Invalid label name")
+    return label
+
+
 @method("getnewaddress", Param("label", STR, ""), Param("address_type", STR, None),
         syncs=False)
 def getnewaddress(call: Call, label, address_type):
     w = call.w
-    if label == "*":
-        raise WalletError(-11, "Invalid label name")
-    return w.new_address(_output_type(address_type or w.address_type), label)
+    return w.new_address(_output_type(address_type or w.address_type), _label(label))
 
 
 @method("getrawchangeaddress", Param("address_type", STR, None), syncs=False)
@@ -200,13 +205,38 @@ def keypoolrefill(call: Call, newsize):
 @method("setlabel", Param("address", STR), Param("label", STR), syncs=False)
 def setlabel(call: Call, address, label):
     address_script(call.w, address)
-    call.w.set_label(address, label)
+    call.w.set_label(address, _label(label))
     return None
+
+
+def _purpose(w, address: str) -> str:
+    """Core's address book purpose: "receive" for the wallet's own addresses, "send" for
+    others it was given a label for."""
+    return "receive" if w.is_mine(decode_address(address, w.params).script) else "send"
 
 
 @method("listlabels", Param("purpose", STR, None), syncs=False)
 def listlabels(call: Call, purpose):
-    return sorted(set(call.w.labels.values()))
+    w = call.w
+    if not purpose:
+        return sorted(set(w.labels.values()))
+    if purpose not in ("send", "receive", "refund"):
+        raise WalletError(RPC_INVALID_PARAMETER, "Invalid 'purpose' argument, must be a known "
+                          "purpose string, typically 'send', or 'receive'.")
+    return sorted({label for address, label in w.labels.items()
+                   if _purpose(w, address) == purpose})
+
+
+@method("getaddressesbylabel", Param("label", STR), syncs=False)
+def getaddressesbylabel(call: Call, label):
+    """Core's getaddressesbylabel: each address with exactly this label, and its purpose."""
+    w = call.w
+    label = _label(label)
+    found = {address: {"purpose": _purpose(w, address)}
+             for address, name in sorted(w.labels.items()) if name == label}
+    if not found:
+        raise WalletError(RPC_WALLET_INVALID_LABEL_NAME, f"No addresses with label {label}")
+    return found
 
 
 @method("listdescriptors", Param("private", BOOL, False), syncs=False)
@@ -264,8 +294,8 @@ def _import_one(w: Wallet, req: dict, timestamp: int, warnings: list[str]) -> No
     label = req.get("label")
     if label is not None and not isinstance(label, str):
         raise WalletError(RPC_TYPE_ERROR, "label must be a string")
-    if label == "*":
-        raise WalletError(RPC_WALLET_INVALID_LABEL_NAME, "Invalid label name")
+    if label is not None:
+        _label(label)
     try:
         descs = parse_descriptors(text, w.params, require_checksum=True)
     except DescriptorError as err:

@@ -138,7 +138,8 @@ class Wallet:
         self.txs: dict[bytes, WalletTx] = {}
         self.spenders: dict[tuple[bytes, int], set[bytes]] = {}
         self.credits: dict[bytes, list[int]] = {}  # txid -> our output indexes
-        self.labels: dict[str, str] = dict(db.conn.execute("SELECT address, label FROM labels"))
+        self.labels: dict[str, str] = {
+            a: _label_from_db(v) for a, v in db.conn.execute("SELECT address, label FROM labels")}
         self.tip_height = int(db.get_meta("tip_height", -1))
         self.tip_hash = db.get_meta("tip_hash", b"") or b""
         self.tip_time = int(db.get_meta("tip_time", 0))
@@ -533,13 +534,9 @@ class Wallet:
         return addr
 
     def set_label(self, address: str, label: str) -> None:
-        try:
-            label.encode()
-        except UnicodeEncodeError:  # a lone surrogate (JSON "\ud800"): no text to store
-            raise WalletError(-11, "Invalid label name: not valid Unicode") from None
         with self.db.atomic() as c:
             c.execute("INSERT OR REPLACE INTO labels(address, label) VALUES (?, ?)",
-                      (address, label))
+                      (address, _label_to_db(label)))
         self.labels[address] = label
 
     def import_descriptor(self, desc: Descriptor | str, timestamp: int, active: bool,
@@ -611,7 +608,7 @@ class Wallet:
                     if addr:
                         lbl = label if label is not None else self.labels.get(addr, "")
                         c.execute("INSERT OR REPLACE INTO labels(address, label) VALUES (?,?)",
-                                  (addr, lbl))
+                                  (addr, _label_to_db(lbl)))
                         self.labels[addr] = lbl
             if acc.ranged:
                 self._top_up(acc, end)
@@ -956,3 +953,19 @@ def _remove_new_wallet(directory: Path) -> None:
         os.rmdir(directory)
     except OSError:
         pass
+
+
+def _label_to_db(label: str) -> str | bytes:
+    """A label as the wallet file keeps it. Any JSON string is a label, including one with a
+    lone surrogate ("\\ud800"), which is no UTF-8 text: that one is kept as its surrogatepass
+    bytes (a BLOB in the same column) and read back as the same string."""
+    try:
+        label.encode()
+        return label
+    except UnicodeEncodeError:
+        return label.encode("utf-8", "surrogatepass")
+
+
+def _label_from_db(value: str | bytes) -> str:
+    return value if isinstance(value, str) else value.decode("utf-8", "surrogatepass")
+

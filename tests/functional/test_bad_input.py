@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from tests.functional.framework import NodeProcess
 
 
@@ -20,9 +22,27 @@ def test_wallet_bad_input_gets_clear_errors(tmp_path):
             _, reply = n.request({"method": method, "params": params, "id": 1},
                                  path="/wallet/default")
             assert reply["error"]["code"] == code, (method, reply)
+        # Any JSON string is a label, one with a lone surrogate (no UTF-8 text) too: it is
+        # kept, listed and found, also after the wallet is loaded again.
         _, reply = n.request(None, path="/wallet/default",
                              raw=b'{"method":"getnewaddress","params":["\\ud800"],"id":1}')
-        assert reply["error"]["code"] == -11  # a label that is no Unicode text
+        assert reply["error"] is None, reply
+        addr = reply["result"]
+
+        def call(method, *params):  # (sent as JSON escapes: the text is no UTF-8)
+            _, reply = n.request(None, path="/wallet/default", raw=json.dumps(
+                {"method": method, "params": params, "id": 1}).encode())
+            assert reply["error"] is None, reply
+            return reply["result"]
+
+        for _ in range(2):
+            assert "\ud800" in call("listlabels")
+            assert addr in call("getaddressesbylabel", "\ud800")
+            assert call("getaddressinfo", addr)["labels"] == ["\ud800"]
+            n.call("unloadwallet", "default")
+            n.call("loadwallet", "default")
+        call("setlabel", addr, "x\udfffy")
+        assert call("getaddressinfo", addr)["labels"] == ["x\udfffy"]
         assert n.call("getwalletinfo", wallet="default")["walletname"] == "default"
         # Any JSON string is a passphrase, a lone surrogate too (found by the RPC fuzz).
         _, reply = n.request(None, raw=b'{"method":"createwallet","params":{"wallet_name":'

@@ -136,6 +136,28 @@ def test_received_by_address_and_label(node):
     assert _err(node.call, "getreceivedbyaddress", "nope", wallet="recv")[0] == -5
 
 
+def test_labels_by_purpose(node):
+    """Core's address book: the wallet's own labelled addresses have purpose "receive", a label
+    given to someone else's address "send"; getaddressesbylabel and listlabels by purpose."""
+    w = dict(wallet="w")
+    mine = node.call("getnewaddress", "shop", **w)
+    node.call("setlabel", ELSEWHERE, "shop", **w)
+    assert node.call("getaddressesbylabel", "shop", **w) == {
+        mine: {"purpose": "receive"}, ELSEWHERE: {"purpose": "send"}}
+    assert "shop" in node.call("listlabels", "receive", **w)
+    assert "shop" in node.call("listlabels", "send", **w)
+    only_mine = node.call("getnewaddress", "till", **w)
+    assert "till" not in node.call("listlabels", "send", **w)
+    assert node.call("getaddressesbylabel", "till", **w) == {only_mine: {"purpose": "receive"}}
+    assert _err(node.call, "getaddressesbylabel", "nobody", **w) == (
+        -11, "No addresses with label nobody")
+    assert _err(node.call, "getaddressesbylabel", "*", **w) == (-11, "Invalid label name")
+    assert _err(node.call, "setlabel", mine, "*", **w) == (-11, "Invalid label name")
+    assert _err(node.call, "listlabels", "spend", **w) == (
+        -8, "Invalid 'purpose' argument, must be a known purpose string, typically 'send', "
+        "or 'receive'.")
+
+
 def test_signmessage(node):
     addr = node.call("getnewaddress", "", "legacy", wallet="w")
     sig = node.call("signmessage", addr, "hello", wallet="w")
