@@ -2,7 +2,8 @@
 of every JSON type (wrong types, huge and odd numbers, odd strings, deep nesting), by position
 and by name; then byte-mutated transactions and blocks submitted. Every call must get an
 ordinary JSON-RPC answer (never -32603, the internal error), the node must answer throughout,
-debug.log must hold no traceback and stay small (the log rate limit), and the chain must hold.
+debug.log must hold no traceback and stay small (the log rate limit), the chain must hold, and
+a follower node must take what the node mines afterwards.
 
 Seeded: the seed is printed; MINIBTC_FUZZ_SEED=<n> replays a run (or tries another), and
 MINIBTC_FUZZ_ROUNDS=<n> makes more calls per method (20 by default)."""
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from decimal import Decimal
 
 from consensus.params import REGTEST
@@ -143,13 +145,22 @@ def no_internal_error(node, method, params, path="/") -> dict:
 TALLY: dict = {}
 
 
+def wait_for_tip(node, tip: str, seconds: float = 120) -> None:
+    deadline = time.time() + seconds
+    while node.call("getbestblockhash") != tip:
+        assert time.time() < deadline, ("not at the tip", node.call("getpeerinfo"))
+        time.sleep(0.2)
+
+
 def test_every_method_with_junk_and_mutated_data(tmp_path):
     print(f"RPC fuzz seed {SEED} (MINIBTC_FUZZ_SEED={SEED} replays it)")
     rng = random.Random(SEED)
-    with NodeProcess(tmp_path / "n") as node:
+    with NodeProcess(tmp_path / "n") as node, NodeProcess(tmp_path / "follower") as follower:
         node.create_wallet()
         mine = node.call("getnewaddress", wallet="default")
         hashes = node.call("generatetoaddress", 110, mine)
+        follower.call("addnode", node.p2p_addr, "add")
+        wait_for_tip(follower, hashes[-1])
         node.call("sendtoaddress", ADDR, 1, wallet="default")  # a mempool and a wallet tx
         JUNK.extend([hashes[3], mine])
         calls = []
@@ -193,6 +204,14 @@ def test_every_method_with_junk_and_mutated_data(tmp_path):
         node.call("reconsiderblock", hashes[3])
         assert node.call("getblockcount") >= 110
         assert node.call("verifychain", 4, 0) is True
+        # The follower is in step: what the node mines next reaches it. Junk calls may have
+        # switched the network off, banned or dropped it, or moved the mock clock: undone.
+        node.call("setmocktime", 0)
+        node.call("setnetworkactive", True)
+        node.call("clearbanned")
+        follower.call("addnode", node.p2p_addr, "onetry")
+        wait_for_tip(follower, node.call("generatetoaddress", 3, mine)[-1])
+        assert "Traceback" not in (follower.chain_dir / "debug.log").read_text(errors="replace")
         log = (node.chain_dir / "debug.log").read_text(errors="replace")
         print("answers:", dict(sorted(TALLY.items(), key=lambda kv: -kv[1])))
         assert "Traceback" not in log
