@@ -17,10 +17,22 @@ little-endian sequence number counted per notifier from 0. Bodies:
 
 Events are taken as Core's validation interface gives them: block connected (its
 transactions, then its C), block disconnected (its transactions, then its D), the tip moved
-(hashblock/rawblock, only when a block was connected since), mempool additions and removals.
-The chain and the mempool only append to a queue from their event callbacks; a thread of its
-own serializes and sends, in the order the events happened, so publishing costs block
-connection nothing but the append.
+(hashblock/rawblock), mempool additions and removals. The chain and the mempool only append
+to a queue from their event callbacks; a thread of its own serializes and sends, in the order
+Core would publish them, so publishing costs block connection nothing but the append.
+
+Core's order, where it differs from the order of the chain's events:
+  - A plain connection is a step of its own for each block (Core's ActivateBestChainStep
+    stops once the tip has more work than when it began): each block's C, then that block as
+    the new tip, even when several connect in one go (a parent that arrived last, a
+    reconsiderblock).
+  - In a reorg, the blocks of the new branch are told only after the step: first the blocks
+    that leave (each as it goes), the mempool's removals for conflicts with the new blocks and
+    the disconnected transactions it takes back (A, after the step), then the new branch's
+    blocks (C) up to the first with more work than the old tip, which is the new tip; each
+    block after it connects, then is a tip, as in a plain connection. The chain connects the
+    whole branch before the mempool takes the transactions back, so those C's wait here
+    until the chain says the step is complete.
 """
 
 from __future__ import annotations
@@ -109,7 +121,10 @@ class ZMQPublisher:
         self.wants_tx = bool(self.by_type["pubhashtx"] or self.by_type["pubrawtx"])
         self.wants_block = bool(self.by_type["pubhashblock"] or self.by_type["pubrawblock"])
         self.queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._last_connected = None  # (block, entry) connected since the last tip update
+        # A reorg in progress (blocks disconnected since the chain last completed a step):
+        # the work of the tip before it, and the new branch's blocks connected so far.
+        self._old_tip_work: int | None = None
+        self._pending: list = []
         self._thread = threading.Thread(target=self._run, name="zmqpub", daemon=True)
         self._thread.start()
         chain.on_connected.append(self._on_connected)
@@ -140,16 +155,34 @@ class ZMQPublisher:
     # -- event callbacks (on the validation and RPC threads: queue only) ---------------------
 
     def _on_connected(self, block, entry) -> None:
-        self._last_connected = (block, entry)
+        if self._old_tip_work is not None:
+            self._pending.append((block, entry))  # told once the step is complete
+            return
         self.queue.put(("connected", block, entry))
+        self._tip(block, entry)
 
     def _on_disconnected(self, block, entry) -> None:
+        if self._old_tip_work is None:
+            self._old_tip_work = entry.chain_work  # (the first block to leave is the tip)
         self.queue.put(("disconnected", block, entry))
 
     def _on_activated(self) -> None:
-        last, self._last_connected = self._last_connected, None
-        if last is not None and self.wants_block and not self.chain.in_ibd():
-            self.queue.put(("tip", last[0], last[1]))
+        """The chain completed a step (the mempool has followed it): the new branch of a
+        reorg, if any, is told now."""
+        old_work, self._old_tip_work = self._old_tip_work, None
+        pending, self._pending = self._pending, []
+        told = False
+        for block, entry in pending:
+            self.queue.put(("connected", block, entry))
+            if entry.chain_work > old_work:
+                self._tip(block, entry)
+                told = True
+        if pending and not told:  # (a branch that stopped short of the old tip's work)
+            self._tip(*pending[-1])
+
+    def _tip(self, block, entry) -> None:
+        if self.wants_block and not self.chain.in_ibd():
+            self.queue.put(("tip", block, entry))
 
     def _on_added(self, tx) -> None:
         # (the mempool's sequence after the addition: Core's number for it, as Core's
