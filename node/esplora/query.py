@@ -509,15 +509,19 @@ class EsploraQuery:
                  "value": m.tx.total_out()} for m in self.mempool.recent(10)]
 
     def fee_estimates(self) -> dict:
+        """electrs's: estimatesmartfee (economical) for each target, those it answers without
+        errors, in sat/vB. As the RPC, under the chain lock (the estimator's data changes
+        as blocks connect and the mempool moves) and never below the mempool's minimum fee
+        rate or the minimum relay fee."""
         est = getattr(self.node, "fee_estimator", None)
-        out: dict[str, float] = {}
-        if est is None:
-            return out
-        for target in CONF_TARGETS:
-            rate = est.estimate(target)
-            if rate is not None:
-                out[str(target)] = rate / 1000
-        return out
+        mempool = getattr(self.node, "mempool", None)
+        if est is None or mempool is None:
+            return {}
+        with self.node.chain.lock:
+            rates = [(target, est.estimate(target)) for target in CONF_TARGETS]
+            floor = max(mempool.min_fee_rate(), mempool.min_relay_fee)
+        return {str(target): max(rate, floor) / 1000 for target, rate in rates
+                if rate is not None}
 
 
 def _other_network(text: str, params) -> bool:

@@ -466,6 +466,76 @@ def test_bad_requests(net):
     assert es.get("/blocks/tip/hash") == node.call("getbestblockhash")
 
 
+def test_block_pages_scripthashes_and_fee_estimates(net):
+    """A block's transactions past the first page of 25; an address's history, mempool
+    transactions and unspent outputs by its script hash (/scripthash/:hash/...) as by the
+    address; /fee-estimates, once fee-paying transactions have confirmed, with an estimate for
+    each of electrs's targets: estimatesmartfee's economical rate, in sat/vB."""
+    node, es, miner, addrs = net
+    w = dict(wallet="default")
+    a = node.call("getnewaddress", **w)
+    spk = node.call("validateaddress", a)["scriptPubKey"]
+    sh = hashlib.sha256(bytes.fromhex(spk)).hexdigest()
+    paid = [node.call("sendtoaddress", a, 0.1, **w) for _ in range(30)]
+    [bh] = node.call("generatetoaddress", 1, miner)
+    pending = node.call("sendtoaddress", a, 0.2, **w)
+    wait_synced(node, es)
+
+    # the block's second page: /tx's answers for its transactions 25 to 49
+    rpc = node.call("getblock", bh, 3)
+    txids = [t["txid"] for t in rpc["tx"]]
+    assert set(paid) <= set(txids) and 31 <= len(txids) <= 50
+    page = es.get(f"/block/{bh}/txs/25")
+    assert [t["txid"] for t in page] == txids[25:]
+    for t, r in zip(page, rpc["tx"][25:]):
+        assert t == es.get(f"/tx/{t['txid']}")
+        assert t["fee"] == sats(r["fee"])
+        assert t["status"] == {"confirmed": True, "block_height": rpc["height"],
+                               "block_hash": bh, "block_time": rpc["time"]}
+    assert [t["txid"] for t in es.get(f"/block/{bh}/txs/0")] == txids[:25]
+    assert es.error(f"/block/{bh}/txs/50") == (400, "start index out of range")
+
+    # by script hash, as by address
+    info = es.get(f"/scripthash/{sh}")
+    by_address = es.get(f"/address/{a}")
+    assert by_address.pop("address") == a
+    assert info == {"scripthash": sh, **by_address}
+    assert info["chain_stats"]["funded_txo_count"] == 30
+    assert info["mempool_stats"]["funded_txo_count"] == 1
+    txs = es.get(f"/scripthash/{sh}/txs")
+    assert txs == es.get(f"/address/{a}/txs")
+    assert [t["txid"] for t in txs] == [pending] + sorted(
+        paid, key=txids.index, reverse=True)[:25]
+    mem = es.get(f"/scripthash/{sh}/txs/mempool")
+    assert mem == es.get(f"/address/{a}/txs/mempool")
+    assert [t["txid"] for t in mem] == [pending] and mem[0]["status"] == {"confirmed": False}
+    assert es.get(f"/scripthash/{sh}/txs/chain") == es.get(f"/address/{a}/txs/chain") == txs[1:]
+    assert es.history("scripthash", sh) == es.history("address", a)
+    utxo = es.get(f"/scripthash/{sh}/utxo")
+    assert utxo == es.get(f"/address/{a}/utxo")
+    # (the outputs paid to it that are unspent, in the chain and the mempool (the wallet
+    # spends them too), and the mempool transaction's)
+    want = {(t, n, 10_000_000, True) for t in paid for n, out in enumerate(
+        node.call("getrawtransaction", t, 1)["vout"]) if out["scriptPubKey"]["hex"] == spk
+        and node.call("gettxout", t, n, True) is not None}
+    want |= {(pending, n, 20_000_000, False) for n, out in enumerate(
+        node.call("getrawtransaction", pending, 1)["vout"]) if out["scriptPubKey"]["hex"] == spk}
+    assert {(u["txid"], u["vout"], u["value"], u["status"]["confirmed"]) for u in utxo} == want
+    assert len(utxo) == len(want) > 1
+    check_against_rpc(node, es, [a])
+
+    # fee estimates: electrs asks estimatesmartfee (economical) for each target, and keeps
+    # those answered without errors
+    est = es.get("/fee-estimates")
+    targets = [*range(1, 26), 144, 504, 1008]
+    assert sorted(est, key=int) == [str(t) for t in targets]
+    for t in targets:
+        rpc_est = node.call("estimatesmartfee", t, "economical")
+        assert "errors" not in rpc_est, (t, rpc_est)
+        assert est[str(t)] == pytest.approx(float(rpc_est["feerate"]) * 100_000, rel=1e-12)
+    assert all(rate >= 1 for rate in est.values()), est  # (at least the minimum relay fee)
+
+
 def test_reorg_restart_kill_and_reindex(net):
     node, es, miner, addrs = net
     w = dict(wallet="default")
