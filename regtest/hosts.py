@@ -7,6 +7,12 @@ standard ports 18443/18444 of its own address). Needs root and iproute2 (`ip`).
 
 <tag> and <subnet> come from the network's folder, so two networks do not collide.
 
+Link conditions (delay, jitter, loss, rate) are tc netem on each node's eth0 where the kernel
+has sch_netem; where it has not (this project's machine and CI), a userspace emulator
+(regtest/linkemu.py) carries the conditioned links' packets through tun devices instead:
+
+    node i  tun mb<tag>t<i>x<j> (route to node j's address)  <-> emulator <->  tun in node j
+
 Where bridged traffic passes through iptables (br_netfilter loaded) and the FORWARD policy
 drops it, as Docker sets it, nothing crosses the bridge; so `up` lets the bridge's own traffic
 through with one FORWARD rule, and `down` removes it.
@@ -19,6 +25,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 
@@ -42,6 +49,7 @@ def available() -> str | None:
 
 class Hosts:
     def __init__(self, folder: Path, nodes: int) -> None:
+        self.dir = Path(folder).expanduser()
         self.tag, self.subnet = tag_and_subnet(folder)
         self.nodes = nodes
         self.bridge = f"mb{self.tag}br"
@@ -51,6 +59,13 @@ class Hosts:
 
     def addr(self, i: int) -> str:
         return f"{self.subnet}.{10 + i}"
+
+    def tun(self, i: int, j: int) -> str:
+        """The link emulator's tun device in node i's namespace for the link to node j."""
+        name = f"mb{self.tag}t{i}x{j}"
+        if len(name) > 15:  # (IFNAMSIZ)
+            raise HostsError(f"no tun device name for link {i}-{j}: too many nodes")
+        return name
 
     @property
     def gateway(self) -> str:
@@ -92,11 +107,35 @@ class Hosts:
             self._iptables("-I")
 
     def down(self) -> None:
+        from regtest import linkemu
+
+        self._let_connections_close()
+        linkemu.stop(self.dir)  # (its tun devices go with it)
         for i in range(self.nodes):
             self._ip("netns", "del", self.netns(i), check=False)  # (takes its veth along)
         self._ip("link", "del", self.bridge, check=False)
         while self._iptables("-D", check=False):  # (every copy a crash may have left)
             pass
+
+    def _let_connections_close(self, timeout: float = 5.0) -> None:
+        """Wait (at most `timeout`) while a node namespace has a TCP connection whose closing
+        waits for an acknowledgement (FIN-WAIT-1, CLOSING, LAST-ACK). Such a socket, orphaned
+        by the node that exited, keeps its namespace alive after `ip netns del`, and with it
+        the veth on the host's side, until it gives up retransmitting (minutes; seen with
+        100 ms links, whose last packets were still on their way when `down` came)."""
+        if shutil.which("ss") is None:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            closing = False
+            for i in range(self.nodes):
+                r = subprocess.run(["ss", "-N", self.netns(i), "-Htan", "state", "fin-wait-1",
+                                    "state", "closing", "state", "last-ack"],
+                                   capture_output=True, text=True)
+                closing = closing or (r.returncode == 0 and r.stdout.strip() != "")
+            if not closing:
+                return
+            time.sleep(0.05)
 
     def _iptables(self, op: str, check: bool = True) -> bool:
         """Adds (-I), removes (-D) or checks (-C) the rule that forwards the bridge's own
@@ -118,6 +157,11 @@ class Hosts:
         found = [w.rstrip(":@") for w in (ns + links).split() if w.startswith(prefix)]
         if self._iptables("-C", check=False):
             found.append(f"iptables FORWARD rule for {self.bridge}")
+        from regtest import linkemu
+
+        state = linkemu.read_state(self.dir)
+        if linkemu.running(state):
+            found.append(f"link emulator pid {state['pid']}")
         return found
 
 
@@ -171,7 +215,8 @@ def describe(cond: dict[str, str]) -> str:
 
 
 def netem_available() -> str | None:
-    """None if tc netem works here, else why not (probed on a throwaway veth pair)."""
+    """None if tc can give links their conditions here, else why not: tc_commands' recipe
+    (an htb tree, a netem in a class, a u32 filter to it) tried on a throwaway veth pair."""
     if shutil.which("tc") is None:
         return "link conditions need tc (apt-get install iproute2)"
     a, b = f"mbprobe{os.getpid() % 10000}", f"mbprobf{os.getpid() % 10000}"
@@ -180,13 +225,34 @@ def netem_available() -> str | None:
     if r.returncode != 0:
         return f"cannot make a veth pair: {r.stderr.strip()}"
     try:
-        r = subprocess.run(["tc", "qdisc", "add", "dev", a, "root", "netem", "delay", "1ms"],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            return f"this kernel has no netem qdisc (sch_netem): {r.stderr.strip()}"
+        for what, cmd in (
+                ("htb qdisc", ["qdisc", "add", "dev", a, "root", "handle", "1:", "htb",
+                               "default", "1"]),
+                ("htb class", ["class", "add", "dev", a, "parent", "1:", "classid", "1:10",
+                               "htb", "rate", "10gbit"]),
+                ("netem qdisc (sch_netem)", ["qdisc", "add", "dev", a, "parent", "1:10",
+                                             "handle", "10:", "netem", "delay", "1ms"]),
+                ("u32 classifier (cls_u32)", ["filter", "add", "dev", a, "parent", "1:",
+                                              "protocol", "ip", "prio", "1", "u32", "match",
+                                              "ip", "dst", "10.0.0.1/32", "flowid", "1:10"])):
+            r = subprocess.run(["tc", *cmd], capture_output=True, text=True)
+            if r.returncode != 0:
+                return f"this kernel has no {what}: {r.stderr.strip()}"
         return None
     finally:
         subprocess.run(["ip", "link", "del", a], capture_output=True)
+
+
+def conditions_available() -> str | None:
+    """None if links can have conditions here (tc netem, or else the userspace emulator),
+    else why not."""
+    why = netem_available()
+    if why is None:
+        return None
+    from regtest import linkemu
+
+    fallback = linkemu.available()
+    return None if fallback is None else f"{why}; and {fallback}"
 
 
 def tc_commands(hosts: Hosts, conditions: dict[tuple[int, int], dict[str, str]]
@@ -222,14 +288,43 @@ def tc_commands(hosts: Hosts, conditions: dict[tuple[int, int], dict[str, str]]
     return out
 
 
-def apply_links(hosts: Hosts, conditions: dict[tuple[int, int], dict[str, str]]) -> None:
-    """Set every node's egress to what its links' conditions say (tc_commands); a node's tree
-    is rebuilt whole each time."""
-    for i, cmds in tc_commands(hosts, conditions).items():
-        subprocess.run(["ip", "netns", "exec", hosts.netns(i), "tc", "qdisc", "del", "dev",
-                        "eth0", "root"], capture_output=True)
-        for cmd in cmds:
-            _run(cmd)
+def apply_links(hosts: Hosts, conditions: dict[tuple[int, int], dict[str, str]],
+                owner: int = 0) -> str:
+    """Give the links their conditions, replacing whatever they had; how ("tc netem",
+    "userspace emulator pid N" or "none").
+
+    With tc netem (where the kernel has sch_netem) every node's egress tree is rebuilt whole
+    (tc_commands). Without it (this project's machine and CI: no sch_netem), the links with
+    conditions go through the userspace emulator (regtest/linkemu.py), which is replaced by
+    one for the new conditions (the old one stopped first: packets it held are lost, as a
+    rebuilt netem drops its queue) and stopped when no link has any; `owner` is the
+    supervisor's pid, whose exit it follows."""
+    from regtest import linkemu
+
+    active = {k: v for k, v in conditions.items() if netem_args(v)}
+    no_netem = netem_available()
+    if no_netem is None:
+        linkemu.stop(hosts.dir)  # (one an earlier run left)
+        for i, cmds in tc_commands(hosts, conditions).items():
+            subprocess.run(["ip", "netns", "exec", hosts.netns(i), "tc", "qdisc", "del", "dev",
+                            "eth0", "root"], capture_output=True)
+            for cmd in cmds:
+                _run(cmd)
+        return "tc netem" if active else "none"
+    linkemu.stop(hosts.dir)
+    if not active:
+        return "none"
+    why = linkemu.available()
+    if why is not None:
+        raise HostsError(f"cannot set link conditions: {no_netem}; and {why}")
+    links = [linkemu.Link(a, b, hosts.netns(a), hosts.netns(b), hosts.addr(a), hosts.addr(b),
+                          hosts.tun(a, b), hosts.tun(b, a), cond)
+             for (a, b), cond in sorted(active.items())]
+    try:
+        pid = linkemu.start(hosts.dir, links, owner)
+    except OSError as err:
+        raise HostsError(f"the userspace link emulator did not start: {err}") from None
+    return f"userspace emulator pid {pid}"
 
 
 def _run(args: list[str]) -> None:

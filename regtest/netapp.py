@@ -166,8 +166,8 @@ def up(ctx: typer.Context,
             if available() is not None:
                 _fail(available())
         if any(link_opts.values()) and not hosts:
-            _fail("--delay/--jitter/--loss/--rate need --hosts (tc netem on the veth pairs "
-                  "between the nodes' namespaces)")
+            _fail("--delay/--jitter/--loss/--rate need --hosts (they apply between the "
+                  "nodes' network namespaces)")
         try:
             net.create(nodes, topology, specs, hosts=hosts)
             net.set_link_defaults(link_opts)
@@ -335,6 +335,8 @@ class Supervisor:
         self.lock = threading.RLock()
         self.busy: dict[int, str] = {}  # nodes a request is stopping or starting
         self.electrum: dict[int, object] = {}  # node -> its ElectrumService
+        self._emu_check_at = 0.0  # (when to look at the link emulator next)
+        self._emu_reported = 0  # (the pid of a dead one already reported)
 
     def _record(self, ready: bool = True) -> None:
         with self.lock:
@@ -405,6 +407,7 @@ class Supervisor:
             while not self.stopping:
                 time.sleep(0.2)
                 self._check_nodes()
+                self._check_link_emulator()
                 self._take_requests()
                 if _output_gone():
                     self.why = "its output is gone"
@@ -447,6 +450,19 @@ class Supervisor:
                 self._record(True)
                 say(f"node {i} {why}; the others keep running (`minibtc-net start {i}` "
                     f"starts it again; its log: {self.net.debug_log(i)})", err=True)
+
+    def _check_link_emulator(self) -> None:
+        """Say once when the userspace link emulator exited on its own (its links fall back
+        to eth0, without conditions)."""
+        if not self.net.spec.hosts or time.monotonic() < self._emu_check_at:
+            return
+        self._emu_check_at = time.monotonic() + 1
+        emu = self.net.link_emulator()
+        if emu is None or emu["running"] or emu.get("stopping"):
+            return
+        if emu["pid"] != self._emu_reported:
+            self._emu_reported = emu["pid"]
+            say(_emulator_line(emu), err=True)
 
     def _take_requests(self) -> None:
         d = self.net.control_dir
@@ -666,7 +682,19 @@ def status_text(net: Network, rows: list[dict] | None = None) -> str:
 
 
 def _link_lines(net: Network) -> list[str]:
-    return net.describe_links()
+    lines = net.describe_links()
+    emu = net.link_emulator() if net.spec.hosts else None
+    if emu is not None and not emu.get("stopping"):
+        lines.append(_emulator_line(emu))
+    return lines
+
+
+def _emulator_line(emu: dict) -> str:
+    if emu["running"]:
+        return (f"links emulated in userspace (no sch_netem here): regtest.linkemu pid "
+                f"{emu['pid']}, log {emu['log']}")
+    return (f"warning: the link emulator (pid {emu['pid']}) is not running: the links have "
+            f"NO conditions now (its log: {emu['log']}; `minibtc-net link ...` sets them again)")
 
 
 def _dir_opt(net: Network) -> str:
@@ -718,7 +746,8 @@ def status_json(net: Network) -> dict:
                  "explorer": explorer_url(net) if running and net.spec.explorer_port else None,
                  "topology": net.spec.topology, "partition": net.spec.partition,
                  "link_defaults": net.spec.link_defaults,
-                 "link_conditions": net.spec.link_conditions}
+                 "link_conditions": net.spec.link_conditions,
+                 "link_emulator": net.link_emulator() if net.spec.hosts else None}
     rows = net.status() if running else [
         {"node": i, **net.endpoints(i), "up": False, "error": "not running"}
         for i in range(net.spec.nodes)]
@@ -892,7 +921,8 @@ def link(a: int = typer.Argument(..., metavar="A", help="a node"),
          rate: str = typer.Option("", metavar="RATE", help="bandwidth, e.g. 1mbit"),
          clear: bool = typer.Option(False, "--clear", help="no conditions on this link"),
          folder: Path = DirOpt) -> None:
-    """Conditions on the link between nodes A and B (--hosts mode; tc netem, as Warnet):
+    """Conditions on the link between nodes A and B (--hosts mode, as Warnet's; tc netem, or
+    a userspace emulator where the kernel has no sch_netem):
     `link 0 1 --delay 100ms --loss 1%`; `link 0 1 --clear`, or `heal` for every link."""
     cond = {"delay": delay, "jitter": jitter, "loss": loss, "rate": rate}
     if not clear and not any(cond.values()):

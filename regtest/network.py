@@ -127,7 +127,8 @@ class Spec:
     down: dict[str, str] = field(default_factory=dict)
     # services beside each node (node number as text -> name -> URL): electrum, esplora
     services: dict[str, dict[str, str]] = field(default_factory=dict)
-    # --hosts mode's link conditions (tc netem): defaults for every link of the topology
+    # --hosts mode's link conditions (tc netem, or the userspace emulator where the kernel
+    # has no sch_netem: regtest/linkemu.py): defaults for every link of the topology
     # (`up --delay ...`), and per link "A-B" (`link A B ...`; {} = none, whatever the default)
     link_defaults: dict[str, str] = field(default_factory=dict)
     link_conditions: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -515,8 +516,8 @@ class Network:
         from regtest.hosts import CONDITIONS, check_condition
 
         if not self.spec.hosts:
-            raise NetworkError("link conditions need --hosts mode (tc netem on the veth "
-                               "pairs between the nodes' namespaces): make the network with "
+            raise NetworkError("link conditions need --hosts mode (they apply between the "
+                               "nodes' network namespaces): make the network with "
                                "`up --hosts`")
         self.check_node(a)
         self.check_node(b)
@@ -537,20 +538,38 @@ class Network:
 
         clean = {k: check_condition(k, v) for k, v in cond.items() if k in CONDITIONS and v}
         if clean and not self.spec.hosts:
-            raise NetworkError("--delay/--jitter/--loss/--rate need --hosts mode (tc netem "
-                               "on the veth pairs between the nodes' namespaces)")
+            raise NetworkError("--delay/--jitter/--loss/--rate need --hosts mode (they apply "
+                               "between the nodes' network namespaces)")
         if clean.get("jitter") and not clean.get("delay"):
             raise NetworkError("--jitter needs --delay (it varies the delay)")
         _need_netem(clean)
         with self.edit() as spec:
             spec.link_defaults = clean
 
-    def apply_links(self) -> None:
+    def apply_links(self) -> str:
+        """Give the running network's links the conditions network.json has now (read
+        afresh, under a lock of its own, so that two `link` commands at once apply the later
+        one's whole state last); how (hosts.apply_links)."""
         from regtest.hosts import apply_links
 
-        hosts = self.hosts
-        if hosts is not None:
-            apply_links(hosts, self.conditions())
+        if not self.spec.hosts:
+            return "none"
+        with open(self.dir / "links.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.reload()
+            run = self.read_run()
+            owner = int(run["supervisor"]) if run else os.getpid()
+            return apply_links(self.hosts, self.conditions(), owner)
+
+    def link_emulator(self) -> dict | None:
+        """The userspace link emulator's record (regtest/linkemu.py; None if none was started)
+        with "running": whether it still runs."""
+        from regtest import linkemu
+
+        state = linkemu.read_state(self.dir)
+        if state is not None:
+            state["running"] = linkemu.running(state)
+        return state
 
     def describe_links(self) -> list[str]:
         from regtest.hosts import describe
@@ -655,9 +674,9 @@ class Network:
 
 
 def _need_netem(cond: dict[str, str]) -> None:
-    from regtest.hosts import netem_available
+    from regtest.hosts import conditions_available
 
-    why = netem_available() if cond else None
+    why = conditions_available() if cond else None
     if why is not None:
         raise NetworkError(f"cannot set link conditions: {why}")
 
