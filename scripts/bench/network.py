@@ -13,8 +13,9 @@ few runs each, beside a Python process that does nothing (what the machine takes
 one): `minibtc-net status` (every node asked at once) and `minibtc-net cli N getblockcount`
 beside `minibtc-cli`'s own time for the same call.
 
-With --delay 100ms (needs root and a kernel with sch_netem) the nodes run in --hosts mode
-with that delay on every link, each way, as Warnet's latency.
+With --delay 100ms (needs root) the nodes run in --hosts mode with that delay on every link,
+each way, as Warnet's latency: tc netem where the kernel has sch_netem, else minibtc-net's
+userspace link emulator (regtest/linkemu.py).
 
 Run: .venv/bin/python scripts/bench/network.py [--nodes 10] [--seconds 120] [--interval 4]
                                                 [--payments 4] [--delay 100ms] [--tools-only]
@@ -129,7 +130,7 @@ def main() -> None:
                     help="mean seconds between one miner's blocks (two miners)")
     ap.add_argument("--payments", type=float, default=4.0, help="payments per second")
     ap.add_argument("--delay", default="", help="--hosts mode with this delay on every link "
-                    "(e.g. 100ms; root and sch_netem)")
+                    "(e.g. 100ms; root)")
     ap.add_argument("--tools-only", action="store_true",
                     help="only the status/cli times, no propagation run")
     args = ap.parse_args()
