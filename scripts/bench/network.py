@@ -189,7 +189,10 @@ def main() -> None:
                 p.wait(10)
             stop.set()
             pt.join()
-            time.sleep(3)  # the last blocks settle everywhere
+            # The last blocks settle everywhere (with 100 ms links a block takes seconds to
+            # go round: a fixed 3 s wait missed some), then one more sweep records them.
+            wait_until(synced, 60, "every node on the same tip")
+            time.sleep(0.5)
             watcher.stop = True
             wt.join()
             best_chain = []
