@@ -296,9 +296,9 @@ def apply_links(hosts: Hosts, conditions: dict[tuple[int, int], dict[str, str]],
     With tc netem (where the kernel has sch_netem) every node's egress tree is rebuilt whole
     (tc_commands). Without it (this project's machine and CI: no sch_netem), the links with
     conditions go through the userspace emulator (regtest/linkemu.py), which is replaced by
-    one for the new conditions (the old one stopped first: packets it held are lost, as a
-    rebuilt netem drops its queue) and stopped when no link has any; `owner` is the
-    supervisor's pid, whose exit it follows."""
+    one for the new conditions (the old one stopped first; it delivers the packets it held
+    as it stops) and stopped when no link has any; `owner` is the supervisor's pid, whose
+    exit it follows."""
     from regtest import linkemu
 
     active = {k: v for k, v in conditions.items() if netem_args(v)}

@@ -21,13 +21,21 @@ on both sides the reverse path is symmetric, so a strict rp_filter (1) passes th
 nothing needs turning off; an established TCP connection moves onto the tun when its route
 appears and back to eth0 when it goes.
 
+Timing: the loop waits in epoll with a millisecond timeout rounded up, so a packet leaves at
+its due time or up to a millisecond or so after (more on a loaded machine: one-way delays of
+100 ms +- 20 ms measured 80.3-123.6 ms over 2,000 datagrams on this shared machine). Python
+forwards about 170,000 packets/s here (2 Gbit/s of TCP with no conditions), far above what the
+nodes send.
+
 Lifetime: `python -m regtest.linkemu` sets everything up, then forks; the parent writes the
-state file (linkemu.json in the network's folder: the pid, the links, the log) and exits, and
-the child forwards packets until SIGTERM, until the network's supervisor (--owner) is gone, or
-until a tun device goes (its namespace deleted at `down`). When it exits, for whatever reason,
-its fds close and the kernel removes its tun devices with their routes: traffic between the
-nodes goes over eth0 again, without conditions. `minibtc-net status` says so (the state file
-names a pid that is not running), and so does the supervisor's output.
+state file (linkemu.json in the network's folder: the pid, the links, the log) and exits (so
+the emulator is no child of the long-lived supervisor or of a short `link` command), and the
+child forwards packets until SIGTERM (it then delivers what it holds at once), until the
+network's supervisor (--owner) is gone, or until a tun device goes (its namespace deleted).
+When it exits, for whatever reason, its fds close and the kernel removes its tun devices with
+their routes: traffic between the nodes goes over eth0 again, without conditions.
+`minibtc-net status` says so (the state file names a pid that is not running), and so does
+the supervisor's output.
 """
 
 from __future__ import annotations
@@ -433,7 +441,8 @@ def running(state: dict | None) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return False
-    return MARKER.encode() in cmdline and stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return (MARKER.encode() in cmdline and str(state.get("log", "")).encode() in cmdline
+            and stat.rsplit(")", 1)[1].split()[0] != "Z")
 
 
 def start(folder: Path, links: list[Link], owner: int, seed: int | None = None,

@@ -691,7 +691,7 @@ def _link_lines(net: Network) -> list[str]:
 
 def _emulator_line(emu: dict) -> str:
     if emu["running"]:
-        return (f"links emulated in userspace (no sch_netem here): regtest.linkemu pid "
+        return (f"links emulated in userspace (no tc netem here): regtest.linkemu pid "
                 f"{emu['pid']}, log {emu['log']}")
     return (f"warning: the link emulator (pid {emu['pid']}) is not running: the links have "
             f"NO conditions now (its log: {emu['log']}; `minibtc-net link ...` sets them again)")
