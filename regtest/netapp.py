@@ -34,6 +34,7 @@ import typer
 
 from regtest.hosts import HostsError
 from regtest.network import (
+    DEFAULT_SERVICES,
     TOPOLOGIES,
     WALLET,
     MinerSpec,
@@ -120,9 +121,9 @@ def up(ctx: typer.Context,
                                   "(20ms)"),
        loss: str = typer.Option("", metavar="PERCENT", help="--hosts: packets lost (1%)"),
        rate: str = typer.Option("", metavar="RATE", help="--hosts: bandwidth (1mbit)"),
-       services: str = typer.Option("esplora", metavar="LIST",
-                                    help="beside each service node: esplora, electrum "
-                                         "(comma-separated; none for none)"),
+       services: str = typer.Option(DEFAULT_SERVICES, metavar="LIST",
+                                    help="beside each service node: esplora, electrum, rest, "
+                                         "zmq, cbf (comma-separated; none for none)"),
        service_nodes: str = typer.Option("0", metavar="NODES",
                                          help="the nodes with services: 0,2 or all"),
        detach: bool = typer.Option(False, "--detach", help="run in the background")) -> None:

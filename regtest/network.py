@@ -35,8 +35,13 @@ from wallet.amounts import btc_text, quantize_btc
 from wallet.nodeclient import NodeClient, NodeRPCError, NodeUnreachable
 
 TOPOLOGIES = ("line", "ring", "star", "mesh")
-SERVICES = ("esplora", "electrum")  # beside a node: its Esplora API, an ElectrumX server
+# Services beside a node: its Esplora API, an ElectrumX server, Core's REST interface, ZMQ
+# notifications (every topic on one address) and BIP157 compact block filters served to peers.
+SERVICES = ("esplora", "electrum", "rest", "zmq", "cbf")
+DEFAULT_SERVICES = "esplora,rest,zmq,cbf"  # everything that needs no other program
 ESPLORA_PORT = 3002  # regtest's (electrs's), used by every node in --hosts mode
+ZMQ_PORT = 28332  # the port Core's docs use, for every node in --hosts mode
+ZMQ_TOPICS = ("hashblock", "hashtx", "rawblock", "rawtx", "sequence")
 RPC_PORT, P2P_PORT = 18443, 18444  # regtest's, used by every node in --hosts mode
 WALLET = "default"  # the wallet each node of the network has (ensure_wallet)
 
@@ -253,6 +258,13 @@ class Network:
                     elif name == "esplora":
                         port = ESPLORA_PORT if spec.hosts else free_port()
                         urls[name] = f"http://{self.host(i)}:{port}"
+                    elif name == "rest":  # (on the node's RPC port)
+                        urls[name] = f"http://{self.host(i)}:{spec.rpc_ports[i]}/rest/"
+                    elif name == "zmq":
+                        port = ZMQ_PORT if spec.hosts else free_port()
+                        urls[name] = f"tcp://{self.host(i)}:{port}"
+                    elif name == "cbf":  # (filters served to P2P peers)
+                        urls[name] = self.p2p_addr(i)  # (what a light client is given)
                     else:  # ElectrumX runs on this side, next to the supervisor
                         urls[name] = f"tcp://127.0.0.1:{free_port()}"
                 if urls:
@@ -261,7 +273,7 @@ class Network:
 
     def service_port(self, i: int, name: str) -> int | None:
         url = self.spec.services.get(str(i), {}).get(name)
-        return int(url.rsplit(":", 1)[1].rstrip("/")) if url else None
+        return int(url.rsplit(":", 1)[1].split("/")[0]) if url else None
 
     def add_nodes(self, k: int) -> list[int]:
         """k more nodes (the topology's links take them in when the network starts)."""
@@ -332,6 +344,14 @@ class Network:
             args += [f"-esplora={esplora}", f"-esplorabind={self.host(i)}"]
         if self.service_port(i, "electrum") is not None:  # (what ElectrumX asks the node for)
             args += ["-txindex", "-txospenderindex"]
+        services = self.spec.services.get(str(i), {})
+        if "rest" in services:
+            args.append("-rest")
+        if "zmq" in services:
+            where = f"tcp://{self.host(i)}:{self.service_port(i, 'zmq')}"
+            args += [f"-zmqpub{topic}={where}" for topic in ZMQ_TOPICS]
+        if "cbf" in services:
+            args += ["-blockfilterindex=1", "-peerblockfilters=1"]
         hosts = self.hosts
         if hosts is not None:  # reachable from the host's side of the bridge
             args = hosts.wrap(i, args + [f"-rpcbind={hosts.addr(i)}",

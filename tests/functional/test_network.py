@@ -354,12 +354,14 @@ def test_link_conditions_need_hosts_mode(folder):
 
 
 def test_services_beside_the_nodes(folder):
-    """up --services: Esplora in the node, ElectrumX beside it; their URLs in up's and
-    status's output and network.json; they follow the node through a restart; down stops
-    them too."""
+    """up --services: Esplora, REST, ZMQ and BIP157 filters in the node, ElectrumX beside it;
+    their URLs in up's and status's output and network.json; they follow the node through a
+    restart; down stops them too."""
+    import zmq
+
     from regtest.electrum import ElectrumClient
 
-    services = "esplora,electrum"
+    services = "esplora,electrum,rest,zmq,cbf"
     out = net_cli(folder, "up", "--nodes", "2", "--miners", "0", "--services", services,
                   "--service-nodes", "all", "--detach")
     net = Network(folder)
@@ -374,10 +376,28 @@ def test_services_beside_the_nodes(folder):
                .read() == b"3", 30, "node 1's Esplora at height 3")
     assert "node 1 restarted" in net_cli(folder, "restart", "1")
     assert urllib.request.urlopen(urls["1"]["esplora"] + "/blocks/tip/height").read() == b"3"
+    rest = json.loads(urllib.request.urlopen(urls["1"]["rest"] + "chaininfo.json").read())
+    assert rest["blocks"] == 3
+    assert urls["1"]["cbf"] == status["nodes"][1]["p2p"]
+    assert "COMPACT_FILTERS" in net.call(1, "getnetworkinfo")["localservicesnames"]
+    assert "basic block filter index" in net.call(1, "getindexinfo")
+    ctx = zmq.Context()
+    sub = ctx.socket(zmq.SUB)
+    try:
+        sub.setsockopt(zmq.SUBSCRIBE, b"hashblock")
+        sub.setsockopt(zmq.RCVTIMEO, 30_000)
+        sub.connect(urls["1"]["zmq"])
+        time.sleep(0.5)  # (a subscription takes a moment to reach the publisher)
+        tip = net.mine(0, 1)[-1]
+        topic, body, _seq = sub.recv_multipart()
+        assert (topic, body.hex()) == (b"hashblock", tip)
+    finally:
+        sub.close(0)
+        ctx.term()
     host, port = urls["0"]["electrum"].split("//")[1].split(":")
     with ElectrumClient(host, int(port)) as c:
-        wait_until(lambda: c.call("blockchain.headers.subscribe")["height"] == 3, 30,
-                   "node 0's ElectrumX at height 3")
+        wait_until(lambda: c.call("blockchain.headers.subscribe")["height"] == 4, 30,
+                   "node 0's ElectrumX at height 4")
     assert urls["0"]["electrum"] in net_cli(folder, "status")
     net_cli(folder, "down")
     assert daemons_of(folder) == []
