@@ -61,6 +61,8 @@ Options (Core-style: -name=value, -name for true, -noname for false):
   -esplora[=<port>]       serve the Esplora HTTP API (minibtc's own; default port 3002 on
                           regtest; -esplorabind, -esploracors; see README.md)
   -persistmempool         save the mempool on shutdown and load it on start (default: 1)
+  -persistmempoolv1       write mempool.dat in the version 1 format (no XOR obfuscation),
+                          as Core before 28.0 (default: 0)
   -maxmempool=<MB>        keep the mempool under this size (default: 300)
   -mempoolexpiry=<hours>  drop unconfirmed transactions older than this (default: 336)
   -mempoolfullrbf         replace any unconfirmed transaction by fee (default: 1)
@@ -423,6 +425,7 @@ class Node:
             full_rbf=cfg.mempoolfullrbf, checker=checker, now=clock.now,
         )
         self.mempool.config = cfg  # policy options (-datacarriersize, -dustrelayfee, ...)
+        self.mempool.persist_v1 = cfg.arg_bool("persistmempoolv1", False)
         if checker is not None:
             # Started beside the rest of start-up (it takes ~0.1 s); a batch arriving
             # before it is up checks its scripts itself.

@@ -9,7 +9,6 @@ the tip, and block connection reads and changes the mempool.
 from __future__ import annotations
 
 import logging
-import struct
 import threading
 import time
 from collections import OrderedDict
@@ -36,7 +35,6 @@ from consensus.script.errors import ScriptError
 from consensus.script.pool import ScriptCheckPool, VerifyStream
 from consensus.script.sighash import PrecomputedTxData
 from consensus.script.verify import SCRIPT_EXECUTION_CACHE, verify_transaction
-from consensus.serialize import DeserializationError, Reader, compact_size
 from consensus.tx import Transaction, TxOut
 from node import policy
 from node.chain import script_flags_at
@@ -1378,77 +1376,30 @@ class Mempool:
                 self.remove_recursive(txid, "reorg")
 
     # =========================================================================================
-    # persistence (mempool.dat, Core's version 1 format)
+    # persistence (mempool.dat, Core's format: node/mempool_persist.py)
     # =========================================================================================
 
+    # Write the version 1 file (no obfuscation key), as Core's -persistmempoolv1.
+    persist_v1 = False
+
     def save(self, path: Path) -> int:
-        """Write every transaction, its entry time and fee delta, and the deltas of unknown
-        txids, in Core's mempool.dat v1 layout. Written atomically."""
-        with self.chain.lock:
-            entries = self._topological()
-            parts = [struct.pack("<QQ", 1, len(entries))]
-            for e in entries:
-                parts.append(e.tx.serialize())
-                parts.append(struct.pack("<qq", e.time, e.delta))
-            others = {t: d for t, d in self.deltas.items() if t not in self.entries}
-            parts.append(compact_size(len(others)))
-            for t, d in others.items():
-                parts.append(t + struct.pack("<q", d))
-            unbroadcast = [t for t in self.unbroadcast if t in self.entries]
-            parts.append(compact_size(len(unbroadcast)))
-            parts.extend(unbroadcast)
-        tmp = path.with_suffix(".new")
-        tmp.write_bytes(b"".join(parts))
-        tmp.replace(path)
-        return len(entries)
+        """Write every transaction, its entry time and fee delta, the deltas of unknown
+        txids and the unbroadcast set to `path`, atomically. Returns how many were written."""
+        from node import mempool_persist
+
+        return mempool_persist.dump(self, path, self.persist_v1)
 
     def load(self, path: Path) -> tuple[int, int]:
-        """Re-accept the saved transactions (those still valid). Returns (accepted, failed)."""
-        if not path.exists():
-            self.loaded = True
-            return 0, 0
-        ok = failed = 0
-        try:
-            r = Reader(path.read_bytes())
-            version = r.u64()
-            if version != 1:
-                raise DeserializationError(f"unsupported mempool.dat version {version}")
-            count = r.u64()
-            saved = []
-            for _ in range(count):
-                tx = Transaction.deserialize(r)
-                t, delta = r.i64(), r.i64()
-                saved.append((tx, t, delta))
-            for _ in range(r.compact_size()):
-                h = r.read(32)
-                self.deltas[h] = r.i64()
-            unbroadcast = set()
-            if r.remaining():
-                for _ in range(r.compact_size()):
-                    unbroadcast.add(r.read(32))
-        except DeserializationError as err:
-            log.error("Failed to read mempool file %s: %s", path, err)
-            self.loaded = True
-            return 0, 0
-        now = self.now()
-        for tx, t, delta in saved:
-            if delta:
-                self.deltas[tx.txid] = delta
-            if t < now - self.expiry:
-                failed += 1
-                continue
-            try:
-                self.accept(tx)
-                self.entries[tx.txid].time = t
-                if tx.txid in unbroadcast:
-                    self.unbroadcast.add(tx.txid)
-                ok += 1
-            except MempoolReject as err:
-                log.debug("mempool.dat: %s not re-accepted: %s", tx.txid_hex(), err)
-                failed += 1
+        """Re-accept the saved transactions (those still valid), with their times, fee
+        deltas and unbroadcast marks (Core's load at start-up). Returns (accepted, failed
+        or expired); (0, 0) for a missing or damaged file."""
+        from node import mempool_persist
+
+        stats = mempool_persist.load(self, path)
         self.loaded = True
-        log.info("Imported mempool transactions from disk: %d succeeded, %d failed", ok, failed)
-        return ok, failed
+        if stats is None:
+            return 0, 0
+        return stats.accepted, stats.failed + stats.expired
 
     def _topological(self) -> list[MempoolEntry]:
         """Entries with every parent before its children."""

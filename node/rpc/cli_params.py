@@ -96,6 +96,12 @@ CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
     "gettxoutsetinfo": ((1, "hash_or_height"), (2, "use_index")),
     "gettxspendingprevout": ((0, "outputs"), (1, "options")),
     "importdescriptors": ((0, "requests"),),
+    "importmempool": (
+        (1, "options"),
+        (1, "use_current_time"),
+        (1, "apply_fee_delta_priority"),
+        (1, "apply_unbroadcast_set"),
+    ),
     "joinpsbts": ((0, "txs"),),
     "keypoolrefill": ((0, "newsize"),),
     "listdescriptors": ((0, "private"),),

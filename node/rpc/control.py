@@ -1,4 +1,4 @@
-"""Control RPCs: help, stop, uptime, getrpcinfo, logging."""
+"""Control RPCs: help, stop, uptime, getrpcinfo, getmemoryinfo, logging."""
 
 from __future__ import annotations
 
@@ -195,6 +195,61 @@ for _name, _type in (("echo", STR), ("echojson", ANY)):
     REGISTRY[_name] = _Echo(_name, "Hidden", _echo,
                             [Arg(f"arg{i}", _type, False) for i in range(10)],
                             _ECHO_DESCRIPTION, inline=True)
+
+
+def _malloc_info() -> str | None:
+    """glibc's malloc_info(3) XML, as Core's RPCMallocInfo; None where the C library has
+    no malloc_info (Core built without it)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        malloc_info, open_memstream = libc.malloc_info, libc.open_memstream
+        fclose, free = libc.fclose, libc.free
+    except (OSError, AttributeError):
+        return None
+    open_memstream.restype = ctypes.c_void_p
+    open_memstream.argtypes = [ctypes.POINTER(ctypes.c_void_p),
+                               ctypes.POINTER(ctypes.c_size_t)]
+    malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+    fclose.argtypes = [ctypes.c_void_p]
+    free.argtypes = [ctypes.c_void_p]
+    buf, size = ctypes.c_void_p(), ctypes.c_size_t()
+    f = open_memstream(ctypes.byref(buf), ctypes.byref(size))
+    if not f:
+        return ""
+    malloc_info(0, f)
+    fclose(f)
+    if not buf.value:
+        return ""
+    try:
+        return ctypes.string_at(buf.value, size.value).decode(errors="replace")
+    finally:
+        free(buf)
+
+
+@rpc("getmemoryinfo", "Control",
+     [Arg("mode", STR, False, "stats",
+          'determines what kind of information is returned.\n  - "stats" returns general '
+          'statistics about memory usage in the daemon.\n  - "mallocinfo" returns an XML '
+          "string describing low-level heap state (only available with glibc 2.10+).")],
+     description="Returns an object containing information about memory usage.",
+     result='mode "stats": {"locked": {"used", "free", "total", "locked", "chunks_used", '
+            '"chunks_free"}} (numbers of bytes and chunks of locked memory: minibtcd keeps '
+            "no locked memory arena, so all are 0)\nmode \"mallocinfo\": \"<malloc "
+            'version=\"1\">...\"')
+def getmemoryinfo(node, mode):
+    mode = "stats" if mode is None else mode
+    if mode == "stats":
+        # Core's LockedPoolManager (mlock()ed pages for keys): none here.
+        return {"locked": {"used": 0, "free": 0, "total": 0, "locked": 0, "chunks_used": 0,
+                           "chunks_free": 0}}
+    if mode == "mallocinfo":
+        info = _malloc_info()
+        if info is None:
+            raise RPCError(RPC_INVALID_PARAMETER, "mallocinfo mode not available")
+        return info
+    raise RPCError(RPC_INVALID_PARAMETER, f"unknown mode {mode}")
 
 
 @rpc("getrpcinfo", "Control", description="Returns details of the RPC server.", inline=True)

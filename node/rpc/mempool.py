@@ -1,15 +1,20 @@
 """Mempool RPCs: sendrawtransaction, testmempoolaccept, getmempoolinfo, getrawmempool,
-getmempoolentry, getmempoolancestors, getmempooldescendants, and estimatesmartfee."""
+getmempoolentry, getmempoolancestors, getmempooldescendants, estimatesmartfee, and
+savemempool/importmempool (mempool.dat, node/mempool_persist.py)."""
 
 from __future__ import annotations
 
+import logging
 import threading
+from pathlib import Path
 
 from consensus.script.script import has_valid_ops, is_unspendable
 from node.mempool import MempoolReject
 from node.rpc.errors import (
+    RPC_CLIENT_IN_INITIAL_DOWNLOAD,
     RPC_INVALID_ADDRESS_OR_KEY,
     RPC_INVALID_PARAMETER,
+    RPC_MISC_ERROR,
     RPC_TRANSACTION_ALREADY_IN_UTXO_SET,
     RPC_TRANSACTION_ERROR,
     RPC_TRANSACTION_REJECTED,
@@ -32,6 +37,8 @@ from node.rpc.registry import (
     json_type,
     rpc,
 )
+
+log = logging.getLogger("rpc")
 
 DEFAULT_MAX_RAW_TX_FEE_RATE = 10_000_000  # sat/kvB: 0.10 BTC/kvB, Core's default maxfeerate
 
@@ -542,3 +549,63 @@ def gettxspendingprevout(node, outputs, options):
             result.append(item)
     add_confirmed_spenders(node, result, unresolved, with_tx)
     return result
+
+
+# -- mempool.dat: savemempool, importmempool (Core's rpc/mempool.cpp) ------------------------
+
+@rpc("savemempool", "Blockchain",
+     description="Dumps the mempool to disk. It will fail until the previous dump is fully "
+                 "loaded.",
+     result='{\n  "filename" : "str"    (string) the directory and file where the mempool '
+            "was saved\n}")
+def savemempool(node):
+    from node import mempool_persist
+
+    m = node.mempool
+    if not m.loaded:
+        raise RPCError(RPC_MISC_ERROR, "The mempool was not loaded yet")
+    path = (Path(node.datadir) / "mempool.dat").absolute()
+    try:
+        mempool_persist.dump(m, path, m.persist_v1)
+    except OSError as err:
+        log.info("Failed to dump mempool: %s. Continuing anyway.", err)
+        raise RPCError(RPC_MISC_ERROR, "Unable to dump mempool to disk") from None
+    return {"filename": str(path)}
+
+
+_IMPORT_KEYS = ("use_current_time", "apply_fee_delta_priority", "apply_unbroadcast_set")
+
+
+@rpc("importmempool", "Blockchain",
+     [Arg("filepath", STR, help="The mempool file"),
+      Arg("options", OBJ, False, None,
+          "use_current_time (boolean, default true): use the current system time, not the "
+          "entry times in the file; apply_fee_delta_priority (boolean, default false): add "
+          "the file's fee deltas (prioritisetransaction) to the current ones; "
+          "apply_unbroadcast_set (boolean, default false): apply the file's unbroadcast set. "
+          "Warning: importing untrusted metadata may lead to unexpected issues and "
+          "undesirable behavior.", named=_IMPORT_KEYS)],
+     description="Import a mempool.dat file and attempt to add its contents to the mempool.\n"
+                 "Warning: Importing untrusted files is dangerous, especially if metadata from "
+                 "the file is taken over.",
+     result="{}    (json object) empty")
+def importmempool(node, filepath, options):
+    from node import mempool_persist
+    from node.rpc.blockchain import is_initial_block_download
+
+    if is_initial_block_download(node):
+        raise RPCError(RPC_CLIENT_IN_INITIAL_DOWNLOAD, "Can only import the mempool after the "
+                       "block download and sync is done.")
+    options = options or {}
+    flags = {}
+    for key, default in zip(_IMPORT_KEYS, (True, False, False), strict=True):
+        v = options.get(key)
+        if v is not None and not isinstance(v, bool):
+            raise RPCError(RPC_TYPE_ERROR, f"JSON value of type {json_type(v)} is not of "
+                           "expected type bool")
+        flags[key] = default if v is None else v
+    opts = mempool_persist.ImportOptions(**flags)
+    if mempool_persist.load(node.mempool, Path(filepath), opts) is None:
+        raise RPCError(RPC_MISC_ERROR, "Unable to import mempool file, see debug log for "
+                       "details.")
+    return {}

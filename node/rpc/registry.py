@@ -80,6 +80,9 @@ class Arg:
     default_hint: str = ""
     # Other names the argument answers to (Core's "verbosity|verbose").
     aliases: tuple[str, ...] = ()
+    # Core's OBJ_NAMED_PARAMS: the keys of this options object, which may also be given
+    # as named parameters of their own (bitcoin-cli -named importmempool f use_current_time=1).
+    named: tuple[str, ...] = ()
 
 
 @dataclass
@@ -144,6 +147,15 @@ class Method:
             names = {n: i for i, a in enumerate(self.args) for n in (a.name, *a.aliases)}
             values: list[Any] = [_MISSING] * len(self.args)
             params = dict(params)
+            for a in self.args:
+                if a.named:
+                    loose = {k: params.pop(k) for k in list(params)
+                             if k in a.named and k not in names}
+                    if loose:
+                        if params.get(a.name) is not None:
+                            raise RPCError(RPC_INVALID_PARAMETER, f"Parameter {a.name} "
+                                           f"conflicts with parameter {next(iter(loose))}")
+                        params[a.name] = loose
             # bitcoin-cli -named sends arguments given without a name as "args" (Core's
             # transformNamedArguments): they fill the first positions.
             if "args" in params and "args" not in names:
@@ -237,7 +249,7 @@ def json_arg_positions() -> dict[str, list[int]]:
     out: dict[str, list[int]] = {}
     for m in REGISTRY.values():
         pos = [i for i, a in enumerate(m.args) if a.type not in (STR, HEX)
-               for _ in (a.name, *a.aliases)]
+               for _ in (a.name, *a.aliases, *a.named)]
         if pos:
             out[m.name] = pos
     return out
@@ -246,7 +258,8 @@ def json_arg_positions() -> dict[str, list[int]]:
 def json_arg_names() -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for m in REGISTRY.values():
-        names = [n for a in m.args if a.type not in (STR, HEX) for n in (a.name, *a.aliases)]
+        names = [n for a in m.args if a.type not in (STR, HEX)
+                 for n in (a.name, *a.aliases, *a.named)]
         if names:
             out[m.name] = names
     return out
