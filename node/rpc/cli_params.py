@@ -23,6 +23,7 @@ CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
     "addpeeraddress": ((1, "port"), (2, "tried")),
     "bumpfee": ((1, "options"),),
     "combinepsbt": ((0, "txs"),),
+    "combinerawtransaction": ((0, "txs"),),
     "converttopsbt": ((1, "permitsigdata"), (2, "iswitness"), (3, "psbt_version")),
     "createmultisig": ((0, "nrequired"), (1, "keys")),
     "createpsbt": (

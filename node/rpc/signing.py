@@ -1,12 +1,13 @@
-"""Signing RPCs that need no wallet: signrawtransactionwithkey (rpc/rawtransaction.cpp),
-createmultisig (rpc/output_script.cpp), signmessagewithprivkey and verifymessage
-(rpc/signmessage.cpp), with Core's arguments, results and errors."""
+"""Signing RPCs that need no wallet: signrawtransactionwithkey and combinerawtransaction
+(rpc/rawtransaction.cpp), createmultisig (rpc/output_script.cpp), signmessagewithprivkey and
+verifymessage (rpc/signmessage.cpp), with Core's arguments, results and errors."""
 
 from __future__ import annotations
 
 from consensus.amounts import MAX_MONEY
 from consensus.hashes import hash160, sha256
 from consensus.script.script import MAX_PUBKEYS_PER_MULTISIG, MAX_SCRIPT_ELEMENT_SIZE
+from consensus.script.sighash import SIGHASH_ALL, PrecomputedTxData
 from consensus.script.standard import (
     multisig_script,
     p2sh_script,
@@ -18,7 +19,9 @@ from node.rpc.errors import (
     RPC_DESERIALIZATION_ERROR,
     RPC_INVALID_ADDRESS_OR_KEY,
     RPC_INVALID_PARAMETER,
+    RPC_MISC_ERROR,
     RPC_TYPE_ERROR,
+    RPC_VERIFY_ERROR,
     RPCError,
 )
 from node.rpc.params import amount as parse_amount
@@ -35,10 +38,15 @@ from wallet.address import (
 from wallet.amounts import json_integer
 from wallet.descriptors import SigningProvider, infer_descriptor
 from wallet.keys import is_fully_valid_pubkey
-from wallet.sign import (
+from wallet.sign import (  # the parts of Core's ProduceSignature that combining reuses
     KeyStore,
     MalformedSignature,
     SighashError,
+    _pushes,
+    _signatures_in,
+    _Signer,
+    _verifies,
+    produce_signature,
     recover_message_pubkey,
     sighash_from_name,
     sign_message,
@@ -203,6 +211,78 @@ def signrawtransactionwithkey(node, hexstring, privkeys, prevtxs, sighashtype):
     coins = _find_coins(node, tx)
     parse_prevouts(prevtxs, store, coins)
     return sign_with_coins(tx, store, coins, sighashtype)
+
+
+# -- combinerawtransaction -------------------------------------------------------------------
+
+def combine_transactions(variants: list, outs: list[TxOut]) -> None:
+    """Combine the signatures of the variants into variants[0] (in place), as Core's
+    combinerawtransaction: per input, a variant whose input already verifies is taken as
+    it is; else every signature of any variant goes into one scriptSig/witness, built as
+    signing with no keys builds it (a multisig's signatures in key order, OP_0 for the
+    missing ones)."""
+    merged = variants[0]
+    data = [PrecomputedTxData(v, outs) if len(v.vin) == len(outs) else PrecomputedTxData(v)
+            for v in variants]
+    merged_data = data[0]
+    for i, txin in enumerate(merged.vin):
+        out = outs[i]
+        complete = None
+        sigs: dict[bytes, bytes] = {}
+        store = KeyStore()
+        for v, txdata in zip(variants, data, strict=True):
+            if len(v.vin) <= i:
+                continue
+            vin = v.vin[i]
+            if _verifies(v, i, outs, txdata):
+                complete = (vin.script_sig, list(vin.witness))
+                break
+            for push in [*_pushes(vin.script_sig), *vin.witness]:
+                if push:
+                    store.add_script(push)
+                    if len(push) in (33, 65):
+                        store.pubkeys.setdefault(hash160(push), push)
+            for pub, sig in _signatures_in(v, i, out, store, txdata).items():
+                sigs.setdefault(pub, sig)
+        if complete is None:
+            signer = _Signer(store, merged, i, out.value, SIGHASH_ALL, merged_data, sigs)
+            script_sig, witness, _ = produce_signature(signer, out.script_pubkey)
+            complete = (script_sig, witness)
+        txin.script_sig, txin.witness = complete
+    merged.rehash()
+
+
+@rpc("combinerawtransaction", "Rawtransactions",
+     [Arg("txs", ARR, help="The hex strings of partially signed transactions")],
+     description="Combine multiple partially signed transactions into one transaction.\n"
+                 "The combined transaction may be another partially signed transaction or a \n"
+                 "fully signed transaction.",
+     result='"str"    (string) The hex-encoded raw transaction with signature(s)',
+     examples=["combinerawtransaction '[\"myhex1\", \"myhex2\", \"myhex3\"]'"])
+def combinerawtransaction(node, txs):
+    variants = []
+    for idx, text in enumerate(txs):
+        if not isinstance(text, str):  # Core's get_str() on an element: -1
+            raise RPCError(RPC_MISC_ERROR, f"JSON value of type {json_type(text)} is not of "
+                           "expected type string")
+        try:
+            variants.append(decode_tx(text))
+        except RPCError:
+            raise RPCError(RPC_DESERIALIZATION_ERROR, f"TX decode failed for tx {idx}. Make "
+                           "sure the tx has at least one input.") from None
+    if not variants:
+        raise RPCError(RPC_DESERIALIZATION_ERROR, "Missing transactions")
+    merged = variants[0]
+    with node.chain.lock:  # the coins from one view of the chain and mempool
+        coins = _find_coins(node, merged)
+    outs = []
+    for txin in merged.vin:
+        out = coins.get((txin.prevout.hash, txin.prevout.n))
+        if out is None:
+            raise RPCError(RPC_VERIFY_ERROR, "Input not found or already spent")
+        outs.append(out)
+    combine_transactions(variants, outs)
+    return merged.serialize().hex()
 
 
 # -- createmultisig ---------------------------------------------------------------------------
