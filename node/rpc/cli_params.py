@@ -54,6 +54,7 @@ CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
     "deriveaddresses": ((1, "range"),),
     "descriptorprocesspsbt": ((1, "descriptors"), (3, "bip32derivs"), (4, "finalize")),
     "disconnectnode": ((1, "nodeid"),),
+    "dumptxoutset": ((2, "options"), (2, "rollback")),
     "echojson": (
         (0, "arg0"),
         (1, "arg1"),

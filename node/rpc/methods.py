@@ -12,6 +12,7 @@ from node.rpc import (  # noqa: F401
     rawtransactions,
     signing,
     txoutproof,
+    txoutset,
     util,
     zmq,
 )
