@@ -161,6 +161,7 @@ CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
         (8, "fee_rate"),
         (9, "verbose"),
     ),
+    "sendmsgtopeer": ((0, "peer_id"),),
     "sendrawtransaction": ((1, "maxfeerate"), (2, "maxburnamount")),
     "sendtoaddress": (
         (1, "amount"),

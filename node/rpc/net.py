@@ -1,6 +1,7 @@
 """Network RPCs (Core's rpc/net.cpp): getconnectioncount, ping, getpeerinfo, addnode,
 disconnectnode, getaddednodeinfo, getnettotals, getnetworkinfo, setban, listbanned,
-clearbanned, setnetworkactive, getnodeaddresses, addpeeraddress.
+clearbanned, setnetworkactive, getnodeaddresses, addpeeraddress, getaddrmaninfo,
+getrawaddrman and sendmsgtopeer.
 
 They run on the event loop (inline), where the P2P state lives, and never wait.
 """
@@ -28,7 +29,7 @@ from node.rpc.errors import (
 )
 from node.rpc.jsonutil import btc, double
 from node.rpc.params import as_int
-from node.rpc.registry import BOOL, NUM, REGISTRY, STR, Arg, rpc
+from node.rpc.registry import BOOL, HEX, NUM, REGISTRY, STR, Arg, rpc
 
 RPC_CLIENT_NODE_CAPACITY_REACHED = -34
 
@@ -414,3 +415,100 @@ def addpeeraddress(node, address, port, tried):
     if ok and tried:
         addrman.good(a)
     return {"success": ok}
+
+
+# -- the address manager: getaddrmaninfo, getrawaddrman; sendmsgtopeer -----------------------
+
+def _addrman(node):
+    p2p = getattr(node, "p2p", None)
+    if p2p is None or getattr(p2p, "addrman", None) is None:
+        raise RPCError(RPC_CLIENT_P2P_DISABLED, "Error: Address manager functionality missing "
+                                                "or disabled")
+    return p2p.addrman
+
+
+@rpc("getaddrmaninfo", "Network", inline=True,
+     description="Provides information about the node's address manager by returning the "
+                 "number of addresses in the `new` and `tried` tables and their sum for all "
+                 "networks.",
+     result='{ "<network>": { "new": n, "tried": n, "total": n }, ... }    (ipv4, ipv6, '
+            "onion, i2p, cjdns, all_networks)")
+def getaddrmaninfo(node):
+    book = _addrman(node)
+    counts = {name: [0, 0] for name in NET_NAMES.values()}
+    for info in book.entries.values():
+        c = counts.get(NET_NAMES.get(info.addr.net))
+        if c is not None:
+            c[1 if info.tried else 0] += 1
+    out = {name: {"new": n, "tried": t, "total": n + t} for name, (n, t) in counts.items()}
+    new = sum(n for n, _ in counts.values())
+    tried = sum(t for _, t in counts.values())
+    out["all_networks"] = {"new": new, "tried": tried, "total": new + tried}
+    return out
+
+
+def _network_name(host: str) -> str:
+    try:
+        a = NetAddr.from_ip(host, 0)
+    except AddressError:
+        return "not_publicly_routable"
+    return a.network if a.is_routable() else "not_publicly_routable"
+
+
+# Core's tables: 1024 "new" and 256 "tried" buckets of 64 places each.
+_BUCKET_SIZE = 64
+
+
+@rpc("getrawaddrman", "Hidden", inline=True,
+     description="EXPERIMENTAL warning: this call may be changed in future releases.\n\n"
+                 "Returns information on all address manager entries for the new and tried "
+                 "tables.\n\nminibtcd's address manager has one table with a tried flag "
+                 "(node/p2p/addrman.py), not Core's hashed buckets: an entry's "
+                 '"bucket/position" key is its place in that table, 64 to a bucket.',
+     result='{ "new": { "bucket/position": { "address", "port", "network", "services", '
+            '"time", "source", "source_network" } }, "tried": { ... } }')
+def getrawaddrman(node):
+    book = _addrman(node)
+    tables: dict[str, dict] = {"new": {}, "tried": {}}
+    for info in book.entries.values():
+        table = tables["tried" if info.tried else "new"]
+        i = len(table)
+        a = info.addr
+        source = info.source or a.host()  # an address announced by itself
+        table[f"{i // _BUCKET_SIZE}/{i % _BUCKET_SIZE}"] = {
+            "address": a.host(),
+            "port": a.port,
+            "services": a.services,
+            "time": int(a.time),
+            "network": a.network if a.is_routable() else "not_publicly_routable",
+            "source": source,
+            "source_network": _network_name(source),
+        }
+    return tables
+
+
+COMMAND_SIZE = 12  # Core's CMessageHeader::COMMAND_SIZE
+
+
+@rpc("sendmsgtopeer", "Hidden", inline=True,
+     args=[Arg("peer_id", NUM, help="The peer to send the message to."),
+           Arg("msg_type", STR, help=f"The message type (maximum length {COMMAND_SIZE})"),
+           Arg("msg", HEX, help="The serialized message body to send, in hex, without a "
+                                "message header")],
+     description="Send a p2p message to a peer specified by id.\nThe message type and body "
+                 "must be provided, the message header will be generated.\nThis RPC is for "
+                 "testing only.",
+     result="{}    (json object) empty")
+def sendmsgtopeer(node, peer_id, msg_type, msg):
+    pid = as_int(peer_id, "peer_id")
+    if len(msg_type.encode()) > COMMAND_SIZE:
+        raise RPCError(RPC_INVALID_PARAMETER,
+                       f"Error: msg_type too long, max length is {COMMAND_SIZE}")
+    if len(msg) % 2 or any(c not in "0123456789abcdefABCDEF" for c in msg):  # Core's IsHex
+        raise RPCError(RPC_INVALID_PARAMETER, "Error parsing input for msg")
+    payload = bytes.fromhex(msg)
+    peer = _p2p(node).connman.peers.get(pid)
+    if peer is None or peer.closed:
+        raise RPCError(RPC_MISC_ERROR, "Error: Could not send message to peer")
+    peer.send_raw(msg_type, payload)
+    return {}
