@@ -82,6 +82,7 @@ CONVERT_PARAMS: dict[str, tuple[tuple[int, str], ...]] = {
     "getblockstats": ((0, "hash_or_height"), (1, "stats")),
     "getblocktemplate": ((0, "template_request"),),
     "getchaintxstats": ((0, "nblocks"),),
+    "getdescriptoractivity": ((0, "blockhashes"), (1, "scanobjects"), (2, "include_mempool")),
     "gethdkeys": ((0, "options"),),
     "getmempoolancestors": ((1, "verbose"),),
     "getmempooldescendants": ((1, "verbose"),),

@@ -1,6 +1,7 @@
 """Importing this module registers every RPC method."""
 
 from node.rpc import (  # noqa: F401
+    activity,
     blockchain,
     control,
     index,
