@@ -550,7 +550,7 @@ def send(ctx: typer.Context,
                               fee_rate)
             else:
                 txid = c.call("sendtoaddress", address, amount, None, None, subtract_fee,
-                              not no_rbf, None, "unset", True, fee_rate)
+                              not no_rbf, None, "unset", None, fee_rate)
             return _sent(c, txid)
 
     _run(ctx, do, _sent_text)

@@ -28,6 +28,7 @@ from wallet.errors import (
     RPC_INVALID_PARAMETER,
     RPC_MISC_ERROR,
     RPC_TYPE_ERROR,
+    RPC_WALLET_ERROR,
     WalletError,
 )
 from wallet.wallet import Wallet
@@ -271,6 +272,16 @@ def fee_rate_of(call: Call, fee_rate: Any, conf_target: Any, estimate_mode: str 
     return rate
 
 
+def avoid_reuse_flag(w: Wallet, value: bool | None) -> bool:
+    """Core's GetAvoidReuseFlag: the avoid_reuse argument, by default the wallet's flag;
+    true on a wallet without the flag is an error."""
+    avoid = w.avoid_reuse if value is None else value
+    if avoid and not w.avoid_reuse:
+        raise WalletError(RPC_WALLET_ERROR, 'wallet does not have the "avoid reuse" feature '
+                          "enabled")
+    return avoid
+
+
 def coin_desc(w: Wallet, script: bytes) -> str:
     owner = w.owner(script)
     prov = SigningProvider()
@@ -292,8 +303,10 @@ def coin_desc(w: Wallet, script: bytes) -> str:
 # Register every method (each module adds its own with @method).
 from wallet import (  # noqa: E402, F401, I001
     rpc_addresses,
+    rpc_coins,
     rpc_history,
     rpc_psbt,
     rpc_send,
+    rpc_settings,
     rpc_wallets,
 )

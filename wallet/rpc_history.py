@@ -28,6 +28,7 @@ from wallet.rpc import (
     Call,
     Param,
     address_script,
+    avoid_reuse_flag,
     coin_desc,
     json_type,
     last_block,
@@ -130,12 +131,13 @@ def _entries(w: Wallet, wtx: WalletTx, include_change: bool = False,
 
 
 @method("getbalance", Param("dummy", STR, None), Param("minconf", NUM, 0),
-        Param("include_watchonly", BOOL, True), Param("avoid_reuse", BOOL, True))
+        Param("include_watchonly", BOOL, True), Param("avoid_reuse", BOOL, None))
 def getbalance(call: Call, dummy, minconf, include_watchonly, avoid_reuse):
     if dummy is not None and dummy != "*":
         raise WalletError(-32, 'dummy first argument must be excluded or set to "*".')
     w = call.w
-    total = sum(c.value for c in w.coins() if c.depth >= minconf)
+    used = w.used_scripts() if avoid_reuse_flag(w, avoid_reuse) else set()
+    total = sum(c.value for c in w.coins() if c.depth >= minconf and c.script not in used)
     return to_btc(total)
 
 
@@ -146,12 +148,17 @@ def getunconfirmedbalance(call: Call):
 
 @method("getbalances")
 def getbalances(call: Call):
-    b = call.w.balances()
-    return {"mine": {"trusted": to_btc(b["trusted"]),
-                     "untrusted_pending": to_btc(b["untrusted_pending"]),
-                     "immature": to_btc(b["immature"]),
-                     "nonmempool": to_btc(b["nonmempool"])},
-            "lastprocessedblock": last_block(call.w)}
+    w = call.w
+    b = w.balances()
+    mine = {"trusted": to_btc(b["trusted"]),
+            "untrusted_pending": to_btc(b["untrusted_pending"]),
+            "immature": to_btc(b["immature"])}
+    if w.avoid_reuse:  # Core: what the trusted and pending balances hold in used addresses
+        used = w.used_scripts()
+        mine["used"] = to_btc(sum(c.value for c in w.coins(include_unsafe=True)
+                                  if c.script in used))
+    mine["nonmempool"] = to_btc(b["nonmempool"])
+    return {"mine": mine, "lastprocessedblock": last_block(w)}
 
 
 @method("listunspent", Param("minconf", NUM, 1), Param("maxconf", NUM, 9999999),
@@ -175,6 +182,7 @@ def listunspent(call: Call, minconf, maxconf, addresses, include_unsafe, query_o
     min_amount = parse_btc(q["minimumAmount"]) if "minimumAmount" in q else 0
     out = []
     immature = bool(q.get("include_immature_coinbase", False))
+    used = w.used_scripts() if w.avoid_reuse else None
     for c in sorted(w.coins(include_unsafe=include_unsafe, skip_locked=True,
                             include_immature=immature),
                     key=lambda c: (-c.depth, c.txid, c.n)):
@@ -198,6 +206,8 @@ def listunspent(call: Call, minconf, maxconf, addresses, include_unsafe, query_o
         acc = w.accounts[c.account_id]
         e["spendable"] = acc.private is not None or (w.encrypted and acc.secret is not None)
         e["solvable"] = True
+        if used is not None:
+            e["reused"] = c.script in used
         e["desc"] = coin_desc(w, c.script)
         e["parent_descs"] = [acc.descriptor]
         e["safe"] = c.trusted

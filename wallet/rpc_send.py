@@ -30,6 +30,7 @@ from wallet.rpc import (
     Call,
     Param,
     address_script,
+    avoid_reuse_flag,
     check_options,
     decode_hex_tx,
     fee_rate_of,
@@ -471,17 +472,22 @@ def _send_result(tx: Transaction, verbose: bool) -> Any:
         Param("comment", STR, None), Param("comment_to", STR, None),
         Param("subtractfeefromamount", BOOL, False), Param("replaceable", BOOL, True),
         Param("conf_target", NUM, None), Param("estimate_mode", STR, "unset"),
-        Param("avoid_reuse", BOOL, True), Param("fee_rate", AMOUNT, None),
+        Param("avoid_reuse", BOOL, None), Param("fee_rate", AMOUNT, None),
         Param("verbose", BOOL, False))
 def sendtoaddress(call: Call, address, amount, comment, comment_to, subtract, replaceable,
                   conf_target, estimate_mode, avoid_reuse, fee_rate, verbose):
     w = call.w
     script = address_script(w, address)
     sats = parse_btc(amount, allow_zero=False)
+    avoid = avoid_reuse_flag(w, avoid_reuse)
     w.require_unlocked()
     rate = fee_rate_of(call, fee_rate, conf_target, estimate_mode)
-    tx, _ = spend.send(w, call.node, [spend.Recipient(script, sats, subtract)], rate,
-                       replaceable=replaceable, comment=comment)
+    w.avoiding_used = avoid  # coin selection leaves out coins of used addresses
+    try:
+        tx, _ = spend.send(w, call.node, [spend.Recipient(script, sats, subtract)], rate,
+                           replaceable=replaceable, comment=comment)
+    finally:
+        w.avoiding_used = False
     return _send_result(tx, verbose)
 
 

@@ -44,6 +44,8 @@ def createwallet(call: Call, name, disable_private_keys, blank, passphrase, avoi
                             passphrase=passphrase or None, mnemonic=mnemonic,
                             mnemonic_passphrase=mnemonic_passphrase,
                             birthday_height=birthday_height, load_on_startup=load_on_startup)
+    if avoid_reuse:
+        w.set_avoid_reuse(True)
     return {"name": w.name}
 
 
@@ -100,9 +102,9 @@ def getwalletinfo(call: Call):
     if w.encrypted:
         out["unlocked_until"] = 0 if w.locked else w.unlocked_until_time
     out.update({
-        "paytxfee": to_btc(0),
+        "paytxfee": to_btc(w.pay_tx_fee),
         "private_keys_enabled": w.private_keys_enabled,
-        "avoid_reuse": False,
+        "avoid_reuse": w.avoid_reuse,
         "scanning": {"duration": int(w.clock() - w.scan_started),
                      "progress": round(w.scan_progress, 8)} if w.rescanning else False,
         "descriptors": True,

@@ -126,6 +126,11 @@ class Wallet:
         self.address_type = "bech32"  # -addresstype
         self.change_type: str | None = None  # -changetype (None: chosen per transaction)
         self.encrypted = bool(db.get_meta("encrypted", 0))
+        # Core's WALLET_FLAG_AVOID_REUSE (createwallet avoid_reuse, setwalletflag)
+        self.avoid_reuse = bool(db.get_meta("avoid_reuse", 0))
+        # set while a spend that avoids reused addresses picks its coins (sendtoaddress and
+        # sendmany with avoid_reuse): coins(skip_locked=True) then leaves out used ones
+        self.avoiding_used = False
         self.private_keys_enabled = not bool(db.get_meta("disable_private_keys", 0))
         self._key: bytes | None = None  # AES key while unlocked
         self.unlocked_until = 0.0
@@ -835,10 +840,44 @@ class Wallet:
         if self.locked_coins.pop(outpoint, False):
             self.db.conn.execute("DELETE FROM locked_coins WHERE txid=? AND vout=?", outpoint)
 
+    def set_avoid_reuse(self, value: bool) -> None:
+        self.avoid_reuse = value
+        self.db.set_meta("avoid_reuse", int(value))
+
+    def used_scripts(self) -> set[bytes]:
+        """Scripts of this wallet that a wallet transaction has spent from (Core's "used"
+        destinations of avoid_reuse, IsSpentKey), from every transaction the wallet holds:
+        as Core's after a rescan."""
+        out = set()
+        for txid, ns in self.credits.items():
+            vout = self.txs[txid].tx.vout
+            for n in ns:
+                if (txid, n) in self.spenders:
+                    out.add(vout[n].script_pubkey)
+        return out
+
+    def remove_tx(self, txid: bytes) -> None:
+        """Forget a transaction (Core's RemoveTxs, for removeprunedfunds)."""
+        wtx = self.txs.pop(txid)
+        self.credits.pop(txid, None)
+        if not wtx.tx.is_coinbase():
+            for txin in wtx.tx.vin:
+                spenders = self.spenders.get(txin.prevout.key())
+                if spenders is not None:
+                    spenders.discard(txid)
+                    if not spenders:
+                        del self.spenders[txin.prevout.key()]
+        self.abandoned.discard(txid)
+        with self.db.atomic() as c:
+            c.execute("DELETE FROM txs WHERE txid=?", (txid,))
+            c.execute("DELETE FROM abandoned_txs WHERE txid=?", (txid,))
+
     def coins(self, include_unsafe: bool = False, include_immature: bool = False,
               skip_locked: bool = False) -> list[Coin]:
         """Unspent outputs of transactions that count, oldest first (without the locked ones
-        when skip_locked: coin selection and listunspent skip them, balances count them)."""
+        when skip_locked: coin selection and listunspent skip them, balances count them;
+        nor, then, those of used scripts while avoiding_used)."""
+        used = self.used_scripts() if skip_locked and self.avoiding_used else set()
         out = []
         for txid, ns in self.credits.items():
             if not ns:
@@ -856,6 +895,8 @@ class Wallet:
                 if self.is_spent((txid, n)) or (skip_locked and (txid, n) in self.locked_coins):
                     continue
                 txout = wtx.tx.vout[n]
+                if used and txout.script_pubkey in used:
+                    continue
                 acc_id, index = self.scripts[txout.script_pubkey]
                 out.append(Coin(txid, n, txout.value, txout.script_pubkey, acc_id, index,
                                 depth, wtx.tx.is_coinbase(), trusted))
