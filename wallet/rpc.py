@@ -4,8 +4,8 @@ named); results use Decimal for BTC amounts, written as plain numbers by the ser
 
 A method gets a Call: the manager (for wallet-level methods), the wallet the request is for,
 and the node client. This module holds the registry and the helpers the methods share; the
-methods are in rpc_wallets, rpc_addresses, rpc_history, rpc_send and rpc_psbt, all
-registered by importing this module.
+methods are in rpc_wallets, rpc_addresses, rpc_history, rpc_send, rpc_psbt, rpc_coins and
+rpc_settings, all registered by importing this module.
 """
 
 from __future__ import annotations
