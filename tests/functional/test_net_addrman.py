@@ -17,13 +17,15 @@ from tests.functional.p2p_peer import RawPeer
 NETWORKS = ("ipv4", "ipv6", "onion", "i2p", "cjdns")
 
 
-def _raw_wait(peer: RawPeer, command: str, timeout: float = 10.0) -> bytes:
-    """The payload of the next message of that type, read from the wire as it came."""
+def _raw_wait(peer: RawPeer, command: str, want: bytes | None = None,
+              timeout: float = 10.0) -> bytes:
+    """The payload of the next message of that type (equal to `want`, if given: the node
+    pings on its own too), read from the wire as it came."""
     deadline = time.time() + timeout
     while True:
         head = m.MessageHeader.parse(peer._read(m.HEADER_LEN, deadline))
         payload = peer._read(head.length, deadline)
-        if head.command == command:
+        if head.command == command and (want is None or payload == want):
             return payload
 
 
@@ -77,7 +79,7 @@ def test_sendmsgtopeer(tmp_path):
         pid = n.call("getpeerinfo")[0]["id"]
         nonce = 0x0123456789ABCDEF
         assert n.call("sendmsgtopeer", pid, "ping", struct.pack("<Q", nonce).hex()) == {}
-        assert _raw_wait(peer, "ping") == struct.pack("<Q", nonce)
+        assert _raw_wait(peer, "ping", struct.pack("<Q", nonce)) == struct.pack("<Q", nonce)
         assert n.call("sendmsgtopeer", pid, "abcdefghijkl", "00ff") == {}
         assert _raw_wait(peer, "abcdefghijkl") == b"\x00\xff"
         assert n.call("sendmsgtopeer", pid, "empty", "") == {}
