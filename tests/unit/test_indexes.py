@@ -117,6 +117,40 @@ def test_built_for_an_existing_chain_then_followed(tmp_path, built):
         chain.close()
 
 
+def test_progress_is_shown_while_the_index_builds(tmp_path, built):
+    """getindexinfo during a background build (Core's: synced false, the height reached so
+    far), held after 40 blocks so that the middle of the build can be looked at."""
+    import threading
+
+    common = built[0]
+    chain = open_chain(tmp_path / "node")
+    feed(chain, common)
+    ixs = Indexes.open(tmp_path / "node", chain, blockfilterindex=True)
+    ix = ixs.all[0]
+    real, go, held = ix._index_block, threading.Event(), threading.Event()
+
+    def index_block(step, block):
+        if step.height == 41:
+            held.set()
+            go.wait(30)
+        real(step, block)
+
+    ix._index_block = index_block
+    try:
+        ixs.start()
+        assert held.wait(30)
+        assert ixs.info() == {"basic block filter index": {"synced": False,
+                                                           "best_block_height": 40}}
+        go.set()
+        wait_synced(ixs, chain)
+        assert ixs.info() == {"basic block filter index": {"synced": True,
+                                                           "best_block_height": 105}}
+    finally:
+        go.set()
+        ixs.close()
+        chain.close()
+
+
 def test_reorgs_and_invalidation(tmp_path, built):
     common, a, b, (t1, t2, tb, tb2) = built
     chain = open_chain(tmp_path / "node")
