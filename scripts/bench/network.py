@@ -78,7 +78,7 @@ class Watcher:
 def pay(net: Network, per_second: float, stop: threading.Event, counts: list[int]) -> None:
     rng = random.Random(1)
     n = net.spec.nodes
-    while not stop.is_set():
+    while per_second > 0 and not stop.is_set():  # (--payments 0: blocks only)
         src, dst = rng.randrange(n), rng.randrange(n)
         try:
             address = net.call(dst, "getnewaddress", wallet=True)
