@@ -12,6 +12,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -163,3 +165,26 @@ def cli_env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return env
+
+
+def rpc_error(fn, *args, **named) -> tuple[int, str]:
+    """The (code, message) of the RPCFailure that fn(*args, **named) must raise."""
+    try:
+        fn(*args, **named)
+    except RPCFailure as e:
+        return e.code, e.message
+    raise AssertionError(f"expected an RPC error from {fn.__name__}{args}")
+
+
+@contextmanager
+def funded_wallet_node(folder: Path, *args: str, blocks: int = 110) -> Iterator[NodeProcess]:
+    """A node with wallet "w", which `blocks` blocks mined to it have funded (110: ten
+    coinbases mature); stopped at the end."""
+    n = NodeProcess(folder, "-fallbackfee=0.0002", *args)
+    n.start()
+    try:
+        n.call("createwallet", "w")
+        n.call("generatetoaddress", blocks, n.call("getnewaddress", wallet="w"))
+        yield n
+    finally:
+        n.stop()

@@ -16,7 +16,7 @@ from decimal import Decimal
 import pytest
 
 from consensus.params import CHAINS
-from tests.functional.framework import NodeProcess, RPCFailure
+from tests.functional.framework import funded_wallet_node, rpc_error
 from wallet.bip32 import ExtKey
 from wallet.descriptors import add_checksum
 
@@ -26,21 +26,11 @@ ELSEWHERE = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    n = NodeProcess(tmp_path_factory.mktemp("corerpc") / "n", "-keypool=1",
-                    "-fallbackfee=0.0002")
-    n.start()
-    n.call("createwallet", "w")
-    n.call("generatetoaddress", 110, n.call("getnewaddress", wallet="w"))
-    try:
+    with funded_wallet_node(tmp_path_factory.mktemp("corerpc") / "n", "-keypool=1") as n:
         yield n
-    finally:
-        n.stop()
 
 
-def _err(fn, *args, **named) -> tuple[int, str]:
-    with pytest.raises(RPCFailure) as e:
-        fn(*args, **named)
-    return e.value.code, e.value.message
+_err = rpc_error
 
 
 def _xprv() -> str:

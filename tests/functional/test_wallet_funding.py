@@ -16,7 +16,7 @@ import coincurve
 import pytest
 
 from consensus.params import CHAINS
-from tests.functional.framework import NodeProcess, RPCFailure
+from tests.functional.framework import funded_wallet_node, rpc_error
 from wallet.address import encode_wif
 from wallet.descriptors import add_checksum
 
@@ -26,21 +26,11 @@ MIN_TX_WEIGHT = 65 * 4  # MIN_STANDARD_TX_NONWITNESS_SIZE in weight
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    n = NodeProcess(tmp_path_factory.mktemp("funding") / "n", "-keypool=1",
-                    "-fallbackfee=0.0002")
-    n.start()
-    n.call("createwallet", "w")
-    n.call("generatetoaddress", 110, n.call("getnewaddress", wallet="w"))
-    try:
+    with funded_wallet_node(tmp_path_factory.mktemp("funding") / "n", "-keypool=1") as n:
         yield n
-    finally:
-        n.stop()
 
 
-def _err(fn, *args, **named) -> tuple[int, str]:
-    with pytest.raises(RPCFailure) as e:
-        fn(*args, **named)
-    return e.value.code, e.value.message
+_err = rpc_error
 
 
 def _fund(node, inputs, outputs, options=None, wallet="w"):

@@ -11,7 +11,7 @@ import secrets
 import pytest
 
 from consensus.params import CHAINS
-from tests.functional.framework import NodeProcess, RPCFailure
+from tests.functional.framework import funded_wallet_node, rpc_error
 from wallet.bip32 import ExtKey
 from wallet.descriptors import add_checksum, parse_descriptor
 
@@ -21,25 +21,15 @@ MISSING = "Not all private keys provided. Some wallet functionality may return u
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory):
-    n = NodeProcess(tmp_path_factory.mktemp("musig") / "n", "-keypool=1",
-                    "-fallbackfee=0.0002")
-    n.start()
-    n.call("createwallet", "w")
-    n.call("generatetoaddress", 101, n.call("getnewaddress", wallet="w"))
-    try:
+    with funded_wallet_node(tmp_path_factory.mktemp("musig") / "n", "-keypool=1", blocks=101) as n:
         yield n
-    finally:
-        n.stop()
 
 
 def _master() -> ExtKey:
     return ExtKey.from_seed(secrets.token_bytes(32))
 
 
-def _err(fn, *args, **named) -> tuple[int, str]:
-    with pytest.raises(RPCFailure) as e:
-        fn(*args, **named)
-    return e.value.code, e.value.message
+_err = rpc_error
 
 
 def test_musig_import_warnings(node):

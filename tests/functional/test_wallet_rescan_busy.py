@@ -42,7 +42,7 @@ def test_scanning_progress_and_abortrescan(tmp_path):
         assert node.call("getwalletinfo", **w)["scanning"] is False
         for _ in range(8):
             node.call("generatetoaddress", 500, ADDR)
-        for attempt in range(3):  # (a rescan that ends before it is stopped is started again)
+        for _ in range(3):  # (a rescan that ends before it is stopped is started again)
             with ThreadPoolExecutor(1) as pool:
                 rescan = pool.submit(node.call, "rescanblockchain", 0, **w)
                 scanning = False
