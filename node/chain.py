@@ -80,6 +80,20 @@ class ChainError(Exception):
     """The chain state cannot continue (corrupt files or databases): needs operator action."""
 
 
+class DisconnectError(BlockFileError):
+    """A block cannot be disconnected cleanly (Core's DISCONNECT_UNCLEAN, which DisconnectTip
+    treats as failure): the UTXO set lacks a coin the block made or holds it different, or
+    already holds a coin the block's undo data would restore. The block data, its undo data
+    and the UTXO set disagree, so applying the disconnect would corrupt the UTXO set.
+    (A BlockFileError: callers treat it as damaged stored data, nothing changed.)"""
+
+
+class ReorgRefused(BlockFileError):
+    """activate_best_chain could not move to a better chain: disconnecting the active chain's
+    blocks needs data that is damaged (the error's text says which). Nothing moved; the node
+    stays on its chain and can extend it."""
+
+
 def block_script_flags(entry: BlockIndexEntry, params: ChainParams) -> int:
     """Core's GetBlockScriptFlags: P2SH, WITNESS and TAPROOT always (but for the two
     exception blocks), the others from their buried activation heights."""
@@ -555,7 +569,12 @@ class ChainState:
             check_block(block, self.params)
         with self.lock:
             e = self._accept_block(block, raw=raw)
-        self.activate_best_chain()
+        try:
+            self.activate_best_chain()
+        except ReorgRefused:
+            # A better chain that the node cannot reorganise to (damaged data of its own
+            # chain, logged): the block is stored, the chain stays where it was.
+            pass
         if e.status & FAILED_VALID:
             err = self.invalid_errors.get(e.hash)
             if err is not None:
@@ -634,18 +653,25 @@ class ChainState:
         return best
 
     def activate_best_chain(self) -> None:
-        """Move the tip to the most-work valid chain, one reorg at a time."""
+        """Move the tip to the most-work valid chain, one reorg at a time. A chain that
+        cannot be reached because disconnecting the active chain's blocks would need damaged
+        data is given up (nothing moved; see _step_towards) and the next best one tried; the
+        first such error is raised at the end, as ReorgRefused."""
+        refused: BlockFileError | None = None
         while True:
             with self.lock:
                 best = self._best_candidate()
                 tip = self.tip
                 if best is None or best is tip:
-                    return
+                    break
                 if tip is not None and (best.chain_work, -best.seq_id) <= (
                     tip.chain_work, -tip.seq_id
                 ):
-                    return
-                self._step_towards(best)
+                    break
+                err = self._step_towards(best)
+                if err is not None:
+                    refused = refused or err
+                    continue
                 tip_work = self.tip.chain_work if self.tip is not None else -1
                 self.candidates = {c for c in self.candidates if c.chain_work >= tip_work}
                 self._publish_tip()
@@ -654,13 +680,28 @@ class ChainState:
                 if self.stop_at_height and self.tip.height >= self.stop_at_height \
                         and self.on_stop_height is not None:
                     self.on_stop_height()  # Core's -stopatheight: shut down from here
+        if refused is not None:
+            raise ReorgRefused(str(refused)) from refused
 
-    def _step_towards(self, target: BlockIndexEntry) -> None:
+    def _step_towards(self, target: BlockIndexEntry) -> BlockFileError | None:
+        """Reorganise to `target` (or as far towards it as its blocks connect). Returns the
+        error if the disconnect it needs cannot be done cleanly (damaged block or undo data,
+        or a UTXO set that does not match them): then nothing has moved, and every
+        candidate whose reorg would disconnect at least as deep is no longer a candidate
+        (until more of its blocks arrive), so the node stays on, and extends, its chain."""
         fork = self.find_fork(target) if self.active else None
         if fork is not None and fork is not self.tip:
-            self._check_can_disconnect(fork.height)  # a reorg applies whole or not at all
-        while self.tip is not None and self.tip is not fork:
-            self._disconnect_tip()
+            try:
+                plan = self._check_can_disconnect(fork.height)  # whole or not at all
+            except BlockFileError as err:
+                log.error("cannot reorganise to block %s at height %d (fork at height %d): "
+                          "%s", target.hash_hex(), target.height, fork.height, err)
+                self.candidates = {c for c in self.candidates
+                                   if c is not target and self.find_fork(c).height > fork.height}
+                return err
+            for planned in plan:
+                self._disconnect_tip(planned)
+            assert self.tip is fork
         path = []
         e: BlockIndexEntry | None = target
         while e is not None and e is not fork:
@@ -676,7 +717,7 @@ class ChainState:
                 log.error("block %s at height %d cannot be read back, its data is dropped "
                           "(to be downloaded again): %s", e.hash_hex(), e.height, err)
                 self._forget_data(e)
-                return
+                return None
             except ValidationError as err:
                 log.info("Block validation error: %s", state_string(err))  # Core's ConnectBlock
                 log.warning("block %s at height %d is invalid: %s", e.hash_hex(), e.height, err)
@@ -684,21 +725,19 @@ class ChainState:
                 if len(self.invalid_errors) > 100:
                     self.invalid_errors.popitem(last=False)
                 self._mark_invalid(e)
-                return  # the caller's loop picks the best remaining chain
+                return None  # the caller's loop picks the best remaining chain
             if len(path) > 1:
                 # A long step (a restart rolling forward, a deep reorg or reconsider) flushes
                 # on its way too: every block connected here is a consistent state.
                 self._maybe_flush()
         self._maybe_flush()
+        return None
 
     def _connect_tip(self, e: BlockIndexEntry) -> None:
         if e.prev is None and e.hash == self.params.genesis_hash:
             block = self.params.genesis  # (known: even with its file pruned or lost)
         else:
-            from_disk = e.hash not in self._recent
-            block = self.read_block(e)
-            if from_disk:
-                self._check_stored(block, e)
+            block = self._read_stored(e)
         changes, spent, fresh_ok = self._connect_block(block, e)
         if e.prev is not None:
             e.undo_pos = self.files.write_undo(e.file, encode_undo(spent), e.prev.hash)
@@ -856,45 +895,128 @@ class ChainState:
             scripts.close()
         return changes, spent_all, enforce_bip30
 
-    def _check_can_disconnect(self, height: int) -> None:
-        """Raise BlockFileError if any block above `height` of the active chain, or its undo
-        data, cannot be read back whole: a disconnect to `height` would stop half-way."""
-        for e in reversed(self.active[height + 1:]):
-            block = self.read_block(e)
-            try:
-                spent = self.read_undo(e)
-            except DeserializationError as err:
-                raise BlockFileError(f"corrupt undo data of block {e.hash_hex()}: {err}"
-                                     ) from None
-            if len(spent) != len(block.txs) - 1 or any(
-                    len(s) != len(tx.vin) for s, tx in zip(spent, block.txs[1:])):
-                raise BlockFileError(f"undo data of block {e.hash_hex()} does not match it")
-
-    def _disconnect_tip(self) -> Block:
-        e = self.tip
-        assert e is not None and e.prev is not None, "cannot disconnect the genesis block"
+    def _read_stored(self, e: BlockIndexEntry) -> Block:
+        """Block e's data to connect or disconnect it: the parsed block if it was received
+        just now, else read back from disk and checked against its header (_check_stored),
+        so a damaged copy is a BlockFileError and never applied to the UTXO set."""
+        from_disk = e.hash not in self._recent
         block = self.read_block(e)
+        if from_disk:
+            self._check_stored(block, e)
+        return block
+
+    def _read_undo_of(self, e: BlockIndexEntry, block: Block) -> list[list[Coin]]:
+        """Block e's undo data, checked to have one record per input of each transaction
+        but the coinbase. Raises BlockFileError."""
         try:
             spent = self.read_undo(e)
         except DeserializationError as err:
             raise BlockFileError(f"corrupt undo data of block {e.hash_hex()}: {err}") from None
-        if len(spent) != len(block.txs) - 1:
-            raise BlockFileError(f"undo data of block {e.hash_hex()} does not match the block")
-        coins = self.coins
+        if len(spent) != len(block.txs) - 1 or any(
+                len(s) != len(tx.vin) for s, tx in zip(spent, block.txs[1:])):
+            raise BlockFileError(f"undo data of block {e.hash_hex()} does not match it")
+        return spent
+
+    def _disconnect_changes(
+        self, e: BlockIndexEntry, block: Block, spent: list[list[Coin]],
+        view: Callable[[bytes], Coin | None],
+    ) -> tuple[dict[bytes, Coin | None], set[bytes]]:
+        """Core's DisconnectBlock without side effects, and strict: the coin changes that
+        undo block e (None: spend), looked up through `view`, and the keys of the changes
+        that `view` held before. Raises DisconnectError, before anything changes, if a coin
+        the block made is missing from the UTXO set or differs from the block's output
+        (value, script, height, coinbase flag), or if a coin to restore is already there."""
+        changes: dict[bytes, Coin | None] = {}
+        held: set[bytes] = set()  # keys `view` had a coin for
+
+        def get(key: bytes) -> Coin | None:
+            if key in changes:
+                return changes[key]
+            coin = view(key)
+            if coin is not None:
+                held.add(key)
+            return coin
+
+        height = e.height
+        # (Core: the two historic blocks whose coinbase repeated an earlier one's)
+        bip30_repeat = BIP30_REPEATS.get(height) == e.hash
         for i in range(len(block.txs) - 1, -1, -1):
             tx = block.txs[i]
             txid = tx.txid
+            coinbase = i == 0
             for n, out in enumerate(tx.vout):
-                if not is_unspendable(out.script_pubkey):
-                    key = outpoint_key(txid, n)
-                    if coins.get(key) is not None:
-                        coins.spend(key)
+                spk = out.script_pubkey
+                if is_unspendable(spk):
+                    continue
+                key = outpoint_key(txid, n)
+                coin = get(key)
+                if (coin is None or coin.value != out.value or coin.script_pubkey != spk
+                        or coin.height != height or coin.coinbase != coinbase) \
+                        and not (coinbase and bip30_repeat):
+                    what = "is not in the UTXO set" if coin is None else \
+                        f"differs in the UTXO set ({coin!r})"
+                    raise DisconnectError(
+                        f"cannot disconnect block {e.hash_hex()} at height {height}: its "
+                        f"output {tx.txid_hex()}:{n} {what}; the block data, its undo data or "
+                        "the chainstate is damaged")
+                changes[key] = None
             if i > 0:
-                restored = spent[i - 1]
-                if len(restored) != len(tx.vin):
-                    raise BlockFileError(f"undo data of block {e.hash_hex()} is inconsistent")
-                for txin, coin in zip(reversed(tx.vin), reversed(restored)):
-                    coins.add(outpoint_key(txin.prevout.hash, txin.prevout.n), coin, False)
+                for txin, coin in zip(reversed(tx.vin), reversed(spent[i - 1])):
+                    key = outpoint_key(txin.prevout.hash, txin.prevout.n)
+                    if get(key) is not None:
+                        raise DisconnectError(
+                            f"cannot disconnect block {e.hash_hex()} at height {height}: the "
+                            f"coin {txin.prevout.hash[::-1].hex()}:{txin.prevout.n} it spent "
+                            "is in the UTXO set already; the block data, its undo data or the "
+                            "chainstate is damaged")
+                    changes[key] = coin
+        return changes, held
+
+    def _check_can_disconnect(self, height: int) -> list[tuple[dict[bytes, Coin | None],
+                                                              set[bytes]]]:
+        """Raise BlockFileError (DisconnectError) if disconnecting the active chain down to
+        `height` would stop half-way or corrupt the UTXO set: every block above it is read
+        back and checked as a block read for connecting is (_read_stored), its undo data
+        read and matched to it, and the whole disconnect worked out over the UTXO set
+        (strictly, as _disconnect_tip does it) without changing anything. Returns what it
+        worked out, per block from the tip down, for _disconnect_tip to apply."""
+        overlay: dict[bytes, Coin | None] = {}  # the UTXO set as the disconnects leave it
+        cache_get = self.coins.get
+
+        def view(key: bytes) -> Coin | None:
+            return overlay[key] if key in overlay else cache_get(key)
+
+        plan = []
+        for e in reversed(self.active[height + 1:]):
+            block = self._read_stored(e)
+            changes, held = self._disconnect_changes(e, block, self._read_undo_of(e, block),
+                                                     view)
+            overlay.update(changes)
+            plan.append((changes, held))
+        return plan
+
+    def _disconnect_tip(
+        self, planned: tuple[dict[bytes, Coin | None], set[bytes]] | None = None
+    ) -> Block:
+        """Disconnect the tip: all or nothing (the changes are worked out in full, and any
+        error raised, before the coins cache or the active chain is touched). `planned`: its
+        changes as _check_can_disconnect worked them out, just before, under the lock."""
+        e = self.tip
+        assert e is not None and e.prev is not None, "cannot disconnect the genesis block"
+        coins = self.coins
+        if planned is None:
+            block = self._read_stored(e)
+            planned = self._disconnect_changes(e, block, self._read_undo_of(e, block),
+                                               coins.get)
+        else:  # (read and checked whole by _check_can_disconnect: read again for listeners)
+            block = self.read_block(e)
+        changes, held = planned
+        for key, coin in changes.items():
+            if coin is not None:
+                coins.add(key, coin, False)
+            elif key in held:
+                coins.spend(key)
+            # (else: made and spent within the block, never in the UTXO set)
         self.active.pop()
         # The disconnected block stays a candidate: it may become best again.
         if not e.failed:
@@ -933,10 +1055,11 @@ class ChainState:
             disconnected = self.in_active_chain(e)
             if disconnected:
                 # All or nothing: every block and undo record the disconnect needs is read
-                # first, so damaged data fails here, before anything has changed.
-                self._check_can_disconnect(e.height - 1)
-            while self.in_active_chain(e):
-                self._disconnect_tip()
+                # and the disconnect worked out first, so damaged data fails here, before
+                # anything has changed.
+                for planned in self._check_can_disconnect(e.height - 1):
+                    self._disconnect_tip(planned)
+            assert not self.in_active_chain(e)
             self._mark_invalid(e)
             if disconnected:
                 self.flush()  # the UTXO set and the invalid flags on disk agree
