@@ -13,7 +13,7 @@ from consensus.block import BlockHeader
 from consensus.contextual import MEDIAN_TIME_SPAN
 from consensus.hashes import hash_to_hex
 from consensus.serialize import DeserializationError
-from node.store import DatabaseOpenError, db_error_text
+from node.store import DatabaseOpenError, db_error_text, table_damage
 from node.store.layout import (
     BLOCK_PREFIX,
     INDEX_RECORD_SIZE,
@@ -197,8 +197,14 @@ class BlockIndexDB:
     def __init__(self, path: Path) -> None:
         try:
             self.db = plyvel.DB(str(path), create_if_missing=True, paranoid_checks=True)
+            # (every record is read at load, checksums verified; a table cut short or lost
+            # is named here already, with the same message as the UTXO set's)
+            damage = table_damage(self.db, path)
         except plyvel.Error as err:
             raise DatabaseOpenError("block", db_error_text(err)) from None
+        if damage:
+            self.db.close()
+            raise DatabaseOpenError("block", damage)
 
     def close(self) -> None:
         self.db.close()
@@ -277,6 +283,9 @@ def index_damage(path: Path) -> str | None:
     except plyvel.Error as err:
         return db_error_text(err)
     try:
+        damage = table_damage(db, path)
+        if damage:
+            return damage
         for _ in db.iterator(verify_checksums=True):
             pass
     except plyvel.Error as err:

@@ -18,7 +18,7 @@ import plyvel
 
 from consensus.contextual import Coin
 from consensus.muhash import MuHash3072, txout_ser
-from node.store import DatabaseOpenError, db_error_text
+from node.store import DatabaseOpenError, db_error_text, table_damage
 from node.store.layout import (
     BEST_BLOCK_KEY,
     COIN_PREFIX,
@@ -40,11 +40,16 @@ class CoinsCache:
         try:
             self.db = plyvel.DB(str(path), create_if_missing=True, bloom_filter_bits=10,
                                 paranoid_checks=True)
-            # Read (checksums verified) the first record, which sits at the start of the
-            # oldest table: a damaged database fails here, at start-up, as Core's does.
+            # Read (checksums verified) the first record: this opens the newest tables
+            # (level 0) and the first of each older level. The others are checked against
+            # the database's metadata (sizes): a damaged database fails here, at start-up.
             next(self.db.iterator(verify_checksums=True), None)
+            damage = table_damage(self.db, path)
         except plyvel.Error as err:
             raise DatabaseOpenError("coins", db_error_text(err)) from None
+        if damage:
+            self.db.close()
+            raise DatabaseOpenError("coins", damage)
         self.cache_bytes = cache_bytes
         self.entries: dict[bytes, Coin | None] = {}
         self.dirty: set[bytes] = set()

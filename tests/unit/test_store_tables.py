@@ -1,0 +1,95 @@
+"""A LevelDB database of several tables with one of the older ones cut short or lost is
+refused when it is opened (the UTXO set, the block index, and -reindex-chainstate's check of
+the index), naming the file, although reading its first record still works (issue 18)."""
+
+from __future__ import annotations
+
+import random
+import re
+import shutil
+
+import plyvel
+import pytest
+
+from node.store import DatabaseOpenError, table_damage
+from node.store.blockindex import BlockIndexDB, index_damage
+from node.store.coins import CoinsCache
+
+
+def spread_over_tables(path) -> list[tuple[int, list[int]]]:
+    """Rewrite every record of a stopped LevelDB database (same keys and values) with the
+    smallest write buffer (64 KiB) and table size (1 MiB) LevelDB allows, so that its data,
+    a few MB, ends up in several tables below level 0, as a larger database's does. Returns
+    the tables per level, as (level, table numbers in key order)."""
+    db = plyvel.DB(str(path), write_buffer_size=64 << 10, max_file_size=1 << 20)
+    for key, value in list(db.iterator()):
+        db.put(key, value)
+    db.close()  # (waits for the compactions)
+    db = plyvel.DB(str(path))
+    listing = db.get_property(b"leveldb.sstables").decode("latin-1")
+    db.close()
+    levels = []
+    for part in re.split(r"^--- level (\d+) ---$", listing, flags=re.M)[1:]:
+        if part.isdigit():
+            levels.append((int(part), []))
+        else:
+            levels[-1][1].extend(int(n) for n in re.findall(r"^ (\d+):\d+\[", part, re.M))
+    return levels
+
+
+def older_table(levels: list[tuple[int, list[int]]]) -> int:
+    """A table that reading the first record does not open: below level 0 and not the first
+    of its level."""
+    older = [n for level, tables in levels if level >= 1 for n in tables[1:]]
+    assert older, levels
+    return older[0]
+
+
+@pytest.fixture(scope="module")
+def several_tables(tmp_path_factory):
+    """A database of ~4 MB in several tables, and one of its older tables."""
+    path = tmp_path_factory.mktemp("ldb") / "db"
+    rng = random.Random(1)
+    db = plyvel.DB(str(path), create_if_missing=True)
+    with db.write_batch() as batch:
+        batch.put(b"B", b"\x11" * 32)
+        for _ in range(4000):
+            batch.put(b"C" + rng.randbytes(36), rng.randbytes(1000))
+    db.close()
+    return path, older_table(spread_over_tables(path))
+
+
+def _copy(src, tmp_path):
+    dst = tmp_path / "db"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_whole_database_opens(several_tables, tmp_path):
+    path = _copy(several_tables[0], tmp_path)
+    CoinsCache(path, 1 << 20).close()
+    BlockIndexDB(path).close()
+    assert index_damage(path) is None
+
+
+@pytest.mark.parametrize("how", ["truncated", "missing"])
+def test_older_table_damage_is_refused_at_open(several_tables, tmp_path, how):
+    path = _copy(several_tables[0], tmp_path)
+    victim = path / f"{several_tables[1]:06d}.ldb"
+    if how == "missing":  # (LevelDB itself refuses to open without it)
+        victim.unlink()
+    else:
+        victim.write_bytes(victim.read_bytes()[:victim.stat().st_size // 2])
+        db = plyvel.DB(str(path), paranoid_checks=True)
+        try:  # what the open read before: the first record still comes
+            assert next(db.iterator(verify_checksums=True))[0] == b"B"
+            assert victim.name in table_damage(db, path)
+        finally:
+            db.close()
+    for open_db, what in ((lambda: CoinsCache(path, 1 << 20), "coins"),
+                          (lambda: BlockIndexDB(path), "block")):
+        with pytest.raises(DatabaseOpenError) as err:
+            open_db()
+        assert err.value.what == what
+        assert victim.name in str(err.value) and how in str(err.value), err.value
+    assert victim.name in index_damage(path)
