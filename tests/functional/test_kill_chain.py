@@ -11,6 +11,11 @@ must restart by itself to a state a clean run reaches too:
   operation's result;
 - a peer that syncs from it reaches the same tip and the same UTXO digest.
 
+The short operations are made long enough to be killed inside, with no hook in the node: a
+preciousblock switches over a hundred full blocks, a pruneblockchain first flushes ~90,000
+coin changes left by wide blocks; each kill comes within a share of the same operation's
+time measured just before.
+
 KILL_SEED picks other moments (the default is fixed so a failure can be replayed).
 """
 
@@ -29,7 +34,7 @@ from consensus.contextual import Coin
 from consensus.muhash import txout_ser
 from consensus.params import REGTEST
 from consensus.script.script import is_unspendable
-from tests.chainbuilder import OP_TRUE, ChainBuilder, Wallet, spend_tx
+from tests.chainbuilder import OP_TRUE, Built, ChainBuilder, Wallet, spend_tx
 from tests.functional.framework import NodeProcess, RPCFailure
 from tests.unit.test_reorg import write_blk_file
 from wallet.address import script_to_address
@@ -148,20 +153,63 @@ def build_main(cb: ChainBuilder, rng: random.Random, n_blocks: int, per_block: i
 
 
 def build_branch(cb: ChainBuilder, replay: Replay, fork: Block, length: int,
-                 rng: random.Random, tag: bytes) -> list[Block]:
-    """A competing branch of `length` blocks on `fork`, spending coins of the fork's chain."""
+                 rng: random.Random, tag: bytes, every: int = 4, per: int = 8) -> list[Block]:
+    """A competing branch of `length` blocks on `fork`, spending coins of the fork's chain
+    (`per` transactions in every `every`th block)."""
     out = []
     parent = fork
     height = cb.built[fork.hash].height
     coins = replay.utxos(fork.hash)
     for i in range(length):
         height += 1
-        txs, fees = spends(coins, height, rng, 8) if i % 4 == 0 else ([], 0)
+        txs, fees = spends(coins, height, rng, per) if i % every == 0 else ([], 0)
         b = cb.next_block(parent, txs, fees=fees, tag=tag if i == 0 else b"")
         replay.add([b])
         out.append(b)
         parent = b
     return out
+
+
+class WideBlocks:
+    """Blocks on a node's tip that change many coins at once: each pays one coin to `width`
+    OP_TRUE outputs, spending the outputs of the matching block of the previous batch (the
+    first batch spends the chain's largest coins). With a cache large enough to hold them,
+    a batch leaves 2 x blocks x width coin changes unflushed, and the UTXO set (so the
+    replay) does not grow from batch to batch."""
+
+    def __init__(self, node: NodeProcess, cb: ChainBuilder, replay: Replay, blocks: int,
+                 width: int) -> None:
+        self.node, self.cb, self.replay = node, cb, replay
+        self.blocks, self.width = blocks, width
+        self.last: list[tuple[list[tuple[bytes, int]], int]] = []  # (outpoints, value)
+
+    def submit(self) -> None:
+        node, cb, replay = self.node, self.cb, self.replay
+        replay.fetch_active(node)
+        tip = bytes.fromhex(node.call("getbestblockhash"))[::-1]
+        height = node.call("getblockcount")
+        parent = replay.blocks[tip]
+        cb.built.setdefault(tip, Built(parent, height, parent.header.time))  # (if it mined it)
+        coins = None if self.last else replay.utxos(tip)
+        batch = []
+        for i in range(self.blocks):
+            if coins is None:
+                keys, value = self.last[i]
+            else:
+                key = max((k for k, c in coins.items() if c.script_pubkey == OP_TRUE
+                           and (not c.coinbase or c.height <= height - 99)),
+                          key=lambda k: coins[k].value)
+                keys, value = [key], coins.pop(key).value
+            each = value // self.width
+            tx = spend_tx(keys, [each] * self.width)
+            # (a second apart: batch after batch stays within the 2 hours ahead allowed)
+            b = cb.next_block(parent, [tx], fees=value - each * self.width, time_delta=1)
+            replay.add([b])
+            assert node.call("submitblock", b.serialize().hex()) is None
+            batch.append(([(tx.txid, n) for n in range(self.width)], each * self.width))
+            parent = b
+        assert node.call("getbestblockhash") == hexh(parent.hash)
+        self.last = batch
 
 
 class Killer:
@@ -175,6 +223,7 @@ class Killer:
         self.during = 0
         self.by_op: dict[str, list[int]] = {}  # operation -> [kills, kills during it]
         self.shrink: dict[str, float] = {}
+        self.moments: list[str] = []  # each kill_during's delay / window, inside or after
 
     def kill_during(self, method: str, *params, window: tuple[float, float],
                     restart_args: tuple[str, ...] = ()) -> None:
@@ -193,9 +242,11 @@ class Killer:
         # A kill that came after the call ended shrinks the next window for this call.
         lo, hi = window
         hi = min(hi, self.shrink.get(method, hi))
-        time.sleep(self.rng.uniform(lo, hi))
+        delay = self.rng.uniform(lo, hi)
+        time.sleep(delay)
         during = not done.is_set()
         self.count(method, during)
+        self.moments.append(f"{method} {delay:.3f}/{hi:.3f} s {'in' if during else 'after'}")
         self.kill()
         if not during:
             self.shrink[method] = hi / 2
@@ -349,17 +400,27 @@ def test_kill_during_chain_operations(tmp_path: Path) -> None:
         peer_syncs(peer, node, "after the reorgs")
 
         # -- preciousblock: a branch with as much work as the tip made precious ------------
+        # A deep branch of full blocks, so the switch (disconnect, then connect, over a
+        # hundred blocks) lasts long enough to be killed inside; the same switch is timed
+        # first (there and back), and the kill comes between 10% and 60% of that time.
         for r in range(KILLS):
             active = node.call("getblockcount")
             top = branch[-1]  # the last reorg's branch: the tip's chain is built on it
-            f_height = cb.built[top.hash].height - rng.randrange(20, 40)
+            f_height = cb.built[top.hash].height - rng.randrange(100, 140)
             fork = replay.blocks[bytes.fromhex(node.call("getblockhash", f_height))[::-1]]
-            rival = build_branch(cb, replay, fork, active - f_height, rng, b"p%d" % r)
-            for b in rival:
-                node.call("submitblock", b.serialize().hex())
+            rival = build_branch(cb, replay, fork, active - f_height, rng, b"p%d" % r,
+                                 every=1, per=40)
+            _batch(node, [("submitblock", [b.serialize().hex()]) for b in rival], chunk=20)
             tip = node.call("getbestblockhash")
             assert tip != hexh(rival[-1].hash)  # a tie: the block seen first stays
-            k.kill_during("preciousblock", hexh(rival[-1].hash), window=(0, 0.5 * t_inv))
+            t = time.time()
+            node.call("preciousblock", hexh(rival[-1].hash))
+            t_prec = time.time() - t
+            assert node.call("getbestblockhash") == hexh(rival[-1].hash)
+            node.call("preciousblock", tip)  # and back
+            assert node.call("getbestblockhash") == tip
+            k.kill_during("preciousblock", hexh(rival[-1].hash),
+                          window=(0.1 * t_prec, 0.6 * t_prec))
             check(node, replay, "preciousblock", mine=False)
             node.call("preciousblock", hexh(rival[-1].hash))  # finished: the rival is the tip
             assert node.call("getbestblockhash") == hexh(rival[-1].hash)
@@ -380,27 +441,46 @@ def test_kill_during_chain_operations(tmp_path: Path) -> None:
         peer_syncs(peer, node, "after generatetoaddress")
 
         # -- pruneblockchain (manual pruning of -fastprune's small files) ------------------
+        # A prune flushes the UTXO set first (then writes the index, then deletes files).
+        # With a cache large enough to hold them, a batch of wide blocks submitted before
+        # each prune leaves ~90,000 coin changes for that flush, so the prune lasts long
+        # enough to be killed inside; the first prune after a batch is timed, and the kills
+        # come between 10% and 70% of that time. Each prune goes 30 blocks further into
+        # blocks 102-301, full ones (several -fastprune files per step): each has files to
+        # delete.
+        prune_args = ("-prune=1", "-dbcache=300")
         node.stop()
-        node.start("-prune=1")
-        height = node.call("getblockcount")
+        node.start(*prune_args)
+        wide = WideBlocks(node, cb, replay, 3, 15_000)
+        wide.submit()
+        check(node, replay, "wide blocks", mine=False)  # (flushed: the next batch spends)
+        wide.submit()
+        t = time.time()
+        assert node.call("pruneblockchain", 150) > 101
+        t_prune = time.time() - t
+        check(node, replay, "pruneblockchain (timed)", mine=False)
         for r in range(KILLS):
-            target = 200 + (height - 488) * (r + 1) // KILLS
-            k.kill_during("pruneblockchain", target, window=(0, 0.05),
-                          restart_args=("-prune=1",))
+            wide.submit()
+            target = 180 + 30 * r
+            k.kill_during("pruneblockchain", target, window=(0.1 * t_prune, 0.7 * t_prune),
+                          restart_args=prune_args)
             check(node, replay, "pruneblockchain")
             pruned = node.call("pruneblockchain", target)
             assert node.call("getblockchaininfo")["pruneheight"] == pruned + 1
             node.call("getblock", node.call("getblockhash", pruned + 1))  # still readable
             check(node, replay, "pruneblockchain finished", mine=False)
         node.stop()
-        node.start("-prune=1")
+        node.start(*prune_args)
         check(node, replay, "pruned and restarted")
         peer_syncs(peer, node, "after pruning")
         log = (node.chain_dir / "debug.log").read_text(errors="replace")
         assert "Traceback" not in log
-        print(f"{k.kills} kills, {k.during} during the operation ({k.by_op}), "
-              f"{time.time() - t0:.0f} s")
+        print(f"prune {t_prune:.2f} s; {k.kills} kills, {k.during} during the operation "
+              f"({k.by_op}), {time.time() - t0:.0f} s")
+        print("; ".join(k.moments))
         assert k.during >= k.kills // 2, "too few kills landed inside an operation"
+        for op in ("preciousblock", "pruneblockchain"):  # (short ones: timed to fit)
+            assert k.by_op[op][1] >= KILLS // 2, f"too few kills landed inside {op}"
     finally:
         node.stop()
         peer.stop()
