@@ -351,7 +351,8 @@ def _change_chain(change, blockhash, db_errors: tuple = ()) -> None:
                  "reconsider them for activation.\nThis can be used to undo the effects of "
                  "invalidateblock.")
 def reconsiderblock(node, blockhash) -> None:
-    _change_chain(node.chain.reconsider_block, blockhash)
+    # BlockFileError: the reorg it asks for could not read its data: nothing moved (Core's -20)
+    _change_chain(node.chain.reconsider_block, blockhash, (BlockFileError,))
 
 
 @rpc("preciousblock", "Blockchain",
