@@ -108,21 +108,52 @@ def taproot_output_key(internal_xonly: bytes, merkle_root: bytes | None = None) 
 # --- signing, straight on libsecp256k1 ------------------------------------------------------
 # coincurve's PrivateKey() computes the public key and a keypair each time it is built (two
 # point multiplications before the one signing needs); a wallet signing many inputs from
-# fresh secrets pays that on every input. These call the library directly: same signatures
-# (RFC6979 nonces, low S; BIP340 with random aux data), a third of the work.
+# fresh secrets pays that on every input. These call the library directly: RFC6979 nonces and
+# low S as coincurve's signatures, BIP340 with random aux data, a third of the work.
 
 _CTX = _GLOBAL_CONTEXT.ctx
 
 
 def sign_digest(secret: bytes, digest: bytes) -> bytes:
-    """DER ECDSA signature (low S, RFC6979) of a 32-byte digest."""
+    """DER ECDSA signature (low S, RFC6979) of a 32-byte digest, ground to a low R as Core's
+    wallet signs (CKey::Sign with grinding): the plain RFC6979 signature when the first byte of
+    its 32-byte R is under 0x80, else the first of the signatures made with extra entropy
+    1, 2, 3, ... (a 32-byte buffer holding the counter as a little-endian uint32) whose R is.
+    So R never needs DER's 0x00 pad: at most 70 bytes, 71 with the sighash byte, which is
+    what the wallet's size estimates count. Byte-identical to Core's for the same key and
+    digest; half the signatures take more than one try, two tries on average."""
     sig = _ffi.new("secp256k1_ecdsa_signature *")
     if not _lib.secp256k1_ecdsa_sign(_CTX, sig, digest, secret, _ffi.NULL, _ffi.NULL):
         raise InvalidKeyError("ECDSA signing failed (invalid secret)")
+    compact = _ffi.new("unsigned char[64]")
+    _lib.secp256k1_ecdsa_signature_serialize_compact(_CTX, compact, sig)
+    counter = 0
+    while compact[0] >= 0x80:
+        counter += 1
+        extra = counter.to_bytes(4, "little") + bytes(28)
+        _lib.secp256k1_ecdsa_sign(_CTX, sig, digest, secret, _ffi.NULL, extra)
+        _lib.secp256k1_ecdsa_signature_serialize_compact(_CTX, compact, sig)
     out = _ffi.new("unsigned char[72]")
     size = _ffi.new("size_t *", 72)
     _lib.secp256k1_ecdsa_signature_serialize_der(_CTX, out, size, sig)
     return bytes(_ffi.buffer(out, size[0]))
+
+
+# The largest ECDSA signature, sighash byte included, that size estimates count (Core's two
+# dummy signature creators): 71 bytes for one of this wallet's (a 32-byte low R and a 32-byte
+# low S, as sign_digest makes), 72 where the signer may not grind R (Core: an external
+# input's final size, a wallet whose signer is external), whose R may need DER's 0x00 pad.
+ECDSA_SIG_SIZE = 71
+ECDSA_MAX_SIG_SIZE = 72
+
+
+def dummy_ecdsa_signature(max_sig: bool = False) -> bytes:
+    """A placeholder signature of that size, DER-shaped (R of 32 or 33 bytes, S of 32, each
+    0x01 then zeros) with SIGHASH_ALL, for dummy-signed size estimates."""
+    r = b"\x01" + bytes(32 if max_sig else 31)
+    s = b"\x01" + bytes(31)
+    body = b"\x02" + bytes((len(r),)) + r + b"\x02" + bytes((len(s),)) + s
+    return b"\x30" + bytes((len(body),)) + body + b"\x01"
 
 
 def sign_taproot_key_path(secret: bytes, digest: bytes, merkle_root: bytes | None = None,

@@ -22,7 +22,12 @@ from consensus.script.sigcheck import is_valid_signature_encoding
 from consensus.script.taproot import TAPROOT_CONTROL_MAX_NODE_COUNT, TAPROOT_LEAF_MASK, tapleaf_hash
 from consensus.serialize import DeserializationError, Reader, compact_size
 from consensus.tx import OutPoint, Transaction, TxIn, TxOut
-from wallet.keys import is_fully_valid_pubkey, taproot_merkle_root
+from wallet.keys import (
+    dummy_ecdsa_signature,
+    is_fully_valid_pubkey,
+    sign_digest,
+    taproot_merkle_root,
+)
 
 MAGIC = b"psbt\xff"
 SEQUENCE_FINAL = 0xFFFFFFFF
@@ -1114,8 +1119,9 @@ class SigData:
 class _Creator:
     """What makes signatures: the transaction, the input, its amount and sighash type, and
     the shared sighash data; mode "real" signs with the provider's keys, "dummy" makes
-    placeholder signatures of the largest size (for size estimates), "none" makes none (an
-    output's would-be spend, only to learn its scripts and keys)."""
+    placeholder signatures of the largest size a grinding signer makes (71-byte ECDSA, as
+    Core's DUMMY_SIGNATURE_CREATOR; for size estimates), "none" makes none (an output's
+    would-be spend, only to learn its scripts and keys)."""
 
     def __init__(self, tx: Transaction | None, index: int, amount: int, sighash: int,
                  txdata, mode: str = "real") -> None:  # noqa: ANN001
@@ -1125,7 +1131,7 @@ class _Creator:
     def ecdsa(self, provider: Provider, keyid: bytes, script_code: bytes, sigversion: int
               ) -> bytes | None:
         if self.mode == "dummy":
-            return b"\x30" + b"\x00" * 70 + bytes((SIGHASH_ALL,))
+            return dummy_ecdsa_signature()
         if self.mode != "real":
             return None
         secret = provider.secret(keyid)
@@ -1142,7 +1148,7 @@ class _Creator:
                 h = legacy_sighash(self.tx, self.index, script_code, ht, self.txdata)
         except ValueError:
             return None
-        return sign_ecdsa_low_r(secret, h) + bytes((ht & 0xFF,))
+        return sign_digest(secret, h) + bytes((ht & 0xFF,))
 
     def schnorr(self, provider: Provider, xonly: bytes, leaf_hash: bytes | None,
                 merkle_root: bytes | None, key_path: bool) -> bytes | None:
@@ -1168,31 +1174,6 @@ class _Creator:
         return sig + (bytes((self.sighash,)) if self.sighash else b"")
 
     txdata_full = True
-
-
-def sign_ecdsa_low_r(secret: bytes, digest: bytes) -> bytes:
-    """DER ECDSA with RFC6979 nonces, ground to a low R as Core signs (the first try is the
-    plain RFC6979 signature; further tries add a counter as extra entropy)."""
-    from coincurve._libsecp256k1 import ffi, lib
-    from coincurve.context import GLOBAL_CONTEXT
-
-    ctx = GLOBAL_CONTEXT.ctx
-    sig = ffi.new("secp256k1_ecdsa_signature *")
-    compact = ffi.new("unsigned char[64]")
-    counter = 0
-    while True:
-        ndata = ffi.NULL if counter == 0 else ffi.new("unsigned char[32]",
-                                                        counter.to_bytes(32, "little"))
-        if not lib.secp256k1_ecdsa_sign(ctx, sig, digest, secret, ffi.NULL, ndata):
-            raise PSBTError("ECDSA signing failed")
-        lib.secp256k1_ecdsa_signature_serialize_compact(ctx, compact, sig)
-        if compact[0] < 0x80:
-            break
-        counter += 1
-    out = ffi.new("unsigned char[72]")
-    size = ffi.new("size_t *", 72)
-    lib.secp256k1_ecdsa_signature_serialize_der(ctx, out, size, sig)
-    return bytes(ffi.buffer(out, size[0]))
 
 
 def _sign_schnorr_untweaked(secret: bytes, digest: bytes) -> bytes:

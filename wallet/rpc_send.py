@@ -138,7 +138,8 @@ def fund(w: Wallet, inputs: Any, outputs: Any, fee_rate: int, *, locktime: Any,
     if not isinstance(outputs, list):
         raise WalletError(RPC_TYPE_ERROR, "outputs must be an object or an array of objects")
     recipients = recipients_of(w, outputs, subtract)
-    preset, weights = preset_inputs(w, node, inputs or [], solving_data, input_weights)
+    preset, weights, given = preset_inputs(w, node, inputs or [], solving_data,
+                                           input_weights)
     change_script = _change_script(w, change_address)
     if minconf is not None and minconf < 0:
         raise WalletError(RPC_INVALID_PARAMETER, "Negative minconf")
@@ -158,7 +159,8 @@ def fund(w: Wallet, inputs: Any, outputs: Any, fee_rate: int, *, locktime: Any,
             ancestors=None if node is None else spend.mempool_ancestors(node),
             preset_sequences={_outpoint_of(i): int(i["sequence"]) for i in inputs or []
                               if isinstance(i, dict) and i.get("sequence") is not None},
-            weights=weights, max_tx_weight=_int_option(max_tx_weight, "max_tx_weight"),
+            weights=weights, given_weights=given,
+            max_tx_weight=_int_option(max_tx_weight, "max_tx_weight"),
             override_min_fee=override_min_fee)
     except WalletError as err:  # (Core's FundTransaction answers every creation error so)
         if err.code == RPC_WALLET_INSUFFICIENT_FUNDS:
@@ -189,20 +191,26 @@ def _coutpoint(key: tuple[bytes, int]) -> str:
 
 def preset_inputs(w: Wallet, node: Any, inputs: list, solving_data: Any,
                   input_weights: Any = None
-                  ) -> tuple[list[Coin], dict[tuple[bytes, int], int]]:
+                  ) -> tuple[list[Coin], dict[tuple[bytes, int], int],
+                             frozenset[tuple[bytes, int]]]:
     """The inputs given by hand (Core's coin control selection): the wallet's own coins,
     or outputs of others found in the node's UTXO set (or mempool), each spendable only
-    with its weight given or solvable with solving_data (pubkeys, scripts, descriptors)."""
+    with its weight given or solvable with solving_data (pubkeys, scripts, descriptors).
+    Returns the coins, the weights of those given one or not the wallet's, and which of
+    those weights were given. An input of others is sized with 72-byte ECDSA signatures
+    (Core's use_max_sig for an external input: its signer may not grind R)."""
     mine = _spendable_by_outpoint(w) if inputs else {}
     coins: list[Coin] = []
     weights: dict[tuple[bytes, int], int] = {}
     for item in input_weights or []:
         weights[_outpoint_of(item)] = _weight_of(item.get("weight"))
+    given = set(weights)
     store = None
     for i in inputs:
         key = _outpoint_of(i)
         if isinstance(i, dict) and i.get("weight") is not None:
             weights[key] = _weight_of(i["weight"])
+            given.add(key)
         coin = mine.get(key) or _wallet_txo(w, key)
         if coin is None:
             found = None
@@ -220,13 +228,13 @@ def preset_inputs(w: Wallet, node: Any, inputs: list, solving_data: Any,
             if key not in weights:
                 if store is None:
                     store = _solving_store(w, solving_data)
-                weight = spend.max_input_weight(out.script_pubkey, store)
+                weight = spend.max_input_weight(out.script_pubkey, store, max_sig=True)
                 if weight is None:
                     raise WalletError(RPC_WALLET_ERROR, "Not solvable pre-selected input "
                                       f"{_coutpoint(key)}")
                 weights[key] = weight
         coins.append(coin)
-    return coins, weights
+    return coins, weights, frozenset(given)
 
 
 def _wallet_txo(w: Wallet, key: tuple[bytes, int]) -> Coin | None:
@@ -342,7 +350,7 @@ def fundrawtransaction(call: Call, hexstring, options, iswitness):
                              [str(i) for i in range(len(tx.vout))])
     recipients = [spend.Recipient(out.script_pubkey, out.value, i in sub)
                   for i, out in enumerate(tx.vout)]
-    preset, weights = preset_inputs(
+    preset, weights, given = preset_inputs(
         w, call.node, [{"txid": hash_to_hex(t.prevout.hash), "vout": t.prevout.n}
                        for t in tx.vin], o.get("solving_data"), o.get("input_weights"))
     change_script = _change_script(w, _opt(o, "change_address", "changeAddress"))
@@ -354,7 +362,7 @@ def fundrawtransaction(call: Call, hexstring, options, iswitness):
         change_position=_change_position(_opt(o, "change_position", "changePosition"),
                                           len(recipients)),
         preset_sequences={t.prevout.key(): t.sequence for t in tx.vin},
-        ancestors=spend.mempool_ancestors(call.node), weights=weights,
+        ancestors=spend.mempool_ancestors(call.node), weights=weights, given_weights=given,
         max_tx_weight=_int_option(o.get("max_tx_weight"), "max_tx_weight"),
         override_min_fee=_opt(o, "feeRate", "fee_rate") is not None)
     out = built.tx

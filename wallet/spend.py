@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from wallet.errors import (
     RPC_WALLET_INSUFFICIENT_FUNDS,
     WalletError,
 )
+from wallet.keys import ECDSA_MAX_SIG_SIZE, ECDSA_SIG_SIZE, dummy_ecdsa_signature
 from wallet.nodeclient import NodeClient, NodeRPCError
 from wallet.psbt import PSBT
 from wallet.signer import sign, update
@@ -50,58 +51,84 @@ MAX_ANTI_SNIPING_AGE = 8 * 3600  # seconds: an older tip means we may be behind;
 MIN_STANDARD_TX_NONWITNESS_SIZE = 65  # node/policy.py's
 DUMMY_NESTED_P2WPKH_WEIGHT = 91 * 4  # Core's DUMMY_NESTED_P2WPKH_INPUT_SIZE, in weight
 
-# Weight of spending one output of each kind, signature at its largest (Core's estimates).
-_WITNESS_P2WPKH = 1 + 1 + 72 + 1 + 33  # items, <sig>, <pubkey>
+# Weight of spending one output of each kind, signed by this wallet (Core's estimates from
+# descriptors: an ECDSA signature of 71 bytes with its sighash byte, R ground low; 72 with
+# max_sig, for inputs a signer that may not grind signs). A legacy input counts the byte of
+# its empty witness, as in a transaction with a witness (signed_tx_weight takes it off when
+# none has one).
+def _witness_p2wpkh(max_sig: bool) -> int:  # items, <sig>, <pubkey>
+    return 1 + 1 + (ECDSA_MAX_SIG_SIZE if max_sig else ECDSA_SIG_SIZE) + 1 + 33
 
 
-def input_weight(script: bytes) -> int:
+def input_weight(script: bytes, max_sig: bool = False) -> int:
     wp = witness_program(script)
     if wp is not None and wp[0] == 1:
         return 41 * 4 + 1 + 1 + 64  # key path: one 64-byte signature (SIGHASH_DEFAULT)
     if wp is not None and wp[0] == 0:
-        return 41 * 4 + _WITNESS_P2WPKH
+        return 41 * 4 + _witness_p2wpkh(max_sig)
     if is_p2sh(script):  # P2SH-P2WPKH: scriptSig pushes the 22-byte redeem script
-        return (41 + 23) * 4 + _WITNESS_P2WPKH
-    if is_p2pkh(script):  # scriptSig: <73-byte sig> <33-byte key>, plus an empty witness
-        return (41 + 107) * 4 + 1
+        return (41 + 23) * 4 + _witness_p2wpkh(max_sig)
+    if is_p2pkh(script):  # scriptSig: <71-byte sig> <33-byte key>, plus an empty witness
+        sig = ECDSA_MAX_SIG_SIZE if max_sig else ECDSA_SIG_SIZE
+        return (41 + 1 + sig + 1 + 33) * 4 + 1
     raise WalletError(RPC_WALLET_ERROR, f"cannot estimate the size of spending {script.hex()}")
 
 
-def max_input_weight(script: bytes, store: Any) -> int | None:
-    """The largest weight an input spending script can have, signed with the keys and
-    scripts the store knows (Core's CalculateMaximumSignedInputSize with a dummy signer of
-    72-byte signatures); None when it cannot be solved."""
+def _dummy_signed(script: bytes, store: Any, max_sig: bool) -> tuple[bytes, list[bytes]] | None:
     from wallet.sign import _Signer, produce_signature
 
     class _Dummy(_Signer):
         def create_sig(self, pubkey: bytes, script_code: bytes, sigversion: int) -> bytes:
-            return b"\x30" + b"\x00" * 71
+            return dummy_ecdsa_signature(max_sig)
 
     try:
         script_sig, witness, solved = produce_signature(
             _Dummy(store, None, 0, 0, 1, None), script)  # type: ignore[arg-type]
     except Exception:  # noqa: BLE001  (a script the solver does not take apart)
         return None
-    if not solved:
+    return (script_sig, witness) if solved else None
+
+
+def max_input_weight(script: bytes, store: Any, max_sig: bool = False) -> int | None:
+    """The largest weight an input spending script can have, signed with the keys and
+    scripts the store knows (Core's CalculateMaximumSignedInputSize: a dummy signer of
+    71-byte signatures, or 72-byte ones with max_sig); None when it cannot be solved."""
+    signed = _dummy_signed(script, store, max_sig)
+    if signed is None:
         return None
+    script_sig, witness = signed
     size = 32 + 4 + compact_size_len(len(script_sig)) + len(script_sig) + 4
     wit = (compact_size_len(len(witness)) + sum(compact_size_len(len(x)) + len(x)
                                                 for x in witness)) if witness else 1
     return size * 4 + wit
 
 
+def _single_key_kind(coin_script: bytes, exp: Any) -> bool:
+    """Whether input_weight sizes spending the coin: one compressed key, spent as P2PKH,
+    P2WPKH, P2SH-P2WPKH or a Taproot key path."""
+    if len(exp.keys) != 1 or len(exp.keys[0].pubkey) != 33:
+        return False
+    return is_p2pkh(coin_script) or not exp.subscripts or (
+        is_p2sh(coin_script) and len(exp.subscripts) == 1
+        and len(next(iter(exp.subscripts.values()))) == 22)
+
+
 def wallet_input_weight(wallet: Wallet, coin: Coin) -> int:
     """The weight of spending one of the wallet's coins: the usual figure for single-key
-    kinds, else the dummy-signed size from what its descriptor gives (multisig, scripts)."""
+    kinds, else the dummy-signed size from what its descriptor gives (multisig, scripts, a
+    P2PKH of an uncompressed key)."""
     owner = wallet.owner(coin.script)
     if owner is None:
         return input_weight(coin.script)
     acc, index = owner
     exp = acc.expansion(index)
-    if len(exp.keys) == 1 and (is_p2pkh(coin.script) or not exp.subscripts or (
-            is_p2sh(coin.script) and len(exp.subscripts) == 1
-            and len(next(iter(exp.subscripts.values()))) == 22)):
+    if _single_key_kind(coin.script, exp):
         return input_weight(coin.script)
+    weight = max_input_weight(coin.script, _expansion_store(exp))
+    return input_weight(coin.script) if weight is None else weight
+
+
+def _expansion_store(exp: Any) -> Any:
     from wallet.sign import KeyStore
 
     store = KeyStore()
@@ -109,8 +136,39 @@ def wallet_input_weight(wallet: Wallet, coin: Coin) -> int:
         store.pubkeys[hash160(key.pubkey)] = key.pubkey
     for sub in exp.subscripts.values():
         store.add_script(sub)
-    weight = max_input_weight(coin.script, store)
-    return input_weight(coin.script) if weight is None else weight
+    return store
+
+
+def spends_witness(wallet: Wallet, coin: Coin) -> bool:
+    """Whether spending the coin puts data in the witness (Core's IsSegwit of the coin's
+    descriptor): a witness program, or a P2SH whose redeem script is one. A P2SH the wallet
+    does not know the redeem script of counts as one (the estimate errs high)."""
+    if witness_program(coin.script) is not None:
+        return True
+    if not is_p2sh(coin.script):
+        return False
+    owner = wallet.owner(coin.script)
+    if owner is None:
+        return True
+    redeem = owner[0].expansion(owner[1]).subscripts.get(coin.script[2:22])
+    return redeem is None or witness_program(redeem) is not None
+
+
+def signed_tx_weight(wallet: Wallet, coins: list[Coin], weights: list[int],
+                     output_scripts: list[bytes], given: Container[int] = frozenset()) -> int:
+    """The largest weight of the transaction spending coins (weights[i] the weight of input
+    i, from input_weight and the like, or given by the user when i is in given) to outputs
+    of those scripts, once signed: Core's CalculateMaximumSignedTxSize, the figure its wallet
+    sets the fee from. The segwit marker and flag count only when an input spends a witness
+    program, and so do the empty witnesses of the legacy inputs."""
+    segwit = any(spends_witness(wallet, c) for c in coins)
+    weight = (4 + 4 + compact_size_len(len(coins)) + compact_size_len(len(output_scripts))) * 4
+    weight += sum(output_weight(s) for s in output_scripts) + sum(weights)
+    if segwit:
+        weight += 2
+    else:
+        weight -= sum(1 for i in range(len(coins)) if i not in given)
+    return weight
 
 
 def tx_overhead_weight(n_inputs: int, n_outputs: int) -> int:
@@ -208,13 +266,15 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
                        max_depth: int | None = None,
                        ancestors: Callable[[bytes], tuple[int, int]] | None = None,
                        weights: dict[tuple[bytes, int], int] | None = None,
+                       given_weights: frozenset[tuple[bytes, int]] = frozenset(),
                        max_tx_weight: int | None = None,
                        override_min_fee: bool = False) -> Built:
     """Select coins and build the unsigned transaction paying recipients at fee_rate
     (sat/kvB). Coins created by exclude_txids are not used (bumpfee: the outputs of the
     transaction being replaced, and of its children, go away with it). change_position puts
     the change there (random by default); preset_sequences keeps the preset inputs first,
-    in their order, with those sequences (fundrawtransaction). max_tx_weight bounds the
+    in their order, with those sequences (fundrawtransaction). weights sizes preset inputs
+    (those in given_weights as the user gave them). max_tx_weight bounds the
     transaction's weight (Core's max_tx_weight option); override_min_fee takes an explicit
     fee rate as it is, under the wallet's minimum too (fundrawtransaction,
     walletcreatefundedpsbt)."""
@@ -341,9 +401,8 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
         chosen += [c.key for c in sel.coins]  # type: ignore[misc]
         algorithm = sel.algorithm
     total_in = sum(c.value for c in chosen)
-    in_weight = sum(weight_of(c) for c in chosen)
-    weight_no_change = fixed + in_weight
-    if weight_no_change > max_tx_weight:  # (Core: selection within the limit fails)
+    in_weights = [weight_of(c) for c in chosen]
+    if fixed + sum(in_weights) > max_tx_weight:  # (Core: selection within the limit fails)
         if preset and not add_inputs:
             raise WalletError(RPC_WALLET_ERROR, "Transaction too large")
         raise WalletError(RPC_WALLET_ERROR, (
@@ -352,7 +411,13 @@ def create_transaction(wallet: Wallet, recipients: list[Recipient], fee_rate: in
             "The inputs size exceeds the maximum weight. ")
             + "Please try sending a smaller amount or manually consolidating your wallet's "
             "UTXOs")
-    weight_change = weight_no_change + output_weight(change_probe)
+    # The fee is set from the signed size of the transaction as built (Core sets it from
+    # CalculateMaximumSignedTxSize once the coins are chosen): its own input and output
+    # counts, the segwit marker only with a witness input; selection counted more.
+    given = {i for i, c in enumerate(chosen) if c.outpoint in given_weights}
+    scripts = [r.script for r in recipients]
+    weight_no_change = signed_tx_weight(wallet, chosen, in_weights, scripts, given)
+    weight_change = signed_tx_weight(wallet, chosen, in_weights, scripts + [change_probe], given)
     outputs = [TxOut(r.amount, r.script) for r in recipients]
     change_value = 0
     if subtract:
@@ -511,9 +576,8 @@ def create_sendall(wallet: Wallet, outputs: list[SendAllOutput], fee_rate: int, 
                      if cs.fee_for(wallet_input_weight(wallet, c), fee_rate) <= c.value]
     else:
         coins = list(inputs)
-    weight = (tx_overhead_weight(len(coins), len(outputs))
-              + sum(wallet_input_weight(wallet, c) for c in coins)
-              + sum(output_weight(o.script) for o in outputs))
+    weight = signed_tx_weight(wallet, coins, [wallet_input_weight(wallet, c) for c in coins],
+                              [o.script for o in outputs])
     fee = cs.fee_for(weight, fee_rate)
     total_in = sum(c.value for c in coins)
     _check_max_fee(wallet, fee)

@@ -79,19 +79,88 @@ def test_key_checks():
 # -- signing straight on libsecp256k1 -------------------------------------------------------------
 
 
-def test_sign_digest_is_coincurves_signature():
-    import hashlib
+def _core_ground_signature(secret: bytes, digest: bytes) -> tuple[bytes, int]:
+    """Core's CKey::Sign with grinding, rebuilt on python-ecdsa (an implementation of its own
+    of RFC6979, extra entropy appended to key and message as libsecp256k1 does): the first of
+    counter 0 (no extra data), 1, 2, ... (the counter as a little-endian uint32 at the start
+    of 32 bytes) whose R has its top bit clear. Returns (DER signature, counter)."""
+    import ecdsa
+    from ecdsa.util import sigencode_der_canonize, sigencode_strings_canonize
 
-    from coincurve import PrivateKey
+    sk = ecdsa.SigningKey.from_string(secret, curve=ecdsa.SECP256k1, hashfunc=hashlib.sha256)
+    counter = 0
+    while True:
+        extra = b"" if counter == 0 else counter.to_bytes(4, "little") + bytes(28)
+        r, _ = sk.sign_digest_deterministic(digest, hashfunc=hashlib.sha256, extra_entropy=extra,
+                                            sigencode=sigencode_strings_canonize)
+        if r[0] < 0x80:
+            return sk.sign_digest_deterministic(digest, hashfunc=hashlib.sha256,
+                                                extra_entropy=extra,
+                                                sigencode=sigencode_der_canonize), counter
+        counter += 1
 
-    from wallet.keys import InvalidKeyError, sign_digest
 
-    for i in range(20):
+def test_sign_digest_grinds_low_r_as_core():
+    from coincurve import PublicKey
+
+    from wallet.keys import sign_digest
+
+    counters = set()
+    for i in range(200):
         secret = hashlib.sha256(b"k%d" % i).digest()
         msg = hashlib.sha256(b"m%d" % i).digest()
-        assert sign_digest(secret, msg) == PrivateKey(secret).sign(msg, hasher=None)  # RFC6979
+        sig = sign_digest(secret, msg)
+        plain = PrivateKey(secret).sign(msg, hasher=None)  # RFC6979, low S, R as it comes
+        if plain[3] <= 32:  # R needs no 0x00 pad: its top bit is clear, taken as it is
+            assert sig == plain
+        else:
+            assert sig != plain
+        expected, counter = _core_ground_signature(secret, msg)
+        counters.add(counter)
+        assert sig == expected
+        assert sig[3] <= 32 and len(sig) <= 70  # 71 with the sighash byte
+        assert PublicKey.from_secret(secret).verify(sig, msg, hasher=None)
+    assert {0, 1, 2} <= counters  # plain, ground once, ground more than once
+
+
+def test_sign_digest_core_vectors():
+    from consensus.hashes import sha256d
+    from consensus.params import MAIN, REGTEST
+    from wallet.address import decode_wif
+    from wallet.keys import InvalidKeyError, sign_digest
+
+    # Core's key_tests (key_test1, "test deterministic signing"): RFC6979 signatures whose R is
+    # low as it comes, so the same with or without grinding
+    msg = sha256d(b"Very deterministic message")
+    for wif, sig in (
+        ("5HxWvvfubhXpYYpS3tJkw6fq9jE9j18THftkZjHHfmFiWtmAbrj",
+         "304402205dbbddda71772d95ce91cd2d14b592cfbc1dd0aabd6a394b6c2d377bbe59d31d022014ddda21"
+         "494a4e221f0824f0b8b924c43fa43c0ad57dccdaa11f81a6bd4582f6"),
+        ("5KC4ejrDjv152FGwP386VD1i2NYc5KkfSMyv1nGy1VGDxGHqVY3",
+         "3044022052d8a32079c11e79db95af63bb9600c5b04f21a9ca33dc129c2bfa8ac9dc1cd5022061d8ae5e"
+         "0f6c1a16bde3719c64c2fd70e404b6428ab9a69566962e8771b5944d"),
+    ):
+        assert sign_digest(decode_wif(wif, MAIN)[0], msg).hex() == sig
+    # A ground one: Core's rpc_psbt.json signer vector 1 (BIP174's), the signature of its first
+    # input by cT7J9Y...; plain RFC6979 gives an R with its top bit set (3045022100f610...)
+    secret = decode_wif("cT7J9YpCwY3AVRFSjN6ukeEeWY6mhpbJPxRaDaP5QTdygQRxP9Au", REGTEST)[0]
+    digest = bytes.fromhex("ff089a1634a922b1dc623aca50b2b922c1487786bae4476ab1ade9897ea65d5f")
+    assert PrivateKey(secret).sign(digest, hasher=None)[3] == 33
+    assert sign_digest(secret, digest).hex() == (
+        "30440220631a989fe738a92ad01986023312c19214fe2802b39e5cbc1ac3678806c692c3022039db6c38"
+        "7bd267716dfdb3d4d8da50b8e85d213326ba7c7daaa4c0ce41eb9223")
     with pytest.raises(InvalidKeyError):
         sign_digest(b"\x00" * 32, msg)
+
+
+def test_dummy_signatures_are_the_estimated_sizes():
+    from consensus.script.sigcheck import is_valid_signature_encoding
+    from wallet.keys import ECDSA_MAX_SIG_SIZE, ECDSA_SIG_SIZE, dummy_ecdsa_signature
+
+    assert (ECDSA_SIG_SIZE, ECDSA_MAX_SIG_SIZE) == (71, 72)
+    assert len(dummy_ecdsa_signature()) == 71 and len(dummy_ecdsa_signature(True)) == 72
+    assert is_valid_signature_encoding(dummy_ecdsa_signature())
+    assert is_valid_signature_encoding(dummy_ecdsa_signature(True))
 
 
 def test_sign_taproot_key_path_verifies_under_the_output_key():
