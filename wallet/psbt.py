@@ -1537,13 +1537,19 @@ class TxData:
         from consensus.script.sighash import PrecomputedTxData
         from consensus.script.verify import verify_input
 
-        tx = self.tx.copy()
-        tx.vin[index].script_sig = script_sig
-        tx.vin[index].witness = list(witness)
-        tx.rehash()
-        spent = list(self.spent)
-        spent[index] = utxo
-        pre = PrecomputedTxData(tx, spent) if self.full else PrecomputedTxData(tx)
+        # The transaction with this input's scripts: a new input, the others shared (no deep
+        # copy: that made signing n inputs O(n^2)). Signature hashes do not cover scriptSigs
+        # or witnesses, so the precomputed data of the unsigned transaction serves, unless
+        # the spent output differs from the one it was made with.
+        tx = Transaction(self.tx.version, self.tx.vin, self.tx.vout, self.tx.locktime)
+        old = tx.vin[index]
+        tx.vin[index] = TxIn(old.prevout, script_sig, old.sequence, list(witness))
+        spent = self.spent
+        pre = self.pre
+        if spent[index] != utxo:
+            spent = list(spent)
+            spent[index] = utxo
+            pre = PrecomputedTxData(tx, spent) if self.full else PrecomputedTxData(tx)
         try:
             verify_input(tx, index, spent, STANDARD_SCRIPT_VERIFY_FLAGS, pre, sigcache=None,
                          store=False)

@@ -87,13 +87,24 @@ class ScriptError(Exception):
     input_index: the failing input, when known
     """
 
-    __slots__ = ("code", "txid", "input_index")
+    __slots__ = ("code", "_txid", "tx", "input_index")
 
     def __init__(self, code: str, txid: bytes | None = None, input_index: int | None = None):
         super().__init__(code)
         self.code = code
-        self.txid = txid
+        self._txid = txid
+        self.tx = None  # the failing transaction, whose txid is worked out only when asked
         self.input_index = input_index
+
+    @property
+    def txid(self) -> bytes | None:
+        if self._txid is None and self.tx is not None:
+            self._txid = self.tx.txid
+        return self._txid
+
+    @txid.setter
+    def txid(self, value: bytes | None) -> None:
+        self._txid = value
 
     @property
     def message(self) -> str:

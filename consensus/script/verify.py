@@ -212,8 +212,8 @@ def verify_input(
     try:
         _verify_input(tx, index, spent_outputs, flags, txdata, sigcache, store)
     except ScriptError as e:
-        e.txid = tx.txid
-        e.input_index = index
+        e.tx = tx  # (its txid is serialized only if someone reads it: a wallet trying
+        e.input_index = index  # signatures on a big transaction sees many failures)
         raise
 
 
