@@ -71,7 +71,7 @@ CORE_ARGS = NO_EFFECT | {
     "walletbroadcast", "walletnotify", "walletrbf", "spendzeroconfchange",
     "avoidpartialspends", "maxapsfee", "consolidatefeerate", "txconfirmtarget",
     "walletdir", "walletcrosschain", "signer", "vbparams", "persistmempoolv1",
-    "dbcrashratio", "checkpoints", "rpccookiefile", "whitelistrelay",
+    "dbcrashratio", "checkpoints", "rpccookiefile", "whitelistrelay", "acceptstalefeeestimates",
     "whitelistforcerelay", "includeconf", "testnet", "testnet4", "signet",
     "signetchallenge", "signetseednode", "rpcclienttimeout", "blocksxor", "peerblockfilters",
     "zmqpubhashblock", "zmqpubhashtx", "zmqpubrawblock", "zmqpubrawtx", "zmqpubsequence",

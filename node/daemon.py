@@ -67,7 +67,8 @@ Options (Core-style: -name=value, -name for true, -noname for false):
   -mempoolexpiry=<hours>  drop unconfirmed transactions older than this (default: 336)
   -mempoolfullrbf         replace any unconfirmed transaction by fee (default: 1)
   -minrelaytxfee=<BTC/kvB>  lowest fee rate relayed (default: 0.00001)
-  -fallbackfee=<BTC/kvB>  estimatesmartfee's answer without data (default: 0.0002)
+  -fallbackfee=<BTC/kvB>  the wallet's fee rate while fee estimation has no data; 0 disables
+                          it (default: 0.0002)
   -listen                 accept P2P connections (default: 1, 0 with -connect)
   -port=<port>            P2P port (default: 18444 on regtest, 8333 on main)
   -bind=<addr>[:port]     address to listen on for P2P (default: all interfaces)
@@ -127,6 +128,7 @@ class Node:
         self._scripts = None  # node.scriptcheck.ScriptChecker, until the chain takes it
         self.mempool = None
         self.fee_estimator = None
+        # (the wallets' option: checked here so that a bad amount stops start-up)
         self.fallback_fee = _fee_rate_option(config.fallbackfee, "fallbackfee", 20_000)
         self.txindex = None
         self.addrindex = None  # the Esplora API's (node/esplora)
@@ -195,6 +197,9 @@ class Node:
             await self._in_validation(self._init_chain)
             if self.shutting_down:
                 return
+            from node.fees import FLUSH_INTERVAL
+
+            self.scheduler.schedule(self._write_fee_estimates, FLUSH_INTERVAL, FLUSH_INTERVAL)
             log.info("init message: Starting network threads...")
             await self._start_p2p()
             if self.shutting_down:
@@ -235,6 +240,14 @@ class Node:
             if not cfg.rpcpassword:
                 cookie.unlink(missing_ok=True)
             log.info("Shutdown: done")
+
+    def _write_fee_estimates(self) -> None:
+        """Hourly, as Core: fee_estimates.dat written (off the loop)."""
+        from node.fees import FEE_ESTIMATES_FILE
+
+        est = self.fee_estimator
+        if est is not None:
+            self.loop.run_in_executor(None, est.write, self.datadir / FEE_ESTIMATES_FILE)
 
     def _start_scripts(self) -> None:
         """Create the script checker (-par workers, -maxsigcachesize) and start its workers
@@ -405,7 +418,7 @@ class Node:
 
     def _init_mempool(self) -> None:
         from consensus.script.pool import ScriptCheckPool
-        from node.fees import FeeEstimator
+        from node.fees import FEE_ESTIMATES_FILE, FeeEstimator
         from node.mempool import Mempool
         from node.policy import DEFAULT_MIN_RELAY_FEE
 
@@ -436,23 +449,15 @@ class Node:
                     log.warning("mempool script checkers not started: %s", err)
 
             threading.Thread(target=start_checker, name="checker-start", daemon=True).start()
+        # Core's block policy estimator, its state from fee_estimates.dat (node/fees.py)
+        accept_stale = cfg.arg_bool("acceptstalefeeestimates", False)
+        if accept_stale and cfg.chain != "regtest":
+            raise ConfigError(f"Error: acceptstalefeeestimates is not supported on {cfg.chain} "
+                              "chain.")
         est = self.fee_estimator = FeeEstimator()
+        est.read(self.datadir / FEE_ESTIMATES_FILE, accept_stale=accept_stale)
         mempool = self.mempool
-
-        def added(tx) -> None:
-            e = mempool.entries.get(tx.txid)
-            if e is not None:
-                est.tx_added(tx.txid, e.fee, e.vsize, chain.height)
-
-        def removed(tx, why: str) -> None:
-            if why != "block":  # confirmed ones are counted when their block connects
-                est.tx_removed(tx.txid)
-
-        mempool.on_added.append(added)
-        mempool.on_removed.append(removed)
-        chain.on_connected.insert(
-            0, lambda block, e: est.block_connected(e.height, [t.txid for t in block.txs[1:]])
-        )
+        est.attach(chain, mempool)
         if cfg.persistmempool:
             mempool.load(self.datadir / "mempool.dat")
         else:
@@ -482,6 +487,11 @@ class Node:
                 log.info("Dumped mempool: %d transactions", n)
             except OSError as err:
                 log.error("Failed to dump mempool: %s", err)
+        if self.fee_estimator is not None:
+            # transactions still waiting recorded as such, then fee_estimates.dat
+            from node.fees import FEE_ESTIMATES_FILE
+
+            self.fee_estimator.flush(self.datadir / FEE_ESTIMATES_FILE)
         if getattr(self, "indexes", None) is not None:
             self.indexes.close()  # first: their threads read the chain
         if self.chain is not None:

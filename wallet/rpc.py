@@ -266,7 +266,9 @@ def fee_rate_of(call: Call, fee_rate: Any, conf_target: Any, estimate_mode: str 
     if w is not None and w.pay_tx_fee and conf_target is None:
         rate = w.pay_tx_fee
     else:
-        rate = spend.fee_rate_from_node(call.node, target, estimate_mode or "unset")
+        rate = spend.fee_rate_from_node(call.node, target, estimate_mode or "unset",
+                                        w.fallback_fee if w is not None
+                                        else spend.DEFAULT_FALLBACK_FEE)
     if w is not None:  # Core's GetMinimumFeeRate: never under -mintxfee nor the relay minimum
         rate = max(rate, w.min_tx_fee, w.min_relay_fee)
     return rate

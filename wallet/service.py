@@ -181,6 +181,7 @@ class WalletManager:
         w.min_tx_fee = self.option_btc("mintxfee", spend.MIN_TX_FEE)
         w.min_relay_fee = self.option_btc("minrelaytxfee", spend.MIN_RELAY_FEE)
         w.pay_tx_fee = self.option_btc("paytxfee", 0)
+        w.fallback_fee = self.option_btc("fallbackfee", spend.DEFAULT_FALLBACK_FEE)
         w.max_ancestors = self.option_int("limitancestorcount", 25)
         w.max_descendants = self.option_int("limitdescendantcount", 25)
         if self.options is not None:

@@ -44,6 +44,7 @@ MIN_TX_FEE = 1000  # sat/kvB, Core's -mintxfee default
 INCREMENTAL_RELAY_FEE = 1000  # sat/kvB, what a replacement must add per vbyte (BIP125)
 LONG_TERM_FEE_RATE = 10_000  # sat/kvB, Core's -consolidatefeerate
 MAX_TX_FEE = 10_000_000  # Core's -maxtxfee, 0.1 BTC
+DEFAULT_FALLBACK_FEE = 20_000  # sat/kvB: -fallbackfee (minibtc's default; Core's is 0, off)
 MAX_STANDARD_TX_WEIGHT = 400_000  # node/policy.py's (the wallet does not import node)
 DUST_RELAY_FEE = 3000  # sat/kvB
 MAX_ANTI_SNIPING_AGE = 8 * 3600  # seconds: an older tip means we may be behind; use 0
@@ -207,19 +208,26 @@ class Built:
 
 
 def fee_rate_from_node(node: NodeClient, conf_target: int = DEFAULT_CONF_TARGET,
-                       estimate_mode: str = "unset") -> int:
-    """sat/kvB from the node's estimatesmartfee, never under the minimum relay fee."""
+                       estimate_mode: str = "unset",
+                       fallback: int = DEFAULT_FALLBACK_FEE) -> int:
+    """sat/kvB from the node's estimatesmartfee, never under the minimum relay fee. Without
+    an estimate (the node has not seen enough blocks), the fallback fee rate (-fallbackfee;
+    0: refused), never under the mempool's minimum fee (Core's GetMinimumFeeRate)."""
+    from wallet.amounts import parse_btc
+
     mode = "conservative" if estimate_mode.lower() == "unset" else estimate_mode
     try:
         est = node.call("estimatesmartfee", conf_target, mode)
+        if "feerate" in est:
+            return max(MIN_RELAY_FEE, parse_btc(est["feerate"]))
+        if not fallback:
+            raise WalletError(RPC_WALLET_ERROR, "Fee estimation failed. Fallbackfee is "
+                              "disabled. Wait a few blocks or set a fee rate (fee_rate in "
+                              "sat/vB).")
+        floor = parse_btc(node.call("getmempoolinfo")["mempoolminfee"])
     except NodeRPCError as err:
         raise WalletError(RPC_WALLET_ERROR, f"Fee estimation failed: {err.message}") from None
-    if "feerate" not in est:
-        raise WalletError(RPC_WALLET_ERROR, "Fee estimation failed. Fallbackfee is disabled. "
-                          "Wait a few blocks or set a fee rate (fee_rate in sat/vB).")
-    from wallet.amounts import parse_btc
-
-    return max(MIN_RELAY_FEE, parse_btc(est["feerate"]))
+    return max(MIN_RELAY_FEE, fallback, floor)
 
 
 def change_type_for(wallet: Wallet, recipients: list[Recipient], change_type: str | None) -> str:
@@ -732,7 +740,7 @@ def bump_fee(wallet: Wallet, node: NodeClient, txid: bytes, fee_rate: int | None
     old_vsize = wtx.tx.vsize
     min_rate = (old_fee * 1000 + old_vsize - 1) // old_vsize + INCREMENTAL_RELAY_FEE
     if fee_rate is None:
-        fee_rate = max(fee_rate_from_node(node), min_rate)
+        fee_rate = max(fee_rate_from_node(node, fallback=wallet.fallback_fee), min_rate)
     elif fee_rate < min_rate:
         raise WalletError(RPC_INVALID_PARAMETER, f"Insufficient total fee rate: must be at "
                           f"least {min_rate / 1000:.3f} sat/vB (the original's plus "

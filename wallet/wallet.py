@@ -115,11 +115,12 @@ class Wallet:
         self.scan_progress = 0.0
         self.scan_range = (0, 0)
         # fee settings (sat, sat/kvB): the node's -maxtxfee, -mintxfee, -minrelaytxfee,
-        # -paytxfee when mounted (WalletManager sets them), Core's defaults otherwise
+        # -paytxfee, -fallbackfee when mounted (WalletManager sets them), Core's defaults otherwise
         self.max_tx_fee = 10_000_000
         self.min_tx_fee = 1000
         self.min_relay_fee = 100
         self.pay_tx_fee = 0
+        self.fallback_fee = 20_000  # -fallbackfee: while the node has no estimate (0: none)
         self.reject_long_chains = True  # -walletrejectlongchains
         self.max_ancestors = 25  # -limitancestorcount
         self.max_descendants = 25  # -limitdescendantcount

@@ -5,6 +5,7 @@ savemempool/importmempool (mempool.dat, node/mempool_persist.py)."""
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from node.rpc.errors import (
     RPC_TYPE_ERROR,
     RPCError,
 )
-from node.rpc.jsonutil import btc
+from node.rpc.jsonutil import btc, double
 from node.rpc.params import amount, as_int, parse_hash
 from node.rpc.rawtransactions import decode_tx
 from node.rpc.registry import (
@@ -390,32 +391,34 @@ def getmempooldescendants(node, txid, verbose):
      description="Estimates the approximate fee per kilobyte needed for a transaction to begin "
                  "confirmation within conf_target blocks if possible and return the number of "
                  "blocks for which the estimate is valid. Uses virtual transaction size as "
-                 "defined in BIP 141 (witness data is discounted).\n\nWhere there is no data "
-                 "yet (as on a fresh regtest chain) the result carries the node's fallback fee "
-                 "rate (-fallbackfee, default 0.0002 BTC/kvB), marked with \"fallback\": true "
-                 "and an explanation in \"errors\".")
+                 "defined in BIP 141 (witness data is discounted).\n\nResult: \"feerate\" "
+                 "(BTC/kvB, only present if no errors were encountered), \"errors\" (if any) "
+                 "and \"blocks\": the target the estimate was found at, clamped between 2 and "
+                 "the highest target fee estimation can answer for after the blocks it has "
+                 "seen (0 before it has any data).")
 def estimatesmartfee(node, conf_target, estimate_mode, options):
     _check_options(options, {"fee_rate_estimator": "string", "verbosity": "number"})
+    est = node.fee_estimator
     target = as_int(conf_target, "conf_target")
-    if target < 1 or target > 1008:
-        raise RPCError(RPC_INVALID_PARAMETER, "Invalid conf_target, must be between 1 and 1008")
+    max_target = est.highest_target_tracked()
+    if target < 1 or target > max_target:
+        raise RPCError(RPC_INVALID_PARAMETER,
+                       f"Invalid conf_target, must be between 1 and {max_target}")
     mode = (estimate_mode or "economical").lower()
     if mode not in ("unset", "economical", "conservative"):
         raise RPCError(RPC_INVALID_PARAMETER, "Invalid estimate_mode parameter, must be one of: "
                        '"unset", "economical", "conservative"')
     m = node.mempool
     with node.chain.lock:
-        rate = node.fee_estimator.estimate(target, conservative=mode == "conservative")
+        rate, calc = est.estimate_smart_fee(target, conservative=mode == "conservative")
         floor = max(m.min_fee_rate(), m.min_relay_fee)
-    if rate is not None:
-        return {"feerate": btc(max(rate, floor)), "blocks": target}
-    return {
-        "feerate": btc(max(node.fallback_fee, floor)),
-        "errors": ["Insufficient data or no feerate found; this is the fallback fee rate "
-                   "(-fallbackfee)"],
-        "fallback": True,
-        "blocks": target,
-    }
+    result: dict = {}
+    if rate is not None:  # as Core: never under the mempool's minimum nor the relay minimum
+        result["feerate"] = btc(max(rate, floor))
+    else:
+        result["errors"] = ["Insufficient data or no feerate found"]
+    result["blocks"] = calc.returned_target
+    return result
 
 
 def _check_options(options, known: dict[str, str]) -> None:
@@ -430,8 +433,18 @@ def _check_options(options, known: dict[str, str]) -> None:
                            f"{key} is not of expected type {known[key]}")
 
 
-# Core's three horizons of its block policy estimator: (name, longest target, decay, scale).
-_HORIZONS = (("short", 12, 0.962, 1), ("medium", 48, 0.9952, 2), ("long", 1008, 0.99931, 24))
+def _bucket_json(b) -> dict:
+    """An estimator bucket range as Core reports it: ends rounded, counts to 2 decimals."""
+    return {"startrange": double(_c_round(b.start)), "endrange": double(_c_round(b.end)),
+            "withintarget": double(_c_round(b.within_target * 100) / 100),
+            "totalconfirmed": double(_c_round(b.total_confirmed * 100) / 100),
+            "inmempool": double(_c_round(b.in_mempool * 100) / 100),
+            "leftmempool": double(_c_round(b.left_mempool * 100) / 100)}
+
+
+def _c_round(x: float) -> float:
+    """C's round(): to the nearest integer, halves away from zero."""
+    return math.copysign(math.floor(abs(x) + 0.5), x) if abs(x) < 2 ** 52 else x
 
 
 @rpc("estimaterawfee", "Hidden",
@@ -443,32 +456,45 @@ _HORIZONS = (("short", 12, 0.962, 1), ("medium", 48, 0.9952, 2), ("long", 1008, 
      description="WARNING: This interface is unstable and may disappear or change!\n\n"
                  "Estimates the approximate fee per kilobyte needed for a transaction to begin "
                  "confirmation within conf_target blocks if possible. Uses virtual transaction "
-                 "size as defined in BIP 141 (witness data is discounted).")
+                 "size as defined in BIP 141 (witness data is discounted).\n\nResults are "
+                 "returned for any horizon (short, medium, long) which tracks blocks up to the "
+                 "confirmation target: \"feerate\" (BTC/kvB, when a range meets the threshold), "
+                 "\"decay\", \"scale\", \"pass\" (the lowest range of feerates to succeed), "
+                 "\"fail\" (the highest range to fail) and \"errors\".")
 def estimaterawfee(node, conf_target, threshold):
-    target = as_int(conf_target, "conf_target")
-    if target < 1 or target > 1008:
-        raise RPCError(RPC_INVALID_PARAMETER, "Invalid conf_target, must be between 1 and 1008")
-    ratio = 0.95
-    if threshold is not None:
-        ratio = float(threshold)
-        if ratio < 0 or ratio > 1:
-            raise RPCError(RPC_INVALID_PARAMETER, "Invalid threshold")
+    from node.fees import HORIZONS, EstimationResult
+
     est = node.fee_estimator
+    target = as_int(conf_target, "conf_target")
+    max_target = est.highest_target_tracked()
+    if target < 1 or target > max_target:
+        raise RPCError(RPC_INVALID_PARAMETER,
+                       f"Invalid conf_target, must be between 1 and {max_target}")
+    ratio = 0.95 if threshold is None else float(threshold)
+    if ratio < 0 or ratio > 1:
+        raise RPCError(RPC_INVALID_PARAMETER, "Invalid threshold")
     out = {}
     with node.chain.lock:
-        for name, longest, decay, scale in _HORIZONS:
-            if target > longest:
+        for horizon in HORIZONS:  # short, medium, long
+            if target > est.highest_target_tracked(horizon):
                 continue
-            rate = est.estimate(target, conservative=ratio >= 0.95) if est else None
-            horizon: dict = {}
+            res = EstimationResult()
+            rate = est.estimate_raw_fee(target, ratio, horizon, res)
+            item: dict = {}
             if rate is not None:
-                horizon["feerate"] = btc(rate)
-            horizon["decay"] = decay
-            horizon["scale"] = scale
-            if rate is None:
-                horizon["errors"] = ["Insufficient data or no feerate found which meets "
-                                     "threshold"]
-            out[name] = horizon
+                item["feerate"] = btc(rate)
+                item["decay"] = double(res.decay)
+                item["scale"] = res.scale
+                item["pass"] = _bucket_json(res.passed)
+                if res.failed.start != -1:  # -1: every range passed, none failed
+                    item["fail"] = _bucket_json(res.failed)
+            else:  # only what still means something
+                item["decay"] = double(res.decay)
+                item["scale"] = res.scale
+                item["fail"] = _bucket_json(res.failed)
+                item["errors"] = ["Insufficient data or no feerate found which meets "
+                                  "threshold"]
+            out[horizon] = item
     return out
 
 
