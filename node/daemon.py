@@ -52,8 +52,9 @@ Options (Core-style: -name=value, -name for true, -noname for false):
   -rpcauth=<user>:<salt>$<hash>       HMAC-SHA256 credentials (share/rpcauth.py format)
   -rpcthreads=<n>         threads serving RPC calls (default: 8)
   -dbcache=<MiB>          UTXO cache size (default: 450)
-  -par=<n>                script verification processes (0 = in-process; default: one
-                          fewer than cores, the validation thread checking beside them)
+  -par=<n>                script verification threads, as Core's: the validation thread
+                          and n-1 worker processes (0 = auto: one per core, <0 = leave
+                          that many cores free; 1 = all in-process; default: 0)
   -loadblock=<file>       import blocks from a blk?????.dat-style file (repeatable)
   -reindex                rebuild the block index and UTXO set from the block files
   -reindex-chainstate     rebuild the UTXO set from the block files
@@ -252,11 +253,17 @@ class Node:
     def _start_scripts(self) -> None:
         """Create the script checker (-par workers, -maxsigcachesize) and start its workers
         (up now, not in the middle of the first big block)."""
-        from node.scriptcheck import DEFAULT_MAX_SIG_CACHE_MIB, ScriptChecker, configure_caches
+        from node.scriptcheck import (
+            DEFAULT_MAX_SIG_CACHE_MIB,
+            ScriptChecker,
+            configure_caches,
+            par_workers,
+        )
 
         cfg = self.config
         configure_caches(cfg.arg_int("maxsigcachesize", DEFAULT_MAX_SIG_CACHE_MIB))
-        self._scripts = ScriptChecker(cfg.par)
+        workers = par_workers(cfg.par)
+        self._scripts = ScriptChecker(workers, caller_checks=workers > 0)
         if self._scripts.parallel:
             self._scripts.pool.start()
 
@@ -427,7 +434,8 @@ class Node:
         checker = None
         if chain.scripts.parallel:
             # Batches of submitted transactions have their scripts checked by workers of
-            # their own (so that block checks never wait behind them), one fewer than -par:
+            # their own (so that block checks never wait behind them), one fewer than the
+            # block checks' (at least one):
             # the thread accepting the batch keeps a core busy, and takes over checks the
             # workers have not reached (measured: two such workers on two cores were slower).
             checker = ScriptCheckPool(max(1, chain.scripts.pool.workers - 1))

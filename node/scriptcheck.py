@@ -45,6 +45,19 @@ def configure_caches(max_mib: int = DEFAULT_MAX_SIG_CACHE_MIB) -> int:
     return n
 
 
+MAX_SCRIPTCHECK_WORKERS = 15  # Core's MAX_SCRIPTCHECK_THREADS
+
+
+def par_workers(par: int | None, cores: int | None = None) -> int:
+    """Worker processes for Core's -par=<n>: n script-checking threads in all, the validation
+    thread being one of them; 0 (the default) = one per core, a negative n leaves that many
+    cores free; at most MAX_SCRIPTCHECK_WORKERS workers. -par=1: every check in-process."""
+    n = 0 if par is None else par
+    if n <= 0:
+        n += cores if cores is not None else (os.cpu_count() or 1)
+    return min(max(n - 1, 0), MAX_SCRIPTCHECK_WORKERS)
+
+
 class ScriptChecker:
     """workers: processes in the pool (0 = verify in the calling thread). None = Core's
     automatic -par: as many checkers as cores, the calling (validation) thread being one of

@@ -172,7 +172,8 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=200)
     ap.add_argument("--txs", type=int, default=100_000)
     ap.add_argument("--dbcache", type=int, default=450)
-    ap.add_argument("--par", type=int, default=None, help="script workers (default: cores)")
+    ap.add_argument("--par", type=int, default=None, help="the nodes' -par, as Core's "
+                    "(default: the node's, 0: one checker per core)")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "minibtc-bench"))
     args = ap.parse_args()
 

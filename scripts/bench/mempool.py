@@ -120,7 +120,7 @@ def main() -> None:
     results: dict = {}
     with tempfile.TemporaryDirectory() as d:
         node = NodeProcess(Path(d) / "n", "-maxmempool=300",
-                           f"-par={os.cpu_count() or 1}",  # the test default is -par=0
+                           f"-par={os.cpu_count() or 1}",  # the test default is -par=1
                            *([] if args.wallet else ["-disablewallet"]))
         with node:
             node.call("generatetoaddress", 100 + -(-total // 500), addr)

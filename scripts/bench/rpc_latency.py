@@ -74,11 +74,19 @@ def pct(values: list[float], p: float) -> float:
 
 
 class TreeNode(NodeProcess):
-    """A minibtcd of another checkout (--baseline), started as NodeProcess starts its own."""
+    """A minibtcd of a checkout (this one, or --baseline's), started as NodeProcess starts its
+    own but with the node's own -par default."""
 
-    def __init__(self, tree: Path, *args, **kw) -> None:
+    def __init__(self, tree: Path, *args, node_default_par: bool = True, **kw) -> None:
         super().__init__(*args, **kw)
         self.tree = tree
+        self.node_default_par = node_default_par
+
+    def args(self) -> list[str]:
+        # The test framework's -par=1 keeps every script check in the node's process; the
+        # node's own default (-par=0: one checker per core) is what a user runs.
+        out = super().args()
+        return [a for a in out if a != "-par=1"] if self.node_default_par else out
 
     def start(self, *more: str, wait: bool = True) -> NodeProcess:
         log = open(self.datadir / "stdout.log", "ab")
@@ -101,7 +109,8 @@ def main() -> None:
     ap.add_argument("--txs", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--interval", type=float, default=0.01)
-    ap.add_argument("--par", default=None, help="-par for both nodes (default: the node's)")
+    ap.add_argument("--par", default=None, help="-par for both nodes (default: none, the "
+                    "node's own default)")
     ap.add_argument("--baseline", type=Path, default=None,
                     help="another checkout: its node syncs too, alternating with this one's")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "minibtc-bench"))
@@ -112,7 +121,7 @@ def main() -> None:
     during: dict[str, list[float]] = {label: [] for label, _ in trees}
     idle: list[float] = []
     with tempfile.TemporaryDirectory(prefix="minibtc-rpclat-") as tmp:
-        a = NodeProcess(Path(tmp) / "a", "-dbcache=450")
+        a = TreeNode(ROOT, Path(tmp) / "a", "-dbcache=450")
         a.extra = [x for x in a.extra if not x.startswith("-par=")] + par
         a.start(f"-loadblock={blk}")
         try:

@@ -86,7 +86,7 @@ def kill_at(datadir: Path, chain_file: Path, height: int) -> int:
     connected; returns the height it had reported."""
     shutil.rmtree(datadir, ignore_errors=True)
     p = subprocess.Popen(
-        [sys.executable, "-m", "node.importer", f"-datadir={datadir}", "-par=0",
+        [sys.executable, "-m", "node.importer", f"-datadir={datadir}", "-par=1",
          f"-loadblock={chain_file}", "-printconnected"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     reached = 0

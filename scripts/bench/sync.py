@@ -311,7 +311,8 @@ def main() -> None:
                                  formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--blocks", type=int, default=800, help="spending blocks (plus 200)")
     ap.add_argument("--txs", type=int, default=100_000)
-    ap.add_argument("--par", type=int, default=None, help="script workers (default: cores)")
+    ap.add_argument("--par", type=int, default=None, help="the nodes' -par, as Core's "
+                    "(default: the node's, 0: one checker per core)")
     ap.add_argument("--rounds", type=int, default=2, help="sync rounds (best of them)")
     ap.add_argument("--hops-only", action="store_true")
     ap.add_argument("--sync-only", action="store_true")
@@ -319,7 +320,7 @@ def main() -> None:
     args = ap.parse_args()
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    par = f"-par={args.par if args.par is not None else (os.cpu_count() or 1)}"
+    par = f"-par={args.par if args.par is not None else 0}"  # (0: the node's default)
     with tempfile.TemporaryDirectory() as d:
         if not args.hops_only:
             blk, height, n_txs = cached_chain(cache, args.blocks, args.txs)

@@ -59,7 +59,7 @@ class NodeProcess:
 
     def args(self) -> list[str]:
         return [f"-datadir={self.datadir}", f"-chain={self.chain}", f"-rpcport={self.rpcport}",
-                f"-port={self.p2pport}", "-bind=127.0.0.1", "-printtoconsole=0", "-par=0",
+                f"-port={self.p2pport}", "-bind=127.0.0.1", "-printtoconsole=0", "-par=1",
                 *self.extra]
 
     def start(self, *more: str, wait: bool = True) -> NodeProcess:

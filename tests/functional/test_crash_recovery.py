@@ -27,7 +27,7 @@ KILLS = 24
 
 def importer(datadir: Path, *args: str, **kw) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "node.importer", f"-datadir={datadir}", "-par=0", *args],
+        [sys.executable, "-m", "node.importer", f"-datadir={datadir}", "-par=1", *args],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw,
     )
 

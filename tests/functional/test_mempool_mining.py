@@ -300,7 +300,7 @@ def test_confirmed_transactions_get_minus_27(node):
 
 
 def test_batches_checked_on_the_worker_pool(tmp_path):
-    """With script-check workers (the tests otherwise run -par=0): a batch of submissions
+    """With script-check workers (the tests otherwise run -par=1): a batch of submissions
     whose scripts are verified in the background, including a duplicate and a bad one."""
     n = NodeProcess(tmp_path / "n", "-par=2")
     with n:

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def run_importer(datadir: Path, *args: str) -> tuple[dict[str, str], str]:
     p = subprocess.run(
-        [sys.executable, "-m", "node.importer", f"-datadir={datadir}", "-par=0", *args],
+        [sys.executable, "-m", "node.importer", f"-datadir={datadir}", "-par=1", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )
     assert p.returncode == 0, f"importer failed ({p.returncode}):\n{p.stderr}"

@@ -393,7 +393,7 @@ def test_config_file_sections(tmp_path):
     from tests.functional.framework import ROOT
 
     node.proc = subprocess.Popen([sys.executable, "-m", "node.daemon", f"-datadir={d}",
-                                  "-printtoconsole=0", "-par=0"], cwd=ROOT,
+                                  "-printtoconsole=0", "-par=1"], cwd=ROOT,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         node.wait_ready()

@@ -38,7 +38,7 @@ def wait_for_lines(node: NodeProcess, n: int) -> list[tuple[int, int, int]]:
 
 
 def test_mempool_transactions_are_not_checked_again_when_mined(tmp_path) -> None:
-    with NodeProcess(tmp_path / "n", "-par=1", "-debug=validation") as node:
+    with NodeProcess(tmp_path / "n", "-par=2", "-debug=validation") as node:  # (a worker)
         node.call("generatetoaddress", 101, ADDR)
         cb = node.call("getblock", node.call("getblockhash", 1), 2)["tx"][0]
         value = int(Decimal(str(cb["vout"][0]["value"])) * COIN)

@@ -413,3 +413,15 @@ def test_session_expecting_a_large_batch_hands_out_the_first_chunk_early() -> No
                 assert session.finish() == (0, 120)
     finally:
         pool.close()
+
+
+def test_par_counts_script_checking_threads_as_cores():
+    """-par as Core's: n checkers in all, the validation thread one of them (n - 1 worker
+    processes); 0 = one per core; negative = leave that many cores free; at most 15
+    workers."""
+    from node.scriptcheck import par_workers
+
+    assert [par_workers(p, cores=4) for p in (None, 0, 1, 2, 3, -1, -3, -10)] == \
+        [3, 3, 0, 1, 2, 2, 0, 0]
+    assert par_workers(64, cores=4) == 15
+    assert par_workers(0, cores=1) == 0
