@@ -715,8 +715,8 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             lock.release()
             return 1
-    node = _running = Node(config)
     try:
+        node = _running = Node(config)  # (a bad option it checks: Core's error, exit 1)
         node.logfile = setup_logging(config, datadir)
         log_args(config)
         node.settings.read(KNOWN)

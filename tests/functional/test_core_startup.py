@@ -77,6 +77,13 @@ def test_rpcbind_port_errors(tmp_path):
             f"Error: Invalid port specified in -rpcbind: '{bad}'")
 
 
+def test_bad_fee_amounts_stop_start_up_with_cores_error(tmp_path):
+    node = NodeProcess(tmp_path / "n")
+    for name, bad in (("fallbackfee", "abc"), ("fallbackfee", "-1"), ("minrelaytxfee", "x")):
+        assert start_fails(node, f"-{name}={bad}") == (
+            f"Error: Invalid amount for -{name}=<amount>: '{bad}'")  # (not a traceback)
+
+
 def _rpcauth(user: str, password: str) -> str:
     salt = "00" * 16
     return f"{user}:{salt}${hmac.new(salt.encode(), password.encode(), 'sha256').hexdigest()}"
