@@ -766,14 +766,15 @@ class FeeEstimator:
         the mempool has handled them, so that conflicts a block evicts count at the height
         before it, as in Core)."""
         readded: set[bytes] = set()  # transactions of disconnected blocks, until re-added
-        packages = [0]  # > 0 while a package is being submitted
 
         def added(tx) -> None:
             e = mempool.entries.get(tx.txid)
             if e is None:
                 return
-            valid = (not e.parents and tx.txid not in readded and not packages[0]
-                     and not chain.in_ibd())
+            # (submitted in a package: not counted, even those accepted on their own first,
+            # as Core's m_submitted_in_package)
+            valid = (not e.parents and tx.txid not in readded
+                     and not mempool.submitting_package and not chain.in_ibd())
             self.tx_added(tx.txid, e.fee, e.vsize, e.height, valid)
 
         def removed(tx, why: str) -> None:
@@ -796,19 +797,6 @@ class FeeEstimator:
         chain.on_connected.append(connected)
         chain.on_disconnected.append(disconnected)
         chain.on_activated.append(activated)
-
-        # Transactions submitted as a package (submitpackage) do not count, even those
-        # accepted on their own first (Core's m_submitted_in_package).
-        accept_package = mempool.accept_package
-
-        def accept_package_untracked(*args, **kwargs):
-            packages[0] += 1
-            try:
-                return accept_package(*args, **kwargs)
-            finally:
-                packages[0] -= 1
-
-        mempool.accept_package = accept_package_untracked
 
 
 def _rate(median: float) -> int | None:

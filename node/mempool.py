@@ -325,6 +325,9 @@ class Mempool:
         self._streamed_lock = threading.Lock()
         # Listeners: called with (tx) when accepted, and (tx, reason) when removed.
         self.on_added: list[Callable[[Transaction], None]] = []
+        # > 0 while submitpackage's transactions are being added (listeners may tell them
+        # apart: fee estimation does not count them, as Core's m_submitted_in_package)
+        self.submitting_package = 0
         self.on_removed: list[Callable[[Transaction, str], None]] = []
         chain.on_connected.append(self._block_connected)
         chain.on_disconnected.append(self._block_disconnected)
@@ -676,6 +679,14 @@ class Mempool:
         the children of those) are then tried together, judged by the package's fee rate
         (total modified fees over total vsize) against the mempool minimum and the minimum
         relay fee: a child pays for its parents (CPFP). Trimmed to -maxmempool at the end."""
+        self.submitting_package += 1
+        try:
+            return self._accept_package(txs, max_fee_rate)
+        finally:
+            self.submitting_package -= 1
+
+    def _accept_package(self, txs: list[Transaction],
+                        max_fee_rate: int | None) -> PackageResult:
         err = policy.package_error(txs)
         if err is None and not policy.is_child_with_parents(txs):
             err = "package-not-child-with-parents"
