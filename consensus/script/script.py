@@ -99,10 +99,14 @@ def sigop_count(script: bytes, accurate: bool = False) -> int:
     """
     if find_sigop_byte(script) is None:
         return 0
+    end = len(script)
+    first = script[0]
+    if (first == 0 or 0x51 <= first <= 0x60) and script[1] <= 0x4B and script[1] + 2 == end:
+        return 0  # OP_0..OP_16 and one direct push to the end (every witness program): the
+        # CHECKSIG-looking bytes are push data (a quarter of P2WPKH/P2TR outputs have one)
     n = 0
     last = 0xFF
     pc = 0
-    end = len(script)
     while pc < end:
         try:
             op, _, pc = get_op(script, pc)

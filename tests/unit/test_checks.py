@@ -267,3 +267,19 @@ def test_unexpected_witness():
     block, _ = segwit_block()
     assert reason(check_witness_malleation, block, False) == "unexpected-witness"
     check_witness_malleation(make_block(PREV, 1, [good_tx()]), False)
+
+
+def test_sigop_count_of_witness_programs_whose_data_looks_like_checksig():
+    """OP_0..OP_16 and one push to the end count no sigops whatever the pushed bytes (the
+    shortcut for witness programs); any other shape is walked as before."""
+    from consensus.script.script import sigop_count
+
+    for lead, size in ((0x00, 20), (0x00, 32), (0x51, 32), (0x60, 40)):
+        assert sigop_count(bytes([lead, size]) + b"\xac" * size) == 0
+    # a push opcode first: its data holds the "length byte"; what follows is walked
+    assert sigop_count(bytes([0x01, 0x01, 0xac])) == 1
+    assert sigop_count(bytes([0x02, 0x01, 0xac, 0xac])) == 1
+    # one byte short or long of a single push: not the shortcut's shape
+    assert sigop_count(bytes([0x00, 0x02, 0xac])) == 0  # (a push running past the end)
+    assert sigop_count(bytes([0x00, 0x01, 0x00, 0xac])) == 1
+    assert sigop_count(bytes([0x51, 0x01, 0x00, 0xae]), accurate=True) == 20
