@@ -187,7 +187,7 @@ def bare_fetch(node, height: int) -> float:
 def kyoto_sync(blocks: int) -> None:
     import asyncio
 
-    from tests.functional.bdkutil import KyotoEvents, bip84_wallet, kyoto, next_address
+    from tests.functional.bdkutil import KyotoEvents, bip84_wallet, kyoto, next_address, stop
     from tests.functional.framework import NodeProcess
 
     d = Path(tempfile.mkdtemp(prefix="kyotobench-"))
@@ -215,7 +215,7 @@ def kyoto_sync(blocks: int) -> None:
 
         asyncio.run(sync())
         t_kyoto = time.perf_counter() - t0
-        parts.client.shutdown()
+        stop(parts.client)
         balance = wallet.balance().total.to_sat()
         print(f"Kyoto sync of {blocks} blocks: {t_kyoto:.2f} s (balance {balance} sat, "
               f"{'right' if balance == paid else f'expected {paid}'}); a bare peer fetching "

@@ -64,3 +64,14 @@ class KyotoEvents:
     async def __aexit__(self, *exc) -> None:  # noqa: ANN002
         for t in self.tasks:
             t.cancel()
+
+
+def stop(client) -> None:  # noqa: ANN001
+    """Shut a Kyoto client down. One that has stopped already (it may stop by itself once
+    KyotoEvents no longer reads its events) answers NodeStopped: nothing left to stop."""
+    import bdkpython as bdk
+
+    try:
+        client.shutdown()
+    except bdk.CbfError.NodeStopped:
+        pass

@@ -10,7 +10,7 @@ import pytest
 
 from consensus.hashes import sha256d
 from node.p2p import cfilters as cf
-from tests.functional.bdkutil import KyotoEvents, bip84_wallet, kyoto, next_address
+from tests.functional.bdkutil import KyotoEvents, bip84_wallet, kyoto, next_address, stop
 from tests.functional.framework import NodeProcess
 from tests.functional.netutil import ADDR, ADDR2, wait_until
 from tests.functional.p2p_peer import RawPeer
@@ -227,4 +227,4 @@ def test_kyoto_wallet_syncs_and_spends(tmp_path):
         try:
             asyncio.run(scenario())
         finally:
-            client.shutdown()
+            stop(client)
