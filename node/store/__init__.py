@@ -21,26 +21,49 @@ def table_damage(db, path) -> str | None:
     every table the database's metadata lists (plyvel's "leveldb.sstables" property, one
     " <number>:<size>[<smallest> .. <largest>]" line per file and level, keys escaped) must
     be on disk with that size. A table cut short (or lost) beside the ones read at open is
-    otherwise found only by a later full read. None when all are whole."""
-    import re
+    otherwise found only by a later full read. None when all are whole.
+
+    The compaction LevelDB may start when it opens can replace tables (and delete the old
+    ones) between the listing and the look at the files: a table found wrong counts only if
+    a fresh listing still names it and it is still wrong."""
     from pathlib import Path
 
-    listing = db.get_property(b"leveldb.sstables")
-    if listing is None:
-        return None
     path = Path(path)
-    for number, size in re.findall(rb"^ (\d+):(\d+)\[", listing, re.M):
-        expected = int(size)
-        for name in (f"{int(number):06d}.ldb", f"{int(number):06d}.sst"):  # (.sst: older)
-            f = path / name
-            try:
-                actual = f.stat().st_size
-            except FileNotFoundError:
-                continue
-            if actual != expected:
-                return (f"Corruption: {f} is {actual} bytes, the database's records say "
-                        f"{expected}" + (" (truncated)" if actual < expected else ""))
-            break
-        else:
-            return f"Corruption: {path / f'{int(number):06d}.ldb'} is missing"
+    for _ in range(20):
+        found = _table_problem(db, path)
+        if found is None:
+            return None
+        number, problem = found
+        if number in _tables(db) and _file_problem(path, number, _tables(db)[number]):
+            return problem
+    return problem
+
+
+def _tables(db) -> dict[int, int]:
+    """The database's current tables: number -> size."""
+    import re
+
+    listing = db.get_property(b"leveldb.sstables") or b""
+    return {int(n): int(size) for n, size in re.findall(rb"^ (\d+):(\d+)\[", listing, re.M)}
+
+
+def _table_problem(db, path) -> tuple[int, str] | None:
+    for number, expected in _tables(db).items():
+        problem = _file_problem(path, number, expected)
+        if problem is not None:
+            return number, problem
     return None
+
+
+def _file_problem(path, number: int, expected: int) -> str | None:
+    for name in (f"{number:06d}.ldb", f"{number:06d}.sst"):  # (.sst: older LevelDB)
+        f = path / name
+        try:
+            actual = f.stat().st_size
+        except FileNotFoundError:
+            continue
+        if actual != expected:
+            return (f"Corruption: {f} is {actual} bytes, the database's records say "
+                    f"{expected}" + (" (truncated)" if actual < expected else ""))
+        return None
+    return f"Corruption: {path / f'{number:06d}.ldb'} is missing"
