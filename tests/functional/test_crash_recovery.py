@@ -25,6 +25,17 @@ ROOT = Path(__file__).resolve().parents[2]
 KILLS = 24
 
 
+def refused_naming(node, damaged) -> str:
+    """Start-up's refusal: one message naming the damaged file and the remedy, once."""
+    from tests.functional.test_core_startup import start_fails
+
+    err = start_fails(node)
+    assert damaged.name in err, err
+    assert err.endswith("Please restart with -reindex or -reindex-chainstate to recover.")
+    assert err.lower().count("restart with") == 1, err
+    return err
+
+
 def importer(datadir: Path, *args: str, **kw) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "node.importer", f"-datadir={datadir}", "-par=1", *args],
@@ -177,7 +188,6 @@ def test_damage_is_refused_and_both_rebuilds_recover(full_node, tmp_path, case, 
     import shutil
 
     from tests.functional.framework import NodeProcess
-    from tests.functional.test_core_startup import start_fails
     from tests.functional.test_kill_chain import Replay
 
     good, source, blocks = full_node
@@ -185,10 +195,7 @@ def test_damage_is_refused_and_both_rebuilds_recover(full_node, tmp_path, case, 
     shutil.copytree(good, node.datadir, dirs_exist_ok=True)
     damaged = damage(node.chain_dir, case)
     if not flag:  # one clear message naming the damaged file, and the remedy
-        err = start_fails(node)
-        assert damaged.name in err, err
-        assert err.endswith("Please restart with -reindex or -reindex-chainstate to recover.")
-        assert err.lower().count("restart with") == 1, err
+        refused_naming(node, damaged)
         return
     with node.start(flag):
         # what could be read back is the node's chain, its UTXO set a replay of that chain
@@ -256,7 +263,6 @@ def test_older_chainstate_table_truncated_is_refused_and_rebuilt(big_utxo_node, 
     import shutil
 
     from tests.functional.framework import NodeProcess
-    from tests.functional.test_core_startup import start_fails
     from tests.functional.test_kill_chain import Replay
 
     good, blocks = big_utxo_node
@@ -264,11 +270,9 @@ def test_older_chainstate_table_truncated_is_refused_and_rebuilt(big_utxo_node, 
     shutil.copytree(good, node.datadir, dirs_exist_ok=True)
     damaged = truncate_older_table(node.chain_dir / "chainstate")
     if not flag:  # refused at start-up, not found later by a full read
-        err = start_fails(node)
+        err = refused_naming(node, damaged)
         assert err.startswith("Error: Error opening coins database"), err
-        assert damaged.name in err and "truncated" in err, err
-        assert err.endswith("Please restart with -reindex or -reindex-chainstate to recover.")
-        assert err.lower().count("restart with") == 1, err
+        assert "truncated" in err, err
         return
     with node.start(flag):
         replay = Replay()

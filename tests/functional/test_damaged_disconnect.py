@@ -13,10 +13,11 @@ import pytest
 
 from consensus.amounts import COIN
 from consensus.params import REGTEST
-from node.store.blockfiles import load_xor_key, xor_bytes
+from node.store.blockfiles import load_xor_key
 from tests.chainbuilder import ChainBuilder, spend_tx
 from tests.functional.framework import NodeProcess, RPCFailure
 from tests.functional.test_kill_chain import ADDR, Replay, hexh, wait_for_height
+from tests.unit.test_chain_atomic import flip_output_value
 from tests.unit.test_reorg import write_blk_file
 
 RPC_DATABASE_ERROR = -20
@@ -39,15 +40,7 @@ def test_chain_changes_over_a_flipped_output_value_change_nothing(tmp_path):
         node.stop()
         # flip the low bit of tx's first output value in the node's blk file
         blocks_dir = node.chain_dir / "blocks"
-        path = blocks_dir / "blk00000.dat"
-        data = bytearray(path.read_bytes())
-        plain = xor_bytes(bytes(data), load_xor_key(blocks_dir), 0)
-        raw = tx.serialize()
-        pos = plain.find(raw)
-        vpos = plain.find((20 * COIN).to_bytes(8, "little"), pos)
-        assert pos > 0 and pos < vpos < pos + len(raw)
-        data[vpos] ^= 0x01
-        path.write_bytes(bytes(data))
+        flip_output_value(blocks_dir / "blk00000.dat", load_xor_key(blocks_dir), tx, 20 * COIN)
 
         node.start()  # (the damage is deeper than the blocks checked at start-up)
         tip = node.call("getbestblockhash")

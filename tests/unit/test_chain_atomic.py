@@ -22,6 +22,18 @@ from tests.unit.test_chain import open_chain
 from tests.unit.test_reorg import digest_of
 
 
+def flip_output_value(path, key: bytes, tx, value: int) -> None:
+    """Flip the low bit of `tx`'s output of `value` in the blk file at `path` (XORed with
+    `key`): damage that still parses."""
+    data = bytearray(path.read_bytes())
+    plain = xor_bytes(bytes(data), key, 0)
+    raw = tx.serialize()
+    pos = plain.find(raw)
+    vpos = plain.find(value.to_bytes(8, "little"), pos)
+    assert pos > 0 and pos < vpos < pos + len(raw)
+    data[vpos] ^= 0x01
+    path.write_bytes(bytes(data))
+
 def test_invalid_flags_without_the_disconnect_are_finished_at_load(tmp_path):
     cb = ChainBuilder()
     blocks = cb.chain(REGTEST.genesis, 30)
@@ -89,15 +101,7 @@ def _flip_output_value(c, tx) -> None:
     parses and keeps its header (and hash), but its transactions no longer make the header's
     merkle root (the auditor's repro: the UTXO set ended with 103 coins / 5,099 BTC where a
     replay has 101 / 5,050)."""
-    path = c.files.dir / "blk00000.dat"
-    data = bytearray(path.read_bytes())
-    plain = xor_bytes(bytes(data), c.files.key, 0)
-    raw = tx.serialize()
-    pos = plain.find(raw)
-    vpos = plain.find((20 * COIN).to_bytes(8, "little"), pos)
-    assert pos > 0 and pos < vpos < pos + len(raw)
-    data[vpos] ^= 0x01
-    path.write_bytes(bytes(data))
+    flip_output_value(c.files.dir / "blk00000.dat", c.files.key, tx, 20 * COIN)
     c._recent.clear()  # (as after a restart: blocks come from disk)
 
 
