@@ -52,6 +52,7 @@ from node.store.blockindex import (
     FAILED_VALID,
     HAVE_DATA,
     HAVE_UNDO,
+    KEY_HASH,
     RECORD_FIELDS,
     VALID_SCRIPTS,
     VALID_TRANSACTIONS,
@@ -201,7 +202,7 @@ class ChainState:
             collecting = gc.isenabled()
             gc.disable()  # (the load makes no cycles; collections would rescan the entries)
             try:
-                self._load_index()
+                line = self._load_index()
             finally:
                 if collecting:
                     gc.enable()
@@ -220,7 +221,9 @@ class ChainState:
                     "the UTXO set's best block is not in the block index; restart with -reindex"
                 )
             self.active = []
-            if tip is not None:
+            if tip is not None and tip.height < len(line) and line[tip.height] is tip:
+                self.active = line[:tip.height + 1]  # (the usual case: the tip leads the tree)
+            elif tip is not None:
                 e: BlockIndexEntry | None = tip
                 chain = []
                 while e is not None:
@@ -267,11 +270,12 @@ class ChainState:
         self.best_header = None
         self._recent.clear()
 
-    def _load_index(self) -> None:
+    def _load_index(self) -> list[BlockIndexEntry]:
         """Every stored entry, in one read of the index database: entries are built straight
         from their records (no header object, no hashing), block work is computed once per
         `bits` value, and skip pointers are set from the best header's chain by height
-        (forks walk from their parent), so the load costs a few microseconds per block."""
+        (forks walk from their parent), so the load costs a couple of microseconds per
+        block. Returns the best header's chain by height (empty without entries)."""
         index, children = self.index, self.children
         new, unpack = BlockIndexEntry.__new__, RECORD_FIELDS.unpack
         work_of: dict[int, int] = {}
@@ -279,14 +283,12 @@ class ChainState:
         best_work = -1
         entries = []
         append = entries.append
-        for _height, block_hash, raw in self.index_db.load_raw():
+        for key, raw in self.index_db.load_raw():
+            block_hash = key[KEY_HASH]
             prev = index.get(raw[4:36])
-            if prev is None and _height != 0:
-                log.warning("index entry %s has no parent; ignored", hash_to_hex(block_hash))
-                continue
-            e = new(BlockIndexEntry)  # (BlockIndexEntry.from_record, inlined)
+            e = new(BlockIndexEntry)  # (the fields as BlockIndexEntry's __init__ sets them)
             e.hash, e.prev, e.skip, e._mtp = block_hash, prev, None, None
-            (e.version, e.merkle_root, e.time, bits, e.nonce, _, status, n_tx, e.file,
+            (e.version, e.merkle_root, e.time, bits, e.nonce, height, status, n_tx, e.file,
              e.data_pos, e.undo_pos) = unpack(raw)
             e.bits, e.status, e.n_tx, e.seq_id = bits, status, n_tx, 1  # (loaded blocks tie)
             work = work_of.get(bits)
@@ -301,16 +303,19 @@ class ChainState:
                     children[prev.hash] = [e]
                 else:
                     kids.append(e)
-            else:
+            elif height == 0:
                 e.height = 0
                 e.chain_work = chain_work = work
                 e.chain_tx = n_tx
+            else:
+                log.warning("index entry %s has no parent; ignored", hash_to_hex(block_hash))
+                continue
             index[block_hash] = e
-            if best is None or (chain_work > best_work and not status & FAILED_MASK):
+            if chain_work > best_work and not status & FAILED_MASK:
                 best, best_work = e, chain_work
             append(e)
         if best is None:
-            return
+            return []
         self.best_header = best
         line: list[BlockIndexEntry] = [None] * (best.height + 1)  # type: ignore[list-item]
         walk: BlockIndexEntry | None = best
@@ -318,8 +323,21 @@ class ChainState:
             line[walk.height] = walk
             walk = walk.prev
         top = best.height
-        for e in entries:  # parents first: a fork's ancestors have their pointers already
-            e.set_skip(line if e.height <= top and line[e.height] is e else None)
+        if top:
+            line[1].skip = line[0]
+        for e in line[2:]:  # (_skip_height, inlined: a third of the load otherwise)
+            h = e.height
+            if h & 1:
+                h -= 1
+                h &= h - 1
+                h = (h & (h - 1)) + 1
+            else:
+                h &= h - 1
+            e.skip = line[h]
+        for e in entries:  # the forks, parents first: their ancestors have pointers already
+            if e.height > top or line[e.height] is not e:
+                e.set_skip()
+        return line
 
     def _link(self, e: BlockIndexEntry) -> None:
         e.chain_work = (e.prev.chain_work if e.prev else 0) + block_work(e.bits)
@@ -359,9 +377,9 @@ class ChainState:
 
     def _rebuild_candidates(self) -> None:
         tip_work = self.tip.chain_work if self.tip else -1
-        self.candidates = {
+        self.candidates = {  # (work first: it rules out nearly every entry)
             e for e in self.index.values()
-            if e.chain_tx and not e.failed and e.chain_work >= tip_work
+            if e.chain_work >= tip_work and e.chain_tx and not e.status & FAILED_MASK
         }
 
     def flush(self, evict: bool = False) -> None:

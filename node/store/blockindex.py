@@ -38,13 +38,10 @@ FAILED_MASK = FAILED_VALID | FAILED_CHILD
 
 
 _HEIGHT = struct.Struct("<I")
+KEY_HASH = slice(len(BLOCK_PREFIX), None)  # a record key's block hash: key[KEY_HASH]
 # A stored record's fields (layout.py), the header's prev hash left out: version,
 # merkle_root, time, bits, nonce, then height, status, n_tx, file, data_pos, undo_pos.
 RECORD_FIELDS = struct.Struct("<i32x32sIIIIIIiII")
-
-
-def _first(t: tuple) -> int:
-    return t[0]
 
 
 def _skip_height(height: int) -> int:
@@ -235,22 +232,27 @@ class BlockIndexDB:
         except plyvel.Error as err:
             raise type(err)(db_error_text(err)) from None
 
-    def load_raw(self) -> list[tuple[int, bytes, bytes]]:
-        """Every stored record in one pass, undecoded: (height, block hash, record), sorted
-        by height (parents before children). The hash is the record's key: no header is
-        hashed again (LevelDB's checksums, verified here, catch a damaged record)."""
-        out = []
-        append = out.append
-        skip = len(BLOCK_PREFIX)
+    def load_raw(self) -> list[tuple[bytes, bytes]]:
+        """Every stored record in one pass, undecoded: (key, record), parents before
+        children (by height). The key holds the block's hash (key_hash): no header is hashed
+        again (LevelDB's checksums, verified here, catch a damaged record)."""
         try:
-            for key, raw in self.db.iterator(prefix=BLOCK_PREFIX, verify_checksums=True):
-                if len(raw) != INDEX_RECORD_SIZE:
-                    raise DeserializationError(f"block index record of {len(raw)} bytes")
-                append((_HEIGHT.unpack_from(raw, 80)[0], key[skip:], raw))
+            items = list(self.db.iterator(prefix=BLOCK_PREFIX, verify_checksums=True))
         except plyvel.Error as err:
             raise type(err)(db_error_text(err)) from None
-        out.sort(key=_first)
-        return out
+        for _, raw in items:
+            if len(raw) != INDEX_RECORD_SIZE:
+                raise DeserializationError(f"block index record of {len(raw)} bytes")
+        # Keys are hashes, so LevelDB's order is random in height. Placed by height, one
+        # slot each (a chain without forks), which is cheaper than a sort; where a height
+        # has several entries, one stable sort by height instead.
+        heights = [_HEIGHT.unpack_from(raw, 80)[0] for _, raw in items]
+        by_height: list[tuple[bytes, bytes] | None] = [None] * (max(heights, default=-1) + 1)
+        for item, h in zip(items, heights):
+            if by_height[h] is not None:
+                return [items[i] for i in sorted(range(len(items)), key=heights.__getitem__)]
+            by_height[h] = item
+        return list(filter(None, by_height))
 
     def set_reindexing(self, on: bool) -> None:
         if on:

@@ -141,3 +141,49 @@ def test_bulk_index_load_equals_entry_by_entry(tmp_path, monkeypatch):
         assert c.best_header is c.index[main[59].hash]  # the most work of those not failed
     finally:
         c.close()
+
+
+def test_index_load_with_the_tip_off_the_best_header_chain(tmp_path, caplog):
+    """The best header on a fork of headers only (the tip stays where the data is), and a
+    record whose parent is not stored: the active chain is the tip's own, every entry's
+    ancestors are right, and the orphan record is left out with a warning."""
+    import logging
+
+    from consensus.params import REGTEST
+    from node.chain import ChainState
+    from node.scriptcheck import ScriptChecker
+    from node.store.blockindex import BlockIndexEntry
+
+    def open_chain():
+        c = ChainState(tmp_path / "n", REGTEST, dbcache_mb=8, scripts=ScriptChecker(0))
+        c.load()
+        return c
+
+    c = open_chain()
+    main = _blocks(REGTEST.genesis_hash, 1, 30, 1_600_000_000)
+    for b in main:
+        c.process_block(b)
+    fork = _blocks(main[19].hash, 21, 15, 1_600_100_000)  # headers only, more work
+    for b in fork:
+        c.accept_header(b.header)
+    stray = _blocks(b"\x07" * 32, 6, 1, 1_600_200_000)[0]  # its parent was never stored
+    orphan = BlockIndexEntry(stray.header, None)
+    orphan.height = 6
+    c.index_db.put(orphan)
+    c.close()
+
+    with caplog.at_level(logging.WARNING, logger="validation"):
+        c = open_chain()
+    try:
+        assert stray.hash not in c.index
+        assert any(stray.header.hash[::-1].hex() in r.getMessage() for r in caplog.records)
+        assert c.best_header.hash == fork[-1].hash and c.best_header.height == 35
+        assert c.height == 30 and [e.hash for e in c.active[1:]] == [b.hash for b in main]
+        for e in c.index.values():
+            walk, by_height = e, {}
+            while walk is not None:
+                by_height[walk.height] = walk
+                walk = walk.prev
+            assert all(e.ancestor(k) is by_height[k] for k in range(e.height + 1))
+    finally:
+        c.close()
