@@ -26,9 +26,13 @@ def _ripemd160_available() -> bool:
 
 
 if _ripemd160_available():
+    _RIPEMD160 = hashlib.new("ripemd160")  # copied per use: hashlib.new's name lookup
+    # costs as much again as hashing a key
 
     def ripemd160(data: bytes) -> bytes:
-        return hashlib.new("ripemd160", data).digest()
+        h = _RIPEMD160.copy()
+        h.update(data)
+        return h.digest()
 
 else:
     from consensus._ripemd160 import ripemd160  # noqa: F401  (pure-Python fallback)

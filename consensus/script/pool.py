@@ -154,13 +154,21 @@ def _unpack_tx(t: tuple) -> Transaction:
     return tx
 
 
+def _lookup_sigcache(use_sigcache: bool) -> SignatureCache | None:
+    """The signature cache for checks that only look it up (a block's, as Core's ConnectBlock:
+    nothing stored), or None when it is empty, where a lookup cannot hit and its salted key
+    would be computed for nothing: a worker's own cache, and the node's during an import or
+    initial sync, before any transaction has been relayed."""
+    return SIGNATURE_CACHE if use_sigcache and len(SIGNATURE_CACHE) else None
+
+
 # -- worker side ---------------------------------------------------------------------------
 
 
 def _check_jobs(jobs: list, use_sigcache: bool) -> tuple[int, int, str] | None:
     """Verify (tx_pos, flags, start, end, tx, spent) jobs; tx/spent as packed tuples, bytes
     or objects. Returns (tx_pos, input index, error code) for the first failure, or None."""
-    sigcache = SIGNATURE_CACHE if use_sigcache else None
+    sigcache = _lookup_sigcache(use_sigcache)
     for tx_pos, flags, start, end, tx, spent in jobs:
         if isinstance(tx, tuple):
             tx = _unpack_tx(tx)
@@ -495,7 +503,7 @@ class ScriptCheckPool:
         failure: tuple[int, int, str] | None = None
         caller = self.caller_checks
         txdata: dict[int, PrecomputedTxData] = {}
-        sigcache = SIGNATURE_CACHE if use_sigcache else None
+        sigcache = _lookup_sigcache(use_sigcache)
 
         def feed(fd: int) -> None:
             nonlocal nxt
@@ -797,7 +805,7 @@ class CheckSession:
             self._run_idle(idle)
         if self.pool.caller_checks:
             txdata: dict[int, PrecomputedTxData] = {}
-            sigcache = SIGNATURE_CACHE if self.use_sigcache else None
+            sigcache = _lookup_sigcache(self.use_sigcache)
             while self._next < len(self.chunks) and self.failed_at is None:
                 idx = self._next
                 self._next += 1

@@ -330,3 +330,40 @@ def test_a_failed_start_stops_the_workers_it_started(monkeypatch) -> None:
         assert len(p._procs) == 2 and all(w.is_alive() for w in p._procs)
     finally:
         p.close()
+
+
+def test_block_checks_look_up_a_filled_signature_cache_and_skip_an_empty_one(monkeypatch):
+    """A block's checks only look the signature cache up (nothing stored, as Core's
+    ConnectBlock). With the cache empty (an import, an initial sync) no lookup key is
+    computed; once relayed transactions have filled it, the same checks hit it."""
+    from consensus.script import sigcheck
+    from consensus.script.verify import verify_transaction
+
+    cache = sigcheck.SIGNATURE_CACHE
+    keys: list[int] = []
+    real_key = sigcheck.SignatureCache.key
+    monkeypatch.setattr(sigcheck.SignatureCache, "key",
+                        lambda self, *a: keys.append(1) or real_key(self, *a))
+    items = make_batch(40, 12)
+    p = ScriptCheckPool(workers=1, min_parallel_inputs=10, caller_checks=True,
+                        min_chunk_inputs=4)
+    saved = dict(cache._set)
+    try:
+        cache.clear()
+        p.verify_many(items, cache=None)
+        assert keys == [] and len(cache) == 0
+        for tx, spent, flags in items:  # what the mempool leaves behind
+            verify_transaction(tx, spent, flags, cache=None, sigcache=cache, store=True)
+        filled, hits = len(cache), cache.hits
+        assert filled > 0
+        p.verify_many(items, cache=None)
+        assert keys and cache.hits > hits  # the caller's share of the checks hit
+        assert len(cache) == filled
+        break_input(items, 31, 0)  # and a hit never stands in for a changed signature
+        with pytest.raises(ScriptError) as e:
+            p.verify_many(items, cache=None)
+        assert (e.value.txid, e.value.input_index) == (items[31][0].txid, 0)
+    finally:
+        p.close()
+        cache.clear()
+        cache._set.update(saved)
