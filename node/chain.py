@@ -311,7 +311,7 @@ class ChainState:
                 log.warning("index entry %s has no parent; ignored", hash_to_hex(block_hash))
                 continue
             index[block_hash] = e
-            if chain_work > best_work and not status & FAILED_MASK:
+            if best is None or (chain_work > best_work and not status & FAILED_MASK):
                 best, best_work = e, chain_work
             append(e)
         if best is None:

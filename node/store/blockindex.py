@@ -245,14 +245,19 @@ class BlockIndexDB:
                 raise DeserializationError(f"block index record of {len(raw)} bytes")
         # Keys are hashes, so LevelDB's order is random in height. Placed by height, one
         # slot each (a chain without forks), which is cheaper than a sort; where a height
-        # has several entries, one stable sort by height instead.
+        # has several entries, or a height is out of reach of the records there are (a
+        # parent missing), one stable sort by height instead.
         heights = [_HEIGHT.unpack_from(raw, 80)[0] for _, raw in items]
-        by_height: list[tuple[bytes, bytes] | None] = [None] * (max(heights, default=-1) + 1)
-        for item, h in zip(items, heights):
-            if by_height[h] is not None:
-                return [items[i] for i in sorted(range(len(items)), key=heights.__getitem__)]
-            by_height[h] = item
-        return list(filter(None, by_height))
+        n = len(items)
+        if max(heights, default=0) < n:
+            by_height: list[tuple[bytes, bytes] | None] = [None] * n
+            for item, h in zip(items, heights):
+                if by_height[h] is not None:
+                    break
+                by_height[h] = item
+            else:
+                return list(filter(None, by_height))
+        return [items[i] for i in sorted(range(n), key=heights.__getitem__)]
 
     def set_reindexing(self, on: bool) -> None:
         if on:

@@ -187,3 +187,42 @@ def test_index_load_with_the_tip_off_the_best_header_chain(tmp_path, caplog):
             assert all(e.ancestor(k) is by_height[k] for k in range(e.height + 1))
     finally:
         c.close()
+
+
+def test_index_records_come_parents_first(tmp_path):
+    """load_raw orders the records by height however LevelDB orders their keys: placed by
+    height for a chain without forks, sorted where a height has two entries or a record's
+    height is out of reach of the records there are (no list of that length is made)."""
+    from consensus.params import REGTEST
+    from node.store.blockindex import KEY_HASH, BlockIndexDB, BlockIndexEntry
+
+    def entries(blocks, first_height):
+        out = []
+        for i, b in enumerate(blocks):
+            e = BlockIndexEntry(b.header, None)
+            e.height = first_height + i
+            out.append(e)
+        return out
+
+    main = entries(_blocks(REGTEST.genesis_hash, 1, 40, 1_600_000_000), 1)
+    db = BlockIndexDB(tmp_path / "index")
+    try:
+        db.put_many(main)
+        heights = {e.hash: e.height for e in main}
+
+        def loaded_heights():
+            return [heights[key[KEY_HASH]] for key, _ in db.load_raw()]
+
+        assert loaded_heights() == list(range(1, 41))
+        fork = entries(_blocks(main[9].hash, 11, 5, 1_600_100_000), 11)
+        db.put_many(fork)
+        heights.update({e.hash: e.height for e in fork})
+        got = loaded_heights()
+        assert got == sorted(got) and len(got) == 45
+        far = entries(_blocks(b"\x05" * 32, 1, 1, 1_600_200_000), 0xFFFFFFFF)
+        db.put_many(far)
+        heights[far[0].hash] = far[0].height
+        got = loaded_heights()
+        assert got == sorted(got) and got[-1] == 0xFFFFFFFF and len(got) == 46
+    finally:
+        db.close()
