@@ -82,20 +82,26 @@ def _blocks(prev: bytes, start: int, n: int, t: int) -> list:
     return out
 
 
+def _open_chain(datadir: Path):
+    from consensus.params import REGTEST
+    from node.chain import ChainState
+    from node.scriptcheck import ScriptChecker
+
+    c = ChainState(datadir, REGTEST, dbcache_mb=8, scripts=ScriptChecker(0))
+    c.load()
+    return c
+
+
 def test_bulk_index_load_equals_entry_by_entry(tmp_path, monkeypatch):
     """A chain with a fork, a longer competing fork, an invalidated block and a header-only
     entry reloads to the same entries (fields, work, transaction counts, skip pointers, best
     header) as building each from its header; and the load hashes no header."""
     from consensus import block as block_module
     from consensus.params import REGTEST
-    from node.chain import ChainState
-    from node.scriptcheck import ScriptChecker
     from node.store.blockindex import BlockIndexEntry
 
     def open_chain():
-        c = ChainState(tmp_path / "n", REGTEST, dbcache_mb=8, scripts=ScriptChecker(0))
-        c.load()
-        return c
+        return _open_chain(tmp_path / "n")
 
     c = open_chain()
     main = _blocks(REGTEST.genesis_hash, 1, 70, 1_600_000_000)
@@ -150,16 +156,9 @@ def test_index_load_with_the_tip_off_the_best_header_chain(tmp_path, caplog):
     import logging
 
     from consensus.params import REGTEST
-    from node.chain import ChainState
-    from node.scriptcheck import ScriptChecker
     from node.store.blockindex import BlockIndexEntry
 
-    def open_chain():
-        c = ChainState(tmp_path / "n", REGTEST, dbcache_mb=8, scripts=ScriptChecker(0))
-        c.load()
-        return c
-
-    c = open_chain()
+    c = _open_chain(tmp_path / "n")
     main = _blocks(REGTEST.genesis_hash, 1, 30, 1_600_000_000)
     for b in main:
         c.process_block(b)
@@ -173,7 +172,7 @@ def test_index_load_with_the_tip_off_the_best_header_chain(tmp_path, caplog):
     c.close()
 
     with caplog.at_level(logging.WARNING, logger="validation"):
-        c = open_chain()
+        c = _open_chain(tmp_path / "n")
     try:
         assert stray.hash not in c.index
         assert any(stray.header.hash[::-1].hex() in r.getMessage() for r in caplog.records)
