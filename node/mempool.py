@@ -297,7 +297,8 @@ class Mempool:
         # announced again now and then until one does (Core's unbroadcast set).
         self.unbroadcast: set[bytes] = set()
         self.now = now
-        self.entries: dict[bytes, MempoolEntry] = {}
+        self.entries: dict[bytes, MempoolEntry] = {}  # (changed only by _add_entry, _detach)
+        self._sorted: list[bytes] | None = None  # sorted_txids' answer while entries stay
         self.by_wtxid: dict[bytes, MempoolEntry] = {}
         self.spent: dict[bytes, bytes] = {}  # outpoint key -> txid of the mempool spender
         self.deltas: dict[bytes, int] = {}  # prioritisetransaction, kept for unknown txids too
@@ -392,7 +393,13 @@ class Mempool:
 
     def sorted_txids(self) -> list[bytes]:
         """Every txid in a deterministic order, parents before children (as Core lists its
-        mempool: by ancestor count, then by txid), whatever order they arrived in."""
+        mempool: by ancestor count, then by txid), whatever order they arrived in. Kept
+        until an entry comes or goes (getrawmempool is asked for it on every wallet call)."""
+        if self._sorted is None or len(self._sorted) != len(self.entries):
+            self._sorted = self._sort_txids()
+        return list(self._sorted)
+
+    def _sort_txids(self) -> list[bytes]:
         depth: dict[bytes, int] = {}
 
         def depth_of(t: bytes) -> int:
@@ -1108,6 +1115,7 @@ class Mempool:
 
     def _add_entry(self, e: MempoolEntry, parents: set[bytes], numbered: bool = True) -> None:
         self.entries[e.txid] = e
+        self._sorted = None
         self.by_wtxid[e.wtxid] = e
         for txin in e.tx.vin:
             self.spent[outpoint_key(txin.prevout.hash, txin.prevout.n)] = e.txid
@@ -1141,6 +1149,7 @@ class Mempool:
     def _detach(self, e: MempoolEntry) -> None:
         """Take an entry out of the pool's maps and totals (nothing told, nothing numbered)."""
         del self.entries[e.txid]
+        self._sorted = None
         self.by_wtxid.pop(e.wtxid, None)
         for txin in e.tx.vin:
             key = outpoint_key(txin.prevout.hash, txin.prevout.n)

@@ -41,6 +41,9 @@ class NodeClient:
         self.cookie_file = Path(cookie_file) if cookie_file else None
         self.timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
+        # Connections opened so far: a new one may reach a restarted node, whose mempool
+        # sequence started again (what the wallet's mempool sync remembers it by)
+        self.connections = 0
         self._lock = threading.Lock()
         self._id = 0
 
@@ -78,6 +81,7 @@ class NodeClient:
                 if self._conn is None:
                     self._conn = http.client.HTTPConnection(self.host, self.port,
                                                             timeout=self.timeout)
+                    self.connections += 1
                 try:
                     self._conn.request("POST", self.path, body, headers)
                     resp = self._conn.getresponse()

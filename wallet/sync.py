@@ -176,13 +176,20 @@ def sync_mempool(wallet: Wallet, node: NodeClient) -> int | None:
     transactions that pay or spend the wallet. Returns how many were added, or None when
     the node's tip is not the wallet's (a block came: a transaction it confirmed has left
     the mempool, and must not be taken for dropped before the block is followed)."""
-    pool, best = node.batch([("getrawmempool", []), ("getbestblockhash", [])])
-    for r in (pool, best):
+    listed, best = node.batch([("getrawmempool", [False, True]), ("getbestblockhash", [])])
+    for r in (listed, best):
         if isinstance(r, Exception):
             raise r
     if _hex_hash(best) != wallet.tip_hash:
         return None
-    txids = [_hex_hash(t) for t in pool]
+    # The mempool sequence moves with every addition and removal: the same number at the
+    # same tip, over the same connection (a node restarted behind a new one counts again),
+    # with nothing changed in the wallet since (which forgets it), is the same mempool,
+    # already looked through.
+    seen = (node.connections, wallet.tip_hash, int(listed["mempool_sequence"]))
+    if wallet.mempool_synced == seen:
+        return 0
+    txids = [_hex_hash(t) for t in listed["txids"]]
     wallet.set_mempool(txids)
     ignored = wallet.mempool_ignored
     unknown = [t for t in txids if t not in wallet.txs and t not in ignored]
@@ -207,4 +214,5 @@ def sync_mempool(wallet: Wallet, node: NodeClient) -> int | None:
         pending = rest
     pool = set(txids)
     wallet.mempool_ignored = {t for t in ignored if t in pool} | {tx.txid for tx in pending}
+    wallet.mempool_synced = seen
     return added

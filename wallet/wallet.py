@@ -152,6 +152,9 @@ class Wallet:
         self.birthday = int(db.get_meta("birthday", 0))
         # mempool transactions seen not to touch the wallet (not fetched again)
         self.mempool_ignored: set[bytes] = set()
+        # (node connection, tip hash, mempool sequence) of the last mempool sync, while
+        # nothing in the wallet changed since: the same mempool need not be looked at again
+        self.mempool_synced: tuple[int, bytes, int] | None = None
         # outputs kept out of automatic coin selection (lockunspent): outpoint -> persistent
         self.locked_coins: dict[tuple[bytes, int], bool] = {
             (bytes(t), int(n)): True
@@ -634,6 +637,7 @@ class Wallet:
                 self.credits[txid] = mine
                 self._note_outputs_used(wtx.tx)  # (moves the new scripts' next index)
         self.mempool_ignored.clear()  # mempool transactions may be ours now: look again
+        self.mempool_synced = None
 
     def is_mine(self, script: bytes) -> bool:
         return script in self.scripts
@@ -682,6 +686,7 @@ class Wallet:
 
     def save_tx(self, wtx: WalletTx) -> None:
         """Insert or update one transaction (call inside db.atomic for several)."""
+        self.mempool_synced = None
         if wtx.txid not in self.txs:
             self._note_outputs_used(wtx.tx)
             self._index_tx(wtx)

@@ -202,3 +202,22 @@ def test_listing_order_is_deterministic(env):
     order = env.mempool.sorted_txids()
     assert order.index(a.txid) < order.index(b.txid)
     assert order[:2] == sorted([a.txid, c.txid], key=lambda t: t[::-1])
+
+
+def test_listing_kept_while_the_entries_stay_and_redone_when_they_change(env):
+    """sorted_txids answers from the last sort until an entry comes or goes (a block, a
+    reorg's return), always equal to sorting afresh; callers get their own copy."""
+    m = env.mempool
+    a = env.spend([env.coin(0)], [49 * COIN])
+    b = env.spend([out(a)], [a.vout[0].value - 1000])
+    m.accept(a)
+    first = m.sorted_txids()
+    assert first == [a.txid] and m.sorted_txids() is not first
+    first.append(b"junk")
+    assert m.sorted_txids() == [a.txid]
+    m.accept(b)
+    assert m.sorted_txids() == m._sort_txids() == [a.txid, b.txid]
+    block = env.mine()
+    assert m.sorted_txids() == []
+    env.chain.invalidate_block(block.hash)  # both come back
+    assert m.sorted_txids() == m._sort_txids() == [a.txid, b.txid]
