@@ -8,17 +8,19 @@
 3. time generatetoaddress of 1,000 blocks;
 4. calls one transaction per call, as wallets, apps and bitcoin-cli send them:
    sendrawtransaction over 1 and 8 keep-alive connections, testmempoolaccept and
-   getrawtransaction (on the node) and gettransaction (on a second node with a wallet), each
-   beside a bare aiohttp handler answering the same reply to the same requests, measured by
-   the same client in the same run (as rpc.py does). Goals: sendrawtransaction over one
-   connection >= 0.5 x the bare handler; over eight >= 1.5 x over one.
+   getrawtransaction (on the node) and gettransaction (on a second node with a wallet, with
+   its mempool empty and then holding --wallet-mempool transactions not the wallet's: every
+   wallet call syncs with the mempool first), each beside a bare aiohttp handler answering
+   the same reply to the same requests, measured by the same client in the same run (as
+   rpc.py does). Goals: sendrawtransaction over one connection >= 0.5 x the bare handler;
+   over eight >= 1.5 x over one.
 
 The node runs without its mounted wallet (-disablewallet; --wallet keeps it): this measures
 the node's acceptance. A mounted wallet follows the mempool over JSON-RPC, fetching every
 new transaction, which costs about a sixth of this rate when thousands arrive at once.
 
 Run: .venv/bin/python scripts/bench/mempool.py [--txs 5000] [--batch 1000] [--clients 1]
-     [--blocks 1000] [--wallet] [--single 3000] [--only-single]
+     [--blocks 1000] [--wallet] [--single 3000] [--wallet-mempool 5000] [--only-single]
 """
 
 from __future__ import annotations
@@ -98,6 +100,32 @@ def _payload(method: str, *params) -> bytes:
                        "params": list(params)}).encode()
 
 
+def signed_spends(node: NodeProcess, w: Wallet, n: int) -> list[str]:
+    """n independent signed P2WPKH spends (hex), valid on `node`: mature coinbases to w, each
+    fanned out into 500 outputs confirmed in one block, one spend per output."""
+    addr = script_to_address(w.p2wpkh, REGTEST)
+    first = node.call("getblockcount") + 1
+    node.call("generatetoaddress", 100 + -(-n // 500), addr)
+    per = 500
+    outs: list[tuple[OutPoint, TxOut]] = []
+    for h in range(first, first + -(-n // per)):
+        cb = node.call("getblock", node.call("getblockhash", h), 2)["tx"][0]
+        value = int(Decimal(cb["vout"][0]["value"]) * COIN)
+        each = (value - 100_000) // per
+        fan = Transaction(2, [TxIn(OutPoint(hex_to_hash(cb["txid"]), 0), b"", 0xFFFFFFFD)],
+                          [TxOut(each, w.p2wpkh)] * per)
+        w.sign(fan, [TxOut(value, w.p2wpkh)])
+        node.call("sendrawtransaction", fan.serialize().hex())
+        outs += [(OutPoint(fan.txid, i), TxOut(each, w.p2wpkh)) for i in range(per)]
+    node.call("generatetoaddress", 1, addr)
+    print(f"signing {n} transactions ...", flush=True)
+    raws = []
+    for p, o in outs[:n]:
+        tx = Transaction(2, [TxIn(p, b"", 0xFFFFFFFD)], [TxOut(o.value - 2000, w.p2tr)])
+        raws.append(w.sign(tx, [o]).serialize().hex())
+    return raws
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawTextHelpFormatter)
@@ -108,6 +136,9 @@ def main() -> None:
     ap.add_argument("--wallet", action="store_true", help="keep the node's mounted wallet")
     ap.add_argument("--single", type=int, default=3000,
                     help="transactions sent one per call, for each connection count")
+    ap.add_argument("--wallet-mempool", type=int, default=5000,
+                    help="unrelated transactions in the wallet node's mempool for its second "
+                         "gettransaction row (0: none)")
     ap.add_argument("--only-single", action="store_true",
                     help="only the one-per-call measures (no batches, no blocks)")
     args = ap.parse_args()
@@ -123,26 +154,7 @@ def main() -> None:
                            f"-par={os.cpu_count() or 1}",  # the test default is -par=1
                            *([] if args.wallet else ["-disablewallet"]))
         with node:
-            node.call("generatetoaddress", 100 + -(-total // 500), addr)
-            # Fan out: each mature coinbase into many outputs, confirmed in one block.
-            per = 500
-            n_fund = -(-total // per)
-            outs: list[tuple[OutPoint, TxOut]] = []
-            for h in range(1, n_fund + 1):
-                cb = node.call("getblock", node.call("getblockhash", h), 2)["tx"][0]
-                value = int(Decimal(cb["vout"][0]["value"]) * COIN)
-                each = (value - 100_000) // per
-                fan = Transaction(2, [TxIn(OutPoint(hex_to_hash(cb["txid"]), 0), b"",
-                                           0xFFFFFFFD)], [TxOut(each, w.p2wpkh)] * per)
-                w.sign(fan, [TxOut(value, w.p2wpkh)])
-                node.call("sendrawtransaction", fan.serialize().hex())
-                outs += [(OutPoint(fan.txid, i), TxOut(each, w.p2wpkh)) for i in range(per)]
-            node.call("generatetoaddress", 1, addr)
-            print(f"signing {total} transactions ...", flush=True)
-            raws = []
-            for p, o in outs[:total]:
-                tx = Transaction(2, [TxIn(p, b"", 0xFFFFFFFD)], [TxOut(o.value - 2000, w.p2tr)])
-                raws.append(w.sign(tx, [o]).serialize().hex())
+            raws = signed_spends(node, w, total)
             raw_rate = raw_ecdsa_rate()
             raw_parse = raw_ecdsa_rate(parse_key=True)
             singles = raws[args.txs:]
@@ -155,7 +167,7 @@ def main() -> None:
                                             singles[args.single:])
     if args.txs:
         print_batch(args, results, raw_rate, raw_parse)
-    results["single"] += wallet_part(args.single)
+    results["single"] += wallet_part(args.single, args.wallet_mempool)
     print_single(results["single"])
 
 
@@ -197,19 +209,30 @@ def single_part(node: NodeProcess, one: list[str], eight: list[str]) -> list[tup
     return rows
 
 
-def wallet_part(n: int) -> list[tuple]:
-    """gettransaction per call on a node with a mounted wallet (a coinbase of its own)."""
+def wallet_part(n: int, full: int) -> list[tuple]:
+    """gettransaction per call on a node with a mounted wallet (a coinbase of its own), with
+    the mempool empty and then holding `full` transactions that are not the wallet's (every
+    wallet call syncs with the node's mempool first)."""
     with tempfile.TemporaryDirectory() as d:
-        node = NodeProcess(Path(d) / "w")
+        node = NodeProcess(Path(d) / "w", "-maxmempool=300")
         with node:
             node.create_wallet("w")
             addr = node.call("getnewaddress", wallet="w")
             block = node.call("generatetoaddress", 1, addr)[0]
             txid = node.call("getblock", block)["tx"][0]
+            others = signed_spends(node, Wallet(b"others"), full) if full else []
             node.call("gettransaction", txid, wallet="w")
             payloads = [_payload("gettransaction", txid)] * n
-            return [("gettransaction", 1, *per_call(node, "gettransaction", payloads, 1,
+            rows = [("gettransaction", 1, *per_call(node, "gettransaction", payloads, 1,
                                                     path="/wallet/w"))]
+            if others:
+                for r in others:
+                    node.call("sendrawtransaction", r)
+                node.call("gettransaction", txid, wallet="w")
+                rows.append((f"  mempool of {len(others):,}", 1,
+                             *per_call(node, "gettransaction", payloads, 1,
+                                       path="/wallet/w")))
+            return rows
 
 
 def print_single(rows: list[tuple]) -> None:
