@@ -317,12 +317,16 @@ class ChainState:
         if best is None:
             return []
         self.best_header = best
-        line: list[BlockIndexEntry] = [None] * (best.height + 1)  # type: ignore[list-item]
-        walk: BlockIndexEntry | None = best
-        while walk is not None:
-            line[walk.height] = walk
-            walk = walk.prev
         top = best.height
+        forks = len(entries) != top + 1 or entries[-1] is not best
+        if forks:
+            line: list[BlockIndexEntry] = [None] * (top + 1)  # type: ignore[list-item]
+            walk: BlockIndexEntry | None = best
+            while walk is not None:
+                line[walk.height] = walk
+                walk = walk.prev
+        else:  # one entry per height, in height order, the best last: they are its chain
+            line = entries
         if top:
             line[1].skip = line[0]
         for e in line[2:]:  # (_skip_height, inlined: a third of the load otherwise)
@@ -334,9 +338,10 @@ class ChainState:
             else:
                 h &= h - 1
             e.skip = line[h]
-        for e in entries:  # the forks, parents first: their ancestors have pointers already
-            if e.height > top or line[e.height] is not e:
-                e.set_skip()
+        if forks:
+            for e in entries:  # parents first: their ancestors have pointers already
+                if e.height > top or line[e.height] is not e:
+                    e.set_skip()
         return line
 
     def _link(self, e: BlockIndexEntry) -> None:
