@@ -194,10 +194,12 @@ def sync_mempool(wallet: Wallet, node: NodeClient) -> int | None:
     ignored = wallet.mempool_ignored
     unknown = [t for t in txids if t not in wallet.txs and t not in ignored]
     pending: list[Transaction] = []
+    missed = False
     for raw in (node.batch([("getrawtransaction", [hash_to_hex(t)])
                                               for t in unknown])):
         if isinstance(raw, NodeRPCError):
-            continue  # left the mempool meanwhile
+            missed = True  # left the mempool meanwhile (or could not be read: look again)
+            continue
         pending.append(Transaction.from_bytes(bytes.fromhex(raw)))
     added = 0
     progress = True
@@ -214,5 +216,5 @@ def sync_mempool(wallet: Wallet, node: NodeClient) -> int | None:
         pending = rest
     pool = set(txids)
     wallet.mempool_ignored = {t for t in ignored if t in pool} | {tx.txid for tx in pending}
-    wallet.mempool_synced = seen
+    wallet.mempool_synced = None if missed else seen
     return added

@@ -10,13 +10,26 @@ import pytest
 
 from consensus.params import REGTEST
 from tests.functional.framework import NodeProcess
-from wallet.nodeclient import NodeClient
+from wallet.nodeclient import NodeClient, NodeRPCError
 from wallet.service import WalletManager
 from wallet.wallet import Wallet
 
 ELSEWHERE = "bcrt1qw508d6qejxtdg4y5r3zarvary0c5xw7kygt080"
 # A key no wallet here derives (the BIP32 test vector 1 master key) and its P2WPKH address.
 OUTSIDE_KEY = "cVpF924EspNh8KjYsfhgY96mmxvT6DgdWiTYMtMjuM74hJaU5psW"
+
+
+class FetchFailsOnce(NodeClient):
+    """The real node, but once armed the next mempool transaction fetch answers an error."""
+
+    armed = False
+
+    def batch(self, calls):
+        results = super().batch(calls)
+        if self.armed and calls and calls[0][0] == "getrawtransaction":
+            self.armed = False
+            results[0] = NodeRPCError(-5, "No such mempool transaction")
+        return results
 
 
 @pytest.fixture
@@ -30,7 +43,7 @@ def net(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Wallet, "set_mempool", counting)
     with NodeProcess(tmp_path / "n", "-disablewallet") as node:
-        client = NodeClient(node.url, cookie_file=node.chain_dir / ".cookie")
+        client = FetchFailsOnce(node.url, cookie_file=node.chain_dir / ".cookie")
         wallets = WalletManager(tmp_path / "wallets", REGTEST, client)
         try:
             wallets.start()
@@ -91,3 +104,13 @@ def test_a_key_imported_finds_a_mempool_payment_seen_before(net):
     result = wallets.call("R", "importdescriptors", [[{"desc": desc, "timestamp": "now"}]])
     assert result == [{"success": True}]
     assert pending(wallets, "R") == Decimal(3)
+
+
+def test_a_transaction_that_could_not_be_read_is_looked_for_again(net):
+    node, client, wallets, looked = net
+    wallets.call("R", "getbalances", [])
+    wallets.call("S", "sendtoaddress", [wallets.call("R", "getnewaddress", []), "2"])
+    client.armed = True
+    assert pending(wallets, "R") == 0  # (its fetch failed: not seen yet)
+    assert client.armed is False
+    assert pending(wallets, "R") == Decimal(2)  # the same mempool, looked through again
