@@ -34,7 +34,6 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,12 +43,10 @@ import aiohttp  # noqa: E402
 from _common import raw_ecdsa_rate  # noqa: E402
 from rpc import bare_server  # noqa: E402
 
-from consensus.amounts import COIN  # noqa: E402
-from consensus.hashes import hex_to_hash  # noqa: E402
 from consensus.params import REGTEST  # noqa: E402
 from consensus.tx import OutPoint, Transaction, TxIn, TxOut  # noqa: E402
 from tests.chainbuilder import Wallet  # noqa: E402
-from tests.functional.framework import NodeProcess  # noqa: E402
+from tests.functional.framework import NodeProcess, coinbase_out  # noqa: E402
 from wallet.address import script_to_address  # noqa: E402
 
 
@@ -109,12 +106,10 @@ def signed_spends(node: NodeProcess, w: Wallet, n: int) -> list[str]:
     per = 500
     outs: list[tuple[OutPoint, TxOut]] = []
     for h in range(first, first + -(-n // per)):
-        cb = node.call("getblock", node.call("getblockhash", h), 2)["tx"][0]
-        value = int(Decimal(cb["vout"][0]["value"]) * COIN)
-        each = (value - 100_000) // per
-        fan = Transaction(2, [TxIn(OutPoint(hex_to_hash(cb["txid"]), 0), b"", 0xFFFFFFFD)],
-                          [TxOut(each, w.p2wpkh)] * per)
-        w.sign(fan, [TxOut(value, w.p2wpkh)])
+        prev, coin = coinbase_out(node, h, w.p2wpkh)
+        each = (coin.value - 100_000) // per
+        fan = Transaction(2, [TxIn(prev, b"", 0xFFFFFFFD)], [TxOut(each, w.p2wpkh)] * per)
+        w.sign(fan, [coin])
         node.call("sendrawtransaction", fan.serialize().hex())
         outs += [(OutPoint(fan.txid, i), TxOut(each, w.p2wpkh)) for i in range(per)]
     node.call("generatetoaddress", 1, addr)

@@ -17,6 +17,9 @@ from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
+from consensus.amounts import COIN
+from consensus.hashes import hex_to_hash
+from consensus.tx import OutPoint, TxOut
 from node.rpc.jsonutil import dumps  # writes Decimal amounts exactly
 from regtest.network import free_port  # noqa: F401  (tests import it from here)
 
@@ -188,3 +191,11 @@ def funded_wallet_node(folder: Path, *args: str, blocks: int = 110) -> Iterator[
         yield n
     finally:
         n.stop()
+
+
+def coinbase_out(node, height: int, script_pubkey: bytes) -> tuple[OutPoint, TxOut]:
+    """Output 0 of the coinbase at `height` on `node`: its outpoint and the output it is, the
+    script given (the one that block was mined to)."""
+    cb = node.call("getblock", node.call("getblockhash", height), 2)["tx"][0]
+    value = int(Decimal(cb["vout"][0]["value"]) * COIN)
+    return OutPoint(hex_to_hash(cb["txid"]), 0), TxOut(value, script_pubkey)

@@ -11,11 +11,10 @@ from decimal import Decimal
 import pytest
 
 from consensus.amounts import COIN
-from consensus.hashes import hex_to_hash
 from consensus.params import REGTEST
 from consensus.tx import OutPoint, Transaction, TxIn, TxOut
 from tests.chainbuilder import Wallet
-from tests.functional.framework import NodeProcess, RPCFailure
+from tests.functional.framework import NodeProcess, coinbase_out, rpc_error
 from wallet.address import address_to_script, encode_wif, script_to_address
 from wallet.keys import pubkey_from_secret
 
@@ -32,17 +31,6 @@ def node(tmp_path_factory):
     n.stop()
 
 
-def _coinbase(node, height):
-    cb = node.call("getblock", node.call("getblockhash", height), 2)["tx"][0]
-    return OutPoint(hex_to_hash(cb["txid"]), 0), TxOut(
-        int(Decimal(cb["vout"][0]["value"]) * COIN), W.p2wpkh)
-
-
-def _err(node, *args):
-    with pytest.raises(RPCFailure) as e:
-        node.call(*args)
-    return e.value.code, e.value.message
-
 
 @pytest.mark.parametrize("address_type,height", [("bech32", 1), ("legacy", 2)])
 def test_combine_partial_multisig_signatures(node, address_type, height):
@@ -51,7 +39,7 @@ def test_combine_partial_multisig_signatures(node, address_type, height):
     pubs = [pubkey_from_secret(k, True).hex() for k in keys]
     ms = node.call("createmultisig", 2, pubs, address_type)
     spk = address_to_script(ms["address"], REGTEST)
-    prev, prev_out = _coinbase(node, height)
+    prev, prev_out = coinbase_out(node, height, W.p2wpkh)
     fund = Transaction(2, [TxIn(prev, b"", 0xFFFFFFFD)],
                        [TxOut(prev_out.value - 10_000, spk)])
     fund = W.sign(fund, [prev_out])
@@ -83,13 +71,13 @@ def test_combine_partial_multisig_signatures(node, address_type, height):
 
 
 def test_combine_errors(node):
-    assert _err(node, "combinerawtransaction", []) == (-22, "Missing transactions")
-    assert _err(node, "combinerawtransaction", ["00", "zz"]) == (
+    assert rpc_error(node.call, "combinerawtransaction", []) == (-22, "Missing transactions")
+    assert rpc_error(node.call, "combinerawtransaction", ["00", "zz"]) == (
         -22, "TX decode failed for tx 0. Make sure the tx has at least one input.")
     unknown = Transaction(2, [TxIn(OutPoint(b"\x42" * 32, 0), b"", 0xFFFFFFFF)],
                           [TxOut(1000, W.p2wpkh)])
-    assert _err(node, "combinerawtransaction", [unknown.serialize().hex()]) == (
+    assert rpc_error(node.call, "combinerawtransaction", [unknown.serialize().hex()]) == (
         -25, "Input not found or already spent")
-    assert _err(node, "combinerawtransaction", "x")[0] == -3
+    assert rpc_error(node.call, "combinerawtransaction", "x")[0] == -3
     assert "combinerawtransaction [\"txs\",...]" not in node.call("help")
     assert "combinerawtransaction txs" in node.call("help")

@@ -6,14 +6,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-import pytest
-
 from consensus.amounts import COIN
-from consensus.hashes import hex_to_hash
 from consensus.params import REGTEST
 from consensus.tx import OutPoint, Transaction, TxIn, TxOut
 from tests.chainbuilder import Wallet
-from tests.functional.framework import NodeProcess, RPCFailure
+from tests.functional.framework import NodeProcess, coinbase_out, rpc_error
 from wallet.address import script_to_address
 
 W = Wallet()
@@ -23,22 +20,17 @@ OTHER = Wallet(b"other")
 OTHER_ADDR = script_to_address(OTHER.p2wpkh, REGTEST)
 
 
-def _err(node, *args):
-    with pytest.raises(RPCFailure) as e:
-        node.call(*args)
-    return e.value.code, e.value.message
-
 
 def test_descriptor_activity(tmp_path):
     with NodeProcess(tmp_path / "n") as n:
         n.call("generatetoaddress", 1, ADDR)
         n.call("generatetoaddress", 100, OTHER_ADDR)
         b1 = n.call("getblockhash", 1)
-        cb = n.call("getblock", b1, 2)["tx"][0]
-        value = int(Decimal(cb["vout"][0]["value"]) * COIN)
-        spend = Transaction(2, [TxIn(OutPoint(hex_to_hash(cb["txid"]), 0), b"", 0xFFFFFFFD)],
-                            [TxOut(COIN, W.p2tr), TxOut(value - COIN - 10_000, OTHER.p2wpkh)])
-        W.sign(spend, [TxOut(value, W.p2wpkh)])
+        prev, coin = coinbase_out(n, 1, W.p2wpkh)
+        spend = Transaction(2, [TxIn(prev, b"", 0xFFFFFFFD)],
+                            [TxOut(COIN, W.p2tr),
+                             TxOut(coin.value - COIN - 10_000, OTHER.p2wpkh)])
+        W.sign(spend, [coin])
         n.call("sendrawtransaction", spend.serialize().hex())
         b102 = n.call("generatetoaddress", 1, OTHER_ADDR)[0]
         # unconfirmed: the P2TR output spent back to ADDR
@@ -54,14 +46,14 @@ def test_descriptor_activity(tmp_path):
             ("receive", 1), ("spend", 102), ("receive", 102), ("spend", None),
             ("receive", None)]
         r1, s102, r102, s_mem, r_mem = acts
-        assert r1 == {"type": "receive", "amount": Decimal(value) / COIN, "blockhash": b1,
-                      "height": 1, "txid": cb["txid"], "vout": 0,
+        assert r1 == {"type": "receive", "amount": Decimal(coin.value) / COIN, "blockhash": b1,
+                      "height": 1, "txid": prev.hash[::-1].hex(), "vout": 0,
                       "output_spk": r1["output_spk"]}
         assert r1["output_spk"]["address"] == ADDR and r1["output_spk"]["hex"] == \
             W.p2wpkh.hex() and r1["output_spk"]["type"] == "witness_v0_keyhash"
-        assert s102 == {"type": "spend", "amount": Decimal(value) / COIN, "blockhash": b102,
+        assert s102 == {"type": "spend", "amount": Decimal(coin.value) / COIN, "blockhash": b102,
                         "height": 102, "spend_txid": spend.txid_hex(), "spend_vin": 0,
-                        "prevout_txid": cb["txid"], "prevout_vout": 0,
+                        "prevout_txid": prev.hash[::-1].hex(), "prevout_vout": 0,
                         "prevout_spk": s102["prevout_spk"]}
         assert s102["prevout_spk"]["address"] == ADDR
         assert (r102["txid"], r102["vout"], r102["amount"]) == (spend.txid_hex(), 0,
@@ -75,13 +67,13 @@ def test_descriptor_activity(tmp_path):
         assert [(a["type"], a.get("txid")) for a in only] == [("receive", spend.txid_hex())]
         # no blocks: the mempool only (the P2TR spend is not a wpkh event)
         assert n.call("getdescriptoractivity", [], [wpkh])["activity"] == [r_mem]
-        assert _err(n, "getdescriptoractivity", ["00" * 32], [wpkh]) == (
+        assert rpc_error(n.call, "getdescriptoractivity", ["00" * 32], [wpkh]) == (
             -5, "Block not found")
         n.call("invalidateblock", b102)
-        assert _err(n, "getdescriptoractivity", [b102], [wpkh]) == (
+        assert rpc_error(n.call, "getdescriptoractivity", [b102], [wpkh]) == (
             -8, "Block is not in main chain")
         n.call("reconsiderblock", b102)
-        code, _ = _err(n, "getdescriptoractivity", ["zz"], [wpkh])
+        code, _ = rpc_error(n.call, "getdescriptoractivity", ["zz"], [wpkh])
         assert code == -8
         assert "getdescriptoractivity ( blockhashes ) scanobjects ( include_mempool )" in \
             n.call("help")

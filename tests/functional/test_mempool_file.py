@@ -10,15 +10,13 @@ import struct
 import time
 from decimal import Decimal
 
-import pytest
-
 from consensus.amounts import COIN
 from consensus.hashes import hex_to_hash
 from consensus.params import REGTEST
 from consensus.serialize import Reader
 from consensus.tx import OutPoint, Transaction, TxIn, TxOut
 from tests.chainbuilder import Wallet
-from tests.functional.framework import NodeProcess, RPCFailure
+from tests.functional.framework import NodeProcess, rpc_error
 from wallet.address import script_to_address
 
 W = Wallet()
@@ -60,17 +58,12 @@ def parse_mempool_dat(data: bytes) -> dict:
     return {"version": version, "txs": txs, "deltas": deltas, "unbroadcast": unbroadcast}
 
 
-def _err(node, *args, **named):
-    with pytest.raises(RPCFailure) as e:
-        node.call(*args, **named)
-    return e.value.code, e.value.message
-
 
 def test_savemempool_importmempool(tmp_path):
     n = NodeProcess(tmp_path / "n", "-persistmempool=0")
     with n:
         # Core refuses during initial block download (a fresh regtest node is in it)
-        assert _err(n, "importmempool", str(tmp_path / "x")) == (
+        assert rpc_error(n.call, "importmempool", str(tmp_path / "x")) == (
             -10, "Can only import the mempool after the block download and sync is done.")
         n.call("generatetoaddress", 103, ADDR)
         a = _spend([_coinbase(n, 1)], [49 * COIN, COIN - 20_000])
@@ -106,11 +99,11 @@ def test_savemempool_importmempool(tmp_path):
         time.sleep(0.05)  # (the current time must differ from the file's to be told apart)
     t0 = int(time.time())
     assert n.call("getrawmempool") == []
-    assert _err(n, "importmempool", str(tmp_path / "missing.dat")) == (
+    assert rpc_error(n.call, "importmempool", str(tmp_path / "missing.dat")) == (
         -1, "Unable to import mempool file, see debug log for details.")
     garbage = b"\x02" + b"\x00" * 7 + b"\x08" + b"\x01" * 8 + b"\x05" * 12  # no transaction
     (tmp_path / "garbage.dat").write_bytes(garbage)
-    assert _err(n, "importmempool", str(tmp_path / "garbage.dat"))[0] == -1
+    assert rpc_error(n.call, "importmempool", str(tmp_path / "garbage.dat"))[0] == -1
     assert n.call("importmempool", str(copy)) == {}
     after = n.call("getrawmempool", True)
     assert set(after) == set(before)
@@ -124,9 +117,9 @@ def test_savemempool_importmempool(tmp_path):
     e = n.call("getmempoolentry", b.txid_hex())
     assert e["fees"]["modified"] - e["fees"]["base"] == Decimal("0.00004321")
     assert n.call("getmempoolinfo")["unbroadcastcount"] == 3
-    assert _err(n, "importmempool", filepath=str(copy), options={},
+    assert rpc_error(n.call, "importmempool", filepath=str(copy), options={},
                 use_current_time=False)[0] == -8
-    assert _err(n, "importmempool", str(copy), {"use_current_time": 1})[0] == -3
+    assert rpc_error(n.call, "importmempool", str(copy), {"use_current_time": 1})[0] == -3
     n.stop()
 
     # At start-up (-persistmempool) the file is loaded with its own entry times and deltas;
@@ -155,7 +148,7 @@ def test_getmemoryinfo(tmp_path):
         assert n.call("getmemoryinfo", "stats") == stats
         info = n.call("getmemoryinfo", "mallocinfo")  # glibc here
         assert info.startswith('<malloc version="1">') and "</malloc>" in info
-        assert _err(n, "getmemoryinfo", "foo") == (-8, "unknown mode foo")
+        assert rpc_error(n.call, "getmemoryinfo", "foo") == (-8, "unknown mode foo")
         text = n.call("help")
         assert "getmemoryinfo ( \"mode\" )" in text and "savemempool\n" in text
         assert 'importmempool "filepath" ( options )' in text

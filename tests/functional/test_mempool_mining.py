@@ -16,18 +16,11 @@ from consensus.tx import OutPoint, Transaction, TxIn, TxOut
 from node.mining import make_coinbase
 from tests.blocktools import solve
 from tests.chainbuilder import Wallet
-from tests.functional.framework import NodeProcess, RPCFailure
+from tests.functional.framework import NodeProcess, RPCFailure, coinbase_out
 from wallet.address import script_to_address
 
 W = Wallet()
 ADDR = script_to_address(W.p2wpkh, REGTEST)
-
-
-def coinbase_out(node, height: int) -> tuple[OutPoint, TxOut]:
-    block = node.call("getblock", node.call("getblockhash", height), 2)
-    cb = block["tx"][0]
-    value = int(Decimal(cb["vout"][0]["value"]) * COIN)
-    return OutPoint(hex_to_hash(cb["txid"]), 0), TxOut(value, W.p2wpkh)
 
 
 def spend(prevs, values, spk=None, seq=0xFFFFFFFD) -> Transaction:
@@ -48,7 +41,7 @@ def node(tmp_path_factory):
 
 
 def test_spend_first_coinbase_and_mine_it(node):
-    prev = coinbase_out(node, 1)
+    prev = coinbase_out(node, 1, W.p2wpkh)
     tx = spend([prev], [prev[1].value - 10_000])
     res = node.call("testmempoolaccept", [tx.serialize().hex()])[0]
     assert res["allowed"] is True and res["vsize"] == tx.vsize
@@ -74,7 +67,7 @@ def test_spend_first_coinbase_and_mine_it(node):
 
 
 def test_rejections_over_rpc(node):
-    prev = coinbase_out(node, 2)
+    prev = coinbase_out(node, 2, W.p2wpkh)
     low = spend([prev], [prev[1].value - 5])  # 0.1 sat/vB is the minimum
     res = node.call("testmempoolaccept", [low.serialize().hex()])[0]
     assert res == {"txid": low.txid_hex(), "wtxid": low.wtxid_hex(), "allowed": False,
@@ -118,7 +111,7 @@ def test_rejections_over_rpc(node):
 
 
 def test_cpfp_ancestors_descendants_and_prioritise(node):
-    a_prev, b_prev = coinbase_out(node, 3), coinbase_out(node, 4)
+    a_prev, b_prev = coinbase_out(node, 3, W.p2wpkh), coinbase_out(node, 4, W.p2wpkh)
     parent = spend([a_prev], [a_prev[1].value - 200])  # barely above the minimum
     node.call("sendrawtransaction", parent.serialize().hex())
     other = spend([b_prev], [b_prev[1].value - 5_000])
@@ -146,7 +139,7 @@ def test_cpfp_ancestors_descendants_and_prioritise(node):
 
 
 def test_template_block_built_outside_and_submitted(node):
-    prev = coinbase_out(node, 5)
+    prev = coinbase_out(node, 5, W.p2wpkh)
     tx = spend([prev], [prev[1].value - 20_000])
     node.call("sendrawtransaction", tx.serialize().hex())
     with pytest.raises(RPCFailure) as e:
@@ -190,10 +183,10 @@ def test_template_block_built_outside_and_submitted(node):
 
 
 def test_generateblock_and_generatetodescriptor(node):
-    prev = coinbase_out(node, 6)
+    prev = coinbase_out(node, 6, W.p2wpkh)
     tx = spend([prev], [prev[1].value - 30_000])
     node.call("sendrawtransaction", tx.serialize().hex())
-    prev2 = coinbase_out(node, 7)
+    prev2 = coinbase_out(node, 7, W.p2wpkh)
     raw = spend([prev2], [prev2[1].value - 1_000])
     res = node.call("generateblock", ADDR, [tx.txid_hex(), raw.serialize().hex()])
     block = node.call("getblock", res["hash"])
@@ -228,7 +221,7 @@ def test_mining_info_and_fee_estimate(node):
 
 
 def test_reorg_returns_transactions(node):
-    prev = coinbase_out(node, 8)
+    prev = coinbase_out(node, 8, W.p2wpkh)
     tx = spend([prev], [prev[1].value - 12_345])
     node.call("sendrawtransaction", tx.serialize().hex())
     [h] = node.call("generatetoaddress", 1, ADDR)
@@ -243,7 +236,7 @@ def test_mempool_survives_restart(tmp_path):
     n = NodeProcess(tmp_path / "n")
     with n:
         n.call("generatetoaddress", 101, ADDR)
-        prev = coinbase_out(n, 1)
+        prev = coinbase_out(n, 1, W.p2wpkh)
         tx = spend([prev], [prev[1].value - 10_000])
         n.call("sendrawtransaction", tx.serialize().hex())
         n.call("prioritisetransaction", tx.txid_hex(), 0, 777)
@@ -259,7 +252,7 @@ def test_mempool_survives_restart(tmp_path):
 
 
 def test_edge_answers_like_core(node):
-    prev = coinbase_out(node, 9)
+    prev = coinbase_out(node, 9, W.p2wpkh)
     assert node.call("gettxout", prev[0].hash[::-1].hex(), -1) is None  # not an error
     # Same txid, other witness (a high-S signature): Core answers with the txid.
     from tests.unit.test_mempool import _high_s
@@ -307,7 +300,7 @@ def test_batches_checked_on_the_worker_pool(tmp_path):
         n.call("generatetoaddress", 110, ADDR)
         txs = []
         for h in range(1, 11):
-            prev = coinbase_out(n, h)
+            prev = coinbase_out(n, h, W.p2wpkh)
             txs.append(spend([prev], [prev[1].value - 5_000]))
         bad = txs[3].copy()
         bad.vin[0].witness = [txs[3].vin[0].witness[0][:-2] + b"\x00\x01",
@@ -331,7 +324,7 @@ def test_batches_checked_on_the_worker_pool(tmp_path):
         # 400 spends of one fan-out, a bad signature deep inside, a child of an earlier
         # transaction of the same batch, and blocks mined from another connection meanwhile.
         n.call("generatetoaddress", 1, ADDR)
-        prev = coinbase_out(n, 11)
+        prev = coinbase_out(n, 11, W.p2wpkh)
         each = (prev[1].value - 100_000) // 400
         fan = spend([prev], [each] * 400)
         n.call("sendrawtransaction", fan.serialize().hex())

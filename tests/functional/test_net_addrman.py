@@ -8,10 +8,8 @@ from __future__ import annotations
 import struct
 import time
 
-import pytest
-
 from node.p2p import messages as m
-from tests.functional.framework import NodeProcess, RPCFailure
+from tests.functional.framework import NodeProcess, rpc_error
 from tests.functional.p2p_peer import RawPeer
 
 NETWORKS = ("ipv4", "ipv6", "onion", "i2p", "cjdns")
@@ -28,11 +26,6 @@ def _raw_wait(peer: RawPeer, command: str, want: bytes | None = None,
         if head.command == command and (want is None or payload == want):
             return payload
 
-
-def _err(node, *args):
-    with pytest.raises(RPCFailure) as e:
-        node.call(*args)
-    return e.value.code, e.value.message
 
 
 def test_addrman_info_and_raw_entries(tmp_path):
@@ -84,12 +77,12 @@ def test_sendmsgtopeer(tmp_path):
         assert _raw_wait(peer, "abcdefghijkl") == b"\x00\xff"
         assert n.call("sendmsgtopeer", pid, "empty", "") == {}
         assert _raw_wait(peer, "empty") == b""
-        assert _err(n, "sendmsgtopeer", pid, "abcdefghijklm", "") == (
+        assert rpc_error(n.call, "sendmsgtopeer", pid, "abcdefghijklm", "") == (
             -8, "Error: msg_type too long, max length is 12")
-        assert _err(n, "sendmsgtopeer", pid, "ping", "0g") == (
+        assert rpc_error(n.call, "sendmsgtopeer", pid, "ping", "0g") == (
             -8, "Error parsing input for msg")
-        assert _err(n, "sendmsgtopeer", pid, "ping", "abc") == (
+        assert rpc_error(n.call, "sendmsgtopeer", pid, "ping", "abc") == (
             -8, "Error parsing input for msg")
-        assert _err(n, "sendmsgtopeer", pid + 100, "ping", "00") == (
+        assert rpc_error(n.call, "sendmsgtopeer", pid + 100, "ping", "00") == (
             -1, "Error: Could not send message to peer")
         peer.close()

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from decimal import Decimal
 
 import pytest
 from coincurve import PrivateKey, PublicKey
 
-from consensus.amounts import COIN
-from consensus.hashes import hex_to_hash
 from consensus.params import REGTEST
 from consensus.serialize import Reader
-from consensus.tx import OutPoint, Transaction, TxIn, TxOut
+from consensus.tx import Transaction, TxIn, TxOut
 from tests.chainbuilder import Wallet
-from tests.functional.framework import NodeProcess, RPCFailure
+from tests.functional.framework import NodeProcess, coinbase_out, rpc_error
 from wallet.address import script_to_address
 
 W = Wallet()
@@ -33,8 +30,7 @@ def node(tmp_path_factory):
     n = NodeProcess(tmp_path_factory.mktemp("txoutset") / "n")
     n.start()
     n.call("generatetoaddress", 105, ADDR)
-    cb = n.call("getblock", n.call("getblockhash", 1), 2)["tx"][0]
-    value = int(Decimal(cb["vout"][0]["value"]) * COIN)
+    prev, coin = coinbase_out(n, 1, W.p2wpkh)
     comp = PrivateKey().public_key.format(compressed=True)
     unc = PrivateKey().public_key.format(compressed=False)
     scripts = [
@@ -48,9 +44,9 @@ def node(tmp_path_factory):
     ]
     outs = [TxOut(100_000, s) for s in scripts]
     outs.append(TxOut(0, b"\x6a\x04abcd"))  # OP_RETURN: never in the UTXO set
-    outs.append(TxOut(value - 100_000 * len(scripts) - 20_000, W.p2wpkh))
-    tx = Transaction(2, [TxIn(OutPoint(hex_to_hash(cb["txid"]), 0), b"", 0xFFFFFFFD)], outs)
-    W.sign(tx, [TxOut(value, W.p2wpkh)])
+    outs.append(TxOut(coin.value - 100_000 * len(scripts) - 20_000, W.p2wpkh))
+    tx = Transaction(2, [TxIn(prev, b"", 0xFFFFFFFD)], outs)
+    W.sign(tx, [coin])
     n.call("sendrawtransaction", tx.serialize().hex())
     n.call("generatetoaddress", 2, ADDR)
     n.scripts = scripts
@@ -124,11 +120,6 @@ def hash_serialized_3(coins) -> str:
     return hashlib.sha256(h.digest()).digest()[::-1].hex()
 
 
-def _err(node, *args, **named):
-    with pytest.raises(RPCFailure) as e:
-        node.call(*args, **named)
-    return e.value.code, e.value.message
-
 
 def test_getchainstates(node):
     cs = node.call("getchainstates")
@@ -160,23 +151,23 @@ def test_dumptxoutset_latest(node):
     found = {c[5] for c in coins}
     assert all(s in found for s in node.scripts) and not any(s[:1] == b"\x6a" for s in found)
     assert not (node.chain_dir / "utxo.dat.incomplete").exists()
-    assert _err(node, "dumptxoutset", "utxo.dat", "latest") == (
+    assert rpc_error(node.call, "dumptxoutset", "utxo.dat", "latest") == (
         -8, f"{path} already exists. If you are sure this is what you want, move it out of "
             "the way first")
     # loadtxoutset: Core's checks of the metadata, then minibtcd's refusal
-    code, msg = _err(node, "loadtxoutset", "utxo.dat")
+    code, msg = rpc_error(node.call, "loadtxoutset", "utxo.dat")
     assert code == -32603 and msg.startswith("Unable to load UTXO snapshot: ")
     assert "not supported" in msg and msg.endswith(f"({path})")
     data = path.read_bytes()
     (node.chain_dir / "bad.dat").write_bytes(b"utxo\xfe" + data[5:])
-    assert _err(node, "loadtxoutset", "bad.dat") == (
+    assert rpc_error(node.call, "loadtxoutset", "bad.dat") == (
         -22, "Unable to parse metadata: Invalid UTXO set snapshot magic bytes. Please check if "
              "this is indeed a snapshot file or if you are using an outdated snapshot format.")
     (node.chain_dir / "main.dat").write_bytes(data[:7] + bytes.fromhex("f9beb4d9") + data[11:])
-    assert _err(node, "loadtxoutset", "main.dat") == (
+    assert rpc_error(node.call, "loadtxoutset", "main.dat") == (
         -22, "Unable to parse metadata: The network of the snapshot (main) does not match the "
              "network of this node (regtest).")
-    assert _err(node, "loadtxoutset", "missing.dat") == (
+    assert rpc_error(node.call, "loadtxoutset", "missing.dat") == (
         -8, f"Couldn't open file {node.chain_dir / 'missing.dat'} for reading.")
 
 
@@ -199,12 +190,12 @@ def test_dumptxoutset_rollback(node):
     assert node.call("getbestblockhash") == tip  # rolled forward again
     assert node.call("getnetworkinfo")["networkactive"] is True
 
-    assert _err(node, "dumptxoutset", "x.dat", "latest", {"rollback": 3}) == (
+    assert rpc_error(node.call, "dumptxoutset", "x.dat", "latest", {"rollback": 3}) == (
         -8, 'Invalid snapshot type "latest" specified with rollback option')
-    assert _err(node, "dumptxoutset", "x.dat") == (
+    assert rpc_error(node.call, "dumptxoutset", "x.dat") == (
         -8, 'Invalid snapshot type "" specified. Please specify "rollback" or "latest"')
     # "rollback" alone: the highest of Core's regtest snapshot heights (110, 200, 299)
-    assert _err(node, "dumptxoutset", "x.dat", "rollback") == (
+    assert rpc_error(node.call, "dumptxoutset", "x.dat", "rollback") == (
         -8, f"Target block height 299 after current tip {node.call('getblockcount')}")
     assert not (node.chain_dir / "x.dat").exists()
     assert not (node.chain_dir / "x.dat.incomplete").exists()

@@ -69,7 +69,7 @@ def block_msgs(node, block_hash: str, label: str) -> list[tuple[str, bytes]]:
 
 
 def added(node, tx) -> list[tuple[str, bytes]]:
-    seq = node.call("getrawmempool", False, True)["mempool_sequence"] - 1
+    seq = mempool_sequence(node) - 1
     return tx_msgs(tx) + [("sequence", tx.txid[::-1] + b"A" + seq.to_bytes(8, "little"))]
 
 
@@ -86,19 +86,8 @@ def test_every_block_and_transaction_in_order(tmp_path):
         assert node.call("getzmqnotifications") == [
             {"type": f"pub{t}", "address": address, "hwm": 5000 if t == "rawtx" else 1000}
             for t in TOPICS]
-        sub = Subscriber(address)
+        sub = subscribed(node, address)
         try:
-            # The subscription takes a moment to reach the publisher: mine until it shows.
-            sub.sock.setsockopt(zmq.RCVTIMEO, 200)
-            deadline = time.time() + 30
-            while True:
-                node.call("generatetoaddress", 1, ADDR)
-                try:
-                    sub.receive()
-                    break
-                except zmq.Again:
-                    assert time.time() < deadline, "no ZMQ message"
-            sub.sock.setsockopt(zmq.RCVTIMEO, 15_000)
             node.call("generatetoaddress", 110 - node.call("getblockcount"), ADDR)
             tip = node.call("getbestblockhash")
             while sub.receive() != ("rawblock", h(node.call("getblock", tip, 0))):
@@ -107,13 +96,13 @@ def test_every_block_and_transaction_in_order(tmp_path):
             # A transaction, then its replacement: A, then R and A, numbered from the
             # mempool sequence getrawmempool gave before, one each, prioritisetransaction
             # between them taking no number (as Core's).
-            first = node.call("getrawmempool", False, True)["mempool_sequence"]
+            first = mempool_sequence(node)
             tx = coinbase_spend(node, 1)
             node.call("sendrawtransaction", tx.serialize().hex())
             assert sub.receive_n(3) == added(node, tx)
             assert sub_number(sub) == first
             node.call("prioritisetransaction", tx.txid_hex(), 0, 1000)
-            assert node.call("getrawmempool", False, True)["mempool_sequence"] == first + 1
+            assert mempool_sequence(node) == first + 1
             bump = coinbase_spend(node, 1, fee=50_000, outputs=2)
             node.call("sendrawtransaction", bump.serialize().hex())
             got = sub.receive_n(4)

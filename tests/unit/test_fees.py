@@ -46,6 +46,15 @@ class Sim:
         self.height += 1
         self.est.block_connected(self.height, self.due.pop(self.height, []) + list(extra))
 
+    def blocks(self, n: int, per_block: int, *txs: tuple[float, int | None]) -> None:
+        """n blocks, each mined after per_block rounds of adding one transaction of every
+        (sat_vb, wait) in txs."""
+        for _ in range(n):
+            for _ in range(per_block):
+                for sat_vb, wait in txs:
+                    self.add(sat_vb, wait=wait)
+            self.mine()
+
 
 def within_bucket(rate: int | None, expected: int) -> bool:
     return rate is not None and expected / 1.05 <= rate <= expected * 1.05
@@ -63,10 +72,7 @@ def test_everything_confirming_next_block_estimates_the_rate_paid():
     block. Empty low buckets must not pull the answer down to the lowest bucket."""
     est = FeeEstimator()
     sim = Sim(est)
-    for _ in range(20):
-        for _ in range(5):
-            sim.add(20)
-        sim.mine()
+    sim.blocks(20, 5, (20, 1))
     for target in (1, 2, 3, 5):
         assert within_bucket(est.estimate(target), 20_000), (target, est.estimate(target))
         assert within_bucket(est.estimate(target, conservative=True), 20_000)
@@ -76,11 +82,7 @@ def test_everything_confirming_next_block_estimates_the_rate_paid():
 def test_low_rates_waiting_longer_give_higher_estimates_for_short_targets():
     est = FeeEstimator()
     sim = Sim(est)
-    for _ in range(100):
-        for _ in range(10):
-            sim.add(50, wait=1)
-            sim.add(5, wait=10)
-        sim.mine()
+    sim.blocks(100, 10, (50, 1), (5, 10))
     short = est.estimate(2)
     long = est.estimate(24)
     assert within_bucket(short, 50_000), short
@@ -96,9 +98,7 @@ def test_insufficient_data_reports_the_target_it_could_use():
     rate, calc = est.estimate_smart_fee(6)
     assert rate is None and calc.returned_target == 0 and calc.desired_target == 6
     sim = Sim(est)
-    for _ in range(7):  # 6 blocks of data: targets up to 3
-        sim.add(20)
-        sim.mine()
+    sim.blocks(7, 1, (20, 1))  # 6 blocks of data: targets up to 3
     rate, calc = est.estimate_smart_fee(6)
     assert calc.returned_target == 3
     rate, calc = est.estimate_smart_fee(1)
@@ -146,16 +146,10 @@ def test_unconfirmed_and_evicted_transactions_count_as_failures():
 def test_still_waiting_in_the_mempool_counts_against_shorter_targets():
     est = FeeEstimator()
     sim = Sim(est)
-    for _ in range(40):
-        for _ in range(5):
-            sim.add(40)
-        sim.mine()
+    sim.blocks(40, 5, (40, 1))
     assert within_bucket(est.estimate(2), 40_000)
     # now the 40 sat/vB transactions stop confirming for a while
-    for _ in range(8):
-        for _ in range(5):
-            sim.add(40, wait=None)
-        sim.mine()
+    sim.blocks(8, 5, (40, None))
     res = est.estimate_raw_fee(2, 0.85, SHORT)
     assert res is None  # too many of them waiting: the range fails
 
@@ -245,10 +239,7 @@ def test_core_policyestimator_scenario():
 def test_raw_estimate_details():
     est = FeeEstimator()
     sim = Sim(est)
-    for _ in range(30):
-        for _ in range(5):
-            sim.add(20)
-        sim.mine()
+    sim.blocks(30, 5, (20, 1))
     from node.fees import EstimationResult
 
     res = EstimationResult()
@@ -264,11 +255,7 @@ def test_raw_estimate_details():
 def test_state_round_trips_in_cores_file_format(tmp_path):
     est = FeeEstimator()
     sim = Sim(est)
-    for _ in range(50):
-        for _ in range(4):
-            sim.add(12, wait=1)
-            sim.add(3, wait=6)
-        sim.mine()
+    sim.blocks(50, 4, (12, 1), (3, 6))
     sim.add(7, wait=None)  # still in the mempool at shutdown: recorded as unconfirmed
     path = tmp_path / "fee_estimates.dat"
     assert est.flush(path)
@@ -295,10 +282,7 @@ def test_state_round_trips_in_cores_file_format(tmp_path):
 def test_history_from_a_file_counts_until_new_data_outweighs_it(tmp_path):
     est = FeeEstimator()
     sim = Sim(est)
-    for _ in range(41):
-        for _ in range(5):
-            sim.add(25)
-        sim.mine()
+    sim.blocks(41, 5, (25, 1))
     path = tmp_path / "fee_estimates.dat"
     est.write(path)
     again = FeeEstimator()
@@ -314,9 +298,7 @@ def test_history_from_a_file_counts_until_new_data_outweighs_it(tmp_path):
 def test_unusable_files_are_ignored(tmp_path):
     est = FeeEstimator()
     sim = Sim(est)
-    for _ in range(30):
-        sim.add(20)
-        sim.mine()
+    sim.blocks(30, 1, (20, 1))
     path = tmp_path / "fee_estimates.dat"
     est.write(path)
     good = path.read_bytes()
@@ -351,14 +333,8 @@ def test_unusable_files_are_ignored(tmp_path):
 def test_shutdown_records_mempool_transactions_as_unconfirmed():
     est = FeeEstimator()
     sim = Sim(est)
-    for _ in range(30):
-        for _ in range(5):
-            sim.add(20)
-        sim.mine()
-    for _ in range(3):
-        for _ in range(20):
-            sim.add(20, wait=None)
-        sim.mine()
+    sim.blocks(30, 5, (20, 1))
+    sim.blocks(3, 20, (20, None))
     for _ in range(7):
         sim.add(20, wait=None)  # entered at the tip: not a failure yet
     b = est.short.bucket_index(20_000)
@@ -372,9 +348,7 @@ def test_shutdown_records_mempool_transactions_as_unconfirmed():
 def test_reorged_heights_are_ignored():
     est = FeeEstimator()
     sim = Sim(est)
-    for _ in range(10):
-        sim.add(20)
-        sim.mine()
+    sim.blocks(10, 1, (20, 1))
     t = sim.add(20, wait=None)
     est.block_connected(sim.height, [t])  # the same height again (a reorg): ignored
     assert t in est.mempool_txs
