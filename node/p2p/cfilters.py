@@ -249,19 +249,20 @@ class FilterServer:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + INDEX_WAIT
         while True:
+            # The index's best block as the lookup starts: the index may add the missing block
+            # while the lookup runs, and then the lookup is tried again, not given up.
+            best = self.index.best
             try:
                 return await loop.run_in_executor(None, fn, self.index, stop, *args)
             except IndexNotReady:
-                if not self._index_catching_up(stop) or loop.time() > deadline:
+                if not self._index_catching_up(stop, best) or loop.time() > deadline:
                     raise
             await asyncio.sleep(INDEX_POLL)
 
-    def _index_catching_up(self, stop) -> bool:
-        """Whether the index, caught up once, is behind a stop block of the active chain (it
-        follows the chain: the block's filter is coming)."""
-        index = self.index
-        best = index.best
-        return index.synced and self.net.chain.in_active_chain(stop) \
+    def _index_catching_up(self, stop, best) -> bool:
+        """Whether the index, caught up once, was (at its best block `best`) behind a stop
+        block of the active chain (it follows the chain: the block's filter is coming)."""
+        return self.index.synced and self.net.chain.in_active_chain(stop) \
             and (best is None or best.height < stop.height)
 
     async def on_getcfilters(self, peer, msg: GetCFilters) -> None:

@@ -6,6 +6,7 @@ this module never needs it (the tests skip without it)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 ENTROPY = bytes(range(16))  # a fixed, known wallet
@@ -45,17 +46,19 @@ def kyoto(wallet, p2p_port: int, data_dir: Path):  # noqa: ANN001, ANN201
 
 
 class KyotoEvents:
-    """Kyoto's info and warning events read (and dropped) while the block runs: the client
-    stalls if nobody reads them."""
+    """Kyoto's info and warning events read while the block runs (the client stalls if nobody
+    reads them), the last ones kept in `seen` to explain a failure."""
 
     def __init__(self, client) -> None:  # noqa: ANN001
         self.client = client
         self.tasks: list[asyncio.Future] = []
+        self.seen: list[str] = []
 
     async def __aenter__(self) -> KyotoEvents:
         async def drain(next_event) -> None:  # noqa: ANN001
             while True:
-                await next_event()
+                event = await next_event()
+                self.seen = self.seen[-99:] + [f"{time.strftime('%H:%M:%S')} {event}"]
 
         self.tasks = [asyncio.ensure_future(drain(self.client.next_info)),
                       asyncio.ensure_future(drain(self.client.next_warning))]

@@ -186,7 +186,7 @@ def test_kyoto_wallet_syncs_and_spends(tmp_path):
     bdk = pytest.importorskip("bdkpython")
     import asyncio
 
-    node = NodeProcess(tmp_path / "n", "-blockfilterindex", "-peerblockfilters")
+    node = NodeProcess(tmp_path / "n", "-blockfilterindex", "-peerblockfilters", "-debug=net")
     with node:
         node.create_wallet("default")
         miner = node.call("getnewaddress", wallet="default")
@@ -197,9 +197,10 @@ def test_kyoto_wallet_syncs_and_spends(tmp_path):
         node.call("generatetoaddress", 1, miner)
         node.call("generatetoaddress", 5, ADDR)  # blocks with nothing of the wallet's
         client = kyoto(wallet, node.p2pport, tmp_path / "kyoto").client
+        events = KyotoEvents(client)
 
         async def scenario():
-            async with KyotoEvents(client):
+            async with events:
                 wallet.apply_update(await asyncio.wait_for(client.update(), 120))
                 assert wallet.balance().total.to_sat() == 175_000_000
                 dest = node.call("getnewaddress", wallet="default")
@@ -226,5 +227,9 @@ def test_kyoto_wallet_syncs_and_spends(tmp_path):
 
         try:
             asyncio.run(scenario())
+        except Exception as e:  # what Kyoto and the node saw, to explain a failure
+            log = (node.chain_dir / "debug.log").read_text(errors="replace")[-6000:]
+            raise AssertionError(f"{e!r}\nKyoto's events:\n" + "\n".join(events.seen)
+                                 + f"\nthe node's log:\n{log}") from e
         finally:
             stop(client)

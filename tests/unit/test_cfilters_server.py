@@ -145,3 +145,35 @@ def test_index_on_its_first_sync_answers_nothing_at_once(monkeypatch):
         assert [len(m.filter_hashes) for m in peer.sent] == [2]
 
     asyncio.run(go())
+
+
+class IndexAddingDuringLookup(Index):
+    """The index thread adds `pending` just after a lookup has missed it (the lookup runs on
+    another thread): the request must look again, not give up."""
+
+    def __init__(self, best: Entry, pending: Entry) -> None:
+        super().__init__(best, synced=True)
+        self.pending = pending
+
+    def lookup(self, block_hash: bytes):
+        found = super().lookup(block_hash)
+        if found is None and self.pending is not None:
+            self.best, self.pending = self.pending, None
+        return found
+
+
+def test_block_added_while_the_lookup_runs_is_served(monkeypatch):
+    chain = Chain(10)
+    tip = chain.entries[9]
+    index = IndexAddingDuringLookup(chain.entries[8], tip)
+    server = cfilters.install(Net(chain), index, serve=True)
+    monkeypatch.setattr(cfilters, "INDEX_WAIT", 30)
+
+    async def go():
+        peer = Peer()
+        await asyncio.wait_for(server.on_getcfheaders(
+            peer, cfilters.GetCFHeaders(0, 9, tip.hash)), 5)
+        [msg] = peer.sent
+        assert msg.filter_hashes == [sha256d(b"filter9")] and peer.closed is None
+
+    asyncio.run(go())
