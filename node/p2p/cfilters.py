@@ -17,7 +17,8 @@ a month), when the start height is above the stop block, or when the range is to
 request the index cannot answer yet (still building) gets no answer, as Core's.
 
 One difference from Core: once the index has caught up with the chain, a request that reaches
-a block connected a moment ago waits for the index to add it (up to INDEX_WAIT seconds).
+a block connected a moment ago (or after a reorg) waits for the index to add it (up to
+INDEX_WAIT seconds).
 Core answers nothing then, and a light client that asks as soon as it hears of a block times
 the peer out (seen with Kyoto, our only peer, on a loaded machine).
 
@@ -260,10 +261,12 @@ class FilterServer:
             await asyncio.sleep(INDEX_POLL)
 
     def _index_catching_up(self, stop, best) -> bool:
-        """Whether the index, caught up once, was (at its best block `best`) behind a stop
-        block of the active chain (it follows the chain: the block's filter is coming)."""
+        """Whether the index, caught up once, had not reached (at its best block `best`) a
+        stop block of the active chain: behind it, or on a branch a reorg just left. The
+        index follows the active chain, so the block's filter is coming."""
         return self.index.synced and self.net.chain.in_active_chain(stop) \
-            and (best is None or best.height < stop.height)
+            and (best is None or best.height < stop.height
+                 or best.ancestor(stop.height) is not stop)
 
     async def on_getcfilters(self, peer, msg: GetCFilters) -> None:
         stop = self._prepare(peer, msg.filter_type, msg.start_height, msg.stop_hash,

@@ -177,3 +177,30 @@ def test_block_added_while_the_lookup_runs_is_served(monkeypatch):
         assert msg.filter_hashes == [sha256d(b"filter9")] and peer.closed is None
 
     asyncio.run(go())
+
+
+def test_request_waits_while_the_index_leaves_a_branch_a_reorg_left(monkeypatch):
+    """The index's best block is as high as the stop block but on the branch a reorg just
+    left: the index is about to rewind and add the new branch, so the request waits."""
+    chain = Chain(10)
+    stale8 = Entry(8, chain.entries[7])
+    stale8.hash = sha256d(b"stale8")
+    stale9 = Entry(9, stale8)
+    stale9.hash = sha256d(b"stale9")
+    index = Index(stale9, synced=True)
+    server = cfilters.install(Net(chain), index, serve=True)
+    monkeypatch.setattr(cfilters, "INDEX_WAIT", 30)
+    tip = chain.entries[9]
+
+    async def go():
+        peer = Peer()
+        task = asyncio.ensure_future(server.on_getcfheaders(
+            peer, cfilters.GetCFHeaders(0, 8, tip.hash)))
+        await asyncio.sleep(0.2)
+        assert peer.sent == [] and not task.done()  # waiting for the index
+        index.best = tip  # the index thread rewound to 7 and added 8 and 9
+        await asyncio.wait_for(task, 5)
+        [msg] = peer.sent
+        assert msg.filter_hashes == [sha256d(b"filter8"), sha256d(b"filter9")]
+
+    asyncio.run(go())
