@@ -253,17 +253,11 @@ class Node:
     def _start_scripts(self) -> None:
         """Create the script checker (-par workers, -maxsigcachesize) and start its workers
         (up now, not in the middle of the first big block)."""
-        from node.scriptcheck import (
-            DEFAULT_MAX_SIG_CACHE_MIB,
-            ScriptChecker,
-            configure_caches,
-            par_workers,
-        )
+        from node.scriptcheck import DEFAULT_MAX_SIG_CACHE_MIB, ScriptChecker, configure_caches
 
         cfg = self.config
         configure_caches(cfg.arg_int("maxsigcachesize", DEFAULT_MAX_SIG_CACHE_MIB))
-        workers = par_workers(cfg.par)
-        self._scripts = ScriptChecker(workers, caller_checks=workers > 0)
+        self._scripts = ScriptChecker.from_par(cfg.par)
         if self._scripts.parallel:
             self._scripts.pool.start()
 

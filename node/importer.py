@@ -19,7 +19,7 @@ from consensus.params import get_params
 from node.blockimport import load_external_block_file, reindex, reindex_chainstate
 from node.chain import ChainState
 from node.config import chain_dir
-from node.scriptcheck import ScriptChecker, par_workers
+from node.scriptcheck import ScriptChecker
 
 
 def parse_args(argv: list[str]) -> dict[str, list[str]]:
@@ -67,9 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
             shutil.rmtree(datadir / "blocks" / "index")
             opts["reindex"] = ["1"]
-    workers = par_workers(par)
-    chain = ChainState(datadir, params, dbcache_mb=dbcache,
-                       scripts=ScriptChecker(workers, caller_checks=workers > 0))
+    chain = ChainState(datadir, params, dbcache_mb=dbcache, scripts=ScriptChecker.from_par(par))
     if "printconnected" in opts:
         def report(block, entry) -> None:
             sys.stdout.write(f"connected {entry.height} {entry.hash_hex()}\n")

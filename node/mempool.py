@@ -395,7 +395,7 @@ class Mempool:
         """Every txid in a deterministic order, parents before children (as Core lists its
         mempool: by ancestor count, then by txid), whatever order they arrived in. Kept
         until an entry comes or goes (getrawmempool is asked for it on every wallet call)."""
-        if self._sorted is None or len(self._sorted) != len(self.entries):
+        if self._sorted is None:
             self._sorted = self._sort_txids()
         return list(self._sorted)
 

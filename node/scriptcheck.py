@@ -70,8 +70,7 @@ class ScriptChecker:
 
     def __init__(self, workers: int | None = None, caller_checks: bool | None = None) -> None:
         if workers is None:
-            cores = os.cpu_count() or 1
-            workers = cores - 1
+            workers = par_workers(None)
             if caller_checks is None:
                 caller_checks = workers > 0
         self.pool = ScriptCheckPool(workers=workers, caller_checks=bool(caller_checks))
@@ -79,6 +78,13 @@ class ScriptChecker:
         # transactions and inputs that had to be checked.
         self.stats = {"blocks": 0, "txs_cached": 0, "txs_checked": 0, "inputs_checked": 0}
         self._local = threading.local()  # the calling thread's idle task (while_checking)
+
+    @classmethod
+    def from_par(cls, par: int | None) -> ScriptChecker:
+        """The checker for Core's -par=<n> (see par_workers): the calling thread checks
+        beside the workers whenever there are any."""
+        workers = par_workers(par)
+        return cls(workers, caller_checks=workers > 0)
 
     @property
     def parallel(self) -> bool:

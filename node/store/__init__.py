@@ -34,7 +34,8 @@ def table_damage(db, path) -> str | None:
         if found is None:
             return None
         number, problem = found
-        if number in _tables(db) and _file_problem(path, number, _tables(db)[number]):
+        size = _tables(db).get(number)
+        if size is not None and _file_problem(path, number, size):
             return problem
     return problem
 

@@ -94,18 +94,25 @@ def _setup(synced: bool):
     return chain, index, server
 
 
+async def _answered_once_indexed(index: Index, best: Entry, request) -> Peer:
+    """A peer's request (`request(peer)`, a handler call) waits for the index; the index
+    thread then moves its best block to `best`, and the request is answered: the peer."""
+    peer = Peer()
+    task = asyncio.ensure_future(request(peer))
+    await asyncio.sleep(0.2)
+    assert peer.sent == [] and not task.done()  # waiting for the index
+    index.best = best
+    await asyncio.wait_for(task, 5)
+    return peer
+
+
 def test_request_for_a_new_block_waits_for_a_caught_up_index():
     chain, index, server = _setup(synced=True)
     tip = chain.entries[9]
 
     async def go():
-        peer = Peer()
-        task = asyncio.ensure_future(server.on_getcfilters(
-            peer, cfilters.GetCFilters(0, 7, tip.hash)))
-        await asyncio.sleep(0.2)
-        assert peer.sent == [] and not task.done()  # waiting for the index
-        index.best = tip  # the index thread adds the block
-        await asyncio.wait_for(task, 5)
+        peer = await _answered_once_indexed(index, tip, lambda peer: server.on_getcfilters(
+            peer, cfilters.GetCFilters(0, 7, tip.hash)))  # (the index adds the block)
         assert [(f.block_hash, f.filter) for f in peer.sent] == \
             [(chain.entries[h].hash, b"filter%d" % h) for h in (7, 8, 9)]
         headers_peer = Peer()
@@ -193,13 +200,8 @@ def test_request_waits_while_the_index_leaves_a_branch_a_reorg_left(monkeypatch)
     tip = chain.entries[9]
 
     async def go():
-        peer = Peer()
-        task = asyncio.ensure_future(server.on_getcfheaders(
-            peer, cfilters.GetCFHeaders(0, 8, tip.hash)))
-        await asyncio.sleep(0.2)
-        assert peer.sent == [] and not task.done()  # waiting for the index
-        index.best = tip  # the index thread rewound to 7 and added 8 and 9
-        await asyncio.wait_for(task, 5)
+        peer = await _answered_once_indexed(index, tip, lambda peer: server.on_getcfheaders(
+            peer, cfilters.GetCFHeaders(0, 8, tip.hash)))  # (rewound to 7, added 8 and 9)
         [msg] = peer.sent
         assert msg.filter_hashes == [sha256d(b"filter8"), sha256d(b"filter9")]
 
