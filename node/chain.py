@@ -36,7 +36,6 @@ from consensus.contextual import (
     transaction_sigop_cost,
 )
 from consensus.errors import ValidationError
-from consensus.hashes import hash_to_hex
 from consensus.params import ChainParams
 from consensus.pow import block_work, check_proof_of_work, next_work_required
 from consensus.script import flags as sf
@@ -52,8 +51,6 @@ from node.store.blockindex import (
     FAILED_VALID,
     HAVE_DATA,
     HAVE_UNDO,
-    KEY_HASH,
-    RECORD_FIELDS,
     VALID_SCRIPTS,
     VALID_TRANSACTIONS,
     BlockIndexDB,
@@ -61,6 +58,7 @@ from node.store.blockindex import (
 )
 from node.store.coins import CoinsCache, UTXOStats, utxo_stats
 from node.store.layout import COIN_PREFIX, decode_coin, decode_undo, encode_undo, outpoint_key
+from node.store.lazyindex import ActiveChain, LazyIndex
 
 log = logging.getLogger("validation")
 
@@ -155,9 +153,11 @@ class ChainState:
         self.index_db = BlockIndexDB(self.datadir / "blocks" / "index")
         self.coins = CoinsCache(self.datadir / "chainstate", dbcache_mb * 1024 * 1024)
 
-        self.index: dict[bytes, BlockIndexEntry] = {}
+        # The index and the active chain read their entries from the database as they are
+        # used (node/store/lazyindex.py). children: parent hash -> its loaded children.
         self.children: dict[bytes, list[BlockIndexEntry]] = {}
-        self.active: list[BlockIndexEntry] = []
+        self.index = LazyIndex(self.index_db, self.children)
+        self.active = ActiveChain(self.index, self.index_db)
         self.candidates: set[BlockIndexEntry] = set()
         self.best_header: BlockIndexEntry | None = None
         self._seq = 1
@@ -193,43 +193,36 @@ class ChainState:
         return False
 
     def load(self, forget_missing: bool = False) -> None:
-        """Load the index, put the UTXO set's best block at the tip, then roll forward (or
-        reorganise) to the best chain whose blocks are stored: crash recovery is just this.
-        `forget_missing` (-reindex-chainstate): blocks in missing blk files become headers."""
+        """Put the UTXO set's best block at the tip, read the entries off the active chain,
+        then roll forward (or reorganise) to the best chain whose blocks are stored: crash
+        recovery is just this. The rest of the index is read as it is used, so start-up
+        does not grow with the chain (lazyindex.py). `forget_missing`
+        (-reindex-chainstate): blocks in missing blk files become headers."""
         with self.lock:
             self.reset_memory()
             log.info("Loading block index...")
-            collecting = gc.isenabled()
-            gc.disable()  # (the load makes no cycles; collections would rescan the entries)
-            try:
-                line = self._load_index()
-            finally:
-                if collecting:
-                    gc.enable()
-            log.info("Checking all blk files are present...")
+            upgrade = self.index_db.needs_upgrade
+            if upgrade:
+                log.info("Upgrading the block index: chain work into its records")
+                self._load_every_entry()
+            log.info("Checking all blk files are present...")  # (the daemon checks them)
             if self.params.genesis_hash not in self.index:
                 self._store_genesis()
             if forget_missing:
                 self.forget_missing_files()
             best = self.coins.best_block()
-            if best is None:
-                tip = None
-            elif best in self.index:
-                tip = self.index[best]
-            else:
-                raise ChainError(
-                    "the UTXO set's best block is not in the block index; restart with -reindex"
-                )
-            self.active = []
-            if tip is not None and tip.height < len(line) and line[tip.height] is tip:
-                self.active = line[:tip.height + 1]  # (the usual case: the tip leads the tree)
-            elif tip is not None:
-                e: BlockIndexEntry | None = tip
-                chain = []
-                while e is not None:
-                    chain.append(e)
-                    e = e.prev
-                self.active = chain[::-1]
+            tip = None
+            if best is not None:
+                tip = self.index.get(best)
+                if tip is None:
+                    raise ChainError("the UTXO set's best block is not in the block index; "
+                                     "restart with -reindex")
+            self.active.set_tip(tip)
+            if upgrade:
+                entries = self.index.loaded()
+                self.index_db.write_upgrade(
+                    entries, [e for e in entries if not self.children.get(e.hash)])
+            self._load_off_chain()
             # A block marked invalid whose disconnect never reached the UTXO set (a kill after
             # invalidateblock): finish it now, so the tip is on a valid chain.
             unwound = False
@@ -243,9 +236,36 @@ class ChainState:
             self._check_recent_blocks()
             self._rebuild_candidates()
             self._publish_tip()
-            log.info("loaded %d block index entries, UTXO set at height %d",
-                     len(self.index), self.height)
+            log.info("read %d block index entries, UTXO set at height %d",
+                     len(self.index.loaded()), self.height)
         self.activate_best_chain()
+
+    def _load_every_entry(self) -> None:
+        collecting = gc.isenabled()
+        gc.disable()  # (the load makes no cycles; collections would rescan the entries)
+        try:
+            self.index.load_all()
+        finally:
+            if collecting:
+                gc.enable()
+
+    def _load_off_chain(self) -> None:
+        """Read every entry off the active chain (fork choice, the best header and
+        getchaintips need them), walking from each stored leaf down to the active chain,
+        and set their skip pointers, parents first."""
+        for leaf in self.index_db.leaves():
+            e = self.index.get(leaf)
+            path = []
+            while e is not None and not self.active.holds(e):
+                path.append(e)
+                e = e.prev
+            for x in reversed(path):
+                x.skip  # noqa: B018  (found now, from a parent that has its own)
+        best = self.tip if self.tip is not None and not self.tip.failed else None
+        for e in self.index.loaded():
+            if not e.failed and (best is None or e.chain_work > best.chain_work):
+                best = e
+        self.best_header = best
 
     def _check_future_tip(self) -> None:
         """Core's VerifyLoadedChainstate: a tip more than MAX_FUTURE_BLOCK_TIME ahead of the
@@ -265,88 +285,14 @@ class ChainState:
         """Forget the in-memory index and chain (before loading or reindexing)."""
         self.index.clear()
         self.children.clear()
-        self.active = []
+        self.active.clear()
         self.candidates = set()
         self.best_header = None
         self._recent.clear()
 
-    def _load_index(self) -> list[BlockIndexEntry]:
-        """Every stored entry, in one read of the index database: entries are built straight
-        from their records (no header object, no hashing), block work is computed once per
-        `bits` value, and skip pointers are set from the best header's chain by height
-        (forks walk from their parent), so the load costs a couple of microseconds per
-        block. Returns the best header's chain by height (empty without entries)."""
-        index, children = self.index, self.children
-        new, unpack = BlockIndexEntry.__new__, RECORD_FIELDS.unpack
-        work_of: dict[int, int] = {}
-        best: BlockIndexEntry | None = None
-        best_work = -1
-        entries = []
-        append = entries.append
-        for key, raw in self.index_db.load_raw():
-            block_hash = key[KEY_HASH]
-            prev = index.get(raw[4:36])
-            e = new(BlockIndexEntry)  # (the fields as BlockIndexEntry's __init__ sets them)
-            e.hash, e.prev, e.skip, e._mtp = block_hash, prev, None, None
-            (e.version, e.merkle_root, e.time, bits, e.nonce, height, status, n_tx, e.file,
-             e.data_pos, e.undo_pos) = unpack(raw)
-            e.bits, e.status, e.n_tx, e.seq_id = bits, status, n_tx, 1  # (loaded blocks tie)
-            work = work_of.get(bits)
-            if work is None:
-                work = work_of[bits] = block_work(bits)
-            if prev is not None:
-                e.height = prev.height + 1
-                e.chain_work = chain_work = prev.chain_work + work
-                e.chain_tx = prev.chain_tx + n_tx if n_tx > 0 and prev.chain_tx else 0
-                kids = children.get(prev.hash)
-                if kids is None:
-                    children[prev.hash] = [e]
-                else:
-                    kids.append(e)
-            elif height == 0:
-                e.height = 0
-                e.chain_work = chain_work = work
-                e.chain_tx = n_tx
-            else:
-                log.warning("index entry %s has no parent; ignored", hash_to_hex(block_hash))
-                continue
-            index[block_hash] = e
-            if best is None or (chain_work > best_work and not status & FAILED_MASK):
-                best, best_work = e, chain_work
-            append(e)
-        if best is None:
-            return []
-        self.best_header = best
-        top = best.height
-        forks = len(entries) != top + 1 or entries[-1] is not best
-        if forks:
-            line: list[BlockIndexEntry] = [None] * (top + 1)  # type: ignore[list-item]
-            walk: BlockIndexEntry | None = best
-            while walk is not None:
-                line[walk.height] = walk
-                walk = walk.prev
-        else:  # one entry per height, in height order, the best last: they are its chain
-            line = entries
-        if top:
-            line[1].skip = line[0]
-        for e in line[2:]:  # (_skip_height, inlined: a third of the load otherwise)
-            h = e.height
-            if h & 1:
-                h -= 1
-                h &= h - 1
-                h = (h & (h - 1)) + 1
-            else:
-                h &= h - 1
-            e.skip = line[h]
-        if forks:
-            for e in entries:  # parents first: their ancestors have pointers already
-                if e.height > top or line[e.height] is not e:
-                    e.set_skip()
-        return line
-
     def _link(self, e: BlockIndexEntry) -> None:
         e.chain_work = (e.prev.chain_work if e.prev else 0) + block_work(e.bits)
-        self.index[e.hash] = e
+        self.index.add(e)
         if e.prev is not None:
             self.children.setdefault(e.prev.hash, []).append(e)
         if self.best_header is None or (
@@ -358,7 +304,7 @@ class ChainState:
         g = self.params.genesis
         e = BlockIndexEntry(g.header, None)
         self._link(e)
-        self._store_block_data(e, g, pos)
+        self._store_block_data(e, g, pos, new=True)
 
     def store_genesis(self) -> None:
         with self.lock:
@@ -382,8 +328,8 @@ class ChainState:
 
     def _rebuild_candidates(self) -> None:
         tip_work = self.tip.chain_work if self.tip else -1
-        self.candidates = {  # (work first: it rules out nearly every entry)
-            e for e in self.index.values()
+        self.candidates = {  # (entries with the tip's work or more are all loaded)
+            e for e in self.index.loaded()
             if e.chain_work >= tip_work and e.chain_tx and not e.status & FAILED_MASK
         }
 
@@ -432,7 +378,7 @@ class ChainState:
         return len(self.active) - 1
 
     def in_active_chain(self, e: BlockIndexEntry) -> bool:
-        return e.height < len(self.active) and self.active[e.height] is e
+        return self.active.holds(e)
 
     def get(self, block_hash: bytes) -> BlockIndexEntry | None:
         return self.index.get(block_hash)
@@ -578,7 +524,7 @@ class ChainState:
                 raise
             e = BlockIndexEntry(header, prev)
             self._link(e)
-            self.index_db.put(e)
+            self.index_db.put(e, leaf=True)
             return e
 
     def process_block(self, block: Block, raw: bytes | None = None,
@@ -619,7 +565,9 @@ class ChainState:
         return e
 
     def _store_block_data(self, e: BlockIndexEntry, block: Block,
-                          pos: tuple[int, int] | None = None, raw: bytes | None = None) -> None:
+                          pos: tuple[int, int] | None = None, raw: bytes | None = None,
+                          new: bool = False) -> None:
+        """new: e is not stored yet (the genesis block), so it is written as a leaf."""
         if pos is None:
             pos = self.files.write_block(raw if raw is not None else block.serialize())
         e.file, e.data_pos = pos
@@ -628,23 +576,29 @@ class ChainState:
         e.raise_validity(VALID_TRANSACTIONS)
         e.seq_id = self._seq
         self._seq += 1
-        self.index_db.put(e)
         self._recent[e.hash] = block
         if len(self._recent) > RECENT_BLOCKS:
             self._recent.popitem(last=False)
-        if e.prev is None or e.prev.chain_tx:
-            self._link_data(e)
+        changed = self._link_data(e) if e.prev is None or e.prev.chain_tx else [e]
+        if new:
+            self.index_db.put(e, leaf=True)
+        else:  # (one batch: the records' transaction counts agree after a crash)
+            self.index_db.put_many(changed)
 
-    def _link_data(self, e: BlockIndexEntry) -> None:
-        """e and its stored descendants now have complete ancestry: they can be connected."""
+    def _link_data(self, e: BlockIndexEntry) -> list[BlockIndexEntry]:
+        """e and its stored descendants now have complete ancestry: they can be connected.
+        Returns them (their transaction counts changed)."""
         todo = [e]
+        changed = []
         tip_work = self.tip.chain_work if self.tip else -1
         while todo:
             x = todo.pop()
             x.chain_tx = (x.prev.chain_tx if x.prev else 0) + x.n_tx
+            changed.append(x)
             if not x.failed and x.chain_work >= tip_work:
                 self.candidates.add(x)
             todo.extend(c for c in self.children.get(x.hash, ()) if c.have_data)
+        return changed
 
     def test_block_validity(self, block: Block, check_pow: bool = False) -> None:
         """Core's TestBlockValidity: would this block, on the current tip, be valid? Checks
@@ -795,18 +749,22 @@ class ChainState:
         e.file, e.data_pos, e.undo_pos, e.n_tx = -1, 0, 0, 0
         self._recent.pop(e.hash, None)
         todo = [e]
+        changed = []
         while todo:
             x = todo.pop()
-            x.chain_tx = 0
+            if x.chain_tx or x is e:
+                x.chain_tx = 0
+                changed.append(x)
             self.candidates.discard(x)
             todo.extend(self.children.get(x.hash, ()))
-        self.index_db.put(e)
+        self.index_db.put_many(changed)
 
     def forget_missing_files(self) -> int:
         """Forget the data of every block whose blk file is gone (-reindex-chainstate: those
         blocks are downloaded again). The genesis block is written again. Returns how many."""
         with self.lock:
-            gone = [e for e in self.index.values()
+            self._load_every_entry()  # (any block may be in a missing file)
+            gone = [e for e in self.index.loaded()
                     if e.have_data and e.file >= 0 and e.file not in self.files.found]
             for e in sorted(gone, key=lambda x: x.height):
                 log.warning("block %s at height %d: %s is missing, its data is dropped",
@@ -815,6 +773,7 @@ class ChainState:
             g = self.index.get(self.params.genesis_hash)
             if g is not None and not g.have_data:
                 self._store_block_data(g, self.params.genesis)
+            self.index_db.drop_files(self.index_db.block_files - self.files.found)
             return len(gone)
 
     def _connect_block(
@@ -1064,8 +1023,8 @@ class ChainState:
         self.candidates.difference_update(changed)
         self.index_db.put_many(changed)
         if self.best_header is not None and self.best_header.failed:
-            self.best_header = max(
-                (x for x in self.index.values() if not x.failed), key=lambda x: x.chain_work
+            self.best_header = max(  # (the tip and every entry off the active chain)
+                (x for x in self.index.loaded() if not x.failed), key=lambda x: x.chain_work
             )
 
     def invalidate_block(self, block_hash: bytes) -> None:
@@ -1091,7 +1050,7 @@ class ChainState:
                 for fn in self.on_activated:  # the mempool takes the transactions back
                     fn()
             tip_work = self.tip.chain_work if self.tip else 0
-            for x in self.index.values():
+            for x in self.index.loaded():  # (those with the tip's work or more are loaded)
                 if x.chain_tx and not x.failed and x.chain_work >= tip_work:
                     self.candidates.add(x)
         self.activate_best_chain()
@@ -1102,7 +1061,7 @@ class ChainState:
             if e is None:
                 raise KeyError("Block not found")
             changed = []
-            for x in self.index.values():
+            for x in self.index.loaded():  # (failed entries are all off the active chain)
                 if x.failed and x.height >= e.height and x.ancestor(e.height) is e:
                     x.status &= ~FAILED_MASK
                     changed.append(x)
@@ -1143,8 +1102,10 @@ class ChainState:
     def chain_tips(self) -> list[tuple[BlockIndexEntry, int, str]]:
         """(tip, branch length, status) for every leaf of the tree and the active tip."""
         with self.lock:
-            leaves = [e for e in self.index.values() if not self.children.get(e.hash)]
-            if self.tip is not None and self.tip not in leaves:
+            # Leaves are off the active chain (whose children are all loaded), or its tip.
+            leaves = [e for e in self.index.loaded()
+                      if not self.children.get(e.hash) and not self.active.holds(e)]
+            if self.tip is not None:
                 leaves.append(self.tip)
             out = []
             for e in leaves:

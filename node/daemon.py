@@ -535,7 +535,7 @@ def _load_error(what: str, detail: object = None) -> ConfigError:
 def missing_block_files(chain) -> str:
     """Core's "Checking all blk files are present": the files the index points into that
     were not there at start-up ("" when none)."""
-    wanted = {e.file for e in chain.index.values() if e.have_data and e.file >= 0}
+    wanted = chain.index_db.block_files  # (kept in the index: no entry is read for it)
     missing = [chain.files.block_path(n).name for n in sorted(wanted - chain.files.found)]
     return f"missing {', '.join(missing)} in {chain.files.dir}" if missing else ""
 

@@ -64,7 +64,7 @@ class Pruner:
     def _file_reach(self) -> dict[int, int]:
         """file number -> the highest block stored in it."""
         reach: dict[int, int] = {}
-        for e in self.chain.index.values():
+        for e in self.chain.index.load_all():
             if e.have_data and e.file >= 0:
                 reach[e.file] = max(reach.get(e.file, -1), e.height)
         return reach
@@ -76,13 +76,14 @@ class Pruner:
         chain.flush()
         doomed = set(files)
         changed = []
-        for e in chain.index.values():
+        for e in chain.index.load_all():
             if e.file in doomed and e.have_data:
                 e.status &= ~(HAVE_DATA | HAVE_UNDO)
                 e.file, e.data_pos, e.undo_pos = -1, 0, 0
                 chain._recent.pop(e.hash, None)
                 changed.append(e)
         chain.index_db.put_many(changed, sync=True)  # the index first: then the files go
+        chain.index_db.drop_files(doomed, sync=True)
         for n in sorted(doomed):
             chain.files.remove(n)
             log.info("Prune: UnlinkPrunedFiles deleted blk/rev (%05d)", n)

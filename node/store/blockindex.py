@@ -1,5 +1,5 @@
-"""The block index: one entry per known header (forks included), kept in memory and in
-LevelDB (blocks/index, layout.py)."""
+"""The block index: one entry per known header (forks included), in LevelDB (blocks/index,
+layout.py) and, as far as it has been read, in memory (node/store/lazyindex.py)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,21 @@ from consensus.hashes import hash_to_hex
 from consensus.serialize import DeserializationError
 from node.store import DatabaseOpenError, db_error_text, table_damage
 from node.store.layout import (
+    ACTIVE_PREFIX,
     BLOCK_PREFIX,
+    FILE_PREFIX,
     INDEX_RECORD_SIZE,
+    INDEX_RECORD_SIZE_V1,
+    INDEX_VERSION,
+    LEAF_PREFIX,
     REINDEX_KEY,
     SYNC_KEY,
+    VERSION_KEY,
+    active_key,
     block_key,
-    decode_index_record,
     encode_index_record,
+    file_key,
+    file_of_key,
 )
 
 # Validity levels (low 3 bits) and flags, numbered as Core's BlockStatus.
@@ -38,10 +46,14 @@ FAILED_MASK = FAILED_VALID | FAILED_CHILD
 
 
 _HEIGHT = struct.Struct("<I")
+_ACTIVE_END = bytes([ACTIVE_PREFIX[0] + 1])  # (after every key of the height map)
+_RECORD_HEAD = struct.Struct("<IIIiII")  # height .. undo_pos, after the header
 KEY_HASH = slice(len(BLOCK_PREFIX), None)  # a record key's block hash: key[KEY_HASH]
 # A stored record's fields (layout.py), the header's prev hash left out: version,
-# merkle_root, time, bits, nonce, then height, status, n_tx, file, data_pos, undo_pos.
+# merkle_root, time, bits, nonce, then height, status, n_tx, file, data_pos, undo_pos (the
+# fields of both formats), then chain_work and chain_tx (format 2 only).
 RECORD_FIELDS = struct.Struct("<i32x32sIIIIIIiII")
+_RECORD_TAIL = struct.Struct("<32sQ")
 
 
 def _skip_height(height: int) -> int:
@@ -63,7 +75,7 @@ class BlockIndexEntry:
     __slots__ = (
         "hash", "prev", "skip", "height", "version", "merkle_root", "time", "bits", "nonce",
         "status", "n_tx", "file", "data_pos", "undo_pos", "chain_work", "chain_tx", "seq_id",
-        "_mtp",
+        "_mtp", "_prev_hash", "_tree",
     )  # fmt: skip
 
     def __init__(self, header: BlockHeader, prev: BlockIndexEntry | None) -> None:
@@ -87,32 +99,39 @@ class BlockIndexEntry:
         self.skip = prev.ancestor(_skip_height(self.height)) if prev else None
 
     @classmethod
-    def from_record(cls, block_hash: bytes, raw: bytes, prev: BlockIndexEntry | None,
-                    skip: bool = True) -> BlockIndexEntry:
-        """An entry from its stored record (layout.py's index record) under `prev`, without
-        a BlockHeader in between. With skip=False its skip pointer is left for the caller
-        to set (set_skip), as the bulk load does."""
+    def from_stored(cls, tree, block_hash: bytes, raw: bytes) -> BlockIndexEntry:
+        """An entry from its stored record (format 2) alone: its prev and skip pointers are
+        found when first used (__getattr__), through `tree` (lazyindex.LazyIndex)."""
+        if len(raw) != INDEX_RECORD_SIZE:
+            raise DeserializationError(f"block index record of {len(raw)} bytes")
         e = cls.__new__(cls)
         e.hash = block_hash
-        e.prev = prev
         (e.version, e.merkle_root, e.time, e.bits, e.nonce, e.height, e.status, e.n_tx, e.file,
-         e.data_pos, e.undo_pos) = RECORD_FIELDS.unpack(raw)
-        e.chain_work = 0
-        e.chain_tx = 0
-        e.seq_id = 0
+         e.data_pos, e.undo_pos) = RECORD_FIELDS.unpack_from(raw)
+        work, e.chain_tx = _RECORD_TAIL.unpack_from(raw, INDEX_RECORD_SIZE_V1)
+        e.chain_work = int.from_bytes(work, "little")
+        e.seq_id = 1  # (loaded blocks tie: the first seen of equal work is the one loaded)
         e._mtp = None
-        e.skip = prev.ancestor(_skip_height(e.height)) if skip and prev else None
+        e._tree = tree
+        e._prev_hash = raw[4:36]
+        if e.height == 0:
+            e.prev = e.skip = None
         return e
 
-    def set_skip(self, by_height: list[BlockIndexEntry] | None = None) -> None:
-        """Set the skip pointer: from `by_height` (the entries of this entry's own chain by
-        height) when given, else by walking from prev."""
-        if self.prev is None:
-            self.skip = None
-        elif by_height is not None:
-            self.skip = by_height[_skip_height(self.height)]
-        else:
-            self.skip = self.prev.ancestor(_skip_height(self.height))
+    def __getattr__(self, name: str):  # noqa: ANN204
+        # Reached only for a slot never set: the prev and skip pointers of an entry read
+        # on its own (from_stored), found on first use.
+        if name == "prev":
+            self.prev = p = self._tree.parent_of(self)
+            return p
+        if name == "skip":
+            self.skip = s = self._tree.skip_of(self)
+            return s
+        raise AttributeError(name)
+
+    def set_skip(self) -> None:
+        """Set the skip pointer by walking from prev (whose ancestors have theirs)."""
+        self.skip = self.prev.ancestor(_skip_height(self.height)) if self.prev else None
 
     # -- header --------------------------------------------------------------------------------
 
@@ -188,60 +207,148 @@ class BlockIndexEntry:
 
 
 class BlockIndexDB:
-    """Persistence of entries. Writes are unsynced (a killed process loses nothing); `sync`
-    makes them durable against machine crashes too."""
+    """Persistence of entries, the active chain's height map, the leaves and the blk files
+    in use (layout.py). Writes are unsynced (a killed process loses nothing); `sync` makes
+    them durable against machine crashes too."""
 
     def __init__(self, path: Path) -> None:
         try:
             self.db = plyvel.DB(str(path), create_if_missing=True, paranoid_checks=True)
+            # Start-up reads only a few records, so a table cut short or lost is looked for
+            # in the database's metadata (as the UTXO set's), as Core's "Error loading
+            # block database" (its feature_init.py) expects.
+            next(self.db.iterator(verify_checksums=True), None)
+            damage = table_damage(self.db, path)
+            version = self.db.get(VERSION_KEY)
+            if version is None and next(self.db.iterator(prefix=BLOCK_PREFIX), None) is None:
+                self.db.put(VERSION_KEY, INDEX_VERSION)  # (a new index starts in format 2)
+                version = INDEX_VERSION
+            self.block_files = {file_of_key(k) for k in
+                                self.db.iterator(prefix=FILE_PREFIX, include_value=False)}
         except plyvel.Error as err:
             raise DatabaseOpenError("block", db_error_text(err)) from None
-        # (no table check here, unlike the UTXO set's: every record is read at load with its
-        # checksum, so a table cut short is found there, as Core's "Error loading block
-        # database", which its feature_init.py expects)
+        if damage:
+            self.db.close()
+            raise DatabaseOpenError("block", damage)
+        if version not in (None, INDEX_VERSION):
+            self.db.close()
+            raise DatabaseOpenError("block", f"unknown block index format {version.hex()}")
+        # Format 1 (no chain work in the records, no height map, leaves or files): the
+        # next load reads every record and writes format 2 (ChainState.load).
+        self.needs_upgrade = version is None
 
     def close(self) -> None:
         self.db.close()
 
-    def put(self, e: BlockIndexEntry) -> None:
-        self.db.put(block_key(e.hash), self._record(e))
+    # -- entries -------------------------------------------------------------------------------
+
+    def put(self, e: BlockIndexEntry, leaf: bool = False) -> None:
+        """Write e's record; leaf: e is new, so it is a leaf and its parent no longer is."""
+        if not leaf and (e.file < 0 or e.file in self.block_files):
+            self.db.put(block_key(e.hash), self._record(e))
+            return
+        with self.db.write_batch() as batch:
+            self._put(batch, e)
+            if leaf:
+                batch.put(LEAF_PREFIX + e.hash, b"")
+                if e.prev is not None:
+                    batch.delete(LEAF_PREFIX + e.prev.hash)
 
     def put_many(self, entries: list[BlockIndexEntry], sync: bool = False) -> None:
         with self.db.write_batch(sync=sync) as batch:
             for e in entries:
-                batch.put(block_key(e.hash), self._record(e))
+                self._put(batch, e)
+
+    def _put(self, batch, e: BlockIndexEntry) -> None:  # noqa: ANN001
+        batch.put(block_key(e.hash), self._record(e))
+        if e.file >= 0 and e.file not in self.block_files:
+            batch.put(file_key(e.file), b"")
+            self.block_files.add(e.file)
 
     @staticmethod
     def _record(e: BlockIndexEntry) -> bytes:
         return encode_index_record(
-            e.header().serialize(), e.height, e.status, e.n_tx, e.file, e.data_pos, e.undo_pos
+            e.header().serialize(), e.height, e.status, e.n_tx, e.file, e.data_pos, e.undo_pos,
+            e.chain_work, e.chain_tx,
         )
+
+    def read(self, block_hash: bytes) -> bytes | None:
+        """One entry's stored record, or None."""
+        try:
+            return self.db.get(block_key(block_hash), verify_checksums=True)
+        except plyvel.Error as err:
+            raise type(err)(db_error_text(err)) from None
 
     def sync(self) -> None:
         # An empty synced write forces the log (and everything before it) to disk.
         self.db.put(SYNC_KEY, b"", sync=True)
 
+    # -- the active chain's height map, the leaves, the blk files ------------------------------
+
+    def active_hash(self, height: int) -> bytes | None:
+        return self.db.get(active_key(height))
+
+    def set_active(self, height: int, block_hash: bytes) -> None:
+        self.db.put(active_key(height), block_hash)
+
+    def set_active_many(self, pairs: list[tuple[int, bytes]], above: int) -> None:
+        """Write (height, hash) pairs of the active chain and drop every height above
+        `above`, in one batch."""
+        with self.db.write_batch() as batch:
+            for key in self.db.iterator(start=active_key(above + 1), stop=_ACTIVE_END,
+                                        include_value=False):
+                batch.delete(key)
+            for height, block_hash in pairs:
+                batch.put(active_key(height), block_hash)
+
+    def drop_active(self, height: int) -> None:
+        self.db.delete(active_key(height))
+
+    def leaves(self) -> list[bytes]:
+        return [k[len(LEAF_PREFIX):] for k in
+                self.db.iterator(prefix=LEAF_PREFIX, include_value=False)]
+
+    def drop_leaf(self, block_hash: bytes) -> None:
+        self.db.delete(LEAF_PREFIX + block_hash)
+
+    def drop_files(self, numbers: set[int], sync: bool = False) -> None:
+        """Forget blk files that no longer hold any block (pruned or gone)."""
+        with self.db.write_batch(sync=sync) as batch:
+            for n in numbers:
+                batch.delete(file_key(n))
+        self.block_files -= numbers
+
+    def write_upgrade(self, entries: list[BlockIndexEntry], leaves: list[BlockIndexEntry]) \
+            -> None:
+        """Every record in format 2, the leaves and the blk files in use, then the format
+        key, in one synced batch (the height map is the active chain's to write)."""
+        with self.db.write_batch(sync=True) as batch:
+            for e in entries:
+                self._put(batch, e)
+            for e in leaves:
+                batch.put(LEAF_PREFIX + e.hash, b"")
+            batch.put(VERSION_KEY, INDEX_VERSION)
+        self.needs_upgrade = False
+
     def load(self) -> Iterator[tuple[BlockHeader, int, int, int, int, int, int]]:
         """Every stored record: (header, height, status, n_tx, file, data_pos, undo_pos)."""
-        try:
-            for _, raw in self.db.iterator(prefix=BLOCK_PREFIX, verify_checksums=True):
-                header_raw, height, status, n_tx, file, data_pos, undo_pos = \
-                    decode_index_record(raw)
-                yield (BlockHeader.from_bytes(header_raw), height, status, n_tx, file, data_pos,
-                       undo_pos)
-        except plyvel.Error as err:
-            raise type(err)(db_error_text(err)) from None
+        for _, raw in self.load_raw():
+            header_raw = raw[:80]
+            height, status, n_tx, file, data_pos, undo_pos = _RECORD_HEAD.unpack_from(raw, 80)
+            yield (BlockHeader.from_bytes(header_raw), height, status, n_tx, file, data_pos,
+                   undo_pos)
 
     def load_raw(self) -> list[tuple[bytes, bytes]]:
         """Every stored record in one pass, undecoded: (key, record), parents before
         children (by height). The key holds the block's hash (key_hash): no header is hashed
-        again (LevelDB's checksums, verified here, catch a damaged record)."""
+        again (LevelDB's checksums, verified here, catch a damaged record). Records of
+        both formats are read (RECORD_FIELDS covers what they share)."""
         try:
             items = list(self.db.iterator(prefix=BLOCK_PREFIX, verify_checksums=True))
         except plyvel.Error as err:
             raise type(err)(db_error_text(err)) from None
         for _, raw in items:
-            if len(raw) != INDEX_RECORD_SIZE:
+            if len(raw) not in (INDEX_RECORD_SIZE, INDEX_RECORD_SIZE_V1):
                 raise DeserializationError(f"block index record of {len(raw)} bytes")
         # Keys are hashes, so LevelDB's order is random in height. Placed by height, one
         # slot each (a chain without forks), which is cheaper than a sort; where a height
@@ -269,12 +376,15 @@ class BlockIndexDB:
         return self.db.get(REINDEX_KEY) is not None
 
     def wipe(self) -> None:
-        """Delete every block record (the reindex flag stays: a crash mid-reindex must
-        restart the reindex)."""
+        """Delete every record (the reindex flag stays: a crash mid-reindex must restart
+        the reindex; so does the format, which the records written next have)."""
         with self.db.write_batch(transaction=True, sync=True) as batch:
             for key in self.db.iterator(include_value=False):
-                if key != REINDEX_KEY:
+                if key not in (REINDEX_KEY, VERSION_KEY):
                     batch.delete(key)
+            batch.put(VERSION_KEY, INDEX_VERSION)
+        self.block_files.clear()
+        self.needs_upgrade = False
 
 
 def index_damage(path: Path) -> str | None:

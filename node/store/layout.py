@@ -20,10 +20,21 @@ chainstate coin value (below).
 
 Block index (blocks/index):
     b"b" + block hash (32, internal order) -> header (80) | height u32 | status u32 |
-        n_tx u32 | file i32 | data_pos u32 | undo_pos u32            (all little-endian)
+        n_tx u32 | file i32 | data_pos u32 | undo_pos u32 | chain_work (32, an unsigned
+        integer, LE) | chain_tx u64                                  (all little-endian)
         file is -1 while the block's data is not stored; data_pos points at the block
-        bytes (after the 8-byte frame), undo_pos likewise into rev<file>.dat.
-    b"R" -> b"\\x01" while a reindex is in progress (absent otherwise)
+        bytes (after the 8-byte frame), undo_pos likewise into rev<file>.dat. chain_work
+        and chain_tx (transactions up to this block, 0 until every ancestor's data is
+        stored) let one entry be read without its ancestors. Format 1 (before "V")
+        stopped after undo_pos; start-up upgrades it (ChainState.load).
+    b"H" + height (u32 BIG-endian) -> block hash: the active chain, heights 0..tip
+        (start-up reconciles it with the UTXO set's best block: it may be ahead or behind)
+    b"T" + block hash -> b"": the leaves of the tree (entries without children): start-up
+        reads every entry off the active chain from them
+    b"F" + file number (u32 BIG-endian) -> b"": the blk files that blocks were stored in
+        (Core's "Checking all blk files are present"; dropped as files are pruned)
+    b"V" -> b"\x02": the format of these records (absent: format 1)
+    b"R" -> b"\x01" while a reindex is in progress (absent otherwise)
     b"S" -> b"" rewritten with sync=True to force everything written before to disk
 
 Chainstate (chainstate):
@@ -48,26 +59,47 @@ from consensus.serialize import DeserializationError, Reader, compact_size, expe
 # -- block index ---------------------------------------------------------------------------
 
 BLOCK_PREFIX = b"b"
+ACTIVE_PREFIX = b"H"
+LEAF_PREFIX = b"T"
+FILE_PREFIX = b"F"
+VERSION_KEY = b"V"
+INDEX_VERSION = b"\x02"
 REINDEX_KEY = b"R"
 SYNC_KEY = b"S"
-_INDEX_REC = struct.Struct("<80sIIIiII")
-# (header, height, status, n_tx, file, data_pos, undo_pos): 104 bytes
+_INDEX_REC = struct.Struct("<80sIIIiII32sQ")
+# (header, height, status, n_tx, file, data_pos, undo_pos, chain_work, chain_tx): 144 bytes
 INDEX_RECORD_SIZE = _INDEX_REC.size
+INDEX_RECORD_SIZE_V1 = 104  # format 1: the same fields up to undo_pos
+_U32_BE = struct.Struct(">I")
 
 
 def block_key(block_hash: bytes) -> bytes:
     return BLOCK_PREFIX + block_hash
 
 
+def active_key(height: int) -> bytes:
+    return ACTIVE_PREFIX + _U32_BE.pack(height)
+
+
+def file_key(n: int) -> bytes:
+    return FILE_PREFIX + _U32_BE.pack(n)
+
+
+def file_of_key(key: bytes) -> int:
+    return _U32_BE.unpack_from(key, 1)[0]
+
+
 def encode_index_record(header: bytes, height: int, status: int, n_tx: int, file: int,
-                        data_pos: int, undo_pos: int) -> bytes:
-    return _INDEX_REC.pack(header, height, status, n_tx, file, data_pos, undo_pos)
+                        data_pos: int, undo_pos: int, chain_work: int, chain_tx: int) -> bytes:
+    return _INDEX_REC.pack(header, height, status, n_tx, file, data_pos, undo_pos,
+                           chain_work.to_bytes(32, "little"), chain_tx)
 
 
-def decode_index_record(raw: bytes) -> tuple[bytes, int, int, int, int, int, int]:
+def decode_index_record(raw: bytes) -> tuple[bytes, int, int, int, int, int, int, int, int]:
     if len(raw) != _INDEX_REC.size:
         raise DeserializationError(f"block index record of {len(raw)} bytes")
-    return _INDEX_REC.unpack(raw)
+    *fields, work, chain_tx = _INDEX_REC.unpack(raw)
+    return (*fields, int.from_bytes(work, "little"), chain_tx)  # type: ignore[return-value]
 
 
 # -- chainstate ----------------------------------------------------------------------------

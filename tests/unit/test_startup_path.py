@@ -92,10 +92,12 @@ def _open_chain(datadir: Path):
     return c
 
 
-def test_bulk_index_load_equals_entry_by_entry(tmp_path, monkeypatch):
+def test_index_read_on_demand_equals_entry_by_entry(tmp_path, monkeypatch):
     """A chain with a fork, a longer competing fork, an invalidated block and a header-only
     entry reloads to the same entries (fields, work, transaction counts, skip pointers, best
-    header) as building each from its header; and the load hashes no header."""
+    header) as building each from its header, whether read one by one or all at once; the
+    load hashes no header and reads the entries off the active chain, not the chain's
+    early blocks."""
     from consensus import block as block_module
     from consensus.params import REGTEST
     from node.store.blockindex import BlockIndexEntry
@@ -129,11 +131,16 @@ def test_bulk_index_load_equals_entry_by_entry(tmp_path, monkeypatch):
             e = ref[header.hash] = BlockIndexEntry(header, prev)
             e.status, e.n_tx, e.file, e.data_pos, e.undo_pos = (status, n_tx, file, data_pos,
                                                                 undo_pos)
-        assert ref.keys() == c.index.keys() and len(ref) == 1 + 71 + 12
+        assert len(ref) == 1 + 71 + 12
+        loaded = {e.hash: e.height for e in c.index.loaded()}
+        off_chain = [b.hash for b in fork + main[60:]]
+        assert all(h in loaded for h in off_chain)
+        # Of the early blocks start-up read only what skip pointers reach (a few).
+        assert len([h for h in loaded.values() if 0 < h < 30]) <= 5
         fields = ("height", "version", "merkle_root", "time", "bits", "nonce", "status",
                   "n_tx", "file", "data_pos", "undo_pos")
-        for h, e in c.index.items():
-            r = ref[h]
+        for h in ref:
+            e, r = c.get(h), ref[h]
             assert [getattr(e, f) for f in fields] == [getattr(r, f) for f in fields]
             assert (e.prev and e.prev.hash) == (r.prev and r.prev.hash)
             assert (e.skip and e.skip.hash) == (r.skip and r.skip.hash), e.height
@@ -145,6 +152,8 @@ def test_bulk_index_load_equals_entry_by_entry(tmp_path, monkeypatch):
                 assert e.ancestor(k).hash == r.ancestor(k).hash
         assert c.height == 60 and c.tip.hash == main[59].hash
         assert c.best_header is c.index[main[59].hash]  # the most work of those not failed
+        every = c.index.load_all()  # (the same objects as those read one by one)
+        assert len(every) == len(ref) and all(c.get(e.hash) is e for e in every)
     finally:
         c.close()
 
@@ -173,12 +182,12 @@ def test_index_load_with_the_tip_off_the_best_header_chain(tmp_path, caplog):
 
     with caplog.at_level(logging.WARNING, logger="validation"):
         c = _open_chain(tmp_path / "n")
-    try:
         assert stray.hash not in c.index
         assert any(stray.header.hash[::-1].hex() in r.getMessage() for r in caplog.records)
+    try:
         assert c.best_header.hash == fork[-1].hash and c.best_header.height == 35
         assert c.height == 30 and [e.hash for e in c.active[1:]] == [b.hash for b in main]
-        for e in c.index.values():
+        for e in c.index.load_all():
             walk, by_height = e, {}
             while walk is not None:
                 by_height[walk.height] = walk
