@@ -171,6 +171,9 @@ class ActiveChain:
         self._index = index
         self._db = db
         self._entries: list[BlockIndexEntry | None] = []
+        # Readers without the chain's lock (RPC threads) fill slots as the chain thread
+        # appends and pops: a slot is filled only under this lock, from the map as it is.
+        self._lock = threading.Lock()
         index.active = weakref.proxy(self)
 
     def __len__(self) -> int:
@@ -193,14 +196,17 @@ class ActiveChain:
 
     def _at(self, height: int) -> BlockIndexEntry:
         e = self._entries[height]
-        if e is None:
-            block_hash = self._db.active_hash(height)
-            e = self._index.get(block_hash) if block_hash is not None else None
-            if e is None or e.height != height:
-                raise IndexGapError(f"block index: no active chain entry at height {height}; "
-                                    "restart with -reindex")
-            self._entries[height] = e
-        return e
+        if e is not None:
+            return e
+        block_hash = self._db.active_hash(height)
+        e = self._index.get(block_hash) if block_hash is not None else None
+        if e is None or e.height != height:
+            raise IndexGapError(f"block index: no active chain entry at height {height}; "
+                                "restart with -reindex")
+        with self._lock:
+            if self._entries[height] is None and self._db.active_hash(height) == e.hash:
+                self._entries[height] = e
+            return self._entries[height]  # type: ignore[return-value]
 
     def holds(self, e: BlockIndexEntry) -> bool:
         """Whether e is on the active chain."""
@@ -208,21 +214,26 @@ class ActiveChain:
         if h >= len(self._entries):
             return False
         x = self._entries[h]
-        if x is None:
-            if self._db.active_hash(h) != e.hash:
+        if x is not None:
+            return x is e
+        with self._lock:
+            if h >= len(self._entries) or self._db.active_hash(h) != e.hash:
                 return False
-            self._entries[h] = x = e
-        return x is e
+            if self._entries[h] is None:
+                self._entries[h] = e
+            return self._entries[h] is e
 
     def append(self, e: BlockIndexEntry) -> None:
-        self._entries.append(e)
-        self._db.set_active(e.height, e.hash)
+        with self._lock:
+            self._entries.append(e)
+            self._db.set_active(e.height, e.hash)
 
     def pop(self) -> BlockIndexEntry:
         e = self[-1]
         e.skip  # noqa: B018  (set while on the active chain: see lazyindex's docstring)
-        self._entries.pop()
-        self._db.drop_active(e.height)
+        with self._lock:
+            self._entries.pop()
+            self._db.drop_active(e.height)
         return e
 
     def clear(self) -> None:

@@ -175,6 +175,13 @@ def _getblockcount_ok(port: int) -> bool:
     return head.startswith(b"HTTP/1.1 200")
 
 
+def chain_dir(base: Path, n: int, tree: Path | None) -> Path:
+    """The cached datadir of n blocks for `tree`: trees before format 2 of the block index
+    (node/store/layout.py) cannot read it, and have their own (tree None: that one)."""
+    lazy = tree is not None and (tree / "node" / "store" / "lazyindex.py").exists()
+    return base / (f"chain_{n}_v2" if lazy else f"chain_{n}")
+
+
 def time_ready(tree: Path, chain_dir: Path, work: Path) -> float:
     """Seconds from starting minibtcd (of `tree`) on a copy of chain_dir to its first
     successful getblockcount."""
@@ -230,7 +237,7 @@ def ready_report(base: Path, sizes: list[int], rounds: int, baseline: Path | Non
         for _ in range(rounds):
             for label, tree in trees:  # alternating, so both see the same machine
                 bare.append(time_bare_python())
-                got[label].append(time_ready(tree, base / f"chain_{n}", work))
+                got[label].append(time_ready(tree, chain_dir(base, n, tree), work))
         b = statistics.median(bare)
         for label, _ in trees:
             t = statistics.median(got[label])
@@ -258,11 +265,17 @@ def main() -> None:
     ready_sizes = [int(s) for s in args.ready_sizes.split(",") if s]
     base = Path(args.cache) / "startup"
     for n in sorted(set(sizes) | set(ready_sizes)):
-        d = base / f"chain_{n}"
+        d = chain_dir(base, n, ROOT)
         marker = d / "built"
         if not marker.exists():
-            print(f"building a datadir with {n} blocks ...", flush=True)
-            build(d, n)
+            old = chain_dir(base, n, None)
+            if (old / "built").exists():  # (a cache of format 1: upgraded by opening it)
+                print(f"upgrading a copy of {old} ...", flush=True)
+                shutil.copytree(old, d)
+                time_open(d, 1)
+            else:
+                print(f"building a datadir with {n} blocks ...", flush=True)
+                build(d, n)
             marker.write_text("ok")
     if ready_sizes:
         ready_report(base, ready_sizes, args.rounds, args.baseline)
@@ -270,7 +283,7 @@ def main() -> None:
         print(f"ChainState.load() in this process, best of {args.rounds}")
         print(f"{'blocks':>8} {'start-up s':>11} {'ms per 1k blocks':>17}")
     for n in sizes:
-        t = time_open(base / f"chain_{n}", args.rounds)
+        t = time_open(chain_dir(base, n, ROOT), args.rounds)
         print(f"{n:>8} {t:>11.2f} {1000 * t / (n / 1000):>17.1f}")
     if not sizes:
         return
