@@ -329,6 +329,8 @@ class BlockIndexDB:
                 batch.put(LEAF_PREFIX + e.hash, b"")
             batch.put(VERSION_KEY, INDEX_VERSION)
         self.needs_upgrade = False
+        # Into tables now: otherwise the next start-up replays the whole batch from the log.
+        self.db.compact_range()
 
     def load(self) -> Iterator[tuple[BlockHeader, int, int, int, int, int, int]]:
         """Every stored record: (header, height, status, n_tx, file, data_pos, undo_pos)."""
