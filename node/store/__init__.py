@@ -40,6 +40,17 @@ def table_damage(db, path) -> str | None:
     return problem
 
 
+def table_first_keys(db) -> list[bytes]:
+    """The smallest key of each of the database's tables (from the same listing, where
+    LevelDB writes a key's unprintable bytes as \\xNN)."""
+    import re
+
+    listing = db.get_property(b"leveldb.sstables") or b""
+    unescape = re.compile(rb"\\x([0-9a-f]{2})")
+    return [unescape.sub(lambda m: bytes([int(m.group(1), 16)]), key)
+            for key in re.findall(rb"^ \d+:\d+\['(.*?)' @ \d+ : \d+ \.\. ", listing, re.M)]
+
+
 def _tables(db) -> dict[int, int]:
     """The database's current tables: number -> size."""
     import re

@@ -13,7 +13,7 @@ from consensus.block import BlockHeader
 from consensus.contextual import MEDIAN_TIME_SPAN
 from consensus.hashes import hash_to_hex
 from consensus.serialize import DeserializationError
-from node.store import DatabaseOpenError, db_error_text, table_damage
+from node.store import DatabaseOpenError, db_error_text, table_damage, table_first_keys
 from node.store.layout import (
     ACTIVE_PREFIX,
     BLOCK_PREFIX,
@@ -212,13 +212,9 @@ class BlockIndexDB:
     them durable against machine crashes too."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         try:
             self.db = plyvel.DB(str(path), create_if_missing=True, paranoid_checks=True)
-            # Start-up reads only a few records, so a table cut short or lost is looked for
-            # in the database's metadata (as the UTXO set's), as Core's "Error loading
-            # block database" (its feature_init.py) expects.
-            next(self.db.iterator(verify_checksums=True), None)
-            damage = table_damage(self.db, path)
             version = self.db.get(VERSION_KEY)
             if version is None and next(self.db.iterator(prefix=BLOCK_PREFIX), None) is None:
                 self.db.put(VERSION_KEY, INDEX_VERSION)  # (a new index starts in format 2)
@@ -227,9 +223,6 @@ class BlockIndexDB:
                                 self.db.iterator(prefix=FILE_PREFIX, include_value=False)}
         except plyvel.Error as err:
             raise DatabaseOpenError("block", db_error_text(err)) from None
-        if damage:
-            self.db.close()
-            raise DatabaseOpenError("block", damage)
         if version not in (None, INDEX_VERSION):
             self.db.close()
             raise DatabaseOpenError("block", f"unknown block index format {version.hex()}")
@@ -239,6 +232,21 @@ class BlockIndexDB:
 
     def close(self) -> None:
         self.db.close()
+
+    def check_tables(self) -> None:
+        """Raise plyvel.Error if a table is damaged: its size is not the one the database's
+        metadata gives (table_damage), or its first block fails its checksum. Core's load
+        reads every record and fails there on a damaged table ("Error loading block
+        database", its feature_init.py); start-up here reads a few records, the others when
+        they are first used (checksums verified too)."""
+        damage = table_damage(self.db, self.path)
+        if damage:
+            raise plyvel.CorruptionError(damage)
+        try:
+            for key in table_first_keys(self.db):
+                next(self.db.iterator(start=key, verify_checksums=True), None)
+        except plyvel.Error as err:
+            raise type(err)(db_error_text(err)) from None
 
     # -- entries -------------------------------------------------------------------------------
 

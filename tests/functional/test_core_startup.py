@@ -168,6 +168,7 @@ def test_damaged_databases_refuse_to_start_with_cores_errors(tmp_path):
         ("chainstate/*.ldb", "delete", [], "Error opening coins database"),
         ("chainstate/*.ldb", "perturb", [], "Error opening coins database"),
         ("blocks/index/*.ldb", "delete", [], "Error opening block database"),
+        ("blocks/index/*.ldb", "perturb", [], "Error loading block database"),
         ("blocks/blk*.dat", "delete", [], "Error loading block database: missing blk00000.dat"),
         ("blocks/blk*.dat", "perturb", ["-checkblocks=200", "-checklevel=4"],
          "Corrupted block database detected"),

@@ -1,7 +1,8 @@
 """A LevelDB database of several tables with one of the older ones cut short or lost is
 refused when it is opened (the UTXO set, and -reindex-chainstate's check of the index), naming
-the file, although reading its first record still works (issue 18); the block index, whose
-every record is read at load, fails there, as Core's "Error loading block database"."""
+the file, although reading its first record still works (issue 18). The block index, whose
+records start-up reads on demand, checks its tables at load (their sizes, and the first block
+of each read): a damaged one fails the load, as Core's "Error loading block database"."""
 
 from __future__ import annotations
 
@@ -87,9 +88,16 @@ def test_older_table_damage_is_refused_at_open(several_tables, tmp_path, how):
             assert victim.name in table_damage(db, path)
         finally:
             db.close()
-    # Both refuse at open: start-up reads only a few records of either (the block index
-    # reads its entries as they are used, node/store/lazyindex.py).
-    openers = [(lambda: CoinsCache(path, 1 << 20), "coins"), (lambda: BlockIndexDB(path), "block")]
+    openers = [(lambda: CoinsCache(path, 1 << 20), "coins")]
+    if how == "missing":  # (LevelDB's own refusal)
+        openers.append((lambda: BlockIndexDB(path), "block"))
+    else:  # the block index opens, and its load's check of the tables fails, as Core's
+        db = BlockIndexDB(path)
+        try:
+            with pytest.raises(plyvel.CorruptionError, match=victim.name):
+                db.check_tables()
+        finally:
+            db.close()
     for open_db, what in openers:
         with pytest.raises(DatabaseOpenError) as err:
             open_db()
@@ -118,3 +126,26 @@ def test_a_table_compacted_away_while_checking_is_not_damage(tmp_path):
     assert "000060.ldb is missing" in table_damage(Compacting([old]), tmp_path)
     (tmp_path / "000061.ldb").write_bytes(b"x" * 4)
     assert "000061.ldb is 4 bytes" in table_damage(Compacting([old, new]), tmp_path)
+
+
+def test_block_index_load_reads_every_table(several_tables, tmp_path):
+    """Core's feature_init.py perturbs bytes 150-349 of each table: here only an older
+    table's, which reading the first record never opens."""
+    path = _copy(several_tables[0], tmp_path)
+    victim = path / f"{several_tables[1]:06d}.ldb"
+    with open(victim, "r+b") as f:
+        f.seek(150)
+        f.write(b"1" * 200)
+    db = BlockIndexDB(path)  # (the tables' sizes are right: it opens)
+    try:
+        assert next(db.db.iterator(verify_checksums=True))[0] == b"B"
+        with pytest.raises(plyvel.CorruptionError, match="checksum"):
+            db.check_tables()
+    finally:
+        db.close()
+    shutil.copy(several_tables[0] / victim.name, victim)
+    db = BlockIndexDB(path)
+    try:
+        db.check_tables()
+    finally:
+        db.close()
