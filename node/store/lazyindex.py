@@ -90,11 +90,11 @@ class LazyIndex:
             raw = self.db.read(block_hash)
             if raw is None:
                 return None
-            e = BlockIndexEntry.from_stored(self._proxy, block_hash, raw)
-            parent = e._prev_hash
-            if e.height and parent not in self._entries and self.db.read(parent) is None:
+            parent = raw[4:36]  # (the header's prev hash; all zeros for the genesis block)
+            if any(parent) and parent not in self._entries and self.db.read(parent) is None:
                 log.warning("index entry %s has no parent; ignored", hash_to_hex(block_hash))
                 return None
+            e = BlockIndexEntry.from_stored(self._proxy, block_hash, raw)
             self._entries[block_hash] = e
         self._add_child(e)
         return e
