@@ -339,6 +339,7 @@ class ChainState:
         block, in that order, so the UTXO set never refers to data that is not on disk."""
         with self.lock:
             self.files.sync()
+            self.active.write_map()
             self.index_db.sync()
             if self.tip is not None:
                 n = self.coins.flush(self.tip.hash, evict)
@@ -372,7 +373,7 @@ class ChainState:
 
     @property
     def tip(self) -> BlockIndexEntry | None:
-        return self.active[-1] if self.active else None
+        return self.active.tip
 
     @property
     def height(self) -> int:
@@ -498,14 +499,19 @@ class ChainState:
         """Add a header to the tree after its proof of work and contextual checks."""
         with self.lock:
             h = header.hash
-            e = self.index.get(h)
+            prev = self.index.get(header.prev_hash)
+            # Only the active chain's entries are stored without being in memory
+            # (lazyindex.py): above it, and without a parent, memory has the answer.
+            if prev is None or prev.height + 1 >= len(self.active):
+                e = self.index.get_loaded(h)
+            else:
+                e = self.index.get(h)
             if e is not None:
                 if e.failed:
                     raise ValidationError("duplicate", 0, "block is marked invalid")
                 return e
             if not check_proof_of_work(h, header.bits, self.params):
                 raise ValidationError("high-hash", 50, "proof of work failed")
-            prev = self.index.get(header.prev_hash)
             if prev is None:
                 raise ValidationError("prev-blk-not-found", 0, "previous block not found")
             if prev.failed:
@@ -581,8 +587,8 @@ class ChainState:
         if len(self._recent) > RECENT_BLOCKS:
             self._recent.popitem(last=False)
         changed = self._link_data(e) if e.prev is None or e.prev.chain_tx else [e]
-        if new:
-            self.index_db.put(e, leaf=True)
+        if new or len(changed) == 1:
+            self.index_db.put(e, leaf=new)
         else:  # (one batch: the records' transaction counts agree after a crash)
             self.index_db.put_many(changed)
 

@@ -18,6 +18,7 @@ from node.store.layout import (
     ACTIVE_PREFIX,
     BLOCK_PREFIX,
     FILE_PREFIX,
+    INDEX_RECORD,
     INDEX_RECORD_SIZE,
     INDEX_RECORD_SIZE_V1,
     INDEX_VERSION,
@@ -27,7 +28,6 @@ from node.store.layout import (
     VERSION_KEY,
     active_key,
     block_key,
-    encode_index_record,
     file_key,
     file_of_key,
 )
@@ -51,9 +51,8 @@ _RECORD_HEAD = struct.Struct("<IIIiII")  # height .. undo_pos, after the header
 KEY_HASH = slice(len(BLOCK_PREFIX), None)  # a record key's block hash: key[KEY_HASH]
 # A stored record's fields (layout.py), the header's prev hash left out: version,
 # merkle_root, time, bits, nonce, then height, status, n_tx, file, data_pos, undo_pos (the
-# fields of both formats), then chain_work and chain_tx (format 2 only).
+# fields of both formats; INDEX_RECORD has all of format 2's).
 RECORD_FIELDS = struct.Struct("<i32x32sIIIIIIiII")
-_RECORD_TAIL = struct.Struct("<32sQ")
 
 
 def _skip_height(height: int) -> int:
@@ -106,14 +105,12 @@ class BlockIndexEntry:
             raise DeserializationError(f"block index record of {len(raw)} bytes")
         e = cls.__new__(cls)
         e.hash = block_hash
-        (e.version, e.merkle_root, e.time, e.bits, e.nonce, e.height, e.status, e.n_tx, e.file,
-         e.data_pos, e.undo_pos) = RECORD_FIELDS.unpack_from(raw)
-        work, e.chain_tx = _RECORD_TAIL.unpack_from(raw, INDEX_RECORD_SIZE_V1)
+        (e.version, e._prev_hash, e.merkle_root, e.time, e.bits, e.nonce, e.height, e.status,
+         e.n_tx, e.file, e.data_pos, e.undo_pos, work, e.chain_tx) = INDEX_RECORD.unpack(raw)
         e.chain_work = int.from_bytes(work, "little")
         e.seq_id = 1  # (loaded blocks tie: the first seen of equal work is the one loaded)
         e._mtp = None
         e._tree = tree
-        e._prev_hash = raw[4:36]
         if e.height == 0:
             e.prev = e.skip = None
         return e
@@ -255,12 +252,13 @@ class BlockIndexDB:
         if not leaf and (e.file < 0 or e.file in self.block_files):
             self.db.put(block_key(e.hash), self._record(e))
             return
-        with self.db.write_batch() as batch:
-            self._put(batch, e)
-            if leaf:
-                batch.put(LEAF_PREFIX + e.hash, b"")
-                if e.prev is not None:
-                    batch.delete(LEAF_PREFIX + e.prev.hash)
+        batch = self.db.write_batch()
+        self._put(batch, e)
+        if leaf:
+            batch.put(LEAF_PREFIX + e.hash, b"")
+            if e.prev is not None:
+                batch.delete(LEAF_PREFIX + e.prev.hash)
+        batch.write()
 
     def put_many(self, entries: list[BlockIndexEntry], sync: bool = False) -> None:
         with self.db.write_batch(sync=sync) as batch:
@@ -275,10 +273,10 @@ class BlockIndexDB:
 
     @staticmethod
     def _record(e: BlockIndexEntry) -> bytes:
-        return encode_index_record(
-            e.header().serialize(), e.height, e.status, e.n_tx, e.file, e.data_pos, e.undo_pos,
-            e.chain_work, e.chain_tx,
-        )
+        return INDEX_RECORD.pack(
+            e.version, e.prev_hash, e.merkle_root, e.time, e.bits, e.nonce, e.height, e.status,
+            e.n_tx, e.file, e.data_pos, e.undo_pos, e.chain_work.to_bytes(32, "little"),
+            e.chain_tx)
 
     def read(self, block_hash: bytes) -> bytes | None:
         """One entry's stored record, or None."""
@@ -296,9 +294,6 @@ class BlockIndexDB:
     def active_hash(self, height: int) -> bytes | None:
         return self.db.get(active_key(height))
 
-    def set_active(self, height: int, block_hash: bytes) -> None:
-        self.db.put(active_key(height), block_hash)
-
     def set_active_many(self, pairs: list[tuple[int, bytes]], above: int) -> None:
         """Write (height, hash) pairs of the active chain and drop every height above
         `above`, in one batch."""
@@ -308,9 +303,6 @@ class BlockIndexDB:
                 batch.delete(key)
             for height, block_hash in pairs:
                 batch.put(active_key(height), block_hash)
-
-    def drop_active(self, height: int) -> None:
-        self.db.delete(active_key(height))
 
     def leaves(self) -> list[bytes]:
         return [k[len(LEAF_PREFIX):] for k in

@@ -66,9 +66,10 @@ VERSION_KEY = b"V"
 INDEX_VERSION = b"\x02"
 REINDEX_KEY = b"R"
 SYNC_KEY = b"S"
-_INDEX_REC = struct.Struct("<80sIIIiII32sQ")
-# (header, height, status, n_tx, file, data_pos, undo_pos, chain_work, chain_tx): 144 bytes
-INDEX_RECORD_SIZE = _INDEX_REC.size
+# One record: the header's fields (version, prev hash, merkle root, time, bits, nonce), then
+# height, status, n_tx, file, data_pos, undo_pos, chain_work (32 bytes LE), chain_tx.
+INDEX_RECORD = struct.Struct("<i32s32sIIIIIIiII32sQ")
+INDEX_RECORD_SIZE = INDEX_RECORD.size  # 144
 INDEX_RECORD_SIZE_V1 = 104  # format 1: the same fields up to undo_pos
 _U32_BE = struct.Struct(">I")
 
@@ -87,19 +88,6 @@ def file_key(n: int) -> bytes:
 
 def file_of_key(key: bytes) -> int:
     return _U32_BE.unpack_from(key, 1)[0]
-
-
-def encode_index_record(header: bytes, height: int, status: int, n_tx: int, file: int,
-                        data_pos: int, undo_pos: int, chain_work: int, chain_tx: int) -> bytes:
-    return _INDEX_REC.pack(header, height, status, n_tx, file, data_pos, undo_pos,
-                           chain_work.to_bytes(32, "little"), chain_tx)
-
-
-def decode_index_record(raw: bytes) -> tuple[bytes, int, int, int, int, int, int, int, int]:
-    if len(raw) != _INDEX_REC.size:
-        raise DeserializationError(f"block index record of {len(raw)} bytes")
-    *fields, work, chain_tx = _INDEX_REC.unpack(raw)
-    return (*fields, int.from_bytes(work, "little"), chain_tx)  # type: ignore[return-value]
 
 
 # -- chainstate ----------------------------------------------------------------------------

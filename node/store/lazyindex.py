@@ -60,6 +60,10 @@ class LazyIndex:
         e = self._entries.get(block_hash)
         return e if e is not None else self._read(block_hash)
 
+    def get_loaded(self, block_hash: bytes) -> BlockIndexEntry | None:
+        """The entry if it is in memory (every entry off the active chain is)."""
+        return self._entries.get(block_hash)
+
     def __getitem__(self, block_hash: bytes) -> BlockIndexEntry:
         e = self.get(block_hash)
         if e is None:
@@ -90,8 +94,9 @@ class LazyIndex:
             raw = self.db.read(block_hash)
             if raw is None:
                 return None
-            parent = raw[4:36]  # (the header's prev hash; all zeros for the genesis block)
-            if any(parent) and parent not in self._entries and self.db.read(parent) is None:
+            parent = raw[4:36]  # (the header's prev hash; then the height, at 80)
+            if raw[80:84] != b"\0\0\0\0" and parent not in self._entries \
+                    and self.db.read(parent) is None:
                 log.warning("index entry %s has no parent; ignored", hash_to_hex(block_hash))
                 return None
             e = BlockIndexEntry.from_stored(self._proxy, block_hash, raw)
@@ -164,15 +169,19 @@ class LazyIndex:
 
 class ActiveChain:
     """The active chain by height (Core's CChain), as a sequence: entries are read through
-    the index database's height map when first used. Appending and popping write the map
-    (unsynced: start-up puts it right against the UTXO set's best block, see set_tip)."""
+    the index database's height map when first used. Appending and popping change memory
+    only; write_map stores the heights changed since, at each flush (before the UTXO set's
+    best block). Start-up puts the map right against that best block (set_tip), whatever a
+    crash left. A slot not in memory is below every height changed since start-up, so the
+    map has it right."""
 
     def __init__(self, index: LazyIndex, db: BlockIndexDB) -> None:
         self._index = index
         self._db = db
         self._entries: list[BlockIndexEntry | None] = []
+        self._stored = 0  # heights below this are in the map as in memory
         # Readers without the chain's lock (RPC threads) fill slots as the chain thread
-        # appends and pops: a slot is filled only under this lock, from the map as it is.
+        # appends and pops: a slot is filled only under this lock, and only if still empty.
         self._lock = threading.Lock()
         index.active = weakref.proxy(self)
 
@@ -187,6 +196,15 @@ class ActiveChain:
             return [self._at(h) for h in range(*i.indices(len(self._entries)))]
         e = self._entries[i]
         return e if e is not None else self._at(i % len(self._entries))
+
+    @property
+    def tip(self) -> BlockIndexEntry | None:
+        """The last entry, or None."""
+        entries = self._entries
+        if not entries:
+            return None
+        e = entries[-1]
+        return e if e is not None else self._at(len(entries) - 1)
 
     def __iter__(self) -> Iterator[BlockIndexEntry]:
         h = 0
@@ -204,7 +222,7 @@ class ActiveChain:
             raise IndexGapError(f"block index: no active chain entry at height {height}; "
                                 "restart with -reindex")
         with self._lock:
-            if self._entries[height] is None and self._db.active_hash(height) == e.hash:
+            if self._entries[height] is None:
                 self._entries[height] = e
             return self._entries[height]  # type: ignore[return-value]
 
@@ -226,18 +244,26 @@ class ActiveChain:
     def append(self, e: BlockIndexEntry) -> None:
         with self._lock:
             self._entries.append(e)
-            self._db.set_active(e.height, e.hash)
 
     def pop(self) -> BlockIndexEntry:
         e = self[-1]
         e.skip  # noqa: B018  (set while on the active chain: see lazyindex's docstring)
         with self._lock:
             self._entries.pop()
-            self._db.drop_active(e.height)
+            self._stored = min(self._stored, len(self._entries))
         return e
 
     def clear(self) -> None:
         self._entries = []
+        self._stored = 0
+
+    def write_map(self) -> None:
+        """Store the heights changed since the last write, and drop those above the tip."""
+        entries = self._entries
+        self._db.set_active_many([(h, entries[h].hash)  # type: ignore[union-attr]
+                                  for h in range(self._stored, len(entries))],
+                                 len(entries) - 1)
+        self._stored = len(entries)
 
     def set_tip(self, tip: BlockIndexEntry | None) -> None:
         """Start-up: the chain ending at `tip` (the UTXO set's best block). The stored map
@@ -247,7 +273,7 @@ class ActiveChain:
         always one chain)."""
         if tip is None:
             self._db.set_active_many([], -1)
-            self._entries = []
+            self.clear()
             return
         fixes = []
         e: BlockIndexEntry | None = tip
@@ -256,3 +282,4 @@ class ActiveChain:
             e = e.prev
         self._db.set_active_many(fixes, tip.height)
         self._entries = [None] * tip.height + [tip]
+        self._stored = len(self._entries)
