@@ -201,7 +201,6 @@ class ChainState:
         with self.lock:
             self.reset_memory()
             log.info("Loading block index...")
-            self.index_db.check_tables()
             upgrade = self.index_db.needs_upgrade
             if upgrade:
                 log.info("Upgrading the block index: chain work into its records")

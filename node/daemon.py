@@ -356,7 +356,7 @@ class Node:
                                     if cfg.arg_bool("fastprune") else MAX_BLOCKFILE_SIZE)
         except DatabaseOpenError as err:
             log.error("%s", err)
-            raise _load_error(f"Error opening {err.what} database", err) from None
+            raise _load_error(f"Error {err.verb} {err.what} database", err) from None
         self.chain.max_tip_age = cfg.arg_int("maxtipage", self.chain.max_tip_age)
         self.chain.stop_at_height = cfg.arg_int("stopatheight", 0)  # Core's -stopatheight
         self.chain.on_stop_height = self.request_shutdown

@@ -3,11 +3,14 @@
 
 class DatabaseOpenError(Exception):
     """A database could not be opened or read at start-up: `what` is "block" (the block
-    index) or "coins" (the UTXO set), as Core names them in its start-up errors."""
+    index) or "coins" (the UTXO set), as Core names them in its start-up errors; `verb`
+    "opening", or "loading" where Core finds the damage as it reads the records (its
+    "Error loading block database")."""
 
-    def __init__(self, what: str, detail: str) -> None:
+    def __init__(self, what: str, detail: str, verb: str = "opening") -> None:
         super().__init__(detail)
         self.what = what
+        self.verb = verb
 
 
 def db_error_text(err: Exception) -> str:

@@ -212,6 +212,13 @@ class BlockIndexDB:
         self.path = path
         try:
             self.db = plyvel.DB(str(path), create_if_missing=True, paranoid_checks=True)
+        except plyvel.Error as err:
+            raise DatabaseOpenError("block", db_error_text(err)) from None
+        damage = self._table_damage()  # (before anything is read)
+        if damage:
+            self.db.close()
+            raise DatabaseOpenError("block", damage, "loading")
+        try:
             version = self.db.get(VERSION_KEY)
             if version is None and next(self.db.iterator(prefix=BLOCK_PREFIX), None) is None:
                 self.db.put(VERSION_KEY, INDEX_VERSION)  # (a new index starts in format 2)
@@ -219,7 +226,8 @@ class BlockIndexDB:
             self.block_files = {file_of_key(k) for k in
                                 self.db.iterator(prefix=FILE_PREFIX, include_value=False)}
         except plyvel.Error as err:
-            raise DatabaseOpenError("block", db_error_text(err)) from None
+            self.db.close()
+            raise DatabaseOpenError("block", db_error_text(err), "loading") from None
         if version not in (None, INDEX_VERSION):
             self.db.close()
             raise DatabaseOpenError("block", f"unknown block index format {version.hex()}")
@@ -230,20 +238,21 @@ class BlockIndexDB:
     def close(self) -> None:
         self.db.close()
 
-    def check_tables(self) -> None:
-        """Raise plyvel.Error if a table is damaged: its size is not the one the database's
-        metadata gives (table_damage), or its first block fails its checksum. Core's load
-        reads every record and fails there on a damaged table ("Error loading block
-        database", its feature_init.py); start-up here reads a few records, the others when
-        they are first used (checksums verified too)."""
-        damage = table_damage(self.db, self.path)
-        if damage:
-            raise plyvel.CorruptionError(damage)
+    def _table_damage(self) -> str | None:
+        """What is wrong with a table: its size is not the one the database's metadata
+        gives (table_damage), or its first block fails its checksum. Core's load reads every
+        record and fails on a damaged table ("Error loading block database", its
+        feature_init.py); start-up here reads a few records, the others when they are first
+        used (checksums verified too)."""
         try:
+            damage = table_damage(self.db, self.path)
+            if damage:
+                return damage
             for key in table_first_keys(self.db):
                 next(self.db.iterator(start=key, verify_checksums=True), None)
         except plyvel.Error as err:
-            raise type(err)(db_error_text(err)) from None
+            return db_error_text(err)
+        return None
 
     # -- entries -------------------------------------------------------------------------------
 
