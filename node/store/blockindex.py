@@ -55,7 +55,7 @@ KEY_HASH = slice(len(BLOCK_PREFIX), None)  # a record key's block hash: key[KEY_
 RECORD_FIELDS = struct.Struct("<i32x32sIIIIIIiII")
 
 
-def _skip_height(height: int) -> int:
+def skip_height(height: int) -> int:
     """Height the skip pointer jumps to (Core's GetSkipHeight): O(log n) ancestor lookups."""
     if height < 2:
         return 0
@@ -95,7 +95,7 @@ class BlockIndexEntry:
         self.chain_tx = 0  # transactions up to here if every ancestor's data is stored, else 0
         self.seq_id = 0  # order in which block data arrived: first seen wins a work tie
         self._mtp: int | None = None
-        self.skip = prev.ancestor(_skip_height(self.height)) if prev else None
+        self.skip = prev.ancestor(skip_height(self.height)) if prev else None
 
     @classmethod
     def from_stored(cls, tree, block_hash: bytes, raw: bytes) -> BlockIndexEntry:
@@ -128,7 +128,7 @@ class BlockIndexEntry:
 
     def set_skip(self) -> None:
         """Set the skip pointer by walking from prev (whose ancestors have theirs)."""
-        self.skip = self.prev.ancestor(_skip_height(self.height)) if self.prev else None
+        self.skip = self.prev.ancestor(skip_height(self.height)) if self.prev else None
 
     # -- header --------------------------------------------------------------------------------
 
@@ -154,8 +154,8 @@ class BlockIndexEntry:
         walk = self
         while walk.height > height:
             skip = walk.skip
-            hs = _skip_height(walk.height)
-            hp = _skip_height(walk.height - 1)
+            hs = skip_height(walk.height)
+            hp = skip_height(walk.height - 1)
             if skip is not None and (
                 hs == height
                 or (hs > height and not (hp < hs - 2 and hp >= height))

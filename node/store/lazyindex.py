@@ -29,7 +29,7 @@ from node.store.blockindex import (
     RECORD_FIELDS,
     BlockIndexDB,
     BlockIndexEntry,
-    _skip_height,
+    skip_height,
 )
 
 log = logging.getLogger("validation")
@@ -118,9 +118,10 @@ class LazyIndex:
         return p
 
     def skip_of(self, e: BlockIndexEntry) -> BlockIndexEntry:
-        """Unset only on the active chain (module docstring): one read of the height map.
-        Anywhere else (never, by that rule) the walk from prev is still right."""
-        h = _skip_height(e.height)
+        """On the active chain (where every unset one is, module docstring) one read of
+        the height map; off it (start-up's walk from the leaves, parents first) the walk
+        from prev, whose pointers are set."""
+        h = skip_height(e.height)
         if self.active is not None and self.active.holds(e):
             return self.active[h]
         return e.prev.ancestor(h)
