@@ -86,7 +86,10 @@ class LazyIndex:
         self._entries.clear()
         self._complete = False
 
-    def _read(self, block_hash: bytes) -> BlockIndexEntry | None:
+    def _read(self, block_hash: bytes, linked: bool = False) -> BlockIndexEntry | None:
+        """Read an entry's record. Its parent's record must be stored too, which is checked
+        unless `linked` (the caller found the hash through a stored link: a child's prev
+        hash, the height map)."""
         with self._lock:
             e = self._entries.get(block_hash)
             if e is not None:
@@ -95,7 +98,7 @@ class LazyIndex:
             if raw is None:
                 return None
             parent = raw[4:36]  # (the header's prev hash; then the height, at 80)
-            if raw[80:84] != b"\0\0\0\0" and parent not in self._entries \
+            if not linked and raw[80:84] != b"\0\0\0\0" and parent not in self._entries \
                     and self.db.read(parent) is None:
                 log.warning("index entry %s has no parent; ignored", hash_to_hex(block_hash))
                 return None
@@ -110,8 +113,13 @@ class LazyIndex:
 
     # -- pointers of an entry read on its own (BlockIndexEntry.__getattr__) --------------------
 
+    def get_linked(self, block_hash: bytes) -> BlockIndexEntry | None:
+        """get, for a hash found through a stored link (see _read)."""
+        e = self._entries.get(block_hash)
+        return e if e is not None else self._read(block_hash, linked=True)
+
     def parent_of(self, e: BlockIndexEntry) -> BlockIndexEntry:
-        p = self.get(e._prev_hash)
+        p = self.get_linked(e._prev_hash)
         if p is None:
             raise IndexGapError(f"block index: the parent of {e.hash_hex()} is not stored; "
                                 "restart with -reindex")
@@ -218,7 +226,7 @@ class ActiveChain:
         if e is not None:
             return e
         block_hash = self._db.active_hash(height)
-        e = self._index.get(block_hash) if block_hash is not None else None
+        e = self._index.get_linked(block_hash) if block_hash is not None else None
         if e is None or e.height != height:
             raise IndexGapError(f"block index: no active chain entry at height {height}; "
                                 "restart with -reindex")
