@@ -317,9 +317,6 @@ class BlockIndexDB:
         return [k[len(LEAF_PREFIX):] for k in
                 self.db.iterator(prefix=LEAF_PREFIX, include_value=False)]
 
-    def drop_leaf(self, block_hash: bytes) -> None:
-        self.db.delete(LEAF_PREFIX + block_hash)
-
     def drop_files(self, numbers: set[int], sync: bool = False) -> None:
         """Forget blk files that no longer hold any block (pruned or gone)."""
         with self.db.write_batch(sync=sync) as batch:
