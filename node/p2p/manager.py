@@ -236,6 +236,10 @@ class PeerManager:
             await self.sync.blocks_processed(peer)
             if peer.closed:
                 return
+        if command != "tx":  # (and transactions, which are checked in batches)
+            await self.relay.txs_processed(peer)
+            if peer.closed:
+                return
         if peer.handshake_done and hasattr(peer, "sync_started"):
             self.sync.peer_activity(peer)
             if peer.closed:

@@ -57,6 +57,8 @@ class Relay:
         self._tx_queue: list[tuple[Peer, bytes]] = []  # received, for the next batch
         self._tx_queue_bytes = 0
         self._tx_job: asyncio.Future | None = None
+        # Done once the queued batch has been processed (see txs_processed).
+        self._queued_done: asyncio.Future | None = None
 
     # -- events from the mempool (any thread) ---------------------------------------------
 
@@ -327,19 +329,40 @@ class Relay:
             return  # could never be standard / not now: not worth parsing
         self._tx_queue.append((peer, raw))
         self._tx_queue_bytes += len(raw)
+        if self._queued_done is None:
+            self._queued_done = asyncio.get_running_loop().create_future()
+        peer.txs_done = self._queued_done
         if self._tx_job is None:
             self._start_tx_batch()
         elif self._tx_queue_bytes >= MAX_TX_QUEUE_BYTES:
             await asyncio.shield(self._tx_job)  # backpressure: stop reading until it is done
 
+    async def txs_processed(self, peer: Peer) -> None:
+        """Wait until the transactions this peer sent so far are processed, orphans they
+        resolve included, so that what it sends next is answered as Core would after them
+        (a pong after the transactions before the ping: Core's rpc_orphans.py relies on it,
+        as on blocks, see BlockSync.blocks_processed)."""
+        done = getattr(peer, "txs_done", None)
+        if done is not None and not done.done():
+            await asyncio.wait([done])
+
     def _start_tx_batch(self) -> None:
         batch, self._tx_queue = self._tx_queue, []
         self._tx_queue_bytes = 0
+        done, self._queued_done = self._queued_done, None
         job = self.net.validate(self._accept_batch, [(p.id, raw) for p, raw in batch])
-        job.add_done_callback(lambda f: self._tx_batch_done(batch, f))
+        job.add_done_callback(lambda f: self._tx_batch_done(batch, f, done))
         self._tx_job = job
 
-    def _tx_batch_done(self, batch: list[tuple[Peer, bytes]], job) -> None:
+    def _tx_batch_done(self, batch: list[tuple[Peer, bytes]], job,
+                       done: asyncio.Future | None) -> None:
+        try:
+            self._tx_batch_results(batch, job)
+        finally:
+            if done is not None and not done.done():
+                done.set_result(None)
+
+    def _tx_batch_results(self, batch: list[tuple[Peer, bytes]], job) -> None:
         self._tx_job = None
         if job.cancelled():
             return

@@ -248,6 +248,29 @@ def test_burst_of_relayed_transactions_checked_on_workers(tmp_path):
         p.close()
 
 
+def test_pong_comes_after_the_transactions_sent_before_the_ping(tmp_path):
+    """Core handles a peer's messages in order: once the pong for a ping sent after some
+    transactions arrives, they are processed, orphans they resolve included (Core's
+    rpc_orphans.py checks the mempool right after such a ping). Here the transactions are
+    checked in batches on another thread; the ping waits for them."""
+    with NodeProcess(tmp_path / "n") as n:
+        n.call("generatetoaddress", 101, ADDR)
+        fan = coinbase_spend(n, 1, outputs=200)
+        n.call("sendrawtransaction", fan.serialize().hex())
+        n.call("generatetoaddress", 1, ADDR)  # (children of one mempool parent are limited)
+        kids = [spend_outputs([(OutPoint(fan.txid, i), fan.vout[i].value)], fee=1000)
+                for i in range(200)]
+        orphan = spend_outputs([(OutPoint(kids[0].txid, 0), kids[0].vout[0].value)])
+        p = peer(n)
+        # An orphan first, then its parent among 200 others, then the ping, in one write:
+        # the batch takes longer to check than a pong takes to send.
+        p.send_raw(b"".join(m.frame(MAGIC, "tx", t.serialize()) for t in [orphan] + kids)
+                   + m.frame(MAGIC, "ping", m.Ping(7).serialize()))
+        p.wait_for("pong", 30, pred=lambda msg: msg.nonce == 7)
+        assert len(n.call("getrawmempool")) == 201  # (at once: no waiting here)
+        p.close()
+
+
 def test_invalid_tx_disconnects_policy_failure_does_not(node):
     p = peer(node)
     low_fee = coinbase_spend(node, 3, fee=5)  # below the relay fee: policy only
