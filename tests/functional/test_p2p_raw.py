@@ -232,14 +232,21 @@ def test_tx_from_peer_accepted_and_orphan_parents_requested(node, follower):
     p.close()
 
 
+def confirmed_fan_children(n, count: int) -> list:
+    """`count` transactions, each spending one output of a confirmed transaction of a fresh
+    node's (none of them in the mempool yet, and not children of one mempool parent, whose
+    number is limited)."""
+    n.call("generatetoaddress", 101, ADDR)
+    fan = coinbase_spend(n, 1, outputs=count)
+    n.call("sendrawtransaction", fan.serialize().hex())
+    n.call("generatetoaddress", 1, ADDR)
+    return [spend_outputs([(OutPoint(fan.txid, i), fan.vout[i].value)], fee=1000)
+            for i in range(count)]
+
+
 def test_burst_of_relayed_transactions_checked_on_workers(tmp_path):
     with NodeProcess(tmp_path / "n", "-par=2", "-debug=net") as n:
-        n.call("generatetoaddress", 101, ADDR)
-        fan = coinbase_spend(n, 1, outputs=300)
-        n.call("sendrawtransaction", fan.serialize().hex())
-        n.call("generatetoaddress", 1, ADDR)  # (children of one mempool parent are limited)
-        kids = [spend_outputs([(OutPoint(fan.txid, i), fan.vout[i].value)], fee=1000)
-                for i in range(300)]
+        kids = confirmed_fan_children(n, 300)
         p = peer(n)
         p.send_raw(b"".join(m.frame(MAGIC, "tx", k.serialize()) for k in kids))
         wait_until(lambda: len(n.call("getrawmempool")) == 300, 30, "all accepted")
@@ -254,12 +261,7 @@ def test_pong_comes_after_the_transactions_sent_before_the_ping(tmp_path):
     rpc_orphans.py checks the mempool right after such a ping). Here the transactions are
     checked in batches on another thread; the ping waits for them."""
     with NodeProcess(tmp_path / "n") as n:
-        n.call("generatetoaddress", 101, ADDR)
-        fan = coinbase_spend(n, 1, outputs=200)
-        n.call("sendrawtransaction", fan.serialize().hex())
-        n.call("generatetoaddress", 1, ADDR)  # (children of one mempool parent are limited)
-        kids = [spend_outputs([(OutPoint(fan.txid, i), fan.vout[i].value)], fee=1000)
-                for i in range(200)]
+        kids = confirmed_fan_children(n, 200)
         orphan = spend_outputs([(OutPoint(kids[0].txid, 0), kids[0].vout[0].value)])
         p = peer(n)
         # An orphan first, then its parent among 200 others, then the ping, in one write:
