@@ -43,23 +43,28 @@ def table_damage(db, path) -> str | None:
     return problem
 
 
-def table_first_keys(db) -> list[bytes]:
-    """The smallest key of each of the database's tables (from the same listing, where
-    LevelDB writes a key's unprintable bytes as \\xNN)."""
+def _listing(db) -> list[tuple[int, int, bytes | None]]:
+    """The database's current tables, from its "leveldb.sstables" property: (number, size,
+    smallest key or None where the line has none), the key with the unprintable bytes
+    LevelDB writes as \\xNN restored."""
     import re
 
     listing = db.get_property(b"leveldb.sstables") or b""
     unescape = re.compile(rb"\\x([0-9a-f]{2})")
-    return [unescape.sub(lambda m: bytes([int(m.group(1), 16)]), key)
-            for key in re.findall(rb"^ \d+:\d+\['(.*?)' @ \d+ : \d+ \.\. ", listing, re.M)]
+    line = re.compile(rb"^ (\d+):(\d+)\[(?:'(.*?)' @ \d+ : \d+ \.\. )?", re.M)
+    return [(int(n), int(size),
+             unescape.sub(lambda m: bytes([int(m.group(1), 16)]), key) if key else None)
+            for n, size, key in line.findall(listing)]
+
+
+def table_first_keys(db) -> list[bytes]:
+    """The smallest key of each of the database's tables."""
+    return [key for _, _, key in _listing(db) if key is not None]
 
 
 def _tables(db) -> dict[int, int]:
     """The database's current tables: number -> size."""
-    import re
-
-    listing = db.get_property(b"leveldb.sstables") or b""
-    return {int(n): int(size) for n, size in re.findall(rb"^ (\d+):(\d+)\[", listing, re.M)}
+    return {n: size for n, size, _ in _listing(db)}
 
 
 def _table_problem(db, path) -> tuple[int, str] | None:
