@@ -584,7 +584,7 @@ class ChainState:
         self._seq += 1
         self._recent[e.hash] = block
         if len(self._recent) > RECENT_BLOCKS:
-            self._recent.popitem(last=False)
+            self.scripts.drop_later(self._recent.popitem(last=False))
         changed = self._link_data(e) if e.prev is None or e.prev.chain_tx else [e]
         if new or len(changed) == 1:
             self.index_db.put(e, leaf=new)
@@ -622,7 +622,7 @@ class ChainState:
             )
             check_block_contextual(block, height, tip.median_time_past(), self.params)
             probe = BlockIndexEntry(block.header, tip)
-            self._connect_block(block, probe)
+            self._connect_block(block, probe, just_check=True)
 
     # =========================================================================================
     # best chain
@@ -721,9 +721,9 @@ class ChainState:
             block = self.params.genesis  # (known: even with its file pruned or lost)
         else:
             block = self._read_stored(e)
-        changes, spent, fresh_ok = self._connect_block(block, e)
+        changes, undo, fresh_ok = self._connect_block(block, e)
         if e.prev is not None:
-            e.undo_pos = self.files.write_undo(e.file, encode_undo(spent), e.prev.hash)
+            e.undo_pos = self.files.write_undo(e.file, undo, e.prev.hash)
             e.status |= HAVE_UNDO
         e.raise_validity(VALID_SCRIPTS)
         self.index_db.put(e)
@@ -783,13 +783,19 @@ class ChainState:
             return len(gone)
 
     def _connect_block(
-        self, block: Block, e: BlockIndexEntry
-    ) -> tuple[dict[bytes, Coin | None], list[list[Coin]], bool]:
-        """Core's ConnectBlock without side effects: returns the coin changes, the coins
-        spent per transaction (undo data) and whether new coins may be marked fresh."""
+        self, block: Block, e: BlockIndexEntry, just_check: bool = False
+    ) -> tuple[dict[bytes, Coin | None], bytes, bool]:
+        """Core's ConnectBlock without side effects: returns the coin changes, the undo
+        record (the coins spent per transaction, encoded) and whether new coins may be marked
+        fresh. just_check (Core's fJustCheck, for TestBlockValidity): no undo record, and
+        the transactions whose scripts pass go into the script execution cache.
+
+        Work that does not feed the script checks (the BIP30 lookups, encoding the undo
+        record) is done after the last check is handed out, while the workers check, not
+        before the first; a block with several errors still reports the one Core reports."""
         params = self.params
         if e.prev is None:  # genesis: its coinbase is not spendable
-            return {}, [], True
+            return {}, b"", True
         height = e.height
         prev = e.prev
         changes: dict[bytes, Coin | None] = {}
@@ -804,11 +810,14 @@ class ChainState:
         enforce_bip30 = BIP30_REPEATS.get(height) != e.hash
         if enforce_bip30 and params.bip34_hash is not None and prev.height >= params.bip34_height:
             enforce_bip30 = prev.ancestor(params.bip34_height).hash != params.bip34_hash
-        if enforce_bip30 or height >= BIP34_IMPLIES_BIP30_LIMIT:
+        check_bip30 = enforce_bip30 or height >= BIP34_IMPLIES_BIP30_LIMIT
+
+        def bip30() -> None:
+            """No output of the block may exist already (in the UTXO set before it)."""
             for tx in block.txs:
                 txid = tx.txid
                 for n in range(len(tx.vout)):
-                    if get(outpoint_key(txid, n)) is not None:
+                    if cache_get(outpoint_key(txid, n)) is not None:
                         raise ValidationError("bad-txns-BIP30", 100,
                                               "tried to overwrite transaction")
 
@@ -823,7 +832,9 @@ class ChainState:
         # Script checks go to the workers as each transaction is prepared (Core's
         # CCheckQueueControl): they verify while this loop reads the next transaction's coins.
         # (its input count: the worker gets the first checks after a few transactions)
-        scripts = self.scripts.begin_block(sum([len(tx.vin) for tx in block.txs]))
+        scripts = self.scripts.begin_block(sum([len(tx.vin) for tx in block.txs]),
+                                           store=just_check)
+        bip30_pending = check_bip30
         try:
             for i, tx in enumerate(block.txs):
                 txid = tx.txid
@@ -877,11 +888,20 @@ class ChainState:
                     changes[key] = Coin(out.value, spk, height, i == 0)
                     created.add(key)
 
+            if bip30_pending:
+                bip30_pending = False
+                bip30()
+            undo = b"" if just_check else encode_undo(spent_all)
             block_reward_ok(block, height, fees, params)
             scripts.finish()
+            self.scripts.drop_later(scripts)
+        except ValidationError:
+            if bip30_pending:
+                bip30()  # Core checks BIP30 before the transactions: its error comes first
+            raise
         finally:
             scripts.close()
-        return changes, spent_all, enforce_bip30
+        return changes, undo, enforce_bip30
 
     def _read_stored(self, e: BlockIndexEntry) -> Block:
         """Block e's data to connect or disconnect it: the parsed block if it was received

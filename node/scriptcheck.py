@@ -78,6 +78,7 @@ class ScriptChecker:
         # transactions and inputs that had to be checked.
         self.stats = {"blocks": 0, "txs_cached": 0, "txs_checked": 0, "inputs_checked": 0}
         self._local = threading.local()  # the calling thread's idle task (while_checking)
+        self._garbage: list[object] = []  # see drop_later
 
     @classmethod
     def from_par(cls, par: int | None) -> ScriptChecker:
@@ -90,11 +91,12 @@ class ScriptChecker:
     def parallel(self) -> bool:
         return self.pool.workers > 0
 
-    def check_block(self, jobs: list[Job]) -> None:
-        """Check a block's (tx, spent outputs, flags) jobs; raises ValidationError."""
+    def check_block(self, jobs: list[Job], store: bool = False) -> None:
+        """Check a block's (tx, spent outputs, flags) jobs; raises ValidationError. store:
+        see begin_block."""
         if not jobs:
             return
-        with self.begin_block() as block:
+        with self.begin_block(store=store) as block:
             for job in jobs:
                 block.add(job)
             block.finish()
@@ -113,12 +115,21 @@ class ScriptChecker:
         finally:
             self._local.task = None
 
-    def begin_block(self, n_inputs: int = 0) -> BlockScripts:
+    def begin_block(self, n_inputs: int = 0, store: bool = False) -> BlockScripts:
         """Checks of a block whose jobs are added as they are prepared (the workers start on
         them at once): `with checker.begin_block() as b: b.add(job) ...; b.finish()`.
         n_inputs, the block's input count if known, lets a large block's first chunk go to
-        the workers after a few transactions (CheckSession's expect_inputs)."""
-        return BlockScripts(self, n_inputs)
+        the workers after a few transactions (CheckSession's expect_inputs). store: put the
+        transactions that pass in the script execution cache, as Core's TestBlockValidity
+        does; a block being connected only looks them up (Core's ConnectBlock)."""
+        return BlockScripts(self, n_inputs, store)
+
+    def drop_later(self, obj: object) -> None:
+        """Keep obj until the next block's scripts are being checked, and drop it then.
+        Freeing a parsed block or a block's check session frees thousands of objects
+        (0.5 ms each on connect.py's blocks); between two blocks the workers would wait for
+        it, during the checks they do not."""
+        self._garbage.append(obj)
 
     def _done(self, n_jobs: int, cached: int, inputs: int) -> None:
         st = self.stats
@@ -138,10 +149,10 @@ class BlockScripts:
     pool with the process's script execution cache); finish() raises Core's
     block-script-verify-flag-failed ValidationError for the first failing input."""
 
-    def __init__(self, checker: ScriptChecker, n_inputs: int = 0) -> None:
+    def __init__(self, checker: ScriptChecker, n_inputs: int = 0, store: bool = False) -> None:
         self.checker = checker
         self.session = CheckSession(checker.pool, cache=SCRIPT_EXECUTION_CACHE,
-                                    expect_inputs=n_inputs)
+                                    expect_inputs=n_inputs, store=store)
         self.add = self.session.add
 
     def __enter__(self) -> BlockScripts:
@@ -151,14 +162,18 @@ class BlockScripts:
         self.close()
 
     def finish(self) -> None:
+        task = getattr(self.checker._local, "task", None)
+        garbage = self.checker._garbage
+        idle = [garbage.clear] if task is None else [garbage.clear, task]
         try:
-            cached, inputs = self.session.finish(getattr(self.checker._local, "task", None))
+            cached, inputs = self.session.finish(idle)
         except ScriptError as err:
             where = f" in transaction {err.txid[::-1].hex()} input {err.input_index}" if (
                 err.txid is not None) else ""
             raise ValidationError(
                 f"block-script-verify-flag-failed ({err.message})", 100, f"{err.code}{where}"
             ) from None
+        garbage.clear()  # (if there was no checking to overlap with)
         self.checker._done(len(self.session.items), cached, inputs)
 
     def close(self) -> None:

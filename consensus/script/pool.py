@@ -566,9 +566,14 @@ class CheckSession:
             cached, inputs = session.finish()   # raises ScriptError, first failure in order
 
     Items are looked up in the script execution cache as they are added; only misses are
-    checked. While items arrive, full chunks of stream_chunk_inputs go to the workers as
-    they free up (two in flight each) once the batch has min_parallel_inputs inputs; at
-    finish() what has not been handed out is split again in shrinking chunks, and with
+    checked, and those that pass are stored unless store=False (Core's ConnectBlock only
+    consults the cache: a block is connected once; its TestBlockValidity stores). Without
+    storing, an empty cache (an import, a node's initial sync) is not consulted at all:
+    no lookup could hit, and each would cost a salted hash.
+
+    While items arrive, full chunks of stream_chunk_inputs go to the workers as they free
+    up (two in flight each) once the batch has min_parallel_inputs inputs; at finish()
+    what has not been handed out is split again in shrinking chunks, and with
     caller_checks the calling thread checks some of them. A batch smaller than
     min_parallel_inputs is checked in the calling thread at finish(). The session holds
     the pool from its first hand-out to finish() or close(); close() without finish()
@@ -583,14 +588,17 @@ class CheckSession:
         use_sigcache: bool = True,
         stream_chunk_inputs: int | None = None,
         expect_inputs: int = 0,
+        store: bool = True,
     ) -> None:
         """expect_inputs: how many inputs the caller will add, if known (a block's). When
         that is enough for the workers, they get a first, small chunk at once, instead of
         idling until min_parallel_inputs inputs have arrived."""
         self.pool = pool
-        self.cache: ScriptExecutionCache | None = (
-            SCRIPT_EXECUTION_CACHE if cache is _DEFAULT else cache  # type: ignore[assignment]
-        )
+        cache = SCRIPT_EXECUTION_CACHE if cache is _DEFAULT else cache
+        if not store and cache is not None and not len(cache):  # type: ignore[arg-type]
+            cache = None
+        self.cache: ScriptExecutionCache | None = cache  # type: ignore[assignment]
+        self.store = store
         self.use_sigcache = use_sigcache
         self.stream_chunk = stream_chunk_inputs or max(pool.min_chunk_inputs,
                                                        pool.max_chunk_inputs // 2)
@@ -755,12 +763,12 @@ class CheckSession:
             out.append(cur)
         self.chunks[self._next:] = out
 
-    def finish(self, idle: Callable[[], None] | None = None) -> tuple[int, int]:
+    def finish(self, idle: Sequence[Callable[[], None]] = ()) -> tuple[int, int]:
         """Wait for every check; raises ScriptError (with .txid and .input_index) for the
         first failing input in item order. Returns (transactions found in the cache,
         inputs checked); successes go into the cache.
 
-        idle: other work of the caller's, run once while the workers check (see
+        idle: other work of the caller's, each task run once while the workers check (see
         _run_idle); it must not depend on the outcome of these checks."""
         if self._finished:
             raise RuntimeError("CheckSession already finished")
@@ -790,19 +798,18 @@ class CheckSession:
         if self.failure is not None:
             pos, index, code = self.failure
             raise ScriptError(code, self.items[pos][0].txid, index)
-        if self.cache is not None:
+        if self.cache is not None and self.store:
             add = self.cache.add
             for pos in self.todo:
                 for k in self.keys[pos]:
                     add(k)
         return self.cached, self.n_inputs
 
-    def _finish_parallel(self, idle: Callable[[], None] | None) -> None:
+    def _finish_parallel(self, idle: Sequence[Callable[[], None]]) -> None:
         self._resplit()
         for fd in self._by_fd:
             self._feed(fd)
-        if idle is not None:
-            self._run_idle(idle)
+        self._run_idle(idle)
         if self.pool.caller_checks:
             txdata: dict[int, PrecomputedTxData] = {}
             sigcache = _lookup_sigcache(self.use_sigcache)
@@ -816,14 +823,17 @@ class CheckSession:
         while any(self._inflight.values()):
             self._collect(None)
 
-    def _run_idle(self, idle: Callable[[], None]) -> None:
+    def _run_idle(self, idle: Sequence[Callable[[], None]]) -> None:
         """Run the caller's other work while the workers check, before it checks chunks
-        itself. The two chunks in flight per worker (the largest of the resplit) cover it:
-        measured on the 100k-transaction import, a worker never ran dry during the next
-        block's parse and check_block, and a deeper queue only made the caller wait longer
-        for the workers' last chunks."""
-        if any(self._inflight.values()):  # (else nothing to overlap with)
-            idle()
+        itself, task by task, the workers' finished chunks replaced after each. The two
+        chunks in flight per worker (the largest of the resplit) cover a task: measured on
+        the 100k-transaction import, a worker never ran dry during the next block's parse
+        and check_block, and a deeper queue only made the caller wait longer for the
+        workers' last chunks."""
+        for task in idle:
+            if not any(self._inflight.values()):
+                return  # (nothing to overlap with)
+            task()
             self._collect(0)
 
     def close(self) -> None:

@@ -320,6 +320,13 @@ def test_bip30_when_bip34_is_not_active(tmp_path):
         b2 = cb.next_block(b1, coinbase=make_coinbase(1))
         assert b2.txs[0].txid == b1.txs[0].txid
         assert connect_error(chain, b2) == "bad-txns-BIP30"
+        # Checked after the transactions are (for speed), but reported first, as Core
+        # checks it first: the same block with an input missing too.
+        missing = spend_tx([(b"\x42" * 32, 0)], [1])
+        b3 = cb.next_block(b1, [missing], coinbase=make_coinbase(1))
+        assert connect_error(chain, b3) == "bad-txns-BIP30"
+        b4 = cb.next_block(b1, [missing], coinbase=make_coinbase(2))
+        assert connect_error(chain, b4) == "bad-txns-inputs-missingorspent"
     finally:
         chain.close()
 

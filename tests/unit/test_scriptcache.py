@@ -76,9 +76,28 @@ def test_a_transaction_checked_under_the_block_flags_is_not_checked_again(counte
     assert counted == [other.txid]  # the cached one was skipped
     assert checker.stats == {"blocks": 1, "txs_cached": 1, "txs_checked": 1,
                              "inputs_checked": 2}
-    # The block's own check cached the other one too.
+    # Connecting a block only consults the cache (Core's ConnectBlock): checked again ...
     checker.check_block([(other, other_spent, BLOCK)])
-    assert counted == [other.txid]
+    assert counted == [other.txid, other.txid]
+    # ... unless the check stores (Core's TestBlockValidity): then found.
+    checker.check_block([(other, other_spent, BLOCK)], store=True)
+    checker.check_block([(other, other_spent, BLOCK)])
+    assert counted == [other.txid] * 3
+
+
+def test_a_block_does_not_consult_an_empty_cache(counted) -> None:
+    """Nothing can hit in an empty cache (an import, an initial sync), so a connecting block
+    computes no keys; once something is cached, it looks its transactions up."""
+    tx, spent = p2wpkh_tx(random.Random(21))
+    other, other_spent = p2wpkh_tx(random.Random(22))
+    checker = ScriptChecker(workers=0)
+    checker.check_block([(tx, spent, BLOCK)])
+    assert (SCRIPT_EXECUTION_CACHE.hits, SCRIPT_EXECUTION_CACHE.misses) == (0, 0)
+    assert len(SCRIPT_EXECUTION_CACHE) == 0
+    verify_transaction(other, other_spent, BLOCK, cache=SCRIPT_EXECUTION_CACHE)
+    checker.check_block([(tx, spent, BLOCK), (other, other_spent, BLOCK)])
+    assert SCRIPT_EXECUTION_CACHE.hits == 1 and SCRIPT_EXECUTION_CACHE.misses >= 1
+    assert counted == [tx.txid, tx.txid]  # (other: found)
 
 
 def test_another_flag_set_misses(counted) -> None:
@@ -86,7 +105,7 @@ def test_another_flag_set_misses(counted) -> None:
     verify_transaction(tx, spent, STD, cache=SCRIPT_EXECUTION_CACHE)
     checker = ScriptChecker(workers=0)
     # Checked under the standard flags only: a block (fewer flags) still checks it ...
-    checker.check_block([(tx, spent, BLOCK)])
+    checker.check_block([(tx, spent, BLOCK)], store=True)
     # ... and so does a block under more flags than that.
     checker.check_block([(tx, spent, BLOCK | F.NULLFAIL)])
     assert counted == [tx.txid, tx.txid]
@@ -380,19 +399,20 @@ def test_session_runs_the_callers_idle_work_while_the_worker_checks() -> None:
                 runs.append(sum(len(q) for q in session._inflight.values()))
 
             with pytest.raises(pool_mod.ScriptError) as err:
-                session.finish(idle)
+                session.finish([idle])
         assert (err.value.txid, err.value.input_index) == (items[50][0].txid, 1)
         assert len(runs) == 1 and runs[0] > 0  # the worker had chunks meanwhile
         good = [(*p2wpkh_tx(rng, 2), BLOCK) for _ in range(40)]
         with CheckSession(pool, cache=None, stream_chunk_inputs=8) as session:
             for item in good:
                 session.add(item)
-            assert session.finish(lambda: runs.append(0)) == (0, 80)
-        assert len(runs) == 2
+            # Several tasks: each while the worker has chunks (fed again between them).
+            assert session.finish([idle, idle]) == (0, 80)
+        assert len(runs) == 3 and runs[1] > 0 and runs[2] > 0
         small = CheckSession(pool, cache=None)  # checked here: nothing to overlap with
         small.add(good[0])
-        assert small.finish(lambda: runs.append(0)) == (0, 2)
-        assert len(runs) == 2
+        assert small.finish([lambda: runs.append(0)]) == (0, 2)
+        assert len(runs) == 3
     finally:
         pool.close()
 
