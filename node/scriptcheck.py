@@ -46,6 +46,7 @@ def configure_caches(max_mib: int = DEFAULT_MAX_SIG_CACHE_MIB) -> int:
 
 
 MAX_SCRIPTCHECK_WORKERS = 15  # Core's MAX_SCRIPTCHECK_THREADS
+MAX_DROP_LATER = 4  # objects drop_later keeps at most (a block connected frees two)
 
 
 def par_workers(par: int | None, cores: int | None = None) -> int:
@@ -128,7 +129,10 @@ class ScriptChecker:
         """Keep obj until the next block's scripts are being checked, and drop it then.
         Freeing a parsed block or a block's check session frees thousands of objects
         (0.5 ms each on connect.py's blocks); between two blocks the workers would wait for
-        it, during the checks they do not."""
+        it, during the checks they do not. At most a few wait: blocks stored but not
+        connected (out of order, a side branch) must not pile up in memory."""
+        if len(self._garbage) >= MAX_DROP_LATER:
+            self._garbage.clear()
         self._garbage.append(obj)
 
     def _done(self, n_jobs: int, cached: int, inputs: int) -> None:

@@ -12,6 +12,7 @@ from consensus.amounts import COIN
 from consensus.block import Block
 from consensus.errors import ValidationError
 from consensus.params import REGTEST
+from consensus.script.verify import SCRIPT_EXECUTION_CACHE
 from consensus.tx import OutPoint, Transaction, TxIn, TxOut
 from node.chain import ChainState
 from node.scriptcheck import ScriptChecker
@@ -86,6 +87,24 @@ def test_connect_and_spend_mature_coinbase(chain, cb):
     coin = chain.get_coin(tx.txid, 1)
     assert coin.value == 19 * COIN and coin.height == 102 and not coin.coinbase
     assert chain.get_coin(b.txs[0].txid, 0).coinbase
+
+
+def test_connecting_consults_the_script_cache_and_test_block_validity_stores(chain, cb):
+    """Core's ConnectBlock only looks transactions up in the script execution cache;
+    TestBlockValidity (fJustCheck) stores those that pass."""
+    blocks = mature(chain, cb)
+    tx = spend_tx([(blocks[0].txs[0].txid, 0)], [49 * COIN])
+    b = cb.next_block(blocks[-1], [tx], fees=1 * COIN)
+    SCRIPT_EXECUTION_CACHE.clear()
+    chain.process_block(b)
+    assert chain.tip.hash == b.hash and len(SCRIPT_EXECUTION_CACHE) == 0
+    tx2 = spend_tx([(blocks[1].txs[0].txid, 0)], [49 * COIN])
+    b2 = cb.next_block(b, [tx2], fees=1 * COIN)
+    chain.test_block_validity(b2)
+    assert len(SCRIPT_EXECUTION_CACHE) == 1 and chain.tip.hash == b.hash
+    chain.process_block(b2)  # (found there)
+    assert SCRIPT_EXECUTION_CACHE.hits == 1 and chain.tip.hash == b2.hash
+    SCRIPT_EXECUTION_CACHE.clear()
 
 
 def test_spend_within_block_and_double_spend(chain, cb):

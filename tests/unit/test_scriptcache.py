@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import weakref
 
 import pytest
 
@@ -23,7 +24,7 @@ from consensus.script.verify import (
     verify_transaction,
 )
 from consensus.tx import OutPoint, Transaction, TxIn, TxOut
-from node.scriptcheck import ScriptChecker, cache_entries, configure_caches
+from node.scriptcheck import MAX_DROP_LATER, ScriptChecker, cache_entries, configure_caches
 
 BLOCK = F.MANDATORY_SCRIPT_VERIFY_FLAGS
 STD = F.STANDARD_SCRIPT_VERIFY_FLAGS
@@ -445,3 +446,34 @@ def test_par_counts_script_checking_threads_as_cores():
         [3, 3, 0, 1, 2, 2, 0, 0]
     assert par_workers(64, cores=4) == 15
     assert par_workers(0, cores=1) == 0
+
+
+class _Blob:
+    """Something to free (weakly referenceable)."""
+
+
+def test_drop_later_frees_during_the_next_blocks_checks_and_keeps_few() -> None:
+    rng = random.Random(31)
+    items = [(*p2wpkh_tx(rng, 2), BLOCK) for _ in range(40)]
+    checker = ScriptChecker(workers=1, caller_checks=True)
+    try:
+        kept = _Blob()
+        ref = weakref.ref(kept)
+        checker.drop_later(kept)
+        del kept
+        assert ref() is not None  # kept until a block is checked ...
+        freed_while_checking: list[bool] = []
+        with checker.while_checking(lambda: freed_while_checking.append(ref() is None)):
+            checker.check_block(items)
+        assert freed_while_checking == [True]  # ... and freed before the block's idle task
+        assert ref() is None
+        # Blocks stored but never connected: only a few are kept.
+        refs = []
+        for _ in range(3 * MAX_DROP_LATER):
+            blob = _Blob()
+            refs.append(weakref.ref(blob))
+            checker.drop_later(blob)
+            del blob
+        assert sum(r() is not None for r in refs) <= MAX_DROP_LATER
+    finally:
+        checker.close()
