@@ -276,7 +276,7 @@ class ScriptCheckPool:
         start_method: str | None = None,
         min_parallel_inputs: int = 64,
         chunks_per_worker: int = 4,
-        min_chunk_inputs: int = 16,
+        min_chunk_inputs: int = 8,
         max_chunk_inputs: int = 192,
         transport: str = "tuples",
         caller_checks: bool = False,
