@@ -22,7 +22,7 @@ import asyncio
 import logging
 import struct
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from time import perf_counter
 
@@ -194,6 +194,7 @@ class Peer:
         self.unconnecting_headers = 0
         self.presync: list = []  # low-work headers kept aside (sync._enough_work)
         self.pending_blocks = 0  # received blocks waiting for the validation thread
+        self.block_jobs: deque = deque()  # their validation jobs, oldest first
         # relay (see relay.py)
         self.known_inv = KnownSet(50_000)
         self.known_blocks = KnownSet(5_000)

@@ -707,8 +707,13 @@ class BlockSync:
         fut = self.net.validate(self._process_block, raw, block)
         fut.add_done_callback(lambda f: self._block_done(peer, h, f, via_compact))
         peer.last_block_job = fut
+        peer.block_jobs.append(fut)
         if peer.pending_blocks > MAX_PENDING_BLOCKS:
-            await fut  # backpressure: stop reading this peer until validation catches up
+            # Backpressure: stop reading this peer until validation has taken its oldest
+            # block. (Waiting for the newest made the reads come in bursts of 33 blocks,
+            # each burst holding the event loop: every slow getblockcount during
+            # rpc_latency.py's sync came at one.)
+            await peer.block_jobs[0]
             peer.downloading_since = time.monotonic()  # (our delay, not the peer's)
         self.schedule()
 
@@ -963,6 +968,10 @@ class BlockSync:
     def _block_done(self, peer: Peer, h: bytes, fut, via_compact: bool = False) -> None:
         self.processing.discard(h)
         peer.pending_blocks -= 1
+        try:
+            peer.block_jobs.remove(fut)  # (the oldest: one validation thread, in order)
+        except ValueError:
+            pass
         if fut.cancelled():
             return
         if fut.exception() is not None:
