@@ -11,28 +11,15 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 
 from node.p2p.sync import MAX_PENDING_BLOCKS, BlockSync
 from tests.blocktools import make_block
+from tests.unit.test_serve_blocks import Net
 
 
 class Chain:
     def in_ibd(self) -> bool:
         return True
-
-
-class Net:
-    def __init__(self, loop) -> None:
-        self.chain = Chain()
-        self.loop = loop
-        self.validation = ThreadPoolExecutor(1)  # (one validation thread, jobs in order)
-
-    def validate(self, fn, *args):
-        return self.loop.run_in_executor(self.validation, fn, *args)
-
-    def peers(self) -> list:
-        return []
 
 
 class Peer:
@@ -57,7 +44,7 @@ def test_reading_resumes_when_the_oldest_waiting_block_is_validated() -> None:
     gates = {b.hash: threading.Event() for b in blocks}
 
     async def go() -> None:
-        net = Net(asyncio.get_running_loop())
+        net = Net(Chain(), asyncio.get_running_loop())  # (one validation thread)
         sync = BlockSync(net)
         peer = Peer()
 
