@@ -442,15 +442,8 @@ class Node:
         self.mempool.config = cfg  # policy options (-datacarriersize, -dustrelayfee, ...)
         self.mempool.persist_v1 = cfg.arg_bool("persistmempoolv1", False)
         if checker is not None:
-            # Started beside the rest of start-up (it takes ~0.1 s); a batch arriving
-            # before it is up checks its scripts itself.
-            def start_checker() -> None:
-                try:
-                    checker.start()
-                except Exception as err:  # closed by an early shutdown, or cannot fork
-                    log.warning("mempool script checkers not started: %s", err)
-
-            threading.Thread(target=start_checker, name="checker-start", daemon=True).start()
+            # (a batch arriving before it is up checks its scripts itself)
+            checker.start_in_background("mempool script checkers")
         # Core's block policy estimator, its state from fee_estimates.dat (node/fees.py)
         accept_stale = cfg.arg_bool("acceptstalefeeestimates", False)
         if accept_stale and cfg.chain != "regtest":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 from pathlib import Path
 
 from consensus.params import get_params
@@ -32,13 +31,6 @@ def parse_args(argv: list[str]) -> dict[str, list[str]]:
         name, _, value = arg.lstrip("-").partition("=")
         opts.setdefault(name, []).append(value if value or "=" in arg else "1")
     return opts
-
-
-def _start_quietly(scripts: ScriptChecker) -> None:
-    try:
-        scripts.pool.start()
-    except Exception as err:  # (retried, and reported, when first needed)
-        logging.getLogger("validation").debug("script check workers not started: %s", err)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,11 +69,9 @@ def main(argv: list[str] | None = None) -> int:
             opts["reindex"] = ["1"]
     scripts = ScriptChecker.from_par(par)
     if scripts.parallel:
-        # The workers start (~0.15 s) while the chain state loads, as minibtcd starts them
-        # with the node, not in the middle of the first large block. If they cannot start,
-        # that block's checks say so.
-        threading.Thread(target=_start_quietly, args=(scripts,), name="checker-start",
-                         daemon=True).start()
+        # While the chain state loads, as minibtcd starts them with the node, not in the
+        # middle of the first large block.
+        scripts.pool.start_in_background("script check workers")
     chain = ChainState(datadir, params, dbcache_mb=dbcache, scripts=scripts)
     if "printconnected" in opts:
         def report(block, entry) -> None:

@@ -303,6 +303,19 @@ class ScriptCheckPool:
         with self._lock:
             self._ensure_started()
 
+    def start_in_background(self, what: str) -> None:
+        """Start the workers in a thread, beside the caller's own start-up (it takes ~0.1 s).
+        Meanwhile the pool is busy to a batch (it waits, or checks in its own thread, as
+        for any busy pool). A failure (closed by an early shutdown, cannot fork) is logged
+        as "<what> not started" and tried again by the first batch."""
+        def start() -> None:
+            try:
+                self.start()
+            except Exception as err:
+                log.warning("%s not started: %s", what, err)
+
+        threading.Thread(target=start, name="checker-start", daemon=True).start()
+
     def _ensure_started(self) -> None:
         if self._closed:
             raise RuntimeError("ScriptCheckPool is closed")

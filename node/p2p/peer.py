@@ -193,8 +193,7 @@ class Peer:
         self.continuation_block: bytes | None = None  # last of a full getblocks answer
         self.unconnecting_headers = 0
         self.presync: list = []  # low-work headers kept aside (sync._enough_work)
-        self.pending_blocks = 0  # received blocks waiting for the validation thread
-        self.block_jobs: deque = deque()  # their validation jobs, oldest first
+        self.block_jobs: deque = deque()  # its blocks' validation jobs not done, oldest first
         # relay (see relay.py)
         self.known_inv = KnownSet(50_000)
         self.known_blocks = KnownSet(5_000)
@@ -266,6 +265,11 @@ class Peer:
                 self._v2_key_sent = True
                 log.debug("start sending v2 handshake to peer=%d", self.id)
             self._write(data)
+
+    @property
+    def pending_blocks(self) -> int:
+        """Received blocks waiting for the validation thread."""
+        return len(self.block_jobs)
 
     @property
     def send_paused(self) -> bool:

@@ -703,10 +703,8 @@ class BlockSync:
         self.block_source[h] = peer.id
         if len(self.block_source) > 2000:
             self.block_source.pop(next(iter(self.block_source)))
-        peer.pending_blocks += 1
         fut = self.net.validate(self._process_block, raw, block)
         fut.add_done_callback(lambda f: self._block_done(peer, h, f, via_compact))
-        peer.last_block_job = fut
         peer.block_jobs.append(fut)
         if peer.pending_blocks > MAX_PENDING_BLOCKS:
             # Backpressure: stop reading this peer until validation has taken its oldest
@@ -852,9 +850,9 @@ class BlockSync:
         """Wait until the blocks this peer sent so far are processed (validation runs
         them in order), so that what the peer sends next is answered as Core would after
         processing them (a pong after the blocks before the ping)."""
-        job = getattr(peer, "last_block_job", None)
-        if job is not None and not job.done():
-            await asyncio.wait([job])
+        jobs = getattr(peer, "block_jobs", None)
+        if jobs:
+            await asyncio.wait([jobs[-1]])
 
     def _process_block(self, raw: bytes | None, block: Block | None = None):
         """Validation thread: parse, check, store and connect. Returns (whether the block
@@ -967,11 +965,7 @@ class BlockSync:
 
     def _block_done(self, peer: Peer, h: bytes, fut, via_compact: bool = False) -> None:
         self.processing.discard(h)
-        peer.pending_blocks -= 1
-        try:
-            peer.block_jobs.remove(fut)  # (the oldest: one validation thread, in order)
-        except ValueError:
-            pass
+        peer.block_jobs.remove(fut)  # (the oldest: one validation thread, in order)
         if fut.cancelled():
             return
         if fut.exception() is not None:

@@ -29,9 +29,11 @@ class Peer:
     def __init__(self) -> None:
         self.known_blocks: set[bytes] = set()
         self.in_flight: dict[bytes, float] = {}
-        self.pending_blocks = 0
         self.block_jobs: deque = deque()
-        self.last_block_job = None
+
+    @property
+    def pending_blocks(self) -> int:
+        return len(self.block_jobs)
 
 
 def test_reading_resumes_when_the_oldest_waiting_block_is_validated() -> None:
