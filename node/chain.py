@@ -835,8 +835,10 @@ class ChainState:
         scripts = self.scripts.begin_block(sum([len(tx.vin) for tx in block.txs]),
                                            store=just_check)
         bip30_pending = check_bip30
+        step = self.scripts.pool.step  # (the node's event loop goes first: node/loopfirst.py)
         try:
             for i, tx in enumerate(block.txs):
+                step()
                 txid = tx.txid
                 coins: list[Coin] = []
                 if i > 0:

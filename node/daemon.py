@@ -25,6 +25,7 @@ from pathlib import Path
 from node import clock, esplora
 from node.config import KNOWN, ConfigError, NodeConfig, load_config
 from node.logs import log_args, setup_logging
+from node.loopfirst import LoopFirst, LoopFirstSelector
 from node.scheduler import Scheduler
 from node.settings import Settings
 
@@ -124,7 +125,10 @@ class Node:
         self.scheduler = None
         self.pruner = None  # node.prune.Pruner with -prune
         self.tip_changed = threading.Condition()  # notified after each chain activation
-        self.validation = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validation")
+        # The validation thread steps aside while the event loop has work (node/loopfirst.py)
+        self.loop_first = LoopFirst()
+        self.validation = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validation",
+                                             initializer=self.loop_first.adopt_current_thread)
         self.chain = None
         self._scripts = None  # node.scriptcheck.ScriptChecker, until the chain takes it
         self.mempool = None
@@ -152,6 +156,11 @@ class Node:
             self.tip_changed.notify_all()  # long polls return
         if self.loop is not None and self._stop is not None:
             self.loop.call_soon_threadsafe(self._stop.set)
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        """The node's event loop, whose selector tells the validation thread when the loop
+        has work (LoopFirst)."""
+        return asyncio.SelectorEventLoop(LoopFirstSelector(self.loop_first))
 
     async def run(self, ready: callable = None) -> None:
         self.loop = asyncio.get_running_loop()
@@ -258,6 +267,7 @@ class Node:
         cfg = self.config
         configure_caches(cfg.arg_int("maxsigcachesize", DEFAULT_MAX_SIG_CACHE_MIB))
         self._scripts = ScriptChecker.from_par(cfg.par)
+        self._scripts.pool.step = self.loop_first.step
         if self._scripts.parallel:
             self._scripts.pool.start()
 
@@ -708,7 +718,8 @@ def main(argv: list[str] | None = None) -> int:
         log_args(config)
         node.settings.read(KNOWN)
         node.settings.write()
-        asyncio.run(node.run(ready=report))
+        with asyncio.Runner(loop_factory=node.new_event_loop) as runner:
+            runner.run(node.run(ready=report))
     except ConfigError as err:
         report(str(err))
         print(err, file=sys.stderr)

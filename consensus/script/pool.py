@@ -195,13 +195,20 @@ def _check_jobs(jobs: list, use_sigcache: bool) -> tuple[int, int, str] | None:
     return None
 
 
+def _no_step() -> None:
+    pass
+
+
 def _check_here(
     items: Sequence[Item], chunk: list[tuple[int, int, int]],
     txdata: dict[int, PrecomputedTxData], sigcache: SignatureCache | None,
+    step: Callable[[], None] = _no_step,
 ) -> tuple[int, int, str] | None:
     """A chunk's (tx_pos, start, end) ranges checked in the calling process, as a worker
-    would check them; returns (tx_pos, input index, error code) for the first failure."""
+    would check them; returns (tx_pos, input index, error code) for the first failure.
+    step() is called before each range (ScriptCheckPool.step)."""
     for pos, start, end in chunk:
+        step()
         tx, spent, flags = items[pos]
         d = txdata.get(pos)
         if d is None:
@@ -267,6 +274,9 @@ class ScriptCheckPool:
     caller_checks: the calling thread checks chunks too, between handing them out, instead
         of only waiting (Core's master thread in its check queue): workers + 1 processes
         check a batch. It then holds the GIL for the checks it does.
+
+    step: called between the transactions the calling thread checks (a node's validation
+    thread lets its event loop run first there: node/loopfirst.py); by default nothing.
     """
 
     def __init__(
@@ -290,6 +300,7 @@ class ScriptCheckPool:
         self.min_chunk_inputs = min_chunk_inputs
         self.max_chunk_inputs = max_chunk_inputs
         self.caller_checks = caller_checks
+        self.step: Callable[[], None] = _no_step
         self.transport = transport
         self._procs: list = []
         self._conns: list[Connection] = []
@@ -556,7 +567,7 @@ class ScriptCheckPool:
             while nxt < n_chunks and failed_at is None:
                 idx = nxt
                 nxt += 1
-                res = _check_here(items, chunks[idx], txdata, sigcache)
+                res = _check_here(items, chunks[idx], txdata, sigcache, self.step)
                 if res is not None and (failed_at is None or idx < failed_at):
                     failed_at, failure = idx, res
                 collect(0)
@@ -829,7 +840,8 @@ class CheckSession:
             while self._next < len(self.chunks) and self.failed_at is None:
                 idx = self._next
                 self._next += 1
-                res = _check_here(self.items, self.chunks[idx], txdata, sigcache)
+                res = _check_here(self.items, self.chunks[idx], txdata, sigcache,
+                                  self.pool.step)
                 if res is not None and (self.failed_at is None or idx < self.failed_at):
                     self.failed_at, self.failure = idx, res
                 self._collect(0)

@@ -21,7 +21,7 @@ from consensus.script.keys import (
     taproot_tweak_pubkey,
     xonly_pubkey,
 )
-from consensus.script.pool import TRANSPORTS, ScriptCheckPool, VerifyStream
+from consensus.script.pool import TRANSPORTS, CheckSession, ScriptCheckPool, VerifyStream
 from consensus.script.sighash import PrecomputedTxData
 from consensus.script.standard import p2pkh_script, p2tr_script, p2wpkh_script
 from consensus.script.verify import ScriptExecutionCache
@@ -367,3 +367,24 @@ def test_block_checks_look_up_a_filled_signature_cache_and_skip_an_empty_one(mon
         p.close()
         cache.clear()
         cache._set.update(saved)
+
+
+def test_the_calling_thread_steps_between_the_transactions_it_checks() -> None:
+    """pool.step runs before each transaction the caller checks itself (the node's event
+    loop goes first there: node/loopfirst.py), in a block's session and in verify_many."""
+    items = make_batch(40, 13)
+    p = ScriptCheckPool(workers=1, min_parallel_inputs=10, caller_checks=True,
+                        min_chunk_inputs=4)
+    steps: list[int] = []
+    p.step = lambda: steps.append(1)
+    try:
+        p.verify_many(items, cache=None)
+        assert 0 < len(steps) <= sum(len(tx.vin) for tx, _, _ in items)
+        steps.clear()
+        with CheckSession(p, cache=None) as session:
+            for item in items:
+                session.add(item)
+            session.finish()
+        assert steps
+    finally:
+        p.close()

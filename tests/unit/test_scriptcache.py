@@ -239,9 +239,9 @@ def test_caller_checks_beside_the_worker(monkeypatch: pytest.MonkeyPatch) -> Non
     here: list[int] = []
     real = pool_mod._check_here
 
-    def counting(items_, chunk, txdata, sigcache):
+    def counting(items_, chunk, *rest):
         here.append(len(chunk))
-        return real(items_, chunk, txdata, sigcache)
+        return real(items_, chunk, *rest)
 
     monkeypatch.setattr(pool_mod, "_check_here", counting)
     pool = ScriptCheckPool(workers=1, caller_checks=True, max_chunk_inputs=8,
