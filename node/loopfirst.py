@@ -25,20 +25,20 @@ MAX_WAIT = 0.002  # seconds the validation thread waits for the loop at one step
 
 class LoopFirst:
     def __init__(self) -> None:
-        self.busy = False  # the loop is running callbacks (read without a lock: a hint)
-        self._waiting = threading.Event()  # set while the loop waits in its selector
-        self._waiting.set()
+        self.busy = False  # the loop is running callbacks
+        self._aside = False  # the validation thread waits for the loop (_loop_waits)
+        self._loop_waits = threading.Event()
         self._thread: int | None = None  # the thread that steps aside
         self._free_until = 0.0  # perf_counter time before which it does not step aside
 
-    # -- the loop's side (LoopFirstSelector) --------------------------------------------------
+    # -- the loop's side (LoopFirstSelector): a few attribute reads and writes, no lock ----
 
     def loop_waits(self) -> None:
         self.busy = False
-        self._waiting.set()
+        if self._aside:
+            self._loop_waits.set()
 
     def loop_works(self) -> None:
-        self._waiting.clear()
         self.busy = True
 
     # -- the validation thread's side -------------------------------------------------------
@@ -58,7 +58,13 @@ class LoopFirst:
         start = time.perf_counter()
         if start < self._free_until:
             return
-        self._waiting.wait(MAX_WAIT)
+        self._loop_waits.clear()
+        self._aside = True
+        # (busy read again after _aside is set: loop_waits, which writes busy before it
+        # reads _aside, either is seen here or sees _aside and wakes this wait)
+        if self.busy:
+            self._loop_waits.wait(MAX_WAIT)
+        self._aside = False
         end = time.perf_counter()
         self._free_until = end + (end - start)
 
