@@ -446,7 +446,9 @@ class ScriptCheckPool:
 
     def _verify_here(self, items: Sequence[Item], todo: list[int], use_sigcache: bool) -> None:
         sigcache = SIGNATURE_CACHE if use_sigcache else None
+        step = self.step
         for pos in todo:
+            step()
             tx, spent, flags = items[pos]
             for f in flag_sets(flags):
                 verify_transaction(tx, spent, f, cache=None, sigcache=sigcache)

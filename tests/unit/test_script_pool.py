@@ -388,3 +388,8 @@ def test_the_calling_thread_steps_between_the_transactions_it_checks() -> None:
         assert steps
     finally:
         p.close()
+    alone = ScriptCheckPool(workers=0)  # (-par=1, or one core: every check in this thread)
+    alone.step = lambda: steps.append(1)
+    steps.clear()
+    alone.verify_many(items, cache=None)
+    assert len(steps) == len(items)
