@@ -850,9 +850,8 @@ class BlockSync:
         """Wait until the blocks this peer sent so far are processed (validation runs
         them in order), so that what the peer sends next is answered as Core would after
         processing them (a pong after the blocks before the ping)."""
-        jobs = getattr(peer, "block_jobs", None)
-        if jobs:
-            await asyncio.wait([jobs[-1]])
+        if peer.block_jobs:
+            await asyncio.wait([peer.block_jobs[-1]])
 
     def _process_block(self, raw: bytes | None, block: Block | None = None):
         """Validation thread: parse, check, store and connect. Returns (whether the block

@@ -12,6 +12,7 @@ import asyncio
 import threading
 from collections import deque
 
+from node.p2p.peer import Peer as RealPeer
 from node.p2p.sync import MAX_PENDING_BLOCKS, BlockSync
 from tests.blocktools import make_block
 from tests.unit.test_serve_blocks import Net
@@ -31,9 +32,7 @@ class Peer:
         self.in_flight: dict[bytes, float] = {}
         self.block_jobs: deque = deque()
 
-    @property
-    def pending_blocks(self) -> int:
-        return len(self.block_jobs)
+    pending_blocks = RealPeer.pending_blocks
 
 
 def test_reading_resumes_when_the_oldest_waiting_block_is_validated() -> None:
