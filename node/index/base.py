@@ -28,6 +28,7 @@ import plyvel
 
 from consensus.serialize import Reader, compact_size
 from node.confparse import ConfigError
+from node.store import close_db
 
 log = logging.getLogger("index")
 prune_log = logging.getLogger("prune")
@@ -214,7 +215,7 @@ class BaseIndex:
             if self._thread is not None:
                 self._thread.join()
             self._commit()
-        self.db.close()
+        close_db(self.db)
 
     # -- chain events (called under the chain lock: only wake the thread) --------------------
 

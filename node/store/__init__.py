@@ -87,3 +87,24 @@ def _file_problem(path, number: int, expected: int) -> str | None:
                     f"{expected}" + (" (truncated)" if actual < expected else ""))
         return None
     return f"Corruption: {path / f'{number:06d}.ldb'} is missing"
+
+
+# Above every key the node writes (one-letter prefixes): a range that holds no key.
+_NO_KEYS = b"\xff" * 8
+
+
+def close_db(db) -> None:
+    """Close a LevelDB database with what was written since it was opened put in a table.
+    Below its write buffer (4 MiB) LevelDB keeps those writes only in its log and sorts
+    them into a table at the next open, before that open returns: 14 ms of the next
+    start-up for the block index of a 1,000-block chain built in one session
+    (scripts/bench/startup.py). CompactRange writes the memtable to a table first; over a
+    range that holds no key it merges nothing more. If that fails (a full disk) the log
+    still has every write, replayed at the next open as before."""
+    import plyvel
+
+    try:
+        db.compact_range(start=_NO_KEYS, stop=_NO_KEYS)
+    except plyvel.Error:
+        pass
+    db.close()

@@ -13,7 +13,13 @@ from consensus.block import BlockHeader
 from consensus.contextual import MEDIAN_TIME_SPAN
 from consensus.hashes import hash_to_hex
 from consensus.serialize import DeserializationError
-from node.store import DatabaseOpenError, db_error_text, table_damage, table_first_keys
+from node.store import (
+    DatabaseOpenError,
+    close_db,
+    db_error_text,
+    table_damage,
+    table_first_keys,
+)
 from node.store.layout import (
     ACTIVE_PREFIX,
     BLOCK_PREFIX,
@@ -236,7 +242,7 @@ class BlockIndexDB:
         self.needs_upgrade = version is None
 
     def close(self) -> None:
-        self.db.close()
+        close_db(self.db)
 
     def _table_damage(self) -> str | None:
         """What is wrong with a table: its size is not the one the database's metadata

@@ -18,7 +18,7 @@ import plyvel
 
 from consensus.contextual import Coin
 from consensus.muhash import MuHash3072, txout_ser
-from node.store import DatabaseOpenError, db_error_text, table_damage
+from node.store import DatabaseOpenError, close_db, db_error_text, table_damage
 from node.store.layout import (
     BEST_BLOCK_KEY,
     COIN_PREFIX,
@@ -57,7 +57,7 @@ class CoinsCache:
         self._script_bytes = 0
 
     def close(self) -> None:
-        self.db.close()
+        close_db(self.db)
 
     # -- best block --------------------------------------------------------------------------
 

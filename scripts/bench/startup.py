@@ -24,9 +24,11 @@ Run: .venv/bin/python scripts/bench/startup.py [--sizes 25000,50000,100000] [--k
 
 The figures to watch: the time to RPC ready and ChainState.load()'s seconds must stay flat
 as the chain grows (the block index is read on demand, node/store/lazyindex.py), so its
-milliseconds per 1,000 blocks fall. A cache of datadirs in the block index's format 1 (from
-a tree before format 2) is kept for such trees (--baseline) and copied and upgraded for
-this one (the `_v2` folders).
+milliseconds per 1,000 blocks fall. Each tree starts on a datadir as its own code leaves
+one (chain_dir): a cache of format 1 (trees before format 2 of the block index), format 2
+with the build's writes still in LevelDB's logs (`_v2`: trees before node.store.close_db),
+and format 2 closed into tables (`_v2_closed`), made from one of the others by opening and
+closing a copy with this tree's code.
 """
 
 from __future__ import annotations
@@ -179,10 +181,17 @@ def _getblockcount_ok(port: int) -> bool:
 
 
 def chain_dir(base: Path, n: int, tree: Path | None) -> Path:
-    """The cached datadir of n blocks for `tree`: trees before format 2 of the block index
-    (node/store/layout.py) cannot read it, and have their own (tree None: that one)."""
-    lazy = tree is not None and (tree / "node" / "store" / "lazyindex.py").exists()
-    return base / (f"chain_{n}_v2" if lazy else f"chain_{n}")
+    """The cached datadir of n blocks for `tree`, as that tree's code leaves it. Trees before
+    format 2 of the block index (node/store/layout.py) cannot read format 2, and have their
+    own (tree None: that one). Trees whose databases close with the session's writes put in
+    tables (node.store.close_db) have theirs so closed; the trees before, one with the
+    build's writes still in LevelDB's logs, as their close left it (their nodes replay those
+    at the next start)."""
+    if tree is None or not (tree / "node" / "store" / "lazyindex.py").exists():
+        return base / f"chain_{n}"
+    if "def close_db" in (tree / "node" / "store" / "__init__.py").read_text():
+        return base / f"chain_{n}_v2_closed"
+    return base / f"chain_{n}_v2"
 
 
 def time_ready(tree: Path, chain_dir: Path, work: Path) -> float:
@@ -271,10 +280,11 @@ def main() -> None:
         d = chain_dir(base, n, ROOT)
         marker = d / "built"
         if not marker.exists():
-            old = chain_dir(base, n, None)
-            if (old / "built").exists():  # (a cache of format 1: upgraded by opening it)
-                print(f"upgrading a copy of {old} ...", flush=True)
-                shutil.copytree(old, d)
+            older = [o for o in (base / f"chain_{n}_v2", chain_dir(base, n, None))
+                     if (o / "built").exists()]
+            if older:  # (opened and closed by this tree: upgraded, and closed as it closes)
+                print(f"opening a copy of {older[0]} ...", flush=True)
+                shutil.copytree(older[0], d)
                 time_open(d, 1)
             else:
                 print(f"building a datadir with {n} blocks ...", flush=True)
