@@ -100,9 +100,12 @@ def close_db(db) -> None:
     start-up for the block index of a 1,000-block chain built in one session
     (scripts/bench/startup.py). CompactRange writes the memtable to a table first; over a
     range that holds no key it merges nothing more. If that fails (a full disk) the log
-    still has every write, replayed at the next open as before."""
+    still has every write, replayed at the next open as before. Closing twice is harmless,
+    as plyvel's close."""
     import plyvel
 
+    if db.closed:
+        return
     try:
         db.compact_range(start=_NO_KEYS, stop=_NO_KEYS)
     except plyvel.Error:

@@ -255,6 +255,7 @@ def test_closed_databases_leave_no_log_to_replay(tmp_path):
     ixs.block_until_synced()
     ixs.close()
     c.close()
+    c.coins.close()  # (a second close is harmless, as plyvel's)
     for sub in ("blocks/index", "chainstate", "indexes/txindex"):
         d = tmp_path / "n" / sub
         assert list(d.glob("*.ldb")), sub
