@@ -28,7 +28,6 @@ import plyvel
 
 from consensus.serialize import Reader, compact_size
 from node.confparse import ConfigError
-from node.store import close_db
 
 log = logging.getLogger("index")
 prune_log = logging.getLogger("prune")
@@ -215,7 +214,9 @@ class BaseIndex:
             if self._thread is not None:
                 self._thread.join()
             self._commit()
-        close_db(self.db)
+        # (Not node.store.close_db: an index's last writes stay in its log, as Core's do,
+        # where its feature_init.py damages them and expects the next start to fail.)
+        self.db.close()
 
     # -- chain events (called under the chain lock: only wake the thread) --------------------
 
