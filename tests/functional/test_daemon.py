@@ -157,3 +157,36 @@ def test_reindex_resumes_after_a_crash_midway(tmp_path):
     with NodeProcess(tmp_path / "n") as node:  # no -reindex: it carries on by itself
         assert node.call("getbestblockhash") == best
     assert not (chain_dir / ".reindexing").exists()
+
+
+def _descendants(pid: int) -> set[int]:
+    """The processes below pid (Linux: from /proc)."""
+    from pathlib import Path
+
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.add(c)
+            todo.append(c)
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_script_workers_start_once_rpc_is_ready(tmp_path):
+    """The script-check workers (-par=2: one for blocks, one for the mempool's batches, and
+    the fork server they come from) start in the background once RPC is ready, not before
+    (their start took CPU from the start-up), and without waiting for a first big block."""
+    with NodeProcess(tmp_path / "n", "-par=2") as node:
+        deadline = time.time() + 30
+        while len(_descendants(node.proc.pid)) < 3 and time.time() < deadline:
+            time.sleep(0.05)
+        assert len(_descendants(node.proc.pid)) >= 3
+        assert node.call("getblockcount") == 0
