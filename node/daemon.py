@@ -250,8 +250,9 @@ class Node:
         if est is not None:
             self.loop.run_in_executor(None, est.write, self.datadir / FEE_ESTIMATES_FILE)
 
-    def _start_scripts(self) -> None:
-        """Create the script checker (-par workers, -maxsigcachesize)."""
+    def _new_script_checker(self) -> None:
+        """Create the script checker (-par workers, -maxsigcachesize); its workers start
+        once RPC is ready (_start_workers)."""
         from node.scriptcheck import DEFAULT_MAX_SIG_CACHE_MIB, ScriptChecker, configure_caches
 
         cfg = self.config
@@ -355,8 +356,7 @@ class Node:
         for sub in doomed:
             if (self.datadir / sub).exists():
                 shutil.rmtree(self.datadir / sub)
-        if self._scripts is None:
-            self._start_scripts()
+        self._new_script_checker()
         scripts = self._scripts
         try:
             self.chain = ChainState(self.datadir, self.params, dbcache_mb=cfg.dbcache,
