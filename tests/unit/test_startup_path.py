@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -248,12 +249,15 @@ def test_closed_databases_leave_no_log_to_replay(tmp_path):
     from node.index import Indexes
 
     c = _open_chain(tmp_path / "n")
-    ixs = Indexes.open(tmp_path / "n", c, txindex=True)
-    ixs.start()
     blocks = _blocks(REGTEST.genesis_hash, 1, 30, 1_600_000_000)
     for b in blocks:
         c.process_block(b)
-    ixs.block_until_synced()
+    ixs = Indexes.open(tmp_path / "n", c, txindex=True)
+    ixs.start()
+    # (block_until_synced answers False at once until the first sync is done)
+    deadline = time.monotonic() + 30
+    while not (ixs.txindex.synced and ixs.txindex.best is c.tip) and time.monotonic() < deadline:
+        time.sleep(0.01)
     ixs.close()
     c.close()
     c.coins.close()  # (a second close is harmless, as plyvel's)
