@@ -607,7 +607,9 @@ class BlockSync:
         tip = self.chain.published
         if best is None or best.chain_work < tip.chain_work or best.failed:
             return [], None
-        if peer.last_common is None:
+        if peer.last_common is None or not peer.last_common.chain_tx:
+            # (none yet; or the chain dropped its data, or an ancestor's, since: unreadable
+            # when connected, ChainState._forget_data. It is to be downloaded again.)
             peer.last_common = tip.ancestor(min(best.height, tip.height))
         peer.last_common = last_common_ancestor(peer.last_common, best)
         if peer.last_common is best:

@@ -163,3 +163,30 @@ def test_fork_helpers():
     assert last_common_ancestor(main[5], main[20]) is main[5]
     assert has_ancestor(main[20], main[3]) and not has_ancestor(main[20], side[2])
     assert not has_ancestor(None, main[1]) and not has_ancestor(main[2], main[3])
+
+
+def test_download_asks_again_for_a_block_whose_stored_data_was_dropped():
+    """A block stored with all its parents moves the peer's last common block past it. If
+    its stored copy then cannot be read back when it is connected, the chain drops its data
+    (ChainState._forget_data: the block and its descendants lose their chain_tx), and the
+    next request to the peer asks for it again. It did not: the download stalled for good
+    (test_crash_recovery's truncated blk file under load, 1 run in ~10)."""
+    from types import SimpleNamespace
+
+    from node.p2p import messages as m
+    from node.p2p.sync import BlockSync
+    from node.store.blockindex import HAVE_DATA
+
+    c = chain(14)
+    for e in c[:13]:  # 0..12 stored with all their parents, 13 a header only
+        e.status |= HAVE_DATA
+        e.chain_tx = e.height + 1
+    net = SimpleNamespace(chain=SimpleNamespace(published=c[10]))  # tip at 10
+    sync = BlockSync(net)
+    peer = SimpleNamespace(best_known=c[14], last_common=None, services=m.NODE_NETWORK)
+    assert sync._next_blocks(peer, 16) == ([c[13], c[14]], None)
+    assert peer.last_common is c[12]
+    # Connecting 11 finds its stored copy unreadable: dropped, as _forget_data drops it.
+    c[11].status &= ~HAVE_DATA
+    c[11].chain_tx = c[12].chain_tx = 0
+    assert sync._next_blocks(peer, 16)[0] == [c[11], c[13], c[14]]
