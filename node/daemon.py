@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from node import clock, esplora
+from node import clock, deferredcerts, esplora
 from node.config import KNOWN, ConfigError, NodeConfig, load_config
 from node.logs import log_args, setup_logging
 from node.loopfirst import LoopFirst, LoopFirstSelector
@@ -164,6 +164,7 @@ class Node:
 
     async def run(self, ready: callable = None) -> None:
         self.loop = asyncio.get_running_loop()
+        deferredcerts.import_aiohttp()  # its CA certificates load once RPC is ready
         from node.rpc import methods  # noqa: F401  (registers every RPC method)
         from node.rpc.server import Credentials, RPCServer, Whitelist, write_cookie
 
@@ -216,6 +217,7 @@ class Node:
             self.rpc.warmup = None
             log.info("ready: height %d, tip %s", self.chain.height, self.chain.tip.hash_hex())
             self._start_workers()
+            self.loop.run_in_executor(None, deferredcerts.load)
             run_notify(cfg.arg_str("startupnotify"))
             if cfg.loadblock:
                 # As Core's initload thread: the mempool counts as loaded (getmempoolinfo,

@@ -294,3 +294,84 @@ def test_wallet_manager_imports_the_wallet_when_first_used(tmp_path):
     used = _modules_after(code + "assert m.handles('getbalance')\n"
                           "assert not m.handles('getblockcount')\n")
     assert heavy <= used
+
+
+
+def _json_of(code: str, **env: str) -> object:
+    """What `code` prints as JSON, run in a fresh process (SSL_CERT_FILE as given)."""
+    import json
+    import os
+
+    environ = {k: v for k, v in os.environ.items() if k != "SSL_CERT_FILE"} | env
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                         text=True, check=True, env=environ).stdout
+    return json.loads(out.splitlines()[-1])
+
+
+_AIOHTTP_CONTEXTS = (
+    "import json, os, ssl\n"
+    "def cas():\n"
+    "    from aiohttp import connector as c\n"
+    "    return [x.cert_store_stats()['x509_ca']\n"
+    "            for x in (c._SSL_CONTEXT_VERIFIED, c._SSL_CONTEXT_UNVERIFIED)]\n"
+    "system = ssl.create_default_context().cert_store_stats()['x509_ca']\n")
+
+
+def test_aiohttp_imported_without_certificates_then_loaded(tmp_path):
+    """minibtcd imports aiohttp without its import-time CA load (2 x 25 ms of the start-up)
+    and loads them into aiohttp's two default client contexts afterwards: they end with the
+    certificates aiohttp gives them, and SSL_CERT_FILE is left as it was (and is used)."""
+    code = _AIOHTTP_CONTEXTS + (
+        "from node import deferredcerts\ndeferredcerts.import_aiohttp()\n"
+        "before = cas()\ndeferredcerts.load()\n"
+        "print(json.dumps([system, before, cas(), os.environ.get('SSL_CERT_FILE')]))\n")
+    system, before, after, left = _json_of(code)
+    if system == 0:
+        pytest.skip("this system has no CA certificates to load")
+    assert before == [0, 0] and after == [system, system] and left is None
+    # A CA file of the user's own (here: one of the system's certificates) stays set, and
+    # is what the contexts load.
+    import ssl
+
+    bundle = Path(ssl.get_default_verify_paths().cafile or "").read_text()
+    end = "-----END CERTIFICATE-----\n"
+    mine = tmp_path / "one-ca.pem"
+    mine.write_text(bundle[:bundle.index(end) + len(end)])
+    system, before, after, left = _json_of(code, SSL_CERT_FILE=str(mine))
+    assert system == 1 and before == [0, 0] and after == [1, 1] and left == str(mine)
+    # Where aiohttp is already imported, it is left as it is.
+    code = _AIOHTTP_CONTEXTS + (
+        "import aiohttp\nfrom node import deferredcerts\ndeferredcerts.import_aiohttp()\n"
+        "deferredcerts.load()\nprint(json.dumps([system, cas()]))\n")
+    system, now = _json_of(code)
+    assert now == [system, system]
+
+
+def test_minibtcd_loads_aiohttps_certificates_once_ready(tmp_path):
+    """minibtcd itself: once it is up, aiohttp's default client contexts hold the system's
+    CA certificates, as they would had aiohttp loaded them at import."""
+    from tests.functional.framework import free_port
+
+    code = _AIOHTTP_CONTEXTS + (
+        "import signal, sys, threading, time\nfrom node import daemon\nout = []\n"
+        "def imported():  # (and not half-way through its import)\n"
+        "    m = sys.modules.get('aiohttp.connector')\n"
+        "    return getattr(m, '_SSL_CONTEXT_UNVERIFIED', None) is not None\n"
+        "def watch():\n"
+        "    try:\n"
+        "        deadline = time.monotonic() + 30\n"
+        "        while time.monotonic() < deadline:\n"
+        "            if imported() and cas() == [system, system]:\n"
+        "                break\n"
+        "            time.sleep(0.01)\n"
+        "        out.append(cas())\n"
+        "    finally:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "threading.Thread(target=watch, daemon=True).start()\n"
+        f"rc = daemon.main(['-regtest', '-datadir={tmp_path}', '-rpcport={free_port()}',\n"
+        "                   '-listen=0'])\n"
+        "print(json.dumps([rc, system, out]))\n")
+    rc, system, out = _json_of(code)
+    if system == 0:  # (checked after the start: the daemon's own code path ran)
+        pytest.skip("this system has no CA certificates to load")
+    assert rc == 0 and out == [[system, system]]
