@@ -154,13 +154,13 @@ def time_imports(tree: Path) -> list[tuple[str, float]]:
     is imported as the tree's minibtcd does: since node.deferredcerts, without its CA load
     (done once RPC is ready)."""
     code = ("import sys, time, json\nsys.path.insert(0, sys.argv[1])\nout = []\n"
-            "for m in sys.argv[2:]:\n    t = time.perf_counter()\n"
-            "    if m == 'aiohttp.web' and (__import__('os').path.exists("
-            "'node/deferredcerts.py')):\n"
-            "        __import__('node.deferredcerts').deferredcerts.import_aiohttp()\n"
-            "    else:\n        __import__(m)\n"
+            "for m in sys.argv[2:]:\n    t = time.perf_counter()\n    m, _, fn = m.partition(':')\n"
+            "    mod = __import__(m, fromlist=['_'])\n    if fn:\n        getattr(mod, fn)()\n"
             "    out.append(time.perf_counter() - t)\nprint(json.dumps(out))")
-    r = subprocess.run([sys.executable, "-c", code, str(tree), *[m for m, _ in IMPORT_GROUPS]],
+    deferred = (tree / "node" / "deferredcerts.py").exists()
+    groups = ["node.deferredcerts:import_aiohttp" if m == "aiohttp.web" and deferred else m
+              for m, _ in IMPORT_GROUPS]
+    r = subprocess.run([sys.executable, "-c", code, str(tree), *groups],
                        cwd=tree, capture_output=True, text=True, check=True)
     return list(zip([name for _, name in IMPORT_GROUPS], json.loads(r.stdout)))
 
